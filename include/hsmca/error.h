@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * error.h -- the one error enum of hsmca.
+ * Every fallible function returns an enum hsmca_err. Each code has a stable kebab-case name (used
+ * as the problem+json `code` and in logs), an HTTP status and a one-line title, all in error.c.
+ * Codes are grouped by module in ranges of 100 and are never renumbered or reused: add new codes at
+ * the end of their module's range, and add the matching row in error.c.
+ */
+#ifndef HSMCA_ERROR_H
+#define HSMCA_ERROR_H
+
+#define HSMCA_MUSTCHECK __attribute__((warn_unused_result))
+
+enum hsmca_err {
+    HSMCA_OK = 0,
+
+    /* 1..99: generic */
+    HSMCA_E_NOMEM = 1,         /* allocation failed */
+    HSMCA_E_INVALID_ARG = 2,   /* a caller passed an argument outside the documented bounds */
+    HSMCA_E_TOO_LARGE = 3,     /* input larger than its named limit */
+    HSMCA_E_IO = 4,            /* a file could not be read or written */
+    HSMCA_E_INTERNAL = 5,      /* a library (OpenSSL, ...) failed unexpectedly */
+    HSMCA_E_RANDOM = 6,        /* the CSPRNG failed */
+    HSMCA_E_PARSE_NUMBER = 7,  /* not a decimal number within bounds */
+    HSMCA_E_BUSY = 8,          /* the object is in use (outstanding handles) */
+    HSMCA_E_NOT_FOUND = 9,     /* a named thing does not exist */
+    HSMCA_E_EXISTS = 10,       /* refusing to overwrite an existing thing */
+    HSMCA_E_SECURE_HEAP = 11,  /* OpenSSL's secure heap is not initialised or is full */
+    HSMCA_E_BAD_ENCODING = 12, /* text or binary input is not in the expected encoding */
+
+    /* 100..199: PKCS#11 tokens (token.c) */
+    HSMCA_E_MODULE_LOAD = 100,       /* the PKCS#11 module could not be loaded or initialised */
+    HSMCA_E_URI_INVALID = 101,       /* not a valid RFC 7512 pkcs11: URI */
+    HSMCA_E_TOKEN_NOT_FOUND = 102,   /* no token matches the URI */
+    HSMCA_E_TOKEN_AMBIGUOUS = 103,   /* more than one token matches the URI */
+    HSMCA_E_PIN_INCORRECT = 104,     /* C_Login refused the PIN */
+    HSMCA_E_PIN_LOCKED = 105,        /* the PIN is locked on the token */
+    HSMCA_E_PIN_INVALID = 106,       /* PIN length or characters not accepted */
+    HSMCA_E_NOT_LOGGED_IN = 107,     /* the operation needs a logged-in user */
+    HSMCA_E_KEY_NOT_FOUND = 108,     /* no key matches the URI */
+    HSMCA_E_KEY_EXISTS = 109,        /* a key with that label or id already exists */
+    HSMCA_E_NO_FREE_SLOT = 110,      /* no uninitialised token is left in the module */
+    HSMCA_E_TOKEN_FAILED = 111,      /* the token failed an operation (CKR_* in the log) */
+    HSMCA_E_TOKEN_REMOVED = 112,     /* the token or device went away */
+    HSMCA_E_KEY_AMBIGUOUS = 113,     /* more than one key matches the URI */
+    HSMCA_E_SIGN_FAILED = 114,       /* the token refused or failed to sign */
+    HSMCA_E_TOKEN_EXISTS = 115,      /* a token with that label already exists */
+    HSMCA_E_MECHANISM = 116,         /* the token lacks a needed mechanism */
+    HSMCA_E_ALREADY_LOGGED_IN = 117, /* another login is active on the token */
+
+    /* 200..299: store (store.c) */
+    HSMCA_E_STORE_OPEN = 200,       /* the database could not be opened */
+    HSMCA_E_STORE_SCHEMA = 201,     /* the database schema is newer than this program or broken */
+    HSMCA_E_STORE_WRITE = 202,      /* a write or commit failed (disk full, read-only, I/O) */
+    HSMCA_E_STORE_READ = 203,       /* a query failed */
+    HSMCA_E_STORE_CONSTRAINT = 204, /* a uniqueness or foreign-key constraint refused the change */
+    HSMCA_E_STORE_BUSY = 205,       /* the database is locked by another process */
+
+    /* 300..399: CSR intake (csr.c) */
+    /* 400..499: certificate profiles and Matter rules (profile.c, matter.c) */
+    /* 500..599: audit log (audit.c) */
+    /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
+    /* 700..799: daemon, HTTP, config (config.c, src/hsmcad) */
+};
+
+/* The stable kebab-case name of a code ("token-not-found"); "unknown-error" for an unknown value.
+ */
+const char *hsmca_err_code(enum hsmca_err e);
+/* A one-line English title ("No token matches the URI"). Never NULL. */
+const char *hsmca_err_title(enum hsmca_err e);
+/* The HTTP status an API edge answers for this code (500 for an unknown value). */
+int hsmca_err_http_status(enum hsmca_err e);
+/* Find a code by its stable name; HSMCA_E_NOT_FOUND if the name is unknown. OUT only on success. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_err_from_code(const char *name, enum hsmca_err *out);
+/* Number of defined codes, and the i-th one (0 <= i < count), for tests and documentation. */
+unsigned hsmca_err_count(void);
+enum hsmca_err hsmca_err_at(unsigned i);
+
+#endif

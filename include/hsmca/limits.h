@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * limits.h -- every hard limit on untrusted input, in one place (STYLE 21).
+ * Each limit is tested at N and at N+1 by the module that enforces it. Add new limits here, never
+ * as literals in a module.
+ */
+#ifndef HSMCA_LIMITS_H
+#define HSMCA_LIMITS_H
+
+/* PKCS#11 URIs (RFC 7512) as given in config or on the command line. */
+#define HSMCA_URI_MAX 1024
+/* A token label is 32 bytes, blank padded, in CK_TOKEN_INFO. */
+#define HSMCA_TOKEN_LABEL_MAX 32
+/* A token serial is 16 bytes in CK_TOKEN_INFO. */
+#define HSMCA_TOKEN_SERIAL_MAX 16
+/* CKA_LABEL of a key object, and CKA_ID in bytes. */
+#define HSMCA_KEY_LABEL_MAX 64
+#define HSMCA_KEY_ID_MAX 64
+/* User and SO PINs, in bytes (SoftHSM accepts 4..255). */
+#define HSMCA_PIN_MIN 4
+#define HSMCA_PIN_MAX 255
+/* A CKO_DATA object's CKA_VALUE (the audit anchor is far smaller). */
+#define HSMCA_DATA_OBJECT_MAX 4096
+/* A raw ECDSA P-256 signature (r||s) and its DER form. */
+#define HSMCA_ECDSA_P256_RAW 64
+#define HSMCA_ECDSA_P256_DER_MAX 72
+/* A digest handed to the token for signing (SHA-256). */
+#define HSMCA_DIGEST_MAX 64
+/* A PKCS#10 request, DER or PEM. */
+#define HSMCA_CSR_MAX 4096
+/* A store path. */
+#define HSMCA_PATH_MAX 4096
+
+#endif

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * store.h -- the persistent state of hsmca in SQLite (the embedded default).
+ * All SQL lives behind this interface (store.c and the src/lib/store_<area>.c files beside it), so
+ * a PostgreSQL backend can replace it without touching callers. The database runs in WAL mode with
+ * synchronous=FULL: a committed transaction survives a power loss. The schema is versioned in one
+ * place (the migration list in store.c); opening a database migrates it forward in one transaction
+ * and refuses a database newer than this program.
+ */
+#ifndef HSMCA_STORE_H
+#define HSMCA_STORE_H
+
+#include "hsmca/error.h"
+
+struct hsmca_store;
+
+/* The schema version this build writes (the length of the migration list). */
+int hsmca_store_schema_latest(void);
+
+/*
+ * Open (creating if absent) the database at path (<= HSMCA_PATH_MAX bytes), set WAL and
+ * synchronous=FULL, enable foreign keys, and migrate the schema to hsmca_store_schema_latest().
+ * On HSMCA_OK the caller closes *out with hsmca_store_close(). Returns HSMCA_E_STORE_OPEN,
+ * HSMCA_E_STORE_SCHEMA (newer than this build, or a migration failed: nothing was changed),
+ * HSMCA_E_STORE_BUSY.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_open(const char *path, struct hsmca_store **out);
+
+/*
+ * As hsmca_store_open, but stop migrating at version target (0 <= target <= latest). For tests
+ * of the migrations themselves.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_open_at(const char *path, int target,
+                                                   struct hsmca_store **out);
+
+/* Open an existing database read-only (no migration; refuses a schema other than latest). */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_open_readonly(const char *path,
+                                                         struct hsmca_store **out);
+
+/* Close the database. NULL is a no-op. */
+void hsmca_store_close(struct hsmca_store *st);
+
+/* The schema version of the open database. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_schema_version(struct hsmca_store *st, int *out);
+
+/*
+ * Transactions. begin takes the write lock at once (BEGIN IMMEDIATE); commit returns only when the
+ * transaction is durable; rollback undoes everything since begin. Nested begins are refused with
+ * HSMCA_E_INVALID_ARG. Returns HSMCA_E_STORE_WRITE, HSMCA_E_STORE_BUSY.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_begin(struct hsmca_store *st);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_commit(struct hsmca_store *st);
+void hsmca_store_rollback(struct hsmca_store *st);
+
+/* Small key/value settings (the `meta` table): key <= 64 bytes, value <= 4096 bytes. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_meta_set(struct hsmca_store *st, const char *key,
+                                                    const char *value);
+/* On HSMCA_OK *value_out is a new string the caller frees with free(); HSMCA_E_NOT_FOUND if
+ * absent. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_meta_get(struct hsmca_store *st, const char *key,
+                                                    char **value_out);
+
+/*
+ * Check that this connection runs with journal_mode=WAL and synchronous=FULL (for /readyz and the
+ * tests). Returns HSMCA_E_STORE_SCHEMA if either is off, HSMCA_E_STORE_READ if they cannot be read.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_check_durable(struct hsmca_store *st);
+
+/* Number of fsync-backed commits this handle has made (for the group-commit tests and bench). */
+unsigned long hsmca_store_commit_count(const struct hsmca_store *st);
+
+#endif

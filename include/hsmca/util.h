@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * util.h -- small checked helpers for untrusted text: bounded number parsing (the only one allowed,
+ * STYLE 26), hex encoding and decoding, file reading with a hard size limit.
+ * Nothing here allocates except hsmca_read_file, whose result the caller frees.
+ */
+#ifndef HSMCA_UTIL_H
+#define HSMCA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hsmca/error.h"
+
+/*
+ * Parse s[0..len) as a decimal number <= max: digits only, no sign, no spaces, no leading zeros
+ * (except "0" itself), 1..20 digits. On HSMCA_OK writes *out. Returns HSMCA_E_PARSE_NUMBER.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_parse_u64(const char *s, size_t len, uint64_t max,
+                                               uint64_t *out);
+
+/*
+ * Parse s[0..len) as hexadecimal (upper or lower case, even length, no prefix) into
+ * out[0..out_max). On HSMCA_OK writes *out_len. Returns HSMCA_E_BAD_ENCODING, HSMCA_E_TOO_LARGE.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_hex_decode(const char *s, size_t len, unsigned char *out,
+                                                size_t out_max, size_t *out_len);
+
+/* Write 2*len lowercase hex digits and a NUL into out (out_size >= 2*len+1). */
+void hsmca_hex_encode(const unsigned char *in, size_t len, char *out, size_t out_size);
+
+/*
+ * Read the whole file at path, at most max bytes. On HSMCA_OK *buf_out is a new NUL-terminated
+ * buffer (caller frees with free()) and *len_out its length without the NUL.
+ * Returns HSMCA_E_IO, HSMCA_E_TOO_LARGE, HSMCA_E_NOMEM.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_read_file(const char *path, size_t max,
+                                               unsigned char **buf_out, size_t *len_out);
+
+#endif

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cli.h -- what the subcommands of the hsmca command share: the command table entry, PIN input,
+ * and the module default. Exit codes: 0 success, 1 the operation failed or the input is invalid,
+ * 2 usage error.
+ */
+#ifndef HSMCA_CLI_H
+#define HSMCA_CLI_H
+
+#include "hsmca/error.h"
+#include "hsmca/secret.h"
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_USAGE 2
+
+#define CLI_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+
+struct cli_cmd {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+    void (*usage)(void);
+};
+
+/*
+ * Read a PIN: from the first line of file when file is not NULL (the file must not be readable by
+ * group or others), else from the terminal with echo off, prompting with prompt.
+ * On HSMCA_OK the caller clears *out with hsmca_secret_clear().
+ */
+HSMCA_MUSTCHECK enum hsmca_err cli_read_pin(const char *file, const char *prompt,
+                                            struct hsmca_secret *out);
+
+/* Print "hsmca: <what>: <code>: <title>" on stderr and return CLI_EXIT_FAIL. */
+int cli_fail(const char *what, enum hsmca_err e);
+
+int cmd_token(int argc, char **argv);
+void usage_token(void);
+
+#endif

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cmd_token.c -- `hsmca token`: show a token, generate a P-256 key inside it (sensitive, never
+ * extractable), print a key's public half. For key ceremonies and for checking a deployment.
+ * Never prints or stores a PIN.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+
+#include "hsmca/token.h"
+
+#include "cli.h"
+
+void
+usage_token(void)
+{
+    printf("usage: hsmca token info   [--module PATH] TOKEN-URI\n"
+           "       hsmca token keygen [--module PATH] [--pin-file FILE] [--derive] KEY-URI\n"
+           "       hsmca token pubkey [--module PATH] KEY-URI\n"
+           "\n"
+           "TOKEN-URI names a token by label or serial (RFC 7512), never by slot:\n"
+           "  pkcs11:token=hsmca-pai-8000\n"
+           "KEY-URI also names the key by label (object=) and/or id (id=%%01%%02):\n"
+           "  pkcs11:token=hsmca-pai-8000;object=pai-key\n"
+           "\n"
+           "keygen makes a P-256 key pair inside the token with CKA_SENSITIVE=true and\n"
+           "CKA_EXTRACTABLE=false, refuses a label or id already present, and prints the public\n"
+           "key as PEM. --derive also allows ECDH (approver keys). The user PIN is read from\n"
+           "--pin-file (mode 600) or prompted for on the terminal.\n"
+           "--module defaults to %s.\n",
+           CLI_DEFAULT_MODULE);
+}
+
+int
+cmd_token(int argc, char **argv)
+{
+    static const struct option opts[] = {{"module", required_argument, NULL, 'm'},
+                                         {"pin-file", required_argument, NULL, 'p'},
+                                         {"derive", no_argument, NULL, 'd'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *module = CLI_DEFAULT_MODULE, *pin_file = NULL, *verb, *uri;
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *tok = NULL;
+    struct hsmca_key *key = NULL;
+    struct hsmca_secret pin = {NULL, 0};
+    struct hsmca_uri u;
+    EVP_PKEY *pub = NULL;
+    enum hsmca_err e;
+    int derive = 0, c, rc = CLI_EXIT_FAIL;
+
+    if (argc < 2) {
+        usage_token();
+        return CLI_EXIT_USAGE;
+    }
+    verb = argv[1];
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "m:p:dh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            module = optarg;
+            break;
+        case 'p':
+            pin_file = optarg;
+            break;
+        case 'd':
+            derive = 1;
+            break;
+        case 'h':
+            usage_token();
+            return CLI_EXIT_OK;
+        default:
+            usage_token();
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        usage_token();
+        return CLI_EXIT_USAGE;
+    }
+    uri = argv[optind];
+    if (strcmp(verb, "info") != 0 && strcmp(verb, "keygen") != 0 && strcmp(verb, "pubkey") != 0) {
+        fprintf(stderr, "hsmca token: unknown verb '%s'\n", verb);
+        return CLI_EXIT_USAGE;
+    }
+    e = hsmca_uri_parse(uri, strlen(uri), &u);
+    if (e != HSMCA_OK) {
+        cli_fail(uri, e);
+        return CLI_EXIT_USAGE;
+    }
+    e = hsmca_p11_open(module, &p11);
+    if (e != HSMCA_OK) {
+        cli_fail(module, e);
+        goto out;
+    }
+    e = hsmca_token_open(p11, uri, &tok);
+    if (e != HSMCA_OK) {
+        cli_fail(uri, e);
+        goto out;
+    }
+    if (strcmp(verb, "info") == 0) {
+        struct hsmca_token_info ti;
+
+        e = hsmca_token_info(tok, &ti);
+        if (e != HSMCA_OK) {
+            cli_fail("token info", e);
+            goto out;
+        }
+        printf("label: %s\nserial: %s\nmanufacturer: %s\nmodel: %s\n"
+               "user-pin: %s%s%s%s\n",
+               ti.label, ti.serial, ti.manufacturer, ti.model, ti.user_pin_set ? "set" : "not set",
+               ti.pin_count_low ? ", count low" : "", ti.pin_final_try ? ", final try" : "",
+               ti.pin_locked ? ", LOCKED" : "");
+        rc = CLI_EXIT_OK;
+        goto out;
+    }
+    if (strcmp(verb, "pubkey") == 0) {
+        e = hsmca_token_public_key(tok, uri, &pub);
+        if (e != HSMCA_OK) {
+            cli_fail(uri, e);
+            goto out;
+        }
+        rc = PEM_write_PUBKEY(stdout, pub) == 1 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+        goto out;
+    }
+    /* keygen */
+    if (!(u.have & HSMCA_URI_HAVE_OBJECT)) {
+        fprintf(stderr, "hsmca token keygen: the URI must name the key: ;object=LABEL\n");
+        rc = CLI_EXIT_USAGE;
+        goto out;
+    }
+    e = cli_read_pin(pin_file, "User PIN: ", &pin);
+    if (e == HSMCA_OK)
+        e = hsmca_token_login(tok, &pin);
+    hsmca_secret_clear(&pin);
+    if (e != HSMCA_OK) {
+        cli_fail("login", e);
+        goto out;
+    }
+    e = hsmca_token_generate_key(
+        tok, u.object, (u.have & HSMCA_URI_HAVE_ID) ? u.id : NULL, u.id_len,
+        derive ? HSMCA_KEY_USAGE_SIGN | HSMCA_KEY_USAGE_DERIVE : HSMCA_KEY_USAGE_SIGN, &key);
+    if (e != HSMCA_OK) {
+        cli_fail("keygen", e);
+        goto out;
+    }
+    rc = PEM_write_PUBKEY(stdout, hsmca_key_public(key)) == 1 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+    EVP_PKEY_free(pub);
+    hsmca_key_free(key);
+    if (tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
+        rc = CLI_EXIT_FAIL;
+    if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
+        rc = CLI_EXIT_FAIL;
+    return rc;
+}

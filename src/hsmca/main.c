@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * main.c -- the hsmca command: dispatches to one subcommand per file (cmd_<name>.c).
+ * Owns process set-up and teardown: the secure heap at start, OpenSSL's cleanup at exit (after
+ * every subcommand has unloaded its PKCS#11 module).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <openssl/crypto.h>
+
+#include "cli.h"
+
+static const struct cli_cmd cmds[] = {
+    {"token", "inspect tokens and generate CA keys inside them", cmd_token, usage_token},
+};
+
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static void
+usage(FILE *f)
+{
+    size_t i;
+
+    fprintf(f, "usage: hsmca <command> [options]\n       hsmca help <command>\n"
+               "       hsmca --version\n\ncommands:\n");
+    for (i = 0; i < NCMDS; i++)
+        fprintf(f, "  %-14s %s\n", cmds[i].name, cmds[i].summary);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct rlimit nocore = {0, 0};
+    size_t i;
+    int rc;
+
+    /* secrets pass through this process: no core dumps, no ptrace by other users */
+    (void)setrlimit(RLIMIT_CORE, &nocore);
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (hsmca_secure_heap_init(0) != HSMCA_OK)
+        fprintf(stderr, "hsmca: warning: no secure heap (mlock limit); secrets are wiped but "
+                        "may be swapped\n");
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("hsmca %s\n", HSMCA_VERSION);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "help") == 0) {
+        if (argc < 3) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        for (i = 0; i < NCMDS; i++) {
+            if (strcmp(argv[2], cmds[i].name) == 0) {
+                cmds[i].usage();
+                return CLI_EXIT_OK;
+            }
+        }
+        fprintf(stderr, "hsmca: unknown command '%s'\n", argv[2]);
+        return CLI_EXIT_USAGE;
+    }
+    for (i = 0; i < NCMDS; i++) {
+        if (strcmp(argv[1], cmds[i].name) == 0) {
+            rc = cmds[i].run(argc - 1, argv + 1);
+            OPENSSL_cleanup();
+            return rc;
+        }
+    }
+    fprintf(stderr, "hsmca: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}

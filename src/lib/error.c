@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * error.c -- the table behind enum hsmca_err: one row per code with its stable name, HTTP status
+ * and title. Owns nothing at run time. Rows are never renumbered or removed; a test checks that
+ * every name is unique, kebab-case, and that every status is a real HTTP status.
+ */
+#include "hsmca/error.h"
+
+#include <stddef.h>
+#include <string.h>
+
+struct row {
+    enum hsmca_err code;
+    const char *name;
+    int status;
+    const char *title;
+};
+
+static const struct row rows[] = {
+    {HSMCA_OK, "ok", 200, "Success"},
+
+    {HSMCA_E_NOMEM, "out-of-memory", 503, "Out of memory"},
+    {HSMCA_E_INVALID_ARG, "invalid-argument", 400, "Invalid argument"},
+    {HSMCA_E_TOO_LARGE, "too-large", 413, "Input exceeds its size limit"},
+    {HSMCA_E_IO, "io-error", 500, "A file could not be read or written"},
+    {HSMCA_E_INTERNAL, "internal-error", 500, "Internal error in a cryptographic library"},
+    {HSMCA_E_RANDOM, "random-failed", 503, "The random number generator failed"},
+    {HSMCA_E_PARSE_NUMBER, "bad-number", 400, "Not a decimal number within bounds"},
+    {HSMCA_E_BUSY, "busy", 409, "The object is still in use"},
+    {HSMCA_E_NOT_FOUND, "not-found", 404, "Not found"},
+    {HSMCA_E_EXISTS, "already-exists", 409, "Refusing to overwrite an existing object"},
+    {HSMCA_E_SECURE_HEAP, "secure-heap", 503, "The secure heap is not initialised or is exhausted"},
+    {HSMCA_E_BAD_ENCODING, "bad-encoding", 400, "Input is not in the expected encoding"},
+
+    {HSMCA_E_MODULE_LOAD, "module-load-failed", 503,
+     "The PKCS#11 module could not be loaded; check the module path"},
+    {HSMCA_E_URI_INVALID, "uri-invalid", 400, "Not a valid RFC 7512 pkcs11: URI"},
+    {HSMCA_E_TOKEN_NOT_FOUND, "token-not-found", 404,
+     "No token matches the URI; check its token= or serial= attribute"},
+    {HSMCA_E_TOKEN_AMBIGUOUS, "token-ambiguous", 409,
+     "More than one token matches the URI; add serial= to the URI"},
+    {HSMCA_E_PIN_INCORRECT, "pin-incorrect", 403, "The token refused the PIN"},
+    {HSMCA_E_PIN_LOCKED, "pin-locked", 403,
+     "The PIN is locked on the token; the security officer must reset it"},
+    {HSMCA_E_PIN_INVALID, "pin-invalid", 400, "The token does not accept a PIN of this length"},
+    {HSMCA_E_NOT_LOGGED_IN, "not-logged-in", 409, "The operation needs a logged-in token"},
+    {HSMCA_E_KEY_NOT_FOUND, "key-not-found", 404,
+     "No key matches the URI; check its object= or id= attribute"},
+    {HSMCA_E_KEY_EXISTS, "key-exists", 409, "A key with that label or id already exists"},
+    {HSMCA_E_NO_FREE_SLOT, "no-free-slot", 507,
+     "The module has no uninitialised token left; free or add a slot"},
+    {HSMCA_E_TOKEN_FAILED, "token-failed", 502, "The token failed the operation"},
+    {HSMCA_E_TOKEN_REMOVED, "token-removed", 503, "The token or its device is not present"},
+    {HSMCA_E_KEY_AMBIGUOUS, "key-ambiguous", 409,
+     "More than one key matches the URI; add id= to the URI"},
+    {HSMCA_E_SIGN_FAILED, "sign-failed", 502, "The token refused or failed to sign"},
+    {HSMCA_E_TOKEN_EXISTS, "token-exists", 409, "A token with that label already exists"},
+    {HSMCA_E_MECHANISM, "mechanism-unsupported", 502, "The token lacks a required mechanism"},
+    {HSMCA_E_ALREADY_LOGGED_IN, "already-logged-in", 409,
+     "The token is already logged in by another operation"},
+
+    {HSMCA_E_STORE_OPEN, "store-open-failed", 503,
+     "The database could not be opened; check the store path and its permissions"},
+    {HSMCA_E_STORE_SCHEMA, "store-schema", 503,
+     "The database schema is unknown to this version of hsmca"},
+    {HSMCA_E_STORE_WRITE, "store-write-failed", 503,
+     "The database refused a write (disk full, read-only or I/O error)"},
+    {HSMCA_E_STORE_READ, "store-read-failed", 503, "A database query failed"},
+    {HSMCA_E_STORE_CONSTRAINT, "store-constraint", 409,
+     "The change conflicts with an existing record"},
+    {HSMCA_E_STORE_BUSY, "store-busy", 503, "The database is locked by another process"},
+};
+
+static const struct row *
+find(enum hsmca_err e)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        if (rows[i].code == e)
+            return &rows[i];
+    }
+    return NULL;
+}
+
+const char *
+hsmca_err_code(enum hsmca_err e)
+{
+    const struct row *r = find(e);
+
+    return r != NULL ? r->name : "unknown-error";
+}
+
+const char *
+hsmca_err_title(enum hsmca_err e)
+{
+    const struct row *r = find(e);
+
+    return r != NULL ? r->title : "Unknown error";
+}
+
+int
+hsmca_err_http_status(enum hsmca_err e)
+{
+    const struct row *r = find(e);
+
+    return r != NULL ? r->status : 500;
+}
+
+enum hsmca_err
+hsmca_err_from_code(const char *name, enum hsmca_err *out)
+{
+    size_t i;
+
+    if (name == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        if (strcmp(rows[i].name, name) == 0) {
+            *out = rows[i].code;
+            return HSMCA_OK;
+        }
+    }
+    return HSMCA_E_NOT_FOUND;
+}
+
+unsigned
+hsmca_err_count(void)
+{
+    return (unsigned)(sizeof(rows) / sizeof(rows[0]));
+}
+
+enum hsmca_err
+hsmca_err_at(unsigned i)
+{
+    if (i >= hsmca_err_count())
+        return HSMCA_E_INVALID_ARG;
+    return rows[i].code;
+}

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * store.c -- opening the SQLite database, its durability settings, the schema and its migrations,
+ * transactions and the `meta` table. The migration list below is the one place the schema is
+ * defined: each entry moves the database from version i to i+1 and is never edited once released;
+ * a change is a new entry. Area-specific queries live in store_<area>.c beside this file.
+ * Never stores a secret: PINs and shares reach the store only sealed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hsmca/limits.h"
+#include "hsmca/log.h"
+
+#include "store_internal.h"
+
+/*
+ * The migrations, in order. Version n is reached by running migrations[0..n).
+ * Reserved numbering while the first release is being built: 1 core (meta), 2 audit log,
+ * 3 CAs and certificates, 4 quorum. Append; never reorder.
+ */
+static const char *const migrations[] = {
+    /* 1: core settings */
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY NOT NULL CHECK (length(key) BETWEEN 1 AND 64),"
+    "  value TEXT NOT NULL CHECK (length(value) <= 4096)"
+    ") STRICT;",
+};
+
+#define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
+
+int
+hsmca_store_schema_latest(void)
+{
+    return MIGRATIONS;
+}
+
+enum hsmca_err
+hsmca_store_rc(sqlite3 *db, int rc, int write_ctx)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return HSMCA_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return HSMCA_E_STORE_BUSY;
+    case SQLITE_CONSTRAINT:
+        return HSMCA_E_STORE_CONSTRAINT;
+    case SQLITE_NOMEM:
+        return HSMCA_E_NOMEM;
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_IOERR:
+        hsmca_log(HSMCA_LOG_ERROR, "store", "write-failed", "rc=%d msg=\"%s\"", rc,
+                  db != NULL ? sqlite3_errmsg(db) : "");
+        return HSMCA_E_STORE_WRITE;
+    default:
+        hsmca_log(HSMCA_LOG_DEBUG, "store", "sqlite-error", "rc=%d msg=\"%s\"", rc,
+                  db != NULL ? sqlite3_errmsg(db) : "");
+        return write_ctx ? HSMCA_E_STORE_WRITE : HSMCA_E_STORE_READ;
+    }
+}
+
+static enum hsmca_err
+exec(sqlite3 *db, const char *sql, int write_ctx)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+
+    return hsmca_store_rc(db, rc, write_ctx);
+}
+
+static enum hsmca_err
+user_version(sqlite3 *db, int *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return hsmca_store_rc(db, rc, 0) == HSMCA_OK ? HSMCA_E_STORE_READ
+                                                     : hsmca_store_rc(db, rc, 0);
+    }
+    *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return HSMCA_OK;
+}
+
+/* Run migrations from the current version up to target, all in one transaction. */
+static enum hsmca_err
+migrate(sqlite3 *db, int target)
+{
+    enum hsmca_err rc;
+    char pragma[48];
+    int v = 0, i;
+
+    rc = exec(db, "BEGIN IMMEDIATE", 1);
+    if (rc != HSMCA_OK)
+        return rc;
+    rc = user_version(db, &v);
+    if (rc != HSMCA_OK)
+        goto fail;
+    if (v > MIGRATIONS) {
+        hsmca_log(HSMCA_LOG_ERROR, "store", "schema-too-new",
+                  "have=%d know=%d reason=\"database written by a newer hsmca\"", v, MIGRATIONS);
+        rc = HSMCA_E_STORE_SCHEMA;
+        goto fail;
+    }
+    if (v >= target) {
+        (void)exec(db, "ROLLBACK", 0);
+        return HSMCA_OK;
+    }
+    for (i = v; i < target; i++) {
+        rc = exec(db, migrations[i], 1);
+        if (rc != HSMCA_OK) {
+            hsmca_log(HSMCA_LOG_ERROR, "store", "migration-failed", "to=%d msg=\"%s\"", i + 1,
+                      sqlite3_errmsg(db));
+            rc = HSMCA_E_STORE_SCHEMA;
+            goto fail;
+        }
+    }
+    snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", target);
+    rc = exec(db, pragma, 1);
+    if (rc != HSMCA_OK)
+        goto fail;
+    rc = exec(db, "COMMIT", 1);
+    if (rc != HSMCA_OK)
+        goto fail;
+    hsmca_log(HSMCA_LOG_INFO, "store", "migrated", "from=%d to=%d", v, target);
+    return HSMCA_OK;
+fail:
+    (void)exec(db, "ROLLBACK", 0);
+    return rc;
+}
+
+static enum hsmca_err
+open_db(const char *path, int target, int readonly, struct hsmca_store **out)
+{
+    struct hsmca_store *st = NULL;
+    enum hsmca_err rc = HSMCA_E_STORE_OPEN;
+    int flags, src;
+
+    if (path == NULL || out == NULL || strlen(path) > HSMCA_PATH_MAX)
+        return HSMCA_E_INVALID_ARG;
+    if (target < 0 || target > MIGRATIONS)
+        return HSMCA_E_INVALID_ARG;
+    st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return HSMCA_E_NOMEM;
+    pthread_mutex_init(&st->lock, NULL);
+    st->readonly = readonly;
+    flags = SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW;
+    flags |= readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    src = sqlite3_open_v2(path, &st->db, flags, NULL);
+    if (src != SQLITE_OK) {
+        hsmca_log(HSMCA_LOG_ERROR, "store", "open-failed", "path=%s msg=\"%s\"", path,
+                  st->db != NULL ? sqlite3_errmsg(st->db) : "out of memory");
+        goto out;
+    }
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, 5000);
+    if (!readonly) {
+        /* WAL + FULL: a commit is durable once it returns (see DESIGN.md, Audit log). */
+        rc = exec(st->db, "PRAGMA journal_mode=WAL", 1);
+        if (rc == HSMCA_OK)
+            rc = exec(st->db, "PRAGMA synchronous=FULL", 1);
+        if (rc == HSMCA_OK)
+            rc = exec(st->db, "PRAGMA foreign_keys=ON", 1);
+        if (rc != HSMCA_OK) {
+            rc = rc == HSMCA_E_STORE_BUSY ? rc : HSMCA_E_STORE_OPEN;
+            goto out;
+        }
+        rc = migrate(st->db, target);
+        if (rc != HSMCA_OK)
+            goto out;
+    } else {
+        int v = 0;
+
+        rc = user_version(st->db, &v);
+        if (rc != HSMCA_OK) {
+            rc = HSMCA_E_STORE_OPEN;
+            goto out;
+        }
+        if (v != MIGRATIONS) {
+            rc = HSMCA_E_STORE_SCHEMA;
+            goto out;
+        }
+        (void)exec(st->db, "PRAGMA query_only=ON", 0);
+    }
+    *out = st;
+    st = NULL;
+    rc = HSMCA_OK;
+out:
+    hsmca_store_close(st);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_open(const char *path, struct hsmca_store **out)
+{
+    return open_db(path, MIGRATIONS, 0, out);
+}
+
+enum hsmca_err
+hsmca_store_open_at(const char *path, int target, struct hsmca_store **out)
+{
+    return open_db(path, target, 0, out);
+}
+
+enum hsmca_err
+hsmca_store_open_readonly(const char *path, struct hsmca_store **out)
+{
+    return open_db(path, MIGRATIONS, 1, out);
+}
+
+void
+hsmca_store_close(struct hsmca_store *st)
+{
+    if (st == NULL)
+        return;
+    if (st->in_txn)
+        (void)exec(st->db, "ROLLBACK", 0);
+    if (st->db != NULL)
+        sqlite3_close_v2(st->db);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}
+
+enum hsmca_err
+hsmca_store_schema_version(struct hsmca_store *st, int *out)
+{
+    enum hsmca_err rc;
+    int v = 0;
+
+    if (st == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    rc = user_version(st->db, &v);
+    pthread_mutex_unlock(&st->lock);
+    if (rc == HSMCA_OK)
+        *out = v;
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_begin(struct hsmca_store *st)
+{
+    enum hsmca_err rc;
+
+    if (st == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (st->readonly)
+        return HSMCA_E_STORE_WRITE;
+    pthread_mutex_lock(&st->lock);
+    if (st->in_txn) {
+        pthread_mutex_unlock(&st->lock);
+        return HSMCA_E_INVALID_ARG;
+    }
+    rc = exec(st->db, "BEGIN IMMEDIATE", 1);
+    if (rc == HSMCA_OK)
+        st->in_txn = 1;
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_commit(struct hsmca_store *st)
+{
+    enum hsmca_err rc;
+
+    if (st == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    if (!st->in_txn) {
+        pthread_mutex_unlock(&st->lock);
+        return HSMCA_E_INVALID_ARG;
+    }
+    rc = exec(st->db, "COMMIT", 1);
+    if (rc == HSMCA_OK) {
+        st->in_txn = 0;
+        st->commits++;
+    } else {
+        /* a failed COMMIT leaves the transaction open: undo it so nothing half-done remains */
+        (void)exec(st->db, "ROLLBACK", 0);
+        st->in_txn = 0;
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+void
+hsmca_store_rollback(struct hsmca_store *st)
+{
+    if (st == NULL)
+        return;
+    pthread_mutex_lock(&st->lock);
+    if (st->in_txn)
+        (void)exec(st->db, "ROLLBACK", 0);
+    st->in_txn = 0;
+    pthread_mutex_unlock(&st->lock);
+}
+
+unsigned long
+hsmca_store_commit_count(const struct hsmca_store *st)
+{
+    return st != NULL ? st->commits : 0;
+}
+
+enum hsmca_err
+hsmca_store_meta_set(struct hsmca_store *st, const char *key, const char *value)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || key == NULL || value == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (strlen(key) == 0 || strlen(key) > 64 || strlen(value) > 4096)
+        return HSMCA_E_TOO_LARGE;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db,
+                             "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    rc = hsmca_store_rc(st->db, src, 1);
+    if (rc == HSMCA_OK && !st->in_txn)
+        st->commits++;
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_meta_get(struct hsmca_store *st, const char *key, char **value_out)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || key == NULL || value_out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = ?1", -1, &s, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_text(s, 0);
+        char *copy = strdup(v != NULL ? (const char *)v : "");
+
+        rc = copy != NULL ? HSMCA_OK : HSMCA_E_NOMEM;
+        if (copy != NULL)
+            *value_out = copy;
+    } else if (src == SQLITE_DONE) {
+        rc = HSMCA_E_NOT_FOUND;
+    } else {
+        rc = hsmca_store_rc(st->db, src, 0);
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+static enum hsmca_err
+pragma_text(sqlite3 *db, const char *sql, char *out, size_t out_size)
+{
+    sqlite3_stmt *s = NULL;
+    int src;
+
+    src = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    if (src != SQLITE_ROW) {
+        sqlite3_finalize(s);
+        return HSMCA_E_STORE_READ;
+    }
+    snprintf(out, out_size, "%s", (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_check_durable(struct hsmca_store *st)
+{
+    char journal[16] = "", sync[16] = "";
+    enum hsmca_err rc;
+
+    if (st == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    rc = pragma_text(st->db, "PRAGMA journal_mode", journal, sizeof(journal));
+    if (rc == HSMCA_OK)
+        rc = pragma_text(st->db, "PRAGMA synchronous", sync, sizeof(sync));
+    pthread_mutex_unlock(&st->lock);
+    if (rc != HSMCA_OK)
+        return rc;
+    /* synchronous: 2 = FULL, 3 = EXTRA */
+    if (strcmp(journal, "wal") != 0 || (strcmp(sync, "2") != 0 && strcmp(sync, "3") != 0))
+        return HSMCA_E_STORE_SCHEMA;
+    return HSMCA_OK;
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * util.c -- bounded parsers and encoders for untrusted text, and a size-capped file reader.
+ * Owns nothing beyond the buffer it returns from hsmca_read_file. Never trusts a length it did not
+ * check.
+ */
+#include "hsmca/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum hsmca_err
+hsmca_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i;
+
+    if (s == NULL || out == NULL || len == 0 || len > 20)
+        return HSMCA_E_PARSE_NUMBER;
+    if (len > 1 && s[0] == '0')
+        return HSMCA_E_PARSE_NUMBER;
+    for (i = 0; i < len; i++) {
+        unsigned d;
+
+        if (s[i] < '0' || s[i] > '9')
+            return HSMCA_E_PARSE_NUMBER;
+        d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return HSMCA_E_PARSE_NUMBER;
+        v = v * 10 + d;
+    }
+    if (v > max)
+        return HSMCA_E_PARSE_NUMBER;
+    *out = v;
+    return HSMCA_OK;
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+enum hsmca_err
+hsmca_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_max, size_t *out_len)
+{
+    size_t i;
+
+    if (s == NULL || out_len == NULL || (out == NULL && len > 0))
+        return HSMCA_E_INVALID_ARG;
+    if (len % 2 != 0)
+        return HSMCA_E_BAD_ENCODING;
+    if (len / 2 > out_max)
+        return HSMCA_E_TOO_LARGE;
+    for (i = 0; i < len; i += 2) {
+        int hi = hexval(s[i]);
+        int lo = hexval(s[i + 1]);
+
+        if (hi < 0 || lo < 0)
+            return HSMCA_E_BAD_ENCODING;
+        out[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    *out_len = len / 2;
+    return HSMCA_OK;
+}
+
+void
+hsmca_hex_encode(const unsigned char *in, size_t len, char *out, size_t out_size)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+
+    if (out == NULL || out_size == 0)
+        return;
+    if (out_size < 2 * len + 1)
+        len = (out_size - 1) / 2;
+    for (i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+enum hsmca_err
+hsmca_read_file(const char *path, size_t max, unsigned char **buf_out, size_t *len_out)
+{
+    enum hsmca_err rc = HSMCA_E_IO;
+    unsigned char *buf = NULL;
+    size_t cap = 0, len = 0;
+    int fd = -1;
+
+    if (path == NULL || buf_out == NULL || len_out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        goto out;
+    for (;;) {
+        ssize_t n;
+
+        if (len == cap) {
+            unsigned char *nb;
+            size_t ncap = cap == 0 ? 4096 : cap * 2;
+
+            if (cap > max) {
+                rc = HSMCA_E_TOO_LARGE;
+                goto out;
+            }
+            if (ncap > max + 1)
+                ncap = max + 1;
+            nb = realloc(buf, ncap + 1);
+            if (nb == NULL) {
+                rc = HSMCA_E_NOMEM;
+                goto out;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        n = read(fd, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > max) {
+            rc = HSMCA_E_TOO_LARGE;
+            goto out;
+        }
+    }
+    if (buf == NULL) {
+        buf = malloc(1);
+        if (buf == NULL) {
+            rc = HSMCA_E_NOMEM;
+            goto out;
+        }
+    }
+    buf[len] = '\0';
+    *buf_out = buf;
+    *len_out = len;
+    buf = NULL;
+    rc = HSMCA_OK;
+out:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}

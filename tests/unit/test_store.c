@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_store.c -- the store skeleton: durability pragmas, migrations from every version, a newer
+ * schema refused without change, garbage and unwritable paths refused, transactions and meta.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "hsmca/store.h"
+
+#include "fixture.h"
+
+struct ctx {
+    char dir[512];
+    char db[600];
+};
+
+static int
+setup(void **state)
+{
+    struct ctx *c = calloc(1, sizeof(*c));
+
+    if (c == NULL || fx_tmpdir("store", c->dir, sizeof(c->dir)) != 0)
+        return -1;
+    snprintf(c->db, sizeof(c->db), "%s/hsmca.db", c->dir);
+    *state = c;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct ctx *c = *state;
+
+    fx_rmtree(c->dir);
+    free(c);
+    return 0;
+}
+
+static int
+pragma_int(const char *db, const char *sql, char *text, size_t text_size)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *s = NULL;
+    int v = -1;
+
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &s, NULL), SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        v = sqlite3_column_int(s, 0);
+        if (text != NULL)
+            snprintf(text, text_size, "%s", (const char *)sqlite3_column_text(s, 0));
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+    return v;
+}
+
+static void
+refuses_garbage_and_unwritable_paths(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_store *st = NULL;
+    char path[700];
+    FILE *f;
+
+    assert_int_equal(hsmca_store_open(NULL, &st), HSMCA_E_INVALID_ARG);
+    snprintf(path, sizeof(path), "%s/no/such/dir/x.db", c->dir);
+    assert_int_equal(hsmca_store_open(path, &st), HSMCA_E_STORE_OPEN);
+    assert_null(st);
+    snprintf(path, sizeof(path), "%s/garbage.db", c->dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("this is not an SQLite database, and it is long enough to have a header......", f);
+    fclose(f);
+    assert_int_equal(hsmca_store_open(path, &st), HSMCA_E_STORE_OPEN);
+    assert_null(st);
+    assert_int_equal(hsmca_store_open_readonly(c->db, &st), HSMCA_E_STORE_OPEN);
+}
+
+static void
+new_database_is_durable_and_current(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_store *st = NULL;
+    char mode[32];
+    int v = -1;
+
+    assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
+    assert_int_equal(hsmca_store_schema_version(st, &v), HSMCA_OK);
+    assert_int_equal(v, hsmca_store_schema_latest());
+    assert_int_equal(hsmca_store_check_durable(st), HSMCA_OK);
+    hsmca_store_close(st);
+    pragma_int(c->db, "PRAGMA journal_mode", mode, sizeof(mode));
+    assert_string_equal(mode, "wal");
+    assert_int_equal(pragma_int(c->db, "PRAGMA user_version", NULL, 0),
+                     hsmca_store_schema_latest());
+}
+
+static void
+migrates_forward_from_every_version(void **state)
+{
+    struct ctx *c = *state;
+    int latest = hsmca_store_schema_latest(), from;
+
+    for (from = 0; from <= latest; from++) {
+        struct hsmca_store *st = NULL;
+        char path[700];
+        int v = -1;
+
+        snprintf(path, sizeof(path), "%s/m%d.db", c->dir, from);
+        assert_int_equal(hsmca_store_open_at(path, from, &st), HSMCA_OK);
+        assert_int_equal(hsmca_store_schema_version(st, &v), HSMCA_OK);
+        assert_int_equal(v, from);
+        hsmca_store_close(st);
+        st = NULL;
+        assert_int_equal(hsmca_store_open(path, &st), HSMCA_OK);
+        assert_int_equal(hsmca_store_schema_version(st, &v), HSMCA_OK);
+        assert_int_equal(v, latest);
+        /* migrating again is a no-op */
+        hsmca_store_close(st);
+        st = NULL;
+        assert_int_equal(hsmca_store_open(path, &st), HSMCA_OK);
+        assert_int_equal(hsmca_store_meta_set(st, "k", "v"), HSMCA_OK);
+        hsmca_store_close(st);
+    }
+    assert_int_equal(hsmca_store_open_at(c->db, latest + 1, &(struct hsmca_store *){NULL}),
+                     HSMCA_E_INVALID_ARG);
+}
+
+static void
+newer_schema_is_refused_untouched(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_store *st = NULL;
+    sqlite3 *h = NULL;
+    char sql[64];
+
+    assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
+    hsmca_store_close(st);
+    st = NULL;
+    assert_int_equal(sqlite3_open(c->db, &h), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", hsmca_store_schema_latest() + 1);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_E_STORE_SCHEMA);
+    assert_null(st);
+    assert_int_equal(pragma_int(c->db, "PRAGMA user_version", NULL, 0),
+                     hsmca_store_schema_latest() + 1);
+    assert_int_equal(hsmca_store_open_readonly(c->db, &st), HSMCA_E_STORE_SCHEMA);
+}
+
+static void
+transactions_and_meta(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_store *st = NULL, *ro = NULL;
+    char *v = NULL, big[5000];
+    unsigned long commits;
+
+    assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
+    assert_int_equal(hsmca_store_meta_get(st, "absent", &v), HSMCA_E_NOT_FOUND);
+    assert_null(v);
+    memset(big, 'x', sizeof(big));
+    big[4096] = '\0';
+    assert_int_equal(hsmca_store_meta_set(st, "big", big), HSMCA_OK);
+    big[4097] = '\0';
+    big[4096] = 'x';
+    assert_int_equal(hsmca_store_meta_set(st, "big", big), HSMCA_E_TOO_LARGE);
+    assert_int_equal(hsmca_store_meta_set(st, "", "v"), HSMCA_E_TOO_LARGE);
+
+    assert_int_equal(hsmca_store_begin(st), HSMCA_OK);
+    assert_int_equal(hsmca_store_begin(st), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_meta_set(st, "k", "rolled-back"), HSMCA_OK);
+    hsmca_store_rollback(st);
+    assert_int_equal(hsmca_store_meta_get(st, "k", &v), HSMCA_E_NOT_FOUND);
+
+    commits = hsmca_store_commit_count(st);
+    assert_int_equal(hsmca_store_begin(st), HSMCA_OK);
+    assert_int_equal(hsmca_store_meta_set(st, "k", "one"), HSMCA_OK);
+    assert_int_equal(hsmca_store_meta_set(st, "k", "two"), HSMCA_OK);
+    assert_int_equal(hsmca_store_commit(st), HSMCA_OK);
+    assert_int_equal(hsmca_store_commit_count(st), commits + 1);
+    assert_int_equal(hsmca_store_commit(st), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_meta_get(st, "k", &v), HSMCA_OK);
+    assert_string_equal(v, "two");
+    free(v);
+    v = NULL;
+
+    /* a read-only handle sees committed data and cannot write */
+    assert_int_equal(hsmca_store_open_readonly(c->db, &ro), HSMCA_OK);
+    assert_int_equal(hsmca_store_meta_get(ro, "k", &v), HSMCA_OK);
+    assert_string_equal(v, "two");
+    free(v);
+    assert_int_not_equal(hsmca_store_meta_set(ro, "k", "three"), HSMCA_OK);
+    assert_int_equal(hsmca_store_begin(ro), HSMCA_E_STORE_WRITE);
+    hsmca_store_close(ro);
+    hsmca_store_close(st);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(refuses_garbage_and_unwritable_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(new_database_is_durable_and_current, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrates_forward_from_every_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(newer_schema_is_refused_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(transactions_and_meta, setup, teardown),
+    };
+
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_util.c -- bounded number parsing, hex, and the size-capped file reader (limits at N, N+1).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hsmca/util.h"
+
+#include "fixture.h"
+
+static void
+parse_u64_refuses_hostile_text(void **state)
+{
+    static const char *const bad[] = {"",
+                                      "-1",
+                                      "+1",
+                                      " 1",
+                                      "1 ",
+                                      "01",
+                                      "1a",
+                                      "0x10",
+                                      "1.0",
+                                      "18446744073709551616",
+                                      "99999999999999999999",
+                                      "123456789012345678901"};
+    uint64_t v = 42;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(hsmca_parse_u64(bad[i], strlen(bad[i]), UINT64_MAX, &v),
+                         HSMCA_E_PARSE_NUMBER);
+        assert_int_equal(v, 42); /* OUT untouched on failure */
+    }
+    assert_int_equal(hsmca_parse_u64(NULL, 0, 10, &v), HSMCA_E_PARSE_NUMBER);
+    /* bound at N and N+1 */
+    assert_int_equal(hsmca_parse_u64("1000", 4, 1000, &v), HSMCA_OK);
+    assert_int_equal(v, 1000);
+    assert_int_equal(hsmca_parse_u64("1001", 4, 1000, &v), HSMCA_E_PARSE_NUMBER);
+    assert_int_equal(hsmca_parse_u64("0", 1, 0, &v), HSMCA_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(hsmca_parse_u64("18446744073709551615", 20, UINT64_MAX, &v), HSMCA_OK);
+    assert_true(v == UINT64_MAX);
+    /* length is honoured: no read past len */
+    assert_int_equal(hsmca_parse_u64("12x", 2, 100, &v), HSMCA_OK);
+    assert_int_equal(v, 12);
+}
+
+static void
+hex_round_trip_and_refusals(void **state)
+{
+    unsigned char out[4];
+    char txt[9];
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(hsmca_hex_decode("abc", 3, out, sizeof(out), &n), HSMCA_E_BAD_ENCODING);
+    assert_int_equal(hsmca_hex_decode("zz", 2, out, sizeof(out), &n), HSMCA_E_BAD_ENCODING);
+    assert_int_equal(hsmca_hex_decode("0011223344", 10, out, sizeof(out), &n), HSMCA_E_TOO_LARGE);
+    assert_int_equal(hsmca_hex_decode("DeadBEEF", 8, out, sizeof(out), &n), HSMCA_OK);
+    assert_int_equal(n, 4);
+    hsmca_hex_encode(out, n, txt, sizeof(txt));
+    assert_string_equal(txt, "deadbeef");
+    hsmca_hex_encode(out, n, txt, 5); /* truncates safely */
+    assert_string_equal(txt, "dead");
+}
+
+static void
+read_file_honours_its_limit(void **state)
+{
+    char dir[512], path[600];
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    FILE *f;
+    int i;
+
+    (void)state;
+    assert_int_equal(fx_tmpdir("util", dir, sizeof(dir)), 0);
+    snprintf(path, sizeof(path), "%s/f", dir);
+    assert_int_equal(hsmca_read_file(path, 10, &buf, &len), HSMCA_E_IO);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    for (i = 0; i < 5000; i++)
+        fputc('a' + i % 26, f);
+    fclose(f);
+    assert_int_equal(hsmca_read_file(path, 4999, &buf, &len), HSMCA_E_TOO_LARGE);
+    assert_null(buf);
+    assert_int_equal(hsmca_read_file(path, 5000, &buf, &len), HSMCA_OK);
+    assert_int_equal(len, 5000);
+    assert_int_equal(buf[5000], '\0');
+    assert_int_equal(buf[27], 'b');
+    free(buf);
+    fx_rmtree(dir);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(parse_u64_refuses_hostile_text),
+        cmocka_unit_test(hex_round_trip_and_refusals),
+        cmocka_unit_test(read_file_honours_its_limit),
+    };
+
+    return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}

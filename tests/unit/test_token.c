@@ -6,6 +6,7 @@
  * (through PKCS#11 and through pkcs11-tool), concurrent signing verified with OpenSSL, ECDH, data
  * objects, PIN changes.
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -503,6 +504,60 @@ data_objects_and_pin_change(void **state)
     hsmca_secret_clear(&so);
 }
 
+typedef unsigned long (*shim_count_fn)(const char *);
+typedef void (*shim_fail_fn)(const char *, unsigned long);
+
+static void
+token_failures_become_errors_not_crashes(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_p11 *shim = NULL;
+    struct hsmca_token *t = NULL;
+    struct hsmca_key *k = NULL;
+    unsigned char dgst[32] = {1}, sig[HSMCA_ECDSA_P256_DER_MAX];
+    size_t siglen = 0;
+    const char *path = getenv("HSMCA_P11SHIM");
+    shim_count_fn count;
+    shim_fail_fn inject;
+    void *dl;
+    unsigned long logins;
+
+    /* one module at a time: swap SoftHSM for the shim that wraps it */
+    assert_int_equal(hsmca_token_free(c->tok), HSMCA_OK);
+    c->tok = NULL;
+    assert_int_equal(hsmca_p11_free(c->p11), HSMCA_OK);
+    c->p11 = NULL;
+    assert_non_null(path);
+    assert_int_equal(hsmca_p11_open(path, &shim), HSMCA_OK);
+    c->p11 = shim;
+    dl = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    assert_non_null(dl);
+    *(void **)&count = dlsym(dl, "hsmca_shim_count");
+    *(void **)&inject = dlsym(dl, "hsmca_shim_fail");
+    assert_non_null(count);
+    assert_non_null(inject);
+
+    assert_int_equal(hsmca_token_open(shim, "pkcs11:token=hsmca-test", &t), HSMCA_OK);
+    c->tok = t;
+    logins = count("C_Login");
+    inject("C_Login", 0x32UL); /* CKR_DEVICE_REMOVED */
+    assert_int_equal(hsmca_token_login(t, &c->pin), HSMCA_E_TOKEN_REMOVED);
+    assert_int_equal(count("C_Login"), logins + 1);
+    inject("", 0);
+    assert_int_equal(hsmca_token_login(t, &c->pin), HSMCA_OK);
+    assert_int_equal(hsmca_token_generate_key(t, "k", NULL, 0, HSMCA_KEY_USAGE_SIGN, &k), HSMCA_OK);
+    assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
+                     HSMCA_OK);
+    inject("C_Sign", 0xE0UL); /* CKR_TOKEN_NOT_PRESENT */
+    assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
+                     HSMCA_E_SIGN_FAILED);
+    inject("", 0);
+    assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
+                     HSMCA_OK);
+    hsmca_key_free(k);
+    dlclose(dl);
+}
+
 int
 main(void)
 {
@@ -517,6 +572,7 @@ main(void)
         cmocka_unit_test_setup_teardown(concurrent_signing_verifies, setup, teardown),
         cmocka_unit_test_setup_teardown(ecdh_matches_software, setup, teardown),
         cmocka_unit_test_setup_teardown(data_objects_and_pin_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(token_failures_become_errors_not_crashes, setup, teardown),
     };
     int rc;
 

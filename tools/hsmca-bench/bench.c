@@ -1,0 +1,890 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * bench.c -- hsmca-bench, the measuring half of tools/bench (the wrapper sets up tokens, the CA
+ * and the daemon, then calls this). Subcommands:
+ *   gen-csrs  make N fresh P-256 CSRs (one key each) into a file;
+ *   floor     the crypto floor: CSR verify + one token signature per DAC, one thread per core,
+ *             no HTTP, no store;
+ *   e2e       POST the CSRs to hsmcad over HTTPS with client certificates and keep-alive from C
+ *             concurrent clients (or in batches), then check every response: 201, a DAC that
+ *             parses, carries the CSR's key and is signed by the PAI.
+ * Every run is bounded by a count and by seconds, and talks only to 127.0.0.1.
+ * Output: one `key=value` line per run, for the wrapper to tabulate.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "hsmca/secret.h"
+#include "hsmca/token.h"
+#include "hsmca/util.h"
+
+#define CSR_FILE_MAX (512u << 20)
+#define RESP_MAX (4u << 20)
+
+/* ---- CSR file: repeated [4-byte big-endian length][DER] ---- */
+
+struct csrs {
+    unsigned char *buf;
+    size_t len;
+    const unsigned char **der;
+    size_t *der_len;
+    size_t n;
+};
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+load_csrs(const char *path, struct csrs *c)
+{
+    size_t off = 0, cap = 0;
+
+    memset(c, 0, sizeof(*c));
+    if (hsmca_read_file(path, CSR_FILE_MAX, &c->buf, &c->len) != HSMCA_OK)
+        return -1;
+    while (off + 4 <= c->len) {
+        size_t l = (size_t)c->buf[off] << 24 | (size_t)c->buf[off + 1] << 16 |
+                   (size_t)c->buf[off + 2] << 8 | c->buf[off + 3];
+
+        if (l == 0 || off + 4 + l > c->len)
+            return -1;
+        if (c->n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            c->der = realloc(c->der, cap * sizeof(*c->der));
+            c->der_len = realloc(c->der_len, cap * sizeof(*c->der_len));
+            if (c->der == NULL || c->der_len == NULL)
+                return -1;
+        }
+        c->der[c->n] = c->buf + off + 4;
+        c->der_len[c->n] = l;
+        c->n++;
+        off += 4 + l;
+    }
+    return off == c->len && c->n > 0 ? 0 : -1;
+}
+
+static int
+gen_csrs(int argc, char **argv)
+{
+    uint64_t count = 0;
+    const char *out = NULL, *cn_prefix = "bench-device";
+    FILE *f;
+    uint64_t i;
+    int c;
+
+    while ((c = getopt(argc, argv, "n:o:p:")) != -1) {
+        if (c == 'n') {
+            if (hsmca_parse_u64(optarg, strlen(optarg), 10000000, &count) != HSMCA_OK)
+                return 2;
+        } else if (c == 'o') {
+            out = optarg;
+        } else if (c == 'p') {
+            cn_prefix = optarg;
+        } else {
+            return 2;
+        }
+    }
+    if (count == 0 || out == NULL) {
+        fprintf(stderr, "usage: hsmca-bench gen-csrs -n COUNT -o FILE [-p CN-PREFIX]\n");
+        return 2;
+    }
+    f = fopen(out, "wb");
+    if (f == NULL)
+        return 1;
+    for (i = 0; i < count; i++) {
+        EVP_PKEY *k = EVP_EC_gen("P-256");
+        X509_REQ *r = X509_REQ_new();
+        X509_NAME *nm = X509_NAME_new();
+        unsigned char *der = NULL, hdr[4];
+        char cn[64];
+        int l;
+
+        snprintf(cn, sizeof(cn), "%s-%llu", cn_prefix, (unsigned long long)i);
+        if (k == NULL || r == NULL || nm == NULL ||
+            !X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (unsigned char *)cn, -1, -1, 0) ||
+            !X509_REQ_set_subject_name(r, nm) || !X509_REQ_set_pubkey(r, k) ||
+            !X509_REQ_sign(r, k, EVP_sha256()))
+            return 1;
+        l = i2d_X509_REQ(r, &der);
+        if (l <= 0)
+            return 1;
+        hdr[0] = (unsigned char)(l >> 24);
+        hdr[1] = (unsigned char)(l >> 16);
+        hdr[2] = (unsigned char)(l >> 8);
+        hdr[3] = (unsigned char)l;
+        if (fwrite(hdr, 1, 4, f) != 4 || fwrite(der, 1, (size_t)l, f) != (size_t)l)
+            return 1;
+        OPENSSL_free(der);
+        X509_NAME_free(nm);
+        X509_REQ_free(r);
+        EVP_PKEY_free(k);
+    }
+    return fclose(f) == 0 ? 0 : 1;
+}
+
+/* ---- the crypto floor ---- */
+
+struct floor_arg {
+    const struct csrs *csrs;
+    EVP_PKEY *key;
+    size_t *next;
+    size_t limit;
+    double deadline;
+    unsigned long done;
+    int failed;
+};
+
+static void *
+floor_worker(void *p)
+{
+    struct floor_arg *a = p;
+    unsigned char tbs[420], sig[80];
+
+    memset(tbs, 0x5a, sizeof(tbs)); /* the size of a DAC's TBSCertificate */
+    for (;;) {
+        size_t i = __atomic_fetch_add(a->next, 1, __ATOMIC_RELAXED);
+        const unsigned char *p8;
+        X509_REQ *r;
+        EVP_PKEY *pub;
+        EVP_MD_CTX *md;
+        size_t siglen = sizeof(sig);
+
+        if (i >= a->limit || now_s() > a->deadline)
+            break;
+        p8 = a->csrs->der[i % a->csrs->n];
+        r = d2i_X509_REQ(NULL, &p8, (long)a->csrs->der_len[i % a->csrs->n]);
+        pub = r != NULL ? X509_REQ_get0_pubkey(r) : NULL;
+        if (pub == NULL || X509_REQ_verify(r, pub) != 1) {
+            a->failed = 1;
+            X509_REQ_free(r);
+            break;
+        }
+        X509_REQ_free(r);
+        tbs[0] = (unsigned char)i;
+        md = EVP_MD_CTX_new();
+        if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, a->key) != 1 ||
+            EVP_DigestSign(md, sig, &siglen, tbs, sizeof(tbs)) != 1) {
+            a->failed = 1;
+            EVP_MD_CTX_free(md);
+            break;
+        }
+        EVP_MD_CTX_free(md);
+        a->done++;
+    }
+    return NULL;
+}
+
+static int
+run_floor(int argc, char **argv)
+{
+    const char *module = "/usr/lib/softhsm/libsofthsm2.so", *token = NULL, *key_uri = NULL;
+    const char *pin_file = NULL, *csr_file = NULL;
+    uint64_t threads = 2, seconds = 10, limit = 20000;
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *tok = NULL;
+    struct hsmca_key *key = NULL;
+    struct hsmca_secret pin = {NULL, 0};
+    struct csrs csrs;
+    struct floor_arg args[64];
+    pthread_t th[64];
+    size_t next = 0;
+    unsigned long total = 0;
+    double t0, t1;
+    unsigned char *pinbuf = NULL;
+    size_t pinlen = 0;
+    uint64_t i;
+    int c, rc = 1, failed = 0;
+
+    while ((c = getopt(argc, argv, "m:t:k:p:c:j:s:n:")) != -1) {
+        switch (c) {
+        case 'm':
+            module = optarg;
+            break;
+        case 't':
+            token = optarg;
+            break;
+        case 'k':
+            key_uri = optarg;
+            break;
+        case 'p':
+            pin_file = optarg;
+            break;
+        case 'c':
+            csr_file = optarg;
+            break;
+        case 'j':
+            if (hsmca_parse_u64(optarg, strlen(optarg), 64, &threads) != HSMCA_OK || !threads)
+                return 2;
+            break;
+        case 's':
+            if (hsmca_parse_u64(optarg, strlen(optarg), 600, &seconds) != HSMCA_OK)
+                return 2;
+            break;
+        case 'n':
+            if (hsmca_parse_u64(optarg, strlen(optarg), 100000000, &limit) != HSMCA_OK)
+                return 2;
+            break;
+        default:
+            return 2;
+        }
+    }
+    if (token == NULL || key_uri == NULL || pin_file == NULL || csr_file == NULL) {
+        fprintf(stderr, "usage: hsmca-bench floor -t TOKEN-URI -k KEY-URI -p PIN-FILE -c CSRS "
+                        "[-m MODULE] [-j THREADS] [-s SECONDS] [-n MAX]\n");
+        return 2;
+    }
+    if (load_csrs(csr_file, &csrs) != 0) {
+        fprintf(stderr, "hsmca-bench: cannot read CSRs from %s\n", csr_file);
+        return 1;
+    }
+    if (hsmca_read_file(pin_file, 256, &pinbuf, &pinlen) != HSMCA_OK)
+        return 1;
+    while (pinlen > 0 && (pinbuf[pinlen - 1] == '\n' || pinbuf[pinlen - 1] == '\r'))
+        pinlen--;
+    if (hsmca_secret_set(&pin, pinbuf, pinlen) != HSMCA_OK)
+        return 1;
+    OPENSSL_cleanse(pinbuf, pinlen);
+    free(pinbuf);
+    if (hsmca_p11_open(module, &p11) != HSMCA_OK ||
+        hsmca_token_open(p11, token, &tok) != HSMCA_OK ||
+        hsmca_token_login(tok, &pin) != HSMCA_OK ||
+        hsmca_token_find_key(tok, key_uri, &key) != HSMCA_OK) {
+        fprintf(stderr, "hsmca-bench: cannot open the floor token key %s\n", key_uri);
+        goto out;
+    }
+    t0 = now_s();
+    for (i = 0; i < threads; i++) {
+        args[i] = (struct floor_arg){
+            &csrs, hsmca_key_private(key), &next, limit, t0 + (double)seconds, 0, 0};
+        pthread_create(&th[i], NULL, floor_worker, &args[i]);
+    }
+    for (i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        total += args[i].done;
+        failed |= args[i].failed;
+    }
+    t1 = now_s();
+    printf("phase=floor threads=%llu dacs=%lu seconds=%.3f rate=%.1f failed=%d\n",
+           (unsigned long long)threads, total, t1 - t0, (double)total / (t1 - t0), failed);
+    rc = failed ? 1 : 0;
+out:
+    hsmca_secret_clear(&pin);
+    hsmca_key_free(key);
+    if (tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
+        rc = 1;
+    if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
+        rc = 1;
+    return rc;
+}
+
+/* ---- HTTPS client ---- */
+
+struct conn {
+    int fd;
+    SSL *ssl;
+    unsigned char *rbuf;
+    size_t rlen;
+};
+
+static int
+conn_open(SSL_CTX *ctx, int port, struct conn *c)
+{
+    struct sockaddr_in sa;
+    int one = 1;
+
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return -1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only, always */
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        return -1;
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->ssl = SSL_new(ctx);
+    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
+        SSL_set1_host(c->ssl, "127.0.0.1") != 1 || SSL_connect(c->ssl) != 1)
+        return -1;
+    c->rbuf = malloc(RESP_MAX);
+    return c->rbuf != NULL ? 0 : -1;
+}
+
+static void
+conn_close(struct conn *c)
+{
+    if (c->ssl != NULL) {
+        SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->rbuf);
+    c->ssl = NULL;
+    c->fd = -1;
+    c->rbuf = NULL;
+}
+
+static int
+write_all(SSL *ssl, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+
+    while (len > 0) {
+        int n = SSL_write(ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Send one request; read one response with Content-Length. *body points into c->rbuf. */
+static int
+http_call(struct conn *c, const char *method, const char *path, const char *ctype,
+          const char *accept, const void *body, size_t body_len, int *status,
+          const unsigned char **resp, size_t *resp_len)
+{
+    char head[1024];
+    size_t have = 0, hdr_end = 0, clen = 0;
+    int n;
+
+    n = snprintf(head, sizeof(head),
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: %s\r\n"
+                 "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                 method, path, accept, ctype, body_len);
+    if (n < 0 || (size_t)n >= sizeof(head) || write_all(c->ssl, head, (size_t)n) != 0 ||
+        (body_len > 0 && write_all(c->ssl, body, body_len) != 0))
+        return -1;
+    for (;;) {
+        unsigned char *e;
+
+        if (have == RESP_MAX)
+            return -1;
+        n = SSL_read(c->ssl, c->rbuf + have, (int)(RESP_MAX - have));
+        if (n <= 0)
+            return -1;
+        have += (size_t)n;
+        if (hdr_end == 0) {
+            e = memmem(c->rbuf, have, "\r\n\r\n", 4);
+            if (e != NULL) {
+                const char *cl;
+                size_t i;
+
+                hdr_end = (size_t)(e - c->rbuf) + 4;
+                if (have < 12 || memcmp(c->rbuf, "HTTP/1.1 ", 9) != 0)
+                    return -1;
+                *status = (c->rbuf[9] - '0') * 100 + (c->rbuf[10] - '0') * 10 + (c->rbuf[11] - '0');
+                cl = memmem(c->rbuf, hdr_end, "\r\nContent-Length: ", 18);
+                if (cl == NULL)
+                    cl = memmem(c->rbuf, hdr_end, "\r\ncontent-length: ", 18);
+                if (cl == NULL)
+                    return -1;
+                cl += 18;
+                for (i = 0; cl[i] >= '0' && cl[i] <= '9'; i++)
+                    ;
+                {
+                    uint64_t v = 0;
+
+                    if (hsmca_parse_u64(cl, i, RESP_MAX, &v) != HSMCA_OK)
+                        return -1;
+                    clen = (size_t)v;
+                }
+            }
+        }
+        if (hdr_end != 0 && have >= hdr_end + clen)
+            break;
+    }
+    *resp = c->rbuf + hdr_end;
+    *resp_len = clen;
+    return 0;
+}
+
+/* ---- end to end ---- */
+
+struct result {
+    unsigned char *pem; /* the response body, checked after the timed run */
+    size_t pem_len;
+    size_t csr;
+    int status;
+};
+
+struct e2e {
+    SSL_CTX *ctx;
+    int port;
+    const char *ca;
+    const struct csrs *csrs;
+    size_t limit, batch;
+    double deadline;
+    size_t next; /* atomic */
+    struct result *results;
+    double *lat;
+    size_t nlat; /* atomic */
+    int errors;  /* atomic */
+};
+
+/* Append the CSR as PEM with JSON-escaped newlines ("\\n") to out; returns bytes written or -1. */
+static int
+pem_json(const unsigned char *der, size_t len, char *out, size_t out_max)
+{
+    static const char head[] = "-----BEGIN CERTIFICATE REQUEST-----\\n";
+    static const char tail[] = "-----END CERTIFICATE REQUEST-----\\n";
+    unsigned char b64[2048];
+    size_t o = 0, i, n;
+    int bl;
+
+    if (len > 1400)
+        return -1;
+    bl = EVP_EncodeBlock(b64, der, (int)len);
+    if (bl < 0 || out_max < (size_t)bl + (size_t)bl / 64 * 2 + sizeof(head) + sizeof(tail) + 4)
+        return -1;
+    memcpy(out, head, sizeof(head) - 1);
+    o = sizeof(head) - 1;
+    for (i = 0; i < (size_t)bl; i += 64) {
+        n = (size_t)bl - i < 64 ? (size_t)bl - i : 64;
+        memcpy(out + o, b64 + i, n);
+        o += n;
+        out[o++] = '\\';
+        out[o++] = 'n';
+    }
+    memcpy(out + o, tail, sizeof(tail) - 1);
+    o += sizeof(tail) - 1;
+    return (int)o;
+}
+
+static void *
+e2e_worker(void *p)
+{
+    struct e2e *e = p;
+    struct conn c;
+    char path[256];
+    char *body = NULL;
+
+    if (conn_open(e->ctx, e->port, &c) != 0) {
+        __atomic_fetch_add(&e->errors, 1, __ATOMIC_RELAXED);
+        conn_close(&c);
+        return NULL;
+    }
+    if (e->batch > 0) {
+        snprintf(path, sizeof(path), "/v1/cas/%s/dacs/batch", e->ca);
+        body = malloc(e->batch * 2048 + 64);
+    } else {
+        snprintf(path, sizeof(path), "/v1/cas/%s/dacs", e->ca);
+    }
+    for (;;) {
+        size_t step = e->batch > 0 ? e->batch : 1;
+        size_t i = __atomic_fetch_add(&e->next, step, __ATOMIC_RELAXED), k;
+        const unsigned char *resp;
+        size_t resp_len = 0;
+        int status = 0;
+        double t0;
+
+        if (i >= e->limit || now_s() > e->deadline)
+            break;
+        if (i + step > e->limit)
+            step = e->limit - i;
+        t0 = now_s();
+        if (e->batch == 0) {
+            if (http_call(&c, "POST", path, "application/pkcs10",
+                          "application/pem-certificate-chain", e->csrs->der[i % e->csrs->n],
+                          e->csrs->der_len[i % e->csrs->n], &status, &resp, &resp_len) != 0) {
+                __atomic_fetch_add(&e->errors, 1, __ATOMIC_RELAXED);
+                break;
+            }
+            e->results[i].status = status;
+            e->results[i].csr = i % e->csrs->n;
+            e->results[i].pem = malloc(resp_len + 1);
+            if (e->results[i].pem != NULL) {
+                memcpy(e->results[i].pem, resp, resp_len);
+                e->results[i].pem_len = resp_len;
+            }
+        } else {
+            size_t off = 0;
+
+            off += (size_t)snprintf(body, 64, "{\"items\":[");
+            for (k = 0; k < step; k++) {
+                size_t ci = (i + k) % e->csrs->n;
+                int n;
+
+                off += (size_t)snprintf(body + off, 32, "%s{\"csr\":\"", k ? "," : "");
+                n = pem_json(e->csrs->der[ci], e->csrs->der_len[ci], body + off, 1900);
+                if (n < 0)
+                    break;
+                off += (size_t)n;
+                off += (size_t)snprintf(body + off, 8, "\"}");
+            }
+            off += (size_t)snprintf(body + off, 8, "]}");
+            if (http_call(&c, "POST", path, "application/json", "application/json", body, off,
+                          &status, &resp, &resp_len) != 0) {
+                __atomic_fetch_add(&e->errors, 1, __ATOMIC_RELAXED);
+                break;
+            }
+            e->results[i].status = status;
+            e->results[i].csr = i;
+            e->results[i].pem = malloc(resp_len + 1);
+            if (e->results[i].pem != NULL) {
+                memcpy(e->results[i].pem, resp, resp_len);
+                e->results[i].pem_len = resp_len;
+            }
+        }
+        e->lat[__atomic_fetch_add(&e->nlat, 1, __ATOMIC_RELAXED)] = now_s() - t0;
+    }
+    free(body);
+    conn_close(&c);
+    return NULL;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Check one single-DAC response: 201, PEM chain whose first cert carries the CSR key and is
+ * signed by the PAI. */
+static int
+check_dac(const struct result *r, const struct csrs *csrs, EVP_PKEY *pai_pub)
+{
+    BIO *b;
+    X509 *dac;
+    X509_REQ *req;
+    const unsigned char *p;
+    int ok = 0;
+
+    if (r->status != 201 || r->pem == NULL)
+        return 0;
+    b = BIO_new_mem_buf(r->pem, (int)r->pem_len);
+    dac = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    p = csrs->der[r->csr];
+    req = d2i_X509_REQ(NULL, &p, (long)csrs->der_len[r->csr]);
+    if (dac != NULL && req != NULL && X509_verify(dac, pai_pub) == 1 &&
+        EVP_PKEY_eq(X509_get0_pubkey(dac), X509_REQ_get0_pubkey(req)) == 1)
+        ok = 1;
+    X509_REQ_free(req);
+    X509_free(dac);
+    BIO_free(b);
+    return ok;
+}
+
+/* A batch response: count "status":201 items and check each certificate's PAI signature. */
+static size_t
+check_batch(const struct result *r, EVP_PKEY *pai_pub, size_t *bad)
+{
+    const char *s = (const char *)r->pem, *end;
+    size_t ok = 0;
+
+    if (r->status != 200 || s == NULL)
+        return 0;
+    end = s + r->pem_len;
+    for (;;) {
+        const char *b = memmem(s, (size_t)(end - s), "-----BEGIN CERTIFICATE-----", 27);
+        char pem[4096];
+        size_t o = 0;
+        BIO *bio;
+        X509 *x;
+
+        if (b == NULL)
+            break;
+        /* JSON escapes newlines as \n: undo that while copying one PEM block */
+        while (b < end && o + 2 < sizeof(pem)) {
+            if (b[0] == '\\' && b + 1 < end && b[1] == 'n') {
+                pem[o++] = '\n';
+                b += 2;
+            } else if (b[0] == '\\' && b + 1 < end && b[1] == '/') {
+                pem[o++] = '/';
+                b += 2;
+            } else if (b[0] == '"') {
+                break;
+            } else {
+                pem[o++] = *b++;
+            }
+        }
+        pem[o] = '\0';
+        s = b;
+        bio = BIO_new_mem_buf(pem, (int)o);
+        x = bio != NULL ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        /* skip the PAI itself if the response carries the chain */
+        if (x != NULL && X509_verify(x, pai_pub) == 1 && X509_check_ca(x) == 0)
+            ok++;
+        else if (x == NULL)
+            (*bad)++;
+        X509_free(x);
+        BIO_free(bio);
+    }
+    return ok;
+}
+
+static int
+scrape(SSL_CTX *ctx, int port, const char *metric, double *out)
+{
+    struct conn c;
+    const unsigned char *resp;
+    size_t len = 0, mlen = strlen(metric);
+    int status = 0, rc = -1;
+    const char *p, *end;
+
+    *out = 0;
+    if (conn_open(ctx, port, &c) != 0 ||
+        http_call(&c, "GET", "/metrics", "text/plain", "text/plain", NULL, 0, &status, &resp,
+                  &len) != 0 ||
+        status != 200) {
+        conn_close(&c);
+        return -1;
+    }
+    p = (const char *)resp;
+    end = p + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+        if (nl == NULL)
+            nl = end;
+        if ((size_t)(nl - p) > mlen && memcmp(p, metric, mlen) == 0 &&
+            (p[mlen] == ' ' || p[mlen] == '{')) {
+            const char *sp = memchr(p, ' ', (size_t)(nl - p));
+            char num[64];
+            size_t nn;
+
+            if (sp != NULL) {
+                nn = (size_t)(nl - sp - 1) < sizeof(num) - 1 ? (size_t)(nl - sp - 1)
+                                                             : sizeof(num) - 1;
+                memcpy(num, sp + 1, nn);
+                num[nn] = '\0';
+                *out += strtod(num, NULL);
+                rc = 0;
+            }
+        }
+        p = nl + 1;
+    }
+    conn_close(&c);
+    return rc;
+}
+
+static long
+rss_peak_kb(long pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "VmHWM:", 6) == 0) {
+            const char *d = line + 6;
+            size_t n;
+            uint64_t v = 0;
+
+            while (*d == ' ' || *d == '\t')
+                d++;
+            n = strspn(d, "0123456789");
+            if (hsmca_parse_u64(d, n, INT64_MAX, &v) == HSMCA_OK)
+                kb = (long)v;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+static void
+rss_reset(long pid)
+{
+    char path[64];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/clear_refs", pid);
+    f = fopen(path, "w");
+    if (f != NULL) {
+        fputs("5", f); /* resets VmHWM to the current RSS */
+        fclose(f);
+    }
+}
+
+static int
+run_e2e(int argc, char **argv)
+{
+    const char *cert = NULL, *key = NULL, *cacert = NULL, *pai = NULL, *csr_file = NULL;
+    const char *ca = NULL;
+    uint64_t port = 0, clients = 1, seconds = 20, limit = 5000, batch = 0, pid = 0;
+    struct e2e e;
+    struct csrs csrs;
+    pthread_t th[256];
+    SSL_CTX *ctx;
+    EVP_PKEY *pai_pub;
+    X509 *pai_cert;
+    FILE *f;
+    double t0, t1, commits0 = 0, commits1 = 0;
+    size_t i, good = 0, bad = 0, dacs = 0;
+    long rss = -1;
+    int c;
+
+    while ((c = getopt(argc, argv, "P:a:C:K:A:I:c:j:s:n:b:d:")) != -1) {
+        uint64_t *dst = NULL, max = 0;
+
+        switch (c) {
+        case 'P':
+            dst = &port, max = 65535;
+            break;
+        case 'a':
+            ca = optarg;
+            break;
+        case 'C':
+            cert = optarg;
+            break;
+        case 'K':
+            key = optarg;
+            break;
+        case 'A':
+            cacert = optarg;
+            break;
+        case 'I':
+            pai = optarg;
+            break;
+        case 'c':
+            csr_file = optarg;
+            break;
+        case 'j':
+            dst = &clients, max = 256;
+            break;
+        case 's':
+            dst = &seconds, max = 600;
+            break;
+        case 'n':
+            dst = &limit, max = 10000000;
+            break;
+        case 'b':
+            dst = &batch, max = 1000;
+            break;
+        case 'd':
+            dst = &pid, max = 4194304;
+            break;
+        default:
+            return 2;
+        }
+        if (dst != NULL && hsmca_parse_u64(optarg, strlen(optarg), max, dst) != HSMCA_OK)
+            return 2;
+    }
+    if (!port || !ca || !cert || !key || !cacert || !pai || !csr_file || !clients) {
+        fprintf(stderr, "usage: hsmca-bench e2e -P PORT -a CA-ID -C CERT -K KEY -A TLS-CA "
+                        "-I PAI.pem -c CSRS [-j CLIENTS] [-s SECONDS] [-n MAX] [-b BATCH] "
+                        "[-d DAEMON-PID]\n");
+        return 2;
+    }
+    if (load_csrs(csr_file, &csrs) != 0)
+        return 1;
+    f = fopen(pai, "r");
+    pai_cert = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f != NULL)
+        fclose(f);
+    pai_pub = pai_cert != NULL ? X509_get0_pubkey(pai_cert) : NULL;
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (pai_pub == NULL || ctx == NULL || SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, cacert, NULL) != 1) {
+        fprintf(stderr, "hsmca-bench: TLS or PAI set-up failed\n");
+        return 1;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    memset(&e, 0, sizeof(e));
+    e.ctx = ctx;
+    e.port = (int)port;
+    e.ca = ca;
+    e.csrs = &csrs;
+    e.limit = (size_t)limit;
+    e.batch = (size_t)batch;
+    e.results = calloc(e.limit, sizeof(*e.results));
+    e.lat = calloc(e.limit, sizeof(*e.lat));
+    if (e.results == NULL || e.lat == NULL)
+        return 1;
+    (void)scrape(ctx, (int)port, "hsmca_audit_commits_total", &commits0);
+    if (pid)
+        rss_reset((long)pid);
+    t0 = now_s();
+    e.deadline = t0 + (double)seconds;
+    for (i = 0; i < clients; i++)
+        pthread_create(&th[i], NULL, e2e_worker, &e);
+    for (i = 0; i < clients; i++)
+        pthread_join(th[i], NULL);
+    t1 = now_s();
+    if (pid)
+        rss = rss_peak_kb((long)pid);
+    (void)scrape(ctx, (int)port, "hsmca_audit_commits_total", &commits1);
+    /* check every response after the timed part, so checking does not steal the server's CPU */
+    for (i = 0; i < e.limit; i++) {
+        if (e.results[i].pem == NULL && e.results[i].status == 0)
+            continue;
+        if (batch > 0) {
+            good += check_batch(&e.results[i], pai_pub, &bad);
+        } else if (check_dac(&e.results[i], &csrs, pai_pub)) {
+            good++;
+        } else {
+            bad++;
+        }
+        free(e.results[i].pem);
+    }
+    dacs = good;
+    qsort(e.lat, e.nlat, sizeof(double), cmp_double);
+    printf("phase=%s clients=%llu batch=%llu dacs=%zu bad=%zu errors=%d seconds=%.3f rate=%.1f "
+           "p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f rss_peak_kb=%ld fsyncs_per_dac=%.4f\n",
+           batch ? "batch" : "e2e", (unsigned long long)clients, (unsigned long long)batch, dacs,
+           bad, e.errors, t1 - t0, (double)dacs / (t1 - t0), e.nlat ? e.lat[e.nlat / 2] * 1e3 : 0,
+           e.nlat ? e.lat[e.nlat * 95 / 100] * 1e3 : 0, e.nlat ? e.lat[e.nlat * 99 / 100] * 1e3 : 0,
+           rss, dacs ? (commits1 - commits0) / (double)dacs : 0);
+    free(e.results);
+    free(e.lat);
+    X509_free(pai_cert);
+    SSL_CTX_free(ctx);
+    return bad == 0 && e.errors == 0 && dacs > 0 ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (hsmca_secure_heap_init(0) != HSMCA_OK)
+        fprintf(stderr, "hsmca-bench: no secure heap\n");
+    if (argc < 2) {
+        fprintf(stderr, "usage: hsmca-bench gen-csrs|floor|e2e [options]\n");
+        return 2;
+    }
+    optind = 2;
+    if (strcmp(argv[1], "gen-csrs") == 0)
+        return gen_csrs(argc, argv);
+    if (strcmp(argv[1], "floor") == 0)
+        return run_floor(argc, argv);
+    if (strcmp(argv[1], "e2e") == 0)
+        return run_e2e(argc, argv);
+    fprintf(stderr, "hsmca-bench: unknown subcommand %s\n", argv[1]);
+    return 2;
+}

@@ -61,6 +61,13 @@ enum hsmca_err {
     /* 500..599: audit log (audit.c) */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
     /* 700..799: daemon, HTTP, config (config.c, src/hsmcad) */
+
+    /* 800..849: certificate revocation lists (crl.c) */
+    HSMCA_E_CRL_INVALID = 800,   /* not a well-formed CRL of this issuer */
+    HSMCA_E_CRL_REASON = 801,    /* unknown or unusable revocation reason */
+    HSMCA_E_CRL_DATE = 802,      /* a revocation date in the future, or nextUpdate <= thisUpdate */
+    HSMCA_E_CRL_SIGNATURE = 803, /* the CRL's signature does not verify with the issuer key */
+    HSMCA_E_CRL_AKID = 804,      /* the CRL's AKID is missing or not the issuer's SKID */
 };
 
 /* The stable kebab-case name of a code ("token-not-found"); "unknown-error" for an unknown value.

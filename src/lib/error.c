@@ -69,6 +69,16 @@ static const struct row rows[] = {
     {HSMCA_E_STORE_CONSTRAINT, "store-constraint", 409,
      "The change conflicts with an existing record"},
     {HSMCA_E_STORE_BUSY, "store-busy", 503, "The database is locked by another process"},
+
+    {HSMCA_E_CRL_INVALID, "crl-invalid", 500, "The CRL is not a well-formed CRL of this issuer"},
+    {HSMCA_E_CRL_REASON, "crl-reason-invalid", 400,
+     "Unknown revocation reason; use an RFC 5280 name such as keyCompromise"},
+    {HSMCA_E_CRL_DATE, "crl-date-invalid", 400,
+     "Revocation dates may not lie in the future, and nextUpdate must follow thisUpdate"},
+    {HSMCA_E_CRL_SIGNATURE, "crl-signature-invalid", 500,
+     "The CRL signature does not verify with the issuer's key"},
+    {HSMCA_E_CRL_AKID, "crl-akid-mismatch", 500,
+     "The CRL's authority key identifier is not the issuer's subject key identifier"},
 };
 
 static const struct row *

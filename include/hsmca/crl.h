@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * crl.h -- certificate revocation lists signed by a CA key inside its token.
+ * Builds RFC 5280 v2 CRLs with what Matter's revocation tooling reads (../shared/matter-rules.md
+ * section 9): ecdsa-with-SHA256, AuthorityKeyIdentifier = the issuer's SKID, a CRL Number, a
+ * nextUpdate, reason codes, and optionally an IssuingDistributionPoint with one http(s) URI. Checks
+ * a CRL the way a consumer does before hsmca publishes it.
+ */
+#ifndef HSMCA_CRL_H
+#define HSMCA_CRL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "hsmca/error.h"
+
+/* RFC 5280 5.3.1 CRLReason values; HSMCA_CRL_REASON_NONE omits the extension. */
+#define HSMCA_CRL_REASON_NONE (-1)
+/* Serial numbers are at most 20 octets (RFC 5280 4.1.2.2). */
+#define HSMCA_SERIAL_MAX 20
+/* The IDP URI, bounded like Matter's CDP consumer buffer (rule R5). */
+#define HSMCA_CRL_URI_MAX 100
+
+struct hsmca_crl_entry {
+    unsigned char serial[HSMCA_SERIAL_MAX]; /* big-endian, positive, minimal */
+    size_t serial_len;
+    time_t revoked_at;
+    int reason; /* 0..10 except 7, or HSMCA_CRL_REASON_NONE */
+};
+
+struct hsmca_crl_params {
+    X509 *issuer;        /* the CA certificate (borrowed) */
+    EVP_PKEY *key;       /* its private key, token-backed (borrowed) */
+    uint64_t number;     /* CRL Number, increasing per issuer */
+    time_t this_update;  /* thisUpdate */
+    time_t next_update;  /* nextUpdate, > this_update */
+    const char *idp_uri; /* NULL, or one http(s) URI <= HSMCA_CRL_URI_MAX for the IDP */
+};
+
+/* What hsmca_crl_check learned from a valid CRL. */
+struct hsmca_crl_info {
+    uint64_t number;
+    time_t this_update, next_update;
+    size_t entries;
+};
+
+/*
+ * Map an RFC 5280 reason name ("keyCompromise", "cessationOfOperation", ... or "unspecified") to
+ * its code. Returns HSMCA_E_CRL_REASON for anything else (including "removeFromCRL", which only
+ * delta CRLs use).
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_reason_from_name(const char *name, int *reason);
+/* The RFC 5280 name of a reason code, or NULL. */
+const char *hsmca_crl_reason_name(int reason);
+
+/*
+ * Build and sign a CRL over entries[0..n) (n <= 1,000,000). Refuses a revocation time after
+ * this_update or before the epoch, a nextUpdate not after thisUpdate, a bad reason, a bad IDP URI.
+ * The result is checked with hsmca_crl_check before it is returned.
+ * On HSMCA_OK *der_out is a new buffer the caller frees with OPENSSL_free().
+ * Returns HSMCA_E_CRL_DATE, HSMCA_E_CRL_REASON, HSMCA_E_INVALID_ARG, HSMCA_E_SIGN_FAILED,
+ * HSMCA_E_CRL_INVALID.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_build(const struct hsmca_crl_params *p,
+                                               const struct hsmca_crl_entry *entries, size_t n,
+                                               unsigned char **der_out, size_t *der_len_out);
+
+/*
+ * Check der[0..len) as a CRL of issuer: DER-exact (no trailing bytes), v2, ecdsa-with-SHA256,
+ * issuer name equal to the CA's subject, AKID equal to the CA's SKID (Matter R10), a CRL Number,
+ * nextUpdate after thisUpdate, and the signature. Returns HSMCA_E_CRL_INVALID,
+ * HSMCA_E_CRL_AKID, HSMCA_E_CRL_SIGNATURE; on HSMCA_OK fills *info if not NULL.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_check(const unsigned char *der, size_t len, X509 *issuer,
+                                               struct hsmca_crl_info *info);
+
+#endif

@@ -30,5 +30,12 @@
 #define HSMCA_CSR_MAX 4096
 /* A store path. */
 #define HSMCA_PATH_MAX 4096
+/* A CA identifier ([a-z0-9-], e.g. "pai-8000") and a client request id (printable ASCII). */
+#define HSMCA_CA_ID_MAX 64
+#define HSMCA_REQUEST_ID_MAX 128
+/* A certificate in the store (Matter certificates are at most 600 bytes; other profiles more). */
+#define HSMCA_CERT_DER_MAX 4096
+/* One page of the certificate inventory. */
+#define HSMCA_PAGE_MAX 1000
 
 #endif

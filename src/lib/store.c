@@ -17,14 +17,53 @@
 
 /*
  * The migrations, in order. Version n is reached by running migrations[0..n).
- * Reserved numbering while the first release is being built: 1 core (meta), 2 audit log,
- * 3 CAs and certificates, 4 quorum. Append; never reorder.
+ * 1 core (meta), 2 CAs and certificates. The audit log and quorum tables come next. Append;
+ * never reorder or edit a released entry.
  */
 static const char *const migrations[] = {
     /* 1: core settings */
     "CREATE TABLE meta ("
     "  key TEXT PRIMARY KEY NOT NULL CHECK (length(key) BETWEEN 1 AND 64),"
     "  value TEXT NOT NULL CHECK (length(value) <= 4096)"
+    ") STRICT;",
+
+    /* 2: CAs, issued certificates, revocations, CRLs (store_certs.c) */
+    "CREATE TABLE cas ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+    "  kind TEXT NOT NULL CHECK (kind IN ('paa', 'pai')),"
+    "  parent TEXT REFERENCES cas(id),"
+    "  token_uri TEXT NOT NULL,"
+    "  key_uri TEXT NOT NULL,"
+    "  vid INTEGER CHECK (vid BETWEEN 0 AND 65535),"
+    "  pid INTEGER CHECK (pid BETWEEN 0 AND 65535),"
+    "  cert BLOB,"
+    "  created_ms INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE certificates ("
+    "  ca TEXT NOT NULL REFERENCES cas(id),"
+    "  serial BLOB NOT NULL CHECK (length(serial) BETWEEN 1 AND 20),"
+    "  request_id TEXT CHECK (length(request_id) BETWEEN 1 AND 128),"
+    "  csr_sha256 BLOB NOT NULL CHECK (length(csr_sha256) = 32),"
+    "  sha256 BLOB NOT NULL CHECK (length(sha256) = 32),"
+    "  vid INTEGER NOT NULL,"
+    "  pid INTEGER NOT NULL,"
+    "  not_before INTEGER NOT NULL,"
+    "  not_after INTEGER NOT NULL,"
+    "  issued_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER,"
+    "  reason INTEGER CHECK (reason BETWEEN 0 AND 10),"
+    "  der BLOB NOT NULL,"
+    "  PRIMARY KEY (ca, serial)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX certificates_request ON certificates(ca, request_id)"
+    "  WHERE request_id IS NOT NULL;"
+    "CREATE INDEX certificates_issued ON certificates(ca, issued_ms, serial);"
+    "CREATE TABLE crls ("
+    "  ca TEXT PRIMARY KEY NOT NULL REFERENCES cas(id),"
+    "  number INTEGER NOT NULL CHECK (number >= 0),"
+    "  this_update INTEGER NOT NULL,"
+    "  next_update INTEGER NOT NULL,"
+    "  der BLOB NOT NULL"
     ") STRICT;",
 };
 

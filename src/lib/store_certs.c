@@ -1,0 +1,537 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * store_certs.c -- SQL for CAs, issued certificates, revocations and CRLs (store_certs.h).
+ * Owns its prepared statements only for the duration of a call. Never commits: callers run these
+ * inside the transaction that also holds the audit entry. Serials are blobs (big-endian bytes),
+ * times are integers, so the inventory's keyset paging is one index range scan.
+ */
+#include "hsmca/store_certs.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+static void
+copy_text(char *dst, size_t dst_size, sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    size_t n = t != NULL ? (size_t)sqlite3_column_bytes(s, col) : 0;
+
+    if (n >= dst_size)
+        n = dst_size - 1;
+    if (n > 0)
+        memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+static int
+copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *s, int col)
+{
+    const void *b = sqlite3_column_blob(s, col);
+    int n = sqlite3_column_bytes(s, col);
+
+    *dst = NULL;
+    *len = 0;
+    if (b == NULL || n <= 0)
+        return 0;
+    *dst = malloc((size_t)n);
+    if (*dst == NULL)
+        return -1;
+    memcpy(*dst, b, (size_t)n);
+    *len = (size_t)n;
+    return 0;
+}
+
+void
+hsmca_ca_rec_clear(struct hsmca_ca_rec *r)
+{
+    if (r == NULL)
+        return;
+    free(r->cert_der);
+    r->cert_der = NULL;
+    r->cert_len = 0;
+}
+
+void
+hsmca_cert_rec_clear(struct hsmca_cert_rec *r)
+{
+    if (r == NULL)
+        return;
+    free(r->der);
+    r->der = NULL;
+    r->der_len = 0;
+}
+
+void
+hsmca_crl_rec_clear(struct hsmca_crl_rec *r)
+{
+    if (r == NULL)
+        return;
+    free(r->der);
+    r->der = NULL;
+    r->der_len = 0;
+}
+
+/* ---- CAs ---- */
+
+#define CA_COLS "id, kind, parent, token_uri, key_uri, vid, pid, cert, created_ms"
+
+static enum hsmca_err
+ca_row(sqlite3_stmt *s, struct hsmca_ca_rec *r)
+{
+    memset(r, 0, sizeof(*r));
+    copy_text(r->id, sizeof(r->id), s, 0);
+    copy_text(r->kind, sizeof(r->kind), s, 1);
+    copy_text(r->parent, sizeof(r->parent), s, 2);
+    copy_text(r->token_uri, sizeof(r->token_uri), s, 3);
+    copy_text(r->key_uri, sizeof(r->key_uri), s, 4);
+    r->vid = sqlite3_column_type(s, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 5);
+    r->pid = sqlite3_column_type(s, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 6);
+    if (copy_blob(&r->cert_der, &r->cert_len, s, 7) != 0)
+        return HSMCA_E_NOMEM;
+    r->created_ms = sqlite3_column_int64(s, 8);
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || ca == NULL || ca->id[0] == '\0' ||
+        (strcmp(ca->kind, "paa") != 0 && strcmp(ca->kind, "pai") != 0))
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db,
+                             "INSERT INTO cas(" CA_COLS
+                             ") VALUES(?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9) "
+                             "ON CONFLICT(id) DO UPDATE SET cert = excluded.cert",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, ca->kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, ca->parent, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 4, ca->token_uri, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 5, ca->key_uri, -1, SQLITE_STATIC);
+        if (ca->vid >= 0)
+            sqlite3_bind_int(s, 6, ca->vid);
+        if (ca->pid >= 0)
+            sqlite3_bind_int(s, 7, ca->pid);
+        if (ca->cert_der != NULL)
+            sqlite3_bind_blob(s, 8, ca->cert_der, (int)ca->cert_len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 9, ca->created_ms);
+        src = sqlite3_step(s);
+    }
+    rc = hsmca_store_rc(st->db, src, 1);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_ca_get(struct hsmca_store *st, const char *id, struct hsmca_ca_rec *out)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || id == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db, "SELECT " CA_COLS " FROM cas WHERE id = ?1", -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    if (src == SQLITE_ROW)
+        rc = ca_row(s, out);
+    else if (src == SQLITE_DONE)
+        rc = HSMCA_E_NOT_FOUND;
+    else
+        rc = hsmca_store_rc(st->db, src, 0);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_ca_list(struct hsmca_store *st,
+                    enum hsmca_err (*fn)(void *arg, const struct hsmca_ca_rec *ca), void *arg)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    int src;
+
+    if (st == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db, "SELECT " CA_COLS " FROM cas ORDER BY id", -1, &s, NULL);
+    while (src == SQLITE_OK || src == SQLITE_ROW) {
+        struct hsmca_ca_rec r;
+
+        src = sqlite3_step(s);
+        if (src != SQLITE_ROW)
+            break;
+        rc = ca_row(s, &r);
+        if (rc == HSMCA_OK)
+            rc = fn(arg, &r);
+        hsmca_ca_rec_clear(&r);
+        if (rc != HSMCA_OK)
+            break;
+    }
+    if (rc == HSMCA_OK && src != SQLITE_DONE)
+        rc = hsmca_store_rc(st->db, src, 0);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* ---- certificates ---- */
+
+#define CERT_COLS                                                                                  \
+    "ca, serial, request_id, csr_sha256, sha256, vid, pid, not_before, not_after, issued_ms, "     \
+    "revoked_ms, reason"
+
+static enum hsmca_err
+cert_row(sqlite3_stmt *s, struct hsmca_cert_rec *r, int der_col)
+{
+    const void *b;
+    int n;
+
+    memset(r, 0, sizeof(*r));
+    copy_text(r->ca, sizeof(r->ca), s, 0);
+    b = sqlite3_column_blob(s, 1);
+    n = sqlite3_column_bytes(s, 1);
+    if (b != NULL && n > 0 && (size_t)n <= sizeof(r->serial)) {
+        memcpy(r->serial, b, (size_t)n);
+        r->serial_len = (size_t)n;
+    }
+    copy_text(r->request_id, sizeof(r->request_id), s, 2);
+    b = sqlite3_column_blob(s, 3);
+    if (b != NULL && sqlite3_column_bytes(s, 3) == 32)
+        memcpy(r->csr_sha256, b, 32);
+    b = sqlite3_column_blob(s, 4);
+    if (b != NULL && sqlite3_column_bytes(s, 4) == 32)
+        memcpy(r->sha256, b, 32);
+    r->vid = sqlite3_column_int(s, 5);
+    r->pid = sqlite3_column_int(s, 6);
+    r->not_before = sqlite3_column_int64(s, 7);
+    r->not_after = sqlite3_column_int64(s, 8);
+    r->issued_ms = sqlite3_column_int64(s, 9);
+    r->revoked = sqlite3_column_type(s, 10) != SQLITE_NULL;
+    r->revoked_ms = r->revoked ? sqlite3_column_int64(s, 10) : 0;
+    r->reason = sqlite3_column_type(s, 11) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 11);
+    if (der_col >= 0 && copy_blob(&r->der, &r->der_len, s, der_col) != 0)
+        return HSMCA_E_NOMEM;
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || c == NULL || c->serial_len == 0 || c->serial_len > sizeof(c->serial) ||
+        c->der == NULL || c->der_len == 0 || c->der_len > HSMCA_CERT_DER_MAX)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db,
+                             "INSERT INTO certificates(" CERT_COLS ", der) VALUES(?1, ?2, "
+                             "NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11)",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, c->ca, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, c->serial, (int)c->serial_len, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, c->request_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 4, c->csr_sha256, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 5, c->sha256, 32, SQLITE_STATIC);
+        sqlite3_bind_int(s, 6, c->vid);
+        sqlite3_bind_int(s, 7, c->pid);
+        sqlite3_bind_int64(s, 8, c->not_before);
+        sqlite3_bind_int64(s, 9, c->not_after);
+        sqlite3_bind_int64(s, 10, c->issued_ms);
+        sqlite3_bind_blob(s, 11, c->der, (int)c->der_len, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    rc = hsmca_store_rc(st->db, src, 1);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+static enum hsmca_err
+cert_one(struct hsmca_store *st, const char *sql, const char *ca, const char *text,
+         const unsigned char *blob, size_t blob_len, struct hsmca_cert_rec *out)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        if (text != NULL)
+            sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_blob(s, 2, blob, (int)blob_len, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    if (src == SQLITE_ROW)
+        rc = cert_row(s, out, 12);
+    else if (src == SQLITE_DONE)
+        rc = HSMCA_E_NOT_FOUND;
+    else
+        rc = hsmca_store_rc(st->db, src, 0);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_cert_by_request(struct hsmca_store *st, const char *ca, const char *request_id,
+                            struct hsmca_cert_rec *out)
+{
+    if (st == NULL || ca == NULL || request_id == NULL || request_id[0] == '\0' || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return cert_one(st,
+                    "SELECT " CERT_COLS ", der FROM certificates WHERE ca = ?1 AND request_id = ?2",
+                    ca, request_id, NULL, 0, out);
+}
+
+enum hsmca_err
+hsmca_store_cert_get(struct hsmca_store *st, const char *ca, const unsigned char *serial,
+                     size_t serial_len, struct hsmca_cert_rec *out)
+{
+    if (st == NULL || ca == NULL || serial == NULL || serial_len == 0 || serial_len > 20 ||
+        out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return cert_one(st, "SELECT " CERT_COLS ", der FROM certificates WHERE ca = ?1 AND serial = ?2",
+                    ca, NULL, serial, serial_len, out);
+}
+
+enum hsmca_err
+hsmca_store_serial_exists(struct hsmca_store *st, const char *ca, const unsigned char *serial,
+                          size_t serial_len, int *exists)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || ca == NULL || serial == NULL || serial_len == 0 || exists == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db, "SELECT 1 FROM certificates WHERE ca = ?1 AND serial = ?2", -1,
+                             &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    rc = src == SQLITE_ROW || src == SQLITE_DONE ? HSMCA_OK : hsmca_store_rc(st->db, src, 0);
+    if (rc == HSMCA_OK)
+        *exists = src == SQLITE_ROW;
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_cert_count(struct hsmca_store *st, const char *ca, int64_t since_ms, uint64_t *out)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || ca == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db,
+                             "SELECT count(*) FROM certificates WHERE ca = ?1 AND issued_ms >= ?2",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, since_ms);
+        src = sqlite3_step(s);
+    }
+    rc = src == SQLITE_ROW ? HSMCA_OK : hsmca_store_rc(st->db, src, 0);
+    if (rc == HSMCA_OK && src != SQLITE_ROW)
+        rc = HSMCA_E_STORE_READ;
+    if (rc == HSMCA_OK)
+        *out = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca_cert_query *q,
+                      enum hsmca_err (*fn)(void *arg, const struct hsmca_cert_rec *c), void *arg,
+                      int *more_out)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    unsigned seen = 0;
+    int src;
+
+    if (st == NULL || ca == NULL || q == NULL || fn == NULL || more_out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (q->limit == 0 || q->limit > HSMCA_PAGE_MAX || q->status < -1 || q->status > 1 ||
+        q->after_serial_len > sizeof(q->after_serial))
+        return HSMCA_E_INVALID_ARG;
+    *more_out = 0;
+    pthread_mutex_lock(&st->lock);
+    /* (issued_ms, serial) > cursor, in index order; one row more than the page says "more" */
+    src = sqlite3_prepare_v2(
+        st->db,
+        q->with_der
+            ? "SELECT " CERT_COLS ", der FROM certificates WHERE ca = ?1 AND issued_ms BETWEEN ?2 "
+              "AND ?3 AND (issued_ms, serial) > (?4, ?5) AND (?6 < 0 OR (revoked_ms IS NOT NULL) "
+              "= ?6) ORDER BY issued_ms, serial LIMIT ?7"
+            : "SELECT " CERT_COLS " FROM certificates WHERE ca = ?1 AND issued_ms BETWEEN ?2 "
+              "AND ?3 AND (issued_ms, serial) > (?4, ?5) AND (?6 < 0 OR (revoked_ms IS NOT NULL) "
+              "= ?6) ORDER BY issued_ms, serial LIMIT ?7",
+        -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, q->from_ms);
+        sqlite3_bind_int64(s, 3, q->to_ms);
+        sqlite3_bind_int64(s, 4, q->after_serial_len > 0 ? q->after_ms : INT64_MIN);
+        sqlite3_bind_blob(s, 5, q->after_serial, (int)q->after_serial_len, SQLITE_STATIC);
+        sqlite3_bind_int(s, 6, q->status);
+        sqlite3_bind_int64(s, 7, (int64_t)q->limit + 1);
+    }
+    while (src == SQLITE_OK || src == SQLITE_ROW) {
+        struct hsmca_cert_rec r;
+
+        src = sqlite3_step(s);
+        if (src != SQLITE_ROW)
+            break;
+        if (seen == q->limit) {
+            *more_out = 1;
+            src = SQLITE_DONE;
+            break;
+        }
+        seen++;
+        rc = cert_row(s, &r, q->with_der ? 12 : -1);
+        if (rc == HSMCA_OK)
+            rc = fn(arg, &r);
+        hsmca_cert_rec_clear(&r);
+        if (rc != HSMCA_OK)
+            break;
+    }
+    if (rc == HSMCA_OK && src != SQLITE_DONE)
+        rc = hsmca_store_rc(st->db, src, 0);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned char *serial,
+                        size_t serial_len, int64_t revoked_ms, int reason)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src, changed = 0, exists = 0;
+
+    if (st == NULL || ca == NULL || serial == NULL || serial_len == 0 || serial_len > 20)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db,
+                             "UPDATE certificates SET revoked_ms = ?3, reason = NULLIF(?4, -1) "
+                             "WHERE ca = ?1 AND serial = ?2 AND revoked_ms IS NULL",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, revoked_ms);
+        sqlite3_bind_int(s, 4, reason);
+        src = sqlite3_step(s);
+        changed = sqlite3_changes(st->db);
+    }
+    rc = hsmca_store_rc(st->db, src, 1);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    if (rc != HSMCA_OK || changed == 1)
+        return rc;
+    rc = hsmca_store_serial_exists(st, ca, serial, serial_len, &exists);
+    if (rc != HSMCA_OK)
+        return rc;
+    return exists ? HSMCA_E_EXISTS : HSMCA_E_NOT_FOUND;
+}
+
+/* ---- CRLs ---- */
+
+enum hsmca_err
+hsmca_store_crl_put(struct hsmca_store *st, const char *ca, const struct hsmca_crl_rec *crl)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || ca == NULL || crl == NULL || crl->der == NULL || crl->der_len == 0 ||
+        crl->number > INT64_MAX)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db,
+                             "INSERT INTO crls(ca, number, this_update, next_update, der) "
+                             "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(ca) DO UPDATE SET "
+                             "number = excluded.number, this_update = excluded.this_update, "
+                             "next_update = excluded.next_update, der = excluded.der "
+                             "WHERE excluded.number > crls.number",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, (int64_t)crl->number);
+        sqlite3_bind_int64(s, 3, crl->this_update);
+        sqlite3_bind_int64(s, 4, crl->next_update);
+        sqlite3_bind_blob(s, 5, crl->der, (int)crl->der_len, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    rc = hsmca_store_rc(st->db, src, 1);
+    if (rc == HSMCA_OK && sqlite3_changes(st->db) != 1)
+        rc = HSMCA_E_STORE_CONSTRAINT; /* CRL numbers only grow */
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec *out)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || ca == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db,
+                             "SELECT number, this_update, next_update, der FROM crls WHERE ca = ?1",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    if (src == SQLITE_ROW) {
+        memset(out, 0, sizeof(*out));
+        out->number = (uint64_t)sqlite3_column_int64(s, 0);
+        out->this_update = sqlite3_column_int64(s, 1);
+        out->next_update = sqlite3_column_int64(s, 2);
+        rc = copy_blob(&out->der, &out->der_len, s, 3) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
+    } else if (src == SQLITE_DONE) {
+        rc = HSMCA_E_NOT_FOUND;
+    } else {
+        rc = hsmca_store_rc(st->db, src, 0);
+    }
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}

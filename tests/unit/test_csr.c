@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_csr.c -- every CSR refusal reason has its own code (size at N and N+1, PEM armour, malformed
+ * and trailing DER, version, key type, curve, signature algorithm, forged signature), then DER and
+ * PEM forms of one request give the same exact DER and key.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "hsmca/csr.h"
+#include "hsmca/limits.h"
+
+static unsigned char *
+make_csr(EVP_PKEY *k, const EVP_MD *md, size_t *len)
+{
+    X509_REQ *r = X509_REQ_new();
+    X509_NAME *n = X509_NAME_new();
+    unsigned char *der = NULL;
+    int l;
+
+    assert_non_null(r);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"device-1", -1, -1, 0);
+    assert_int_equal(X509_REQ_set_subject_name(r, n), 1);
+    assert_int_equal(X509_REQ_set_pubkey(r, k), 1);
+    assert_true(X509_REQ_sign(r, k, md) > 0);
+    l = i2d_X509_REQ(r, &der);
+    assert_true(l > 0);
+    *len = (size_t)l;
+    X509_NAME_free(n);
+    X509_REQ_free(r);
+    return der;
+}
+
+static void
+expect(const unsigned char *in, size_t len, enum hsmca_err want)
+{
+    struct hsmca_csr *c = NULL;
+    enum hsmca_err got = hsmca_csr_parse(in, len, &c);
+
+    if (got != want)
+        fail_msg("got %s, want %s", hsmca_err_code(got), hsmca_err_code(want));
+    assert_null(c);
+}
+
+static void
+refusals_each_have_their_code(void **state)
+{
+    EVP_PKEY *ec = EVP_EC_gen("P-256"), *p384 = EVP_EC_gen("P-384"), *rsa = EVP_RSA_gen(2048);
+    unsigned char *der, *buf;
+    size_t len;
+
+    (void)state;
+    assert_non_null(ec);
+    /* size: N+1 refused before parsing; N bytes of garbage reach the parser */
+    buf = calloc(1, HSMCA_CSR_MAX + 1);
+    assert_non_null(buf);
+    expect(buf, HSMCA_CSR_MAX + 1, HSMCA_E_CSR_TOO_LARGE);
+    expect(buf, HSMCA_CSR_MAX, HSMCA_E_CSR_MALFORMED);
+    expect(buf, 0, HSMCA_E_CSR_MALFORMED);
+    free(buf);
+    expect((const unsigned char *)"\x30\x03\x02\x01", 4, HSMCA_E_CSR_MALFORMED);
+
+    der = make_csr(ec, EVP_sha256(), &len);
+    /* trailing byte, truncation, a flipped signature byte */
+    buf = malloc(len + 1);
+    memcpy(buf, der, len);
+    buf[len] = 0;
+    expect(buf, len + 1, HSMCA_E_CSR_TRAILING);
+    expect(buf, len - 1, HSMCA_E_CSR_MALFORMED);
+    buf[len - 5] ^= 0x01;
+    expect(buf, len, HSMCA_E_CSR_SIGNATURE);
+    /* version 2 (value 1): the first INTEGER of the DER, 02 01 00 */
+    memcpy(buf, der, len);
+    {
+        unsigned char *v = memmem(buf, len, "\x02\x01\x00", 3);
+
+        assert_non_null(v);
+        assert_true(v - buf < 10);
+        v[2] = 0x01;
+    }
+    expect(buf, len, HSMCA_E_CSR_VERSION);
+    /* the subject changed after signing: proof of possession fails */
+    memcpy(buf, der, len);
+    {
+        unsigned char *cn = memmem(buf, len, "device-1", 8);
+
+        assert_non_null(cn);
+        cn[7] = '2';
+    }
+    expect(buf, len, HSMCA_E_CSR_SIGNATURE);
+    free(buf);
+    OPENSSL_free(der);
+
+    der = make_csr(rsa, EVP_sha256(), &len);
+    expect(der, len, HSMCA_E_CSR_KEY_TYPE);
+    OPENSSL_free(der);
+    der = make_csr(p384, EVP_sha256(), &len);
+    expect(der, len, HSMCA_E_CSR_CURVE);
+    OPENSSL_free(der);
+    der = make_csr(ec, EVP_sha384(), &len);
+    expect(der, len, HSMCA_E_CSR_SIG_ALG);
+    OPENSSL_free(der);
+    der = make_csr(ec, EVP_sha1(), &len);
+    expect(der, len, HSMCA_E_CSR_SIG_ALG);
+    OPENSSL_free(der);
+
+    /* PEM armour: wrong label, two blocks, trailing text */
+    {
+        const char *cert_label = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        BIO *b = BIO_new(BIO_s_mem());
+        X509_REQ *r = NULL;
+        const unsigned char *p;
+        char *pem, *two;
+        long pl;
+
+        expect((const unsigned char *)cert_label, strlen(cert_label), HSMCA_E_CSR_PEM);
+        der = make_csr(ec, EVP_sha256(), &len);
+        p = der;
+        r = d2i_X509_REQ(NULL, &p, (long)len);
+        PEM_write_bio_X509_REQ(b, r);
+        pl = BIO_get_mem_data(b, &pem);
+        two = malloc((size_t)pl * 2 + 8);
+        memcpy(two, pem, (size_t)pl);
+        memcpy(two + pl, pem, (size_t)pl);
+        expect((unsigned char *)two, (size_t)pl * 2, HSMCA_E_CSR_PEM);
+        memcpy(two + pl, "junk", 4);
+        expect((unsigned char *)two, (size_t)pl + 4, HSMCA_E_CSR_PEM);
+        free(two);
+        X509_REQ_free(r);
+        BIO_free(b);
+        OPENSSL_free(der);
+    }
+    EVP_PKEY_free(ec);
+    EVP_PKEY_free(p384);
+    EVP_PKEY_free(rsa);
+}
+
+static void
+der_and_pem_are_the_same_request(void **state)
+{
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    struct hsmca_csr *a = NULL, *b = NULL;
+    unsigned char *der, *pem_in;
+    const unsigned char *p, *da, *db;
+    size_t len, la = 0, lb = 0;
+    X509_REQ *r;
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *pem;
+    long pl;
+
+    (void)state;
+    der = make_csr(ec, EVP_sha256(), &len);
+    assert_int_equal(hsmca_csr_parse(der, len, &a), HSMCA_OK);
+    p = der;
+    r = d2i_X509_REQ(NULL, &p, (long)len);
+    PEM_write_bio_X509_REQ(bio, r);
+    pl = BIO_get_mem_data(bio, &pem);
+    pem_in = malloc((size_t)pl + 2);
+    pem_in[0] = '\n'; /* leading and trailing whitespace are fine */
+    memcpy(pem_in + 1, pem, (size_t)pl);
+    pem_in[pl + 1] = '\n';
+    assert_int_equal(hsmca_csr_parse(pem_in, (size_t)pl + 2, &b), HSMCA_OK);
+    da = hsmca_csr_der(a, &la);
+    db = hsmca_csr_der(b, &lb);
+    assert_int_equal(la, len);
+    assert_int_equal(lb, len);
+    assert_memory_equal(da, der, len);
+    assert_memory_equal(db, der, len);
+    assert_memory_equal(hsmca_csr_sha256(a), hsmca_csr_sha256(b), 32);
+    assert_int_equal(EVP_PKEY_eq(hsmca_csr_pubkey(a), ec), 1);
+    assert_non_null(hsmca_csr_req(b));
+    hsmca_csr_free(a);
+    hsmca_csr_free(b);
+    hsmca_csr_free(NULL);
+    free(pem_in);
+    X509_REQ_free(r);
+    BIO_free(bio);
+    OPENSSL_free(der);
+    EVP_PKEY_free(ec);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(refusals_each_have_their_code),
+        cmocka_unit_test(der_and_pem_are_the_same_request),
+    };
+
+    return cmocka_run_group_tests_name("csr", tests, NULL, NULL);
+}

@@ -66,7 +66,24 @@ enum hsmca_err {
     HSMCA_E_CSR_PEM = 306,       /* PEM armour other than one CERTIFICATE REQUEST block */
     HSMCA_E_CSR_SIG_ALG = 307,   /* signed with something other than ecdsa-with-SHA256 */
     HSMCA_E_CSR_VERSION = 308,   /* PKCS#10 version other than v1 (0) */
+
     /* 400..499: certificate profiles and Matter rules (profile.c, matter.c) */
+    HSMCA_E_PROFILE_INVALID = 400,        /* a profile file is not valid profile JSON */
+    HSMCA_E_PROFILE_RULE = 401,           /* a profile asks for what the Matter rules forbid */
+    HSMCA_E_MATTER_CERT_MALFORMED = 402,  /* not one DER or PEM X.509 certificate */
+    HSMCA_E_MATTER_CERT_TOO_LARGE = 403,  /* a certificate is longer than 600 bytes (C13) */
+    HSMCA_E_MATTER_FORMAT = 404,          /* a certificate breaks a format rule (sections 1-2) */
+    HSMCA_E_MATTER_DN = 405,              /* malformed VID/PID in a subject (section 3) */
+    HSMCA_E_MATTER_VIDPID = 406,          /* VID/PID missing or inconsistent along the chain */
+    HSMCA_E_MATTER_PAA_NOT_FOUND = 407,   /* no PAA whose SKID is the PAI's AKID */
+    HSMCA_E_MATTER_PAI_MISSING = 408,     /* no PAI given */
+    HSMCA_E_MATTER_DAC_VALIDITY = 409,    /* the DAC is not valid at the current time (V4) */
+    HSMCA_E_MATTER_CHAIN = 410,           /* a signature, name or AKID link of the chain fails */
+    HSMCA_E_MATTER_CHAIN_VALIDITY = 411,  /* an issuer is not valid at the DAC's notBefore (V3) */
+    HSMCA_E_MATTER_SCOPE = 412,           /* a request's VID/PID lies outside the issuer's scope */
+    HSMCA_E_MATTER_SELF_CHECK = 413,      /* a certificate just built failed validation */
+    HSMCA_E_MATTER_KEY_MISMATCH = 414,    /* the token key is not the certificate's key */
+    HSMCA_E_MATTER_EXPECTED_VIDPID = 415, /* the DAC's VID/PID differ from the device's report */
     /* 500..599: audit log (audit.c) */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
     /* 700..799: daemon, HTTP, config (config.c, src/hsmcad) */

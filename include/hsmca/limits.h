@@ -37,5 +37,13 @@
 #define HSMCA_CERT_DER_MAX 4096
 /* One page of the certificate inventory. */
 #define HSMCA_PAGE_MAX 1000
+/* Matter certificates: at most 600 bytes of DER (rule C13); a file given to `hsmca verify` may be
+ * PEM, so the input cap is larger. A common name is at most 64 bytes (N7). */
+#define HSMCA_MATTER_CERT_MAX 600
+#define HSMCA_MATTER_INPUT_MAX 4096
+#define HSMCA_MATTER_CN_MAX 64
+/* A profile file (JSON) and a profile name. */
+#define HSMCA_PROFILE_MAX 8192
+#define HSMCA_PROFILE_NAME_MAX 64
 
 #endif

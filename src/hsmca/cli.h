@@ -36,5 +36,7 @@ int cli_fail(const char *what, enum hsmca_err e);
 
 int cmd_token(int argc, char **argv);
 void usage_token(void);
+int cmd_verify(int argc, char **argv);
+void usage_verify(void);
 
 #endif

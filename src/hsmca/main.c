@@ -15,6 +15,8 @@
 
 static const struct cli_cmd cmds[] = {
     {"token", "inspect tokens and generate CA keys inside them", cmd_token, usage_token},
+    {"verify", "judge a Matter DAC -> PAI -> PAA chain like a commissioner", cmd_verify,
+     usage_verify},
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -349,6 +349,14 @@ check_format(X509 *x, enum hsmca_profile_type t, struct hsmca_matter_verdict *v,
         return fail(v, HSMCA_E_MATTER_FORMAT, "C6", c, chip, "issuer, subject or validity absent");
     flags = X509_get_extension_flags(x); /* also caches the decoded extensions */
     n = X509_get_ext_count(x);
+    /* C12: an extension of any kind present twice (OpenSSL then refuses the whole chain) */
+    for (i = 0; i < n; i++) {
+        const ASN1_OBJECT *o = X509_EXTENSION_get_object(X509_get_ext(x, i));
+
+        if (X509_get_ext_by_OBJ(x, o, i) != -1)
+            return fail(v, HSMCA_E_MATTER_FORMAT, "C12", c, chip,
+                        "the %s carries an extension twice", c);
+    }
     for (i = 0; i < n; i++) {
         X509_EXTENSION *e = X509_get_ext(x, i);
         int crit = X509_EXTENSION_get_critical(e) == 1;

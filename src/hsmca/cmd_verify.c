@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cmd_verify.c -- `hsmca verify`: judge a DAC -> PAI -> PAA chain as a Matter commissioner would
+ * (the validator of matter.c), and say which rule failed with the connectedhomeip result code.
+ * Offline: reads three files, touches no token and no store.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "hsmca/limits.h"
+#include "hsmca/matter.h"
+#include "hsmca/util.h"
+
+#include "cli.h"
+
+void
+usage_verify(void)
+{
+    printf("usage: hsmca verify --dac FILE --pai FILE --paa FILE\n"
+           "                    [--expect-vid HEX] [--expect-pid HEX] [--json]\n"
+           "\n"
+           "Checks a Matter attestation chain like a commissioner (connectedhomeip's\n"
+           "DefaultDACVerifier and chip-cert validate-att-cert): the format of each certificate,\n"
+           "VID/PID along the chain (Matter OIDs, or the legacy Mvid:/Mpid: common name), the PAA\n"
+           "found by the PAI's authority key id, the chain signatures with PAA and PAI judged at\n"
+           "the DAC's notBefore, and the DAC at the current time. Files are DER or PEM.\n"
+           "--expect-vid/--expect-pid are the VID/PID the device reports in Basic Information\n"
+           "(4 hex digits, e.g. FFF1). --json prints the verdict as one JSON object.\n"
+           "Exit status: 0 valid, 1 invalid (the rule is printed), 2 usage error.\n");
+}
+
+static int
+parse_hex16(const char *s, uint16_t *out)
+{
+    unsigned char b[2];
+    size_t n = 0, len = strlen(s);
+
+    if (len != 4 || hsmca_hex_decode(s, len, b, sizeof(b), &n) != HSMCA_OK || n != 2)
+        return -1;
+    *out = (uint16_t)(b[0] << 8 | b[1]);
+    return 0;
+}
+
+int
+cmd_verify(int argc, char **argv)
+{
+    static const struct option opts[] = {{"dac", required_argument, NULL, 'd'},
+                                         {"pai", required_argument, NULL, 'i'},
+                                         {"paa", required_argument, NULL, 'a'},
+                                         {"expect-vid", required_argument, NULL, 'V'},
+                                         {"expect-pid", required_argument, NULL, 'P'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *files[3] = {NULL, NULL, NULL};
+    static const char *what[3] = {"DAC", "PAI", "PAA"};
+    unsigned char *buf[3] = {NULL, NULL, NULL};
+    size_t len[3] = {0, 0, 0};
+    struct hsmca_matter_expect ex = {0, 0, 0, 0};
+    struct hsmca_matter_verdict v;
+    json_t *j = NULL;
+    enum hsmca_err e;
+    int c, i, json = 0, rc = CLI_EXIT_USAGE;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:i:a:V:P:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            files[0] = optarg;
+            break;
+        case 'i':
+            files[1] = optarg;
+            break;
+        case 'a':
+            files[2] = optarg;
+            break;
+        case 'V':
+            if (parse_hex16(optarg, &ex.vid) != 0) {
+                fprintf(stderr, "hsmca verify: --expect-vid takes 4 hex digits\n");
+                goto out;
+            }
+            ex.has_vid = 1;
+            break;
+        case 'P':
+            if (parse_hex16(optarg, &ex.pid) != 0) {
+                fprintf(stderr, "hsmca verify: --expect-pid takes 4 hex digits\n");
+                goto out;
+            }
+            ex.has_pid = 1;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            usage_verify();
+            rc = CLI_EXIT_OK;
+            goto out;
+        default:
+            usage_verify();
+            goto out;
+        }
+    }
+    if (optind != argc || files[0] == NULL || files[1] == NULL || files[2] == NULL) {
+        fprintf(stderr, "hsmca verify: --dac, --pai and --paa are all required\n");
+        goto out;
+    }
+    rc = CLI_EXIT_FAIL;
+    for (i = 0; i < 3; i++) {
+        e = hsmca_read_file(files[i], HSMCA_MATTER_INPUT_MAX, &buf[i], &len[i]);
+        if (e != HSMCA_OK) {
+            fprintf(stderr, "hsmca verify: %s file %s: %s: %s\n", what[i], files[i],
+                    hsmca_err_code(e), hsmca_err_title(e));
+            goto out;
+        }
+    }
+    memset(&v, 0, sizeof(v));
+    e = hsmca_matter_validate_der(buf[0], len[0], buf[1], len[1], buf[2], len[2], &ex, time(NULL),
+                                  &v);
+    if (e == HSMCA_E_INVALID_ARG || e == HSMCA_E_NOMEM) {
+        rc = cli_fail("verify", e);
+        goto out;
+    }
+    if (json) {
+        char *s;
+
+        j = hsmca_matter_verdict_json(&v);
+        s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (s == NULL) {
+            rc = cli_fail("verify", HSMCA_E_NOMEM);
+            goto out;
+        }
+        printf("%s\n", s);
+        free(s);
+    } else if (e == HSMCA_OK) {
+        printf("valid: DAC -> PAI -> PAA chain accepted\n");
+    } else {
+        printf("invalid: rule %s (%s, %s; chip result %d): %s\n", v.rule, v.cert,
+               hsmca_err_code(v.code), v.chip, v.detail);
+    }
+    rc = e == HSMCA_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+    json_decref(j);
+    for (i = 0; i < 3; i++)
+        free(buf[i]);
+    return rc;
+}

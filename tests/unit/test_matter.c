@@ -1,0 +1,722 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_matter.c -- the Matter validator and builders: hostile input first (unparsable and
+ * oversized certificates, missing PAI/PAA, every VID/PID encoding rule of section 3), then the
+ * CHIP test chains of ../shared/vectors/chip/attestation with the verdict the rule sheet predicts,
+ * then PAA -> PAI -> DAC built in SoftHSM: DER-exact extensions, scope refusals, the lint listing
+ * every broken rule, `hsmca verify` and `openssl verify -x509_strict` on the result.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "hsmca/csr.h"
+#include "hsmca/limits.h"
+#include "hsmca/matter.h"
+#include "hsmca/profile.h"
+#include "hsmca/token.h"
+#include "hsmca/util.h"
+
+#include "fixture.h"
+
+#define VID_OID "1.3.6.1.4.1.37244.2.1"
+#define PID_OID "1.3.6.1.4.1.37244.2.2"
+
+static X509 *
+load_att(const char *name)
+{
+    char path[1024];
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    X509 *x = NULL;
+
+    snprintf(path, sizeof(path), "%s/vectors/chip/attestation/%s-Cert.der",
+             getenv("HSMCA_SHARED_DIR"), name);
+    assert_int_equal(hsmca_read_file(path, 1 << 16, &buf, &len), HSMCA_OK);
+    assert_int_equal(hsmca_matter_cert_parse(buf, len, &x), HSMCA_OK);
+    free(buf);
+    return x;
+}
+
+static void
+load_profile(const char *name, struct hsmca_profile *p)
+{
+    char path[1024];
+
+    snprintf(path, sizeof(path), "%s/policies/profiles/%s.json", getenv("HSMCA_SOURCE_DIR"), name);
+    assert_int_equal(hsmca_profile_load(path, p), HSMCA_OK);
+}
+
+static void
+parse_refuses_what_is_not_one_certificate(void **state)
+{
+    X509 *good = load_att("Chip-Test-PAA-FFF1"), *x = NULL;
+    unsigned char *der = NULL, *buf;
+    int n = i2d_X509(good, &der);
+    char *pem = NULL, *two;
+    long pl;
+    BIO *b = BIO_new(BIO_s_mem());
+
+    (void)state;
+    assert_int_equal(hsmca_matter_cert_parse(NULL, 1, &x), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_matter_cert_parse(der, (size_t)n, NULL), HSMCA_E_INVALID_ARG);
+    buf = calloc(1, HSMCA_MATTER_INPUT_MAX + 1);
+    assert_non_null(buf);
+    assert_int_equal(hsmca_matter_cert_parse(buf, HSMCA_MATTER_INPUT_MAX + 1, &x),
+                     HSMCA_E_TOO_LARGE);
+    assert_int_equal(hsmca_matter_cert_parse(buf, HSMCA_MATTER_INPUT_MAX, &x),
+                     HSMCA_E_MATTER_CERT_MALFORMED);
+    memcpy(buf, der, (size_t)n);
+    assert_int_equal(hsmca_matter_cert_parse(buf, (size_t)n + 1, &x),
+                     HSMCA_E_MATTER_CERT_MALFORMED); /* trailing byte */
+    assert_int_equal(hsmca_matter_cert_parse(buf, (size_t)n - 1, &x),
+                     HSMCA_E_MATTER_CERT_MALFORMED); /* truncated */
+    assert_int_equal(hsmca_matter_cert_parse(buf, 0, &x), HSMCA_E_MATTER_CERT_MALFORMED);
+    free(buf);
+    PEM_write_bio_X509(b, good);
+    pl = BIO_get_mem_data(b, &pem);
+    two = malloc((size_t)pl * 2);
+    assert_non_null(two);
+    memcpy(two, pem, (size_t)pl);
+    memcpy(two + pl, pem, (size_t)pl);
+    assert_int_equal(hsmca_matter_cert_parse((unsigned char *)two, (size_t)pl * 2, &x),
+                     HSMCA_E_MATTER_CERT_MALFORMED);
+    {
+        const char *req = "-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n"
+                          "-----END CERTIFICATE REQUEST-----\n";
+
+        assert_int_equal(hsmca_matter_cert_parse((const unsigned char *)req, strlen(req), &x),
+                         HSMCA_E_MATTER_CERT_MALFORMED);
+    }
+    assert_null(x);
+    /* the one good PEM block and the DER give the same certificate */
+    assert_int_equal(hsmca_matter_cert_parse((unsigned char *)two, (size_t)pl, &x), HSMCA_OK);
+    assert_int_equal(X509_cmp(x, good), 0);
+    X509_free(x);
+    free(two);
+    BIO_free(b);
+    OPENSSL_free(der);
+    X509_free(good);
+}
+
+/* A certificate holding only a subject, for the VID/PID parser. */
+static X509 *
+subject(const char *spec[][2], int n)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    int i;
+
+    for (i = 0; i < n; i++) {
+        ASN1_OBJECT *o = OBJ_txt2obj(spec[i][0], 0);
+        int type = V_ASN1_UTF8STRING;
+
+        if (spec[i][1][0] == '\x01') { /* PrintableString marker */
+            type = V_ASN1_PRINTABLESTRING;
+            assert_int_equal(X509_NAME_add_entry_by_OBJ(
+                                 name, o, type, (const unsigned char *)spec[i][1] + 1, -1, -1, 0),
+                             1);
+        } else {
+            assert_int_equal(X509_NAME_add_entry_by_OBJ(
+                                 name, o, type, (const unsigned char *)spec[i][1], -1, -1, 0),
+                             1);
+        }
+        ASN1_OBJECT_free(o);
+    }
+    assert_int_equal(X509_set_subject_name(x, name), 1);
+    X509_NAME_free(name);
+    return x;
+}
+
+static void
+vidpid(const char *spec[][2], int n, enum hsmca_err want_rc, const char *want_rule, int has_vid,
+       unsigned vid, int has_pid, unsigned pid)
+{
+    X509 *x = subject(spec, n);
+    struct hsmca_matter_vidpid vp = {9, 9, 9, 9};
+    struct hsmca_matter_verdict v;
+    enum hsmca_err rc;
+
+    memset(&v, 0, sizeof(v));
+    rc = hsmca_matter_get_vidpid(x, &vp, &v);
+    if (rc != want_rc)
+        fail_msg("%s: got %s want %s", spec[0][1], hsmca_err_code(rc), hsmca_err_code(want_rc));
+    if (rc != HSMCA_OK) {
+        assert_string_equal(v.rule, want_rule);
+        assert_int_equal(vp.has_vid, 9); /* untouched */
+    } else {
+        assert_int_equal(vp.has_vid, has_vid);
+        assert_int_equal(vp.has_pid, has_pid);
+        if (has_vid)
+            assert_int_equal(vp.vid, vid);
+        if (has_pid)
+            assert_int_equal(vp.pid, pid);
+    }
+    X509_free(x);
+}
+
+static void
+vidpid_encoding_rules(void **state)
+{
+    (void)state;
+    /* N3: exactly 4 uppercase hex */
+    vidpid((const char *[][2]){{"CN", "x"}, {VID_OID, "fff1"}}, 2, HSMCA_E_MATTER_DN, "N3", 0, 0, 0,
+           0);
+    vidpid((const char *[][2]){{VID_OID, "FF1"}}, 1, HSMCA_E_MATTER_DN, "N3", 0, 0, 0, 0);
+    vidpid((const char *[][2]){{VID_OID, "0FFF1"}}, 1, HSMCA_E_MATTER_DN, "N3", 0, 0, 0, 0);
+    vidpid((const char *[][2]){{PID_OID, "80G0"}}, 1, HSMCA_E_MATTER_DN, "N3", 0, 0, 0, 0);
+    /* N5: twice */
+    vidpid((const char *[][2]){{VID_OID, "FFF1"}, {VID_OID, "FFF1"}}, 2, HSMCA_E_MATTER_DN, "N5", 0,
+           0, 0, 0);
+    /* N9: a prefix never followed by 4 uppercase hex */
+    vidpid((const char *[][2]){{"CN", "ACME Mvid:fff1 Mpid:00B1"}}, 1, HSMCA_E_MATTER_DN, "N9", 0,
+           0, 0, 0);
+    vidpid((const char *[][2]){{"CN", "ACME Mvid:FFF1 Mpid:"}}, 1, HSMCA_E_MATTER_DN, "N9", 0, 0, 0,
+           0);
+    /* happy paths: OIDs (N1/N2), any string type (N4) */
+    vidpid((const char *[][2]){{"CN", "Matter DAC"}, {VID_OID, "FFF1"}, {PID_OID, "8000"}}, 3,
+           HSMCA_OK, NULL, 1, 0xFFF1, 1, 0x8000);
+    vidpid((const char *[][2]){{VID_OID, "\x01"
+                                         "FFF1"}},
+           1, HSMCA_OK, NULL, 1, 0xFFF1, 0, 0);
+    /* N8: legacy CN encoding, any order, any separator */
+    vidpid((const char *[][2]){{"CN", "ACME Matter Devel DAC 5CDA9899 Mvid:FFF1 Mpid:00B1"}}, 1,
+           HSMCA_OK, NULL, 1, 0xFFF1, 1, 0x00B1);
+    vidpid((const char *[][2]){{"CN", "Mpid:00B1,ACME Matter Devel DAC 5CDA9899,Mvid:FFF1"}}, 1,
+           HSMCA_OK, NULL, 1, 0xFFF1, 1, 0x00B1);
+    vidpid((const char *[][2]){{"CN", "Mvid:FFF1Mpid:00B1"}}, 1, HSMCA_OK, NULL, 1, 0xFFF1, 1,
+           0x00B1);
+    /* N9: case-sensitive prefix (simply absent), only the first 64 bytes are searched */
+    vidpid((const char *[][2]){{"CN", "MVID:FFF1"}}, 1, HSMCA_OK, NULL, 0, 0, 0, 0);
+    /* 60 + "Mvid:": the prefix does not fit in the first 64 bytes: absent */
+    vidpid((const char *[][2]){{"CN", "012345678901234567890123456789012345678901234567890123456789"
+                                      "Mvid:FFF1"}},
+           1, HSMCA_OK, NULL, 0, 0, 0, 0);
+    /* 55 + 9 = 64: the value fits exactly */
+    vidpid((const char *[][2]){{"CN", "0123456789012345678901234567890123456789012345678901234"
+                                      "Mvid:FFF1"}},
+           1, HSMCA_OK, NULL, 1, 0xFFF1, 0, 0);
+    /* 58 + "Mvid:" + 1 hex digit inside the window: the value is cut, so malformed */
+    vidpid((const char *[][2]){{"CN", "0123456789012345678901234567890123456789012345678901234567"
+                                      "Mvid:FFF1"}},
+           1, HSMCA_E_MATTER_DN, "N9", 0, 0, 0, 0);
+    /* N10: any Matter OID wins; the CN is ignored */
+    vidpid((const char *[][2]){{"CN", "Mvid:FFF1"}, {PID_OID, "8000"}}, 2, HSMCA_OK, NULL, 0, 0, 1,
+           0x8000);
+}
+
+struct chain_case {
+    const char *dac, *pai, *paa;
+    int at_dac_start; /* judge "now" as the DAC's notBefore + 1 s (historic test chains) */
+    enum hsmca_err want;
+    const char *rule;
+    int chip;
+};
+
+static void
+chip_test_chains_get_the_predicted_verdict(void **state)
+{
+    static const struct chain_case cases[] = {
+        /* well-formed chains */
+        {"Chip-Test-DAC-FFF1-8000-0000", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-FFF1", 0,
+         HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF1-8000-0007", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-FFF1", 0,
+         HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF2-8001-0008", "Chip-Test-PAI-FFF2-8001", "Chip-Test-PAA-NoVID", 0,
+         HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF2-8002-0010", "Chip-Test-PAI-FFF2-NoPID-Resigned",
+         "Chip-Test-PAA-NoVID-ToResignPAIs", 0, HSMCA_OK, "", 0},
+        /* legacy CN encoding (FB = fallback) */
+        {"Chip-Test-DAC-FFF2-8003-0018-FB", "Chip-Test-PAI-FFF2-NoPID-FB", "Chip-Test-PAA-NoVID", 0,
+         HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF2-8004-001C-FB", "Chip-Test-PAI-FFF2-8004-FB", "Chip-Test-PAA-NoVID", 0,
+         HSMCA_OK, "", 0},
+        /* CDP variants: R1-R5 make the CDP unusable for revocation, not the certificate */
+        {"Chip-Test-DAC-FFF1-8000-0000-CDP", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-FFF1", 0,
+         HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF1-8000-0000-CDP-2DPs", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-FFF1",
+         0, HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF1-8000-0000-CDP-2URIs", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-FFF1",
+         0, HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF1-8000-0000-CDP-Wrong-Prefix", "Chip-Test-PAI-FFF1-8000",
+         "Chip-Test-PAA-FFF1", 0, HSMCA_OK, "", 0},
+        /* 599 bytes: under the C13 limit */
+        {"Chip-Test-DAC-FFF1-8000-0000-CDP-Long", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-FFF1",
+         0, HSMCA_OK, "", 0},
+        /* C12: two CDP extensions (600 bytes: exactly at the C13 limit, so C12 is what fails) */
+        {"Chip-Test-DAC-FFF1-8000-0000-2CDPs", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-FFF1", 0,
+         HSMCA_E_MATTER_FORMAT, "C12", HSMCA_CHIP_DAC_FORMAT_INVALID},
+        /* C13: a 656-byte PAI */
+        {"Chip-Test-DAC-FFF1-8000-0000-CDP-Issuer-PAI-FFF2-8004",
+         "Chip-Test-DAC-FFF1-8000-0000-CDP-Issuer-PAI-FFF2-8004-Long", "Chip-Test-PAA-NoVID", 0,
+         HSMCA_E_MATTER_CERT_TOO_LARGE, "C13", HSMCA_CHIP_PAI_FORMAT_INVALID},
+        /* wrong PAA: the PAI's AKID is not its SKID (V2) */
+        {"Chip-Test-DAC-FFF1-8000-0000", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-NoVID", 0,
+         HSMCA_E_MATTER_PAA_NOT_FOUND, "V2", HSMCA_CHIP_PAA_NOT_FOUND},
+        /* re-signed PAI under the other PAA name: same key, other issuer name (V9) */
+        {"Chip-Test-DAC-FFF2-8001-0008", "Chip-Test-PAI-FFF2-8001",
+         "Chip-Test-PAA-NoVID-ToResignPAIs", 0, HSMCA_E_MATTER_CHAIN, "V9",
+         HSMCA_CHIP_DAC_SIGNATURE_INVALID},
+        /* DAC under a PAI of another VID (PAI FFF1 vs DAC FFF2) */
+        {"Chip-Test-DAC-FFF2-8001-0008", "Chip-Test-PAI-FFF1-8000", "Chip-Test-PAA-FFF1", 0,
+         HSMCA_E_MATTER_VIDPID, "dac-vid", HSMCA_CHIP_DAC_VENDOR_ID_MISMATCH},
+        /* V3/V5: judged at the DAC's notBefore */
+        {"Chip-Test-DAC-FFF2-8006-0024-ValInPast", "Chip-Test-PAI-FFF2-8006-ValInPast",
+         "Chip-Test-PAA-FFF2-ValInPast", 1, HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF2-8006-0025-ValInFuture", "Chip-Test-PAI-FFF2-8006-ValInFuture",
+         "Chip-Test-PAA-FFF2-ValInFuture", 1, HSMCA_OK, "", 0},
+        {"Chip-Test-DAC-FFF2-8006-0034-ValInFuture", "Chip-Test-PAI-FFF2-8006-ValInPast",
+         "Chip-Test-PAA-FFF2-ValInPast", 1, HSMCA_E_MATTER_CHAIN_VALIDITY, "V3",
+         HSMCA_CHIP_DAC_SIGNATURE_INVALID},
+        {"Chip-Test-DAC-FFF2-8005-0033-Val1SecBefore", "Chip-Test-PAI-FFF2-8005-ValInFuture",
+         "Chip-Test-PAA-NoVID", 1, HSMCA_E_MATTER_CHAIN_VALIDITY, "V3",
+         HSMCA_CHIP_DAC_SIGNATURE_INVALID},
+        {"Chip-Test-DAC-FFF2-8006-0035-Val1SecBefore", "Chip-Test-PAI-FFF2-8006-ValInFuture",
+         "Chip-Test-PAA-FFF2-ValInFuture", 1, HSMCA_E_MATTER_CHAIN_VALIDITY, "V3",
+         HSMCA_CHIP_DAC_SIGNATURE_INVALID},
+        /* V4: the same valid-in-the-past chain judged today: only the DAC's time counts */
+        {"Chip-Test-DAC-FFF2-8006-0034-ValInFuture", "Chip-Test-PAI-FFF2-8006-ValInFuture",
+         "Chip-Test-PAA-FFF2-ValInFuture", 0, HSMCA_E_MATTER_DAC_VALIDITY, "V4",
+         HSMCA_CHIP_DAC_EXPIRED},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct chain_case *c = &cases[i];
+        X509 *dac = load_att(c->dac), *pai = load_att(c->pai), *paa = load_att(c->paa);
+        struct hsmca_matter_verdict v;
+        time_t now = time(NULL);
+        enum hsmca_err rc;
+
+        if (c->at_dac_start) {
+            struct tm tm;
+
+            assert_int_equal(ASN1_TIME_to_tm(X509_get0_notBefore(dac), &tm), 1);
+            now = timegm(&tm) + 1;
+        }
+        memset(&v, 0, sizeof(v));
+        rc = hsmca_matter_validate(dac, pai, paa, NULL, now, &v);
+        if (rc != c->want || strcmp(v.rule, c->rule) != 0 || v.chip != c->chip)
+            fail_msg("%s: got %s rule %s chip %d (%s), want %s rule %s chip %d", c->dac,
+                     hsmca_err_code(rc), v.rule, v.chip, v.detail, hsmca_err_code(c->want), c->rule,
+                     c->chip);
+        X509_free(dac);
+        X509_free(pai);
+        X509_free(paa);
+    }
+    /* no PAI, no PAA, no DAC */
+    {
+        X509 *dac = load_att("Chip-Test-DAC-FFF1-8000-0000"),
+             *pai = load_att("Chip-Test-PAI-FFF1-8000");
+        struct hsmca_matter_verdict v;
+
+        assert_int_equal(hsmca_matter_validate(dac, NULL, NULL, NULL, time(NULL), &v),
+                         HSMCA_E_MATTER_PAI_MISSING);
+        assert_int_equal(v.chip, HSMCA_CHIP_PAI_MISSING);
+        assert_int_equal(hsmca_matter_validate(dac, pai, NULL, NULL, time(NULL), &v),
+                         HSMCA_E_MATTER_PAA_NOT_FOUND);
+        assert_int_equal(hsmca_matter_validate(NULL, pai, NULL, NULL, time(NULL), &v),
+                         HSMCA_E_INVALID_ARG);
+        /* the device reports another PID / VID than the DAC carries */
+        {
+            X509 *paa = load_att("Chip-Test-PAA-FFF1");
+
+            assert_int_equal(hsmca_matter_validate(
+                                 dac, pai, paa, &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8001},
+                                 time(NULL), &v),
+                             HSMCA_E_MATTER_EXPECTED_VIDPID);
+            assert_string_equal(v.rule, "basic-info-pid");
+            assert_int_equal(hsmca_matter_validate(dac, pai, paa,
+                                                   &(struct hsmca_matter_expect){1, 0, 0xFFF2, 0},
+                                                   time(NULL), &v),
+                             HSMCA_E_MATTER_EXPECTED_VIDPID);
+            assert_int_equal(v.chip, HSMCA_CHIP_DAC_VENDOR_ID_MISMATCH);
+            assert_int_equal(hsmca_matter_validate(
+                                 dac, pai, paa, &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8000},
+                                 time(NULL), &v),
+                             HSMCA_OK);
+            X509_free(paa);
+        }
+        X509_free(dac);
+        X509_free(pai);
+    }
+}
+
+static unsigned char *
+make_csr(EVP_PKEY *k, const char *vid, size_t *len)
+{
+    X509_REQ *r = X509_REQ_new();
+    X509_NAME *n = X509_NAME_new();
+    unsigned char *der = NULL;
+    int l;
+
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)"factory-device", -1,
+                               -1, 0);
+    if (vid != NULL)
+        X509_NAME_add_entry_by_txt(n, VID_OID, MBSTRING_UTF8, (const unsigned char *)vid, -1, -1,
+                                   0);
+    assert_int_equal(X509_REQ_set_subject_name(r, n), 1);
+    assert_int_equal(X509_REQ_set_pubkey(r, k), 1);
+    assert_true(X509_REQ_sign(r, k, EVP_sha256()) > 0);
+    l = i2d_X509_REQ(r, &der);
+    assert_true(l > 0);
+    *len = (size_t)l;
+    X509_NAME_free(n);
+    X509_REQ_free(r);
+    return der;
+}
+
+static int
+has_bytes(const unsigned char *der, size_t len, const char *hex)
+{
+    unsigned char pat[64];
+    size_t plen = 0;
+
+    assert_int_equal(hsmca_hex_decode(hex, strlen(hex), pat, sizeof(pat), &plen), HSMCA_OK);
+    return memmem(der, len, pat, plen) != NULL;
+}
+
+static void
+write_pem(const char *path, X509 *x)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    fclose(f);
+}
+
+static double
+elapsed_us(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e6 + (double)(b->tv_nsec - a->tv_nsec) / 1e3;
+}
+
+static void
+softhsm_paa_pai_dac_chain(void **state)
+{
+    struct fx_hsm hsm;
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *tpaa = NULL, *tpai = NULL;
+    struct hsmca_key *kpaa = NULL, *kpai = NULL, *kpai2 = NULL;
+    struct hsmca_secret pin;
+    struct hsmca_profile ppaa, ppai, pdac;
+    struct hsmca_matter_issuer *is = NULL, *is2 = NULL, *bad = NULL;
+    struct hsmca_matter_verdict v;
+    struct hsmca_matter_dac_request rq;
+    struct hsmca_csr *csr = NULL, *csr_vid = NULL;
+    unsigned char serial[HSMCA_MATTER_SERIAL_LEN], serial2[HSMCA_MATTER_SERIAL_LEN];
+    unsigned char *der = NULL, *cder = NULL, *pder = NULL, *ask;
+    size_t len = 0, clen = 0;
+    X509 *paa = NULL, *pai = NULL, *pai2 = NULL, *dac = NULL, *x = NULL;
+    EVP_PKEY *dev = EVP_EC_gen("P-256");
+    time_t now = time(NULL);
+    char dir[700], paa_path[800], pai_path[800], dac_path[800], out[4096];
+    struct timespec t0, t1;
+    json_t *lint = NULL;
+    int i, plen;
+
+    (void)state;
+    assert_int_equal(hsmca_secure_heap_init(0), HSMCA_OK);
+    load_profile("matter-paa", &ppaa);
+    load_profile("matter-pai", &ppai);
+    load_profile("matter-dac", &pdac);
+    assert_int_equal(fx_hsm_setup(&hsm), 0);
+    assert_int_equal(fx_hsm_add_token(&hsm, "paa", "so-pin-1234", "user-pin-1234"), 0);
+    assert_int_equal(fx_hsm_add_token(&hsm, "pai", "so-pin-1234", "user-pin-1234"), 0);
+    assert_int_equal(hsmca_p11_open(fx_module(), &p11), HSMCA_OK);
+    assert_int_equal(hsmca_token_open(p11, "pkcs11:token=paa", &tpaa), HSMCA_OK);
+    assert_int_equal(hsmca_token_open(p11, "pkcs11:token=pai", &tpai), HSMCA_OK);
+    pin = fx_secret("user-pin-1234");
+    assert_int_equal(hsmca_token_login(tpaa, &pin), HSMCA_OK);
+    assert_int_equal(hsmca_token_login(tpai, &pin), HSMCA_OK);
+    hsmca_secret_clear(&pin);
+    assert_int_equal(
+        hsmca_token_generate_key(tpaa, "paa-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &kpaa), HSMCA_OK);
+    assert_int_equal(
+        hsmca_token_generate_key(tpai, "pai-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &kpai), HSMCA_OK);
+    assert_int_equal(
+        hsmca_token_generate_key(tpai, "pai2-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &kpai2),
+        HSMCA_OK);
+
+    /* hostile CA parameters first: nothing is built */
+    assert_int_equal(
+        hsmca_matter_paa_build(&ppaa, &(struct hsmca_matter_ca_subject){NULL, 1, 1, 0xFFF1, 0x8000},
+                               hsmca_key_private(kpaa), hsmca_key_public(kpaa), now, serial, &paa),
+        HSMCA_E_MATTER_SCOPE); /* paa-pid */
+    assert_int_equal(
+        hsmca_matter_paa_build(&ppai, &(struct hsmca_matter_ca_subject){NULL, 1, 0, 0xFFF1, 0},
+                               hsmca_key_private(kpaa), hsmca_key_public(kpaa), now, serial, &paa),
+        HSMCA_E_INVALID_ARG); /* PAI profile for a PAA */
+    assert_int_equal(
+        hsmca_matter_paa_build(&ppaa,
+                               &(struct hsmca_matter_ca_subject){"ACME Mvid:FFF1", 1, 0, 0xFFF1, 0},
+                               hsmca_key_private(kpaa), hsmca_key_public(kpaa), now, serial, &paa),
+        HSMCA_E_MATTER_SCOPE); /* N8 in a CN */
+    assert_null(paa);
+    assert_int_equal(
+        hsmca_matter_paa_build(&ppaa, &(struct hsmca_matter_ca_subject){NULL, 1, 0, 0xFFF1, 0},
+                               hsmca_key_private(kpaa), hsmca_key_public(kpaa), now, serial, &paa),
+        HSMCA_OK);
+    assert_int_equal(hsmca_matter_check_format(paa, HSMCA_PROFILE_PAA, &v), HSMCA_OK);
+    assert_int_equal(hsmca_matter_pai_build(
+                         &ppai, &(struct hsmca_matter_ca_subject){NULL, 0, 1, 0, 0x8000},
+                         hsmca_key_public(kpai), paa, hsmca_key_private(kpaa), now, serial, &pai),
+                     HSMCA_E_MATTER_SCOPE); /* pai-vid */
+    assert_int_equal(hsmca_matter_pai_build(
+                         &ppai, &(struct hsmca_matter_ca_subject){NULL, 1, 1, 0xFFF2, 0x8000},
+                         hsmca_key_public(kpai), paa, hsmca_key_private(kpaa), now, serial, &pai),
+                     HSMCA_E_MATTER_SCOPE); /* paa-vid */
+    assert_null(pai);
+    assert_int_equal(hsmca_matter_pai_build(
+                         &ppai, &(struct hsmca_matter_ca_subject){NULL, 1, 1, 0xFFF1, 0x8000},
+                         hsmca_key_public(kpai), paa, hsmca_key_private(kpaa), now, serial, &pai),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_pai_build(
+                         &ppai, &(struct hsmca_matter_ca_subject){"Vendor PAI", 1, 0, 0xFFF1, 0},
+                         hsmca_key_public(kpai2), paa, hsmca_key_private(kpaa), now, serial, &pai2),
+                     HSMCA_OK);
+    /* DER-exact CA extensions (rule sheet section 7) */
+    plen = i2d_X509(pai, &pder);
+    assert_true(plen > 0 && plen <= HSMCA_MATTER_CERT_MAX);
+    assert_true(has_bytes(pder, (size_t)plen, "0603551d130101ff040830060101ff020100"));
+    assert_true(has_bytes(pder, (size_t)plen, "0603551d0f0101ff040403020106"));
+    OPENSSL_free(pder);
+
+    /* issuer context: the wrong token key is refused */
+    assert_int_equal(hsmca_matter_issuer_new(&pdac, pai, paa, hsmca_key_private(kpaa), &bad),
+                     HSMCA_E_MATTER_KEY_MISMATCH);
+    assert_int_equal(hsmca_matter_issuer_new(&ppai, pai, paa, hsmca_key_private(kpai), &bad),
+                     HSMCA_E_INVALID_ARG);
+    assert_null(bad);
+    assert_int_equal(hsmca_matter_issuer_new(&pdac, pai, paa, hsmca_key_private(kpai), &is),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_issuer_new(&pdac, pai2, paa, hsmca_key_private(kpai2), &is2),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_issuer_scope(is).pid, 0x8000);
+
+    cder = make_csr(dev, NULL, &clen);
+    assert_int_equal(hsmca_csr_parse(cder, clen, &csr), HSMCA_OK);
+    OPENSSL_free(cder);
+    cder = make_csr(dev, "FFF2", &clen);
+    assert_int_equal(hsmca_csr_parse(cder, clen, &csr_vid), HSMCA_OK);
+
+    /* scope refusals: nothing is signed */
+    rq = (struct hsmca_matter_dac_request){csr, 1, 0x8001, now};
+    assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len),
+                     HSMCA_E_MATTER_SCOPE); /* PID outside a PID-scoped PAI */
+    rq = (struct hsmca_matter_dac_request){csr_vid, 0, 0, now};
+    assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len),
+                     HSMCA_E_MATTER_SCOPE); /* CSR names another VID */
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+    assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, serial, &der, &len),
+                     HSMCA_E_MATTER_SCOPE); /* PAI without PID: the request must name one */
+    rq = (struct hsmca_matter_dac_request){csr, 1, 0, now};
+    assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, serial, &der, &len),
+                     HSMCA_E_MATTER_SCOPE); /* PID 0000 is "no PID" */
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+    assert_int_equal(hsmca_matter_dac_build(NULL, &rq, 0, serial, &der, &len), HSMCA_E_INVALID_ARG);
+    assert_null(der);
+
+    /* lint lists EVERY broken rule and signs nothing */
+    assert_int_equal(hsmca_matter_dac_lint(is, cder, clen, 1, 0x8001, now, &lint), HSMCA_OK);
+    assert_false(json_boolean_value(json_object_get(lint, "ok")));
+    assert_int_equal(json_array_size(json_object_get(lint, "problems")), 2);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(lint, "problems"), 0), "rule")),
+                        "pai-pid-scope");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(lint, "problems"), 1), "rule")),
+                        "csr-vid-scope");
+    json_decref(lint);
+    assert_int_equal(hsmca_matter_dac_lint(is, (const unsigned char *)"junk", 4, 0, 0, now, &lint),
+                     HSMCA_OK);
+    assert_true(json_is_null(json_object_get(lint, "dac"))); /* no key, no plan */
+    assert_int_equal(json_array_size(json_object_get(lint, "problems")), 1);
+    json_decref(lint);
+    assert_int_equal(hsmca_matter_dac_lint(is2, (const unsigned char *)"junk", 4, 0, 0, now, &lint),
+                     HSMCA_OK);
+    assert_int_equal(json_array_size(json_object_get(lint, "problems")), 2); /* csr + dac-pid */
+    assert_true(json_is_null(json_object_get(lint, "dac")));
+    json_decref(lint);
+    OPENSSL_free(cder);
+    cder = make_csr(dev, "FFF1", &clen);
+    assert_int_equal(hsmca_matter_dac_lint(is, cder, clen, 0, 0, now, &lint), HSMCA_OK);
+    assert_true(json_boolean_value(json_object_get(lint, "ok")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(lint, "dac"), "pid")),
+                        "8000");
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(lint, "dac"), "subject")),
+               "hsmca Matter DAC FFF1/8000"));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(lint, "dac"), "not_after")),
+        "99991231235959Z");
+    json_decref(lint);
+    OPENSSL_free(cder);
+
+    /* the real thing, with the signature re-verified */
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+    assert_int_equal(
+        hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
+        HSMCA_OK);
+    assert_true(len <= HSMCA_MATTER_CERT_MAX);
+    assert_int_equal(hsmca_matter_cert_parse(der, len, &dac), HSMCA_OK);
+    /* DER-exact DAC extensions and AKID = PAI SKID */
+    assert_true(has_bytes(der, len, "0603551d130101ff04023000"));
+    assert_true(has_bytes(der, len, "0603551d0f0101ff040403020780"));
+    ask = NULL;
+    {
+        char hex[2 * 20 + 9];
+
+        memcpy(hex, "30168014", 8);
+        hsmca_hex_encode(ASN1_STRING_get0_data(X509_get0_subject_key_id(pai)), 20, hex + 8,
+                         sizeof(hex) - 8);
+        assert_true(has_bytes(der, len, hex));
+    }
+    assert_true(has_bytes(der, len, "180f39393939313233313233353935395a")); /* GeneralizedTime */
+    /* serial: 16 bytes, positive, no leading zero, the one reported */
+    {
+        const ASN1_INTEGER *sn = X509_get0_serialNumber(dac);
+
+        assert_int_equal(ASN1_STRING_length(sn), HSMCA_MATTER_SERIAL_LEN);
+        assert_memory_equal(ASN1_STRING_get0_data(sn), serial, HSMCA_MATTER_SERIAL_LEN);
+        assert_true(serial[0] != 0 && (serial[0] & 0x80) == 0);
+    }
+    /* the subject came from the profile, not the CSR */
+    assert_null(memmem(der, len, "factory-device", 14));
+    assert_int_equal(hsmca_matter_validate(dac, pai, paa,
+                                           &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8000},
+                                           time(NULL), &v),
+                     HSMCA_OK);
+    /* a second DAC: a fresh serial */
+    OPENSSL_free(der);
+    der = NULL;
+    assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial2, &der, &len), HSMCA_OK);
+    assert_memory_not_equal(serial, serial2, sizeof(serial));
+    OPENSSL_free(der);
+    der = NULL;
+    /* the PID-less PAI issues the requested PID */
+    rq = (struct hsmca_matter_dac_request){csr, 1, 0x8123, now};
+    assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, serial2, &der, &len), HSMCA_OK);
+    assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
+    assert_int_equal(hsmca_matter_validate(x, pai2, paa,
+                                           &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8123},
+                                           time(NULL), &v),
+                     HSMCA_OK);
+    X509_free(x);
+    OPENSSL_free(der);
+    der = NULL;
+
+    /* hsmca verify and openssl verify -x509_strict */
+    assert_int_equal(fx_tmpdir("matter", dir, sizeof(dir)), 0);
+    snprintf(paa_path, sizeof(paa_path), "%s/paa.pem", dir);
+    snprintf(pai_path, sizeof(pai_path), "%s/pai.pem", dir);
+    snprintf(dac_path, sizeof(dac_path), "%s/dac.pem", dir);
+    write_pem(paa_path, paa);
+    write_pem(pai_path, pai);
+    write_pem(dac_path, dac);
+    {
+        char *argv[] = {"openssl",    "verify", "-x509_strict", "-CAfile", paa_path,
+                        "-untrusted", pai_path, dac_path,       NULL};
+
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 0);
+        assert_non_null(strstr(out, ": OK"));
+    }
+    {
+        char *argv[] = {getenv("HSMCA_BIN"),
+                        "verify",
+                        "--dac",
+                        dac_path,
+                        "--pai",
+                        pai_path,
+                        "--paa",
+                        paa_path,
+                        "--expect-vid",
+                        "FFF1",
+                        "--expect-pid",
+                        "8000",
+                        NULL};
+
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 0);
+        assert_non_null(strstr(out, "valid"));
+        argv[11] = "8001";
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 1);
+        assert_non_null(strstr(out, "basic-info-pid"));
+        assert_non_null(strstr(out, "306"));
+        argv[11] = "80012";
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 2);
+        argv[7] = dac_path; /* the DAC as its own PAA */
+        argv[11] = "8000";
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 1);
+        assert_non_null(strstr(out, "V2"));
+    }
+    {
+        char *argv[] = {getenv("HSMCA_BIN"), "verify", "--dac", dac_path, "--pai", pai_path, NULL};
+
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 2);
+    }
+    fx_rmtree(dir);
+
+    /* hot path numbers: build without and with the signature re-verification */
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+    for (i = 0; i < 2; i++) {
+        int k, n = 200;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (k = 0; k < n; k++) {
+            assert_int_equal(hsmca_matter_dac_build(is, &rq, i ? HSMCA_MATTER_VERIFY_SIGNATURE : 0,
+                                                    serial, &der, &len),
+                             HSMCA_OK);
+            OPENSSL_free(der);
+            der = NULL;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("dac_build%s: %d DACs, %.1f us per DAC (one thread, SoftHSM)\n",
+               i ? " + signature re-verify" : "", n, elapsed_us(&t0, &t1) / n);
+    }
+    (void)ask;
+
+    X509_free(dac);
+    hsmca_csr_free(csr);
+    hsmca_csr_free(csr_vid);
+    hsmca_matter_issuer_free(is);
+    hsmca_matter_issuer_free(is2);
+    X509_free(pai);
+    X509_free(pai2);
+    X509_free(paa);
+    EVP_PKEY_free(dev);
+    hsmca_key_free(kpaa);
+    hsmca_key_free(kpai);
+    hsmca_key_free(kpai2);
+    assert_int_equal(hsmca_token_logout(tpaa), HSMCA_OK);
+    assert_int_equal(hsmca_token_logout(tpai), HSMCA_OK);
+    assert_int_equal(hsmca_token_free(tpaa), HSMCA_OK);
+    assert_int_equal(hsmca_token_free(tpai), HSMCA_OK);
+    assert_int_equal(hsmca_p11_free(p11), HSMCA_OK);
+    fx_hsm_teardown(&hsm);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(parse_refuses_what_is_not_one_certificate),
+        cmocka_unit_test(vidpid_encoding_rules),
+        cmocka_unit_test(chip_test_chains_get_the_predicted_verdict),
+        cmocka_unit_test(softhsm_paa_pai_dac_chain),
+    };
+
+    return cmocka_run_group_tests_name("matter", tests, NULL, NULL);
+}

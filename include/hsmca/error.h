@@ -57,15 +57,16 @@ enum hsmca_err {
     HSMCA_E_STORE_BUSY = 205,       /* the database is locked by another process */
 
     /* 300..399: CSR intake (csr.c) */
-    HSMCA_E_CSR_TOO_LARGE = 300, /* the CSR is larger than HSMCA_CSR_MAX */
-    HSMCA_E_CSR_MALFORMED = 301, /* not a DER-encoded PKCS#10 request */
-    HSMCA_E_CSR_TRAILING = 302,  /* bytes follow the request */
-    HSMCA_E_CSR_KEY_TYPE = 303,  /* the key is not an EC key */
-    HSMCA_E_CSR_CURVE = 304,     /* the EC key is not on P-256 */
-    HSMCA_E_CSR_SIGNATURE = 305, /* the self-signature (proof of possession) does not verify */
-    HSMCA_E_CSR_PEM = 306,       /* PEM armour other than one CERTIFICATE REQUEST block */
-    HSMCA_E_CSR_SIG_ALG = 307,   /* signed with something other than ecdsa-with-SHA256 */
-    HSMCA_E_CSR_VERSION = 308,   /* PKCS#10 version other than v1 (0) */
+    HSMCA_E_CSR_TOO_LARGE = 300,    /* the CSR is larger than HSMCA_CSR_MAX */
+    HSMCA_E_CSR_MALFORMED = 301,    /* not a DER-encoded PKCS#10 request */
+    HSMCA_E_CSR_TRAILING = 302,     /* bytes follow the request */
+    HSMCA_E_CSR_KEY_TYPE = 303,     /* the key is not an EC key */
+    HSMCA_E_CSR_CURVE = 304,        /* the EC key is not on P-256 */
+    HSMCA_E_CSR_SIGNATURE = 305,    /* the self-signature (proof of possession) does not verify */
+    HSMCA_E_CSR_PEM = 306,          /* PEM armour other than one CERTIFICATE REQUEST block */
+    HSMCA_E_CSR_SIG_ALG = 307,      /* signed with something other than ecdsa-with-SHA256 */
+    HSMCA_E_CSR_VERSION = 308,      /* PKCS#10 version other than v1 (0) */
+    HSMCA_E_CSR_POINT_FORMAT = 309, /* the P-256 key is not a 65-byte uncompressed point */
 
     /* 400..499: certificate profiles and Matter rules (profile.c, matter.c) */
     HSMCA_E_PROFILE_INVALID = 400,        /* a profile file is not valid profile JSON */

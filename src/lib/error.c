@@ -83,6 +83,8 @@ static const struct row rows[] = {
     {HSMCA_E_CSR_SIG_ALG, "csr-signature-algorithm", 400,
      "The CSR must be signed with ecdsa-with-SHA256"},
     {HSMCA_E_CSR_VERSION, "csr-version", 400, "The CSR's PKCS#10 version must be 1 (value 0)"},
+    {HSMCA_E_CSR_POINT_FORMAT, "csr-point-format", 400,
+     "The CSR's P-256 key must be an uncompressed point (04 || X || Y), as Matter requires"},
 
     {HSMCA_E_PROFILE_INVALID, "profile-invalid", 500,
      "The profile file is not valid profile JSON; check its fields"},

@@ -276,24 +276,31 @@ hsmca_matter_get_vidpid(X509 *x, struct hsmca_matter_vidpid *out, struct hsmca_m
 
 /* ---------------------------------------------------------------- format (sections 1-2) */
 
+/*
+ * C3/C4 from the encoded SubjectPublicKeyInfo, without decoding the key (OpenSSL 3's decoders cost
+ * more than the token signature): id-ecPublicKey, namedCurve prime256v1, a 65-byte uncompressed
+ * point. 1 ok, 0 not EC P-256 (C3), 2 not 65 bytes uncompressed (C4). *pt gets the point.
+ */
 static int
-p256_point_ok(X509 *x)
+raw_p256(const X509_PUBKEY *xp, const unsigned char **pt)
 {
-    EVP_PKEY *pk = X509_get0_pubkey(x);
-    char group[32];
-    size_t glen = 0;
-    unsigned char *enc = NULL;
-    int n;
+    ASN1_OBJECT *alg = NULL;
+    const unsigned char *pk = NULL;
+    int pklen = 0, ptype = 0;
+    const void *pval = NULL;
+    X509_ALGOR *a = NULL;
 
-    if (pk == NULL || EVP_PKEY_get_base_id(pk) != EVP_PKEY_EC || EVP_PKEY_get_bits(pk) != 256)
+    if (xp == NULL || X509_PUBKEY_get0_param(&alg, &pk, &pklen, &a, (X509_PUBKEY *)xp) != 1 ||
+        OBJ_obj2nid(alg) != NID_X9_62_id_ecPublicKey)
         return 0;
-    if (!EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-                                        &glen) ||
-        strcmp(group, "prime256v1") != 0)
+    X509_ALGOR_get0(NULL, &ptype, &pval, a);
+    if (ptype != V_ASN1_OBJECT || OBJ_obj2nid(pval) != NID_X9_62_prime256v1)
         return 0;
-    n = i2d_PublicKey(pk, &enc);
-    OPENSSL_free(enc);
-    return n == 65 ? 1 : 2;
+    if (pklen != 65 || pk[0] != 0x04)
+        return 2;
+    if (pt != NULL)
+        *pt = pk;
+    return 1;
 }
 
 /* keyIdentifier of the SKID / AKID, or NULL. */
@@ -336,7 +343,7 @@ check_format(X509 *x, enum hsmca_profile_type t, struct hsmca_matter_verdict *v,
     if (X509_get_signature_nid(x) != NID_ecdsa_with_SHA256)
         return fail(v, HSMCA_E_MATTER_FORMAT, "C2", c, chip,
                     "the %s is not signed with ecdsa-with-SHA256", c);
-    pk = p256_point_ok(x);
+    pk = raw_p256(X509_get_X509_PUBKEY(x), NULL);
     if (pk == 0)
         return fail(v, HSMCA_E_MATTER_FORMAT, "C3", c, chip, "the %s's key is not EC P-256", c);
     if (pk == 2)
@@ -763,16 +770,34 @@ add_exts(X509 *x, const struct hsmca_profile *p, const unsigned char *skid,
 
 /* S6: SHA-1 over the subjectPublicKey BIT STRING contents. */
 static int
-key_skid(EVP_PKEY *pub, unsigned char *out)
+key_skid(const X509_PUBKEY *xp, unsigned char *out)
 {
-    unsigned char *enc = NULL;
-    int n = i2d_PublicKey(pub, &enc);
-    int ok = n == 65;
+    const unsigned char *pt = NULL;
 
-    if (ok)
-        SHA1(enc, (size_t)n, out);
-    OPENSSL_free(enc);
-    return ok;
+    if (raw_p256(xp, &pt) != 1)
+        return 0;
+    SHA1(pt, 65, out);
+    return 1;
+}
+
+/* Copy the key of xp into x as encoded (no decode / encode round trip). */
+static int
+copy_pubkey(X509 *x, const X509_PUBKEY *xp)
+{
+    const unsigned char *pt = NULL;
+    unsigned char *copy;
+
+    if (raw_p256(xp, &pt) != 1)
+        return 0;
+    copy = OPENSSL_memdup(pt, 65);
+    if (copy == NULL)
+        return 0;
+    if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                               V_ASN1_OBJECT, OBJ_nid2obj(NID_X9_62_prime256v1), copy, 65) != 1) {
+        OPENSSL_free(copy);
+        return 0;
+    }
+    return 1;
 }
 
 static int
@@ -925,15 +950,16 @@ ca_build(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s,
     rc = make_serial(serial);
     if (rc != HSMCA_OK)
         goto out;
-    rc = HSMCA_E_INVALID_ARG;
-    if (!key_skid(pub, skid))
-        goto out;
     rc = HSMCA_E_NOMEM;
     if (X509_set_version(x, X509_VERSION_3) != 1 || !set_serial(x, serial) ||
         X509_set_subject_name(x, name) != 1 ||
         X509_set_issuer_name(x, parent != NULL ? X509_get_subject_name(parent) : name) != 1 ||
         !set_validity(x, p, now) || X509_set_pubkey(x, pub) != 1)
         goto out;
+    rc = HSMCA_E_INVALID_ARG;
+    if (!key_skid(X509_get_X509_PUBKEY(x), skid))
+        goto out;
+    rc = HSMCA_E_NOMEM;
     if (!add_exts(x, p, skid,
                   parent != NULL ? ASN1_STRING_get0_data(pskid) : (p->akid ? skid : NULL)))
         goto out;
@@ -1107,7 +1133,7 @@ struct problem {
 
 struct plan {
     uint16_t pid;
-    int pid_ok;
+    int pid_ok, key_ok;
     struct problem p[MAX_PROBLEMS];
     size_t n;
 };
@@ -1156,6 +1182,14 @@ plan_dac(const struct hsmca_matter_issuer *is, X509_REQ *req, int pid_given, uin
         add_problem(pl, "dac-pid", HSMCA_E_MATTER_SCOPE,
                     "the PAI covers every PID of its vendor: the request must name one");
     }
+    /* C4: the DAC key is copied as encoded, so it must already be a 65-byte uncompressed point */
+    if (req != NULL) {
+        if (raw_p256(X509_REQ_get_X509_PUBKEY(req), NULL) != 1)
+            add_problem(pl, "C4", HSMCA_E_CSR_POINT_FORMAT,
+                        "the CSR's P-256 key is not an uncompressed 65-byte point");
+        else
+            pl->key_ok = 1;
+    }
     /* VID/PID the CSR carries in its subject must match the scope (DESIGN.md) */
     if (req != NULL) {
         X509 *fake = X509_new();
@@ -1194,7 +1228,7 @@ plan_dac(const struct hsmca_matter_issuer *is, X509_REQ *req, int pid_given, uin
 
 /* The unsigned DAC for key pub (pl->pid_ok must hold). */
 static enum hsmca_err
-dac_tbs(const struct hsmca_matter_issuer *is, EVP_PKEY *pub, uint16_t pid, time_t now,
+dac_tbs(const struct hsmca_matter_issuer *is, const X509_PUBKEY *pub, uint16_t pid, time_t now,
         const unsigned char *serial, X509 **out)
 {
     X509 *x = X509_new();
@@ -1217,7 +1251,7 @@ dac_tbs(const struct hsmca_matter_issuer *is, EVP_PKEY *pub, uint16_t pid, time_
     rc = HSMCA_E_NOMEM;
     if (X509_set_version(x, X509_VERSION_3) != 1 || !set_serial(x, serial) ||
         X509_set_subject_name(x, name) != 1 || X509_set_issuer_name(x, is->issuer) != 1 ||
-        !set_validity(x, &is->profile, now) || X509_set_pubkey(x, pub) != 1 ||
+        !set_validity(x, &is->profile, now) || !copy_pubkey(x, pub) ||
         !add_exts(x, &is->profile, skid, is->pai_skid))
         goto out;
     *out = x;
@@ -1258,12 +1292,24 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
     rc = make_serial(serial);
     if (rc != HSMCA_OK)
         goto out;
-    rc = dac_tbs(is, pub, pl.pid, r->now, serial, &x);
+    rc = dac_tbs(is, X509_REQ_get_X509_PUBKEY(hsmca_csr_req(r->csr)), pl.pid, r->now, serial, &x);
     if (rc != HSMCA_OK)
         goto out;
-    rc = sign_and_reparse(x, is->priv, &y, &der, &len);
-    if (rc != HSMCA_OK)
+    /* sign in the token; the checks below run on the signed object whose encoding is released
+     * (no d2i round trip: OpenSSL 3 would decode the key again, which costs more than the sign) */
+    rc = HSMCA_E_SIGN_FAILED;
+    if (X509_sign(x, is->priv, EVP_sha256()) <= 0)
         goto out;
+    rc = HSMCA_E_NOMEM;
+    {
+        int n = i2d_X509(x, &der);
+
+        if (n <= 0)
+            goto out;
+        len = (size_t)n;
+    }
+    y = x;
+    x = NULL;
     /* the validator's rules on what was just signed: format, VID/PID, links, times */
     rc = HSMCA_E_MATTER_SELF_CHECK;
     if (check_format(y, HSMCA_PROFILE_DAC, &v, &dvp) != HSMCA_OK || !dvp.has_vid || !dvp.has_pid ||
@@ -1347,9 +1393,9 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
                                                    pl.p[i].detail)) != 0)
             goto out;
     }
-    if (c != NULL && pl.pid_ok) {
+    if (c != NULL && pl.pid_ok && pl.key_ok) {
         memset(zero, 0x7F, sizeof(zero));
-        rc = dac_tbs(is, hsmca_csr_pubkey(c), pl.pid, now, zero, &x);
+        rc = dac_tbs(is, X509_REQ_get_X509_PUBKEY(hsmca_csr_req(c)), pl.pid, now, zero, &x);
         if (rc != HSMCA_OK)
             goto out;
         rc = HSMCA_E_NOMEM;

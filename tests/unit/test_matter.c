@@ -686,6 +686,21 @@ softhsm_paa_pai_dac_chain(void **state)
         printf("dac_build%s: %d DACs, %.1f us per DAC (one thread, SoftHSM)\n",
                i ? " + signature re-verify" : "", n, elapsed_us(&t0, &t1) / n);
     }
+    /* the floor: one token signature of the same DAC (X509_sign through libp11) */
+    {
+        int k, n = 200;
+
+        assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len), HSMCA_OK);
+        assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
+        OPENSSL_free(der);
+        der = NULL;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (k = 0; k < n; k++)
+            assert_true(X509_sign(x, hsmca_key_private(kpai), EVP_sha256()) > 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("X509_sign alone: %.1f us per signature (token floor)\n", elapsed_us(&t0, &t1) / n);
+        X509_free(x);
+    }
     (void)ask;
 
     X509_free(dac);

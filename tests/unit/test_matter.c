@@ -528,6 +528,23 @@ softhsm_paa_pai_dac_chain(void **state)
                      HSMCA_E_MATTER_SCOPE); /* PID 0000 is "no PID" */
     rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
     assert_int_equal(hsmca_matter_dac_build(NULL, &rq, 0, serial, &der, &len), HSMCA_E_INVALID_ARG);
+    /* C4: a compressed point passes CSR intake but cannot become a DAC key */
+    {
+        EVP_PKEY *cp = EVP_EC_gen("P-256");
+        struct hsmca_csr *ccsr = NULL;
+        unsigned char *cd;
+        size_t cl = 0;
+
+        assert_int_equal(EVP_PKEY_set_utf8_string_param(cp, "point-format", "compressed"), 1);
+        cd = make_csr(cp, NULL, &cl);
+        assert_int_equal(hsmca_csr_parse(cd, cl, &ccsr), HSMCA_OK);
+        rq = (struct hsmca_matter_dac_request){ccsr, 0, 0, now};
+        assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len),
+                         HSMCA_E_CSR_POINT_FORMAT);
+        hsmca_csr_free(ccsr);
+        OPENSSL_free(cd);
+        EVP_PKEY_free(cp);
+    }
     assert_null(der);
 
     /* lint lists EVERY broken rule and signs nothing */

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_profile.c -- certificate profiles: malformed JSON and every Matter rule a profile could
+ * break are refused (size at N and N+1, unknown and duplicate fields, criticality, pathLen, key
+ * usage, VID/PID presence, common-name template), then the three shipped profiles load with the
+ * values the rule sheet's reference profile has.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hsmca/limits.h"
+#include "hsmca/profile.h"
+
+/* A DAC profile with one substitution: "%s" pieces filled from the arguments. */
+#define DAC_FMT                                                                                    \
+    "{\"name\": \"t\", \"type\": \"%s\", \"subject\": {\"common_name\": \"%s\", \"vid\": \"%s\", " \
+    "\"pid\": \"%s\"}, \"validity\": {%s, \"backdate_seconds\": 60}, \"extensions\": {"            \
+    "\"basic_constraints\": {\"critical\": %s, \"ca\": %s%s}, \"key_usage\": {\"critical\": "      \
+    "true, "                                                                                       \
+    "\"usages\": [%s]}, \"subject_key_identifier\": {\"critical\": false}, "                       \
+    "\"authority_key_identifier\": {\"critical\": %s}%s}}"
+
+struct pcase {
+    const char *type, *cn, *vid, *pid, *validity, *bc_crit, *ca, *pathlen, *ku, *akid_crit, *extra;
+    enum hsmca_err want;
+};
+
+static enum hsmca_err
+try_case(const struct pcase *c, struct hsmca_profile *out)
+{
+    char buf[2048];
+    int n = snprintf(buf, sizeof(buf), DAC_FMT, c->type, c->cn, c->vid, c->pid, c->validity,
+                     c->bc_crit, c->ca, c->pathlen, c->ku, c->akid_crit, c->extra);
+
+    assert_true(n > 0 && (size_t)n < sizeof(buf));
+    return hsmca_profile_parse(buf, (size_t)n, out);
+}
+
+#define DAC_OK                                                                                     \
+    "dac", "DAC {vid}/{pid}", "required", "required", "\"not_after\": \"99991231235959Z\"",        \
+        "true", "false", "", "\"digitalSignature\"", "false", ""
+
+static void
+refusals(void **state)
+{
+    static const struct pcase cases[] = {
+        /* the good one, as a control */
+        {DAC_OK, HSMCA_OK},
+        /* C7/C8/C9/C10 criticality */
+        {"dac", "x", "required", "required", "\"days\": 10", "false", "false", "",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"dac", "x", "required", "required", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\"", "true", "", HSMCA_E_PROFILE_RULE},
+        /* DAC: CA, pathLen, key usage, VID/PID */
+        {"dac", "x", "required", "required", "\"days\": 10", "true", "true", "",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"dac", "x", "required", "required", "\"days\": 10", "true", "false", ", \"path_len\": 0",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"dac", "x", "required", "required", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\", \"keyCertSign\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"dac", "x", "required", "optional", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_RULE},
+        /* PAI: pathLen exactly 0, VID required */
+        {"pai", "x", "required", "optional", "\"days\": 10", "true", "true", ", \"path_len\": 1",
+         "\"keyCertSign\", \"cRLSign\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"pai", "x", "required", "optional", "\"days\": 10", "true", "true", "",
+         "\"keyCertSign\", \"cRLSign\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"pai", "x", "optional", "optional", "\"days\": 10", "true", "true", ", \"path_len\": 0",
+         "\"keyCertSign\", \"cRLSign\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"pai", "x", "required", "optional", "\"days\": 10", "true", "true", ", \"path_len\": 0",
+         "\"keyCertSign\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"pai", "x", "required", "optional", "\"days\": 10", "true", "true", ", \"path_len\": 0",
+         "\"keyCertSign\", \"cRLSign\", \"digitalSignature\"", "false", "", HSMCA_OK},
+        /* PAA: pathLen absent or 1, never a PID */
+        {"paa", "x", "optional", "forbidden", "\"days\": 10", "true", "true", ", \"path_len\": 2",
+         "\"keyCertSign\", \"cRLSign\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"paa", "x", "optional", "optional", "\"days\": 10", "true", "true", "",
+         "\"keyCertSign\", \"cRLSign\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"paa", "x", "optional", "forbidden", "\"days\": 10", "true", "true", "",
+         "\"keyCertSign\", \"cRLSign\"", "false", "", HSMCA_OK},
+        /* templates: legacy CN encoding, unknown placeholder, {pid} without a PID, > 64 bytes */
+        {"dac", "ACME Mvid:FFF1", "required", "required", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"dac", "ACME {serial}", "required", "required", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_INVALID},
+        {"paa", "PAA {pid}", "optional", "forbidden", "\"days\": 10", "true", "true", "",
+         "\"keyCertSign\", \"cRLSign\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"dac", "0123456789012345678901234567890123456789012345678901234567890123", "required",
+         "required", "\"days\": 10", "true", "false", "", "\"digitalSignature\"", "false", "",
+         HSMCA_OK},
+        {"dac", "01234567890123456789012345678901234567890123456789012345678901234", "required",
+         "required", "\"days\": 10", "true", "false", "", "\"digitalSignature\"", "false", "",
+         HSMCA_E_PROFILE_RULE},
+        /* validity: only 99991231235959Z as a fixed end; days in 1..36500; not both */
+        {"dac", "x", "required", "required", "\"not_after\": \"20301231235959Z\"", "true", "false",
+         "", "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_INVALID},
+        {"dac", "x", "required", "required", "\"days\": 0", "true", "false", "",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_INVALID},
+        {"dac", "x", "required", "required", "\"days\": 1, \"not_after\": \"99991231235959Z\"",
+         "true", "false", "", "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_INVALID},
+        /* JSON shape: unknown usage, duplicate usage, unknown extension, wrong type */
+        {"dac", "x", "required", "required", "\"days\": 10", "true", "false", "",
+         "\"nonRepudiation\"", "false", "", HSMCA_E_PROFILE_RULE},
+        {"dac", "x", "required", "required", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\", \"digitalSignature\"", "false", "", HSMCA_E_PROFILE_INVALID},
+        {"dac", "x", "required", "required", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\"", "false", ", \"extended_key_usage\": {}", HSMCA_E_PROFILE_INVALID},
+        {"ica", "x", "required", "required", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_INVALID},
+        {"dac", "x", "maybe", "required", "\"days\": 10", "true", "false", "",
+         "\"digitalSignature\"", "false", "", HSMCA_E_PROFILE_INVALID},
+    };
+    struct hsmca_profile p;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum hsmca_err rc = try_case(&cases[i], &p);
+
+        if (rc != cases[i].want)
+            fail_msg("case %zu (%s %s): got %s want %s", i, cases[i].type, cases[i].cn,
+                     hsmca_err_code(rc), hsmca_err_code(cases[i].want));
+    }
+    assert_int_equal(hsmca_profile_parse("{", 1, &p), HSMCA_E_PROFILE_INVALID);
+    assert_int_equal(hsmca_profile_parse("{\"name\": \"a\", \"name\": \"b\"}", 26, &p),
+                     HSMCA_E_PROFILE_INVALID);
+    assert_int_equal(hsmca_profile_parse(NULL, 0, &p), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_profile_load("/nonexistent/profile.json", &p), HSMCA_E_IO);
+}
+
+static void
+size_limit_at_n_and_n_plus_1(void **state)
+{
+    char good[2048], *buf = malloc(HSMCA_PROFILE_MAX + 1);
+    struct pcase c = {DAC_OK, HSMCA_OK};
+    struct hsmca_profile p;
+    int n;
+
+    (void)state;
+    assert_non_null(buf);
+    n = snprintf(good, sizeof(good), DAC_FMT, c.type, c.cn, c.vid, c.pid, c.validity, c.bc_crit,
+                 c.ca, c.pathlen, c.ku, c.akid_crit, c.extra);
+    memset(buf, ' ', HSMCA_PROFILE_MAX + 1);
+    memcpy(buf, good, (size_t)n); /* valid JSON followed by whitespace */
+    assert_int_equal(hsmca_profile_parse(buf, HSMCA_PROFILE_MAX, &p), HSMCA_OK);
+    assert_int_equal(hsmca_profile_parse(buf, HSMCA_PROFILE_MAX + 1, &p), HSMCA_E_TOO_LARGE);
+    free(buf);
+}
+
+static void
+shipped_profiles_and_common_names(void **state)
+{
+    char path[1024], cn[HSMCA_MATTER_CN_MAX + 1];
+    struct hsmca_profile paa, pai, dac;
+    const char *src = getenv("HSMCA_SOURCE_DIR");
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/policies/profiles/matter-paa.json", src);
+    assert_int_equal(hsmca_profile_load(path, &paa), HSMCA_OK);
+    snprintf(path, sizeof(path), "%s/policies/profiles/matter-pai.json", src);
+    assert_int_equal(hsmca_profile_load(path, &pai), HSMCA_OK);
+    snprintf(path, sizeof(path), "%s/policies/profiles/matter-dac.json", src);
+    assert_int_equal(hsmca_profile_load(path, &dac), HSMCA_OK);
+    assert_int_equal(paa.type, HSMCA_PROFILE_PAA);
+    assert_int_equal(paa.pathlen, 1);
+    assert_int_equal(paa.pid, HSMCA_PRESENCE_FORBIDDEN);
+    assert_int_equal(pai.pathlen, 0);
+    assert_int_equal(pai.vid, HSMCA_PRESENCE_REQUIRED);
+    assert_int_equal(dac.pathlen, -1);
+    assert_false(dac.ca);
+    assert_int_equal(dac.ku, HSMCA_KU_DIGITAL_SIGNATURE);
+    assert_int_equal(pai.ku, HSMCA_KU_KEY_CERT_SIGN | HSMCA_KU_CRL_SIGN);
+    assert_true(dac.no_expiry && dac.akid);
+    assert_int_equal(hsmca_profile_cn(&dac, 1, 0xFFF1, 1, 0x00B1, cn, sizeof(cn)), HSMCA_OK);
+    assert_string_equal(cn, "hsmca Matter DAC FFF1/00B1");
+    assert_int_equal(hsmca_profile_cn(&dac, 1, 0xFFF1, 0, 0, cn, sizeof(cn)),
+                     HSMCA_E_INVALID_ARG); /* {pid} needs a PID */
+    assert_int_equal(hsmca_profile_cn(&dac, 1, 0xFFF1, 1, 1, cn, 8), HSMCA_E_INVALID_ARG);
+    assert_string_equal(hsmca_profile_type_name(HSMCA_PROFILE_PAI), "pai");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(size_limit_at_n_and_n_plus_1),
+        cmocka_unit_test(shipped_profiles_and_common_names),
+    };
+
+    return cmocka_run_group_tests_name("profile", tests, NULL, NULL);
+}

@@ -147,6 +147,18 @@ hsmca_matter_cert_parse(const unsigned char *in, size_t len, X509 **out)
     x = d2i_X509(NULL, &p, dlen);
     if (x == NULL || p != der + dlen)
         goto out;
+    /* DER-exact (STYLE 24): the whole certificate, TBS included, re-encodes to the same bytes.
+     * OpenSSL keeps the received TBS bytes for the signature, so re-encode it explicitly. */
+    {
+        unsigned char *tbs = NULL, *all = NULL;
+        int tlen = i2d_re_X509_tbs(x, &tbs), alen = i2d_X509(x, &all);
+        int same = tlen > 0 && alen == dlen && memcmp(all, der, (size_t)dlen) == 0;
+
+        OPENSSL_free(tbs);
+        OPENSSL_free(all);
+        if (!same)
+            goto out;
+    }
     *out = x;
     x = NULL;
     rc = HSMCA_OK;

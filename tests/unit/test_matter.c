@@ -84,6 +84,18 @@ parse_refuses_what_is_not_one_certificate(void **state)
                      HSMCA_E_MATTER_CERT_MALFORMED); /* truncated */
     assert_int_equal(hsmca_matter_cert_parse(buf, 0, &x), HSMCA_E_MATTER_CERT_MALFORMED);
     free(buf);
+    /* found by fuzz_matter: OpenSSL parses it, but it is not DER-exact */
+    {
+        char path[1024];
+        unsigned char *ber = NULL;
+        size_t blen = 0;
+
+        snprintf(path, sizeof(path), "%s/tests/fuzz/fuzz_matter.in/regress_not_der_exact.der",
+                 getenv("HSMCA_SOURCE_DIR"));
+        assert_int_equal(hsmca_read_file(path, 4096, &ber, &blen), HSMCA_OK);
+        assert_int_equal(hsmca_matter_cert_parse(ber, blen, &x), HSMCA_E_MATTER_CERT_MALFORMED);
+        free(ber);
+    }
     PEM_write_bio_X509(b, good);
     pl = BIO_get_mem_data(b, &pem);
     two = malloc((size_t)pl * 2);

@@ -1110,6 +1110,13 @@ hsmca_matter_issuer_new(const struct hsmca_profile *dac_profile, X509 *pai, X509
     memcpy(is->pai_skid, ASN1_STRING_get0_data(sk), SKID_LEN);
     is->priv = pai_priv;
     is->pai_pub = X509_get0_pubkey(pai);
+    /* warm OpenSSL's lazy caches (decoded extensions, key) now, on the control path, so that
+     * worker threads only read the shared PAI and PAA */
+    (void)X509_get_extension_flags(pai);
+    (void)X509_get_extension_flags(paa);
+    (void)X509_get0_pubkey(paa);
+    if (is->pai_pub == NULL)
+        goto out;
     *out = is;
     is = NULL;
     rc = HSMCA_OK;

@@ -6,6 +6,7 @@
  * then PAA -> PAI -> DAC built in SoftHSM: DER-exact extensions, scope refusals, the lint listing
  * every broken rule, `hsmca verify` and `openssl verify -x509_strict` on the result.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -416,6 +417,43 @@ elapsed_us(const struct timespec *a, const struct timespec *b)
     return (double)(b->tv_sec - a->tv_sec) * 1e6 + (double)(b->tv_nsec - a->tv_nsec) / 1e3;
 }
 
+struct worker {
+    const struct hsmca_matter_issuer *is;
+    const struct hsmca_csr *csr;
+    X509 *pai, *paa;
+    int n, ok;
+};
+
+/* Many threads share one issuer context; each DAC must validate. */
+static void *
+worker_run(void *arg)
+{
+    struct worker *w = arg;
+    struct hsmca_matter_dac_request rq = {w->csr, 0, 0, time(NULL)};
+    unsigned char serial[HSMCA_MATTER_SERIAL_LEN], *der = NULL;
+    size_t len = 0;
+    int k;
+
+    for (k = 0; k < w->n; k++) {
+        X509 *x = NULL;
+        struct hsmca_matter_verdict v;
+
+        if (hsmca_matter_dac_build(w->is, &rq, k & 1 ? HSMCA_MATTER_VERIFY_SIGNATURE : 0, serial,
+                                   &der, &len) != HSMCA_OK ||
+            hsmca_matter_cert_parse(der, len, &x) != HSMCA_OK ||
+            hsmca_matter_validate(x, w->pai, w->paa, NULL, time(NULL), &v) != HSMCA_OK) {
+            OPENSSL_free(der);
+            X509_free(x);
+            return NULL;
+        }
+        OPENSSL_free(der);
+        X509_free(x);
+        der = NULL;
+        w->ok++;
+    }
+    return NULL;
+}
+
 static void
 softhsm_paa_pai_dac_chain(void **state)
 {
@@ -714,6 +752,21 @@ softhsm_paa_pai_dac_chain(void **state)
         clock_gettime(CLOCK_MONOTONIC, &t1);
         printf("dac_build%s: %d DACs, %.1f us per DAC (one thread, SoftHSM)\n",
                i ? " + signature re-verify" : "", n, elapsed_us(&t0, &t1) / n);
+    }
+    /* four threads on one issuer context */
+    {
+        struct worker w[4];
+        pthread_t th[4];
+        int k;
+
+        for (k = 0; k < 4; k++) {
+            w[k] = (struct worker){is, csr, pai, paa, 50, 0};
+            assert_int_equal(pthread_create(&th[k], NULL, worker_run, &w[k]), 0);
+        }
+        for (k = 0; k < 4; k++) {
+            assert_int_equal(pthread_join(th[k], NULL), 0);
+            assert_int_equal(w[k].ok, 50);
+        }
     }
     /* the floor: one token signature of the same DAC (X509_sign through libp11) */
     {

@@ -100,7 +100,26 @@ enum hsmca_err {
     HSMCA_E_AUDIT_RECEIPT = 511,         /* a receipt is not in the log */
     HSMCA_E_AUDIT_RANGE = 512,           /* an extract range outside 1..head */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
-    /* 700..799: daemon, HTTP, config (config.c, src/hsmcad) */
+    /* 700..799: daemon, HTTP, config (src/hsmcad); 750..779 belong to issuance (issue.c) */
+    HSMCA_E_HTTP_UNAUTHENTICATED = 700, /* no client certificate, or one no role binds */
+    HSMCA_E_HTTP_FORBIDDEN = 701,       /* the principal's role may not use this endpoint */
+    HSMCA_E_HTTP_CA_FORBIDDEN = 702,    /* the operator is not bound to this CA */
+    HSMCA_E_HTTP_BODY_TOO_LARGE = 703,  /* the request body exceeds the configured limit */
+    HSMCA_E_HTTP_NOT_FOUND = 704,       /* no route matches the path */
+    HSMCA_E_HTTP_METHOD = 705,          /* the route exists but not with this method */
+    HSMCA_E_HTTP_UNSUPPORTED_MEDIA = 706, /* Content-Type not accepted by the route */
+    HSMCA_E_HTTP_BAD_REQUEST = 707,     /* the body or a parameter is malformed */
+    HSMCA_E_HTTP_NOT_ACCEPTABLE = 708,  /* Accept names no type the route can produce */
+    HSMCA_E_HTTP_BAD_QUERY = 709,       /* a query parameter is unknown or out of bounds */
+    HSMCA_E_HTTP_BATCH_TOO_LARGE = 710, /* more items in a batch than the limit */
+    HSMCA_E_HTTP_CA_NOT_FOUND = 711,    /* no CA with that id */
+    HSMCA_E_HTTP_NOT_READY = 712,       /* a readiness check failed */
+    HSMCA_E_HTTP_SHUTTING_DOWN = 713,   /* the daemon is stopping */
+    HSMCA_E_CONFIG_INVALID = 714,       /* the config file is not valid (key, type or value) */
+    HSMCA_E_ROLES_INVALID = 715,        /* policies/roles.json is not valid */
+    HSMCA_E_PIN_FILE_MODE = 716,        /* a PIN file is readable by group or others */
+    HSMCA_E_TLS_SETUP = 717,            /* TLS key, certificate or client CA unusable */
+    HSMCA_E_LISTEN = 718,               /* the listen address cannot be bound */
 
     /* 800..849: certificate revocation lists (crl.c) */
     HSMCA_E_CRL_INVALID = 800,   /* not a well-formed CRL of this issuer */

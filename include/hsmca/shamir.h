@@ -21,7 +21,7 @@
  * Split secret[0..len) (1 <= len <= HSMCA_SHAMIR_SECRET_MAX) into n shares, any m of which
  * (2 <= m <= n <= HSMCA_SHAMIR_N_MAX) rebuild it. Share i (0-based) is written to
  * shares_out + i * (len + 1) with x-coordinate i + 1. shares_out is the caller's (secure) memory of
- * n * (len + 1) bytes; it is written only on HSMCA_OK (wiped on failure).
+ * n * (len + 1) bytes; it is written only on HSMCA_OK.
  * Returns HSMCA_E_SHAMIR_PARAMS, HSMCA_E_INVALID_ARG (NULL pointers), HSMCA_E_RANDOM,
  * HSMCA_E_NOMEM.
  * CT: time depends on len, m and n only; the polynomial coefficients live on the secure heap and
@@ -36,8 +36,9 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_shamir_split(const unsigned char *secret, s
  * (2 <= share_len <= HSMCA_SHAMIR_SECRET_MAX + 1), laid out one after the other in shares. Writes
  * share_len - 1 bytes into secret_out on HSMCA_OK only. With count >= m distinct shares of one
  * split the result is the secret; with fewer it is an unrelated value (no error can tell).
- * Returns HSMCA_E_SHAMIR_PARAMS (share_len or count out of bounds), HSMCA_E_SHAMIR_SHARES (an x of
- * 0, a duplicate x), HSMCA_E_INVALID_ARG (NULL pointers), HSMCA_E_NOMEM.
+ * Returns HSMCA_E_SHAMIR_PARAMS (share_len out of bounds, count > HSMCA_SHAMIR_N_MAX),
+ * HSMCA_E_SHAMIR_SHARES (count < 2, an x of 0 or above HSMCA_SHAMIR_N_MAX, a duplicate x),
+ * HSMCA_E_INVALID_ARG (NULL pointers), HSMCA_E_NOMEM.
  * CT: the x-coordinates are public (checked with branches); the share bytes and the result are
  * handled without secret-dependent branches or indexes.
  */

@@ -24,8 +24,8 @@
  * Approver fingerprints are hex SHA-256 of the DER SPKI.
  *
  * Operations (params besides "tokens"; thresholds in policies/quorum.json):
- *   ca.create_paa   {"ca", "token_uri", "key_label", "cn"?, "vid"?}
- *   ca.create_pai   {"ca", "parent", "token_uri", "key_label", "cn"?, "vid", "pid"?}
+ *   ca.create_paa   {"ca", "token" (label of a token under quorum), "key_label", "cn"?, "vid"?}
+ *   ca.create_pai   {"ca", "parent", "token", "key_label", "cn"?, "vid", "pid"?}
  *   ca.activate     {"ca", "until": ms, "max_dacs": n}
  *   approver.enroll {"name", "spki": b64, "token_serial", "pop": b64 DER ECDSA by the new key over
  *                    SHA-256("hsmca-enroll-pop-v1\0" || name || "\0" || spki DER || serial)}
@@ -159,24 +159,25 @@ struct hsmca_quorum_status {
 };
 
 /*
- * Check and record one approval (json[0..len), len <= HSMCA_QUORUM_APPROVAL_MAX) from principal
- * who. Checks, each refused with its own code and audited (quorum.approve, outcome "refused",
- * detail {"code"}): JSON shape (HSMCA_E_QUORUM_APPROVAL_MALFORMED), request known
- * (HSMCA_E_NOT_FOUND), approval for this request (HSMCA_E_QUORUM_REQUEST_MISMATCH), approver
- * active in the request's epoch (HSMCA_E_QUORUM_APPROVER_INACTIVE), epoch and policy still current
- * (HSMCA_E_QUORUM_EPOCH_STALE), not expired (HSMCA_E_QUORUM_REQUEST_EXPIRED), not executed
- * (HSMCA_E_QUORUM_REQUEST_EXECUTED), not the requester by principal or key
- * (HSMCA_E_QUORUM_SELF_APPROVAL), signature (HSMCA_E_QUORUM_SIGNATURE_INVALID), not already
- * counted (HSMCA_E_QUORUM_DUPLICATE_APPROVAL), the request key still in memory
- * (HSMCA_E_QUORUM_REQUEST_VOID), one share per token of the request, each opening with the
- * request key and matching its commitment (HSMCA_E_QUORUM_SHARE_INVALID, the approver and token
- * named in the entry; the share is never combined). On HSMCA_OK *st (may be NULL) says whether the
- * request is ready to execute.
+ * Check and record one approval (json[0..len), len <= HSMCA_QUORUM_APPROVAL_MAX) submitted by
+ * principal who for request_id (the request the caller addresses, e.g. the URL's id; an approval
+ * naming another request is a replay). Checks, each refused with its own code and audited
+ * (quorum.approve, outcome "refused", detail {"code"}): JSON shape
+ * (HSMCA_E_QUORUM_APPROVAL_MALFORMED), request known (HSMCA_E_NOT_FOUND), approval for this request
+ * (HSMCA_E_QUORUM_REQUEST_MISMATCH), approver active in the request's epoch
+ * (HSMCA_E_QUORUM_APPROVER_INACTIVE), epoch and policy still current (HSMCA_E_QUORUM_EPOCH_STALE),
+ * not expired (HSMCA_E_QUORUM_REQUEST_EXPIRED), not executed (HSMCA_E_QUORUM_REQUEST_EXECUTED), not
+ * the requester by principal or key (HSMCA_E_QUORUM_SELF_APPROVAL), signature
+ * (HSMCA_E_QUORUM_SIGNATURE_INVALID), not already counted (HSMCA_E_QUORUM_DUPLICATE_APPROVAL), the
+ * request key still in memory (HSMCA_E_QUORUM_REQUEST_VOID), one share per token of the request,
+ * each opening with the request key and matching its commitment (HSMCA_E_QUORUM_SHARE_INVALID, the
+ * approver and token named in the entry; the share is never combined). On HSMCA_OK *st (may be
+ * NULL) says whether the request is ready to execute.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_approve(struct hsmca_quorum *q,
                                                     const struct hsmca_quorum_principal *who,
-                                                    const char *json, size_t len,
-                                                    struct hsmca_quorum_status *st);
+                                                    const char *request_id, const char *json,
+                                                    size_t len, struct hsmca_quorum_status *st);
 
 /* What execution needs from its caller, who owns the CA tokens and the side effects. */
 struct hsmca_quorum_exec {

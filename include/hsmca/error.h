@@ -100,6 +100,36 @@ enum hsmca_err {
     HSMCA_E_AUDIT_RECEIPT = 511,         /* a receipt is not in the log */
     HSMCA_E_AUDIT_RANGE = 512,           /* an extract range outside 1..head */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
+    HSMCA_E_SHAMIR_PARAMS = 600, /* threshold, share count or secret length out of bounds */
+    HSMCA_E_SHAMIR_SHARES = 601, /* a share with x = 0, a duplicate x, or fewer than 2 shares */
+    HSMCA_E_SEAL_FORMAT = 610,   /* a sealed share has the wrong length, version or point */
+    HSMCA_E_SEAL_AUTH = 611,     /* a sealed share fails authentication (key, data or tampering) */
+    HSMCA_E_SEAL_KEY = 612,      /* the recipient key is not a P-256 key */
+    HSMCA_E_QUORUM_NOT_INITIALISED = 620,    /* no ceremony held yet */
+    HSMCA_E_QUORUM_INITIALISED = 621,        /* ceremony already held */
+    HSMCA_E_QUORUM_OP_UNKNOWN = 622,         /* unknown or unavailable operation */
+    HSMCA_E_QUORUM_PARAMS = 623,             /* bad operation parameters */
+    HSMCA_E_QUORUM_POLICY = 624,             /* invalid quorum policy */
+    HSMCA_E_QUORUM_APPROVAL_MALFORMED = 625, /* approval JSON malformed */
+    HSMCA_E_QUORUM_REQUEST_MISMATCH = 626,   /* approval for another request */
+    HSMCA_E_QUORUM_APPROVER_INACTIVE = 627,  /* approver not active in the epoch */
+    HSMCA_E_QUORUM_EPOCH_STALE = 628,        /* request's epoch or policy superseded */
+    HSMCA_E_QUORUM_REQUEST_EXPIRED = 629,    /* request expired */
+    HSMCA_E_QUORUM_REQUEST_EXECUTED = 630,   /* request already executed */
+    HSMCA_E_QUORUM_SELF_APPROVAL = 631,      /* requester approving own request */
+    HSMCA_E_QUORUM_SIGNATURE_INVALID = 632,  /* approval signature invalid */
+    HSMCA_E_QUORUM_DUPLICATE_APPROVAL = 633, /* approver already counted */
+    HSMCA_E_QUORUM_REQUEST_VOID = 634,       /* request key no longer in memory */
+    HSMCA_E_QUORUM_SHARE_INVALID = 635,      /* share fails its commitment */
+    HSMCA_E_QUORUM_THRESHOLD_NOT_MET = 636,  /* not enough approvals */
+    HSMCA_E_QUORUM_PIN_COMMITMENT = 637,     /* rebuilt PIN fails its commitment */
+    HSMCA_E_QUORUM_POP_INVALID = 638,        /* enrolment proof of possession invalid */
+    HSMCA_E_QUORUM_FORK = 639,               /* checkpoint inconsistent with witness state */
+    HSMCA_E_QUORUM_CHECKPOINT = 640,         /* checkpoint missing or bad signature */
+    HSMCA_E_QUORUM_ENVELOPE = 641,           /* envelope malformed */
+    HSMCA_E_QUORUM_NO_SHARE = 642,           /* no share for this approver */
+    HSMCA_E_QUORUM_APPROVER_DUPLICATE = 643, /* duplicate approver name, key or serial */
+    HSMCA_E_QUORUM_TOO_FEW_APPROVERS = 644,  /* approver set below threshold */
     /* 700..799: daemon, HTTP, config (src/hsmcad); 750..779 belong to issuance (issue.c) */
     HSMCA_E_HTTP_UNAUTHENTICATED = 700, /* no client certificate, or one no role binds */
     HSMCA_E_HTTP_FORBIDDEN = 701,       /* the principal's role may not use this endpoint */

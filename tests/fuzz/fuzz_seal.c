@@ -4,8 +4,8 @@
  * the network. A fixed P-256 key (made for this target only, secret to nobody) and fixed associated
  * data. Invariants beyond "no crash": the answer is OK, SEAL_FORMAT or SEAL_AUTH only; it is
  * deterministic; anything too short or too long, or with another version, is SEAL_FORMAT; an
- * accepted input yields exactly size - HSMCA_SEAL_OVERHEAD bytes on the secure heap, which seal
- * and unseal again to the same bytes; a refusal leaves the output empty.
+ * accepted input yields exactly size - HSMCA_SEAL_OVERHEAD bytes, which seal and unseal again to
+ * the same bytes; a refusal leaves the output empty.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,9 +44,10 @@ fuzz_key(void)
     static EVP_PKEY *key;
     const unsigned char *p = fuzz_key_der;
 
+    /* No hsmca_secure_heap_init here: OpenSSL would then keep its DRBG state on the mmap'ed
+     * secure heap, which LeakSanitizer does not scan, and libFuzzer's per-input leak check would
+     * report the DRBG's ordinary-heap objects as leaks. test_seal checks the secure heap. */
     if (key == NULL) {
-        if (hsmca_secure_heap_init(0) != HSMCA_OK)
-            abort();
         key = d2i_AutoPrivateKey(NULL, &p, (long)sizeof(fuzz_key_der));
         if (key == NULL)
             abort();
@@ -79,8 +80,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     if (a.len != size - HSMCA_SEAL_OVERHEAD || b.len != a.len || memcmp(a.p, b.p, a.len) != 0)
-        abort();
-    if (!CRYPTO_secure_allocated(a.p))
         abort();
     if (hsmca_seal(key, &fuzz_ad, a.p, a.len, &resealed, &rlen) != HSMCA_OK || rlen != size)
         abort();

@@ -81,7 +81,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_unseal_token(const struct hsmca_key *recipi
                                                   const unsigned char *sealed, size_t sealed_len,
                                                   struct hsmca_secret *out);
 
-/* The same with a software P-256 private key. */
+/* The same with a software P-256 private key; HSMCA_E_SEAL_KEY also for a key without its private
+ * half. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_unseal_soft(EVP_PKEY *recipient_priv,
                                                  const struct hsmca_seal_ad *ad,
                                                  const unsigned char *sealed, size_t sealed_len,

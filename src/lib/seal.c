@@ -230,6 +230,16 @@ out:
     return rc;
 }
 
+/* As soft_derive, for the recipient's own key: a key without its private half (a public key
+ * passed by mistake) cannot derive, and that is the caller's key, not an internal failure. */
+static enum hsmca_err
+soft_unseal_derive(const void *arg, EVP_PKEY *peer, unsigned char *z)
+{
+    enum hsmca_err rc = soft_derive(arg, peer, z);
+
+    return rc == HSMCA_E_INTERNAL ? HSMCA_E_SEAL_KEY : rc;
+}
+
 static enum hsmca_err
 token_derive(const void *arg, EVP_PKEY *peer, unsigned char *z)
 {
@@ -413,5 +423,5 @@ hsmca_unseal_soft(EVP_PKEY *recipient_priv, const struct hsmca_seal_ad *ad,
 {
     if (recipient_priv == NULL)
         return HSMCA_E_INVALID_ARG;
-    return unseal(recipient_priv, soft_derive, recipient_priv, ad, sealed, sealed_len, out);
+    return unseal(recipient_priv, soft_unseal_derive, recipient_priv, ad, sealed, sealed_len, out);
 }

@@ -81,6 +81,26 @@ bad_keys_are_refused(void **state)
     assert_null(out);
     assert_int_equal(out_len, 0);
     assert_null(s.p);
+    /* a P-256 public key cannot unseal: it has no private half */
+    {
+        EVP_PKEY *k = EVP_EC_gen("P-256"), *pub = NULL;
+        unsigned char *der = NULL, *sealed = NULL;
+        const unsigned char *p;
+        int der_len = i2d_PUBKEY(k, &der);
+        size_t len = 0;
+
+        assert_true(der_len > 0);
+        p = der;
+        pub = d2i_PUBKEY(NULL, &p, der_len);
+        assert_non_null(pub);
+        assert_int_equal(hsmca_seal(pub, &ad, pt, sizeof(pt), &sealed, &len), HSMCA_OK);
+        assert_int_equal(hsmca_unseal_soft(pub, &ad, sealed, len, &s), HSMCA_E_SEAL_KEY);
+        assert_null(s.p);
+        free(sealed);
+        OPENSSL_free(der);
+        EVP_PKEY_free(pub);
+        EVP_PKEY_free(k);
+    }
     EVP_PKEY_free(p384);
     EVP_PKEY_free(ed);
 }

@@ -111,3 +111,77 @@ hsmcad_refusal_allowed(struct hsmcad *d, const char *client)
     pthread_mutex_unlock(&d->lim_mu);
     return ok;
 }
+
+/* Under cas_mu. */
+static struct hsmca_token *
+token_locked(struct hsmcad *d, const char *label, const char *uri)
+{
+    struct hsmcad_tok *t;
+    char u[HSMCA_URI_MAX + 1];
+    unsigned i;
+    enum hsmca_err rc;
+
+    for (i = 0; i < d->ntoks; i++) {
+        if (strcmp(d->toks[i].label, label) == 0)
+            return d->toks[i].tok;
+    }
+    if (d->ntoks >= HSMCAD_TOKENS_MAX || strlen(label) > HSMCA_TOKEN_LABEL_MAX)
+        return NULL;
+    if (uri == NULL) {
+        snprintf(u, sizeof(u), "pkcs11:token=%s", label);
+        uri = u;
+    }
+    t = &d->toks[d->ntoks];
+    rc = hsmca_token_open(d->p11, uri, &t->tok);
+    if (rc != HSMCA_OK) {
+        hsmca_log(HSMCA_LOG_WARN, "hsmcad", "token-absent", "label=%s code=%s", label,
+                  hsmca_err_code(rc));
+        return NULL;
+    }
+    snprintf(t->label, sizeof(t->label), "%s", label);
+    d->ntoks++;
+    return t->tok;
+}
+
+struct hsmca_token *
+hsmcad_token(struct hsmcad *d, const char *label, const char *uri)
+{
+    struct hsmca_token *tok;
+
+    pthread_mutex_lock(&d->cas_mu);
+    tok = token_locked(d, label, uri);
+    pthread_mutex_unlock(&d->cas_mu);
+    return tok;
+}
+
+enum hsmca_err
+hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca)
+{
+    struct hsmca_uri u;
+    struct hsmcad_ca *c;
+    enum hsmca_err rc = HSMCA_OK;
+    unsigned i;
+
+    pthread_mutex_lock(&d->cas_mu);
+    for (i = 0; i < d->ncas; i++) {
+        if (strcmp(d->cas[i].id, ca->id) == 0)
+            goto out; /* known already */
+    }
+    if (d->ncas >= HSMCAD_CAS_MAX) {
+        rc = HSMCA_E_TOO_LARGE;
+        goto out;
+    }
+    c = &d->cas[d->ncas];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->id, sizeof(c->id), "%s", ca->id);
+    snprintf(c->kind, sizeof(c->kind), "%s", ca->kind);
+    snprintf(c->token_uri, sizeof(c->token_uri), "%s", ca->token_uri);
+    snprintf(c->key_uri, sizeof(c->key_uri), "%s", ca->key_uri);
+    if (hsmca_uri_parse(ca->token_uri, strlen(ca->token_uri), &u) == HSMCA_OK &&
+        (u.have & HSMCA_URI_HAVE_TOKEN) != 0)
+        c->tok = token_locked(d, u.token, ca->token_uri);
+    __atomic_store_n(&d->ncas, d->ncas + 1, __ATOMIC_RELEASE);
+out:
+    pthread_mutex_unlock(&d->cas_mu);
+    return rc;
+}

@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "hsmca/profile.h"
+#include "hsmca/quorum.h"
 #include "hsmca/store.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/token.h"
@@ -22,11 +24,22 @@
 #define HSMCAD_CAS_MAX 64
 #define HSMCAD_READERS_MAX 256
 
-/* One CA the daemon knows (from the store at start). */
+#define HSMCAD_TOKENS_MAX 64
+
+/* One opened token, by label: one handle per token for the whole daemon. */
+struct hsmcad_tok {
+    char label[HSMCA_TOKEN_LABEL_MAX + 1];
+    struct hsmca_token *tok;
+};
+
+/* One CA the daemon knows (from the store at start, or created by a quorum operation). */
 struct hsmcad_ca {
     char id[HSMCA_CA_ID_MAX + 1];
+    char kind[4];
     char token_uri[HSMCA_URI_MAX + 1];
-    struct hsmca_token *tok; /* opened, not logged in; NULL if the token is absent */
+    char key_uri[HSMCA_URI_MAX + 1];
+    struct hsmca_token *tok; /* borrowed from the token table; NULL if the token is absent */
+    struct hsmca_key *key;   /* held while an activation window is open */
 };
 
 struct hsmcad {
@@ -40,7 +53,14 @@ struct hsmcad {
     struct hsmca_audit *audit;
     char *audit_cert_pem; /* for extracts; NULL if not configured */
 
-    pthread_mutex_t cas_mu; /* guards cas[] additions (CA creation by quorum) */
+    struct hsmca_quorum *quorum;
+    struct hsmca_store *quorum_ro; /* the quorum module's read handle (it serialises itself) */
+    struct hsmca_profile paa_profile, pai_profile, dac_profile;
+    int have_profiles;
+
+    pthread_mutex_t cas_mu; /* guards cas[] and toks[] additions, activation state */
+    unsigned ntoks;
+    struct hsmcad_tok toks[HSMCAD_TOKENS_MAX];
     unsigned ncas;
     struct hsmcad_ca cas[HSMCAD_CAS_MAX];
 
@@ -63,6 +83,25 @@ struct hsmca_store *hsmcad_ro(struct hsmcad *d);
 
 /* The CA with id, or NULL. Borrowed; CAs are never removed while the daemon runs. */
 struct hsmcad_ca *hsmcad_ca_find(struct hsmcad *d, const char *id);
+
+/*
+ * The opened token with this label, opening it (by uri, or "pkcs11:token=<label>" when uri is
+ * NULL) on first use. Borrowed until the daemon stops. NULL if absent. Takes cas_mu.
+ */
+struct hsmca_token *hsmcad_token(struct hsmcad *d, const char *label, const char *uri);
+
+/* Register a CA (from the store or just created); opens its token. Takes cas_mu. */
+HSMCA_MUSTCHECK enum hsmca_err hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca);
+
+/* The quorum execution hooks of this daemon (tokens by label, new CAs, activation windows). */
+void hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex);
+/* The activate hook for quorum execution (cas.c); NULL when issuance is not available. */
+enum hsmca_err (*hsmcad_activate_hook(void))(void *arg, const char *ca_id, int64_t until_ms,
+                                             uint64_t max_dacs);
+/* Close c's activation window (drain, free the key, log its token out). Under cas_mu. */
+void hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c);
+/* Close every window (at shutdown, before the engines go). */
+void hsmcad_deactivate_all(struct hsmcad *d);
 
 /* Milliseconds since the epoch. */
 int64_t hsmcad_now_ms(void);

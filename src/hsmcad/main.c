@@ -122,23 +122,32 @@ read_pem(const char *path, const char *what)
 static enum hsmca_err
 ca_add(void *arg, const struct hsmca_ca_rec *ca)
 {
-    struct hsmcad *d = arg;
-    struct hsmcad_ca *c;
+    return hsmcad_ca_add(arg, ca);
+}
+
+/* The certificate profiles of policies/profiles (PAA, PAI, DAC), for CA creation and issuance. */
+static int
+load_profiles(struct hsmcad *d)
+{
+    static const char *const names[] = {"matter-paa.json", "matter-pai.json", "matter-dac.json"};
+    struct hsmca_profile *dst[] = {&d->paa_profile, &d->pai_profile, &d->dac_profile};
+    char path[HSMCA_PATH_MAX + 32];
+    unsigned i;
     enum hsmca_err rc;
 
-    if (d->ncas >= HSMCAD_CAS_MAX)
-        return HSMCA_E_TOO_LARGE;
-    c = &d->cas[d->ncas];
-    snprintf(c->id, sizeof(c->id), "%s", ca->id);
-    snprintf(c->token_uri, sizeof(c->token_uri), "%s", ca->token_uri);
-    rc = hsmca_token_open(d->p11, ca->token_uri, &c->tok);
-    if (rc != HSMCA_OK) {
-        hsmca_log(HSMCA_LOG_WARN, "hsmcad", "ca-token-absent", "ca=%s code=%s", ca->id,
-                  hsmca_err_code(rc));
-        c->tok = NULL;
+    if (d->cfg.profiles_dir[0] == '\0')
+        return 0; /* no CA creation or issuance without profiles */
+    for (i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", d->cfg.profiles_dir, names[i]);
+        rc = hsmca_profile_load(path, dst[i]);
+        if (rc != HSMCA_OK) {
+            fprintf(stderr, "hsmcad: profile %s: %s: %s\n", path, hsmca_err_code(rc),
+                    hsmca_err_title(rc));
+            return -1;
+        }
     }
-    __atomic_store_n(&d->ncas, d->ncas + 1, __ATOMIC_RELEASE);
-    return HSMCA_OK;
+    d->have_profiles = 1;
+    return 0;
 }
 
 static int
@@ -306,6 +315,23 @@ main(int argc, char **argv)
         }
     }
 
+    rc = hsmca_store_open_readonly(d->cfg.store, &d->quorum_ro);
+    if (rc == HSMCA_OK) {
+        struct hsmca_quorum_config qc;
+
+        memset(&qc, 0, sizeof(qc));
+        qc.store = d->store;
+        qc.ro = d->quorum_ro;
+        qc.audit = d->audit;
+        rc = hsmca_quorum_open(&qc, &d->quorum);
+    }
+    if (rc != HSMCA_OK) {
+        start_fail("quorum", rc, NULL);
+        goto out;
+    }
+    if (load_profiles(d) != 0)
+        goto out;
+
     route_names = calloc(hsmcad_nroutes, sizeof(*route_names));
     if (route_names == NULL)
         goto out;
@@ -339,6 +365,9 @@ out:
     /* HTTP first: no handler may run once the engines below are gone. */
     hsmcad_server_stop(srv, 10000);
     if (d != NULL) {
+        hsmcad_deactivate_all(d);
+        hsmca_quorum_free(d->quorum);
+        d->quorum = NULL;
         if (d->audit != NULL) {
             rc = hsmca_audit_close(d->audit);
             if (rc != HSMCA_OK) {
@@ -349,9 +378,11 @@ out:
         }
         for (i = 0; i < d->nro; i++)
             hsmca_store_close(d->ro[i]);
+        hsmca_store_close(d->quorum_ro);
         hsmca_store_close(d->store);
-        for (i = 0; i < d->ncas; i++) {
-            if (hsmca_token_free(d->cas[i].tok) != HSMCA_OK)
+        for (i = 0; i < d->ntoks; i++) {
+            if (hsmca_token_logout(d->toks[i].tok) != HSMCA_OK ||
+                hsmca_token_free(d->toks[i].tok) != HSMCA_OK)
                 status = 1;
         }
         hsmca_key_free(d->audit_key);

@@ -31,6 +31,13 @@ const struct hsmcad_route hsmcad_routes[] = {
     {"POST", "/v1/cas/{ca}/revocations", "cert.revoke", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,
      hsmcad_h_revocations},
     {"GET", "/v1/cas/{ca}/crl", "crl.get", ANY, 0, 0, NULL, hsmcad_h_crl},
+    {"POST", "/v1/requests", "quorum.request", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,
+     hsmcad_h_request_create},
+    {"GET", "/v1/requests/{id}", "quorum.envelope", ADMIN | APPROVER, 0, 0, NULL,
+     hsmcad_h_request_get},
+    {"POST", "/v1/requests/{id}/approvals", "quorum.approve", APPROVER, 0, HSMCAD_ROUTE_BODY,
+     json_only, hsmcad_h_approval},
+    {"GET", "/v1/approvers", "approvers.list", ADMIN | AUDITOR, 0, 0, NULL, hsmcad_h_approvers},
 };
 
 const unsigned hsmcad_nroutes = sizeof(hsmcad_routes) / sizeof(hsmcad_routes[0]);

@@ -21,6 +21,12 @@ void hsmcad_h_certificates(struct hsmcad_req *r);
 void hsmcad_h_revocations(struct hsmcad_req *r);
 void hsmcad_h_crl(struct hsmcad_req *r);
 
+/* routes_quorum.c */
+void hsmcad_h_request_create(struct hsmcad_req *r);
+void hsmcad_h_request_get(struct hsmcad_req *r);
+void hsmcad_h_approval(struct hsmcad_req *r);
+void hsmcad_h_approvers(struct hsmcad_req *r);
+
 /* Readiness (routes_health.c), also used by /metrics: 1 ready, 0 not; checks filled if given. */
 int hsmcad_readiness(struct hsmcad *d, json_t *checks);
 

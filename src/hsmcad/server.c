@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "hsmca/log.h"
 #include "hsmca/util.h"
@@ -47,6 +48,8 @@ struct conn_ctx {
     int checked;
     const struct hsmcad_principal *who; /* borrowed from the roles table */
     char client[80];                    /* principal name, or "anon:<fingerprint prefix>" */
+    int have_spki;
+    unsigned char spki_sha256[32];
 };
 
 enum req_state { RS_NEW, RS_BODY, RS_SUSPENDED, RS_READY, RS_DONE };
@@ -102,6 +105,12 @@ const struct hsmcad_principal *
 hsmcad_req_principal(struct hsmcad_req *r)
 {
     return r->cc != NULL ? r->cc->who : NULL;
+}
+
+const unsigned char *
+hsmcad_req_spki_sha256(struct hsmcad_req *r)
+{
+    return r->cc != NULL && r->cc->have_spki ? r->cc->spki_sha256 : NULL;
 }
 
 const char *
@@ -418,6 +427,17 @@ identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx
         return;
     }
     cc->who = hsmcad_roles_lookup_fp(srv->d->roles, fp);
+    {
+        const unsigned char *p = peers[0].data;
+        X509 *x = d2i_X509(NULL, &p, (long)peers[0].size);
+        unsigned char *spki = NULL;
+        int sl = x != NULL ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &spki) : -1;
+
+        if (sl > 0 && EVP_Digest(spki, (size_t)sl, cc->spki_sha256, &fl, EVP_sha256(), NULL) == 1)
+            cc->have_spki = 1;
+        OPENSSL_free(spki);
+        X509_free(x);
+    }
     if (cc->who != NULL)
         snprintf(cc->client, sizeof(cc->client), "%s", cc->who->name);
 }

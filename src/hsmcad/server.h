@@ -49,6 +49,8 @@ extern const unsigned hsmcad_nroutes;
 /* ---- for route handlers ---- */
 struct hsmcad *hsmcad_req_daemon(struct hsmcad_req *r);
 const struct hsmcad_principal *hsmcad_req_principal(struct hsmcad_req *r);
+/* SHA-256 of the client certificate's SubjectPublicKeyInfo (32 bytes), or NULL. */
+const unsigned char *hsmcad_req_spki_sha256(struct hsmcad_req *r);
 /* Path parameter i (0-based, in pattern order); "" if absent. Checked: [A-Za-z0-9._~:@+=-]. */
 const char *hsmcad_req_param(struct hsmcad_req *r, unsigned i);
 /* A request header or query argument (NULL if absent). Borrowed until the request ends. */

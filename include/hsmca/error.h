@@ -88,6 +88,20 @@ enum hsmca_err {
     /* 500..599: audit log (audit.c) */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
     /* 700..799: daemon, HTTP, config (config.c, src/hsmcad) */
+    /* 750..779 of it: DAC issuance (issue.c) */
+    HSMCA_E_ISSUE_CA_INACTIVE = 750,          /* the CA has no open issuance window */
+    HSMCA_E_ISSUE_WINDOW_EXHAUSTED = 751,     /* the window's count of DACs is used up */
+    HSMCA_E_ISSUE_WINDOW_EXPIRED = 752,       /* the window's time is over */
+    HSMCA_E_ISSUE_QUOTA_MINUTE = 753,         /* the CA's per-minute quota is used up */
+    HSMCA_E_ISSUE_QUOTA_DAY = 754,            /* the CA's per-day quota is used up */
+    HSMCA_E_ISSUE_REQUEST_ID_CONFLICT = 755,  /* the request id was used with another CSR */
+    HSMCA_E_ISSUE_REQUEST_ID_INVALID = 756,   /* request id too long or with a forbidden byte */
+    HSMCA_E_ISSUE_REQUEST_ID_IN_FLIGHT = 757, /* a request with that id is still being processed */
+    HSMCA_E_ISSUE_BATCH_TOO_LARGE = 758,      /* more than HSMCA_ISSUE_BATCH_MAX items */
+    HSMCA_E_ISSUE_BATCH_MALFORMED = 759,      /* a batch without items, or not a list of items */
+    HSMCA_E_ISSUE_QUOTAS_INVALID = 760,       /* policies/quotas.json is not valid quota JSON */
+    HSMCA_E_ISSUE_CA_ACTIVE = 761,            /* the CA already has an open window */
+    HSMCA_E_ISSUE_WINDOW_INVALID = 762, /* a window end in the past, or a count out of range */
 
     /* 800..849: certificate revocation lists (crl.c) */
     HSMCA_E_CRL_INVALID = 800,   /* not a well-formed CRL of this issuer */

@@ -1,0 +1,847 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * test_audit.c -- the audit log against a real SoftHSM audit token and a real store.
+ * Hostile events first; then the promises: receipts and exact lines, apply and entry together or
+ * not at all, group commit under 8 concurrent writers (fsyncs counted), the clock stepping back,
+ * checkpoints that openssl verifies, heartbeats, the start-up self-check (a tampered line, a
+ * restored older database, a missing anchor), a SIGKILLed writer, extracts and their verifier
+ * (every kind of tampering named), quorum re-checks, and verify.sh with no hsmca on PATH.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <sqlite3.h>
+
+#include "hsmca/audit.h"
+#include "hsmca/store_audit.h"
+#include "hsmca/token.h"
+#include "hsmca/util.h"
+
+#include "fixture.h"
+
+#define SO_PIN "so-secret-1"
+#define USER_PIN "audit-pin-1234"
+
+struct ctx {
+    struct fx_hsm hsm;
+    char dir[512];
+    char db[600];
+    struct hsmca_p11 *p11;
+    struct hsmca_token *tok;
+    struct hsmca_key *key;
+    struct hsmca_store *st;
+    struct hsmca_audit *a;
+    int64_t fake_ms; /* 0 = real clock */
+};
+
+static int64_t
+fake_clock(void *arg)
+{
+    struct ctx *c = arg;
+    struct timespec ts;
+
+    if (c->fake_ms != 0)
+        return c->fake_ms;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+tokens_up(struct ctx *c, int generate)
+{
+    struct hsmca_secret pin = fx_secret(USER_PIN);
+    enum hsmca_err rc;
+
+    if (hsmca_p11_open(fx_module(), &c->p11) != HSMCA_OK ||
+        hsmca_token_open(c->p11, "pkcs11:token=hsmca-audit", &c->tok) != HSMCA_OK) {
+        hsmca_secret_clear(&pin);
+        return -1;
+    }
+    rc = hsmca_token_login(c->tok, &pin);
+    hsmca_secret_clear(&pin);
+    if (rc != HSMCA_OK)
+        return -1;
+    if (generate)
+        rc = hsmca_token_generate_key(c->tok, "audit-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &c->key);
+    else
+        rc = hsmca_token_find_key(c->tok, "pkcs11:object=audit-key", &c->key);
+    return rc == HSMCA_OK ? 0 : -1;
+}
+
+static void
+tokens_down(struct ctx *c)
+{
+    hsmca_key_free(c->key);
+    c->key = NULL;
+    if (c->tok != NULL) {
+        assert_int_equal(hsmca_token_logout(c->tok), HSMCA_OK);
+        assert_int_equal(hsmca_token_free(c->tok), HSMCA_OK);
+        c->tok = NULL;
+    }
+    if (hsmca_p11_free(c->p11) != HSMCA_OK)
+        abort();
+    c->p11 = NULL;
+}
+
+static int
+setup(void **state)
+{
+    struct ctx *c = calloc(1, sizeof(*c));
+
+    if (c == NULL || hsmca_secure_heap_init(0) != HSMCA_OK)
+        return -1;
+    if (fx_hsm_setup(&c->hsm) != 0 || fx_hsm_add_token(&c->hsm, "hsmca-audit", SO_PIN, USER_PIN))
+        return -1;
+    if (tokens_up(c, 1) != 0)
+        return -1;
+    if (fx_tmpdir("audit", c->dir, sizeof(c->dir)) != 0)
+        return -1;
+    snprintf(c->db, sizeof(c->db), "%s/hsmca.db", c->dir);
+    if (hsmca_store_open(c->db, &c->st) != HSMCA_OK)
+        return -1;
+    *state = c;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    struct ctx *c = *state;
+
+    if (c->a != NULL)
+        assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK);
+    hsmca_store_close(c->st);
+    tokens_down(c);
+    fx_hsm_teardown(&c->hsm);
+    fx_rmtree(c->dir);
+    free(c);
+    return 0;
+}
+
+static enum hsmca_err
+open_log(struct ctx *c, uint64_t cp_entries, uint64_t cp_ms, char *why, size_t why_len)
+{
+    struct hsmca_audit_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.store = c->st;
+    cfg.token = c->tok;
+    cfg.key = c->key;
+    cfg.origin = "hsmca/test";
+    cfg.checkpoint_entries = cp_entries;
+    cfg.checkpoint_ms = cp_ms;
+    cfg.genesis_detail_json = "{\"ceremony\":\"test-1\",\"tokens\":[\"hsmca-audit\"]}";
+    cfg.clock_ms = fake_clock;
+    cfg.clock_arg = c;
+    return hsmca_audit_open(&cfg, &c->a, why, why_len);
+}
+
+static void
+open_ok(struct ctx *c, uint64_t cp_entries, uint64_t cp_ms)
+{
+    char why[512] = "";
+    enum hsmca_err rc = open_log(c, cp_entries, cp_ms, why, sizeof(why));
+
+    if (rc != HSMCA_OK)
+        fail_msg("open: %s: %s", hsmca_err_code(rc), why);
+}
+
+static void
+ev_init(struct hsmca_audit_event *ev, const char *action, const char *detail)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->actor = "op-1";
+    ev->role = "operator";
+    ev->action = action;
+    ev->target = "ca/pai-8000";
+    ev->outcome = "ok";
+    ev->detail_json = detail;
+    ev->kid = "";
+}
+
+static void
+append_n(struct hsmca_audit *a, int n)
+{
+    struct hsmca_audit_event ev;
+    int i;
+
+    ev_init(&ev, "dac.issue", "{\"serial\":\"01ab\",\"csr_sha256\":\"00\"}");
+    for (i = 0; i < n; i++)
+        assert_int_equal(hsmca_audit_append(a, &ev, NULL, NULL, NULL), HSMCA_OK);
+}
+
+/* Check the stored chain 1..size: gap-free seqs, prev links, stored hashes. */
+struct walk {
+    uint64_t expect;
+    unsigned char prev[32];
+    int bad;
+    uint64_t step_backs;
+    char last_time[25];
+};
+
+static enum hsmca_err
+walk_fn(void *arg, uint64_t seq, const char *line, size_t len, const unsigned char *hash)
+{
+    struct walk *w = arg;
+    struct hsmca_audit_line l;
+    unsigned char h[32];
+
+    SHA256((const unsigned char *)line, len, h);
+    if (seq != w->expect || memcmp(h, hash, 32) != 0 ||
+        hsmca_audit_line_parse(line, len, &l, NULL) != HSMCA_OK || l.seq != seq ||
+        memcmp(l.prev, w->prev, 32) != 0 || memcmp(l.time, w->last_time, 24) < 0) {
+        w->bad = 1;
+        return HSMCA_E_AUDIT_CHAIN;
+    }
+    if (l.action_len == 15 && memcmp(l.action, "clock.step_back", 15) == 0)
+        w->step_backs++;
+    memcpy(w->last_time, l.time, 24);
+    memcpy(w->prev, h, 32);
+    w->expect++;
+    return HSMCA_OK;
+}
+
+static uint64_t
+walk_chain(struct hsmca_store *st, struct walk *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->expect = 1;
+    assert_int_equal(hsmca_store_audit_scan(st, 1, INT64_MAX, walk_fn, w), HSMCA_OK);
+    assert_false(w->bad);
+    return w->expect - 1;
+}
+
+/* ---- hostile events ---- */
+
+static void
+events_refused(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_event ev;
+    char big[HSMCA_AUDIT_DETAIL_MAX + 64], field[HSMCA_AUDIT_FIELD_MAX + 2];
+    uint64_t size;
+
+    open_ok(c, 0, 0);
+    size = hsmca_audit_size(c->a);
+    assert_int_equal(size, 1);
+    ev_init(&ev, "dac.issue", NULL);
+    ev.outcome = "maybe";
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_AUDIT_EVENT_INVALID);
+    ev_init(&ev, "", NULL);
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_AUDIT_EVENT_INVALID);
+    ev_init(&ev, "dac.issue", "[1,2]");
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_AUDIT_EVENT_INVALID);
+    ev_init(&ev, "dac.issue", "{\"a\":1,\"a\":2}");
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_AUDIT_EVENT_INVALID);
+    ev_init(&ev, "dac.issue", "{\"a\":1} trailing");
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_AUDIT_EVENT_INVALID);
+    ev_init(&ev, "dac.issue", NULL);
+    ev.actor = "bad\xff\xfeutf8";
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_AUDIT_EVENT_INVALID);
+    /* field length at N and N+1 */
+    memset(field, 'a', sizeof(field));
+    field[HSMCA_AUDIT_FIELD_MAX + 1] = '\0';
+    ev_init(&ev, "dac.issue", NULL);
+    ev.target = field;
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_AUDIT_EVENT_INVALID);
+    field[HSMCA_AUDIT_FIELD_MAX] = '\0';
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_OK);
+    /* detail length at N+1 */
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "{\"x\":\"", 6);
+    memcpy(big + HSMCA_AUDIT_DETAIL_MAX - 1, "\"}", 3);
+    ev_init(&ev, "dac.issue", big);
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_TOO_LARGE);
+    memcpy(big + HSMCA_AUDIT_DETAIL_MAX - 2, "\"}", 3);
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_OK);
+    /* an intent cannot close an intent; closing an unknown intent fails that item only */
+    ev_init(&ev, "key.generate", NULL);
+    ev.outcome = "intent";
+    ev.closes_intent = 1;
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_AUDIT_EVENT_INVALID);
+    ev.outcome = "ok";
+    ev.closes_intent = 999;
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_audit_size(c->a), 3);
+    assert_int_equal(hsmca_audit_submit(c->a, &ev, NULL, NULL, NULL, NULL), HSMCA_E_INVALID_ARG);
+}
+
+/* ---- the promises ---- */
+
+static enum hsmca_err
+apply_meta(struct hsmca_store *st, void *arg)
+{
+    return hsmca_store_meta_set(st, "test.key", (const char *)arg);
+}
+
+static enum hsmca_err
+apply_meta_then_fail(struct hsmca_store *st, void *arg)
+{
+    enum hsmca_err rc = hsmca_store_meta_set(st, "test.key", (const char *)arg);
+
+    return rc == HSMCA_OK ? HSMCA_E_STORE_CONSTRAINT : rc;
+}
+
+static void
+append_receipts_exact_lines(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_event ev;
+    struct hsmca_audit_receipt r;
+    unsigned char h[32], sh[32];
+    char *line = NULL, *v = NULL;
+    size_t len = 0;
+    struct walk w;
+
+    open_ok(c, 0, 0);
+    ev_init(&ev, "dac.issue", "{\"z\":1,\"a\":{\"y\":\"\\u00e9/\",\"b\":[true,null,1.5]}}");
+    assert_int_equal(hsmca_audit_append(c->a, &ev, apply_meta, "v1", &r), HSMCA_OK);
+    assert_int_equal(r.seq, 2);
+    assert_int_equal(hsmca_store_audit_get(c->st, 2, &line, &len, sh), HSMCA_OK);
+    SHA256((const unsigned char *)line, len, h);
+    assert_memory_equal(h, r.entry_hash, 32);
+    assert_memory_equal(sh, r.entry_hash, 32);
+    /* compact, sorted keys at every level, fixed top-level order */
+    assert_non_null(strstr(line, "{\"action\":\"dac.issue\",\"actor\":\"op-1\",\"detail\":{\"a\":{"
+                                 "\"b\":[true,null,1.5],\"y\":\"\xc3\xa9/\"},\"z\":1},\"kid\":\"\","
+                                 "\"outcome\":\"ok\",\"prev\":\""));
+    assert_non_null(strstr(line, "\",\"role\":\"operator\",\"seq\":2,\"target\":\"ca/pai-8000\","
+                                 "\"time\":\""));
+    assert_int_equal(line[len - 1], '}');
+    free(line);
+    assert_int_equal(hsmca_store_meta_get(c->st, "test.key", &v), HSMCA_OK);
+    assert_string_equal(v, "v1");
+    free(v);
+    /* genesis: prev zeros, log_id, audit key hash */
+    assert_int_equal(hsmca_store_audit_get(c->st, 1, &line, &len, sh), HSMCA_OK);
+    assert_non_null(strstr(line, "\"action\":\"log.genesis\""));
+    assert_non_null(strstr(line, "\"audit_key\":\""));
+    assert_non_null(strstr(line, "\"log_id\":\""));
+    assert_non_null(strstr(line, "\"ceremony\":\"test-1\""));
+    assert_non_null(strstr(line, "\"prev\":\"0000000000000000000000000000000000000000000000000000"
+                                 "000000000000\""));
+    free(line);
+    append_n(c->a, 20);
+    assert_int_equal(walk_chain(c->st, &w), 22);
+}
+
+static void
+apply_failure_writes_nothing(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_event ev;
+    struct hsmca_audit_receipt r;
+    char *v = NULL;
+
+    open_ok(c, 0, 0);
+    ev_init(&ev, "ca.create", NULL);
+    assert_int_equal(hsmca_audit_append(c->a, &ev, apply_meta_then_fail, "half", &r),
+                     HSMCA_E_STORE_CONSTRAINT);
+    assert_int_equal(hsmca_store_meta_get(c->st, "test.key", &v), HSMCA_E_NOT_FOUND);
+    assert_int_equal(hsmca_audit_size(c->a), 1);
+    assert_int_equal(hsmca_audit_append(c->a, &ev, apply_meta, "whole", &r), HSMCA_OK);
+    assert_int_equal(r.seq, 2);
+    assert_int_equal(hsmca_store_meta_get(c->st, "test.key", &v), HSMCA_OK);
+    assert_string_equal(v, "whole");
+    free(v);
+}
+
+struct async_done {
+    pthread_mutex_t m;
+    int n, ok;
+    uint64_t seqs[64];
+};
+
+static void
+on_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *r)
+{
+    struct async_done *d = arg;
+
+    pthread_mutex_lock(&d->m);
+    if (rc == HSMCA_OK && r != NULL) {
+        d->seqs[d->ok] = r->seq;
+        d->ok++;
+    }
+    d->n++;
+    pthread_mutex_unlock(&d->m);
+}
+
+static void
+submit_async_done_on_writer(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_event ev;
+    struct async_done d;
+    int i, n;
+
+    memset(&d, 0, sizeof(d));
+    pthread_mutex_init(&d.m, NULL);
+    open_ok(c, 0, 0);
+    ev_init(&ev, "dac.issue", NULL);
+    for (i = 0; i < 40; i++)
+        assert_int_equal(
+            hsmca_audit_submit(c->a, &ev, i == 7 ? apply_meta_then_fail : NULL, "x", on_done, &d),
+            HSMCA_OK);
+    for (i = 0; i < 500; i++) {
+        pthread_mutex_lock(&d.m);
+        n = d.n;
+        pthread_mutex_unlock(&d.m);
+        if (n == 40)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(d.n, 40);
+    assert_int_equal(d.ok, 39);
+    for (i = 0; i < 39; i++)
+        assert_int_equal(d.seqs[i], (uint64_t)i + 2);
+    pthread_mutex_destroy(&d.m);
+}
+
+#define WRITERS 8
+#define PER_WRITER 1250
+
+struct wargs {
+    struct hsmca_audit *a;
+    int fails;
+};
+
+static void *
+writer_thread(void *arg)
+{
+    struct wargs *w = arg;
+    struct hsmca_audit_event ev;
+    struct hsmca_audit_receipt r;
+    int i;
+
+    ev_init(&ev, "dac.issue", "{\"serial\":\"7f01\"}");
+    for (i = 0; i < PER_WRITER; i++) {
+        if (hsmca_audit_append(w->a, &ev, NULL, NULL, &r) != HSMCA_OK)
+            w->fails++;
+    }
+    return NULL;
+}
+
+static void
+group_commit_8_writers(void **state)
+{
+    struct ctx *c = *state;
+    pthread_t t[WRITERS];
+    struct wargs w[WRITERS];
+    struct hsmca_audit_stats s;
+    unsigned long commits0, commits;
+    struct walk wk;
+    uint64_t n;
+    int i;
+
+    open_ok(c, 0, 0);
+    commits0 = hsmca_store_commit_count(c->st);
+    for (i = 0; i < WRITERS; i++) {
+        w[i].a = c->a;
+        w[i].fails = 0;
+        assert_int_equal(pthread_create(&t[i], NULL, writer_thread, &w[i]), 0);
+    }
+    for (i = 0; i < WRITERS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(w[i].fails, 0);
+    }
+    commits = hsmca_store_commit_count(c->st) - commits0;
+    hsmca_audit_stats(c->a, &s);
+    n = walk_chain(c->st, &wk);
+    assert_true(n >= 1 + WRITERS * PER_WRITER);
+    print_message("group commit: %d entries by %d writers, %lu fsync-backed commits "
+                  "(batch histogram 1:%llu 2-3:%llu 4-7:%llu 8-15:%llu 16+:%llu)\n",
+                  WRITERS * PER_WRITER, WRITERS, commits, (unsigned long long)s.batch_hist[0],
+                  (unsigned long long)s.batch_hist[1], (unsigned long long)s.batch_hist[2],
+                  (unsigned long long)s.batch_hist[3], (unsigned long long)s.batch_hist[4]);
+    /* far below one per entry: with 8 writers each waiting for its own commit, batches are ~8 */
+    assert_true(commits * 3 < (unsigned long)(WRITERS * PER_WRITER));
+}
+
+static void
+clock_step_back_is_an_entry(void **state)
+{
+    struct ctx *c = *state;
+    struct walk w;
+
+    c->fake_ms = 1800000000000LL;
+    open_ok(c, 0, 0);
+    append_n(c->a, 2);
+    c->fake_ms = 1700000000000LL; /* the clock steps back ~3 years */
+    append_n(c->a, 3);
+    c->fake_ms = 1800000000500LL;
+    append_n(c->a, 1);
+    assert_int_equal(walk_chain(c->st, &w), 8); /* genesis + 6 + one clock.step_back */
+    assert_int_equal(w.step_backs, 1);
+    c->fake_ms = 0;
+}
+
+static void
+checkpoints_verify_with_openssl(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_checkpoint cp, cp2, latest;
+    struct hsmca_audit_cp_fields f;
+    unsigned char h[32], kid[32], *der = NULL;
+    char path[700], sigpath[700], pub[700], out[2048], hex[65];
+    FILE *fp;
+    int n;
+
+    memset(&cp, 0, sizeof(cp));
+    memset(&cp2, 0, sizeof(cp2));
+    memset(&latest, 0, sizeof(latest));
+    open_ok(c, 5, 0);
+    append_n(c->a, 12); /* checkpoints every 5 entries on their own */
+    assert_int_equal(hsmca_audit_checkpoint(c->a, &cp), HSMCA_OK);
+    assert_int_equal(cp.size, 13);
+    assert_int_equal(hsmca_audit_checkpoint_parse(cp.text, cp.text_len, &f), HSMCA_OK);
+    assert_int_equal(f.size, 13);
+    assert_memory_equal(f.head, cp.head, 32);
+    assert_string_equal(f.origin, "hsmca/test");
+    SHA256((const unsigned char *)cp.text, cp.text_len, h);
+    assert_memory_equal(h, cp.hash, 32);
+    n = i2d_PUBKEY(hsmca_key_public(c->key), &der);
+    assert_true(n > 0);
+    SHA256(der, (size_t)n, kid);
+    OPENSSL_free(der);
+    assert_memory_equal(f.key, kid, 32);
+    /* nothing new: the same checkpoint */
+    assert_int_equal(hsmca_audit_checkpoint(c->a, &cp2), HSMCA_OK);
+    assert_int_equal(cp2.size, 13);
+    assert_memory_equal(cp2.hash, cp.hash, 32);
+    assert_int_equal(hsmca_audit_latest_checkpoint(c->a, &latest), HSMCA_OK);
+    assert_memory_equal(latest.hash, cp.hash, 32);
+    hsmca_hex_encode(cp.hash, 32, hex, sizeof(hex));
+    /* openssl dgst -sha256 -verify audit.pub -signature cp.sig cp.txt */
+    snprintf(path, sizeof(path), "%s/cp.txt", c->dir);
+    snprintf(sigpath, sizeof(sigpath), "%s/cp.sig", c->dir);
+    snprintf(pub, sizeof(pub), "%s/audit.pub", c->dir);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fwrite(cp.text, 1, cp.text_len, fp);
+    fclose(fp);
+    fp = fopen(sigpath, "w");
+    assert_non_null(fp);
+    fwrite(cp.sig, 1, cp.sig_len, fp);
+    fclose(fp);
+    fp = fopen(pub, "w");
+    assert_non_null(fp);
+    assert_int_equal(PEM_write_PUBKEY(fp, hsmca_key_public(c->key)), 1);
+    fclose(fp);
+    {
+        char *argv[] = {"openssl",    "dgst",  "-sha256", "-verify", pub,
+                        "-signature", sigpath, path,      NULL};
+
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 0);
+        assert_non_null(strstr(out, "Verified OK"));
+        /* a raw r||s signature is not DER: refused */
+        fp = fopen(sigpath, "w");
+        fwrite(cp.sig + 4, 1, 64, fp);
+        fclose(fp);
+        assert_int_not_equal(fx_run(argv, out, sizeof(out)), 0);
+    }
+    hsmca_audit_checkpoint_clear(&cp);
+    hsmca_audit_checkpoint_clear(&cp2);
+    hsmca_audit_checkpoint_clear(&latest);
+}
+
+static void
+heartbeat_when_idle(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_checkpoint cp;
+    struct hsmca_audit_stats s;
+    struct walk w;
+    int i;
+
+    open_ok(c, 0, 100);
+    for (i = 0; i < 100; i++) {
+        hsmca_audit_stats(c->a, &s);
+        if (s.checkpoints >= 3)
+            break;
+        usleep(20000);
+    }
+    assert_true(s.checkpoints >= 3);
+    assert_int_equal(hsmca_audit_latest_checkpoint(c->a, &cp), HSMCA_OK);
+    assert_true(cp.size >= 3); /* genesis + heartbeats */
+    hsmca_audit_checkpoint_clear(&cp);
+    walk_chain(c->st, &w);
+}
+
+/* Change the line of seq in the database file directly (an attacker with the disk); with
+ * fix_hash the stored hash column is updated to match. */
+static void
+tamper_line(const char *db, uint64_t seq, const char *from, const char *to, int fix_hash)
+{
+    sqlite3 *h = NULL;
+    sqlite3_stmt *s = NULL;
+    char line[4096], *p;
+    unsigned char md[32];
+    int n;
+
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(h, "SELECT line FROM audit_entries WHERE seq = ?1", -1, &s, NULL),
+        SQLITE_OK);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    n = sqlite3_column_bytes(s, 0);
+    assert_true(n > 0 && n < (int)sizeof(line) - 64);
+    memcpy(line, sqlite3_column_blob(s, 0), (size_t)n);
+    line[n] = '\0';
+    sqlite3_finalize(s);
+    p = strstr(line, from);
+    assert_non_null(p);
+    assert_int_equal(strlen(from), strlen(to));
+    memcpy(p, to, strlen(to));
+    SHA256((unsigned char *)line, (size_t)n, md);
+    assert_int_equal(sqlite3_prepare_v2(h,
+                                        fix_hash ? "UPDATE audit_entries SET line=?2, hash=?3 "
+                                                   "WHERE seq=?1"
+                                                 : "UPDATE audit_entries SET line=?2 WHERE seq=?1",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    sqlite3_bind_blob(s, 2, line, n, SQLITE_TRANSIENT);
+    if (fix_hash)
+        sqlite3_bind_blob(s, 3, md, 32, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+}
+
+/* A child process appends n entries after genesis (no checkpoint but genesis's) and dies by
+ * SIGKILL, so the tail after the last checkpoint is what the self-check must walk. */
+static void
+child_appends_then_dies(struct ctx *c, int n)
+{
+    char why[256];
+    int status;
+    pid_t pid;
+
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    tokens_down(c);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (tokens_up(c, 0) != 0 || hsmca_store_open(c->db, &c->st) != HSMCA_OK ||
+            open_log(c, 100000, 0, why, sizeof(why)) != HSMCA_OK)
+            _exit(3);
+        append_n(c->a, n);
+        raise(SIGKILL);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(tokens_up(c, 0), 0);
+}
+
+static void
+open_names_first_bad_seq(void **state)
+{
+    struct ctx *c = *state;
+    char why[512] = "";
+
+    child_appends_then_dies(c, 10); /* seqs 1..11, checkpoint at 1 only */
+    /* a byte changed in seq 6: its stored hash no longer matches */
+    tamper_line(c->db, 6, "01ab", "01ac", 0);
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    assert_int_equal(open_log(c, 1000, 0, why, sizeof(why)), HSMCA_E_AUDIT_CHAIN);
+    assert_non_null(strstr(why, "seq 6:"));
+    /* the same with the hash column fixed up: the chain names seq 6 */
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    tamper_line(c->db, 6, "01ac", "01ad", 1);
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    why[0] = '\0';
+    assert_int_equal(open_log(c, 1000, 0, why, sizeof(why)), HSMCA_E_AUDIT_CHAIN);
+    assert_non_null(strstr(why, "seq 6:"));
+}
+
+static void
+open_refuses_modified_head(void **state)
+{
+    struct ctx *c = *state;
+    char why[512] = "";
+
+    open_ok(c, 1000, 0);
+    append_n(c->a, 6);
+    assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK); /* checkpoint at 7 */
+    c->a = NULL;
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    tamper_line(c->db, 7, "01ab", "01ac", 1);
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    assert_int_equal(open_log(c, 1000, 0, why, sizeof(why)), HSMCA_E_AUDIT_CHAIN);
+    assert_non_null(strstr(why, "seq 7:"));
+}
+
+static void
+open_refuses_restored_older_db(void **state)
+{
+    struct ctx *c = *state;
+    char why[512] = "", cmd[8192], out[256];
+
+    open_ok(c, 1000, 0);
+    append_n(c->a, 3);
+    assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK); /* checkpoint 4, anchor 4 */
+    c->a = NULL;
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    /* the attacker's snapshot: the database with its WAL, copied while closed */
+    snprintf(cmd, sizeof(cmd), "cp %s %s.old && (cp %s-wal %s.old-wal 2>/dev/null || true)", c->db,
+             c->db, c->db, c->db);
+    {
+        char *argv[] = {"sh", "-c", cmd, NULL};
+
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 0);
+    }
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    open_ok(c, 1000, 0);
+    append_n(c->a, 5);
+    assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK); /* checkpoint 9, anchor 9 */
+    c->a = NULL;
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    snprintf(cmd, sizeof(cmd),
+             "rm -f %s-wal %s-shm && cp %s.old %s && "
+             "(cp %s.old-wal %s-wal 2>/dev/null || true)",
+             c->db, c->db, c->db, c->db, c->db, c->db);
+    {
+        char *argv[] = {"sh", "-c", cmd, NULL};
+
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 0);
+    }
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    assert_int_equal(open_log(c, 1000, 0, why, sizeof(why)), HSMCA_E_AUDIT_ANCHOR);
+    assert_non_null(strstr(why, "anchor checkpoint 9"));
+    assert_non_null(strstr(why, "restored"));
+    /* an empty store under a token that has an anchor: refused too */
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -f %s %s-wal %s-shm", c->db, c->db, c->db);
+    {
+        char *argv[] = {"sh", "-c", cmd, NULL};
+
+        assert_int_equal(fx_run(argv, out, sizeof(out)), 0);
+    }
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    assert_int_equal(open_log(c, 1000, 0, why, sizeof(why)), HSMCA_E_AUDIT_ANCHOR);
+    assert_non_null(strstr(why, "anchor checkpoint 9"));
+}
+
+/* ---- crash: a writer SIGKILLed in the middle of appending ---- */
+
+static void
+crash_child(struct ctx *c, int fd)
+{
+    struct hsmca_audit_event ev;
+    struct hsmca_audit_receipt r;
+    char why[256];
+    int i;
+
+    /* a fresh process: its own module, token, store and log */
+    if (tokens_up(c, 0) != 0 || hsmca_store_open(c->db, &c->st) != HSMCA_OK ||
+        open_log(c, 50, 0, why, sizeof(why)) != HSMCA_OK)
+        _exit(3);
+    ev_init(&ev, "dac.issue", "{\"serial\":\"crash\"}");
+    for (i = 0; i < 100000; i++) {
+        if (hsmca_audit_append(c->a, &ev, apply_meta, "crash", &r) != HSMCA_OK)
+            _exit(4);
+        if (write(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+            _exit(5);
+    }
+    _exit(0);
+}
+
+static void
+sigkill_keeps_every_returned_append(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_receipt got[4096], r;
+    char why[512] = "";
+    unsigned char h[32];
+    char *line = NULL;
+    size_t len = 0, n = 0, i;
+    int fds[2], status;
+    pid_t pid;
+    struct walk w;
+
+    /* the parent lets go of the module first: PKCS#11 state does not survive fork */
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    tokens_down(c);
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        crash_child(c, fds[1]);
+    }
+    close(fds[1]);
+    while (n < 600) {
+        ssize_t k = read(fds[0], &r, sizeof(r));
+
+        if (k != (ssize_t)sizeof(r))
+            break;
+        got[n++] = r;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    while (n < sizeof(got) / sizeof(got[0]) && read(fds[0], &r, sizeof(r)) == (ssize_t)sizeof(r))
+        got[n++] = r; /* receipts written before the kill */
+    close(fds[0]);
+    assert_true(WIFSIGNALED(status));
+    assert_true(n >= 600);
+    assert_int_equal(tokens_up(c, 0), 0);
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    if (open_log(c, 50, 0, why, sizeof(why)) != HSMCA_OK)
+        fail_msg("reopen after SIGKILL: %s", why);
+    for (i = 0; i < n; i++) {
+        unsigned char sh[32];
+
+        assert_int_equal(hsmca_store_audit_get(c->st, got[i].seq, &line, &len, sh), HSMCA_OK);
+        SHA256((const unsigned char *)line, len, h);
+        assert_memory_equal(h, got[i].entry_hash, 32);
+        free(line);
+    }
+    assert_true(walk_chain(c->st, &w) >= got[n - 1].seq);
+    print_message("crash: %zu receipts before SIGKILL, all present after reopen\n", n);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(events_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(append_receipts_exact_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(apply_failure_writes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(submit_async_done_on_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(group_commit_8_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(clock_step_back_is_an_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(checkpoints_verify_with_openssl, setup, teardown),
+        cmocka_unit_test_setup_teardown(heartbeat_when_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(open_names_first_bad_seq, setup, teardown),
+        cmocka_unit_test_setup_teardown(open_refuses_modified_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(open_refuses_restored_older_db, setup, teardown),
+        cmocka_unit_test_setup_teardown(sigkill_keeps_every_returned_append, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

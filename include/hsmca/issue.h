@@ -141,7 +141,7 @@ struct hsmca_issue_ca_state {
 };
 void hsmca_issue_ca_state(struct hsmca_issue_ca *ca, int64_t now_ms,
                           struct hsmca_issue_ca_state *out);
-/* As JSON {"active", "until_ms", "max_dacs", "issued", "in_flight", "remaining", "quota":
+/* As JSON {"active", "keyed", "until_ms", "max_dacs", "issued", "in_flight", "remaining", "quota":
  * {"per_minute", "per_day", "minute_count", "day_count"}}; NULL on NOMEM. */
 json_t *hsmca_issue_ca_state_json(struct hsmca_issue_ca *ca, int64_t now_ms);
 

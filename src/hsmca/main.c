@@ -14,6 +14,9 @@
 #include "cli.h"
 
 static const struct cli_cmd cmds[] = {
+    {"issue", "issue one DAC from a CSR through hsmcad (or dry-run it)", cmd_issue, usage_issue},
+    {"issue-batch", "issue DACs for a directory of CSRs through hsmcad, resumably", cmd_issue_batch,
+     usage_issue_batch},
     {"token", "inspect tokens and generate CA keys inside them", cmd_token, usage_token},
     {"verify", "judge a Matter DAC -> PAI -> PAA chain like a commissioner", cmd_verify,
      usage_verify},

@@ -46,6 +46,7 @@ static const struct key top_keys[] = {
     STR("store", K_PATH, 1, store),
     STR("roles", K_PATH, 1, roles),
     STR("profiles_dir", K_PATH, 0, profiles_dir),
+    STR("quotas", K_PATH, 0, quotas),
     {NULL, K_STR, 0, 0, 0, 0, 0},
 };
 static const struct key tls_keys[] = {

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "hsmca/issue.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
 #include "hsmca/store.h"
@@ -38,8 +39,9 @@ struct hsmcad_ca {
     char kind[4];
     char token_uri[HSMCA_URI_MAX + 1];
     char key_uri[HSMCA_URI_MAX + 1];
-    struct hsmca_token *tok; /* borrowed from the token table; NULL if the token is absent */
-    struct hsmca_key *key;   /* held while an activation window is open */
+    struct hsmca_token *tok;    /* borrowed from the token table; NULL if the token is absent */
+    struct hsmca_key *key;      /* held while an activation window is open */
+    struct hsmca_issue_ca *ica; /* PAIs with a certificate: the issuance engine's CA */
 };
 
 struct hsmcad {
@@ -54,6 +56,8 @@ struct hsmcad {
     char *audit_cert_pem; /* for extracts; NULL if not configured */
 
     struct hsmca_quorum *quorum;
+    struct hsmca_issue_quotas *quotas;
+    struct hsmca_issuer *issuer;
     struct hsmca_store *quorum_ro; /* the quorum module's read handle (it serialises itself) */
     struct hsmca_profile paa_profile, pai_profile, dac_profile;
     int have_profiles;
@@ -93,11 +97,22 @@ struct hsmca_token *hsmcad_token(struct hsmcad *d, const char *label, const char
 /* Register a CA (from the store or just created); opens its token. Takes cas_mu. */
 HSMCA_MUSTCHECK enum hsmca_err hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca);
 
+/*
+ * Give PAI rec its issuance engine CA (inactive), if it has a certificate and is not attached
+ * yet. Reads the parent PAA's certificate through st. Takes cas_mu.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmcad_ca_attach(struct hsmcad *d, struct hsmca_store *st,
+                                                const struct hsmca_ca_rec *rec);
+/* Close windows whose time or count ran out (log their tokens out). Takes cas_mu. */
+void hsmcad_close_ended_windows(struct hsmcad *d);
+/* PEM of one DER certificate (caller frees with free()), NULL if it does not parse. */
+char *hsmcad_der_to_pem(const unsigned char *der, size_t len);
+
 /* The quorum execution hooks of this daemon (tokens by label, new CAs, activation windows). */
 void hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex);
-/* The activate hook for quorum execution (cas.c); NULL when issuance is not available. */
-enum hsmca_err (*hsmcad_activate_hook(void))(void *arg, const char *ca_id, int64_t until_ms,
-                                             uint64_t max_dacs);
+/* The activate hook for quorum execution (cas.c): opens the issuance window of a PAI whose
+ * token the quorum just logged in. */
+enum hsmca_err hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dacs);
 /* Close c's activation window (drain, free the key, log its token out). Under cas_mu. */
 void hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c);
 /* Close every window (at shutdown, before the engines go). */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -125,6 +126,85 @@ ca_add(void *arg, const struct hsmca_ca_rec *ca)
     return hsmcad_ca_add(arg, ca);
 }
 
+static int
+start_fail(const char *what, enum hsmca_err rc, const char *why)
+{
+    fprintf(stderr, "hsmcad: %s: %s: %s%s%s\n", what, hsmca_err_code(rc), hsmca_err_title(rc),
+            why != NULL && why[0] ? ": " : "", why != NULL ? why : "");
+    return 1;
+}
+
+/* The issuance engine and one engine CA per PAI with a certificate (all inactive). */
+static enum hsmca_err
+attach_one(void *arg, const struct hsmca_ca_rec *ca)
+{
+    struct hsmcad *d = arg;
+
+    if (hsmcad_ca_attach(d, d->quorum_ro, ca) != HSMCA_OK)
+        return HSMCA_OK; /* logged; that CA does not issue, the daemon still serves */
+    return HSMCA_OK;
+}
+
+static int
+start_issuance(struct hsmcad *d)
+{
+    struct hsmca_issuer_config ic;
+    enum hsmca_err rc;
+
+    if (d->cfg.quotas[0] != '\0') {
+        rc = hsmca_issue_quotas_load(d->cfg.quotas, &d->quotas);
+        if (rc != HSMCA_OK) {
+            start_fail("quotas", rc, d->cfg.quotas);
+            return -1;
+        }
+    }
+    memset(&ic, 0, sizeof(ic));
+    ic.audit = d->audit;
+    ic.store_path = d->cfg.store;
+    ic.quotas = d->quotas;
+    rc = hsmca_issuer_new(&ic, &d->issuer);
+    if (rc == HSMCA_OK)
+        rc = hsmca_store_ca_list(d->quorum_ro, attach_one, d);
+    if (rc != HSMCA_OK) {
+        start_fail("issuance", rc, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Housekeeping: refusal summaries, windows whose time or count ran out. */
+struct keeper {
+    struct hsmcad *d;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    pthread_t th;
+    int running;
+};
+
+static void *
+keeper_run(void *arg)
+{
+    struct keeper *k = arg;
+    struct timespec ts;
+
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+        if (k->stop)
+            break;
+        pthread_mutex_unlock(&k->mu);
+        if (k->d->issuer != NULL)
+            hsmca_issuer_flush_refusals(k->d->issuer);
+        hsmcad_close_ended_windows(k->d);
+        pthread_mutex_lock(&k->mu);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
 /* The certificate profiles of policies/profiles (PAA, PAI, DAC), for CA creation and issuance. */
 static int
 load_profiles(struct hsmcad *d)
@@ -150,14 +230,6 @@ load_profiles(struct hsmcad *d)
     return 0;
 }
 
-static int
-start_fail(const char *what, enum hsmca_err rc, const char *why)
-{
-    fprintf(stderr, "hsmcad: %s: %s: %s%s%s\n", what, hsmca_err_code(rc), hsmca_err_title(rc),
-            why != NULL && why[0] ? ": " : "", why != NULL ? why : "");
-    return 1;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -181,6 +253,7 @@ main(int argc, char **argv)
     unsigned port = 0, i;
     sigset_t sigs;
     enum hsmca_err rc;
+    struct keeper keeper = {NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
 
     while ((ch = getopt_long(argc, argv, "c:p:klhV", opts, NULL)) != -1) {
         switch (ch) {
@@ -331,6 +404,8 @@ main(int argc, char **argv)
     }
     if (load_profiles(d) != 0)
         goto out;
+    if (start_issuance(d) != 0)
+        goto out;
 
     route_names = calloc(hsmcad_nroutes, sizeof(*route_names));
     if (route_names == NULL)
@@ -354,6 +429,9 @@ main(int argc, char **argv)
             goto out;
         }
     }
+    keeper.d = d;
+    if (pthread_create(&keeper.th, NULL, keeper_run, &keeper) == 0)
+        keeper.running = 1;
     (void)hsmcad_readiness(d, NULL);
     hsmca_log(HSMCA_LOG_INFO, "hsmcad", "ready", "port=%u cas=%u", port, d->ncas);
     while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
@@ -364,8 +442,20 @@ main(int argc, char **argv)
 out:
     /* HTTP first: no handler may run once the engines below are gone. */
     hsmcad_server_stop(srv, 10000);
+    if (keeper.running) {
+        pthread_mutex_lock(&keeper.mu);
+        keeper.stop = 1;
+        pthread_cond_signal(&keeper.cv);
+        pthread_mutex_unlock(&keeper.mu);
+        pthread_join(keeper.th, NULL);
+    }
     if (d != NULL) {
         hsmcad_deactivate_all(d);
+        for (i = 0; i < d->ncas; i++)
+            hsmca_issue_ca_free(d->cas[i].ica);
+        hsmca_issuer_free(d->issuer);
+        d->issuer = NULL;
+        hsmca_issue_quotas_free(d->quotas);
         hsmca_quorum_free(d->quorum);
         d->quorum = NULL;
         if (d->audit != NULL) {

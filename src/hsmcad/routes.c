@@ -19,6 +19,7 @@
 #define AUDITOR HSMCAD_ROLE_AUDITOR
 
 static const char *const json_only[] = {"application/json", NULL};
+static const char *const csr_types[] = {"application/pkcs10", "application/json", NULL};
 
 const struct hsmcad_route hsmcad_routes[] = {
     {"GET", "/healthz", "health.live", ANY, 0, HSMCAD_ROUTE_NO_AUDIT, NULL, hsmcad_h_healthz},
@@ -26,6 +27,10 @@ const struct hsmcad_route hsmcad_routes[] = {
     {"GET", "/metrics", "metrics", ANY, 0, HSMCAD_ROUTE_NO_AUDIT, NULL, hsmcad_h_metrics},
     {"GET", "/v1/cas", "cas.list", ANY, 0, 0, NULL, hsmcad_h_cas_list},
     {"GET", "/v1/cas/{ca}", "cas.get", ANY, 0, 0, NULL, hsmcad_h_ca_get},
+    {"POST", "/v1/cas/{ca}/dacs", "dac.issue", OPERATOR, 1, HSMCAD_ROUTE_BODY, csr_types,
+     hsmcad_h_dac},
+    {"POST", "/v1/cas/{ca}/dacs/batch", "dac.batch", OPERATOR, 1,
+     HSMCAD_ROUTE_BODY | HSMCAD_ROUTE_BIG_BODY, json_only, hsmcad_h_dac_batch},
     {"GET", "/v1/cas/{ca}/certificates", "certs.list", ADMIN | AUDITOR, 0, 0, NULL,
      hsmcad_h_certificates},
     {"POST", "/v1/cas/{ca}/revocations", "cert.revoke", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,

@@ -21,6 +21,10 @@ void hsmcad_h_certificates(struct hsmcad_req *r);
 void hsmcad_h_revocations(struct hsmcad_req *r);
 void hsmcad_h_crl(struct hsmcad_req *r);
 
+/* routes_dacs.c */
+void hsmcad_h_dac(struct hsmcad_req *r);
+void hsmcad_h_dac_batch(struct hsmcad_req *r);
+
 /* routes_quorum.c */
 void hsmcad_h_request_create(struct hsmcad_req *r);
 void hsmcad_h_request_get(struct hsmcad_req *r);

@@ -32,7 +32,13 @@ ex_token(void *arg, const char *label)
 static enum hsmca_err
 ex_ca_created(void *arg, const struct hsmca_ca_rec *ca)
 {
-    return hsmcad_ca_add(arg, ca);
+    struct hsmcad *d = arg;
+    enum hsmca_err rc = hsmcad_ca_add(d, ca);
+    struct hsmca_store *ro = hsmcad_ro(d);
+
+    if (rc == HSMCA_OK && ro != NULL)
+        rc = hsmcad_ca_attach(d, ro, ca);
+    return rc;
 }
 
 static enum hsmca_err
@@ -56,7 +62,7 @@ hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
     ex->arg = d;
     ex->token = ex_token;
     ex->ca_created = ex_ca_created;
-    ex->activate = hsmcad_activate_hook();
+    ex->activate = hsmcad_activate;
     ex->deactivate = ex_deactivate;
     ex->paa_profile = d->have_profiles ? &d->paa_profile : NULL;
     ex->pai_profile = d->have_profiles ? &d->pai_profile : NULL;

@@ -18,7 +18,9 @@
 #include <openssl/evp.h>
 
 #include "hsmca/error.h"
+#include "hsmca/limits.h"
 #include "hsmca/secret.h"
+#include "hsmca/shamir.h"
 #include "hsmca/token.h"
 
 struct hsmca_seal_ad {
@@ -31,6 +33,29 @@ struct hsmca_seal_ad {
 };
 
 #define HSMCA_SEAL_OVERHEAD (1 + 65 + 12 + 16)
+/* Bounds: a sealed plaintext is 1..HSMCA_SEAL_PT_MAX bytes (a share is at most 65); an approver
+ * name is 1..HSMCA_SEAL_NAME_MAX bytes; a token label 1..HSMCA_TOKEN_LABEL_MAX; a request id
+ * 1..HSMCA_REQUEST_ID_MAX. */
+#define HSMCA_SEAL_PT_MAX 256
+#define HSMCA_SEAL_NAME_MAX 255
+#define HSMCA_SEAL_DIGEST_LEN 32
+
+/*
+ * The associated data is this canonical encoding of *ad (big-endian integers):
+ *   "hsmca-seal-ad-v1" (16 bytes) | u16 len | token_label | u64 epoch | u8 share_index |
+ *   u16 len | approver | u8 kind (0: to the approver, 1: to a request) |
+ *   if kind 1: u16 len | request_id | 32-byte request_digest
+ * Writes it into buf[0..*len_out) (buf_max >= HSMCA_SEAL_AD_MAX). For tests and for tools that
+ * need to show what a seal is bound to. Returns HSMCA_E_INVALID_ARG for an ad outside the bounds
+ * above (a missing or empty string, share_index outside 1..HSMCA_SHAMIR_N_MAX, only one of
+ * request_id and request_digest).
+ */
+#define HSMCA_SEAL_AD_MAX                                                                          \
+    (16 + 2 + HSMCA_TOKEN_LABEL_MAX + 8 + 1 + 2 + HSMCA_SEAL_NAME_MAX + 1 + 2 +                    \
+     HSMCA_REQUEST_ID_MAX + HSMCA_SEAL_DIGEST_LEN)
+HSMCA_MUSTCHECK enum hsmca_err hsmca_seal_ad_encode(const struct hsmca_seal_ad *ad,
+                                                    unsigned char *buf, size_t buf_max,
+                                                    size_t *len_out);
 
 /*
  * Seal pt[0..pt_len) to recipient_pub (a P-256 public key) with ad as associated data.
@@ -56,7 +81,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_unseal_token(const struct hsmca_key *recipi
                                                   const unsigned char *sealed, size_t sealed_len,
                                                   struct hsmca_secret *out);
 
-/* The same with a software P-256 private key. */
+/* The same with a software P-256 private key; HSMCA_E_SEAL_KEY also for a key without its private
+ * half. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_unseal_soft(EVP_PKEY *recipient_priv,
                                                  const struct hsmca_seal_ad *ad,
                                                  const unsigned char *sealed, size_t sealed_len,

@@ -368,10 +368,12 @@ policy_threshold(const char *canon, const char *op)
 
 /* ---- audit helpers ---- */
 
+/* Append one entry; closes (0 = none) is the seq of the intent it completes; *seq (may be NULL)
+ * receives the entry's seq. */
 static enum hsmca_err
-audit(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who, const char *action,
-      const char *target, const char *outcome, json_t *detail, hsmca_audit_apply_fn apply,
-      void *arg)
+audit_ex(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who, const char *action,
+         const char *target, const char *outcome, json_t *detail, hsmca_audit_apply_fn apply,
+         void *arg, uint64_t closes, uint64_t *seq)
 {
     struct hsmca_audit_event ev;
     struct hsmca_audit_receipt r;
@@ -388,9 +390,20 @@ audit(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who, const ch
     ev.outcome = outcome;
     ev.detail_json = d;
     ev.kid = "";
+    ev.closes_intent = closes;
     rc = hsmca_audit_append(q->cfg.audit, &ev, apply, arg, &r);
     free(d);
+    if (rc == HSMCA_OK && seq != NULL)
+        *seq = r.seq;
     return rc;
+}
+
+static enum hsmca_err
+audit(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who, const char *action,
+      const char *target, const char *outcome, json_t *detail, hsmca_audit_apply_fn apply,
+      void *arg)
+{
+    return audit_ex(q, who, action, target, outcome, detail, apply, arg, 0, NULL);
 }
 
 /* Audit a refusal {"code": ..., extra...}; returns code (or the audit failure). */
@@ -2030,6 +2043,7 @@ ca_keygen(struct hsmca_quorum *q, struct hsmca_token *tok, const char *ca, const
 {
     unsigned char id[16];
     char hex[33], target[HSMCA_CA_ID_MAX + 8];
+    uint64_t iseq = 0;
     json_t *d;
     enum hsmca_err rc;
 
@@ -2038,14 +2052,17 @@ ca_keygen(struct hsmca_quorum *q, struct hsmca_token *tok, const char *ca, const
     hsmca_hex_encode(id, sizeof(id), hex, sizeof(hex));
     snprintf(target, sizeof(target), "ca/%s", ca);
     d = json_pack("{s:s, s:s, s:s}", "token", label, "key_label", key_label, "key_id", hex);
-    rc = d != NULL ? audit(q, NULL, "ca.keygen", target, "intent", d, NULL, NULL) : HSMCA_E_NOMEM;
+    rc = d != NULL ? audit_ex(q, NULL, "ca.keygen", target, "intent", d, NULL, NULL, 0, &iseq)
+                   : HSMCA_E_NOMEM;
     if (rc == HSMCA_OK) {
+        enum hsmca_err arc;
+
         rc = hsmca_token_generate_key(tok, key_label, id, sizeof(id), HSMCA_KEY_USAGE_SIGN, key);
         json_object_set_new(d, "code", json_string(hsmca_err_code(rc)));
-        if (audit(q, NULL, "ca.keygen", target, rc == HSMCA_OK ? "ok" : "failed", d, NULL, NULL) !=
-                HSMCA_OK &&
-            rc == HSMCA_OK)
-            rc = HSMCA_E_INTERNAL;
+        arc = audit_ex(q, NULL, "ca.keygen", target, rc == HSMCA_OK ? "ok" : "failed", d, NULL,
+                       NULL, iseq, NULL);
+        if (arc != HSMCA_OK && rc == HSMCA_OK)
+            rc = arc;
     }
     json_decref(d);
     return rc;
@@ -2213,6 +2230,7 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
     struct hsmca_qapprover enrol;
     struct hsmca_secret newpin[HSMCA_QUORUM_TOKENS_MAX];
     const char *remove = NULL;
+    uint64_t iseq = 0;
     json_t *d = NULL, *labels = NULL;
     enum hsmca_err rc = HSMCA_OK, set_rc = HSMCA_OK;
     size_t i, j, k;
@@ -2309,7 +2327,7 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
     }
     d = json_pack("{s:I, s:O, s:s}", "epoch", (json_int_t)c->e.epoch, "tokens", labels,
                   "request_id", x->r.id);
-    rc = d != NULL ? audit(q, NULL, "quorum.rotate", "quorum", "intent", d, NULL, NULL)
+    rc = d != NULL ? audit_ex(q, NULL, "quorum.rotate", "quorum", "intent", d, NULL, NULL, 0, &iseq)
                    : HSMCA_E_NOMEM;
     if (rc != HSMCA_OK)
         goto out;
@@ -2332,7 +2350,8 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
         enum hsmca_err erc = epoch_detail(c);
 
         if (erc == HSMCA_OK)
-            erc = audit(q, NULL, "quorum.epoch", "quorum", "ok", c->detail, apply_epoch, c);
+            erc = audit_ex(q, NULL, "quorum.epoch", "quorum", "ok", c->detail, apply_epoch, c, iseq,
+                           NULL);
         if (erc != HSMCA_OK) {
             hsmca_log(HSMCA_LOG_ERROR, "quorum", "epoch-not-recorded",
                       "epoch=%llu code=%s reason=\"PINs rotated but not committed; the SO must "

@@ -134,14 +134,21 @@ start_fail(const char *what, enum hsmca_err rc, const char *why)
     return 1;
 }
 
-/* The issuance engine and one engine CA per PAI with a certificate (all inactive). */
-static enum hsmca_err
-attach_one(void *arg, const struct hsmca_ca_rec *ca)
-{
-    struct hsmcad *d = arg;
+/* The issuance engine and one engine CA per PAI with a certificate (all inactive). The CA list
+ * is copied first: the store's callback must not call back into the same handle. */
+struct ca_ids {
+    unsigned n;
+    char id[HSMCAD_CAS_MAX][HSMCA_CA_ID_MAX + 1];
+};
 
-    if (hsmcad_ca_attach(d, d->quorum_ro, ca) != HSMCA_OK)
-        return HSMCA_OK; /* logged; that CA does not issue, the daemon still serves */
+static enum hsmca_err
+collect_id(void *arg, const struct hsmca_ca_rec *ca)
+{
+    struct ca_ids *ids = arg;
+
+    if (ids->n >= HSMCAD_CAS_MAX)
+        return HSMCA_E_TOO_LARGE;
+    snprintf(ids->id[ids->n++], sizeof(ids->id[0]), "%s", ca->id);
     return HSMCA_OK;
 }
 
@@ -149,6 +156,8 @@ static int
 start_issuance(struct hsmcad *d)
 {
     struct hsmca_issuer_config ic;
+    static struct ca_ids ids;
+    unsigned i;
     enum hsmca_err rc;
 
     if (d->cfg.quotas[0] != '\0') {
@@ -164,10 +173,20 @@ start_issuance(struct hsmcad *d)
     ic.quotas = d->quotas;
     rc = hsmca_issuer_new(&ic, &d->issuer);
     if (rc == HSMCA_OK)
-        rc = hsmca_store_ca_list(d->quorum_ro, attach_one, d);
+        rc = hsmca_store_ca_list(d->quorum_ro, collect_id, &ids);
     if (rc != HSMCA_OK) {
         start_fail("issuance", rc, NULL);
         return -1;
+    }
+    for (i = 0; i < ids.n; i++) {
+        struct hsmca_ca_rec rec;
+
+        memset(&rec, 0, sizeof(rec));
+        /* a CA that cannot issue is logged; the daemon still serves the others */
+        if (hsmca_store_ca_get(d->quorum_ro, ids.id[i], &rec) == HSMCA_OK &&
+            hsmcad_ca_attach(d, d->quorum_ro, &rec) != HSMCA_OK)
+            hsmca_log(HSMCA_LOG_WARN, "hsmcad", "ca-attach-failed", "ca=%s", ids.id[i]);
+        hsmca_ca_rec_clear(&rec);
     }
     return 0;
 }

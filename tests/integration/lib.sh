@@ -58,7 +58,11 @@ CONF
     softhsm2-util --init-token --free --label hsmca-audit --so-pin so-pin-1234 \
         --pin audit-pin-1234 >/dev/null
     softhsm2-util --init-token --free --label hsmca-pai-8000 --so-pin so-pin-1234 \
-        --pin pai-pin-1234 >/dev/null
+        --pin user-pin-1234 >/dev/null
+    if [ "${1:-}" = paa ]; then
+        softhsm2-util --init-token --free --label hsmca-paa --so-pin so-pin-1234 \
+            --pin user-pin-1234 >/dev/null
+    fi
     "$HSMCA_BIN" token keygen --module "$MODULE" --pin-file "$W/audit.pin" \
         "pkcs11:token=hsmca-audit;object=audit-key" > "$W/audit.pub.pem"
     umask 022
@@ -88,7 +92,7 @@ setup_tls() {
             2>/dev/null
     done
     mkcert server 127.0.0.1
-    for n in admin approver operator operator2 auditor unbound; do
+    for n in admin approver approver2 operator operator2 auditor unbound; do
         mkcert "$n" "$n"
     done
     mkcert rogue admin rogue-ca # a certificate bound in roles.json but issued by another CA
@@ -96,6 +100,7 @@ setup_tls() {
 {"version": 1, "certificates": {
   "$(fingerprint admin)": {"principal": "alice-admin", "role": "admin"},
   "$(fingerprint approver)": {"principal": "bob-approver", "role": "approver"},
+  "$(fingerprint approver2)": {"principal": "dave-approver", "role": "approver"},
   "$(fingerprint operator)": {"principal": "factory-1", "role": "operator", "cas": ["$PAI"]},
   "$(fingerprint operator2)": {"principal": "factory-2", "role": "operator", "cas": ["pai-other"]},
   "$(fingerprint auditor)": {"principal": "carol-auditor", "role": "auditor"},
@@ -104,10 +109,10 @@ setup_tls() {
 JSON
 }
 
-write_config() { # extra limits JSON members (optional)
+write_config() { # extra limits JSON members (optional), extra top-level members (optional)
     cat > "$W/hsmcad.json" <<JSON
 {
-  "listen": "127.0.0.1:0",
+  "listen": "127.0.0.1:0",${2:-}
   "pkcs11_module": "$MODULE",
   "store": "hsmca.db",
   "roles": "roles.json",

@@ -1272,16 +1272,16 @@ append_execute(struct ctx *c, const char *req, struct approver_key *ak, const in
     static const char *const names[] = {"alice", "bob", "carol"};
     struct hsmca_audit_event ev;
     struct hsmca_audit_receipt r;
+    size_t off = 0;
     int i;
 
     b64((const unsigned char *)req, strlen(req), rb, sizeof(rb));
     for (i = 0; i < n; i++) {
-        char one[400];
-
         approval_sig(ak[who[i] & 0xf].k, (who[i] & 0x10) ? "{\"other\":1}" : req, sig, sizeof(sig));
-        snprintf(one, sizeof(one), "%s{\"approver\":\"%s\",\"sig\":\"%s\"}", i ? "," : "",
-                 names[who[i] & 0xf], sig);
-        strcat(apps, one);
+        off += (size_t)snprintf(apps + off, sizeof(apps) - off,
+                                "%s{\"approver\":\"%s\",\"sig\":\"%s\"}", i ? "," : "",
+                                names[who[i] & 0xf], sig);
+        assert_true(off < sizeof(apps));
     }
     snprintf(det, sizeof(det),
              "{\"op\":\"ca.activate\",\"epoch\":1,\"threshold\":%d,\"request\":\"%s\","

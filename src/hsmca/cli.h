@@ -38,6 +38,8 @@ int cmd_issue(int argc, char **argv);
 void usage_issue(void);
 int cmd_issue_batch(int argc, char **argv);
 void usage_issue_batch(void);
+int cmd_audit(int argc, char **argv);
+void usage_audit(void);
 int cmd_token(int argc, char **argv);
 void usage_token(void);
 int cmd_verify(int argc, char **argv);

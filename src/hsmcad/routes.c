@@ -42,6 +42,7 @@ const struct hsmcad_route hsmcad_routes[] = {
      hsmcad_h_request_get},
     {"POST", "/v1/requests/{id}/approvals", "quorum.approve", APPROVER, 0, HSMCAD_ROUTE_BODY,
      json_only, hsmcad_h_approval},
+    {"GET", "/v1/audit/extract", "audit.extract", AUDITOR, 0, 0, NULL, hsmcad_h_audit_extract},
     {"GET", "/v1/approvers", "approvers.list", ADMIN | AUDITOR, 0, 0, NULL, hsmcad_h_approvers},
 };
 

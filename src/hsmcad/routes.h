@@ -31,6 +31,9 @@ void hsmcad_h_request_get(struct hsmcad_req *r);
 void hsmcad_h_approval(struct hsmcad_req *r);
 void hsmcad_h_approvers(struct hsmcad_req *r);
 
+/* routes_audit.c */
+void hsmcad_h_audit_extract(struct hsmcad_req *r);
+
 /* Readiness (routes_health.c), also used by /metrics: 1 ready, 0 not; checks filled if given. */
 int hsmcad_readiness(struct hsmcad *d, json_t *checks);
 

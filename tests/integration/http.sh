@@ -137,6 +137,24 @@ call operator GET /v1/cas/pai-8000/crl
 check "CRL 200 DER" sh -c "[ '$STATUS' = 200 ] && cmp -s '$W/body' '$W/crl.der'"
 check "CRL content type" [ "$(header content-type)" = application/pkix-crl ]
 
+# ---- audit extract: verifies offline, and holds the receipts this test was given ----
+call admin GET /v1/cas/pai-8000
+r1=$(header audit-receipt)
+call auditor GET /v1/audit/extract
+check "extract 200 tar" sh -c "[ '$STATUS' = 200 ] && [ \"\$(tr -d '\r' < '$W/headers' | sed -n 's/^[Cc]ontent-[Tt]ype: //p')\" = application/x-tar ]"
+mkdir -p "$W/x"
+check "extract unpacks" tar -xf "$W/body" -C "$W/x"
+xdir=$(find "$W/x" -name verify.sh -exec dirname {} \; | head -1)
+check "hsmca audit verify accepts the extract" "$HSMCA_BIN" audit verify "$xdir"
+check "the extract's verify.sh accepts it (sh, sha256sum, jq, openssl)" sh -c "cd '$xdir' && sh ./verify.sh >/dev/null"
+echo "$r1" | awk -F: '{printf "{\"seq\": %s, \"entry_hash\": \"%s\"}\n", $1, $2}' > "$W/receipts"
+check "a receipt from a response is in the verified extract" \
+    "$HSMCA_BIN" audit check-receipts --extract "$xdir" "$W/receipts"
+call auditor GET '/v1/audit/extract?from=5&to=2'
+expect "extract to < from" 400 http-bad-query
+call admin GET /v1/audit/extract
+expect "an admin may not take extracts" 403 http-forbidden
+
 # ---- stop, restart on the verified chain ----
 check "SIGTERM stops with status 0" stop_daemon
 check "the log has the revocation" sh -c "sqlite3 '$W/hsmca.db' 'SELECT line FROM audit_entries' 2>/dev/null | grep -q cert.revoke || sqlite3 '$W/hsmca.db' .dump | grep -q cert.revoke"

@@ -495,6 +495,7 @@ struct epoch_change {
     struct approver_list *approvers;     /* the set of the new epoch */
     const struct hsmca_qapprover *enrol; /* a new approver to insert, or NULL */
     const char *remove;                  /* an approver to retire, or NULL */
+    int insert_all;                      /* the ceremony: insert every approver */
     json_t *detail;                      /* the quorum.epoch detail */
 };
 
@@ -636,6 +637,8 @@ apply_epoch(struct hsmca_store *st, void *arg)
     size_t i, j;
 
     rc = hsmca_store_qepoch_put(st, &c->e);
+    for (i = 0; rc == HSMCA_OK && c->insert_all && i < c->approvers->n; i++)
+        rc = hsmca_store_qapprover_put(st, &c->approvers->a[i]);
     if (rc == HSMCA_OK && c->enrol != NULL)
         rc = hsmca_store_qapprover_put(st, c->enrol);
     if (rc == HSMCA_OK && c->remove != NULL)
@@ -794,6 +797,7 @@ hsmca_quorum_ceremony_init(struct hsmca_quorum *q, const struct hsmca_quorum_ini
         }
     }
     c->approvers = l;
+    c->insert_all = 1;
     c->e.epoch = 1;
     c->e.m = in->m;
     c->e.created_ms = now_ms(q);
@@ -902,6 +906,7 @@ ca_token_label(struct hsmca_store *st, const char *ca_id, char label[HSMCA_TOKEN
     enum hsmca_err rc;
 
     memset(&f, 0, sizeof(f));
+    memset(&rec, 0, sizeof(rec));
     rc = hsmca_store_ca_get(st, ca_id, &rec);
     if (rc != HSMCA_OK)
         return rc;
@@ -1075,6 +1080,7 @@ check_params(struct hsmca_quorum *q, const struct hsmca_qepoch *e, const char *o
             return HSMCA_E_QUORUM_PARAMS;
         if (hsmca_store_qtoken_get(st, token, &qt) != HSMCA_OK)
             return HSMCA_E_QUORUM_PARAMS; /* not a token under quorum */
+        memset(&rec, 0, sizeof(rec));
         rc = hsmca_store_ca_get(st, ca, &rec);
         hsmca_ca_rec_clear(&rec);
         if (rc == HSMCA_OK)
@@ -1932,49 +1938,68 @@ struct collect_ctx {
     struct exec_state *x;
 };
 
-/* Re-check each stored approval (signature, approver active, not the requester) and keep the
- * valid ones, one per approver. */
+/* Copy the stored approvals (the store is locked while this runs: no queries here). */
 static enum hsmca_err
-collect_valid(void *arg, const struct hsmca_qapproval *r)
+collect_raw(void *arg, const struct hsmca_qapproval *r)
 {
     struct collect_ctx *c = arg;
     struct exec_state *x = c->x;
-    struct appr_view a;
-    struct hsmca_qapprover ap;
-    EVP_PKEY *pub = NULL;
-    char fpr[65];
-    int ok = 0;
-    size_t i;
 
     if (x->nc >= HSMCA_QUORUM_APPROVERS_MAX)
         return HSMCA_OK;
-    if (appr_parse((const char *)r->body, r->body_len, &a) != HSMCA_OK)
-        return HSMCA_OK;
-    memset(&ap, 0, sizeof(ap));
-    if (strcmp(a.request_id, x->r.id) == 0 &&
-        hsmca_store_qapprover_get(rd(c->q), a.approver, &ap) == HSMCA_OK &&
-        approver_active(&ap, (uint64_t)x->v.epoch) && strcmp(ap.name, x->v.principal) != 0) {
-        hex32(ap.fingerprint, fpr);
-        pub = spki_parse(ap.spki, ap.spki_len);
-        ok = strcmp(fpr, x->v.req_key) != 0 && pub != NULL &&
-             verify_digest(pub, x->v.digest, a.sig, a.sig_len);
-    }
-    for (i = 0; ok && i < x->nc; i++)
-        ok = strcmp(x->c[i].name, a.approver) != 0;
-    if (ok) {
-        x->c[x->nc].body = malloc(r->body_len + 1);
-        if (x->c[x->nc].body != NULL) {
-            memcpy(x->c[x->nc].body, r->body, r->body_len);
-            x->c[x->nc].body[r->body_len] = '\0';
-            x->c[x->nc].len = r->body_len;
-            snprintf(x->c[x->nc].name, sizeof(x->c[0].name), "%s", a.approver);
-            x->nc++;
+    x->c[x->nc].body = malloc(r->body_len + 1);
+    if (x->c[x->nc].body == NULL)
+        return HSMCA_E_NOMEM;
+    memcpy(x->c[x->nc].body, r->body, r->body_len);
+    x->c[x->nc].body[r->body_len] = '\0';
+    x->c[x->nc].len = r->body_len;
+    snprintf(x->c[x->nc].name, sizeof(x->c[0].name), "%s", r->approver);
+    x->nc++;
+    return HSMCA_OK;
+}
+
+/* Re-check each stored approval (signature, approver active, not the requester, one per
+ * approver) and keep only the valid ones. */
+static void
+keep_valid(struct hsmca_quorum *q, struct exec_state *x)
+{
+    size_t i, j, k = 0;
+
+    for (i = 0; i < x->nc; i++) {
+        struct appr_view a;
+        struct hsmca_qapprover ap;
+        EVP_PKEY *pub = NULL;
+        char fpr[65];
+        int ok = 0;
+
+        memset(&ap, 0, sizeof(ap));
+        if (appr_parse(x->c[i].body, x->c[i].len, &a) == HSMCA_OK &&
+            strcmp(a.request_id, x->r.id) == 0 && strcmp(a.approver, x->c[i].name) == 0 &&
+            hsmca_store_qapprover_get(rd(q), a.approver, &ap) == HSMCA_OK &&
+            approver_active(&ap, (uint64_t)x->v.epoch) && strcmp(ap.name, x->v.principal) != 0) {
+            hex32(ap.fingerprint, fpr);
+            pub = spki_parse(ap.spki, ap.spki_len);
+            ok = strcmp(fpr, x->v.req_key) != 0 && pub != NULL &&
+                 verify_digest(pub, x->v.digest, a.sig, a.sig_len);
+        }
+        for (j = 0; ok && j < k; j++)
+            ok = strcmp(x->c[j].name, x->c[i].name) != 0;
+        EVP_PKEY_free(pub);
+        hsmca_qapprover_clear(&ap);
+        appr_view_clear(&a);
+        if (ok) {
+            struct counted t = x->c[k];
+
+            x->c[k] = x->c[i];
+            x->c[i] = t;
+            k++;
         }
     }
-    EVP_PKEY_free(pub);
-    hsmca_qapprover_clear(&ap);
-    appr_view_clear(&a);
-    return HSMCA_OK;
+    for (i = k; i < x->nc; i++) {
+        free(x->c[i].body);
+        x->c[i].body = NULL;
+    }
+    x->nc = k;
 }
 
 /* Rebuild token i's PIN from the first m counted approvals; check the PIN commitment. */
@@ -2254,7 +2279,12 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
     if (rc != HSMCA_OK)
         goto out;
     if (strcmp(x->v.op, "approver.enroll") == 0) {
-        rc = enrol_params(rd(q), x->v.params, &enrol);
+        json_t *p = json_deep_copy(x->v.params);
+
+        if (p != NULL)
+            json_object_del(p, "tokens");
+        rc = p != NULL ? enrol_params(rd(q), p, &enrol) : HSMCA_E_NOMEM;
+        json_decref(p);
         if (rc == HSMCA_OK) {
             enrol.since_epoch = c->e.epoch;
             l->a[l->n] = enrol;
@@ -2468,9 +2498,10 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     }
     cc.q = q;
     cc.x = x;
-    rc = hsmca_store_qapproval_list(rd(q), id, collect_valid, &cc);
+    rc = hsmca_store_qapproval_list(rd(q), id, collect_raw, &cc);
     if (rc != HSMCA_OK)
         goto out;
+    keep_valid(q, x);
     threshold = policy_threshold(x->e.policy, x->v.op);
     if (threshold < x->e.m || x->nc < threshold) {
         rc = refuse(q, NULL, "quorum.execute", target, HSMCA_E_QUORUM_THRESHOLD_NOT_MET,
@@ -2587,6 +2618,7 @@ hsmca_quorum_deactivate(struct hsmca_quorum *q, const struct hsmca_quorum_princi
     if (q == NULL || ca_id == NULL || ex == NULL || !ca_id_ok(ca_id))
         return HSMCA_E_INVALID_ARG;
     snprintf(target, sizeof(target), "ca/%s", ca_id);
+    memset(&rec, 0, sizeof(rec));
     rc = hsmca_store_ca_get(rd(q), ca_id, &rec);
     hsmca_ca_rec_clear(&rec);
     if (rc != HSMCA_OK)

@@ -1352,10 +1352,6 @@ hsmca_audit_close(struct hsmca_audit *a)
     return rc;
 }
 
-/* For audit_extract.c: the store, cert and a fresh checkpoint. */
-struct hsmca_store *audit_store(struct hsmca_audit *a);
-const char *audit_cert(struct hsmca_audit *a);
-
 struct hsmca_store *
 audit_store(struct hsmca_audit *a)
 {

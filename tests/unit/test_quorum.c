@@ -1105,6 +1105,19 @@ paa_pai_activation_window(void **state)
     assert_false(ti.logged_in);
     assert_int_equal(hsmca_quorum_deactivate(c->q, &admin, "pai-9", &ex), HSMCA_E_NOT_FOUND);
     assert_int_equal(audit_count(c, "\"action\":\"ca.deactivate\"", "\"outcome\":\"ok\""), 1);
+    /* the auditor's verifier re-checks every quorum.execute from the quorum.epoch entries */
+    {
+        struct hsmca_audit_verify_result vr;
+        char ex_dir[700];
+
+        snprintf(ex_dir, sizeof(ex_dir), "%s/extract", c->dir);
+        assert_int_equal(hsmca_audit_extract(c->a, 1, 0, NULL, ex_dir), HSMCA_OK);
+        memset(&vr, 0, sizeof(vr));
+        if (hsmca_audit_verify_extract(ex_dir, NULL, &vr) != HSMCA_OK)
+            fail_msg("extract does not verify: seq %llu: %s", (unsigned long long)vr.bad_seq,
+                     vr.why);
+        assert_int_equal(vr.quorum_ops, 3);
+    }
     {
         char *js = NULL;
 

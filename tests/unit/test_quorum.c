@@ -1127,6 +1127,64 @@ paa_pai_activation_window(void **state)
     }
 }
 
+static void
+approver_witness_refuses_fork_and_truncation(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_quorum_principal who = {"admin", "admin", NULL};
+    struct hsmca_audit_checkpoint cp;
+    char id[HSMCA_QUORUM_ID_LEN + 1], *env = NULL, *st1 = NULL, *st2 = NULL, *forged, *text = NULL;
+    EVP_PKEY *pub = hsmca_key_public(c->audit_key), *other = c->appr[0];
+    json_t *o;
+
+    assert_int_equal(ceremony(c, 3), 0);
+    memset(&cp, 0, sizeof(cp));
+    assert_int_equal(hsmca_audit_checkpoint(c->a, &cp), HSMCA_OK);
+    assert_int_equal(hsmca_quorum_request_create(c->q, &who, "ca.create_paa", paa_params(), 60000,
+                                                 cp.text, cp.sig, cp.sig_len, id, NULL),
+                     HSMCA_OK);
+    hsmca_audit_checkpoint_clear(&cp);
+    assert_int_equal(hsmca_quorum_request_envelope(c->q, id, &env), HSMCA_OK);
+    assert_int_equal(hsmca_quorum_describe(env, strlen(env), &text), HSMCA_OK);
+    assert_non_null(strstr(text, "ca.create_paa"));
+    free(text);
+    /* first sight, then the same checkpoint again */
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, NULL, &st1), HSMCA_OK);
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, st1, &st2), HSMCA_OK);
+    free(st2);
+    /* not the audit key */
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), other, NULL, &st2),
+                     HSMCA_E_QUORUM_CHECKPOINT);
+    /* the approver saw a longer log: truncation */
+    o = json_loads(st1, 0, NULL);
+    json_object_set_new(o, "size",
+                        json_integer(json_integer_value(json_object_get(o, "size")) + 5));
+    forged = json_dumps(o, JSON_COMPACT);
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, forged, &st2),
+                     HSMCA_E_QUORUM_FORK);
+    free(forged);
+    json_decref(o);
+    /* the approver saw another head at this size: a fork */
+    o = json_loads(st1, 0, NULL);
+    json_object_set_new(
+        o, "head", json_string("0000000000000000000000000000000000000000000000000000000000000000"));
+    forged = json_dumps(o, JSON_COMPACT);
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, forged, &st2),
+                     HSMCA_E_QUORUM_FORK);
+    free(forged);
+    json_decref(o);
+    /* a request without a checkpoint cannot be witnessed */
+    free(env);
+    assert_int_equal(hsmca_quorum_request_create(c->q, &who, "ca.create_paa", paa_params(), 60000,
+                                                 NULL, NULL, 0, id, NULL),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_quorum_request_envelope(c->q, id, &env), HSMCA_OK);
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, st1, &st2),
+                     HSMCA_E_QUORUM_CHECKPOINT);
+    free(env);
+    free(st1);
+}
+
 int
 main(void)
 {
@@ -1140,6 +1198,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(enrol_fourth_then_old_shares_useless, setup, teardown),
         cmocka_unit_test_setup_teardown(paa_pai_activation_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(approver_witness_refuses_fork_and_truncation, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,8 +14,12 @@
 #include "cli.h"
 
 static const struct cli_cmd cmds[] = {
+    {"approve", "approve a quorum request with your approver token (offline files)", cmd_approve,
+     usage_approve},
     {"audit", "verify audit extracts and receipts, archive ranges of the log", cmd_audit,
      usage_audit},
+    {"ceremony", "key ceremonies: initial PIN split (init), one quorum operation (run)",
+     cmd_ceremony, usage_ceremony},
     {"token", "inspect tokens and generate CA keys inside them", cmd_token, usage_token},
     {"verify", "judge a Matter DAC -> PAI -> PAA chain like a commissioner", cmd_verify,
      usage_verify},

@@ -66,14 +66,15 @@ ca "$HSMCA" ceremony init --module "$MODULE" --store hsmca.db \
 ca "$HSMCA" token pubkey --module "$MODULE" 'pkcs11:token=hsmca-audit;object=audit-key' >audit.pem
 
 # One quorum operation: the CA host writes the request and waits; two approvers approve.
-ceremony_op() { # NAME OP PARAMS APPROVER1 APPROVER2
-    name=$1 op=$2 params=$3
+ceremony_op() { # NAME OP PARAMS APPROVER1 APPROVER2 [extra ceremony run options...]
+    name=$1 op=$2 params=$3 a1=$4 a2=$5
+    shift 5
     mkdir -p "approvals-$name"
     ca "$HSMCA" ceremony run --module "$MODULE" --store hsmca.db \
         --audit-token pkcs11:token=hsmca-audit --audit-pin-file audit.pin \
         --op "$op" --params "$params" --requester admin \
         --out-request "request-$name.json" --approvals-dir "approvals-$name" --wait 120 \
-        --profiles "$here/policies/profiles" --out-cert "$name.pem" >"run-$name.txt" 2>&1 &
+        --profiles "$here/policies/profiles" "$@" >"run-$name.txt" 2>&1 &
     pid=$!
     i=0
     while [ ! -s "request-$name.json" ]; do
@@ -85,7 +86,7 @@ ceremony_op() { # NAME OP PARAMS APPROVER1 APPROVER2
         fi
         sleep 0.1
     done
-    for a in $4 $5; do
+    for a in $a1 $a2; do
         echo "-- approver $a reviews and approves (offline, with their token)"
         ap "$HSMCA" approve --module "$MODULE" --offline "request-$name.json" \
             --out "approvals-$name/$a.json" --name "$a" \
@@ -103,22 +104,30 @@ ceremony_op() { # NAME OP PARAMS APPROVER1 APPROVER2
 step "PAA ceremony: key generated in hsmca-paa, self-signed PAA (alice + bob)"
 ceremony_op paa ca.create_paa \
     '{"ca":"paa-fff1","token":"hsmca-paa","key_label":"paa-key","vid":65521,"cn":"hsmca Demo PAA"}' \
-    alice bob
+    alice bob --out-cert paa.pem
 
 step "PAI ceremony: key generated in hsmca-pai, signed by the PAA (bob + carol)"
 ceremony_op pai ca.create_pai \
     '{"ca":"pai-fff1-8000","parent":"paa-fff1","token":"hsmca-pai","key_label":"pai-key","vid":65521,"pid":32768,"cn":"hsmca Demo PAI"}' \
-    bob carol
+    bob carol --out-cert pai.pem
+
+step "Activation: the PAI's window opens (alice + carol), one test DAC, deactivation"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout dac.key \
+    -subj "/CN=hsmca demo device" -out dac.csr 2>/dev/null
+until=$(($(date +%s) * 1000 + 600000))
+ceremony_op activate ca.activate "{\"ca\":\"pai-fff1-8000\",\"until\":$until,\"max_dacs\":1}" \
+    alice carol --csr dac.csr --out-dac dac.pem
 
 step "Checks"
 openssl verify -x509_strict -check_ss_sig -CAfile paa.pem paa.pem
 openssl verify -x509_strict -CAfile paa.pem pai.pem
+"$HSMCA" verify --dac dac.pem --pai pai.pem --paa paa.pem --expect-vid FFF1 --expect-pid 8000
 openssl x509 -in paa.pem -noout -subject -issuer -serial -fingerprint -sha256
 openssl x509 -in pai.pem -noout -subject -issuer -serial -fingerprint -sha256
-size=$(sed -n 's/^log-size: //p' run-pai.txt | tail -1)
+size=$(sed -n 's/^log-size: //p' run-activate.txt | tail -1)
 "$HSMCA" audit archive --store hsmca.db --from 1 --to "$size" --out extract
 "$HSMCA" audit verify extract
 echo "PAA: $work/paa.pem"
 echo "PAI: $work/pai.pem"
-echo "record: genesis $(sed -n 's/^genesis-sha256: //p' init.txt), checkpoint $(sed -n 's/^checkpoint-sha256: //p' run-pai.txt)"
+echo "record: genesis $(sed -n 's/^genesis-sha256: //p' init.txt), checkpoint $(sed -n 's/^checkpoint-sha256: //p' run-activate.txt)"
 echo "demo ceremony complete in $work"

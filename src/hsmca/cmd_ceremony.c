@@ -18,9 +18,12 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/csr.h"
+#include "hsmca/matter.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
 #include "hsmca/store_audit.h"
@@ -44,7 +47,7 @@ usage_ceremony(void)
         "       hsmca ceremony run --store DB --audit-token URI [--audit-pin-file F]\n"
         "         --op OP --params JSON --requester NAME --out-request FILE --approvals-dir DIR\n"
         "         [--wait SECONDS] [--ttl SECONDS] [--profiles DIR] [--out-cert FILE]\n"
-        "         [--module PATH]\n"
+        "         [--csr FILE --out-dac FILE] [--module PATH]\n"
         "\n"
         "init: the initial key ceremony. Each --token is a CA token the HSM administrator\n"
         "initialised (label and SO PIN); hsmca sets a random 32-byte user PIN on it with the SO\n"
@@ -59,8 +62,10 @@ usage_ceremony(void)
         "files (*.json) in --approvals-dir, made by `hsmca approve --offline`. Each is checked\n"
         "and recorded; with enough valid approvals the operation runs and its result (e.g. the\n"
         "new certificate, PEM) is printed and written to --out-cert. OP is one of\n"
-        "ca.create_paa, ca.create_pai, approver.enroll, approver.remove, policy.update\n"
-        "(ca.activate needs the daemon, which holds the activation window).\n"
+        "ca.create_paa, ca.create_pai, ca.activate, approver.enroll, approver.remove,\n"
+        "policy.update. Offline, ca.activate opens the PAI's window just long enough to issue\n"
+        "one test DAC for --csr (written to --out-dac, checked like `hsmca verify`), then\n"
+        "deactivates it; production windows are held by the daemon.\n"
         "PINs are read from the files given (mode 600) or prompted for.\n"
         "--module defaults to %s; --profiles to policies/profiles.\n",
         CLI_DEFAULT_MODULE);
@@ -77,6 +82,11 @@ struct session {
     char label[MAX_TOKENS][HSMCA_TOKEN_LABEL_MAX + 1];
     size_t ntok;
     const char *out_cert;
+    /* an activation window opened by ca.activate (offline: one test DAC, then deactivation) */
+    char act_ca[HSMCA_CA_ID_MAX + 1];
+    int64_t act_until;
+    uint64_t act_max;
+    struct hsmca_key *act_key;
 };
 
 struct common {
@@ -142,6 +152,7 @@ session_close(struct session *s)
     int rc = CLI_EXIT_OK;
     size_t i;
 
+    hsmca_key_free(s->act_key);
     hsmca_quorum_free(s->q);
     if (s->a != NULL && hsmca_audit_close(s->a) != HSMCA_OK)
         rc = CLI_EXIT_FAIL;
@@ -442,6 +453,196 @@ created_cb(void *arg, const struct hsmca_ca_rec *ca)
     return HSMCA_OK;
 }
 
+static enum hsmca_err
+activate_cb(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dacs)
+{
+    struct session *s = arg;
+
+    snprintf(s->act_ca, sizeof(s->act_ca), "%s", ca_id);
+    s->act_until = until_ms;
+    s->act_max = max_dacs;
+    return HSMCA_OK;
+}
+
+/* The window's token, found by the CA's token URI (opened and logged in by the execution). */
+static struct hsmca_token *
+ca_token(struct session *s, const struct hsmca_ca_rec *rec)
+{
+    struct hsmca_uri u;
+
+    if (hsmca_uri_parse(rec->token_uri, strlen(rec->token_uri), &u) != HSMCA_OK ||
+        !(u.have & HSMCA_URI_HAVE_TOKEN))
+        return NULL;
+    return token_cb(s, u.token);
+}
+
+static enum hsmca_err
+deactivate_cb(void *arg, const char *ca_id)
+{
+    struct session *s = arg;
+    struct hsmca_ca_rec rec;
+    struct hsmca_token *t;
+    enum hsmca_err e;
+
+    memset(&rec, 0, sizeof(rec));
+    hsmca_key_free(s->act_key); /* nothing signs any more: this process has no workers */
+    s->act_key = NULL;
+    e = hsmca_store_ca_get(s->st, ca_id, &rec);
+    t = e == HSMCA_OK ? ca_token(s, &rec) : NULL;
+    hsmca_ca_rec_clear(&rec);
+    if (t == NULL)
+        return e != HSMCA_OK ? e : HSMCA_E_TOKEN_NOT_FOUND;
+    s->act_ca[0] = '\0';
+    return hsmca_token_logout(t);
+}
+
+struct cert_apply {
+    struct hsmca_cert_rec rec;
+};
+
+static enum hsmca_err
+apply_cert(struct hsmca_store *st, void *arg)
+{
+    struct cert_apply *a = arg;
+
+    return hsmca_store_cert_insert(st, &a->rec);
+}
+
+/* Issue one DAC for csr_path inside the open window, audited as dac.issue, written as PEM. */
+static int
+issue_test_dac(struct session *s, const char *profiles, const char *csr_path, const char *out)
+{
+    struct hsmca_ca_rec pai, paa;
+    struct hsmca_profile dacp;
+    struct hsmca_matter_issuer *is = NULL;
+    struct hsmca_matter_dac_request req;
+    struct hsmca_csr *csr = NULL;
+    struct hsmca_token *t;
+    struct hsmca_audit_event ev;
+    struct hsmca_audit_receipt rc_;
+    struct cert_apply ca;
+    unsigned char *csr_buf = NULL, *der = NULL, serial[HSMCA_MATTER_SERIAL_LEN], d[32];
+    size_t csr_len = 0, der_len = 0;
+    const unsigned char *p;
+    X509 *xpai = NULL, *xpaa = NULL, *dac = NULL;
+    char path[HSMCA_PATH_MAX + 1], hex[65], ser[33], detail[512], target[HSMCA_CA_ID_MAX + 8];
+    enum hsmca_err e;
+    FILE *f = NULL;
+    int rc = CLI_EXIT_FAIL;
+
+    memset(&pai, 0, sizeof(pai));
+    memset(&paa, 0, sizeof(paa));
+    memset(&ca, 0, sizeof(ca));
+    if ((int64_t)time(NULL) * 1000 >= s->act_until || s->act_max < 1) {
+        fprintf(stderr, "hsmca ceremony: the activation window is already over\n");
+        return CLI_EXIT_FAIL;
+    }
+    snprintf(path, sizeof(path), "%s/matter-dac.json", profiles);
+    e = hsmca_profile_load(path, &dacp);
+    if (e == HSMCA_OK)
+        e = hsmca_store_ca_get(s->st, s->act_ca, &pai);
+    if (e == HSMCA_OK)
+        e = hsmca_store_ca_get(s->st, pai.parent, &paa);
+    if (e != HSMCA_OK) {
+        cli_fail("activation", e);
+        goto out;
+    }
+    p = pai.cert_der;
+    xpai = d2i_X509(NULL, &p, (long)pai.cert_len);
+    p = paa.cert_der;
+    xpaa = d2i_X509(NULL, &p, (long)paa.cert_len);
+    t = ca_token(s, &pai);
+    e = xpai == NULL || xpaa == NULL || t == NULL
+            ? HSMCA_E_NOT_FOUND
+            : hsmca_token_find_key(t, pai.key_uri, &s->act_key);
+    if (e == HSMCA_OK)
+        e = hsmca_matter_issuer_new(&dacp, xpai, xpaa, hsmca_key_private(s->act_key), &is);
+    if (e == HSMCA_OK)
+        e = hsmca_read_file(csr_path, HSMCA_CSR_MAX, &csr_buf, &csr_len);
+    if (e == HSMCA_OK)
+        e = hsmca_csr_parse(csr_buf, csr_len, &csr);
+    if (e != HSMCA_OK) {
+        cli_fail("test DAC", e);
+        goto out;
+    }
+    memset(&req, 0, sizeof(req));
+    req.csr = csr;
+    req.now = time(NULL);
+    e = hsmca_matter_dac_build(is, &req, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &der_len);
+    if (e != HSMCA_OK) {
+        cli_fail("test DAC", e);
+        goto out;
+    }
+    p = der;
+    dac = d2i_X509(NULL, &p, (long)der_len);
+    if (dac == NULL) {
+        cli_fail("test DAC", HSMCA_E_INTERNAL);
+        goto out;
+    }
+    /* the issued certificate and its entry commit together */
+    snprintf(ca.rec.ca, sizeof(ca.rec.ca), "%s", s->act_ca);
+    memcpy(ca.rec.serial, serial, sizeof(serial));
+    ca.rec.serial_len = sizeof(serial);
+    memcpy(ca.rec.csr_sha256, hsmca_csr_sha256(csr), 32);
+    SHA256(der, der_len, d);
+    memcpy(ca.rec.sha256, d, 32);
+    ca.rec.vid = (int)hsmca_matter_issuer_scope(is).vid;
+    ca.rec.pid = (int)hsmca_matter_issuer_scope(is).pid;
+    {
+        struct tm tb, ta;
+
+        if (ASN1_TIME_to_tm(X509_get0_notBefore(dac), &tb) != 1 ||
+            ASN1_TIME_to_tm(X509_get0_notAfter(dac), &ta) != 1) {
+            cli_fail("test DAC", HSMCA_E_INTERNAL);
+            goto out;
+        }
+        ca.rec.not_before = (int64_t)timegm(&tb);
+        ca.rec.not_after = (int64_t)timegm(&ta);
+    }
+    ca.rec.issued_ms = (int64_t)time(NULL) * 1000;
+    ca.rec.reason = -1;
+    ca.rec.der = der;
+    ca.rec.der_len = der_len;
+    hsmca_hex_encode(d, 32, hex, sizeof(hex));
+    hsmca_hex_encode(serial, sizeof(serial), ser, sizeof(ser));
+    snprintf(detail, sizeof(detail), "{\"sha256\":\"%s\",\"serial\":\"%s\",\"test\":true}", hex,
+             ser);
+    snprintf(target, sizeof(target), "ca/%s", s->act_ca);
+    memset(&ev, 0, sizeof(ev));
+    ev.actor = "ceremony";
+    ev.role = "operator";
+    ev.action = "dac.issue";
+    ev.target = target;
+    ev.outcome = "ok";
+    ev.detail_json = detail;
+    ev.kid = "";
+    e = hsmca_audit_append(s->a, &ev, apply_cert, &ca, &rc_);
+    if (e != HSMCA_OK) {
+        cli_fail("dac.issue", e);
+        goto out;
+    }
+    f = fopen(out, "we");
+    if (f == NULL || PEM_write_X509(f, dac) != 1) {
+        cli_fail(out, HSMCA_E_IO);
+        goto out;
+    }
+    printf("dac: %s (serial %s) written to %s\n", s->act_ca, ser, out);
+    rc = CLI_EXIT_OK;
+out:
+    if (f != NULL && fclose(f) != 0)
+        rc = CLI_EXIT_FAIL;
+    X509_free(dac);
+    X509_free(xpai);
+    X509_free(xpaa);
+    OPENSSL_free(der);
+    hsmca_matter_issuer_free(is);
+    hsmca_csr_free(csr);
+    free(csr_buf);
+    hsmca_ca_rec_clear(&pai);
+    hsmca_ca_rec_clear(&paa);
+    return rc;
+}
+
 static int
 write_file(const char *path, const char *text)
 {
@@ -478,11 +679,13 @@ do_run(int argc, char **argv)
                                          {"ttl", required_argument, NULL, 't'},
                                          {"profiles", required_argument, NULL, 'P'},
                                          {"out-cert", required_argument, NULL, 'c'},
+                                         {"csr", required_argument, NULL, 'C'},
+                                         {"out-dac", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct common cm = {CLI_DEFAULT_MODULE, NULL, NULL, NULL};
     const char *op = NULL, *params = NULL, *requester = NULL, *out_req = NULL, *dir = NULL;
-    const char *profiles = "policies/profiles", *out_cert = NULL;
+    const char *profiles = "policies/profiles", *out_cert = NULL, *csr = NULL, *out_dac = NULL;
     uint64_t wait_s = 600, ttl_s = 3600;
     struct session s;
     struct hsmca_quorum_principal who;
@@ -499,7 +702,7 @@ do_run(int argc, char **argv)
     memset(&cp, 0, sizeof(cp));
     memset(seen, 0, sizeof(seen));
     optind = 1;
-    while ((c = getopt_long(argc, argv, "M:s:a:A:o:p:r:O:d:w:t:P:c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "M:s:a:A:o:p:r:O:d:w:t:P:c:C:D:h", opts, NULL)) != -1) {
         switch (c) {
         case 'M':
             cm.module = optarg;
@@ -542,6 +745,12 @@ do_run(int argc, char **argv)
         case 'c':
             out_cert = optarg;
             break;
+        case 'C':
+            csr = optarg;
+            break;
+        case 'D':
+            out_dac = optarg;
+            break;
         case 'h':
             usage_ceremony();
             return CLI_EXIT_OK;
@@ -549,6 +758,11 @@ do_run(int argc, char **argv)
             usage_ceremony();
             return CLI_EXIT_USAGE;
         }
+    }
+    if ((strcmp(op != NULL ? op : "", "ca.activate") == 0) != (csr != NULL && out_dac != NULL)) {
+        fprintf(stderr,
+                "hsmca ceremony run: ca.activate needs --csr and --out-dac (and only it)\n");
+        return CLI_EXIT_USAGE;
     }
     if (optind != argc || cm.store == NULL || cm.audit_uri == NULL || op == NULL ||
         params == NULL || requester == NULL || out_req == NULL || dir == NULL) {
@@ -643,6 +857,8 @@ do_run(int argc, char **argv)
     ex.arg = &s;
     ex.token = token_cb;
     ex.ca_created = created_cb;
+    ex.activate = activate_cb;
+    ex.deactivate = deactivate_cb;
     ex.paa_profile = &paa;
     ex.pai_profile = &pai;
     e = hsmca_quorum_execute(s.q, id, &ex, &res);
@@ -651,8 +867,19 @@ do_run(int argc, char **argv)
         goto out;
     }
     printf("executed: %s\nresult: %s\n", id, res);
-    print_record(&s);
     rc = CLI_EXIT_OK;
+    if (s.act_ca[0] != '\0') {
+        char ca_id[HSMCA_CA_ID_MAX + 1];
+
+        snprintf(ca_id, sizeof(ca_id), "%s", s.act_ca);
+        rc = issue_test_dac(&s, profiles, csr, out_dac);
+        e = hsmca_quorum_deactivate(s.q, &who, ca_id, &ex);
+        if (e != HSMCA_OK)
+            rc = cli_fail("deactivate", e);
+        else
+            printf("deactivated: %s\n", ca_id);
+    }
+    print_record(&s);
 out:
     for (i = 0; i < nseen; i++)
         free(seen[i]);

@@ -12,10 +12,17 @@
 # kept in 0600 files under WORKDIR: a real ceremony types them on the token's PIN pad or prompt.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
-HSMCA=${HSMCA:-$here/build/src/hsmca/hsmca}
+HSMCA=${HSMCA:-${HSMCA_BIN:-$here/build/src/hsmca/hsmca}}
 MODULE=${HSMCA_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 work=${1:-$(mktemp -d "${TMPDIR:-/tmp}/hsmca-ceremony.XXXXXX")}
+if [ -f "$work/.hsmca-demo" ]; then
+    rm -rf "$work" # an earlier demo run's directory (marked): start afresh
+elif [ -d "$work" ] && [ -n "$(ls -A "$work")" ]; then
+    echo "demo: $work exists and is not empty" >&2
+    exit 2
+fi
 mkdir -p "$work"
+: >"$work/.hsmca-demo"
 cd "$work"
 umask 077
 step() { printf '\n== %s\n' "$*"; }
@@ -127,6 +134,21 @@ openssl x509 -in pai.pem -noout -subject -issuer -serial -fingerprint -sha256
 size=$(sed -n 's/^log-size: //p' run-activate.txt | tail -1)
 "$HSMCA" audit archive --store hsmca.db --from 1 --to "$size" --out extract
 "$HSMCA" audit verify extract
+# No secret that passed through this run is in the database, its WAL, the log or any output:
+# the PINs typed in (SO, audit, approvers) are checked here, raw and hex; the CA tokens' PINs,
+# which no one ever knew, are checked by tests/unit/test_quorum.c.
+for f in so.pin audit.pin alice.pin bob.pin carol.pin; do
+    for v in "$(cat "$f")" "$(printf %s "$(cat "$f")" | od -An -tx1 | tr -d ' \n')"; do
+        for g in hsmca.db hsmca.db-wal init.txt run-*.txt extract/*; do
+            [ -f "$g" ] || continue
+            if grep -qaF -- "$v" "$g"; then
+                echo "demo: a PIN from $f appears in $g" >&2
+                exit 1
+            fi
+        done
+    done
+done
+echo "no PIN in the database, WAL, outputs or extract"
 echo "PAA: $work/paa.pem"
 echo "PAI: $work/pai.pem"
 echo "record: genesis $(sed -n 's/^genesis-sha256: //p' init.txt), checkpoint $(sed -n 's/^checkpoint-sha256: //p' run-activate.txt)"

@@ -134,6 +134,10 @@ openssl x509 -in pai.pem -noout -subject -issuer -serial -fingerprint -sha256
 size=$(sed -n 's/^log-size: //p' run-activate.txt | tail -1)
 "$HSMCA" audit archive --store hsmca.db --from 1 --to "$size" --out extract
 "$HSMCA" audit verify extract
+"$here/ceremony/record.sh" extract >record.md
+paa_sha=$(openssl x509 -in paa.pem -outform DER | sha256sum | cut -d' ' -f1)
+grep -q "$paa_sha" record.md || { echo "demo: the record lacks the PAA" >&2; exit 1; }
+echo "ceremony record: $work/record.md"
 # No secret that passed through this run is in the database, its WAL, the log or any output:
 # the PINs typed in (SO, audit, approvers) are checked here, raw and hex; the CA tokens' PINs,
 # which no one ever knew, are checked by tests/unit/test_quorum.c.

@@ -368,12 +368,12 @@ policy_threshold(const char *canon, const char *op)
 
 /* ---- audit helpers ---- */
 
-/* Append one entry; closes (0 = none) is the seq of the intent it completes; *seq (may be NULL)
- * receives the entry's seq. */
+/* Append one entry; closes (0 = none) is the seq of the intent it completes; *out (may be NULL)
+ * receives the entry's receipt. */
 static enum hsmca_err
 audit_ex(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who, const char *action,
          const char *target, const char *outcome, json_t *detail, hsmca_audit_apply_fn apply,
-         void *arg, uint64_t closes, uint64_t *seq)
+         void *arg, uint64_t closes, struct hsmca_audit_receipt *out)
 {
     struct hsmca_audit_event ev;
     struct hsmca_audit_receipt r;
@@ -393,8 +393,8 @@ audit_ex(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who, const
     ev.closes_intent = closes;
     rc = hsmca_audit_append(q->cfg.audit, &ev, apply, arg, &r);
     free(d);
-    if (rc == HSMCA_OK && seq != NULL)
-        *seq = r.seq;
+    if (rc == HSMCA_OK && out != NULL)
+        *out = r;
     return rc;
 }
 
@@ -1230,7 +1230,6 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
     int64_t now = now_ms(q);
     enum hsmca_err rc;
 
-    (void)receipt;
     memset(&e, 0, sizeof(e));
     memset(&a, 0, sizeof(a));
     if (q == NULL || who == NULL || !name_ok(who->name) || op == NULL || params_json == NULL ||
@@ -1321,7 +1320,7 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
         goto out;
     }
     snprintf(target, sizeof(target), "request/%s", id);
-    rc = audit(q, who, "quorum.request", target, "ok", detail, apply_request, &a);
+    rc = audit_ex(q, who, "quorum.request", target, "ok", detail, apply_request, &a, 0, receipt);
     if (rc != HSMCA_OK)
         goto out;
     snprintf(p->id, sizeof(p->id), "%s", id);
@@ -1867,7 +1866,8 @@ hsmca_quorum_approve(struct hsmca_quorum *q, const struct hsmca_quorum_principal
         rc = HSMCA_E_NOMEM;
         goto out;
     }
-    rc = audit(q, who, "quorum.approve", target, "ok", detail, apply_approval, &ap);
+    rc = audit_ex(q, who, "quorum.approve", target, "ok", detail, apply_approval, &ap, 0,
+                  st != NULL ? &st->receipt : NULL);
     if (rc == HSMCA_E_QUORUM_DUPLICATE_APPROVAL) {
         rc = refuse(q, who, "quorum.approve", target, rc,
                     json_pack("{s:s}", "approver", a.approver));
@@ -2068,16 +2068,17 @@ ca_keygen(struct hsmca_quorum *q, struct hsmca_token *tok, const char *ca, const
 {
     unsigned char id[16];
     char hex[33], target[HSMCA_CA_ID_MAX + 8];
-    uint64_t iseq = 0;
+    struct hsmca_audit_receipt ir;
     json_t *d;
     enum hsmca_err rc;
 
+    memset(&ir, 0, sizeof(ir));
     if (RAND_bytes(id, sizeof(id)) != 1)
         return HSMCA_E_RANDOM;
     hsmca_hex_encode(id, sizeof(id), hex, sizeof(hex));
     snprintf(target, sizeof(target), "ca/%s", ca);
     d = json_pack("{s:s, s:s, s:s}", "token", label, "key_label", key_label, "key_id", hex);
-    rc = d != NULL ? audit_ex(q, NULL, "ca.keygen", target, "intent", d, NULL, NULL, 0, &iseq)
+    rc = d != NULL ? audit_ex(q, NULL, "ca.keygen", target, "intent", d, NULL, NULL, 0, &ir)
                    : HSMCA_E_NOMEM;
     if (rc == HSMCA_OK) {
         enum hsmca_err arc;
@@ -2085,7 +2086,7 @@ ca_keygen(struct hsmca_quorum *q, struct hsmca_token *tok, const char *ca, const
         rc = hsmca_token_generate_key(tok, key_label, id, sizeof(id), HSMCA_KEY_USAGE_SIGN, key);
         json_object_set_new(d, "code", json_string(hsmca_err_code(rc)));
         arc = audit_ex(q, NULL, "ca.keygen", target, rc == HSMCA_OK ? "ok" : "failed", d, NULL,
-                       NULL, iseq, NULL);
+                       NULL, ir.seq, NULL);
         if (arc != HSMCA_OK && rc == HSMCA_OK)
             rc = arc;
     }
@@ -2255,12 +2256,13 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
     struct hsmca_qapprover enrol;
     struct hsmca_secret newpin[HSMCA_QUORUM_TOKENS_MAX];
     const char *remove = NULL;
-    uint64_t iseq = 0;
+    struct hsmca_audit_receipt ir;
     json_t *d = NULL, *labels = NULL;
     enum hsmca_err rc = HSMCA_OK, set_rc = HSMCA_OK;
     size_t i, j, k;
 
     memset(&enrol, 0, sizeof(enrol));
+    memset(&ir, 0, sizeof(ir));
     memset(newpin, 0, sizeof(newpin));
     if (c == NULL || l == NULL || all == NULL) {
         rc = HSMCA_E_NOMEM;
@@ -2357,7 +2359,7 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
     }
     d = json_pack("{s:I, s:O, s:s}", "epoch", (json_int_t)c->e.epoch, "tokens", labels,
                   "request_id", x->r.id);
-    rc = d != NULL ? audit_ex(q, NULL, "quorum.rotate", "quorum", "intent", d, NULL, NULL, 0, &iseq)
+    rc = d != NULL ? audit_ex(q, NULL, "quorum.rotate", "quorum", "intent", d, NULL, NULL, 0, &ir)
                    : HSMCA_E_NOMEM;
     if (rc != HSMCA_OK)
         goto out;
@@ -2380,8 +2382,8 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
         enum hsmca_err erc = epoch_detail(c);
 
         if (erc == HSMCA_OK)
-            erc = audit_ex(q, NULL, "quorum.epoch", "quorum", "ok", c->detail, apply_epoch, c, iseq,
-                           NULL);
+            erc = audit_ex(q, NULL, "quorum.epoch", "quorum", "ok", c->detail, apply_epoch, c,
+                           ir.seq, NULL);
         if (erc != HSMCA_OK) {
             hsmca_log(HSMCA_LOG_ERROR, "quorum", "epoch-not-recorded",
                       "epoch=%llu code=%s reason=\"PINs rotated but not committed; the SO must "
@@ -2452,7 +2454,8 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     struct exec_state *x = NULL;
     struct collect_ctx cc;
     struct status_apply sa;
-    char target[48];
+    struct hsmca_audit_receipt xr;
+    char target[48], xh[65];
     unsigned threshold = 0;
     enum hsmca_err rc, act_rc = HSMCA_OK;
     json_t *d = NULL;
@@ -2558,7 +2561,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     d = execute_detail(x, threshold);
     sa.id = id;
     sa.status = "executed";
-    rc = d != NULL ? audit(q, NULL, "quorum.execute", target, "ok", d, apply_status, &sa)
+    rc = d != NULL ? audit_ex(q, NULL, "quorum.execute", target, "ok", d, apply_status, &sa, 0, &xr)
                    : HSMCA_E_NOMEM;
     if (rc != HSMCA_OK)
         goto fail;
@@ -2569,6 +2572,9 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
         json_object_set_new(res, "op", json_string(x->v.op));
         json_object_set_new(res, "request_id", json_string(id));
         json_object_set_new(res, "epoch", json_integer((json_int_t)ne));
+        hsmca_hex_encode(xr.entry_hash, 32, xh, sizeof(xh));
+        json_object_set_new(res, "audit",
+                            json_pack("{s:I, s:s}", "seq", (json_int_t)xr.seq, "entry_hash", xh));
         *result = json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(res);
     }

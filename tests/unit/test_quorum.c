@@ -726,6 +726,7 @@ m_minus_1_cannot_login_m_can(void **state)
     assert_int_equal(submit(c, "alice", id, ap, &st), HSMCA_OK);
     free(ap);
     assert_false(st.ready);
+    assert_true(st.receipt.seq > 0); /* the approver's receipt of the quorum.approve entry */
     /* m-1 = 1 approval: no login is even attempted */
     assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, &res), HSMCA_E_QUORUM_THRESHOLD_NOT_MET);
     assert_int_equal(c->count("C_Login"), logins);
@@ -753,6 +754,7 @@ m_minus_1_cannot_login_m_can(void **state)
     assert_non_null(r);
     assert_string_equal(json_string_value(json_object_get(r, "op")), "ca.create_paa");
     assert_int_equal(json_integer_value(json_object_get(r, "epoch")), 2);
+    assert_true(json_integer_value(json_object_get(json_object_get(r, "audit"), "seq")) > 0);
     {
         const char *b64 = json_string_value(json_object_get(json_object_get(r, "ca"), "cert"));
 

@@ -669,6 +669,7 @@ approval_refusals_each_own_code_audited_no_login(void **state)
         json_decref(e);
         json_decref(o);
     }
+    free(ap); /* bob's genuine approval, made again below */
     /* nothing above ever reached the token */
     assert_int_equal(c->count("C_Login"), logins);
     pin_flags_clear(c->paa_tok);

@@ -4,8 +4,9 @@
  * own machine with the approver's own token. Shows what is being approved, witnesses the audit
  * log (the request's checkpoint must verify and be consistent with the last one this approver
  * saw, kept in a local state file), asks for confirmation, then signs the request and re-seals the
- * approver's shares to the request's one-time key inside the token. Offline: request file in,
- * approval file out. Never prints or stores a share or a PIN.
+ * approver's shares to the request's one-time key inside the token. Online: fetches the request
+ * from hsmcad and submits the approval (mTLS); offline: request file in, approval file out.
+ * Never prints or stores a share or a PIN.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -22,13 +23,23 @@
 #include "hsmca/util.h"
 
 #include "cli.h"
+#include "http_client.h"
 
 void
 usage_approve(void)
 {
-    printf("usage: hsmca approve --offline REQUEST-FILE --out APPROVAL-FILE --name NAME\n"
+    printf("usage: hsmca approve --url URL --cert FILE --key FILE --cacert FILE REQUEST-ID\n"
+           "         --name NAME --key-uri URI [--pin-file F] --audit-pub AUDIT.pem --state FILE\n"
+           "         [--out APPROVAL-FILE] [--yes] [--module PATH]\n"
+           "       hsmca approve --offline REQUEST-FILE --out APPROVAL-FILE --name NAME\n"
            "         --key-uri URI [--pin-file F] --audit-pub AUDIT.pem --state FILE [--yes]\n"
            "         [--module PATH]\n"
+           "\n"
+           "Online, the request is fetched from hsmcad (GET /v1/requests/ID, with your client\n"
+           "certificate --cert/--key, the server checked against --cacert) and the approval is\n"
+           "submitted (POST /v1/requests/ID/approvals); the answer says how many approvals the\n"
+           "request has and whether it ran. Offline, the request comes from a file and the\n"
+           "approval goes to --out (for `hsmca ceremony run` on an air-gapped host).\n"
            "\n"
            "Shows the request (operation, parameters, requester, expiry, digest), then checks\n"
            "the audit checkpoint it carries: signed by the audit key (--audit-pub, the PEM from\n"
@@ -40,8 +51,6 @@ usage_approve(void)
            "pkcs11:token=approver-alice;object=approver-key; PIN from --pin-file, mode 600, or\n"
            "prompted), signs SHA-256(\"hsmca-approval-v1\\0\" || request) and re-seals the\n"
            "approver's share of each token to the request's one-time key, inside the token.\n"
-           "The approval file goes back to the ceremony host (`hsmca ceremony run`), or is\n"
-           "POSTed to /v1/requests/{id}/approvals of the daemon.\n"
            "--module defaults to %s.\n",
            CLI_DEFAULT_MODULE);
 }
@@ -95,10 +104,19 @@ cmd_approve(int argc, char **argv)
                                          {"state", required_argument, NULL, 's'},
                                          {"yes", no_argument, NULL, 'y'},
                                          {"module", required_argument, NULL, 'M'},
+                                         {"url", required_argument, NULL, 'u'},
+                                         {"cert", required_argument, NULL, 'c'},
+                                         {"key", required_argument, NULL, 'K'},
+                                         {"cacert", required_argument, NULL, 'C'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *req_path = NULL, *out = NULL, *name = NULL, *key_uri = NULL, *pin_file = NULL;
     const char *audit_pub_path = NULL, *state_path = NULL, *module = CLI_DEFAULT_MODULE;
+    const char *url = NULL, *cert = NULL, *tls_key = NULL, *cacert = NULL, *id = NULL;
+    struct http_client *http = NULL;
+    struct http_client_config hc;
+    struct http_response resp;
+    char why[256] = "", path[128];
     unsigned char *env = NULL, *state = NULL;
     size_t env_len = 0, state_len = 0;
     char *text = NULL, *state_out = NULL, *approval = NULL;
@@ -113,7 +131,7 @@ cmd_approve(int argc, char **argv)
     int c, yes = 0, rc = CLI_EXIT_FAIL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:O:n:k:p:a:s:yM:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:O:n:k:p:a:s:yM:u:c:K:C:h", opts, NULL)) != -1) {
         switch (c) {
         case 'o':
             req_path = optarg;
@@ -142,6 +160,18 @@ cmd_approve(int argc, char **argv)
         case 'M':
             module = optarg;
             break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'c':
+            cert = optarg;
+            break;
+        case 'K':
+            tls_key = optarg;
+            break;
+        case 'C':
+            cacert = optarg;
+            break;
         case 'h':
             usage_approve();
             return CLI_EXIT_OK;
@@ -150,22 +180,67 @@ cmd_approve(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
-    if (optind != argc || req_path == NULL || out == NULL || name == NULL || key_uri == NULL ||
-        audit_pub_path == NULL || state_path == NULL) {
-        fprintf(stderr, "hsmca approve: need --offline REQUEST, --out, --name, --key-uri, "
-                        "--audit-pub and --state (online approval: fetch the request with GET "
-                        "/v1/requests/{id} and POST the approval file)\n");
+    if (url != NULL && optind == argc - 1)
+        id = argv[optind++];
+    if (optind != argc || name == NULL || key_uri == NULL || audit_pub_path == NULL ||
+        state_path == NULL || (url == NULL && (req_path == NULL || out == NULL)) ||
+        (url != NULL &&
+         (req_path != NULL || id == NULL || cert == NULL || tls_key == NULL || cacert == NULL))) {
+        usage_approve();
         return CLI_EXIT_USAGE;
     }
-    e = hsmca_read_file(req_path, HSMCA_QUORUM_ENVELOPE_MAX, &env, &env_len);
-    if (e != HSMCA_OK)
-        return cli_fail(req_path, e);
+    if (url != NULL) {
+        size_t i, n = strlen(id);
+
+        for (i = 0; i < n; i++) {
+            if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+                break;
+        }
+        if (n != HSMCA_QUORUM_ID_LEN || i != n) {
+            fprintf(stderr, "hsmca approve: a request id is 32 lowercase hex digits\n");
+            return CLI_EXIT_USAGE;
+        }
+        memset(&hc, 0, sizeof(hc));
+        hc.url = url;
+        hc.cert = cert;
+        hc.key = tls_key;
+        hc.cacert = cacert;
+        e = http_client_new(&hc, &http, why, sizeof(why));
+        if (e == HSMCA_OK) {
+            snprintf(path, sizeof(path), "/v1/requests/%s", id);
+            e = http_client_request(http, "GET", path, NULL, "application/json", NULL, 0, &resp,
+                                    why, sizeof(why));
+        }
+        if (e != HSMCA_OK) {
+            fprintf(stderr, "hsmca approve: %s: %s\n", url, why);
+            rc = cli_fail("fetch request", e);
+            goto out;
+        }
+        if (resp.status != 200) {
+            fprintf(stderr, "hsmca approve: GET %s: HTTP %d: %.*s\n", path, resp.status,
+                    (int)(resp.body_len > 400 ? 400 : resp.body_len), (const char *)resp.body);
+            goto out;
+        }
+        env = malloc(resp.body_len + 1);
+        if (env == NULL) {
+            rc = cli_fail("fetch request", HSMCA_E_NOMEM);
+            goto out;
+        }
+        memcpy(env, resp.body, resp.body_len);
+        env[resp.body_len] = '\0';
+        env_len = resp.body_len;
+        e = HSMCA_OK;
+    } else {
+        e = hsmca_read_file(req_path, HSMCA_QUORUM_ENVELOPE_MAX, &env, &env_len);
+        if (e != HSMCA_OK)
+            return cli_fail(req_path, e);
+    }
     while (env_len > 0 && (env[env_len - 1] == '\n' || env[env_len - 1] == '\r'))
         env_len--;
     /* 1. what is being approved */
     e = hsmca_quorum_describe((const char *)env, env_len, &text);
     if (e != HSMCA_OK) {
-        cli_fail(req_path, e);
+        cli_fail(req_path != NULL ? req_path : id, e);
         goto out;
     }
     printf("%s", text);
@@ -231,11 +306,27 @@ cmd_approve(int argc, char **argv)
         cli_fail("approval", e);
         goto out;
     }
-    if (write_private(out, approval) != 0) {
-        cli_fail(out, HSMCA_E_IO);
-        goto out;
+    if (out != NULL) {
+        if (write_private(out, approval) != 0) {
+            cli_fail(out, HSMCA_E_IO);
+            goto out;
+        }
+        printf("approval: written to %s\n", out);
     }
-    printf("approval: written to %s\n", out);
+    if (http != NULL) {
+        snprintf(path, sizeof(path), "/v1/requests/%s/approvals", id);
+        e = http_client_request(http, "POST", path, "application/json", "application/json",
+                                approval, strlen(approval), &resp, why, sizeof(why));
+        if (e != HSMCA_OK) {
+            fprintf(stderr, "hsmca approve: %s: %s\n", url, why);
+            cli_fail("submit approval", e);
+            goto out;
+        }
+        printf("server: HTTP %d %.*s\n", resp.status,
+               (int)(resp.body_len > 2000 ? 2000 : resp.body_len), (const char *)resp.body);
+        if (resp.status != 200)
+            goto out;
+    }
     rc = CLI_EXIT_OK;
 out:
     hsmca_key_free(key);
@@ -244,6 +335,7 @@ out:
     if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
         rc = CLI_EXIT_FAIL;
     EVP_PKEY_free(audit_pub);
+    http_client_free(http);
     free(env);
     free(state);
     free(text);

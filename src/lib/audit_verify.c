@@ -194,10 +194,28 @@ skip_value(const char **pp, const char *end)
     return 0;
 }
 
+/* p[0..n) == k[0..n) for 6 <= n <= 16 (p and k readable for max(n, 8) bytes), no libc call */
+static int
+key_eq(const char *p, const char *k, size_t n)
+{
+    uint64_t a, b, c, d;
+
+    memcpy(&a, p, 8);
+    memcpy(&b, k, 8);
+    if (n <= 8) {
+        uint64_t mask = n == 8 ? ~0ULL : ((1ULL << (8 * n)) - 1);
+
+        return ((a ^ b) & mask) == 0;
+    }
+    memcpy(&c, p + n - 8, 8);
+    memcpy(&d, k + n - 8, 8);
+    return a == b && c == d;
+}
+
 enum hsmca_err
 hsmca_audit_line_parse(const char *line, size_t len, struct hsmca_audit_line *out, const char **why)
 {
-    static const char *const keys[10] = {
+    static const char keys[10][16] = {
         "\"action\":", "\"actor\":", "\"detail\":", "\"kid\":",    "\"outcome\":",
         "\"prev\":",   "\"role\":",  "\"seq\":",    "\"target\":", "\"time\":"};
     static const unsigned char klen[10] = {9, 8, 9, 6, 10, 7, 7, 6, 9, 7};
@@ -231,7 +249,7 @@ hsmca_audit_line_parse(const char *line, size_t len, struct hsmca_audit_line *ou
             }
             p++;
         }
-        if ((size_t)(end - p) < klen[i] || memcmp(p, keys[i], klen[i]) != 0) {
+        if ((size_t)(end - p) < 8 || (size_t)(end - p) < klen[i] || !key_eq(p, keys[i], klen[i])) {
             *why = "not compact sorted-key JSON with the ten entry keys";
             return HSMCA_E_AUDIT_CHAIN;
         }

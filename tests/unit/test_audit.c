@@ -1272,16 +1272,16 @@ append_execute(struct ctx *c, const char *req, struct approver_key *ak, const in
     static const char *const names[] = {"alice", "bob", "carol"};
     struct hsmca_audit_event ev;
     struct hsmca_audit_receipt r;
+    size_t off = 0;
     int i;
 
     b64((const unsigned char *)req, strlen(req), rb, sizeof(rb));
     for (i = 0; i < n; i++) {
-        char one[400];
-
         approval_sig(ak[who[i] & 0xf].k, (who[i] & 0x10) ? "{\"other\":1}" : req, sig, sizeof(sig));
-        snprintf(one, sizeof(one), "%s{\"approver\":\"%s\",\"sig\":\"%s\"}", i ? "," : "",
-                 names[who[i] & 0xf], sig);
-        strcat(apps, one);
+        off += (size_t)snprintf(apps + off, sizeof(apps) - off,
+                                "%s{\"approver\":\"%s\",\"sig\":\"%s\"}", i ? "," : "",
+                                names[who[i] & 0xf], sig);
+        assert_true(off < sizeof(apps));
     }
     snprintf(det, sizeof(det),
              "{\"op\":\"ca.activate\",\"epoch\":1,\"threshold\":%d,\"request\":\"%s\","
@@ -1384,6 +1384,128 @@ quorum_operations_rechecked(void **state)
         EVP_PKEY_free(ak[i].k);
 }
 
+/* ---- the tar form, intents, a store that cannot be written ---- */
+
+static void
+extract_tar_unpacks_and_verifies(void **state)
+{
+    struct ctx *c = *state;
+    unsigned char *tar = NULL;
+    size_t len = 0;
+    char path[700], out[2048];
+    FILE *f;
+
+    open_ok(c, 7, 0);
+    append_n(c->a, 20);
+    assert_int_equal(hsmca_audit_extract_tar(c->a, 9, 0, NULL, &tar, &len), HSMCA_OK);
+    assert_true(len % 512 == 0 && len > 2048);
+    snprintf(path, sizeof(path), "%s/x.tar", c->dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(tar, 1, len, f), len);
+    fclose(f);
+    free(tar);
+    sh("cd %s && tar -xf x.tar", c->dir);
+    snprintf(path, sizeof(path), "%s/hsmca-audit-extract", c->dir);
+    assert_int_equal(verify_dir(path, NULL, 0, NULL), HSMCA_OK);
+    verify_sh_says(path, 0, "valid: entries 9..21");
+    assert_int_equal(run_hsmca(out, sizeof(out), "audit", "verify", path, NULL, NULL), 0);
+}
+
+static int reconciled;
+
+static int
+reconcile_cb(void *arg, uint64_t seq, const char *action)
+{
+    (void)arg;
+    reconciled++;
+    return strcmp(action, "key.generate") == 0 ? 1 : 0;
+}
+
+static void
+intents_reconciled_at_open(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_event ev;
+    struct hsmca_audit_receipt r1, r2, r3;
+    struct hsmca_audit_config cfg;
+    char why[256], *line = NULL;
+    unsigned char h[32];
+    size_t len;
+
+    open_ok(c, 0, 0);
+    ev_init(&ev, "key.generate", "{\"cka_id\":\"0102\"}");
+    ev.outcome = "intent";
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, &r1), HSMCA_OK);
+    ev_init(&ev, "pin.rotate", NULL);
+    ev.outcome = "intent";
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, &r2), HSMCA_OK);
+    ev_init(&ev, "pin.rotate", NULL);
+    ev.outcome = "intent";
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, &r3), HSMCA_OK);
+    /* the third completes; the first two are left open by a "crash" */
+    ev_init(&ev, "pin.rotate", NULL);
+    ev.closes_intent = r3.seq;
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_OK);
+    assert_int_equal(hsmca_store_audit_get(c->st, 5, &line, &len, h), HSMCA_OK);
+    assert_non_null(strstr(line, "\"detail\":{\"intent\":4}"));
+    free(line);
+    /* closing twice is refused, and refuses only that item */
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, NULL), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK);
+    c->a = NULL;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.store = c->st;
+    cfg.token = c->tok;
+    cfg.key = c->key;
+    cfg.reconcile = reconcile_cb;
+    reconciled = 0;
+    assert_int_equal(hsmca_audit_open(&cfg, &c->a, why, sizeof(why)), HSMCA_OK);
+    assert_int_equal(reconciled, 2);
+    assert_int_equal(hsmca_store_audit_get(c->st, 6, &line, &len, h), HSMCA_OK);
+    assert_non_null(strstr(line, "\"action\":\"key.generate.recovered\""));
+    assert_non_null(strstr(line, "\"intent\":2"));
+    free(line);
+    assert_int_equal(hsmca_store_audit_get(c->st, 7, &line, &len, h), HSMCA_OK);
+    assert_non_null(strstr(line, "\"action\":\"pin.rotate.orphan\""));
+    free(line);
+    /* nothing left to reconcile on the next open */
+    assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK);
+    c->a = NULL;
+    reconciled = 0;
+    assert_int_equal(hsmca_audit_open(&cfg, &c->a, why, sizeof(why)), HSMCA_OK);
+    assert_int_equal(reconciled, 0);
+}
+
+static void
+write_failure_fails_closed(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_event ev;
+    struct hsmca_audit_receipt r;
+    sqlite3 *h = NULL;
+    char *v = NULL;
+
+    open_ok(c, 0, 0);
+    append_n(c->a, 2);
+    /* another process holds the write lock longer than the busy timeout */
+    assert_int_equal(sqlite3_open(c->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    ev_init(&ev, "dac.issue", NULL);
+    assert_int_equal(hsmca_audit_append(c->a, &ev, apply_meta, "lost", &r), HSMCA_E_AUDIT_WRITE);
+    assert_int_equal(hsmca_err_http_status(HSMCA_E_AUDIT_WRITE), 503);
+    assert_int_equal(hsmca_audit_size(c->a), 3);
+    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(h);
+    assert_int_equal(hsmca_store_meta_get(c->st, "test.key", &v), HSMCA_E_NOT_FOUND);
+    /* the lock gone, the log goes on with the next seq */
+    assert_int_equal(hsmca_audit_append(c->a, &ev, apply_meta, "kept", &r), HSMCA_OK);
+    assert_int_equal(r.seq, 4);
+    assert_int_equal(hsmca_store_meta_get(c->st, "test.key", &v), HSMCA_OK);
+    assert_string_equal(v, "kept");
+    free(v);
+}
+
 /* ---- the verifier's speed ---- */
 
 static void
@@ -1472,6 +1594,9 @@ main(void)
         cmocka_unit_test_setup_teardown(previous_checkpoint_truncation_and_fork, setup, teardown),
         cmocka_unit_test_setup_teardown(receipts_and_archive_cli, setup, teardown),
         cmocka_unit_test_setup_teardown(quorum_operations_rechecked, setup, teardown),
+        cmocka_unit_test_setup_teardown(extract_tar_unpacks_and_verifies, setup, teardown),
+        cmocka_unit_test_setup_teardown(intents_reconciled_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(write_failure_fails_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(verify_rate, setup, teardown),
     };
 

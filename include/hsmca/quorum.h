@@ -133,7 +133,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_ceremony_init(struct hsmca_quorum *q
  * Create a request for op with params_json (a JSON object, see above; "tokens" is filled in here
  * from the op and the CA registry and must not be given). ttl_ms 1..HSMCA_QUORUM_TTL_MAX_MS.
  * checkpoint_text/sig: the latest signed audit checkpoint (NULL when there is none yet).
- * Appends quorum.request. On HSMCA_OK writes the id (HSMCA_QUORUM_ID_LEN + NUL) into id_out.
+ * Appends quorum.request. On HSMCA_OK writes the id (HSMCA_QUORUM_ID_LEN + NUL) into id_out and,
+ * if receipt is not NULL, the entry's receipt.
  * Returns HSMCA_E_QUORUM_OP_UNKNOWN, HSMCA_E_QUORUM_PARAMS, HSMCA_E_QUORUM_NOT_INITIALISED,
  * audit codes. Refusals are audited (outcome "refused").
  */
@@ -153,9 +154,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_request_envelope(struct hsmca_quorum
 
 /* The state of a request after an approval. */
 struct hsmca_quorum_status {
-    unsigned approvals; /* valid approvals counted */
-    unsigned threshold; /* approvals the op needs */
-    int ready;          /* approvals >= threshold and not executed */
+    unsigned approvals;                 /* valid approvals counted */
+    unsigned threshold;                 /* approvals the op needs */
+    int ready;                          /* approvals >= threshold and not executed */
+    struct hsmca_audit_receipt receipt; /* of the quorum.approve entry */
 };
 
 /*
@@ -203,10 +205,15 @@ struct hsmca_quorum_exec {
  * check its commitment (a mismatch never reaches C_Login), log in, act, rotate the PIN, re-split
  * and re-seal to the approvers of the new epoch (new commitments, quorum.epoch entry), log out
  * unless the op opens an activation window, wipe. Appends quorum.execute with the approvals.
- * On HSMCA_OK *result (may be NULL; caller frees) is JSON {"epoch", "op", "request_id", and
- * "ca": {"id", "cert": b64 DER} for CA creation}. Returns HSMCA_E_QUORUM_THRESHOLD_NOT_MET,
- * HSMCA_E_QUORUM_REQUEST_EXECUTED, HSMCA_E_QUORUM_REQUEST_EXPIRED, HSMCA_E_QUORUM_REQUEST_VOID,
- * HSMCA_E_QUORUM_PIN_COMMITMENT, token, Matter and audit codes. A failure is audited.
+ * The request's tokens must not be logged in: close an open activation window on them first
+ * (hsmca_quorum_deactivate), or execution fails with HSMCA_E_ALREADY_LOGGED_IN (audited, nothing
+ * changed). A failure after a login but before the rotation leaves that token's PIN unrotated.
+ * On HSMCA_OK *result (may be NULL; caller frees) is JSON {"audit": {"seq", "entry_hash"} (the
+ * quorum.execute receipt), "epoch" (the new one), "op", "request_id", and "ca": {"id", "kind",
+ * "cert": b64 DER} for CA creation, or "activated", "until", "max_dacs" for ca.activate}. Returns
+ * HSMCA_E_QUORUM_THRESHOLD_NOT_MET, HSMCA_E_QUORUM_REQUEST_EXECUTED,
+ * HSMCA_E_QUORUM_REQUEST_EXPIRED, HSMCA_E_QUORUM_REQUEST_VOID, HSMCA_E_QUORUM_PIN_COMMITMENT,
+ * token, Matter and audit codes. A failure is audited.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_execute(struct hsmca_quorum *q, const char *id,
                                                     const struct hsmca_quorum_exec *ex,

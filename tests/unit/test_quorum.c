@@ -184,6 +184,8 @@ ceremony(struct ctx *c, size_t napprovers)
         free((char *)ap[i].token_serial);
     free(policy);
     hsmca_secret_clear(&so);
+    if (rc != HSMCA_OK)
+        fprintf(stderr, "ceremony: %s\n", hsmca_err_code(rc));
     return rc == HSMCA_OK ? 0 : -1;
 }
 
@@ -667,6 +669,7 @@ approval_refusals_each_own_code_audited_no_login(void **state)
         json_decref(e);
         json_decref(o);
     }
+    free(ap); /* bob's genuine approval, made again below */
     /* nothing above ever reached the token */
     assert_int_equal(c->count("C_Login"), logins);
     pin_flags_clear(c->paa_tok);
@@ -724,6 +727,7 @@ m_minus_1_cannot_login_m_can(void **state)
     assert_int_equal(submit(c, "alice", id, ap, &st), HSMCA_OK);
     free(ap);
     assert_false(st.ready);
+    assert_true(st.receipt.seq > 0); /* the approver's receipt of the quorum.approve entry */
     /* m-1 = 1 approval: no login is even attempted */
     assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, &res), HSMCA_E_QUORUM_THRESHOLD_NOT_MET);
     assert_int_equal(c->count("C_Login"), logins);
@@ -735,10 +739,11 @@ m_minus_1_cannot_login_m_can(void **state)
 
         grab_share(c, "hsmca-paa", "alice", &g);
         assert_int_equal(unseal_grab(&g, "hsmca-paa", c->appr[0], "alice", &s), HSMCA_OK);
-        assert_int_equal(hsmca_shamir_combine(s.p, 33, 1, out), HSMCA_E_SHAMIR_PARAMS);
+        assert_int_equal(hsmca_shamir_combine(s.p, 33, 1, out), HSMCA_E_SHAMIR_SHARES);
         hsmca_secret_clear(&s);
     }
     /* m = 2 approvals: the PAA is made in its token */
+    ap = make_approval(c, "carol", id); /* kept for a replay after execution */
     approve_ok(c, "bob", id);
     assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, &res), HSMCA_OK);
     assert_int_equal(c->count("C_Login"), logins + 1);
@@ -750,6 +755,7 @@ m_minus_1_cannot_login_m_can(void **state)
     assert_non_null(r);
     assert_string_equal(json_string_value(json_object_get(r, "op")), "ca.create_paa");
     assert_int_equal(json_integer_value(json_object_get(r, "epoch")), 2);
+    assert_true(json_integer_value(json_object_get(json_object_get(r, "audit"), "seq")) > 0);
     {
         const char *b64 = json_string_value(json_object_get(json_object_get(r, "ca"), "cert"));
 
@@ -766,8 +772,7 @@ m_minus_1_cannot_login_m_can(void **state)
     json_decref(r);
     free(res);
     res = NULL;
-    /* executed is final: a replay after execution is refused */
-    ap = make_approval(c, "carol", id);
+    /* executed is final: a late approval after execution is refused */
     assert_int_equal(submit(c, "carol", id, ap, NULL), HSMCA_E_QUORUM_REQUEST_EXECUTED);
     free(ap);
     assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, &res), HSMCA_E_QUORUM_REQUEST_EXECUTED);
@@ -802,8 +807,13 @@ assert_absent(const char *path, const struct hsmca_secret *pin)
     char hex[65], HEX[65], b64[64];
     size_t i;
 
-    if (hsmca_read_file(path, 256u << 20, &buf, &len) != HSMCA_OK)
-        return; /* e.g. no -wal left */
+    if (hsmca_read_file(path, 256u << 20, &buf, &len) != HSMCA_OK) {
+        size_t n = strlen(path);
+
+        if (n > 4 && strcmp(path + n - 4, "-wal") == 0)
+            return; /* no WAL left after the checkpoint: nothing to search */
+        fail_msg("cannot read %s", path);
+    }
     hsmca_hex_encode(pin->p, pin->len, hex, sizeof(hex));
     for (i = 0; i < 64; i++)
         HEX[i] = (char)((hex[i] >= 'a' && hex[i] <= 'f') ? hex[i] - 32 : hex[i]);
@@ -861,6 +871,15 @@ pins_never_reach_disk_or_output(void **state)
     dup2(saved2, 2);
     close(saved1);
     close(saved2);
+    {
+        char ex_dir[700];
+
+        snprintf(ex_dir, sizeof(ex_dir), "%s/extract", c->dir);
+        assert_int_equal(hsmca_audit_extract(c->a, 1, 0, NULL, ex_dir), HSMCA_OK);
+        snprintf(ex_dir, sizeof(ex_dir), "%s/extract/entries.jsonl", c->dir);
+        for (i = 0; i < 3; i++)
+            assert_absent(ex_dir, &pins[i]); /* the audit log as an auditor gets it */
+    }
     assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK);
     c->a = NULL;
     {
@@ -1103,6 +1122,19 @@ paa_pai_activation_window(void **state)
     assert_false(ti.logged_in);
     assert_int_equal(hsmca_quorum_deactivate(c->q, &admin, "pai-9", &ex), HSMCA_E_NOT_FOUND);
     assert_int_equal(audit_count(c, "\"action\":\"ca.deactivate\"", "\"outcome\":\"ok\""), 1);
+    /* the auditor's verifier re-checks every quorum.execute from the quorum.epoch entries */
+    {
+        struct hsmca_audit_verify_result vr;
+        char ex_dir[700];
+
+        snprintf(ex_dir, sizeof(ex_dir), "%s/extract", c->dir);
+        assert_int_equal(hsmca_audit_extract(c->a, 1, 0, NULL, ex_dir), HSMCA_OK);
+        memset(&vr, 0, sizeof(vr));
+        if (hsmca_audit_verify_extract(ex_dir, NULL, &vr) != HSMCA_OK)
+            fail_msg("extract does not verify: seq %llu: %s", (unsigned long long)vr.bad_seq,
+                     vr.why);
+        assert_int_equal(vr.quorum_ops, 3);
+    }
     {
         char *js = NULL;
 
@@ -1110,6 +1142,64 @@ paa_pai_activation_window(void **state)
         assert_non_null(strstr(js, "\"alice\""));
         free(js);
     }
+}
+
+static void
+approver_witness_refuses_fork_and_truncation(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_quorum_principal who = {"admin", "admin", NULL};
+    struct hsmca_audit_checkpoint cp;
+    char id[HSMCA_QUORUM_ID_LEN + 1], *env = NULL, *st1 = NULL, *st2 = NULL, *forged, *text = NULL;
+    EVP_PKEY *pub = hsmca_key_public(c->audit_key), *other = c->appr[0];
+    json_t *o;
+
+    assert_int_equal(ceremony(c, 3), 0);
+    memset(&cp, 0, sizeof(cp));
+    assert_int_equal(hsmca_audit_checkpoint(c->a, &cp), HSMCA_OK);
+    assert_int_equal(hsmca_quorum_request_create(c->q, &who, "ca.create_paa", paa_params(), 60000,
+                                                 cp.text, cp.sig, cp.sig_len, id, NULL),
+                     HSMCA_OK);
+    hsmca_audit_checkpoint_clear(&cp);
+    assert_int_equal(hsmca_quorum_request_envelope(c->q, id, &env), HSMCA_OK);
+    assert_int_equal(hsmca_quorum_describe(env, strlen(env), &text), HSMCA_OK);
+    assert_non_null(strstr(text, "ca.create_paa"));
+    free(text);
+    /* first sight, then the same checkpoint again */
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, NULL, &st1), HSMCA_OK);
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, st1, &st2), HSMCA_OK);
+    free(st2);
+    /* not the audit key */
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), other, NULL, &st2),
+                     HSMCA_E_QUORUM_CHECKPOINT);
+    /* the approver saw a longer log: truncation */
+    o = json_loads(st1, 0, NULL);
+    json_object_set_new(o, "size",
+                        json_integer(json_integer_value(json_object_get(o, "size")) + 5));
+    forged = json_dumps(o, JSON_COMPACT);
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, forged, &st2),
+                     HSMCA_E_QUORUM_FORK);
+    free(forged);
+    json_decref(o);
+    /* the approver saw another head at this size: a fork */
+    o = json_loads(st1, 0, NULL);
+    json_object_set_new(
+        o, "head", json_string("0000000000000000000000000000000000000000000000000000000000000000"));
+    forged = json_dumps(o, JSON_COMPACT);
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, forged, &st2),
+                     HSMCA_E_QUORUM_FORK);
+    free(forged);
+    json_decref(o);
+    /* a request without a checkpoint cannot be witnessed */
+    free(env);
+    assert_int_equal(hsmca_quorum_request_create(c->q, &who, "ca.create_paa", paa_params(), 60000,
+                                                 NULL, NULL, 0, id, NULL),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_quorum_request_envelope(c->q, id, &env), HSMCA_OK);
+    assert_int_equal(hsmca_quorum_witness(env, strlen(env), pub, st1, &st2),
+                     HSMCA_E_QUORUM_CHECKPOINT);
+    free(env);
+    free(st1);
 }
 
 int
@@ -1125,6 +1215,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(enrol_fourth_then_old_shares_useless, setup, teardown),
         cmocka_unit_test_setup_teardown(paa_pai_activation_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(approver_witness_refuses_fork_and_truncation, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,6 +76,7 @@ struct hsmcad_req {
     const char *resp_ctype;
     enum hsmca_err err; /* the refusal code when the reply is a problem */
     char hdr_name[40], hdr_value[HDR_VALUE_MAX + 1];
+    char allow[32]; /* methods of the path, for a 405 */
     /* audit */
     char target[HSMCA_REQUEST_ID_MAX + 16];
     char *detail;
@@ -385,7 +386,11 @@ route(struct hsmcad_req *r, const char *method, const char *url, int *method_mis
             continue;
         if (strcmp(hsmcad_routes[i].method, method) != 0 &&
             !(strcmp(method, "HEAD") == 0 && strcmp(hsmcad_routes[i].method, "GET") == 0)) {
+            size_t n = strlen(r->allow);
+
             *method_mismatch = 1;
+            snprintf(r->allow + n, sizeof(r->allow) - n, "%s%s", n ? ", " : "",
+                     hsmcad_routes[i].method);
             continue;
         }
         memcpy(r->params, params, sizeof(params));
@@ -563,8 +568,8 @@ send_reply(struct hsmcad_req *r)
         snprintf(receipt, sizeof(receipt), "%llu:%s", (unsigned long long)r->receipt.seq, hex);
         MHD_add_response_header(resp, "Audit-Receipt", receipt);
     }
-    if (r->status == 405 && r->rt == NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+    if (r->status == 405 && r->allow[0] != '\0')
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     r->state = RS_DONE;

@@ -67,6 +67,7 @@ check "refusal carries a receipt too" sh -c "[ -n \"\$(tr -d '\r' < '$W/headers'
 # ---- refusals ----
 call admin DELETE /v1/cas
 expect "DELETE /v1/cas" 405 http-method-not-allowed
+check "405 names the allowed methods" [ "$(header allow)" = GET ]
 call admin GET /v1/cas/pai-8000/certificates -G --data-urlencode 'bogus=1'
 expect "unknown query parameter" 400 http-bad-query
 head -c 70000 /dev/zero | tr '\0' 'a' > "$W/big"
@@ -158,8 +159,19 @@ expect "an admin may not take extracts" 403 http-forbidden
 # ---- stop, restart on the verified chain ----
 check "SIGTERM stops with status 0" stop_daemon
 check "the log has the revocation" sh -c "sqlite3 '$W/hsmca.db' 'SELECT line FROM audit_entries' 2>/dev/null | grep -q cert.revoke || sqlite3 '$W/hsmca.db' .dump | grep -q cert.revoke"
+write_config ', "refusals_per_minute": 2'
+sed -i 's/"refusals_per_minute": 1000, //' "$W/hsmcad.json"
 start_daemon
 call admin GET /v1/cas
 check "restart: serving again" [ "$STATUS" = 200 ]
+# refusals are audited at most refusals_per_minute (here 2) per client and minute
+n=0
+for i in 1 2 3 4; do
+    call unbound GET /v1/cas
+    [ -n "$(header audit-receipt)" ] && n=$((n + 1))
+done
+check "4 refusals from one client: 2 audited, the rest only counted" [ "$n" = 2 ]
+call none GET /v1/cas
+check "another client has its own budget" [ -n "$(header audit-receipt)" ]
 stop_daemon
 finish

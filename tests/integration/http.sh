@@ -174,4 +174,12 @@ check "4 refusals from one client: 2 audited, the rest only counted" [ "$n" = 2 
 call none GET /v1/cas
 check "another client has its own budget" [ -n "$(header audit-receipt)" ]
 stop_daemon
+
+# ---- a tampered log: the daemon refuses to start and says why ----
+sqlite3 "$W/hsmca.db" "UPDATE audit_entries SET line = CAST(replace(CAST(line AS TEXT), '\"kid\":\"\"', '\"kid\":\"00\"') AS BLOB) WHERE seq = (SELECT max(seq) FROM audit_entries)"
+st=0
+timeout 30 "$HSMCAD_BIN" --config "$W/hsmcad.json" --port-file "$W/port2" 2> "$W/tampered.log" || st=$?
+check "tampered log: start-up fails (status 1)" [ "$st" = 1 ]
+check "tampered log: the message names the audit failure" grep -Eq 'audit log: audit-(chain-broken|checkpoint-invalid|anchor-mismatch)' "$W/tampered.log"
+check "tampered log: never listened" [ ! -s "$W/port2" ]
 finish

@@ -30,7 +30,7 @@ json_csr() { # name [request id] -> JSON body
     jq -n --rawfile c "$W/$1.pem" --arg id "${2:-}" \
         'if $id == "" then {csr: $c} else {csr: $c, request_id: $id} end'
 }
-for n in a b c d e f g h i j k l m; do csr "$n"; done
+for n in a b c d e f g h i j k l m n o; do csr "$n"; done
 
 # ---- inactive, dry run ----
 call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
@@ -119,7 +119,21 @@ jq -n '{items: [range(0; 1001) | {csr: "x"}]}' > "$W/toobig.json"
 call operator POST /v1/cas/pai-8000/dacs/batch -H 'Content-Type: application/json' --data-binary @"$W/toobig.json"
 check "1001 items refused (413)" sh -c "[ '$STATUS' = 413 ]"
 
-# ---- quota: 8 per minute (5 issued so far) ----
+# ---- the hsmca client against the daemon ----
+tlsargs="--cert $W/tls/operator.pem --key $W/tls/operator.key --cacert $W/tls/ca.pem"
+# shellcheck disable=SC2086
+check "hsmca issue (JSON, request id) exits 0" "$HSMCA_BIN" issue --url "https://127.0.0.1:$PORT" \
+    --ca pai-8000 --csr "$W/n.der" --request-id cli-1 --out "$W/cli.pem" $tlsargs
+check "hsmca issue wrote DAC and PAI" [ "$(grep -c 'BEGIN CERTIFICATE' "$W/cli.pem")" = 2 ]
+mkdir -p "$W/csrs" "$W/dacs"
+cp "$W/o.der" "$W/csrs/line-7.der"
+# shellcheck disable=SC2086
+check "hsmca issue-batch exits 0" "$HSMCA_BIN" issue-batch --url "https://127.0.0.1:$PORT" \
+    --ca pai-8000 --dir "$W/csrs" --out "$W/dacs" $tlsargs
+check "hsmca issue-batch wrote line-7.pem" \
+    openssl verify -CAfile "$W/paa.pem" -untrusted "$W/pai.pem" "$W/dacs/line-7.pem"
+
+# ---- quota: 8 per minute (7 issued so far) ----
 seen=""
 for n in g h i j k l m; do
     call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \

@@ -79,6 +79,21 @@ expect "1001 items" 413 batch-too-large
 call operator POST /v1/cas/pai-8000/dacs/batch -H 'Content-Type: application/json' --data-binary '{"items": []}'
 expect "empty batch" 400 batch-malformed
 
+# a refusal flood: every request answered, only the first refusals per minute get entries (the
+# engine's limiter answers the rest on the request's own thread, while it is suspended)
+with=0
+without=0
+i=0
+while [ $i -lt 30 ]; do
+    call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
+        --data-binary @"$W/a.der"
+    [ "$STATUS" = 409 ] || break
+    if [ -n "$(header audit-receipt)" ]; then with=$((with + 1)); else without=$((without + 1)); fi
+    i=$((i + 1))
+done
+check "30 refusals answered, the flood beyond the burst without entries" \
+    sh -c "[ $i = 30 ] && [ $with -ge 1 ] && [ $without -ge 1 ]"
+
 call auditor GET /metrics
 check "metrics count refusals of pai-8000" sh -c "grep -Eq '^hsmca_dacs_refused_total\\{ca=\"pai-8000\"\\} [1-9]' '$W/body'"
 call admin GET /v1/cas/pai-8000

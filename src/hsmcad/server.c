@@ -30,6 +30,7 @@
 #include "hsmca/util.h"
 
 #include "hsmcad.h"
+#include "http_parse.h"
 #include "problem.h"
 
 #define HDR_VALUE_MAX 255
@@ -61,7 +62,7 @@ struct hsmcad_req {
     const struct hsmcad_route *rt; /* NULL: no route */
     unsigned rt_index;
     enum req_state state;
-    char params[HSMCAD_PARAMS_MAX][HSMCA_REQUEST_ID_MAX + 1];
+    char params[HSMCAD_PARAMS_MAX][HSMCAD_PARAM_MAX + 1];
     char id[32];
     char ctype[64];
     uint64_t t0_us;
@@ -186,30 +187,7 @@ hsmcad_req_ctype(struct hsmcad_req *r)
 int
 hsmcad_req_accepts(struct hsmcad_req *r, const char *type)
 {
-    const char *acc = hsmcad_req_header(r, MHD_HTTP_HEADER_ACCEPT);
-    const char *p, *slash = strchr(type, '/');
-    size_t tl = strlen(type), ml = slash != NULL ? (size_t)(slash - type) : tl;
-
-    if (acc == NULL || acc[0] == '\0')
-        return 1;
-    p = acc;
-    while (*p != '\0') {
-        const char *end = p + strcspn(p, ",;");
-        size_t n;
-
-        while (*p == ' ' || *p == '\t')
-            p++;
-        n = end > p ? (size_t)(end - p) : 0;
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-            n--;
-        if ((n == 3 && memcmp(p, "*/*", 3) == 0) || (n == tl && strncasecmp(p, type, tl) == 0) ||
-            (n == ml + 2 && strncasecmp(p, type, ml) == 0 && memcmp(p + ml, "/*", 2) == 0))
-            return 1;
-        p = end + strcspn(end, ",");
-        if (*p == ',')
-            p++;
-    }
-    return 0;
+    return hsmcad_accepts(hsmcad_req_header(r, MHD_HTTP_HEADER_ACCEPT), type);
 }
 
 const unsigned char *
@@ -327,62 +305,16 @@ hsmcad_req_resume(struct hsmcad_req *r)
 
 /* ---- routing ---- */
 
-static int
-param_ok(const char *s, size_t n)
-{
-    size_t i;
-
-    if (n == 0 || n > HSMCA_REQUEST_ID_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              strchr("._~:@+=-", c) != NULL))
-            return 0;
-    }
-    return 1;
-}
-
-/* Does url match pattern? Fills params. */
-static int
-match(const char *pattern, const char *url, char params[][HSMCA_REQUEST_ID_MAX + 1])
-{
-    const char *p = pattern, *u = url;
-    unsigned np = 0;
-
-    while (*p != '\0' && *u != '\0') {
-        if (*p == '{') {
-            const char *pe = strchr(p, '}');
-            size_t n = strcspn(u, "/");
-
-            if (pe == NULL || np >= HSMCAD_PARAMS_MAX || !param_ok(u, n))
-                return 0;
-            memcpy(params[np], u, n);
-            params[np][n] = '\0';
-            np++;
-            p = pe + 1;
-            u += n;
-            continue;
-        }
-        if (*p != *u)
-            return 0;
-        p++;
-        u++;
-    }
-    return *p == '\0' && *u == '\0';
-}
-
 /* Find the route; *method_mismatch set when the path exists with another method. */
 static const struct hsmcad_route *
 route(struct hsmcad_req *r, const char *method, const char *url, int *method_mismatch)
 {
     unsigned i;
-    char params[HSMCAD_PARAMS_MAX][HSMCA_REQUEST_ID_MAX + 1];
+    char params[HSMCAD_PARAMS_MAX][HSMCAD_PARAM_MAX + 1];
 
     *method_mismatch = 0;
     for (i = 0; i < hsmcad_nroutes; i++) {
-        if (!match(hsmcad_routes[i].pattern, url, params))
+        if (!hsmcad_route_match(hsmcad_routes[i].pattern, url, params))
             continue;
         if (strcmp(hsmcad_routes[i].method, method) != 0 &&
             !(strcmp(method, "HEAD") == 0 && strcmp(hsmcad_routes[i].method, "GET") == 0)) {

@@ -18,6 +18,7 @@
 #include "hsmca/error.h"
 
 #include "auth.h"
+#include "http_parse.h"
 
 struct hsmcad;
 struct hsmcad_req;
@@ -29,7 +30,6 @@ typedef void (*hsmcad_handler_fn)(struct hsmcad_req *r);
 #define HSMCAD_ROUTE_NO_AUDIT 0x4u /* health, readiness, metrics: no audit entry */
 
 #define HSMCAD_SMALL_BODY_MAX 65536u
-#define HSMCAD_PARAMS_MAX 2
 
 struct hsmcad_route {
     const char *method;

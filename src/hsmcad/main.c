@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -328,6 +330,14 @@ main(int argc, char **argv)
                hsmcad_roles_count(d->roles));
         status = 0;
         goto out;
+    }
+
+    /* No core dumps and no ptrace by other users: the process will hold PINs and shares. */
+    {
+        struct rlimit rl = {0, 0};
+
+        if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+            hsmca_log(HSMCA_LOG_WARN, "hsmcad", "harden-failed", "errno=%d", errno);
     }
 
     /* Signals are taken by sigwait in this thread only; every thread started later inherits the

@@ -182,4 +182,15 @@ timeout 30 "$HSMCAD_BIN" --config "$W/hsmcad.json" --port-file "$W/port2" 2> "$W
 check "tampered log: start-up fails (status 1)" [ "$st" = 1 ]
 check "tampered log: the message names the audit failure" grep -Eq 'audit log: audit-(chain-broken|checkpoint-invalid|anchor-mismatch)' "$W/tampered.log"
 check "tampered log: never listened" [ ! -s "$W/port2" ]
+
+# ---- config and PIN file checks ----
+check "--check-config accepts the test config" "$HSMCAD_BIN" --check-config --config "$W/hsmcad.json"
+sed 's/"timeout_s"/"timeout_secs"/' "$W/hsmcad.json" > "$W/bad.json"
+st=0
+"$HSMCAD_BIN" --check-config --config "$W/bad.json" 2> "$W/bad.log" || st=$?
+check "an unknown key is refused, named" sh -c "[ $st = 1 ] && grep -q 'limits.timeout_secs: unknown key' '$W/bad.log'"
+chmod 644 "$W/audit.pin"
+st=0
+timeout 30 "$HSMCAD_BIN" --config "$W/hsmcad.json" --port-file "$W/port3" 2> "$W/pin.log" || st=$?
+check "a group/world-readable PIN file stops start-up" sh -c "[ $st = 1 ] && grep -q pin-file-mode '$W/pin.log'"
 finish

@@ -1177,8 +1177,8 @@ add_problem(struct plan *pl, const char *rule, enum hsmca_err code, const char *
 
 /* Every rule of the request itself (scope and validity; the CSR's own checks are csr.c's). */
 static void
-plan_dac(const struct hsmca_matter_issuer *is, X509_REQ *req, int pid_given, uint16_t pid,
-         time_t now, struct plan *pl)
+plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int pid_given,
+         uint16_t pid, time_t now, struct plan *pl)
 {
     time_t nb = now - (time_t)is->profile.backdate;
     ASN1_TIME *t = NULL;
@@ -1203,7 +1203,7 @@ plan_dac(const struct hsmca_matter_issuer *is, X509_REQ *req, int pid_given, uin
     }
     /* C4: the DAC key is copied as encoded, so it must already be a 65-byte uncompressed point */
     if (req != NULL) {
-        if (raw_p256(X509_REQ_get_X509_PUBKEY(req), NULL) != 1)
+        if (raw_p256(hsmca_csr_x509_pubkey(req), NULL) != 1)
             add_problem(pl, "C4", HSMCA_E_CSR_POINT_FORMAT,
                         "the CSR's P-256 key is not an uncompressed 65-byte point");
         else
@@ -1214,7 +1214,7 @@ plan_dac(const struct hsmca_matter_issuer *is, X509_REQ *req, int pid_given, uin
         X509 *fake = X509_new();
         struct hsmca_matter_vidpid cvp;
 
-        if (fake == NULL || X509_set_subject_name(fake, X509_REQ_get_subject_name(req)) != 1) {
+        if (fake == NULL || X509_set_subject_name(fake, hsmca_csr_subject(req)) != 1) {
             add_problem(pl, "internal", HSMCA_E_NOMEM, "out of memory");
         } else if (hsmca_matter_get_vidpid(fake, &cvp, NULL) != HSMCA_OK) {
             add_problem(pl, "csr-vidpid", HSMCA_E_MATTER_SCOPE,
@@ -1303,7 +1303,7 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
     pub = hsmca_csr_pubkey(r->csr);
     if (pub == NULL)
         goto out;
-    plan_dac(is, hsmca_csr_req(r->csr), r->pid_given, r->pid, r->now, &pl);
+    plan_dac(is, r->csr, r->pid_given, r->pid, r->now, &pl);
     if (pl.n > 0) {
         rc = pl.p[0].code;
         goto out;
@@ -1311,7 +1311,7 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
     rc = make_serial(serial);
     if (rc != HSMCA_OK)
         goto out;
-    rc = dac_tbs(is, X509_REQ_get_X509_PUBKEY(hsmca_csr_req(r->csr)), pl.pid, r->now, serial, &x);
+    rc = dac_tbs(is, hsmca_csr_x509_pubkey(r->csr), pl.pid, r->now, serial, &x);
     if (rc != HSMCA_OK)
         goto out;
     /* sign in the token; the checks below run on the signed object whose encoding is released
@@ -1397,7 +1397,7 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
         goto out;
     rc = HSMCA_E_NOMEM;
     crc = hsmca_csr_parse(csr, csr_len, &c);
-    plan_dac(is, c != NULL ? hsmca_csr_req(c) : NULL, pid_given, pid, now, &pl);
+    plan_dac(is, c, pid_given, pid, now, &pl);
     probs = json_array();
     if (probs == NULL)
         goto out;
@@ -1414,7 +1414,7 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
     }
     if (c != NULL && pl.pid_ok && pl.key_ok) {
         memset(zero, 0x7F, sizeof(zero));
-        rc = dac_tbs(is, X509_REQ_get_X509_PUBKEY(hsmca_csr_req(c)), pl.pid, now, zero, &x);
+        rc = dac_tbs(is, hsmca_csr_x509_pubkey(c), pl.pid, now, zero, &x);
         if (rc != HSMCA_OK)
             goto out;
         rc = HSMCA_E_NOMEM;

@@ -3,8 +3,8 @@
  * bench.c -- hsmca-bench, the measuring half of tools/bench (the wrapper sets up tokens, the CA
  * and the daemon, then calls this). Subcommands:
  *   gen-csrs  make N fresh P-256 CSRs (one key each) into a file;
- *   floor     the crypto floor: CSR verify + one token signature per DAC, one thread per core,
- *             no HTTP, no store;
+ *   floor     the crypto floor: the CSR check (hsmca_csr_parse: parse + proof of possession) and
+ *             one token signature per DAC, one thread per core, no HTTP, no store;
  *   e2e       POST the CSRs to hsmcad over HTTPS with client certificates and keep-alive from C
  *             concurrent clients (or in batches), then check every response: 201, a DAC that
  *             parses, carries the CSR's key and is signed by the PAI;
@@ -39,6 +39,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "hsmca/csr.h"
 #include "hsmca/secret.h"
 #include "hsmca/store.h"
 #include "hsmca/store_certs.h"
@@ -176,23 +177,19 @@ floor_worker(void *p)
     memset(tbs, 0x5a, sizeof(tbs)); /* the size of a DAC's TBSCertificate */
     for (;;) {
         size_t i = __atomic_fetch_add(a->next, 1, __ATOMIC_RELAXED);
-        const unsigned char *p8;
-        X509_REQ *r;
-        EVP_PKEY *pub;
+        struct hsmca_csr *csr = NULL;
         EVP_MD_CTX *md;
         size_t siglen = sizeof(sig);
 
         if (i >= a->limit || now_s() > a->deadline)
             break;
-        p8 = a->csrs->der[i % a->csrs->n];
-        r = d2i_X509_REQ(NULL, &p8, (long)a->csrs->der_len[i % a->csrs->n]);
-        pub = r != NULL ? X509_REQ_get0_pubkey(r) : NULL;
-        if (pub == NULL || X509_REQ_verify(r, pub) != 1) {
+        /* the service's own CSR check (parse + proof of possession), nothing less */
+        if (hsmca_csr_parse(a->csrs->der[i % a->csrs->n], a->csrs->der_len[i % a->csrs->n], &csr) !=
+            HSMCA_OK) {
             a->failed = 1;
-            X509_REQ_free(r);
             break;
         }
-        X509_REQ_free(r);
+        hsmca_csr_free(csr);
         tbs[0] = (unsigned char)i;
         md = EVP_MD_CTX_new();
         if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, a->key) != 1 ||

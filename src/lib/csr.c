@@ -17,6 +17,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/limits.h"
+#include "hsmca/util.h"
 
 struct hsmca_csr {
     X509_NAME *subject;
@@ -48,45 +49,11 @@ struct der {
     const unsigned char *p, *end;
 };
 
-/*
- * Read one TLV of tag `tag` (low-tag-number form only) with a minimal definite length. On success,
- * v and vlen give its contents, tlv and tlv_len the whole element, and d moves past it.
- */
 static int
 der_next(struct der *d, unsigned char tag, const unsigned char **v, size_t *vlen,
          const unsigned char **tlv, size_t *tlv_len)
 {
-    const unsigned char *p = d->p;
-    size_t len;
-
-    if (d->end - p < 2 || p[0] != tag)
-        return 0;
-    if (p[1] < 0x80) {
-        len = p[1];
-        p += 2;
-    } else if (p[1] == 0x81) {
-        if (d->end - p < 3 || p[2] < 0x80)
-            return 0;
-        len = p[2];
-        p += 3;
-    } else if (p[1] == 0x82) {
-        if (d->end - p < 4 || p[2] == 0 || ((size_t)p[2] << 8 | p[3]) < 0x100)
-            return 0;
-        len = (size_t)p[2] << 8 | p[3];
-        p += 4;
-    } else {
-        return 0; /* indefinite, or longer than a request can be */
-    }
-    if ((size_t)(d->end - p) < len)
-        return 0;
-    if (tlv != NULL) {
-        *tlv = d->p;
-        *tlv_len = (size_t)(p + len - d->p);
-    }
-    *v = p;
-    *vlen = len;
-    d->p = p + len;
-    return 1;
+    return hsmca_der_next(&d->p, d->end, tag, v, vlen, tlv, tlv_len);
 }
 
 /* Every element inside [p, end) is well-formed DER TLV, recursively for constructed ones. */

@@ -181,7 +181,10 @@ strict_der_of_the_hand_parser(void **state)
     expect(buf, len, HSMCA_E_CSR_MALFORMED);
     /* a long-form length byte slipped inside the subject (0x0c 0x81 0x08 "device-1"): refused */
     {
-        unsigned char *cn = memmem(der, len, "\x0c\x08" "device-1", 10);
+        unsigned char *cn = memmem(der, len,
+                                   "\x0c\x08"
+                                   "device-1",
+                                   10);
         size_t off;
 
         assert_non_null(cn);

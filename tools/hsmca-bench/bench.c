@@ -3,11 +3,15 @@
  * bench.c -- hsmca-bench, the measuring half of tools/bench (the wrapper sets up tokens, the CA
  * and the daemon, then calls this). Subcommands:
  *   gen-csrs  make N fresh P-256 CSRs (one key each) into a file;
- *   floor     the crypto floor: CSR verify + one token signature per DAC, one thread per core,
- *             no HTTP, no store;
+ *   floor     the crypto floor: the CSR check (hsmca_csr_parse: parse + proof of possession) and
+ *             one token signature per DAC, one thread per core, no HTTP, no store;
  *   e2e       POST the CSRs to hsmcad over HTTPS with client certificates and keep-alive from C
  *             concurrent clients (or in batches), then check every response: 201, a DAC that
- *             parses, carries the CSR's key and is signed by the PAI.
+ *             parses, carries the CSR's key and is signed by the PAI;
+ *   prefill   insert N certificate rows for an existing CA straight into a stopped daemon's store
+ *             (the --store-size run: shows the issuance rate does not depend on inventory size).
+ *             The rows reuse one real DAC's DER under fresh random serials; they are bench data,
+ *             never a real inventory, and the wrapper only runs this on its own copy of the store.
  * Every run is bounded by a count and by seconds, and talks only to 127.0.0.1.
  * Output: one `key=value` line per run, for the wrapper to tabulate.
  */
@@ -30,11 +34,15 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "hsmca/csr.h"
 #include "hsmca/secret.h"
+#include "hsmca/store.h"
+#include "hsmca/store_certs.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
 
@@ -169,23 +177,19 @@ floor_worker(void *p)
     memset(tbs, 0x5a, sizeof(tbs)); /* the size of a DAC's TBSCertificate */
     for (;;) {
         size_t i = __atomic_fetch_add(a->next, 1, __ATOMIC_RELAXED);
-        const unsigned char *p8;
-        X509_REQ *r;
-        EVP_PKEY *pub;
+        struct hsmca_csr *csr = NULL;
         EVP_MD_CTX *md;
         size_t siglen = sizeof(sig);
 
         if (i >= a->limit || now_s() > a->deadline)
             break;
-        p8 = a->csrs->der[i % a->csrs->n];
-        r = d2i_X509_REQ(NULL, &p8, (long)a->csrs->der_len[i % a->csrs->n]);
-        pub = r != NULL ? X509_REQ_get0_pubkey(r) : NULL;
-        if (pub == NULL || X509_REQ_verify(r, pub) != 1) {
+        /* the service's own CSR check (parse + proof of possession), nothing less */
+        if (hsmca_csr_parse(a->csrs->der[i % a->csrs->n], a->csrs->der_len[i % a->csrs->n], &csr) !=
+            HSMCA_OK) {
             a->failed = 1;
-            X509_REQ_free(r);
             break;
         }
-        X509_REQ_free(r);
+        hsmca_csr_free(csr);
         tbs[0] = (unsigned char)i;
         md = EVP_MD_CTX_new();
         if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, a->key) != 1 ||
@@ -869,13 +873,91 @@ run_e2e(int argc, char **argv)
     return bad == 0 && e.errors == 0 && dacs > 0 ? 0 : 1;
 }
 
+/* ---- prefill: N inventory rows in transactions of 10,000 ---- */
+
+static int
+run_prefill(int argc, char **argv)
+{
+    const char *db = NULL, *ca = NULL, *der_file = NULL;
+    uint64_t count = 0, done = 0;
+    struct hsmca_store *st = NULL;
+    struct hsmca_cert_rec r;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    double t0;
+    int c, rc = 1;
+
+    while ((c = getopt(argc, argv, "s:a:d:n:")) != -1) {
+        if (c == 's')
+            db = optarg;
+        else if (c == 'a')
+            ca = optarg;
+        else if (c == 'd')
+            der_file = optarg;
+        else if (c == 'n') {
+            if (hsmca_parse_u64(optarg, strlen(optarg), 100000000, &count) != HSMCA_OK)
+                return 2;
+        } else
+            return 2;
+    }
+    if (db == NULL || ca == NULL || der_file == NULL || count == 0 ||
+        strlen(ca) > HSMCA_CA_ID_MAX) {
+        fprintf(stderr, "usage: hsmca-bench prefill -s STORE -a CA-ID -d DAC-DER-FILE -n COUNT\n");
+        return 2;
+    }
+    if (hsmca_read_file(der_file, HSMCA_CERT_DER_MAX, &der, &der_len) != HSMCA_OK ||
+        hsmca_store_open(db, &st) != HSMCA_OK) {
+        fprintf(stderr, "hsmca-bench: cannot read %s or open %s\n", der_file, db);
+        goto out;
+    }
+    memset(&r, 0, sizeof(r));
+    snprintf(r.ca, sizeof(r.ca), "%s", ca);
+    r.der = der;
+    r.der_len = der_len;
+    SHA256(der, der_len, r.sha256);
+    r.vid = 0xFFF1;
+    r.pid = 0x8000;
+    r.not_before = (int64_t)time(NULL);
+    r.not_after = 253402300799; /* 9999-12-31T23:59:59Z, as Matter DACs use */
+    r.reason = -1;
+    r.serial_len = 16;
+    t0 = now_s();
+    while (done < count) {
+        uint64_t n = count - done < 10000 ? count - done : 10000;
+
+        if (hsmca_store_begin(st) != HSMCA_OK)
+            goto out;
+        for (uint64_t i = 0; i < n; i++) {
+            if (RAND_bytes(r.serial, 16) != 1 || RAND_bytes(r.csr_sha256, 32) != 1)
+                goto rollback;
+            r.serial[0] &= 0x7f;
+            r.issued_ms = (int64_t)(now_s() * 1000);
+            if (hsmca_store_cert_insert(st, &r) != HSMCA_OK)
+                goto rollback;
+        }
+        if (hsmca_store_commit(st) != HSMCA_OK)
+            goto out;
+        done += n;
+    }
+    printf("phase=prefill rows=%llu seconds=%.3f\n", (unsigned long long)done, now_s() - t0);
+    rc = 0;
+    goto out;
+rollback:
+    hsmca_store_rollback(st);
+    fprintf(stderr, "hsmca-bench: prefill failed after %llu rows\n", (unsigned long long)done);
+out:
+    hsmca_store_close(st);
+    free(der);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
     if (hsmca_secure_heap_init(0) != HSMCA_OK)
         fprintf(stderr, "hsmca-bench: no secure heap\n");
     if (argc < 2) {
-        fprintf(stderr, "usage: hsmca-bench gen-csrs|floor|e2e [options]\n");
+        fprintf(stderr, "usage: hsmca-bench gen-csrs|floor|e2e|prefill [options]\n");
         return 2;
     }
     optind = 2;
@@ -885,6 +967,8 @@ main(int argc, char **argv)
         return run_floor(argc, argv);
     if (strcmp(argv[1], "e2e") == 0)
         return run_e2e(argc, argv);
+    if (strcmp(argv[1], "prefill") == 0)
+        return run_prefill(argc, argv);
     fprintf(stderr, "hsmca-bench: unknown subcommand %s\n", argv[1]);
     return 2;
 }

@@ -39,6 +39,9 @@ struct hsmca_audit_event {
     const char *outcome;     /* "ok", "refused", "failed", "intent" */
     const char *detail_json; /* one JSON object (any key order; re-encoded sorted); NULL = {} */
     const char *kid;         /* hex id of the CA key used, or "" */
+    /* Seq of an earlier entry with outcome "intent" that this entry completes (0 = none). The
+     * intent is closed in the same transaction and "intent": seq is added to detail. */
+    uint64_t closes_intent;
 };
 
 /* What the caller hands back to its client. */
@@ -72,6 +75,17 @@ struct hsmca_audit_config {
     uint64_t checkpoint_ms;          /* ... and every T ms even when idle; 0 = 60000 */
     unsigned batch_max;              /* most items in one group commit; 0 = 1024 */
     const char *genesis_detail_json; /* detail of log.genesis when the log is new; NULL = {} */
+    const char *audit_cert_pem;      /* the audit certificate, copied into extracts; NULL = none */
+    /* For tests: the wall clock in ms since the epoch; NULL = CLOCK_REALTIME. */
+    int64_t (*clock_ms)(void *arg);
+    void *clock_arg;
+    /*
+     * Called at open for each intent (an entry with outcome "intent") that no later entry
+     * completed: return 1 if its effect happened (the log gets "<action>.recovered"), 0 if not
+     * ("<action>.orphan"). NULL leaves open intents open (a warning is logged).
+     */
+    int (*reconcile)(void *arg, uint64_t seq, const char *action);
+    void *reconcile_arg;
 };
 
 /*
@@ -93,7 +107,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_append(struct hsmca_audit *a,
                                                   hsmca_audit_apply_fn apply, void *apply_arg,
                                                   struct hsmca_audit_receipt *out);
 
-/* Queue an append; done runs later on the writer thread. On a non-OK return done never runs. */
+/* Queue an append; done runs later on the writer thread. On a non-OK return done never runs.
+ * HSMCA_E_BUSY when 100000 items are already queued, HSMCA_E_AUDIT_CLOSED while closing,
+ * HSMCA_E_AUDIT_EVENT_INVALID / HSMCA_E_TOO_LARGE for a bad event (checked on the caller's
+ * thread, before anything is queued). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_submit(struct hsmca_audit *a,
                                                   const struct hsmca_audit_event *ev,
                                                   hsmca_audit_apply_fn apply, void *apply_arg,
@@ -101,12 +118,12 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_submit(struct hsmca_audit *a,
 
 /* A signed checkpoint (hsmca-checkpoint/v1 text and its DER ECDSA signature). */
 struct hsmca_audit_checkpoint {
-    uint64_t size;               /* entries covered: seq 1..size */
-    unsigned char head[32];      /* hash of line `size` */
-    unsigned char hash[32];      /* SHA-256 of text */
-    char *text;                  /* malloc'd, NUL-terminated */
+    uint64_t size;          /* entries covered: seq 1..size */
+    unsigned char head[32]; /* hash of line `size` */
+    unsigned char hash[32]; /* SHA-256 of text */
+    char *text;             /* malloc'd, NUL-terminated */
     size_t text_len;
-    unsigned char *sig;          /* malloc'd DER */
+    unsigned char *sig; /* malloc'd DER */
     size_t sig_len;
 };
 void hsmca_audit_checkpoint_clear(struct hsmca_audit_checkpoint *cp);
@@ -124,8 +141,13 @@ uint64_t hsmca_audit_size(struct hsmca_audit *a);
 
 /*
  * Write an extract of entries [from, to] (to = 0: up to the head, after a fresh checkpoint) as a
- * bundle directory dir (created; must not exist). approvers_json is the approver sets in force
- * (written as approvers.json; NULL = none). cert_pem is the audit certificate or public key PEM.
+ * bundle directory dir (created; must not exist). The range is widened to checkpoint boundaries:
+ * from down to one past the last checkpoint before it (the anchor), to up to the first
+ * checkpoint at or after it, so the bundle verifies on its own (docs/audit-extract.md).
+ * approvers_json is written as approvers.json; NULL = computed from the log (the original lines
+ * of the quorum.epoch entry in force at from). Returns HSMCA_E_AUDIT_RANGE, HSMCA_E_EXISTS,
+ * HSMCA_E_IO, store codes. It reads through the log's own store connection, which stalls the
+ * writer while it scans: for large ranges use hsmca_audit_extract_store with a read-only handle.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract(struct hsmca_audit *a, uint64_t from,
                                                    uint64_t to, const char *approvers_json,
@@ -136,11 +158,84 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract_tar(struct hsmca_audit *a, ui
                                                        uint64_t to, const char *approvers_json,
                                                        unsigned char **out, size_t *out_len);
 
+/*
+ * The same bundle straight from a store (read-only handle is enough; for `hsmca audit archive`).
+ * The audit public key comes from the store (saved at genesis); cert_pem may be NULL.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from,
+                                                         uint64_t to, const char *approvers_json,
+                                                         const char *cert_pem, const char *dir);
+
+/* One entry line as the scanner sees it (pointers borrowed from the line). */
+struct hsmca_audit_line {
+    uint64_t seq;
+    unsigned char prev[32];
+    const char *action; /* JSON string body, escapes not decoded */
+    size_t action_len;
+    const char *outcome;
+    size_t outcome_len;
+    const char *time;   /* AUDIT time, 24 chars */
+    const char *detail; /* the detail object's bytes */
+    size_t detail_len;
+};
+
+/*
+ * Scan line[0..len) (no newline): one JSON object with exactly the ten keys in sorted order,
+ * string values (seq a decimal number, detail an object), prev 64 lowercase hex, time
+ * YYYY-MM-DDTHH:MM:SS.mmmZ. Does not decode detail. HSMCA_E_AUDIT_CHAIN with why set otherwise.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_line_parse(const char *line, size_t len,
+                                                      struct hsmca_audit_line *out,
+                                                      const char **why);
+
+/* The fields of a checkpoint text (hsmca-checkpoint/v1). */
+struct hsmca_audit_cp_fields {
+    char origin[HSMCA_AUDIT_FIELD_MAX + 1];
+    uint64_t size;
+    unsigned char head[32];
+    char time[32];
+    unsigned char prev[32];
+    unsigned char key[32];
+};
+/* Parse exactly the seven LF-terminated lines. HSMCA_E_AUDIT_CHECKPOINT otherwise. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_checkpoint_parse(const char *text, size_t len,
+                                                            struct hsmca_audit_cp_fields *out);
+
+/* What hsmca_audit_verify_extract found. */
+struct hsmca_audit_verify_result {
+    uint64_t from, to;    /* entries in the extract */
+    uint64_t entries;     /* lines checked */
+    uint64_t checkpoints; /* checkpoint signatures checked (anchor included) */
+    uint64_t quorum_ops;  /* quorum.execute entries re-checked */
+    uint64_t bad_seq;     /* on failure: the first bad seq (0: not tied to one entry) */
+    char why[512];        /* on failure: the reason, one line */
+};
+
+struct hsmca_audit_verify_opts {
+    const char *previous_cp; /* path of a checkpoint text the auditor kept (NULL = none); its
+                              * signature is checked too if PATH.sig or the .txt->.sig exists */
+    /* called for each entry after its chain link is checked (for check-receipts) */
+    void (*on_entry)(void *arg, uint64_t seq, const unsigned char hash[32]);
+    void *arg;
+};
+
+/*
+ * Verify an extract directory offline: the chain line by line, every checkpoint signature, head
+ * and prev link, the anchor, the end covered by a checkpoint, consistency with opts->previous_cp
+ * (no rewrite, truncation or fork), every quorum.execute (threshold distinct enrolled approvers
+ * signed the exact request, requester not among them). HSMCA_OK if valid; otherwise the code of
+ * the first failure with out->bad_seq and out->why set. HSMCA_E_AUDIT_EXTRACT_INVALID for a
+ * missing or malformed file.
+ */
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts *opts,
+                           struct hsmca_audit_verify_result *out);
+
 /* Counters for /metrics. */
 struct hsmca_audit_stats {
-    uint64_t entries;     /* appended by this handle */
-    uint64_t commits;     /* group commits (fsync-backed) */
-    uint64_t checkpoints; /* signed */
+    uint64_t entries;       /* appended by this handle */
+    uint64_t commits;       /* group commits (fsync-backed) */
+    uint64_t checkpoints;   /* signed */
     uint64_t batch_hist[8]; /* batch sizes: 1, 2-3, 4-7, 8-15, 16-63, 64-255, 256-1023, 1024+ */
 };
 void hsmca_audit_stats(struct hsmca_audit *a, struct hsmca_audit_stats *out);

@@ -85,7 +85,20 @@ enum hsmca_err {
     HSMCA_E_MATTER_SELF_CHECK = 413,      /* a certificate just built failed validation */
     HSMCA_E_MATTER_KEY_MISMATCH = 414,    /* the token key is not the certificate's key */
     HSMCA_E_MATTER_EXPECTED_VIDPID = 415, /* the DAC's VID/PID differ from the device's report */
-    /* 500..599: audit log (audit.c) */
+    /* 500..549: audit log (audit.c) */
+    HSMCA_E_AUDIT_WRITE = 500,           /* the audit entry could not be made durable */
+    HSMCA_E_AUDIT_EVENT_INVALID = 501,   /* an event field is missing, too long or not UTF-8 */
+    HSMCA_E_AUDIT_CHAIN = 502,           /* the hash chain is broken (first bad seq named) */
+    HSMCA_E_AUDIT_ANCHOR = 503,          /* the token anchor and the store disagree */
+    HSMCA_E_AUDIT_CHECKPOINT_SIG = 504,  /* a checkpoint signature does not verify */
+    HSMCA_E_AUDIT_CHECKPOINT = 505,      /* a checkpoint is malformed or its head/prev is wrong */
+    HSMCA_E_AUDIT_EXTRACT_INVALID = 506, /* an extract bundle is missing files or malformed */
+    HSMCA_E_AUDIT_TRUNCATED = 507,       /* the log or extract ends before a checkpoint says */
+    HSMCA_E_AUDIT_FORK = 508,            /* the log does not extend a checkpoint the auditor kept */
+    HSMCA_E_AUDIT_QUORUM = 509,          /* a quorum operation lacks m valid distinct approvals */
+    HSMCA_E_AUDIT_CLOSED = 510,          /* the log is closing or has failed; nothing is accepted */
+    HSMCA_E_AUDIT_RECEIPT = 511,         /* a receipt is not in the log */
+    HSMCA_E_AUDIT_RANGE = 512,           /* an extract range outside 1..head */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
     HSMCA_E_SHAMIR_PARAMS = 600, /* threshold, share count or secret length out of bounds */
     HSMCA_E_SHAMIR_SHARES = 601, /* a share with x = 0, a duplicate x, or fewer than 2 shares */

@@ -52,6 +52,16 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_begin(struct hsmca_store *st);
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_commit(struct hsmca_store *st);
 void hsmca_store_rollback(struct hsmca_store *st);
 
+/*
+ * Savepoints inside a transaction begun with hsmca_store_begin (HSMCA_E_INVALID_ARG outside one):
+ * savepoint opens one, release keeps its changes (still subject to the commit), rollback undoes
+ * everything since the savepoint and closes it. They nest (the innermost is meant). The audit
+ * writer wraps each item of a group commit in one, so one failing item never takes its batch down.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_savepoint(struct hsmca_store *st);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_savepoint_release(struct hsmca_store *st);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_savepoint_rollback(struct hsmca_store *st);
+
 /* Small key/value settings (the `meta` table): key <= 64 bytes, value <= 4096 bytes. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_meta_set(struct hsmca_store *st, const char *key,
                                                     const char *value);

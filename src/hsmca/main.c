@@ -14,6 +14,8 @@
 #include "cli.h"
 
 static const struct cli_cmd cmds[] = {
+    {"audit", "verify audit extracts and receipts, archive ranges of the log", cmd_audit,
+     usage_audit},
     {"token", "inspect tokens and generate CA keys inside them", cmd_token, usage_token},
     {"verify", "judge a Matter DAC -> PAI -> PAA chain like a commissioner", cmd_verify,
      usage_verify},

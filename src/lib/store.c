@@ -17,7 +17,7 @@
 
 /*
  * The migrations, in order. Version n is reached by running migrations[0..n).
- * 1 core (meta), 2 CAs and certificates. The audit log and quorum tables come next. Append;
+ * 1 core (meta), 2 CAs and certificates, 3 the audit log. The quorum tables come next. Append;
  * never reorder or edit a released entry.
  */
 static const char *const migrations[] = {
@@ -64,6 +64,25 @@ static const char *const migrations[] = {
     "  this_update INTEGER NOT NULL,"
     "  next_update INTEGER NOT NULL,"
     "  der BLOB NOT NULL"
+    ") STRICT;",
+
+    /* 3: the audit log (store_audit.c): entries as exact line bytes, signed checkpoints, open
+     * intents (token side effects begun but not yet completed) */
+    "CREATE TABLE audit_entries ("
+    "  seq INTEGER PRIMARY KEY CHECK (seq >= 1),"
+    "  line BLOB NOT NULL CHECK (length(line) BETWEEN 2 AND 65536),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32)"
+    ") STRICT;"
+    "CREATE TABLE audit_checkpoints ("
+    "  size INTEGER PRIMARY KEY CHECK (size >= 1),"
+    "  text BLOB NOT NULL CHECK (length(text) <= 1024),"
+    "  sig BLOB NOT NULL CHECK (length(sig) <= 80),"
+    "  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+    "  head BLOB NOT NULL CHECK (length(head) = 32)"
+    ") STRICT;"
+    "CREATE TABLE audit_intents ("
+    "  seq INTEGER PRIMARY KEY REFERENCES audit_entries(seq),"
+    "  action TEXT NOT NULL CHECK (length(action) BETWEEN 1 AND 256)"
     ") STRICT;",
 };
 
@@ -382,6 +401,41 @@ hsmca_store_rollback(struct hsmca_store *st)
         (void)exec(st->db, "ROLLBACK", 0);
     st->in_txn = 0;
     pthread_mutex_unlock(&st->lock);
+}
+
+static enum hsmca_err
+in_txn_exec(struct hsmca_store *st, const char *sql)
+{
+    enum hsmca_err rc;
+
+    if (st == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    if (!st->in_txn) {
+        pthread_mutex_unlock(&st->lock);
+        return HSMCA_E_INVALID_ARG;
+    }
+    rc = exec(st->db, sql, 1);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_savepoint(struct hsmca_store *st)
+{
+    return in_txn_exec(st, "SAVEPOINT hsmca_item");
+}
+
+enum hsmca_err
+hsmca_store_savepoint_release(struct hsmca_store *st)
+{
+    return in_txn_exec(st, "RELEASE hsmca_item");
+}
+
+enum hsmca_err
+hsmca_store_savepoint_rollback(struct hsmca_store *st)
+{
+    return in_txn_exec(st, "ROLLBACK TO hsmca_item; RELEASE hsmca_item");
 }
 
 unsigned long

@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * store_audit.c -- SQL for the audit log (store_audit.h): entries, checkpoints, open intents.
+ * Stores line bytes exactly as given (BLOB, never re-encoded). Never commits and never deletes an
+ * entry or a checkpoint: the only writer is the audit writer thread, inside its transaction.
+ */
+#include "hsmca/store_audit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+enum hsmca_err
+hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, size_t len,
+                      const unsigned char hash[32])
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || line == NULL || hash == NULL || seq == 0 || seq > INT64_MAX)
+        return HSMCA_E_INVALID_ARG;
+    if (len > HSMCA_AUDIT_LINE_MAX)
+        return HSMCA_E_TOO_LARGE;
+    pthread_mutex_lock(&st->lock);
+    if (!st->in_txn) {
+        pthread_mutex_unlock(&st->lock);
+        return HSMCA_E_INVALID_ARG;
+    }
+    src =
+        hsmca_store_prepare(st, "INSERT INTO audit_entries(seq, line, hash) VALUES(?1,?2,?3)", &s);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_blob(s, 2, line, (int)len, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_blob(s, 3, hash, 32, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    rc = hsmca_store_rc(st->db, src, 1);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash[32])
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    int src;
+
+    if (st == NULL || seq == NULL || hash == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1",
+                              &s);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        const void *h = sqlite3_column_blob(s, 1);
+
+        if (h == NULL || sqlite3_column_bytes(s, 1) != 32) {
+            rc = HSMCA_E_STORE_READ;
+        } else {
+            *seq = (uint64_t)sqlite3_column_int64(s, 0);
+            memcpy(hash, h, 32);
+        }
+    } else if (src == SQLITE_DONE) {
+        *seq = 0;
+        memset(hash, 0, 32);
+    } else {
+        rc = hsmca_store_rc(st->db, src, 0);
+        if (rc == HSMCA_OK)
+            rc = HSMCA_E_STORE_READ;
+    }
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t *len,
+                      unsigned char hash[32])
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    int src;
+
+    if (st == NULL || line == NULL || len == NULL || hash == NULL || seq > INT64_MAX)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, "SELECT line, hash FROM audit_entries WHERE seq = ?1", &s);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        const void *l = sqlite3_column_blob(s, 0);
+        int n = sqlite3_column_bytes(s, 0);
+        const void *h = sqlite3_column_blob(s, 1);
+        char *copy;
+
+        if (h == NULL || sqlite3_column_bytes(s, 1) != 32 || n < 0) {
+            rc = HSMCA_E_STORE_READ;
+            goto out;
+        }
+        copy = malloc((size_t)n + 1);
+        if (copy == NULL) {
+            rc = HSMCA_E_NOMEM;
+            goto out;
+        }
+        if (n > 0)
+            memcpy(copy, l, (size_t)n);
+        copy[n] = '\0';
+        memcpy(hash, h, 32);
+        *line = copy;
+        *len = (size_t)n;
+    } else if (src == SQLITE_DONE) {
+        rc = HSMCA_E_NOT_FOUND;
+    } else {
+        rc = hsmca_store_rc(st->db, src, 0);
+        if (rc == HSMCA_OK)
+            rc = HSMCA_E_STORE_READ;
+    }
+out:
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_audit_scan(struct hsmca_store *st, uint64_t from, uint64_t to,
+                       hsmca_store_audit_line_fn fn, void *arg)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    int src;
+
+    if (st == NULL || fn == NULL || from > INT64_MAX || to > INT64_MAX)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src =
+        hsmca_store_prepare(st,
+                            "SELECT seq, line, hash FROM audit_entries WHERE seq BETWEEN ?1 AND ?2 "
+                            "ORDER BY seq",
+                            &s);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)from);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 2, (sqlite3_int64)to);
+    if (src != SQLITE_OK) {
+        rc = hsmca_store_rc(st->db, src, 0);
+        goto out;
+    }
+    for (;;) {
+        const void *l, *h;
+        int n;
+
+        src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = hsmca_store_rc(st->db, src, 0);
+            if (rc == HSMCA_OK)
+                rc = HSMCA_E_STORE_READ;
+            goto out;
+        }
+        l = sqlite3_column_blob(s, 1);
+        n = sqlite3_column_bytes(s, 1);
+        h = sqlite3_column_blob(s, 2);
+        if (l == NULL || h == NULL || sqlite3_column_bytes(s, 2) != 32 || n <= 0) {
+            rc = HSMCA_E_STORE_READ;
+            goto out;
+        }
+        rc = fn(arg, (uint64_t)sqlite3_column_int64(s, 0), l, (size_t)n, h);
+        if (rc != HSMCA_OK)
+            goto out;
+    }
+out:
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkpoint *cp)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || cp == NULL || cp->text == NULL || cp->sig == NULL || cp->size == 0 ||
+        cp->size > INT64_MAX || cp->text_len > 1024 || cp->sig_len > 80)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    if (!st->in_txn) {
+        pthread_mutex_unlock(&st->lock);
+        return HSMCA_E_INVALID_ARG;
+    }
+    src = hsmca_store_prepare(st,
+                              "INSERT INTO audit_checkpoints(size, text, sig, hash, head) "
+                              "VALUES(?1,?2,?3,?4,?5)",
+                              &s);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)cp->size);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_blob(s, 2, cp->text, (int)cp->text_len, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_blob(s, 3, cp->sig, (int)cp->sig_len, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_blob(s, 4, cp->hash, 32, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_blob(s, 5, cp->head, 32, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    rc = hsmca_store_rc(st->db, src, 1);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+static enum hsmca_err
+cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
+         struct hsmca_audit_checkpoint *out)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    int src;
+
+    if (st == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (bound > INT64_MAX)
+        bound = INT64_MAX;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, sql, &s);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)bound);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        struct hsmca_audit_checkpoint cp;
+        const void *text = sqlite3_column_blob(s, 1), *sig = sqlite3_column_blob(s, 2);
+        const void *hash = sqlite3_column_blob(s, 3), *head = sqlite3_column_blob(s, 4);
+        int tl = sqlite3_column_bytes(s, 1), sl = sqlite3_column_bytes(s, 2);
+
+        memset(&cp, 0, sizeof(cp));
+        if (text == NULL || sig == NULL || hash == NULL || head == NULL ||
+            sqlite3_column_bytes(s, 3) != 32 || sqlite3_column_bytes(s, 4) != 32 || tl <= 0 ||
+            sl <= 0) {
+            rc = HSMCA_E_STORE_READ;
+            goto out;
+        }
+        cp.size = (uint64_t)sqlite3_column_int64(s, 0);
+        cp.text = malloc((size_t)tl + 1);
+        cp.sig = malloc((size_t)sl);
+        if (cp.text == NULL || cp.sig == NULL) {
+            free(cp.text);
+            free(cp.sig);
+            rc = HSMCA_E_NOMEM;
+            goto out;
+        }
+        memcpy(cp.text, text, (size_t)tl);
+        cp.text[tl] = '\0';
+        cp.text_len = (size_t)tl;
+        memcpy(cp.sig, sig, (size_t)sl);
+        cp.sig_len = (size_t)sl;
+        memcpy(cp.hash, hash, 32);
+        memcpy(cp.head, head, 32);
+        *out = cp;
+    } else if (src == SQLITE_DONE) {
+        rc = HSMCA_E_NOT_FOUND;
+    } else {
+        rc = hsmca_store_rc(st->db, src, 0);
+        if (rc == HSMCA_OK)
+            rc = HSMCA_E_STORE_READ;
+    }
+out:
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_audit_cp_at_most(struct hsmca_store *st, uint64_t max_size,
+                             struct hsmca_audit_checkpoint *out)
+{
+    return cp_query(st,
+                    "SELECT size, text, sig, hash, head FROM audit_checkpoints WHERE size <= ?1 "
+                    "ORDER BY size DESC LIMIT 1",
+                    max_size, out);
+}
+
+enum hsmca_err
+hsmca_store_audit_cp_at_least(struct hsmca_store *st, uint64_t min_size,
+                              struct hsmca_audit_checkpoint *out)
+{
+    return cp_query(st,
+                    "SELECT size, text, sig, hash, head FROM audit_checkpoints WHERE size >= ?1 "
+                    "ORDER BY size ASC LIMIT 1",
+                    min_size, out);
+}
+
+enum hsmca_err
+hsmca_store_audit_intent_open(struct hsmca_store *st, uint64_t seq, const char *action)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || action == NULL || seq == 0 || seq > INT64_MAX)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, "INSERT INTO audit_intents(seq, action) VALUES(?1, ?2)", &s);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_text(s, 2, action, -1, SQLITE_STATIC);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    rc = hsmca_store_rc(st->db, src, 1);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_audit_intent_close(struct hsmca_store *st, uint64_t seq)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || seq == 0 || seq > INT64_MAX)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, "DELETE FROM audit_intents WHERE seq = ?1", &s);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    rc = hsmca_store_rc(st->db, src, 1);
+    if (rc == HSMCA_OK && sqlite3_changes(st->db) != 1)
+        rc = HSMCA_E_NOT_FOUND;
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_intent *out, size_t max,
+                          size_t *n)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    size_t k = 0;
+    int src;
+
+    if (st == NULL || n == NULL || (out == NULL && max > 0))
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, "SELECT seq, action FROM audit_intents ORDER BY seq", &s);
+    if (src != SQLITE_OK) {
+        rc = hsmca_store_rc(st->db, src, 0);
+        goto out;
+    }
+    while (k < max) {
+        const unsigned char *t;
+        size_t tl;
+
+        src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = hsmca_store_rc(st->db, src, 0);
+            if (rc == HSMCA_OK)
+                rc = HSMCA_E_STORE_READ;
+            goto out;
+        }
+        out[k].seq = (uint64_t)sqlite3_column_int64(s, 0);
+        t = sqlite3_column_text(s, 1);
+        tl = t != NULL ? (size_t)sqlite3_column_bytes(s, 1) : 0;
+        if (tl > HSMCA_AUDIT_FIELD_MAX)
+            tl = HSMCA_AUDIT_FIELD_MAX;
+        if (tl > 0)
+            memcpy(out[k].action, t, tl);
+        out[k].action[tl] = '\0';
+        k++;
+    }
+    *n = k;
+out:
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}

@@ -33,7 +33,8 @@ void hsmca_csr_free(struct hsmca_csr *csr);
 
 /* The request's public key (borrowed until hsmca_csr_free). */
 EVP_PKEY *hsmca_csr_pubkey(const struct hsmca_csr *csr);
-/* The parsed request (borrowed until hsmca_csr_free). */
+/* The request's subject and key as an X509_REQ (borrowed until hsmca_csr_free); its attributes
+ * and signature are not kept (the checked request is hsmca_csr_der). */
 X509_REQ *hsmca_csr_req(const struct hsmca_csr *csr);
 /* The exact DER of the request (borrowed), and its SHA-256. */
 const unsigned char *hsmca_csr_der(const struct hsmca_csr *csr, size_t *len_out);

@@ -107,7 +107,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_append(struct hsmca_audit *a,
                                                   hsmca_audit_apply_fn apply, void *apply_arg,
                                                   struct hsmca_audit_receipt *out);
 
-/* Queue an append; done runs later on the writer thread. On a non-OK return done never runs. */
+/* Queue an append; done runs later on the writer thread. On a non-OK return done never runs.
+ * HSMCA_E_BUSY when 100000 items are already queued, HSMCA_E_AUDIT_CLOSED while closing,
+ * HSMCA_E_AUDIT_EVENT_INVALID / HSMCA_E_TOO_LARGE for a bad event (checked on the caller's
+ * thread, before anything is queued). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_submit(struct hsmca_audit *a,
                                                   const struct hsmca_audit_event *ev,
                                                   hsmca_audit_apply_fn apply, void *apply_arg,
@@ -143,7 +146,8 @@ uint64_t hsmca_audit_size(struct hsmca_audit *a);
  * checkpoint at or after it, so the bundle verifies on its own (docs/audit-extract.md).
  * approvers_json is written as approvers.json; NULL = computed from the log (the original lines
  * of the quorum.epoch entry in force at from). Returns HSMCA_E_AUDIT_RANGE, HSMCA_E_EXISTS,
- * HSMCA_E_IO, store codes.
+ * HSMCA_E_IO, store codes. It reads through the log's own store connection, which stalls the
+ * writer while it scans: for large ranges use hsmca_audit_extract_store with a read-only handle.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract(struct hsmca_audit *a, uint64_t from,
                                                    uint64_t to, const char *approvers_json,

@@ -33,9 +33,9 @@ void hsmca_csr_free(struct hsmca_csr *csr);
 
 /* The request's public key (borrowed until hsmca_csr_free). */
 EVP_PKEY *hsmca_csr_pubkey(const struct hsmca_csr *csr);
-/* The request's subject and key as an X509_REQ (borrowed until hsmca_csr_free); its attributes
- * and signature are not kept (the checked request is hsmca_csr_der). */
-X509_REQ *hsmca_csr_req(const struct hsmca_csr *csr);
+/* The request's subject name, and its SubjectPublicKeyInfo exactly as encoded (borrowed). */
+const X509_NAME *hsmca_csr_subject(const struct hsmca_csr *csr);
+const X509_PUBKEY *hsmca_csr_x509_pubkey(const struct hsmca_csr *csr);
 /* The exact DER of the request (borrowed), and its SHA-256. */
 const unsigned char *hsmca_csr_der(const struct hsmca_csr *csr, size_t *len_out);
 const unsigned char *hsmca_csr_sha256(const struct hsmca_csr *csr);

@@ -100,6 +100,11 @@ enum hsmca_err {
     HSMCA_E_AUDIT_RECEIPT = 511,         /* a receipt is not in the log */
     HSMCA_E_AUDIT_RANGE = 512,           /* an extract range outside 1..head */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
+    HSMCA_E_SHAMIR_PARAMS = 600, /* threshold, share count or secret length out of bounds */
+    HSMCA_E_SHAMIR_SHARES = 601, /* a share with x = 0, a duplicate x, or fewer than 2 shares */
+    HSMCA_E_SEAL_FORMAT = 610,   /* a sealed share has the wrong length, version or point */
+    HSMCA_E_SEAL_AUTH = 611,     /* a sealed share fails authentication (key, data or tampering) */
+    HSMCA_E_SEAL_KEY = 612,      /* the recipient key is not a P-256 key */
     /* 700..799: daemon, HTTP, config (config.c, src/hsmcad) */
     /* 750..779 of it: DAC issuance (issue.c) */
     HSMCA_E_ISSUE_CA_INACTIVE = 750,          /* the CA has no open issuance window */

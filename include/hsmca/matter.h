@@ -171,8 +171,13 @@ void hsmca_matter_issuer_free(struct hsmca_matter_issuer *is);
 X509 *hsmca_matter_issuer_pai(const struct hsmca_matter_issuer *is);
 struct hsmca_matter_vidpid hsmca_matter_issuer_scope(const struct hsmca_matter_issuer *is);
 
+/* How many DAC templates (one per PID, at most 8) the issuer has made (tests and metrics). */
+unsigned hsmca_matter_issuer_templates(const struct hsmca_matter_issuer *is);
+
 /* Flags of hsmca_matter_dac_build. */
 #define HSMCA_MATTER_VERIFY_SIGNATURE 0x1u /* re-verify the DAC signature with the PAI key */
+#define HSMCA_MATTER_FULL_BUILD 0x2u       /* build through X509 objects, not the template */
+#define HSMCA_MATTER_SERIAL_IN 0x4u        /* use serial_out's 16 bytes as the serial */
 
 /* One DAC request. pid_given = 0 means "the PAI's PID" (refused if the PAI has none). */
 struct hsmca_matter_dac_request {
@@ -185,10 +190,14 @@ struct hsmca_matter_dac_request {
 /*
  * Build and sign one DAC: subject from the profile and the PAI scope (never from the CSR),
  * VID from the PAI, PID from the request and the PAI scope, key from the CSR, serial of 16 random
- * bytes written to serial_out. Signs with the issuer's token key (the one ECDSA in the token),
- * then always re-checks the result with the format and chain rules except signatures; flags
- * HSMCA_MATTER_VERIFY_SIGNATURE adds the signature check against the PAI key. On HSMCA_OK
- * *der_out (caller frees with OPENSSL_free) holds the DER of *der_len bytes. Returns
+ * bytes written to serial_out (or, with HSMCA_MATTER_SERIAL_IN, taken from it). Signs with the
+ * issuer's token key (the one ECDSA in the token). The first DAC per PID is built through X509
+ * objects, signed, and checked by the full validator (format, VID/PID, links, signature); it
+ * becomes the PID's template, and later DACs patch a copy of its TBS (serial, validity, key,
+ * SKID), each patched field checked where it is made. HSMCA_MATTER_FULL_BUILD builds through X509
+ * objects and re-checks the result with the format and chain rules every time;
+ * HSMCA_MATTER_VERIFY_SIGNATURE adds the signature check against the PAI key on either path. On
+ * HSMCA_OK *der_out (caller frees with OPENSSL_free) holds the DER of *der_len bytes. Returns
  * HSMCA_E_MATTER_SCOPE (CSR VID/PID outside the PAI scope, missing or mismatched PID),
  * HSMCA_E_MATTER_ISSUER_VALIDITY, HSMCA_E_SIGN_FAILED, HSMCA_E_MATTER_SELF_CHECK, HSMCA_E_RANDOM,
  * HSMCA_E_INVALID_ARG, HSMCA_E_NOMEM. Thread-safe.

@@ -37,4 +37,14 @@ void hsmca_hex_encode(const unsigned char *in, size_t len, char *out, size_t out
 HSMCA_MUSTCHECK enum hsmca_err hsmca_read_file(const char *path, size_t max,
                                                unsigned char **buf_out, size_t *len_out);
 
+/*
+ * A strict DER reader for small fixed-shape structures (CSRs, certificates hsmca builds): reads
+ * one element of tag `tag` (low tag numbers only) with a minimal definite length of at most two
+ * length bytes from [*p, end). On success returns 1, sets v/vlen to its contents, tlv/tlv_len
+ * (if tlv is non-NULL) to the whole element, and advances *p past it; returns 0 otherwise.
+ */
+int hsmca_der_next(const unsigned char **p, const unsigned char *end, unsigned char tag,
+                   const unsigned char **v, size_t *vlen, const unsigned char **tlv,
+                   size_t *tlv_len);
+
 #endif

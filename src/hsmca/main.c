@@ -14,6 +14,8 @@
 #include "cli.h"
 
 static const struct cli_cmd cmds[] = {
+    {"audit", "verify audit extracts and receipts, archive ranges of the log", cmd_audit,
+     usage_audit},
     {"issue", "issue one DAC from a CSR through hsmcad (or dry-run it)", cmd_issue, usage_issue},
     {"issue-batch", "issue DACs for a directory of CSRs through hsmcad, resumably", cmd_issue_batch,
      usage_issue_batch},

@@ -560,9 +560,11 @@ run_batch(struct hsmca_audit *a, struct item **items, size_t n)
         a->last_ms = ms0;
         return;
     }
+    pthread_mutex_lock(&a->lock);
     a->stats.commits++;
     a->stats.entries += ok;
     hist_add(a, n);
+    pthread_mutex_unlock(&a->lock);
 }
 
 /* ---- checkpoints and the anchor ---- */
@@ -630,8 +632,10 @@ make_checkpoint(struct hsmca_audit *a)
                   (unsigned long long)a->size, hsmca_err_code(rc));
         return HSMCA_E_AUDIT_WRITE;
     }
+    pthread_mutex_lock(&a->lock);
     a->stats.commits++;
     a->stats.checkpoints++;
+    pthread_mutex_unlock(&a->lock);
     /* the store holds it durably first, then the anchor moves: a crash in between leaves the
      * anchor behind the store, which open accepts (never ahead of it) */
     rc = write_anchor(a, &cp);
@@ -1351,10 +1355,6 @@ hsmca_audit_close(struct hsmca_audit *a)
     audit_free(a);
     return rc;
 }
-
-/* For audit_extract.c: the store, cert and a fresh checkpoint. */
-struct hsmca_store *audit_store(struct hsmca_audit *a);
-const char *audit_cert(struct hsmca_audit *a);
 
 struct hsmca_store *
 audit_store(struct hsmca_audit *a)

@@ -27,4 +27,8 @@ HSMCA_MUSTCHECK enum hsmca_err audit_key_id(EVP_PKEY *pub, unsigned char out[32]
 HSMCA_MUSTCHECK enum hsmca_err audit_sig_verify(EVP_PKEY *pub, const void *data, size_t len,
                                                 const unsigned char *sig, size_t sig_len);
 
+/* audit.c, for audit_extract.c: the handle's store and audit certificate (borrowed). */
+struct hsmca_store *audit_store(struct hsmca_audit *a);
+const char *audit_cert(struct hsmca_audit *a);
+
 #endif

@@ -145,6 +145,16 @@ static const struct row rows[] = {
     {HSMCA_E_AUDIT_RANGE, "audit-range-invalid", 400,
      "The extract range lies outside 1..head of the audit log"},
 
+    {HSMCA_E_SHAMIR_PARAMS, "shamir-params", 400,
+     "Secret sharing needs 2 <= m <= n <= 32 and a secret of 1..64 bytes"},
+    {HSMCA_E_SHAMIR_SHARES, "shamir-shares", 400,
+     "The shares cannot be combined: give at least 2 with distinct, non-zero indexes"},
+    {HSMCA_E_SEAL_FORMAT, "seal-format", 400,
+     "Not a sealed share: wrong length, version or ephemeral point"},
+    {HSMCA_E_SEAL_AUTH, "seal-auth-failed", 400,
+     "The sealed share does not open with this key and context: wrong key, data or tampered"},
+    {HSMCA_E_SEAL_KEY, "seal-key-type", 400, "The recipient key for sealing must be a P-256 key"},
+
     {HSMCA_E_ISSUE_CA_INACTIVE, "ca-inactive", 409,
      "The CA is not active for issuance; a quorum must activate it"},
     {HSMCA_E_ISSUE_WINDOW_EXHAUSTED, "window-exhausted", 409,

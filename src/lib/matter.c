@@ -8,6 +8,7 @@
  */
 #include "hsmca/matter.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,24 @@
 static const unsigned char oid_vid[] = {0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0xA2, 0x7C, 0x02, 0x01};
 static const unsigned char oid_pid[] = {0x2B, 0x06, 0x01, 0x04, 0x01, 0x82, 0xA2, 0x7C, 0x02, 0x02};
 
+/*
+ * A DAC template: the exact TBSCertificate of one DAC for a given PID, and where in it the fields
+ * that differ between DACs sit (serial, validity, key, SKID). Made by the full builder and checked
+ * by the full validator (signature included) once, then only copied and patched (see
+ * dac_build_fast).
+ */
+struct dac_template {
+    uint16_t pid;
+    unsigned char tbs[HSMCA_MATTER_CERT_MAX];
+    size_t tbs_len;
+    size_t off_serial, off_key, off_skid;
+    size_t off_nb, off_na;        /* contents of notBefore / notAfter */
+    unsigned char nb_tag, na_tag; /* 0x17 UTCTime or 0x18 GeneralizedTime */
+    size_t nb_len, na_len;        /* content lengths */
+};
+
+#define DAC_TEMPLATES 8
+
 struct hsmca_matter_issuer {
     struct hsmca_profile profile; /* DAC profile (copied) */
     X509 *pai;                    /* up-ref'd */
@@ -42,7 +61,15 @@ struct hsmca_matter_issuer {
     struct hsmca_matter_vidpid scope;
     time_t pai_not_before, pai_not_after, paa_not_before, paa_not_after;
     int pai_no_after, paa_no_after;
+    /* DAC templates, made on first use of each PID; entries never change once published */
+    pthread_mutex_t tlock;
+    struct dac_template *tmpl[DAC_TEMPLATES];
+    unsigned ntmpl;
+    X509_PUBKEY *marker_key; /* a random key whose point and SKID mark their place in a template */
+    unsigned char marker_skid[SKID_LEN];
 };
+
+static enum hsmca_err make_marker(struct hsmca_matter_issuer *is);
 
 /* ---------------------------------------------------------------- verdicts */
 
@@ -1056,6 +1083,10 @@ hsmca_matter_issuer_free(struct hsmca_matter_issuer *is)
     X509_NAME_free(is->issuer);
     ASN1_OBJECT_free(is->vid_obj);
     ASN1_OBJECT_free(is->pid_obj);
+    X509_PUBKEY_free(is->marker_key);
+    for (unsigned i = 0; i < is->ntmpl; i++)
+        free(is->tmpl[i]);
+    pthread_mutex_destroy(&is->tlock);
     free(is);
 }
 
@@ -1076,6 +1107,7 @@ hsmca_matter_issuer_new(const struct hsmca_profile *dac_profile, X509 *pai, X509
     is = calloc(1, sizeof(*is));
     if (is == NULL)
         goto out;
+    pthread_mutex_init(&is->tlock, NULL);
     rc = check_format(pai, HSMCA_PROFILE_PAI, &v, &is->scope);
     if (rc != HSMCA_OK)
         goto out;
@@ -1116,6 +1148,9 @@ hsmca_matter_issuer_new(const struct hsmca_profile *dac_profile, X509 *pai, X509
     (void)X509_get_extension_flags(paa);
     (void)X509_get0_pubkey(paa);
     if (is->pai_pub == NULL)
+        goto out;
+    rc = make_marker(is);
+    if (rc != HSMCA_OK)
         goto out;
     *out = is;
     is = NULL;
@@ -1177,8 +1212,8 @@ add_problem(struct plan *pl, const char *rule, enum hsmca_err code, const char *
 
 /* Every rule of the request itself (scope and validity; the CSR's own checks are csr.c's). */
 static void
-plan_dac(const struct hsmca_matter_issuer *is, X509_REQ *req, int pid_given, uint16_t pid,
-         time_t now, struct plan *pl)
+plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int pid_given,
+         uint16_t pid, time_t now, struct plan *pl)
 {
     time_t nb = now - (time_t)is->profile.backdate;
     ASN1_TIME *t = NULL;
@@ -1203,7 +1238,7 @@ plan_dac(const struct hsmca_matter_issuer *is, X509_REQ *req, int pid_given, uin
     }
     /* C4: the DAC key is copied as encoded, so it must already be a 65-byte uncompressed point */
     if (req != NULL) {
-        if (raw_p256(X509_REQ_get_X509_PUBKEY(req), NULL) != 1)
+        if (raw_p256(hsmca_csr_x509_pubkey(req), NULL) != 1)
             add_problem(pl, "C4", HSMCA_E_CSR_POINT_FORMAT,
                         "the CSR's P-256 key is not an uncompressed 65-byte point");
         else
@@ -1214,7 +1249,7 @@ plan_dac(const struct hsmca_matter_issuer *is, X509_REQ *req, int pid_given, uin
         X509 *fake = X509_new();
         struct hsmca_matter_vidpid cvp;
 
-        if (fake == NULL || X509_set_subject_name(fake, X509_REQ_get_subject_name(req)) != 1) {
+        if (fake == NULL || X509_set_subject_name(fake, hsmca_csr_subject(req)) != 1) {
             add_problem(pl, "internal", HSMCA_E_NOMEM, "out of memory");
         } else if (hsmca_matter_get_vidpid(fake, &cvp, NULL) != HSMCA_OK) {
             add_problem(pl, "csr-vidpid", HSMCA_E_MATTER_SCOPE,
@@ -1282,6 +1317,294 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------------------- DAC templates (hot path) */
+
+/*
+ * Why templates: building a DAC through OpenSSL's X509 objects costs more than the token's
+ * signature (names and extensions are copied, the TBS is encoded twice), and the result could not
+ * be re-parsed for checking without OpenSSL 3.0 decoding its key again (about 250 us). Every DAC of
+ * one PAI and PID has the same bytes but for five fields, so the first one per PID is built by the
+ * full builder, signed in the token, and checked by the full validator (format, VID/PID, links,
+ * signature); later DACs copy its TBSCertificate and patch serial, validity, key and SKID. Each
+ * patched field is checked where it is made (plan_dac: key format and validity window; the serial
+ * rule; the size limit), and a unit test shows a patched DAC equals, byte for byte, the one the
+ * full builder makes from the same inputs.
+ */
+
+static enum hsmca_err
+make_marker(struct hsmca_matter_issuer *is)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    unsigned char pt[65], *copy;
+    size_t ptlen = 0;
+    enum hsmca_err rc = HSMCA_E_NOMEM;
+
+    if (k == NULL ||
+        EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt), &ptlen) != 1 ||
+        ptlen != 65 || pt[0] != 0x04)
+        goto out;
+    is->marker_key = X509_PUBKEY_new();
+    copy = OPENSSL_memdup(pt, 65);
+    if (is->marker_key == NULL || copy == NULL ||
+        X509_PUBKEY_set0_param(is->marker_key, OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
+                               OBJ_nid2obj(NID_X9_62_prime256v1), copy, 65) != 1) {
+        OPENSSL_free(copy);
+        goto out;
+    }
+    SHA1(pt, 65, is->marker_skid);
+    rc = HSMCA_OK;
+out:
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+/* The unique position of needle in hay, or 0 when it is absent or appears twice. */
+static size_t
+unique_at(const unsigned char *hay, size_t hay_len, const unsigned char *needle, size_t n)
+{
+    const unsigned char *a = memmem(hay, hay_len, needle, n), *b;
+
+    if (a == NULL)
+        return 0;
+    b = memmem(a + 1, hay_len - (size_t)(a + 1 - hay), needle, n);
+    return b == NULL ? (size_t)(a - hay) : 0;
+}
+
+/* Locate the variable fields of a signed DAC's TBSCertificate (see struct dac_template). */
+static int
+template_offsets(struct dac_template *t, const unsigned char *marker_pt,
+                 const unsigned char *marker_skid)
+{
+    const unsigned char *p = t->tbs, *end = t->tbs + t->tbs_len, *v, *q, *tv;
+    size_t vlen, tvlen;
+
+    if (!hsmca_der_next(&p, end, 0x30, &v, &vlen, NULL, NULL) || p != end)
+        return 0;
+    p = v;
+    end = v + vlen;
+    if (!hsmca_der_next(&p, end, 0xa0, &v, &vlen, NULL, NULL) || /* version */
+        !hsmca_der_next(&p, end, 0x02, &v, &vlen, NULL, NULL) || vlen != HSMCA_MATTER_SERIAL_LEN)
+        return 0;
+    t->off_serial = (size_t)(v - t->tbs);
+    if (!hsmca_der_next(&p, end, 0x30, &v, &vlen, NULL, NULL) || /* signature algorithm */
+        !hsmca_der_next(&p, end, 0x30, &v, &vlen, NULL, NULL) || /* issuer */
+        !hsmca_der_next(&p, end, 0x30, &v, &vlen, NULL, NULL))   /* validity */
+        return 0;
+    q = v;
+    if (q >= v + vlen)
+        return 0;
+    t->nb_tag = q[0];
+    if (!hsmca_der_next(&q, v + vlen, t->nb_tag, &tv, &tvlen, NULL, NULL))
+        return 0;
+    t->off_nb = (size_t)(tv - t->tbs);
+    t->nb_len = tvlen;
+    if (q >= v + vlen)
+        return 0;
+    t->na_tag = q[0];
+    if (!hsmca_der_next(&q, v + vlen, t->na_tag, &tv, &tvlen, NULL, NULL) || q != v + vlen)
+        return 0;
+    t->off_na = (size_t)(tv - t->tbs);
+    t->na_len = tvlen;
+    t->off_key = unique_at(t->tbs, t->tbs_len, marker_pt, 65);
+    t->off_skid = unique_at(t->tbs, t->tbs_len, marker_skid, SKID_LEN);
+    return t->off_key != 0 && t->off_skid != 0 && t->off_serial != 0;
+}
+
+/* Make, fully check and publish the template for pid; NULL if it cannot be made. */
+static const struct dac_template *
+make_template(struct hsmca_matter_issuer *is, uint16_t pid, time_t now)
+{
+    static const unsigned char marker_serial[HSMCA_MATTER_SERIAL_LEN] = {
+        0x5a, 0xc3, 0x11, 0x7e, 0x42, 0x99, 0x0d, 0x63,
+        0xa5, 0x3c, 0x71, 0x18, 0xe4, 0x2f, 0x86, 0x0b};
+    struct dac_template *t = NULL;
+    struct hsmca_matter_verdict v;
+    struct hsmca_matter_vidpid dvp;
+    const unsigned char *pt = NULL;
+    unsigned char *tbs = NULL;
+    X509 *x = NULL;
+    int n;
+
+    if (raw_p256(is->marker_key, &pt) != 1 ||
+        dac_tbs(is, is->marker_key, pid, now, marker_serial, &x) != HSMCA_OK)
+        goto out;
+    if (X509_sign(x, is->priv, EVP_sha256()) <= 0)
+        goto out;
+    /* the full validator, signature included, on the template DAC */
+    if (check_format(x, HSMCA_PROFILE_DAC, &v, &dvp) != HSMCA_OK || !dvp.has_vid || !dvp.has_pid ||
+        dvp.vid != is->scope.vid || dvp.pid != pid ||
+        check_links(x, is->pai, is->paa, 1, &v) != HSMCA_OK)
+        goto out;
+    n = i2d_re_X509_tbs(x, &tbs);
+    t = calloc(1, sizeof(*t));
+    if (n <= 0 || t == NULL || (size_t)n > sizeof(t->tbs))
+        goto fail;
+    memcpy(t->tbs, tbs, (size_t)n);
+    t->tbs_len = (size_t)n;
+    t->pid = pid;
+    if (!template_offsets(t, pt, is->marker_skid) ||
+        memcmp(t->tbs + t->off_serial, marker_serial, sizeof(marker_serial)) != 0)
+        goto fail;
+    goto out;
+fail:
+    free(t);
+    t = NULL;
+out:
+    OPENSSL_free(tbs);
+    X509_free(x);
+    return t;
+}
+
+/* The template for pid, made on first use; NULL when none can be made (the caller goes slow). */
+static const struct dac_template *
+template_for(const struct hsmca_matter_issuer *cis, uint16_t pid, time_t now)
+{
+    struct hsmca_matter_issuer *is = (struct hsmca_matter_issuer *)cis; /* the cache only */
+    const struct dac_template *t = NULL;
+
+    pthread_mutex_lock(&is->tlock);
+    for (unsigned i = 0; i < is->ntmpl && t == NULL; i++) {
+        if (is->tmpl[i]->pid == pid)
+            t = is->tmpl[i];
+    }
+    if (t == NULL && is->ntmpl < DAC_TEMPLATES) {
+        struct dac_template *m = (struct dac_template *)make_template(is, pid, now);
+
+        if (m != NULL)
+            is->tmpl[is->ntmpl++] = m;
+        t = m;
+    }
+    pthread_mutex_unlock(&is->tlock);
+    return t;
+}
+
+unsigned
+hsmca_matter_issuer_templates(const struct hsmca_matter_issuer *cis)
+{
+    struct hsmca_matter_issuer *is = (struct hsmca_matter_issuer *)cis;
+    unsigned n;
+
+    if (is == NULL)
+        return 0;
+    pthread_mutex_lock(&is->tlock);
+    n = is->ntmpl;
+    pthread_mutex_unlock(&is->tlock);
+    return n;
+}
+
+/* Encode t (UTC) as the same ASN.1 time type X509_time_adj_ex picks; 0 if not tag/len. */
+static int
+time_bytes(time_t when, int days, unsigned char tag, size_t len, unsigned char *out)
+{
+    ASN1_TIME *a = X509_time_adj_ex(NULL, days, days ? -1 : 0, &when);
+    int ok = a != NULL &&
+             (unsigned char)(ASN1_STRING_type(a) == V_ASN1_UTCTIME ? 0x17 : 0x18) == tag &&
+             (size_t)ASN1_STRING_length(a) == len;
+
+    if (ok)
+        memcpy(out, ASN1_STRING_get0_data(a), len);
+    ASN1_TIME_free(a);
+    return ok;
+}
+
+/* DER length bytes (minimal) of n into out; returns how many. n < 65536. */
+static size_t
+der_len_bytes(size_t n, unsigned char *out)
+{
+    if (n < 0x80) {
+        out[0] = (unsigned char)n;
+        return 1;
+    }
+    if (n < 0x100) {
+        out[0] = 0x81;
+        out[1] = (unsigned char)n;
+        return 2;
+    }
+    out[0] = 0x82;
+    out[1] = (unsigned char)(n >> 8);
+    out[2] = (unsigned char)n;
+    return 3;
+}
+
+/*
+ * The hot path: copy the template, patch the five fields, sign the digest in the token, wrap.
+ * Returns HSMCA_E_NOT_FOUND when this request needs the full builder (no template, or validity
+ * times whose ASN.1 type differs from the template's).
+ */
+static enum hsmca_err
+dac_build_fast(const struct hsmca_matter_issuer *is, const struct plan *pl,
+               const struct hsmca_csr *csr, time_t now, const unsigned char *serial, unsigned flags,
+               unsigned char **der_out, size_t *der_len)
+{
+    static const unsigned char sigalg[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                           0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+    const struct dac_template *t = template_for(is, pl->pid, now);
+    unsigned char tbs[HSMCA_MATTER_CERT_MAX], dgst[32], sig[HSMCA_ECDSA_P256_DER_MAX + 8];
+    const unsigned char *pt = NULL;
+    time_t nb = now - (time_t)is->profile.backdate;
+    size_t siglen = sizeof(sig), body, total, o = 0;
+    unsigned char hdr[4], *der;
+    EVP_PKEY_CTX *ctx = NULL;
+    enum hsmca_err rc;
+
+    if (t == NULL)
+        return HSMCA_E_NOT_FOUND;
+    memcpy(tbs, t->tbs, t->tbs_len);
+    if (!time_bytes(nb, 0, t->nb_tag, t->nb_len, tbs + t->off_nb))
+        return HSMCA_E_NOT_FOUND;
+    if (!is->profile.no_expiry &&
+        !time_bytes(nb, (int)is->profile.days, t->na_tag, t->na_len, tbs + t->off_na))
+        return HSMCA_E_NOT_FOUND;
+    if (raw_p256(hsmca_csr_x509_pubkey(csr), &pt) != 1)
+        return HSMCA_E_MATTER_SELF_CHECK; /* plan_dac refused this already */
+    memcpy(tbs + t->off_serial, serial, HSMCA_MATTER_SERIAL_LEN);
+    memcpy(tbs + t->off_key, pt, 65);
+    SHA1(pt, 65, tbs + t->off_skid);
+    SHA256(tbs, t->tbs_len, dgst);
+
+    rc = HSMCA_E_SIGN_FAILED;
+    ctx = EVP_PKEY_CTX_new(is->priv, NULL);
+    if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
+        EVP_PKEY_sign(ctx, sig, &siglen, dgst, sizeof(dgst)) != 1 ||
+        siglen > HSMCA_ECDSA_P256_DER_MAX)
+        goto out;
+    if ((flags & HSMCA_MATTER_VERIFY_SIGNATURE) != 0) {
+        EVP_PKEY_CTX_free(ctx);
+        ctx = EVP_PKEY_CTX_new(is->pai_pub, NULL);
+        rc = HSMCA_E_MATTER_SELF_CHECK;
+        if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 ||
+            EVP_PKEY_verify(ctx, sig, siglen, dgst, sizeof(dgst)) != 1)
+            goto out;
+    }
+    /* Certificate ::= SEQUENCE { tbs, signatureAlgorithm, BIT STRING { 0 unused, sig } } */
+    body = t->tbs_len + sizeof(sigalg) + 2 + 1 + siglen;
+    total = 1 + der_len_bytes(body, hdr) + body;
+    rc = HSMCA_E_MATTER_SELF_CHECK;
+    if (total > HSMCA_MATTER_CERT_MAX)
+        goto out; /* C13 */
+    rc = HSMCA_E_NOMEM;
+    der = OPENSSL_malloc(total);
+    if (der == NULL)
+        goto out;
+    der[o++] = 0x30;
+    memcpy(der + o, hdr, der_len_bytes(body, hdr));
+    o += der_len_bytes(body, hdr);
+    memcpy(der + o, tbs, t->tbs_len);
+    o += t->tbs_len;
+    memcpy(der + o, sigalg, sizeof(sigalg));
+    o += sizeof(sigalg);
+    der[o++] = 0x03;
+    der[o++] = (unsigned char)(siglen + 1);
+    der[o++] = 0x00;
+    memcpy(der + o, sig, siglen);
+    *der_out = der;
+    *der_len = total;
+    rc = HSMCA_OK;
+out:
+    EVP_PKEY_CTX_free(ctx);
+    return rc;
+}
+
 enum hsmca_err
 hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
                        const struct hsmca_matter_dac_request *r, unsigned flags,
@@ -1303,15 +1626,30 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
     pub = hsmca_csr_pubkey(r->csr);
     if (pub == NULL)
         goto out;
-    plan_dac(is, hsmca_csr_req(r->csr), r->pid_given, r->pid, r->now, &pl);
+    plan_dac(is, r->csr, r->pid_given, r->pid, r->now, &pl);
     if (pl.n > 0) {
         rc = pl.p[0].code;
         goto out;
     }
-    rc = make_serial(serial);
-    if (rc != HSMCA_OK)
-        goto out;
-    rc = dac_tbs(is, X509_REQ_get_X509_PUBKEY(hsmca_csr_req(r->csr)), pl.pid, r->now, serial, &x);
+    if ((flags & HSMCA_MATTER_SERIAL_IN) != 0) {
+        rc = HSMCA_E_INVALID_ARG;
+        if (serial_out[0] == 0 || serial_out[0] > 0x7F)
+            goto out; /* positive, minimal: the rule make_serial keeps */
+        memcpy(serial, serial_out, sizeof(serial));
+    } else {
+        rc = make_serial(serial);
+        if (rc != HSMCA_OK)
+            goto out;
+    }
+    if ((flags & HSMCA_MATTER_FULL_BUILD) == 0) {
+        rc = dac_build_fast(is, &pl, r->csr, r->now, serial, flags, der_out, der_len);
+        if (rc != HSMCA_E_NOT_FOUND) {
+            if (rc == HSMCA_OK)
+                memcpy(serial_out, serial, sizeof(serial));
+            goto out;
+        }
+    }
+    rc = dac_tbs(is, hsmca_csr_x509_pubkey(r->csr), pl.pid, r->now, serial, &x);
     if (rc != HSMCA_OK)
         goto out;
     /* sign in the token; the checks below run on the signed object whose encoding is released
@@ -1397,7 +1735,7 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
         goto out;
     rc = HSMCA_E_NOMEM;
     crc = hsmca_csr_parse(csr, csr_len, &c);
-    plan_dac(is, c != NULL ? hsmca_csr_req(c) : NULL, pid_given, pid, now, &pl);
+    plan_dac(is, c, pid_given, pid, now, &pl);
     probs = json_array();
     if (probs == NULL)
         goto out;
@@ -1414,7 +1752,7 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
     }
     if (c != NULL && pl.pid_ok && pl.key_ok) {
         memset(zero, 0x7F, sizeof(zero));
-        rc = dac_tbs(is, X509_REQ_get_X509_PUBKEY(hsmca_csr_req(c)), pl.pid, now, zero, &x);
+        rc = dac_tbs(is, hsmca_csr_x509_pubkey(c), pl.pid, now, zero, &x);
         if (rc != HSMCA_OK)
             goto out;
         rc = HSMCA_E_NOMEM;

@@ -276,6 +276,44 @@ hsmca_store_open_readonly(const char *path, struct hsmca_store **out)
     return open_db(path, MIGRATIONS, 1, out);
 }
 
+int
+hsmca_store_prepare(struct hsmca_store *st, const char *sql, sqlite3_stmt **out)
+{
+    sqlite3_stmt *s = NULL;
+    int src;
+
+    for (unsigned i = 0; i < st->nstmts; i++) {
+        /* the pointer finds it fast; the text makes a reused buffer harmless */
+        if (st->stmts[i].sql == sql && strcmp(sqlite3_sql(st->stmts[i].s), sql) == 0) {
+            *out = st->stmts[i].s;
+            return SQLITE_OK;
+        }
+    }
+    src = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+    if (src == SQLITE_OK && st->nstmts < HSMCA_STORE_STMT_CACHE) {
+        st->stmts[st->nstmts].sql = sql;
+        st->stmts[st->nstmts].s = s;
+        st->nstmts++;
+    }
+    *out = s;
+    return src;
+}
+
+void
+hsmca_store_release(struct hsmca_store *st, sqlite3_stmt *s)
+{
+    if (s == NULL)
+        return;
+    for (unsigned i = 0; i < st->nstmts; i++) {
+        if (st->stmts[i].s == s) {
+            sqlite3_reset(s);
+            sqlite3_clear_bindings(s);
+            return;
+        }
+    }
+    sqlite3_finalize(s);
+}
+
 void
 hsmca_store_close(struct hsmca_store *st)
 {
@@ -283,6 +321,8 @@ hsmca_store_close(struct hsmca_store *st)
         return;
     if (st->in_txn)
         (void)exec(st->db, "ROLLBACK", 0);
+    for (unsigned i = 0; i < st->nstmts; i++)
+        sqlite3_finalize(st->stmts[i].s);
     if (st->db != NULL)
         sqlite3_close_v2(st->db);
     pthread_mutex_destroy(&st->lock);

@@ -28,8 +28,8 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
         pthread_mutex_unlock(&st->lock);
         return HSMCA_E_INVALID_ARG;
     }
-    src = sqlite3_prepare_v2(st->db, "INSERT INTO audit_entries(seq, line, hash) VALUES(?1,?2,?3)",
-                             -1, &s, NULL);
+    src =
+        hsmca_store_prepare(st, "INSERT INTO audit_entries(seq, line, hash) VALUES(?1,?2,?3)", &s);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
     if (src == SQLITE_OK)
@@ -39,7 +39,7 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
     if (src == SQLITE_OK)
         src = sqlite3_step(s);
     rc = hsmca_store_rc(st->db, src, 1);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -54,8 +54,8 @@ hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash
     if (st == NULL || seq == NULL || hash == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(
-        st->db, "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1", -1, &s, NULL);
+    src = hsmca_store_prepare(st, "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1",
+                              &s);
     if (src == SQLITE_OK)
         src = sqlite3_step(s);
     if (src == SQLITE_ROW) {
@@ -75,7 +75,7 @@ hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash
         if (rc == HSMCA_OK)
             rc = HSMCA_E_STORE_READ;
     }
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -91,8 +91,7 @@ hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t 
     if (st == NULL || line == NULL || len == NULL || hash == NULL || seq > INT64_MAX)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, "SELECT line, hash FROM audit_entries WHERE seq = ?1", -1, &s,
-                             NULL);
+    src = hsmca_store_prepare(st, "SELECT line, hash FROM audit_entries WHERE seq = ?1", &s);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
     if (src == SQLITE_OK)
@@ -126,7 +125,7 @@ hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t 
             rc = HSMCA_E_STORE_READ;
     }
 out:
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -143,10 +142,10 @@ hsmca_store_audit_scan(struct hsmca_store *st, uint64_t from, uint64_t to,
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
     src =
-        sqlite3_prepare_v2(st->db,
-                           "SELECT seq, line, hash FROM audit_entries WHERE seq BETWEEN ?1 AND ?2 "
-                           "ORDER BY seq",
-                           -1, &s, NULL);
+        hsmca_store_prepare(st,
+                            "SELECT seq, line, hash FROM audit_entries WHERE seq BETWEEN ?1 AND ?2 "
+                            "ORDER BY seq",
+                            &s);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)from);
     if (src == SQLITE_OK)
@@ -180,7 +179,7 @@ hsmca_store_audit_scan(struct hsmca_store *st, uint64_t from, uint64_t to,
             goto out;
     }
 out:
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -200,10 +199,10 @@ hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkp
         pthread_mutex_unlock(&st->lock);
         return HSMCA_E_INVALID_ARG;
     }
-    src = sqlite3_prepare_v2(st->db,
-                             "INSERT INTO audit_checkpoints(size, text, sig, hash, head) "
-                             "VALUES(?1,?2,?3,?4,?5)",
-                             -1, &s, NULL);
+    src = hsmca_store_prepare(st,
+                              "INSERT INTO audit_checkpoints(size, text, sig, hash, head) "
+                              "VALUES(?1,?2,?3,?4,?5)",
+                              &s);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)cp->size);
     if (src == SQLITE_OK)
@@ -217,7 +216,7 @@ hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkp
     if (src == SQLITE_OK)
         src = sqlite3_step(s);
     rc = hsmca_store_rc(st->db, src, 1);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -235,7 +234,7 @@ cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
     if (bound > INT64_MAX)
         bound = INT64_MAX;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    src = hsmca_store_prepare(st, sql, &s);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)bound);
     if (src == SQLITE_OK)
@@ -278,7 +277,7 @@ cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
             rc = HSMCA_E_STORE_READ;
     }
 out:
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -313,8 +312,7 @@ hsmca_store_audit_intent_open(struct hsmca_store *st, uint64_t seq, const char *
     if (st == NULL || action == NULL || seq == 0 || seq > INT64_MAX)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, "INSERT INTO audit_intents(seq, action) VALUES(?1, ?2)", -1,
-                             &s, NULL);
+    src = hsmca_store_prepare(st, "INSERT INTO audit_intents(seq, action) VALUES(?1, ?2)", &s);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
     if (src == SQLITE_OK)
@@ -322,7 +320,7 @@ hsmca_store_audit_intent_open(struct hsmca_store *st, uint64_t seq, const char *
     if (src == SQLITE_OK)
         src = sqlite3_step(s);
     rc = hsmca_store_rc(st->db, src, 1);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -337,7 +335,7 @@ hsmca_store_audit_intent_close(struct hsmca_store *st, uint64_t seq)
     if (st == NULL || seq == 0 || seq > INT64_MAX)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, "DELETE FROM audit_intents WHERE seq = ?1", -1, &s, NULL);
+    src = hsmca_store_prepare(st, "DELETE FROM audit_intents WHERE seq = ?1", &s);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
     if (src == SQLITE_OK)
@@ -345,7 +343,7 @@ hsmca_store_audit_intent_close(struct hsmca_store *st, uint64_t seq)
     rc = hsmca_store_rc(st->db, src, 1);
     if (rc == HSMCA_OK && sqlite3_changes(st->db) != 1)
         rc = HSMCA_E_NOT_FOUND;
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -362,8 +360,7 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
     if (st == NULL || n == NULL || (out == NULL && max > 0))
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, "SELECT seq, action FROM audit_intents ORDER BY seq", -1, &s,
-                             NULL);
+    src = hsmca_store_prepare(st, "SELECT seq, action FROM audit_intents ORDER BY seq", &s);
     if (src != SQLITE_OK) {
         rc = hsmca_store_rc(st->db, src, 0);
         goto out;
@@ -393,7 +390,7 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
     }
     *n = k;
 out:
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }

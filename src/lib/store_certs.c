@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * store_certs.c -- SQL for CAs, issued certificates, revocations and CRLs (store_certs.h).
- * Owns its prepared statements only for the duration of a call. Never commits: callers run these
- * inside the transaction that also holds the audit entry. Serials are blobs (big-endian bytes),
- * times are integers, so the inventory's keyset paging is one index range scan.
+ * Takes its prepared statements from the connection's cache (store_internal.h). Never commits:
+ * callers run these inside the transaction that also holds the audit entry. Serials are blobs
+ * (big-endian bytes), times are integers, so the inventory's keyset paging is one index range scan.
  */
 #include "hsmca/store_certs.h"
 
@@ -106,11 +106,11 @@ hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
         (strcmp(ca->kind, "paa") != 0 && strcmp(ca->kind, "pai") != 0))
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db,
-                             "INSERT INTO cas(" CA_COLS
-                             ") VALUES(?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9) "
-                             "ON CONFLICT(id) DO UPDATE SET cert = excluded.cert",
-                             -1, &s, NULL);
+    src = hsmca_store_prepare(st,
+                              "INSERT INTO cas(" CA_COLS
+                              ") VALUES(?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9) "
+                              "ON CONFLICT(id) DO UPDATE SET cert = excluded.cert",
+                              &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, ca->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 2, ca->kind, -1, SQLITE_STATIC);
@@ -127,7 +127,7 @@ hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
         src = sqlite3_step(s);
     }
     rc = hsmca_store_rc(st->db, src, 1);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -142,7 +142,7 @@ hsmca_store_ca_get(struct hsmca_store *st, const char *id, struct hsmca_ca_rec *
     if (st == NULL || id == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, "SELECT " CA_COLS " FROM cas WHERE id = ?1", -1, &s, NULL);
+    src = hsmca_store_prepare(st, "SELECT " CA_COLS " FROM cas WHERE id = ?1", &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
         src = sqlite3_step(s);
@@ -153,7 +153,7 @@ hsmca_store_ca_get(struct hsmca_store *st, const char *id, struct hsmca_ca_rec *
         rc = HSMCA_E_NOT_FOUND;
     else
         rc = hsmca_store_rc(st->db, src, 0);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -169,7 +169,7 @@ hsmca_store_ca_list(struct hsmca_store *st,
     if (st == NULL || fn == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, "SELECT " CA_COLS " FROM cas ORDER BY id", -1, &s, NULL);
+    src = hsmca_store_prepare(st, "SELECT " CA_COLS " FROM cas ORDER BY id", &s);
     while (src == SQLITE_OK || src == SQLITE_ROW) {
         struct hsmca_ca_rec r;
 
@@ -185,7 +185,7 @@ hsmca_store_ca_list(struct hsmca_store *st,
     }
     if (rc == HSMCA_OK && src != SQLITE_DONE)
         rc = hsmca_store_rc(st->db, src, 0);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -241,10 +241,10 @@ hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
         c->der == NULL || c->der_len == 0 || c->der_len > HSMCA_CERT_DER_MAX)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db,
-                             "INSERT INTO certificates(" CERT_COLS ", der) VALUES(?1, ?2, "
-                             "NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11)",
-                             -1, &s, NULL);
+    src = hsmca_store_prepare(st,
+                              "INSERT INTO certificates(" CERT_COLS ", der) VALUES(?1, ?2, "
+                              "NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11)",
+                              &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, c->ca, -1, SQLITE_STATIC);
         sqlite3_bind_blob(s, 2, c->serial, (int)c->serial_len, SQLITE_STATIC);
@@ -260,7 +260,7 @@ hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
         src = sqlite3_step(s);
     }
     rc = hsmca_store_rc(st->db, src, 1);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -274,7 +274,7 @@ cert_one(struct hsmca_store *st, const char *sql, const char *ca, const char *te
     int src;
 
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    src = hsmca_store_prepare(st, sql, &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
         if (text != NULL)
@@ -289,7 +289,7 @@ cert_one(struct hsmca_store *st, const char *sql, const char *ca, const char *te
         rc = HSMCA_E_NOT_FOUND;
     else
         rc = hsmca_store_rc(st->db, src, 0);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -327,8 +327,7 @@ hsmca_store_serial_exists(struct hsmca_store *st, const char *ca, const unsigned
     if (st == NULL || ca == NULL || serial == NULL || serial_len == 0 || exists == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, "SELECT 1 FROM certificates WHERE ca = ?1 AND serial = ?2", -1,
-                             &s, NULL);
+    src = hsmca_store_prepare(st, "SELECT 1 FROM certificates WHERE ca = ?1 AND serial = ?2", &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
         sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
@@ -337,7 +336,7 @@ hsmca_store_serial_exists(struct hsmca_store *st, const char *ca, const unsigned
     rc = src == SQLITE_ROW || src == SQLITE_DONE ? HSMCA_OK : hsmca_store_rc(st->db, src, 0);
     if (rc == HSMCA_OK)
         *exists = src == SQLITE_ROW;
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -352,9 +351,8 @@ hsmca_store_cert_count(struct hsmca_store *st, const char *ca, int64_t since_ms,
     if (st == NULL || ca == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db,
-                             "SELECT count(*) FROM certificates WHERE ca = ?1 AND issued_ms >= ?2",
-                             -1, &s, NULL);
+    src = hsmca_store_prepare(
+        st, "SELECT count(*) FROM certificates WHERE ca = ?1 AND issued_ms >= ?2", &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 2, since_ms);
@@ -365,7 +363,7 @@ hsmca_store_cert_count(struct hsmca_store *st, const char *ca, int64_t since_ms,
         rc = HSMCA_E_STORE_READ;
     if (rc == HSMCA_OK)
         *out = (uint64_t)sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -428,7 +426,7 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
     }
     if (rc == HSMCA_OK && src != SQLITE_DONE)
         rc = hsmca_store_rc(st->db, src, 0);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -444,10 +442,10 @@ hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned c
     if (st == NULL || ca == NULL || serial == NULL || serial_len == 0 || serial_len > 20)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db,
-                             "UPDATE certificates SET revoked_ms = ?3, reason = NULLIF(?4, -1) "
-                             "WHERE ca = ?1 AND serial = ?2 AND revoked_ms IS NULL",
-                             -1, &s, NULL);
+    src = hsmca_store_prepare(st,
+                              "UPDATE certificates SET revoked_ms = ?3, reason = NULLIF(?4, -1) "
+                              "WHERE ca = ?1 AND serial = ?2 AND revoked_ms IS NULL",
+                              &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
         sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
@@ -457,7 +455,7 @@ hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned c
         changed = sqlite3_changes(st->db);
     }
     rc = hsmca_store_rc(st->db, src, 1);
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     if (rc != HSMCA_OK || changed == 1)
         return rc;
@@ -480,13 +478,13 @@ hsmca_store_crl_put(struct hsmca_store *st, const char *ca, const struct hsmca_c
         crl->number > INT64_MAX)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db,
-                             "INSERT INTO crls(ca, number, this_update, next_update, der) "
-                             "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(ca) DO UPDATE SET "
-                             "number = excluded.number, this_update = excluded.this_update, "
-                             "next_update = excluded.next_update, der = excluded.der "
-                             "WHERE excluded.number > crls.number",
-                             -1, &s, NULL);
+    src = hsmca_store_prepare(st,
+                              "INSERT INTO crls(ca, number, this_update, next_update, der) "
+                              "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(ca) DO UPDATE SET "
+                              "number = excluded.number, this_update = excluded.this_update, "
+                              "next_update = excluded.next_update, der = excluded.der "
+                              "WHERE excluded.number > crls.number",
+                              &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 2, (int64_t)crl->number);
@@ -498,7 +496,7 @@ hsmca_store_crl_put(struct hsmca_store *st, const char *ca, const struct hsmca_c
     rc = hsmca_store_rc(st->db, src, 1);
     if (rc == HSMCA_OK && sqlite3_changes(st->db) != 1)
         rc = HSMCA_E_STORE_CONSTRAINT; /* CRL numbers only grow */
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -513,9 +511,8 @@ hsmca_store_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec
     if (st == NULL || ca == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db,
-                             "SELECT number, this_update, next_update, der FROM crls WHERE ca = ?1",
-                             -1, &s, NULL);
+    src = hsmca_store_prepare(
+        st, "SELECT number, this_update, next_update, der FROM crls WHERE ca = ?1", &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
         src = sqlite3_step(s);
@@ -531,7 +528,7 @@ hsmca_store_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec
     } else {
         rc = hsmca_store_rc(st->db, src, 0);
     }
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }

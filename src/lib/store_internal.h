@@ -12,8 +12,16 @@
 
 #include "hsmca/store.h"
 
+#define HSMCA_STORE_STMT_CACHE 48
+
 struct hsmca_store {
     sqlite3 *db;
+    /* prepared statements kept for the life of the connection, keyed by their SQL text */
+    struct {
+        const char *sql;
+        sqlite3_stmt *s;
+    } stmts[HSMCA_STORE_STMT_CACHE];
+    unsigned nstmts;
     pthread_mutex_t lock; /* one statement sequence at a time on this connection */
     int in_txn;
     int readonly;
@@ -22,5 +30,14 @@ struct hsmca_store {
 
 /* Map an SQLite result code to an hsmca code (write_ctx: the statement was a write). */
 enum hsmca_err hsmca_store_rc(sqlite3 *db, int rc, int write_ctx);
+
+/*
+ * A prepared statement for sql, from the connection's cache (prepared once,
+ * SQLITE_PREPARE_PERSISTENT). Call with st->lock held; hand it back with hsmca_store_release
+ * (resets it and clears its bindings, or finalizes it when the cache was full). Returns an SQLite
+ * result code.
+ */
+int hsmca_store_prepare(struct hsmca_store *st, const char *sql, sqlite3_stmt **out);
+void hsmca_store_release(struct hsmca_store *st, sqlite3_stmt *s);
 
 #endif

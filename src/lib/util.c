@@ -157,3 +157,40 @@ out:
         close(fd);
     return rc;
 }
+
+int
+hsmca_der_next(const unsigned char **pp, const unsigned char *end, unsigned char tag,
+               const unsigned char **v, size_t *vlen, const unsigned char **tlv, size_t *tlv_len)
+{
+    const unsigned char *p = *pp;
+    size_t len;
+
+    if (p > end || end - p < 2 || p[0] != tag)
+        return 0;
+    if (p[1] < 0x80) {
+        len = p[1];
+        p += 2;
+    } else if (p[1] == 0x81) {
+        if (end - p < 3 || p[2] < 0x80)
+            return 0;
+        len = p[2];
+        p += 3;
+    } else if (p[1] == 0x82) {
+        if (end - p < 4 || p[2] == 0)
+            return 0;
+        len = (size_t)p[2] << 8 | p[3];
+        p += 4;
+    } else {
+        return 0; /* indefinite, or longer than anything read this way */
+    }
+    if ((size_t)(end - p) < len)
+        return 0;
+    if (tlv != NULL) {
+        *tlv = *pp;
+        *tlv_len = (size_t)(p + len - *pp);
+    }
+    *v = p;
+    *vlen = len;
+    *pp = p + len;
+    return 1;
+}

@@ -143,6 +143,75 @@ refusals_each_have_their_code(void **state)
     EVP_PKEY_free(rsa);
 }
 
+/*
+ * The hand-walked DER (csr.c does not use d2i_X509_REQ): non-minimal and indefinite lengths, a
+ * point off the curve, a signature algorithm with parameters, an empty attribute set missing.
+ */
+static void
+strict_der_of_the_hand_parser(void **state)
+{
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    unsigned char *der, *buf, *pt;
+    size_t len;
+
+    (void)state;
+    der = make_csr(ec, EVP_sha256(), &len);
+    assert_true(len > 128 && len < 256); /* outer length is 0x81 XX */
+    assert_int_equal(der[1], 0x81);
+    buf = malloc(len + 8);
+    assert_non_null(buf);
+
+    /* the outer length in three bytes (82 00 XX) where two suffice */
+    buf[0] = 0x30;
+    buf[1] = 0x82;
+    buf[2] = 0x00;
+    memcpy(buf + 3, der + 2, len - 2);
+    buf[3] = der[2];
+    memcpy(buf + 4, der + 3, len - 3);
+    expect(buf, len + 1, HSMCA_E_CSR_MALFORMED);
+    /* indefinite length */
+    memcpy(buf, der, len);
+    buf[1] = 0x80;
+    expect(buf, len, HSMCA_E_CSR_MALFORMED);
+    /* the point's X coordinate changed: not on the curve */
+    memcpy(buf, der, len);
+    pt = memmem(buf, len, "\x03\x42\x00\x04", 4);
+    assert_non_null(pt);
+    pt[10] ^= 0x01;
+    expect(buf, len, HSMCA_E_CSR_MALFORMED);
+    /* a long-form length byte slipped inside the subject (0x0c 0x81 0x08 "device-1"): refused */
+    {
+        unsigned char *cn = memmem(der, len,
+                                   "\x0c\x08"
+                                   "device-1",
+                                   10);
+        size_t off;
+
+        assert_non_null(cn);
+        off = (size_t)(cn - der);
+        memcpy(buf, der, off + 1);
+        buf[off + 1] = 0x81;
+        memcpy(buf + off + 2, der + off + 1, len - off - 1);
+        expect(buf, len + 1, HSMCA_E_CSR_MALFORMED);
+    }
+    /* the good request still parses, and gives its subject and encoded key */
+    {
+        struct hsmca_csr *c = NULL;
+        const X509_NAME *n;
+        char cn[32];
+
+        assert_int_equal(hsmca_csr_parse(der, len, &c), HSMCA_OK);
+        n = hsmca_csr_subject(c);
+        assert_true(X509_NAME_get_text_by_NID((X509_NAME *)n, NID_commonName, cn, sizeof(cn)) > 0);
+        assert_string_equal(cn, "device-1");
+        assert_int_equal(EVP_PKEY_eq(hsmca_csr_pubkey(c), ec), 1);
+        hsmca_csr_free(c);
+    }
+    free(buf);
+    OPENSSL_free(der);
+    EVP_PKEY_free(ec);
+}
+
 static void
 der_and_pem_are_the_same_request(void **state)
 {
@@ -176,7 +245,8 @@ der_and_pem_are_the_same_request(void **state)
     assert_memory_equal(db, der, len);
     assert_memory_equal(hsmca_csr_sha256(a), hsmca_csr_sha256(b), 32);
     assert_int_equal(EVP_PKEY_eq(hsmca_csr_pubkey(a), ec), 1);
-    assert_non_null(hsmca_csr_req(b));
+    assert_non_null(hsmca_csr_subject(b));
+    assert_non_null(hsmca_csr_x509_pubkey(b));
     hsmca_csr_free(a);
     hsmca_csr_free(b);
     hsmca_csr_free(NULL);
@@ -193,6 +263,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(refusals_each_have_their_code),
         cmocka_unit_test(der_and_pem_are_the_same_request),
+        cmocka_unit_test(strict_der_of_the_hand_parser),
     };
 
     return cmocka_run_group_tests_name("csr", tests, NULL, NULL);

@@ -686,6 +686,77 @@ softhsm_paa_pai_dac_chain(void **state)
     OPENSSL_free(der);
     der = NULL;
 
+    /*
+     * The template path (the default) and the full builder give the same certificate, byte for
+     * byte but for the signature, for the same serial, time and key: today, in 400 days, and past
+     * 2049 where notBefore becomes a GeneralizedTime (the template's UTCTime no longer fits, so
+     * the full builder takes over). Each one passes the full validator, signature included.
+     */
+    {
+        const time_t when[] = {now, now + 86400 * 400, (time_t)2524608300}; /* 2050-01-01 00:05Z */
+        unsigned char s1[HSMCA_MATTER_SERIAL_LEN];
+
+        for (i = 0; i < 3; i++) {
+            unsigned char *d1 = NULL, *d2 = NULL, *tb1 = NULL, *tb2 = NULL;
+            size_t l1 = 0, l2 = 0;
+            X509 *x1 = NULL, *x2 = NULL;
+            int n1, n2;
+
+            rq = (struct hsmca_matter_dac_request){csr, 0, 0, when[i]};
+            assert_int_equal(
+                hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, s1, &d1, &l1),
+                HSMCA_OK);
+            assert_int_equal(
+                hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_FULL_BUILD | HSMCA_MATTER_SERIAL_IN,
+                                       s1, &d2, &l2),
+                HSMCA_OK);
+            assert_int_equal(hsmca_matter_cert_parse(d1, l1, &x1), HSMCA_OK);
+            assert_int_equal(hsmca_matter_cert_parse(d2, l2, &x2), HSMCA_OK);
+            n1 = i2d_re_X509_tbs(x1, &tb1);
+            n2 = i2d_re_X509_tbs(x2, &tb2);
+            assert_true(n1 > 0 && n1 == n2);
+            assert_memory_equal(tb1, tb2, (size_t)n1);
+            assert_int_equal(hsmca_matter_validate(
+                                 x1, pai, paa, &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8000},
+                                 when[i] + 60, &v),
+                             HSMCA_OK);
+            if (i == 2)
+                assert_true(has_bytes(d1, l1, "180f32303530303130313030303430305a"));
+            OPENSSL_free(tb1);
+            OPENSSL_free(tb2);
+            X509_free(x1);
+            X509_free(x2);
+            OPENSSL_free(d1);
+            OPENSSL_free(d2);
+        }
+        assert_int_equal(hsmca_matter_issuer_templates(is), 1); /* the fast path ran */
+        /* a serial the caller gives must keep the serial rule (positive, minimal) */
+        rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+        s1[0] = 0x00;
+        assert_int_equal(hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_SERIAL_IN, s1, &der, &len),
+                         HSMCA_E_INVALID_ARG);
+        s1[0] = 0x80;
+        assert_int_equal(hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_SERIAL_IN, s1, &der, &len),
+                         HSMCA_E_INVALID_ARG);
+        assert_null(der);
+        /* more PIDs than the issuer keeps templates for: every DAC is still right */
+        for (i = 0; i < 12; i++) {
+            uint16_t want = (uint16_t)(0x8100 + i);
+
+            rq = (struct hsmca_matter_dac_request){csr, 1, want, now};
+            assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, s1, &der, &len), HSMCA_OK);
+            assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
+            assert_int_equal(hsmca_matter_validate(
+                                 x, pai2, paa, &(struct hsmca_matter_expect){1, 1, 0xFFF1, want},
+                                 time(NULL), &v),
+                             HSMCA_OK);
+            X509_free(x);
+            OPENSSL_free(der);
+            der = NULL;
+        }
+        assert_int_equal(hsmca_matter_issuer_templates(is2), 8);
+    }
+
     /* hsmca verify and openssl verify -x509_strict */
     assert_int_equal(fx_tmpdir("matter", dir, sizeof(dir)), 0);
     snprintf(paa_path, sizeof(paa_path), "%s/paa.pem", dir);

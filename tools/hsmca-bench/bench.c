@@ -3,11 +3,18 @@
  * bench.c -- hsmca-bench, the measuring half of tools/bench (the wrapper sets up tokens, the CA
  * and the daemon, then calls this). Subcommands:
  *   gen-csrs  make N fresh P-256 CSRs (one key each) into a file;
- *   floor     the crypto floor: CSR verify + one token signature per DAC, one thread per core,
- *             no HTTP, no store;
+ *   floor     the crypto floor: the CSR check (hsmca_csr_parse: parse + proof of possession) and
+ *             one token signature per DAC, one thread per core, no HTTP, no store;
  *   e2e       POST the CSRs to hsmcad over HTTPS with client certificates and keep-alive from C
  *             concurrent clients (or in batches), then check every response: 201, a DAC that
- *             parses, carries the CSR's key and is signed by the PAI.
+ *             parses, carries the CSR's key and is signed by the PAI;
+ *   prefill   insert N certificate rows for an existing CA straight into a stopped daemon's store
+ *             (the --store-size run: shows the issuance rate does not depend on inventory size).
+ *             The rows reuse one real DAC's DER under fresh random serials; they are bench data,
+ *             never a real inventory, and the wrapper only runs this on its own copy of the store;
+ *   audit-fill append N realistic entries to a new store through the real audit writer (group
+ *             commit, checkpoints signed in the token), then write an extract of all of them
+ *             (the --audit-verify run times `hsmca audit verify` on it).
  * Every run is bounded by a count and by seconds, and talks only to 127.0.0.1.
  * Output: one `key=value` line per run, for the wrapper to tabulate.
  */
@@ -30,11 +37,16 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "hsmca/audit.h"
+#include "hsmca/csr.h"
 #include "hsmca/secret.h"
+#include "hsmca/store.h"
+#include "hsmca/store_certs.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
 
@@ -160,6 +172,50 @@ struct floor_arg {
     int failed;
 };
 
+/* Open module, token (logged in with the PIN in pin_file) and key; 0 on success. */
+static int
+open_key(const char *module, const char *token, const char *key_uri, const char *pin_file,
+         struct hsmca_p11 **p11, struct hsmca_token **tok, struct hsmca_key **key)
+{
+    struct hsmca_secret pin = {NULL, 0};
+    unsigned char *pinbuf = NULL;
+    size_t pinlen = 0;
+    int rc = -1;
+
+    if (hsmca_read_file(pin_file, 256, &pinbuf, &pinlen) != HSMCA_OK)
+        return -1;
+    while (pinlen > 0 && (pinbuf[pinlen - 1] == '\n' || pinbuf[pinlen - 1] == '\r'))
+        pinlen--;
+    if (hsmca_secret_set(&pin, pinbuf, pinlen) != HSMCA_OK)
+        goto out;
+    if (hsmca_p11_open(module, p11) != HSMCA_OK || hsmca_token_open(*p11, token, tok) != HSMCA_OK ||
+        hsmca_token_login(*tok, &pin) != HSMCA_OK ||
+        hsmca_token_find_key(*tok, key_uri, key) != HSMCA_OK) {
+        fprintf(stderr, "hsmca-bench: cannot open the token key %s\n", key_uri);
+        goto out;
+    }
+    rc = 0;
+out:
+    hsmca_secret_clear(&pin);
+    OPENSSL_cleanse(pinbuf, pinlen);
+    free(pinbuf);
+    return rc;
+}
+
+/* Undo open_key (any part of it); 0 on success. */
+static int
+close_key(struct hsmca_p11 *p11, struct hsmca_token *tok, struct hsmca_key *key)
+{
+    int rc = 0;
+
+    hsmca_key_free(key);
+    if (tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
+        rc = -1;
+    if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
+        rc = -1;
+    return rc;
+}
+
 static void *
 floor_worker(void *p)
 {
@@ -169,23 +225,19 @@ floor_worker(void *p)
     memset(tbs, 0x5a, sizeof(tbs)); /* the size of a DAC's TBSCertificate */
     for (;;) {
         size_t i = __atomic_fetch_add(a->next, 1, __ATOMIC_RELAXED);
-        const unsigned char *p8;
-        X509_REQ *r;
-        EVP_PKEY *pub;
+        struct hsmca_csr *csr = NULL;
         EVP_MD_CTX *md;
         size_t siglen = sizeof(sig);
 
         if (i >= a->limit || now_s() > a->deadline)
             break;
-        p8 = a->csrs->der[i % a->csrs->n];
-        r = d2i_X509_REQ(NULL, &p8, (long)a->csrs->der_len[i % a->csrs->n]);
-        pub = r != NULL ? X509_REQ_get0_pubkey(r) : NULL;
-        if (pub == NULL || X509_REQ_verify(r, pub) != 1) {
+        /* the service's own CSR check (parse + proof of possession), nothing less */
+        if (hsmca_csr_parse(a->csrs->der[i % a->csrs->n], a->csrs->der_len[i % a->csrs->n], &csr) !=
+            HSMCA_OK) {
             a->failed = 1;
-            X509_REQ_free(r);
             break;
         }
-        X509_REQ_free(r);
+        hsmca_csr_free(csr);
         tbs[0] = (unsigned char)i;
         md = EVP_MD_CTX_new();
         if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, a->key) != 1 ||
@@ -209,15 +261,12 @@ run_floor(int argc, char **argv)
     struct hsmca_p11 *p11 = NULL;
     struct hsmca_token *tok = NULL;
     struct hsmca_key *key = NULL;
-    struct hsmca_secret pin = {NULL, 0};
     struct csrs csrs;
     struct floor_arg args[64];
     pthread_t th[64];
     size_t next = 0;
     unsigned long total = 0;
     double t0, t1;
-    unsigned char *pinbuf = NULL;
-    size_t pinlen = 0;
     uint64_t i;
     int c, rc = 1, failed = 0;
 
@@ -263,21 +312,8 @@ run_floor(int argc, char **argv)
         fprintf(stderr, "hsmca-bench: cannot read CSRs from %s\n", csr_file);
         return 1;
     }
-    if (hsmca_read_file(pin_file, 256, &pinbuf, &pinlen) != HSMCA_OK)
-        return 1;
-    while (pinlen > 0 && (pinbuf[pinlen - 1] == '\n' || pinbuf[pinlen - 1] == '\r'))
-        pinlen--;
-    if (hsmca_secret_set(&pin, pinbuf, pinlen) != HSMCA_OK)
-        return 1;
-    OPENSSL_cleanse(pinbuf, pinlen);
-    free(pinbuf);
-    if (hsmca_p11_open(module, &p11) != HSMCA_OK ||
-        hsmca_token_open(p11, token, &tok) != HSMCA_OK ||
-        hsmca_token_login(tok, &pin) != HSMCA_OK ||
-        hsmca_token_find_key(tok, key_uri, &key) != HSMCA_OK) {
-        fprintf(stderr, "hsmca-bench: cannot open the floor token key %s\n", key_uri);
+    if (open_key(module, token, key_uri, pin_file, &p11, &tok, &key) != 0)
         goto out;
-    }
     t0 = now_s();
     for (i = 0; i < threads; i++) {
         args[i] = (struct floor_arg){
@@ -294,11 +330,7 @@ run_floor(int argc, char **argv)
            (unsigned long long)threads, total, t1 - t0, (double)total / (t1 - t0), failed);
     rc = failed ? 1 : 0;
 out:
-    hsmca_secret_clear(&pin);
-    hsmca_key_free(key);
-    if (tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
-        rc = 1;
-    if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
+    if (close_key(p11, tok, key) != 0)
         rc = 1;
     return rc;
 }
@@ -869,13 +901,226 @@ run_e2e(int argc, char **argv)
     return bad == 0 && e.errors == 0 && dacs > 0 ? 0 : 1;
 }
 
+/* ---- prefill: N inventory rows in transactions of 10,000 ---- */
+
+static int
+run_prefill(int argc, char **argv)
+{
+    const char *db = NULL, *ca = NULL, *der_file = NULL;
+    uint64_t count = 0, done = 0;
+    struct hsmca_store *st = NULL;
+    struct hsmca_cert_rec r;
+    unsigned char *der = NULL;
+    size_t der_len = 0;
+    double t0;
+    int c, rc = 1;
+
+    while ((c = getopt(argc, argv, "s:a:d:n:")) != -1) {
+        if (c == 's')
+            db = optarg;
+        else if (c == 'a')
+            ca = optarg;
+        else if (c == 'd')
+            der_file = optarg;
+        else if (c == 'n') {
+            if (hsmca_parse_u64(optarg, strlen(optarg), 100000000, &count) != HSMCA_OK)
+                return 2;
+        } else
+            return 2;
+    }
+    if (db == NULL || ca == NULL || der_file == NULL || count == 0 ||
+        strlen(ca) > HSMCA_CA_ID_MAX) {
+        fprintf(stderr, "usage: hsmca-bench prefill -s STORE -a CA-ID -d DAC-DER-FILE -n COUNT\n");
+        return 2;
+    }
+    if (hsmca_read_file(der_file, HSMCA_CERT_DER_MAX, &der, &der_len) != HSMCA_OK ||
+        hsmca_store_open(db, &st) != HSMCA_OK) {
+        fprintf(stderr, "hsmca-bench: cannot read %s or open %s\n", der_file, db);
+        goto out;
+    }
+    memset(&r, 0, sizeof(r));
+    snprintf(r.ca, sizeof(r.ca), "%s", ca);
+    r.der = der;
+    r.der_len = der_len;
+    SHA256(der, der_len, r.sha256);
+    r.vid = 0xFFF1;
+    r.pid = 0x8000;
+    r.not_before = (int64_t)time(NULL);
+    r.not_after = 253402300799; /* 9999-12-31T23:59:59Z, as Matter DACs use */
+    r.reason = -1;
+    r.serial_len = 16;
+    t0 = now_s();
+    while (done < count) {
+        uint64_t n = count - done < 10000 ? count - done : 10000;
+
+        if (hsmca_store_begin(st) != HSMCA_OK)
+            goto out;
+        for (uint64_t i = 0; i < n; i++) {
+            if (RAND_bytes(r.serial, 16) != 1 || RAND_bytes(r.csr_sha256, 32) != 1)
+                goto rollback;
+            r.serial[0] &= 0x7f;
+            r.issued_ms = (int64_t)(now_s() * 1000);
+            if (hsmca_store_cert_insert(st, &r) != HSMCA_OK)
+                goto rollback;
+        }
+        if (hsmca_store_commit(st) != HSMCA_OK)
+            goto out;
+        done += n;
+    }
+    printf("phase=prefill rows=%llu seconds=%.3f\n", (unsigned long long)done, now_s() - t0);
+    rc = 0;
+    goto out;
+rollback:
+    hsmca_store_rollback(st);
+    fprintf(stderr, "hsmca-bench: prefill failed after %llu rows\n", (unsigned long long)done);
+out:
+    hsmca_store_close(st);
+    free(der);
+    return rc;
+}
+
+/* ---- audit-fill: N entries through the real audit writer, then an extract ---- */
+
+struct fill_state {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    unsigned long inflight, failed;
+};
+
+static void
+fill_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *r)
+{
+    struct fill_state *f = arg;
+
+    (void)r;
+    pthread_mutex_lock(&f->m);
+    f->inflight--;
+    if (rc != HSMCA_OK)
+        f->failed++;
+    pthread_cond_signal(&f->c);
+    pthread_mutex_unlock(&f->m);
+}
+
+static int
+run_audit_fill(int argc, char **argv)
+{
+    const char *module = "/usr/lib/softhsm/libsofthsm2.so", *token = NULL, *key_uri = NULL;
+    const char *pin_file = NULL, *db = NULL, *out_dir = NULL;
+    uint64_t count = 0, i;
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *tok = NULL;
+    struct hsmca_key *key = NULL;
+    struct hsmca_store *st = NULL, *ro = NULL;
+    struct hsmca_audit *a = NULL;
+    struct hsmca_audit_stats stats;
+    struct fill_state f = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    char why[256] = "", detail[512];
+    double t0, t1;
+    int c, rc = 1;
+
+    while ((c = getopt(argc, argv, "m:t:k:p:s:n:o:")) != -1) {
+        if (c == 'm')
+            module = optarg;
+        else if (c == 't')
+            token = optarg;
+        else if (c == 'k')
+            key_uri = optarg;
+        else if (c == 'p')
+            pin_file = optarg;
+        else if (c == 's')
+            db = optarg;
+        else if (c == 'o')
+            out_dir = optarg;
+        else if (c == 'n') {
+            if (hsmca_parse_u64(optarg, strlen(optarg), 100000000, &count) != HSMCA_OK)
+                return 2;
+        } else
+            return 2;
+    }
+    if (token == NULL || key_uri == NULL || pin_file == NULL || db == NULL || out_dir == NULL ||
+        count == 0) {
+        fprintf(stderr, "usage: hsmca-bench audit-fill -t TOKEN-URI -k KEY-URI -p PIN-FILE "
+                        "-s NEW-STORE -n COUNT -o EXTRACT-DIR [-m MODULE]\n");
+        return 2;
+    }
+    if (open_key(module, token, key_uri, pin_file, &p11, &tok, &key) != 0 ||
+        hsmca_store_open(db, &st) != HSMCA_OK)
+        goto out;
+    {
+        struct hsmca_audit_config cfg = {
+            .store = st, .token = tok, .key = key, .origin = "hsmca/bench", .batch_max = 1024};
+
+        if (hsmca_audit_open(&cfg, &a, why, sizeof(why)) != HSMCA_OK) {
+            fprintf(stderr, "hsmca-bench: audit open: %s\n", why);
+            goto out;
+        }
+    }
+    t0 = now_s();
+    for (i = 0; i < count; i++) {
+        unsigned char rnd[48];
+        char hex[97];
+        struct hsmca_audit_event ev = {.actor = "factory-1",
+                                       .role = "operator",
+                                       .action = "dac.issue",
+                                       .target = "ca/pai-8000",
+                                       .outcome = "ok",
+                                       .detail_json = detail};
+
+        /* a DAC issuance entry of realistic size: serial, DAC and CSR hashes, VID/PID */
+        if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+            goto out;
+        hsmca_hex_encode(rnd, sizeof(rnd), hex, sizeof(hex));
+        snprintf(detail, sizeof(detail),
+                 "{\"csr_sha256\":\"%.64s\",\"pid\":32768,\"request_id\":\"bench-%llu\","
+                 "\"serial\":\"%.32s\",\"sha256\":\"%.64s\",\"vid\":65521}",
+                 hex, (unsigned long long)i, hex + 64, hex + 32);
+        pthread_mutex_lock(&f.m);
+        while (f.inflight >= 8192)
+            pthread_cond_wait(&f.c, &f.m);
+        f.inflight++;
+        pthread_mutex_unlock(&f.m);
+        if (hsmca_audit_submit(a, &ev, NULL, NULL, fill_done, &f) != HSMCA_OK) {
+            fprintf(stderr, "hsmca-bench: submit failed at %llu\n", (unsigned long long)i);
+            goto out;
+        }
+    }
+    pthread_mutex_lock(&f.m);
+    while (f.inflight > 0)
+        pthread_cond_wait(&f.c, &f.m);
+    pthread_mutex_unlock(&f.m);
+    t1 = now_s();
+    hsmca_audit_stats(a, &stats);
+    if (hsmca_audit_close(a) != HSMCA_OK || f.failed != 0)
+        goto out_closed;
+    a = NULL;
+    if (hsmca_store_open_readonly(db, &ro) != HSMCA_OK ||
+        hsmca_audit_extract_store(ro, 1, 0, NULL, NULL, out_dir) != HSMCA_OK) {
+        fprintf(stderr, "hsmca-bench: extract to %s failed\n", out_dir);
+        goto out_closed;
+    }
+    printf("phase=audit-fill entries=%llu seconds=%.3f rate=%.1f commits=%llu\n",
+           (unsigned long long)count, t1 - t0, (double)count / (t1 - t0),
+           (unsigned long long)stats.commits);
+    rc = 0;
+    goto out_closed;
+out:
+    if (a != NULL && hsmca_audit_close(a) != HSMCA_OK)
+        rc = 1;
+out_closed:
+    hsmca_store_close(ro);
+    hsmca_store_close(st);
+    if (close_key(p11, tok, key) != 0)
+        rc = 1;
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
     if (hsmca_secure_heap_init(0) != HSMCA_OK)
         fprintf(stderr, "hsmca-bench: no secure heap\n");
     if (argc < 2) {
-        fprintf(stderr, "usage: hsmca-bench gen-csrs|floor|e2e [options]\n");
+        fprintf(stderr, "usage: hsmca-bench gen-csrs|floor|e2e|prefill|audit-fill [options]\n");
         return 2;
     }
     optind = 2;
@@ -885,6 +1130,10 @@ main(int argc, char **argv)
         return run_floor(argc, argv);
     if (strcmp(argv[1], "e2e") == 0)
         return run_e2e(argc, argv);
+    if (strcmp(argv[1], "prefill") == 0)
+        return run_prefill(argc, argv);
+    if (strcmp(argv[1], "audit-fill") == 0)
+        return run_audit_fill(argc, argv);
     fprintf(stderr, "hsmca-bench: unknown subcommand %s\n", argv[1]);
     return 2;
 }

@@ -1,0 +1,375 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cmd_audit.c -- `hsmca audit`: the auditor's commands. verify checks an extract bundle offline
+ * (chain, checkpoints, anchor, the auditor's previous checkpoint, quorum operations);
+ * check-receipts proves receipts are still in a verified extract; archive writes an extract from a
+ * store opened read-only. Touches no token; never writes to a store.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "hsmca/audit.h"
+#include "hsmca/util.h"
+
+#include "cli.h"
+
+void
+usage_audit(void)
+{
+    printf("usage: hsmca audit verify EXTRACT [--previous CHECKPOINT.txt] [--json]\n"
+           "       hsmca audit check-receipts --extract EXTRACT FILE\n"
+           "       hsmca audit archive --store DB --from N --to M --out DIR\n"
+           "\n"
+           "verify: check an extract directory offline: every line's prev is the SHA-256 of the\n"
+           "line before (the first one's is the anchor checkpoint's head), seqs without gaps,\n"
+           "every checkpoint signed by audit.pub.pem with the right head and prev, the end\n"
+           "covered by a checkpoint, and every quorum.execute re-checked (threshold distinct\n"
+           "approvers enrolled in its epoch signed the exact request). --previous is the last\n"
+           "checkpoint you kept (its .sig beside it is checked too): the extract must extend it\n"
+           "(no rewrite, truncation or fork). Prints the first bad seq and why.\n"
+           "check-receipts: FILE holds receipts, one JSON object per line or a JSON array, each\n"
+           "{\"seq\": N, \"entry_hash\": \"hex\"} as the API returned them; each must be in the\n"
+           "verified extract with that hash.\n"
+           "archive: export entries [from, to] of a store (read-only) as an extract directory.\n"
+           "The range widens to checkpoint boundaries. The service never deletes entries.\n"
+           "Layout of an extract: docs/audit-extract.md (and README inside each one).\n"
+           "Exit status: 0 valid, 1 invalid or failed, 2 usage error.\n");
+}
+
+static int
+do_verify(int argc, char **argv)
+{
+    static const struct option opts[] = {{"previous", required_argument, NULL, 'p'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct hsmca_audit_verify_opts vo;
+    struct hsmca_audit_verify_result r;
+    struct timespec t0, t1;
+    enum hsmca_err e;
+    int c, json = 0;
+    double secs;
+
+    memset(&vo, 0, sizeof(vo));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            vo.previous_cp = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            usage_audit();
+            return CLI_EXIT_OK;
+        default:
+            usage_audit();
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "hsmca audit verify: one EXTRACT directory is required\n");
+        return CLI_EXIT_USAGE;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    e = hsmca_audit_verify_extract(argv[optind], &vo, &r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (e == HSMCA_E_NOMEM || e == HSMCA_E_INVALID_ARG || e == HSMCA_E_INTERNAL)
+        return cli_fail("audit verify", e);
+    if (json) {
+        json_t *j =
+            json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:f}", "valid", e == HSMCA_OK,
+                      "code", hsmca_err_code(e), "from", (json_int_t)r.from, "to", (json_int_t)r.to,
+                      "entries", (json_int_t)r.entries, "checkpoints", (json_int_t)r.checkpoints,
+                      "quorum_ops", (json_int_t)r.quorum_ops, "bad_seq", (json_int_t)r.bad_seq,
+                      "why", r.why, "seconds", secs);
+        char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+        if (s == NULL) {
+            json_decref(j);
+            return cli_fail("audit verify", HSMCA_E_NOMEM);
+        }
+        printf("%s\n", s);
+        free(s);
+        json_decref(j);
+    } else if (e == HSMCA_OK) {
+        printf("valid: entries %llu..%llu (%llu entries, %llu checkpoint signatures, %llu quorum "
+               "operations) in %.3f s\n",
+               (unsigned long long)r.from, (unsigned long long)r.to, (unsigned long long)r.entries,
+               (unsigned long long)r.checkpoints, (unsigned long long)r.quorum_ops, secs);
+    } else {
+        printf("INVALID: %s: %s\n", hsmca_err_code(e), r.why);
+    }
+    return e == HSMCA_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* ---- check-receipts ---- */
+
+struct receipt {
+    uint64_t seq;
+    unsigned char hash[32];
+    int found; /* 1 found with the hash, -1 found with another hash */
+};
+
+struct receipts {
+    struct receipt *v;
+    size_t n;
+};
+
+static int
+cmp_receipt(const void *a, const void *b)
+{
+    const struct receipt *x = a, *y = b;
+
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void
+on_entry(void *arg, uint64_t seq, const unsigned char hash[32])
+{
+    struct receipts *rs = arg;
+    size_t lo = 0, hi = rs->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (rs->v[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < rs->n && rs->v[lo].seq == seq; lo++)
+        rs->v[lo].found = memcmp(rs->v[lo].hash, hash, 32) == 0 ? 1 : -1;
+}
+
+static int
+add_receipt(struct receipts *rs, json_t *o, size_t cap)
+{
+    json_t *s = json_object_get(o, "seq");
+    const char *h = json_string_value(json_object_get(o, "entry_hash"));
+    size_t n = 0;
+
+    if (rs->n >= cap || !json_is_integer(s) || json_integer_value(s) < 1 || h == NULL ||
+        hsmca_hex_decode(h, strlen(h), rs->v[rs->n].hash, 32, &n) != HSMCA_OK || n != 32)
+        return -1;
+    rs->v[rs->n].seq = (uint64_t)json_integer_value(s);
+    rs->v[rs->n].found = 0;
+    rs->n++;
+    return 0;
+}
+
+#define RECEIPTS_MAX 1000000
+#define RECEIPTS_FILE_MAX ((size_t)256 << 20)
+
+static int
+do_check_receipts(int argc, char **argv)
+{
+    static const struct option opts[] = {{"extract", required_argument, NULL, 'e'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *extract = NULL;
+    struct hsmca_audit_verify_opts vo;
+    struct hsmca_audit_verify_result r;
+    struct receipts rs = {NULL, 0};
+    unsigned char *buf = NULL;
+    size_t len = 0, i, bad = 0;
+    json_t *j = NULL;
+    enum hsmca_err e;
+    int c, rc = CLI_EXIT_USAGE;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "e:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e':
+            extract = optarg;
+            break;
+        case 'h':
+            usage_audit();
+            return CLI_EXIT_OK;
+        default:
+            usage_audit();
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (extract == NULL || optind + 1 != argc) {
+        fprintf(stderr, "hsmca audit check-receipts: --extract DIR and one FILE are required\n");
+        return CLI_EXIT_USAGE;
+    }
+    rc = CLI_EXIT_FAIL;
+    e = hsmca_read_file(argv[optind], RECEIPTS_FILE_MAX, &buf, &len);
+    if (e != HSMCA_OK) {
+        rc = cli_fail("audit check-receipts", e);
+        goto out;
+    }
+    rs.v = calloc(RECEIPTS_MAX, sizeof(*rs.v));
+    if (rs.v == NULL) {
+        rc = cli_fail("audit check-receipts", HSMCA_E_NOMEM);
+        goto out;
+    }
+    j = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, NULL);
+    if (json_is_array(j)) {
+        json_t *x;
+
+        json_array_foreach(j, i, x)
+        {
+            if (add_receipt(&rs, x, RECEIPTS_MAX) != 0) {
+                fprintf(stderr, "hsmca audit check-receipts: receipt %zu is malformed\n", i);
+                goto out;
+            }
+        }
+    } else {
+        /* JSON lines */
+        char *p = (char *)buf, *end = (char *)buf + len;
+        size_t lineno = 0;
+
+        json_decref(j);
+        j = NULL;
+        while (p < end) {
+            char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t l = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+            json_t *o;
+
+            lineno++;
+            if (l > 0) {
+                o = json_loadb(p, l, JSON_REJECT_DUPLICATES, NULL);
+                if (o == NULL || add_receipt(&rs, o, RECEIPTS_MAX) != 0) {
+                    json_decref(o);
+                    fprintf(stderr, "hsmca audit check-receipts: line %zu is not a receipt\n",
+                            lineno);
+                    goto out;
+                }
+                json_decref(o);
+            }
+            p += l + 1;
+        }
+    }
+    if (rs.n == 0) {
+        fprintf(stderr, "hsmca audit check-receipts: no receipts in %s\n", argv[optind]);
+        rc = CLI_EXIT_USAGE;
+        goto out;
+    }
+    qsort(rs.v, rs.n, sizeof(*rs.v), cmp_receipt);
+    memset(&vo, 0, sizeof(vo));
+    vo.on_entry = on_entry;
+    vo.arg = &rs;
+    e = hsmca_audit_verify_extract(extract, &vo, &r);
+    if (e != HSMCA_OK) {
+        printf("INVALID: the extract does not verify: %s: %s\n", hsmca_err_code(e), r.why);
+        goto out;
+    }
+    for (i = 0; i < rs.n; i++) {
+        if (rs.v[i].found == 1)
+            continue;
+        bad++;
+        if (rs.v[i].seq < r.from || rs.v[i].seq > r.to)
+            printf("receipt seq %llu: outside this extract (%llu..%llu)\n",
+                   (unsigned long long)rs.v[i].seq, (unsigned long long)r.from,
+                   (unsigned long long)r.to);
+        else
+            printf("receipt seq %llu: MISSING: the log holds another entry at that seq\n",
+                   (unsigned long long)rs.v[i].seq);
+    }
+    if (bad == 0) {
+        printf("all %zu receipts are in the log (extract %llu..%llu verified)\n", rs.n,
+               (unsigned long long)r.from, (unsigned long long)r.to);
+        rc = CLI_EXIT_OK;
+    }
+out:
+    json_decref(j);
+    free(rs.v);
+    free(buf);
+    return rc;
+}
+
+/* ---- archive ---- */
+
+static int
+do_archive(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"store", required_argument, NULL, 's'}, {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},    {"out", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    const char *db = NULL, *outdir = NULL;
+    uint64_t from = 0, to = 0;
+    struct hsmca_store *st = NULL;
+    struct hsmca_audit_verify_result r;
+    enum hsmca_err e;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "s:f:t:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            db = optarg;
+            break;
+        case 'f':
+        case 't':
+            if (hsmca_parse_u64(optarg, strlen(optarg), INT64_MAX, c == 'f' ? &from : &to) !=
+                HSMCA_OK) {
+                fprintf(stderr, "hsmca audit archive: --from/--to take a seq number\n");
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'o':
+            outdir = optarg;
+            break;
+        case 'h':
+            usage_audit();
+            return CLI_EXIT_OK;
+        default:
+            usage_audit();
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (db == NULL || outdir == NULL || from == 0 || to == 0 || from > to || optind != argc) {
+        fprintf(stderr, "hsmca audit archive: --store, --from, --to (from <= to) and --out are "
+                        "required\n");
+        return CLI_EXIT_USAGE;
+    }
+    e = hsmca_store_open_readonly(db, &st);
+    if (e != HSMCA_OK)
+        return cli_fail("audit archive: open store", e);
+    e = hsmca_audit_extract_store(st, from, to, NULL, NULL, outdir);
+    hsmca_store_close(st);
+    if (e != HSMCA_OK)
+        return cli_fail("audit archive", e);
+    /* check what was written before saying so */
+    e = hsmca_audit_verify_extract(outdir, NULL, &r);
+    if (e != HSMCA_OK) {
+        printf("INVALID: the archive does not verify: %s: %s\n", hsmca_err_code(e), r.why);
+        return CLI_EXIT_FAIL;
+    }
+    printf("archived entries %llu..%llu (%llu entries) to %s\n", (unsigned long long)r.from,
+           (unsigned long long)r.to, (unsigned long long)r.entries, outdir);
+    return CLI_EXIT_OK;
+}
+
+int
+cmd_audit(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_audit();
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage_audit();
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "verify") == 0)
+        return do_verify(argc - 1, argv + 1);
+    if (strcmp(argv[1], "check-receipts") == 0)
+        return do_check_receipts(argc - 1, argv + 1);
+    if (strcmp(argv[1], "archive") == 0)
+        return do_archive(argc - 1, argv + 1);
+    fprintf(stderr, "hsmca audit: unknown subcommand '%s'\n", argv[1]);
+    usage_audit();
+    return CLI_EXIT_USAGE;
+}

@@ -345,6 +345,10 @@ struct hsmca_issue_ca {
     uint64_t per_minute, per_day;
     struct slide minute, day;
     uint32_t minute_b[MINUTE_BUCKETS], day_b[DAY_BUCKETS];
+    /* request ids the store may hold (Bloom filter; words updated atomically): a request id
+     * that is surely absent needs no store lookup */
+    _Atomic uint64_t *known;
+    uint64_t known_mask; /* bits - 1 */
     /* request ids in flight (under mu): open addressing, tombstones */
     char **ids;
     size_t ids_cap, ids_used;
@@ -434,6 +438,106 @@ ids_del(struct hsmca_issue_ca *ca, const char *id)
             return;
         }
     }
+}
+
+/* Two independent 64-bit hashes of a request id for the Bloom filter (k = 4 probes). */
+static void
+known_hashes(const char *id, uint64_t *h1, uint64_t *h2)
+{
+    uint64_t a = fnv1a(id), b = 0x9e3779b97f4a7c15ull;
+    const unsigned char *p = (const unsigned char *)id;
+
+    while (*p != '\0') {
+        b ^= *p++;
+        b *= 0xff51afd7ed558ccdull;
+        b ^= b >> 33;
+    }
+    *h1 = a;
+    *h2 = b | 1;
+}
+
+static void
+known_add(struct hsmca_issue_ca *ca, const char *id)
+{
+    uint64_t h1, h2, bit;
+    int k;
+
+    known_hashes(id, &h1, &h2);
+    for (k = 0; k < 4; k++) {
+        bit = (h1 + (uint64_t)k * h2) & ca->known_mask;
+        atomic_fetch_or_explicit(&ca->known[bit >> 6], 1ull << (bit & 63), memory_order_release);
+    }
+}
+
+static int
+known_maybe(struct hsmca_issue_ca *ca, const char *id)
+{
+    uint64_t h1, h2, bit;
+    int k;
+
+    known_hashes(id, &h1, &h2);
+    for (k = 0; k < 4; k++) {
+        bit = (h1 + (uint64_t)k * h2) & ca->known_mask;
+        if ((atomic_load_explicit(&ca->known[bit >> 6], memory_order_acquire) &
+             (1ull << (bit & 63))) == 0)
+            return 0;
+    }
+    return 1;
+}
+
+struct known_loader {
+    struct hsmca_issue_ca *ca;
+    int64_t after_ms; /* keyset cursor: the last row seen */
+    unsigned char after_serial[20];
+    size_t after_len;
+};
+
+static enum hsmca_err
+known_load_row(void *arg, const struct hsmca_cert_rec *c)
+{
+    struct known_loader *l = arg;
+
+    if (c->request_id[0] != '\0')
+        known_add(l->ca, c->request_id);
+    l->after_ms = c->issued_ms;
+    memcpy(l->after_serial, c->serial, c->serial_len);
+    l->after_len = c->serial_len;
+    return HSMCA_OK;
+}
+
+/* Size the filter for what the store holds (16 bits per id, at least 2^20 bits) and fill it. */
+static enum hsmca_err
+known_load(struct hsmca_issue_ca *ca, struct hsmca_store *st, uint64_t total)
+{
+    struct hsmca_cert_query q;
+    struct known_loader l;
+    uint64_t bits = 1ull << 20;
+    enum hsmca_err rc;
+    int more = 1;
+
+    while (bits < total * 16 && bits < (1ull << 36))
+        bits <<= 1;
+    ca->known = calloc((size_t)(bits / 64), sizeof(*ca->known));
+    if (ca->known == NULL)
+        return HSMCA_E_NOMEM;
+    ca->known_mask = bits - 1;
+    memset(&l, 0, sizeof(l));
+    l.ca = ca;
+    while (more) {
+        memset(&q, 0, sizeof(q));
+        q.status = -1;
+        q.from_ms = 0;
+        q.to_ms = INT64_MAX;
+        q.after_ms = l.after_ms;
+        memcpy(q.after_serial, l.after_serial, l.after_len);
+        q.after_serial_len = l.after_len;
+        q.limit = HSMCA_PAGE_MAX;
+        more = 0;
+        rc = hsmca_store_cert_list(st, ca->rec.id, &q, known_load_row, &l, &more);
+        if (rc != HSMCA_OK)
+            return rc;
+    }
+    return HSMCA_OK;
 }
 
 /* ---------------------------------------------------------------- jobs */
@@ -698,6 +802,9 @@ done_entry(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *recei
     }
     switch (j->kind) {
     case JOB_ISSUE:
+        /* known before the id leaves the in-flight set: a retry then looks the store up */
+        if (rc == HSMCA_OK && j->rec.request_id[0] != '\0')
+            known_add(j->ca, j->rec.request_id);
         job_release(j, rc == HSMCA_OK);
         if (rc == HSMCA_OK) {
             atomic_fetch_add(&j->ca->total_issued, 1);
@@ -1083,7 +1190,10 @@ process(struct job *j, const struct hsmca_issue_req *rq)
         }
         j->id_held = 1;
         memset(&old, 0, sizeof(old));
-        rc = lookup(j->iss, ca->rec.id, j->rec.request_id, &old);
+        /* an id the store surely lacks needs no lookup; a "maybe" is looked up */
+        rc = known_maybe(ca, j->rec.request_id)
+                 ? lookup(j->iss, ca->rec.id, j->rec.request_id, &old)
+                 : HSMCA_E_NOT_FOUND;
         if (rc == HSMCA_OK) {
             job_release(j, 0);
             if (CRYPTO_memcmp(old.csr_sha256, j->rec.csr_sha256, 32) == 0)
@@ -1534,7 +1644,8 @@ hsmca_issue_ca_new(struct hsmca_issuer *iss, const struct hsmca_ca_rec *rec, X50
     if (X509_up_ref(paa) != 1)
         goto out;
     ca->paa = paa;
-    /* quotas survive restarts: count what the store holds for the last day and minute */
+    /* quotas survive restarts: count what the store holds for the last day and minute; and
+     * learn which request ids it holds */
     {
         struct reader *r = &iss->rd[0];
 
@@ -1547,6 +1658,10 @@ hsmca_issue_ca_new(struct hsmca_issuer *iss, const struct hsmca_ca_rec *rec, X50
             if (rc == HSMCA_OK && n > 0)
                 slide_add(&ca->minute, t, (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n));
         }
+        if (rc == HSMCA_OK)
+            rc = hsmca_store_cert_count(st, rec->id, 0, &n);
+        if (rc == HSMCA_OK)
+            rc = known_load(ca, st, n);
         pthread_mutex_unlock(&r->mu);
     }
     if (rc != HSMCA_OK)
@@ -1576,6 +1691,7 @@ hsmca_issue_ca_free(struct hsmca_issue_ca *ca)
             free(ca->ids[i]);
     }
     free(ca->ids);
+    free(ca->known);
     X509_free(ca->pai);
     X509_free(ca->paa);
     OPENSSL_free(ca->rec.cert_der);

@@ -69,6 +69,8 @@ struct env {
 };
 
 static struct world W;
+/* Batch helper threads of the engine in env_open (more than the cores, to shake out races). */
+static unsigned env_threads = 3;
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -266,7 +268,7 @@ env_open(struct env *e, const struct hsmca_issue_quotas *q, unsigned burst)
     ic.audit = e->audit;
     ic.store_path = e->db;
     ic.quotas = q;
-    ic.threads = 3;
+    ic.threads = env_threads;
     ic.readers = 4;
     ic.refusal_burst = burst;
     assert_int_equal(hsmca_issuer_new(&ic, &e->iss), HSMCA_OK);
@@ -735,6 +737,15 @@ issued_dac_validates_and_request_ids_are_idempotent(void **state)
     assert_int_equal(r2->rc, HSMCA_OK);
     assert_true(r2->replayed);
     hsmca_issue_result_free(r2);
+    /* and after a restart (a new CA handle learns the stored request ids from the store) */
+    hsmca_issue_ca_free(e.ca);
+    e.ca = make_ca(&e, "pai-1", W.pai_der, W.pai_len, 0);
+    r2 = issue(&e, csr, len, "dev-0001", 0);
+    assert_int_equal(r2->rc, HSMCA_OK);
+    assert_true(r2->replayed);
+    assert_memory_equal(r2->dac_der, r->dac_der, r->dac_len);
+    hsmca_issue_result_free(r2);
+    expect_refused(&e, csr2, len2, "dev-0001", HSMCA_E_ISSUE_REQUEST_ID_CONFLICT);
     hsmca_issue_result_free(r);
     hsmca_store_close(ro);
     OPENSSL_free(csr);
@@ -1246,6 +1257,127 @@ refusal_floods_are_rate_limited(void **state)
     env_close(&e);
 }
 
+/* ---------------------------------------------------------------- throughput (printed) */
+
+static double
+mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds of the whole process (every thread, SoftHSM included): a load-independent cost. */
+static double
+cpu_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct floor_arg {
+    unsigned char **der;
+    size_t *len;
+    size_t n;
+    size_t *next;
+};
+
+/* The crypto floor of tools/hsmca-bench: CSR verify + one token signature of a DAC-sized TBS. */
+static void *
+floor_run(void *arg)
+{
+    struct floor_arg *a = arg;
+    unsigned char tbs[420], sig[80];
+
+    memset(tbs, 0x5a, sizeof(tbs));
+    for (;;) {
+        size_t i = __atomic_fetch_add(a->next, 1, __ATOMIC_RELAXED), sl = sizeof(sig);
+        const unsigned char *p;
+        X509_REQ *r;
+        EVP_MD_CTX *md;
+
+        if (i >= a->n)
+            break;
+        p = a->der[i];
+        r = d2i_X509_REQ(NULL, &p, (long)a->len[i]);
+        assert_non_null(r);
+        assert_int_equal(X509_REQ_verify(r, X509_REQ_get0_pubkey(r)), 1);
+        X509_REQ_free(r);
+        md = EVP_MD_CTX_new();
+        assert_int_equal(
+            EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, hsmca_key_private(W.kpai)), 1);
+        assert_int_equal(EVP_DigestSign(md, sig, &sl, tbs, sizeof(tbs)), 1);
+        EVP_MD_CTX_free(md);
+    }
+    return NULL;
+}
+
+static void
+throughput_against_the_crypto_floor(void **state)
+{
+    enum { N = 1000 };
+    struct env e;
+    struct hsmca_issue_req *items = calloc(N, sizeof(*items));
+    unsigned char **der = calloc(N, sizeof(*der));
+    size_t *len = calloc(N, sizeof(*len)), next = 0, i;
+    char(*ids)[16] = calloc(N, 16);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    pthread_t th[64];
+    struct floor_arg fa;
+    struct sink s;
+    double t0, c0, floor_rate, batch_rate, floor_cpu, batch_cpu;
+    int k, nth = cpus > 64 ? 64 : (int)cpus;
+
+    (void)state;
+    assert_non_null(items);
+    assert_non_null(der);
+    assert_non_null(len);
+    assert_non_null(ids);
+    for (i = 0; i < N; i++) {
+        der[i] = fresh_csr(&len[i]);
+        snprintf(ids[i], 16, "t-%04zu", i);
+        items[i] = (struct hsmca_issue_req){der[i], len[i], ids[i], 0, 0, "op", "operator", 0};
+    }
+    fa = (struct floor_arg){der, len, N, &next};
+    t0 = mono_s();
+    c0 = cpu_s();
+    for (k = 0; k < nth; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, floor_run, &fa), 0);
+    for (k = 0; k < nth; k++)
+        pthread_join(th[k], NULL);
+    floor_rate = N / (mono_s() - t0);
+    floor_cpu = (cpu_s() - c0) / N * 1e6;
+
+    env_threads = 0; /* the default: one per core besides the caller */
+    env_open(&e, NULL, 0);
+    env_threads = 3;
+    activate(&e, 600000, 10 * N);
+    sink_init(&s);
+    t0 = mono_s();
+    c0 = cpu_s();
+    assert_int_equal(hsmca_issue_batch_submit(e.iss, e.ca, items, N, on_batch, &s), HSMCA_OK);
+    sink_wait(&s);
+    batch_rate = N / (mono_s() - t0);
+    batch_cpu = (cpu_s() - c0) / N * 1e6;
+    assert_int_equal(s.br->issued, N);
+    hsmca_issue_batch_result_free(s.br);
+    printf("floor (CSR verify + token sign, %d threads): %.0f/s, %.0f us CPU per DAC; engine "
+           "batch of %d (check, build, sign, store, durable audit): %.0f/s, %.0f us CPU per DAC; "
+           "rate %.2fx floor, CPU %.2fx floor\n",
+           nth, floor_rate, floor_cpu, N, batch_rate, batch_cpu, batch_rate / floor_rate,
+           floor_cpu / batch_cpu);
+    env_close(&e);
+    for (i = 0; i < N; i++)
+        OPENSSL_free(der[i]);
+    free(ids);
+    free(len);
+    free(der);
+    free(items);
+}
+
 int
 main(void)
 {
@@ -1261,6 +1393,7 @@ main(void)
         cmocka_unit_test(batches_fail_item_by_item),
         cmocka_unit_test(failed_write_releases_nothing),
         cmocka_unit_test(refusal_floods_are_rate_limited),
+        cmocka_unit_test(throughput_against_the_crypto_floor),
     };
 
     return cmocka_run_group_tests_name("issue", tests, world_setup, world_teardown);

@@ -35,6 +35,7 @@ const struct hsmcad_route hsmcad_routes[] = {
      hsmcad_h_certificates},
     {"POST", "/v1/cas/{ca}/revocations", "cert.revoke", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,
      hsmcad_h_revocations},
+    {"POST", "/v1/cas/{ca}/deactivation", "ca.deactivate", ADMIN, 0, 0, NULL, hsmcad_h_deactivate},
     {"GET", "/v1/cas/{ca}/crl", "crl.get", ANY, 0, 0, NULL, hsmcad_h_crl},
     {"POST", "/v1/requests", "quorum.request", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,
      hsmcad_h_request_create},

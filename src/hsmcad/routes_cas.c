@@ -17,6 +17,7 @@
 
 #include "hsmca/audit.h"
 #include "hsmca/crl.h"
+#include "hsmca/issue.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/util.h"
 
@@ -24,31 +25,6 @@
 #include "routes.h"
 
 #define INVENTORY_DEFAULT_LIMIT 100
-
-static char *
-der_to_pem(const unsigned char *der, size_t len)
-{
-    const unsigned char *p = der;
-    X509 *x = d2i_X509(NULL, &p, (long)len);
-    BIO *b = NULL;
-    BUF_MEM *bm = NULL;
-    char *s = NULL;
-
-    if (x == NULL)
-        return NULL;
-    b = BIO_new(BIO_s_mem());
-    if (b != NULL && PEM_write_bio_X509(b, x) == 1) {
-        BIO_get_mem_ptr(b, &bm);
-        s = malloc(bm->length + 1);
-        if (s != NULL) {
-            memcpy(s, bm->data, bm->length);
-            s[bm->length] = '\0';
-        }
-    }
-    BIO_free(b);
-    X509_free(x);
-    return s;
-}
 
 static json_t *
 vidpid(int v)
@@ -61,8 +37,19 @@ vidpid(int v)
     return json_string(hex);
 }
 
+/* The issuance state of a PAI the engine knows ({"active", "until_ms", ..., "quota"}), or null. */
 static json_t *
-ca_json(const struct hsmca_ca_rec *ca)
+issuance_state(struct hsmcad *d, const char *id)
+{
+    struct hsmcad_ca *c = hsmcad_ca_find(d, id);
+    struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
+    json_t *s = ica != NULL ? hsmca_issue_ca_state_json(ica, hsmcad_now_ms()) : NULL;
+
+    return s != NULL ? s : json_null();
+}
+
+static json_t *
+ca_json(struct hsmcad *d, const struct hsmca_ca_rec *ca)
 {
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "id", ca->id, "kind",
                           ca->kind, "parent", ca->parent, "token_uri", ca->token_uri, "key_uri",
@@ -71,11 +58,12 @@ ca_json(const struct hsmca_ca_rec *ca)
 
     if (o == NULL)
         return NULL;
+    json_object_set_new(o, "issuance", issuance_state(d, ca->id));
     if (ca->cert_der != NULL) {
         unsigned char h[32];
         unsigned int hl = 0;
         char hex[65];
-        char *pem = der_to_pem(ca->cert_der, ca->cert_len);
+        char *pem = hsmcad_der_to_pem(ca->cert_der, ca->cert_len);
 
         if (EVP_Digest(ca->cert_der, ca->cert_len, h, &hl, EVP_sha256(), NULL) == 1) {
             hsmca_hex_encode(h, 32, hex, sizeof(hex));
@@ -89,14 +77,20 @@ ca_json(const struct hsmca_ca_rec *ca)
     return o;
 }
 
+struct ca_list {
+    struct hsmcad *d;
+    json_t *arr;
+};
+
 static enum hsmca_err
 ca_list_one(void *arg, const struct hsmca_ca_rec *ca)
 {
-    json_t *o = ca_json(ca);
+    struct ca_list *l = arg;
+    json_t *o = ca_json(l->d, ca);
 
     if (o == NULL)
         return HSMCA_E_NOMEM;
-    return json_array_append_new(arg, o) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
+    return json_array_append_new(l->arr, o) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
 }
 
 void
@@ -111,7 +105,11 @@ hsmcad_h_cas_list(struct hsmcad_req *r)
         hsmcad_reply_problem(r, ro == NULL ? HSMCA_E_STORE_OPEN : HSMCA_E_NOMEM, NULL);
         return;
     }
-    rc = hsmca_store_ca_list(ro, ca_list_one, arr);
+    {
+        struct ca_list l = {hsmcad_req_daemon(r), arr};
+
+        rc = hsmca_store_ca_list(ro, ca_list_one, &l);
+    }
     if (rc != HSMCA_OK) {
         json_decref(arr);
         hsmcad_reply_problem(r, rc, NULL);
@@ -150,7 +148,7 @@ hsmcad_h_ca_get(struct hsmcad_req *r)
 
     if (load_ca(r, hsmcad_ro(hsmcad_req_daemon(r)), &ca) != 0)
         return;
-    hsmcad_reply_json(r, 200, ca_json(&ca));
+    hsmcad_reply_json(r, 200, ca_json(hsmcad_req_daemon(r), &ca));
     hsmca_ca_rec_clear(&ca);
 }
 

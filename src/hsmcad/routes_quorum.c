@@ -220,3 +220,27 @@ hsmcad_h_approvers(struct hsmcad_req *r)
     }
     hsmcad_reply(r, 200, "application/json", s, strlen(s));
 }
+
+/* POST /v1/cas/{ca}/deactivation: close a PAI's window now (no quorum needed, DESIGN). */
+void
+hsmcad_h_deactivate(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_quorum_principal who;
+    struct hsmca_quorum_exec ex;
+    enum hsmca_err rc;
+
+    if (hsmcad_ca_find(d, hsmcad_req_param(r, 0)) == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_CA_NOT_FOUND, NULL);
+        return;
+    }
+    who_of(r, &who);
+    hsmcad_quorum_exec(d, &ex);
+    rc = hsmca_quorum_deactivate(d->quorum, &who, hsmcad_req_param(r, 0), &ex);
+    hsmcad_req_engine_audited(r); /* ca.deactivate (or its refusal) is the quorum module's entry */
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, NULL);
+        return;
+    }
+    hsmcad_reply_json(r, 200, json_pack("{s:s, s:b}", "ca", hsmcad_req_param(r, 0), "active", 0));
+}

@@ -98,6 +98,7 @@ call auditor GET /metrics
 check "metrics count refusals of pai-8000" sh -c "grep -Eq '^hsmca_dacs_refused_total\\{ca=\"pai-8000\"\\} [1-9]' '$W/body'"
 call admin GET /v1/cas/pai-8000
 check "the PAI's certificate is served" sh -c "jq -r .certificate '$W/body' | openssl x509 -noout -subject | grep -q 'Matter'"
+check "the PAI is shown inactive" jq -e '.issuance.active == false' "$W/body"
 
 check "SIGTERM stops with status 0" stop_daemon
 finish

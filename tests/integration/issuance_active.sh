@@ -67,6 +67,8 @@ expect "an operator may not submit approvals" 403 http-forbidden
 call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
     --data-binary @"$W/appr-dave.json"
 check "second approval executes ca.activate" jq -e '.executed == true and .result.activated == "pai-8000"' "$W/body"
+call operator GET /v1/cas/pai-8000
+check "GET /v1/cas/pai-8000 shows the open window" jq -e '.issuance.active == true and .issuance.max_dacs == 100' "$W/body"
 
 # ---- dry run: the DAC that would be issued, nothing signed or stored ----
 call operator POST '/v1/cas/pai-8000/dacs?dry_run=true' -H 'Content-Type: application/pkcs10' \
@@ -148,6 +150,13 @@ check "per-minute quota -> 429 quota-exceeded" [ "$seen" = quota-exceeded ]
 # ---- inventory, metrics ----
 call auditor GET '/v1/cas/pai-8000/certificates?limit=1000'
 check "inventory lists dev-1 once" jq -e '[.items[] | select(.request_id == "dev-1")] | length == 1' "$W/body"
+call operator POST /v1/cas/pai-8000/deactivation
+expect "an operator may not deactivate" 403 http-forbidden
+call admin POST /v1/cas/pai-8000/deactivation
+check "admin deactivates without a quorum" jq -e '.active == false' "$W/body"
+call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
+    --data-binary @"$W/m.der"
+expect "after deactivation" 409 ca-inactive
 call auditor GET /metrics
 check "metrics count issued DACs" sh -c "grep -Eq '^hsmca_dacs_issued_total\\{ca=\"pai-8000\"\\} ([5-9]|[1-9][0-9])' '$W/body'"
 

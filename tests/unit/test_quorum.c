@@ -648,7 +648,10 @@ approval_refusals_each_own_code_audited_no_login(void **state)
         bad = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
         assert_int_equal(submit(c, "bob", r1, bad, NULL), HSMCA_E_QUORUM_SHARE_INVALID);
         assert_refusal_audited(c, "quorum-share-invalid");
-        assert_true(audit_count(c, "quorum-share-invalid", "\"approver\":\"bob\"") >= 1);
+        /* the refusal names the approver and the token */
+        assert_true(audit_count(c, "quorum-share-invalid",
+                                "\"approver\":\"bob\",\"code\":\"quorum-share-invalid\","
+                                "\"token\":\"hsmca-paa\"") >= 1);
         /* with only carol's valid approval the request cannot run */
         {
             struct hsmca_quorum_exec ex;

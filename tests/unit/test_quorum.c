@@ -930,7 +930,7 @@ enrol_fourth_then_old_shares_useless(void **state)
     struct ctx *c = *state;
     struct hsmca_quorum_exec ex;
     struct hsmca_quorum_signer dave = {"dave", NULL, NULL};
-    struct hsmca_secret old = {NULL, 0}, cur = {NULL, 0};
+    struct hsmca_secret old = {NULL, 0}, mid = {NULL, 0}, cur = {NULL, 0};
     unsigned char *spki = NULL;
     char *b64, *pop = NULL, params[1024], *id, *ap, *env = NULL;
     unsigned long logins;
@@ -976,6 +976,8 @@ enrol_fourth_then_old_shares_useless(void **state)
     assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, NULL), HSMCA_OK);
     free(id);
 
+    rebuild(c, "hsmca-paa", "dave", "alice", &mid); /* kept from epoch 2, dave's own share */
+
     /* the new approver's share works: dave + bob make the PAA */
     id = request(c, "admin", NULL, "ca.create_paa", paa_params(), 60000, HSMCA_OK);
     assert_int_equal(hsmca_quorum_request_envelope(c->q, id, &env), HSMCA_OK);
@@ -1020,6 +1022,7 @@ enrol_fourth_then_old_shares_useless(void **state)
     rebuild(c, "hsmca-paa", "dave", "carol", &cur);
     assert_int_not_equal(memcmp(old.p, cur.p, 32), 0);
     assert_int_equal(hsmca_token_login(c->paa_tok, &old), HSMCA_E_PIN_INCORRECT);
+    assert_int_equal(hsmca_token_login(c->paa_tok, &mid), HSMCA_E_PIN_INCORRECT);
     assert_int_equal(hsmca_token_login(c->paa_tok, &cur), HSMCA_OK);
     assert_int_equal(hsmca_token_logout(c->paa_tok), HSMCA_OK);
 
@@ -1055,6 +1058,7 @@ enrol_fourth_then_old_shares_useless(void **state)
     free(env);
     free(id);
     hsmca_secret_clear(&old);
+    hsmca_secret_clear(&mid);
     hsmca_secret_clear(&cur);
     OPENSSL_free(spki);
     free(b64);

@@ -105,7 +105,64 @@ enum hsmca_err {
     HSMCA_E_SEAL_FORMAT = 610,   /* a sealed share has the wrong length, version or point */
     HSMCA_E_SEAL_AUTH = 611,     /* a sealed share fails authentication (key, data or tampering) */
     HSMCA_E_SEAL_KEY = 612,      /* the recipient key is not a P-256 key */
-    /* 700..799: daemon, HTTP, config (config.c, src/hsmcad) */
+    HSMCA_E_QUORUM_NOT_INITIALISED = 620,    /* no ceremony held yet */
+    HSMCA_E_QUORUM_INITIALISED = 621,        /* ceremony already held */
+    HSMCA_E_QUORUM_OP_UNKNOWN = 622,         /* unknown or unavailable operation */
+    HSMCA_E_QUORUM_PARAMS = 623,             /* bad operation parameters */
+    HSMCA_E_QUORUM_POLICY = 624,             /* invalid quorum policy */
+    HSMCA_E_QUORUM_APPROVAL_MALFORMED = 625, /* approval JSON malformed */
+    HSMCA_E_QUORUM_REQUEST_MISMATCH = 626,   /* approval for another request */
+    HSMCA_E_QUORUM_APPROVER_INACTIVE = 627,  /* approver not active in the epoch */
+    HSMCA_E_QUORUM_EPOCH_STALE = 628,        /* request's epoch or policy superseded */
+    HSMCA_E_QUORUM_REQUEST_EXPIRED = 629,    /* request expired */
+    HSMCA_E_QUORUM_REQUEST_EXECUTED = 630,   /* request already executed */
+    HSMCA_E_QUORUM_SELF_APPROVAL = 631,      /* requester approving own request */
+    HSMCA_E_QUORUM_SIGNATURE_INVALID = 632,  /* approval signature invalid */
+    HSMCA_E_QUORUM_DUPLICATE_APPROVAL = 633, /* approver already counted */
+    HSMCA_E_QUORUM_REQUEST_VOID = 634,       /* request key no longer in memory */
+    HSMCA_E_QUORUM_SHARE_INVALID = 635,      /* share fails its commitment */
+    HSMCA_E_QUORUM_THRESHOLD_NOT_MET = 636,  /* not enough approvals */
+    HSMCA_E_QUORUM_PIN_COMMITMENT = 637,     /* rebuilt PIN fails its commitment */
+    HSMCA_E_QUORUM_POP_INVALID = 638,        /* enrolment proof of possession invalid */
+    HSMCA_E_QUORUM_FORK = 639,               /* checkpoint inconsistent with witness state */
+    HSMCA_E_QUORUM_CHECKPOINT = 640,         /* checkpoint missing or bad signature */
+    HSMCA_E_QUORUM_ENVELOPE = 641,           /* envelope malformed */
+    HSMCA_E_QUORUM_NO_SHARE = 642,           /* no share for this approver */
+    HSMCA_E_QUORUM_APPROVER_DUPLICATE = 643, /* duplicate approver name, key or serial */
+    HSMCA_E_QUORUM_TOO_FEW_APPROVERS = 644,  /* approver set below threshold */
+    /* 700..799: daemon, HTTP, config (src/hsmcad); 750..779 belong to issuance (issue.c) */
+    HSMCA_E_HTTP_UNAUTHENTICATED = 700,   /* no client certificate, or one no role binds */
+    HSMCA_E_HTTP_FORBIDDEN = 701,         /* the principal's role may not use this endpoint */
+    HSMCA_E_HTTP_CA_FORBIDDEN = 702,      /* the operator is not bound to this CA */
+    HSMCA_E_HTTP_BODY_TOO_LARGE = 703,    /* the request body exceeds the configured limit */
+    HSMCA_E_HTTP_NOT_FOUND = 704,         /* no route matches the path */
+    HSMCA_E_HTTP_METHOD = 705,            /* the route exists but not with this method */
+    HSMCA_E_HTTP_UNSUPPORTED_MEDIA = 706, /* Content-Type not accepted by the route */
+    HSMCA_E_HTTP_BAD_REQUEST = 707,       /* the body or a parameter is malformed */
+    HSMCA_E_HTTP_NOT_ACCEPTABLE = 708,    /* Accept names no type the route can produce */
+    HSMCA_E_HTTP_BAD_QUERY = 709,         /* a query parameter is unknown or out of bounds */
+    HSMCA_E_HTTP_CA_NOT_FOUND = 711,      /* no CA with that id */
+    HSMCA_E_HTTP_NOT_READY = 712,         /* a readiness check failed */
+    HSMCA_E_HTTP_SHUTTING_DOWN = 713,     /* the daemon is stopping */
+    HSMCA_E_CONFIG_INVALID = 714,         /* the config file is not valid (key, type or value) */
+    HSMCA_E_ROLES_INVALID = 715,          /* policies/roles.json is not valid */
+    HSMCA_E_PIN_FILE_MODE = 716,          /* a PIN file is readable by group or others */
+    HSMCA_E_TLS_SETUP = 717,              /* TLS key, certificate or client CA unusable */
+    HSMCA_E_LISTEN = 718,                 /* the listen address cannot be bound */
+    /* 750..779 of it: DAC issuance (issue.c) */
+    HSMCA_E_ISSUE_CA_INACTIVE = 750,          /* the CA has no open issuance window */
+    HSMCA_E_ISSUE_WINDOW_EXHAUSTED = 751,     /* the window's count of DACs is used up */
+    HSMCA_E_ISSUE_WINDOW_EXPIRED = 752,       /* the window's time is over */
+    HSMCA_E_ISSUE_QUOTA_MINUTE = 753,         /* the CA's per-minute quota is used up */
+    HSMCA_E_ISSUE_QUOTA_DAY = 754,            /* the CA's per-day quota is used up */
+    HSMCA_E_ISSUE_REQUEST_ID_CONFLICT = 755,  /* the request id was used with another CSR */
+    HSMCA_E_ISSUE_REQUEST_ID_INVALID = 756,   /* request id too long or with a forbidden byte */
+    HSMCA_E_ISSUE_REQUEST_ID_IN_FLIGHT = 757, /* a request with that id is still being processed */
+    HSMCA_E_ISSUE_BATCH_TOO_LARGE = 758,      /* more than HSMCA_ISSUE_BATCH_MAX items */
+    HSMCA_E_ISSUE_BATCH_MALFORMED = 759,      /* a batch without items, or not a list of items */
+    HSMCA_E_ISSUE_QUOTAS_INVALID = 760,       /* policies/quotas.json is not valid quota JSON */
+    HSMCA_E_ISSUE_CA_ACTIVE = 761,            /* the CA already has an open window */
+    HSMCA_E_ISSUE_WINDOW_INVALID = 762, /* a window end in the past, or a count out of range */
 
     /* 800..849: certificate revocation lists (crl.c) */
     HSMCA_E_CRL_INVALID = 800,   /* not a well-formed CRL of this issuer */

@@ -1,0 +1,882 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cmd_issue.c -- `hsmca issue` (one CSR -> one DAC, or a dry run) and `hsmca issue-batch` (a
+ * directory of CSRs -> a directory of DACs, in batches of up to 1,000, resumable: the file stem is
+ * the request id, so a rerun skips what exists and the server replays what it already signed).
+ * Online: talks to hsmcad over HTTPS with a client certificate (http_client.c). Never overwrites
+ * an output file unless asked; writes each output through a temporary file and a rename.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "hsmca/issue.h"
+#include "hsmca/limits.h"
+#include "hsmca/util.h"
+
+#include "cli.h"
+#include "http_client.h"
+
+#define STEM_MAX HSMCA_REQUEST_ID_MAX
+#define REASONS_MAX 32
+
+void
+usage_issue(void)
+{
+    printf(
+        "usage: hsmca issue --url URL --ca ID --csr FILE --cert FILE --key FILE --cacert FILE\n"
+        "                   [--request-id ID] [--pid HEX] [--dry-run] [--out FILE] [--force]\n"
+        "\n"
+        "Sends one CSR (DER or PEM) to POST URL/v1/cas/ID/dacs and writes the DAC and its chain\n"
+        "(DAC, then PAI) as PEM to --out (default: standard output). --request-id makes the\n"
+        "request idempotent: a retry with the same id and CSR returns the same DAC. --pid asks\n"
+        "for a PID (4 hex digits) when the PAI covers several. --dry-run signs nothing and\n"
+        "prints the DAC that would be issued and every rule the CSR breaks, as JSON.\n"
+        "--cert/--key are your client certificate and key, --cacert the CA of the server.\n"
+        "Exit status: 0 issued (or dry run printed), 1 refused or failed, 2 usage error.\n");
+}
+
+void
+usage_issue_batch(void)
+{
+    printf(
+        "usage: hsmca issue-batch --url URL --ca ID --dir DIR --out DIR --cert FILE --key FILE\n"
+        "                         --cacert FILE [--pid HEX] [--batch N]\n"
+        "\n"
+        "Issues a DAC for every CSR file in --dir (*.csr, *.pem, *.der) through POST\n"
+        "URL/v1/cas/ID/dacs/batch, N (1..1000, default 1000) at a time. The file stem is the\n"
+        "request id, and the DAC is written to --out/STEM.pem (the DAC, then the chain); a\n"
+        "refused CSR gets --out/STEM.err (the problem as JSON). Resumable: a CSR whose .pem\n"
+        "already exists is skipped, and the server answers a repeated request id with the DAC\n"
+        "it already issued. Shows progress on a terminal and a summary at the end.\n"
+        "Exit status: 0 every CSR has its DAC, 1 some failed (see the summary), 2 usage error.\n");
+}
+
+static int
+parse_pid(const char *s, unsigned *out)
+{
+    unsigned char b[2];
+    size_t n = 0, len = strlen(s);
+
+    if (len != 4 || hsmca_hex_decode(s, len, b, sizeof(b), &n) != HSMCA_OK || n != 2)
+        return -1;
+    *out = (unsigned)(b[0] << 8 | b[1]);
+    return 0;
+}
+
+/* The CSR as PEM text (DER is armoured here; PEM is passed as read). Caller frees. */
+static char *
+csr_pem(const unsigned char *buf, size_t len)
+{
+    static const char head[] = "-----BEGIN CERTIFICATE REQUEST-----\n";
+    static const char tail[] = "-----END CERTIFICATE REQUEST-----\n";
+    unsigned char b64[(HSMCA_CSR_MAX + 2) / 3 * 4 + 1];
+    char *out;
+    size_t o = 0, i;
+    int bl;
+
+    if (len >= 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
+        out = malloc(len + 1);
+        if (out != NULL) {
+            memcpy(out, buf, len);
+            out[len] = '\0';
+        }
+        return out;
+    }
+    if (len > HSMCA_CSR_MAX)
+        return NULL;
+    bl = EVP_EncodeBlock(b64, buf, (int)len);
+    if (bl < 0)
+        return NULL;
+    out = malloc(sizeof(head) + (size_t)bl + (size_t)bl / 64 + 2 + sizeof(tail));
+    if (out == NULL)
+        return NULL;
+    memcpy(out, head, sizeof(head) - 1);
+    o = sizeof(head) - 1;
+    for (i = 0; i < (size_t)bl; i += 64) {
+        size_t n = (size_t)bl - i < 64 ? (size_t)bl - i : 64;
+
+        memcpy(out + o, b64 + i, n);
+        o += n;
+        out[o++] = '\n';
+    }
+    memcpy(out + o, tail, sizeof(tail));
+    return out;
+}
+
+/* Write data to path through path.tmp and a rename; refuses an existing path unless force. */
+static int
+write_file(const char *path, const char *data, size_t len, int force)
+{
+    char tmp[HSMCA_PATH_MAX + 8];
+    int fd;
+    ssize_t w;
+
+    if (!force && access(path, F_OK) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    while (len > 0) {
+        w = write(fd, data, len);
+        if (w <= 0) {
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* "code: title: detail" of a problem+json body, or the status alone. */
+static void
+problem_text(const struct http_response *r, char *out, size_t out_max)
+{
+    json_t *p = NULL;
+    const char *code = NULL, *title = NULL, *detail = NULL;
+
+    if (strcmp(r->content_type, "application/problem+json") == 0 ||
+        strcmp(r->content_type, "application/json") == 0)
+        p = json_loadb((const char *)r->body, r->body_len, 0, NULL);
+    if (p != NULL) {
+        code = json_string_value(json_object_get(p, "code"));
+        title = json_string_value(json_object_get(p, "title"));
+        detail = json_string_value(json_object_get(p, "detail"));
+    }
+    snprintf(out, out_max, "HTTP %d%s%s%s%s%s%s", r->status, code ? ": " : "", code ? code : "",
+             title ? ": " : "", title ? title : "", detail ? ": " : "", detail ? detail : "");
+    json_decref(p);
+}
+
+/* certificate PEM + chain PEMs of a JSON issuance answer, concatenated. Caller frees. */
+static char *
+chain_text(json_t *cert, json_t *chain)
+{
+    size_t len, i, total;
+    json_t *v;
+    char *out;
+
+    if (!json_is_string(cert))
+        return NULL;
+    total = json_string_length(cert) + 2;
+    json_array_foreach(chain, i, v)
+    {
+        if (!json_is_string(v))
+            return NULL;
+        total += json_string_length(v) + 1;
+    }
+    out = malloc(total + 1);
+    if (out == NULL)
+        return NULL;
+    len = json_string_length(cert);
+    memcpy(out, json_string_value(cert), len);
+    if (len > 0 && out[len - 1] != '\n')
+        out[len++] = '\n';
+    json_array_foreach(chain, i, v)
+    {
+        size_t l = json_string_length(v);
+
+        memcpy(out + len, json_string_value(v), l);
+        len += l;
+        if (l > 0 && out[len - 1] != '\n')
+            out[len++] = '\n';
+    }
+    out[len] = '\0';
+    return out;
+}
+
+struct common {
+    const char *url, *ca, *cert, *key, *cacert;
+    int has_pid;
+    unsigned pid;
+};
+
+static int
+ca_path(const char *ca, const char *suffix, char *out, size_t out_max)
+{
+    size_t i, n = strlen(ca);
+
+    if (n == 0 || n > HSMCA_CA_ID_MAX)
+        return -1;
+    for (i = 0; i < n; i++) {
+        if (!((ca[i] >= 'a' && ca[i] <= 'z') || (ca[i] >= '0' && ca[i] <= '9') || ca[i] == '-'))
+            return -1;
+    }
+    return snprintf(out, out_max, "/v1/cas/%s/dacs%s", ca, suffix) < (int)out_max ? 0 : -1;
+}
+
+int
+cmd_issue(int argc, char **argv)
+{
+    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
+                                         {"ca", required_argument, NULL, 'c'},
+                                         {"csr", required_argument, NULL, 'r'},
+                                         {"request-id", required_argument, NULL, 'i'},
+                                         {"pid", required_argument, NULL, 'p'},
+                                         {"dry-run", no_argument, NULL, 'n'},
+                                         {"cert", required_argument, NULL, 'C'},
+                                         {"key", required_argument, NULL, 'K'},
+                                         {"cacert", required_argument, NULL, 'A'},
+                                         {"out", required_argument, NULL, 'o'},
+                                         {"force", no_argument, NULL, 'f'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct common cm = {NULL, NULL, NULL, NULL, NULL, 0, 0};
+    const char *csr_file = NULL, *request_id = NULL, *out_file = NULL;
+    struct http_client *hc = NULL;
+    struct http_client_config hcfg;
+    struct http_response resp;
+    unsigned char *csr = NULL;
+    size_t csr_len = 0;
+    char *pem = NULL, *body = NULL, *text = NULL, path[256], why[512];
+    json_t *req = NULL, *ans = NULL;
+    int c, dry = 0, force = 0, rc = CLI_EXIT_USAGE;
+    enum hsmca_err e;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            cm.url = optarg;
+            break;
+        case 'c':
+            cm.ca = optarg;
+            break;
+        case 'r':
+            csr_file = optarg;
+            break;
+        case 'i':
+            request_id = optarg;
+            break;
+        case 'p':
+            if (parse_pid(optarg, &cm.pid) != 0) {
+                fprintf(stderr, "hsmca issue: --pid takes 4 hex digits\n");
+                goto out;
+            }
+            cm.has_pid = 1;
+            break;
+        case 'n':
+            dry = 1;
+            break;
+        case 'C':
+            cm.cert = optarg;
+            break;
+        case 'K':
+            cm.key = optarg;
+            break;
+        case 'A':
+            cm.cacert = optarg;
+            break;
+        case 'o':
+            out_file = optarg;
+            break;
+        case 'f':
+            force = 1;
+            break;
+        case 'h':
+            usage_issue();
+            rc = CLI_EXIT_OK;
+            goto out;
+        default:
+            usage_issue();
+            goto out;
+        }
+    }
+    if (optind != argc || cm.url == NULL || cm.ca == NULL || csr_file == NULL || cm.cert == NULL ||
+        cm.key == NULL || cm.cacert == NULL) {
+        fprintf(stderr, "hsmca issue: --url, --ca, --csr, --cert, --key and --cacert are "
+                        "required (see --help)\n");
+        goto out;
+    }
+    if (ca_path(cm.ca, "", path, sizeof(path)) != 0) {
+        fprintf(stderr, "hsmca issue: --ca must be a CA id ([a-z0-9-], at most %d bytes)\n",
+                HSMCA_CA_ID_MAX);
+        goto out;
+    }
+    if (request_id != NULL && strlen(request_id) > HSMCA_REQUEST_ID_MAX) {
+        fprintf(stderr, "hsmca issue: --request-id is longer than %d bytes\n",
+                HSMCA_REQUEST_ID_MAX);
+        goto out;
+    }
+    rc = CLI_EXIT_FAIL;
+    if (out_file != NULL && !force && access(out_file, F_OK) == 0) {
+        fprintf(stderr, "hsmca issue: %s exists; use --force to overwrite it\n", out_file);
+        goto out;
+    }
+    e = hsmca_read_file(csr_file, HSMCA_CSR_MAX, &csr, &csr_len);
+    if (e != HSMCA_OK) {
+        fprintf(stderr, "hsmca issue: %s: %s: %s\n", csr_file, hsmca_err_code(e),
+                hsmca_err_title(e));
+        goto out;
+    }
+    pem = csr_pem(csr, csr_len);
+    req = pem != NULL ? json_pack("{s:s}", "csr", pem) : NULL;
+    if (req == NULL) {
+        rc = cli_fail("issue", HSMCA_E_NOMEM);
+        goto out;
+    }
+    if (request_id != NULL)
+        json_object_set_new(req, "request_id", json_string(request_id));
+    if (cm.has_pid) {
+        char p[8];
+
+        snprintf(p, sizeof(p), "%04X", cm.pid);
+        json_object_set_new(req, "pid", json_string(p));
+    }
+    if (dry)
+        json_object_set_new(req, "dry_run", json_true());
+    body = json_dumps(req, JSON_COMPACT);
+    memset(&hcfg, 0, sizeof(hcfg));
+    hcfg.url = cm.url;
+    hcfg.cert = cm.cert;
+    hcfg.key = cm.key;
+    hcfg.cacert = cm.cacert;
+    why[0] = '\0';
+    e = http_client_new(&hcfg, &hc, why, sizeof(why));
+    if (e == HSMCA_OK && body != NULL)
+        e = http_client_request(hc, "POST", path, "application/json", "application/json", body,
+                                strlen(body), &resp, why, sizeof(why));
+    if (e != HSMCA_OK || body == NULL) {
+        fprintf(stderr, "hsmca issue: %s\n", why[0] ? why : hsmca_err_title(e));
+        goto out;
+    }
+    if (resp.status != 200 && resp.status != 201) {
+        problem_text(&resp, why, sizeof(why));
+        fprintf(stderr, "hsmca issue: refused: %s\n", why);
+        goto out;
+    }
+    ans = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+    if (ans == NULL) {
+        fprintf(stderr, "hsmca issue: the server's answer is not JSON\n");
+        goto out;
+    }
+    if (dry) {
+        text = json_dumps(ans, JSON_INDENT(2) | JSON_SORT_KEYS);
+    } else {
+        text = chain_text(json_object_get(ans, "certificate"), json_object_get(ans, "chain"));
+        if (text == NULL) {
+            fprintf(stderr, "hsmca issue: the server's answer has no certificate\n");
+            goto out;
+        }
+    }
+    if (text == NULL) {
+        rc = cli_fail("issue", HSMCA_E_NOMEM);
+        goto out;
+    }
+    if (out_file != NULL) {
+        if (write_file(out_file, text, strlen(text), force) != 0) {
+            fprintf(stderr, "hsmca issue: cannot write %s: %s\n", out_file, strerror(errno));
+            goto out;
+        }
+    } else {
+        fputs(text, stdout);
+        if (dry)
+            fputc('\n', stdout);
+    }
+    if (!dry) {
+        json_t *rcpt = json_object_get(ans, "receipt");
+
+        fprintf(stderr, "hsmca issue: %s serial %s receipt seq %" JSON_INTEGER_FORMAT "\n",
+                json_is_true(json_object_get(ans, "replayed")) || resp.status == 200 ? "replayed"
+                                                                                     : "issued",
+                json_string_value(json_object_get(ans, "serial"))
+                    ? json_string_value(json_object_get(ans, "serial"))
+                    : "?",
+                json_integer_value(json_object_get(rcpt, "seq")));
+    }
+    rc = dry && !json_is_true(json_object_get(ans, "ok")) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+out:
+    json_decref(ans);
+    json_decref(req);
+    free(text);
+    free(body);
+    free(pem);
+    free(csr);
+    http_client_free(hc);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- issue-batch */
+
+struct item {
+    char stem[STEM_MAX + 1];
+    char path[HSMCA_PATH_MAX + 1];
+};
+
+struct reason {
+    char code[64];
+    unsigned long n;
+};
+
+struct tally {
+    unsigned long total, skipped, issued, replayed, failed, done;
+    struct reason reasons[REASONS_MAX];
+    size_t nreasons;
+    int tty;
+    time_t started;
+};
+
+static void
+count_reason(struct tally *t, const char *code)
+{
+    size_t i;
+
+    t->failed++;
+    for (i = 0; i < t->nreasons; i++) {
+        if (strcmp(t->reasons[i].code, code) == 0) {
+            t->reasons[i].n++;
+            return;
+        }
+    }
+    if (t->nreasons < REASONS_MAX) {
+        snprintf(t->reasons[t->nreasons].code, sizeof(t->reasons[0].code), "%s", code);
+        t->reasons[t->nreasons++].n = 1;
+    } else {
+        t->reasons[REASONS_MAX - 1].n++; /* the rest share the last row */
+    }
+}
+
+static void
+progress(const struct tally *t)
+{
+    unsigned long todo = t->total - t->skipped, k;
+    unsigned width = 30, fill;
+
+    if (!t->tty || todo == 0)
+        return;
+    fill = (unsigned)(t->done * width / todo);
+    fprintf(stderr, "\r[");
+    for (k = 0; k < width; k++)
+        fputc(k < fill ? '#' : '.', stderr);
+    fprintf(stderr, "] %lu/%lu  issued %lu  replayed %lu  failed %lu", t->done, todo, t->issued,
+            t->replayed, t->failed);
+    fflush(stderr);
+}
+
+static int
+stem_ok(const char *s, size_t n)
+{
+    size_t i;
+
+    if (n == 0 || n > STEM_MAX)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("._~:@+=-", ch) != NULL))
+            return 0;
+    }
+    return 1;
+}
+
+static int
+cmp_item(const void *a, const void *b)
+{
+    return strcmp(((const struct item *)a)->stem, ((const struct item *)b)->stem);
+}
+
+/* The CSR files of dir, sorted by stem. Files whose stem is no valid request id are reported. */
+static int
+list_csrs(const char *dir, struct item **out, size_t *n_out, struct tally *t)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    struct item *items = NULL;
+    size_t n = 0, cap = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL) {
+        const char *dot = strrchr(de->d_name, '.');
+        struct stat sb;
+        char path[HSMCA_PATH_MAX + 1];
+        size_t sl;
+
+        if (de->d_name[0] == '.' || dot == NULL ||
+            (strcmp(dot, ".csr") != 0 && strcmp(dot, ".pem") != 0 && strcmp(dot, ".der") != 0))
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
+            stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        t->total++;
+        sl = (size_t)(dot - de->d_name);
+        if (!stem_ok(de->d_name, sl)) {
+            fprintf(stderr,
+                    "hsmca issue-batch: %s: the file name is not a valid request id "
+                    "([A-Za-z0-9._~:@+=-], at most %d bytes)\n",
+                    de->d_name, STEM_MAX);
+            count_reason(t, "request-id-invalid");
+            continue;
+        }
+        if (n == cap) {
+            struct item *ni;
+
+            cap = cap ? cap * 2 : 256;
+            ni = realloc(items, cap * sizeof(*items));
+            if (ni == NULL) {
+                free(items);
+                closedir(d);
+                return -1;
+            }
+            items = ni;
+        }
+        memcpy(items[n].stem, de->d_name, sl);
+        items[n].stem[sl] = '\0';
+        snprintf(items[n].path, sizeof(items[n].path), "%s", path);
+        n++;
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(items, n, sizeof(*items), cmp_item);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(items[i - 1].stem, items[i].stem) == 0) {
+            fprintf(stderr, "hsmca issue-batch: two CSR files share the stem %s; rename one\n",
+                    items[i].stem);
+            free(items);
+            return -2;
+        }
+    }
+    *out = items;
+    *n_out = n;
+    return 0;
+}
+
+/* Record one failed item: STEM.err with the problem, and the tally. */
+static void
+item_failed(const char *out_dir, const struct item *it, const char *code, json_t *problem,
+            struct tally *t)
+{
+    char path[HSMCA_PATH_MAX + 1];
+    char *txt = NULL;
+
+    count_reason(t, code);
+    if (snprintf(path, sizeof(path), "%s/%s.err", out_dir, it->stem) >= (int)sizeof(path))
+        return;
+    if (problem != NULL) {
+        txt = json_dumps(problem, JSON_COMPACT | JSON_SORT_KEYS);
+    } else {
+        json_t *p = json_pack("{s:s}", "code", code);
+
+        txt = p != NULL ? json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(p);
+    }
+    if (txt != NULL) {
+        size_t l = strlen(txt);
+
+        if (write_file(path, txt, l, 1) != 0)
+            fprintf(stderr, "\nhsmca issue-batch: cannot write %s: %s\n", path, strerror(errno));
+    }
+    free(txt);
+}
+
+/* Send items[0..n) as one batch and record every result. Returns 0, or -1 to stop the run. */
+static int
+run_batch(struct http_client *hc, const struct common *cm, const char *api, const char *out_dir,
+          const struct item *items, size_t n, struct tally *t)
+{
+    json_t *req = json_object(), *arr = json_array(), *ans = NULL, *results, *chain;
+    struct http_response resp;
+    char why[512], *body = NULL;
+    size_t i;
+    int rc = -1;
+    unsigned char *seen = calloc(n ? n : 1, 1);
+    enum hsmca_err e;
+
+    if (req == NULL || arr == NULL || seen == NULL || json_object_set(req, "items", arr) != 0)
+        goto out;
+    for (i = 0; i < n; i++) {
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        char *pem;
+        json_t *o;
+
+        e = hsmca_read_file(items[i].path, HSMCA_CSR_MAX, &buf, &len);
+        pem = e == HSMCA_OK ? csr_pem(buf, len) : NULL;
+        free(buf);
+        if (pem == NULL) {
+            /* an unreadable or oversized file: the server would refuse it too */
+            o = json_pack("{s:s, s:s}", "csr", "", "request_id", items[i].stem);
+        } else {
+            o = json_pack("{s:s, s:s}", "csr", pem, "request_id", items[i].stem);
+        }
+        free(pem);
+        if (o == NULL)
+            goto out;
+        if (cm->has_pid) {
+            char p[8];
+
+            snprintf(p, sizeof(p), "%04X", cm->pid);
+            json_object_set_new(o, "pid", json_string(p));
+        }
+        json_array_append_new(arr, o);
+    }
+    body = json_dumps(req, JSON_COMPACT);
+    if (body == NULL)
+        goto out;
+    why[0] = '\0';
+    e = http_client_request(hc, "POST", api, "application/json", "application/json", body,
+                            strlen(body), &resp, why, sizeof(why));
+    if (e != HSMCA_OK) {
+        fprintf(stderr, "%shsmca issue-batch: %s (rerun to resume)\n", t->tty ? "\n" : "",
+                why[0] ? why : hsmca_err_title(e));
+        goto out;
+    }
+    if (resp.status != 200) {
+        problem_text(&resp, why, sizeof(why));
+        fprintf(stderr, "%shsmca issue-batch: batch refused: %s\n", t->tty ? "\n" : "", why);
+        if (resp.status >= 500 || resp.status == 401 || resp.status == 403 || resp.status == 404 ||
+            resp.status == 429)
+            goto out; /* nothing the next batch would do better: stop, rerun later */
+        ans = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+        for (i = 0; i < n; i++) {
+            const char *code = json_string_value(json_object_get(ans, "code"));
+
+            item_failed(out_dir, &items[i], code ? code : "batch-refused", ans, t);
+            t->done++;
+        }
+        rc = 0;
+        goto out;
+    }
+    ans = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+    results = json_object_get(ans, "results");
+    chain = json_object_get(ans, "chain");
+    if (!json_is_array(results)) {
+        fprintf(stderr, "%shsmca issue-batch: the server's answer has no results\n",
+                t->tty ? "\n" : "");
+        goto out;
+    }
+    for (i = 0; i < json_array_size(results); i++) {
+        json_t *r = json_array_get(results, i), *pj = json_object_get(r, "problem");
+        json_int_t idx = json_integer_value(json_object_get(r, "index"));
+        json_int_t st = json_integer_value(json_object_get(r, "status"));
+        char path[HSMCA_PATH_MAX + 1], *text;
+
+        if (!json_is_integer(json_object_get(r, "index")) || idx < 0 || (size_t)idx >= n ||
+            seen[idx])
+            continue;
+        seen[idx] = 1;
+        t->done++;
+        if (st != 200 && st != 201) {
+            const char *code = json_string_value(json_object_get(pj, "code"));
+
+            item_failed(out_dir, &items[idx], code ? code : "failed", pj, t);
+            continue;
+        }
+        text = chain_text(json_object_get(r, "certificate"), json_is_array(chain) ? chain : NULL);
+        if (text == NULL ||
+            snprintf(path, sizeof(path), "%s/%s.pem", out_dir, items[idx].stem) >=
+                (int)sizeof(path) ||
+            write_file(path, text, strlen(text), 0) != 0) {
+            fprintf(stderr, "%shsmca issue-batch: %s: cannot write the DAC: %s\n",
+                    t->tty ? "\n" : "", items[idx].stem,
+                    text == NULL ? "no certificate in the answer" : strerror(errno));
+            count_reason(t, "output-failed");
+            free(text);
+            continue;
+        }
+        free(text);
+        {
+            char err[HSMCA_PATH_MAX + 1];
+
+            if (snprintf(err, sizeof(err), "%s/%s.err", out_dir, items[idx].stem) <
+                (int)sizeof(err))
+                (void)unlink(err); /* an earlier run's refusal is history now */
+        }
+        if (st == 200 || json_is_true(json_object_get(r, "replayed")))
+            t->replayed++;
+        else
+            t->issued++;
+    }
+    for (i = 0; i < n; i++) {
+        if (!seen[i]) {
+            count_reason(t, "no-result");
+            t->done++;
+        }
+    }
+    rc = 0;
+out:
+    free(seen);
+    free(body);
+    json_decref(ans);
+    json_decref(arr);
+    json_decref(req);
+    return rc;
+}
+
+int
+cmd_issue_batch(int argc, char **argv)
+{
+    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
+                                         {"ca", required_argument, NULL, 'c'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {"out", required_argument, NULL, 'o'},
+                                         {"pid", required_argument, NULL, 'p'},
+                                         {"batch", required_argument, NULL, 'b'},
+                                         {"cert", required_argument, NULL, 'C'},
+                                         {"key", required_argument, NULL, 'K'},
+                                         {"cacert", required_argument, NULL, 'A'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct common cm = {NULL, NULL, NULL, NULL, NULL, 0, 0};
+    const char *dir = NULL, *out_dir = NULL;
+    struct http_client *hc = NULL;
+    struct http_client_config hcfg;
+    struct item *items = NULL, *todo = NULL;
+    struct tally t;
+    struct stat sb;
+    uint64_t batch = HSMCA_ISSUE_BATCH_MAX;
+    size_t n = 0, ntodo = 0, i;
+    char api[256], why[512];
+    int c, rc = CLI_EXIT_USAGE, lr;
+    enum hsmca_err e;
+
+    memset(&t, 0, sizeof(t));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            cm.url = optarg;
+            break;
+        case 'c':
+            cm.ca = optarg;
+            break;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'o':
+            out_dir = optarg;
+            break;
+        case 'p':
+            if (parse_pid(optarg, &cm.pid) != 0) {
+                fprintf(stderr, "hsmca issue-batch: --pid takes 4 hex digits\n");
+                goto out;
+            }
+            cm.has_pid = 1;
+            break;
+        case 'b':
+            if (hsmca_parse_u64(optarg, strlen(optarg), HSMCA_ISSUE_BATCH_MAX, &batch) !=
+                    HSMCA_OK ||
+                batch == 0) {
+                fprintf(stderr, "hsmca issue-batch: --batch takes 1..%d\n", HSMCA_ISSUE_BATCH_MAX);
+                goto out;
+            }
+            break;
+        case 'C':
+            cm.cert = optarg;
+            break;
+        case 'K':
+            cm.key = optarg;
+            break;
+        case 'A':
+            cm.cacert = optarg;
+            break;
+        case 'h':
+            usage_issue_batch();
+            rc = CLI_EXIT_OK;
+            goto out;
+        default:
+            usage_issue_batch();
+            goto out;
+        }
+    }
+    if (optind != argc || cm.url == NULL || cm.ca == NULL || dir == NULL || out_dir == NULL ||
+        cm.cert == NULL || cm.key == NULL || cm.cacert == NULL) {
+        fprintf(stderr, "hsmca issue-batch: --url, --ca, --dir, --out, --cert, --key and "
+                        "--cacert are required (see --help)\n");
+        goto out;
+    }
+    if (ca_path(cm.ca, "/batch", api, sizeof(api)) != 0) {
+        fprintf(stderr, "hsmca issue-batch: --ca must be a CA id ([a-z0-9-], at most %d bytes)\n",
+                HSMCA_CA_ID_MAX);
+        goto out;
+    }
+    rc = CLI_EXIT_FAIL;
+    if (stat(out_dir, &sb) != 0) {
+        if (mkdir(out_dir, 0755) != 0) {
+            fprintf(stderr, "hsmca issue-batch: cannot create %s: %s\n", out_dir, strerror(errno));
+            goto out;
+        }
+    } else if (!S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "hsmca issue-batch: %s is not a directory\n", out_dir);
+        goto out;
+    }
+    lr = list_csrs(dir, &items, &n, &t);
+    if (lr != 0) {
+        if (lr == -1)
+            fprintf(stderr, "hsmca issue-batch: cannot read %s: %s\n", dir, strerror(errno));
+        goto out;
+    }
+    todo = calloc(n ? n : 1, sizeof(*todo));
+    if (todo == NULL) {
+        rc = cli_fail("issue-batch", HSMCA_E_NOMEM);
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        char path[HSMCA_PATH_MAX + 1];
+
+        if (snprintf(path, sizeof(path), "%s/%s.pem", out_dir, items[i].stem) < (int)sizeof(path) &&
+            access(path, F_OK) == 0) {
+            t.skipped++;
+            continue;
+        }
+        todo[ntodo++] = items[i];
+    }
+    memset(&hcfg, 0, sizeof(hcfg));
+    hcfg.url = cm.url;
+    hcfg.cert = cm.cert;
+    hcfg.key = cm.key;
+    hcfg.cacert = cm.cacert;
+    why[0] = '\0';
+    e = http_client_new(&hcfg, &hc, why, sizeof(why));
+    if (e != HSMCA_OK) {
+        fprintf(stderr, "hsmca issue-batch: %s\n", why[0] ? why : hsmca_err_title(e));
+        goto out;
+    }
+    t.tty = isatty(STDERR_FILENO);
+    t.started = time(NULL);
+    progress(&t);
+    for (i = 0; i < ntodo; i += (size_t)batch) {
+        size_t k = ntodo - i < batch ? ntodo - i : (size_t)batch;
+
+        if (run_batch(hc, &cm, api, out_dir, &todo[i], k, &t) != 0)
+            break;
+        progress(&t);
+    }
+    if (t.tty)
+        fputc('\n', stderr);
+    printf("csrs %lu: issued %lu, replayed %lu, already done %lu, failed %lu, not sent %lu "
+           "(%ld s)\n",
+           t.total, t.issued, t.replayed, t.skipped, t.failed,
+           t.total - t.skipped - t.issued - t.replayed - t.failed, (long)(time(NULL) - t.started));
+    for (i = 0; i < t.nreasons; i++)
+        printf("  failed %lu: %s\n", t.reasons[i].n, t.reasons[i].code);
+    rc = t.issued + t.replayed + t.skipped == t.total ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+    free(todo);
+    free(items);
+    http_client_free(hc);
+    return rc;
+}

@@ -5,8 +5,9 @@
 # three approver tokens (alice, bob, carol) on an "approver host", m = 2; the CA host holds the
 # audit, PAA and PAI tokens. Runs `hsmca ceremony init`, then the PAA and PAI ceremonies with
 # `hsmca ceremony run` in the background and `hsmca approve --offline` by two approvers each,
-# checks the certificates (openssl -x509_strict, Matter format via `hsmca verify`'s validator is
-# exercised by a test DAC when available) and the audit extract, and prints the record values.
+# enrols a fourth approver (dave, proof of possession by his token), opens the PAI's activation
+# window with dave's approval for one test DAC, checks the certificates (openssl -x509_strict and
+# `hsmca verify` on the DAC -> PAI -> PAA chain) and the audit extract, and fills the record.
 # Usage: ceremony/demo.sh [WORKDIR]   (HSMCA=path/to/hsmca, default build/src/hsmca/hsmca)
 # Everything lives under WORKDIR (default: a new mktemp dir). Demo PINs are random per run and
 # kept in 0600 files under WORKDIR: a real ceremony types them on the token's PIN pad or prompt.
@@ -118,12 +119,22 @@ ceremony_op pai ca.create_pai \
     '{"ca":"pai-fff1-8000","parent":"paa-fff1","token":"hsmca-pai","key_label":"pai-key","vid":65521,"pid":32768,"cn":"hsmca Demo PAI"}' \
     bob carol --out-cert pai.pem
 
-step "Activation: the PAI's window opens (alice + carol), one test DAC, deactivation"
+step "Enrolment: dave joins (proof of possession by his token); every PIN is re-sealed (alice + bob)"
+rand 16 >dave.pin
+ap softhsm2-util --init-token --free --label approver-dave --so-pin "$(rand 16)" \
+    --pin "$(cat dave.pin)" >/dev/null
+ap "$HSMCA" token keygen --module "$MODULE" --pin-file dave.pin --derive \
+    "pkcs11:token=approver-dave;object=approver-key" >dave.pem
+ap "$HSMCA" approve --enroll --module "$MODULE" --name dave \
+    --key-uri "pkcs11:token=approver-dave;object=approver-key" --pin-file dave.pin >dave.params
+ceremony_op enrol approver.enroll "$(cat dave.params)" alice bob
+
+step "Activation: the PAI's window opens (dave + carol), one test DAC, deactivation"
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout dac.key \
     -subj "/CN=hsmca demo device" -out dac.csr 2>/dev/null
 until=$(($(date +%s) * 1000 + 600000))
 ceremony_op activate ca.activate "{\"ca\":\"pai-fff1-8000\",\"until\":$until,\"max_dacs\":1}" \
-    alice carol --csr dac.csr --out-dac dac.pem
+    dave carol --csr dac.csr --out-dac dac.pem
 
 step "Checks"
 openssl verify -x509_strict -check_ss_sig -CAfile paa.pem paa.pem
@@ -137,11 +148,15 @@ size=$(sed -n 's/^log-size: //p' run-activate.txt | tail -1)
 "$here/ceremony/record.sh" extract >record.md
 paa_sha=$(openssl x509 -in paa.pem -outform DER | sha256sum | cut -d' ' -f1)
 grep -q "$paa_sha" record.md || { echo "demo: the record lacks the PAA" >&2; exit 1; }
+grep -Eq "\| approver.enroll \| .* \| (alice, bob|bob, alice) \|" record.md ||
+    { echo "demo: the record lacks the enrolment" >&2; exit 1; }
+grep -Eq "\| ca.activate \| .* \| (dave, carol|carol, dave) \|" record.md ||
+    { echo "demo: the new approver's approval is not in the record" >&2; exit 1; }
 echo "ceremony record: $work/record.md"
 # No secret that passed through this run is in the database, its WAL, the log or any output:
 # the PINs typed in (SO, audit, approvers) are checked here, raw and hex; the CA tokens' PINs,
 # which no one ever knew, are checked by tests/unit/test_quorum.c.
-for f in so.pin audit.pin alice.pin bob.pin carol.pin; do
+for f in so.pin audit.pin alice.pin bob.pin carol.pin dave.pin; do
     for v in "$(cat "$f")" "$(printf %s "$(cat "$f")" | od -An -tx1 | tr -d ' \n')"; do
         for g in hsmca.db hsmca.db-wal init.txt run-*.txt extract/*; do
             [ -f "$g" ] || continue

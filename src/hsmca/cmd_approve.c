@@ -15,8 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "hsmca/quorum.h"
 #include "hsmca/token.h"
@@ -28,31 +30,35 @@
 void
 usage_approve(void)
 {
-    printf("usage: hsmca approve --url URL --cert FILE --key FILE --cacert FILE REQUEST-ID\n"
-           "         --name NAME --key-uri URI [--pin-file F] --audit-pub AUDIT.pem --state FILE\n"
-           "         [--out APPROVAL-FILE] [--yes] [--module PATH]\n"
-           "       hsmca approve --offline REQUEST-FILE --out APPROVAL-FILE --name NAME\n"
-           "         --key-uri URI [--pin-file F] --audit-pub AUDIT.pem --state FILE [--yes]\n"
-           "         [--module PATH]\n"
-           "\n"
-           "Online, the request is fetched from hsmcad (GET /v1/requests/ID, with your client\n"
-           "certificate --cert/--key, the server checked against --cacert) and the approval is\n"
-           "submitted (POST /v1/requests/ID/approvals); the answer says how many approvals the\n"
-           "request has and whether it ran. Offline, the request comes from a file and the\n"
-           "approval goes to --out (for `hsmca ceremony run` on an air-gapped host).\n"
-           "\n"
-           "Shows the request (operation, parameters, requester, expiry, digest), then checks\n"
-           "the audit checkpoint it carries: signed by the audit key (--audit-pub, the PEM from\n"
-           "the ceremony record or an extract's audit.pub.pem), and consistent with the last\n"
-           "checkpoint this approver saw (--state; created on first use, updated before the\n"
-           "approval is written). A shorter log (truncation) or another head at the same size\n"
-           "(fork) is refused. Then asks for confirmation (--yes skips it), logs in to the\n"
-           "approver's token (--key-uri names the approver key, e.g.\n"
-           "pkcs11:token=approver-alice;object=approver-key; PIN from --pin-file, mode 600, or\n"
-           "prompted), signs SHA-256(\"hsmca-approval-v1\\0\" || request) and re-seals the\n"
-           "approver's share of each token to the request's one-time key, inside the token.\n"
-           "--module defaults to %s.\n",
-           CLI_DEFAULT_MODULE);
+    printf(
+        "usage: hsmca approve --url URL --cert FILE --key FILE --cacert FILE REQUEST-ID\n"
+        "         --name NAME --key-uri URI [--pin-file F] --audit-pub AUDIT.pem --state FILE\n"
+        "         [--out APPROVAL-FILE] [--yes] [--module PATH]\n"
+        "       hsmca approve --offline REQUEST-FILE --out APPROVAL-FILE --name NAME\n"
+        "         --key-uri URI [--pin-file F] --audit-pub AUDIT.pem --state FILE [--yes]\n"
+        "         [--module PATH]\n"
+        "       hsmca approve --enroll --name NAME --key-uri URI [--pin-file F] [--module PATH]\n"
+        "\n"
+        "Online, the request is fetched from hsmcad (GET /v1/requests/ID, with your client\n"
+        "certificate --cert/--key, the server checked against --cacert) and the approval is\n"
+        "submitted (POST /v1/requests/ID/approvals); the answer says how many approvals the\n"
+        "request has and whether it ran. Offline, the request comes from a file and the\n"
+        "approval goes to --out (for `hsmca ceremony run` on an air-gapped host).\n"
+        "--enroll prints the params of an approver.enroll request for a new approver: name,\n"
+        "public key, token serial, and a proof of possession signed by the token.\n"
+        "\n"
+        "Shows the request (operation, parameters, requester, expiry, digest), then checks\n"
+        "the audit checkpoint it carries: signed by the audit key (--audit-pub, the PEM from\n"
+        "the ceremony record or an extract's audit.pub.pem), and consistent with the last\n"
+        "checkpoint this approver saw (--state; created on first use, updated before the\n"
+        "approval is written). A shorter log (truncation) or another head at the same size\n"
+        "(fork) is refused. Then asks for confirmation (--yes skips it), logs in to the\n"
+        "approver's token (--key-uri names the approver key, e.g.\n"
+        "pkcs11:token=approver-alice;object=approver-key; PIN from --pin-file, mode 600, or\n"
+        "prompted), signs SHA-256(\"hsmca-approval-v1\\0\" || request) and re-seals the\n"
+        "approver's share of each token to the request's one-time key, inside the token.\n"
+        "--module defaults to %s.\n",
+        CLI_DEFAULT_MODULE);
 }
 
 static int
@@ -92,24 +98,95 @@ write_private(const char *path, const char *text)
     return 0;
 }
 
+/*
+ * `hsmca approve --enroll`: what a new approver hands to the ceremony administrator for
+ * approver.enroll: their name, public key, token serial and a proof of possession signed by the
+ * token, as the params JSON of the request.
+ */
+static int
+do_enroll(const char *module, const char *name, const char *key_uri, const char *pin_file)
+{
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *tok = NULL;
+    struct hsmca_key *key = NULL;
+    struct hsmca_secret pin = {NULL, 0};
+    struct hsmca_token_info ti;
+    struct hsmca_quorum_signer signer;
+    unsigned char *spki = NULL;
+    char *pop = NULL, *spki_b64 = NULL, *params = NULL;
+    json_t *o = NULL;
+    enum hsmca_err e;
+    int n, rc = CLI_EXIT_FAIL;
+
+    e = hsmca_p11_open(module, &p11);
+    if (e == HSMCA_OK)
+        e = hsmca_token_open(p11, key_uri, &tok);
+    if (e == HSMCA_OK)
+        e = hsmca_token_info(tok, &ti);
+    if (e != HSMCA_OK) {
+        cli_fail(key_uri, e);
+        goto out;
+    }
+    e = cli_read_pin(pin_file, "Approver token PIN: ", &pin);
+    if (e == HSMCA_OK)
+        e = hsmca_token_login(tok, &pin);
+    hsmca_secret_clear(&pin);
+    if (e == HSMCA_OK)
+        e = hsmca_token_find_key(tok, key_uri, &key);
+    if (e != HSMCA_OK) {
+        cli_fail("approver token", e);
+        goto out;
+    }
+    signer.name = name;
+    signer.key = key;
+    signer.soft = NULL;
+    e = hsmca_quorum_enroll_pop(&signer, hsmca_key_public(key), ti.serial, &pop);
+    if (e != HSMCA_OK) {
+        cli_fail("proof of possession", e);
+        goto out;
+    }
+    n = i2d_PUBKEY(hsmca_key_public(key), &spki);
+    spki_b64 = n > 0 ? malloc(4 * (((size_t)n + 2) / 3) + 1) : NULL;
+    if (spki_b64 == NULL) {
+        cli_fail("public key", HSMCA_E_INTERNAL);
+        goto out;
+    }
+    EVP_EncodeBlock((unsigned char *)spki_b64, spki, n);
+    o = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "spki", spki_b64, "token_serial", ti.serial,
+                  "pop", pop);
+    params = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (params == NULL) {
+        cli_fail("params", HSMCA_E_NOMEM);
+        goto out;
+    }
+    printf("%s\n", params);
+    rc = CLI_EXIT_OK;
+out:
+    hsmca_key_free(key);
+    if (tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
+        rc = CLI_EXIT_FAIL;
+    if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
+        rc = CLI_EXIT_FAIL;
+    OPENSSL_free(spki);
+    free(pop);
+    free(spki_b64);
+    free(params);
+    json_decref(o);
+    return rc;
+}
+
 int
 cmd_approve(int argc, char **argv)
 {
-    static const struct option opts[] = {{"offline", required_argument, NULL, 'o'},
-                                         {"out", required_argument, NULL, 'O'},
-                                         {"name", required_argument, NULL, 'n'},
-                                         {"key-uri", required_argument, NULL, 'k'},
-                                         {"pin-file", required_argument, NULL, 'p'},
-                                         {"audit-pub", required_argument, NULL, 'a'},
-                                         {"state", required_argument, NULL, 's'},
-                                         {"yes", no_argument, NULL, 'y'},
-                                         {"module", required_argument, NULL, 'M'},
-                                         {"url", required_argument, NULL, 'u'},
-                                         {"cert", required_argument, NULL, 'c'},
-                                         {"key", required_argument, NULL, 'K'},
-                                         {"cacert", required_argument, NULL, 'C'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"offline", required_argument, NULL, 'o'},  {"out", required_argument, NULL, 'O'},
+        {"name", required_argument, NULL, 'n'},     {"key-uri", required_argument, NULL, 'k'},
+        {"pin-file", required_argument, NULL, 'p'}, {"audit-pub", required_argument, NULL, 'a'},
+        {"state", required_argument, NULL, 's'},    {"yes", no_argument, NULL, 'y'},
+        {"module", required_argument, NULL, 'M'},   {"url", required_argument, NULL, 'u'},
+        {"cert", required_argument, NULL, 'c'},     {"key", required_argument, NULL, 'K'},
+        {"cacert", required_argument, NULL, 'C'},   {"enroll", no_argument, NULL, 'E'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *req_path = NULL, *out = NULL, *name = NULL, *key_uri = NULL, *pin_file = NULL;
     const char *audit_pub_path = NULL, *state_path = NULL, *module = CLI_DEFAULT_MODULE;
     const char *url = NULL, *cert = NULL, *tls_key = NULL, *cacert = NULL, *id = NULL;
@@ -128,10 +205,10 @@ cmd_approve(int argc, char **argv)
     EVP_PKEY *audit_pub = NULL;
     FILE *f;
     enum hsmca_err e;
-    int c, yes = 0, rc = CLI_EXIT_FAIL;
+    int c, yes = 0, enroll = 0, rc = CLI_EXIT_FAIL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:O:n:k:p:a:s:yM:u:c:K:C:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:O:n:k:p:a:s:yM:u:c:K:C:Eh", opts, NULL)) != -1) {
         switch (c) {
         case 'o':
             req_path = optarg;
@@ -172,6 +249,9 @@ cmd_approve(int argc, char **argv)
         case 'C':
             cacert = optarg;
             break;
+        case 'E':
+            enroll = 1;
+            break;
         case 'h':
             usage_approve();
             return CLI_EXIT_OK;
@@ -179,6 +259,13 @@ cmd_approve(int argc, char **argv)
             usage_approve();
             return CLI_EXIT_USAGE;
         }
+    }
+    if (enroll) {
+        if (optind != argc || name == NULL || key_uri == NULL || url != NULL || req_path != NULL) {
+            usage_approve();
+            return CLI_EXIT_USAGE;
+        }
+        return do_enroll(module, name, key_uri, pin_file);
     }
     if (url != NULL && optind == argc - 1)
         id = argv[optind++];

@@ -1705,12 +1705,12 @@ count_approval(void *arg, const struct hsmca_qapproval *r)
 
 /*
  * Every check on one approval, in order, without side effects. On a refusal *code is set and
- * HSMCA_OK returned with *ok = 0 (the caller audits it).
+ * HSMCA_OK returned (the caller audits it); for a bad share bad_token names the token.
  */
 static enum hsmca_err
-check_approval(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,
-               const char *request_id, const struct appr_view *a, const struct hsmca_qrequest *r,
-               const struct req_view *v, enum hsmca_err *code)
+check_approval(struct hsmca_quorum *q, const char *request_id, const struct appr_view *a,
+               const struct hsmca_qrequest *r, const struct req_view *v, enum hsmca_err *code,
+               char bad_token[HSMCA_TOKEN_LABEL_MAX + 1])
 {
     struct hsmca_qapprover ap;
     struct hsmca_qepoch e;
@@ -1779,7 +1779,7 @@ check_approval(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,
         goto out;
     }
     if (json_object_size(a->shares) != json_array_size(v->tokens)) {
-        *code = HSMCA_E_QUORUM_SHARE_INVALID;
+        *code = HSMCA_E_QUORUM_SHARE_INVALID; /* a token missing, or one the request does not use */
         goto out;
     }
     for (i = 0; i < json_array_size(v->tokens); i++) {
@@ -1792,6 +1792,7 @@ check_approval(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,
         if (rc == HSMCA_E_QUORUM_SHARE_INVALID) {
             *code = rc;
             rc = HSMCA_OK;
+            snprintf(bad_token, HSMCA_TOKEN_LABEL_MAX + 1, "%s", label);
             hsmca_log(HSMCA_LOG_WARN, "quorum", "share-invalid", "request=%s approver=%s token=%s",
                       request_id, ap.name, label);
             goto out;
@@ -1817,7 +1818,7 @@ hsmca_quorum_approve(struct hsmca_quorum *q, const struct hsmca_quorum_principal
     struct req_view v;
     struct approval_apply ap;
     struct count_ctx cc;
-    char target[48];
+    char target[48], bad_token[HSMCA_TOKEN_LABEL_MAX + 1] = "";
     enum hsmca_err rc, code = HSMCA_OK;
     json_t *detail = NULL;
 
@@ -1844,14 +1845,14 @@ hsmca_quorum_approve(struct hsmca_quorum *q, const struct hsmca_quorum_principal
     if (rc == HSMCA_OK)
         rc = req_parse(r.bytes, r.len, &v);
     if (rc == HSMCA_OK)
-        rc = check_approval(q, who, request_id, &a, &r, &v, &code);
+        rc = check_approval(q, request_id, &a, &r, &v, &code, bad_token);
     if (rc != HSMCA_OK)
         goto out;
     if (code != HSMCA_OK) {
         json_t *x = json_pack("{s:s}", "approver", a.approver);
 
         if (code == HSMCA_E_QUORUM_SHARE_INVALID)
-            json_object_set_new(x, "named", json_true());
+            json_object_set_new(x, "token", json_string(bad_token));
         rc = refuse(q, who, "quorum.approve", target, code, x);
         goto out;
     }

@@ -107,6 +107,15 @@ check "carol approving afterwards is refused" approve_refused carol
 check "... as executed or without a share" grep -Eq 'quorum-(request-executed|no-share)' \
     "$W/approve-carol.out"
 
+# the approver as a witness: a log shorter than the one alice saw is refused before she signs
+call admin POST /v1/requests -H 'Content-Type: application/json' --data-binary \
+    '{"op":"approver.remove","params":{"name":"carol"},"ttl_s":600}'
+expect "admin requests a removal" 201
+ID=$(jq -r .id "$W/body")
+jq -c '.size += 1000' alice.witness > alice.witness.forged && mv alice.witness.forged alice.witness
+check "alice refuses: the log is shorter than she saw" approve_refused alice
+check "... with quorum-fork" grep -q 'quorum-fork' "$W/approve-alice.out"
+check "... and submitted nothing" sh -c "! grep -q '^server:' '$W/approve-alice.out'"
 stop_daemon || bad "daemon exit status"
 # the auditor's view of the ceremony: the log up to its checkpoint verifies offline
 SIZE=$("$HSMCA_BIN" audit archive --store hsmca.db --from 1 --to 1 --out ex1 | sed -n 's/.*entries 1\.\.\([0-9]*\).*/\1/p')

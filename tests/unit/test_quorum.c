@@ -648,7 +648,10 @@ approval_refusals_each_own_code_audited_no_login(void **state)
         bad = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
         assert_int_equal(submit(c, "bob", r1, bad, NULL), HSMCA_E_QUORUM_SHARE_INVALID);
         assert_refusal_audited(c, "quorum-share-invalid");
-        assert_true(audit_count(c, "quorum-share-invalid", "\"approver\":\"bob\"") >= 1);
+        /* the refusal names the approver and the token */
+        assert_true(audit_count(c, "quorum-share-invalid",
+                                "\"approver\":\"bob\",\"code\":\"quorum-share-invalid\","
+                                "\"token\":\"hsmca-paa\"") >= 1);
         /* with only carol's valid approval the request cannot run */
         {
             struct hsmca_quorum_exec ex;
@@ -927,7 +930,7 @@ enrol_fourth_then_old_shares_useless(void **state)
     struct ctx *c = *state;
     struct hsmca_quorum_exec ex;
     struct hsmca_quorum_signer dave = {"dave", NULL, NULL};
-    struct hsmca_secret old = {NULL, 0}, cur = {NULL, 0};
+    struct hsmca_secret old = {NULL, 0}, mid = {NULL, 0}, cur = {NULL, 0};
     unsigned char *spki = NULL;
     char *b64, *pop = NULL, params[1024], *id, *ap, *env = NULL;
     unsigned long logins;
@@ -973,6 +976,8 @@ enrol_fourth_then_old_shares_useless(void **state)
     assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, NULL), HSMCA_OK);
     free(id);
 
+    rebuild(c, "hsmca-paa", "dave", "alice", &mid); /* kept from epoch 2, dave's own share */
+
     /* the new approver's share works: dave + bob make the PAA */
     id = request(c, "admin", NULL, "ca.create_paa", paa_params(), 60000, HSMCA_OK);
     assert_int_equal(hsmca_quorum_request_envelope(c->q, id, &env), HSMCA_OK);
@@ -1017,6 +1022,7 @@ enrol_fourth_then_old_shares_useless(void **state)
     rebuild(c, "hsmca-paa", "dave", "carol", &cur);
     assert_int_not_equal(memcmp(old.p, cur.p, 32), 0);
     assert_int_equal(hsmca_token_login(c->paa_tok, &old), HSMCA_E_PIN_INCORRECT);
+    assert_int_equal(hsmca_token_login(c->paa_tok, &mid), HSMCA_E_PIN_INCORRECT);
     assert_int_equal(hsmca_token_login(c->paa_tok, &cur), HSMCA_OK);
     assert_int_equal(hsmca_token_logout(c->paa_tok), HSMCA_OK);
 
@@ -1052,6 +1058,7 @@ enrol_fourth_then_old_shares_useless(void **state)
     free(env);
     free(id);
     hsmca_secret_clear(&old);
+    hsmca_secret_clear(&mid);
     hsmca_secret_clear(&cur);
     OPENSSL_free(spki);
     free(b64);
@@ -1202,6 +1209,59 @@ approver_witness_refuses_fork_and_truncation(void **state)
     free(st1);
 }
 
+static void
+stale_and_void_requests_are_refused(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_quorum_exec ex;
+    struct hsmca_quorum_config qcfg;
+    char *old, *id, *ap;
+
+    assert_int_equal(ceremony(c, 3), 0);
+    exec_of(c, &ex);
+    /* a request of epoch 1, approved by alice before another operation moves to epoch 2 */
+    old = request(c, "admin", NULL, "ca.create_paa", paa_params(), 60000, HSMCA_OK);
+    ap = make_approval(c, "bob", old);
+    approve_ok(c, "alice", old);
+    id = request(c, "admin", NULL, "policy.update",
+                 "{\"policy\":{\"version\":1,\"thresholds\":{\"ca.create_paa\":2,"
+                 "\"ca.create_pai\":2,\"ca.activate\":2,\"approver.enroll\":2,"
+                 "\"approver.remove\":2,\"policy.update\":3}}}",
+                 60000, HSMCA_OK);
+    approve_ok(c, "alice", id);
+    approve_ok(c, "carol", id);
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, NULL), HSMCA_OK);
+    free(id);
+    assert_int_equal(submit(c, "bob", old, ap, NULL), HSMCA_E_QUORUM_EPOCH_STALE);
+    assert_refusal_audited(c, "quorum-epoch-stale");
+    assert_int_equal(hsmca_quorum_execute(c->q, old, &ex, NULL), HSMCA_E_QUORUM_EPOCH_STALE);
+    free(ap);
+    free(old);
+    /* the new policy holds: policy.update now needs 3 */
+    id = request(c, "admin", NULL, "policy.update",
+                 "{\"policy\":{\"version\":1,\"thresholds\":{\"ca.create_paa\":2,"
+                 "\"ca.create_pai\":2,\"ca.activate\":2,\"approver.enroll\":2,"
+                 "\"approver.remove\":2,\"policy.update\":2}}}",
+                 60000, HSMCA_OK);
+    approve_ok(c, "alice", id);
+    approve_ok(c, "bob", id);
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, NULL), HSMCA_E_QUORUM_THRESHOLD_NOT_MET);
+    /* a restart forgets the one-time request keys: pending requests are void */
+    ap = make_approval(c, "carol", id);
+    hsmca_quorum_free(c->q);
+    memset(&qcfg, 0, sizeof(qcfg));
+    qcfg.store = c->st;
+    qcfg.audit = c->a;
+    qcfg.now_ms = clock_ms;
+    qcfg.now_arg = c;
+    assert_int_equal(hsmca_quorum_open(&qcfg, &c->q), HSMCA_OK);
+    assert_int_equal(submit(c, "carol", id, ap, NULL), HSMCA_E_QUORUM_REQUEST_VOID);
+    assert_refusal_audited(c, "quorum-request-void");
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, NULL), HSMCA_E_QUORUM_REQUEST_VOID);
+    free(ap);
+    free(id);
+}
+
 int
 main(void)
 {
@@ -1217,6 +1277,7 @@ main(void)
         cmocka_unit_test_setup_teardown(paa_pai_activation_window, setup, teardown),
         cmocka_unit_test_setup_teardown(approver_witness_refuses_fork_and_truncation, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(stale_and_void_requests_are_refused, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,7 @@
  * issuance window with the key; the window is closed (signing drained, key freed, token logged
  * out) by ca.deactivate, when its time or count runs out, or at shutdown.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,19 +17,22 @@
 
 #include "hsmcad.h"
 
+/*
+ * PEM armour for a certificate's DER, without parsing it: the DER is hsmca's own (just built, or
+ * from the store), and OpenSSL 3.0's d2i_X509 would decode the key again (about 250 us, on the
+ * audit writer's thread when a DAC response is formatted).
+ */
 char *
 hsmcad_der_to_pem(const unsigned char *der, size_t len)
 {
-    const unsigned char *p = der;
-    X509 *x = der != NULL ? d2i_X509(NULL, &p, (long)len) : NULL;
     BIO *b = NULL;
     BUF_MEM *bm = NULL;
     char *s = NULL;
 
-    if (x == NULL)
+    if (der == NULL || len == 0 || len > INT32_MAX)
         return NULL;
     b = BIO_new(BIO_s_mem());
-    if (b != NULL && PEM_write_bio_X509(b, x) == 1) {
+    if (b != NULL && PEM_write_bio(b, PEM_STRING_X509, "", der, (long)len) > 0) {
         BIO_get_mem_ptr(b, &bm);
         s = malloc(bm->length + 1);
         if (s != NULL) {
@@ -37,7 +41,6 @@ hsmcad_der_to_pem(const unsigned char *der, size_t len)
         }
     }
     BIO_free(b);
-    X509_free(x);
     return s;
 }
 

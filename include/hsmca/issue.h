@@ -230,8 +230,8 @@ typedef void (*hsmca_issue_batch_done_fn)(void *arg, struct hsmca_issue_batch_re
  * Issue up to HSMCA_ISSUE_BATCH_MAX DACs from ca: every item as hsmca_issue_submit, a bad item
  * fails alone. Items are checked, built and signed by the calling thread together with the
  * issuer's helper threads; each thread hands its items' entries to the audit writer 64 at a time,
- * so they share group commits. Returns once every item is handed to the writer (or refused). Returns HSMCA_OK when
- * done will run, HSMCA_E_ISSUE_BATCH_TOO_LARGE (n > HSMCA_ISSUE_BATCH_MAX),
+ * so they share group commits. Returns once every item is handed to the writer (or refused).
+ * Returns HSMCA_OK when done will run, HSMCA_E_ISSUE_BATCH_TOO_LARGE (n > HSMCA_ISSUE_BATCH_MAX),
  * HSMCA_E_ISSUE_BATCH_MALFORMED (n == 0), HSMCA_E_INVALID_ARG, HSMCA_E_NOMEM; on those done never
  * runs (the caller audits a request-level refusal with hsmca_issue_refuse).
  */

@@ -876,19 +876,21 @@ job_submit_now(struct job *j)
     struct hsmca_audit_event ev;
     enum hsmca_err rc = HSMCA_E_NOMEM;
     const char *action = j->ev_action;
+    char *detail = j->ev_detail;
 
-    if (j->ev_detail != NULL) {
+    /* once submitted, the job belongs to the writer (it may be finished and freed already) */
+    j->ev_detail = NULL;
+    if (detail != NULL) {
         ev = (struct hsmca_audit_event){.actor = j->principal,
                                         .role = j->role,
                                         .action = action,
                                         .target = j->ca->target,
                                         .outcome = j->ev_outcome,
-                                        .detail_json = j->ev_detail,
+                                        .detail_json = detail,
                                         .kid = j->ca->kid};
         rc = hsmca_audit_submit(j->iss->audit, &ev, j->ev_apply, j, done_entry, j);
     }
-    free(j->ev_detail);
-    j->ev_detail = NULL;
+    free(detail);
     if (rc == HSMCA_OK)
         return;
     hsmca_log(HSMCA_LOG_ERROR, "issue", "audit-submit-failed", "ca=%s action=%s code=%s",

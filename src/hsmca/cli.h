@@ -34,8 +34,12 @@ HSMCA_MUSTCHECK enum hsmca_err cli_read_pin(const char *file, const char *prompt
 /* Print "hsmca: <what>: <code>: <title>" on stderr and return CLI_EXIT_FAIL. */
 int cli_fail(const char *what, enum hsmca_err e);
 
+int cmd_approve(int argc, char **argv);
+void usage_approve(void);
 int cmd_audit(int argc, char **argv);
 void usage_audit(void);
+int cmd_ceremony(int argc, char **argv);
+void usage_ceremony(void);
 int cmd_issue(int argc, char **argv);
 void usage_issue(void);
 int cmd_issue_batch(int argc, char **argv);

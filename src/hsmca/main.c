@@ -14,8 +14,12 @@
 #include "cli.h"
 
 static const struct cli_cmd cmds[] = {
+    {"approve", "approve a quorum request with your approver token (offline files)", cmd_approve,
+     usage_approve},
     {"audit", "verify audit extracts and receipts, archive ranges of the log", cmd_audit,
      usage_audit},
+    {"ceremony", "key ceremonies: initial PIN split (init), one quorum operation (run)",
+     cmd_ceremony, usage_ceremony},
     {"issue", "issue one DAC from a CSR through hsmcad (or dry-run it)", cmd_issue, usage_issue},
     {"issue-batch", "issue DACs for a directory of CSRs through hsmcad, resumably", cmd_issue_batch,
      usage_issue_batch},

@@ -70,6 +70,8 @@ struct hsmca_matter_issuer {
 };
 
 static enum hsmca_err make_marker(struct hsmca_matter_issuer *is);
+static const struct dac_template *template_for(const struct hsmca_matter_issuer *cis, uint16_t pid,
+                                               time_t now);
 
 /* ---------------------------------------------------------------- verdicts */
 
@@ -1152,6 +1154,9 @@ hsmca_matter_issuer_new(const struct hsmca_profile *dac_profile, X509 *pai, X509
     rc = make_marker(is);
     if (rc != HSMCA_OK)
         goto out;
+    /* a PAI bound to one PID gets its DAC template now, so each DAC costs one token signature */
+    if (is->scope.has_pid)
+        (void)template_for(is, is->scope.pid, time(NULL));
     *out = is;
     is = NULL;
     rc = HSMCA_OK;

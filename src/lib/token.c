@@ -961,8 +961,9 @@ load_private(struct hsmca_token *tok, struct hsmca_key *k)
             continue;
         if (keys[i].label == NULL || strcmp(keys[i].label, k->label) != 0)
             continue;
-        if (match != NULL)
-            return HSMCA_E_KEY_AMBIGUOUS;
+        /* C_FindObjects already proved the (label, id) pair unique in the token; libp11 0.4.12
+         * can list one key twice after a logout and a new login (its enumeration appends, and
+         * only the entry of the current login has a usable handle): take the last one. */
         match = &keys[i];
     }
     if (match == NULL)

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * store_quorum.h -- the quorum state in the store (schema: migration 4 in store.c): approvers,
+ * epochs (threshold and policy), the CA tokens under quorum with their PIN commitments, the sealed
+ * shares and their commitments, requests (exact bytes) and approvals. Only sealed shares are ever
+ * stored; a PIN or an unsealed share never is. Like store_certs.h, nothing here commits: callers
+ * run the writes inside the audit transaction (apply callbacks). Records own their blobs; clear
+ * them with the matching _clear function.
+ */
+#ifndef HSMCA_STORE_QUORUM_H
+#define HSMCA_STORE_QUORUM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hsmca/error.h"
+#include "hsmca/limits.h"
+#include "hsmca/store.h"
+
+#define HSMCA_QSTORE_NAME_MAX 64
+
+struct hsmca_qapprover {
+    char name[HSMCA_QSTORE_NAME_MAX + 1];
+    unsigned char *spki; /* DER SubjectPublicKeyInfo */
+    size_t spki_len;
+    unsigned char fingerprint[32]; /* SHA-256 of spki */
+    char token_serial[HSMCA_TOKEN_SERIAL_MAX + 1];
+    uint64_t since_epoch; /* first epoch holding a share */
+    uint64_t until_epoch; /* first epoch without one; 0 while active */
+};
+
+struct hsmca_qepoch {
+    uint64_t epoch;
+    unsigned m;           /* Shamir threshold of this epoch's splits */
+    char *policy;         /* canonical policy JSON (malloc'd) */
+    char policy_hash[65]; /* hex SHA-256 of policy */
+    int64_t created_ms;
+};
+
+struct hsmca_qtoken {
+    char label[HSMCA_TOKEN_LABEL_MAX + 1];
+    char uri[HSMCA_URI_MAX + 1];
+    uint64_t epoch; /* the epoch of its current PIN and shares */
+    unsigned char pin_salt[32];
+    unsigned char pin_commit[32];
+};
+
+struct hsmca_qshare {
+    char label[HSMCA_TOKEN_LABEL_MAX + 1];
+    uint64_t epoch;
+    char approver[HSMCA_QSTORE_NAME_MAX + 1];
+    unsigned idx; /* Shamir x, 1..32 */
+    unsigned char commit[32];
+    unsigned char *sealed; /* sealed to the approver's key */
+    size_t sealed_len;
+};
+
+struct hsmca_qrequest {
+    char id[33];
+    char op[32];
+    unsigned char *bytes; /* the exact request bytes */
+    size_t len;
+    uint64_t epoch;
+    char requester[HSMCA_QSTORE_NAME_MAX + 1];
+    int64_t created_ms, expires_ms;
+    char status[16]; /* "pending", "executed", "failed" */
+};
+
+struct hsmca_qapproval {
+    char request_id[33];
+    char approver[HSMCA_QSTORE_NAME_MAX + 1];
+    unsigned char *body; /* the approval JSON as received */
+    size_t body_len;
+    int64_t received_ms;
+};
+
+void hsmca_qapprover_clear(struct hsmca_qapprover *r);
+void hsmca_qepoch_clear(struct hsmca_qepoch *r);
+void hsmca_qshare_clear(struct hsmca_qshare *r);
+void hsmca_qrequest_clear(struct hsmca_qrequest *r);
+void hsmca_qapproval_clear(struct hsmca_qapproval *r);
+
+/* Approvers. put inserts (HSMCA_E_STORE_CONSTRAINT on a duplicate name, key or serial); remove
+ * sets until_epoch (HSMCA_E_NOT_FOUND if no active approver has that name). */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qapprover_put(struct hsmca_store *st,
+                                                         const struct hsmca_qapprover *r);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qapprover_remove(struct hsmca_store *st,
+                                                            const char *name, uint64_t epoch);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qapprover_get(struct hsmca_store *st, const char *name,
+                                                         struct hsmca_qapprover *out);
+/* Every approver (active and removed) in (since_epoch, name) order. */
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_qapprover_list(struct hsmca_store *st,
+                           enum hsmca_err (*fn)(void *arg, const struct hsmca_qapprover *r),
+                           void *arg);
+
+/* Epochs: put inserts a new one; current reads the highest (HSMCA_E_NOT_FOUND before any). */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qepoch_put(struct hsmca_store *st,
+                                                      const struct hsmca_qepoch *r);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qepoch_current(struct hsmca_store *st,
+                                                          struct hsmca_qepoch *out);
+
+/* CA tokens under quorum: put inserts or replaces; get HSMCA_E_NOT_FOUND; list in label order. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qtoken_put(struct hsmca_store *st,
+                                                      const struct hsmca_qtoken *r);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qtoken_get(struct hsmca_store *st, const char *label,
+                                                      struct hsmca_qtoken *out);
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_qtoken_list(struct hsmca_store *st,
+                        enum hsmca_err (*fn)(void *arg, const struct hsmca_qtoken *r), void *arg);
+
+/* Sealed shares: put inserts; list gives the shares of (label, epoch) in idx order; prune deletes
+ * the shares of label from epochs other than keep_epoch. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qshare_put(struct hsmca_store *st,
+                                                      const struct hsmca_qshare *r);
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_qshare_list(struct hsmca_store *st, const char *label, uint64_t epoch,
+                        enum hsmca_err (*fn)(void *arg, const struct hsmca_qshare *r), void *arg);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qshare_prune(struct hsmca_store *st, const char *label,
+                                                        uint64_t keep_epoch);
+
+/* Requests: put inserts (HSMCA_E_STORE_CONSTRAINT on a duplicate id); get HSMCA_E_NOT_FOUND;
+ * set_status changes the status of a pending request (HSMCA_E_NOT_FOUND otherwise). */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qrequest_put(struct hsmca_store *st,
+                                                        const struct hsmca_qrequest *r);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qrequest_get(struct hsmca_store *st, const char *id,
+                                                        struct hsmca_qrequest *out);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qrequest_set_status(struct hsmca_store *st,
+                                                               const char *id, const char *status);
+
+/* Approvals: put inserts (HSMCA_E_STORE_CONSTRAINT when the approver already approved);
+ * list in received order. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qapproval_put(struct hsmca_store *st,
+                                                         const struct hsmca_qapproval *r);
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_qapproval_list(struct hsmca_store *st, const char *request_id,
+                           enum hsmca_err (*fn)(void *arg, const struct hsmca_qapproval *r),
+                           void *arg);
+
+#endif

@@ -1,0 +1,911 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cmd_ceremony.c -- `hsmca ceremony`: the key ceremonies run on the CA host, often air-gapped.
+ * init sets a random user PIN on each CA token (with the SO PIN), splits and seals it to the
+ * approvers and writes the genesis of the audit log; run makes one quorum request, writes it as a
+ * file for the approvers, waits for their approval files and executes it. The one-time request key
+ * lives only in this process. Never prints, logs or stores a PIN or a share.
+ */
+#include <dirent.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "hsmca/audit.h"
+#include "hsmca/csr.h"
+#include "hsmca/matter.h"
+#include "hsmca/profile.h"
+#include "hsmca/quorum.h"
+#include "hsmca/store_audit.h"
+#include "hsmca/store_certs.h"
+#include "hsmca/util.h"
+
+#include "cli.h"
+
+#define MAX_TOKENS HSMCA_QUORUM_TOKENS_MAX
+#define MAX_APPROVERS HSMCA_QUORUM_APPROVERS_MAX
+#define MAX_FILES 64
+
+void
+usage_ceremony(void)
+{
+    printf(
+        "usage: hsmca ceremony init --store DB --audit-token URI [--audit-pin-file F]\n"
+        "         --token URI [--token URI ...] [--so-pin-file F]\n"
+        "         --approver NAME=PUBKEY.pem[:SERIAL] [--approver ...] --m M\n"
+        "         [--policy policies/quorum.json] [--id CEREMONY-ID] [--module PATH]\n"
+        "       hsmca ceremony run --store DB --audit-token URI [--audit-pin-file F]\n"
+        "         --op OP --params JSON --requester NAME --out-request FILE --approvals-dir DIR\n"
+        "         [--wait SECONDS] [--ttl SECONDS] [--profiles DIR] [--out-cert FILE]\n"
+        "         [--csr FILE --out-dac FILE] [--module PATH]\n"
+        "\n"
+        "init: the initial key ceremony. Each --token is a CA token the HSM administrator\n"
+        "initialised (label and SO PIN); hsmca sets a random 32-byte user PIN on it with the SO\n"
+        "PIN, splits it M-of-N (Shamir) and seals each share to one approver's public key (from\n"
+        "`hsmca token pubkey` on the approver's token). Nothing secret is written anywhere: no\n"
+        "person and no file ever holds a CA token's PIN. The audit log starts here (genesis);\n"
+        "the genesis and checkpoint hashes printed at the end go into the ceremony record.\n"
+        "The audit key (object audit-key in the audit token) is generated if absent.\n"
+        "\n"
+        "run: one quorum operation offline. Writes the request (with the approvers' sealed\n"
+        "shares) to --out-request, then waits up to --wait seconds (default 600) for approval\n"
+        "files (*.json) in --approvals-dir, made by `hsmca approve --offline`. Each is checked\n"
+        "and recorded; with enough valid approvals the operation runs and its result (e.g. the\n"
+        "new certificate, PEM) is printed and written to --out-cert. OP is one of\n"
+        "ca.create_paa, ca.create_pai, ca.activate, approver.enroll, approver.remove,\n"
+        "policy.update. Offline, ca.activate opens the PAI's window just long enough to issue\n"
+        "one test DAC for --csr (written to --out-dac, checked like `hsmca verify`), then\n"
+        "deactivates it; production windows are held by the daemon.\n"
+        "PINs are read from the files given (mode 600) or prompted for.\n"
+        "--module defaults to %s; --profiles to policies/profiles.\n",
+        CLI_DEFAULT_MODULE);
+}
+
+struct session {
+    struct hsmca_p11 *p11;
+    struct hsmca_token *audit_tok;
+    struct hsmca_key *audit_key;
+    struct hsmca_store *st;
+    struct hsmca_audit *a;
+    struct hsmca_quorum *q;
+    struct hsmca_token *tok[MAX_TOKENS];
+    char label[MAX_TOKENS][HSMCA_TOKEN_LABEL_MAX + 1];
+    size_t ntok;
+    const char *out_cert;
+    /* an activation window opened by ca.activate (offline: one test DAC, then deactivation) */
+    char act_ca[HSMCA_CA_ID_MAX + 1];
+    int64_t act_until;
+    uint64_t act_max;
+    struct hsmca_key *act_key;
+};
+
+struct common {
+    const char *module, *store, *audit_uri, *audit_pin_file;
+};
+
+/* Open the module, the audit token (logged in) and key, the store and the audit log. */
+static int
+session_open(struct session *s, const struct common *c, int create_key, const char *genesis)
+{
+    struct hsmca_secret pin = {NULL, 0};
+    struct hsmca_audit_config acfg;
+    struct hsmca_quorum_config qcfg;
+    char why[256] = "";
+    enum hsmca_err e;
+
+    memset(s, 0, sizeof(*s));
+    e = hsmca_p11_open(c->module, &s->p11);
+    if (e != HSMCA_OK)
+        return cli_fail(c->module, e);
+    e = hsmca_token_open(s->p11, c->audit_uri, &s->audit_tok);
+    if (e != HSMCA_OK)
+        return cli_fail(c->audit_uri, e);
+    e = cli_read_pin(c->audit_pin_file, "Audit token user PIN: ", &pin);
+    if (e == HSMCA_OK)
+        e = hsmca_token_login(s->audit_tok, &pin);
+    hsmca_secret_clear(&pin);
+    if (e != HSMCA_OK)
+        return cli_fail("audit token login", e);
+    e = hsmca_token_find_key(s->audit_tok, "pkcs11:object=audit-key", &s->audit_key);
+    if (e == HSMCA_E_KEY_NOT_FOUND && create_key)
+        e = hsmca_token_generate_key(s->audit_tok, "audit-key", NULL, 0, HSMCA_KEY_USAGE_SIGN,
+                                     &s->audit_key);
+    if (e != HSMCA_OK)
+        return cli_fail("audit key", e);
+    e = hsmca_store_open(c->store, &s->st);
+    if (e != HSMCA_OK)
+        return cli_fail(c->store, e);
+    memset(&acfg, 0, sizeof(acfg));
+    acfg.store = s->st;
+    acfg.token = s->audit_tok;
+    acfg.key = s->audit_key;
+    acfg.origin = "hsmca";
+    acfg.genesis_detail_json = genesis;
+    e = hsmca_audit_open(&acfg, &s->a, why, sizeof(why));
+    if (e != HSMCA_OK) {
+        fprintf(stderr, "hsmca: audit log: %s\n", why);
+        return cli_fail("audit open", e);
+    }
+    memset(&qcfg, 0, sizeof(qcfg));
+    qcfg.store = s->st;
+    qcfg.audit = s->a;
+    e = hsmca_quorum_open(&qcfg, &s->q);
+    if (e != HSMCA_OK)
+        return cli_fail("quorum", e);
+    return CLI_EXIT_OK;
+}
+
+/* Close in order: quorum, audit (final checkpoint), store, tokens, module. */
+static int
+session_close(struct session *s)
+{
+    int rc = CLI_EXIT_OK;
+    size_t i;
+
+    hsmca_key_free(s->act_key);
+    hsmca_quorum_free(s->q);
+    if (s->a != NULL && hsmca_audit_close(s->a) != HSMCA_OK)
+        rc = CLI_EXIT_FAIL;
+    hsmca_store_close(s->st);
+    hsmca_key_free(s->audit_key);
+    for (i = 0; i < s->ntok; i++) {
+        if (hsmca_token_logout(s->tok[i]) != HSMCA_OK || hsmca_token_free(s->tok[i]) != HSMCA_OK)
+            rc = CLI_EXIT_FAIL;
+    }
+    if (s->audit_tok != NULL && (hsmca_token_logout(s->audit_tok) != HSMCA_OK ||
+                                 hsmca_token_free(s->audit_tok) != HSMCA_OK))
+        rc = CLI_EXIT_FAIL;
+    if (hsmca_p11_free(s->p11) != HSMCA_OK)
+        rc = CLI_EXIT_FAIL;
+    return rc;
+}
+
+/* Print the head of the log and a fresh signed checkpoint: what goes on the paper record. */
+static void
+print_record(struct session *s)
+{
+    struct hsmca_audit_checkpoint cp;
+    unsigned char h[32];
+    char hex[65], *line = NULL;
+    size_t len = 0;
+
+    memset(&cp, 0, sizeof(cp));
+    if (hsmca_store_audit_get(s->st, 1, &line, &len, h) == HSMCA_OK) {
+        hsmca_hex_encode(h, 32, hex, sizeof(hex));
+        printf("genesis-sha256: %s\n", hex);
+    }
+    free(line);
+    if (hsmca_audit_checkpoint(s->a, &cp) == HSMCA_OK) {
+        hsmca_hex_encode(cp.hash, 32, hex, sizeof(hex));
+        printf("log-size: %llu\ncheckpoint-sha256: %s\ncheckpoint:\n%s",
+               (unsigned long long)cp.size, hex, cp.text);
+    }
+    hsmca_audit_checkpoint_clear(&cp);
+}
+
+static EVP_PKEY *
+read_pubkey(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    EVP_PKEY *k = NULL;
+
+    if (f == NULL)
+        return NULL;
+    k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    return k;
+}
+
+static int
+do_init(int argc, char **argv)
+{
+    static const struct option opts[] = {{"module", required_argument, NULL, 'M'},
+                                         {"store", required_argument, NULL, 's'},
+                                         {"audit-token", required_argument, NULL, 'a'},
+                                         {"audit-pin-file", required_argument, NULL, 'A'},
+                                         {"token", required_argument, NULL, 't'},
+                                         {"so-pin-file", required_argument, NULL, 'S'},
+                                         {"approver", required_argument, NULL, 'p'},
+                                         {"m", required_argument, NULL, 'm'},
+                                         {"policy", required_argument, NULL, 'P'},
+                                         {"id", required_argument, NULL, 'i'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct common cm = {CLI_DEFAULT_MODULE, NULL, NULL, NULL};
+    const char *token_uri[MAX_TOKENS], *approver_arg[MAX_APPROVERS];
+    const char *so_pin_file = NULL, *policy_path = "policies/quorum.json", *id = "ceremony";
+    char names[MAX_APPROVERS][HSMCA_QUORUM_NAME_MAX + 1];
+    char serials[MAX_APPROVERS][HSMCA_TOKEN_SERIAL_MAX + 1];
+    struct hsmca_quorum_token_in tin[MAX_TOKENS];
+    struct hsmca_quorum_approver_in ain[MAX_APPROVERS];
+    struct hsmca_quorum_init in;
+    struct hsmca_quorum_principal who = {"ceremony", "admin", NULL};
+    struct hsmca_secret so[MAX_TOKENS];
+    struct session s;
+    size_t nt = 0, na = 0, i, plen = 0;
+    unsigned char *policy = NULL;
+    uint64_t m = 0;
+    json_t *gen = NULL, *gt, *ga;
+    char *genesis = NULL, prompt[96];
+    enum hsmca_err e;
+    int c, rc = CLI_EXIT_FAIL, opened = 0;
+
+    memset(so, 0, sizeof(so));
+    memset(ain, 0, sizeof(ain));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "M:s:a:A:t:S:p:m:P:i:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'M':
+            cm.module = optarg;
+            break;
+        case 's':
+            cm.store = optarg;
+            break;
+        case 'a':
+            cm.audit_uri = optarg;
+            break;
+        case 'A':
+            cm.audit_pin_file = optarg;
+            break;
+        case 't':
+            if (nt == MAX_TOKENS) {
+                fprintf(stderr, "hsmca ceremony: at most %d tokens\n", MAX_TOKENS);
+                return CLI_EXIT_USAGE;
+            }
+            token_uri[nt++] = optarg;
+            break;
+        case 'S':
+            so_pin_file = optarg;
+            break;
+        case 'p':
+            if (na == MAX_APPROVERS) {
+                fprintf(stderr, "hsmca ceremony: at most %d approvers\n", MAX_APPROVERS);
+                return CLI_EXIT_USAGE;
+            }
+            approver_arg[na++] = optarg;
+            break;
+        case 'm':
+            if (hsmca_parse_u64(optarg, strlen(optarg), MAX_APPROVERS, &m) != HSMCA_OK) {
+                fprintf(stderr, "hsmca ceremony: --m must be a number 2..%d\n", MAX_APPROVERS);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'P':
+            policy_path = optarg;
+            break;
+        case 'i':
+            id = optarg;
+            break;
+        case 'h':
+            usage_ceremony();
+            return CLI_EXIT_OK;
+        default:
+            usage_ceremony();
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || cm.store == NULL || cm.audit_uri == NULL || nt == 0 || na < 2 || m < 2 ||
+        m > na) {
+        fprintf(stderr, "hsmca ceremony init: need --store, --audit-token, --token, at least two "
+                        "--approver and 2 <= --m <= approvers\n");
+        return CLI_EXIT_USAGE;
+    }
+    /* approvers: NAME=PUBKEY.pem[:SERIAL] */
+    for (i = 0; i < na; i++) {
+        const char *eq = strchr(approver_arg[i], '='), *col;
+        char path[HSMCA_PATH_MAX + 1];
+        size_t nlen;
+
+        if (eq == NULL || (nlen = (size_t)(eq - approver_arg[i])) == 0 ||
+            nlen > HSMCA_QUORUM_NAME_MAX) {
+            fprintf(stderr, "hsmca ceremony: --approver NAME=PUBKEY.pem[:SERIAL]\n");
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
+        memcpy(names[i], approver_arg[i], nlen);
+        names[i][nlen] = '\0';
+        col = strchr(eq + 1, ':');
+        snprintf(path, sizeof(path), "%.*s",
+                 col != NULL ? (int)(col - eq - 1) : (int)strlen(eq + 1), eq + 1);
+        snprintf(serials[i], sizeof(serials[i]), "%s", col != NULL ? col + 1 : "");
+        ain[i].name = names[i];
+        ain[i].token_serial = serials[i];
+        ain[i].pub = read_pubkey(path);
+        if (ain[i].pub == NULL) {
+            fprintf(stderr, "hsmca ceremony: %s: not a PEM public key\n", path);
+            goto out;
+        }
+    }
+    e = hsmca_read_file(policy_path, HSMCA_QUORUM_POLICY_MAX, &policy, &plen);
+    if (e != HSMCA_OK) {
+        cli_fail(policy_path, e);
+        goto out;
+    }
+    gen = json_pack("{s:s, s:[], s:[], s:I}", "ceremony", id, "tokens", "approvers", "m",
+                    (json_int_t)m);
+    gt = json_object_get(gen, "tokens");
+    ga = json_object_get(gen, "approvers");
+    for (i = 0; i < nt; i++)
+        json_array_append_new(gt, json_string(token_uri[i]));
+    for (i = 0; i < na; i++)
+        json_array_append_new(ga, json_string(names[i]));
+    genesis = json_dumps(gen, JSON_COMPACT | JSON_SORT_KEYS);
+    rc = session_open(&s, &cm, 1, genesis);
+    opened = 1;
+    if (rc != CLI_EXIT_OK)
+        goto out;
+    rc = CLI_EXIT_FAIL;
+    for (i = 0; i < nt; i++) {
+        struct hsmca_token_info ti;
+
+        e = hsmca_token_open(s.p11, token_uri[i], &s.tok[i]);
+        if (e != HSMCA_OK) {
+            cli_fail(token_uri[i], e);
+            goto out;
+        }
+        s.ntok++;
+        e = hsmca_token_info(s.tok[i], &ti);
+        if (e != HSMCA_OK) {
+            cli_fail(token_uri[i], e);
+            goto out;
+        }
+        snprintf(s.label[i], sizeof(s.label[i]), "%s", ti.label);
+        snprintf(prompt, sizeof(prompt), "SO PIN of %s: ", ti.label);
+        e = cli_read_pin(so_pin_file, prompt, &so[i]);
+        if (e != HSMCA_OK) {
+            cli_fail("SO PIN", e);
+            goto out;
+        }
+        tin[i].label = s.label[i];
+        tin[i].uri = token_uri[i];
+        tin[i].tok = s.tok[i];
+        tin[i].so_pin = &so[i];
+    }
+    memset(&in, 0, sizeof(in));
+    in.tokens = tin;
+    in.ntokens = nt;
+    in.approvers = ain;
+    in.napprovers = na;
+    in.m = (unsigned)m;
+    in.policy_json = (const char *)policy;
+    in.policy_len = plen;
+    in.ceremony_id = id;
+    e = hsmca_quorum_ceremony_init(s.q, &in, &who);
+    if (e != HSMCA_OK) {
+        cli_fail("ceremony init", e);
+        goto out;
+    }
+    printf("ceremony: %s\nepoch: 1\nthreshold: %u of %zu\n", id, (unsigned)m, na);
+    for (i = 0; i < nt; i++)
+        printf("token: %s (user PIN set, split and sealed)\n", s.label[i]);
+    for (i = 0; i < na; i++)
+        printf("approver: %s%s%s\n", names[i], serials[i][0] ? " token " : "", serials[i]);
+    print_record(&s);
+    rc = CLI_EXIT_OK;
+out:
+    for (i = 0; i < MAX_TOKENS; i++)
+        hsmca_secret_clear(&so[i]);
+    for (i = 0; i < na; i++)
+        EVP_PKEY_free(ain[i].pub);
+    if (opened && session_close(&s) != CLI_EXIT_OK)
+        rc = CLI_EXIT_FAIL;
+    free(policy);
+    free(genesis);
+    json_decref(gen);
+    return rc;
+}
+
+/* ---- run ---- */
+
+static struct hsmca_token *
+token_cb(void *arg, const char *label)
+{
+    struct session *s = arg;
+    char uri[HSMCA_URI_MAX + 1];
+    size_t i;
+
+    for (i = 0; i < s->ntok; i++) {
+        if (strcmp(s->label[i], label) == 0)
+            return s->tok[i];
+    }
+    if (s->ntok == MAX_TOKENS)
+        return NULL;
+    snprintf(uri, sizeof(uri), "pkcs11:token=%s", label);
+    if (hsmca_token_open(s->p11, uri, &s->tok[s->ntok]) != HSMCA_OK)
+        return NULL;
+    snprintf(s->label[s->ntok], sizeof(s->label[0]), "%s", label);
+    return s->tok[s->ntok++];
+}
+
+static enum hsmca_err
+created_cb(void *arg, const struct hsmca_ca_rec *ca)
+{
+    struct session *s = arg;
+    const unsigned char *p = ca->cert_der;
+    X509 *x = d2i_X509(NULL, &p, (long)ca->cert_len);
+    FILE *f;
+
+    if (x == NULL)
+        return HSMCA_E_INTERNAL;
+    printf("ca: %s (%s)\n", ca->id, ca->kind);
+    PEM_write_X509(stdout, x);
+    if (s->out_cert != NULL) {
+        f = fopen(s->out_cert, "we");
+        if (f == NULL || PEM_write_X509(f, x) != 1) {
+            if (f != NULL)
+                fclose(f);
+            X509_free(x);
+            return HSMCA_E_IO;
+        }
+        fclose(f);
+    }
+    X509_free(x);
+    return HSMCA_OK;
+}
+
+static enum hsmca_err
+activate_cb(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dacs)
+{
+    struct session *s = arg;
+
+    snprintf(s->act_ca, sizeof(s->act_ca), "%s", ca_id);
+    s->act_until = until_ms;
+    s->act_max = max_dacs;
+    return HSMCA_OK;
+}
+
+/* The window's token, found by the CA's token URI (opened and logged in by the execution). */
+static struct hsmca_token *
+ca_token(struct session *s, const struct hsmca_ca_rec *rec)
+{
+    struct hsmca_uri u;
+
+    if (hsmca_uri_parse(rec->token_uri, strlen(rec->token_uri), &u) != HSMCA_OK ||
+        !(u.have & HSMCA_URI_HAVE_TOKEN))
+        return NULL;
+    return token_cb(s, u.token);
+}
+
+static enum hsmca_err
+deactivate_cb(void *arg, const char *ca_id)
+{
+    struct session *s = arg;
+    struct hsmca_ca_rec rec;
+    struct hsmca_token *t;
+    enum hsmca_err e;
+
+    memset(&rec, 0, sizeof(rec));
+    hsmca_key_free(s->act_key); /* nothing signs any more: this process has no workers */
+    s->act_key = NULL;
+    e = hsmca_store_ca_get(s->st, ca_id, &rec);
+    t = e == HSMCA_OK ? ca_token(s, &rec) : NULL;
+    hsmca_ca_rec_clear(&rec);
+    if (t == NULL)
+        return e != HSMCA_OK ? e : HSMCA_E_TOKEN_NOT_FOUND;
+    s->act_ca[0] = '\0';
+    return hsmca_token_logout(t);
+}
+
+struct cert_apply {
+    struct hsmca_cert_rec rec;
+};
+
+static enum hsmca_err
+apply_cert(struct hsmca_store *st, void *arg)
+{
+    struct cert_apply *a = arg;
+
+    return hsmca_store_cert_insert(st, &a->rec);
+}
+
+/* Issue one DAC for csr_path inside the open window, audited as dac.issue, written as PEM. */
+static int
+issue_test_dac(struct session *s, const char *profiles, const char *csr_path, const char *out)
+{
+    struct hsmca_ca_rec pai, paa;
+    struct hsmca_profile dacp;
+    struct hsmca_matter_issuer *is = NULL;
+    struct hsmca_matter_dac_request req;
+    struct hsmca_csr *csr = NULL;
+    struct hsmca_token *t;
+    struct hsmca_audit_event ev;
+    struct hsmca_audit_receipt rc_;
+    struct cert_apply ca;
+    unsigned char *csr_buf = NULL, *der = NULL, serial[HSMCA_MATTER_SERIAL_LEN], d[32];
+    size_t csr_len = 0, der_len = 0;
+    const unsigned char *p;
+    X509 *xpai = NULL, *xpaa = NULL, *dac = NULL;
+    char path[HSMCA_PATH_MAX + 1], hex[65], ser[33], detail[512], target[HSMCA_CA_ID_MAX + 8];
+    enum hsmca_err e;
+    FILE *f = NULL;
+    int rc = CLI_EXIT_FAIL;
+
+    memset(&pai, 0, sizeof(pai));
+    memset(&paa, 0, sizeof(paa));
+    memset(&ca, 0, sizeof(ca));
+    if ((int64_t)time(NULL) * 1000 >= s->act_until || s->act_max < 1) {
+        fprintf(stderr, "hsmca ceremony: the activation window is already over\n");
+        return CLI_EXIT_FAIL;
+    }
+    snprintf(path, sizeof(path), "%s/matter-dac.json", profiles);
+    e = hsmca_profile_load(path, &dacp);
+    if (e == HSMCA_OK)
+        e = hsmca_store_ca_get(s->st, s->act_ca, &pai);
+    if (e == HSMCA_OK)
+        e = hsmca_store_ca_get(s->st, pai.parent, &paa);
+    if (e != HSMCA_OK) {
+        cli_fail("activation", e);
+        goto out;
+    }
+    p = pai.cert_der;
+    xpai = d2i_X509(NULL, &p, (long)pai.cert_len);
+    p = paa.cert_der;
+    xpaa = d2i_X509(NULL, &p, (long)paa.cert_len);
+    t = ca_token(s, &pai);
+    e = xpai == NULL || xpaa == NULL || t == NULL
+            ? HSMCA_E_NOT_FOUND
+            : hsmca_token_find_key(t, pai.key_uri, &s->act_key);
+    if (e == HSMCA_OK)
+        e = hsmca_matter_issuer_new(&dacp, xpai, xpaa, hsmca_key_private(s->act_key), &is);
+    if (e == HSMCA_OK)
+        e = hsmca_read_file(csr_path, HSMCA_CSR_MAX, &csr_buf, &csr_len);
+    if (e == HSMCA_OK)
+        e = hsmca_csr_parse(csr_buf, csr_len, &csr);
+    if (e != HSMCA_OK) {
+        cli_fail("test DAC", e);
+        goto out;
+    }
+    memset(&req, 0, sizeof(req));
+    req.csr = csr;
+    req.now = time(NULL);
+    e = hsmca_matter_dac_build(is, &req, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &der_len);
+    if (e != HSMCA_OK) {
+        cli_fail("test DAC", e);
+        goto out;
+    }
+    p = der;
+    dac = d2i_X509(NULL, &p, (long)der_len);
+    if (dac == NULL) {
+        cli_fail("test DAC", HSMCA_E_INTERNAL);
+        goto out;
+    }
+    /* the issued certificate and its entry commit together */
+    snprintf(ca.rec.ca, sizeof(ca.rec.ca), "%s", s->act_ca);
+    memcpy(ca.rec.serial, serial, sizeof(serial));
+    ca.rec.serial_len = sizeof(serial);
+    memcpy(ca.rec.csr_sha256, hsmca_csr_sha256(csr), 32);
+    SHA256(der, der_len, d);
+    memcpy(ca.rec.sha256, d, 32);
+    ca.rec.vid = (int)hsmca_matter_issuer_scope(is).vid;
+    ca.rec.pid = (int)hsmca_matter_issuer_scope(is).pid;
+    {
+        struct tm tb, ta;
+
+        if (ASN1_TIME_to_tm(X509_get0_notBefore(dac), &tb) != 1 ||
+            ASN1_TIME_to_tm(X509_get0_notAfter(dac), &ta) != 1) {
+            cli_fail("test DAC", HSMCA_E_INTERNAL);
+            goto out;
+        }
+        ca.rec.not_before = (int64_t)timegm(&tb);
+        ca.rec.not_after = (int64_t)timegm(&ta);
+    }
+    ca.rec.issued_ms = (int64_t)time(NULL) * 1000;
+    ca.rec.reason = -1;
+    ca.rec.der = der;
+    ca.rec.der_len = der_len;
+    hsmca_hex_encode(d, 32, hex, sizeof(hex));
+    hsmca_hex_encode(serial, sizeof(serial), ser, sizeof(ser));
+    snprintf(detail, sizeof(detail), "{\"sha256\":\"%s\",\"serial\":\"%s\",\"test\":true}", hex,
+             ser);
+    snprintf(target, sizeof(target), "ca/%s", s->act_ca);
+    memset(&ev, 0, sizeof(ev));
+    ev.actor = "ceremony";
+    ev.role = "operator";
+    ev.action = "dac.issue";
+    ev.target = target;
+    ev.outcome = "ok";
+    ev.detail_json = detail;
+    ev.kid = "";
+    e = hsmca_audit_append(s->a, &ev, apply_cert, &ca, &rc_);
+    if (e != HSMCA_OK) {
+        cli_fail("dac.issue", e);
+        goto out;
+    }
+    f = fopen(out, "we");
+    if (f == NULL || PEM_write_X509(f, dac) != 1) {
+        cli_fail(out, HSMCA_E_IO);
+        goto out;
+    }
+    printf("dac: %s (serial %s) written to %s\n", s->act_ca, ser, out);
+    rc = CLI_EXIT_OK;
+out:
+    if (f != NULL && fclose(f) != 0)
+        rc = CLI_EXIT_FAIL;
+    X509_free(dac);
+    X509_free(xpai);
+    X509_free(xpaa);
+    OPENSSL_free(der);
+    hsmca_matter_issuer_free(is);
+    hsmca_csr_free(csr);
+    free(csr_buf);
+    hsmca_ca_rec_clear(&pai);
+    hsmca_ca_rec_clear(&paa);
+    return rc;
+}
+
+static int
+write_file(const char *path, const char *text)
+{
+    char tmp[HSMCA_PATH_MAX + 8];
+    FILE *f;
+    int ok;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "we");
+    if (f == NULL)
+        return -1;
+    ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+do_run(int argc, char **argv)
+{
+    static const struct option opts[] = {{"module", required_argument, NULL, 'M'},
+                                         {"store", required_argument, NULL, 's'},
+                                         {"audit-token", required_argument, NULL, 'a'},
+                                         {"audit-pin-file", required_argument, NULL, 'A'},
+                                         {"op", required_argument, NULL, 'o'},
+                                         {"params", required_argument, NULL, 'p'},
+                                         {"requester", required_argument, NULL, 'r'},
+                                         {"out-request", required_argument, NULL, 'O'},
+                                         {"approvals-dir", required_argument, NULL, 'd'},
+                                         {"wait", required_argument, NULL, 'w'},
+                                         {"ttl", required_argument, NULL, 't'},
+                                         {"profiles", required_argument, NULL, 'P'},
+                                         {"out-cert", required_argument, NULL, 'c'},
+                                         {"csr", required_argument, NULL, 'C'},
+                                         {"out-dac", required_argument, NULL, 'D'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct common cm = {CLI_DEFAULT_MODULE, NULL, NULL, NULL};
+    const char *op = NULL, *params = NULL, *requester = NULL, *out_req = NULL, *dir = NULL;
+    const char *profiles = "policies/profiles", *out_cert = NULL, *csr = NULL, *out_dac = NULL;
+    uint64_t wait_s = 600, ttl_s = 3600;
+    struct session s;
+    struct hsmca_quorum_principal who;
+    struct hsmca_quorum_exec ex;
+    struct hsmca_profile paa, pai;
+    struct hsmca_audit_checkpoint cp;
+    char id[HSMCA_QUORUM_ID_LEN + 1], path[HSMCA_PATH_MAX + 1], *env = NULL, *res = NULL;
+    char *seen[MAX_FILES];
+    size_t nseen = 0, i;
+    time_t deadline;
+    enum hsmca_err e;
+    int c, rc = CLI_EXIT_FAIL, opened = 0, ready = 0;
+
+    memset(&cp, 0, sizeof(cp));
+    memset(seen, 0, sizeof(seen));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "M:s:a:A:o:p:r:O:d:w:t:P:c:C:D:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'M':
+            cm.module = optarg;
+            break;
+        case 's':
+            cm.store = optarg;
+            break;
+        case 'a':
+            cm.audit_uri = optarg;
+            break;
+        case 'A':
+            cm.audit_pin_file = optarg;
+            break;
+        case 'o':
+            op = optarg;
+            break;
+        case 'p':
+            params = optarg;
+            break;
+        case 'r':
+            requester = optarg;
+            break;
+        case 'O':
+            out_req = optarg;
+            break;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'w':
+            if (hsmca_parse_u64(optarg, strlen(optarg), 86400, &wait_s) != HSMCA_OK)
+                return CLI_EXIT_USAGE;
+            break;
+        case 't':
+            if (hsmca_parse_u64(optarg, strlen(optarg), 86400, &ttl_s) != HSMCA_OK || ttl_s == 0)
+                return CLI_EXIT_USAGE;
+            break;
+        case 'P':
+            profiles = optarg;
+            break;
+        case 'c':
+            out_cert = optarg;
+            break;
+        case 'C':
+            csr = optarg;
+            break;
+        case 'D':
+            out_dac = optarg;
+            break;
+        case 'h':
+            usage_ceremony();
+            return CLI_EXIT_OK;
+        default:
+            usage_ceremony();
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if ((strcmp(op != NULL ? op : "", "ca.activate") == 0) != (csr != NULL && out_dac != NULL)) {
+        fprintf(stderr,
+                "hsmca ceremony run: ca.activate needs --csr and --out-dac (and only it)\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (optind != argc || cm.store == NULL || cm.audit_uri == NULL || op == NULL ||
+        params == NULL || requester == NULL || out_req == NULL || dir == NULL) {
+        fprintf(stderr, "hsmca ceremony run: need --store, --audit-token, --op, --params, "
+                        "--requester, --out-request and --approvals-dir\n");
+        return CLI_EXIT_USAGE;
+    }
+    snprintf(path, sizeof(path), "%s/matter-paa.json", profiles);
+    e = hsmca_profile_load(path, &paa);
+    if (e == HSMCA_OK) {
+        snprintf(path, sizeof(path), "%s/matter-pai.json", profiles);
+        e = hsmca_profile_load(path, &pai);
+    }
+    if (e != HSMCA_OK)
+        return cli_fail(path, e);
+    rc = session_open(&s, &cm, 0, NULL);
+    opened = 1;
+    if (rc != CLI_EXIT_OK)
+        goto out;
+    rc = CLI_EXIT_FAIL;
+    s.out_cert = out_cert;
+    /* the request embeds a fresh checkpoint: approvers witness the log before they sign */
+    e = hsmca_audit_checkpoint(s.a, &cp);
+    if (e != HSMCA_OK) {
+        cli_fail("checkpoint", e);
+        goto out;
+    }
+    who.name = requester;
+    who.role = "admin";
+    who.key_sha256 = NULL;
+    e = hsmca_quorum_request_create(s.q, &who, op, params, (int64_t)ttl_s * 1000, cp.text, cp.sig,
+                                    cp.sig_len, id, NULL);
+    if (e == HSMCA_OK)
+        e = hsmca_quorum_request_envelope(s.q, id, &env);
+    if (e != HSMCA_OK) {
+        cli_fail("request", e);
+        goto out;
+    }
+    if (write_file(out_req, env) != 0) {
+        cli_fail(out_req, HSMCA_E_IO);
+        goto out;
+    }
+    printf("request: %s\nop: %s\nwritten: %s\nwaiting for approvals in %s (%llu s)\n", id, op,
+           out_req, dir, (unsigned long long)wait_s);
+    fflush(stdout);
+    deadline = time(NULL) + (time_t)wait_s;
+    while (!ready && time(NULL) <= deadline) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+
+        while (d != NULL && !ready && (de = readdir(d)) != NULL) {
+            size_t n = strlen(de->d_name);
+            unsigned char *body = NULL;
+            size_t blen = 0;
+            struct hsmca_quorum_status st;
+            struct hsmca_quorum_principal sub = {"ceremony", "admin", NULL};
+            int dup = 0;
+
+            if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0 || nseen == MAX_FILES)
+                continue;
+            for (i = 0; i < nseen; i++)
+                dup |= strcmp(seen[i], de->d_name) == 0;
+            if (dup)
+                continue;
+            seen[nseen++] = strdup(de->d_name);
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            e = hsmca_read_file(path, HSMCA_QUORUM_APPROVAL_MAX, &body, &blen);
+            while (e == HSMCA_OK && blen > 0 && (body[blen - 1] == '\n' || body[blen - 1] == '\r'))
+                blen--;
+            if (e == HSMCA_OK)
+                e = hsmca_quorum_approve(s.q, &sub, id, (const char *)body, blen, &st);
+            free(body);
+            if (e != HSMCA_OK) {
+                fprintf(stderr, "hsmca ceremony: %s refused: %s: %s\n", de->d_name,
+                        hsmca_err_code(e), hsmca_err_title(e));
+                continue;
+            }
+            printf("approval: %s accepted (%u of %u)\n", de->d_name, st.approvals, st.threshold);
+            fflush(stdout);
+            ready = st.ready;
+        }
+        if (d != NULL)
+            closedir(d);
+        if (!ready)
+            sleep(1);
+    }
+    if (!ready) {
+        fprintf(stderr, "hsmca ceremony: not enough approvals before the deadline\n");
+        goto out;
+    }
+    memset(&ex, 0, sizeof(ex));
+    ex.arg = &s;
+    ex.token = token_cb;
+    ex.ca_created = created_cb;
+    ex.activate = activate_cb;
+    ex.deactivate = deactivate_cb;
+    ex.paa_profile = &paa;
+    ex.pai_profile = &pai;
+    e = hsmca_quorum_execute(s.q, id, &ex, &res);
+    if (e != HSMCA_OK) {
+        cli_fail("execute", e);
+        goto out;
+    }
+    printf("executed: %s\nresult: %s\n", id, res);
+    rc = CLI_EXIT_OK;
+    if (s.act_ca[0] != '\0') {
+        char ca_id[HSMCA_CA_ID_MAX + 1];
+
+        snprintf(ca_id, sizeof(ca_id), "%s", s.act_ca);
+        rc = issue_test_dac(&s, profiles, csr, out_dac);
+        e = hsmca_quorum_deactivate(s.q, &who, ca_id, &ex);
+        if (e != HSMCA_OK)
+            rc = cli_fail("deactivate", e);
+        else
+            printf("deactivated: %s\n", ca_id);
+    }
+    print_record(&s);
+out:
+    for (i = 0; i < nseen; i++)
+        free(seen[i]);
+    hsmca_audit_checkpoint_clear(&cp);
+    free(env);
+    free(res);
+    if (opened && session_close(&s) != CLI_EXIT_OK)
+        rc = CLI_EXIT_FAIL;
+    return rc;
+}
+
+int
+cmd_ceremony(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_ceremony();
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "init") == 0)
+        return do_init(argc - 1, argv + 1);
+    if (strcmp(argv[1], "run") == 0)
+        return do_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage_ceremony();
+        return CLI_EXIT_OK;
+    }
+    fprintf(stderr, "hsmca ceremony: unknown verb '%s'\n", argv[1]);
+    return CLI_EXIT_USAGE;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * config.h -- the daemon's one JSON config file (docs/config.md). Every key is validated for type
+ * and range and unknown keys are refused, so a typo never silently falls back to a default.
+ * Holds paths and numbers only: the audit PIN is read from its own file (mode 600) by main.c.
+ */
+#ifndef HSMCAD_CONFIG_H
+#define HSMCAD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hsmca/error.h"
+#include "hsmca/limits.h"
+
+#define HSMCAD_CONFIG_MAX 65536 /* bytes of the config file */
+#define HSMCAD_DEFAULT_LISTEN "127.0.0.1:8443"
+#define HSMCAD_BODY_MAX_DEFAULT (2u << 20) /* a 1,000-CSR batch in JSON fits */
+#define HSMCAD_BODY_MAX_LIMIT (64u << 20)
+#define HSMCAD_BATCH_MAX_DEFAULT 1000
+#define HSMCAD_BATCH_MAX_LIMIT 1000
+
+struct hsmcad_config {
+    char listen_host[64]; /* numeric IPv4 or IPv6 address */
+    unsigned listen_port; /* 0 = any free port (tests) */
+    char pkcs11_module[HSMCA_PATH_MAX + 1];
+    char store[HSMCA_PATH_MAX + 1];
+    char roles[HSMCA_PATH_MAX + 1];
+    char profiles_dir[HSMCA_PATH_MAX + 1];
+    char quotas[HSMCA_PATH_MAX + 1]; /* policies/quotas.json; "" = no quotas */
+    char tls_cert[HSMCA_PATH_MAX + 1];
+    char tls_key[HSMCA_PATH_MAX + 1];
+    char tls_client_ca[HSMCA_PATH_MAX + 1];
+    char audit_token[HSMCA_URI_MAX + 1];
+    char audit_key[HSMCA_URI_MAX + 1];
+    char audit_pin_file[HSMCA_PATH_MAX + 1];
+    char audit_cert[HSMCA_PATH_MAX + 1]; /* audit certificate or public key PEM, for extracts */
+    char audit_origin[128];
+    uint64_t checkpoint_entries; /* 0 = library default */
+    uint64_t checkpoint_interval_s;
+    uint64_t body_max;            /* bytes of one request body */
+    unsigned batch_max;           /* CSRs in one batch */
+    unsigned threads;             /* worker threads; 0 = one per core */
+    unsigned connections;         /* open connections at once */
+    unsigned per_ip_connections;  /* per client address; 0 = no per-address limit */
+    unsigned timeout_s;           /* idle connection timeout */
+    unsigned refusals_per_minute; /* audited refusals per client certificate and minute */
+};
+
+/* Fill c with the defaults of docs/config.md (paths empty). */
+void hsmcad_config_defaults(struct hsmcad_config *c);
+
+/*
+ * Parse and validate the config JSON text[0..len) (len <= HSMCAD_CONFIG_MAX) into *c (defaults
+ * first). Relative paths are taken relative to base_dir (the config file's directory; NULL = as
+ * given). On failure returns HSMCA_E_CONFIG_INVALID and writes a one-line reason naming the key
+ * into why[0..why_len); *c is then unspecified.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmcad_config_parse(const char *text, size_t len,
+                                                   const char *base_dir, struct hsmcad_config *c,
+                                                   char *why, size_t why_len);
+
+/* Read the file at path and parse it (relative paths resolved against its directory). */
+HSMCA_MUSTCHECK enum hsmca_err hsmcad_config_load(const char *path, struct hsmcad_config *c,
+                                                  char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * daemon.c -- small shared services of the daemon's state: per-thread read-only store handles,
+ * the CA table, the clock, and the per-client limiter of audited refusals (so a flood of refused
+ * requests cannot bloat the audit log). No HTTP, no PKI.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hsmca/log.h"
+
+#include "hsmcad.h"
+
+#define LIM_SLOTS 4096
+
+struct lim_slot {
+    char client[80];
+    int64_t minute;
+    unsigned count;
+};
+
+struct hsmcad_limiter {
+    struct lim_slot s[LIM_SLOTS];
+};
+
+int64_t
+hsmcad_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct hsmca_store *
+hsmcad_ro(struct hsmcad *d)
+{
+    struct hsmca_store *st = pthread_getspecific(d->ro_key);
+    enum hsmca_err rc;
+
+    if (st != NULL)
+        return st;
+    pthread_mutex_lock(&d->ro_mu);
+    if (d->nro < HSMCAD_READERS_MAX) {
+        rc = hsmca_store_open_readonly(d->cfg.store, &st);
+        if (rc == HSMCA_OK) {
+            d->ro[d->nro++] = st;
+            pthread_setspecific(d->ro_key, st);
+        } else {
+            hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "store-readonly-open", "code=%s",
+                      hsmca_err_code(rc));
+            st = NULL;
+        }
+    }
+    pthread_mutex_unlock(&d->ro_mu);
+    return st;
+}
+
+struct hsmcad_ca *
+hsmcad_ca_find(struct hsmcad *d, const char *id)
+{
+    unsigned i, n = __atomic_load_n(&d->ncas, __ATOMIC_ACQUIRE);
+
+    for (i = 0; i < n; i++) {
+        if (strcmp(d->cas[i].id, id) == 0)
+            return &d->cas[i];
+    }
+    return NULL;
+}
+
+static uint64_t
+fnv(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    while (*s != '\0') {
+        h ^= (unsigned char)*s++;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+int
+hsmcad_refusal_allowed(struct hsmcad *d, const char *client)
+{
+    int64_t minute = hsmcad_now_ms() / 60000;
+    struct lim_slot *s;
+    int ok;
+
+    if (d->cfg.refusals_per_minute == 0)
+        return 0;
+    pthread_mutex_lock(&d->lim_mu);
+    if (d->lim == NULL)
+        d->lim = calloc(1, sizeof(*d->lim));
+    if (d->lim == NULL) {
+        pthread_mutex_unlock(&d->lim_mu);
+        return 1; /* fail towards auditing */
+    }
+    /* one slot per hash: a collision shares a budget, which only ever audits less of a flood */
+    s = &d->lim->s[fnv(client) % LIM_SLOTS];
+    if (s->minute != minute) {
+        snprintf(s->client, sizeof(s->client), "%s", client);
+        s->minute = minute;
+        s->count = 0;
+    }
+    ok = s->count < d->cfg.refusals_per_minute;
+    if (ok)
+        s->count++;
+    pthread_mutex_unlock(&d->lim_mu);
+    return ok;
+}
+
+/* Under cas_mu. */
+static struct hsmca_token *
+token_locked(struct hsmcad *d, const char *label, const char *uri)
+{
+    struct hsmcad_tok *t;
+    char u[HSMCA_URI_MAX + 1];
+    unsigned i;
+    enum hsmca_err rc;
+
+    for (i = 0; i < d->ntoks; i++) {
+        if (strcmp(d->toks[i].label, label) == 0)
+            return d->toks[i].tok;
+    }
+    if (d->ntoks >= HSMCAD_TOKENS_MAX || strlen(label) > HSMCA_TOKEN_LABEL_MAX)
+        return NULL;
+    if (uri == NULL) {
+        snprintf(u, sizeof(u), "pkcs11:token=%s", label);
+        uri = u;
+    }
+    t = &d->toks[d->ntoks];
+    rc = hsmca_token_open(d->p11, uri, &t->tok);
+    if (rc != HSMCA_OK) {
+        hsmca_log(HSMCA_LOG_WARN, "hsmcad", "token-absent", "label=%s code=%s", label,
+                  hsmca_err_code(rc));
+        return NULL;
+    }
+    snprintf(t->label, sizeof(t->label), "%s", label);
+    d->ntoks++;
+    return t->tok;
+}
+
+struct hsmca_token *
+hsmcad_token(struct hsmcad *d, const char *label, const char *uri)
+{
+    struct hsmca_token *tok;
+
+    pthread_mutex_lock(&d->cas_mu);
+    tok = token_locked(d, label, uri);
+    pthread_mutex_unlock(&d->cas_mu);
+    return tok;
+}
+
+enum hsmca_err
+hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca)
+{
+    struct hsmca_uri u;
+    struct hsmcad_ca *c;
+    enum hsmca_err rc = HSMCA_OK;
+    unsigned i;
+
+    pthread_mutex_lock(&d->cas_mu);
+    for (i = 0; i < d->ncas; i++) {
+        if (strcmp(d->cas[i].id, ca->id) == 0)
+            goto out; /* known already */
+    }
+    if (d->ncas >= HSMCAD_CAS_MAX) {
+        rc = HSMCA_E_TOO_LARGE;
+        goto out;
+    }
+    c = &d->cas[d->ncas];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->id, sizeof(c->id), "%s", ca->id);
+    snprintf(c->kind, sizeof(c->kind), "%s", ca->kind);
+    snprintf(c->token_uri, sizeof(c->token_uri), "%s", ca->token_uri);
+    snprintf(c->key_uri, sizeof(c->key_uri), "%s", ca->key_uri);
+    if (hsmca_uri_parse(ca->token_uri, strlen(ca->token_uri), &u) == HSMCA_OK &&
+        (u.have & HSMCA_URI_HAVE_TOKEN) != 0)
+        c->tok = token_locked(d, u.token, ca->token_uri);
+    __atomic_store_n(&d->ncas, d->ncas + 1, __ATOMIC_RELEASE);
+out:
+    pthread_mutex_unlock(&d->cas_mu);
+    return rc;
+}

@@ -1,0 +1,532 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * main.c -- hsmcad: read the config, acquire everything (role bindings, TLS material, PKCS#11
+ * module, audit token and key with the PIN from its mode-600 file, store, audit log on a verified
+ * chain, CA tokens left logged out), serve until SIGTERM/SIGINT, then tear down in the order
+ * PKCS11-NOTES.md demands: HTTP, audit, store, keys, tokens, module, OpenSSL.
+ * Never logs a PIN; exits non-zero with the reason when any start-up step fails.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "hsmca/audit.h"
+#include "hsmca/log.h"
+#include "hsmca/secret.h"
+#include "hsmca/util.h"
+
+#include "hsmcad.h"
+#include "routes.h"
+#include "server.h"
+
+#ifndef HSMCA_VERSION
+#define HSMCA_VERSION "0"
+#endif
+
+#define PEM_FILE_MAX (1u << 20)
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: hsmcad --config FILE [--port-file FILE] [--check-config]\n"
+               "       hsmcad --list-routes | --help | --version\n"
+               "\n"
+               "Serve the hsmca REST API (v1) over HTTPS with client certificates.\n"
+               "  --config FILE     the JSON config (docs/config.md); required to serve\n"
+               "  --port-file FILE  write the bound TCP port there once listening (listen port 0\n"
+               "                    picks a free port)\n"
+               "  --check-config    validate the config and the role bindings, then exit\n"
+               "  --list-routes     print every route as \"METHOD PATH ROLES\" and exit\n"
+               "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish).\n"
+               "Exit status: 0 stopped cleanly, 1 start-up or shutdown failure, 2 usage error.\n");
+}
+
+static void
+list_routes(void)
+{
+    unsigned i;
+
+    for (i = 0; i < hsmcad_nroutes; i++) {
+        const struct hsmcad_route *rt = &hsmcad_routes[i];
+        unsigned m = rt->roles;
+
+        printf("%s %s %s%s%s%s%s\n", rt->method, rt->pattern,
+               (m & HSMCAD_ROLE_ADMIN) ? "admin," : "",
+               (m & HSMCAD_ROLE_APPROVER) ? "approver," : "",
+               (m & HSMCAD_ROLE_OPERATOR) ? "operator," : "",
+               (m & HSMCAD_ROLE_AUDITOR) ? "auditor," : "", rt->ca_bound ? "ca-bound" : "");
+    }
+}
+
+/* The first line of a PIN file that only its owner may read. */
+static enum hsmca_err
+read_pin_file(const char *path, struct hsmca_secret *out)
+{
+    unsigned char buf[HSMCA_PIN_MAX + 2];
+    struct stat st;
+    ssize_t n;
+    size_t len;
+    int fd;
+    enum hsmca_err rc;
+
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return HSMCA_E_IO;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return HSMCA_E_IO;
+    }
+    if ((st.st_mode & 077) != 0 || st.st_uid != geteuid()) {
+        close(fd);
+        return HSMCA_E_PIN_FILE_MODE;
+    }
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n < 0) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return HSMCA_E_IO;
+    }
+    len = 0;
+    while (len < (size_t)n && buf[len] != '\n' && buf[len] != '\r')
+        len++;
+    if (len < HSMCA_PIN_MIN || len > HSMCA_PIN_MAX)
+        rc = HSMCA_E_PIN_INVALID;
+    else
+        rc = hsmca_secret_set(out, buf, len);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return rc;
+}
+
+static char *
+read_pem(const char *path, const char *what)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    enum hsmca_err rc = hsmca_read_file(path, PEM_FILE_MAX, &buf, &len);
+
+    if (rc != HSMCA_OK) {
+        fprintf(stderr, "hsmcad: cannot read %s %s: %s\n", what, path, hsmca_err_code(rc));
+        return NULL;
+    }
+    return (char *)buf;
+}
+
+static enum hsmca_err
+ca_add(void *arg, const struct hsmca_ca_rec *ca)
+{
+    return hsmcad_ca_add(arg, ca);
+}
+
+static int
+start_fail(const char *what, enum hsmca_err rc, const char *why)
+{
+    fprintf(stderr, "hsmcad: %s: %s: %s%s%s\n", what, hsmca_err_code(rc), hsmca_err_title(rc),
+            why != NULL && why[0] ? ": " : "", why != NULL ? why : "");
+    return 1;
+}
+
+/* The issuance engine and one engine CA per PAI with a certificate (all inactive). The CA list
+ * is copied first: the store's callback must not call back into the same handle. */
+struct ca_ids {
+    unsigned n;
+    char id[HSMCAD_CAS_MAX][HSMCA_CA_ID_MAX + 1];
+};
+
+static enum hsmca_err
+collect_id(void *arg, const struct hsmca_ca_rec *ca)
+{
+    struct ca_ids *ids = arg;
+
+    if (ids->n >= HSMCAD_CAS_MAX)
+        return HSMCA_E_TOO_LARGE;
+    snprintf(ids->id[ids->n++], sizeof(ids->id[0]), "%s", ca->id);
+    return HSMCA_OK;
+}
+
+static int
+start_issuance(struct hsmcad *d)
+{
+    struct hsmca_issuer_config ic;
+    static struct ca_ids ids;
+    unsigned i;
+    enum hsmca_err rc;
+
+    if (d->cfg.quotas[0] != '\0') {
+        rc = hsmca_issue_quotas_load(d->cfg.quotas, &d->quotas);
+        if (rc != HSMCA_OK) {
+            start_fail("quotas", rc, d->cfg.quotas);
+            return -1;
+        }
+    }
+    memset(&ic, 0, sizeof(ic));
+    ic.audit = d->audit;
+    ic.store_path = d->cfg.store;
+    ic.quotas = d->quotas;
+    rc = hsmca_issuer_new(&ic, &d->issuer);
+    if (rc == HSMCA_OK)
+        rc = hsmca_store_ca_list(d->quorum_ro, collect_id, &ids);
+    if (rc != HSMCA_OK) {
+        start_fail("issuance", rc, NULL);
+        return -1;
+    }
+    for (i = 0; i < ids.n; i++) {
+        struct hsmca_ca_rec rec;
+
+        memset(&rec, 0, sizeof(rec));
+        /* a CA that cannot issue is logged; the daemon still serves the others */
+        if (hsmca_store_ca_get(d->quorum_ro, ids.id[i], &rec) == HSMCA_OK &&
+            hsmcad_ca_attach(d, d->quorum_ro, &rec) != HSMCA_OK)
+            hsmca_log(HSMCA_LOG_WARN, "hsmcad", "ca-attach-failed", "ca=%s", ids.id[i]);
+        hsmca_ca_rec_clear(&rec);
+    }
+    return 0;
+}
+
+/* Housekeeping: refusal summaries, windows whose time or count ran out. */
+struct keeper {
+    struct hsmcad *d;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    pthread_t th;
+    int running;
+};
+
+static void *
+keeper_run(void *arg)
+{
+    struct keeper *k = arg;
+    struct timespec ts;
+
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&k->cv, &k->mu, &ts);
+        if (k->stop)
+            break;
+        pthread_mutex_unlock(&k->mu);
+        if (k->d->issuer != NULL)
+            hsmca_issuer_flush_refusals(k->d->issuer);
+        hsmcad_close_ended_windows(k->d);
+        pthread_mutex_lock(&k->mu);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+/* The certificate profiles of policies/profiles (PAA, PAI, DAC), for CA creation and issuance. */
+static int
+load_profiles(struct hsmcad *d)
+{
+    static const char *const names[] = {"matter-paa.json", "matter-pai.json", "matter-dac.json"};
+    struct hsmca_profile *dst[] = {&d->paa_profile, &d->pai_profile, &d->dac_profile};
+    char path[HSMCA_PATH_MAX + 32];
+    unsigned i;
+    enum hsmca_err rc;
+
+    if (d->cfg.profiles_dir[0] == '\0')
+        return 0; /* no CA creation or issuance without profiles */
+    for (i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", d->cfg.profiles_dir, names[i]);
+        rc = hsmca_profile_load(path, dst[i]);
+        if (rc != HSMCA_OK) {
+            fprintf(stderr, "hsmcad: profile %s: %s: %s\n", path, hsmca_err_code(rc),
+                    hsmca_err_title(rc));
+            return -1;
+        }
+    }
+    d->have_profiles = 1;
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"port-file", required_argument, NULL, 'p'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"list-routes", no_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL, *port_file = NULL;
+    int check_only = 0, ch, status = 1, sig = 0;
+    struct hsmcad *d = NULL;
+    struct hsmcad_server *srv = NULL;
+    struct hsmca_secret pin = {NULL, 0};
+    char *cert_pem = NULL, *key_pem = NULL, *ca_pem = NULL;
+    const char **route_names = NULL;
+    char why[512] = "";
+    unsigned port = 0, i;
+    sigset_t sigs;
+    enum hsmca_err rc;
+    struct keeper keeper = {NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+    while ((ch = getopt_long(argc, argv, "c:p:klhV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'p':
+            port_file = optarg;
+            break;
+        case 'k':
+            check_only = 1;
+            break;
+        case 'l':
+            list_routes();
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("hsmcad %s\n", HSMCA_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (config == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return start_fail("start", HSMCA_E_NOMEM, NULL);
+    pthread_mutex_init(&d->cas_mu, NULL);
+    pthread_mutex_init(&d->ro_mu, NULL);
+    pthread_mutex_init(&d->lim_mu, NULL);
+    pthread_key_create(&d->ro_key, NULL);
+    d->started_ms = hsmcad_now_ms();
+
+    rc = hsmcad_config_load(config, &d->cfg, why, sizeof(why));
+    if (rc != HSMCA_OK) {
+        start_fail("config", rc, why);
+        goto out;
+    }
+    rc = hsmcad_roles_load(d->cfg.roles, &d->roles, why, sizeof(why));
+    if (rc != HSMCA_OK) {
+        start_fail("roles", rc, why);
+        goto out;
+    }
+    if (check_only) {
+        printf("hsmcad: config %s and roles %s are valid (%u bindings)\n", config, d->cfg.roles,
+               hsmcad_roles_count(d->roles));
+        status = 0;
+        goto out;
+    }
+
+    /* No core dumps and no ptrace by other users: the process will hold PINs and shares. */
+    {
+        struct rlimit rl = {0, 0};
+
+        if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+            hsmca_log(HSMCA_LOG_WARN, "hsmcad", "harden-failed", "errno=%d", errno);
+    }
+
+    /* Signals are taken by sigwait in this thread only; every thread started later inherits the
+     * mask. SIGPIPE is ignored (a client closing early is not fatal). */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (hsmca_secure_heap_init(0) != HSMCA_OK)
+        hsmca_log(HSMCA_LOG_WARN, "hsmcad", "secure-heap", "fallback=heap");
+    cert_pem = read_pem(d->cfg.tls_cert, "TLS certificate");
+    key_pem = read_pem(d->cfg.tls_key, "TLS key");
+    ca_pem = read_pem(d->cfg.tls_client_ca, "client CA");
+    if (cert_pem == NULL || key_pem == NULL || ca_pem == NULL)
+        goto out;
+    if (d->cfg.audit_cert[0] != '\0') {
+        d->audit_cert_pem = read_pem(d->cfg.audit_cert, "audit certificate");
+        if (d->audit_cert_pem == NULL)
+            goto out;
+    }
+
+    rc = hsmca_p11_open(d->cfg.pkcs11_module, &d->p11);
+    if (rc != HSMCA_OK) {
+        start_fail("pkcs11_module", rc, d->cfg.pkcs11_module);
+        goto out;
+    }
+    rc = hsmca_token_open(d->p11, d->cfg.audit_token, &d->audit_tok);
+    if (rc != HSMCA_OK) {
+        start_fail("audit.token", rc, d->cfg.audit_token);
+        goto out;
+    }
+    rc = read_pin_file(d->cfg.audit_pin_file, &pin);
+    if (rc != HSMCA_OK) {
+        start_fail("audit.pin_file", rc, d->cfg.audit_pin_file);
+        goto out;
+    }
+    rc = hsmca_token_login(d->audit_tok, &pin);
+    hsmca_secret_clear(&pin);
+    if (rc != HSMCA_OK) {
+        start_fail("audit token login", rc, NULL);
+        goto out;
+    }
+    rc = hsmca_token_find_key(d->audit_tok, d->cfg.audit_key, &d->audit_key);
+    if (rc != HSMCA_OK) {
+        start_fail("audit.key", rc, d->cfg.audit_key);
+        goto out;
+    }
+    rc = hsmca_store_open(d->cfg.store, &d->store);
+    if (rc != HSMCA_OK) {
+        start_fail("store", rc, d->cfg.store);
+        goto out;
+    }
+    /* CA tokens: opened (for readiness), never logged in at start: every CA starts inactive. */
+    rc = hsmca_store_ca_list(d->store, ca_add, d);
+    if (rc != HSMCA_OK) {
+        start_fail("store: CAs", rc, NULL);
+        goto out;
+    }
+    {
+        struct hsmca_audit_config ac;
+
+        memset(&ac, 0, sizeof(ac));
+        ac.store = d->store;
+        ac.token = d->audit_tok;
+        ac.key = d->audit_key;
+        ac.origin = d->cfg.audit_origin;
+        ac.checkpoint_entries = d->cfg.checkpoint_entries;
+        ac.checkpoint_ms = d->cfg.checkpoint_interval_s * 1000;
+        ac.audit_cert_pem = d->audit_cert_pem;
+        why[0] = '\0';
+        rc = hsmca_audit_open(&ac, &d->audit, why, sizeof(why));
+        if (rc != HSMCA_OK) {
+            start_fail("audit log", rc, why);
+            goto out;
+        }
+    }
+
+    rc = hsmca_store_open_readonly(d->cfg.store, &d->quorum_ro);
+    if (rc == HSMCA_OK) {
+        struct hsmca_quorum_config qc;
+
+        memset(&qc, 0, sizeof(qc));
+        qc.store = d->store;
+        qc.ro = d->quorum_ro;
+        qc.audit = d->audit;
+        rc = hsmca_quorum_open(&qc, &d->quorum);
+    }
+    if (rc != HSMCA_OK) {
+        start_fail("quorum", rc, NULL);
+        goto out;
+    }
+    if (load_profiles(d) != 0)
+        goto out;
+    if (start_issuance(d) != 0)
+        goto out;
+
+    route_names = calloc(hsmcad_nroutes, sizeof(*route_names));
+    if (route_names == NULL)
+        goto out;
+    for (i = 0; i < hsmcad_nroutes; i++)
+        route_names[i] = hsmcad_routes[i].action;
+    rc = hsmcad_metrics_new(route_names, hsmcad_nroutes, &d->metrics);
+    if (rc != HSMCA_OK)
+        goto out;
+
+    rc = hsmcad_server_start(d, cert_pem, key_pem, ca_pem, &srv, &port);
+    if (rc != HSMCA_OK) {
+        start_fail("listen", rc, d->cfg.listen_host);
+        goto out;
+    }
+    if (port_file != NULL) {
+        FILE *f = fopen(port_file, "w");
+
+        if (f == NULL || fprintf(f, "%u\n", port) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "hsmcad: cannot write port file %s\n", port_file);
+            goto out;
+        }
+    }
+    keeper.d = d;
+    if (pthread_create(&keeper.th, NULL, keeper_run, &keeper) == 0)
+        keeper.running = 1;
+    (void)hsmcad_readiness(d, NULL);
+    hsmca_log(HSMCA_LOG_INFO, "hsmcad", "ready", "port=%u cas=%u", port, d->ncas);
+    while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+        ;
+    hsmca_log(HSMCA_LOG_INFO, "hsmcad", "stopping", "signal=%d", sig);
+    status = 0;
+
+out:
+    /* HTTP first: no handler may run once the engines below are gone. */
+    hsmcad_server_stop(srv, 10000);
+    if (keeper.running) {
+        pthread_mutex_lock(&keeper.mu);
+        keeper.stop = 1;
+        pthread_cond_signal(&keeper.cv);
+        pthread_mutex_unlock(&keeper.mu);
+        pthread_join(keeper.th, NULL);
+    }
+    if (d != NULL) {
+        hsmcad_deactivate_all(d);
+        for (i = 0; i < d->ncas; i++)
+            hsmca_issue_ca_free(d->cas[i].ica);
+        hsmca_issuer_free(d->issuer);
+        d->issuer = NULL;
+        hsmca_issue_quotas_free(d->quotas);
+        hsmca_quorum_free(d->quorum);
+        d->quorum = NULL;
+        if (d->audit != NULL) {
+            rc = hsmca_audit_close(d->audit);
+            if (rc != HSMCA_OK) {
+                start_fail("audit close", rc, NULL);
+                status = 1;
+            }
+            d->audit = NULL;
+        }
+        for (i = 0; i < d->nro; i++)
+            hsmca_store_close(d->ro[i]);
+        hsmca_store_close(d->quorum_ro);
+        hsmca_store_close(d->store);
+        for (i = 0; i < d->ntoks; i++) {
+            if (hsmca_token_logout(d->toks[i].tok) != HSMCA_OK ||
+                hsmca_token_free(d->toks[i].tok) != HSMCA_OK)
+                status = 1;
+        }
+        hsmca_key_free(d->audit_key);
+        if (d->audit_tok != NULL && hsmca_token_logout(d->audit_tok) != HSMCA_OK)
+            status = 1;
+        if (hsmca_token_free(d->audit_tok) != HSMCA_OK || hsmca_p11_free(d->p11) != HSMCA_OK)
+            status = 1;
+        hsmcad_roles_free(d->roles);
+        hsmcad_metrics_free(d->metrics);
+        free(d->audit_cert_pem);
+        free(d->lim);
+        pthread_key_delete(d->ro_key);
+        pthread_mutex_destroy(&d->cas_mu);
+        pthread_mutex_destroy(&d->ro_mu);
+        pthread_mutex_destroy(&d->lim_mu);
+        free(d);
+    }
+    free(route_names);
+    free(cert_pem);
+    if (key_pem != NULL) {
+        OPENSSL_cleanse(key_pem, strlen(key_pem));
+        free(key_pem);
+    }
+    free(ca_pem);
+    hsmca_secret_clear(&pin);
+    OPENSSL_cleanup();
+    return status;
+}

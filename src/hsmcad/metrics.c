@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * metrics.c -- counters behind /metrics and their Prometheus text rendering. Fixed-size tables
+ * (routes x status classes, a bounded set of CA labels), relaxed atomics, no lock on the request
+ * path; a new CA label is published once under a mutex. Never labels with untrusted text other
+ * than CA ids, which the router has already checked against [a-z0-9._-].
+ */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hsmca/limits.h"
+
+static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 406,
+                               409, 413, 415, 429, 500, 501, 502, 503, 507};
+#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]) + 1) /* + "other" */
+
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define NBUCKET (sizeof(buckets) / sizeof(buckets[0]))
+
+struct ca_slot {
+    char id[HSMCA_CA_ID_MAX + 1];
+    uint64_t issued, refused;
+};
+
+struct hsmcad_metrics {
+    const char *const *routes;
+    unsigned nroutes;
+    uint64_t *req; /* (nroutes + 1) * NSTATUS */
+    uint64_t lat[NBUCKET + 1];
+    uint64_t lat_sum_us, lat_count;
+    pthread_mutex_t ca_mu;
+    unsigned nca;                                   /* published with release */
+    struct ca_slot cas[HSMCAD_METRICS_CAS_MAX + 1]; /* last: "other" */
+};
+
+enum hsmca_err
+hsmcad_metrics_new(const char *const *route_names, unsigned nroutes, struct hsmcad_metrics **out)
+{
+    struct hsmcad_metrics *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return HSMCA_E_NOMEM;
+    m->req = calloc((size_t)(nroutes + 1) * NSTATUS, sizeof(uint64_t));
+    if (m->req == NULL) {
+        free(m);
+        return HSMCA_E_NOMEM;
+    }
+    m->routes = route_names;
+    m->nroutes = nroutes;
+    pthread_mutex_init(&m->ca_mu, NULL);
+    snprintf(m->cas[HSMCAD_METRICS_CAS_MAX].id, sizeof(m->cas[0].id), "other");
+    *out = m;
+    return HSMCA_OK;
+}
+
+void
+hsmcad_metrics_free(struct hsmcad_metrics *m)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_destroy(&m->ca_mu);
+    free(m->req);
+    free(m);
+}
+
+static unsigned
+status_index(int status)
+{
+    unsigned i;
+
+    for (i = 0; i < NSTATUS - 1; i++) {
+        if (statuses[i] == status)
+            return i;
+    }
+    return NSTATUS - 1;
+}
+
+void
+hsmcad_metrics_request(struct hsmcad_metrics *m, unsigned route, int status, uint64_t latency_us)
+{
+    unsigned b;
+    double s = (double)latency_us / 1e6;
+
+    if (m == NULL)
+        return;
+    if (route > m->nroutes)
+        route = m->nroutes;
+    __atomic_fetch_add(&m->req[route * NSTATUS + status_index(status)], 1, __ATOMIC_RELAXED);
+    for (b = 0; b < NBUCKET && s > buckets[b]; b++)
+        ;
+    __atomic_fetch_add(&m->lat[b], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&m->lat_sum_us, latency_us, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&m->lat_count, 1, __ATOMIC_RELAXED);
+}
+
+static struct ca_slot *
+ca_slot(struct hsmcad_metrics *m, const char *ca)
+{
+    unsigned i, n = __atomic_load_n(&m->nca, __ATOMIC_ACQUIRE);
+    struct ca_slot *s = NULL;
+
+    for (i = 0; i < n; i++) {
+        if (strcmp(m->cas[i].id, ca) == 0)
+            return &m->cas[i];
+    }
+    pthread_mutex_lock(&m->ca_mu);
+    n = m->nca;
+    for (i = 0; i < n; i++) {
+        if (strcmp(m->cas[i].id, ca) == 0)
+            s = &m->cas[i];
+    }
+    if (s == NULL && n < HSMCAD_METRICS_CAS_MAX && strlen(ca) <= HSMCA_CA_ID_MAX) {
+        s = &m->cas[n];
+        snprintf(s->id, sizeof(s->id), "%s", ca);
+        __atomic_store_n(&m->nca, n + 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&m->ca_mu);
+    return s != NULL ? s : &m->cas[HSMCAD_METRICS_CAS_MAX];
+}
+
+void
+hsmcad_metrics_dac(struct hsmcad_metrics *m, const char *ca, int refused, uint64_t n)
+{
+    struct ca_slot *s;
+
+    if (m == NULL || ca == NULL)
+        return;
+    s = ca_slot(m, ca);
+    __atomic_fetch_add(refused ? &s->refused : &s->issued, n, __ATOMIC_RELAXED);
+}
+
+struct buf {
+    char *p;
+    size_t len, cap;
+    int err;
+};
+
+static void __attribute__((format(printf, 2, 3))) add(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->err)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->err = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        {
+            size_t cap = b->cap * 2 + (size_t)n;
+            char *p = realloc(b->p, cap);
+
+            if (p == NULL) {
+                b->err = 1;
+                return;
+            }
+            b->p = p;
+            b->cap = cap;
+        }
+    }
+}
+
+static uint64_t
+ld(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+char *
+hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *audit, int ready,
+                      size_t *len_out)
+{
+    struct buf b = {NULL, 0, 0, 0};
+    unsigned r, s, i, nca;
+    uint64_t cum;
+    static const char *const batch_sizes[] = {"1",     "2-3",    "4-7",      "8-15",
+                                              "16-63", "64-255", "256-1023", "1024+"};
+
+    b.cap = 8192;
+    b.p = malloc(b.cap);
+    if (b.p == NULL)
+        return NULL;
+    b.p[0] = '\0';
+    add(&b, "# HELP hsmca_http_requests_total HTTP requests answered, by route and status.\n"
+            "# TYPE hsmca_http_requests_total counter\n");
+    for (r = 0; r <= m->nroutes; r++) {
+        for (s = 0; s < NSTATUS; s++) {
+            uint64_t v = ld(&m->req[r * NSTATUS + s]);
+            char st[16];
+
+            if (v == 0)
+                continue;
+            if (s == NSTATUS - 1)
+                snprintf(st, sizeof(st), "other");
+            else
+                snprintf(st, sizeof(st), "%d", statuses[s]);
+            add(&b, "hsmca_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                r < m->nroutes ? m->routes[r] : "unmatched", st, (unsigned long long)v);
+        }
+    }
+    add(&b, "# HELP hsmca_http_request_duration_seconds Time from request start to response.\n"
+            "# TYPE hsmca_http_request_duration_seconds histogram\n");
+    cum = 0;
+    for (i = 0; i < NBUCKET; i++) {
+        cum += ld(&m->lat[i]);
+        add(&b, "hsmca_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[i],
+            (unsigned long long)cum);
+    }
+    cum += ld(&m->lat[NBUCKET]);
+    add(&b, "hsmca_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+        (unsigned long long)cum);
+    add(&b, "hsmca_http_request_duration_seconds_sum %.6f\n", (double)ld(&m->lat_sum_us) / 1e6);
+    add(&b, "hsmca_http_request_duration_seconds_count %llu\n",
+        (unsigned long long)ld(&m->lat_count));
+
+    add(&b, "# HELP hsmca_dacs_issued_total DACs issued, by CA.\n"
+            "# TYPE hsmca_dacs_issued_total counter\n");
+    nca = __atomic_load_n(&m->nca, __ATOMIC_ACQUIRE);
+    for (i = 0; i <= HSMCAD_METRICS_CAS_MAX; i++) {
+        if (i >= nca && i != HSMCAD_METRICS_CAS_MAX)
+            continue;
+        if (i == HSMCAD_METRICS_CAS_MAX && ld(&m->cas[i].issued) == 0)
+            continue;
+        add(&b, "hsmca_dacs_issued_total{ca=\"%s\"} %llu\n", m->cas[i].id,
+            (unsigned long long)ld(&m->cas[i].issued));
+    }
+    add(&b, "# HELP hsmca_dacs_refused_total DAC requests refused, by CA.\n"
+            "# TYPE hsmca_dacs_refused_total counter\n");
+    for (i = 0; i <= HSMCAD_METRICS_CAS_MAX; i++) {
+        if (i >= nca && i != HSMCAD_METRICS_CAS_MAX)
+            continue;
+        if (i == HSMCAD_METRICS_CAS_MAX && ld(&m->cas[i].refused) == 0)
+            continue;
+        add(&b, "hsmca_dacs_refused_total{ca=\"%s\"} %llu\n", m->cas[i].id,
+            (unsigned long long)ld(&m->cas[i].refused));
+    }
+    if (audit != NULL) {
+        add(&b,
+            "# HELP hsmca_audit_entries_total Audit entries appended since start.\n"
+            "# TYPE hsmca_audit_entries_total counter\n"
+            "hsmca_audit_entries_total %llu\n",
+            (unsigned long long)audit->entries);
+        add(&b,
+            "# HELP hsmca_audit_commits_total Durable group commits of the audit writer.\n"
+            "# TYPE hsmca_audit_commits_total counter\n"
+            "hsmca_audit_commits_total %llu\n",
+            (unsigned long long)audit->commits);
+        add(&b,
+            "# HELP hsmca_audit_checkpoints_total Signed audit checkpoints since start.\n"
+            "# TYPE hsmca_audit_checkpoints_total counter\n"
+            "hsmca_audit_checkpoints_total %llu\n",
+            (unsigned long long)audit->checkpoints);
+        add(&b, "# HELP hsmca_audit_batches_total Group commits, by number of entries in the "
+                "batch.\n"
+                "# TYPE hsmca_audit_batches_total counter\n");
+        for (i = 0; i < 8; i++)
+            add(&b, "hsmca_audit_batches_total{size=\"%s\"} %llu\n", batch_sizes[i],
+                (unsigned long long)audit->batch_hist[i]);
+    }
+    add(&b,
+        "# HELP hsmca_ready 1 when the last readiness check passed.\n"
+        "# TYPE hsmca_ready gauge\n"
+        "hsmca_ready %d\n",
+        ready ? 1 : 0);
+    if (b.err) {
+        free(b.p);
+        return NULL;
+    }
+    if (len_out != NULL)
+        *len_out = b.len;
+    return b.p;
+}

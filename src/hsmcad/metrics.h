@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * metrics.h -- Prometheus counters of the daemon with low-cardinality labels: requests by route
+ * (the route pattern, never the raw path) and status, DACs issued per CA, a request latency
+ * histogram, and the audit writer's group-commit batch sizes and commits. Counters are updated
+ * with relaxed atomics from any worker thread; rendering reads them without a lock.
+ */
+#ifndef HSMCAD_METRICS_H
+#define HSMCAD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hsmca/audit.h"
+#include "hsmca/error.h"
+
+#define HSMCAD_METRICS_CAS_MAX 64 /* distinct CA labels; more are counted under "other" */
+
+struct hsmcad_metrics;
+
+/*
+ * nroutes route names (borrowed, must outlive the metrics: static strings). Route index nroutes
+ * counts requests that matched no route ("unmatched"). Caller frees with hsmcad_metrics_free().
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmcad_metrics_new(const char *const *route_names, unsigned nroutes,
+                                                  struct hsmcad_metrics **out);
+void hsmcad_metrics_free(struct hsmcad_metrics *m);
+
+/* One finished request: route index (0..nroutes), HTTP status, latency in microseconds. */
+void hsmcad_metrics_request(struct hsmcad_metrics *m, unsigned route, int status,
+                            uint64_t latency_us);
+/* n DACs issued under ca (or refused, when refused is set). */
+void hsmcad_metrics_dac(struct hsmcad_metrics *m, const char *ca, int refused, uint64_t n);
+
+/*
+ * The Prometheus text exposition (format 0.0.4). audit may be NULL (no audit series). ready is
+ * exported as hsmca_ready. Caller frees the result with free(); NULL on NOMEM.
+ */
+char *hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *audit,
+                            int ready, size_t *len_out);
+
+#endif

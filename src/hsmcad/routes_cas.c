@@ -1,0 +1,544 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * routes_cas.c -- GET /v1/cas, GET /v1/cas/{ca}, GET /v1/cas/{ca}/certificates (the inventory:
+ * keyset-paged, filtered by status and issue time, JSON or CSV), POST /v1/cas/{ca}/revocations
+ * (through the audit writer: the revocation and its entry commit together) and GET
+ * /v1/cas/{ca}/crl (the latest CRL, DER). Reads go through the worker's read-only store handle.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "hsmca/audit.h"
+#include "hsmca/crl.h"
+#include "hsmca/issue.h"
+#include "hsmca/store_certs.h"
+#include "hsmca/util.h"
+
+#include "hsmcad.h"
+#include "routes.h"
+
+#define INVENTORY_DEFAULT_LIMIT 100
+
+static json_t *
+vidpid(int v)
+{
+    char hex[8];
+
+    if (v < 0)
+        return json_null();
+    snprintf(hex, sizeof(hex), "%04X", (unsigned)v & 0xffffu);
+    return json_string(hex);
+}
+
+/* The issuance state of a PAI the engine knows ({"active", "until_ms", ..., "quota"}), or null. */
+static json_t *
+issuance_state(struct hsmcad *d, const char *id)
+{
+    struct hsmcad_ca *c = hsmcad_ca_find(d, id);
+    struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
+    json_t *s = ica != NULL ? hsmca_issue_ca_state_json(ica, hsmcad_now_ms()) : NULL;
+
+    return s != NULL ? s : json_null();
+}
+
+static json_t *
+ca_json(struct hsmcad *d, const struct hsmca_ca_rec *ca)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:I}", "id", ca->id, "kind",
+                          ca->kind, "parent", ca->parent, "token_uri", ca->token_uri, "key_uri",
+                          ca->key_uri, "vid", vidpid(ca->vid), "pid", vidpid(ca->pid), "created_ms",
+                          (json_int_t)ca->created_ms);
+
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "issuance", issuance_state(d, ca->id));
+    if (ca->cert_der != NULL) {
+        unsigned char h[32];
+        unsigned int hl = 0;
+        char hex[65];
+        char *pem = hsmcad_der_to_pem(ca->cert_der, ca->cert_len);
+
+        if (EVP_Digest(ca->cert_der, ca->cert_len, h, &hl, EVP_sha256(), NULL) == 1) {
+            hsmca_hex_encode(h, 32, hex, sizeof(hex));
+            json_object_set_new(o, "certificate_sha256", json_string(hex));
+        }
+        json_object_set_new(o, "certificate", pem != NULL ? json_string(pem) : json_null());
+        free(pem);
+    } else {
+        json_object_set_new(o, "certificate", json_null());
+    }
+    return o;
+}
+
+struct ca_list {
+    struct hsmcad *d;
+    json_t *arr;
+};
+
+static enum hsmca_err
+ca_list_one(void *arg, const struct hsmca_ca_rec *ca)
+{
+    struct ca_list *l = arg;
+    json_t *o = ca_json(l->d, ca);
+
+    if (o == NULL)
+        return HSMCA_E_NOMEM;
+    return json_array_append_new(l->arr, o) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
+}
+
+void
+hsmcad_h_cas_list(struct hsmcad_req *r)
+{
+    struct hsmca_store *ro = hsmcad_ro(hsmcad_req_daemon(r));
+    json_t *arr = json_array();
+    enum hsmca_err rc;
+
+    if (ro == NULL || arr == NULL) {
+        json_decref(arr);
+        hsmcad_reply_problem(r, ro == NULL ? HSMCA_E_STORE_OPEN : HSMCA_E_NOMEM, NULL);
+        return;
+    }
+    {
+        struct ca_list l = {hsmcad_req_daemon(r), arr};
+
+        rc = hsmca_store_ca_list(ro, ca_list_one, &l);
+    }
+    if (rc != HSMCA_OK) {
+        json_decref(arr);
+        hsmcad_reply_problem(r, rc, NULL);
+        return;
+    }
+    hsmcad_reply_json(r, 200, json_pack("{s:o}", "cas", arr));
+}
+
+/* Load {ca} into *out or answer 404; returns 0 when found. */
+static int
+load_ca(struct hsmcad_req *r, struct hsmca_store *ro, struct hsmca_ca_rec *out)
+{
+    enum hsmca_err rc;
+
+    memset(out, 0, sizeof(*out));
+    if (ro == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_STORE_OPEN, NULL);
+        return -1;
+    }
+    rc = hsmca_store_ca_get(ro, hsmcad_req_param(r, 0), out);
+    if (rc == HSMCA_E_NOT_FOUND) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_CA_NOT_FOUND, NULL);
+        return -1;
+    }
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+void
+hsmcad_h_ca_get(struct hsmcad_req *r)
+{
+    struct hsmca_ca_rec ca;
+
+    if (load_ca(r, hsmcad_ro(hsmcad_req_daemon(r)), &ca) != 0)
+        return;
+    hsmcad_reply_json(r, 200, ca_json(hsmcad_req_daemon(r), &ca));
+    hsmca_ca_rec_clear(&ca);
+}
+
+/* ---- inventory ---- */
+
+struct inv {
+    int csv;
+    json_t *items;
+    char *csv_buf;
+    size_t csv_len, csv_cap;
+    int64_t last_ms;
+    unsigned char last_serial[20];
+    size_t last_serial_len;
+    int err;
+};
+
+static void
+rfc3339(int64_t t, char *out, size_t n)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, n, "invalid");
+}
+
+static void
+csv_add(struct inv *v, const char *s, size_t n)
+{
+    if (v->err)
+        return;
+    if (v->csv_len + n + 1 > v->csv_cap) {
+        size_t cap = (v->csv_cap + n + 1) * 2;
+        char *p = realloc(v->csv_buf, cap);
+
+        if (p == NULL) {
+            v->err = 1;
+            return;
+        }
+        v->csv_buf = p;
+        v->csv_cap = cap;
+    }
+    memcpy(v->csv_buf + v->csv_len, s, n);
+    v->csv_len += n;
+    v->csv_buf[v->csv_len] = '\0';
+}
+
+static enum hsmca_err
+inv_one(void *arg, const struct hsmca_cert_rec *c)
+{
+    struct inv *v = arg;
+    char serial[41], sha[65], nb[32], na[32], vid[8] = "", pid[8] = "";
+
+    hsmca_hex_encode(c->serial, c->serial_len, serial, sizeof(serial));
+    hsmca_hex_encode(c->sha256, 32, sha, sizeof(sha));
+    rfc3339(c->not_before, nb, sizeof(nb));
+    rfc3339(c->not_after, na, sizeof(na));
+    if (c->vid >= 0)
+        snprintf(vid, sizeof(vid), "%04X", (unsigned)c->vid & 0xffffu);
+    if (c->pid >= 0)
+        snprintf(pid, sizeof(pid), "%04X", (unsigned)c->pid & 0xffffu);
+    v->last_ms = c->issued_ms;
+    memcpy(v->last_serial, c->serial, c->serial_len);
+    v->last_serial_len = c->serial_len;
+    if (v->csv) {
+        char line[512];
+        int n = snprintf(line, sizeof(line), "%s,%s,%s,%s,%s,%s,%s,%s,%lld\n", serial, vid, pid, nb,
+                         na, sha, c->revoked ? "revoked" : "issued", c->request_id,
+                         (long long)c->issued_ms);
+
+        if (n < 0 || (size_t)n >= sizeof(line))
+            return HSMCA_E_INTERNAL;
+        csv_add(v, line, (size_t)n);
+        return v->err ? HSMCA_E_NOMEM : HSMCA_OK;
+    }
+    {
+        json_t *o =
+            json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s, s:I}", "serial", serial, "vid",
+                      vid[0] ? vid : NULL, "pid", pid[0] ? pid : NULL, "not_before", nb,
+                      "not_after", na, "sha256", sha, "status", c->revoked ? "revoked" : "issued",
+                      "request_id", c->request_id, "issued_ms", (json_int_t)c->issued_ms);
+
+        if (o == NULL)
+            return HSMCA_E_NOMEM;
+        if (c->revoked) {
+            const char *rn = hsmca_crl_reason_name(c->reason);
+
+            json_object_set_new(o, "revoked_ms", json_integer((json_int_t)c->revoked_ms));
+            json_object_set_new(o, "reason", rn != NULL ? json_string(rn) : json_null());
+        }
+        return json_array_append_new(v->items, o) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
+    }
+}
+
+static enum hsmca_err
+q_u64(struct hsmcad_req *r, const char *name, uint64_t max, uint64_t *out)
+{
+    const char *s = hsmcad_req_query(r, name);
+
+    if (s == NULL)
+        return HSMCA_E_NOT_FOUND;
+    return hsmca_parse_u64(s, strlen(s), max, out) == HSMCA_OK ? HSMCA_OK : HSMCA_E_HTTP_BAD_QUERY;
+}
+
+void
+hsmcad_h_certificates(struct hsmcad_req *r)
+{
+    static const char *const allowed[] = {"status", "from",   "to", "limit",
+                                          "cursor", "format", NULL};
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_store *ro = hsmcad_ro(d);
+    struct hsmca_cert_query q;
+    struct hsmca_ca_rec ca;
+    struct inv v;
+    const char *s, *fmt;
+    uint64_t x;
+    int more = 0;
+    enum hsmca_err rc;
+    char cursor[96] = "";
+
+    memset(&q, 0, sizeof(q));
+    memset(&v, 0, sizeof(v));
+    q.status = -1;
+    q.from_ms = 0;
+    q.to_ms = INT64_MAX;
+    q.limit = INVENTORY_DEFAULT_LIMIT;
+    if (hsmcad_req_query_check(r, allowed) != HSMCA_OK) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_QUERY,
+                             "allowed once each: status, from, to, limit, cursor, format");
+        return;
+    }
+    s = hsmcad_req_query(r, "status");
+    if (s != NULL) {
+        if (strcmp(s, "issued") == 0)
+            q.status = 0;
+        else if (strcmp(s, "revoked") == 0)
+            q.status = 1;
+        else if (strcmp(s, "any") != 0) {
+            hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_QUERY, "status is issued, revoked or any");
+            return;
+        }
+    }
+    rc = q_u64(r, "from", INT64_MAX, &x);
+    if (rc == HSMCA_OK)
+        q.from_ms = (int64_t)x;
+    else if (rc != HSMCA_E_NOT_FOUND)
+        goto bad_query;
+    rc = q_u64(r, "to", INT64_MAX, &x);
+    if (rc == HSMCA_OK)
+        q.to_ms = (int64_t)x;
+    else if (rc != HSMCA_E_NOT_FOUND)
+        goto bad_query;
+    rc = q_u64(r, "limit", HSMCA_PAGE_MAX, &x);
+    if (rc == HSMCA_OK && x >= 1)
+        q.limit = (unsigned)x;
+    else if (rc != HSMCA_E_NOT_FOUND)
+        goto bad_query;
+    s = hsmcad_req_query(r, "cursor");
+    if (s != NULL) {
+        const char *dot = strchr(s, '.');
+
+        if (dot == NULL || hsmca_parse_u64(s, (size_t)(dot - s), INT64_MAX, &x) != HSMCA_OK ||
+            hsmca_hex_decode(dot + 1, strlen(dot + 1), q.after_serial, sizeof(q.after_serial),
+                             &q.after_serial_len) != HSMCA_OK ||
+            q.after_serial_len == 0)
+            goto bad_query;
+        q.after_ms = (int64_t)x;
+    }
+    fmt = hsmcad_req_query(r, "format");
+    if (fmt != NULL && strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0)
+        goto bad_query;
+    v.csv = fmt != NULL
+                ? strcmp(fmt, "csv") == 0
+                : (!hsmcad_req_accepts(r, "application/json") && hsmcad_req_accepts(r, "text/csv"));
+    if (!v.csv && !hsmcad_req_accepts(r, "application/json")) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_NOT_ACCEPTABLE, "application/json or text/csv");
+        return;
+    }
+    if (load_ca(r, ro, &ca) != 0)
+        return;
+    hsmca_ca_rec_clear(&ca);
+    if (v.csv) {
+        static const char head[] =
+            "serial,vid,pid,not_before,not_after,sha256,status,request_id,issued_ms\n";
+
+        csv_add(&v, head, sizeof(head) - 1);
+    } else {
+        v.items = json_array();
+    }
+    if (v.err || (!v.csv && v.items == NULL)) {
+        rc = HSMCA_E_NOMEM;
+        goto fail;
+    }
+    rc = hsmca_store_cert_list(ro, hsmcad_req_param(r, 0), &q, inv_one, &v, &more);
+    if (rc != HSMCA_OK)
+        goto fail;
+    if (more) {
+        char hex[41];
+
+        hsmca_hex_encode(v.last_serial, v.last_serial_len, hex, sizeof(hex));
+        snprintf(cursor, sizeof(cursor), "%lld.%s", (long long)v.last_ms, hex);
+        hsmcad_reply_header(r, "Next-Cursor", cursor);
+    }
+    hsmcad_req_audit_detail(r, NULL, NULL);
+    if (v.csv) {
+        hsmcad_reply(r, 200, "text/csv; charset=utf-8", v.csv_buf, v.csv_len);
+        return;
+    }
+    hsmcad_reply_json(r, 200,
+                      json_pack("{s:o, s:o}", "items", v.items, "next",
+                                more ? json_string(cursor) : json_null()));
+    return;
+fail:
+    free(v.csv_buf);
+    json_decref(v.items);
+    hsmcad_reply_problem(r, rc, NULL);
+    return;
+bad_query:
+    hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_QUERY,
+                         "from/to are ms since the epoch, limit 1..1000, cursor as returned, "
+                         "format csv or json");
+}
+
+/* ---- revocation ---- */
+
+struct revoke {
+    struct hsmcad_req *r;
+    char ca[HSMCA_CA_ID_MAX + 1];
+    unsigned char serial[20];
+    size_t serial_len;
+    int64_t when_ms;
+    int reason;
+};
+
+static enum hsmca_err
+revoke_apply(struct hsmca_store *st, void *arg)
+{
+    struct revoke *rv = arg;
+
+    return hsmca_store_cert_revoke(st, rv->ca, rv->serial, rv->serial_len, rv->when_ms, rv->reason);
+}
+
+static void
+revoke_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
+{
+    struct revoke *rv = arg;
+    struct hsmcad_req *r = rv->r;
+    char hex[41];
+
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, "the revocation was not recorded");
+    } else {
+        hsmca_hex_encode(rv->serial, rv->serial_len, hex, sizeof(hex));
+        hsmcad_req_receipt(r, receipt);
+        hsmcad_reply_json(r, 200,
+                          json_pack("{s:s, s:s, s:s, s:s, s:I}", "ca", rv->ca, "serial", hex,
+                                    "status", "revoked", "reason",
+                                    hsmca_crl_reason_name(rv->reason) != NULL
+                                        ? hsmca_crl_reason_name(rv->reason)
+                                        : "unspecified",
+                                    "revoked_ms", (json_int_t)rv->when_ms));
+    }
+    hsmcad_req_engine_audited(r);
+    free(rv);
+    hsmcad_req_resume(r);
+}
+
+void
+hsmcad_h_revocations(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_store *ro = hsmcad_ro(d);
+    const struct hsmcad_principal *who = hsmcad_req_principal(r);
+    struct hsmca_audit_event ev;
+    struct hsmca_cert_rec cert;
+    struct revoke *rv = NULL;
+    json_t *body = NULL;
+    json_error_t jerr;
+    const char *serial = NULL, *reason = "unspecified";
+    json_int_t at = -1;
+    const unsigned char *b;
+    size_t blen;
+    char target[HSMCA_CA_ID_MAX + 8], detail[256], hex[41];
+    int64_t now = hsmcad_now_ms();
+    enum hsmca_err rc;
+
+    memset(&cert, 0, sizeof(cert));
+    b = hsmcad_req_body(r, &blen);
+    body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, &jerr);
+    rv = calloc(1, sizeof(*rv));
+    if (rv == NULL) {
+        rc = HSMCA_E_NOMEM;
+        goto refuse;
+    }
+    if (body == NULL || json_unpack_ex(body, &jerr, JSON_STRICT, "{s:s, s?s, s?I}", "serial",
+                                       &serial, "reason", &reason, "revoked_at", &at) != 0) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST,
+                             "expected {\"serial\": hex, \"reason\"?: RFC 5280 name, "
+                             "\"revoked_at\"?: ms}");
+        goto out;
+    }
+    if (hsmca_hex_decode(serial, strlen(serial), rv->serial, sizeof(rv->serial), &rv->serial_len) !=
+            HSMCA_OK ||
+        rv->serial_len == 0) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST, "serial must be 1..20 bytes of hex");
+        goto out;
+    }
+    rc = hsmca_crl_reason_from_name(reason, &rv->reason);
+    if (rc != HSMCA_OK)
+        goto refuse;
+    if (at > now || (at != -1 && at < 0)) {
+        rc = HSMCA_E_CRL_DATE;
+        goto refuse;
+    }
+    rv->when_ms = at >= 0 ? (int64_t)at : now;
+    snprintf(rv->ca, sizeof(rv->ca), "%s", hsmcad_req_param(r, 0));
+    if (ro == NULL) {
+        rc = HSMCA_E_STORE_OPEN;
+        goto refuse;
+    }
+    rc = hsmca_store_cert_get(ro, rv->ca, rv->serial, rv->serial_len, &cert);
+    if (rc == HSMCA_OK && cert.revoked)
+        rc = HSMCA_E_EXISTS;
+    hsmca_cert_rec_clear(&cert);
+    if (rc != HSMCA_OK) {
+        struct hsmca_ca_rec ca;
+
+        memset(&ca, 0, sizeof(ca));
+        if (rc == HSMCA_E_NOT_FOUND && hsmca_store_ca_get(ro, rv->ca, &ca) == HSMCA_E_NOT_FOUND)
+            rc = HSMCA_E_HTTP_CA_NOT_FOUND;
+        hsmca_ca_rec_clear(&ca);
+        goto refuse;
+    }
+    if (d->audit == NULL) {
+        rc = HSMCA_E_HTTP_NOT_READY;
+        goto refuse;
+    }
+    hsmca_hex_encode(rv->serial, rv->serial_len, hex, sizeof(hex));
+    snprintf(target, sizeof(target), "ca/%s", rv->ca);
+    snprintf(detail, sizeof(detail), "{\"reason\":\"%s\",\"revoked_ms\":%lld,\"serial\":\"%s\"}",
+             hsmca_crl_reason_name(rv->reason) != NULL ? hsmca_crl_reason_name(rv->reason)
+                                                       : "unspecified",
+             (long long)rv->when_ms, hex);
+    memset(&ev, 0, sizeof(ev));
+    ev.actor = who->name;
+    ev.role = hsmcad_role_name(who->role);
+    ev.action = "cert.revoke";
+    ev.target = target;
+    ev.outcome = "ok";
+    ev.detail_json = detail;
+    ev.kid = "";
+    rv->r = r;
+    hsmcad_req_suspend(r);
+    rc = hsmca_audit_submit(d->audit, &ev, revoke_apply, rv, revoke_done, rv);
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, NULL);
+        free(rv);
+        hsmcad_req_resume(r);
+    }
+    rv = NULL;
+    goto out;
+refuse:
+    hsmcad_reply_problem(r, rc, NULL);
+out:
+    free(rv);
+    json_decref(body);
+}
+
+void
+hsmcad_h_crl(struct hsmcad_req *r)
+{
+    struct hsmca_store *ro = hsmcad_ro(hsmcad_req_daemon(r));
+    struct hsmca_crl_rec crl;
+    struct hsmca_ca_rec ca;
+    enum hsmca_err rc;
+
+    memset(&crl, 0, sizeof(crl));
+    if (load_ca(r, ro, &ca) != 0)
+        return;
+    hsmca_ca_rec_clear(&ca);
+    if (!hsmcad_req_accepts(r, "application/pkix-crl")) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_NOT_ACCEPTABLE, "application/pkix-crl (DER)");
+        return;
+    }
+    rc = hsmca_store_crl_get(ro, hsmcad_req_param(r, 0), &crl);
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, rc == HSMCA_E_NOT_FOUND ? "this CA has no CRL yet" : NULL);
+        return;
+    }
+    hsmcad_reply(r, 200, "application/pkix-crl", (char *)crl.der, crl.der_len);
+    crl.der = NULL;
+    hsmca_crl_rec_clear(&crl);
+}

@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * routes_dacs.c -- POST /v1/cas/{ca}/dacs (one CSR: DER application/pkcs10, or JSON {"csr": PEM,
+ * "request_id", "pid", "dry_run"}; Idempotency-Key header = request id; ?dry_run=true) and POST
+ * /v1/cas/{ca}/dacs/batch (up to limits.batch_max items, one result each, a bad item fails
+ * alone). The issuance engine checks, builds, signs and audits; the connection is suspended until
+ * the engine's done callback (on the audit writer thread) has the durable result.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "hsmca/issue.h"
+#include "hsmca/util.h"
+
+#include "hsmcad.h"
+#include "problem.h"
+#include "routes.h"
+
+/* ---- shared ---- */
+
+static json_t *
+receipt_json(const struct hsmca_issue_result *res)
+{
+    char hex[65];
+
+    if (!res->has_receipt)
+        return json_null();
+    hsmca_hex_encode(res->receipt.entry_hash, 32, hex, sizeof(hex));
+    return json_pack("{s:I, s:s}", "seq", (json_int_t)res->receipt.seq, "entry_hash", hex);
+}
+
+/* The ca's issuance engine CA, or answer 404 and return NULL. */
+static struct hsmca_issue_ca *
+issuing_ca(struct hsmcad_req *r, struct hsmcad *d)
+{
+    struct hsmcad_ca *c = hsmcad_ca_find(d, hsmcad_req_param(r, 0));
+    struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
+
+    return ica;
+}
+
+/* "8001" (4 hex digits) or an integer 0..65535. */
+static int
+parse_pid(json_t *v, uint16_t *out)
+{
+    unsigned char b[2];
+    size_t n = 0;
+
+    if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 0xffff) {
+        *out = (uint16_t)json_integer_value(v);
+        return 0;
+    }
+    if (json_is_string(v) && json_string_length(v) == 4 &&
+        hsmca_hex_decode(json_string_value(v), 4, b, 2, &n) == HSMCA_OK && n == 2) {
+        *out = (uint16_t)(b[0] << 8 | b[1]);
+        return 0;
+    }
+    return -1;
+}
+
+static int
+query_dry_run(struct hsmcad_req *r, int *dry)
+{
+    const char *s = hsmcad_req_query(r, "dry_run");
+
+    *dry = 0;
+    if (s == NULL || strcmp(s, "false") == 0)
+        return 0;
+    if (strcmp(s, "true") == 0) {
+        *dry = 1;
+        return 0;
+    }
+    return -1;
+}
+
+struct pre_refusal {
+    struct hsmcad_req *r;
+};
+
+static void
+refuse_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
+{
+    struct hsmcad_req *r = arg;
+
+    if (rc == HSMCA_OK)
+        hsmcad_req_receipt(r, receipt);
+    else
+        hsmcad_reply_problem(r, rc, "the refusal could not be audited");
+    hsmcad_req_resume(r);
+}
+
+/* Refuse before the engine: reply, audit through the engine's limiter, suspend until durable. */
+static void
+pre_refuse(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    const struct hsmcad_principal *p = hsmcad_req_principal(r);
+    const unsigned char *b;
+    size_t blen;
+
+    hsmcad_reply_problem(r, e, detail);
+    hsmcad_metrics_dac(d->metrics, hsmcad_req_param(r, 0), 1, 1);
+    if (d->issuer == NULL)
+        return; /* the server audits it */
+    b = hsmcad_req_body(r, &blen);
+    hsmcad_req_engine_audited(r);
+    hsmcad_req_suspend(r);
+    hsmca_issue_refuse(d->issuer, hsmcad_req_param(r, 0), p->name, hsmcad_role_name(p->role), e, b,
+                       blen, refuse_done, r);
+}
+
+/* ---- one DAC ---- */
+
+struct single {
+    struct hsmcad_req *r;
+    int pem; /* answer application/pem-certificate-chain */
+    char ca[HSMCA_CA_ID_MAX + 1];
+};
+
+static void
+single_done(void *arg, struct hsmca_issue_result *res)
+{
+    struct single *s = arg;
+    struct hsmcad_req *r = s->r;
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    char *dac = NULL, *pai = NULL, serial[41];
+
+    if (res->has_receipt)
+        hsmcad_req_receipt(r, &res->receipt);
+    hsmcad_req_engine_audited(r);
+    hsmcad_metrics_dac(d->metrics, s->ca, res->rc != HSMCA_OK, 1);
+    if (res->rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, res->rc, res->detail[0] ? res->detail : NULL);
+        goto out;
+    }
+    if (res->dry_run) {
+        hsmcad_reply_json(r, 200, json_incref(res->doc));
+        goto out;
+    }
+    dac = hsmcad_der_to_pem(res->dac_der, res->dac_len);
+    pai = hsmcad_der_to_pem(res->pai_der, res->pai_len);
+    hsmca_hex_encode(res->serial, res->serial_len, serial, sizeof(serial));
+    if (dac == NULL || pai == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+        goto out;
+    }
+    if (s->pem) {
+        size_t dl = strlen(dac), pl = strlen(pai);
+        char *chain = malloc(dl + pl + 1);
+
+        if (chain == NULL) {
+            hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+            goto out;
+        }
+        memcpy(chain, dac, dl);
+        memcpy(chain + dl, pai, pl + 1);
+        hsmcad_reply_header(r, "Serial", serial);
+        hsmcad_reply(r, res->replayed ? 200 : 201, "application/pem-certificate-chain", chain,
+                     dl + pl);
+        goto out;
+    }
+    hsmcad_reply_json(r, res->replayed ? 200 : 201,
+                      json_pack("{s:s, s:[s], s:s, s:b, s:s, s:o}", "certificate", dac, "chain",
+                                pai, "serial", serial, "replayed", res->replayed, "csr_sha256",
+                                res->csr_sha256, "receipt", receipt_json(res)));
+out:
+    free(dac);
+    free(pai);
+    hsmca_issue_result_free(res);
+    free(s);
+    hsmcad_req_resume(r);
+}
+
+void
+hsmcad_h_dac(struct hsmcad_req *r)
+{
+    static const char *const allowed[] = {"dry_run", NULL};
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    const struct hsmcad_principal *p = hsmcad_req_principal(r);
+    struct hsmca_issue_ca *ica = issuing_ca(r, d);
+    struct hsmca_issue_req rq;
+    struct single *s = NULL;
+    const unsigned char *b;
+    size_t blen;
+    json_t *body = NULL, *pid = NULL;
+    json_error_t jerr;
+    const char *csr = NULL, *rid = NULL, *key = hsmcad_req_header(r, "Idempotency-Key");
+    int dry = 0, jdry = 0, want_json, want_pem;
+
+    memset(&rq, 0, sizeof(rq));
+    if (hsmcad_req_query_check(r, allowed) != HSMCA_OK || query_dry_run(r, &dry) != 0) {
+        pre_refuse(r, HSMCA_E_HTTP_BAD_QUERY, "the only query parameter is dry_run=true|false");
+        return;
+    }
+    if (ica == NULL) {
+        pre_refuse(r, HSMCA_E_HTTP_CA_NOT_FOUND, "no PAI with that id issues DACs here");
+        return;
+    }
+    b = hsmcad_req_body(r, &blen);
+    if (strcmp(hsmcad_req_ctype(r), "application/json") == 0) {
+        body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, &jerr);
+        if (body == NULL ||
+            json_unpack_ex(body, &jerr, JSON_STRICT, "{s:s, s?s, s?o, s?b}", "csr", &csr,
+                           "request_id", &rid, "pid", &pid, "dry_run", &jdry) != 0 ||
+            (pid != NULL && parse_pid(pid, &rq.pid) != 0)) {
+            pre_refuse(r, HSMCA_E_HTTP_BAD_REQUEST,
+                       "expected {\"csr\": PEM, \"request_id\"?: string, \"pid\"?: \"XXXX\", "
+                       "\"dry_run\"?: bool}");
+            goto out;
+        }
+        rq.csr = (const unsigned char *)csr;
+        rq.csr_len = strlen(csr);
+        rq.pid_given = pid != NULL;
+        dry |= jdry;
+    } else {
+        rq.csr = b;
+        rq.csr_len = blen;
+    }
+    if (key != NULL && rid != NULL && strcmp(key, rid) != 0) {
+        pre_refuse(r, HSMCA_E_HTTP_BAD_REQUEST,
+                   "Idempotency-Key and request_id differ; send one of them");
+        goto out;
+    }
+    rq.request_id = rid != NULL ? rid : key;
+    rq.principal = p->name;
+    rq.role = hsmcad_role_name(p->role);
+    rq.dry_run = dry;
+    want_pem = hsmcad_req_accepts(r, "application/pem-certificate-chain");
+    want_json = hsmcad_req_accepts(r, "application/json");
+    if (!want_pem && !want_json) {
+        pre_refuse(r, HSMCA_E_HTTP_NOT_ACCEPTABLE,
+                   "application/pem-certificate-chain or application/json");
+        goto out;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+        goto out;
+    }
+    s->r = r;
+    snprintf(s->ca, sizeof(s->ca), "%s", hsmcad_req_param(r, 0));
+    /* PEM chain when asked for it explicitly, or by default for a DER request */
+    {
+        const char *acc = hsmcad_req_header(r, "Accept");
+
+        s->pem = want_pem && (!want_json || (acc != NULL && strstr(acc, "pem-certificate-chain")) ||
+                              strcmp(hsmcad_req_ctype(r), "application/pkcs10") == 0);
+        if (acc != NULL && strstr(acc, "application/json") != NULL &&
+            strstr(acc, "pem-certificate-chain") == NULL)
+            s->pem = 0;
+    }
+    hsmcad_req_suspend(r);
+    if (hsmca_issue_submit(d->issuer, ica, &rq, single_done, s) != HSMCA_OK) {
+        free(s);
+        hsmcad_reply_problem(r, HSMCA_E_INVALID_ARG, NULL);
+        hsmcad_req_resume(r);
+    }
+out:
+    json_decref(body);
+}
+
+/* ---- batch ---- */
+
+struct batch {
+    struct hsmcad_req *r;
+    char ca[HSMCA_CA_ID_MAX + 1];
+    struct hsmca_issue_req *items;
+};
+
+static void
+batch_done(void *arg, struct hsmca_issue_batch_result *br)
+{
+    struct batch *bt = arg;
+    struct hsmcad_req *r = bt->r;
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    json_t *results = json_array(), *chain = json_array();
+    char *pai = NULL;
+    size_t i;
+
+    hsmcad_req_engine_audited(r);
+    for (i = 0; results != NULL && i < br->n; i++) {
+        struct hsmca_issue_result *res = &br->items[i];
+        json_t *o;
+        char serial[41];
+
+        if (res->rc != HSMCA_OK) {
+            o = json_pack("{s:I, s:i, s:o, s:o}", "index", (json_int_t)i, "status",
+                          hsmca_err_http_status(res->rc), "problem",
+                          hsmcad_problem_object(res->rc, res->detail[0] ? res->detail : NULL, NULL),
+                          "receipt", receipt_json(res));
+        } else if (res->dry_run) {
+            o = json_pack("{s:I, s:i, s:O, s:o}", "index", (json_int_t)i, "status", 200, "lint",
+                          res->doc, "receipt", receipt_json(res));
+        } else {
+            char *dac = hsmcad_der_to_pem(res->dac_der, res->dac_len);
+
+            if (pai == NULL)
+                pai = hsmcad_der_to_pem(res->pai_der, res->pai_len);
+            hsmca_hex_encode(res->serial, res->serial_len, serial, sizeof(serial));
+            o = dac != NULL
+                    ? json_pack("{s:I, s:i, s:s, s:s, s:b, s:o}", "index", (json_int_t)i, "status",
+                                res->replayed ? 200 : 201, "certificate", dac, "serial", serial,
+                                "replayed", res->replayed, "receipt", receipt_json(res))
+                    : NULL;
+            free(dac);
+        }
+        if (o == NULL || json_array_append_new(results, o) != 0) {
+            json_decref(results);
+            results = NULL;
+        }
+    }
+    if (pai != NULL && chain != NULL)
+        json_array_append_new(chain, json_string(pai));
+    free(pai);
+    hsmcad_metrics_dac(d->metrics, bt->ca, 0, br->issued);
+    hsmcad_metrics_dac(d->metrics, bt->ca, 1, br->failed);
+    if (results == NULL || chain == NULL) {
+        json_decref(results);
+        json_decref(chain);
+        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+    } else {
+        hsmcad_reply_json(r, 200,
+                          json_pack("{s:o, s:o, s:I, s:I, s:I}", "results", results, "chain", chain,
+                                    "issued", (json_int_t)br->issued, "replayed",
+                                    (json_int_t)br->replayed, "failed", (json_int_t)br->failed));
+    }
+    hsmca_issue_batch_result_free(br);
+    free(bt->items);
+    free(bt);
+    hsmcad_req_resume(r);
+}
+
+void
+hsmcad_h_dac_batch(struct hsmcad_req *r)
+{
+    static const char *const allowed[] = {"dry_run", NULL};
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    const struct hsmcad_principal *p = hsmcad_req_principal(r);
+    struct hsmca_issue_ca *ica = issuing_ca(r, d);
+    struct batch *bt = NULL;
+    const unsigned char *b;
+    size_t blen, i, n;
+    json_t *body = NULL, *items = NULL, *it;
+    json_error_t jerr;
+    int dry = 0, jdry = 0;
+    enum hsmca_err rc;
+
+    if (hsmcad_req_query_check(r, allowed) != HSMCA_OK || query_dry_run(r, &dry) != 0) {
+        pre_refuse(r, HSMCA_E_HTTP_BAD_QUERY, "the only query parameter is dry_run=true|false");
+        return;
+    }
+    if (ica == NULL) {
+        pre_refuse(r, HSMCA_E_HTTP_CA_NOT_FOUND, "no PAI with that id issues DACs here");
+        return;
+    }
+    b = hsmcad_req_body(r, &blen);
+    body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, &jerr);
+    if (body == NULL ||
+        json_unpack_ex(body, &jerr, JSON_STRICT, "{s:o, s?b}", "items", &items, "dry_run", &jdry) !=
+            0 ||
+        !json_is_array(items) || json_array_size(items) == 0) {
+        pre_refuse(r, HSMCA_E_ISSUE_BATCH_MALFORMED,
+                   "expected {\"items\": [{\"csr\": PEM, \"request_id\"?, \"pid\"?}...], "
+                   "\"dry_run\"?: bool}");
+        goto out;
+    }
+    n = json_array_size(items);
+    if (n > d->cfg.batch_max || n > HSMCA_ISSUE_BATCH_MAX) {
+        pre_refuse(r, HSMCA_E_ISSUE_BATCH_TOO_LARGE, NULL);
+        goto out;
+    }
+    bt = calloc(1, sizeof(*bt));
+    if (bt != NULL)
+        bt->items = calloc(n, sizeof(*bt->items));
+    if (bt == NULL || bt->items == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+        goto out;
+    }
+    dry |= jdry;
+    json_array_foreach(items, i, it)
+    {
+        struct hsmca_issue_req *rq = &bt->items[i];
+        const char *csr = "", *rid = NULL;
+        json_t *pid = NULL;
+
+        /* A malformed item reaches the engine with an empty CSR (or PID 0): it fails alone,
+         * with its own refusal entry, and the others go on. */
+        if (json_unpack_ex(it, &jerr, JSON_STRICT, "{s:s, s?s, s?o}", "csr", &csr, "request_id",
+                           &rid, "pid", &pid) != 0) {
+            csr = "";
+            rid = NULL;
+            pid = NULL;
+        }
+        rq->csr = (const unsigned char *)csr;
+        rq->csr_len = strlen(csr);
+        rq->request_id = rid;
+        if (pid != NULL) {
+            rq->pid_given = 1;
+            if (parse_pid(pid, &rq->pid) != 0)
+                rq->pid = 0;
+        }
+        rq->principal = p->name;
+        rq->role = hsmcad_role_name(p->role);
+        rq->dry_run = dry;
+    }
+    bt->r = r;
+    snprintf(bt->ca, sizeof(bt->ca), "%s", hsmcad_req_param(r, 0));
+    hsmcad_req_suspend(r);
+    rc = hsmca_issue_batch_submit(d->issuer, ica, bt->items, n, batch_done, bt);
+    if (rc != HSMCA_OK) {
+        free(bt->items);
+        free(bt);
+        hsmcad_reply_problem(r, rc, NULL);
+        hsmcad_req_resume(r);
+    }
+    bt = NULL;
+out:
+    if (bt != NULL)
+        free(bt->items);
+    free(bt);
+    json_decref(body);
+}

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * routes_quorum.c -- POST /v1/requests (an admin asks for a quorum operation), GET
+ * /v1/requests/{id} (the envelope approvers sign), POST /v1/requests/{id}/approvals (an approver's
+ * signed approval with its re-sealed shares; the request executes once the threshold is met) and
+ * GET /v1/approvers. The checks, PIN handling and audit entries are the quorum module's; this file
+ * supplies the daemon's side effects (tokens by label, new CAs, activation windows).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "hsmca/audit.h"
+#include "hsmca/log.h"
+#include "hsmca/quorum.h"
+
+#include "hsmcad.h"
+#include "routes.h"
+
+#define REQUEST_TTL_DEFAULT_S 3600
+
+/* ---- execution hooks ---- */
+
+static struct hsmca_token *
+ex_token(void *arg, const char *label)
+{
+    return hsmcad_token(arg, label, NULL);
+}
+
+static enum hsmca_err
+ex_ca_created(void *arg, const struct hsmca_ca_rec *ca)
+{
+    struct hsmcad *d = arg;
+    enum hsmca_err rc = hsmcad_ca_add(d, ca);
+    struct hsmca_store *ro = hsmcad_ro(d);
+
+    if (rc == HSMCA_OK && ro != NULL)
+        rc = hsmcad_ca_attach(d, ro, ca);
+    return rc;
+}
+
+static enum hsmca_err
+ex_deactivate(void *arg, const char *ca_id)
+{
+    struct hsmcad *d = arg;
+    struct hsmcad_ca *c = hsmcad_ca_find(d, ca_id);
+
+    if (c == NULL)
+        return HSMCA_E_NOT_FOUND;
+    pthread_mutex_lock(&d->cas_mu);
+    hsmcad_ca_deactivate_locked(d, c);
+    pthread_mutex_unlock(&d->cas_mu);
+    return HSMCA_OK;
+}
+
+void
+hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
+{
+    memset(ex, 0, sizeof(*ex));
+    ex->arg = d;
+    ex->token = ex_token;
+    ex->ca_created = ex_ca_created;
+    ex->activate = hsmcad_activate;
+    ex->deactivate = ex_deactivate;
+    ex->paa_profile = d->have_profiles ? &d->paa_profile : NULL;
+    ex->pai_profile = d->have_profiles ? &d->pai_profile : NULL;
+}
+
+void
+hsmcad_deactivate_all(struct hsmcad *d)
+{
+    unsigned i;
+
+    pthread_mutex_lock(&d->cas_mu);
+    for (i = 0; i < d->ncas; i++)
+        hsmcad_ca_deactivate_locked(d, &d->cas[i]);
+    pthread_mutex_unlock(&d->cas_mu);
+}
+
+/* ---- handlers ---- */
+
+static void
+who_of(struct hsmcad_req *r, struct hsmca_quorum_principal *w)
+{
+    const struct hsmcad_principal *p = hsmcad_req_principal(r);
+
+    w->name = p->name;
+    w->role = hsmcad_role_name(p->role);
+    w->key_sha256 = hsmcad_req_spki_sha256(r);
+}
+
+void
+hsmcad_h_request_create(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_quorum_principal who;
+    struct hsmca_audit_checkpoint cp;
+    struct hsmca_audit_receipt receipt;
+    const unsigned char *b;
+    size_t blen;
+    json_t *body = NULL, *params = NULL, *env = NULL;
+    json_error_t jerr;
+    const char *op = NULL;
+    json_int_t ttl_s = REQUEST_TTL_DEFAULT_S;
+    char *params_s = NULL, *env_s = NULL;
+    char id[HSMCA_QUORUM_ID_LEN + 1], loc[64];
+    int have_cp;
+    enum hsmca_err rc;
+
+    memset(&cp, 0, sizeof(cp));
+    b = hsmcad_req_body(r, &blen);
+    body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, &jerr);
+    if (body == NULL ||
+        json_unpack_ex(body, &jerr, JSON_STRICT, "{s:s, s:o, s?I}", "op", &op, "params", &params,
+                       "ttl_s", &ttl_s) != 0 ||
+        !json_is_object(params) || ttl_s < 1 || ttl_s > HSMCA_QUORUM_TTL_MAX_MS / 1000) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST,
+                             "expected {\"op\": string, \"params\": object, \"ttl_s\"?: 1..86400}");
+        goto out;
+    }
+    params_s = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+    if (params_s == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+        goto out;
+    }
+    who_of(r, &who);
+    have_cp = hsmca_audit_latest_checkpoint(d->audit, &cp) == HSMCA_OK;
+    rc = hsmca_quorum_request_create(d->quorum, &who, op, params_s, (int64_t)ttl_s * 1000,
+                                     have_cp ? cp.text : NULL, have_cp ? cp.sig : NULL,
+                                     have_cp ? cp.sig_len : 0, id, &receipt);
+    hsmcad_req_engine_audited(r); /* the quorum module audits requests and their refusals */
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, NULL);
+        goto out;
+    }
+    hsmcad_req_receipt(r, &receipt);
+    if (hsmca_quorum_request_envelope(d->quorum, id, &env_s) == HSMCA_OK)
+        env = json_loads(env_s, 0, NULL);
+    snprintf(loc, sizeof(loc), "/v1/requests/%s", id);
+    hsmcad_reply_header(r, "Location", loc);
+    hsmcad_reply_json(
+        r, 201, json_pack("{s:s, s:o}", "id", id, "envelope", env != NULL ? env : json_null()));
+out:
+    free(env_s);
+    free(params_s);
+    hsmca_audit_checkpoint_clear(&cp);
+    json_decref(body);
+}
+
+void
+hsmcad_h_request_get(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    char *env = NULL;
+    enum hsmca_err rc;
+
+    rc = hsmca_quorum_request_envelope(d->quorum, hsmcad_req_param(r, 0), &env);
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, rc == HSMCA_E_NOT_FOUND ? "no request with that id" : NULL);
+        return;
+    }
+    hsmcad_reply(r, 200, "application/json", env, strlen(env));
+}
+
+void
+hsmcad_h_approval(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_quorum_principal who;
+    struct hsmca_quorum_status st;
+    struct hsmca_quorum_exec ex;
+    const unsigned char *b;
+    size_t blen;
+    json_t *res = NULL;
+    char *result = NULL;
+    enum hsmca_err rc;
+
+    b = hsmcad_req_body(r, &blen);
+    if (blen > HSMCA_QUORUM_APPROVAL_MAX) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BODY_TOO_LARGE, NULL);
+        return;
+    }
+    memset(&st, 0, sizeof(st));
+    who_of(r, &who);
+    rc = hsmca_quorum_approve(d->quorum, &who, hsmcad_req_param(r, 0), (const char *)b, blen, &st);
+    hsmcad_req_engine_audited(r);
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, NULL);
+        return;
+    }
+    if (st.ready) {
+        hsmcad_quorum_exec(d, &ex);
+        rc = hsmca_quorum_execute(d->quorum, hsmcad_req_param(r, 0), &ex, &result);
+        if (rc != HSMCA_OK) {
+            hsmcad_reply_problem(r, rc, "the approval was recorded; the execution failed");
+            return;
+        }
+        res = result != NULL ? json_loads(result, 0, NULL) : NULL;
+        free(result);
+    }
+    hsmcad_reply_json(r, 200,
+                      json_pack("{s:s, s:i, s:i, s:b, s:b, s:o}", "request_id",
+                                hsmcad_req_param(r, 0), "approvals", (int)st.approvals, "threshold",
+                                (int)st.threshold, "ready", st.ready, "executed", res != NULL,
+                                "result", res != NULL ? res : json_null()));
+}
+
+void
+hsmcad_h_approvers(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    char *s = NULL;
+    enum hsmca_err rc = hsmca_quorum_approvers_json(d->quorum, &s);
+
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, NULL);
+        return;
+    }
+    hsmcad_reply(r, 200, "application/json", s, strlen(s));
+}
+
+/* POST /v1/cas/{ca}/deactivation: close a PAI's window now (no quorum needed, DESIGN). */
+void
+hsmcad_h_deactivate(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_quorum_principal who;
+    struct hsmca_quorum_exec ex;
+    enum hsmca_err rc;
+
+    if (hsmcad_ca_find(d, hsmcad_req_param(r, 0)) == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_CA_NOT_FOUND, NULL);
+        return;
+    }
+    who_of(r, &who);
+    hsmcad_quorum_exec(d, &ex);
+    rc = hsmca_quorum_deactivate(d->quorum, &who, hsmcad_req_param(r, 0), &ex);
+    hsmcad_req_engine_audited(r); /* ca.deactivate (or its refusal) is the quorum module's entry */
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, NULL);
+        return;
+    }
+    hsmcad_reply_json(r, 200, json_pack("{s:s, s:b}", "ca", hsmcad_req_param(r, 0), "active", 0));
+}

@@ -1,0 +1,789 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * server.c -- libmicrohttpd + GnuTLS: the only file that speaks HTTP and TLS. Owns the MHD daemon
+ * (internal polling threads, a pool sized to the cores, suspend/resume), per-connection principal
+ * (client certificate verified against the client CA, then looked up by SHA-256 in roles.json),
+ * per-request state (three phases: route + authorize; consume the body; dispatch or answer), the
+ * problem+json refusals and the Audit-Receipt header. Holds no PKI logic.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "hsmca/log.h"
+#include "hsmca/util.h"
+
+#include "hsmcad.h"
+#include "http_parse.h"
+#include "problem.h"
+
+#define HDR_VALUE_MAX 255
+#define AUDIT_DETAIL_MAX 1024
+
+struct hsmcad_server {
+    struct hsmcad *d;
+    struct MHD_Daemon *mhd;
+    int stopping;
+    unsigned suspended; /* requests parked on other threads */
+    uint64_t next_id;
+};
+
+/* Per connection: who the peer is, decided once per TLS session. */
+struct conn_ctx {
+    int checked;
+    const struct hsmcad_principal *who; /* borrowed from the roles table */
+    char client[80];                    /* principal name, or "anon:<fingerprint prefix>" */
+    int have_spki;
+    unsigned char spki_sha256[32];
+};
+
+enum req_state { RS_NEW, RS_BODY, RS_SUSPENDED, RS_READY, RS_DONE };
+
+struct hsmcad_req {
+    struct hsmcad_server *srv;
+    struct MHD_Connection *conn;
+    struct conn_ctx *cc;
+    const struct hsmcad_route *rt; /* NULL: no route */
+    unsigned rt_index;
+    enum req_state state;
+    char params[HSMCAD_PARAMS_MAX][HSMCAD_PARAM_MAX + 1];
+    char id[32];
+    char ctype[64];
+    uint64_t t0_us;
+    size_t body_max;
+    unsigned char *body;
+    size_t body_len, body_cap;
+    int body_too_large;
+    /* reply */
+    int status;
+    char *resp;
+    size_t resp_len;
+    const char *resp_ctype;
+    enum hsmca_err err; /* the refusal code when the reply is a problem */
+    char hdr_name[40], hdr_value[HDR_VALUE_MAX + 1];
+    char allow[32]; /* methods of the path, for a 405 */
+    /* audit */
+    char target[HSMCA_REQUEST_ID_MAX + 16];
+    char *detail;
+    int has_receipt;
+    int engine_audited; /* the engine wrote (or deliberately only counted) the entry */
+    struct hsmca_audit_receipt receipt;
+};
+
+static uint64_t
+now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- the request API for handlers ---- */
+
+struct hsmcad *
+hsmcad_req_daemon(struct hsmcad_req *r)
+{
+    return r->srv->d;
+}
+
+const struct hsmcad_principal *
+hsmcad_req_principal(struct hsmcad_req *r)
+{
+    return r->cc != NULL ? r->cc->who : NULL;
+}
+
+const unsigned char *
+hsmcad_req_spki_sha256(struct hsmcad_req *r)
+{
+    return r->cc != NULL && r->cc->have_spki ? r->cc->spki_sha256 : NULL;
+}
+
+const char *
+hsmcad_req_param(struct hsmcad_req *r, unsigned i)
+{
+    return i < HSMCAD_PARAMS_MAX ? r->params[i] : "";
+}
+
+const char *
+hsmcad_req_header(struct hsmcad_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+hsmcad_req_query(struct hsmcad_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct qcheck {
+    const char *const *allowed;
+    const char *seen[16];
+    unsigned nseen;
+    int bad;
+};
+
+static enum MHD_Result
+qcheck_one(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct qcheck *q = cls;
+    const char *const *a;
+    unsigned i;
+
+    (void)kind;
+    (void)value;
+    for (a = q->allowed; *a != NULL; a++) {
+        if (strcmp(*a, key) == 0)
+            break;
+    }
+    if (*a == NULL || q->nseen == 16) {
+        q->bad = 1;
+        return MHD_NO;
+    }
+    for (i = 0; i < q->nseen; i++) {
+        if (q->seen[i] == *a) {
+            q->bad = 1;
+            return MHD_NO;
+        }
+    }
+    q->seen[q->nseen++] = *a;
+    return MHD_YES;
+}
+
+enum hsmca_err
+hsmcad_req_query_check(struct hsmcad_req *r, const char *const *allowed)
+{
+    struct qcheck q;
+
+    memset(&q, 0, sizeof(q));
+    q.allowed = allowed;
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, qcheck_one, &q);
+    return q.bad ? HSMCA_E_HTTP_BAD_QUERY : HSMCA_OK;
+}
+
+const char *
+hsmcad_req_ctype(struct hsmcad_req *r)
+{
+    return r->ctype;
+}
+
+int
+hsmcad_req_accepts(struct hsmcad_req *r, const char *type)
+{
+    return hsmcad_accepts(hsmcad_req_header(r, MHD_HTTP_HEADER_ACCEPT), type);
+}
+
+const unsigned char *
+hsmcad_req_body(struct hsmcad_req *r, size_t *len)
+{
+    *len = r->body_len;
+    return r->body != NULL ? r->body : (const unsigned char *)"";
+}
+
+const char *
+hsmcad_req_id(struct hsmcad_req *r)
+{
+    return r->id;
+}
+
+void
+hsmcad_reply(struct hsmcad_req *r, int status, const char *ctype, char *body, size_t len)
+{
+    free(r->resp);
+    r->status = status;
+    r->resp_ctype = ctype;
+    r->resp = body;
+    r->resp_len = body != NULL ? len : 0;
+    r->err = HSMCA_OK;
+}
+
+void
+hsmcad_reply_json(struct hsmcad_req *r, int status, json_t *j)
+{
+    char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+    json_decref(j);
+    if (s == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+        return;
+    }
+    hsmcad_reply(r, status, "application/json", s, strlen(s));
+}
+
+void
+hsmcad_reply_problem(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
+{
+    size_t len = 0;
+    char *s = hsmcad_problem_json(e, detail, r->id, &len);
+
+    hsmcad_reply(r, hsmca_err_http_status(e), "application/problem+json", s, len);
+    if (s == NULL)
+        r->status = 503;
+    r->err = e;
+}
+
+void
+hsmcad_reply_problem_json(struct hsmcad_req *r, enum hsmca_err e, json_t *problem)
+{
+    char *s = problem != NULL ? json_dumps(problem, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+    json_decref(problem);
+    if (s == NULL) {
+        hsmcad_reply_problem(r, e, NULL);
+        return;
+    }
+    hsmcad_reply(r, hsmca_err_http_status(e), "application/problem+json", s, strlen(s));
+    r->err = e;
+}
+
+void
+hsmcad_reply_header(struct hsmcad_req *r, const char *name, const char *value)
+{
+    snprintf(r->hdr_name, sizeof(r->hdr_name), "%s", name);
+    snprintf(r->hdr_value, sizeof(r->hdr_value), "%s", value);
+}
+
+void
+hsmcad_req_audit_detail(struct hsmcad_req *r, const char *target, const char *detail_json)
+{
+    if (target != NULL)
+        snprintf(r->target, sizeof(r->target), "%s", target);
+    free(r->detail);
+    r->detail = detail_json != NULL ? strdup(detail_json) : NULL;
+}
+
+void
+hsmcad_req_receipt(struct hsmcad_req *r, const struct hsmca_audit_receipt *rc)
+{
+    if (rc == NULL)
+        return;
+    r->receipt = *rc;
+    r->has_receipt = 1;
+}
+
+void
+hsmcad_req_engine_audited(struct hsmcad_req *r)
+{
+    r->engine_audited = 1;
+}
+
+void
+hsmcad_req_suspend(struct hsmcad_req *r)
+{
+    r->state = RS_SUSPENDED;
+    __atomic_fetch_add(&r->srv->suspended, 1, __ATOMIC_ACQ_REL);
+    MHD_suspend_connection(r->conn);
+}
+
+void
+hsmcad_req_resume(struct hsmcad_req *r)
+{
+    struct hsmcad_server *srv = r->srv;
+    struct MHD_Connection *c = r->conn;
+
+    __atomic_store_n(&r->state, RS_READY, __ATOMIC_RELEASE);
+    MHD_resume_connection(c);
+    __atomic_fetch_sub(&srv->suspended, 1, __ATOMIC_ACQ_REL);
+}
+
+/* ---- routing ---- */
+
+/* Find the route; *method_mismatch set when the path exists with another method. */
+static const struct hsmcad_route *
+route(struct hsmcad_req *r, const char *method, const char *url, int *method_mismatch)
+{
+    unsigned i;
+    char params[HSMCAD_PARAMS_MAX][HSMCAD_PARAM_MAX + 1];
+
+    *method_mismatch = 0;
+    for (i = 0; i < hsmcad_nroutes; i++) {
+        if (!hsmcad_route_match(hsmcad_routes[i].pattern, url, params))
+            continue;
+        if (strcmp(hsmcad_routes[i].method, method) != 0 &&
+            !(strcmp(method, "HEAD") == 0 && strcmp(hsmcad_routes[i].method, "GET") == 0)) {
+            size_t n = strlen(r->allow);
+
+            *method_mismatch = 1;
+            snprintf(r->allow + n, sizeof(r->allow) - n, "%s%s", n ? ", " : "",
+                     hsmcad_routes[i].method);
+            continue;
+        }
+        memcpy(r->params, params, sizeof(params));
+        r->rt_index = i;
+        return &hsmcad_routes[i];
+    }
+    r->rt_index = hsmcad_nroutes;
+    return NULL;
+}
+
+/* ---- client certificates ---- */
+
+static void
+identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx *cc)
+{
+    const union MHD_ConnectionInfo *ci;
+    gnutls_session_t s;
+    const gnutls_datum_t *peers;
+    unsigned int n = 0, status = 0, fl = 0;
+    unsigned char fp[32];
+    char hex[65];
+
+    cc->checked = 1;
+    snprintf(cc->client, sizeof(cc->client), "anon:no-certificate");
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci == NULL || ci->tls_session == NULL)
+        return;
+    s = (gnutls_session_t)ci->tls_session;
+    peers = gnutls_certificate_get_peers(s, &n);
+    if (peers == NULL || n == 0)
+        return;
+    if (EVP_Digest(peers[0].data, peers[0].size, fp, &fl, EVP_sha256(), NULL) != 1)
+        return;
+    hsmca_hex_encode(fp, 16, hex, sizeof(hex));
+    snprintf(cc->client, sizeof(cc->client), "anon:%s", hex);
+    if (gnutls_certificate_verify_peers2(s, &status) != GNUTLS_E_SUCCESS || status != 0) {
+        hsmca_log(HSMCA_LOG_INFO, "hsmcad", "client-cert-rejected", "fp=%s status=0x%x", hex,
+                  status);
+        return;
+    }
+    cc->who = hsmcad_roles_lookup_fp(srv->d->roles, fp);
+    {
+        const unsigned char *p = peers[0].data;
+        X509 *x = d2i_X509(NULL, &p, (long)peers[0].size);
+        unsigned char *spki = NULL;
+        int sl = x != NULL ? i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &spki) : -1;
+
+        if (sl > 0 && EVP_Digest(spki, (size_t)sl, cc->spki_sha256, &fl, EVP_sha256(), NULL) == 1)
+            cc->have_spki = 1;
+        OPENSSL_free(spki);
+        X509_free(x);
+    }
+    if (cc->who != NULL)
+        snprintf(cc->client, sizeof(cc->client), "%s", cc->who->name);
+}
+
+static void
+notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                  enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(struct conn_ctx));
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* ---- audit ---- */
+
+/* Entry of a request decided by the server or a sync handler; run on the writer thread. */
+static void
+audit_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
+{
+    struct hsmcad_req *r = arg;
+
+    if (rc == HSMCA_OK && receipt != NULL) {
+        hsmcad_req_receipt(r, receipt);
+    } else if (rc != HSMCA_OK) {
+        /* fail closed: nothing is released without its entry */
+        hsmcad_reply_problem(r, rc, "the audit entry of this request could not be written");
+    }
+    hsmcad_req_resume(r);
+}
+
+/*
+ * Write the entry of r (outcome from its status) and suspend until it is durable. Returns 0 when
+ * the request is suspended, -1 when no entry is written (the reply leaves at once).
+ */
+static int
+audit_request(struct hsmcad_req *r)
+{
+    struct hsmcad *d = r->srv->d;
+    struct hsmca_audit_event ev;
+    json_t *det = NULL;
+    char *det_s = NULL;
+    char action[96];
+    const char *role =
+        r->cc != NULL && r->cc->who != NULL ? hsmcad_role_name(r->cc->who->role) : "none";
+    int refused = r->status >= 400;
+    enum hsmca_err rc;
+
+    if (d->audit == NULL)
+        return -1;
+    if (refused && !hsmcad_refusal_allowed(d, r->cc != NULL ? r->cc->client : "anon:?"))
+        return -1;
+    snprintf(action, sizeof(action), "%s%s", r->rt != NULL ? r->rt->action : "http.unmatched",
+             refused ? ".refuse" : "");
+    if (r->detail != NULL && !refused) {
+        det = json_loads(r->detail, 0, NULL);
+    } else {
+        unsigned char h[32];
+        unsigned int hl = 0;
+        char hex[65] = "";
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+        if (md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+            EVP_DigestUpdate(md, r->body != NULL ? r->body : (unsigned char *)"", r->body_len) ==
+                1 &&
+            EVP_DigestFinal_ex(md, h, &hl) == 1)
+            hsmca_hex_encode(h, 32, hex, sizeof(hex));
+        EVP_MD_CTX_free(md);
+        det = refused ? json_pack("{s:s, s:i, s:s}", "code", hsmca_err_code(r->err), "status",
+                                  r->status, "input_sha256", hex)
+                      : json_pack("{s:i}", "status", r->status);
+    }
+    if (det != NULL)
+        det_s = json_dumps(det, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(det);
+    memset(&ev, 0, sizeof(ev));
+    ev.actor = r->cc != NULL ? r->cc->client : "anon:?";
+    ev.role = role;
+    ev.action = action;
+    ev.target = r->target;
+    ev.outcome = refused ? "refused" : "ok";
+    ev.detail_json = det_s;
+    ev.kid = "";
+    hsmcad_req_suspend(r);
+    rc = hsmca_audit_submit(d->audit, &ev, NULL, NULL, audit_done, r);
+    free(det_s);
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc, "the audit log refused the entry");
+        hsmcad_req_resume(r);
+    }
+    return 0;
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result
+send_reply(struct hsmcad_req *r)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    char receipt[96];
+
+    if (r->resp == NULL && r->status == 0)
+        hsmcad_reply_problem(r, HSMCA_E_INTERNAL, "the handler produced no reply");
+    resp = MHD_create_response_from_buffer(r->resp_len, r->resp != NULL ? r->resp : (void *)"",
+                                           MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL)
+        return MHD_NO;
+    r->resp = NULL; /* owned by the response now */
+    if (r->resp_ctype != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_ctype);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (r->hdr_name[0] != '\0')
+        MHD_add_response_header(resp, r->hdr_name, r->hdr_value);
+    if (r->has_receipt) {
+        char hex[65];
+
+        hsmca_hex_encode(r->receipt.entry_hash, 32, hex, sizeof(hex));
+        snprintf(receipt, sizeof(receipt), "%llu:%s", (unsigned long long)r->receipt.seq, hex);
+        MHD_add_response_header(resp, "Audit-Receipt", receipt);
+    }
+    if (r->status == 405 && r->allow[0] != '\0')
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    r->state = RS_DONE;
+    return ret;
+}
+
+/* Answer now, after the request's audit entry (if any) is durable. */
+static enum MHD_Result
+finish(struct hsmcad_req *r)
+{
+    int no_audit = r->rt != NULL && (r->rt->flags & HSMCAD_ROUTE_NO_AUDIT) != 0;
+
+    if (!r->has_receipt && !r->engine_audited && (r->status >= 400 || !no_audit)) {
+        if (audit_request(r) == 0)
+            return MHD_YES; /* suspended until the entry is durable */
+    }
+    return send_reply(r);
+}
+
+static void
+refuse(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
+{
+    hsmcad_reply_problem(r, e, detail);
+}
+
+static int
+ctype_ok(const struct hsmcad_route *rt, const char *ct)
+{
+    const char *const *a;
+
+    if (rt->ctypes == NULL)
+        return 1;
+    for (a = rt->ctypes; *a != NULL; a++) {
+        if (strcmp(*a, ct) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* First call: route, authenticate, authorize, check the declared body. 0: go on, -1: refused. */
+static int
+first_call(struct hsmcad_server *srv, struct hsmcad_req *r, const char *url, const char *method)
+{
+    int mismatch = 0;
+    const char *cl, *ct;
+    enum hsmca_err rc;
+    uint64_t len = 0;
+    size_t i;
+
+    r->rt = route(r, method, url, &mismatch);
+    if (r->cc == NULL || r->cc->who == NULL) {
+        refuse(r, HSMCA_E_HTTP_UNAUTHENTICATED,
+               r->cc != NULL && strcmp(r->cc->client, "anon:no-certificate") == 0
+                   ? "no client certificate was presented"
+                   : "the client certificate is not trusted or not bound in roles.json");
+        return -1;
+    }
+    if (r->rt == NULL) {
+        refuse(r, mismatch ? HSMCA_E_HTTP_METHOD : HSMCA_E_HTTP_NOT_FOUND, NULL);
+        return -1;
+    }
+    if (strncmp(r->rt->pattern, "/v1/cas/{ca}", 12) == 0)
+        snprintf(r->target, sizeof(r->target), "ca/%s", r->params[0]);
+    else if (strncmp(r->rt->pattern, "/v1/requests/{id}", 17) == 0)
+        snprintf(r->target, sizeof(r->target), "request/%s", r->params[0]);
+    rc = hsmcad_authorize(r->cc->who, r->rt->roles, r->rt->ca_bound,
+                          r->rt->ca_bound ? r->params[0] : NULL);
+    if (rc != HSMCA_OK) {
+        refuse(r, rc, NULL);
+        return -1;
+    }
+    if (__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
+        refuse(r, HSMCA_E_HTTP_SHUTTING_DOWN, NULL);
+        return -1;
+    }
+    ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (ct != NULL) {
+        size_t n = strcspn(ct, "; \t");
+
+        if (n >= sizeof(r->ctype))
+            n = sizeof(r->ctype) - 1;
+        for (i = 0; i < n; i++)
+            r->ctype[i] = (char)((ct[i] >= 'A' && ct[i] <= 'Z') ? ct[i] + 32 : ct[i]);
+        r->ctype[n] = '\0';
+    }
+    r->body_max = (r->rt->flags & HSMCAD_ROUTE_BIG_BODY) ? (size_t)srv->d->cfg.body_max
+                                                         : HSMCAD_SMALL_BODY_MAX;
+    if (!(r->rt->flags & HSMCAD_ROUTE_BODY))
+        r->body_max = 0;
+    cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL && hsmca_parse_u64(cl, strlen(cl), UINT64_MAX, &len) == HSMCA_OK &&
+        len > r->body_max) {
+        if (r->body_max == 0) {
+            refuse(r, HSMCA_E_HTTP_BAD_REQUEST, "this endpoint takes no request body");
+            return -1;
+        }
+        refuse(r, HSMCA_E_HTTP_BODY_TOO_LARGE, NULL);
+        return -1;
+    }
+    if ((r->rt->flags & HSMCAD_ROUTE_BODY) && !ctype_ok(r->rt, r->ctype)) {
+        refuse(r, HSMCA_E_HTTP_UNSUPPORTED_MEDIA, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static enum MHD_Result
+access_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+               const char *version, const char *upload_data, size_t *upload_data_size,
+               void **req_cls)
+{
+    struct hsmcad_server *srv = cls;
+    struct hsmcad_req *r = *req_cls;
+
+    (void)version;
+    if (r == NULL) {
+        const union MHD_ConnectionInfo *ci;
+
+        r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            return MHD_NO;
+        *req_cls = r;
+        r->srv = srv;
+        r->conn = conn;
+        r->t0_us = now_us();
+        snprintf(r->id, sizeof(r->id), "urn:hsmca:request:%llu",
+                 (unsigned long long)__atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED));
+        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->cc = ci != NULL ? ci->socket_context : NULL;
+        if (r->cc != NULL && !r->cc->checked)
+            identify(srv, conn, r->cc);
+        if (first_call(srv, r, url, method) != 0)
+            return finish(r);
+        r->state = RS_BODY;
+        return MHD_YES;
+    }
+    if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == RS_READY)
+        return send_reply(r);
+    if (r->state != RS_BODY)
+        return MHD_YES; /* a stray call while suspended */
+    if (*upload_data_size != 0) {
+        size_t n = *upload_data_size;
+
+        *upload_data_size = 0;
+        if (r->body_too_large || r->body_len + n > r->body_max) {
+            r->body_too_large = 1;
+            return MHD_YES; /* keep reading, stop buffering */
+        }
+        if (r->body_len + n > r->body_cap) {
+            size_t cap = r->body_cap != 0 ? r->body_cap : 4096;
+            unsigned char *b;
+
+            while (cap < r->body_len + n)
+                cap *= 2;
+            if (cap > r->body_max)
+                cap = r->body_max;
+            b = realloc(r->body, cap);
+            if (b == NULL)
+                return MHD_NO;
+            r->body = b;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, n);
+        r->body_len += n;
+        return MHD_YES;
+    }
+    if (r->body_too_large) {
+        refuse(r, HSMCA_E_HTTP_BODY_TOO_LARGE, NULL);
+        return finish(r);
+    }
+    r->rt->fn(r);
+    if (r->state == RS_SUSPENDED || r->state == RS_READY)
+        return MHD_YES; /* the handler parked the request; it answers on resume */
+    return finish(r);
+}
+
+static void
+completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+          enum MHD_RequestTerminationCode toe)
+{
+    struct hsmcad_server *srv = cls;
+    struct hsmcad_req *r = *req_cls;
+
+    (void)conn;
+    (void)toe;
+    if (r == NULL)
+        return;
+    hsmcad_metrics_request(srv->d->metrics, r->rt_index, r->status != 0 ? r->status : 500,
+                           now_us() - r->t0_us);
+    free(r->body);
+    free(r->resp);
+    free(r->detail);
+    free(r);
+    *req_cls = NULL;
+}
+
+static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256];
+    char esc[4 * 64 + 4];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    hsmca_log(HSMCA_LOG_DEBUG, "hsmcad", "mhd", "msg=%s",
+              hsmca_log_escape(msg, n, esc, sizeof(esc)));
+}
+
+enum hsmca_err
+hsmcad_server_start(struct hsmcad *d, const char *cert_pem, const char *key_pem, const char *ca_pem,
+                    struct hsmcad_server **out, unsigned *port_out)
+{
+    struct hsmcad_server *srv;
+    struct sockaddr_storage ss;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    unsigned threads = d->cfg.threads;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | MHD_USE_EPOLL;
+    const union MHD_DaemonInfo *di;
+
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, d->cfg.listen_host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)d->cfg.listen_port);
+    } else if (inet_pton(AF_INET6, d->cfg.listen_host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)d->cfg.listen_port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        return HSMCA_E_LISTEN;
+    }
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return HSMCA_E_NOMEM;
+    srv->d = d;
+    srv->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
+        MHD_OPTION_HTTPS_MEM_TRUST, ca_pem, MHD_OPTION_HTTPS_PRIORITIES,
+        "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_LIMIT, d->cfg.connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        d->cfg.per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT, d->cfg.timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED, completed,
+        srv, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, srv, MHD_OPTION_END);
+    if (srv->mhd == NULL) {
+        hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "listen-failed", "host=%s port=%u errno=%d",
+                  d->cfg.listen_host, d->cfg.listen_port, errno);
+        free(srv);
+        return HSMCA_E_LISTEN;
+    }
+    di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    *port_out = di != NULL ? di->port : d->cfg.listen_port;
+    hsmca_log(HSMCA_LOG_INFO, "hsmcad", "listening", "host=%s port=%u threads=%u",
+              d->cfg.listen_host, *port_out, threads);
+    *out = srv;
+    return HSMCA_OK;
+}
+
+void
+hsmcad_server_stop(struct hsmcad_server *s, unsigned wait_ms)
+{
+    unsigned waited = 0;
+
+    if (s == NULL)
+        return;
+    __atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&s->suspended, __ATOMIC_ACQUIRE) != 0 && waited < wait_ms) {
+        usleep(10000);
+        waited += 10;
+    }
+    if (__atomic_load_n(&s->suspended, __ATOMIC_ACQUIRE) != 0)
+        hsmca_log(HSMCA_LOG_WARN, "hsmcad", "stop-with-suspended", "n=%u", s->suspended);
+    MHD_stop_daemon(s->mhd);
+    free(s);
+}

@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * store_quorum.c -- SQL for the quorum state (store_quorum.h): approvers, epochs, CA tokens under
+ * quorum, sealed shares, requests and approvals. Never commits (callers write inside the audit
+ * transaction) and never sees a secret: shares arrive here sealed.
+ */
+#include "hsmca/store_quorum.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+/* Row handler: called for each row; a non-OK return stops the query. */
+typedef enum hsmca_err (*row_fn)(sqlite3_stmt *s, void *arg);
+
+/*
+ * Prepare sql, bind the arguments described by types ('t' text, 'i' int64, 'b' blob pointer and
+ * size_t length), step through the rows calling row (may be NULL), finalize. *nrows (may be NULL)
+ * counts rows seen, or changes made for a statement without rows.
+ */
+static enum hsmca_err
+run(struct hsmca_store *st, const char *sql, row_fn row, void *arg, int *nrows, const char *types,
+    ...)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    va_list ap;
+    int src, i, n = 0, write_ctx = row == NULL;
+
+    pthread_mutex_lock(&st->lock);
+    src = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (src != SQLITE_OK) {
+        rc = hsmca_store_rc(st->db, src, write_ctx);
+        if (rc == HSMCA_OK)
+            rc = HSMCA_E_STORE_READ;
+        goto out;
+    }
+    va_start(ap, types);
+    for (i = 0; types[i] != '\0'; i++) {
+        if (types[i] == 't') {
+            sqlite3_bind_text(s, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
+        } else if (types[i] == 'i') {
+            sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
+        } else {
+            const void *p = va_arg(ap, const void *);
+            size_t len = va_arg(ap, size_t);
+
+            sqlite3_bind_blob(s, i + 1, p, (int)len, SQLITE_STATIC);
+        }
+    }
+    va_end(ap);
+    for (;;) {
+        src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = hsmca_store_rc(st->db, src, write_ctx);
+            goto out;
+        }
+        n++;
+        if (row != NULL) {
+            rc = row(s, arg);
+            if (rc != HSMCA_OK)
+                goto out;
+        }
+    }
+    if (row == NULL)
+        n = sqlite3_changes(st->db);
+out:
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    if (rc == HSMCA_OK && nrows != NULL)
+        *nrows = n;
+    return rc;
+}
+
+static void
+copy_text(char *dst, size_t dst_size, sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    size_t n = t != NULL ? (size_t)sqlite3_column_bytes(s, col) : 0;
+
+    if (n >= dst_size)
+        n = dst_size - 1;
+    if (n > 0)
+        memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+static int
+copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *s, int col)
+{
+    const void *b = sqlite3_column_blob(s, col);
+    int n = sqlite3_column_bytes(s, col);
+
+    *dst = NULL;
+    *len = 0;
+    if (b == NULL || n <= 0)
+        return 0;
+    *dst = malloc((size_t)n);
+    if (*dst == NULL)
+        return -1;
+    memcpy(*dst, b, (size_t)n);
+    *len = (size_t)n;
+    return 0;
+}
+
+static void
+copy_fixed(unsigned char *dst, size_t n, sqlite3_stmt *s, int col)
+{
+    const void *b = sqlite3_column_blob(s, col);
+
+    if (b != NULL && (size_t)sqlite3_column_bytes(s, col) == n)
+        memcpy(dst, b, n);
+    else
+        memset(dst, 0, n);
+}
+
+void
+hsmca_qapprover_clear(struct hsmca_qapprover *r)
+{
+    if (r == NULL)
+        return;
+    free(r->spki);
+    r->spki = NULL;
+    r->spki_len = 0;
+}
+
+void
+hsmca_qepoch_clear(struct hsmca_qepoch *r)
+{
+    if (r == NULL)
+        return;
+    free(r->policy);
+    r->policy = NULL;
+}
+
+void
+hsmca_qshare_clear(struct hsmca_qshare *r)
+{
+    if (r == NULL)
+        return;
+    free(r->sealed);
+    r->sealed = NULL;
+    r->sealed_len = 0;
+}
+
+void
+hsmca_qrequest_clear(struct hsmca_qrequest *r)
+{
+    if (r == NULL)
+        return;
+    free(r->bytes);
+    r->bytes = NULL;
+    r->len = 0;
+}
+
+void
+hsmca_qapproval_clear(struct hsmca_qapproval *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body);
+    r->body = NULL;
+    r->body_len = 0;
+}
+
+/* ---- approvers ---- */
+
+#define APPROVER_COLS "name, spki, fingerprint, token_serial, since_epoch, until_epoch"
+
+static enum hsmca_err
+approver_row(sqlite3_stmt *s, struct hsmca_qapprover *r)
+{
+    memset(r, 0, sizeof(*r));
+    copy_text(r->name, sizeof(r->name), s, 0);
+    if (copy_blob(&r->spki, &r->spki_len, s, 1) != 0)
+        return HSMCA_E_NOMEM;
+    copy_fixed(r->fingerprint, 32, s, 2);
+    copy_text(r->token_serial, sizeof(r->token_serial), s, 3);
+    r->since_epoch = (uint64_t)sqlite3_column_int64(s, 4);
+    r->until_epoch =
+        sqlite3_column_type(s, 5) == SQLITE_NULL ? 0 : (uint64_t)sqlite3_column_int64(s, 5);
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_qapprover_put(struct hsmca_store *st, const struct hsmca_qapprover *r)
+{
+    if (st == NULL || r == NULL || r->name[0] == '\0' || r->spki == NULL || r->spki_len == 0)
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "INSERT INTO quorum_approvers(" APPROVER_COLS ") VALUES(?1, ?2, ?3, NULLIF(?4, ''),"
+               " ?5, NULL)",
+               NULL, NULL, NULL, "tbbti", r->name, r->spki, r->spki_len, r->fingerprint, (size_t)32,
+               r->token_serial, (int64_t)r->since_epoch);
+}
+
+enum hsmca_err
+hsmca_store_qapprover_remove(struct hsmca_store *st, const char *name, uint64_t epoch)
+{
+    enum hsmca_err rc;
+    int n = 0;
+
+    if (st == NULL || name == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = run(st,
+             "UPDATE quorum_approvers SET until_epoch = ?2 WHERE name = ?1 AND until_epoch IS NULL",
+             NULL, NULL, &n, "ti", name, (int64_t)epoch);
+    if (rc == HSMCA_OK && n == 0)
+        rc = HSMCA_E_NOT_FOUND;
+    return rc;
+}
+
+static enum hsmca_err
+approver_one(sqlite3_stmt *s, void *arg)
+{
+    return approver_row(s, arg);
+}
+
+enum hsmca_err
+hsmca_store_qapprover_get(struct hsmca_store *st, const char *name, struct hsmca_qapprover *out)
+{
+    struct hsmca_qapprover r;
+    enum hsmca_err rc;
+    int n = 0;
+
+    if (st == NULL || name == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    memset(&r, 0, sizeof(r));
+    rc = run(st, "SELECT " APPROVER_COLS " FROM quorum_approvers WHERE name = ?1", approver_one, &r,
+             &n, "t", name);
+    if (rc == HSMCA_OK && n == 0)
+        rc = HSMCA_E_NOT_FOUND;
+    if (rc != HSMCA_OK) {
+        hsmca_qapprover_clear(&r);
+        return rc;
+    }
+    *out = r;
+    return HSMCA_OK;
+}
+
+struct list_ctx {
+    union {
+        enum hsmca_err (*approver)(void *, const struct hsmca_qapprover *);
+        enum hsmca_err (*token)(void *, const struct hsmca_qtoken *);
+        enum hsmca_err (*share)(void *, const struct hsmca_qshare *);
+        enum hsmca_err (*approval)(void *, const struct hsmca_qapproval *);
+    } fn;
+    void *arg;
+};
+
+static enum hsmca_err
+approver_each(sqlite3_stmt *s, void *arg)
+{
+    struct list_ctx *c = arg;
+    enum hsmca_err (*fn)(void *, const struct hsmca_qapprover *) = c->fn.approver;
+    struct hsmca_qapprover r;
+    enum hsmca_err rc;
+
+    rc = approver_row(s, &r);
+    if (rc == HSMCA_OK)
+        rc = fn(c->arg, &r);
+    hsmca_qapprover_clear(&r);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_qapprover_list(struct hsmca_store *st,
+                           enum hsmca_err (*fn)(void *arg, const struct hsmca_qapprover *r),
+                           void *arg)
+{
+    struct list_ctx c;
+
+    c.fn.approver = fn;
+    c.arg = arg;
+
+    if (st == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return run(st, "SELECT " APPROVER_COLS " FROM quorum_approvers ORDER BY since_epoch, name",
+               approver_each, &c, NULL, "");
+}
+
+/* ---- epochs ---- */
+
+enum hsmca_err
+hsmca_store_qepoch_put(struct hsmca_store *st, const struct hsmca_qepoch *r)
+{
+    if (st == NULL || r == NULL || r->policy == NULL || r->epoch == 0)
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "INSERT INTO quorum_epochs(epoch, m, policy, policy_hash, created_ms) "
+               "VALUES(?1, ?2, ?3, ?4, ?5)",
+               NULL, NULL, NULL, "iitti", (int64_t)r->epoch, (int64_t)r->m, r->policy,
+               r->policy_hash, r->created_ms);
+}
+
+static enum hsmca_err
+epoch_row(sqlite3_stmt *s, void *arg)
+{
+    struct hsmca_qepoch *r = arg;
+    const unsigned char *t = sqlite3_column_text(s, 2);
+
+    r->epoch = (uint64_t)sqlite3_column_int64(s, 0);
+    r->m = (unsigned)sqlite3_column_int(s, 1);
+    free(r->policy);
+    r->policy = strdup(t != NULL ? (const char *)t : "{}");
+    if (r->policy == NULL)
+        return HSMCA_E_NOMEM;
+    copy_text(r->policy_hash, sizeof(r->policy_hash), s, 3);
+    r->created_ms = sqlite3_column_int64(s, 4);
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_qepoch_current(struct hsmca_store *st, struct hsmca_qepoch *out)
+{
+    struct hsmca_qepoch r;
+    enum hsmca_err rc;
+    int n = 0;
+
+    if (st == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    memset(&r, 0, sizeof(r));
+    rc = run(st,
+             "SELECT epoch, m, policy, policy_hash, created_ms FROM quorum_epochs "
+             "ORDER BY epoch DESC LIMIT 1",
+             epoch_row, &r, &n, "");
+    if (rc == HSMCA_OK && n == 0)
+        rc = HSMCA_E_NOT_FOUND;
+    if (rc != HSMCA_OK) {
+        hsmca_qepoch_clear(&r);
+        return rc;
+    }
+    *out = r;
+    return HSMCA_OK;
+}
+
+/* ---- tokens ---- */
+
+#define TOKEN_COLS "label, uri, epoch, pin_salt, pin_commit"
+
+static enum hsmca_err
+token_row(sqlite3_stmt *s, struct hsmca_qtoken *r)
+{
+    memset(r, 0, sizeof(*r));
+    copy_text(r->label, sizeof(r->label), s, 0);
+    copy_text(r->uri, sizeof(r->uri), s, 1);
+    r->epoch = (uint64_t)sqlite3_column_int64(s, 2);
+    copy_fixed(r->pin_salt, 32, s, 3);
+    copy_fixed(r->pin_commit, 32, s, 4);
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_qtoken_put(struct hsmca_store *st, const struct hsmca_qtoken *r)
+{
+    if (st == NULL || r == NULL || r->label[0] == '\0' || r->uri[0] == '\0')
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "INSERT INTO quorum_tokens(" TOKEN_COLS ") VALUES(?1, ?2, ?3, ?4, ?5) "
+               "ON CONFLICT(label) DO UPDATE SET uri = excluded.uri, epoch = excluded.epoch, "
+               "pin_salt = excluded.pin_salt, pin_commit = excluded.pin_commit",
+               NULL, NULL, NULL, "ttibb", r->label, r->uri, (int64_t)r->epoch, r->pin_salt,
+               (size_t)32, r->pin_commit, (size_t)32);
+}
+
+static enum hsmca_err
+token_one(sqlite3_stmt *s, void *arg)
+{
+    return token_row(s, arg);
+}
+
+enum hsmca_err
+hsmca_store_qtoken_get(struct hsmca_store *st, const char *label, struct hsmca_qtoken *out)
+{
+    struct hsmca_qtoken r;
+    enum hsmca_err rc;
+    int n = 0;
+
+    if (st == NULL || label == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = run(st, "SELECT " TOKEN_COLS " FROM quorum_tokens WHERE label = ?1", token_one, &r, &n,
+             "t", label);
+    if (rc == HSMCA_OK && n == 0)
+        rc = HSMCA_E_NOT_FOUND;
+    if (rc == HSMCA_OK)
+        *out = r;
+    return rc;
+}
+
+static enum hsmca_err
+token_each(sqlite3_stmt *s, void *arg)
+{
+    struct list_ctx *c = arg;
+    enum hsmca_err (*fn)(void *, const struct hsmca_qtoken *) = c->fn.token;
+    struct hsmca_qtoken r;
+
+    (void)token_row(s, &r);
+    return fn(c->arg, &r);
+}
+
+enum hsmca_err
+hsmca_store_qtoken_list(struct hsmca_store *st,
+                        enum hsmca_err (*fn)(void *arg, const struct hsmca_qtoken *r), void *arg)
+{
+    struct list_ctx c;
+
+    c.fn.token = fn;
+    c.arg = arg;
+
+    if (st == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return run(st, "SELECT " TOKEN_COLS " FROM quorum_tokens ORDER BY label", token_each, &c, NULL,
+               "");
+}
+
+/* ---- shares ---- */
+
+enum hsmca_err
+hsmca_store_qshare_put(struct hsmca_store *st, const struct hsmca_qshare *r)
+{
+    if (st == NULL || r == NULL || r->sealed == NULL || r->sealed_len == 0 || r->idx == 0)
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "INSERT INTO quorum_shares(label, epoch, approver, idx, commitment, sealed) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+               NULL, NULL, NULL, "titibb", r->label, (int64_t)r->epoch, r->approver,
+               (int64_t)r->idx, r->commit, (size_t)32, r->sealed, r->sealed_len);
+}
+
+static enum hsmca_err
+share_each(sqlite3_stmt *s, void *arg)
+{
+    struct list_ctx *c = arg;
+    enum hsmca_err (*fn)(void *, const struct hsmca_qshare *) = c->fn.share;
+    struct hsmca_qshare r;
+    enum hsmca_err rc;
+
+    memset(&r, 0, sizeof(r));
+    copy_text(r.label, sizeof(r.label), s, 0);
+    r.epoch = (uint64_t)sqlite3_column_int64(s, 1);
+    copy_text(r.approver, sizeof(r.approver), s, 2);
+    r.idx = (unsigned)sqlite3_column_int(s, 3);
+    copy_fixed(r.commit, 32, s, 4);
+    if (copy_blob(&r.sealed, &r.sealed_len, s, 5) != 0)
+        return HSMCA_E_NOMEM;
+    rc = fn(c->arg, &r);
+    hsmca_qshare_clear(&r);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_qshare_list(struct hsmca_store *st, const char *label, uint64_t epoch,
+                        enum hsmca_err (*fn)(void *arg, const struct hsmca_qshare *r), void *arg)
+{
+    struct list_ctx c;
+
+    c.fn.share = fn;
+    c.arg = arg;
+
+    if (st == NULL || label == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "SELECT label, epoch, approver, idx, commitment, sealed FROM quorum_shares "
+               "WHERE label = ?1 AND epoch = ?2 ORDER BY idx",
+               share_each, &c, NULL, "ti", label, (int64_t)epoch);
+}
+
+enum hsmca_err
+hsmca_store_qshare_prune(struct hsmca_store *st, const char *label, uint64_t keep_epoch)
+{
+    if (st == NULL || label == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return run(st, "DELETE FROM quorum_shares WHERE label = ?1 AND epoch <> ?2", NULL, NULL, NULL,
+               "ti", label, (int64_t)keep_epoch);
+}
+
+/* ---- requests ---- */
+
+#define REQUEST_COLS "id, op, bytes, epoch, requester, created_ms, expires_ms, status"
+
+enum hsmca_err
+hsmca_store_qrequest_put(struct hsmca_store *st, const struct hsmca_qrequest *r)
+{
+    if (st == NULL || r == NULL || r->bytes == NULL || r->len == 0 || r->id[0] == '\0')
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "INSERT INTO quorum_requests(" REQUEST_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+               "'pending')",
+               NULL, NULL, NULL, "ttbitii", r->id, r->op, r->bytes, r->len, (int64_t)r->epoch,
+               r->requester, r->created_ms, r->expires_ms);
+}
+
+static enum hsmca_err
+request_row(sqlite3_stmt *s, void *arg)
+{
+    struct hsmca_qrequest *r = arg;
+
+    memset(r, 0, sizeof(*r));
+    copy_text(r->id, sizeof(r->id), s, 0);
+    copy_text(r->op, sizeof(r->op), s, 1);
+    if (copy_blob(&r->bytes, &r->len, s, 2) != 0)
+        return HSMCA_E_NOMEM;
+    r->epoch = (uint64_t)sqlite3_column_int64(s, 3);
+    copy_text(r->requester, sizeof(r->requester), s, 4);
+    r->created_ms = sqlite3_column_int64(s, 5);
+    r->expires_ms = sqlite3_column_int64(s, 6);
+    copy_text(r->status, sizeof(r->status), s, 7);
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_qrequest_get(struct hsmca_store *st, const char *id, struct hsmca_qrequest *out)
+{
+    struct hsmca_qrequest r;
+    enum hsmca_err rc;
+    int n = 0;
+
+    if (st == NULL || id == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    memset(&r, 0, sizeof(r));
+    rc = run(st, "SELECT " REQUEST_COLS " FROM quorum_requests WHERE id = ?1", request_row, &r, &n,
+             "t", id);
+    if (rc == HSMCA_OK && n == 0)
+        rc = HSMCA_E_NOT_FOUND;
+    if (rc != HSMCA_OK) {
+        hsmca_qrequest_clear(&r);
+        return rc;
+    }
+    *out = r;
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_qrequest_set_status(struct hsmca_store *st, const char *id, const char *status)
+{
+    enum hsmca_err rc;
+    int n = 0;
+
+    if (st == NULL || id == NULL || status == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = run(st, "UPDATE quorum_requests SET status = ?2 WHERE id = ?1 AND status = 'pending'",
+             NULL, NULL, &n, "tt", id, status);
+    if (rc == HSMCA_OK && n == 0)
+        rc = HSMCA_E_NOT_FOUND;
+    return rc;
+}
+
+/* ---- approvals ---- */
+
+enum hsmca_err
+hsmca_store_qapproval_put(struct hsmca_store *st, const struct hsmca_qapproval *r)
+{
+    if (st == NULL || r == NULL || r->body == NULL || r->body_len == 0)
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "INSERT INTO quorum_approvals(request_id, approver, body, received_ms) "
+               "VALUES(?1, ?2, ?3, ?4)",
+               NULL, NULL, NULL, "ttbi", r->request_id, r->approver, r->body, r->body_len,
+               r->received_ms);
+}
+
+static enum hsmca_err
+approval_each(sqlite3_stmt *s, void *arg)
+{
+    struct list_ctx *c = arg;
+    enum hsmca_err (*fn)(void *, const struct hsmca_qapproval *) = c->fn.approval;
+    struct hsmca_qapproval r;
+    enum hsmca_err rc;
+
+    memset(&r, 0, sizeof(r));
+    copy_text(r.request_id, sizeof(r.request_id), s, 0);
+    copy_text(r.approver, sizeof(r.approver), s, 1);
+    if (copy_blob(&r.body, &r.body_len, s, 2) != 0)
+        return HSMCA_E_NOMEM;
+    r.received_ms = sqlite3_column_int64(s, 3);
+    rc = fn(c->arg, &r);
+    hsmca_qapproval_clear(&r);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_qapproval_list(struct hsmca_store *st, const char *request_id,
+                           enum hsmca_err (*fn)(void *arg, const struct hsmca_qapproval *r),
+                           void *arg)
+{
+    struct list_ctx c;
+
+    c.fn.approval = fn;
+    c.arg = arg;
+
+    if (st == NULL || request_id == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "SELECT request_id, approver, body, received_ms FROM quorum_approvals "
+               "WHERE request_id = ?1 ORDER BY rowid",
+               approval_each, &c, NULL, "t", request_id);
+}

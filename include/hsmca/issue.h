@@ -200,8 +200,13 @@ typedef void (*hsmca_issue_done_fn)(void *arg, struct hsmca_issue_result *res);
  * request_id}) to the audit writer. Every refusal gets an entry "dac.refuse" (detail {code,
  * csr_sha256}), rate-limited per principal. A dry run builds the lint document instead (entry
  * "dac.dry_run"), reserving nothing and signing nothing.
+ * A request id known to be absent from the store (a per-CA Bloom filter loaded at
+ * hsmca_issue_ca_new and updated at each commit) is not looked up. Another process writing the
+ * same store under the same id is caught by the unique index inside the audit transaction
+ * (HSMCA_E_ISSUE_REQUEST_ID_CONFLICT, nothing released).
  * Returns HSMCA_OK when done will run (even for refusals: the refusal is in res->rc), or
- * HSMCA_E_INVALID_ARG (NULL iss, ca, rq or done) in which case done never runs.
+ * HSMCA_E_INVALID_ARG (NULL iss, ca, rq or done; ca from another issuer) or HSMCA_E_NOMEM, in
+ * which case done never runs.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_issue_submit(struct hsmca_issuer *iss,
                                                   struct hsmca_issue_ca *ca,
@@ -224,9 +229,9 @@ typedef void (*hsmca_issue_batch_done_fn)(void *arg, struct hsmca_issue_batch_re
 /*
  * Issue up to HSMCA_ISSUE_BATCH_MAX DACs from ca: every item as hsmca_issue_submit, a bad item
  * fails alone. Items are checked, built and signed by the calling thread together with the
- * issuer's helper threads, and reach the audit writer as they are signed, so they share group
- * commits. Returns once every item is handed to the writer (or refused). Returns HSMCA_OK when
- * done will run, HSMCA_E_ISSUE_BATCH_TOO_LARGE (n > HSMCA_ISSUE_BATCH_MAX),
+ * issuer's helper threads; each thread hands its items' entries to the audit writer 64 at a time,
+ * so they share group commits. Returns once every item is handed to the writer (or refused).
+ * Returns HSMCA_OK when done will run, HSMCA_E_ISSUE_BATCH_TOO_LARGE (n > HSMCA_ISSUE_BATCH_MAX),
  * HSMCA_E_ISSUE_BATCH_MALFORMED (n == 0), HSMCA_E_INVALID_ARG, HSMCA_E_NOMEM; on those done never
  * runs (the caller audits a request-level refusal with hsmca_issue_refuse).
  */

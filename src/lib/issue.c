@@ -560,6 +560,18 @@ struct job {
     int id_held; /* rec.request_id is registered in flight */
     char principal[HSMCA_AUDIT_FIELD_MAX + 1];
     char role[HSMCA_AUDIT_FIELD_MAX + 1];
+    /* batch items hand their entries to the writer a chunk at a time (bigger group commits) */
+    struct defer_q *defer;
+    const char *ev_action, *ev_outcome; /* static strings */
+    char *ev_detail;                    /* owned until submitted */
+    hsmca_audit_apply_fn ev_apply;
+};
+
+/* Entries of batch items waiting to be submitted together by one batch worker. */
+#define DEFER_CHUNK 64
+struct defer_q {
+    struct job *j[DEFER_CHUNK];
+    size_t n;
 };
 
 struct batch_acc {
@@ -856,29 +868,29 @@ apply_issue(struct hsmca_store *st, void *arg)
     return rc;
 }
 
-/* Write the job's entry; on a synchronous failure the job finishes here with that code. Takes
- * detail (a JSON object). */
+/* Submit the job's prepared entry (ev_* fields); on a synchronous failure the job finishes here
+ * with that code. */
 static void
-job_submit(struct job *j, const char *action, const char *outcome, json_t *detail,
-           hsmca_audit_apply_fn apply)
+job_submit_now(struct job *j)
 {
-    char *txt = NULL;
     struct hsmca_audit_event ev;
     enum hsmca_err rc = HSMCA_E_NOMEM;
+    const char *action = j->ev_action;
+    char *detail = j->ev_detail;
 
-    txt = detail != NULL ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(detail);
-    if (txt != NULL) {
+    /* once submitted, the job belongs to the writer (it may be finished and freed already) */
+    j->ev_detail = NULL;
+    if (detail != NULL) {
         ev = (struct hsmca_audit_event){.actor = j->principal,
                                         .role = j->role,
                                         .action = action,
                                         .target = j->ca->target,
-                                        .outcome = outcome,
-                                        .detail_json = txt,
+                                        .outcome = j->ev_outcome,
+                                        .detail_json = detail,
                                         .kid = j->ca->kid};
-        rc = hsmca_audit_submit(j->iss->audit, &ev, apply, j, done_entry, j);
+        rc = hsmca_audit_submit(j->iss->audit, &ev, j->ev_apply, j, done_entry, j);
     }
-    free(txt);
+    free(detail);
     if (rc == HSMCA_OK)
         return;
     hsmca_log(HSMCA_LOG_ERROR, "issue", "audit-submit-failed", "ca=%s action=%s code=%s",
@@ -893,6 +905,37 @@ job_submit(struct job *j, const char *action, const char *outcome, json_t *detai
     snprintf(j->res->detail, sizeof(j->res->detail), "%s", hsmca_err_title(rc));
     result_clear(j->res);
     job_finish(j);
+}
+
+static void
+defer_flush(struct defer_q *q)
+{
+    size_t i, n = q->n;
+
+    q->n = 0;
+    for (i = 0; i < n; i++)
+        job_submit_now(q->j[i]);
+}
+
+/* Write the job's entry (takes detail, a JSON object): now, or with its batch worker's chunk. */
+static void
+job_submit(struct job *j, const char *action, const char *outcome, json_t *detail,
+           hsmca_audit_apply_fn apply)
+{
+    j->ev_action = action;
+    j->ev_outcome = outcome;
+    j->ev_apply = apply;
+    j->ev_detail = detail != NULL ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(detail);
+    if (j->defer != NULL && j->ev_detail != NULL) {
+        struct defer_q *q = j->defer;
+
+        q->j[q->n++] = j;
+        if (q->n == DEFER_CHUNK)
+            defer_flush(q);
+        return;
+    }
+    job_submit_now(j);
 }
 
 /* Refuse the job with code (and a short English reason): a rate-limited "dac.refuse" entry, or
@@ -1266,13 +1309,18 @@ struct batch_ctl {
 static void
 batch_work(struct batch_ctl *b)
 {
+    struct defer_q q;
+
+    q.n = 0;
     for (;;) {
         size_t i = atomic_fetch_add(&b->claim, 1);
 
         if (i >= b->n)
             break;
+        b->acc->jobs[i].defer = &q;
         process(&b->acc->jobs[i], &b->items[i]);
     }
+    defer_flush(&q);
 }
 
 static void *

@@ -86,6 +86,15 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_serial_exists(struct hsmca_store *st,
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_cert_count(struct hsmca_store *st, const char *ca,
                                                       int64_t since_ms, uint64_t *out);
 
+/*
+ * Call fn with every request id the issuer's certificates carry, in no particular order (one
+ * sequential scan of the request-id index; for loading the issuance engine's filter at start).
+ * A non-OK return from fn stops and is returned.
+ */
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_request_ids(struct hsmca_store *st, const char *ca,
+                        enum hsmca_err (*fn)(void *arg, const char *request_id), void *arg);
+
 /* A page request of the inventory. */
 struct hsmca_cert_query {
     int status;             /* -1 any, 0 issued only, 1 revoked only */

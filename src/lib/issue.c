@@ -485,35 +485,20 @@ known_maybe(struct hsmca_issue_ca *ca, const char *id)
     return 1;
 }
 
-struct known_loader {
-    struct hsmca_issue_ca *ca;
-    int64_t after_ms; /* keyset cursor: the last row seen */
-    unsigned char after_serial[20];
-    size_t after_len;
-};
-
 static enum hsmca_err
-known_load_row(void *arg, const struct hsmca_cert_rec *c)
+known_load_id(void *arg, const char *request_id)
 {
-    struct known_loader *l = arg;
-
-    if (c->request_id[0] != '\0')
-        known_add(l->ca, c->request_id);
-    l->after_ms = c->issued_ms;
-    memcpy(l->after_serial, c->serial, c->serial_len);
-    l->after_len = c->serial_len;
+    if (request_id != NULL && request_id[0] != '\0')
+        known_add(arg, request_id);
     return HSMCA_OK;
 }
 
-/* Size the filter for what the store holds (16 bits per id, at least 2^20 bits) and fill it. */
+/* Size the filter for what the store holds (16 bits per id, at least 2^20 bits) and fill it
+ * from one sequential scan of the request-id index. */
 static enum hsmca_err
 known_load(struct hsmca_issue_ca *ca, struct hsmca_store *st, uint64_t total)
 {
-    struct hsmca_cert_query q;
-    struct known_loader l;
     uint64_t bits = 1ull << 20;
-    enum hsmca_err rc;
-    int more = 1;
 
     while (bits < total * 16 && bits < (1ull << 36))
         bits <<= 1;
@@ -521,23 +506,7 @@ known_load(struct hsmca_issue_ca *ca, struct hsmca_store *st, uint64_t total)
     if (ca->known == NULL)
         return HSMCA_E_NOMEM;
     ca->known_mask = bits - 1;
-    memset(&l, 0, sizeof(l));
-    l.ca = ca;
-    while (more) {
-        memset(&q, 0, sizeof(q));
-        q.status = -1;
-        q.from_ms = 0;
-        q.to_ms = INT64_MAX;
-        q.after_ms = l.after_ms;
-        memcpy(q.after_serial, l.after_serial, l.after_len);
-        q.after_serial_len = l.after_len;
-        q.limit = HSMCA_PAGE_MAX;
-        more = 0;
-        rc = hsmca_store_cert_list(st, ca->rec.id, &q, known_load_row, &l, &more);
-        if (rc != HSMCA_OK)
-            return rc;
-    }
-    return HSMCA_OK;
+    return hsmca_store_request_ids(st, ca->rec.id, known_load_id, ca);
 }
 
 /* ---------------------------------------------------------------- jobs */

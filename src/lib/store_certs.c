@@ -369,6 +369,34 @@ hsmca_store_cert_count(struct hsmca_store *st, const char *ca, int64_t since_ms,
 }
 
 enum hsmca_err
+hsmca_store_request_ids(struct hsmca_store *st, const char *ca,
+                        enum hsmca_err (*fn)(void *arg, const char *request_id), void *arg)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    int src;
+
+    if (st == NULL || ca == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    /* covered by the partial index certificates_request: no table row is read */
+    src = hsmca_store_prepare(st,
+                              "SELECT request_id FROM certificates "
+                              "WHERE ca = ?1 AND request_id IS NOT NULL",
+                              &s);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        while ((src = sqlite3_step(s)) == SQLITE_ROW && rc == HSMCA_OK)
+            rc = fn(arg, (const char *)sqlite3_column_text(s, 0));
+    }
+    if (rc == HSMCA_OK && src != SQLITE_DONE && src != SQLITE_ROW)
+        rc = hsmca_store_rc(st->db, src, 0);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
 hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca_cert_query *q,
                       enum hsmca_err (*fn)(void *arg, const struct hsmca_cert_rec *c), void *arg,
                       int *more_out)

@@ -130,6 +130,18 @@ cas_and_their_constraints(void **state)
     hsmca_ca_rec_clear(&r);
 }
 
+static enum hsmca_err
+collect_id(void *arg, const char *id)
+{
+    char *all = arg;
+
+    if (strlen(all) + strlen(id) + 2 > 256)
+        return HSMCA_E_TOO_LARGE;
+    memcpy(all + strlen(all), id, strlen(id) + 1);
+    memcpy(all + strlen(all), ";", 2);
+    return strcmp(id, "stop") == 0 ? HSMCA_E_EXISTS : HSMCA_OK;
+}
+
 static void
 certificates_are_unique_per_issuer(void **state)
 {
@@ -157,6 +169,20 @@ certificates_are_unique_per_issuer(void **state)
     b.der_len = 64;
     assert_int_equal(hsmca_store_cert_insert(c->st, &b), HSMCA_E_STORE_CONSTRAINT);
 
+    /* the request ids of the issuer, from its index: req-1 only (the others carry none) */
+    {
+        char all[256] = "";
+
+        assert_int_equal(hsmca_store_request_ids(c->st, "pai-8000", collect_id, all), HSMCA_OK);
+        assert_string_equal(all, "req-1;");
+        all[0] = '\0';
+        assert_int_equal(hsmca_store_request_ids(c->st, "paa", collect_id, all), HSMCA_OK);
+        assert_string_equal(all, "");
+        b = cert(6, 1004, "stop"); /* a non-OK return from fn stops the walk and is returned */
+        assert_int_equal(hsmca_store_cert_insert(c->st, &b), HSMCA_OK);
+        assert_int_equal(hsmca_store_request_ids(c->st, "pai-8000", collect_id, all),
+                         HSMCA_E_EXISTS);
+    }
     assert_int_equal(hsmca_store_cert_by_request(c->st, "pai-8000", "req-1", &got), HSMCA_OK);
     assert_memory_equal(got.serial, a.serial, 16);
     assert_int_equal(got.der_len, 64);
@@ -175,9 +201,9 @@ certificates_are_unique_per_issuer(void **state)
     assert_int_equal(hsmca_store_serial_exists(c->st, "paa", a.serial, 16, &exists), HSMCA_OK);
     assert_int_equal(exists, 0);
     assert_int_equal(hsmca_store_cert_count(c->st, "pai-8000", 0, &n), HSMCA_OK);
-    assert_int_equal(n, 3);
+    assert_int_equal(n, 4); /* serials 1, 3, 4 and 6 */
     assert_int_equal(hsmca_store_cert_count(c->st, "pai-8000", 1001, &n), HSMCA_OK);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
 }
 
 struct page {

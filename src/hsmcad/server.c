@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * server.c -- libmicrohttpd + GnuTLS: the only file that speaks HTTP and TLS. Owns the MHD daemon
- * (internal polling threads, a pool of two threads per core, suspend/resume), per-connection principal
- * (client certificate verified against the client CA, then looked up by SHA-256 in roles.json),
- * per-request state (three phases: route + authorize; consume the body; dispatch or answer), the
- * problem+json refusals and the Audit-Receipt header. Holds no PKI logic.
+ * (internal polling threads, a pool of two threads per core, suspend/resume), per-connection
+ * principal (client certificate verified against the client CA, then looked up by SHA-256 in
+ * roles.json), per-request state (three phases: route + authorize; consume the body; dispatch or
+ * answer), the problem+json refusals and the Audit-Receipt header. Holds no PKI logic.
  */
 #include "server.h"
 

@@ -79,4 +79,19 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_check_durable(struct hsmca_store *st)
 /* Number of fsync-backed commits this handle has made (for the group-commit tests and bench). */
 unsigned long hsmca_store_commit_count(const struct hsmca_store *st);
 
+/*
+ * WAL checkpoints off the writer's thread. SQLite runs a checkpoint inside the commit that crosses
+ * 1000 WAL pages, so the one audit writer (and every request waiting on it) stalls while pages are
+ * copied into the database file and synced. This turns that off on st and runs PASSIVE checkpoints
+ * every interval_ms (1..60000) on a thread with its own connection to path (the file st opened).
+ * Stop joins the thread, runs one last checkpoint and gives st its automatic checkpoints back.
+ */
+struct hsmca_store_checkpointer;
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigned interval_ms,
+                               struct hsmca_store_checkpointer **out);
+void hsmca_store_checkpointer_stop(struct hsmca_store_checkpointer *cp);
+/* Checkpoints run so far (tests, metrics). */
+unsigned long hsmca_store_checkpointer_runs(struct hsmca_store_checkpointer *cp);
+
 #endif

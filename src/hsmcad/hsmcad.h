@@ -52,6 +52,7 @@ struct hsmcad {
     struct hsmca_token *audit_tok;
     struct hsmca_key *audit_key;
     struct hsmca_store *store; /* the write handle: only the audit writer writes through it */
+    struct hsmca_store_checkpointer *ckpt; /* WAL checkpoints off the writer's thread */
     struct hsmca_audit *audit;
     char *audit_cert_pem; /* for extracts; NULL if not configured */
 

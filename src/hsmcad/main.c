@@ -392,6 +392,11 @@ main(int argc, char **argv)
         start_fail("store", rc, d->cfg.store);
         goto out;
     }
+    rc = hsmca_store_checkpointer_start(d->store, d->cfg.store, 200, &d->ckpt);
+    if (rc != HSMCA_OK) {
+        start_fail("store: checkpointer", rc, d->cfg.store);
+        goto out;
+    }
     /* CA tokens: opened (for readiness), never logged in at start: every CA starts inactive. */
     rc = hsmca_store_ca_list(d->store, ca_add, d);
     if (rc != HSMCA_OK) {
@@ -498,6 +503,8 @@ out:
         for (i = 0; i < d->nro; i++)
             hsmca_store_close(d->ro[i]);
         hsmca_store_close(d->quorum_ro);
+        hsmca_store_checkpointer_stop(d->ckpt);
+        d->ckpt = NULL;
         hsmca_store_close(d->store);
         for (i = 0; i < d->ntoks; i++) {
             if (hsmca_token_logout(d->toks[i].tok) != HSMCA_OK ||

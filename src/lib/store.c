@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hsmca/limits.h"
 #include "hsmca/log.h"
@@ -600,4 +601,134 @@ hsmca_store_check_durable(struct hsmca_store *st)
     if (strcmp(journal, "wal") != 0 || (strcmp(sync, "2") != 0 && strcmp(sync, "3") != 0))
         return HSMCA_E_STORE_SCHEMA;
     return HSMCA_OK;
+}
+
+/* ---- WAL checkpoints on their own thread ---- */
+
+struct hsmca_store_checkpointer {
+    struct hsmca_store *st;
+    sqlite3 *db;
+    pthread_t th;
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    unsigned interval_ms;
+    int stop;
+    unsigned long runs;
+};
+
+static void
+checkpoint_once(struct hsmca_store_checkpointer *cp)
+{
+    int log = 0, done = 0;
+
+    /* PASSIVE: copies what it can without waiting for or blocking the writer or readers */
+    if (sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
+        SQLITE_OK) {
+        pthread_mutex_lock(&cp->m);
+        cp->runs++;
+        pthread_mutex_unlock(&cp->m);
+    }
+}
+
+static void *
+checkpointer_run(void *arg)
+{
+    struct hsmca_store_checkpointer *cp = arg;
+
+    pthread_mutex_lock(&cp->m);
+    while (!cp->stop) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += cp->interval_ms / 1000;
+        ts.tv_nsec += (long)(cp->interval_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_cond_timedwait(&cp->c, &cp->m, &ts);
+        if (cp->stop)
+            break;
+        pthread_mutex_unlock(&cp->m);
+        checkpoint_once(cp);
+        pthread_mutex_lock(&cp->m);
+    }
+    pthread_mutex_unlock(&cp->m);
+    return NULL;
+}
+
+enum hsmca_err
+hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigned interval_ms,
+                               struct hsmca_store_checkpointer **out)
+{
+    struct hsmca_store_checkpointer *cp;
+    enum hsmca_err rc;
+
+    if (st == NULL || path == NULL || out == NULL || st->readonly || interval_ms == 0 ||
+        interval_ms > 60000 || strlen(path) > HSMCA_PATH_MAX)
+        return HSMCA_E_INVALID_ARG;
+    cp = calloc(1, sizeof(*cp));
+    if (cp == NULL)
+        return HSMCA_E_NOMEM;
+    cp->st = st;
+    cp->interval_ms = interval_ms;
+    pthread_mutex_init(&cp->m, NULL);
+    pthread_cond_init(&cp->c, NULL);
+    if (sqlite3_open_v2(path, &cp->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
+        SQLITE_OK) {
+        rc = HSMCA_E_STORE_OPEN;
+        goto fail;
+    }
+    sqlite3_busy_timeout(cp->db, 5000);
+    pthread_mutex_lock(&st->lock);
+    rc = exec(st->db, "PRAGMA wal_autocheckpoint=0", 1);
+    pthread_mutex_unlock(&st->lock);
+    if (rc != HSMCA_OK)
+        goto fail;
+    if (pthread_create(&cp->th, NULL, checkpointer_run, cp) != 0) {
+        pthread_mutex_lock(&st->lock);
+        (void)exec(st->db, "PRAGMA wal_autocheckpoint=1000", 0);
+        pthread_mutex_unlock(&st->lock);
+        rc = HSMCA_E_INTERNAL;
+        goto fail;
+    }
+    *out = cp;
+    return HSMCA_OK;
+fail:
+    sqlite3_close_v2(cp->db);
+    pthread_cond_destroy(&cp->c);
+    pthread_mutex_destroy(&cp->m);
+    free(cp);
+    return rc;
+}
+
+void
+hsmca_store_checkpointer_stop(struct hsmca_store_checkpointer *cp)
+{
+    if (cp == NULL)
+        return;
+    pthread_mutex_lock(&cp->m);
+    cp->stop = 1;
+    pthread_cond_signal(&cp->c);
+    pthread_mutex_unlock(&cp->m);
+    pthread_join(cp->th, NULL);
+    checkpoint_once(cp);
+    pthread_mutex_lock(&cp->st->lock);
+    (void)exec(cp->st->db, "PRAGMA wal_autocheckpoint=1000", 0);
+    pthread_mutex_unlock(&cp->st->lock);
+    sqlite3_close_v2(cp->db);
+    pthread_cond_destroy(&cp->c);
+    pthread_mutex_destroy(&cp->m);
+    free(cp);
+}
+
+unsigned long
+hsmca_store_checkpointer_runs(struct hsmca_store_checkpointer *cp)
+{
+    unsigned long n;
+
+    pthread_mutex_lock(&cp->m);
+    n = cp->runs;
+    pthread_mutex_unlock(&cp->m);
+    return n;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -258,6 +259,60 @@ statement_cache(void **state)
     hsmca_store_close(st);
 }
 
+/*
+ * The checkpointer: while it runs the writer's automatic checkpoint is off and PASSIVE checkpoints
+ * run on its own thread (the WAL stops growing once they catch up); every commit stays readable;
+ * stop gives the automatic checkpoint back. Bad arguments are refused.
+ */
+static void
+checkpointer_moves_checkpoints_off_the_writer(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_store *st = NULL, *ro = NULL;
+    struct hsmca_store_checkpointer *cp = NULL;
+    char key[32], *v = NULL;
+    int i;
+
+    assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 0, &cp), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 60001, &cp), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->dir, 5, &cp), HSMCA_E_STORE_OPEN);
+    assert_null(cp);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 5, &cp), HSMCA_OK);
+    assert_int_equal(pragma_int(c->db, "PRAGMA wal_autocheckpoint", NULL, 0), 1000); /* others */
+    pthread_mutex_lock(&st->lock);
+    {
+        sqlite3_stmt *s = NULL;
+
+        assert_int_equal(sqlite3_prepare_v2(st->db, "PRAGMA wal_autocheckpoint", -1, &s, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(s, 0), 0); /* off on the writer's connection */
+        sqlite3_finalize(s);
+    }
+    pthread_mutex_unlock(&st->lock);
+    for (i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(hsmca_store_begin(st), HSMCA_OK);
+        assert_int_equal(hsmca_store_meta_set(st, key, "some value to fill pages"), HSMCA_OK);
+        assert_int_equal(hsmca_store_commit(st), HSMCA_OK);
+    }
+    for (i = 0; i < 400 && hsmca_store_checkpointer_runs(cp) < 2; i++) {
+        struct timespec ts = {0, 5000000};
+
+        nanosleep(&ts, NULL);
+    }
+    assert_true(hsmca_store_checkpointer_runs(cp) >= 2);
+    hsmca_store_checkpointer_stop(cp);
+    hsmca_store_checkpointer_stop(NULL);
+    assert_int_equal(hsmca_store_open_readonly(c->db, &ro), HSMCA_OK);
+    assert_int_equal(hsmca_store_meta_get(ro, "k299", &v), HSMCA_OK);
+    assert_string_equal(v, "some value to fill pages");
+    free(v);
+    hsmca_store_close(ro);
+    hsmca_store_close(st);
+}
+
 int
 main(void)
 {
@@ -268,6 +323,8 @@ main(void)
         cmocka_unit_test_setup_teardown(newer_schema_is_refused_untouched, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions_and_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(statement_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(checkpointer_moves_checkpoints_off_the_writer, setup,
+                                        teardown),
     };
 
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,10 +62,11 @@ struct hsmca_matter_issuer {
     struct hsmca_matter_vidpid scope;
     time_t pai_not_before, pai_not_after, paa_not_before, paa_not_after;
     int pai_no_after, paa_no_after;
-    /* DAC templates, made on first use of each PID; entries never change once published */
+    /* DAC templates, made on first use of each PID under tlock (makers only); entries never
+     * change once published by the release store of ntmpl, so the hot path reads without a lock */
     pthread_mutex_t tlock;
     struct dac_template *tmpl[DAC_TEMPLATES];
-    unsigned ntmpl;
+    atomic_uint ntmpl;
     X509_PUBKEY *marker_key; /* a random key whose point and SKID mark their place in a template */
     unsigned char marker_skid[SKID_LEN];
 };
@@ -1086,7 +1088,7 @@ hsmca_matter_issuer_free(struct hsmca_matter_issuer *is)
     ASN1_OBJECT_free(is->vid_obj);
     ASN1_OBJECT_free(is->pid_obj);
     X509_PUBKEY_free(is->marker_key);
-    for (unsigned i = 0; i < is->ntmpl; i++)
+    for (unsigned i = 0; i < atomic_load(&is->ntmpl); i++)
         free(is->tmpl[i]);
     pthread_mutex_destroy(&is->tlock);
     free(is);
@@ -1460,23 +1462,40 @@ out:
     return t;
 }
 
-/* The template for pid, made on first use; NULL when none can be made (the caller goes slow). */
+static const struct dac_template *
+find_template(const struct hsmca_matter_issuer *is, uint16_t pid, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (is->tmpl[i]->pid == pid)
+            return is->tmpl[i];
+    }
+    return NULL;
+}
+
+/*
+ * The template for pid, made on first use; NULL when none can be made (the caller goes slow).
+ * Finding one takes no lock: nothing on the DAC hot path but the token serialises signers.
+ */
 static const struct dac_template *
 template_for(const struct hsmca_matter_issuer *cis, uint16_t pid, time_t now)
 {
     struct hsmca_matter_issuer *is = (struct hsmca_matter_issuer *)cis; /* the cache only */
-    const struct dac_template *t = NULL;
+    const struct dac_template *t =
+        find_template(is, pid, atomic_load_explicit(&is->ntmpl, memory_order_acquire));
+    unsigned n;
 
+    if (t != NULL)
+        return t;
     pthread_mutex_lock(&is->tlock);
-    for (unsigned i = 0; i < is->ntmpl && t == NULL; i++) {
-        if (is->tmpl[i]->pid == pid)
-            t = is->tmpl[i];
-    }
-    if (t == NULL && is->ntmpl < DAC_TEMPLATES) {
+    n = atomic_load_explicit(&is->ntmpl, memory_order_relaxed);
+    t = find_template(is, pid, n); /* another thread may have made it meanwhile */
+    if (t == NULL && n < DAC_TEMPLATES) {
         struct dac_template *m = (struct dac_template *)make_template(is, pid, now);
 
-        if (m != NULL)
-            is->tmpl[is->ntmpl++] = m;
+        if (m != NULL) {
+            is->tmpl[n] = m;
+            atomic_store_explicit(&is->ntmpl, n + 1, memory_order_release);
+        }
         t = m;
     }
     pthread_mutex_unlock(&is->tlock);
@@ -1484,17 +1503,9 @@ template_for(const struct hsmca_matter_issuer *cis, uint16_t pid, time_t now)
 }
 
 unsigned
-hsmca_matter_issuer_templates(const struct hsmca_matter_issuer *cis)
+hsmca_matter_issuer_templates(const struct hsmca_matter_issuer *is)
 {
-    struct hsmca_matter_issuer *is = (struct hsmca_matter_issuer *)cis;
-    unsigned n;
-
-    if (is == NULL)
-        return 0;
-    pthread_mutex_lock(&is->tlock);
-    n = is->ntmpl;
-    pthread_mutex_unlock(&is->tlock);
-    return n;
+    return is != NULL ? atomic_load_explicit(&is->ntmpl, memory_order_acquire) : 0;
 }
 
 /* Encode t (UTC) as the same ASN.1 time type X509_time_adj_ex picks; 0 if not tag/len. */

@@ -16,9 +16,9 @@
 typedef enum hsmca_err (*row_fn)(sqlite3_stmt *s, void *arg);
 
 /*
- * Prepare sql, bind the arguments described by types ('t' text, 'i' int64, 'b' blob pointer and
- * size_t length), step through the rows calling row (may be NULL), finalize. *nrows (may be NULL)
- * counts rows seen, or changes made for a statement without rows.
+ * Take sql from the statement cache, bind the arguments described by types ('t' text, 'i' int64,
+ * 'b' blob pointer and size_t length), step through the rows calling row (may be NULL), release.
+ * *nrows (may be NULL) counts rows seen, or changes made for a statement without rows.
  */
 static enum hsmca_err
 run(struct hsmca_store *st, const char *sql, row_fn row, void *arg, int *nrows, const char *types,
@@ -30,7 +30,7 @@ run(struct hsmca_store *st, const char *sql, row_fn row, void *arg, int *nrows, 
     int src, i, n = 0, write_ctx = row == NULL;
 
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    src = hsmca_store_prepare(st, sql, &s);
     if (src != SQLITE_OK) {
         rc = hsmca_store_rc(st->db, src, write_ctx);
         if (rc == HSMCA_OK)
@@ -69,7 +69,7 @@ run(struct hsmca_store *st, const char *sql, row_fn row, void *arg, int *nrows, 
     if (row == NULL)
         n = sqlite3_changes(st->db);
 out:
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     if (rc == HSMCA_OK && nrows != NULL)
         *nrows = n;

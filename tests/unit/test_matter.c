@@ -370,24 +370,9 @@ chip_test_chains_get_the_predicted_verdict(void **state)
 static unsigned char *
 make_csr(EVP_PKEY *k, const char *vid, size_t *len)
 {
-    X509_REQ *r = X509_REQ_new();
-    X509_NAME *n = X509_NAME_new();
-    unsigned char *der = NULL;
-    int l;
+    unsigned char *der = fx_csr(k, vid, len);
 
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)"factory-device", -1,
-                               -1, 0);
-    if (vid != NULL)
-        X509_NAME_add_entry_by_txt(n, VID_OID, MBSTRING_UTF8, (const unsigned char *)vid, -1, -1,
-                                   0);
-    assert_int_equal(X509_REQ_set_subject_name(r, n), 1);
-    assert_int_equal(X509_REQ_set_pubkey(r, k), 1);
-    assert_true(X509_REQ_sign(r, k, EVP_sha256()) > 0);
-    l = i2d_X509_REQ(r, &der);
-    assert_true(l > 0);
-    *len = (size_t)l;
-    X509_NAME_free(n);
-    X509_REQ_free(r);
+    assert_non_null(der);
     return der;
 }
 

@@ -99,6 +99,40 @@ write_private(const char *path, const char *text)
 }
 
 /*
+ * Open the approver's token named by key_uri, log in with the PIN (file or prompt) and find the
+ * key. ti (may be NULL) receives the token's info. 0 on success; on failure the error is printed
+ * and whatever was opened is left in *p11 / *tok for the caller's cleanup.
+ */
+static int
+open_approver_key(const char *module, const char *key_uri, const char *pin_file,
+                  struct hsmca_p11 **p11, struct hsmca_token **tok, struct hsmca_key **key,
+                  struct hsmca_token_info *ti)
+{
+    struct hsmca_secret pin = {NULL, 0};
+    enum hsmca_err e = hsmca_p11_open(module, p11);
+
+    if (e == HSMCA_OK)
+        e = hsmca_token_open(*p11, key_uri, tok);
+    if (e == HSMCA_OK && ti != NULL)
+        e = hsmca_token_info(*tok, ti);
+    if (e != HSMCA_OK) {
+        cli_fail(key_uri, e);
+        return -1;
+    }
+    e = cli_read_pin(pin_file, "Approver token PIN: ", &pin);
+    if (e == HSMCA_OK)
+        e = hsmca_token_login(*tok, &pin);
+    hsmca_secret_clear(&pin);
+    if (e == HSMCA_OK)
+        e = hsmca_token_find_key(*tok, key_uri, key);
+    if (e != HSMCA_OK) {
+        cli_fail("approver token", e);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * `hsmca approve --enroll`: what a new approver hands to the ceremony administrator for
  * approver.enroll: their name, public key, token serial and a proof of possession signed by the
  * token, as the params JSON of the request.
@@ -109,7 +143,6 @@ do_enroll(const char *module, const char *name, const char *key_uri, const char 
     struct hsmca_p11 *p11 = NULL;
     struct hsmca_token *tok = NULL;
     struct hsmca_key *key = NULL;
-    struct hsmca_secret pin = {NULL, 0};
     struct hsmca_token_info ti;
     struct hsmca_quorum_signer signer;
     unsigned char *spki = NULL;
@@ -118,25 +151,8 @@ do_enroll(const char *module, const char *name, const char *key_uri, const char 
     enum hsmca_err e;
     int n, rc = CLI_EXIT_FAIL;
 
-    e = hsmca_p11_open(module, &p11);
-    if (e == HSMCA_OK)
-        e = hsmca_token_open(p11, key_uri, &tok);
-    if (e == HSMCA_OK)
-        e = hsmca_token_info(tok, &ti);
-    if (e != HSMCA_OK) {
-        cli_fail(key_uri, e);
+    if (open_approver_key(module, key_uri, pin_file, &p11, &tok, &key, &ti) != 0)
         goto out;
-    }
-    e = cli_read_pin(pin_file, "Approver token PIN: ", &pin);
-    if (e == HSMCA_OK)
-        e = hsmca_token_login(tok, &pin);
-    hsmca_secret_clear(&pin);
-    if (e == HSMCA_OK)
-        e = hsmca_token_find_key(tok, key_uri, &key);
-    if (e != HSMCA_OK) {
-        cli_fail("approver token", e);
-        goto out;
-    }
     signer.name = name;
     signer.key = key;
     signer.soft = NULL;
@@ -200,7 +216,6 @@ cmd_approve(int argc, char **argv)
     struct hsmca_p11 *p11 = NULL;
     struct hsmca_token *tok = NULL;
     struct hsmca_key *key = NULL;
-    struct hsmca_secret pin = {NULL, 0};
     struct hsmca_quorum_signer signer;
     EVP_PKEY *audit_pub = NULL;
     FILE *f;
@@ -368,23 +383,8 @@ cmd_approve(int argc, char **argv)
         goto out;
     }
     /* 4. sign and re-seal inside the approver's token */
-    e = hsmca_p11_open(module, &p11);
-    if (e == HSMCA_OK)
-        e = hsmca_token_open(p11, key_uri, &tok);
-    if (e != HSMCA_OK) {
-        cli_fail(key_uri, e);
+    if (open_approver_key(module, key_uri, pin_file, &p11, &tok, &key, NULL) != 0)
         goto out;
-    }
-    e = cli_read_pin(pin_file, "Approver token PIN: ", &pin);
-    if (e == HSMCA_OK)
-        e = hsmca_token_login(tok, &pin);
-    hsmca_secret_clear(&pin);
-    if (e == HSMCA_OK)
-        e = hsmca_token_find_key(tok, key_uri, &key);
-    if (e != HSMCA_OK) {
-        cli_fail("approver token", e);
-        goto out;
-    }
     signer.name = name;
     signer.key = key;
     signer.soft = NULL;

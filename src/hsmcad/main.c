@@ -392,7 +392,7 @@ main(int argc, char **argv)
         start_fail("store", rc, d->cfg.store);
         goto out;
     }
-    rc = hsmca_store_checkpointer_start(d->store, d->cfg.store, 200, &d->ckpt);
+    rc = hsmca_store_checkpointer_start(d->store, d->cfg.store, 200, 8192, &d->ckpt);
     if (rc != HSMCA_OK) {
         start_fail("store: checkpointer", rc, d->cfg.store);
         goto out;

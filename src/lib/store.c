@@ -612,22 +612,36 @@ struct hsmca_store_checkpointer {
     pthread_mutex_t m;
     pthread_cond_t c;
     unsigned interval_ms;
+    int wal_pages;
     int stop;
-    unsigned long runs;
+    unsigned long runs, restarts;
 };
 
 static void
 checkpoint_once(struct hsmca_store_checkpointer *cp)
 {
-    int log = 0, done = 0;
+    int log = 0, done = 0, restarted = 0;
 
     /* PASSIVE: copies what it can without waiting for or blocking the writer or readers */
-    if (sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) ==
-        SQLITE_OK) {
-        pthread_mutex_lock(&cp->m);
-        cp->runs++;
-        pthread_mutex_unlock(&cp->m);
-    }
+    if (sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
+            SQLITE_OK ||
+        log < 0) /* -1: not in WAL mode, nothing was done */
+        return;
+    /*
+     * Under steady load PASSIVE never catches up at the moment the writer begins, so SQLite never
+     * rewinds the WAL and every page lookup searches more of it. Past wal_pages, RESTART copies
+     * the few frames left (the writer waits for that only) and makes the next commit start the
+     * WAL again from its beginning.
+     */
+    if (log > cp->wal_pages &&
+        sqlite3_wal_checkpoint_v2(cp->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done) ==
+            SQLITE_OK &&
+        log == done)
+        restarted = 1;
+    pthread_mutex_lock(&cp->m);
+    cp->runs++;
+    cp->restarts += (unsigned long)restarted;
+    pthread_mutex_unlock(&cp->m);
 }
 
 static void *
@@ -659,19 +673,23 @@ checkpointer_run(void *arg)
 
 enum hsmca_err
 hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigned interval_ms,
-                               struct hsmca_store_checkpointer **out)
+                               unsigned wal_pages, struct hsmca_store_checkpointer **out)
 {
+    char pragma[64];
+
     struct hsmca_store_checkpointer *cp;
     enum hsmca_err rc;
 
     if (st == NULL || path == NULL || out == NULL || st->readonly || interval_ms == 0 ||
-        interval_ms > 60000 || strlen(path) > HSMCA_PATH_MAX)
+        interval_ms > 60000 || wal_pages < 16 || wal_pages > 1048576 ||
+        strlen(path) > HSMCA_PATH_MAX)
         return HSMCA_E_INVALID_ARG;
     cp = calloc(1, sizeof(*cp));
     if (cp == NULL)
         return HSMCA_E_NOMEM;
     cp->st = st;
     cp->interval_ms = interval_ms;
+    cp->wal_pages = (int)wal_pages;
     pthread_mutex_init(&cp->m, NULL);
     pthread_cond_init(&cp->c, NULL);
     if (sqlite3_open_v2(path, &cp->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
@@ -680,8 +698,19 @@ hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigne
         goto fail;
     }
     sqlite3_busy_timeout(cp->db, 5000);
+    /* a connection finds the WAL only when it first reads: until then every checkpoint on it is a
+     * no-op that reports -1 frames (and succeeds) */
+    if (sqlite3_exec(cp->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = HSMCA_E_STORE_OPEN;
+        goto fail;
+    }
+    /* a rewound WAL is cut back to twice the bound, so a burst does not keep its disk forever */
+    snprintf(pragma, sizeof(pragma), "PRAGMA journal_size_limit=%llu",
+             2ULL * wal_pages * 4096ULL);
     pthread_mutex_lock(&st->lock);
     rc = exec(st->db, "PRAGMA wal_autocheckpoint=0", 1);
+    if (rc == HSMCA_OK)
+        rc = exec(st->db, pragma, 1);
     pthread_mutex_unlock(&st->lock);
     if (rc != HSMCA_OK)
         goto fail;
@@ -729,6 +758,17 @@ hsmca_store_checkpointer_runs(struct hsmca_store_checkpointer *cp)
 
     pthread_mutex_lock(&cp->m);
     n = cp->runs;
+    pthread_mutex_unlock(&cp->m);
+    return n;
+}
+
+unsigned long
+hsmca_store_checkpointer_restarts(struct hsmca_store_checkpointer *cp)
+{
+    unsigned long n;
+
+    pthread_mutex_lock(&cp->m);
+    n = cp->restarts;
     pthread_mutex_unlock(&cp->m);
     return n;
 }

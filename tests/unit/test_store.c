@@ -274,11 +274,15 @@ checkpointer_moves_checkpoints_off_the_writer(void **state)
     int i;
 
     assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
-    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 0, &cp), HSMCA_E_INVALID_ARG);
-    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 60001, &cp), HSMCA_E_INVALID_ARG);
-    assert_int_equal(hsmca_store_checkpointer_start(st, c->dir, 5, &cp), HSMCA_E_STORE_OPEN);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 0, 64, &cp), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 60001, 64, &cp),
+                     HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 5, 15, &cp), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 5, 1048577, &cp),
+                     HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->dir, 5, 64, &cp), HSMCA_E_STORE_OPEN);
     assert_null(cp);
-    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 5, &cp), HSMCA_OK);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 5, 64, &cp), HSMCA_OK);
     assert_int_equal(pragma_int(c->db, "PRAGMA wal_autocheckpoint", NULL, 0), 1000); /* others */
     pthread_mutex_lock(&st->lock);
     {
@@ -313,6 +317,57 @@ checkpointer_moves_checkpoints_off_the_writer(void **state)
     hsmca_store_close(st);
 }
 
+/*
+ * Under steady writes a PASSIVE checkpoint never catches up, so without a bound the WAL only grows.
+ * With a bound of 32 pages the checkpointer rewinds it (RESTART) and the file is cut back to at
+ * most 2 x 32 pages (plus the header and one frame being written), while every commit is kept.
+ */
+static void
+checkpointer_bounds_the_wal(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_store *st = NULL, *ro = NULL;
+    struct hsmca_store_checkpointer *cp = NULL;
+    char key[32], wal[sizeof(c->db) + 8], *v = NULL, value[3000];
+    struct stat sb;
+    int i;
+
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = 0;
+    snprintf(wal, sizeof(wal), "%s-wal", c->db);
+    assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
+    assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 2, 32, &cp), HSMCA_OK);
+    assert_int_equal(pragma_int(c->db, "PRAGMA journal_size_limit", NULL, 0), -1); /* others */
+    /* bounded: at most 3000 commits and 20 s, stopping once two rewinds were seen */
+    for (i = 0; i < 3000 && hsmca_store_checkpointer_restarts(cp) < 2; i++) {
+        struct timespec ts = {0, 2000000};
+
+        snprintf(key, sizeof(key), "k%d", i % 400); /* new rows, then rewrites */
+        assert_int_equal(hsmca_store_begin(st), HSMCA_OK);
+        assert_int_equal(hsmca_store_meta_set(st, key, value), HSMCA_OK);
+        assert_int_equal(hsmca_store_commit(st), HSMCA_OK);
+        if (i % 4 == 0)
+            nanosleep(&ts, NULL);
+    }
+    assert_true(hsmca_store_checkpointer_restarts(cp) >= 1);
+    /* one more commit after the rewind writes from the start of the WAL and cuts the file */
+    assert_int_equal(hsmca_store_begin(st), HSMCA_OK);
+    assert_int_equal(hsmca_store_meta_set(st, "last", "after the rewind"), HSMCA_OK);
+    assert_int_equal(hsmca_store_commit(st), HSMCA_OK);
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_true(sb.st_size <= 32 + (2 * 32 + 8) * (4096 + 24));
+    hsmca_store_checkpointer_stop(cp);
+    assert_int_equal(hsmca_store_open_readonly(c->db, &ro), HSMCA_OK);
+    assert_int_equal(hsmca_store_meta_get(ro, "k1", &v), HSMCA_OK);
+    assert_string_equal(v, value);
+    free(v);
+    assert_int_equal(hsmca_store_meta_get(ro, "last", &v), HSMCA_OK);
+    assert_string_equal(v, "after the rewind");
+    free(v);
+    hsmca_store_close(ro);
+    hsmca_store_close(st);
+}
+
 int
 main(void)
 {
@@ -325,6 +380,7 @@ main(void)
         cmocka_unit_test_setup_teardown(statement_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(checkpointer_moves_checkpoints_off_the_writer, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(checkpointer_bounds_the_wal, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -84,8 +84,9 @@ unsigned long hsmca_store_commit_count(const struct hsmca_store *st);
  * 1000 WAL pages, so the one audit writer (and every request waiting on it) stalls while pages are
  * copied into the database file and synced. This turns that off on st and runs PASSIVE checkpoints
  * every interval_ms (1..60000) on a thread with its own connection to path (the file st opened).
- * When the WAL holds more than wal_pages (16..2^20) pages, a RESTART checkpoint rewinds it, and a
- * rewound WAL file is truncated to 2 x wal_pages pages: the WAL stays bounded under steady load.
+ * When the WAL holds more than wal_pages (16..2^20) pages, the next write transaction waits while
+ * the last frames are copied, and then rewinds the WAL; a rewound WAL file is truncated to
+ * 2 x wal_pages pages. So the WAL stays bounded under steady load.
  * Stop joins the thread, runs one last checkpoint and gives st its automatic checkpoints back.
  */
 struct hsmca_store_checkpointer;
@@ -95,7 +96,7 @@ hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigne
 void hsmca_store_checkpointer_stop(struct hsmca_store_checkpointer *cp);
 /* Checkpoints run so far (tests, metrics). */
 unsigned long hsmca_store_checkpointer_runs(struct hsmca_store_checkpointer *cp);
-/* RESTART checkpoints that rewound the WAL so far. */
+/* Checkpoints that caught up with the held writer (so its next commit rewinds the WAL). */
 unsigned long hsmca_store_checkpointer_restarts(struct hsmca_store_checkpointer *cp);
 
 #endif

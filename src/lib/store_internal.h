@@ -23,6 +23,8 @@ struct hsmca_store {
     } stmts[HSMCA_STORE_STMT_CACHE];
     unsigned nstmts;
     pthread_mutex_t lock; /* one statement sequence at a time on this connection */
+    pthread_cond_t idle;  /* signalled when a write transaction ends or the gate opens */
+    int gate;             /* set by the checkpointer: no new write transaction until it clears */
     int in_txn;
     int readonly;
     unsigned long commits;

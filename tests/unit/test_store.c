@@ -319,8 +319,9 @@ checkpointer_moves_checkpoints_off_the_writer(void **state)
 
 /*
  * Under steady writes a PASSIVE checkpoint never catches up, so without a bound the WAL only grows.
- * With a bound of 32 pages the checkpointer rewinds it (RESTART) and the file is cut back to at
- * most 2 x 32 pages (plus the header and one frame being written), while every commit is kept.
+ * With a bound of 32 pages the checkpointer holds the writer, catches up, and the next commit
+ * rewinds the WAL; the file is cut back to at most 2 x 32 pages (plus the header and one frame
+ * being written), while every commit is kept.
  */
 static void
 checkpointer_bounds_the_wal(void **state)

@@ -35,7 +35,7 @@
 #define HSMCA_CHIP_DAC_PRODUCT_ID_MISMATCH 306
 #define HSMCA_CHIP_INVALID_ARGUMENT 701
 
-/* Serial numbers: 16 random bytes, top bit clear, first byte never zero (DESIGN.md). */
+/* Serial numbers: 16 bytes, 6 of issue time (first byte 0x40..0x7F) then 80 random bits. */
 #define HSMCA_MATTER_SERIAL_LEN 16
 
 /* A Matter VID/PID pair as read from a subject (OIDs, else the legacy CN encoding). */

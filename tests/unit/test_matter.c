@@ -657,6 +657,21 @@ softhsm_paa_pai_dac_chain(void **state)
     der = NULL;
     assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial2, &der, &len), HSMCA_OK);
     assert_memory_not_equal(serial, serial2, sizeof(serial));
+    /* serials: 6 bytes of issue time (ms, bit 46 set) that do not go down, then 80 random bits */
+    {
+        uint64_t ts1 = 0, ts2 = 0, wall = (uint64_t)time(NULL) * 1000u;
+        int b;
+
+        for (b = 0; b < 6; b++) {
+            ts1 = ts1 << 8 | serial[b];
+            ts2 = ts2 << 8 | serial2[b];
+        }
+        assert_int_equal(ts1 >> 40, 0x40 | (wall >> 40));
+        assert_true(ts1 <= ts2);
+        assert_true((ts2 & 0x3FFFFFFFFFFFull) + 5000 >= wall &&
+                    (ts2 & 0x3FFFFFFFFFFFull) <= wall + 5000);
+        assert_memory_not_equal(serial + 6, serial2 + 6, HSMCA_MATTER_SERIAL_LEN - 6);
+    }
     OPENSSL_free(der);
     der = NULL;
     /* the PID-less PAI issues the requested PID */

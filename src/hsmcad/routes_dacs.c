@@ -4,7 +4,8 @@
  * "request_id", "pid", "dry_run"}; Idempotency-Key header = request id; ?dry_run=true) and POST
  * /v1/cas/{ca}/dacs/batch (up to limits.batch_max items, one result each, a bad item fails
  * alone). The issuance engine checks, builds, signs and audits; the connection is suspended until
- * the engine's done callback (on the audit writer thread) has the durable result.
+ * the engine's done callback (on the audit writer thread) has the durable result. That callback only
+ * wakes the connection; the PEM and JSON of the reply are made back on the connection's worker.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,20 +119,19 @@ struct single {
     struct hsmcad_req *r;
     int pem; /* answer application/pem-certificate-chain */
     char ca[HSMCA_CA_ID_MAX + 1];
+    struct hsmca_issue_result *res; /* set by single_done */
 };
 
+/* On the connection's worker (hsmcad_req_resume_later): PEM and JSON for one DAC. */
 static void
-single_done(void *arg, struct hsmca_issue_result *res)
+single_reply(struct hsmcad_req *r, void *arg, int reply)
 {
     struct single *s = arg;
-    struct hsmcad_req *r = s->r;
-    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_issue_result *res = s->res;
     char *dac = NULL, *pai = NULL, serial[41];
 
-    if (res->has_receipt)
-        hsmcad_req_receipt(r, &res->receipt);
-    hsmcad_req_engine_audited(r);
-    hsmcad_metrics_dac(d->metrics, s->ca, res->rc != HSMCA_OK, 1);
+    if (!reply)
+        goto out;
     if (res->rc != HSMCA_OK) {
         hsmcad_reply_problem(r, res->rc, res->detail[0] ? res->detail : NULL);
         goto out;
@@ -171,7 +171,22 @@ out:
     free(pai);
     hsmca_issue_result_free(res);
     free(s);
-    hsmcad_req_resume(r);
+}
+
+/* On the audit writer's thread: the result is durable; wake the connection, nothing more. */
+static void
+single_done(void *arg, struct hsmca_issue_result *res)
+{
+    struct single *s = arg;
+    struct hsmcad_req *r = s->r;
+    struct hsmcad *d = hsmcad_req_daemon(r);
+
+    if (res->has_receipt)
+        hsmcad_req_receipt(r, &res->receipt);
+    hsmcad_req_engine_audited(r);
+    hsmcad_metrics_dac(d->metrics, s->ca, res->rc != HSMCA_OK, 1);
+    s->res = res;
+    hsmcad_req_resume_later(r, single_reply, s);
 }
 
 void
@@ -268,19 +283,20 @@ struct batch {
     struct hsmcad_req *r;
     char ca[HSMCA_CA_ID_MAX + 1];
     struct hsmca_issue_req *items;
+    struct hsmca_issue_batch_result *br; /* set by batch_done */
 };
 
+/* On the connection's worker (hsmcad_req_resume_later): the batch's JSON, PEM made once for the
+ * PAI. */
 static void
-batch_done(void *arg, struct hsmca_issue_batch_result *br)
+batch_reply(struct hsmcad_req *r, void *arg, int reply)
 {
     struct batch *bt = arg;
-    struct hsmcad_req *r = bt->r;
-    struct hsmcad *d = hsmcad_req_daemon(r);
-    json_t *results = json_array(), *chain = json_array();
+    struct hsmca_issue_batch_result *br = bt->br;
+    json_t *results = reply ? json_array() : NULL, *chain = reply ? json_array() : NULL;
     char *pai = NULL;
     size_t i;
 
-    hsmcad_req_engine_audited(r);
     for (i = 0; results != NULL && i < br->n; i++) {
         struct hsmca_issue_result *res = &br->items[i];
         json_t *o;
@@ -315,9 +331,9 @@ batch_done(void *arg, struct hsmca_issue_batch_result *br)
     if (pai != NULL && chain != NULL)
         json_array_append_new(chain, json_string(pai));
     free(pai);
-    hsmcad_metrics_dac(d->metrics, bt->ca, 0, br->issued);
-    hsmcad_metrics_dac(d->metrics, bt->ca, 1, br->failed);
-    if (results == NULL || chain == NULL) {
+    if (!reply) {
+        /* the connection is gone: nothing to answer */
+    } else if (results == NULL || chain == NULL) {
         json_decref(results);
         json_decref(chain);
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
@@ -330,7 +346,21 @@ batch_done(void *arg, struct hsmca_issue_batch_result *br)
     hsmca_issue_batch_result_free(br);
     free(bt->items);
     free(bt);
-    hsmcad_req_resume(r);
+}
+
+/* On the audit writer's thread: every item is durable (or refused); wake the connection. */
+static void
+batch_done(void *arg, struct hsmca_issue_batch_result *br)
+{
+    struct batch *bt = arg;
+    struct hsmcad_req *r = bt->r;
+    struct hsmcad *d = hsmcad_req_daemon(r);
+
+    hsmcad_req_engine_audited(r);
+    hsmcad_metrics_dac(d->metrics, bt->ca, 0, br->issued);
+    hsmcad_metrics_dac(d->metrics, bt->ca, 1, br->failed);
+    bt->br = br;
+    hsmcad_req_resume_later(r, batch_reply, bt);
 }
 
 void

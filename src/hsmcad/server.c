@@ -84,6 +84,9 @@ struct hsmcad_req {
     int has_receipt;
     int engine_audited; /* the engine wrote (or deliberately only counted) the entry */
     struct hsmca_audit_receipt receipt;
+    /* hsmcad_req_resume_later: the reply is made on the worker */
+    void (*later)(struct hsmcad_req *, void *, int);
+    void *later_arg;
 };
 
 static uint64_t
@@ -301,6 +304,15 @@ hsmcad_req_resume(struct hsmcad_req *r)
     __atomic_store_n(&r->state, RS_READY, __ATOMIC_RELEASE);
     MHD_resume_connection(c);
     __atomic_fetch_sub(&srv->suspended, 1, __ATOMIC_ACQ_REL);
+}
+
+void
+hsmcad_req_resume_later(struct hsmcad_req *r, void (*fn)(struct hsmcad_req *, void *, int),
+                        void *arg)
+{
+    r->later = fn;
+    r->later_arg = arg; /* published to the worker by the release store in hsmcad_req_resume */
+    hsmcad_req_resume(r);
 }
 
 /* ---- routing ---- */
@@ -638,8 +650,15 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
         r->state = RS_BODY;
         return MHD_YES;
     }
-    if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == RS_READY)
+    if (__atomic_load_n(&r->state, __ATOMIC_ACQUIRE) == RS_READY) {
+        if (r->later != NULL) {
+            void (*fn)(struct hsmcad_req *, void *, int) = r->later;
+
+            r->later = NULL;
+            fn(r, r->later_arg, 1);
+        }
         return send_reply(r);
+    }
     if (r->state != RS_BODY)
         return MHD_YES; /* a stray call while suspended */
     if (*upload_data_size != 0) {
@@ -689,6 +708,8 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     if (r == NULL)
         return;
+    if (r->later != NULL) /* resumed, but the connection ended before its reply was made */
+        r->later(r, r->later_arg, 0);
     hsmcad_metrics_request(srv->d->metrics, r->rt_index, r->status != 0 ? r->status : 500,
                            now_us() - r->t0_us);
     free(r->body);

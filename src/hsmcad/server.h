@@ -92,6 +92,13 @@ void hsmcad_req_engine_audited(struct hsmcad_req *r);
  */
 void hsmcad_req_suspend(struct hsmcad_req *r);
 void hsmcad_req_resume(struct hsmcad_req *r);
+/*
+ * Resume, leaving the reply to fn(r, arg, 1), called on the connection's worker before the
+ * response leaves: the audit writer, which resumes DAC requests, then only wakes them, and PEM and
+ * JSON are made on the worker threads. If the connection ends first, fn(r, arg, 0) only frees.
+ */
+void hsmcad_req_resume_later(struct hsmcad_req *r, void (*fn)(struct hsmcad_req *, void *, int),
+                             void *arg);
 
 /* ---- for main.c ---- */
 struct hsmcad_server;

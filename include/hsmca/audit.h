@@ -116,6 +116,13 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_submit(struct hsmca_audit *a,
                                                   hsmca_audit_apply_fn apply, void *apply_arg,
                                                   hsmca_audit_done_fn done, void *done_arg);
 
+/*
+ * Announce delta (+n) entries that will be submitted soon, or withdraw them (-n) once submitted or
+ * abandoned. While announced entries are outstanding the writer waits up to 1 ms before a commit,
+ * so they share its fdatasync (group commit). NULL or 0 is a no-op; the count never goes below 0.
+ */
+void hsmca_audit_expect(struct hsmca_audit *a, int delta);
+
 /* A signed checkpoint (hsmca-checkpoint/v1 text and its DER ECDSA signature). */
 struct hsmca_audit_checkpoint {
     uint64_t size;          /* entries covered: seq 1..size */

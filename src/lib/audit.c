@@ -30,6 +30,7 @@
 #include "audit_internal.h"
 
 #define QUEUE_MAX 100000
+#define LINGER_US 1000L /* the longest a commit waits for announced entries */
 
 enum item_kind { ITEM_ENTRY, ITEM_CHECKPOINT };
 
@@ -80,6 +81,7 @@ struct hsmca_audit {
     pthread_cond_t work_cv, sync_cv;
     struct item *q_head, *q_tail;
     size_t q_len;
+    long expected; /* entries announced by hsmca_audit_expect and not yet submitted */
     int stopping;
     int thread_started;
     pthread_t thread;
@@ -737,6 +739,35 @@ writer(void *arg)
             if (it->kind == ITEM_CHECKPOINT)
                 break;
         }
+        /*
+         * Linger: when callers announced entries that are on their way (a DAC being checked and
+         * signed on a worker), wait up to LINGER_US for them so one commit and one fdatasync carry
+         * the lot. At 16 clients commits carried 3 DACs; each fdatasync and its WAL frames cost
+         * the writer about as much CPU as the workers need for a DAC.
+         */
+        if (n > 0 && n < a->batch_max && batch[0]->kind == ITEM_ENTRY && a->expected > 0 &&
+            !a->stopping) {
+            struct timespec dl;
+
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_nsec += LINGER_US * 1000L;
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
+            while (a->expected > 0 && !a->stopping &&
+                   pthread_cond_timedwait(&a->work_cv, &a->lock, &dl) == 0)
+                ;
+            while (a->q_head != NULL && n < a->batch_max && a->q_head->kind == ITEM_ENTRY) {
+                struct item *it = a->q_head;
+
+                a->q_head = it->next;
+                if (a->q_head == NULL)
+                    a->q_tail = NULL;
+                a->q_len--;
+                batch[n++] = it;
+            }
+        }
         stop = a->stopping && a->q_head == NULL && n == 0;
         pthread_mutex_unlock(&a->lock);
         if (stop)
@@ -758,6 +789,20 @@ writer(void *arg)
 }
 
 /* ---- the queue ---- */
+
+void
+hsmca_audit_expect(struct hsmca_audit *a, int delta)
+{
+    if (a == NULL || delta == 0)
+        return;
+    pthread_mutex_lock(&a->lock);
+    a->expected += delta;
+    if (a->expected < 0)
+        a->expected = 0;
+    if (a->expected == 0)
+        pthread_cond_signal(&a->work_cv); /* a lingering writer need wait no more */
+    pthread_mutex_unlock(&a->lock);
+}
 
 static enum hsmca_err
 enqueue(struct hsmca_audit *a, struct item *it)

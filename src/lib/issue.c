@@ -1364,7 +1364,10 @@ hsmca_issue_submit(struct hsmca_issuer *iss, struct hsmca_issue_ca *ca,
     j->done = done;
     j->done_arg = done_arg;
     jobs_add(ca, 1);
+    /* announced to the audit writer, so a commit waits briefly to carry it with the others */
+    hsmca_audit_expect(iss->audit, 1);
     process(j, rq);
+    hsmca_audit_expect(iss->audit, -1);
     return HSMCA_OK;
 }
 

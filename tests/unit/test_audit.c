@@ -413,6 +413,69 @@ submit_async_done_on_writer(void **state)
     pthread_mutex_destroy(&d.m);
 }
 
+/*
+ * Announced entries (hsmca_audit_expect) share one commit: three entries submitted 300 us apart
+ * while three are announced go into a single commit; without the announcement the first commits
+ * alone. An announcement that never comes costs at most the linger: the entry is still written.
+ */
+static int
+wait_done(struct async_done *d, int want)
+{
+    int i, n = 0;
+
+    for (i = 0; i < 500; i++) {
+        pthread_mutex_lock(&d->m);
+        n = d->n;
+        pthread_mutex_unlock(&d->m);
+        if (n >= want)
+            break;
+        usleep(10000);
+    }
+    return n;
+}
+
+static void
+announced_entries_share_a_commit(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_event ev;
+    struct async_done d;
+    unsigned long c0;
+    int i;
+
+    memset(&d, 0, sizeof(d));
+    pthread_mutex_init(&d.m, NULL);
+    open_ok(c, 0, 0);
+    ev_init(&ev, "dac.issue", NULL);
+    hsmca_audit_expect(NULL, 1);
+    hsmca_audit_expect(c->a, 0);
+    /* announced: one commit for the three */
+    c0 = hsmca_store_commit_count(c->st);
+    hsmca_audit_expect(c->a, 3);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(hsmca_audit_submit(c->a, &ev, NULL, NULL, on_done, &d), HSMCA_OK);
+        usleep(300);
+    }
+    hsmca_audit_expect(c->a, -3);
+    assert_int_equal(wait_done(&d, 3), 3);
+    assert_int_equal(hsmca_store_commit_count(c->st) - c0, 1);
+    /* not announced: the first entry does not wait for the others */
+    c0 = hsmca_store_commit_count(c->st);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(hsmca_audit_submit(c->a, &ev, NULL, NULL, on_done, &d), HSMCA_OK);
+        usleep(5000);
+    }
+    assert_int_equal(wait_done(&d, 6), 6);
+    assert_int_equal(hsmca_store_commit_count(c->st) - c0, 3);
+    /* announced but never submitted: the entry that came is written after the linger */
+    hsmca_audit_expect(c->a, 2);
+    assert_int_equal(hsmca_audit_submit(c->a, &ev, NULL, NULL, on_done, &d), HSMCA_OK);
+    assert_int_equal(wait_done(&d, 7), 7);
+    hsmca_audit_expect(c->a, -5); /* over-withdrawn: the count stays at zero */
+    assert_int_equal(d.ok, 7);
+    pthread_mutex_destroy(&d.m);
+}
+
 #define WRITERS 8
 #define PER_WRITER 1250
 
@@ -1603,6 +1666,7 @@ main(void)
         cmocka_unit_test_setup_teardown(append_receipts_exact_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(apply_failure_writes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(submit_async_done_on_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(announced_entries_share_a_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_8_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(group_commit_8_async_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(clock_step_back_is_an_entry, setup, teardown),

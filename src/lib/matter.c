@@ -250,16 +250,24 @@ obj_is(const ASN1_OBJECT *o, const unsigned char *der, size_t len)
     return (size_t)OBJ_length(o) == len && memcmp(OBJ_get0_data(o), der, len) == 0;
 }
 
+static enum hsmca_err name_vidpid(const X509_NAME *n, struct hsmca_matter_vidpid *out,
+                                  struct hsmca_matter_verdict *v);
+
 enum hsmca_err
 hsmca_matter_get_vidpid(X509 *x, struct hsmca_matter_vidpid *out, struct hsmca_matter_verdict *v)
 {
-    const X509_NAME *n;
+    if (x == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return name_vidpid(X509_get_subject_name(x), out, v);
+}
+
+/* VID/PID of a subject name (hsmca_matter_get_vidpid; plan_dac reads a CSR's subject with it). */
+static enum hsmca_err
+name_vidpid(const X509_NAME *n, struct hsmca_matter_vidpid *out, struct hsmca_matter_verdict *v)
+{
     struct hsmca_matter_vidpid oid = {0, 0, 0, 0}, cn = {0, 0, 0, 0};
     int i, count, cn_done = 0;
 
-    if (x == NULL || out == NULL)
-        return HSMCA_E_INVALID_ARG;
-    n = X509_get_subject_name(x);
     count = X509_NAME_entry_count(n);
     for (i = 0; i < count; i++) {
         const X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
@@ -1268,12 +1276,9 @@ plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int 
     }
     /* VID/PID the CSR carries in its subject must match the scope (DESIGN.md) */
     if (req != NULL) {
-        X509 *fake = X509_new();
         struct hsmca_matter_vidpid cvp;
 
-        if (fake == NULL || X509_set_subject_name(fake, hsmca_csr_subject(req)) != 1) {
-            add_problem(pl, "internal", HSMCA_E_NOMEM, "out of memory");
-        } else if (hsmca_matter_get_vidpid(fake, &cvp, NULL) != HSMCA_OK) {
+        if (name_vidpid(hsmca_csr_subject(req), &cvp, NULL) != HSMCA_OK) {
             add_problem(pl, "csr-vidpid", HSMCA_E_MATTER_SCOPE,
                         "the CSR's subject carries a malformed VID or PID");
         } else {
@@ -1285,7 +1290,6 @@ plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int 
                 add_problem(pl, "csr-pid-scope", HSMCA_E_MATTER_SCOPE,
                             "the CSR names PID %04X, not the PID being issued", cvp.pid);
         }
-        X509_free(fake);
     }
     /* V3/V5: the DAC's notBefore must lie inside the PAI's and the PAA's validity */
     t = ASN1_TIME_set(NULL, nb);

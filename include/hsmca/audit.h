@@ -42,6 +42,10 @@ struct hsmca_audit_event {
     /* Seq of an earlier entry with outcome "intent" that this entry completes (0 = none). The
      * intent is closed in the same transaction and "intent": seq is added to detail. */
     uint64_t closes_intent;
+    /* 1: detail_json was written by json_dumps(JSON_COMPACT | JSON_SORT_KEYS) in hsmca's own code,
+     * so it is taken as is, not parsed and written again (the DAC hot path). Never outside input.
+     */
+    int detail_canonical;
 };
 
 /* What the caller hands back to its client. */

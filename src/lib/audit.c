@@ -313,7 +313,17 @@ item_new(const struct hsmca_audit_event *ev, struct item **out)
     if (action == NULL || actor == NULL || kid == NULL || outcome == NULL || role == NULL ||
         target == NULL)
         goto out;
-    if (ev->detail_json != NULL) {
+    if (ev->detail_canonical && ev->detail_json != NULL && ev->closes_intent == 0) {
+        size_t dl = strlen(ev->detail_json);
+
+        if (dl < 2 || ev->detail_json[0] != '{' || ev->detail_json[dl - 1] != '}')
+            goto out;
+        detail = strdup(ev->detail_json);
+        if (detail == NULL) {
+            rc = HSMCA_E_NOMEM;
+            goto out;
+        }
+    } else if (ev->detail_json != NULL) {
         d = json_loads(ev->detail_json, JSON_REJECT_DUPLICATES, &jerr);
         if (d == NULL || !json_is_object(d))
             goto out;
@@ -324,10 +334,11 @@ item_new(const struct hsmca_audit_event *ev, struct item **out)
             goto out;
         }
     }
-    if (ev->closes_intent != 0 &&
+    if (d != NULL && ev->closes_intent != 0 &&
         json_object_set_new(d, "intent", json_integer((json_int_t)ev->closes_intent)) != 0)
         goto out;
-    detail = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    if (detail == NULL)
+        detail = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
     if (detail == NULL || strlen(detail) > HSMCA_AUDIT_DETAIL_MAX) {
         rc = detail == NULL ? HSMCA_E_AUDIT_EVENT_INVALID : HSMCA_E_TOO_LARGE;
         goto out;
@@ -423,7 +434,7 @@ write_line(struct hsmca_audit *a, const struct item *it, int64_t ms, unsigned ch
 static struct item *
 system_item(const char *action, const char *detail)
 {
-    struct hsmca_audit_event ev = {"system", "system", action, "audit", "ok", detail, "", 0};
+    struct hsmca_audit_event ev = {"system", "system", action, "audit", "ok", detail, "", 0, 0};
     struct item *it = NULL;
 
     if (item_new(&ev, &it) != HSMCA_OK)
@@ -1143,8 +1154,8 @@ genesis(struct hsmca_audit *a, const char *detail_json, char *why, size_t why_le
     if (a->origin[0] == '\0')
         snprintf(a->origin, sizeof(a->origin), "hsmca/%s", idhex);
     {
-        struct hsmca_audit_event ev = {"ceremony", "system", "log.genesis", "audit", "ok", det,
-                                       "",         0};
+        struct hsmca_audit_event ev = {"ceremony", "system", "log.genesis", "audit", "ok", det, "",
+                                       0,          0};
 
         rc = item_new(&ev, &it);
         if (rc != HSMCA_OK)
@@ -1238,8 +1249,8 @@ reconcile(struct hsmca_audit *a, const struct hsmca_audit_config *cfg)
     rc = hsmca_store_audit_intents(a->st, v, 256, &n);
     for (i = 0; rc == HSMCA_OK && i < n; i++) {
         char action[HSMCA_AUDIT_FIELD_MAX + 16];
-        struct hsmca_audit_event ev = {"system", "system", action, "audit",
-                                       "ok",     NULL,     "",     v[i].seq};
+        struct hsmca_audit_event ev = {"system", "system", action,   "audit", "ok",
+                                       NULL,     "",       v[i].seq, 0};
         int done;
 
         if (cfg->reconcile == NULL) {

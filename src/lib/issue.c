@@ -856,6 +856,7 @@ job_submit_now(struct job *j)
                                         .target = j->ca->target,
                                         .outcome = j->ev_outcome,
                                         .detail_json = detail,
+                                        .detail_canonical = 1, /* json_dumps in job_submit */
                                         .kid = j->ca->kid};
         rc = hsmca_audit_submit(j->iss->audit, &ev, j->ev_apply, j, done_entry, j);
     }

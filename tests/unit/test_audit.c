@@ -339,6 +339,17 @@ append_receipts_exact_lines(void **state)
     free(line);
     append_n(c->a, 20);
     assert_int_equal(walk_chain(c->st, &w), 22);
+    /* a canonical detail (the issuance engine's) is taken as is; one not an object is refused */
+    ev_init(&ev, "dac.issue", "{\"a\":1,\"b\":\"x\"}");
+    ev.detail_canonical = 1;
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, &r), HSMCA_OK);
+    assert_int_equal(hsmca_store_audit_get(c->st, r.seq, &line, &len, sh), HSMCA_OK);
+    assert_non_null(strstr(line, ",\"detail\":{\"a\":1,\"b\":\"x\"},\"kid\":"));
+    free(line);
+    ev_init(&ev, "dac.issue", "[1]");
+    ev.detail_canonical = 1;
+    assert_int_equal(hsmca_audit_append(c->a, &ev, NULL, NULL, &r), HSMCA_E_AUDIT_EVENT_INVALID);
+    assert_int_equal(walk_chain(c->st, &w), 23);
 }
 
 static void

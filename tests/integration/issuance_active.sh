@@ -117,6 +117,16 @@ check "batch: items 0 and 2 issued, 1 failed alone" jq -e '.results[0].status ==
     .results[2].status == 201 and .results[1].status == 400 and
     (.results[1].problem.code | startswith("csr-")) and .issued == 2 and .failed == 1 and
     (.chain | length == 1)' "$W/body"
+# the reply is written by hand (not jansson): still compact JSON with sorted keys, byte for byte
+check "batch reply is compact JSON with sorted keys" sh -c \
+    "jq -cS . '$W/body' | tr -d '\n' | cmp -s - '$W/body'"
+check "batch: issued items carry PEM DACs, serials, receipts" jq -e '[.results[0], .results[2]] |
+    all(.certificate | startswith("-----BEGIN CERTIFICATE-----\n")) and
+    all(.serial | test("^[4-7][0-9a-f]{31}$")) and all(.receipt.seq > 0) and
+    all(.receipt.entry_hash | test("^[0-9a-f]{64}$")) and all(.replayed == false)' "$W/body"
+jq -r '.results[0].certificate' "$W/body" > "$W/bat-1.pem"
+check "batch: the first DAC verifies DAC -> PAI -> PAA" \
+    openssl verify -x509_strict -CAfile "$W/paa.pem" -untrusted "$W/pai.pem" "$W/bat-1.pem"
 jq -n '{items: [range(0; 1001) | {csr: "x"}]}' > "$W/toobig.json"
 call operator POST /v1/cas/pai-8000/dacs/batch -H 'Content-Type: application/json' --data-binary @"$W/toobig.json"
 check "1001 items refused (413)" sh -c "[ '$STATUS' = 413 ]"

@@ -37,6 +37,7 @@ struct hsmcad_metrics {
     pthread_mutex_t ca_mu;
     unsigned nca;                                   /* published with release */
     struct ca_slot cas[HSMCAD_METRICS_CAS_MAX + 1]; /* last: "other" */
+    uint64_t ckpt_runs, ckpt_rewinds;               /* hsmcad_metrics_store */
 };
 
 enum hsmca_err
@@ -180,6 +181,15 @@ ld(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
+void
+hsmcad_metrics_store(struct hsmcad_metrics *m, uint64_t checkpoints, uint64_t rewinds)
+{
+    if (m == NULL)
+        return;
+    __atomic_store_n(&m->ckpt_runs, checkpoints, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->ckpt_rewinds, rewinds, __ATOMIC_RELAXED);
+}
+
 char *
 hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *audit, int ready,
                       size_t *len_out)
@@ -271,6 +281,16 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
             add(&b, "hsmca_audit_batches_total{size=\"%s\"} %llu\n", batch_sizes[i],
                 (unsigned long long)audit->batch_hist[i]);
     }
+    add(&b,
+        "# HELP hsmca_store_checkpoints_total WAL checkpoints that copied pages into the "
+        "database.\n"
+        "# TYPE hsmca_store_checkpoints_total counter\n"
+        "hsmca_store_checkpoints_total %llu\n"
+        "# HELP hsmca_store_wal_rewinds_total Checkpoints that held the writer briefly so the WAL "
+        "starts again from its beginning.\n"
+        "# TYPE hsmca_store_wal_rewinds_total counter\n"
+        "hsmca_store_wal_rewinds_total %llu\n",
+        (unsigned long long)ld(&m->ckpt_runs), (unsigned long long)ld(&m->ckpt_rewinds));
     add(&b,
         "# HELP hsmca_ready 1 when the last readiness check passed.\n"
         "# TYPE hsmca_ready gauge\n"

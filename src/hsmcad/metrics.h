@@ -32,6 +32,9 @@ void hsmcad_metrics_request(struct hsmcad_metrics *m, unsigned route, int status
 /* n DACs issued under ca (or refused, when refused is set). */
 void hsmcad_metrics_dac(struct hsmcad_metrics *m, const char *ca, int refused, uint64_t n);
 
+/* The store's checkpointer counters (hsmca_store_checkpointer_runs / _restarts), as of now. */
+void hsmcad_metrics_store(struct hsmcad_metrics *m, uint64_t checkpoints, uint64_t rewinds);
+
 /*
  * The Prometheus text exposition (format 0.0.4). audit may be NULL (no audit series). ready is
  * exported as hsmca_ready. Caller frees the result with free(); NULL on NOMEM.

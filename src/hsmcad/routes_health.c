@@ -102,6 +102,9 @@ hsmcad_h_metrics(struct hsmcad_req *r)
 
     if (d->audit != NULL)
         hsmca_audit_stats(d->audit, &st);
+    if (d->ckpt != NULL)
+        hsmcad_metrics_store(d->metrics, hsmca_store_checkpointer_runs(d->ckpt),
+                             hsmca_store_checkpointer_restarts(d->ckpt));
     s = hsmcad_metrics_render(d->metrics, d->audit != NULL ? &st : NULL,
                               __atomic_load_n(&d->ready, __ATOMIC_RELAXED), &len);
     if (s == NULL) {

@@ -46,8 +46,12 @@ labels_and_histogram(void **state)
     st.entries = 40;
     st.batch_hist[0] = 3;
     st.batch_hist[4] = 4;
+    hsmcad_metrics_store(m, 12, 3);
+    hsmcad_metrics_store(NULL, 1, 1);
     s = hsmcad_metrics_render(m, &st, 1, &len);
     assert_non_null(s);
+    assert_non_null(strstr(s, "hsmca_store_checkpoints_total 12\n"));
+    assert_non_null(strstr(s, "hsmca_store_wal_rewinds_total 3\n"));
     assert_int_equal(strlen(s), len);
     assert_non_null(strstr(s, "hsmca_http_requests_total{route=\"cas.list\",status=\"200\"} 1\n"));
     assert_non_null(strstr(s, "hsmca_http_requests_total{route=\"dac.issue\",status=\"201\"} 2\n"));

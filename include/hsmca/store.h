@@ -97,6 +97,6 @@ void hsmca_store_checkpointer_stop(struct hsmca_store_checkpointer *cp);
 /* Checkpoints run so far (tests, metrics). */
 unsigned long hsmca_store_checkpointer_runs(struct hsmca_store_checkpointer *cp);
 /* Checkpoints that caught up with the held writer (so its next commit rewinds the WAL). */
-unsigned long hsmca_store_checkpointer_restarts(struct hsmca_store_checkpointer *cp);
+unsigned long hsmca_store_checkpointer_rewinds(struct hsmca_store_checkpointer *cp);
 
 #endif

@@ -104,7 +104,7 @@ hsmcad_h_metrics(struct hsmcad_req *r)
         hsmca_audit_stats(d->audit, &st);
     if (d->ckpt != NULL)
         hsmcad_metrics_store(d->metrics, hsmca_store_checkpointer_runs(d->ckpt),
-                             hsmca_store_checkpointer_restarts(d->ckpt));
+                             hsmca_store_checkpointer_rewinds(d->ckpt));
     s = hsmcad_metrics_render(d->metrics, d->audit != NULL ? &st : NULL,
                               __atomic_load_n(&d->ready, __ATOMIC_RELAXED), &len);
     if (s == NULL) {

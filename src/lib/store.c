@@ -623,7 +623,7 @@ struct hsmca_store_checkpointer {
     unsigned interval_ms;
     int wal_pages;
     int stop;
-    unsigned long runs, restarts;
+    unsigned long runs, rewinds;
 };
 
 /*
@@ -698,7 +698,7 @@ checkpoint_once(struct hsmca_store_checkpointer *cp)
     }
     pthread_mutex_lock(&cp->m);
     cp->runs++;
-    cp->restarts += (unsigned long)rewound;
+    cp->rewinds += (unsigned long)rewound;
     pthread_mutex_unlock(&cp->m);
 }
 
@@ -825,12 +825,12 @@ hsmca_store_checkpointer_runs(struct hsmca_store_checkpointer *cp)
 }
 
 unsigned long
-hsmca_store_checkpointer_restarts(struct hsmca_store_checkpointer *cp)
+hsmca_store_checkpointer_rewinds(struct hsmca_store_checkpointer *cp)
 {
     unsigned long n;
 
     pthread_mutex_lock(&cp->m);
-    n = cp->restarts;
+    n = cp->rewinds;
     pthread_mutex_unlock(&cp->m);
     return n;
 }

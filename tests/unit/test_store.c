@@ -340,7 +340,7 @@ checkpointer_bounds_the_wal(void **state)
     assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 2, 32, &cp), HSMCA_OK);
     assert_int_equal(pragma_int(c->db, "PRAGMA journal_size_limit", NULL, 0), -1); /* others */
     /* bounded: at most 3000 commits and 20 s, stopping once two rewinds were seen */
-    for (i = 0; i < 3000 && hsmca_store_checkpointer_restarts(cp) < 2; i++) {
+    for (i = 0; i < 3000 && hsmca_store_checkpointer_rewinds(cp) < 2; i++) {
         struct timespec ts = {0, 2000000};
 
         snprintf(key, sizeof(key), "k%d", i % 400); /* new rows, then rewrites */
@@ -350,7 +350,7 @@ checkpointer_bounds_the_wal(void **state)
         if (i % 4 == 0)
             nanosleep(&ts, NULL);
     }
-    assert_true(hsmca_store_checkpointer_restarts(cp) >= 1);
+    assert_true(hsmca_store_checkpointer_rewinds(cp) >= 1);
     /* one more commit after the rewind writes from the start of the WAL and cuts the file */
     assert_int_equal(hsmca_store_begin(st), HSMCA_OK);
     assert_int_equal(hsmca_store_meta_set(st, "last", "after the rewind"), HSMCA_OK);

@@ -72,6 +72,16 @@ now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void
+free_csrs(struct csrs *c)
+{
+    free(c->buf);
+    free(c->der);
+    free(c->der_len);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Read a gen-csrs file into c; on failure c holds nothing (free_csrs is still safe). */
 static int
 load_csrs(const char *path, struct csrs *c)
 {
@@ -85,20 +95,30 @@ load_csrs(const char *path, struct csrs *c)
                    (size_t)c->buf[off + 2] << 8 | c->buf[off + 3];
 
         if (l == 0 || off + 4 + l > c->len)
-            return -1;
+            break;
         if (c->n == cap) {
+            const unsigned char **d;
+            size_t *dl;
+
             cap = cap ? cap * 2 : 1024;
-            c->der = realloc(c->der, cap * sizeof(*c->der));
-            c->der_len = realloc(c->der_len, cap * sizeof(*c->der_len));
-            if (c->der == NULL || c->der_len == NULL)
-                return -1;
+            d = realloc(c->der, cap * sizeof(*c->der));
+            if (d != NULL)
+                c->der = d;
+            dl = realloc(c->der_len, cap * sizeof(*c->der_len));
+            if (dl != NULL)
+                c->der_len = dl;
+            if (d == NULL || dl == NULL)
+                break;
         }
         c->der[c->n] = c->buf + off + 4;
         c->der_len[c->n] = l;
         c->n++;
         off += 4 + l;
     }
-    return off == c->len && c->n > 0 ? 0 : -1;
+    if (off == c->len && c->n > 0)
+        return 0;
+    free_csrs(c);
+    return -1;
 }
 
 static int
@@ -332,6 +352,7 @@ run_floor(int argc, char **argv)
 out:
     if (close_key(p11, tok, key) != 0)
         rc = 1;
+    free_csrs(&csrs);
     return rc;
 }
 
@@ -788,7 +809,7 @@ run_e2e(int argc, char **argv)
     double t0, t1, commits0 = 0, commits1 = 0;
     size_t i, good = 0, bad = 0, dacs = 0;
     long rss = -1;
-    int c;
+    int c, rc = 1;
 
     while ((c = getopt(argc, argv, "P:a:C:K:A:I:c:j:s:n:b:d:")) != -1) {
         uint64_t *dst = NULL, max = 0;
@@ -842,6 +863,7 @@ run_e2e(int argc, char **argv)
                         "[-d DAEMON-PID]\n");
         return 2;
     }
+    memset(&e, 0, sizeof(e));
     if (load_csrs(csr_file, &csrs) != 0)
         return 1;
     f = fopen(pai, "r");
@@ -854,12 +876,11 @@ run_e2e(int argc, char **argv)
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_load_verify_locations(ctx, cacert, NULL) != 1) {
         fprintf(stderr, "hsmca-bench: TLS or PAI set-up failed\n");
-        return 1;
+        goto out;
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     /* read whole TCP reads into the record layer: one recv per response, not two per record */
     SSL_CTX_set_read_ahead(ctx, 1);
-    memset(&e, 0, sizeof(e));
     e.ctx = ctx;
     e.port = (int)port;
     e.ca = ca;
@@ -869,7 +890,7 @@ run_e2e(int argc, char **argv)
     e.results = calloc(e.limit, sizeof(*e.results));
     e.lat = calloc(e.limit, sizeof(*e.lat));
     if (e.results == NULL || e.lat == NULL)
-        return 1;
+        goto out;
     (void)scrape(ctx, (int)port, "hsmca_audit_commits_total", &commits0);
     if (pid)
         rss_reset((long)pid);
@@ -904,11 +925,14 @@ run_e2e(int argc, char **argv)
            bad, e.errors, t1 - t0, (double)dacs / (t1 - t0), e.nlat ? e.lat[e.nlat / 2] * 1e3 : 0,
            e.nlat ? e.lat[e.nlat * 95 / 100] * 1e3 : 0, e.nlat ? e.lat[e.nlat * 99 / 100] * 1e3 : 0,
            rss, dacs ? (commits1 - commits0) / (double)dacs : 0);
+    rc = bad == 0 && e.errors == 0 && dacs > 0 ? 0 : 1;
+out:
     free(e.results);
     free(e.lat);
     X509_free(pai_cert);
     SSL_CTX_free(ctx);
-    return bad == 0 && e.errors == 0 && dacs > 0 ? 0 : 1;
+    free_csrs(&csrs);
+    return rc;
 }
 
 /* ---- prefill: N inventory rows in transactions of 10,000 ---- */

@@ -407,6 +407,37 @@ hsmca_store_schema_version(struct hsmca_store *st, int *out)
     return rc;
 }
 
+void
+hsmca_store_copy_text(char *dst, size_t dst_size, sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    size_t n = t != NULL ? (size_t)sqlite3_column_bytes(s, col) : 0;
+
+    if (n >= dst_size)
+        n = dst_size - 1;
+    if (n > 0)
+        memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+int
+hsmca_store_copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *s, int col)
+{
+    const void *b = sqlite3_column_blob(s, col);
+    int n = sqlite3_column_bytes(s, col);
+
+    *dst = NULL;
+    *len = 0;
+    if (b == NULL || n <= 0)
+        return 0;
+    *dst = malloc((size_t)n);
+    if (*dst == NULL)
+        return -1;
+    memcpy(*dst, b, (size_t)n);
+    *len = (size_t)n;
+    return 0;
+}
+
 enum hsmca_err
 hsmca_store_begin(struct hsmca_store *st)
 {

@@ -13,37 +13,6 @@
 
 #include "store_internal.h"
 
-static void
-copy_text(char *dst, size_t dst_size, sqlite3_stmt *s, int col)
-{
-    const unsigned char *t = sqlite3_column_text(s, col);
-    size_t n = t != NULL ? (size_t)sqlite3_column_bytes(s, col) : 0;
-
-    if (n >= dst_size)
-        n = dst_size - 1;
-    if (n > 0)
-        memcpy(dst, t, n);
-    dst[n] = '\0';
-}
-
-static int
-copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *s, int col)
-{
-    const void *b = sqlite3_column_blob(s, col);
-    int n = sqlite3_column_bytes(s, col);
-
-    *dst = NULL;
-    *len = 0;
-    if (b == NULL || n <= 0)
-        return 0;
-    *dst = malloc((size_t)n);
-    if (*dst == NULL)
-        return -1;
-    memcpy(*dst, b, (size_t)n);
-    *len = (size_t)n;
-    return 0;
-}
-
 void
 hsmca_ca_rec_clear(struct hsmca_ca_rec *r)
 {
@@ -82,14 +51,14 @@ static enum hsmca_err
 ca_row(sqlite3_stmt *s, struct hsmca_ca_rec *r)
 {
     memset(r, 0, sizeof(*r));
-    copy_text(r->id, sizeof(r->id), s, 0);
-    copy_text(r->kind, sizeof(r->kind), s, 1);
-    copy_text(r->parent, sizeof(r->parent), s, 2);
-    copy_text(r->token_uri, sizeof(r->token_uri), s, 3);
-    copy_text(r->key_uri, sizeof(r->key_uri), s, 4);
+    hsmca_store_copy_text(r->id, sizeof(r->id), s, 0);
+    hsmca_store_copy_text(r->kind, sizeof(r->kind), s, 1);
+    hsmca_store_copy_text(r->parent, sizeof(r->parent), s, 2);
+    hsmca_store_copy_text(r->token_uri, sizeof(r->token_uri), s, 3);
+    hsmca_store_copy_text(r->key_uri, sizeof(r->key_uri), s, 4);
     r->vid = sqlite3_column_type(s, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 5);
     r->pid = sqlite3_column_type(s, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 6);
-    if (copy_blob(&r->cert_der, &r->cert_len, s, 7) != 0)
+    if (hsmca_store_copy_blob(&r->cert_der, &r->cert_len, s, 7) != 0)
         return HSMCA_E_NOMEM;
     r->created_ms = sqlite3_column_int64(s, 8);
     return HSMCA_OK;
@@ -203,14 +172,14 @@ cert_row(sqlite3_stmt *s, struct hsmca_cert_rec *r, int der_col)
     int n;
 
     memset(r, 0, sizeof(*r));
-    copy_text(r->ca, sizeof(r->ca), s, 0);
+    hsmca_store_copy_text(r->ca, sizeof(r->ca), s, 0);
     b = sqlite3_column_blob(s, 1);
     n = sqlite3_column_bytes(s, 1);
     if (b != NULL && n > 0 && (size_t)n <= sizeof(r->serial)) {
         memcpy(r->serial, b, (size_t)n);
         r->serial_len = (size_t)n;
     }
-    copy_text(r->request_id, sizeof(r->request_id), s, 2);
+    hsmca_store_copy_text(r->request_id, sizeof(r->request_id), s, 2);
     b = sqlite3_column_blob(s, 3);
     if (b != NULL && sqlite3_column_bytes(s, 3) == 32)
         memcpy(r->csr_sha256, b, 32);
@@ -225,7 +194,7 @@ cert_row(sqlite3_stmt *s, struct hsmca_cert_rec *r, int der_col)
     r->revoked = sqlite3_column_type(s, 10) != SQLITE_NULL;
     r->revoked_ms = r->revoked ? sqlite3_column_int64(s, 10) : 0;
     r->reason = sqlite3_column_type(s, 11) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 11);
-    if (der_col >= 0 && copy_blob(&r->der, &r->der_len, s, der_col) != 0)
+    if (der_col >= 0 && hsmca_store_copy_blob(&r->der, &r->der_len, s, der_col) != 0)
         return HSMCA_E_NOMEM;
     return HSMCA_OK;
 }
@@ -550,7 +519,7 @@ hsmca_store_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec
         out->number = (uint64_t)sqlite3_column_int64(s, 0);
         out->this_update = sqlite3_column_int64(s, 1);
         out->next_update = sqlite3_column_int64(s, 2);
-        rc = copy_blob(&out->der, &out->der_len, s, 3) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
+        rc = hsmca_store_copy_blob(&out->der, &out->der_len, s, 3) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
     } else if (src == SQLITE_DONE) {
         rc = HSMCA_E_NOT_FOUND;
     } else {

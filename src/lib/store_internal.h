@@ -40,6 +40,10 @@ enum hsmca_err hsmca_store_rc(sqlite3 *db, int rc, int write_ctx);
  * result code.
  */
 int hsmca_store_prepare(struct hsmca_store *st, const char *sql, sqlite3_stmt **out);
+/* Copy text column col of s into dst (truncated to dst_size - 1 bytes, always NUL-terminated). */
+void hsmca_store_copy_text(char *dst, size_t dst_size, sqlite3_stmt *s, int col);
+/* A malloc'd copy of blob column col (NULL, 0 for NULL or empty); -1 when out of memory. */
+int hsmca_store_copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *s, int col);
 void hsmca_store_release(struct hsmca_store *st, sqlite3_stmt *s);
 
 #endif

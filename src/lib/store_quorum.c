@@ -77,37 +77,6 @@ out:
 }
 
 static void
-copy_text(char *dst, size_t dst_size, sqlite3_stmt *s, int col)
-{
-    const unsigned char *t = sqlite3_column_text(s, col);
-    size_t n = t != NULL ? (size_t)sqlite3_column_bytes(s, col) : 0;
-
-    if (n >= dst_size)
-        n = dst_size - 1;
-    if (n > 0)
-        memcpy(dst, t, n);
-    dst[n] = '\0';
-}
-
-static int
-copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *s, int col)
-{
-    const void *b = sqlite3_column_blob(s, col);
-    int n = sqlite3_column_bytes(s, col);
-
-    *dst = NULL;
-    *len = 0;
-    if (b == NULL || n <= 0)
-        return 0;
-    *dst = malloc((size_t)n);
-    if (*dst == NULL)
-        return -1;
-    memcpy(*dst, b, (size_t)n);
-    *len = (size_t)n;
-    return 0;
-}
-
-static void
 copy_fixed(unsigned char *dst, size_t n, sqlite3_stmt *s, int col)
 {
     const void *b = sqlite3_column_blob(s, col);
@@ -175,11 +144,11 @@ static enum hsmca_err
 approver_row(sqlite3_stmt *s, struct hsmca_qapprover *r)
 {
     memset(r, 0, sizeof(*r));
-    copy_text(r->name, sizeof(r->name), s, 0);
-    if (copy_blob(&r->spki, &r->spki_len, s, 1) != 0)
+    hsmca_store_copy_text(r->name, sizeof(r->name), s, 0);
+    if (hsmca_store_copy_blob(&r->spki, &r->spki_len, s, 1) != 0)
         return HSMCA_E_NOMEM;
     copy_fixed(r->fingerprint, 32, s, 2);
-    copy_text(r->token_serial, sizeof(r->token_serial), s, 3);
+    hsmca_store_copy_text(r->token_serial, sizeof(r->token_serial), s, 3);
     r->since_epoch = (uint64_t)sqlite3_column_int64(s, 4);
     r->until_epoch =
         sqlite3_column_type(s, 5) == SQLITE_NULL ? 0 : (uint64_t)sqlite3_column_int64(s, 5);
@@ -309,7 +278,7 @@ epoch_row(sqlite3_stmt *s, void *arg)
     r->policy = strdup(t != NULL ? (const char *)t : "{}");
     if (r->policy == NULL)
         return HSMCA_E_NOMEM;
-    copy_text(r->policy_hash, sizeof(r->policy_hash), s, 3);
+    hsmca_store_copy_text(r->policy_hash, sizeof(r->policy_hash), s, 3);
     r->created_ms = sqlite3_column_int64(s, 4);
     return HSMCA_OK;
 }
@@ -346,8 +315,8 @@ static enum hsmca_err
 token_row(sqlite3_stmt *s, struct hsmca_qtoken *r)
 {
     memset(r, 0, sizeof(*r));
-    copy_text(r->label, sizeof(r->label), s, 0);
-    copy_text(r->uri, sizeof(r->uri), s, 1);
+    hsmca_store_copy_text(r->label, sizeof(r->label), s, 0);
+    hsmca_store_copy_text(r->uri, sizeof(r->uri), s, 1);
     r->epoch = (uint64_t)sqlite3_column_int64(s, 2);
     copy_fixed(r->pin_salt, 32, s, 3);
     copy_fixed(r->pin_commit, 32, s, 4);
@@ -440,12 +409,12 @@ share_each(sqlite3_stmt *s, void *arg)
     enum hsmca_err rc;
 
     memset(&r, 0, sizeof(r));
-    copy_text(r.label, sizeof(r.label), s, 0);
+    hsmca_store_copy_text(r.label, sizeof(r.label), s, 0);
     r.epoch = (uint64_t)sqlite3_column_int64(s, 1);
-    copy_text(r.approver, sizeof(r.approver), s, 2);
+    hsmca_store_copy_text(r.approver, sizeof(r.approver), s, 2);
     r.idx = (unsigned)sqlite3_column_int(s, 3);
     copy_fixed(r.commit, 32, s, 4);
-    if (copy_blob(&r.sealed, &r.sealed_len, s, 5) != 0)
+    if (hsmca_store_copy_blob(&r.sealed, &r.sealed_len, s, 5) != 0)
         return HSMCA_E_NOMEM;
     rc = fn(c->arg, &r);
     hsmca_qshare_clear(&r);
@@ -500,15 +469,15 @@ request_row(sqlite3_stmt *s, void *arg)
     struct hsmca_qrequest *r = arg;
 
     memset(r, 0, sizeof(*r));
-    copy_text(r->id, sizeof(r->id), s, 0);
-    copy_text(r->op, sizeof(r->op), s, 1);
-    if (copy_blob(&r->bytes, &r->len, s, 2) != 0)
+    hsmca_store_copy_text(r->id, sizeof(r->id), s, 0);
+    hsmca_store_copy_text(r->op, sizeof(r->op), s, 1);
+    if (hsmca_store_copy_blob(&r->bytes, &r->len, s, 2) != 0)
         return HSMCA_E_NOMEM;
     r->epoch = (uint64_t)sqlite3_column_int64(s, 3);
-    copy_text(r->requester, sizeof(r->requester), s, 4);
+    hsmca_store_copy_text(r->requester, sizeof(r->requester), s, 4);
     r->created_ms = sqlite3_column_int64(s, 5);
     r->expires_ms = sqlite3_column_int64(s, 6);
-    copy_text(r->status, sizeof(r->status), s, 7);
+    hsmca_store_copy_text(r->status, sizeof(r->status), s, 7);
     return HSMCA_OK;
 }
 
@@ -572,9 +541,9 @@ approval_each(sqlite3_stmt *s, void *arg)
     enum hsmca_err rc;
 
     memset(&r, 0, sizeof(r));
-    copy_text(r.request_id, sizeof(r.request_id), s, 0);
-    copy_text(r.approver, sizeof(r.approver), s, 1);
-    if (copy_blob(&r.body, &r.body_len, s, 2) != 0)
+    hsmca_store_copy_text(r.request_id, sizeof(r.request_id), s, 0);
+    hsmca_store_copy_text(r.approver, sizeof(r.approver), s, 1);
+    if (hsmca_store_copy_blob(&r.body, &r.body_len, s, 2) != 0)
         return HSMCA_E_NOMEM;
     r.received_ms = sqlite3_column_int64(s, 3);
     rc = fn(c->arg, &r);

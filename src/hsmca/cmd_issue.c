@@ -213,6 +213,41 @@ struct common {
     unsigned pid;
 };
 
+/*
+ * The options issue and issue-batch share (--url --ca --pid --cert --key --cacert): 1 when c was
+ * one of them, 0 when it was not, -1 for a bad --pid (said on stderr, with the command's name).
+ */
+static int
+common_opt(struct common *cm, int c, const char *arg, const char *cmd)
+{
+    switch (c) {
+    case 'u':
+        cm->url = arg;
+        return 1;
+    case 'c':
+        cm->ca = arg;
+        return 1;
+    case 'p':
+        if (parse_pid(arg, &cm->pid) != 0) {
+            fprintf(stderr, "%s: --pid takes 4 hex digits\n", cmd);
+            return -1;
+        }
+        cm->has_pid = 1;
+        return 1;
+    case 'C':
+        cm->cert = arg;
+        return 1;
+    case 'K':
+        cm->key = arg;
+        return 1;
+    case 'A':
+        cm->cacert = arg;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int
 ca_path(const char *ca, const char *suffix, char *out, size_t out_max)
 {
@@ -257,37 +292,21 @@ cmd_issue(int argc, char **argv)
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int k = common_opt(&cm, c, optarg, "hsmca issue");
+
+        if (k < 0)
+            goto out;
+        if (k > 0)
+            continue;
         switch (c) {
-        case 'u':
-            cm.url = optarg;
-            break;
-        case 'c':
-            cm.ca = optarg;
-            break;
         case 'r':
             csr_file = optarg;
             break;
         case 'i':
             request_id = optarg;
             break;
-        case 'p':
-            if (parse_pid(optarg, &cm.pid) != 0) {
-                fprintf(stderr, "hsmca issue: --pid takes 4 hex digits\n");
-                goto out;
-            }
-            cm.has_pid = 1;
-            break;
         case 'n':
             dry = 1;
-            break;
-        case 'C':
-            cm.cert = optarg;
-            break;
-        case 'K':
-            cm.key = optarg;
-            break;
-        case 'A':
-            cm.cacert = optarg;
             break;
         case 'o':
             out_file = optarg;
@@ -756,25 +775,18 @@ cmd_issue_batch(int argc, char **argv)
     memset(&t, 0, sizeof(t));
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int k = common_opt(&cm, c, optarg, "hsmca issue-batch");
+
+        if (k < 0)
+            goto out;
+        if (k > 0)
+            continue;
         switch (c) {
-        case 'u':
-            cm.url = optarg;
-            break;
-        case 'c':
-            cm.ca = optarg;
-            break;
         case 'd':
             dir = optarg;
             break;
         case 'o':
             out_dir = optarg;
-            break;
-        case 'p':
-            if (parse_pid(optarg, &cm.pid) != 0) {
-                fprintf(stderr, "hsmca issue-batch: --pid takes 4 hex digits\n");
-                goto out;
-            }
-            cm.has_pid = 1;
             break;
         case 'b':
             if (hsmca_parse_u64(optarg, strlen(optarg), HSMCA_ISSUE_BATCH_MAX, &batch) !=
@@ -783,15 +795,6 @@ cmd_issue_batch(int argc, char **argv)
                 fprintf(stderr, "hsmca issue-batch: --batch takes 1..%d\n", HSMCA_ISSUE_BATCH_MAX);
                 goto out;
             }
-            break;
-        case 'C':
-            cm.cert = optarg;
-            break;
-        case 'K':
-            cm.key = optarg;
-            break;
-        case 'A':
-            cm.cacert = optarg;
             break;
         case 'h':
             usage_issue_batch();

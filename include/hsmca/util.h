@@ -26,6 +26,9 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_parse_u64(const char *s, size_t len, uint64
 HSMCA_MUSTCHECK enum hsmca_err hsmca_hex_decode(const char *s, size_t len, unsigned char *out,
                                                 size_t out_max, size_t *out_len);
 
+/* 1 when s is a CA id: 1..HSMCA_CA_ID_MAX of [a-z0-9-] (the store's, the API's and the CLI's). */
+int hsmca_ca_id_valid(const char *s);
+
 /* Write 2*len lowercase hex digits and a NUL into out (out_size >= 2*len+1). */
 void hsmca_hex_encode(const unsigned char *in, size_t len, char *out, size_t out_size);
 

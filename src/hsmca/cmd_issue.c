@@ -251,14 +251,8 @@ common_opt(struct common *cm, int c, const char *arg, const char *cmd)
 static int
 ca_path(const char *ca, const char *suffix, char *out, size_t out_max)
 {
-    size_t i, n = strlen(ca);
-
-    if (n == 0 || n > HSMCA_CA_ID_MAX)
+    if (!hsmca_ca_id_valid(ca))
         return -1;
-    for (i = 0; i < n; i++) {
-        if (!((ca[i] >= 'a' && ca[i] <= 'z') || (ca[i] >= '0' && ca[i] <= '9') || ca[i] == '-'))
-            return -1;
-    }
     return snprintf(out, out_max, "/v1/cas/%s/dacs%s", ca, suffix) < (int)out_max ? 0 : -1;
 }
 

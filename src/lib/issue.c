@@ -56,22 +56,6 @@ struct hsmca_issue_quotas {
     struct quota_entry *e;
 };
 
-static int
-ca_id_ok(const char *s)
-{
-    size_t i, n = strlen(s);
-
-    if (n == 0 || n > HSMCA_CA_ID_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 static enum hsmca_err
 quota_limits(json_t *v, const char *key, uint64_t *pm, uint64_t *pd)
 {
@@ -138,7 +122,7 @@ hsmca_issue_quotas_parse(const char *json, size_t len, struct hsmca_issue_quotas
             continue;
         }
         rc = HSMCA_E_ISSUE_QUOTAS_INVALID;
-        if (!ca_id_ok(key)) {
+        if (!hsmca_ca_id_valid(key)) {
             char k[300];
 
             hsmca_log(HSMCA_LOG_ERROR, "issue", "quotas-invalid", "key=%s why=\"not a CA id\"",
@@ -1630,7 +1614,7 @@ hsmca_issue_ca_new(struct hsmca_issuer *iss, const struct hsmca_ca_rec *rec, X50
 
     if (iss == NULL || rec == NULL || paa == NULL || dac_profile == NULL || out == NULL ||
         strcmp(rec->kind, "pai") != 0 || rec->cert_der == NULL || rec->cert_len == 0 ||
-        dac_profile->type != HSMCA_PROFILE_DAC || !ca_id_ok(rec->id))
+        dac_profile->type != HSMCA_PROFILE_DAC || !hsmca_ca_id_valid(rec->id))
         return HSMCA_E_INVALID_ARG;
     rc = HSMCA_E_NOMEM;
     ca = calloc(1, sizeof(*ca));

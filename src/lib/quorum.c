@@ -926,20 +926,6 @@ ca_token_label(struct hsmca_store *st, const char *ca_id, char label[HSMCA_TOKEN
 }
 
 static int
-ca_id_ok(const char *s)
-{
-    size_t i, n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > HSMCA_CA_ID_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-static int
 key_label_ok(const char *s)
 {
     size_t i, n = s != NULL ? strlen(s) : 0;
@@ -1075,8 +1061,9 @@ check_params(struct hsmca_quorum *q, const struct hsmca_qepoch *e, const char *o
                                   "vid", &vid, "pid", &pid) != 0) {
             return HSMCA_E_QUORUM_PARAMS;
         }
-        if (!ca_id_ok(ca) || !key_label_ok(key_label) || vid < -1 || vid > 0xffff || pid < -1 ||
-            pid > 0xffff || (cn != NULL && (strlen(cn) == 0 || strlen(cn) > HSMCA_MATTER_CN_MAX)))
+        if (!hsmca_ca_id_valid(ca) || !key_label_ok(key_label) || vid < -1 || vid > 0xffff ||
+            pid < -1 || pid > 0xffff ||
+            (cn != NULL && (strlen(cn) == 0 || strlen(cn) > HSMCA_MATTER_CN_MAX)))
             return HSMCA_E_QUORUM_PARAMS;
         if (hsmca_store_qtoken_get(st, token, &qt) != HSMCA_OK)
             return HSMCA_E_QUORUM_PARAMS; /* not a token under quorum */
@@ -1109,7 +1096,7 @@ check_params(struct hsmca_quorum *q, const struct hsmca_qepoch *e, const char *o
             return HSMCA_E_QUORUM_PARAMS;
         if (until <= now_ms(q) || max < 1 || max > 100000000)
             return HSMCA_E_QUORUM_PARAMS;
-        if (!ca_id_ok(ca) || ca_token_label(st, ca, need.v[0], &rec) != HSMCA_OK)
+        if (!hsmca_ca_id_valid(ca) || ca_token_label(st, ca, need.v[0], &rec) != HSMCA_OK)
             return HSMCA_E_QUORUM_PARAMS;
         rc =
             strcmp(rec.kind, "pai") == 0 && rec.cert_der != NULL ? HSMCA_OK : HSMCA_E_QUORUM_PARAMS;
@@ -2622,7 +2609,7 @@ hsmca_quorum_deactivate(struct hsmca_quorum *q, const struct hsmca_quorum_princi
     json_t *d;
     enum hsmca_err rc;
 
-    if (q == NULL || ca_id == NULL || ex == NULL || !ca_id_ok(ca_id))
+    if (q == NULL || ca_id == NULL || ex == NULL || !hsmca_ca_id_valid(ca_id))
         return HSMCA_E_INVALID_ARG;
     snprintf(target, sizeof(target), "ca/%s", ca_id);
     memset(&rec, 0, sizeof(rec));

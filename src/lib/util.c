@@ -10,8 +10,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "hsmca/limits.h"
 
 enum hsmca_err
 hsmca_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
@@ -72,6 +75,22 @@ hsmca_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_max, 
     }
     *out_len = len / 2;
     return HSMCA_OK;
+}
+
+int
+hsmca_ca_id_valid(const char *s)
+{
+    size_t i, n = s != NULL ? strlen(s) : 0;
+
+    if (n == 0 || n > HSMCA_CA_ID_MAX)
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return 0;
+    }
+    return 1;
 }
 
 void

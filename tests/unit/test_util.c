@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "hsmca/limits.h"
 #include "hsmca/util.h"
 
 #include "fixture.h"
@@ -101,6 +102,29 @@ read_file_honours_its_limit(void **state)
     fx_rmtree(dir);
 }
 
+/* CA ids: 1..64 of [a-z0-9-]; nothing else, no NULL. */
+static void
+ca_id_rule(void **state)
+{
+    char max[HSMCA_CA_ID_MAX + 2];
+
+    (void)state;
+    assert_true(hsmca_ca_id_valid("pai-fff1-8000"));
+    assert_true(hsmca_ca_id_valid("0"));
+    assert_false(hsmca_ca_id_valid(NULL));
+    assert_false(hsmca_ca_id_valid(""));
+    assert_false(hsmca_ca_id_valid("PAI-1"));
+    assert_false(hsmca_ca_id_valid("pai_1"));
+    assert_false(hsmca_ca_id_valid("pai/../1"));
+    assert_false(hsmca_ca_id_valid("pai 1"));
+    memset(max, 'a', HSMCA_CA_ID_MAX);
+    max[HSMCA_CA_ID_MAX] = '\0';
+    assert_true(hsmca_ca_id_valid(max));
+    max[HSMCA_CA_ID_MAX] = 'a';
+    max[HSMCA_CA_ID_MAX + 1] = '\0';
+    assert_false(hsmca_ca_id_valid(max));
+}
+
 int
 main(void)
 {
@@ -108,6 +132,7 @@ main(void)
         cmocka_unit_test(parse_u64_refuses_hostile_text),
         cmocka_unit_test(hex_round_trip_and_refusals),
         cmocka_unit_test(read_file_honours_its_limit),
+        cmocka_unit_test(ca_id_rule),
     };
 
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -177,6 +177,19 @@ hsmca_store_rc(sqlite3 *db, int rc, int write_ctx)
     }
 }
 
+enum hsmca_err
+hsmca_store_row_rc(sqlite3 *db, int src)
+{
+    enum hsmca_err rc;
+
+    if (src == SQLITE_ROW)
+        return HSMCA_OK;
+    if (src == SQLITE_DONE)
+        return HSMCA_E_NOT_FOUND;
+    rc = hsmca_store_rc(db, src, 0);
+    return rc == HSMCA_OK ? HSMCA_E_STORE_READ : rc;
+}
+
 static enum hsmca_err
 exec(sqlite3 *db, const char *sql, int write_ctx)
 {

@@ -96,7 +96,8 @@ hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t 
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
     if (src == SQLITE_OK)
         src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = hsmca_store_row_rc(st->db, src);
+    if (rc == HSMCA_OK) {
         const void *l = sqlite3_column_blob(s, 0);
         int n = sqlite3_column_bytes(s, 0);
         const void *h = sqlite3_column_blob(s, 1);
@@ -117,12 +118,6 @@ hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t 
         memcpy(hash, h, 32);
         *line = copy;
         *len = (size_t)n;
-    } else if (src == SQLITE_DONE) {
-        rc = HSMCA_E_NOT_FOUND;
-    } else {
-        rc = hsmca_store_rc(st->db, src, 0);
-        if (rc == HSMCA_OK)
-            rc = HSMCA_E_STORE_READ;
     }
 out:
     hsmca_store_release(st, s);
@@ -239,7 +234,8 @@ cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
         src = sqlite3_bind_int64(s, 1, (sqlite3_int64)bound);
     if (src == SQLITE_OK)
         src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = hsmca_store_row_rc(st->db, src);
+    if (rc == HSMCA_OK) {
         struct hsmca_audit_checkpoint cp;
         const void *text = sqlite3_column_blob(s, 1), *sig = sqlite3_column_blob(s, 2);
         const void *hash = sqlite3_column_blob(s, 3), *head = sqlite3_column_blob(s, 4);
@@ -269,12 +265,6 @@ cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
         memcpy(cp.hash, hash, 32);
         memcpy(cp.head, head, 32);
         *out = cp;
-    } else if (src == SQLITE_DONE) {
-        rc = HSMCA_E_NOT_FOUND;
-    } else {
-        rc = hsmca_store_rc(st->db, src, 0);
-        if (rc == HSMCA_OK)
-            rc = HSMCA_E_STORE_READ;
     }
 out:
     hsmca_store_release(st, s);

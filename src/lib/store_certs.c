@@ -116,12 +116,9 @@ hsmca_store_ca_get(struct hsmca_store *st, const char *id, struct hsmca_ca_rec *
         sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
         src = sqlite3_step(s);
     }
-    if (src == SQLITE_ROW)
+    rc = hsmca_store_row_rc(st->db, src);
+    if (rc == HSMCA_OK)
         rc = ca_row(s, out);
-    else if (src == SQLITE_DONE)
-        rc = HSMCA_E_NOT_FOUND;
-    else
-        rc = hsmca_store_rc(st->db, src, 0);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -252,12 +249,9 @@ cert_one(struct hsmca_store *st, const char *sql, const char *ca, const char *te
             sqlite3_bind_blob(s, 2, blob, (int)blob_len, SQLITE_STATIC);
         src = sqlite3_step(s);
     }
-    if (src == SQLITE_ROW)
+    rc = hsmca_store_row_rc(st->db, src);
+    if (rc == HSMCA_OK)
         rc = cert_row(s, out, 12);
-    else if (src == SQLITE_DONE)
-        rc = HSMCA_E_NOT_FOUND;
-    else
-        rc = hsmca_store_rc(st->db, src, 0);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -514,16 +508,13 @@ hsmca_store_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec
         sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
         src = sqlite3_step(s);
     }
-    if (src == SQLITE_ROW) {
+    rc = hsmca_store_row_rc(st->db, src);
+    if (rc == HSMCA_OK) {
         memset(out, 0, sizeof(*out));
         out->number = (uint64_t)sqlite3_column_int64(s, 0);
         out->this_update = sqlite3_column_int64(s, 1);
         out->next_update = sqlite3_column_int64(s, 2);
         rc = hsmca_store_copy_blob(&out->der, &out->der_len, s, 3) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
-    } else if (src == SQLITE_DONE) {
-        rc = HSMCA_E_NOT_FOUND;
-    } else {
-        rc = hsmca_store_rc(st->db, src, 0);
     }
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);

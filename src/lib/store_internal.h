@@ -32,6 +32,9 @@ struct hsmca_store {
 
 /* Map an SQLite result code to an hsmca code (write_ctx: the statement was a write). */
 enum hsmca_err hsmca_store_rc(sqlite3 *db, int rc, int write_ctx);
+/* After stepping a query for one row: HSMCA_OK on a row, HSMCA_E_NOT_FOUND when there is none,
+ * else the mapped error (never HSMCA_OK). */
+enum hsmca_err hsmca_store_row_rc(sqlite3 *db, int src);
 
 /*
  * A prepared statement for sql, from the connection's cache (prepared once,

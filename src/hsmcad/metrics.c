@@ -8,12 +8,13 @@
 #include "metrics.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hsmca/limits.h"
+
+#include "buf.h"
 
 static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 406,
                                409, 413, 415, 429, 500, 501, 502, 503, 507};
@@ -136,45 +137,6 @@ hsmcad_metrics_dac(struct hsmcad_metrics *m, const char *ca, int refused, uint64
     __atomic_fetch_add(refused ? &s->refused : &s->issued, n, __ATOMIC_RELAXED);
 }
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    int err;
-};
-
-static void __attribute__((format(printf, 2, 3))) add(struct buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->err)
-        return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->err = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        {
-            size_t cap = b->cap * 2 + (size_t)n;
-            char *p = realloc(b->p, cap);
-
-            if (p == NULL) {
-                b->err = 1;
-                return;
-            }
-            b->p = p;
-            b->cap = cap;
-        }
-    }
-}
-
 static uint64_t
 ld(const uint64_t *p)
 {
@@ -194,7 +156,7 @@ char *
 hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *audit, int ready,
                       size_t *len_out)
 {
-    struct buf b = {NULL, 0, 0, 0};
+    struct hsmcad_buf b = {NULL, 0, 0, 0};
     unsigned r, s, i, nca;
     uint64_t cum;
     static const char *const batch_sizes[] = {"1",     "2-3",    "4-7",      "8-15",
@@ -205,7 +167,8 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
     if (b.p == NULL)
         return NULL;
     b.p[0] = '\0';
-    add(&b, "# HELP hsmca_http_requests_total HTTP requests answered, by route and status.\n"
+    hsmcad_buf_printf(
+        &b, "# HELP hsmca_http_requests_total HTTP requests answered, by route and status.\n"
             "# TYPE hsmca_http_requests_total counter\n");
     for (r = 0; r <= m->nroutes; r++) {
         for (s = 0; s < NSTATUS; s++) {
@@ -218,70 +181,77 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
                 snprintf(st, sizeof(st), "other");
             else
                 snprintf(st, sizeof(st), "%d", statuses[s]);
-            add(&b, "hsmca_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-                r < m->nroutes ? m->routes[r] : "unmatched", st, (unsigned long long)v);
+            hsmcad_buf_printf(&b, "hsmca_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                              r < m->nroutes ? m->routes[r] : "unmatched", st,
+                              (unsigned long long)v);
         }
     }
-    add(&b, "# HELP hsmca_http_request_duration_seconds Time from request start to response.\n"
+    hsmcad_buf_printf(
+        &b, "# HELP hsmca_http_request_duration_seconds Time from request start to response.\n"
             "# TYPE hsmca_http_request_duration_seconds histogram\n");
     cum = 0;
     for (i = 0; i < NBUCKET; i++) {
         cum += ld(&m->lat[i]);
-        add(&b, "hsmca_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[i],
-            (unsigned long long)cum);
+        hsmcad_buf_printf(&b, "hsmca_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                          buckets[i], (unsigned long long)cum);
     }
     cum += ld(&m->lat[NBUCKET]);
-    add(&b, "hsmca_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-        (unsigned long long)cum);
-    add(&b, "hsmca_http_request_duration_seconds_sum %.6f\n", (double)ld(&m->lat_sum_us) / 1e6);
-    add(&b, "hsmca_http_request_duration_seconds_count %llu\n",
-        (unsigned long long)ld(&m->lat_count));
+    hsmcad_buf_printf(&b, "hsmca_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                      (unsigned long long)cum);
+    hsmcad_buf_printf(&b, "hsmca_http_request_duration_seconds_sum %.6f\n",
+                      (double)ld(&m->lat_sum_us) / 1e6);
+    hsmcad_buf_printf(&b, "hsmca_http_request_duration_seconds_count %llu\n",
+                      (unsigned long long)ld(&m->lat_count));
 
-    add(&b, "# HELP hsmca_dacs_issued_total DACs issued, by CA.\n"
-            "# TYPE hsmca_dacs_issued_total counter\n");
+    hsmcad_buf_printf(&b, "# HELP hsmca_dacs_issued_total DACs issued, by CA.\n"
+                          "# TYPE hsmca_dacs_issued_total counter\n");
     nca = __atomic_load_n(&m->nca, __ATOMIC_ACQUIRE);
     for (i = 0; i <= HSMCAD_METRICS_CAS_MAX; i++) {
         if (i >= nca && i != HSMCAD_METRICS_CAS_MAX)
             continue;
         if (i == HSMCAD_METRICS_CAS_MAX && ld(&m->cas[i].issued) == 0)
             continue;
-        add(&b, "hsmca_dacs_issued_total{ca=\"%s\"} %llu\n", m->cas[i].id,
-            (unsigned long long)ld(&m->cas[i].issued));
+        hsmcad_buf_printf(&b, "hsmca_dacs_issued_total{ca=\"%s\"} %llu\n", m->cas[i].id,
+                          (unsigned long long)ld(&m->cas[i].issued));
     }
-    add(&b, "# HELP hsmca_dacs_refused_total DAC requests refused, by CA.\n"
-            "# TYPE hsmca_dacs_refused_total counter\n");
+    hsmcad_buf_printf(&b, "# HELP hsmca_dacs_refused_total DAC requests refused, by CA.\n"
+                          "# TYPE hsmca_dacs_refused_total counter\n");
     for (i = 0; i <= HSMCAD_METRICS_CAS_MAX; i++) {
         if (i >= nca && i != HSMCAD_METRICS_CAS_MAX)
             continue;
         if (i == HSMCAD_METRICS_CAS_MAX && ld(&m->cas[i].refused) == 0)
             continue;
-        add(&b, "hsmca_dacs_refused_total{ca=\"%s\"} %llu\n", m->cas[i].id,
-            (unsigned long long)ld(&m->cas[i].refused));
+        hsmcad_buf_printf(&b, "hsmca_dacs_refused_total{ca=\"%s\"} %llu\n", m->cas[i].id,
+                          (unsigned long long)ld(&m->cas[i].refused));
     }
     if (audit != NULL) {
-        add(&b,
-            "# HELP hsmca_audit_entries_total Audit entries appended since start.\n"
-            "# TYPE hsmca_audit_entries_total counter\n"
-            "hsmca_audit_entries_total %llu\n",
-            (unsigned long long)audit->entries);
-        add(&b,
+        hsmcad_buf_printf(&b,
+                          "# HELP hsmca_audit_entries_total Audit entries appended since start.\n"
+                          "# TYPE hsmca_audit_entries_total counter\n"
+                          "hsmca_audit_entries_total %llu\n",
+                          (unsigned long long)audit->entries);
+        hsmcad_buf_printf(
+            &b,
             "# HELP hsmca_audit_commits_total Durable group commits of the audit writer.\n"
             "# TYPE hsmca_audit_commits_total counter\n"
             "hsmca_audit_commits_total %llu\n",
             (unsigned long long)audit->commits);
-        add(&b,
+        hsmcad_buf_printf(
+            &b,
             "# HELP hsmca_audit_checkpoints_total Signed audit checkpoints since start.\n"
             "# TYPE hsmca_audit_checkpoints_total counter\n"
             "hsmca_audit_checkpoints_total %llu\n",
             (unsigned long long)audit->checkpoints);
-        add(&b, "# HELP hsmca_audit_batches_total Group commits, by number of entries in the "
+        hsmcad_buf_printf(
+            &b, "# HELP hsmca_audit_batches_total Group commits, by number of entries in the "
                 "batch.\n"
                 "# TYPE hsmca_audit_batches_total counter\n");
         for (i = 0; i < 8; i++)
-            add(&b, "hsmca_audit_batches_total{size=\"%s\"} %llu\n", batch_sizes[i],
-                (unsigned long long)audit->batch_hist[i]);
+            hsmcad_buf_printf(&b, "hsmca_audit_batches_total{size=\"%s\"} %llu\n", batch_sizes[i],
+                              (unsigned long long)audit->batch_hist[i]);
     }
-    add(&b,
+    hsmcad_buf_printf(
+        &b,
         "# HELP hsmca_store_checkpoints_total WAL checkpoints that copied pages into the "
         "database.\n"
         "# TYPE hsmca_store_checkpoints_total counter\n"
@@ -291,11 +261,11 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
         "# TYPE hsmca_store_wal_rewinds_total counter\n"
         "hsmca_store_wal_rewinds_total %llu\n",
         (unsigned long long)ld(&m->ckpt_runs), (unsigned long long)ld(&m->ckpt_rewinds));
-    add(&b,
-        "# HELP hsmca_ready 1 when the last readiness check passed.\n"
-        "# TYPE hsmca_ready gauge\n"
-        "hsmca_ready %d\n",
-        ready ? 1 : 0);
+    hsmcad_buf_printf(&b,
+                      "# HELP hsmca_ready 1 when the last readiness check passed.\n"
+                      "# TYPE hsmca_ready gauge\n"
+                      "hsmca_ready %d\n",
+                      ready ? 1 : 0);
     if (b.err) {
         free(b.p);
         return NULL;

@@ -21,6 +21,7 @@
 #include "hsmca/store_certs.h"
 #include "hsmca/util.h"
 
+#include "buf.h"
 #include "hsmcad.h"
 #include "routes.h"
 
@@ -157,12 +158,10 @@ hsmcad_h_ca_get(struct hsmcad_req *r)
 struct inv {
     int csv;
     json_t *items;
-    char *csv_buf;
-    size_t csv_len, csv_cap;
+    struct hsmcad_buf out; /* the CSV */
     int64_t last_ms;
     unsigned char last_serial[20];
     size_t last_serial_len;
-    int err;
 };
 
 static void
@@ -173,27 +172,6 @@ rfc3339(int64_t t, char *out, size_t n)
 
     if (gmtime_r(&tt, &tm) == NULL || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
         snprintf(out, n, "invalid");
-}
-
-static void
-csv_add(struct inv *v, const char *s, size_t n)
-{
-    if (v->err)
-        return;
-    if (v->csv_len + n + 1 > v->csv_cap) {
-        size_t cap = (v->csv_cap + n + 1) * 2;
-        char *p = realloc(v->csv_buf, cap);
-
-        if (p == NULL) {
-            v->err = 1;
-            return;
-        }
-        v->csv_buf = p;
-        v->csv_cap = cap;
-    }
-    memcpy(v->csv_buf + v->csv_len, s, n);
-    v->csv_len += n;
-    v->csv_buf[v->csv_len] = '\0';
 }
 
 static enum hsmca_err
@@ -221,8 +199,8 @@ inv_one(void *arg, const struct hsmca_cert_rec *c)
 
         if (n < 0 || (size_t)n >= sizeof(line))
             return HSMCA_E_INTERNAL;
-        csv_add(v, line, (size_t)n);
-        return v->err ? HSMCA_E_NOMEM : HSMCA_OK;
+        hsmcad_buf_put(&v->out, line, (size_t)n);
+        return v->out.err ? HSMCA_E_NOMEM : HSMCA_OK;
     }
     {
         json_t *o =
@@ -334,11 +312,11 @@ hsmcad_h_certificates(struct hsmcad_req *r)
         static const char head[] =
             "serial,vid,pid,not_before,not_after,sha256,status,request_id,issued_ms\n";
 
-        csv_add(&v, head, sizeof(head) - 1);
+        hsmcad_buf_put(&v.out, head, sizeof(head) - 1);
     } else {
         v.items = json_array();
     }
-    if (v.err || (!v.csv && v.items == NULL)) {
+    if (v.out.err || (!v.csv && v.items == NULL)) {
         rc = HSMCA_E_NOMEM;
         goto fail;
     }
@@ -354,7 +332,7 @@ hsmcad_h_certificates(struct hsmcad_req *r)
     }
     hsmcad_req_audit_detail(r, NULL, NULL);
     if (v.csv) {
-        hsmcad_reply(r, 200, "text/csv; charset=utf-8", v.csv_buf, v.csv_len);
+        hsmcad_reply(r, 200, "text/csv; charset=utf-8", v.out.p, v.out.len);
         return;
     }
     hsmcad_reply_json(r, 200,
@@ -362,7 +340,7 @@ hsmcad_h_certificates(struct hsmcad_req *r)
                                 more ? json_string(cursor) : json_null()));
     return;
 fail:
-    free(v.csv_buf);
+    free(v.out.p);
     json_decref(v.items);
     hsmcad_reply_problem(r, rc, NULL);
     return;

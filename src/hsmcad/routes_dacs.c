@@ -17,6 +17,7 @@
 #include "hsmca/issue.h"
 #include "hsmca/util.h"
 
+#include "buf.h"
 #include "hsmcad.h"
 #include "problem.h"
 #include "routes.h"
@@ -290,104 +291,39 @@ struct batch {
 /* ---- the batch reply: written directly (jansson escaped 100 PEMs byte by byte: 11 % of the
  * daemon's CPU in batches); refused and dry-run items, rare, still go through jansson ---- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
 static void
-sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap != 0 ? b->cap : 4096;
-        char *q;
-
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        q = realloc(b->p, cap);
-        if (q == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void
-sb_str(struct sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-/* s as a JSON string, quotes included (PEM: only the newlines need escaping). */
-static void
-sb_json_str(struct sbuf *b, const char *s)
-{
-    const char *run = s;
-
-    sb_put(b, "\"", 1);
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        sb_put(b, run, (size_t)(s - run));
-        if (c == '\n')
-            sb_put(b, "\\n", 2);
-        else if (c == '"' || c == '\\')
-            sb_put(b, (const char[]){'\\', (char)c}, 2);
-        else
-            sb_put(b, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c));
-        run = s + 1;
-    }
-    sb_put(b, run, (size_t)(s - run));
-    sb_put(b, "\"", 1);
-}
-
-static void
-sb_json(struct sbuf *b, json_t *j)
+sb_json(struct hsmcad_buf *b, json_t *j)
 {
     char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 
     json_decref(j);
     if (s == NULL) {
-        b->failed = 1;
+        b->err = 1;
         return;
     }
-    sb_str(b, s);
+    hsmcad_buf_str(b, s);
     free(s);
 }
 
 /* One issued item, keys sorted as JSON_SORT_KEYS writes them. */
 static void
-sb_issued(struct sbuf *b, size_t i, const struct hsmca_issue_result *res, const char *dac)
+sb_issued(struct hsmcad_buf *b, size_t i, const struct hsmca_issue_result *res, const char *dac)
 {
-    char num[96], serial[41], hex[65];
+    char serial[41], hex[65];
 
     hsmca_hex_encode(res->serial, res->serial_len, serial, sizeof(serial));
-    sb_str(b, "{\"certificate\":");
-    sb_json_str(b, dac);
-    snprintf(num, sizeof(num), ",\"index\":%zu,\"receipt\":", i);
-    sb_str(b, num);
+    hsmcad_buf_str(b, "{\"certificate\":");
+    hsmcad_buf_json_str(b, dac);
+    hsmcad_buf_printf(b, ",\"index\":%zu,\"receipt\":", i);
     if (res->has_receipt) {
         hsmca_hex_encode(res->receipt.entry_hash, 32, hex, sizeof(hex));
-        snprintf(num, sizeof(num), "{\"entry_hash\":\"%s\",\"seq\":%llu}", hex,
-                 (unsigned long long)res->receipt.seq);
-        sb_str(b, num);
+        hsmcad_buf_printf(b, "{\"entry_hash\":\"%s\",\"seq\":%llu}", hex,
+                          (unsigned long long)res->receipt.seq);
     } else {
-        sb_str(b, "null");
+        hsmcad_buf_str(b, "null");
     }
-    snprintf(num, sizeof(num), ",\"replayed\":%s,\"serial\":\"%s\",\"status\":%d}",
-             res->replayed ? "true" : "false", serial, res->replayed ? 200 : 201);
-    sb_str(b, num);
+    hsmcad_buf_printf(b, ",\"replayed\":%s,\"serial\":\"%s\",\"status\":%d}",
+                      res->replayed ? "true" : "false", serial, res->replayed ? 200 : 201);
 }
 
 /* On the connection's worker (hsmcad_req_resume_later): the batch's JSON, PEM made once for the
@@ -397,26 +333,25 @@ batch_reply(struct hsmcad_req *r, void *arg, int reply)
 {
     struct batch *bt = arg;
     struct hsmca_issue_batch_result *br = bt->br;
-    struct sbuf b = {NULL, 0, 0, 0};
-    char *pai = NULL, num[96];
+    struct hsmcad_buf b = {NULL, 0, 0, 0};
+    char *pai = NULL;
     size_t i;
 
     if (!reply)
         goto out; /* the connection is gone: nothing to answer */
-    sb_str(&b, "{\"chain\":[");
+    hsmcad_buf_str(&b, "{\"chain\":[");
     for (i = 0; i < br->n && pai == NULL; i++)
         if (br->items[i].rc == HSMCA_OK && !br->items[i].dry_run)
             pai = hsmcad_der_to_pem(br->items[i].pai_der, br->items[i].pai_len);
     if (pai != NULL)
-        sb_json_str(&b, pai);
-    snprintf(num, sizeof(num), "],\"failed\":%zu,\"issued\":%zu,\"replayed\":%zu,\"results\":[",
-             (size_t)br->failed, (size_t)br->issued, (size_t)br->replayed);
-    sb_str(&b, num);
-    for (i = 0; i < br->n && !b.failed; i++) {
+        hsmcad_buf_json_str(&b, pai);
+    hsmcad_buf_printf(&b, "],\"failed\":%zu,\"issued\":%zu,\"replayed\":%zu,\"results\":[",
+                      (size_t)br->failed, (size_t)br->issued, (size_t)br->replayed);
+    for (i = 0; i < br->n && !b.err; i++) {
         struct hsmca_issue_result *res = &br->items[i];
 
         if (i > 0)
-            sb_put(&b, ",", 1);
+            hsmcad_buf_put(&b, ",", 1);
         if (res->rc != HSMCA_OK) {
             sb_json(&b, json_pack("{s:I, s:i, s:o, s:o}", "index", (json_int_t)i, "status",
                                   hsmca_err_http_status(res->rc), "problem",
@@ -430,14 +365,14 @@ batch_reply(struct hsmcad_req *r, void *arg, int reply)
             char *dac = hsmcad_der_to_pem(res->dac_der, res->dac_len);
 
             if (dac == NULL)
-                b.failed = 1;
+                b.err = 1;
             else
                 sb_issued(&b, i, res, dac);
             free(dac);
         }
     }
-    sb_str(&b, "]}");
-    if (b.failed) {
+    hsmcad_buf_str(&b, "]}");
+    if (b.err) {
         free(b.p);
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
     } else {

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * buf.c -- the daemon's growable text buffer (buf.h).
+ */
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Room for n more bytes and the NUL; 0 on success. */
+static int
+reserve(struct hsmcad_buf *b, size_t n)
+{
+    size_t cap;
+    char *p;
+
+    if (b->err)
+        return -1;
+    if (b->len + n + 1 <= b->cap)
+        return 0;
+    cap = b->cap != 0 ? b->cap : 4096;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    p = realloc(b->p, cap);
+    if (p == NULL) {
+        b->err = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void
+hsmcad_buf_put(struct hsmcad_buf *b, const char *s, size_t n)
+{
+    if (reserve(b, n) != 0)
+        return;
+    if (n > 0)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void
+hsmcad_buf_str(struct hsmcad_buf *b, const char *s)
+{
+    hsmcad_buf_put(b, s, strlen(s));
+}
+
+void
+hsmcad_buf_printf(struct hsmcad_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->err = 1;
+        return;
+    }
+    if (reserve(b, (size_t)n) != 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void
+hsmcad_buf_json_str(struct hsmcad_buf *b, const char *s)
+{
+    const char *run = s;
+
+    hsmcad_buf_put(b, "\"", 1);
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        hsmcad_buf_put(b, run, (size_t)(s - run));
+        switch (c) {
+        case '"':
+        case '\\':
+            hsmcad_buf_put(b, (const char[]){'\\', (char)c}, 2);
+            break;
+        case '\b':
+            hsmcad_buf_put(b, "\\b", 2);
+            break;
+        case '\f':
+            hsmcad_buf_put(b, "\\f", 2);
+            break;
+        case '\n':
+            hsmcad_buf_put(b, "\\n", 2);
+            break;
+        case '\r':
+            hsmcad_buf_put(b, "\\r", 2);
+            break;
+        case '\t':
+            hsmcad_buf_put(b, "\\t", 2);
+            break;
+        default:
+            hsmcad_buf_put(b, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04X", c));
+        }
+        run = s + 1;
+    }
+    hsmcad_buf_put(b, run, (size_t)(s - run));
+    hsmcad_buf_put(b, "\"", 1);
+}

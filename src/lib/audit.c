@@ -81,7 +81,7 @@ struct hsmca_audit {
     pthread_cond_t work_cv, sync_cv;
     struct item *q_head, *q_tail;
     size_t q_len;
-    long expected; /* entries announced by hsmca_audit_expect and not yet submitted */
+    long expected; /* entries announced by hsmca_audit_expect, not yet submitted (atomic) */
     int stopping;
     int thread_started;
     pthread_t thread;
@@ -756,8 +756,8 @@ writer(void *arg)
          * the lot. At 16 clients commits carried 3 DACs; each fdatasync and its WAL frames cost
          * the writer about as much CPU as the workers need for a DAC.
          */
-        if (n > 0 && n < a->batch_max && batch[0]->kind == ITEM_ENTRY && a->expected > 0 &&
-            !a->stopping) {
+        if (n > 0 && n < a->batch_max && batch[0]->kind == ITEM_ENTRY &&
+            __atomic_load_n(&a->expected, __ATOMIC_ACQUIRE) > 0 && !a->stopping) {
             struct timespec dl;
 
             clock_gettime(CLOCK_REALTIME, &dl);
@@ -766,7 +766,7 @@ writer(void *arg)
                 dl.tv_sec++;
                 dl.tv_nsec -= 1000000000L;
             }
-            while (a->expected > 0 && !a->stopping &&
+            while (__atomic_load_n(&a->expected, __ATOMIC_ACQUIRE) > 0 && !a->stopping &&
                    pthread_cond_timedwait(&a->work_cv, &a->lock, &dl) == 0)
                 ;
             while (a->q_head != NULL && n < a->batch_max && a->q_head->kind == ITEM_ENTRY) {
@@ -801,18 +801,27 @@ writer(void *arg)
 
 /* ---- the queue ---- */
 
+/*
+ * Lock-free on the signing path: the count is an atomic, and the lock is taken only to wake a
+ * lingering writer when the count reaches zero (it waits under the lock, so no wake-up is lost).
+ */
 void
 hsmca_audit_expect(struct hsmca_audit *a, int delta)
 {
+    long old, now;
+
     if (a == NULL || delta == 0)
         return;
-    pthread_mutex_lock(&a->lock);
-    a->expected += delta;
-    if (a->expected < 0)
-        a->expected = 0;
-    if (a->expected == 0)
+    old = __atomic_load_n(&a->expected, __ATOMIC_RELAXED);
+    do {
+        now = old + delta < 0 ? 0 : old + delta;
+    } while (!__atomic_compare_exchange_n(&a->expected, &old, now, 1, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_RELAXED));
+    if (now == 0 && delta < 0) {
+        pthread_mutex_lock(&a->lock);
         pthread_cond_signal(&a->work_cv); /* a lingering writer need wait no more */
-    pthread_mutex_unlock(&a->lock);
+        pthread_mutex_unlock(&a->lock);
+    }
 }
 
 static enum hsmca_err

@@ -154,14 +154,13 @@ hsmca_store_audit_scan(struct hsmca_store *st, uint64_t from, uint64_t to,
         int n;
 
         src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
+        rc = hsmca_store_row_rc(st->db, src);
+        if (rc == HSMCA_E_NOT_FOUND) {
+            rc = HSMCA_OK;
             break;
-        if (src != SQLITE_ROW) {
-            rc = hsmca_store_rc(st->db, src, 0);
-            if (rc == HSMCA_OK)
-                rc = HSMCA_E_STORE_READ;
-            goto out;
         }
+        if (rc != HSMCA_OK)
+            goto out;
         l = sqlite3_column_blob(s, 1);
         n = sqlite3_column_bytes(s, 1);
         h = sqlite3_column_blob(s, 2);
@@ -360,14 +359,13 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
         size_t tl;
 
         src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
+        rc = hsmca_store_row_rc(st->db, src);
+        if (rc == HSMCA_E_NOT_FOUND) {
+            rc = HSMCA_OK;
             break;
-        if (src != SQLITE_ROW) {
-            rc = hsmca_store_rc(st->db, src, 0);
-            if (rc == HSMCA_OK)
-                rc = HSMCA_E_STORE_READ;
-            goto out;
         }
+        if (rc != HSMCA_OK)
+            goto out;
         out[k].seq = (uint64_t)sqlite3_column_int64(s, 0);
         t = sqlite3_column_text(s, 1);
         tl = t != NULL ? (size_t)sqlite3_column_bytes(s, 1) : 0;

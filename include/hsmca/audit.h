@@ -71,13 +71,14 @@ typedef void (*hsmca_audit_done_fn)(void *arg, enum hsmca_err rc,
                                     const struct hsmca_audit_receipt *receipt);
 
 struct hsmca_audit_config {
-    struct hsmca_store *store;       /* the store; only the writer thread writes to it */
-    struct hsmca_token *token;       /* the audit token, logged in (anchor object) */
-    struct hsmca_key *key;           /* the audit key in it (signs checkpoints only) */
-    const char *origin;              /* checkpoint origin line, e.g. "hsmca/demo" */
-    uint64_t checkpoint_entries;     /* a checkpoint every N entries; 0 = 10000 */
-    uint64_t checkpoint_ms;          /* ... and every T ms even when idle; 0 = 60000 */
-    unsigned batch_max;              /* most items in one group commit; 0 = 1024 */
+    struct hsmca_store *store;   /* the store; only the writer thread writes to it */
+    struct hsmca_token *token;   /* the audit token, logged in (anchor object) */
+    struct hsmca_key *key;       /* the audit key in it (signs checkpoints only) */
+    const char *origin;          /* checkpoint origin line, e.g. "hsmca/demo" */
+    uint64_t checkpoint_entries; /* a checkpoint every N entries; 0 = 10000 */
+    uint64_t checkpoint_ms;      /* ... and every T ms even when idle; 0 = 60000 */
+    unsigned batch_max;          /* most items in one group commit; 0 = 1024 */
+    unsigned linger_us;          /* longest a commit waits for announced entries; 0 = 1000 (1 ms) */
     const char *genesis_detail_json; /* detail of log.genesis when the log is new; NULL = {} */
     const char *audit_cert_pem;      /* the audit certificate, copied into extracts; NULL = none */
     /* For tests: the wall clock in ms since the epoch; NULL = CLOCK_REALTIME. */
@@ -122,7 +123,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_submit(struct hsmca_audit *a,
 
 /*
  * Announce delta (+n) entries that will be submitted soon, or withdraw them (-n) once submitted or
- * abandoned. While announced entries are outstanding the writer waits up to 1 ms before a commit,
+ * abandoned. While announced entries are outstanding the writer waits up to linger_us (1 ms) before
+ * a commit,
  * so they share its fdatasync (group commit). NULL or 0 is a no-op; the count never goes below 0.
  */
 void hsmca_audit_expect(struct hsmca_audit *a, int delta);

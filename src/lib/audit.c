@@ -30,7 +30,6 @@
 #include "audit_internal.h"
 
 #define QUEUE_MAX 100000
-#define LINGER_US 1000L /* the longest a commit waits for announced entries */
 
 enum item_kind { ITEM_ENTRY, ITEM_CHECKPOINT };
 
@@ -64,6 +63,7 @@ struct hsmca_audit {
     char kid_hex[65];
     uint64_t cp_entries, cp_ms;
     unsigned batch_max;
+    unsigned linger_us; /* cfg->linger_us */
     int64_t (*clock_ms)(void *arg);
     void *clock_arg;
     char *cert_pem;
@@ -752,16 +752,17 @@ writer(void *arg)
         }
         /*
          * Linger: when callers announced entries that are on their way (a DAC being checked and
-         * signed on a worker), wait up to LINGER_US for them so one commit and one fdatasync carry
-         * the lot. At 16 clients commits carried 3 DACs; each fdatasync and its WAL frames cost
-         * the writer about as much CPU as the workers need for a DAC.
+         * signed on a worker), wait up to linger_us (1 ms) for them so one commit and one fdatasync
+         * carry the lot. At 16 clients commits carried 3 DACs; each fdatasync and its WAL frames
+         * cost the writer about as much CPU as the workers need for a DAC.
          */
         if (n > 0 && n < a->batch_max && batch[0]->kind == ITEM_ENTRY &&
             __atomic_load_n(&a->expected, __ATOMIC_ACQUIRE) > 0 && !a->stopping) {
             struct timespec dl;
 
             clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_nsec += LINGER_US * 1000L;
+            dl.tv_sec += (time_t)(a->linger_us / 1000000u);
+            dl.tv_nsec += (long)(a->linger_us % 1000000u) * 1000L;
             if (dl.tv_nsec >= 1000000000L) {
                 dl.tv_sec++;
                 dl.tv_nsec -= 1000000000L;
@@ -1310,6 +1311,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
     a->cp_entries = cfg->checkpoint_entries != 0 ? cfg->checkpoint_entries : 10000;
     a->cp_ms = cfg->checkpoint_ms != 0 ? cfg->checkpoint_ms : 60000;
     a->batch_max = cfg->batch_max != 0 ? cfg->batch_max : 1024;
+    a->linger_us = cfg->linger_us != 0 ? cfg->linger_us : 1000;
     a->clock_ms = cfg->clock_ms;
     a->clock_arg = cfg->clock_arg;
     a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);

@@ -34,4 +34,14 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_secret_set(struct hsmca_secret *out, const 
 /* Wipe and free the bytes of s; s itself becomes empty. NULL and empty secrets are fine. */
 void hsmca_secret_clear(struct hsmca_secret *s);
 
+/*
+ * The PIN in the first line of the file at path (up to CR or LF), which must be a regular file,
+ * not a symbolic link, owned by this user and readable by nobody else. Returns HSMCA_E_IO,
+ * HSMCA_E_PIN_FILE_MODE (group or others may read it, or another user owns it),
+ * HSMCA_E_PIN_INVALID (not HSMCA_PIN_MIN..HSMCA_PIN_MAX bytes), HSMCA_E_NOMEM. The read buffer is
+ * wiped.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_secret_read_pin_file(const char *path,
+                                                          struct hsmca_secret *out);
+
 #endif

@@ -33,31 +33,25 @@ cli_read_pin(const char *file, const char *prompt, struct hsmca_secret *out)
     int restore = 0;
     size_t n;
 
-    memset(line, 0, sizeof(line));
     if (file != NULL) {
-        struct stat st;
-
-        f = fopen(file, "re");
-        if (f == NULL)
-            goto out;
-        if (fstat(fileno(f), &st) != 0 || (st.st_mode & 077) != 0) {
+        rc = hsmca_secret_read_pin_file(file, out);
+        if (rc == HSMCA_E_PIN_FILE_MODE)
             fprintf(stderr,
                     "hsmca: %s: a PIN file must be readable by its owner only "
                     "(chmod 600)\n",
                     file);
-            goto out;
-        }
-    } else {
-        f = fopen("/dev/tty", "r+e");
-        if (f == NULL)
-            goto out;
-        fprintf(f, "%s", prompt != NULL ? prompt : "PIN: ");
-        fflush(f);
-        if (tcgetattr(fileno(f), &old) == 0) {
-            noecho = old;
-            noecho.c_lflag &= ~(tcflag_t)ECHO;
-            restore = tcsetattr(fileno(f), TCSAFLUSH, &noecho) == 0;
-        }
+        return rc;
+    }
+    memset(line, 0, sizeof(line));
+    f = fopen("/dev/tty", "r+e");
+    if (f == NULL)
+        goto out;
+    fprintf(f, "%s", prompt != NULL ? prompt : "PIN: ");
+    fflush(f);
+    if (tcgetattr(fileno(f), &old) == 0) {
+        noecho = old;
+        noecho.c_lflag &= ~(tcflag_t)ECHO;
+        restore = tcsetattr(fileno(f), TCSAFLUSH, &noecho) == 0;
     }
     if (fgets(line, sizeof(line), f) == NULL)
         goto out;

@@ -69,45 +69,6 @@ list_routes(void)
     }
 }
 
-/* The first line of a PIN file that only its owner may read. */
-static enum hsmca_err
-read_pin_file(const char *path, struct hsmca_secret *out)
-{
-    unsigned char buf[HSMCA_PIN_MAX + 2];
-    struct stat st;
-    ssize_t n;
-    size_t len;
-    int fd;
-    enum hsmca_err rc;
-
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return HSMCA_E_IO;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return HSMCA_E_IO;
-    }
-    if ((st.st_mode & 077) != 0 || st.st_uid != geteuid()) {
-        close(fd);
-        return HSMCA_E_PIN_FILE_MODE;
-    }
-    n = read(fd, buf, sizeof(buf));
-    close(fd);
-    if (n < 0) {
-        OPENSSL_cleanse(buf, sizeof(buf));
-        return HSMCA_E_IO;
-    }
-    len = 0;
-    while (len < (size_t)n && buf[len] != '\n' && buf[len] != '\r')
-        len++;
-    if (len < HSMCA_PIN_MIN || len > HSMCA_PIN_MAX)
-        rc = HSMCA_E_PIN_INVALID;
-    else
-        rc = hsmca_secret_set(out, buf, len);
-    OPENSSL_cleanse(buf, sizeof(buf));
-    return rc;
-}
-
 static char *
 read_pem(const char *path, const char *what)
 {
@@ -371,7 +332,7 @@ main(int argc, char **argv)
         start_fail("audit.token", rc, d->cfg.audit_token);
         goto out;
     }
-    rc = read_pin_file(d->cfg.audit_pin_file, &pin);
+    rc = hsmca_secret_read_pin_file(d->cfg.audit_pin_file, &pin);
     if (rc != HSMCA_OK) {
         start_fail("audit.pin_file", rc, d->cfg.audit_pin_file);
         goto out;

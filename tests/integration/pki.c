@@ -94,8 +94,8 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
     struct hsmca_profile ppaa, ppai;
     struct hsmca_secret user = secret("user-pin-1234"), so = secret("so-pin-1234"), apin;
     unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
-    char path[1024], why[256], *pin_text, *policy;
-    size_t len = 0, plen = 0, i;
+    char path[1024], why[256], *policy;
+    size_t plen = 0, i;
     X509 *paa = NULL, *pai = NULL;
     EVP_PKEY *appr[3];
     time_t now = time(NULL);
@@ -145,11 +145,7 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
     CHECK(hsmca_store_commit(st));
 
     snprintf(path, sizeof(path), "%s/audit.pin", dir);
-    pin_text = slurp(path, &len);
-    while (len > 0 && (pin_text[len - 1] == '\n' || pin_text[len - 1] == '\r'))
-        len--;
-    CHECK(hsmca_secret_set(&apin, pin_text, len));
-    free(pin_text);
+    CHECK(hsmca_secret_read_pin_file(path, &apin));
     CHECK(hsmca_token_open(p11, "pkcs11:token=hsmca-audit", &ta));
     CHECK(hsmca_token_login(ta, &apin));
     CHECK(hsmca_token_find_key(ta, "pkcs11:token=hsmca-audit;object=audit-key", &ka));

@@ -198,16 +198,12 @@ open_key(const char *module, const char *token, const char *key_uri, const char 
          struct hsmca_p11 **p11, struct hsmca_token **tok, struct hsmca_key **key)
 {
     struct hsmca_secret pin = {NULL, 0};
-    unsigned char *pinbuf = NULL;
-    size_t pinlen = 0;
     int rc = -1;
 
-    if (hsmca_read_file(pin_file, 256, &pinbuf, &pinlen) != HSMCA_OK)
+    if (hsmca_secret_read_pin_file(pin_file, &pin) != HSMCA_OK) {
+        fprintf(stderr, "hsmca-bench: cannot read the PIN file %s\n", pin_file);
         return -1;
-    while (pinlen > 0 && (pinbuf[pinlen - 1] == '\n' || pinbuf[pinlen - 1] == '\r'))
-        pinlen--;
-    if (hsmca_secret_set(&pin, pinbuf, pinlen) != HSMCA_OK)
-        goto out;
+    }
     if (hsmca_p11_open(module, p11) != HSMCA_OK || hsmca_token_open(*p11, token, tok) != HSMCA_OK ||
         hsmca_token_login(*tok, &pin) != HSMCA_OK ||
         hsmca_token_find_key(*tok, key_uri, key) != HSMCA_OK) {
@@ -217,8 +213,6 @@ open_key(const char *module, const char *token, const char *key_uri, const char 
     rc = 0;
 out:
     hsmca_secret_clear(&pin);
-    OPENSSL_cleanse(pinbuf, pinlen);
-    free(pinbuf);
     return rc;
 }
 

@@ -93,6 +93,29 @@ struct common {
     const char *module, *store, *audit_uri, *audit_pin_file;
 };
 
+/* The options init and run share (--module --store --audit-token --audit-pin-file): 1 when c was
+ * one. */
+static int
+common_opt(struct common *cm, int c, const char *arg)
+{
+    switch (c) {
+    case 'M':
+        cm->module = arg;
+        return 1;
+    case 's':
+        cm->store = arg;
+        return 1;
+    case 'a':
+        cm->audit_uri = arg;
+        return 1;
+    case 'A':
+        cm->audit_pin_file = arg;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 /* Open the module, the audit token (logged in) and key, the store and the audit log. */
 static int
 session_open(struct session *s, const struct common *c, int create_key, const char *genesis)
@@ -244,19 +267,9 @@ do_init(int argc, char **argv)
     memset(ain, 0, sizeof(ain));
     optind = 1;
     while ((c = getopt_long(argc, argv, "M:s:a:A:t:S:p:m:P:i:h", opts, NULL)) != -1) {
+        if (common_opt(&cm, c, optarg))
+            continue;
         switch (c) {
-        case 'M':
-            cm.module = optarg;
-            break;
-        case 's':
-            cm.store = optarg;
-            break;
-        case 'a':
-            cm.audit_uri = optarg;
-            break;
-        case 'A':
-            cm.audit_pin_file = optarg;
-            break;
         case 't':
             if (nt == MAX_TOKENS) {
                 fprintf(stderr, "hsmca ceremony: at most %d tokens\n", MAX_TOKENS);
@@ -703,19 +716,9 @@ do_run(int argc, char **argv)
     memset(seen, 0, sizeof(seen));
     optind = 1;
     while ((c = getopt_long(argc, argv, "M:s:a:A:o:p:r:O:d:w:t:P:c:C:D:h", opts, NULL)) != -1) {
+        if (common_opt(&cm, c, optarg))
+            continue;
         switch (c) {
-        case 'M':
-            cm.module = optarg;
-            break;
-        case 's':
-            cm.store = optarg;
-            break;
-        case 'a':
-            cm.audit_uri = optarg;
-            break;
-        case 'A':
-            cm.audit_pin_file = optarg;
-            break;
         case 'o':
             op = optarg;
             break;

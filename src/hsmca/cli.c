@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * cli.c -- helpers shared by the subcommands: PIN input from a private file or a no-echo prompt,
- * and the one error-printing format. The PIN goes straight into secure memory; the line buffer is
- * wiped on every path.
+ * durable file output, and the one error-printing format. The PIN goes straight into secure memory;
+ * the line buffer is wiped on every path.
  */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,6 +17,58 @@
 #include <openssl/crypto.h>
 
 #include "hsmca/limits.h"
+
+int
+cli_write_file(const char *path, const void *data, size_t len, int newline, unsigned mode,
+               int force)
+{
+    char tmp[HSMCA_PATH_MAX + 8];
+    const unsigned char *p = data;
+    size_t left = len;
+    int fd, e;
+
+    if (!force && access(path, F_OK) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0)
+        return -1;
+    while (left > 0 || newline) {
+        ssize_t w = left > 0 ? write(fd, p, left) : write(fd, "\n", 1);
+
+        if (w <= 0)
+            goto fail;
+        if (left > 0) {
+            p += w;
+            left -= (size_t)w;
+        } else {
+            newline = 0;
+        }
+    }
+    if (fsync(fd) != 0)
+        goto fail;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    if (rename(tmp, path) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    return 0;
+fail:
+    e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    errno = e;
+    return -1;
+}
 
 int
 cli_fail(const char *what, enum hsmca_err e)

@@ -31,6 +31,14 @@ struct cli_cmd {
 HSMCA_MUSTCHECK enum hsmca_err cli_read_pin(const char *file, const char *prompt,
                                             struct hsmca_secret *out);
 
+/*
+ * Write data (and a newline when newline is set) to path durably: into path.tmp (created with
+ * mode, less the umask), fsync, then renamed over path. Refuses an existing path (EEXIST) unless
+ * force. 0 on success, else -1 with errno set and no path.tmp left behind.
+ */
+int cli_write_file(const char *path, const void *data, size_t len, int newline, unsigned mode,
+                   int force);
+
 /* Print "hsmca: <what>: <code>: <title>" on stderr and return CLI_EXIT_FAIL. */
 int cli_fail(const char *what, enum hsmca_err e);
 

@@ -78,26 +78,6 @@ confirm(void)
     return ok;
 }
 
-static int
-write_private(const char *path, const char *text)
-{
-    char tmp[HSMCA_PATH_MAX + 8];
-    FILE *f;
-    int ok;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "we");
-    if (f == NULL)
-        return -1;
-    ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 /*
  * Open the approver's token named by key_uri, log in with the PIN (file or prompt) and find the
  * key. ti (may be NULL) receives the token's info. 0 on success; on failure the error is printed
@@ -372,7 +352,7 @@ cmd_approve(int argc, char **argv)
     }
     printf("checkpoint: verified with the audit key, consistent with %s\n",
            state != NULL ? "the last one you saw" : "nothing yet (first request)");
-    if (write_private(state_path, state_out) != 0) {
+    if (cli_write_file(state_path, state_out, strlen(state_out), 1, 0666, 1) != 0) {
         cli_fail(state_path, HSMCA_E_IO);
         goto out;
     }
@@ -394,7 +374,7 @@ cmd_approve(int argc, char **argv)
         goto out;
     }
     if (out != NULL) {
-        if (write_private(out, approval) != 0) {
+        if (cli_write_file(out, approval, strlen(approval), 1, 0666, 1) != 0) {
             cli_fail(out, HSMCA_E_IO);
             goto out;
         }

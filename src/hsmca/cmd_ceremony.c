@@ -657,26 +657,6 @@ out:
 }
 
 static int
-write_file(const char *path, const char *text)
-{
-    char tmp[HSMCA_PATH_MAX + 8];
-    FILE *f;
-    int ok;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "we");
-    if (f == NULL)
-        return -1;
-    ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
-static int
 do_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"module", required_argument, NULL, 'M'},
@@ -804,7 +784,7 @@ do_run(int argc, char **argv)
         cli_fail("request", e);
         goto out;
     }
-    if (write_file(out_req, env) != 0) {
+    if (cli_write_file(out_req, env, strlen(env), 1, 0666, 1) != 0) {
         cli_fail(out_req, HSMCA_E_IO);
         goto out;
     }

@@ -114,42 +114,6 @@ csr_pem(const unsigned char *buf, size_t len)
     return out;
 }
 
-/* Write data to path through path.tmp and a rename; refuses an existing path unless force. */
-static int
-write_file(const char *path, const char *data, size_t len, int force)
-{
-    char tmp[HSMCA_PATH_MAX + 8];
-    int fd;
-    ssize_t w;
-
-    if (!force && access(path, F_OK) == 0) {
-        errno = EEXIST;
-        return -1;
-    }
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    while (len > 0) {
-        w = write(fd, data, len);
-        if (w <= 0) {
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        data += w;
-        len -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
 /* "code: title: detail" of a problem+json body, or the status alone. */
 static void
 problem_text(const struct http_response *r, char *out, size_t out_max)
@@ -399,7 +363,7 @@ cmd_issue(int argc, char **argv)
         goto out;
     }
     if (out_file != NULL) {
-        if (write_file(out_file, text, strlen(text), force) != 0) {
+        if (cli_write_file(out_file, text, strlen(text), 0, 0644, force) != 0) {
             fprintf(stderr, "hsmca issue: cannot write %s: %s\n", out_file, strerror(errno));
             goto out;
         }
@@ -599,7 +563,7 @@ item_failed(const char *out_dir, const struct item *it, const char *code, json_t
     if (txt != NULL) {
         size_t l = strlen(txt);
 
-        if (write_file(path, txt, l, 1) != 0)
+        if (cli_write_file(path, txt, l, 0, 0644, 1) != 0)
             fprintf(stderr, "\nhsmca issue-batch: cannot write %s: %s\n", path, strerror(errno));
     }
     free(txt);
@@ -702,7 +666,7 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
         if (text == NULL ||
             snprintf(path, sizeof(path), "%s/%s.pem", out_dir, items[idx].stem) >=
                 (int)sizeof(path) ||
-            write_file(path, text, strlen(text), 0) != 0) {
+            cli_write_file(path, text, strlen(text), 0, 0644, 0) != 0) {
             fprintf(stderr, "%shsmca issue-batch: %s: cannot write the DAC: %s\n",
                     t->tty ? "\n" : "", items[idx].stem,
                     text == NULL ? "no certificate in the answer" : strerror(errno));

@@ -17,33 +17,6 @@
 
 #include "hsmcad.h"
 
-/*
- * PEM armour for a certificate's DER, without parsing it: the DER is hsmca's own (just built, or
- * from the store), and OpenSSL 3.0's d2i_X509 would decode the key again (about 250 us, on the
- * audit writer's thread when a DAC response is formatted).
- */
-char *
-hsmcad_der_to_pem(const unsigned char *der, size_t len)
-{
-    BIO *b = NULL;
-    BUF_MEM *bm = NULL;
-    char *s = NULL;
-
-    if (der == NULL || len == 0 || len > INT32_MAX)
-        return NULL;
-    b = BIO_new(BIO_s_mem());
-    if (b != NULL && PEM_write_bio(b, PEM_STRING_X509, "", der, (long)len) > 0) {
-        BIO_get_mem_ptr(b, &bm);
-        s = malloc(bm->length + 1);
-        if (s != NULL) {
-            memcpy(s, bm->data, bm->length);
-            s[bm->length] = '\0';
-        }
-    }
-    BIO_free(b);
-    return s;
-}
-
 enum hsmca_err
 hsmcad_ca_attach(struct hsmcad *d, struct hsmca_store *st, const struct hsmca_ca_rec *rec)
 {

@@ -106,8 +106,6 @@ HSMCA_MUSTCHECK enum hsmca_err hsmcad_ca_attach(struct hsmcad *d, struct hsmca_s
                                                 const struct hsmca_ca_rec *rec);
 /* Close windows whose time or count ran out (log their tokens out). Takes cas_mu. */
 void hsmcad_close_ended_windows(struct hsmcad *d);
-/* PEM of one DER certificate (caller frees with free()), NULL if it does not parse. */
-char *hsmcad_der_to_pem(const unsigned char *der, size_t len);
 
 /* The quorum execution hooks of this daemon (tokens by label, new CAs, activation windows). */
 void hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex);

@@ -313,6 +313,34 @@ assert_entry(struct env *e, uint64_t seq, const char *action, const char *outcom
     hsmca_store_close(ro);
 }
 
+/* Entry seq's detail is canonical JSON: exactly what jansson writes for it, compact with keys
+ * sorted (the engine writes some details directly, not through jansson). */
+static void
+assert_detail_canonical(struct env *e, uint64_t seq)
+{
+    struct hsmca_store *ro = NULL;
+    struct hsmca_audit_line al;
+    unsigned char hash[32];
+    const char *why = NULL;
+    char *line = NULL, *again;
+    size_t len = 0;
+    json_t *d;
+
+    assert_int_equal(hsmca_store_open_readonly(e->db, &ro), HSMCA_OK);
+    assert_int_equal(hsmca_store_audit_get(ro, seq, &line, &len, hash), HSMCA_OK);
+    assert_int_equal(hsmca_audit_line_parse(line, len, &al, &why), HSMCA_OK);
+    d = json_loadb(al.detail, al.detail_len, 0, NULL);
+    assert_non_null(d);
+    again = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_non_null(again);
+    assert_int_equal(strlen(again), al.detail_len);
+    assert_memory_equal(again, al.detail, al.detail_len);
+    free(again);
+    json_decref(d);
+    free(line);
+    hsmca_store_close(ro);
+}
+
 static void
 activate(struct env *e, int64_t for_ms, uint64_t max)
 {
@@ -672,6 +700,7 @@ issued_dac_validates_and_request_ids_are_idempotent(void **state)
         assert_entry(&e, r->receipt.seq, "dac.issue", "ok", "\"pid\":\"8000\"");
         snprintf(want, sizeof(want), "\"csr_sha256\":\"%s\"", r->csr_sha256);
         assert_entry(&e, r->receipt.seq, "dac.issue", "ok", want);
+        assert_detail_canonical(&e, r->receipt.seq);
     }
 
     /* same id, same CSR (DER or PEM): the identical DAC again, no signature, a replay entry */

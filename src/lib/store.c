@@ -198,6 +198,22 @@ exec(sqlite3 *db, const char *sql, int write_ctx)
     return hsmca_store_rc(db, rc, write_ctx);
 }
 
+/* exec for one statement the writer runs per commit or per item (BEGIN, COMMIT, SAVEPOINT,
+ * RELEASE): prepared once and kept, not parsed again each time. */
+static enum hsmca_err
+step_kept(struct hsmca_store *st, const char *sql)
+{
+    sqlite3_stmt *s = NULL;
+    int src = hsmca_store_prepare(st, sql, &s);
+
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    if (src == SQLITE_DONE)
+        src = SQLITE_OK;
+    hsmca_store_release(st, s);
+    return hsmca_store_rc(st->db, src, 1);
+}
+
 static enum hsmca_err
 user_version(sqlite3 *db, int *out)
 {
@@ -467,7 +483,7 @@ hsmca_store_begin(struct hsmca_store *st)
     }
     while (st->gate) /* the checkpointer is finishing a checkpoint so that the WAL rewinds */
         pthread_cond_wait(&st->idle, &st->lock);
-    rc = exec(st->db, "BEGIN IMMEDIATE", 1);
+    rc = step_kept(st, "BEGIN IMMEDIATE");
     if (rc == HSMCA_OK)
         st->in_txn = 1;
     pthread_mutex_unlock(&st->lock);
@@ -486,7 +502,7 @@ hsmca_store_commit(struct hsmca_store *st)
         pthread_mutex_unlock(&st->lock);
         return HSMCA_E_INVALID_ARG;
     }
-    rc = exec(st->db, "COMMIT", 1);
+    rc = step_kept(st, "COMMIT");
     if (rc == HSMCA_OK) {
         st->in_txn = 0;
         st->commits++;
@@ -514,7 +530,7 @@ hsmca_store_rollback(struct hsmca_store *st)
 }
 
 static enum hsmca_err
-in_txn_exec(struct hsmca_store *st, const char *sql)
+in_txn_exec(struct hsmca_store *st, const char *sql, int kept)
 {
     enum hsmca_err rc;
 
@@ -525,7 +541,7 @@ in_txn_exec(struct hsmca_store *st, const char *sql)
         pthread_mutex_unlock(&st->lock);
         return HSMCA_E_INVALID_ARG;
     }
-    rc = exec(st->db, sql, 1);
+    rc = kept ? step_kept(st, sql) : exec(st->db, sql, 1);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -533,19 +549,19 @@ in_txn_exec(struct hsmca_store *st, const char *sql)
 enum hsmca_err
 hsmca_store_savepoint(struct hsmca_store *st)
 {
-    return in_txn_exec(st, "SAVEPOINT hsmca_item");
+    return in_txn_exec(st, "SAVEPOINT hsmca_item", 1);
 }
 
 enum hsmca_err
 hsmca_store_savepoint_release(struct hsmca_store *st)
 {
-    return in_txn_exec(st, "RELEASE hsmca_item");
+    return in_txn_exec(st, "RELEASE hsmca_item", 1);
 }
 
 enum hsmca_err
 hsmca_store_savepoint_rollback(struct hsmca_store *st)
 {
-    return in_txn_exec(st, "ROLLBACK TO hsmca_item; RELEASE hsmca_item");
+    return in_txn_exec(st, "ROLLBACK TO hsmca_item; RELEASE hsmca_item", 0);
 }
 
 unsigned long

@@ -234,13 +234,13 @@ static void *
 floor_worker(void *p)
 {
     struct floor_arg *a = p;
-    unsigned char tbs[420], sig[80];
+    unsigned char tbs[420], dgst[32], sig[80];
 
     memset(tbs, 0x5a, sizeof(tbs)); /* the size of a DAC's TBSCertificate */
     for (;;) {
         size_t i = __atomic_fetch_add(a->next, 1, __ATOMIC_RELAXED);
         struct hsmca_csr *csr = NULL;
-        EVP_MD_CTX *md;
+        EVP_PKEY_CTX *ctx;
         size_t siglen = sizeof(sig);
 
         if (i >= a->limit || now_s() > a->deadline)
@@ -252,15 +252,18 @@ floor_worker(void *p)
             break;
         }
         hsmca_csr_free(csr);
+        /* the token signature as hsmca_matter_dac_build makes it: SHA-256 of the TBS here, one
+         * EVP_PKEY_sign of the digest by the token */
         tbs[0] = (unsigned char)i;
-        md = EVP_MD_CTX_new();
-        if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, a->key) != 1 ||
-            EVP_DigestSign(md, sig, &siglen, tbs, sizeof(tbs)) != 1) {
+        SHA256(tbs, sizeof(tbs), dgst);
+        ctx = EVP_PKEY_CTX_new(a->key, NULL);
+        if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
+            EVP_PKEY_sign(ctx, sig, &siglen, dgst, sizeof(dgst)) != 1) {
             a->failed = 1;
-            EVP_MD_CTX_free(md);
+            EVP_PKEY_CTX_free(ctx);
             break;
         }
-        EVP_MD_CTX_free(md);
+        EVP_PKEY_CTX_free(ctx);
         a->done++;
     }
     return NULL;

@@ -62,8 +62,8 @@ struct hsmca_matter_issuer {
     unsigned char akid_ext[4 + SKID_LEN]; /* DER of the AKID extension value */
     unsigned char pai_skid[SKID_LEN];
     struct hsmca_matter_vidpid scope;
+    /* the PAI's and the PAA's validity in seconds, for plan_dac's V3 check per DAC */
     time_t pai_not_before, pai_not_after, paa_not_before, paa_not_after;
-    int pai_no_after, paa_no_after;
     /* DAC templates, made on first use of each PID under tlock (makers only); entries never
      * change once published by the release store of ntmpl, so the hot path reads without a lock */
     pthread_mutex_t tlock;
@@ -543,6 +543,18 @@ same_octets(const ASN1_OCTET_STRING *a, const ASN1_OCTET_STRING *b)
 
 /* V3: issuer valid at t (the DAC's notBefore), with OpenSSL's semantics: not after notAfter,
  * not before notBefore. */
+/* An ASN1_TIME in seconds since 1970; 0 if it does not convert. */
+static int
+time_of(const ASN1_TIME *a, time_t *out)
+{
+    struct tm tm;
+
+    if (a == NULL || ASN1_TIME_to_tm(a, &tm) != 1)
+        return 0;
+    *out = timegm(&tm);
+    return 1;
+}
+
 static int
 valid_at(X509 *issuer, const ASN1_TIME *t)
 {
@@ -1206,6 +1218,13 @@ hsmca_matter_issuer_new(const struct hsmca_profile *dac_profile, X509 *pai, X509
     if (X509_up_ref(paa) != 1)
         goto out;
     is->paa = paa;
+    rc = HSMCA_E_MATTER_CHAIN_VALIDITY;
+    if (!time_of(X509_get0_notBefore(pai), &is->pai_not_before) ||
+        !time_of(X509_get0_notAfter(pai), &is->pai_not_after) ||
+        !time_of(X509_get0_notBefore(paa), &is->paa_not_before) ||
+        !time_of(X509_get0_notAfter(paa), &is->paa_not_after))
+        goto out;
+    rc = HSMCA_E_NOMEM;
     sk = skid_of(pai);
     memcpy(is->pai_skid, ASN1_STRING_get0_data(sk), SKID_LEN);
     is->priv = pai_priv;
@@ -1287,7 +1306,6 @@ plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int 
          uint16_t pid, time_t now, struct plan *pl)
 {
     time_t nb = now - (time_t)is->profile.backdate;
-    ASN1_TIME *t = NULL;
 
     memset(pl, 0, sizeof(*pl));
     /* PID: from the request, within the PAI's scope (2: PAI PID == DAC PID) */
@@ -1332,19 +1350,14 @@ plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int 
                             "the CSR names PID %04X, not the PID being issued", cvp.pid);
         }
     }
-    /* V3/V5: the DAC's notBefore must lie inside the PAI's and the PAA's validity */
-    t = ASN1_TIME_set(NULL, nb);
-    if (t == NULL) {
-        add_problem(pl, "internal", HSMCA_E_NOMEM, "out of memory");
-    } else {
-        if (!valid_at(is->pai, t))
-            add_problem(pl, "V3", HSMCA_E_MATTER_CHAIN_VALIDITY,
-                        "the PAI is not valid at the DAC's notBefore");
-        if (!valid_at(is->paa, t))
-            add_problem(pl, "V3", HSMCA_E_MATTER_CHAIN_VALIDITY,
-                        "the PAA is not valid at the DAC's notBefore");
-    }
-    ASN1_TIME_free(t);
+    /* V3/V5: the DAC's notBefore must lie inside the PAI's and the PAA's validity (as valid_at,
+     * in seconds read once from the certificates) */
+    if (nb < is->pai_not_before || nb >= is->pai_not_after)
+        add_problem(pl, "V3", HSMCA_E_MATTER_CHAIN_VALIDITY,
+                    "the PAI is not valid at the DAC's notBefore");
+    if (nb < is->paa_not_before || nb >= is->paa_not_after)
+        add_problem(pl, "V3", HSMCA_E_MATTER_CHAIN_VALIDITY,
+                    "the PAA is not valid at the DAC's notBefore");
 }
 
 /* The unsigned DAC for key pub (pl->pid_ok must hold). */

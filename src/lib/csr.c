@@ -10,10 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "hsmca/limits.h"
@@ -119,41 +118,100 @@ is_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Decode one PEM block labelled CERTIFICATE REQUEST (or NEW CERTIFICATE REQUEST), nothing else
- * around it but whitespace. */
+/* "-----BEGIN " or "-----END " at p, then one of the two CSR labels and "-----": the label's index
+ * (0, 1), -1 if none. *after is set past the closing dashes. */
+static int
+pem_boundary(const unsigned char *p, const unsigned char *end, const char *what,
+             const unsigned char **after)
+{
+    static const char *const labels[] = {"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"};
+    size_t wl = strlen(what), i;
+
+    if ((size_t)(end - p) < 5 + wl || memcmp(p, "-----", 5) != 0 || memcmp(p + 5, what, wl) != 0)
+        return -1;
+    p += 5 + wl;
+    for (i = 0; i < 2; i++) {
+        size_t ll = strlen(labels[i]);
+
+        if ((size_t)(end - p) >= ll + 5 && memcmp(p, labels[i], ll) == 0 &&
+            memcmp(p + ll, "-----", 5) == 0) {
+            *after = p + ll + 5;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int
+is_b64(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
+/*
+ * Decode one PEM block labelled CERTIFICATE REQUEST (or NEW CERTIFICATE REQUEST), RFC 7468: the
+ * BEGIN line, base64 (whitespace anywhere between characters, '=' padding only at the end), the END
+ * line with the same label, and nothing around it but whitespace: no headers, no second block.
+ * Written here rather than through PEM_read_bio: one pass over the bytes, no BIO, about 1.5 % of a
+ * DAC's CPU in batches (tools/bench). The DER is checked strictly by the caller.
+ */
 static enum hsmca_err
 pem_to_der(const unsigned char *in, size_t len, unsigned char **der, long *der_len)
 {
-    BIO *b = NULL;
-    char *name = NULL, *header = NULL;
-    unsigned char *data = NULL;
-    long dlen = 0;
-    enum hsmca_err rc = HSMCA_E_CSR_PEM;
-    char rest;
+    const unsigned char *p = in, *end = in + len, *q;
+    unsigned char *text = NULL, *out = NULL;
+    size_t n = 0, pad = 0;
+    int label, dl;
 
-    b = BIO_new_mem_buf(in, (int)len);
-    if (b == NULL)
+    while (p < end && is_space(*p))
+        p++;
+    label = pem_boundary(p, end, "BEGIN ", &p);
+    if (label < 0 || (p < end && *p != '\r' && *p != '\n'))
+        return HSMCA_E_CSR_PEM;
+    text = malloc(len);
+    if (text == NULL)
         return HSMCA_E_NOMEM;
-    if (PEM_read_bio(b, &name, &header, &data, &dlen) != 1)
-        goto out;
-    if (strcmp(name, "CERTIFICATE REQUEST") != 0 && strcmp(name, "NEW CERTIFICATE REQUEST") != 0)
-        goto out;
-    if (header != NULL && header[0] != '\0')
-        goto out; /* no encrypted or annotated blocks */
-    while (BIO_read(b, &rest, 1) == 1) {
-        if (!is_space((unsigned char)rest))
-            goto out; /* a second block or trailing text */
+    /* the base64 body, whitespace dropped, up to the END line */
+    for (;;) {
+        if (p == end)
+            goto bad;
+        if (*p == '-')
+            break;
+        if (is_space(*p)) {
+            p++;
+            continue;
+        }
+        if (*p == '=') {
+            if (++pad > 2)
+                goto bad;
+        } else if (!is_b64(*p) || pad > 0) {
+            goto bad; /* a header line (':'), another character, or data after padding */
+        }
+        text[n++] = *p++;
     }
-    *der = data;
-    *der_len = dlen;
-    data = NULL;
-    rc = HSMCA_OK;
-out:
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    OPENSSL_free(data);
-    BIO_free(b);
-    return rc;
+    if (pem_boundary(p, end, "END ", &q) != label || n == 0 || n % 4 != 0)
+        goto bad;
+    for (; q < end; q++) {
+        if (!is_space(*q))
+            goto bad; /* a second block or trailing text */
+    }
+    out = OPENSSL_malloc(n / 4 * 3);
+    if (out == NULL) {
+        free(text);
+        return HSMCA_E_NOMEM;
+    }
+    dl = EVP_DecodeBlock(out, text, (int)n);
+    if (dl < 0 || (size_t)dl < pad)
+        goto bad;
+    free(text);
+    *der = out;
+    *der_len = (long)((size_t)dl - pad);
+    return HSMCA_OK;
+bad:
+    free(text);
+    OPENSSL_free(out);
+    return HSMCA_E_CSR_PEM;
 }
 
 /* certificationRequestInfo and the key: version, subject, SPKI, attributes (RFC 2986 4.1) */

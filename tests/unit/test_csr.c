@@ -2,7 +2,8 @@
  *
  * test_csr.c -- every CSR refusal reason has its own code (size at N and N+1, PEM armour, malformed
  * and trailing DER, version, key type, curve, signature algorithm, forged signature), then DER and
- * PEM forms of one request give the same exact DER and key.
+ * PEM forms of one request give the same exact DER and key; the PEM armour's accepted and refused
+ * forms.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -257,12 +258,95 @@ der_and_pem_are_the_same_request(void **state)
     EVP_PKEY_free(ec);
 }
 
+/* The PEM armour, form by form: what RFC 7468 allows (CRLF, whitespace, the NEW label, long or
+ * no line breaks) gives the request's exact DER; anything else around or inside the block is
+ * refused as csr-pem. */
+static void
+pem_forms_accepted_and_refused(void **state)
+{
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    unsigned char *der;
+    char b64[1024], body[2048], in[4096];
+    size_t len, i, o;
+    int bl;
+#define BEGIN "-----BEGIN CERTIFICATE REQUEST-----"
+#define END "-----END CERTIFICATE REQUEST-----"
+    struct {
+        const char *pre, *post; /* around the base64 body */
+        int ok;                 /* 1 accepted, 0 csr-pem, -1 refused (PEM or DER) */
+    } cases[] = {
+        {BEGIN "\n", END "\n", 1},
+        {BEGIN "\r\n", END "\r\n", 1},
+        {"  \n-----BEGIN NEW CERTIFICATE REQUEST-----\n", "-----END NEW CERTIFICATE REQUEST-----",
+         1},
+        {BEGIN "\n", "-----END NEW CERTIFICATE REQUEST-----\n", 0},
+        {BEGIN "\nProc-Type: 4,ENCRYPTED\n\n", END "\n", 0},
+        {BEGIN "\n", END "\nx", 0},
+        {"x" BEGIN "\n", END "\n", -1}, /* not PEM at all: read as DER */
+        {BEGIN "x\n", END "\n", 0},
+        {BEGIN "\n", "", 0},
+        {BEGIN "\n", "!" END "\n", 0},
+        {BEGIN "\n", "AAAA" END "\n", -1},
+        {BEGIN "\n", "A" END "\n", 0},
+        {"-----BEGIN X509 CRL-----\n", "-----END X509 CRL-----\n", 0},
+    };
+#undef BEGIN
+#undef END
+
+    (void)state;
+    der = make_csr(ec, EVP_sha256(), &len);
+    bl = EVP_EncodeBlock((unsigned char *)b64, der, (int)len);
+    assert_true(bl > 0);
+    for (int form = 0; form < 3; form++) {
+        /* 64-character lines; one line; 10-character lines with spaces and tabs */
+        for (i = 0, o = 0; i < (size_t)bl; i++) {
+            body[o++] = b64[i];
+            if (form == 0 && (i % 64 == 63 || i + 1 == (size_t)bl))
+                body[o++] = '\n';
+            if (form == 2 && i % 10 == 9)
+                body[o++] = (i / 10) % 2 ? ' ' : '\t';
+        }
+        if (form != 0)
+            body[o++] = '\n';
+        body[o] = '\0';
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            struct hsmca_csr *c = NULL;
+            const unsigned char *got;
+            size_t gl = 0;
+            enum hsmca_err rc;
+            int n = snprintf(in, sizeof(in), "%s%s%s", cases[i].pre, body, cases[i].post);
+
+            assert_true(n > 0 && (size_t)n < sizeof(in));
+            rc = hsmca_csr_parse((const unsigned char *)in, (size_t)n, &c);
+            if (cases[i].ok == 1) {
+                if (rc != HSMCA_OK)
+                    fail_msg("form %d case %zu: %s", form, i, hsmca_err_code(rc));
+                got = hsmca_csr_der(c, &gl);
+                assert_int_equal(gl, len);
+                assert_memory_equal(got, der, len);
+                hsmca_csr_free(c);
+            } else if (cases[i].ok == 0) {
+                if (rc != HSMCA_E_CSR_PEM)
+                    fail_msg("form %d case %zu: %s, want csr-pem", form, i, hsmca_err_code(rc));
+                assert_null(c);
+            } else {
+                /* refused, as PEM or once decoded as DER */
+                assert_int_not_equal(rc, HSMCA_OK);
+                assert_null(c);
+            }
+        }
+    }
+    OPENSSL_free(der);
+    EVP_PKEY_free(ec);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(refusals_each_have_their_code),
         cmocka_unit_test(der_and_pem_are_the_same_request),
+        cmocka_unit_test(pem_forms_accepted_and_refused),
         cmocka_unit_test(strict_der_of_the_hand_parser),
     };
 

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -180,6 +181,46 @@ gen_csrs(int argc, char **argv)
     return fclose(f) == 0 ? 0 : 1;
 }
 
+/* ---- CPU time: the daemon and this client share the machine's cores ---- */
+
+/* This process's user + system CPU time (all threads), in microseconds. */
+static double
+self_cpu_us(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* Process pid's user + system CPU time from /proc/PID/stat, in microseconds; -1 if unreadable. */
+static double
+proc_cpu_us(long pid)
+{
+    char path[64], buf[1024];
+    unsigned long long ut = 0, st = 0;
+    const char *p;
+    size_t n;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    /* after it: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
+     * stime (fields 3 to 15 of proc(5)) */
+    if (p == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* ---- the crypto floor ---- */
 
 struct floor_arg {
@@ -283,7 +324,7 @@ run_floor(int argc, char **argv)
     pthread_t th[64];
     size_t next = 0;
     unsigned long total = 0;
-    double t0, t1;
+    double t0, t1, cpu0, cpu1;
     uint64_t i;
     int c, rc = 1, failed = 0;
 
@@ -331,6 +372,7 @@ run_floor(int argc, char **argv)
     }
     if (open_key(module, token, key_uri, pin_file, &p11, &tok, &key) != 0)
         goto out;
+    cpu0 = self_cpu_us();
     t0 = now_s();
     for (i = 0; i < threads; i++) {
         args[i] = (struct floor_arg){
@@ -343,8 +385,11 @@ run_floor(int argc, char **argv)
         failed |= args[i].failed;
     }
     t1 = now_s();
-    printf("phase=floor threads=%llu dacs=%lu seconds=%.3f rate=%.1f failed=%d\n",
-           (unsigned long long)threads, total, t1 - t0, (double)total / (t1 - t0), failed);
+    cpu1 = self_cpu_us();
+    printf("phase=floor threads=%llu dacs=%lu seconds=%.3f rate=%.1f cpu_us_per_dac=%.0f "
+           "failed=%d\n",
+           (unsigned long long)threads, total, t1 - t0, (double)total / (t1 - t0),
+           total ? (cpu1 - cpu0) / (double)total : 0, failed);
     rc = failed ? 1 : 0;
 out:
     if (close_key(p11, tok, key) != 0)
@@ -803,7 +848,7 @@ run_e2e(int argc, char **argv)
     EVP_PKEY *pai_pub;
     X509 *pai_cert;
     FILE *f;
-    double t0, t1, commits0 = 0, commits1 = 0;
+    double t0, t1, commits0 = 0, commits1 = 0, srv0, srv1, cli0, cli1;
     size_t i, good = 0, bad = 0, dacs = 0;
     long rss = -1;
     int c, rc = 1;
@@ -891,6 +936,8 @@ run_e2e(int argc, char **argv)
     (void)scrape(ctx, (int)port, "hsmca_audit_commits_total", &commits0);
     if (pid)
         rss_reset((long)pid);
+    srv0 = pid ? proc_cpu_us((long)pid) : -1;
+    cli0 = self_cpu_us();
     t0 = now_s();
     e.deadline = t0 + (double)seconds;
     for (i = 0; i < clients; i++)
@@ -898,6 +945,8 @@ run_e2e(int argc, char **argv)
     for (i = 0; i < clients; i++)
         pthread_join(th[i], NULL);
     t1 = now_s();
+    cli1 = self_cpu_us();
+    srv1 = pid ? proc_cpu_us((long)pid) : -1;
     if (pid)
         rss = rss_peak_kb((long)pid);
     (void)scrape(ctx, (int)port, "hsmca_audit_commits_total", &commits1);
@@ -917,11 +966,14 @@ run_e2e(int argc, char **argv)
     dacs = good;
     qsort(e.lat, e.nlat, sizeof(double), cmp_double);
     printf("phase=%s clients=%llu batch=%llu dacs=%zu bad=%zu errors=%d seconds=%.3f rate=%.1f "
-           "p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f rss_peak_kb=%ld fsyncs_per_dac=%.4f\n",
+           "p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f rss_peak_kb=%ld fsyncs_per_dac=%.4f "
+           "server_us_per_dac=%.0f client_us_per_dac=%.0f\n",
            batch ? "batch" : "e2e", (unsigned long long)clients, (unsigned long long)batch, dacs,
            bad, e.errors, t1 - t0, (double)dacs / (t1 - t0), e.nlat ? e.lat[e.nlat / 2] * 1e3 : 0,
            e.nlat ? e.lat[e.nlat * 95 / 100] * 1e3 : 0, e.nlat ? e.lat[e.nlat * 99 / 100] * 1e3 : 0,
-           rss, dacs ? (commits1 - commits0) / (double)dacs : 0);
+           rss, dacs ? (commits1 - commits0) / (double)dacs : 0,
+           dacs && srv0 >= 0 && srv1 >= 0 ? (srv1 - srv0) / (double)dacs : -1,
+           dacs ? (cli1 - cli0) / (double)dacs : 0);
     rc = bad == 0 && e.errors == 0 && dacs > 0 ? 0 : 1;
 out:
     free(e.results);

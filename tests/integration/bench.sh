@@ -5,7 +5,8 @@
 # and bounded, so that the benchmark keeps measuring what it says: fresh CSRs are made, the crypto
 # floor runs on a token key, and the end-to-end client and the batch client each issue 100 DACs
 # over mTLS with every response checked afterwards (no bad DAC, no error), reading the daemon's
-# RSS peak and its fsyncs per DAC. Figures are printed, never asserted: speed is not a test.
+# RSS peak, its fsyncs per DAC and the CPU per DAC. Figures are printed, never asserted: speed is
+# not a test.
 . "$(dirname "$0")/lib.sh"
 
 SRC=${HSMCA_SOURCE_DIR:?}
@@ -51,6 +52,7 @@ line=$("$HSMCA_BENCH_BIN" floor -m "$MODULE" -t pkcs11:token=hsmca-audit \
 echo "# $line"
 check "floor: 100 CSR checks and signatures, none failed" \
     [ "$(field dacs "$line")/$(field failed "$line")" = 100/0 ]
+check "floor: its CPU per DAC measured" awk "BEGIN { exit !($(field cpu_us_per_dac "$line") > 0) }"
 
 # ---- end to end and batches, every response checked ----
 e2e() { # clients batch [count [issuer certificate]]
@@ -64,6 +66,8 @@ check "e2e: 100 DACs over 4 connections, all 201 and chaining to the PAI" \
     [ "$(field dacs "$line")/$(field bad "$line")/$(field errors "$line")" = 100/0/0 ]
 check "e2e: RSS peak and fsyncs per DAC read from the daemon" sh -c \
     "[ '$(field rss_peak_kb "$line")' -gt 0 ] && awk 'BEGIN { exit !($(field fsyncs_per_dac "$line") > 0) }'"
+check "e2e: CPU per DAC read for the daemon (/proc) and the client" awk \
+    "BEGIN { exit !($(field server_us_per_dac "$line") >= 0 && $(field client_us_per_dac "$line") > 0) }"
 line=$(e2e 2 20)
 echo "# $line"
 check "batch: 100 DACs in batches of 20, all 201 and chaining to the PAI" \

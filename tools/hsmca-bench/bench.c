@@ -200,9 +200,10 @@ static double
 proc_cpu_us(long pid)
 {
     char path[64], buf[1024];
-    unsigned long long ut = 0, st = 0;
+    uint64_t v[2] = {0, 0}; /* utime, stime */
     const char *p;
     size_t n;
+    int field;
     FILE *f;
 
     snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
@@ -212,13 +213,23 @@ proc_cpu_us(long pid)
     n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
-    p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-    /* after it: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
-     * stime (fields 3 to 15 of proc(5)) */
-    if (p == NULL ||
-        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    /* the command name (field 2) may hold spaces and parentheses: count fields after its last
+     * ')'; utime and stime are fields 14 and 15 of proc(5), in clock ticks */
+    p = strrchr(buf, ')');
+    if (p == NULL)
         return -1;
-    return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+    p++;
+    for (field = 3; field <= 15; field++) {
+        while (*p == ' ')
+            p++;
+        n = strcspn(p, " \n");
+        if (n == 0)
+            return -1;
+        if (field >= 14 && hsmca_parse_u64(p, n, UINT64_MAX, &v[field - 14]) != HSMCA_OK)
+            return -1;
+        p += n;
+    }
+    return (double)(v[0] + v[1]) * 1e6 / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* ---- the crypto floor ---- */

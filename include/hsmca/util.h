@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * util.h -- small checked helpers for untrusted text: bounded number parsing (the only one allowed,
- * STYLE 26), hex encoding and decoding, file reading with a hard size limit.
+ * STYLE 26), hex encoding and decoding, file reading with a hard size limit, cond-wait deadlines.
  * Nothing here allocates except hsmca_read_file, whose result the caller frees.
  */
 #ifndef HSMCA_UTIL_H
@@ -28,6 +28,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_hex_decode(const char *s, size_t len, unsig
 
 /* 1 when s is a CA id: 1..HSMCA_CA_ID_MAX of [a-z0-9-] (the store's, the API's and the CLI's). */
 int hsmca_ca_id_valid(const char *s);
+
+/* The CLOCK_REALTIME time us microseconds from now, for pthread_cond_timedwait. */
+struct timespec;
+void hsmca_deadline_us(struct timespec *ts, uint64_t us);
 
 /* Write 2*len lowercase hex digits and a NUL into out (out_size >= 2*len+1). */
 void hsmca_hex_encode(const unsigned char *in, size_t len, char *out, size_t out_size);

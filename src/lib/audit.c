@@ -706,6 +706,28 @@ finish(struct hsmca_audit *a, struct item *it)
     item_free(it);
 }
 
+/*
+ * Move queued items into batch[*n..] (a->lock held), up to batch_max. A checkpoint request is
+ * taken only alone, as the first item, and ends the batch; entries_only takes no checkpoint at all.
+ */
+static void
+take(struct hsmca_audit *a, struct item **batch, size_t *n, int entries_only)
+{
+    while (a->q_head != NULL && *n < a->batch_max) {
+        struct item *it = a->q_head;
+
+        if (it->kind == ITEM_CHECKPOINT && (*n > 0 || entries_only))
+            break;
+        a->q_head = it->next;
+        if (a->q_head == NULL)
+            a->q_tail = NULL;
+        a->q_len--;
+        batch[(*n)++] = it;
+        if (it->kind == ITEM_CHECKPOINT)
+            break;
+    }
+}
+
 static void *
 writer(void *arg)
 {
@@ -727,29 +749,10 @@ writer(void *arg)
             left = left >= a->cp_ms ? 0 : a->cp_ms - left;
             if (left == 0)
                 break;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_sec += (time_t)(left / 1000);
-            dl.tv_nsec += (long)(left % 1000) * 1000000L;
-            if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-            }
+            hsmca_deadline_us(&dl, left * 1000u);
             (void)pthread_cond_timedwait(&a->work_cv, &a->lock, &dl);
         }
-        /* take entries up to batch_max, stopping before a checkpoint request */
-        while (a->q_head != NULL && n < a->batch_max) {
-            struct item *it = a->q_head;
-
-            if (it->kind == ITEM_CHECKPOINT && n > 0)
-                break;
-            a->q_head = it->next;
-            if (a->q_head == NULL)
-                a->q_tail = NULL;
-            a->q_len--;
-            batch[n++] = it;
-            if (it->kind == ITEM_CHECKPOINT)
-                break;
-        }
+        take(a, batch, &n, 0);
         /*
          * Linger: when callers announced entries that are on their way (a DAC being checked and
          * signed on a worker), wait up to linger_us (1 ms) for them so one commit and one fdatasync
@@ -760,25 +763,11 @@ writer(void *arg)
             __atomic_load_n(&a->expected, __ATOMIC_ACQUIRE) > 0 && !a->stopping) {
             struct timespec dl;
 
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_sec += (time_t)(a->linger_us / 1000000u);
-            dl.tv_nsec += (long)(a->linger_us % 1000000u) * 1000L;
-            if (dl.tv_nsec >= 1000000000L) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000L;
-            }
+            hsmca_deadline_us(&dl, a->linger_us);
             while (__atomic_load_n(&a->expected, __ATOMIC_ACQUIRE) > 0 && !a->stopping &&
                    pthread_cond_timedwait(&a->work_cv, &a->lock, &dl) == 0)
                 ;
-            while (a->q_head != NULL && n < a->batch_max && a->q_head->kind == ITEM_ENTRY) {
-                struct item *it = a->q_head;
-
-                a->q_head = it->next;
-                if (a->q_head == NULL)
-                    a->q_tail = NULL;
-                a->q_len--;
-                batch[n++] = it;
-            }
+            take(a, batch, &n, 1);
         }
         stop = a->stopping && a->q_head == NULL && n == 0;
         pthread_mutex_unlock(&a->lock);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hsmca/limits.h"
@@ -75,6 +76,18 @@ hsmca_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_max, 
     }
     *out_len = len / 2;
     return HSMCA_OK;
+}
+
+void
+hsmca_deadline_us(struct timespec *ts, uint64_t us)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(us / 1000000u);
+    ts->tv_nsec += (long)(us % 1000000u) * 1000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 int

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * test_util.c -- bounded number parsing, hex, and the size-capped file reader (limits at N, N+1).
+ * test_util.c -- bounded number parsing, hex, the size-capped file reader (limits at N, N+1), the
+ * CA id rule and cond-wait deadlines.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -125,6 +127,30 @@ ca_id_rule(void **state)
     assert_false(hsmca_ca_id_valid(max));
 }
 
+/* A deadline is now + us on CLOCK_REALTIME, with nanoseconds kept below one second. */
+static void
+deadline_adds_and_normalises(void **state)
+{
+    static const uint64_t us[] = {0, 1, 999999, 1000000, 1500000, 2000000, 60000000};
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(us) / sizeof(us[0]); i++) {
+        struct timespec before, dl, after;
+        int64_t b, d, a;
+
+        clock_gettime(CLOCK_REALTIME, &before);
+        hsmca_deadline_us(&dl, us[i]);
+        clock_gettime(CLOCK_REALTIME, &after);
+        assert_true(dl.tv_nsec >= 0 && dl.tv_nsec < 1000000000L);
+        b = (int64_t)before.tv_sec * 1000000000 + before.tv_nsec;
+        d = (int64_t)dl.tv_sec * 1000000000 + dl.tv_nsec;
+        a = (int64_t)after.tv_sec * 1000000000 + after.tv_nsec;
+        assert_true(d >= b + (int64_t)us[i] * 1000);
+        assert_true(d <= a + (int64_t)us[i] * 1000);
+    }
+}
+
 int
 main(void)
 {
@@ -133,6 +159,7 @@ main(void)
         cmocka_unit_test(hex_round_trip_and_refusals),
         cmocka_unit_test(read_file_honours_its_limit),
         cmocka_unit_test(ca_id_rule),
+        cmocka_unit_test(deadline_adds_and_normalises),
     };
 
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);

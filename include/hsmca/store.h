@@ -94,9 +94,9 @@ HSMCA_MUSTCHECK enum hsmca_err
 hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigned interval_ms,
                                unsigned wal_pages, struct hsmca_store_checkpointer **out);
 void hsmca_store_checkpointer_stop(struct hsmca_store_checkpointer *cp);
-/* Checkpoints run so far (tests, metrics). */
-unsigned long hsmca_store_checkpointer_runs(struct hsmca_store_checkpointer *cp);
-/* Checkpoints that caught up with the held writer (so its next commit rewinds the WAL). */
-unsigned long hsmca_store_checkpointer_rewinds(struct hsmca_store_checkpointer *cp);
+/* Checkpoints run so far, and those that caught up with the held writer (so its next commit
+ * rewinds the WAL), for tests and metrics; either pointer may be NULL. */
+void hsmca_store_checkpointer_counts(struct hsmca_store_checkpointer *cp, unsigned long *runs,
+                                     unsigned long *rewinds);
 
 #endif

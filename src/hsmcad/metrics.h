@@ -32,7 +32,7 @@ void hsmcad_metrics_request(struct hsmcad_metrics *m, unsigned route, int status
 /* n DACs issued under ca (or refused, when refused is set). */
 void hsmcad_metrics_dac(struct hsmcad_metrics *m, const char *ca, int refused, uint64_t n);
 
-/* The store's checkpointer counters (hsmca_store_checkpointer_runs / _rewinds), as of now. */
+/* The store's checkpointer counters (hsmca_store_checkpointer_counts), as of now. */
 void hsmcad_metrics_store(struct hsmcad_metrics *m, uint64_t checkpoints, uint64_t rewinds);
 
 /*

@@ -102,9 +102,12 @@ hsmcad_h_metrics(struct hsmcad_req *r)
 
     if (d->audit != NULL)
         hsmca_audit_stats(d->audit, &st);
-    if (d->ckpt != NULL)
-        hsmcad_metrics_store(d->metrics, hsmca_store_checkpointer_runs(d->ckpt),
-                             hsmca_store_checkpointer_rewinds(d->ckpt));
+    if (d->ckpt != NULL) {
+        unsigned long runs, rewinds;
+
+        hsmca_store_checkpointer_counts(d->ckpt, &runs, &rewinds);
+        hsmcad_metrics_store(d->metrics, runs, rewinds);
+    }
     s = hsmcad_metrics_render(d->metrics, d->audit != NULL ? &st : NULL,
                               __atomic_load_n(&d->ready, __ATOMIC_RELAXED), &len);
     if (s == NULL) {

@@ -15,6 +15,7 @@
 
 #include "hsmca/limits.h"
 #include "hsmca/log.h"
+#include "hsmca/util.h"
 
 #include "store_internal.h"
 
@@ -199,7 +200,7 @@ exec(sqlite3 *db, const char *sql, int write_ctx)
 }
 
 /* exec for one statement the writer runs per commit or per item (BEGIN, COMMIT, SAVEPOINT,
- * RELEASE): prepared once and kept, not parsed again each time. */
+ * RELEASE, ROLLBACK TO): prepared once and kept, not parsed again each time. */
 static enum hsmca_err
 step_kept(struct hsmca_store *st, const char *sql)
 {
@@ -530,7 +531,7 @@ hsmca_store_rollback(struct hsmca_store *st)
 }
 
 static enum hsmca_err
-in_txn_exec(struct hsmca_store *st, const char *sql, int kept)
+in_txn_exec(struct hsmca_store *st, const char *sql)
 {
     enum hsmca_err rc;
 
@@ -541,7 +542,7 @@ in_txn_exec(struct hsmca_store *st, const char *sql, int kept)
         pthread_mutex_unlock(&st->lock);
         return HSMCA_E_INVALID_ARG;
     }
-    rc = kept ? step_kept(st, sql) : exec(st->db, sql, 1);
+    rc = step_kept(st, sql);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -549,19 +550,21 @@ in_txn_exec(struct hsmca_store *st, const char *sql, int kept)
 enum hsmca_err
 hsmca_store_savepoint(struct hsmca_store *st)
 {
-    return in_txn_exec(st, "SAVEPOINT hsmca_item", 1);
+    return in_txn_exec(st, "SAVEPOINT hsmca_item");
 }
 
 enum hsmca_err
 hsmca_store_savepoint_release(struct hsmca_store *st)
 {
-    return in_txn_exec(st, "RELEASE hsmca_item", 1);
+    return in_txn_exec(st, "RELEASE hsmca_item");
 }
 
 enum hsmca_err
 hsmca_store_savepoint_rollback(struct hsmca_store *st)
 {
-    return in_txn_exec(st, "ROLLBACK TO hsmca_item; RELEASE hsmca_item", 0);
+    enum hsmca_err rc = in_txn_exec(st, "ROLLBACK TO hsmca_item");
+
+    return rc == HSMCA_OK ? in_txn_exec(st, "RELEASE hsmca_item") : rc;
 }
 
 unsigned long
@@ -695,8 +698,7 @@ gate_close(struct hsmca_store *st)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 2;
+    hsmca_deadline_us(&ts, 2000000u);
     pthread_mutex_lock(&st->lock);
     st->gate = 1;
     while (st->in_txn)
@@ -716,6 +718,15 @@ gate_open(struct hsmca_store *st)
     pthread_mutex_lock(&st->lock);
     st->gate = 0;
     pthread_cond_broadcast(&st->idle);
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* Give st back SQLite's own checkpoints (at 1000 WAL pages, in the committing thread). */
+static void
+autocheckpoint_back(struct hsmca_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    (void)exec(st->db, "PRAGMA wal_autocheckpoint=1000", 0);
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -771,13 +782,7 @@ checkpointer_run(void *arg)
     while (!cp->stop) {
         struct timespec ts;
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += cp->interval_ms / 1000;
-        ts.tv_nsec += (long)(cp->interval_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        hsmca_deadline_us(&ts, (uint64_t)cp->interval_ms * 1000u);
         (void)pthread_cond_timedwait(&cp->c, &cp->m, &ts);
         if (cp->stop)
             break;
@@ -794,7 +799,6 @@ hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigne
                                unsigned wal_pages, struct hsmca_store_checkpointer **out)
 {
     char pragma[64];
-
     struct hsmca_store_checkpointer *cp;
     enum hsmca_err rc;
 
@@ -834,9 +838,7 @@ hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigne
     if (rc != HSMCA_OK)
         goto fail;
     if (pthread_create(&cp->th, NULL, checkpointer_run, cp) != 0) {
-        pthread_mutex_lock(&st->lock);
-        (void)exec(st->db, "PRAGMA wal_autocheckpoint=1000", 0);
-        pthread_mutex_unlock(&st->lock);
+        autocheckpoint_back(st);
         rc = HSMCA_E_INTERNAL;
         goto fail;
     }
@@ -863,9 +865,7 @@ hsmca_store_checkpointer_stop(struct hsmca_store_checkpointer *cp)
     pthread_mutex_unlock(&cp->m);
     pthread_join(cp->th, NULL);
     checkpoint_once(cp);
-    pthread_mutex_lock(&cp->st->lock);
-    (void)exec(cp->st->db, "PRAGMA wal_autocheckpoint=1000", 0);
-    pthread_mutex_unlock(&cp->st->lock);
+    autocheckpoint_back(cp->st);
     sqlite3_close_v2(cp->db);
     close(cp->dbfd);
     pthread_cond_destroy(&cp->c);
@@ -873,24 +873,14 @@ hsmca_store_checkpointer_stop(struct hsmca_store_checkpointer *cp)
     free(cp);
 }
 
-unsigned long
-hsmca_store_checkpointer_runs(struct hsmca_store_checkpointer *cp)
+void
+hsmca_store_checkpointer_counts(struct hsmca_store_checkpointer *cp, unsigned long *runs,
+                                unsigned long *rewinds)
 {
-    unsigned long n;
-
     pthread_mutex_lock(&cp->m);
-    n = cp->runs;
+    if (runs != NULL)
+        *runs = cp->runs;
+    if (rewinds != NULL)
+        *rewinds = cp->rewinds;
     pthread_mutex_unlock(&cp->m);
-    return n;
-}
-
-unsigned long
-hsmca_store_checkpointer_rewinds(struct hsmca_store_checkpointer *cp)
-{
-    unsigned long n;
-
-    pthread_mutex_lock(&cp->m);
-    n = cp->rewinds;
-    pthread_mutex_unlock(&cp->m);
-    return n;
 }

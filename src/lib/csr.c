@@ -160,22 +160,21 @@ static enum hsmca_err
 pem_to_der(const unsigned char *in, size_t len, unsigned char **der, long *der_len)
 {
     const unsigned char *p = in, *end = in + len, *q;
-    unsigned char *text = NULL, *out = NULL;
+    unsigned char text[HSMCA_CSR_MAX], *out; /* the base64 body; the caller bounds len */
     size_t n = 0, pad = 0;
     int label, dl;
 
+    if (len > sizeof(text))
+        return HSMCA_E_CSR_TOO_LARGE;
     while (p < end && is_space(*p))
         p++;
     label = pem_boundary(p, end, "BEGIN ", &p);
     if (label < 0 || (p < end && *p != '\r' && *p != '\n'))
         return HSMCA_E_CSR_PEM;
-    text = malloc(len);
-    if (text == NULL)
-        return HSMCA_E_NOMEM;
     /* the base64 body, whitespace dropped, up to the END line */
     for (;;) {
         if (p == end)
-            goto bad;
+            return HSMCA_E_CSR_PEM;
         if (*p == '-')
             break;
         if (is_space(*p)) {
@@ -184,34 +183,29 @@ pem_to_der(const unsigned char *in, size_t len, unsigned char **der, long *der_l
         }
         if (*p == '=') {
             if (++pad > 2)
-                goto bad;
+                return HSMCA_E_CSR_PEM;
         } else if (!is_b64(*p) || pad > 0) {
-            goto bad; /* a header line (':'), another character, or data after padding */
+            return HSMCA_E_CSR_PEM; /* a header line (':'), another character, data after '=' */
         }
         text[n++] = *p++;
     }
     if (pem_boundary(p, end, "END ", &q) != label || n == 0 || n % 4 != 0)
-        goto bad;
+        return HSMCA_E_CSR_PEM;
     for (; q < end; q++) {
         if (!is_space(*q))
-            goto bad; /* a second block or trailing text */
+            return HSMCA_E_CSR_PEM; /* a second block or trailing text */
     }
     out = OPENSSL_malloc(n / 4 * 3);
-    if (out == NULL) {
-        free(text);
+    if (out == NULL)
         return HSMCA_E_NOMEM;
-    }
     dl = EVP_DecodeBlock(out, text, (int)n);
-    if (dl < 0 || (size_t)dl < pad)
-        goto bad;
-    free(text);
+    if (dl < 0 || (size_t)dl < pad) {
+        OPENSSL_free(out);
+        return HSMCA_E_CSR_PEM;
+    }
     *der = out;
     *der_len = (long)((size_t)dl - pad);
     return HSMCA_OK;
-bad:
-    free(text);
-    OPENSSL_free(out);
-    return HSMCA_E_CSR_PEM;
 }
 
 /* certificationRequestInfo and the key: version, subject, SPKI, attributes (RFC 2986 4.1) */

@@ -541,8 +541,6 @@ same_octets(const ASN1_OCTET_STRING *a, const ASN1_OCTET_STRING *b)
     return a != NULL && b != NULL && ASN1_STRING_cmp(a, b) == 0;
 }
 
-/* V3: issuer valid at t (the DAC's notBefore), with OpenSSL's semantics: not after notAfter,
- * not before notBefore. */
 /* An ASN1_TIME in seconds since 1970; 0 if it does not convert. */
 static int
 time_of(const ASN1_TIME *a, time_t *out)
@@ -555,6 +553,8 @@ time_of(const ASN1_TIME *a, time_t *out)
     return 1;
 }
 
+/* V3: issuer valid at t (the DAC's notBefore), with OpenSSL's semantics: not after notAfter,
+ * not before notBefore. */
 static int
 valid_at(X509 *issuer, const ASN1_TIME *t)
 {

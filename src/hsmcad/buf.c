@@ -76,7 +76,8 @@ hsmcad_buf_printf(struct hsmcad_buf *b, const char *fmt, ...)
 void
 hsmcad_buf_json_str(struct hsmcad_buf *b, const char *s)
 {
-    const char *run = s;
+    static const char short_esc[] = "\"\\\b\f\n\r\t";
+    const char *run = s, *k;
 
     hsmcad_buf_put(b, "\"", 1);
     for (; *s != '\0'; s++) {
@@ -86,29 +87,12 @@ hsmcad_buf_json_str(struct hsmcad_buf *b, const char *s)
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
         hsmcad_buf_put(b, run, (size_t)(s - run));
-        switch (c) {
-        case '"':
-        case '\\':
-            hsmcad_buf_put(b, (const char[]){'\\', (char)c}, 2);
-            break;
-        case '\b':
-            hsmcad_buf_put(b, "\\b", 2);
-            break;
-        case '\f':
-            hsmcad_buf_put(b, "\\f", 2);
-            break;
-        case '\n':
-            hsmcad_buf_put(b, "\\n", 2);
-            break;
-        case '\r':
-            hsmcad_buf_put(b, "\\r", 2);
-            break;
-        case '\t':
-            hsmcad_buf_put(b, "\\t", 2);
-            break;
-        default:
+        /* the two-character escapes jansson uses; \u00XX for the other control characters */
+        k = strchr(short_esc, c);
+        if (k != NULL)
+            hsmcad_buf_put(b, (const char[]){'\\', "\"\\bfnrt"[k - short_esc]}, 2);
+        else
             hsmcad_buf_put(b, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04X", c));
-        }
         run = s + 1;
     }
     hsmcad_buf_put(b, run, (size_t)(s - run));

@@ -89,6 +89,18 @@ struct hsmca_audit {
     int clock_behind;  /* the wall clock is behind the last entry (step-back already logged) */
     int batch_broken;  /* a savepoint could not be rolled back: the whole batch must go */
     struct hsmca_audit_stats stats;
+
+    /*
+     * The anchor mover: a checkpoint's anchor is written to the token on this thread, so the
+     * writer does not stop for it (SoftHSM replaces a data object in 4-12 ms; at 2,500 entries/s
+     * with a checkpoint every 1,000, that stall was the 16-client p99). All under anchor_lock.
+     */
+    pthread_mutex_t anchor_lock;
+    pthread_cond_t anchor_cv;
+    pthread_t anchor_thread;
+    int anchor_started, anchor_stop, anchor_pending, anchor_busy;
+    struct hsmca_audit_checkpoint anchor_cp; /* size, head and hash only */
+    enum hsmca_err anchor_rc;                /* of the last write */
 };
 
 /* ---- small helpers ---- */
@@ -595,7 +607,99 @@ write_anchor(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp)
                                   (size_t)n);
 }
 
-/* Sign and store a checkpoint of the current head (writer context). */
+static void *
+anchor_mover(void *arg)
+{
+    struct hsmca_audit *a = arg;
+    struct hsmca_audit_checkpoint cp;
+    enum hsmca_err rc;
+
+    pthread_mutex_lock(&a->anchor_lock);
+    for (;;) {
+        while (!a->anchor_pending && !a->anchor_stop)
+            pthread_cond_wait(&a->anchor_cv, &a->anchor_lock);
+        if (!a->anchor_pending)
+            break;
+        cp = a->anchor_cp;
+        a->anchor_pending = 0;
+        a->anchor_busy = 1;
+        pthread_mutex_unlock(&a->anchor_lock);
+        rc = write_anchor(a, &cp);
+        if (rc != HSMCA_OK)
+            hsmca_log(HSMCA_LOG_ERROR, "audit", "anchor-write-failed", "size=%llu code=%s",
+                      (unsigned long long)cp.size, hsmca_err_code(rc));
+        pthread_mutex_lock(&a->anchor_lock);
+        a->anchor_busy = 0;
+        a->anchor_rc = rc;
+        pthread_cond_broadcast(&a->anchor_cv);
+    }
+    pthread_mutex_unlock(&a->anchor_lock);
+    return NULL;
+}
+
+/*
+ * Move the anchor up to cp, which the store already holds durably (so a crash leaves the anchor
+ * behind the store, which open accepts and repairs, never ahead of it). With the mover running,
+ * the write is handed over and this returns at once; a newer anchor handed over before the mover
+ * took the older one replaces it. Before the mover starts (genesis) it is written here.
+ */
+static enum hsmca_err
+move_anchor(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp)
+{
+    enum hsmca_err rc;
+
+    if (!a->anchor_started) {
+        rc = write_anchor(a, cp);
+        if (rc != HSMCA_OK)
+            hsmca_log(HSMCA_LOG_ERROR, "audit", "anchor-write-failed", "size=%llu code=%s",
+                      (unsigned long long)cp->size, hsmca_err_code(rc));
+        return rc;
+    }
+    pthread_mutex_lock(&a->anchor_lock);
+    memset(&a->anchor_cp, 0, sizeof(a->anchor_cp));
+    a->anchor_cp.size = cp->size;
+    memcpy(a->anchor_cp.head, cp->head, 32);
+    memcpy(a->anchor_cp.hash, cp->hash, 32);
+    a->anchor_pending = 1;
+    pthread_cond_signal(&a->anchor_cv);
+    pthread_mutex_unlock(&a->anchor_lock);
+    return HSMCA_OK;
+}
+
+/* Wait until every anchor handed over is written; the last write's result. */
+static enum hsmca_err
+anchor_settle(struct hsmca_audit *a)
+{
+    enum hsmca_err rc;
+
+    if (!a->anchor_started)
+        return HSMCA_OK;
+    pthread_mutex_lock(&a->anchor_lock);
+    while (a->anchor_pending || a->anchor_busy)
+        pthread_cond_wait(&a->anchor_cv, &a->anchor_lock);
+    rc = a->anchor_rc;
+    pthread_mutex_unlock(&a->anchor_lock);
+    return rc;
+}
+
+/* Write what is handed over, then stop the mover (idempotent). */
+static void
+anchor_mover_stop(struct hsmca_audit *a)
+{
+    if (!a->anchor_started)
+        return;
+    pthread_mutex_lock(&a->anchor_lock);
+    a->anchor_stop = 1;
+    pthread_cond_signal(&a->anchor_cv);
+    pthread_mutex_unlock(&a->anchor_lock);
+    pthread_join(a->anchor_thread, NULL);
+    a->anchor_started = 0;
+}
+
+/*
+ * Sign and store a checkpoint of the current head (writer context), then hand its anchor to the
+ * mover. Callers that promise an anchored checkpoint (an explicit request, close) settle after.
+ */
 static enum hsmca_err
 make_checkpoint(struct hsmca_audit *a)
 {
@@ -649,12 +753,8 @@ make_checkpoint(struct hsmca_audit *a)
     a->stats.commits++;
     a->stats.checkpoints++;
     pthread_mutex_unlock(&a->lock);
-    /* the store holds it durably first, then the anchor moves: a crash in between leaves the
-     * anchor behind the store, which open accepts (never ahead of it) */
-    rc = write_anchor(a, &cp);
-    if (rc != HSMCA_OK)
-        hsmca_log(HSMCA_LOG_ERROR, "audit", "anchor-write-failed", "size=%llu code=%s",
-                  (unsigned long long)cp.size, hsmca_err_code(rc));
+    /* the store holds it durably first, then the anchor moves */
+    rc = move_anchor(a, &cp);
     hsmca_audit_checkpoint_clear(&a->last_cp);
     if (cp_copy(&a->last_cp, &cp) != HSMCA_OK) {
         memset(&a->last_cp, 0, sizeof(a->last_cp));
@@ -698,6 +798,8 @@ finish(struct hsmca_audit *a, struct item *it)
 
         if (a->size > a->last_cp.size)
             rc = make_checkpoint(a);
+        if (rc == HSMCA_OK)
+            rc = anchor_settle(a);
         if (rc == HSMCA_OK && it->cp_out != NULL)
             rc = cp_copy(it->cp_out, &a->last_cp);
         it->rc = rc;
@@ -1220,6 +1322,7 @@ audit_free(struct hsmca_audit *a)
 
     if (a == NULL)
         return;
+    anchor_mover_stop(a);
     while (a->q_head != NULL) {
         it = a->q_head;
         a->q_head = it->next;
@@ -1232,6 +1335,8 @@ audit_free(struct hsmca_audit *a)
     pthread_mutex_destroy(&a->lock);
     pthread_cond_destroy(&a->work_cv);
     pthread_cond_destroy(&a->sync_cv);
+    pthread_mutex_destroy(&a->anchor_lock);
+    pthread_cond_destroy(&a->anchor_cv);
     free(a);
 }
 
@@ -1293,6 +1398,8 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->work_cv, NULL);
     pthread_cond_init(&a->sync_cv, NULL);
+    pthread_mutex_init(&a->anchor_lock, NULL);
+    pthread_cond_init(&a->anchor_cv, NULL);
     a->st = cfg->store;
     a->token = cfg->token;
     a->key = cfg->key;
@@ -1373,6 +1480,11 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
         }
     }
     a->pub_size = a->size;
+    if (pthread_create(&a->anchor_thread, NULL, anchor_mover, a) != 0) {
+        rc = HSMCA_E_INTERNAL;
+        goto fail;
+    }
+    a->anchor_started = 1;
     if (pthread_create(&a->thread, NULL, writer, a) != 0) {
         rc = HSMCA_E_INTERNAL;
         goto fail;
@@ -1408,6 +1520,8 @@ hsmca_audit_close(struct hsmca_audit *a)
     }
     if (a->size > a->last_cp.size)
         rc = make_checkpoint(a);
+    if (rc == HSMCA_OK)
+        rc = anchor_settle(a);
     audit_free(a);
     return rc;
 }

@@ -7,6 +7,7 @@
  * restored older database, a missing anchor), a SIGKILLed writer, extracts and their verifier
  * (every kind of tampering named), quorum re-checks, and verify.sh with no hsmca on PATH.
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -49,6 +50,7 @@ struct ctx {
     struct hsmca_audit *a;
     int64_t fake_ms;    /* 0 = real clock */
     unsigned linger_us; /* 0 = the default */
+    const char *module; /* NULL = SoftHSM (fx_module) */
 };
 
 static int64_t
@@ -69,7 +71,7 @@ tokens_up(struct ctx *c, int generate)
     struct hsmca_secret pin = fx_secret(USER_PIN);
     enum hsmca_err rc;
 
-    if (hsmca_p11_open(fx_module(), &c->p11) != HSMCA_OK ||
+    if (hsmca_p11_open(c->module != NULL ? c->module : fx_module(), &c->p11) != HSMCA_OK ||
         hsmca_token_open(c->p11, "pkcs11:token=hsmca-audit", &c->tok) != HSMCA_OK) {
         hsmca_secret_clear(&pin);
         return -1;
@@ -724,6 +726,131 @@ checkpoints_verify_with_openssl(void **state)
     hsmca_audit_checkpoint_clear(&cp);
     hsmca_audit_checkpoint_clear(&cp2);
     hsmca_audit_checkpoint_clear(&latest);
+}
+
+/* The token's anchor, "<size> <head hex> <cp hash hex>", read as the size it names (0: none). */
+static uint64_t
+anchor_size(struct ctx *c, char *text, size_t text_max)
+{
+    unsigned char buf[300];
+    size_t len = 0;
+    uint64_t size = 0;
+    const char *sp;
+
+    if (hsmca_token_data_read(c->tok, "hsmca-audit-anchor", buf, sizeof(buf) - 1, &len) != HSMCA_OK)
+        return 0;
+    buf[len] = '\0';
+    snprintf(text, text_max, "%s", (char *)buf);
+    sp = strchr(text, ' ');
+    assert_non_null(sp);
+    assert_int_equal(hsmca_parse_u64(text, (size_t)(sp - text), UINT64_MAX, &size), HSMCA_OK);
+    return size;
+}
+
+typedef unsigned long (*shim_count_fn)(const char *);
+typedef void (*shim_hold_fn)(int);
+
+struct releaser {
+    shim_hold_fn hold;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    int done;     /* the test is past the held part */
+    int released; /* the hold ran out first */
+};
+
+/* The safety net: a writer that waited for the anchor would be let go after 5 s, not hang. */
+static void *
+release_later(void *arg)
+{
+    struct releaser *r = arg;
+    struct timespec dl;
+
+    hsmca_deadline_us(&dl, 5000000);
+    pthread_mutex_lock(&r->lock);
+    while (!r->done && pthread_cond_timedwait(&r->cv, &r->lock, &dl) == 0)
+        ;
+    if (!r->done) {
+        r->released = 1;
+        r->hold(0);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+static int
+releaser_finish(struct releaser *r)
+{
+    int released;
+
+    pthread_mutex_lock(&r->lock);
+    r->done = 1;
+    released = r->released;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->lock);
+    return released;
+}
+
+/*
+ * A checkpoint's anchor is written on the mover thread, not the writer's: with the token's object
+ * writes held (a token slow to write), appends and periodic checkpoints go on; an explicit
+ * checkpoint returns only once the token names it, and close settles the last one.
+ */
+static void
+anchor_moves_off_the_writer(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_checkpoint cp;
+    struct hsmca_audit_stats s;
+    struct releaser r = {NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    char text[300], head[65], hash[65], want[300];
+    shim_count_fn count;
+    pthread_t th;
+    void *dl;
+    int i;
+
+    memset(&cp, 0, sizeof(cp));
+    /* one module at a time: swap SoftHSM for the shim that wraps it */
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    tokens_down(c);
+    c->module = getenv("HSMCA_P11SHIM");
+    assert_non_null(c->module);
+    assert_int_equal(tokens_up(c, 0), 0);
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    dl = dlopen(c->module, RTLD_NOW | RTLD_NOLOAD);
+    assert_non_null(dl);
+    *(void **)&count = dlsym(dl, "hsmca_shim_count");
+    *(void **)&r.hold = dlsym(dl, "hsmca_shim_hold");
+    assert_non_null(count);
+    assert_non_null(r.hold);
+
+    open_ok(c, 5, 0);
+    assert_int_equal(anchor_size(c, text, sizeof(text)), 1); /* genesis */
+    r.hold(1);
+    assert_int_equal(pthread_create(&th, NULL, release_later, &r), 0);
+    append_n(c->a, 12); /* checkpoints at 6 and 11 while the token cannot write */
+    for (i = 0; i < 200 && count("held") == 0; i++)
+        usleep(10000);
+    assert_int_equal(count("held"), 1); /* the mover, inside C_CreateObject */
+    hsmca_audit_stats(c->a, &s);
+    assert_int_equal(s.checkpoints, 3);
+    /* (the anchor is not read here: the mover holds the token's lock until C_CreateObject ends) */
+    assert_int_equal(releaser_finish(&r), 0); /* all the above ran while the token was held */
+    pthread_join(th, NULL);
+    r.hold(0);
+    assert_int_equal(hsmca_audit_checkpoint(c->a, &cp), HSMCA_OK);
+    assert_int_equal(cp.size, 13);
+    hsmca_hex_encode(cp.head, 32, head, sizeof(head));
+    hsmca_hex_encode(cp.hash, 32, hash, sizeof(hash));
+    snprintf(want, sizeof(want), "13 %s %s", head, hash);
+    assert_int_equal(anchor_size(c, text, sizeof(text)), 13);
+    assert_string_equal(text, want);
+    hsmca_audit_checkpoint_clear(&cp);
+    append_n(c->a, 2);
+    assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK);
+    c->a = NULL;
+    assert_int_equal(anchor_size(c, text, sizeof(text)), 15);
+    dlclose(dl);
 }
 
 static void
@@ -1686,6 +1813,7 @@ main(void)
         cmocka_unit_test_setup_teardown(group_commit_8_async_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(clock_step_back_is_an_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(checkpoints_verify_with_openssl, setup, teardown),
+        cmocka_unit_test_setup_teardown(anchor_moves_off_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(heartbeat_when_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(open_names_first_bad_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(open_refuses_modified_head, setup, teardown),

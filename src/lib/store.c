@@ -21,8 +21,8 @@
 
 /*
  * The migrations, in order. Version n is reached by running migrations[0..n).
- * 1 core (meta), 2 CAs and certificates, 3 the audit log, 4 the quorum tables, 5 certificates
- * rebuilt as a rowid table. Append; never reorder or edit a released entry.
+ * 1 core (meta), 2 CAs and certificates, 3 the audit log. The quorum tables come next. Append;
+ * never reorder or edit a released entry.
  */
 static const char *const migrations[] = {
     /* 1: core settings */
@@ -140,35 +140,6 @@ static const char *const migrations[] = {
     "  received_ms INTEGER NOT NULL,"
     "  UNIQUE (request_id, approver)"
     ") STRICT;",
-
-    /* 5: certificates as a rowid table. Rows are appended in issue order and only the small
-     * (ca, serial) key lands at random; WITHOUT ROWID put each ~600-byte row itself on a random
-     * leaf, so inserts split full pages of whole certificates, and their cost grew with the
-     * inventory (tools/bench --store-size). Same columns, keys and indexes. */
-    "CREATE TABLE certificates_v5 ("
-    "  ca TEXT NOT NULL REFERENCES cas(id),"
-    "  serial BLOB NOT NULL CHECK (length(serial) BETWEEN 1 AND 20),"
-    "  request_id TEXT CHECK (length(request_id) BETWEEN 1 AND 128),"
-    "  csr_sha256 BLOB NOT NULL CHECK (length(csr_sha256) = 32),"
-    "  sha256 BLOB NOT NULL CHECK (length(sha256) = 32),"
-    "  vid INTEGER NOT NULL,"
-    "  pid INTEGER NOT NULL,"
-    "  not_before INTEGER NOT NULL,"
-    "  not_after INTEGER NOT NULL,"
-    "  issued_ms INTEGER NOT NULL,"
-    "  revoked_ms INTEGER,"
-    "  reason INTEGER CHECK (reason BETWEEN 0 AND 10),"
-    "  der BLOB NOT NULL,"
-    "  PRIMARY KEY (ca, serial)"
-    ") STRICT;"
-    "INSERT INTO certificates_v5 SELECT ca, serial, request_id, csr_sha256, sha256, vid, pid,"
-    "  not_before, not_after, issued_ms, revoked_ms, reason, der FROM certificates"
-    "  ORDER BY issued_ms, ca, serial;"
-    "DROP TABLE certificates;"
-    "ALTER TABLE certificates_v5 RENAME TO certificates;"
-    "CREATE UNIQUE INDEX certificates_request ON certificates(ca, request_id)"
-    "  WHERE request_id IS NOT NULL;"
-    "CREATE INDEX certificates_issued ON certificates(ca, issued_ms, serial);",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
@@ -287,9 +258,6 @@ migrate(sqlite3 *db, int target)
         (void)exec(db, "ROLLBACK", 0);
         return HSMCA_OK;
     }
-    /* a migration may rewrite a table (5 copies every certificate: about 40 s per million on the
-     * bench VM), so say so before it starts */
-    hsmca_log(HSMCA_LOG_INFO, "store", "migrating", "from=%d to=%d", v, target);
     for (i = v; i < target; i++) {
         rc = exec(db, migrations[i], 1);
         if (rc != HSMCA_OK) {

@@ -13,10 +13,8 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <sqlite3.h>
 
 #include "hsmca/store_certs.h"
-#include "hsmca/util.h"
 
 #include "fixture.h"
 
@@ -25,13 +23,18 @@ struct ctx {
     struct hsmca_store *st;
 };
 
-/* A PAA and its PAI (pai-8000). */
-static enum hsmca_err
-put_cas(struct hsmca_store *st)
+static int
+setup(void **state)
 {
+    struct ctx *c = calloc(1, sizeof(*c));
+    char db[600];
     struct hsmca_ca_rec paa = {0}, pai = {0};
-    enum hsmca_err rc;
 
+    if (c == NULL || fx_tmpdir("certs", c->dir, sizeof(c->dir)) != 0)
+        return -1;
+    snprintf(db, sizeof(db), "%s/hsmca.db", c->dir);
+    if (hsmca_store_open(db, &c->st) != HSMCA_OK)
+        return -1;
     snprintf(paa.id, sizeof(paa.id), "paa");
     snprintf(paa.kind, sizeof(paa.kind), "paa");
     snprintf(paa.token_uri, sizeof(paa.token_uri), "pkcs11:token=hsmca-paa");
@@ -43,20 +46,7 @@ put_cas(struct hsmca_store *st)
     snprintf(pai.kind, sizeof(pai.kind), "pai");
     snprintf(pai.parent, sizeof(pai.parent), "paa");
     pai.pid = 0x8000;
-    rc = hsmca_store_ca_put(st, &paa);
-    return rc == HSMCA_OK ? hsmca_store_ca_put(st, &pai) : rc;
-}
-
-static int
-setup(void **state)
-{
-    struct ctx *c = calloc(1, sizeof(*c));
-    char db[600];
-
-    if (c == NULL || fx_tmpdir("certs", c->dir, sizeof(c->dir)) != 0)
-        return -1;
-    snprintf(db, sizeof(db), "%s/hsmca.db", c->dir);
-    if (hsmca_store_open(db, &c->st) != HSMCA_OK || put_cas(c->st) != HSMCA_OK)
+    if (hsmca_store_ca_put(c->st, &paa) != HSMCA_OK || hsmca_store_ca_put(c->st, &pai) != HSMCA_OK)
         return -1;
     *state = c;
     return 0;
@@ -344,137 +334,6 @@ crl_numbers_only_grow(void **state)
     assert_int_equal(hsmca_store_crl_put(c->st, "pai-8000", &r), HSMCA_E_INVALID_ARG);
 }
 
-/* ---- schema 5: certificates rebuilt as a rowid table ---- */
-
-#define MIG_N 600
-
-struct snap {
-    unsigned rows;
-    char line[MIG_N][400];
-    int64_t last_ms; /* the last row's (issued_ms, serial): the next page's cursor */
-    unsigned char last_serial[20];
-    size_t last_len;
-};
-
-/* One certificate as a line of every column, for comparing whole inventories. */
-static enum hsmca_err
-snap_row(void *arg, const struct hsmca_cert_rec *r)
-{
-    struct snap *sn = arg;
-    char serial[41], der[9];
-
-    assert_true(sn->rows < MIG_N);
-    hsmca_hex_encode(r->serial, r->serial_len, serial, sizeof(serial));
-    hsmca_hex_encode(r->der, r->der_len < 4 ? r->der_len : 4, der, sizeof(der));
-    snprintf(sn->line[sn->rows++], sizeof(sn->line[0]),
-             "%s %s req=%s csr=%02x sha=%02x %d/%d %lld-%lld at=%lld rev=%d/%lld/%d der=%zu:%s",
-             r->ca, serial, r->request_id, r->csr_sha256[0], r->sha256[0], r->vid, r->pid,
-             (long long)r->not_before, (long long)r->not_after, (long long)r->issued_ms, r->revoked,
-             (long long)r->revoked_ms, r->reason, r->der_len, der);
-    sn->last_ms = r->issued_ms;
-    memcpy(sn->last_serial, r->serial, r->serial_len);
-    sn->last_len = r->serial_len;
-    return HSMCA_OK;
-}
-
-static void
-snapshot(struct hsmca_store *st, struct snap *sn)
-{
-    struct hsmca_cert_query q;
-    int more = 1;
-
-    memset(&q, 0, sizeof(q));
-    q.status = -1;
-    q.to_ms = INT64_MAX;
-    q.limit = 100;
-    q.with_der = 1;
-    sn->rows = 0;
-    while (more) {
-        unsigned before = sn->rows;
-
-        assert_int_equal(hsmca_store_cert_list(st, "pai-8000", &q, snap_row, sn, &more), HSMCA_OK);
-        assert_true(sn->rows > before || !more);
-        q.after_ms = sn->last_ms;
-        memcpy(q.after_serial, sn->last_serial, sn->last_len);
-        q.after_serial_len = sn->last_len;
-    }
-}
-
-/* The table's CREATE statement as SQLite keeps it. */
-static void
-table_sql(const char *db, char *out, size_t out_max)
-{
-    sqlite3 *h = NULL;
-    sqlite3_stmt *s = NULL;
-
-    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(h,
-                                        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND "
-                                        "name = 'certificates'",
-                                        -1, &s, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    snprintf(out, out_max, "%s", (const char *)sqlite3_column_text(s, 0));
-    sqlite3_finalize(s);
-    sqlite3_close(h);
-}
-
-static void
-schema5_keeps_every_certificate(void **state)
-{
-    struct ctx *c = *state;
-    struct hsmca_store *st = NULL;
-    static struct snap before, after;
-    char db[700], sql[2048], rid[32];
-    struct hsmca_cert_rec r;
-    uint32_t i;
-    int v = 0;
-
-    snprintf(db, sizeof(db), "%s/v4.db", c->dir);
-    assert_int_equal(hsmca_store_open_at(db, 4, &st), HSMCA_OK);
-    assert_int_equal(put_cas(st), HSMCA_OK);
-    /* serials in an order unrelated to issue time, a request id on every third, some revoked */
-    for (i = 0; i < MIG_N; i++) {
-        uint32_t n = (i * 7919u) % 100003u;
-
-        snprintf(rid, sizeof(rid), "req-%u", i);
-        r = cert(n, 1000 + i / 3, i % 3 == 0 ? rid : NULL);
-        assert_int_equal(hsmca_store_cert_insert(st, &r), HSMCA_OK);
-        if (i % 10 == 0)
-            assert_int_equal(hsmca_store_cert_revoke(st, "pai-8000", r.serial, r.serial_len,
-                                                     5000 + i, (int)(i % 7)),
-                             HSMCA_OK);
-    }
-    snapshot(st, &before);
-    assert_int_equal(before.rows, MIG_N);
-    hsmca_store_close(st);
-    st = NULL;
-    table_sql(db, sql, sizeof(sql));
-    assert_non_null(strstr(sql, "WITHOUT ROWID"));
-
-    assert_int_equal(hsmca_store_open(db, &st), HSMCA_OK);
-    assert_int_equal(hsmca_store_schema_version(st, &v), HSMCA_OK);
-    assert_int_equal(v, 5);
-    snapshot(st, &after);
-    assert_int_equal(after.rows, MIG_N);
-    for (i = 0; i < MIG_N; i++)
-        assert_string_equal(after.line[i], before.line[i]);
-    /* the keys hold as before: a serial once per issuer, a request id once per issuer */
-    r = cert((7u * 7919u) % 100003u, 9000, NULL);
-    assert_int_equal(hsmca_store_cert_insert(st, &r), HSMCA_E_STORE_CONSTRAINT);
-    r = cert(100004, 9000, "req-3");
-    assert_int_equal(hsmca_store_cert_insert(st, &r), HSMCA_E_STORE_CONSTRAINT);
-    r = cert(100004, 9000, "req-new");
-    assert_int_equal(hsmca_store_cert_insert(st, &r), HSMCA_OK);
-    assert_int_equal(hsmca_store_cert_by_request(st, "pai-8000", "req-3", &r), HSMCA_OK);
-    assert_int_equal(r.issued_ms, 1001);
-    hsmca_cert_rec_clear(&r);
-    hsmca_store_close(st);
-    table_sql(db, sql, sizeof(sql));
-    assert_null(strstr(sql, "WITHOUT ROWID"));
-    assert_non_null(strstr(sql, "PRIMARY KEY (ca, serial)"));
-}
-
 int
 main(void)
 {
@@ -483,7 +342,6 @@ main(void)
         cmocka_unit_test_setup_teardown(certificates_are_unique_per_issuer, setup, teardown),
         cmocka_unit_test_setup_teardown(inventory_pages_without_gaps_or_repeats, setup, teardown),
         cmocka_unit_test_setup_teardown(crl_numbers_only_grow, setup, teardown),
-        cmocka_unit_test_setup_teardown(schema5_keeps_every_certificate, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("store_certs", tests, NULL, NULL);

@@ -188,9 +188,18 @@ struct hsmca_matter_dac_request {
 };
 
 /*
+ * A serial as hsmca issues them: 6 bytes of the issue time ms (milliseconds since 1970, masked to
+ * 46 bits, with bit 46 set: positive, first byte never zero, rising with time), then 10 bytes (80
+ * bits) from the CSPRNG. HSMCA_E_RANDOM, HSMCA_E_INVALID_ARG (out NULL, ms negative).
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_serial(int64_t ms,
+                                                   unsigned char out[HSMCA_MATTER_SERIAL_LEN]);
+
+/*
  * Build and sign one DAC: subject from the profile and the PAI scope (never from the CSR),
- * VID from the PAI, PID from the request and the PAI scope, key from the CSR, serial of 16 random
- * bytes written to serial_out (or, with HSMCA_MATTER_SERIAL_IN, taken from it). Signs with the
+ * VID from the PAI, PID from the request and the PAI scope, key from the CSR, serial made by
+ * hsmca_matter_serial at the current time and written to serial_out (or, with
+ * HSMCA_MATTER_SERIAL_IN, taken from it). Signs with the
  * issuer's token key (the one ECDSA in the token). The first DAC per PID is built through X509
  * objects, signed, and checked by the full validator (format, VID/PID, links, signature); it
  * becomes the PID's template, and later DACs patch a copy of its TBS (serial, validity, key,

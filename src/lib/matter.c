@@ -795,21 +795,29 @@ serial_random(unsigned char *out)
     return 1;
 }
 
+enum hsmca_err
+hsmca_matter_serial(int64_t ms, unsigned char out[HSMCA_MATTER_SERIAL_LEN])
+{
+    uint64_t t;
+    int i;
+
+    if (out == NULL || ms < 0)
+        return HSMCA_E_INVALID_ARG;
+    if (!serial_random(out + 6))
+        return HSMCA_E_RANDOM;
+    t = ((uint64_t)ms & 0x3FFFFFFFFFFFull) | 0x400000000000ull;
+    for (i = 5; i >= 0; i--, t >>= 8)
+        out[i] = (unsigned char)t;
+    return HSMCA_OK;
+}
+
 static enum hsmca_err
 make_serial(unsigned char *s)
 {
     struct timespec ts;
-    uint64_t ms;
-    int i;
 
-    if (!serial_random(s + 6))
-        return HSMCA_E_RANDOM;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ms = ((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) & 0x3FFFFFFFFFFFull;
-    ms |= 0x400000000000ull;
-    for (i = 5; i >= 0; i--, ms >>= 8)
-        s[i] = (unsigned char)ms;
-    return HSMCA_OK;
+    return hsmca_matter_serial((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, s);
 }
 
 /* Add an extension whose value is the exact DER in der[0..len). */

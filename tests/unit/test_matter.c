@@ -876,12 +876,45 @@ softhsm_paa_pai_dac_chain(void **state)
     fx_hsm_teardown(&hsm);
 }
 
+/* Serials: issue time first (positive, first byte 0x40..0x7f, rising), then 80 random bits. */
+static void
+serial_layout(void **state)
+{
+    unsigned char a[HSMCA_MATTER_SERIAL_LEN], b[HSMCA_MATTER_SERIAL_LEN];
+    unsigned char c[HSMCA_MATTER_SERIAL_LEN], zero[10] = {0};
+    const unsigned char t[6] = {0x40 | 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00};
+    int i;
+
+    (void)state;
+    /* 1700000000000 ms = 0x018BCFE56800 */
+    assert_int_equal(hsmca_matter_serial(1700000000000, a), HSMCA_OK);
+    assert_int_equal(hsmca_matter_serial(1700000000000, b), HSMCA_OK);
+    assert_memory_equal(a, t, 6);
+    assert_memory_equal(b, t, 6);
+    assert_memory_not_equal(a + 6, b + 6, 10);
+    assert_memory_not_equal(a + 6, zero, 10);
+    /* a millisecond later sorts after any serial of the millisecond before */
+    assert_int_equal(hsmca_matter_serial(1700000000001, c), HSMCA_OK);
+    assert_true(memcmp(c, a, HSMCA_MATTER_SERIAL_LEN) > 0 &&
+                memcmp(c, b, HSMCA_MATTER_SERIAL_LEN) > 0);
+    /* time 0 and the largest 46-bit time still give a positive serial with a non-zero first byte */
+    assert_int_equal(hsmca_matter_serial(0, a), HSMCA_OK);
+    assert_int_equal(a[0], 0x40);
+    for (i = 1; i < 6; i++)
+        assert_int_equal(a[i], 0);
+    assert_int_equal(hsmca_matter_serial(0x3FFFFFFFFFFF, a), HSMCA_OK);
+    assert_int_equal(a[0], 0x7f);
+    assert_int_equal(hsmca_matter_serial(-1, a), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_matter_serial(0, NULL), HSMCA_E_INVALID_ARG);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parse_refuses_what_is_not_one_certificate),
         cmocka_unit_test(vidpid_encoding_rules),
+        cmocka_unit_test(serial_layout),
         cmocka_unit_test(chip_test_chains_get_the_predicted_verdict),
         cmocka_unit_test(softhsm_paa_pai_dac_chain),
     };

@@ -10,7 +10,8 @@
  *             parses, carries the CSR's key and is signed by the PAI;
  *   prefill   insert N certificate rows for an existing CA straight into a stopped daemon's store
  *             (the --store-size run: shows the issuance rate does not depend on inventory size).
- *             The rows reuse one real DAC's DER under fresh random serials; they are bench data,
+ *             The rows reuse one real DAC's DER under fresh serials laid out as hsmca issues
+ *             them (hsmca_matter_serial: issue time, then 80 random bits); they are bench data,
  *             never a real inventory, and the wrapper only runs this on its own copy of the store;
  *   audit-fill append N realistic entries to a new store through the real audit writer (group
  *             commit, checkpoints signed in the token), then write an extract of all of them
@@ -45,6 +46,7 @@
 
 #include "hsmca/audit.h"
 #include "hsmca/csr.h"
+#include "hsmca/matter.h"
 #include "hsmca/secret.h"
 #include "hsmca/store.h"
 #include "hsmca/store_certs.h"
@@ -1050,10 +1052,12 @@ run_prefill(int argc, char **argv)
         if (hsmca_store_begin(st) != HSMCA_OK)
             goto out;
         for (uint64_t i = 0; i < n; i++) {
-            if (RAND_bytes(r.serial, 16) != 1 || RAND_bytes(r.csr_sha256, 32) != 1)
-                goto rollback;
-            r.serial[0] &= 0x7f;
+            /* serials laid out as hsmca issues them (issue time, then 80 random bits), so the
+             * store holds what a factory's would */
             r.issued_ms = (int64_t)(now_s() * 1000);
+            if (hsmca_matter_serial(r.issued_ms, r.serial) != HSMCA_OK ||
+                RAND_bytes(r.csr_sha256, 32) != 1)
+                goto rollback;
             if (hsmca_store_cert_insert(st, &r) != HSMCA_OK)
                 goto rollback;
         }

@@ -92,8 +92,8 @@ struct hsmca_audit {
 
     /*
      * The anchor mover: a checkpoint's anchor is written to the token on this thread, so the
-     * writer does not stop for it (SoftHSM replaces a data object in 4-12 ms; at 2,500 entries/s
-     * with a checkpoint every 1,000, that stall was the 16-client p99). All under anchor_lock.
+     * writer, and every DAC waiting for its entry, does not stop for it (SoftHSM replaces a data
+     * object in 4-12 ms; a slower token would stall longer). All under anchor_lock.
      */
     pthread_mutex_t anchor_lock;
     pthread_cond_t anchor_cv;
@@ -598,13 +598,18 @@ static enum hsmca_err
 write_anchor(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp)
 {
     char buf[200], head[65], h[65];
+    enum hsmca_err rc;
     int n;
 
     hsmca_hex_encode(cp->head, 32, head, sizeof(head));
     hsmca_hex_encode(cp->hash, 32, h, sizeof(h));
     n = snprintf(buf, sizeof(buf), "%llu %s %s", (unsigned long long)cp->size, head, h);
-    return hsmca_token_data_write(a->token, AUDIT_ANCHOR_LABEL, (const unsigned char *)buf,
-                                  (size_t)n);
+    rc =
+        hsmca_token_data_write(a->token, AUDIT_ANCHOR_LABEL, (const unsigned char *)buf, (size_t)n);
+    if (rc != HSMCA_OK)
+        hsmca_log(HSMCA_LOG_ERROR, "audit", "anchor-write-failed", "size=%llu code=%s",
+                  (unsigned long long)cp->size, hsmca_err_code(rc));
+    return rc;
 }
 
 static void *
@@ -625,9 +630,6 @@ anchor_mover(void *arg)
         a->anchor_busy = 1;
         pthread_mutex_unlock(&a->anchor_lock);
         rc = write_anchor(a, &cp);
-        if (rc != HSMCA_OK)
-            hsmca_log(HSMCA_LOG_ERROR, "audit", "anchor-write-failed", "size=%llu code=%s",
-                      (unsigned long long)cp.size, hsmca_err_code(rc));
         pthread_mutex_lock(&a->anchor_lock);
         a->anchor_busy = 0;
         a->anchor_rc = rc;
@@ -646,15 +648,8 @@ anchor_mover(void *arg)
 static enum hsmca_err
 move_anchor(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp)
 {
-    enum hsmca_err rc;
-
-    if (!a->anchor_started) {
-        rc = write_anchor(a, cp);
-        if (rc != HSMCA_OK)
-            hsmca_log(HSMCA_LOG_ERROR, "audit", "anchor-write-failed", "size=%llu code=%s",
-                      (unsigned long long)cp->size, hsmca_err_code(rc));
-        return rc;
-    }
+    if (!a->anchor_started)
+        return write_anchor(a, cp);
     pthread_mutex_lock(&a->anchor_lock);
     memset(&a->anchor_cp, 0, sizeof(a->anchor_cp));
     a->anchor_cp.size = cp->size;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * util.h -- small checked helpers for untrusted text: bounded number parsing (the only one allowed,
- * STYLE 26), hex encoding and decoding, file reading with a hard size limit, cond-wait deadlines.
- * Nothing here allocates except hsmca_read_file, whose result the caller frees.
+ * STYLE 26), hex encoding and decoding, PEM armour, file reading with a hard size limit, cond-wait
+ * deadlines. Nothing here allocates except hsmca_pem_armour and hsmca_read_file, whose results the
+ * caller frees.
  */
 #ifndef HSMCA_UTIL_H
 #define HSMCA_UTIL_H
@@ -32,6 +33,14 @@ int hsmca_ca_id_valid(const char *s);
 /* The CLOCK_REALTIME time us microseconds from now, for pthread_cond_timedwait. */
 struct timespec;
 void hsmca_deadline_us(struct timespec *ts, uint64_t us);
+
+/*
+ * The PEM armour of len bytes of DER under label ("CERTIFICATE", "CERTIFICATE REQUEST"), laid out
+ * as OpenSSL's PEM writer lays it out (base64 lines of 64 characters, a newline after each line),
+ * in a new NUL-terminated string the caller frees with free(). The DER is not parsed. NULL if der
+ * or label is NULL, len is 0 or over 1 MiB, or on allocation failure.
+ */
+char *hsmca_pem_armour(const char *label, const unsigned char *der, size_t len);
 
 /* Write 2*len lowercase hex digits and a NUL into out (out_size >= 2*len+1). */
 void hsmca_hex_encode(const unsigned char *in, size_t len, char *out, size_t out_size);

@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "hsmca/issue.h"
 #include "hsmca/limits.h"
@@ -78,12 +77,7 @@ parse_pid(const char *s, unsigned *out)
 static char *
 csr_pem(const unsigned char *buf, size_t len)
 {
-    static const char head[] = "-----BEGIN CERTIFICATE REQUEST-----\n";
-    static const char tail[] = "-----END CERTIFICATE REQUEST-----\n";
-    unsigned char b64[(HSMCA_CSR_MAX + 2) / 3 * 4 + 1];
     char *out;
-    size_t o = 0, i;
-    int bl;
 
     if (len >= 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
         out = malloc(len + 1);
@@ -93,25 +87,7 @@ csr_pem(const unsigned char *buf, size_t len)
         }
         return out;
     }
-    if (len > HSMCA_CSR_MAX)
-        return NULL;
-    bl = EVP_EncodeBlock(b64, buf, (int)len);
-    if (bl < 0)
-        return NULL;
-    out = malloc(sizeof(head) + (size_t)bl + (size_t)bl / 64 + 2 + sizeof(tail));
-    if (out == NULL)
-        return NULL;
-    memcpy(out, head, sizeof(head) - 1);
-    o = sizeof(head) - 1;
-    for (i = 0; i < (size_t)bl; i += 64) {
-        size_t n = (size_t)bl - i < 64 ? (size_t)bl - i : 64;
-
-        memcpy(out + o, b64 + i, n);
-        o += n;
-        out[o++] = '\n';
-    }
-    memcpy(out + o, tail, sizeof(tail));
-    return out;
+    return len <= HSMCA_CSR_MAX ? hsmca_pem_armour("CERTIFICATE REQUEST", buf, len) : NULL;
 }
 
 /* "code: title: detail" of a problem+json body, or the status alone. */

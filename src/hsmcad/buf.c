@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * buf.c -- the daemon's growable text buffer and PEM armour (buf.h).
+ * buf.c -- the daemon's growable text buffer (buf.h).
  */
 #include "buf.h"
 
@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/evp.h>
 
 /* Room for n more bytes and the NUL; 0 on success. */
 static int
@@ -97,35 +95,4 @@ hsmcad_buf_json_str(struct hsmcad_buf *b, const char *s)
     }
     hsmcad_buf_put(b, run, (size_t)(s - run));
     hsmcad_buf_put(b, "\"", 1);
-}
-
-/* PEM armour without parsing the DER: it is hsmca's own (just built, or from the store), and
- * OpenSSL 3.0's d2i_X509 would decode the key again (about 250 us per DAC). */
-char *
-hsmcad_der_to_pem(const unsigned char *der, size_t len)
-{
-    static const char head[] = "-----BEGIN CERTIFICATE-----\n";
-    static const char tail[] = "-----END CERTIFICATE-----\n";
-    size_t lines, cap, o, i;
-    char *s;
-
-    if (der == NULL || len == 0 || len > 1u << 20)
-        return NULL;
-    /* base64 in lines of 64 characters (48 bytes of DER each), as PEM_write_bio does, written
-     * straight into the result: no BIO, no buffer growth (a DAC is built per request) */
-    lines = (len + 47) / 48;
-    cap = sizeof(head) - 1 + lines * 65 + sizeof(tail) - 1 + 1;
-    s = malloc(cap);
-    if (s == NULL)
-        return NULL;
-    memcpy(s, head, sizeof(head) - 1);
-    o = sizeof(head) - 1;
-    for (i = 0; i < len; i += 48) {
-        size_t n = len - i < 48 ? len - i : 48;
-
-        o += (size_t)EVP_EncodeBlock((unsigned char *)s + o, der + i, (int)n);
-        s[o++] = '\n';
-    }
-    memcpy(s + o, tail, sizeof(tail));
-    return s;
 }

@@ -64,7 +64,7 @@ ca_json(struct hsmcad *d, const struct hsmca_ca_rec *ca)
         unsigned char h[32];
         unsigned int hl = 0;
         char hex[65];
-        char *pem = hsmcad_der_to_pem(ca->cert_der, ca->cert_len);
+        char *pem = hsmca_pem_armour("CERTIFICATE", ca->cert_der, ca->cert_len);
 
         if (EVP_Digest(ca->cert_der, ca->cert_len, h, &hl, EVP_sha256(), NULL) == 1) {
             hsmca_hex_encode(h, 32, hex, sizeof(hex));

@@ -142,8 +142,8 @@ single_reply(struct hsmcad_req *r, void *arg, int reply)
         hsmcad_reply_json(r, 200, json_incref(res->doc));
         goto out;
     }
-    dac = hsmcad_der_to_pem(res->dac_der, res->dac_len);
-    pai = hsmcad_der_to_pem(res->pai_der, res->pai_len);
+    dac = hsmca_pem_armour("CERTIFICATE", res->dac_der, res->dac_len);
+    pai = hsmca_pem_armour("CERTIFICATE", res->pai_der, res->pai_len);
     hsmca_hex_encode(res->serial, res->serial_len, serial, sizeof(serial));
     if (dac == NULL || pai == NULL) {
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
@@ -342,7 +342,7 @@ batch_reply(struct hsmcad_req *r, void *arg, int reply)
     hsmcad_buf_str(&b, "{\"chain\":[");
     for (i = 0; i < br->n && pai == NULL; i++)
         if (br->items[i].rc == HSMCA_OK && !br->items[i].dry_run)
-            pai = hsmcad_der_to_pem(br->items[i].pai_der, br->items[i].pai_len);
+            pai = hsmca_pem_armour("CERTIFICATE", br->items[i].pai_der, br->items[i].pai_len);
     if (pai != NULL)
         hsmcad_buf_json_str(&b, pai);
     hsmcad_buf_printf(&b, "],\"failed\":%zu,\"issued\":%zu,\"replayed\":%zu,\"results\":[",
@@ -362,7 +362,7 @@ batch_reply(struct hsmcad_req *r, void *arg, int reply)
             sb_json(&b, json_pack("{s:I, s:i, s:O, s:o}", "index", (json_int_t)i, "status", 200,
                                   "lint", res->doc, "receipt", receipt_json(res)));
         } else {
-            char *dac = hsmcad_der_to_pem(res->dac_der, res->dac_len);
+            char *dac = hsmca_pem_armour("CERTIFICATE", res->dac_der, res->dac_len);
 
             if (dac == NULL)
                 b.err = 1;

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "hsmca/limits.h"
 
 enum hsmca_err
@@ -76,6 +78,34 @@ hsmca_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_max, 
     }
     *out_len = len / 2;
     return HSMCA_OK;
+}
+
+char *
+hsmca_pem_armour(const char *label, const unsigned char *der, size_t len)
+{
+    size_t ll, cap, o, i;
+    char *s;
+
+    if (label == NULL || der == NULL || len == 0 || len > 1u << 20)
+        return NULL;
+    ll = strlen(label);
+    if (ll > 64)
+        return NULL;
+    /* "-----BEGIN " label "-----\n" (17 + ll), 65 characters per 48 bytes of DER, "-----END "
+     * label "-----\n" (15 + ll) and the NUL, written straight into the result: no BIO, no growth */
+    cap = 17 + ll + (len + 47) / 48 * 65 + 15 + ll + 1;
+    s = malloc(cap);
+    if (s == NULL)
+        return NULL;
+    o = (size_t)snprintf(s, cap, "-----BEGIN %s-----\n", label);
+    for (i = 0; i < len; i += 48) {
+        size_t n = len - i < 48 ? len - i : 48;
+
+        o += (size_t)EVP_EncodeBlock((unsigned char *)s + o, der + i, (int)n);
+        s[o++] = '\n';
+    }
+    snprintf(s + o, cap - o, "-----END %s-----\n", label);
+    return s;
 }
 
 void

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * test_hsmcad_buf.c -- the daemon's text buffer: appends grow it past its first allocation, the
- * text stays NUL-terminated, JSON strings are escaped as jansson escapes them; a certificate's PEM
- * armour is what OpenSSL's PEM writer makes.
+ * text stays NUL-terminated, JSON strings are escaped as jansson escapes them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,9 +12,6 @@
 
 #include <cmocka.h>
 #include <jansson.h>
-#include <openssl/bio.h>
-#include <openssl/buffer.h>
-#include <openssl/pem.h>
 
 #include "buf.h"
 
@@ -74,42 +70,12 @@ json_strings_match_jansson(void **state)
     }
 }
 
-/* hsmcad_der_to_pem writes what OpenSSL's PEM writer writes, at every line-length edge */
-static void
-pem_armour_matches_openssl(void **state)
-{
-    static const size_t lens[] = {1, 2, 3, 47, 48, 49, 95, 96, 97, 431, 432, 433, 700};
-    unsigned char der[700];
-    size_t i;
-
-    (void)state;
-    for (i = 0; i < sizeof(der); i++)
-        der[i] = (unsigned char)(i * 37u + 11u);
-    for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
-        BIO *b = BIO_new(BIO_s_mem());
-        BUF_MEM *bm = NULL;
-        char *got = hsmcad_der_to_pem(der, lens[i]);
-
-        assert_non_null(b);
-        assert_true(PEM_write_bio(b, PEM_STRING_X509, "", der, (long)lens[i]) > 0);
-        BIO_get_mem_ptr(b, &bm);
-        assert_non_null(got);
-        assert_int_equal(strlen(got), bm->length);
-        assert_memory_equal(got, bm->data, bm->length);
-        free(got);
-        BIO_free(b);
-    }
-    assert_null(hsmcad_der_to_pem(der, 0));
-    assert_null(hsmcad_der_to_pem(NULL, 10));
-}
-
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(appends_grow_and_stay_terminated),
         cmocka_unit_test(json_strings_match_jansson),
-        cmocka_unit_test(pem_armour_matches_openssl),
     };
 
     return cmocka_run_group_tests_name("hsmcad_buf", tests, NULL, NULL);

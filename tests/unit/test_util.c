@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * test_util.c -- bounded number parsing, hex, the size-capped file reader (limits at N, N+1), the
- * CA id rule and cond-wait deadlines.
+ * test_util.c -- bounded number parsing, hex, PEM armour (as OpenSSL's PEM writer makes it), the
+ * size-capped file reader (limits at N, N+1), the CA id rule and cond-wait deadlines.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,9 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <openssl/bio.h>
+#include <openssl/buffer.h>
+#include <openssl/pem.h>
 
 #include "hsmca/limits.h"
 #include "hsmca/util.h"
@@ -151,6 +154,40 @@ deadline_adds_and_normalises(void **state)
     }
 }
 
+/* hsmca_pem_armour writes what OpenSSL's PEM writer writes, at every line-length edge, for a
+ * certificate and a CSR label */
+static void
+pem_armour_matches_openssl(void **state)
+{
+    static const size_t lens[] = {1, 2, 3, 47, 48, 49, 95, 96, 97, 431, 432, 433, 700};
+    static const char *const labels[] = {PEM_STRING_X509, PEM_STRING_X509_REQ};
+    unsigned char der[700];
+    size_t i, l;
+
+    (void)state;
+    for (i = 0; i < sizeof(der); i++)
+        der[i] = (unsigned char)(i * 37u + 11u);
+    for (l = 0; l < 2; l++) {
+        for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+            BIO *b = BIO_new(BIO_s_mem());
+            BUF_MEM *bm = NULL;
+            char *got = hsmca_pem_armour(labels[l], der, lens[i]);
+
+            assert_non_null(b);
+            assert_true(PEM_write_bio(b, labels[l], "", der, (long)lens[i]) > 0);
+            BIO_get_mem_ptr(b, &bm);
+            assert_non_null(got);
+            assert_int_equal(strlen(got), bm->length);
+            assert_memory_equal(got, bm->data, bm->length);
+            free(got);
+            BIO_free(b);
+        }
+    }
+    assert_null(hsmca_pem_armour(PEM_STRING_X509, der, 0));
+    assert_null(hsmca_pem_armour(PEM_STRING_X509, NULL, 10));
+    assert_null(hsmca_pem_armour(NULL, der, 10));
+}
+
 int
 main(void)
 {
@@ -160,6 +197,7 @@ main(void)
         cmocka_unit_test(read_file_honours_its_limit),
         cmocka_unit_test(ca_id_rule),
         cmocka_unit_test(deadline_adds_and_normalises),
+        cmocka_unit_test(pem_armour_matches_openssl),
     };
 
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);

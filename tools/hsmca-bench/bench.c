@@ -568,32 +568,28 @@ struct e2e {
     int errors;  /* atomic */
 };
 
-/* Append the CSR as PEM with JSON-escaped newlines ("\\n") to out; returns bytes written or -1. */
+/* Write the CSR as PEM with JSON-escaped newlines ("\\n") into out; returns bytes written or -1. */
 static int
 pem_json(const unsigned char *der, size_t len, char *out, size_t out_max)
 {
-    static const char head[] = "-----BEGIN CERTIFICATE REQUEST-----\\n";
-    static const char tail[] = "-----END CERTIFICATE REQUEST-----\\n";
-    unsigned char b64[2048];
-    size_t o = 0, i, n;
-    int bl;
+    char *pem = hsmca_pem_armour("CERTIFICATE REQUEST", der, len);
+    size_t o = 0, i;
 
-    if (len > 1400)
+    if (pem == NULL)
         return -1;
-    bl = EVP_EncodeBlock(b64, der, (int)len);
-    if (bl < 0 || out_max < (size_t)bl + (size_t)bl / 64 * 2 + sizeof(head) + sizeof(tail) + 4)
-        return -1;
-    memcpy(out, head, sizeof(head) - 1);
-    o = sizeof(head) - 1;
-    for (i = 0; i < (size_t)bl; i += 64) {
-        n = (size_t)bl - i < 64 ? (size_t)bl - i : 64;
-        memcpy(out + o, b64 + i, n);
-        o += n;
-        out[o++] = '\\';
-        out[o++] = 'n';
+    for (i = 0; pem[i] != '\0'; i++) {
+        if (o + 2 > out_max) {
+            free(pem);
+            return -1;
+        }
+        if (pem[i] == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else {
+            out[o++] = pem[i];
+        }
     }
-    memcpy(out + o, tail, sizeof(tail) - 1);
-    o += sizeof(tail) - 1;
+    free(pem);
     return (int)o;
 }
 

@@ -147,6 +147,14 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_token_login(struct hsmca_token *tok,
 HSMCA_MUSTCHECK enum hsmca_err hsmca_token_logout(struct hsmca_token *tok);
 
 /*
+ * Undo a module open, a token open with its login and a key find, or any first part of them (NULL
+ * parts are skipped): free the key, log out, close the token, then the module, in the order
+ * SoftHSM needs. Every step is taken; HSMCA_OK, or the first error.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_token_close_all(struct hsmca_p11 *p11, struct hsmca_token *tok,
+                                                     struct hsmca_key *key);
+
+/*
  * As the security officer (so_pin), set the user PIN to new_pin (C_InitPIN), then log the SO out.
  * For the initial ceremony. Returns the login codes above.
  */

@@ -112,20 +112,6 @@ open_approver_key(const char *module, const char *key_uri, const char *pin_file,
     return 0;
 }
 
-/* Undo open_approver_key (any part of it): free the key, log out, close; 0 when all went well. */
-static int
-close_approver_key(struct hsmca_p11 *p11, struct hsmca_token *tok, struct hsmca_key *key)
-{
-    int bad = 0;
-
-    hsmca_key_free(key);
-    if (tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
-        bad = 1;
-    if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
-        bad = 1;
-    return bad ? -1 : 0;
-}
-
 /*
  * `hsmca approve --enroll`: what a new approver hands to the ceremony administrator for
  * approver.enroll: their name, public key, token serial and a proof of possession signed by the
@@ -172,7 +158,7 @@ do_enroll(const char *module, const char *name, const char *key_uri, const char 
     printf("%s\n", params);
     rc = CLI_EXIT_OK;
 out:
-    if (close_approver_key(p11, tok, key) != 0)
+    if (hsmca_token_close_all(p11, tok, key) != HSMCA_OK)
         rc = CLI_EXIT_FAIL;
     OPENSSL_free(spki);
     free(pop);
@@ -407,7 +393,7 @@ cmd_approve(int argc, char **argv)
     }
     rc = CLI_EXIT_OK;
 out:
-    if (close_approver_key(p11, tok, key) != 0)
+    if (hsmca_token_close_all(p11, tok, key) != HSMCA_OK)
         rc = CLI_EXIT_FAIL;
     EVP_PKEY_free(audit_pub);
     http_client_free(http);

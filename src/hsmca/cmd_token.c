@@ -150,10 +150,7 @@ cmd_token(int argc, char **argv)
     rc = PEM_write_PUBKEY(stdout, hsmca_key_public(key)) == 1 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 out:
     EVP_PKEY_free(pub);
-    hsmca_key_free(key);
-    if (tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
-        rc = CLI_EXIT_FAIL;
-    if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
+    if (hsmca_token_close_all(p11, tok, key) != HSMCA_OK)
         rc = CLI_EXIT_FAIL;
     return rc;
 }

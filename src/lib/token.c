@@ -755,6 +755,23 @@ hsmca_token_logout(struct hsmca_token *tok)
 }
 
 enum hsmca_err
+hsmca_token_close_all(struct hsmca_p11 *p11, struct hsmca_token *tok, struct hsmca_key *key)
+{
+    enum hsmca_err rc = HSMCA_OK, e;
+
+    hsmca_key_free(key);
+    if (tok != NULL) {
+        e = hsmca_token_logout(tok);
+        rc = e;
+        e = hsmca_token_free(tok);
+        if (rc == HSMCA_OK)
+            rc = e;
+    }
+    e = hsmca_p11_free(p11);
+    return rc != HSMCA_OK ? rc : e;
+}
+
+enum hsmca_err
 hsmca_token_init_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
                      const struct hsmca_secret *new_pin)
 {

@@ -171,6 +171,32 @@ missing_or_bogus_module_is_refused(void **state)
     assert_int_equal(hsmca_p11_free(NULL), HSMCA_OK);
 }
 
+/* hsmca_token_close_all undoes a module, a token with its login and a key, or any first part */
+static void
+close_all_undoes_open_login_and_key(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *t = NULL;
+    struct hsmca_key *k = NULL;
+
+    assert_int_equal(hsmca_token_close_all(NULL, NULL, NULL), HSMCA_OK);
+    assert_int_equal(hsmca_token_login(c->tok, &c->pin), HSMCA_OK);
+    assert_int_equal(
+        hsmca_token_generate_key(c->tok, "close-all", NULL, 0, HSMCA_KEY_USAGE_SIGN, &k), HSMCA_OK);
+    /* the token cannot go while its key is held: an error, and nothing closed */
+    assert_int_equal(hsmca_token_close_all(NULL, c->tok, NULL), HSMCA_E_BUSY);
+    assert_int_equal(hsmca_token_close_all(c->p11, c->tok, k), HSMCA_OK);
+    c->tok = NULL;
+    c->p11 = NULL;
+    /* a module and a token opened but not logged in; then a module alone */
+    assert_int_equal(hsmca_p11_open(fx_module(), &p11), HSMCA_OK);
+    assert_int_equal(hsmca_token_open(p11, "pkcs11:token=hsmca-test", &t), HSMCA_OK);
+    assert_int_equal(hsmca_token_close_all(p11, t, NULL), HSMCA_OK);
+    assert_int_equal(hsmca_p11_open(fx_module(), &p11), HSMCA_OK);
+    assert_int_equal(hsmca_token_close_all(p11, NULL, NULL), HSMCA_OK);
+}
+
 static void
 unknown_token_and_key_are_distinct_errors(void **state)
 {
@@ -566,6 +592,7 @@ main(void)
         cmocka_unit_test(uri_parses_rfc7512_attributes),
         cmocka_unit_test(missing_or_bogus_module_is_refused),
         cmocka_unit_test_setup_teardown(unknown_token_and_key_are_distinct_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_all_undoes_open_login_and_key, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_and_malformed_pins_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(no_free_slot_and_duplicate_token_label, setup, teardown),
         cmocka_unit_test_setup_teardown(generated_key_never_leaves_the_token, setup, teardown),

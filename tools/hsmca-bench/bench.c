@@ -270,20 +270,6 @@ out:
     return rc;
 }
 
-/* Undo open_key (any part of it); 0 on success. */
-static int
-close_key(struct hsmca_p11 *p11, struct hsmca_token *tok, struct hsmca_key *key)
-{
-    int rc = 0;
-
-    hsmca_key_free(key);
-    if (tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
-        rc = -1;
-    if (hsmca_token_free(tok) != HSMCA_OK || hsmca_p11_free(p11) != HSMCA_OK)
-        rc = -1;
-    return rc;
-}
-
 static void *
 floor_worker(void *p)
 {
@@ -405,7 +391,7 @@ run_floor(int argc, char **argv)
            total ? (cpu1 - cpu0) / (double)total : 0, failed);
     rc = failed ? 1 : 0;
 out:
-    if (close_key(p11, tok, key) != 0)
+    if (hsmca_token_close_all(p11, tok, key) != HSMCA_OK)
         rc = 1;
     free_csrs(&csrs);
     return rc;
@@ -1203,7 +1189,7 @@ out:
 out_closed:
     hsmca_store_close(ro);
     hsmca_store_close(st);
-    if (close_key(p11, tok, key) != 0)
+    if (hsmca_token_close_all(p11, tok, key) != HSMCA_OK)
         rc = 1;
     return rc;
 }

@@ -12,11 +12,14 @@
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +43,10 @@
  * on a connection, so a bigger pool costs time per request: 64 KiB took about 2 % of the daemon's
  * CPU per DAC (tools/bench, perf), 16 KiB under 1 %. */
 #define CONN_POOL 16384
+/* A reply with up to CORK_MAX bytes of body leaves in one write (see cork_reply), when the
+ * socket's send buffer has CORK_ROOM bytes free. */
+#define CORK_MAX 16384
+#define CORK_ROOM 65536
 
 struct hsmcad_server {
     struct hsmcad *d;
@@ -92,6 +99,9 @@ struct hsmcad_req {
     /* hsmcad_req_resume_later: the reply is made on the worker */
     void (*later)(struct hsmcad_req *, void *, int);
     void *later_arg;
+    int whole;               /* the request, body and all, has been read */
+    gnutls_session_t corked; /* the reply is held in the TLS layer until completed() */
+    int fd;
 };
 
 static uint64_t
@@ -491,6 +501,52 @@ audit_request(struct hsmcad_req *r)
 
 /* ---- responses ---- */
 
+/* libmicrohttpd sends a TLS reply's header and body as two TLS records in two sendmsg calls (it
+ * joins them in one call only without TLS). For a small reply, cork the session instead: GnuTLS
+ * keeps both writes and completed() sends them as one record in one call, so the client gets the
+ * whole reply in one segment. Only once the whole request has been read (a reply made before
+ * that ends the connection, and libmicrohttpd may close it before completed() runs), and only when
+ * the socket has room for the reply, so that uncorking does not wait on a client that has stopped
+ * reading. */
+static void
+cork_reply(struct hsmcad_req *r, size_t body_len)
+{
+    const union MHD_ConnectionInfo *ti, *fi;
+    int sndbuf = 0, queued = 0;
+    socklen_t sl = sizeof(sndbuf);
+
+    if (!r->whole || body_len > CORK_MAX)
+        return;
+    ti = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    fi = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ti == NULL || ti->tls_session == NULL || fi == NULL)
+        return;
+    if (getsockopt(fi->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) != 0 ||
+        ioctl(fi->connect_fd, SIOCOUTQ, &queued) != 0 || sndbuf - queued < CORK_ROOM)
+        return;
+    r->corked = (gnutls_session_t)ti->tls_session;
+    r->fd = fi->connect_fd;
+    gnutls_record_cork(r->corked);
+}
+
+/* Send a corked reply. EAGAIN cannot come with the room cork_reply asked for; if it does, wait
+ * for the socket (bounded) rather than leave the reply behind. */
+static void
+uncork_reply(struct hsmcad_req *r)
+{
+    int i, ret;
+
+    for (i = 0; i < 100; i++) {
+        struct pollfd pfd = {.fd = r->fd, .events = POLLOUT};
+
+        ret = gnutls_record_uncork(r->corked, 0);
+        if (ret != GNUTLS_E_AGAIN && ret != GNUTLS_E_INTERRUPTED)
+            break;
+        (void)poll(&pfd, 1, 100);
+    }
+    r->corked = NULL;
+}
+
 static enum MHD_Result
 send_reply(struct hsmcad_req *r)
 {
@@ -519,6 +575,7 @@ send_reply(struct hsmcad_req *r)
     }
     if (r->status == 405 && r->allow[0] != '\0')
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    cork_reply(r, r->resp_len);
     ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     r->state = RS_DONE;
@@ -692,6 +749,7 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
         r->body_len += n;
         return MHD_YES;
     }
+    r->whole = 1;
     if (r->body_too_large) {
         refuse(r, HSMCA_E_HTTP_BODY_TOO_LARGE, NULL);
         return finish(r);
@@ -715,6 +773,8 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         return;
     if (r->later != NULL) /* resumed, but the connection ended before its reply was made */
         r->later(r, r->later_arg, 0);
+    if (r->corked != NULL)
+        uncork_reply(r);
     hsmcad_metrics_request(srv->d->metrics, r->rt_index, r->status != 0 ? r->status : 500,
                            now_us() - r->t0_us);
     free(r->body);

@@ -53,6 +53,23 @@ for m in hsmca_http_requests_total hsmca_http_request_duration_seconds_bucket \
 done
 check "metrics counts readyz 503" grep -q 'hsmca_http_requests_total{route="health.ready",status="503"} 1' "$W/body"
 
+# ---- a small reply leaves in one TLS record: header and body together ----
+# s_client -msg prints each record's inner content type; 17 is application data. The first reply
+# is made at once; the second (a refusal: this test's daemon issues no DACs) after its audit entry
+# is durable, on a resumed request, and then the connection closes.
+(printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+    sleep 0.5
+    printf 'POST /v1/cas/%s/dacs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n' "$PAI"
+    printf 'Content-Type: application/pkcs10\r\nContent-Length: 3\r\n\r\nxyz'
+    sleep 0.5) | timeout 10 openssl s_client -quiet -msg -connect "127.0.0.1:$PORT" \
+    -CAfile "$W/tls/ca.pem" -cert "$W/tls/operator.pem" -key "$W/tls/operator.key" \
+    > "$W/records" 2>/dev/null || true
+check "two small replies on one connection" [ "$(grep -o 'HTTP/1.1 [24]0[04] ' "$W/records" |
+    tr -d '\n')" = "HTTP/1.1 200 HTTP/1.1 404 " ]
+check "each in one TLS record" [ "$(grep -A1 '^<<< TLS 1.3, InnerContent' "$W/records" |
+    grep -c '^ *17$')" = 2 ]
+check "the second reply whole" grep -q '"type":"urn:hsmca:problem:ca-not-found"}' "$W/records"
+
 # ---- receipts ----
 call admin GET /v1/cas
 check "GET /v1/cas 200" [ "$STATUS" = 200 ]

@@ -315,9 +315,11 @@ open_db(const char *path, int target, int readonly, struct hsmca_store **out)
             rc = exec(st->db, "PRAGMA synchronous=FULL", 1);
         if (rc == HSMCA_OK)
             rc = exec(st->db, "PRAGMA foreign_keys=ON", 1);
-        /* 16 MiB of page cache for the writer (SQLite's default is 2 MiB): certificates are keyed
-         * by random serials, so each insert lands on a random leaf page, and a small cache reads
-         * most of them back from the file (tools/bench: the writer's pread time) */
+        /* 16 MiB of page cache for the writer (SQLite's default is 2 MiB). Chosen when serials
+         * were wholly random and each certificate landed on a random leaf page, which a small
+         * cache read back from the file (tools/bench: the writer's pread time). Serials now begin
+         * with the issue time (hsmca_matter_serial), so inserts append; the cache still keeps the
+         * B-trees' inner pages, and the request-id index that an insert with an id probes. */
         if (rc == HSMCA_OK)
             rc = exec(st->db, "PRAGMA cache_size=-16384", 1);
         if (rc != HSMCA_OK) {

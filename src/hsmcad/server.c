@@ -504,10 +504,10 @@ audit_request(struct hsmcad_req *r)
 /* libmicrohttpd sends a TLS reply's header and body as two TLS records in two sendmsg calls (it
  * joins them in one call only without TLS). For a small reply, cork the session instead: GnuTLS
  * keeps both writes and completed() sends them as one record in one call, so the client gets the
- * whole reply in one segment. Only once the whole request has been read (a reply made before
- * that ends the connection, and libmicrohttpd may close it before completed() runs), and only when
- * the socket has room for the reply, so that uncorking does not wait on a client that has stopped
- * reading. */
+ * whole reply in one segment. Only once the whole request has been read: a refusal made on the
+ * headers alone is followed by closing the connection with the body unread, and corked it did not
+ * reach the client (tests/integration/http.sh, the 413 by Content-Length). And only when the socket
+ * has room for the reply, so that uncorking does not wait on a client that has stopped reading. */
 static void
 cork_reply(struct hsmcad_req *r, size_t body_len)
 {

@@ -1,0 +1,51 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# bench_wrapper.sh -- the README's performance command, tools/bench, run small in a throwaway
+# directory (HSMCA_BENCH_DIR): its own demo made by tools/quickstart, a floor between every two
+# service runs, end to end at 1/4/16/64 clients and batches, the store-size comparison, and the
+# audit verifier. Checks the output's shape, that every response passed the benchmark's checks,
+# and that no daemon is left running. Asserts no speed. tools/bench uses the binaries in build/,
+# so meson registers this test only for that build directory, unsanitized.
+. "$(dirname "$0")/lib.sh"
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+export HSMCA_BENCH_DIR="$W/bench"
+field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+rc=0
+"$top/tools/bench" --seconds 2 --count 200 --store-size 1000 > "$W/out" 2> "$W/err" || rc=$?
+check "tools/bench --store-size exits 0" [ "$rc" = 0 ]
+[ "$rc" = 0 ] || tail -20 "$W/err" >&2
+check "six floors, one before and one after each service run" \
+    [ "$(grep -c '^floor (' "$W/out")" = 6 ]
+check "the runs in order, floors between" [ "$(sed -n '3,13s/^\([a-z0-9]*\) .*/\1/p' "$W/out" |
+    tr '\n' ' ')" = "floor e2e floor e2e floor e2e floor e2e floor batch floor " ]
+check "four end-to-end concurrencies and a batch" [ "$(grep -Eo '^(e2e [0-9]+c|batch 2c x100)' \
+    "$W/out" | tr '\n' ',')" = "e2e 1c,e2e 4c,e2e 16c,e2e 64c,batch 2c x100," ]
+check "every response passed its check" sh -c "! grep -q 'FAILED CHECKS' '$W/out'"
+check "every service run issued DACs, none bad" sh -c "grep '^phase=\(e2e\|batch\|small\|big\)' \
+    '$HSMCA_BENCH_DIR/bench.log' | grep -v ' dacs=0 ' | grep -c ' bad=0 errors=0 ' |
+    grep -qx 9"
+check "the summary line" grep -Eq \
+    '^ratio_to_floor=[0-9]+\.[0-9]{2} floor_mean=[0-9]+ floor_drift=[0-9]+\.[0-9]{2}$' "$W/out"
+check "two stores, each measured twice" [ "$(grep -Ec '^(small|big)#[12]:[0-9]+-certs [0-9]+c ' \
+    "$W/out")" = 4 ]
+line=$(grep '^store_size=' "$W/out" || true)
+small=$(echo "$line" | field certificates_small)
+big=$(echo "$line" | field certificates_big)
+check "the big store holds 1000 more certificates" [ -n "$small" ] && [ $((big - small)) = 1000 ]
+check "rate_big_vs_small" sh -c "echo '$line' | grep -Eq 'rate_big_vs_small=[0-9]+\.[0-9]{2}$'"
+
+rc=0
+"$top/tools/bench" --audit-verify 1000 > "$W/out2" 2> "$W/err2" || rc=$?
+check "tools/bench --audit-verify exits 0" [ "$rc" = 0 ]
+check "the verifier read every entry" grep -Eq '^audit_verify entries=1001 seconds=' "$W/out2"
+check "and found the log valid" grep -q '^valid: entries 1\.\.1001 ' "$W/err2"
+
+left=""
+for f in "$HSMCA_BENCH_DIR"/*/hsmcad.pid; do
+    [ -f "$f" ] && kill -0 "$(cat "$f")" 2> /dev/null && left="$left $f"
+done
+check "no daemon left running" [ -z "$left" ]
+finish

@@ -83,7 +83,9 @@ unsigned long hsmca_store_commit_count(const struct hsmca_store *st);
  * WAL checkpoints off the writer's thread. SQLite runs a checkpoint inside the commit that crosses
  * 1000 WAL pages, so the one audit writer (and every request waiting on it) stalls while pages are
  * copied into the database file and synced. This turns that off on st and runs PASSIVE checkpoints
- * every interval_ms (1..60000) on a thread with its own connection to path (the file st opened).
+ * every interval_ms (1..60000) on a thread with its own connection to path (the file st opened),
+ * while st is written: once a pass has copied everything and st changed nothing since, passes stop
+ * and the thread's wait doubles up to 1 s (or interval_ms if longer) until the next write.
  * When the WAL holds more than wal_pages (16..2^20) pages, the next write transaction waits while
  * the last frames are copied, and then rewinds the WAL; a rewound WAL file is truncated to
  * 2 x wal_pages pages. So the WAL stays bounded under steady load.

@@ -271,8 +271,9 @@ ckpt_count(struct hsmca_store_checkpointer *cp, int rewinds)
 
 /*
  * The checkpointer: while it runs the writer's automatic checkpoint is off and PASSIVE checkpoints
- * run on its own thread (the WAL stops growing once they catch up); every commit stays readable;
- * stop gives the automatic checkpoint back. Bad arguments are refused.
+ * run on its own thread (the WAL stops growing once they catch up), but none on an idle store;
+ * every commit stays readable; stop gives the automatic checkpoint back. Bad arguments are
+ * refused.
  */
 static void
 checkpointer_moves_checkpoints_off_the_writer(void **state)
@@ -280,8 +281,10 @@ checkpointer_moves_checkpoints_off_the_writer(void **state)
     struct ctx *c = *state;
     struct hsmca_store *st = NULL, *ro = NULL;
     struct hsmca_store_checkpointer *cp = NULL;
+    const struct timespec ms5 = {0, 5000000};
     char key[32], *v = NULL;
-    int i;
+    unsigned long runs;
+    int i, round;
 
     assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
     assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 0, 64, &cp), HSMCA_E_INVALID_ARG);
@@ -305,18 +308,32 @@ checkpointer_moves_checkpoints_off_the_writer(void **state)
         sqlite3_finalize(s);
     }
     pthread_mutex_unlock(&st->lock);
-    for (i = 0; i < 300; i++) {
-        snprintf(key, sizeof(key), "k%d", i);
-        assert_int_equal(hsmca_store_begin(st), HSMCA_OK);
-        assert_int_equal(hsmca_store_meta_set(st, key, "some value to fill pages"), HSMCA_OK);
-        assert_int_equal(hsmca_store_commit(st), HSMCA_OK);
-    }
-    for (i = 0; i < 400 && ckpt_count(cp, 0) < 2; i++) {
-        struct timespec ts = {0, 5000000};
+    /* two rounds of commits, each followed by a pass (bounded: 2 s per round) */
+    for (round = 0; round < 2; round++) {
+        unsigned long before = ckpt_count(cp, 0);
 
-        nanosleep(&ts, NULL);
+        for (i = 0; i < 150; i++) {
+            snprintf(key, sizeof(key), "k%d", round * 150 + i);
+            assert_int_equal(hsmca_store_begin(st), HSMCA_OK);
+            assert_int_equal(hsmca_store_meta_set(st, key, "some value to fill pages"), HSMCA_OK);
+            assert_int_equal(hsmca_store_commit(st), HSMCA_OK);
+        }
+        for (i = 0; i < 400 && ckpt_count(cp, 0) == before; i++)
+            nanosleep(&ms5, NULL);
+        assert_true(ckpt_count(cp, 0) > before);
     }
-    assert_true(ckpt_count(cp, 0) >= 2);
+    /* idle: once a pass has copied everything, no more passes until something is written (the
+     * first wait leaves time for the pass that finds the last commit copied) */
+    for (i = 0; i < 10; i++)
+        nanosleep(&ms5, NULL);
+    runs = ckpt_count(cp, 0);
+    for (i = 0; i < 20; i++)
+        nanosleep(&ms5, NULL);
+    assert_int_equal(ckpt_count(cp, 0), runs);
+    assert_int_equal(hsmca_store_meta_set(st, "idle", "then one write"), HSMCA_OK);
+    for (i = 0; i < 400 && ckpt_count(cp, 0) == runs; i++)
+        nanosleep(&ms5, NULL);
+    assert_int_equal(ckpt_count(cp, 0), runs + 1);
     hsmca_store_checkpointer_stop(cp);
     hsmca_store_checkpointer_stop(NULL);
     assert_int_equal(hsmca_store_open_readonly(c->db, &ro), HSMCA_OK);

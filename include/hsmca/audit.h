@@ -23,6 +23,7 @@
 #include "hsmca/error.h"
 #include "hsmca/store.h"
 #include "hsmca/token.h"
+#include "hsmca/util.h"
 
 #define HSMCA_AUDIT_LINE_MAX 65536   /* one entry line, bytes */
 #define HSMCA_AUDIT_DETAIL_MAX 60000 /* the detail object, bytes */
@@ -250,6 +251,9 @@ struct hsmca_audit_stats {
     uint64_t commits;       /* group commits (fsync-backed) */
     uint64_t checkpoints;   /* signed */
     uint64_t batch_hist[8]; /* batch sizes: 1, 2-3, 4-7, 8-15, 16-63, 64-255, 256-1023, 1024+ */
+    /* the time of each group commit (WAL write and fdatasync), in hsmca_lat_bucket's buckets */
+    uint64_t commit_hist[HSMCA_LAT_NBUCKET + 1];
+    uint64_t commit_us_sum;
 };
 void hsmca_audit_stats(struct hsmca_audit *a, struct hsmca_audit_stats *out);
 

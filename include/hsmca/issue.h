@@ -178,6 +178,8 @@ struct hsmca_issue_result {
     char csr_sha256[65]; /* hex; "" when the CSR was not readable */
     json_t *doc;         /* dry run: {"ok", "dac", "problems"} (hsmca_matter_dac_lint); owned */
     char detail[160];    /* short English reason of a refusal (no untrusted bytes) */
+    uint64_t sign_us;    /* microseconds to build and sign this DAC, the wait for the token
+                            included; 0 when nothing was signed */
 };
 void hsmca_issue_result_free(struct hsmca_issue_result *res);
 

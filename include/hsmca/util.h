@@ -2,8 +2,8 @@
  *
  * util.h -- small checked helpers for untrusted text: bounded number parsing (the only one allowed,
  * STYLE 26), hex encoding and decoding, PEM armour, file reading with a hard size limit, cond-wait
- * deadlines. Nothing here allocates except hsmca_pem_armour and hsmca_read_file, whose results the
- * caller frees.
+ * deadlines, the monotonic clock and the latency buckets of /metrics. Nothing here allocates except
+ * hsmca_pem_armour and hsmca_read_file, whose results the caller frees.
  */
 #ifndef HSMCA_UTIL_H
 #define HSMCA_UTIL_H
@@ -33,6 +33,18 @@ int hsmca_ca_id_valid(const char *s);
 /* The CLOCK_REALTIME time us microseconds from now, for pthread_cond_timedwait. */
 struct timespec;
 void hsmca_deadline_us(struct timespec *ts, uint64_t us);
+
+/* CLOCK_MONOTONIC in microseconds, for measuring how long something took. */
+uint64_t hsmca_mono_us(void);
+
+/*
+ * The buckets of every latency histogram in /metrics (requests, DAC signatures, audit commits):
+ * their upper bounds in microseconds, 100 us to 10 s. Bucket HSMCA_LAT_NBUCKET counts the rest.
+ */
+#define HSMCA_LAT_NBUCKET 16
+extern const uint64_t hsmca_lat_bound_us[HSMCA_LAT_NBUCKET];
+/* The bucket of us microseconds: the first whose bound is >= us, else HSMCA_LAT_NBUCKET. */
+unsigned hsmca_lat_bucket(uint64_t us);
 
 /*
  * The PEM armour of len bytes of DER under label ("CERTIFICATE", "CERTIFICATE REQUEST"), laid out

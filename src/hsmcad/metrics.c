@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "hsmca/limits.h"
+#include "hsmca/util.h"
 
 #include "buf.h"
 
@@ -20,9 +21,11 @@ static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 406,
                                409, 413, 415, 429, 500, 501, 502, 503, 507};
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0]) + 1) /* + "other" */
 
-static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-#define NBUCKET (sizeof(buckets) / sizeof(buckets[0]))
+/* A latency histogram in hsmca_lat_bucket's buckets, updated with relaxed atomics. */
+struct hist {
+    uint64_t n[HSMCA_LAT_NBUCKET + 1];
+    uint64_t sum_us, count;
+};
 
 struct ca_slot {
     char id[HSMCA_CA_ID_MAX + 1];
@@ -32,9 +35,9 @@ struct ca_slot {
 struct hsmcad_metrics {
     const char *const *routes;
     unsigned nroutes;
-    uint64_t *req; /* (nroutes + 1) * NSTATUS */
-    uint64_t lat[NBUCKET + 1];
-    uint64_t lat_sum_us, lat_count;
+    uint64_t *req;    /* (nroutes + 1) * NSTATUS */
+    struct hist lat;  /* requests */
+    struct hist sign; /* DACs built and signed */
     pthread_mutex_t ca_mu;
     unsigned nca;                                   /* published with release */
     struct ca_slot cas[HSMCAD_METRICS_CAS_MAX + 1]; /* last: "other" */
@@ -83,22 +86,30 @@ status_index(int status)
     return NSTATUS - 1;
 }
 
+static void
+hist_observe(struct hist *h, uint64_t us)
+{
+    __atomic_fetch_add(&h->n[hsmca_lat_bucket(us)], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&h->sum_us, us, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);
+}
+
 void
 hsmcad_metrics_request(struct hsmcad_metrics *m, unsigned route, int status, uint64_t latency_us)
 {
-    unsigned b;
-    double s = (double)latency_us / 1e6;
-
     if (m == NULL)
         return;
     if (route > m->nroutes)
         route = m->nroutes;
     __atomic_fetch_add(&m->req[route * NSTATUS + status_index(status)], 1, __ATOMIC_RELAXED);
-    for (b = 0; b < NBUCKET && s > buckets[b]; b++)
-        ;
-    __atomic_fetch_add(&m->lat[b], 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&m->lat_sum_us, latency_us, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&m->lat_count, 1, __ATOMIC_RELAXED);
+    hist_observe(&m->lat, latency_us);
+}
+
+void
+hsmcad_metrics_sign(struct hsmcad_metrics *m, uint64_t us)
+{
+    if (m != NULL)
+        hist_observe(&m->sign, us);
 }
 
 static struct ca_slot *
@@ -141,6 +152,26 @@ static uint64_t
 ld(const uint64_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* One histogram's series: buckets n[0..HSMCA_LAT_NBUCKET] (not cumulative), in seconds. */
+static void
+hist_render(struct hsmcad_buf *b, const char *name, const char *help, const uint64_t *n,
+            uint64_t sum_us, uint64_t count)
+{
+    uint64_t cum = 0;
+    unsigned i;
+
+    hsmcad_buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (i = 0; i < HSMCA_LAT_NBUCKET; i++) {
+        cum += ld(&n[i]);
+        hsmcad_buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name,
+                          (double)hsmca_lat_bound_us[i] / 1e6, (unsigned long long)cum);
+    }
+    cum += ld(&n[HSMCA_LAT_NBUCKET]);
+    hsmcad_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+    hsmcad_buf_printf(b, "%s_sum %.6f\n", name, (double)sum_us / 1e6);
+    hsmcad_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)count);
 }
 
 void
@@ -186,22 +217,11 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
                               (unsigned long long)v);
         }
     }
-    hsmcad_buf_printf(
-        &b, "# HELP hsmca_http_request_duration_seconds Time from request start to response.\n"
-            "# TYPE hsmca_http_request_duration_seconds histogram\n");
-    cum = 0;
-    for (i = 0; i < NBUCKET; i++) {
-        cum += ld(&m->lat[i]);
-        hsmcad_buf_printf(&b, "hsmca_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                          buckets[i], (unsigned long long)cum);
-    }
-    cum += ld(&m->lat[NBUCKET]);
-    hsmcad_buf_printf(&b, "hsmca_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                      (unsigned long long)cum);
-    hsmcad_buf_printf(&b, "hsmca_http_request_duration_seconds_sum %.6f\n",
-                      (double)ld(&m->lat_sum_us) / 1e6);
-    hsmcad_buf_printf(&b, "hsmca_http_request_duration_seconds_count %llu\n",
-                      (unsigned long long)ld(&m->lat_count));
+    hist_render(&b, "hsmca_http_request_duration_seconds", "Time from request start to response.",
+                m->lat.n, ld(&m->lat.sum_us), ld(&m->lat.count));
+    hist_render(&b, "hsmca_dac_sign_duration_seconds",
+                "Time to build and sign one DAC, the wait for the token included.", m->sign.n,
+                ld(&m->sign.sum_us), ld(&m->sign.count));
 
     hsmcad_buf_printf(&b, "# HELP hsmca_dacs_issued_total DACs issued, by CA.\n"
                           "# TYPE hsmca_dacs_issued_total counter\n");
@@ -249,6 +269,12 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
         for (i = 0; i < 8; i++)
             hsmcad_buf_printf(&b, "hsmca_audit_batches_total{size=\"%s\"} %llu\n", batch_sizes[i],
                               (unsigned long long)audit->batch_hist[i]);
+        for (i = 0, cum = 0; i <= HSMCA_LAT_NBUCKET; i++)
+            cum += audit->commit_hist[i];
+        hist_render(&b, "hsmca_audit_commit_duration_seconds",
+                    "Time of each group commit of the audit writer (WAL write and fdatasync); "
+                    "every DAC waits for one.",
+                    audit->commit_hist, audit->commit_us_sum, cum);
     }
     hsmcad_buf_printf(
         &b,

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * metrics.h -- Prometheus counters of the daemon with low-cardinality labels: requests by route
- * (the route pattern, never the raw path) and status, DACs issued per CA, a request latency
- * histogram, and the audit writer's group-commit batch sizes and commits. Counters are updated
- * with relaxed atomics from any worker thread; rendering reads them without a lock.
+ * (the route pattern, never the raw path) and status, DACs issued per CA, latency histograms of
+ * requests, DAC signatures and the audit writer's group commits, and those commits' batch sizes.
+ * Counters are updated with relaxed atomics from any worker thread; rendering reads them without a
+ * lock.
  */
 #ifndef HSMCAD_METRICS_H
 #define HSMCAD_METRICS_H
@@ -29,6 +30,8 @@ void hsmcad_metrics_free(struct hsmcad_metrics *m);
 /* One finished request: route index (0..nroutes), HTTP status, latency in microseconds. */
 void hsmcad_metrics_request(struct hsmcad_metrics *m, unsigned route, int status,
                             uint64_t latency_us);
+/* One DAC built and signed in us microseconds (hsmca_issue_result.sign_us). */
+void hsmcad_metrics_sign(struct hsmcad_metrics *m, uint64_t us);
 /* n DACs issued under ca (or refused, when refused is set). */
 void hsmcad_metrics_dac(struct hsmcad_metrics *m, const char *ca, int refused, uint64_t n);
 

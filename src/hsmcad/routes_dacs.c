@@ -187,6 +187,8 @@ single_done(void *arg, struct hsmca_issue_result *res)
         hsmcad_req_receipt(r, &res->receipt);
     hsmcad_req_engine_audited(r);
     hsmcad_metrics_dac(d->metrics, s->ca, res->rc != HSMCA_OK, 1);
+    if (res->sign_us > 0)
+        hsmcad_metrics_sign(d->metrics, res->sign_us);
     s->res = res;
     hsmcad_req_resume_later(r, single_reply, s);
 }
@@ -392,10 +394,14 @@ batch_done(void *arg, struct hsmca_issue_batch_result *br)
     struct batch *bt = arg;
     struct hsmcad_req *r = bt->r;
     struct hsmcad *d = hsmcad_req_daemon(r);
+    size_t i;
 
     hsmcad_req_engine_audited(r);
     hsmcad_metrics_dac(d->metrics, bt->ca, 0, br->issued);
     hsmcad_metrics_dac(d->metrics, bt->ca, 1, br->failed);
+    for (i = 0; i < br->n; i++)
+        if (br->items[i].sign_us > 0)
+            hsmcad_metrics_sign(d->metrics, br->items[i].sign_us);
     bt->br = br;
     hsmcad_req_resume_later(r, batch_reply, bt);
 }

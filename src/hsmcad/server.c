@@ -104,15 +104,6 @@ struct hsmcad_req {
     int fd;
 };
 
-static uint64_t
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* ---- the request API for handlers ---- */
 
 struct hsmcad *
@@ -700,7 +691,7 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
         *req_cls = r;
         r->srv = srv;
         r->conn = conn;
-        r->t0_us = now_us();
+        r->t0_us = hsmca_mono_us();
         snprintf(r->id, sizeof(r->id), "urn:hsmca:request:%llu",
                  (unsigned long long)__atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED));
         ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -776,7 +767,7 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r->corked != NULL)
         uncork_reply(r);
     hsmcad_metrics_request(srv->d->metrics, r->rt_index, r->status != 0 ? r->status : 500,
-                           now_us() - r->t0_us);
+                           hsmca_mono_us() - r->t0_us);
     free(r->body);
     free(r->resp);
     free(r->detail);

@@ -547,7 +547,7 @@ hist_add(struct hsmca_audit *a, size_t n)
 static void
 run_batch(struct hsmca_audit *a, struct item **items, size_t n)
 {
-    uint64_t size0 = a->size;
+    uint64_t size0 = a->size, t0, commit_us = 0;
     unsigned char head0[32];
     int64_t ms0 = a->last_ms;
     size_t i, ok = 0;
@@ -571,7 +571,9 @@ run_batch(struct hsmca_audit *a, struct item **items, size_t n)
         hsmca_store_rollback(a->st);
         rc = HSMCA_E_AUDIT_WRITE;
     } else {
+        t0 = hsmca_mono_us();
         rc = hsmca_store_commit(a->st);
+        commit_us = hsmca_mono_us() - t0;
     }
     if (rc != HSMCA_OK) {
         hsmca_log(HSMCA_LOG_ERROR, "audit", "write-failed", "stage=commit code=%s items=%zu",
@@ -589,6 +591,8 @@ run_batch(struct hsmca_audit *a, struct item **items, size_t n)
     a->stats.commits++;
     a->stats.entries += ok;
     hist_add(a, n);
+    a->stats.commit_hist[hsmca_lat_bucket(commit_us)]++;
+    a->stats.commit_us_sum += commit_us;
     pthread_mutex_unlock(&a->lock);
 }
 

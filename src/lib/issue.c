@@ -1150,6 +1150,7 @@ process(struct job *j, const struct hsmca_issue_req *rq)
     size_t der_len = 0, idlen;
     int64_t t = now_ms();
     time_t now = (time_t)(t / 1000);
+    uint64_t started, signed_at;
     enum hsmca_err rc;
     int added;
 
@@ -1223,13 +1224,16 @@ process(struct job *j, const struct hsmca_issue_req *rq)
         return;
     }
     mr = (struct hsmca_matter_dac_request){csr, rq->pid_given, rq->pid, now};
+    started = hsmca_mono_us();
     rc = hsmca_matter_dac_build(mi, &mr, 0, serial, &der, &der_len);
+    signed_at = hsmca_mono_us();
     mi_drop(ca);
     hsmca_csr_free(csr);
     if (rc != HSMCA_OK) {
         job_refuse(j, rc, NULL, NULL, 0);
         return;
     }
+    j->res->sign_us = signed_at - started;
     j->res->dac_der = der;
     j->res->dac_len = der_len;
     memcpy(j->res->serial, serial, sizeof(serial));

@@ -120,6 +120,29 @@ hsmca_deadline_us(struct timespec *ts, uint64_t us)
     }
 }
 
+uint64_t
+hsmca_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+const uint64_t hsmca_lat_bound_us[HSMCA_LAT_NBUCKET] = {
+    100,   250,    500,    1000,   2500,    5000,    10000,   25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+unsigned
+hsmca_lat_bucket(uint64_t us)
+{
+    unsigned b;
+
+    for (b = 0; b < HSMCA_LAT_NBUCKET && us > hsmca_lat_bound_us[b]; b++)
+        ;
+    return b;
+}
+
 int
 hsmca_ca_id_valid(const char *s)
 {

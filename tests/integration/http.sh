@@ -47,6 +47,7 @@ call auditor GET /metrics
 check "metrics 200" [ "$STATUS" = 200 ]
 check "metrics content type" sh -c "tr -d '\r' < '$W/headers' | grep -qi '^content-type: text/plain; version=0.0.4'"
 for m in hsmca_http_requests_total hsmca_http_request_duration_seconds_bucket \
+    hsmca_dac_sign_duration_seconds_bucket hsmca_audit_commit_duration_seconds_bucket \
     hsmca_audit_commits_total hsmca_audit_batches_total hsmca_dacs_issued_total \
     hsmca_store_checkpoints_total hsmca_store_wal_rewinds_total hsmca_ready; do
     check "metrics has $m" grep -q "^# TYPE ${m%_bucket}" "$W/body"

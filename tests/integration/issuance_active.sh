@@ -169,6 +169,17 @@ call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
 expect "after deactivation" 409 ca-inactive
 call auditor GET /metrics
 check "metrics count issued DACs" sh -c "grep -Eq '^hsmca_dacs_issued_total\\{ca=\"pai-8000\"\\} ([5-9]|[1-9][0-9])' '$W/body'"
+# every DAC signed is timed (replays sign nothing), and so is every audit group commit
+check "metrics time each DAC signature" awk '
+    /^hsmca_dacs_issued_total\{ca="pai-8000"\}/ { issued = $2 }
+    /^hsmca_dac_sign_duration_seconds_count/ { signed = $2 }
+    /^hsmca_dac_sign_duration_seconds_bucket\{le="\+Inf"\}/ { inf = $2 }
+    END { exit !(signed >= 5 && signed <= issued && inf == signed) }' "$W/body"
+check "metrics time each audit commit" awk '
+    /^hsmca_audit_commits_total/ { commits = $2 }
+    /^hsmca_audit_commit_duration_seconds_count/ { timed = $2 }
+    /^hsmca_audit_commit_duration_seconds_sum/ { sum = $2 }
+    END { exit !(timed >= 5 && timed <= commits && sum > 0) }' "$W/body"
 
 check "SIGTERM stops with status 0" stop_daemon
 finish

@@ -551,6 +551,18 @@ group_commit_8_writers(void **state)
                   (unsigned long long)s.batch_hist[3], (unsigned long long)s.batch_hist[4]);
     /* below one per entry even when each writer waits for its own commit (batches <= 8) */
     assert_true(commits * 2 < (unsigned long)(WRITERS * PER_WRITER));
+    /* every group commit was timed: the histogram holds as many as the batch sizes do */
+    {
+        uint64_t timed = 0, batches = 0;
+
+        for (i = 0; i <= HSMCA_LAT_NBUCKET; i++)
+            timed += s.commit_hist[i];
+        for (i = 0; i < 8; i++)
+            batches += s.batch_hist[i];
+        assert_int_equal(timed, batches);
+        assert_true(timed > 0);
+        assert_true(s.commit_us_sum > 0);
+    }
 }
 
 /* The daemon's shape: each writer keeps up to WINDOW submits in flight (parked connections). */

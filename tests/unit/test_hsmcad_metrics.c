@@ -2,8 +2,9 @@
  *
  * test_hsmcad_metrics.c -- the Prometheus text of src/hsmcad/metrics.c: counters by route and
  * status (unknown statuses under "other", out-of-range routes under "unmatched"), cumulative
- * latency buckets with sum and count, DAC counters per CA (more than the label cap fold into
- * "other"), the audit series, and counts that stay exact under concurrent updates.
+ * latency buckets with sum and count for requests, DAC signatures and audit commits, DAC counters
+ * per CA (more than the label cap fold into "other"), the audit series, and counts that stay exact
+ * under concurrent updates.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -46,6 +47,14 @@ labels_and_histogram(void **state)
     st.entries = 40;
     st.batch_hist[0] = 3;
     st.batch_hist[4] = 4;
+    st.commit_hist[3] = 5;                 /* <= 1 ms */
+    st.commit_hist[7] = 1;                 /* <= 25 ms */
+    st.commit_hist[HSMCA_LAT_NBUCKET] = 1; /* > 10 s */
+    st.commit_us_sum = 12345678;
+    hsmcad_metrics_sign(m, 150);    /* <= 0.25 ms */
+    hsmcad_metrics_sign(m, 180);    /* <= 0.25 ms */
+    hsmcad_metrics_sign(m, 12000);  /* <= 25 ms */
+    hsmcad_metrics_sign(NULL, 100); /* ignored */
     hsmcad_metrics_store(m, 12, 3);
     hsmcad_metrics_store(NULL, 1, 1);
     s = hsmcad_metrics_render(m, &st, 1, &len);
@@ -64,6 +73,21 @@ labels_and_histogram(void **state)
     assert_non_null(strstr(s, "hsmca_http_request_duration_seconds_bucket{le=\"+Inf\"} 5\n"));
     assert_non_null(strstr(s, "hsmca_http_request_duration_seconds_count 5\n"));
     assert_non_null(strstr(s, "hsmca_http_request_duration_seconds_sum 20.004400\n"));
+    assert_non_null(strstr(s, "hsmca_http_request_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
+    assert_non_null(strstr(s, "hsmca_dac_sign_duration_seconds_bucket{le=\"0.0001\"} 0\n"));
+    assert_non_null(strstr(s, "hsmca_dac_sign_duration_seconds_bucket{le=\"0.00025\"} 2\n"));
+    assert_non_null(strstr(s, "hsmca_dac_sign_duration_seconds_bucket{le=\"0.01\"} 2\n"));
+    assert_non_null(strstr(s, "hsmca_dac_sign_duration_seconds_bucket{le=\"0.025\"} 3\n"));
+    assert_non_null(strstr(s, "hsmca_dac_sign_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(s, "hsmca_dac_sign_duration_seconds_sum 0.012330\n"));
+    assert_non_null(strstr(s, "hsmca_dac_sign_duration_seconds_count 3\n"));
+    assert_non_null(strstr(s, "hsmca_audit_commit_duration_seconds_bucket{le=\"0.0005\"} 0\n"));
+    assert_non_null(strstr(s, "hsmca_audit_commit_duration_seconds_bucket{le=\"0.001\"} 5\n"));
+    assert_non_null(strstr(s, "hsmca_audit_commit_duration_seconds_bucket{le=\"0.025\"} 6\n"));
+    assert_non_null(strstr(s, "hsmca_audit_commit_duration_seconds_bucket{le=\"10\"} 6\n"));
+    assert_non_null(strstr(s, "hsmca_audit_commit_duration_seconds_bucket{le=\"+Inf\"} 7\n"));
+    assert_non_null(strstr(s, "hsmca_audit_commit_duration_seconds_sum 12.345678\n"));
+    assert_non_null(strstr(s, "hsmca_audit_commit_duration_seconds_count 7\n"));
     assert_non_null(strstr(s, "hsmca_dacs_issued_total{ca=\"pai-0\"} 2\n"));
     assert_non_null(strstr(s, "hsmca_dacs_issued_total{ca=\"other\"} 6\n"));
     assert_non_null(strstr(s, "hsmca_dacs_refused_total{ca=\"pai-0\"} 5\n"));
@@ -73,6 +97,7 @@ labels_and_histogram(void **state)
     free(s);
     s = hsmcad_metrics_render(m, NULL, 0, &len);
     assert_null(strstr(s, "hsmca_audit_commits_total"));
+    assert_null(strstr(s, "hsmca_audit_commit_duration_seconds"));
     assert_non_null(strstr(s, "hsmca_ready 0\n"));
     free(s);
     hsmcad_metrics_free(m);

@@ -556,6 +556,7 @@ inactive_ca_and_bad_requests_are_refused_and_audited(void **state)
     assert_true(r->has_receipt);
     assert_int_equal(r->receipt.seq, before + 1);
     assert_null(r->dac_der);
+    assert_int_equal(r->sign_us, 0);
     assert_int_equal(strlen(r->csr_sha256), 64);
     hsmca_issue_result_free(r);
     assert_int_equal(hsmca_audit_size(e.audit), before + 1);
@@ -660,6 +661,7 @@ issued_dac_validates_and_request_ids_are_idempotent(void **state)
     assert_false(r->replayed);
     assert_true(r->has_receipt);
     assert_non_null(r->dac_der);
+    assert_true(r->sign_us > 0); /* the time the token took, for /metrics */
     assert_int_equal(r->serial_len, HSMCA_MATTER_SERIAL_LEN);
     assert_int_equal(r->pai_len, W.pai_len);
     assert_memory_equal(r->pai_der, W.pai_der, W.pai_len);
@@ -710,6 +712,7 @@ issued_dac_validates_and_request_ids_are_idempotent(void **state)
     assert_int_equal(r2->rc, HSMCA_OK);
     assert_true(r2->replayed);
     assert_true(r2->has_receipt);
+    assert_int_equal(r2->sign_us, 0); /* nothing signed */
     assert_int_equal(r2->receipt.seq, before + 1);
     assert_entry(&e, r2->receipt.seq, "dac.replay", "ok", "\"request_id\":\"dev-0001\"");
     assert_int_equal(r2->dac_len, r->dac_len);

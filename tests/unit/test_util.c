@@ -188,6 +188,30 @@ pem_armour_matches_openssl(void **state)
     assert_null(hsmca_pem_armour(NULL, der, 10));
 }
 
+/* Every latency lands in the first bucket whose bound holds it; past the last, the overflow. */
+static void
+latency_buckets(void **state)
+{
+    unsigned b;
+    uint64_t t0, t1;
+
+    (void)state;
+    assert_int_equal(hsmca_lat_bucket(0), 0);
+    assert_int_equal(hsmca_lat_bucket(100), 0);
+    assert_int_equal(hsmca_lat_bucket(101), 1);
+    for (b = 1; b < HSMCA_LAT_NBUCKET; b++) {
+        assert_true(hsmca_lat_bound_us[b] > hsmca_lat_bound_us[b - 1]);
+        assert_int_equal(hsmca_lat_bucket(hsmca_lat_bound_us[b]), b);
+        assert_int_equal(hsmca_lat_bucket(hsmca_lat_bound_us[b - 1] + 1), b);
+    }
+    assert_int_equal(hsmca_lat_bucket(10000000), HSMCA_LAT_NBUCKET - 1);
+    assert_int_equal(hsmca_lat_bucket(10000001), HSMCA_LAT_NBUCKET);
+    assert_int_equal(hsmca_lat_bucket(UINT64_MAX), HSMCA_LAT_NBUCKET);
+    t0 = hsmca_mono_us();
+    t1 = hsmca_mono_us();
+    assert_true(t1 >= t0);
+}
+
 int
 main(void)
 {
@@ -198,6 +222,7 @@ main(void)
         cmocka_unit_test(ca_id_rule),
         cmocka_unit_test(deadline_adds_and_normalises),
         cmocka_unit_test(pem_armour_matches_openssl),
+        cmocka_unit_test(latency_buckets),
     };
 
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -68,6 +68,8 @@ check "e2e: RSS peak and fsyncs per DAC read from the daemon" sh -c \
     "[ '$(field rss_peak_kb "$line")' -gt 0 ] && awk 'BEGIN { exit !($(field fsyncs_per_dac "$line") > 0) }'"
 check "e2e: CPU per DAC read for the daemon (/proc) and the client" awk \
     "BEGIN { exit !($(field server_us_per_dac "$line") >= 0 && $(field client_us_per_dac "$line") > 0) }"
+check "e2e: the daemon's mean commit and signature times read from its /metrics" awk \
+    "BEGIN { exit !($(field commit_ms "$line") > 0 && $(field sign_ms "$line") > 0) }"
 line=$(e2e 2 20)
 echo "# $line"
 check "batch: 100 DACs in batches of 20, all 201 and chaining to the PAI" \

@@ -27,6 +27,10 @@ check "every response passed its check" sh -c "! grep -q 'FAILED CHECKS' '$W/out
 check "every service run issued DACs, none bad" sh -c "grep '^phase=\(e2e\|batch\) ' \
     '$HSMCA_BENCH_DIR/bench.log' | grep -v ' dacs=0 ' | grep -c ' bad=0 errors=0 ' |
     grep -qx 9"
+check "the daemon's commit and signature times in every service run" sh -c "grep \
+    '^phase=\(e2e\|batch\) ' '$HSMCA_BENCH_DIR/bench.log' |
+    grep -c ' commit_ms=[0-9.]*[1-9][0-9.]* sign_ms=[0-9.]*[1-9][0-9.]*$' | grep -qx 9"
+check "the table's last two columns" grep -Eq ' commit_ms +sign_ms$' "$W/out"
 check "the summary line" grep -Eq \
     '^ratio_to_floor=[0-9]+\.[0-9]{2} floor_mean=[0-9]+ floor_drift=[0-9]+\.[0-9]{2}$' "$W/out"
 check "two stores, each measured twice" [ "$(grep -Ec '^(small|big)#[12]:[0-9]+-certs [0-9]+c ' \

@@ -739,7 +739,7 @@ autocheckpoint_back(struct hsmca_store *st)
 /*
  * One pass; 1 if it ran. Unless forced, none when the last pass copied everything, with no
  * transaction open on st, and st's connection has changed no row since: an idle store then costs
- * no checkpoint call (about 0.1 ms each).
+ * no checkpoint call (about 40 us each with its wake-up, measured on an idle daemon).
  */
 static int
 checkpoint_once(struct hsmca_store_checkpointer *cp, int force)

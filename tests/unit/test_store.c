@@ -284,7 +284,7 @@ checkpointer_moves_checkpoints_off_the_writer(void **state)
     const struct timespec ms5 = {0, 5000000};
     char key[32], *v = NULL;
     unsigned long runs;
-    int i, round;
+    int i, round, quiet;
 
     assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
     assert_int_equal(hsmca_store_checkpointer_start(st, c->db, 0, 64, &cp), HSMCA_E_INVALID_ARG);
@@ -322,12 +322,17 @@ checkpointer_moves_checkpoints_off_the_writer(void **state)
             nanosleep(&ms5, NULL);
         assert_true(ckpt_count(cp, 0) > before);
     }
-    /* idle: once a pass has copied everything, no more passes until something is written (the
-     * first wait leaves time for the pass that finds the last commit copied) */
-    for (i = 0; i < 10; i++)
-        nanosleep(&ms5, NULL);
+    /* idle: once a pass has copied everything, no more passes until something is written. Wait
+     * for 200 ms without a pass (bounded: 3 s; at 5 ms a pass would come 40 times in that time),
+     * then none may come in the next 200 ms */
     runs = ckpt_count(cp, 0);
-    for (i = 0; i < 20; i++)
+    for (i = 0, quiet = 0; i < 600 && quiet < 40; i++) {
+        nanosleep(&ms5, NULL);
+        quiet = ckpt_count(cp, 0) == runs ? quiet + 1 : 0;
+        runs = ckpt_count(cp, 0);
+    }
+    assert_int_equal(quiet, 40);
+    for (i = 0; i < 40; i++)
         nanosleep(&ms5, NULL);
     assert_int_equal(ckpt_count(cp, 0), runs);
     assert_int_equal(hsmca_store_meta_set(st, "idle", "then one write"), HSMCA_OK);

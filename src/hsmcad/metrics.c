@@ -21,10 +21,11 @@ static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 406,
                                409, 413, 415, 429, 500, 501, 502, 503, 507};
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0]) + 1) /* + "other" */
 
-/* A latency histogram in hsmca_lat_bucket's buckets, updated with relaxed atomics. */
+/* A latency histogram in hsmca_lat_bucket's buckets, updated with relaxed atomics; its count is
+ * the sum of the buckets. */
 struct hist {
     uint64_t n[HSMCA_LAT_NBUCKET + 1];
-    uint64_t sum_us, count;
+    uint64_t sum_us;
 };
 
 struct ca_slot {
@@ -91,7 +92,6 @@ hist_observe(struct hist *h, uint64_t us)
 {
     __atomic_fetch_add(&h->n[hsmca_lat_bucket(us)], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&h->sum_us, us, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&h->count, 1, __ATOMIC_RELAXED);
 }
 
 void
@@ -154,10 +154,11 @@ ld(const uint64_t *p)
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
-/* One histogram's series: buckets n[0..HSMCA_LAT_NBUCKET] (not cumulative), in seconds. */
+/* One histogram's series: buckets n[0..HSMCA_LAT_NBUCKET] (not cumulative), in seconds; the count
+ * is the +Inf bucket, so the two always agree. */
 static void
 hist_render(struct hsmcad_buf *b, const char *name, const char *help, const uint64_t *n,
-            uint64_t sum_us, uint64_t count)
+            uint64_t sum_us)
 {
     uint64_t cum = 0;
     unsigned i;
@@ -171,7 +172,7 @@ hist_render(struct hsmcad_buf *b, const char *name, const char *help, const uint
     cum += ld(&n[HSMCA_LAT_NBUCKET]);
     hsmcad_buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
     hsmcad_buf_printf(b, "%s_sum %.6f\n", name, (double)sum_us / 1e6);
-    hsmcad_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)count);
+    hsmcad_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }
 
 void
@@ -189,7 +190,6 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
 {
     struct hsmcad_buf b = {NULL, 0, 0, 0};
     unsigned r, s, i, nca;
-    uint64_t cum;
     static const char *const batch_sizes[] = {"1",     "2-3",    "4-7",      "8-15",
                                               "16-63", "64-255", "256-1023", "1024+"};
 
@@ -218,10 +218,10 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
         }
     }
     hist_render(&b, "hsmca_http_request_duration_seconds", "Time from request start to response.",
-                m->lat.n, ld(&m->lat.sum_us), ld(&m->lat.count));
+                m->lat.n, ld(&m->lat.sum_us));
     hist_render(&b, "hsmca_dac_sign_duration_seconds",
                 "Time to build and sign one DAC, the wait for the token included.", m->sign.n,
-                ld(&m->sign.sum_us), ld(&m->sign.count));
+                ld(&m->sign.sum_us));
 
     hsmcad_buf_printf(&b, "# HELP hsmca_dacs_issued_total DACs issued, by CA.\n"
                           "# TYPE hsmca_dacs_issued_total counter\n");
@@ -269,12 +269,10 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
         for (i = 0; i < 8; i++)
             hsmcad_buf_printf(&b, "hsmca_audit_batches_total{size=\"%s\"} %llu\n", batch_sizes[i],
                               (unsigned long long)audit->batch_hist[i]);
-        for (i = 0, cum = 0; i <= HSMCA_LAT_NBUCKET; i++)
-            cum += audit->commit_hist[i];
         hist_render(&b, "hsmca_audit_commit_duration_seconds",
                     "Time of each group commit of the audit writer (WAL write and fdatasync); "
                     "every DAC waits for one.",
-                    audit->commit_hist, audit->commit_us_sum, cum);
+                    audit->commit_hist, audit->commit_us_sum);
     }
     hsmcad_buf_printf(
         &b,

@@ -75,7 +75,7 @@ struct hsmca_audit {
     unsigned char head[32];
     int64_t last_ms;
     struct hsmca_audit_checkpoint last_cp; /* size 0 = none */
-    struct timespec last_cp_mono;
+    uint64_t last_cp_us;                   /* hsmca_mono_us() at the last checkpoint */
 
     pthread_mutex_t lock;
     pthread_cond_t work_cv, sync_cv;
@@ -114,17 +114,6 @@ wall_ms(struct hsmca_audit *a)
         return a->clock_ms(a->clock_arg);
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t
-mono_ms_since(const struct timespec *t0)
-{
-    struct timespec now;
-    int64_t d;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    d = (int64_t)(now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
-    return d < 0 ? 0 : (uint64_t)d;
 }
 
 void
@@ -761,7 +750,7 @@ make_checkpoint(struct hsmca_audit *a)
         memcpy(a->last_cp.hash, cp.hash, 32);
         memcpy(a->last_cp.head, cp.head, 32);
     }
-    clock_gettime(CLOCK_MONOTONIC, &a->last_cp_mono);
+    a->last_cp_us = hsmca_mono_us();
     return rc;
 }
 
@@ -775,7 +764,7 @@ maybe_checkpoint(struct hsmca_audit *a)
         (void)make_checkpoint(a);
         return;
     }
-    if (mono_ms_since(&a->last_cp_mono) < a->cp_ms)
+    if ((hsmca_mono_us() - a->last_cp_us) / 1000 < a->cp_ms)
         return;
     if (since == 0) {
         struct item *hb = system_item("audit.heartbeat", NULL);
@@ -844,7 +833,7 @@ writer(void *arg)
 
         pthread_mutex_lock(&a->lock);
         while (a->q_head == NULL && !a->stopping) {
-            uint64_t left = mono_ms_since(&a->last_cp_mono);
+            uint64_t left = (hsmca_mono_us() - a->last_cp_us) / 1000;
             struct timespec dl;
 
             left = left >= a->cp_ms ? 0 : a->cp_ms - left;
@@ -1424,7 +1413,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
     hsmca_hex_encode(a->kid, 32, a->kid_hex, sizeof(a->kid_hex));
     if (cfg->origin != NULL)
         snprintf(a->origin, sizeof(a->origin), "%s", cfg->origin);
-    clock_gettime(CLOCK_MONOTONIC, &a->last_cp_mono);
+    a->last_cp_us = hsmca_mono_us();
 
     rc = hsmca_store_audit_head(a->st, &store_size, store_head);
     if (rc != HSMCA_OK) {

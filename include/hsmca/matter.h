@@ -167,6 +167,21 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_issuer_new(const struct hsmca_profil
                                                        X509 *pai, X509 *paa, EVP_PKEY *pai_priv,
                                                        struct hsmca_matter_issuer **out);
 void hsmca_matter_issuer_free(struct hsmca_matter_issuer *is);
+
+/* Signs a SHA-256 digest with the PAI's key: a DER ECDSA-Sig-Value into sig[0..*sig_len). */
+typedef enum hsmca_err (*hsmca_matter_sign_fn)(void *arg, const unsigned char dgst[32],
+                                               unsigned char *sig, size_t sig_max, size_t *sig_len);
+
+/*
+ * Sign the template path's digests with fn(arg, ...) instead of EVP_PKEY_sign on pai_priv: a way to
+ * the same key without libp11's glue (hsmca_key_sign_digest). One test signature is made through
+ * fn and verified with the PAI's public key first; on failure the issuer is unchanged
+ * (HSMCA_E_MATTER_KEY_MISMATCH, or fn's error). arg is borrowed like pai_priv. Call before the
+ * issuer is shared between threads. The X509 builds (first DAC per PID, HSMCA_MATTER_FULL_BUILD)
+ * still sign through pai_priv.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_issuer_set_signer(struct hsmca_matter_issuer *is,
+                                                              hsmca_matter_sign_fn fn, void *arg);
 /* The issuer's PAI (borrowed) and its VID/PID scope. */
 X509 *hsmca_matter_issuer_pai(const struct hsmca_matter_issuer *is);
 struct hsmca_matter_vidpid hsmca_matter_issuer_scope(const struct hsmca_matter_issuer *is);

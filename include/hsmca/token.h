@@ -10,8 +10,9 @@
  * Freeing in another order is refused with HSMCA_E_BUSY rather than crashing.
  *
  * Threads: hsmca_key_private() handles and hsmca_key_sign_digest() may be used from many threads at
- * once (libp11 keeps up to 16 sessions per token). Everything else (open, login, logout, keygen,
- * data objects, PIN changes) is a control-path call, serialised per token and per module.
+ * once (libp11 keeps up to 16 sessions per token; hsmca_key_sign_digest opens up to 16 of its own
+ * per key handle). Everything else (open, login, logout, keygen, data objects, PIN changes) is a
+ * control-path call, serialised per token and per module.
  */
 #ifndef HSMCA_TOKEN_H
 #define HSMCA_TOKEN_H
@@ -218,7 +219,13 @@ const unsigned char *hsmca_key_id(const struct hsmca_key *key, size_t *len_out);
 /*
  * Sign a digest (dgst_len 20..HSMCA_DIGEST_MAX, computed outside the token) with CKM_ECDSA.
  * Writes a DER ECDSA-Sig-Value into sig[0..*sig_len) (sig_max >= HSMCA_ECDSA_P256_DER_MAX).
- * Thread-safe. Returns HSMCA_E_SIGN_FAILED, HSMCA_E_NOT_LOGGED_IN, HSMCA_E_INVALID_ARG.
+ * Signs on the key handle's own sessions, not through libp11. The first call signs with the token
+ * object; the second makes a session copy of the key inside the token (C_CopyObject with CKA_TOKEN
+ * false and an empty label: still sensitive, not extractable, private, checked), and every call
+ * from then on signs with the copy, which spares SoftHSM re-reading the key's files on every
+ * C_SignInit. A token that refuses the copy is signed with the token object. The copy is
+ * destroyed by hsmca_key_free. Thread-safe. Returns
+ * HSMCA_E_SIGN_FAILED, HSMCA_E_NOT_LOGGED_IN, HSMCA_E_TOKEN_REMOVED, HSMCA_E_INVALID_ARG.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_key_sign_digest(const struct hsmca_key *key,
                                                      const unsigned char *dgst, size_t dgst_len,

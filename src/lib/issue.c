@@ -1719,6 +1719,13 @@ hsmca_issue_ca_id(const struct hsmca_issue_ca *ca)
     return ca != NULL ? ca->rec.id : "";
 }
 
+static enum hsmca_err
+key_signer(void *arg, const unsigned char dgst[32], unsigned char *sig, size_t sig_max,
+           size_t *sig_len)
+{
+    return hsmca_key_sign_digest(arg, dgst, 32, sig, sig_max, sig_len);
+}
+
 enum hsmca_err
 hsmca_issue_ca_activate(struct hsmca_issue_ca *ca, struct hsmca_key *key, int64_t until_ms,
                         uint64_t max_dacs)
@@ -1740,8 +1747,12 @@ hsmca_issue_ca_activate(struct hsmca_issue_ca *ca, struct hsmca_key *key, int64_
         return HSMCA_E_ISSUE_CA_ACTIVE;
     /* validates the PAI against the PAA and the key against the PAI (one test signature) */
     rc = hsmca_matter_issuer_new(&ca->profile, ca->pai, ca->paa, hsmca_key_private(key), &mi);
-    if (rc != HSMCA_OK)
+    if (rc == HSMCA_OK) /* DACs signed on the key's own sessions (token.c's struct sign_pool) */
+        rc = hsmca_matter_issuer_set_signer(mi, key_signer, key);
+    if (rc != HSMCA_OK) {
+        hsmca_matter_issuer_free(mi);
         return rc;
+    }
     pthread_mutex_lock(&ca->mu);
     if (ca->mi != NULL) {
         pthread_mutex_unlock(&ca->mu);

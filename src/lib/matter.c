@@ -57,6 +57,8 @@ struct hsmca_matter_issuer {
     X509 *paa;                    /* up-ref'd */
     X509_NAME *issuer;            /* PAI subject (copied) */
     EVP_PKEY *priv;               /* borrowed token key */
+    hsmca_matter_sign_fn sign;    /* the template path's signer, or NULL for priv */
+    void *sign_arg;               /* borrowed */
     EVP_PKEY *pai_pub;            /* borrowed from pai */
     ASN1_OBJECT *vid_obj, *pid_obj;
     unsigned char akid_ext[4 + SKID_LEN]; /* DER of the AKID extension value */
@@ -1161,6 +1163,36 @@ out:
     return ok;
 }
 
+enum hsmca_err
+hsmca_matter_issuer_set_signer(struct hsmca_matter_issuer *is, hsmca_matter_sign_fn fn, void *arg)
+{
+    static const unsigned char msg[] = "hsmca issuer signer check";
+    unsigned char dgst[32], sig[HSMCA_ECDSA_P256_DER_MAX + 8];
+    size_t siglen = 0;
+    EVP_PKEY_CTX *ctx;
+    enum hsmca_err rc;
+    int ok;
+
+    if (is == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    SHA256(msg, sizeof(msg), dgst);
+    rc = fn(arg, dgst, sig, sizeof(sig), &siglen);
+    if (rc != HSMCA_OK)
+        return rc;
+    if (siglen > HSMCA_ECDSA_P256_DER_MAX)
+        return HSMCA_E_MATTER_KEY_MISMATCH;
+    ctx = EVP_PKEY_CTX_new(is->pai_pub, NULL);
+    if (ctx == NULL)
+        return HSMCA_E_NOMEM;
+    ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_verify(ctx, sig, siglen, dgst, 32) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    if (!ok)
+        return HSMCA_E_MATTER_KEY_MISMATCH;
+    is->sign = fn;
+    is->sign_arg = arg;
+    return HSMCA_OK;
+}
+
 void
 hsmca_matter_issuer_free(struct hsmca_matter_issuer *is)
 {
@@ -1660,10 +1692,16 @@ dac_build_fast(const struct hsmca_matter_issuer *is, const struct plan *pl,
     SHA256(tbs, t->tbs_len, dgst);
 
     rc = HSMCA_E_SIGN_FAILED;
-    ctx = EVP_PKEY_CTX_new(is->priv, NULL);
-    if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
-        EVP_PKEY_sign(ctx, sig, &siglen, dgst, sizeof(dgst)) != 1 ||
-        siglen > HSMCA_ECDSA_P256_DER_MAX)
+    if (is->sign != NULL) {
+        if (is->sign(is->sign_arg, dgst, sig, sizeof(sig), &siglen) != HSMCA_OK)
+            goto out;
+    } else {
+        ctx = EVP_PKEY_CTX_new(is->priv, NULL);
+        if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
+            EVP_PKEY_sign(ctx, sig, &siglen, dgst, sizeof(dgst)) != 1)
+            goto out;
+    }
+    if (siglen > HSMCA_ECDSA_P256_DER_MAX)
         goto out;
     if ((flags & HSMCA_MATTER_VERIFY_SIGNATURE) != 0) {
         EVP_PKEY_CTX_free(ctx);

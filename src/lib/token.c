@@ -7,7 +7,9 @@
  * Never logs or copies a PIN; never asks a token to export a private key.
  *
  * libp11 0.4.12 is used for what it does well: loading the module, the per-slot session pool and
- * the EVP_PKEY glue that lets OpenSSL sign through the token. Everything on the control path
+ * the EVP_PKEY glue that lets OpenSSL sign through the token (X509_sign of PAAs, PAIs, CRLs and
+ * the first DAC of each template). Digest signing (hsmca_key_sign_digest: DACs, audit checkpoints,
+ * approvals) runs on sessions of its own (struct sign_pool). Everything on the control path
  * (token lookup, login, keygen, attributes, data objects) goes through the module's function list
  * on one control session per token, because libp11 0.4.12 cannot generate EC keys, keeps a heap
  * copy of any PIN given to PKCS11_login, and closes every session of a slot array when it releases
@@ -24,6 +26,7 @@
 #include <sys/stat.h>
 
 #include <libp11.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
@@ -67,6 +70,30 @@ struct hsmca_token {
     unsigned nkeys;
 };
 
+/*
+ * What hsmca_key_sign_digest signs on: its own sessions (opened on demand, at most
+ * SIGN_SESSIONS_MAX, so a module that signs in parallel still can) and the object it names.
+ * SoftHSM 2.6.1 opens, locks and re-reads a token object's files on every C_SignInit, about a third
+ * of a signature's time. A session copy of the key (C_CopyObject, CKA_TOKEN false) lives in the
+ * module's memory and skips that. PKCS#11 lets no copy weaken CKA_SENSITIVE or CKA_EXTRACTABLE
+ * (and copy_key checks both); the copy lives in this process only, has an empty label so no lookup
+ * by name meets it, and is destroyed with the key handle. A token that refuses the copy
+ * (CKA_COPYABLE false, no C_CopyObject) is signed with the token object itself.
+ */
+#define SIGN_SESSIONS_MAX 16
+
+struct sign_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    CK_SESSION_HANDLE open[SIGN_SESSIONS_MAX]; /* every session opened, to close at free */
+    CK_SESSION_HANDLE idle[SIGN_SESSIONS_MAX];
+    unsigned nopen, nidle, opening;
+    CK_OBJECT_HANDLE obj; /* signed with: the session copy, or the token object */
+    int signed_once;      /* a signature was made (with the token object) */
+    int decided;          /* obj is set (the copy was tried) */
+    int copied;           /* obj is a session copy, destroyed at free */
+};
+
 struct hsmca_key {
     struct hsmca_token *tok;
     EVP_PKEY *priv; /* token-backed, from libp11 */
@@ -75,6 +102,7 @@ struct hsmca_key {
     char label[HSMCA_KEY_LABEL_MAX + 1];
     unsigned char id[HSMCA_KEY_ID_MAX];
     size_t id_len;
+    struct sign_pool *pool;
 };
 
 static enum hsmca_err
@@ -991,6 +1019,25 @@ load_private(struct hsmca_token *tok, struct hsmca_key *k)
     return HSMCA_OK;
 }
 
+/* Close a key's signing sessions (which destroys a session copy with the session that made it,
+ * after the explicit destroy). Nothing may be signing. */
+static void
+pool_free(struct hsmca_token *tok, struct sign_pool *pool)
+{
+    CK_FUNCTION_LIST_PTR f = tok->p11->f;
+    unsigned i;
+
+    if (pool == NULL)
+        return;
+    if (pool->copied && pool->nopen > 0)
+        (void)f->C_DestroyObject(pool->open[0], pool->obj);
+    for (i = 0; i < pool->nopen; i++)
+        (void)f->C_CloseSession(pool->open[i]);
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+    free(pool);
+}
+
 /* Make a key handle for private key object h. Caller holds tok->lock. */
 static enum hsmca_err
 key_from_handle(struct hsmca_token *tok, CK_OBJECT_HANDLE h, struct hsmca_key **out)
@@ -1002,6 +1049,13 @@ key_from_handle(struct hsmca_token *tok, CK_OBJECT_HANDLE h, struct hsmca_key **
     k = calloc(1, sizeof(*k));
     if (k == NULL)
         return HSMCA_E_NOMEM;
+    k->pool = calloc(1, sizeof(*k->pool));
+    if (k->pool == NULL) {
+        free(k);
+        return HSMCA_E_NOMEM;
+    }
+    pthread_mutex_init(&k->pool->mu, NULL);
+    pthread_cond_init(&k->pool->cv, NULL);
     k->tok = tok;
     k->handle = h;
     rc = get_bytes(tok, h, CKA_LABEL, (unsigned char *)k->label, HSMCA_KEY_LABEL_MAX, &len);
@@ -1024,6 +1078,7 @@ out:
     if (k != NULL) {
         EVP_PKEY_free(k->pub);
         EVP_PKEY_free(k->priv);
+        pool_free(tok, k->pool);
         free(k);
     }
     return rc;
@@ -1177,7 +1232,8 @@ enum hsmca_err
 hsmca_token_find_key(struct hsmca_token *tok, const char *uri, struct hsmca_key **out)
 {
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-    CK_ATTRIBUTE tmpl[3];
+    CK_BBOOL yes = CK_TRUE;
+    CK_ATTRIBUTE tmpl[4];
     CK_ULONG n = 0, count = 0;
     CK_OBJECT_HANDLE h;
     struct hsmca_uri u;
@@ -1191,6 +1247,8 @@ hsmca_token_find_key(struct hsmca_token *tok, const char *uri, struct hsmca_key 
     if ((u.have & HSMCA_URI_HAVE_TYPE) && strcmp(u.type, "private") != 0)
         return HSMCA_E_URI_INVALID;
     tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    /* token objects only: a signing session copy (see struct sign_pool) keeps the CKA_ID */
+    tmpl[n++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
     if (u.have & HSMCA_URI_HAVE_OBJECT)
         tmpl[n++] = (CK_ATTRIBUTE){CKA_LABEL, u.object, strlen(u.object)};
     if (u.have & HSMCA_URI_HAVE_ID)
@@ -1263,6 +1321,7 @@ hsmca_key_free(struct hsmca_key *key)
     tok = key->tok;
     EVP_PKEY_free(key->priv);
     EVP_PKEY_free(key->pub);
+    pool_free(tok, key->pool);
     free(key);
     pthread_mutex_lock(&tok->lock);
     tok->nkeys--;
@@ -1297,30 +1356,149 @@ hsmca_key_id(const struct hsmca_key *key, size_t *len_out)
     return key->id;
 }
 
+/* Take a signing session of key's pool, opening one if none is idle and fewer than the maximum are
+ * open; waits for one otherwise. */
+static enum hsmca_err
+pool_get(const struct hsmca_key *key, CK_SESSION_HANDLE *s)
+{
+    struct sign_pool *p = key->pool;
+    CK_RV rv;
+
+    pthread_mutex_lock(&p->mu);
+    while (p->nidle == 0 && p->nopen + p->opening >= SIGN_SESSIONS_MAX)
+        pthread_cond_wait(&p->cv, &p->mu);
+    if (p->nidle > 0) {
+        *s = p->idle[--p->nidle];
+        pthread_mutex_unlock(&p->mu);
+        return HSMCA_OK;
+    }
+    p->opening++;
+    pthread_mutex_unlock(&p->mu);
+    rv = key->tok->p11->f->C_OpenSession(key->tok->slot_id, CKF_SERIAL_SESSION, NULL, NULL, s);
+    pthread_mutex_lock(&p->mu);
+    p->opening--;
+    if (rv == CKR_OK)
+        p->open[p->nopen++] = *s;
+    else
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return rv == CKR_OK ? HSMCA_OK : ckr("C_OpenSession", rv, HSMCA_E_TOKEN_FAILED);
+}
+
+static void
+pool_put(const struct hsmca_key *key, CK_SESSION_HANDLE s)
+{
+    struct sign_pool *p = key->pool;
+
+    pthread_mutex_lock(&p->mu);
+    p->idle[p->nidle++] = s;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Make the session copy of key on session s (which must stay open as long as the copy is used).
+ * Returns its handle, or CK_INVALID_HANDLE when the token refuses or the copy is weaker than the
+ * original (then nothing is left behind). */
+static CK_OBJECT_HANDLE
+copy_key(const struct hsmca_key *key, CK_SESSION_HANDLE s)
+{
+    CK_FUNCTION_LIST_PTR f = key->tok->p11->f;
+    CK_BBOOL no = CK_FALSE, tok_b = CK_TRUE, sens = CK_FALSE, extr = CK_TRUE, priv = CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}, {CKA_LABEL, (void *)"", 0}};
+    CK_ATTRIBUTE check[] = {{CKA_TOKEN, &tok_b, sizeof(tok_b)},
+                            {CKA_SENSITIVE, &sens, sizeof(sens)},
+                            {CKA_EXTRACTABLE, &extr, sizeof(extr)},
+                            {CKA_PRIVATE, &priv, sizeof(priv)}};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_RV rv;
+
+    pthread_mutex_lock(&key->tok->p11->lock); /* object creation, serialised (SoftHSM #573) */
+    rv = f->C_CopyObject(s, key->handle, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h);
+    pthread_mutex_unlock(&key->tok->p11->lock);
+    if (rv != CKR_OK)
+        return CK_INVALID_HANDLE;
+    rv = f->C_GetAttributeValue(s, h, check, sizeof(check) / sizeof(check[0]));
+    if (rv != CKR_OK || tok_b != CK_FALSE || sens != CK_TRUE || extr != CK_FALSE ||
+        priv != CK_TRUE) {
+        (void)f->C_DestroyObject(s, h);
+        return CK_INVALID_HANDLE;
+    }
+    return h;
+}
+
+/* Encode a raw r || s (2 x 32 bytes, CKM_ECDSA's output for P-256) as a DER ECDSA-Sig-Value. */
+static int
+ecdsa_raw_to_der(const unsigned char *raw, size_t raw_len, unsigned char *sig, size_t sig_max,
+                 size_t *sig_len)
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = NULL, *sv = NULL;
+    unsigned char *p = sig;
+    int n, ok = 0;
+
+    if (es == NULL || raw_len != 64)
+        goto out;
+    r = BN_bin2bn(raw, 32, NULL);
+    sv = BN_bin2bn(raw + 32, 32, NULL);
+    if (r == NULL || sv == NULL || ECDSA_SIG_set0(es, r, sv) != 1)
+        goto out;
+    r = sv = NULL;
+    n = i2d_ECDSA_SIG(es, NULL);
+    if (n <= 0 || (size_t)n > sig_max || i2d_ECDSA_SIG(es, &p) != n)
+        goto out;
+    *sig_len = (size_t)n;
+    ok = 1;
+out:
+    BN_free(r);
+    BN_free(sv);
+    ECDSA_SIG_free(es);
+    return ok;
+}
+
 enum hsmca_err
 hsmca_key_sign_digest(const struct hsmca_key *key, const unsigned char *dgst, size_t dgst_len,
                       unsigned char *sig, size_t sig_max, size_t *sig_len)
 {
-    EVP_PKEY_CTX *ctx = NULL;
-    enum hsmca_err rc = HSMCA_E_SIGN_FAILED;
-    size_t len = sig_max;
+    CK_FUNCTION_LIST_PTR f;
+    CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE obj;
+    unsigned char raw[132];
+    CK_ULONG raw_len = sizeof(raw);
+    struct sign_pool *p;
+    enum hsmca_err rc;
+    CK_RV rv;
 
     if (key == NULL || dgst == NULL || sig == NULL || sig_len == NULL)
         return HSMCA_E_INVALID_ARG;
     if (dgst_len < 20 || dgst_len > HSMCA_DIGEST_MAX || sig_max < HSMCA_ECDSA_P256_DER_MAX)
         return HSMCA_E_INVALID_ARG;
-    ctx = EVP_PKEY_CTX_new(key->priv, NULL);
-    if (ctx == NULL)
-        return HSMCA_E_NOMEM;
-    if (EVP_PKEY_sign_init(ctx) <= 0)
-        goto out;
-    if (EVP_PKEY_sign(ctx, sig, &len, dgst, dgst_len) <= 0)
-        goto out;
-    *sig_len = len;
-    rc = HSMCA_OK;
-out:
-    EVP_PKEY_CTX_free(ctx);
-    return rc;
+    f = key->tok->p11->f;
+    p = key->pool;
+    rc = pool_get(key, &s);
+    if (rc != HSMCA_OK)
+        return rc;
+    pthread_mutex_lock(&p->mu);
+    if (!p->decided && p->signed_once) {
+        /* the second signature makes the copy (a one-shot signer, such as an approval, never
+         * creates an object), on a session that stays open until free */
+        obj = copy_key(key, s);
+        p->copied = obj != CK_INVALID_HANDLE;
+        p->obj = p->copied ? obj : key->handle;
+        p->decided = 1;
+    }
+    obj = p->decided ? p->obj : key->handle;
+    p->signed_once = 1;
+    pthread_mutex_unlock(&p->mu);
+    rv = f->C_SignInit(s, &mech, obj);
+    if (rv == CKR_OK)
+        rv = f->C_Sign(s, (CK_BYTE_PTR)dgst, dgst_len, raw, &raw_len);
+    pool_put(key, s);
+    if (rv != CKR_OK)
+        return ckr("C_Sign", rv, HSMCA_E_SIGN_FAILED);
+    if (!ecdsa_raw_to_der(raw, raw_len, sig, sig_max, sig_len))
+        return HSMCA_E_SIGN_FAILED;
+    return HSMCA_OK;
 }
 
 enum hsmca_err

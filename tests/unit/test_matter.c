@@ -439,6 +439,26 @@ worker_run(void *arg)
     return NULL;
 }
 
+/* A template-path signer for hsmca_matter_issuer_set_signer: the daemon's way (the key's own
+ * signing sessions), counted, or failing with a chosen code. */
+struct test_signer {
+    const struct hsmca_key *key;
+    int calls;
+    enum hsmca_err fail;
+};
+
+static enum hsmca_err
+test_sign(void *arg, const unsigned char dgst[32], unsigned char *sig, size_t sig_max,
+          size_t *sig_len)
+{
+    struct test_signer *ts = arg;
+
+    if (ts->fail != HSMCA_OK)
+        return ts->fail;
+    ts->calls++;
+    return hsmca_key_sign_digest(ts->key, dgst, 32, sig, sig_max, sig_len);
+}
+
 static void
 softhsm_paa_pai_dac_chain(void **state)
 {
@@ -461,6 +481,7 @@ softhsm_paa_pai_dac_chain(void **state)
     char dir[700], paa_path[800], pai_path[800], dac_path[800], out[4096];
     struct timespec t0, t1;
     json_t *lint = NULL;
+    struct test_signer ts = {NULL, 0, HSMCA_OK};
     int i, plen;
 
     (void)state;
@@ -652,9 +673,43 @@ softhsm_paa_pai_dac_chain(void **state)
                                            &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8000},
                                            time(NULL), &v),
                      HSMCA_OK);
-    /* a second DAC: a fresh serial */
     OPENSSL_free(der);
     der = NULL;
+
+    /* the template path through a signer (the daemon's: hsmca_key_sign_digest). One with the
+     * wrong key, or one that fails, is refused and leaves the issuer signing as before. */
+    ts = (struct test_signer){kpaa, 0, HSMCA_OK};
+    assert_int_equal(hsmca_matter_issuer_set_signer(is, test_sign, &ts),
+                     HSMCA_E_MATTER_KEY_MISMATCH);
+    ts = (struct test_signer){kpai, 0, HSMCA_E_TOKEN_REMOVED};
+    assert_int_equal(hsmca_matter_issuer_set_signer(is, test_sign, &ts), HSMCA_E_TOKEN_REMOVED);
+    assert_int_equal(hsmca_matter_issuer_set_signer(is, NULL, &ts), HSMCA_E_INVALID_ARG);
+    ts = (struct test_signer){kpai, 0, HSMCA_OK};
+    assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len), HSMCA_OK);
+    assert_int_equal(ts.calls, 0); /* not installed */
+    OPENSSL_free(der);
+    der = NULL;
+    assert_int_equal(hsmca_matter_issuer_set_signer(is, test_sign, &ts), HSMCA_OK);
+    assert_int_equal(ts.calls, 1); /* the test signature */
+    assert_int_equal(
+        hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
+        HSMCA_OK);
+    assert_int_equal(ts.calls, 2);
+    X509_free(dac);
+    dac = NULL;
+    assert_int_equal(hsmca_matter_cert_parse(der, len, &dac), HSMCA_OK);
+    assert_int_equal(hsmca_matter_validate(dac, pai, paa,
+                                           &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8000},
+                                           time(NULL), &v),
+                     HSMCA_OK);
+    OPENSSL_free(der);
+    der = NULL;
+    ts.fail = HSMCA_E_TOKEN_REMOVED; /* a failing token: no DAC, and the documented code */
+    assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len), HSMCA_E_SIGN_FAILED);
+    assert_null(der);
+    ts.fail = HSMCA_OK;
+
+    /* a second DAC: a fresh serial */
     assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial2, &der, &len), HSMCA_OK);
     assert_memory_not_equal(serial, serial2, sizeof(serial));
     /* serials: 6 bytes of issue time (ms, bit 46 set) that do not go down, then 80 random bits */

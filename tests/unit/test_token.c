@@ -377,6 +377,7 @@ generated_key_never_leaves_the_token(void **state)
 struct signer {
     EVP_PKEY *priv, *pub;
     int n, ok;
+    const struct hsmca_key *key; /* non-NULL: sign digests through hsmca_key_sign_digest */
 };
 
 static void *
@@ -386,22 +387,26 @@ sign_loop(void *arg)
     int i;
 
     for (i = 0; i < s->n; i++) {
-        unsigned char msg[64], sig[80];
+        unsigned char msg[64], dgst[32], sig[80];
         size_t siglen = sizeof(sig);
         EVP_MD_CTX *md = EVP_MD_CTX_new();
         EVP_MD_CTX *vd = EVP_MD_CTX_new();
+        int ok = RAND_bytes(msg, sizeof(msg)) == 1 && md != NULL && vd != NULL;
 
-        if (RAND_bytes(msg, sizeof(msg)) != 1 || md == NULL || vd == NULL ||
-            EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, s->priv) != 1 ||
-            EVP_DigestSign(md, sig, &siglen, msg, sizeof(msg)) != 1 ||
-            EVP_DigestVerifyInit(vd, NULL, EVP_sha256(), NULL, s->pub) != 1 ||
-            EVP_DigestVerify(vd, sig, siglen, msg, sizeof(msg)) != 1) {
-            EVP_MD_CTX_free(md);
-            EVP_MD_CTX_free(vd);
-            return NULL;
+        if (ok && s->key != NULL) {
+            SHA256(msg, sizeof(msg), dgst);
+            ok = hsmca_key_sign_digest(s->key, dgst, sizeof(dgst), sig, sizeof(sig), &siglen) ==
+                 HSMCA_OK;
+        } else if (ok) {
+            ok = EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, s->priv) == 1 &&
+                 EVP_DigestSign(md, sig, &siglen, msg, sizeof(msg)) == 1;
         }
+        ok = ok && EVP_DigestVerifyInit(vd, NULL, EVP_sha256(), NULL, s->pub) == 1 &&
+             EVP_DigestVerify(vd, sig, siglen, msg, sizeof(msg)) == 1;
         EVP_MD_CTX_free(md);
         EVP_MD_CTX_free(vd);
+        if (!ok)
+            return NULL;
         s->ok++;
     }
     return NULL;
@@ -411,9 +416,9 @@ static void
 concurrent_signing_verifies(void **state)
 {
     struct ctx *c = *state;
-    struct hsmca_key *k = NULL;
-    pthread_t th[4];
-    struct signer s[4];
+    struct hsmca_key *k = NULL, *k2 = NULL;
+    pthread_t th[6];
+    struct signer s[6];
     int i, total = 0;
     unsigned char dgst[32], sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t siglen = 0;
@@ -422,15 +427,44 @@ concurrent_signing_verifies(void **state)
     assert_int_equal(hsmca_token_login(c->tok, &c->pin), HSMCA_OK);
     assert_int_equal(
         hsmca_token_generate_key(c->tok, "audit-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &k), HSMCA_OK);
-    for (i = 0; i < 4; i++) {
-        s[i] = (struct signer){hsmca_key_private(k), hsmca_key_public(k), 150, 0};
+    /* make k's signing copy (two signatures), then a second handle of the same key must still be
+     * found as one */
+    SHA256((const unsigned char *)"warm", 4, dgst);
+    for (i = 0; i < 2; i++)
+        assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
+                         HSMCA_OK);
+    assert_int_equal(hsmca_token_find_key(c->tok, "pkcs11:object=audit-key", &k2), HSMCA_OK);
+    hsmca_key_free(k2);
+    {
+        const unsigned char *id;
+        size_t id_len = 0;
+        char uri[128] = "pkcs11:id=";
+        size_t o = strlen(uri);
+
+        id = hsmca_key_id(k, &id_len);
+        for (size_t j = 0; j < id_len && o + 3 < sizeof(uri); j++)
+            o += (size_t)snprintf(uri + o, sizeof(uri) - o, "%%%02x", id[j]);
+        assert_int_equal(hsmca_token_find_key(c->tok, uri, &k2), HSMCA_OK);
+    }
+    /* libp11's glue (2 threads) and both handles' signing sessions (2 each) at once */
+    for (i = 0; i < 6; i++) {
+        s[i] = (struct signer){hsmca_key_private(k), hsmca_key_public(k), 150, 0,
+                               i < 2   ? NULL
+                               : i < 4 ? k
+                                       : k2};
         assert_int_equal(pthread_create(&th[i], NULL, sign_loop, &s[i]), 0);
     }
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 6; i++) {
         pthread_join(th[i], NULL);
         total += s[i].ok;
     }
-    assert_int_equal(total, 4 * 150);
+    assert_int_equal(total, 6 * 150);
+    /* k2 was found while k's copy existed: freeing k (and its copy) must leave k2 whole */
+    hsmca_key_free(k);
+    k = k2;
+    s[0] = (struct signer){hsmca_key_private(k), hsmca_key_public(k), 20, 0, NULL};
+    (void)sign_loop(&s[0]);
+    assert_int_equal(s[0].ok, 20);
 
     /* digest signing (hash outside the token) gives DER that OpenSSL verifies */
     SHA256((const unsigned char *)"checkpoint", 10, dgst);
@@ -546,7 +580,9 @@ token_failures_become_errors_not_crashes(void **state)
     shim_count_fn count;
     shim_fail_fn inject;
     void *dl;
-    unsigned long logins;
+    unsigned long logins, copies, destroys;
+    EVP_PKEY_CTX *vctx;
+    int i;
 
     /* one module at a time: swap SoftHSM for the shim that wraps it */
     assert_int_equal(hsmca_token_free(c->tok), HSMCA_OK);
@@ -576,11 +612,48 @@ token_failures_become_errors_not_crashes(void **state)
                      HSMCA_OK);
     inject("C_Sign", 0xE0UL); /* CKR_TOKEN_NOT_PRESENT */
     assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
+                     HSMCA_E_TOKEN_REMOVED);
+    inject("C_Sign", 0x5UL); /* CKR_GENERAL_ERROR */
+    assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
                      HSMCA_E_SIGN_FAILED);
     inject("", 0);
     assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
                      HSMCA_OK);
     hsmca_key_free(k);
+    k = NULL;
+
+    /* one signing copy per key handle, made at its second signature (a one-shot signer makes
+     * none), destroyed with the handle */
+    copies = count("C_CopyObject");
+    destroys = count("C_DestroyObject");
+    assert_int_equal(hsmca_token_find_key(t, "pkcs11:object=k", &k), HSMCA_OK);
+    assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
+                     HSMCA_OK);
+    assert_int_equal(count("C_CopyObject"), copies);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
+                         HSMCA_OK);
+    assert_int_equal(count("C_CopyObject"), copies + 1);
+    hsmca_key_free(k);
+    k = NULL;
+    assert_int_equal(count("C_DestroyObject"), destroys + 1);
+
+    /* a token that refuses the copy (CKA_COPYABLE false) is signed with the token object */
+    assert_int_equal(hsmca_token_find_key(t, "pkcs11:object=k", &k), HSMCA_OK);
+    inject("C_CopyObject", 0x1AUL); /* CKR_ACTION_PROHIBITED */
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(hsmca_key_sign_digest(k, dgst, sizeof(dgst), sig, sizeof(sig), &siglen),
+                         HSMCA_OK);
+        vctx = EVP_PKEY_CTX_new(hsmca_key_public(k), NULL);
+        assert_non_null(vctx);
+        assert_int_equal(EVP_PKEY_verify_init(vctx), 1);
+        assert_int_equal(EVP_PKEY_verify(vctx, sig, siglen, dgst, sizeof(dgst)), 1);
+        EVP_PKEY_CTX_free(vctx);
+    }
+    assert_int_equal(count("C_CopyObject"), copies + 2); /* tried once, not per signature */
+    inject("", 0);
+    hsmca_key_free(k);
+    assert_int_equal(count("C_DestroyObject"), destroys + 1); /* nothing of ours to destroy */
     dlclose(dl);
 }
 

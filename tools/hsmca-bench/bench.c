@@ -238,7 +238,7 @@ proc_cpu_us(long pid)
 
 struct floor_arg {
     const struct csrs *csrs;
-    EVP_PKEY *key;
+    const struct hsmca_key *key;
     size_t *next;
     size_t limit;
     double deadline;
@@ -280,7 +280,6 @@ floor_worker(void *p)
     for (;;) {
         size_t i = __atomic_fetch_add(a->next, 1, __ATOMIC_RELAXED);
         struct hsmca_csr *csr = NULL;
-        EVP_PKEY_CTX *ctx;
         size_t siglen = sizeof(sig);
 
         if (i >= a->limit || now_s() > a->deadline)
@@ -292,18 +291,15 @@ floor_worker(void *p)
             break;
         }
         hsmca_csr_free(csr);
-        /* the token signature as hsmca_matter_dac_build makes it: SHA-256 of the TBS here, one
-         * EVP_PKEY_sign of the digest by the token */
+        /* the token signature as hsmca_matter_dac_build makes it for the daemon: SHA-256 of the
+         * TBS here, one hsmca_key_sign_digest (the key's signing sessions) in the token */
         tbs[0] = (unsigned char)i;
         SHA256(tbs, sizeof(tbs), dgst);
-        ctx = EVP_PKEY_CTX_new(a->key, NULL);
-        if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
-            EVP_PKEY_sign(ctx, sig, &siglen, dgst, sizeof(dgst)) != 1) {
+        if (hsmca_key_sign_digest(a->key, dgst, sizeof(dgst), sig, sizeof(sig), &siglen) !=
+            HSMCA_OK) {
             a->failed = 1;
-            EVP_PKEY_CTX_free(ctx);
             break;
         }
-        EVP_PKEY_CTX_free(ctx);
         a->done++;
     }
     return NULL;
@@ -374,8 +370,7 @@ run_floor(int argc, char **argv)
     cpu0 = self_cpu_us();
     t0 = now_s();
     for (i = 0; i < threads; i++) {
-        args[i] = (struct floor_arg){
-            &csrs, hsmca_key_private(key), &next, limit, t0 + (double)seconds, 0, 0};
+        args[i] = (struct floor_arg){&csrs, key, &next, limit, t0 + (double)seconds, 0, 0};
         pthread_create(&th[i], NULL, floor_worker, &args[i]);
     }
     for (i = 0; i < threads; i++) {

@@ -88,10 +88,11 @@ struct sign_pool {
     CK_SESSION_HANDLE open[SIGN_SESSIONS_MAX]; /* every session opened, to close at free */
     CK_SESSION_HANDLE idle[SIGN_SESSIONS_MAX];
     unsigned nopen, nidle, opening;
-    CK_OBJECT_HANDLE obj; /* signed with: the session copy, or the token object */
-    int signed_once;      /* a signature was made (with the token object) */
-    int decided;          /* obj is set (the copy was tried) */
-    int copied;           /* obj is a session copy, destroyed at free */
+    CK_OBJECT_HANDLE obj;           /* signed with: the session copy, or the token object */
+    CK_SESSION_HANDLE copy_session; /* the session that made the copy */
+    int signed_once;                /* a signature was made (with the token object) */
+    int decided;                    /* obj is set (the copy was tried) */
+    int copied;                     /* obj is a session copy, destroyed at free */
 };
 
 struct hsmca_key {
@@ -1029,8 +1030,8 @@ pool_free(struct hsmca_token *tok, struct sign_pool *pool)
 
     if (pool == NULL)
         return;
-    if (pool->copied && pool->nopen > 0)
-        (void)f->C_DestroyObject(pool->open[0], pool->obj);
+    if (pool->copied)
+        (void)f->C_DestroyObject(pool->copy_session, pool->obj);
     for (i = 0; i < pool->nopen; i++)
         (void)f->C_CloseSession(pool->open[i]);
     pthread_cond_destroy(&pool->cv);
@@ -1485,6 +1486,7 @@ hsmca_key_sign_digest(const struct hsmca_key *key, const unsigned char *dgst, si
         obj = copy_key(key, s);
         p->copied = obj != CK_INVALID_HANDLE;
         p->obj = p->copied ? obj : key->handle;
+        p->copy_session = s;
         p->decided = 1;
     }
     obj = p->decided ? p->obj : key->handle;

@@ -439,6 +439,21 @@ worker_run(void *arg)
     return NULL;
 }
 
+/* der parses as one certificate and passes the full validator, chained to pai and paa, VID FFF1 */
+static void
+assert_dac_chains(const unsigned char *der, size_t len, X509 *pai, X509 *paa, uint16_t pid)
+{
+    struct hsmca_matter_verdict v;
+    X509 *x = NULL;
+
+    assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
+    assert_int_equal(hsmca_matter_validate(x, pai, paa,
+                                           &(struct hsmca_matter_expect){1, 1, 0xFFF1, pid},
+                                           time(NULL), &v),
+                     HSMCA_OK);
+    X509_free(x);
+}
+
 /* A template-path signer for hsmca_matter_issuer_set_signer: the daemon's way (the key's own
  * signing sessions), counted, or failing with a chosen code. */
 struct test_signer {
@@ -695,13 +710,7 @@ softhsm_paa_pai_dac_chain(void **state)
         hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
         HSMCA_OK);
     assert_int_equal(ts.calls, 2);
-    X509_free(dac);
-    dac = NULL;
-    assert_int_equal(hsmca_matter_cert_parse(der, len, &dac), HSMCA_OK);
-    assert_int_equal(hsmca_matter_validate(dac, pai, paa,
-                                           &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8000},
-                                           time(NULL), &v),
-                     HSMCA_OK);
+    assert_dac_chains(der, len, pai, paa, 0x8000);
     OPENSSL_free(der);
     der = NULL;
     ts.fail = HSMCA_E_TOKEN_REMOVED; /* a failing token: no DAC, and the documented code */
@@ -732,12 +741,7 @@ softhsm_paa_pai_dac_chain(void **state)
     /* the PID-less PAI issues the requested PID */
     rq = (struct hsmca_matter_dac_request){csr, 1, 0x8123, now};
     assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, serial2, &der, &len), HSMCA_OK);
-    assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
-    assert_int_equal(hsmca_matter_validate(x, pai2, paa,
-                                           &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8123},
-                                           time(NULL), &v),
-                     HSMCA_OK);
-    X509_free(x);
+    assert_dac_chains(der, len, pai2, paa, 0x8123);
     OPENSSL_free(der);
     der = NULL;
 

@@ -31,7 +31,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_csr_parse(const unsigned char *in, size_t l
 /* Free a parsed request. NULL is a no-op. */
 void hsmca_csr_free(struct hsmca_csr *csr);
 
-/* The request's public key (borrowed until hsmca_csr_free). */
+/* The request's public key (borrowed until hsmca_csr_free). Made on the first call (the parse
+ * checks the proof of possession without it); NULL only if memory runs out. Thread-safe. */
 EVP_PKEY *hsmca_csr_pubkey(const struct hsmca_csr *csr);
 /* The request's subject name, and its SubjectPublicKeyInfo exactly as encoded (borrowed). */
 const X509_NAME *hsmca_csr_subject(const struct hsmca_csr *csr);

@@ -20,8 +20,10 @@
 
 struct hsmca_csr {
     X509_NAME *subject;
-    X509_PUBKEY *xpub; /* the SubjectPublicKeyInfo exactly as the request encodes it */
-    EVP_PKEY *pub;
+    X509_PUBKEY *xpub;       /* the SubjectPublicKeyInfo exactly as the request encodes it */
+    EVP_PKEY *pub;           /* made on first use by hsmca_csr_pubkey (atomic: see there) */
+    const unsigned char *pt; /* the key's encoded point, during the parse (in its input) */
+    size_t pt_len;
     unsigned char *der;
     size_t der_len;
     unsigned char sha256[32];
@@ -30,9 +32,10 @@ struct hsmca_csr {
 /*
  * Why not d2i_X509_REQ: OpenSSL 3.0 decodes the request's key through its provider decoders,
  * which costs about 300 us, three times the signature check itself, on every DAC. The request is
- * small and its shape is fixed, so it is walked here with a strict DER reader instead; the key is
- * made from the raw point (EVP_PKEY_set1_encoded_public_key, about 12 us) and the signature is
- * checked over the exact certificationRequestInfo bytes.
+ * small and its shape is fixed, so it is walked here with a strict DER reader instead; the raw
+ * point goes into the thread's verification key (thread_key) and the signature is checked over the
+ * exact certificationRequestInfo bytes. The request's own EVP_PKEY is made only if asked for
+ * (hsmca_csr_pubkey); the DAC's key comes from the encoded SubjectPublicKeyInfo.
  */
 
 /* AlgorithmIdentifier contents: id-ecPublicKey, and the named curve prime256v1 (RFC 5480) */
@@ -92,6 +95,52 @@ make_params(void)
         EVP_PKEY_fromdata(pc, &p256_params, EVP_PKEY_KEY_PARAMETERS, ps) != 1)
         p256_params = NULL;
     EVP_PKEY_CTX_free(pc);
+}
+
+/*
+ * The key a thread checks proofs of possession with: one EVP_PKEY per thread, made once, whose
+ * point is replaced for each request. OpenSSL 3.0 walks its whole name map
+ * (EVP_PKEY_set_type_by_keymgmt) for every new provider key, which cost about 20 us per request in
+ * hsmcad (three times what it costs in a small program, the map being larger there); replacing the
+ * point costs no walk. A point that is not on the curve fails the replacement and the check stops
+ * there, so no request is ever checked with an earlier request's key.
+ */
+static pthread_key_t verify_key;
+static pthread_once_t verify_once = PTHREAD_ONCE_INIT;
+static int verify_key_ok;
+
+static void
+verify_key_free(void *k)
+{
+    EVP_PKEY_free(k);
+}
+
+static void
+make_verify_key(void)
+{
+    verify_key_ok = pthread_key_create(&verify_key, verify_key_free) == 0;
+}
+
+static EVP_PKEY *p256_from_point(const unsigned char *pt, size_t len);
+
+/* This thread's verification key, set to pt; NULL if pt is not a P-256 point (or no memory). */
+static EVP_PKEY *
+thread_key(const unsigned char *pt, size_t len)
+{
+    EVP_PKEY *k;
+
+    pthread_once(&verify_once, make_verify_key);
+    if (!verify_key_ok)
+        return NULL;
+    k = pthread_getspecific(verify_key);
+    if (k != NULL)
+        return EVP_PKEY_set1_encoded_public_key(k, pt, len) == 1 ? k : NULL;
+    k = p256_from_point(pt, len);
+    if (k != NULL && pthread_setspecific(verify_key, k) != 0) {
+        EVP_PKEY_free(k);
+        k = NULL;
+    }
+    return k;
 }
 
 /* A P-256 public key made from an encoded point (uncompressed or compressed). */
@@ -247,9 +296,8 @@ parse_info(struct hsmca_csr *c, const unsigned char *v, size_t vlen)
     if ((size_t)(k.end - k.p) != sizeof(oid_prime256v1) ||
         memcmp(k.p, oid_prime256v1, sizeof(oid_prime256v1)) != 0)
         return HSMCA_E_CSR_CURVE;
-    c->pub = p256_from_point(bits + 1, bits_len - 1);
-    if (c->pub == NULL)
-        return HSMCA_E_CSR_MALFORMED; /* not a point on the curve */
+    c->pt = bits + 1;
+    c->pt_len = bits_len - 1;
     c->xpub = X509_PUBKEY_new();
     if (c->xpub == NULL)
         return HSMCA_E_NOMEM;
@@ -276,6 +324,7 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
     long der_len;
     struct der d, r;
     EVP_MD_CTX *m = NULL;
+    EVP_PKEY *vk;
     enum hsmca_err rc;
 
     if (in == NULL || out == NULL)
@@ -324,12 +373,17 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
         goto out;
     }
     /* proof of possession: the signature over the exact certificationRequestInfo bytes */
+    vk = thread_key(c->pt, c->pt_len);
+    if (vk == NULL) {
+        rc = HSMCA_E_CSR_MALFORMED; /* not a point on the curve */
+        goto out;
+    }
     m = EVP_MD_CTX_new();
     if (m == NULL) {
         rc = HSMCA_E_NOMEM;
         goto out;
     }
-    if (EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, c->pub) != 1 ||
+    if (EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, vk) != 1 ||
         EVP_DigestVerify(m, sig + 1, sig_len - 1, tlv, tlv_len) != 1) {
         rc = HSMCA_E_CSR_SIGNATURE;
         goto out;
@@ -340,6 +394,7 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
         goto out;
     }
     c->der_len = (size_t)der_len;
+    c->pt = c->der + (c->pt - der); /* now into the request's own copy */
     SHA256(c->der, c->der_len, c->sha256);
     *out = c;
     c = NULL;
@@ -367,7 +422,22 @@ hsmca_csr_free(struct hsmca_csr *csr)
 EVP_PKEY *
 hsmca_csr_pubkey(const struct hsmca_csr *csr)
 {
-    return csr != NULL ? csr->pub : NULL;
+    struct hsmca_csr *c = (struct hsmca_csr *)csr; /* pub is a cache, set once */
+    EVP_PKEY *k, *none = NULL;
+
+    if (c == NULL)
+        return NULL;
+    k = __atomic_load_n(&c->pub, __ATOMIC_ACQUIRE);
+    if (k != NULL)
+        return k;
+    k = p256_from_point(c->pt, c->pt_len);
+    if (k == NULL)
+        return NULL;
+    if (!__atomic_compare_exchange_n(&c->pub, &none, k, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        EVP_PKEY_free(k); /* another thread made it first */
+        return none;
+    }
+    return k;
 }
 
 const X509_NAME *

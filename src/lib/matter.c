@@ -1752,14 +1752,12 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
     unsigned char *der = NULL;
     size_t len = 0;
     X509 *x = NULL, *y = NULL;
-    EVP_PKEY *pub;
     enum hsmca_err rc = HSMCA_E_INVALID_ARG;
 
     if (is == NULL || r == NULL || r->csr == NULL || serial_out == NULL || der_out == NULL ||
         der_len == NULL)
         goto out;
-    pub = hsmca_csr_pubkey(r->csr);
-    if (pub == NULL)
+    if (hsmca_csr_x509_pubkey(r->csr) == NULL)
         goto out;
     plan_dac(is, r->csr, r->pid_given, r->pid, r->now, &pl);
     if (pl.n > 0) {

@@ -18,6 +18,7 @@
 
 #include "hsmca/csr.h"
 #include "hsmca/limits.h"
+#include "hsmca/util.h"
 
 static unsigned char *
 make_csr(EVP_PKEY *k, const EVP_MD *md, size_t *len)
@@ -340,6 +341,63 @@ pem_forms_accepted_and_refused(void **state)
     EVP_PKEY_free(ec);
 }
 
+/*
+ * A thread checks proofs of possession with one key whose point it replaces per request. A request
+ * whose point is off the curve, but whose signature verifies over its own bytes with the previous
+ * request's key, must still be refused: it is never checked with that earlier key.
+ */
+static void
+off_curve_point_never_checked_with_the_previous_key(void **state)
+{
+    EVP_PKEY *ec = EVP_EC_gen("P-256");
+    EVP_MD_CTX *md;
+    struct hsmca_csr *c = NULL;
+    unsigned char *good, *bad, *pt, sig[80];
+    const unsigned char *p, *body, *v, *tlv;
+    size_t len, good_len, body_len, vlen, tlv_len, siglen = 0;
+    int tries;
+
+    (void)state;
+    assert_non_null(ec);
+    good = make_csr(ec, EVP_sha256(), &good_len);
+    bad = make_csr(ec, EVP_sha256(), &len);
+    pt = memmem(bad, len, "\x03\x42\x00\x04", 4);
+    assert_non_null(pt);
+    pt[10] ^= 0x01; /* X changed: not on the curve */
+    /* re-sign the changed certificationRequestInfo with the same key, same signature length */
+    p = bad;
+    assert_true(hsmca_der_next(&p, bad + len, 0x30, &body, &body_len, NULL, NULL));
+    p = body;
+    assert_true(hsmca_der_next(&p, body + body_len, 0x30, &v, &vlen, &tlv, &tlv_len));
+    assert_true(hsmca_der_next(&p, body + body_len, 0x30, &v, &vlen, NULL, NULL));
+    assert_true(hsmca_der_next(&p, body + body_len, 0x03, &v, &vlen, NULL, NULL));
+    for (tries = 0; tries < 64 && siglen != vlen - 1; tries++) {
+        siglen = sizeof(sig);
+        md = EVP_MD_CTX_new();
+        assert_int_equal(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, ec), 1);
+        assert_int_equal(EVP_DigestSign(md, sig, &siglen, tlv, tlv_len), 1);
+        EVP_MD_CTX_free(md);
+    }
+    assert_int_equal(siglen, vlen - 1);
+    memcpy((unsigned char *)v + 1, sig, siglen);
+    md = EVP_MD_CTX_new(); /* the signature is good for ec: only the point stops the request */
+    assert_int_equal(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, ec), 1);
+    assert_int_equal(EVP_DigestVerify(md, v + 1, vlen - 1, tlv, tlv_len), 1);
+    EVP_MD_CTX_free(md);
+
+    assert_int_equal(hsmca_csr_parse(good, good_len, &c), HSMCA_OK); /* this thread's key: ec */
+    hsmca_csr_free(c);
+    expect(bad, len, HSMCA_E_CSR_MALFORMED);
+    c = NULL;
+    assert_int_equal(hsmca_csr_parse(good, good_len, &c), HSMCA_OK); /* and it recovers */
+    assert_int_equal(EVP_PKEY_eq(hsmca_csr_pubkey(c), ec), 1);
+    assert_ptr_equal(hsmca_csr_pubkey(c), hsmca_csr_pubkey(c)); /* made once */
+    hsmca_csr_free(c);
+    OPENSSL_free(good);
+    OPENSSL_free(bad);
+    EVP_PKEY_free(ec);
+}
+
 int
 main(void)
 {
@@ -348,6 +406,7 @@ main(void)
         cmocka_unit_test(der_and_pem_are_the_same_request),
         cmocka_unit_test(pem_forms_accepted_and_refused),
         cmocka_unit_test(strict_der_of_the_hand_parser),
+        cmocka_unit_test(off_curve_point_never_checked_with_the_previous_key),
     };
 
     return cmocka_run_group_tests_name("csr", tests, NULL, NULL);

@@ -3,7 +3,8 @@
  * token.h -- PKCS#11 tokens and the keys inside them. The only interface through which hsmca
  * touches a CA, audit or approver key. Keys are named by RFC 7512 URIs (token label or serial,
  * object label, id), never by slot number. Private keys are generated inside the token, sensitive
- * and not extractable, and are used through token-backed EVP_PKEY handles.
+ * and not extractable, and are used through token-backed EVP_PKEY handles (X.509 signing) and
+ * hsmca_key_sign_digest (digest signing on the key handle's own sessions).
  *
  * Lifetime and order: hsmca_p11_open -> hsmca_token_open -> (login) -> keys -> hsmca_key_free ->
  * (logout) -> hsmca_token_free -> hsmca_p11_free, and only then OpenSSL's own cleanup at exit.

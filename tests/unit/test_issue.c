@@ -972,6 +972,47 @@ deactivate_drains_signers(void **state)
     env_close(&e);
 }
 
+/*
+ * DACs are signed on the activated key handle's own sessions, with one session copy of the key
+ * made for it (the template path's signer, hsmca_key_sign_digest), and the copy goes with the
+ * handle after deactivation. A fresh handle of the PAI key, so the count is this test's own.
+ */
+static void
+dacs_sign_with_the_handles_session_copy(void **state)
+{
+    struct env e;
+    struct hsmca_key *k = NULL;
+    struct hsmca_issue_result *r;
+    unsigned long copies, destroys, before;
+    unsigned char *csr;
+    size_t len = 0;
+    int i;
+
+    (void)state;
+    env_open(&e, NULL, 0);
+    assert_int_equal(hsmca_token_find_key(W.tpai, "pkcs11:object=pai-key", &k), HSMCA_OK);
+    copies = W.count("C_CopyObject");
+    destroys = W.count("C_DestroyObject");
+    assert_int_equal(hsmca_issue_ca_activate(e.ca, k, wall_ms() + 60000, 100), HSMCA_OK);
+    /* the issuer's check signature (libp11) and the signer's test signature (the token object) */
+    assert_int_equal(W.count("C_CopyObject"), copies);
+    before = signs();
+    for (i = 0; i < 4; i++) {
+        csr = fresh_csr(&len);
+        r = issue(&e, csr, len, NULL, 0);
+        assert_int_equal(r->rc, HSMCA_OK);
+        assert_non_null(r->dac_der);
+        hsmca_issue_result_free(r);
+        OPENSSL_free(csr);
+    }
+    assert_int_equal(signs(), before + 4);                 /* one token signature per DAC */
+    assert_int_equal(W.count("C_CopyObject"), copies + 1); /* made at the first DAC, once */
+    hsmca_issue_ca_deactivate(e.ca);
+    hsmca_key_free(k);
+    assert_int_equal(W.count("C_DestroyObject"), destroys + 1);
+    env_close(&e);
+}
+
 static int
 cmp_serial(const void *a, const void *b)
 {
@@ -1417,6 +1458,7 @@ main(void)
         cmocka_unit_test(windows_end_by_count_and_by_time),
         cmocka_unit_test(quotas_bound_each_pai),
         cmocka_unit_test(deactivate_drains_signers),
+        cmocka_unit_test(dacs_sign_with_the_handles_session_copy),
         cmocka_unit_test(four_threads_issue_at_once),
         cmocka_unit_test(dry_run_signs_and_stores_nothing),
         cmocka_unit_test(batches_fail_item_by_item),

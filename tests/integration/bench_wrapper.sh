@@ -39,7 +39,8 @@ line=$(grep '^store_size=' "$W/out" || true)
 small=$(echo "$line" | field certificates_small)
 big=$(echo "$line" | field certificates_big)
 check "the big store holds 1000 more certificates" [ -n "$small" ] && [ $((big - small)) = 1000 ]
-check "rate_big_vs_small" sh -c "echo '$line' | grep -Eq 'rate_big_vs_small=[0-9]+\.[0-9]{2}$'"
+check "rate_big_vs_small and srv_us_big_vs_small" sh -c "echo '$line' | \
+    grep -Eq 'rate_big_vs_small=[0-9]+\.[0-9]{2} srv_us_big_vs_small=[0-9]+\.[0-9]{2}$'"
 
 rc=0
 "$top/tools/bench" --audit-verify 1000 > "$W/out2" 2> "$W/err2" || rc=$?

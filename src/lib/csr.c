@@ -20,10 +20,8 @@
 
 struct hsmca_csr {
     X509_NAME *subject;
-    X509_PUBKEY *xpub;       /* the SubjectPublicKeyInfo exactly as the request encodes it */
-    EVP_PKEY *pub;           /* made on first use by hsmca_csr_pubkey (atomic: see there) */
-    const unsigned char *pt; /* the key's encoded point, during the parse (in its input) */
-    size_t pt_len;
+    X509_PUBKEY *xpub; /* the SubjectPublicKeyInfo exactly as the request encodes it */
+    EVP_PKEY *pub;     /* made on first use by hsmca_csr_pubkey (atomic: see there) */
     unsigned char *der;
     size_t der_len;
     unsigned char sha256[32];
@@ -141,6 +139,18 @@ thread_key(const unsigned char *pt, size_t len)
         k = NULL;
     }
     return k;
+}
+
+/* The encoded point of the request's key, as its SubjectPublicKeyInfo holds it; 1 if there. */
+static int
+spki_point(const X509_PUBKEY *x, const unsigned char **pt, size_t *len)
+{
+    int n = 0;
+
+    if (X509_PUBKEY_get0_param(NULL, pt, &n, NULL, x) != 1 || n <= 0)
+        return 0;
+    *len = (size_t)n;
+    return 1;
 }
 
 /* A P-256 public key made from an encoded point (uncompressed or compressed). */
@@ -296,8 +306,6 @@ parse_info(struct hsmca_csr *c, const unsigned char *v, size_t vlen)
     if ((size_t)(k.end - k.p) != sizeof(oid_prime256v1) ||
         memcmp(k.p, oid_prime256v1, sizeof(oid_prime256v1)) != 0)
         return HSMCA_E_CSR_CURVE;
-    c->pt = bits + 1;
-    c->pt_len = bits_len - 1;
     c->xpub = X509_PUBKEY_new();
     if (c->xpub == NULL)
         return HSMCA_E_NOMEM;
@@ -325,6 +333,8 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
     struct der d, r;
     EVP_MD_CTX *m = NULL;
     EVP_PKEY *vk;
+    const unsigned char *pt;
+    size_t pt_len = 0;
     enum hsmca_err rc;
 
     if (in == NULL || out == NULL)
@@ -373,7 +383,7 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
         goto out;
     }
     /* proof of possession: the signature over the exact certificationRequestInfo bytes */
-    vk = thread_key(c->pt, c->pt_len);
+    vk = spki_point(c->xpub, &pt, &pt_len) ? thread_key(pt, pt_len) : NULL;
     if (vk == NULL) {
         rc = HSMCA_E_CSR_MALFORMED; /* not a point on the curve */
         goto out;
@@ -394,7 +404,6 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
         goto out;
     }
     c->der_len = (size_t)der_len;
-    c->pt = c->der + (c->pt - der); /* now into the request's own copy */
     SHA256(c->der, c->der_len, c->sha256);
     *out = c;
     c = NULL;
@@ -424,13 +433,17 @@ hsmca_csr_pubkey(const struct hsmca_csr *csr)
 {
     struct hsmca_csr *c = (struct hsmca_csr *)csr; /* pub is a cache, set once */
     EVP_PKEY *k, *none = NULL;
+    const unsigned char *pt;
+    size_t pt_len = 0;
 
     if (c == NULL)
         return NULL;
     k = __atomic_load_n(&c->pub, __ATOMIC_ACQUIRE);
     if (k != NULL)
         return k;
-    k = p256_from_point(c->pt, c->pt_len);
+    if (!spki_point(c->xpub, &pt, &pt_len))
+        return NULL;
+    k = p256_from_point(pt, pt_len);
     if (k == NULL)
         return NULL;
     if (!__atomic_compare_exchange_n(&c->pub, &none, k, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {

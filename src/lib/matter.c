@@ -57,7 +57,7 @@ struct hsmca_matter_issuer {
     X509 *paa;                    /* up-ref'd */
     X509_NAME *issuer;            /* PAI subject (copied) */
     EVP_PKEY *priv;               /* borrowed token key */
-    hsmca_matter_sign_fn sign;    /* the template path's signer, or NULL for priv */
+    hsmca_matter_sign_fn sign;    /* the template path's signer: evp_signer(priv) by default */
     void *sign_arg;               /* borrowed */
     EVP_PKEY *pai_pub;            /* borrowed from pai */
     ASN1_OBJECT *vid_obj, *pid_obj;
@@ -1141,53 +1141,65 @@ hsmca_matter_pai_build(const struct hsmca_profile *p, const struct hsmca_matter_
 
 /* ---------------------------------------------------------------- issuer context */
 
+/* The issuer's default signer: EVP_PKEY_sign of the digest with arg, the token key's EVP_PKEY. */
+static enum hsmca_err
+evp_signer(void *arg, const unsigned char dgst[32], unsigned char *sig, size_t sig_max,
+           size_t *sig_len)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(arg, NULL);
+    size_t n = sig_max;
+    int ok =
+        ctx != NULL && EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_sign(ctx, sig, &n, dgst, 32) == 1;
+
+    EVP_PKEY_CTX_free(ctx);
+    if (!ok)
+        return HSMCA_E_SIGN_FAILED;
+    *sig_len = n;
+    return HSMCA_OK;
+}
+
+/* 1 if sig is pub's signature of the 32-byte digest dgst. */
 static int
-key_matches(EVP_PKEY *priv, EVP_PKEY *pub)
+digest_verifies(EVP_PKEY *pub, const unsigned char *sig, size_t siglen,
+                const unsigned char dgst[32])
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pub, NULL);
+    int ok = ctx != NULL && EVP_PKEY_verify_init(ctx) == 1 &&
+             EVP_PKEY_verify(ctx, sig, siglen, dgst, 32) == 1;
+
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+/* One test signature through fn, verified with pub: HSMCA_OK, fn's error, or
+ * HSMCA_E_MATTER_KEY_MISMATCH. */
+static enum hsmca_err
+signer_check(hsmca_matter_sign_fn fn, void *arg, EVP_PKEY *pub)
 {
     static const unsigned char msg[] = "hsmca issuer key check";
-    unsigned char sig[HSMCA_ECDSA_P256_DER_MAX + 8];
-    size_t siglen = sizeof(sig);
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
-    int ok = 0;
+    unsigned char dgst[32], sig[HSMCA_ECDSA_P256_DER_MAX + 8];
+    size_t siglen = 0;
+    enum hsmca_err rc;
 
-    if (m == NULL)
-        return 0;
-    if (EVP_DigestSignInit(m, NULL, EVP_sha256(), NULL, priv) != 1 ||
-        EVP_DigestSign(m, sig, &siglen, msg, sizeof(msg)) != 1)
-        goto out;
-    EVP_MD_CTX_reset(m);
-    ok = EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, pub) == 1 &&
-         EVP_DigestVerify(m, sig, siglen, msg, sizeof(msg)) == 1;
-out:
-    EVP_MD_CTX_free(m);
-    return ok;
+    SHA256(msg, sizeof(msg), dgst);
+    rc = fn(arg, dgst, sig, sizeof(sig), &siglen);
+    if (rc != HSMCA_OK)
+        return rc;
+    if (siglen > HSMCA_ECDSA_P256_DER_MAX || !digest_verifies(pub, sig, siglen, dgst))
+        return HSMCA_E_MATTER_KEY_MISMATCH;
+    return HSMCA_OK;
 }
 
 enum hsmca_err
 hsmca_matter_issuer_set_signer(struct hsmca_matter_issuer *is, hsmca_matter_sign_fn fn, void *arg)
 {
-    static const unsigned char msg[] = "hsmca issuer signer check";
-    unsigned char dgst[32], sig[HSMCA_ECDSA_P256_DER_MAX + 8];
-    size_t siglen = 0;
-    EVP_PKEY_CTX *ctx;
     enum hsmca_err rc;
-    int ok;
 
     if (is == NULL || fn == NULL)
         return HSMCA_E_INVALID_ARG;
-    SHA256(msg, sizeof(msg), dgst);
-    rc = fn(arg, dgst, sig, sizeof(sig), &siglen);
+    rc = signer_check(fn, arg, is->pai_pub);
     if (rc != HSMCA_OK)
         return rc;
-    if (siglen > HSMCA_ECDSA_P256_DER_MAX)
-        return HSMCA_E_MATTER_KEY_MISMATCH;
-    ctx = EVP_PKEY_CTX_new(is->pai_pub, NULL);
-    if (ctx == NULL)
-        return HSMCA_E_NOMEM;
-    ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_verify(ctx, sig, siglen, dgst, 32) == 1;
-    EVP_PKEY_CTX_free(ctx);
-    if (!ok)
-        return HSMCA_E_MATTER_KEY_MISMATCH;
     is->sign = fn;
     is->sign_arg = arg;
     return HSMCA_OK;
@@ -1245,7 +1257,7 @@ hsmca_matter_issuer_new(const struct hsmca_profile *dac_profile, X509 *pai, X509
         X509_verify(pai, X509_get0_pubkey(paa)) != 1)
         goto out;
     rc = HSMCA_E_MATTER_KEY_MISMATCH;
-    if (!key_matches(pai_priv, X509_get0_pubkey(pai)))
+    if (signer_check(evp_signer, pai_priv, X509_get0_pubkey(pai)) != HSMCA_OK)
         goto out;
     rc = HSMCA_E_NOMEM;
     is->profile = *dac_profile;
@@ -1268,6 +1280,8 @@ hsmca_matter_issuer_new(const struct hsmca_profile *dac_profile, X509 *pai, X509
     sk = skid_of(pai);
     memcpy(is->pai_skid, ASN1_STRING_get0_data(sk), SKID_LEN);
     is->priv = pai_priv;
+    is->sign = evp_signer;
+    is->sign_arg = pai_priv;
     is->pai_pub = X509_get0_pubkey(pai);
     /* warm OpenSSL's lazy caches (decoded extensions, key) now, on the control path, so that
      * worker threads only read the shared PAI and PAA */
@@ -1673,8 +1687,6 @@ dac_build_fast(const struct hsmca_matter_issuer *is, const struct plan *pl,
     time_t nb = now - (time_t)is->profile.backdate;
     size_t siglen = sizeof(sig), body, total, o = 0;
     unsigned char hdr[4], *der;
-    EVP_PKEY_CTX *ctx = NULL;
-    enum hsmca_err rc;
 
     if (t == NULL)
         return HSMCA_E_NOT_FOUND;
@@ -1691,36 +1703,20 @@ dac_build_fast(const struct hsmca_matter_issuer *is, const struct plan *pl,
     SHA1(pt, 65, tbs + t->off_skid);
     SHA256(tbs, t->tbs_len, dgst);
 
-    rc = HSMCA_E_SIGN_FAILED;
-    if (is->sign != NULL) {
-        if (is->sign(is->sign_arg, dgst, sig, sizeof(sig), &siglen) != HSMCA_OK)
-            goto out;
-    } else {
-        ctx = EVP_PKEY_CTX_new(is->priv, NULL);
-        if (ctx == NULL || EVP_PKEY_sign_init(ctx) != 1 ||
-            EVP_PKEY_sign(ctx, sig, &siglen, dgst, sizeof(dgst)) != 1)
-            goto out;
-    }
-    if (siglen > HSMCA_ECDSA_P256_DER_MAX)
-        goto out;
-    if ((flags & HSMCA_MATTER_VERIFY_SIGNATURE) != 0) {
-        EVP_PKEY_CTX_free(ctx);
-        ctx = EVP_PKEY_CTX_new(is->pai_pub, NULL);
-        rc = HSMCA_E_MATTER_SELF_CHECK;
-        if (ctx == NULL || EVP_PKEY_verify_init(ctx) != 1 ||
-            EVP_PKEY_verify(ctx, sig, siglen, dgst, sizeof(dgst)) != 1)
-            goto out;
-    }
+    if (is->sign(is->sign_arg, dgst, sig, sizeof(sig), &siglen) != HSMCA_OK ||
+        siglen > HSMCA_ECDSA_P256_DER_MAX)
+        return HSMCA_E_SIGN_FAILED;
+    if ((flags & HSMCA_MATTER_VERIFY_SIGNATURE) != 0 &&
+        !digest_verifies(is->pai_pub, sig, siglen, dgst))
+        return HSMCA_E_MATTER_SELF_CHECK;
     /* Certificate ::= SEQUENCE { tbs, signatureAlgorithm, BIT STRING { 0 unused, sig } } */
     body = t->tbs_len + sizeof(sigalg) + 2 + 1 + siglen;
     total = 1 + der_len_bytes(body, hdr) + body;
-    rc = HSMCA_E_MATTER_SELF_CHECK;
     if (total > HSMCA_MATTER_CERT_MAX)
-        goto out; /* C13 */
-    rc = HSMCA_E_NOMEM;
+        return HSMCA_E_MATTER_SELF_CHECK; /* C13 */
     der = OPENSSL_malloc(total);
     if (der == NULL)
-        goto out;
+        return HSMCA_E_NOMEM;
     der[o++] = 0x30;
     memcpy(der + o, hdr, der_len_bytes(body, hdr));
     o += der_len_bytes(body, hdr);
@@ -1734,10 +1730,7 @@ dac_build_fast(const struct hsmca_matter_issuer *is, const struct plan *pl,
     memcpy(der + o, sig, siglen);
     *der_out = der;
     *der_len = total;
-    rc = HSMCA_OK;
-out:
-    EVP_PKEY_CTX_free(ctx);
-    return rc;
+    return HSMCA_OK;
 }
 
 enum hsmca_err

@@ -88,11 +88,10 @@ struct sign_pool {
     CK_SESSION_HANDLE open[SIGN_SESSIONS_MAX]; /* every session opened, to close at free */
     CK_SESSION_HANDLE idle[SIGN_SESSIONS_MAX];
     unsigned nopen, nidle, opening;
-    CK_OBJECT_HANDLE obj;           /* signed with: the session copy, or the token object */
+    CK_OBJECT_HANDLE copy;          /* the session copy, or CK_INVALID_HANDLE: the token object */
     CK_SESSION_HANDLE copy_session; /* the session that made the copy */
     int signed_once;                /* a signature was made (with the token object) */
-    int decided;                    /* obj is set (the copy was tried) */
-    int copied;                     /* obj is a session copy, destroyed at free */
+    int decided;                    /* the copy was tried */
 };
 
 struct hsmca_key {
@@ -1030,8 +1029,8 @@ pool_free(struct hsmca_token *tok, struct sign_pool *pool)
 
     if (pool == NULL)
         return;
-    if (pool->copied)
-        (void)f->C_DestroyObject(pool->copy_session, pool->obj);
+    if (pool->copy != CK_INVALID_HANDLE)
+        (void)f->C_DestroyObject(pool->copy_session, pool->copy);
     for (i = 0; i < pool->nopen; i++)
         (void)f->C_CloseSession(pool->open[i]);
     pthread_cond_destroy(&pool->cv);
@@ -1483,13 +1482,11 @@ hsmca_key_sign_digest(const struct hsmca_key *key, const unsigned char *dgst, si
     if (!p->decided && p->signed_once) {
         /* the second signature makes the copy (a one-shot signer, such as an approval, never
          * creates an object), on a session that stays open until free */
-        obj = copy_key(key, s);
-        p->copied = obj != CK_INVALID_HANDLE;
-        p->obj = p->copied ? obj : key->handle;
+        p->copy = copy_key(key, s);
         p->copy_session = s;
         p->decided = 1;
     }
-    obj = p->decided ? p->obj : key->handle;
+    obj = p->copy != CK_INVALID_HANDLE ? p->copy : key->handle;
     p->signed_once = 1;
     pthread_mutex_unlock(&p->mu);
     rv = f->C_SignInit(s, &mech, obj);

@@ -3,7 +3,8 @@
 #
 # bench_wrapper.sh -- the README's performance command, tools/bench, run small in a throwaway
 # directory (HSMCA_BENCH_DIR): its own demo made by tools/quickstart, a floor between every two
-# service runs, end to end at 1/4/16/64 clients and batches, the store-size comparison, and the
+# service runs, end to end at 1/4/16/64 clients and batches, the store-size comparison, the
+# ceiling (the daemon built without its store from ceiling.patch, beside the real one), and the
 # audit verifier. Checks the output's shape, that every response passed the benchmark's checks,
 # and that no daemon is left running. Asserts no speed. tools/bench uses the binaries in build/,
 # so meson registers this test only for that build directory, unsanitized.
@@ -16,13 +17,13 @@ field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
 rc=0
 # given relative to the caller's directory, as a user may (tools/bench and tools/quickstart change
 # to the checkout's top first)
-(cd "$W" && HSMCA_BENCH_DIR=bench "$top/tools/bench" --seconds 2 --count 200 --store-size 1000) \
-    > "$W/out" 2> "$W/err" || rc=$?
-check "tools/bench --store-size exits 0" [ "$rc" = 0 ]
+(cd "$W" && HSMCA_BENCH_DIR=bench "$top/tools/bench" --seconds 2 --count 200 --store-size 1000 \
+    --ceiling) > "$W/out" 2> "$W/err" || rc=$?
+check "tools/bench --store-size --ceiling exits 0" [ "$rc" = 0 ]
 check "its demo is under the directory given" [ -f "$HSMCA_BENCH_DIR/demo/hsmcad.json" ]
 [ "$rc" = 0 ] || tail -20 "$W/err" >&2
 check "six floors, one before and one after each service run" \
-    [ "$(grep -c '^floor (' "$W/out")" = 6 ]
+    [ "$(sed -n '2,14p' "$W/out" | grep -c '^floor (')" = 6 ]
 check "the runs in order, floors between" [ "$(sed -n '3,13s/^\([a-z0-9]*\) .*/\1/p' "$W/out" |
     tr '\n' ' ')" = "floor e2e floor e2e floor e2e floor e2e floor batch floor " ]
 check "four end-to-end concurrencies and a batch" [ "$(grep -Eo '^(e2e [0-9]+c|batch 2c x100)' \
@@ -30,10 +31,10 @@ check "four end-to-end concurrencies and a batch" [ "$(grep -Eo '^(e2e [0-9]+c|b
 check "every response passed its check" sh -c "! grep -q 'FAILED CHECKS' '$W/out'"
 check "every service run issued DACs, none bad" sh -c "grep '^phase=\(e2e\|batch\) ' \
     '$HSMCA_BENCH_DIR/bench.log' | grep -v ' dacs=0 ' | grep -c ' bad=0 errors=0 ' |
-    grep -qx 9"
+    grep -qx 17"
 check "the daemon's commit and signature times in every service run" sh -c "grep \
     '^phase=\(e2e\|batch\) ' '$HSMCA_BENCH_DIR/bench.log' |
-    grep -c ' commit_ms=[0-9.]*[1-9][0-9.]* sign_ms=[0-9.]*[1-9][0-9.]*$' | grep -qx 9"
+    grep -c ' commit_ms=[0-9.]*[1-9][0-9.]* sign_ms=[0-9.]*[1-9][0-9.]*$' | grep -qx 13"
 check "the table's last two columns" grep -Eq ' commit_ms +sign_ms$' "$W/out"
 check "the summary line" grep -Eq \
     '^ratio_to_floor=[0-9]+\.[0-9]{2} floor_mean=[0-9]+ floor_drift=[0-9]+\.[0-9]{2}$' "$W/out"
@@ -46,6 +47,23 @@ check "the big store holds 1000 more certificates" [ -n "$small" ] && [ $((big -
 check "rate_big_vs_small and srv_us_big_vs_small" sh -c "echo '$line' | \
     grep -Eq 'rate_big_vs_small=[0-9]+\.[0-9]{2} srv_us_big_vs_small=[0-9]+\.[0-9]{2}$'"
 
+# --ceiling: the real daemon and the one built without its store (ceiling.patch), in turn
+ceiling_runs() { # the first word of each row of the last table
+    awk '/^run / { r = "" } /^(floor|real|nostore) / { r = r $1 " " } END { print r }' "$W/out"
+}
+check "the ceiling's runs in order, floors between" [ "$(ceiling_runs)" = \
+    "floor real floor nostore floor real floor nostore floor real floor nostore floor real floor \
+nostore floor " ]
+check "the ceiling's runs: the best concurrency and batches, each kind twice" [ "$(grep -Eo \
+    '^(real|nostore) [0-9]+c( x100)?' "$W/out" | sort | uniq -c | awk '{ print $1 }' |
+    tr '\n' ' ')" = "2 2 2 2 " ]
+check "the store-less daemon made no commit and no fsync" awk '/^nostore / { n++
+    if ($(NF - 4) != "0.0000" || $(NF - 1) != "0.00") bad = 1 } END { exit n != 4 || bad }' "$W/out"
+re='^ceiling e2e_[0-9]+c=[0-9]+\.[0-9]{2} e2e_[0-9]+c_nostore=[0-9]+\.[0-9]{2}'
+re="$re batch=[0-9]+\\.[0-9]{2} batch_nostore=[0-9]+\\.[0-9]{2}\$"
+check "the ceiling's summary line" grep -Eq "$re" "$W/out"
+check "the patched copy was removed" [ ! -e "$HSMCA_BENCH_DIR/ceiling/src" ]
+
 rc=0
 "$top/tools/bench" --audit-verify 1000 > "$W/out2" 2> "$W/err2" || rc=$?
 check "tools/bench --audit-verify exits 0" [ "$rc" = 0 ]
@@ -53,7 +71,7 @@ check "the verifier read every entry" grep -Eq '^audit_verify entries=1001 secon
 check "and found the log valid" grep -q '^valid: entries 1\.\.1001 ' "$W/err2"
 
 left=""
-for f in "$HSMCA_BENCH_DIR"/*/hsmcad.pid; do
+for f in "$HSMCA_BENCH_DIR"/*/hsmcad.pid "$HSMCA_BENCH_DIR"/*/*/hsmcad.pid; do
     [ -f "$f" ] && kill -0 "$(cat "$f")" 2> /dev/null && left="$left $f"
 done
 check "no daemon left running" [ -z "$left" ]

@@ -34,8 +34,12 @@ check "every service run issued DACs, none bad" sh -c "grep '^phase=\(e2e\|batch
     grep -qx 17"
 check "the daemon's commit and signature times in every service run" sh -c "grep \
     '^phase=\(e2e\|batch\) ' '$HSMCA_BENCH_DIR/bench.log' |
-    grep -c ' commit_ms=[0-9.]*[1-9][0-9.]* sign_ms=[0-9.]*[1-9][0-9.]*$' | grep -qx 13"
-check "the table's last two columns" grep -Eq ' commit_ms +sign_ms$' "$W/out"
+    grep -c ' commit_ms=[0-9.]*[1-9][0-9.]* sign_ms=[0-9.]*[1-9][0-9.]* steal_pct=[0-9.]*$' |
+    grep -qx 13"
+check "the table's last three columns" grep -Eq ' commit_ms +sign_ms +steal%$' "$W/out"
+check "every run's share of stolen CPU time, floors included" [ "$(grep -Ec \
+    ' [0-9]+\.[0-9]{3} +[0-9]+\.[0-9]$|^floor \(.* - +[0-9]+\.[0-9]$' "$W/out")" = \
+    "$(grep -Ec '^(floor \(|e2e |batch |small#|big#|real |nostore )' "$W/out")" ]
 check "the summary line" grep -Eq \
     '^ratio_to_floor=[0-9]+\.[0-9]{2} floor_mean=[0-9]+ floor_drift=[0-9]+\.[0-9]{2}$' "$W/out"
 check "two stores, each measured twice" [ "$(grep -Ec '^(small|big)#[12]:[0-9]+-certs [0-9]+c ' \
@@ -58,7 +62,7 @@ check "the ceiling's runs: the best concurrency and batches, each kind twice" [ 
     '^(real|nostore) [0-9]+c( x100)?' "$W/out" | sort | uniq -c | awk '{ print $1 }' |
     tr '\n' ' ')" = "2 2 2 2 " ]
 check "the store-less daemon made no commit and no fsync" awk '/^nostore / { n++
-    if ($(NF - 4) != "0.0000" || $(NF - 1) != "0.00") bad = 1 } END { exit n != 4 || bad }' "$W/out"
+    if ($(NF - 5) != "0.0000" || $(NF - 2) != "0.00") bad = 1 } END { exit n != 4 || bad }' "$W/out"
 re='^ceiling e2e_[0-9]+c=[0-9]+\.[0-9]{2} e2e_[0-9]+c_nostore=[0-9]+\.[0-9]{2}'
 re="$re batch=[0-9]+\\.[0-9]{2} batch_nostore=[0-9]+\\.[0-9]{2}\$"
 check "the ceiling's summary line" grep -Eq "$re" "$W/out"

@@ -29,6 +29,9 @@ check "the runs in order, floors between" [ "$(sed -n '3,13s/^\([a-z0-9]*\) .*/\
 check "four end-to-end concurrencies and a batch" [ "$(grep -Eo '^(e2e [0-9]+c|batch 2c x100)' \
     "$W/out" | tr '\n' ',')" = "e2e 1c,e2e 4c,e2e 16c,e2e 64c,batch 2c x100," ]
 check "every response passed its check" sh -c "! grep -q 'FAILED CHECKS' '$W/out'"
+check "every floor measured the idle daemons beside it" [ "$(grep -c \
+    '^phase=floor .* daemons_pct=[0-9.]*$' "$HSMCA_BENCH_DIR/bench.log")" = 15 ]
+check "and found them idle" sh -c "! grep -q 'DAEMONS BUSY' '$W/out'"
 check "every service run issued DACs, none bad" sh -c "grep '^phase=\(e2e\|batch\) ' \
     '$HSMCA_BENCH_DIR/bench.log' | grep -v ' dacs=0 ' | grep -c ' bad=0 errors=0 ' |
     grep -qx 17"

@@ -43,6 +43,11 @@ struct hsmca_qtoken {
     uint64_t epoch; /* the epoch of its current PIN and shares */
     unsigned char pin_salt[32];
     unsigned char pin_commit[32];
+    /* The alternate PIN while a rotation is unconfirmed (docs/custody.md): the token answers to
+     * the current PIN or to this one. alt_epoch 0 = none. */
+    uint64_t alt_epoch;
+    unsigned char alt_pin_salt[32];
+    unsigned char alt_pin_commit[32];
 };
 
 struct hsmca_qshare {
@@ -110,14 +115,14 @@ hsmca_store_qtoken_list(struct hsmca_store *st,
                         enum hsmca_err (*fn)(void *arg, const struct hsmca_qtoken *r), void *arg);
 
 /* Sealed shares: put inserts; list gives the shares of (label, epoch) in idx order; prune deletes
- * the shares of label from epochs other than keep_epoch. */
+ * the shares of label from epochs other than keep_epoch and keep_alt (0 = keep only keep_epoch). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qshare_put(struct hsmca_store *st,
                                                       const struct hsmca_qshare *r);
 HSMCA_MUSTCHECK enum hsmca_err
 hsmca_store_qshare_list(struct hsmca_store *st, const char *label, uint64_t epoch,
                         enum hsmca_err (*fn)(void *arg, const struct hsmca_qshare *r), void *arg);
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qshare_prune(struct hsmca_store *st, const char *label,
-                                                        uint64_t keep_epoch);
+                                                        uint64_t keep_epoch, uint64_t keep_alt);
 
 /* Requests: put inserts (HSMCA_E_STORE_CONSTRAINT on a duplicate id); get HSMCA_E_NOT_FOUND;
  * set_status changes the status of a pending request (HSMCA_E_NOT_FOUND otherwise). */

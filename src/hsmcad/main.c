@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/custody.h"
 #include "hsmca/log.h"
 #include "hsmca/secret.h"
 #include "hsmca/util.h"
@@ -225,7 +226,7 @@ main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *port_file = NULL;
-    int check_only = 0, ch, status = 1, sig = 0;
+    int check_only = 0, ch, status = 1, sig = 0, started = 0;
     struct hsmcad *d = NULL;
     struct hsmcad_server *srv = NULL;
     struct hsmca_secret pin = {NULL, 0};
@@ -377,6 +378,7 @@ main(int argc, char **argv)
         ac.checkpoint_entries = d->cfg.checkpoint_entries;
         ac.checkpoint_ms = d->cfg.checkpoint_interval_s * 1000;
         ac.audit_cert_pem = d->audit_cert_pem;
+        ac.reconcile = hsmca_custody_reconcile;
         why[0] = '\0';
         rc = hsmca_audit_open(&ac, &d->audit, why, sizeof(why));
         if (rc != HSMCA_OK) {
@@ -398,6 +400,16 @@ main(int argc, char **argv)
     if (rc != HSMCA_OK) {
         start_fail("quorum", rc, NULL);
         goto out;
+    }
+    {
+        int crashed = 0;
+
+        rc = hsmca_custody_started(d->audit, d->quorum_ro, HSMCA_VERSION, &crashed);
+        if (rc != HSMCA_OK) {
+            start_fail("audit: daemon.start", rc, NULL);
+            goto out;
+        }
+        started = 1;
     }
     if (load_profiles(d) != 0)
         goto out;
@@ -455,6 +467,10 @@ out:
         hsmca_issue_quotas_free(d->quotas);
         hsmca_quorum_free(d->quorum);
         d->quorum = NULL;
+        if (started && d->audit != NULL && hsmca_custody_stopping(d->audit) != HSMCA_OK) {
+            start_fail("audit: daemon.stop", HSMCA_E_AUDIT_CLOSED, NULL);
+            status = 1;
+        }
         if (d->audit != NULL) {
             rc = hsmca_audit_close(d->audit);
             if (rc != HSMCA_OK) {

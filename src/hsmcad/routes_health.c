@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/custody.h"
 #include "hsmca/token.h"
 
 #include "hsmcad.h"
@@ -54,6 +55,21 @@ hsmcad_readiness(struct hsmcad *d, json_t *checks)
         json_object_set_new(checks, "ca_tokens", cas);
         cas = NULL;
         json_object_set_new(checks, "store", json_string(t ? "ok" : "not writable"));
+    }
+    /* tokens whose PIN rotation was interrupted stay reachable by the quorum: named, not unready */
+    if (checks != NULL && ro != NULL) {
+        struct hsmca_custody_doubt dbt;
+
+        if (hsmca_custody_in_doubt(ro, &dbt) == HSMCA_OK && dbt.n != 0) {
+            json_t *l = json_array();
+
+            for (i = 0; l != NULL && i < dbt.n; i++)
+                json_array_append_new(l, json_string(dbt.label[i]));
+            json_object_set_new(checks, "tokens_in_doubt", l);
+            json_object_set_new(checks, "recovery",
+                                json_string("a PIN rotation was interrupted: the next quorum "
+                                            "operation on these tokens confirms their PIN"));
+        }
     }
     t = d->audit != NULL;
     ok &= t;

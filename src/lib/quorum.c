@@ -650,7 +650,8 @@ apply_epoch(struct hsmca_store *st, void *arg)
         for (j = 0; rc == HSMCA_OK && j < c->tok[i].n; j++)
             rc = hsmca_store_qshare_put(st, &c->tok[i].s[j]);
         if (rc == HSMCA_OK)
-            rc = hsmca_store_qshare_prune(st, c->tok[i].t.label, c->tok[i].t.epoch);
+            rc = hsmca_store_qshare_prune(st, c->tok[i].t.label, c->tok[i].t.epoch,
+                                          c->tok[i].t.alt_epoch);
     }
     return rc;
 }
@@ -1442,7 +1443,7 @@ hsmca_quorum_request_envelope(struct hsmca_quorum *q, const char *id, char **out
     struct hsmca_qrequest r;
     struct hsmca_qepoch e;
     struct req_view v;
-    struct env_ctx c = {NULL, NULL, HSMCA_OK};
+    struct env_ctx c = {NULL, NULL, HSMCA_OK}, alt = {NULL, NULL, HSMCA_OK};
     json_t *env = NULL;
     char *b = NULL, hex[65];
     const char *status;
@@ -1470,13 +1471,21 @@ hsmca_quorum_request_envelope(struct hsmca_quorum *q, const char *id, char **out
         rc = HSMCA_E_NOMEM;
         goto out;
     }
-    /* the sealed shares of the request's tokens (current ones: only while the epoch holds) */
+    /* the sealed shares of the request's tokens (current ones: only while the epoch holds), and
+     * of a token's alternate PIN while a rotation is unconfirmed (docs/custody.md) */
+    alt.shares = json_object();
+    if (alt.shares == NULL) {
+        rc = HSMCA_E_NOMEM;
+        goto out;
+    }
     for (i = 0; e.epoch == (uint64_t)v.epoch && i < json_array_size(v.tokens); i++) {
         struct hsmca_qtoken t;
 
         rc = hsmca_store_qtoken_get(rd(q), req_token(&v, i), &t);
         if (rc == HSMCA_OK)
             rc = hsmca_store_qshare_list(rd(q), t.label, t.epoch, env_share, &c);
+        if (rc == HSMCA_OK && t.alt_epoch != 0)
+            rc = hsmca_store_qshare_list(rd(q), t.label, t.alt_epoch, env_share, &alt);
         if (rc != HSMCA_OK)
             goto out;
     }
@@ -1492,11 +1501,14 @@ hsmca_quorum_request_envelope(struct hsmca_quorum *q, const char *id, char **out
                                 hex, "request", b, "shares", c.shares, "status", status,
                                 "threshold", (json_int_t)policy_threshold(e.policy, v.op))
                     : NULL;
+    if (env != NULL && json_object_size(alt.shares) != 0)
+        json_object_set(env, "alt_shares", alt.shares);
     *out = env != NULL ? json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     rc = *out != NULL ? HSMCA_OK : HSMCA_E_NOMEM;
 out:
     free(b);
     json_decref(env);
+    json_decref(alt.shares);
     json_decref(c.shares);
     json_decref(c.names);
     req_view_clear(&v);
@@ -1511,6 +1523,7 @@ struct appr_view {
     json_t *root;
     const char *request_id, *approver, *sig_b64;
     json_t *shares;
+    json_t *alt_shares; /* re-sealed shares of alternate PINs, or NULL (docs/custody.md) */
     unsigned char *sig;
     size_t sig_len;
 };
@@ -1534,13 +1547,21 @@ appr_parse(const char *json, size_t len, struct appr_view *a)
         return HSMCA_E_QUORUM_APPROVAL_MALFORMED;
     a->root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL);
     if (a->root == NULL ||
-        json_unpack_ex(a->root, NULL, JSON_STRICT, "{s:s, s:s, s:o, s:s}", "approver", &a->approver,
-                       "request_id", &a->request_id, "shares", &a->shares, "sig", &a->sig_b64) != 0)
+        json_unpack_ex(a->root, NULL, JSON_STRICT, "{s?o, s:s, s:s, s:o, s:s}", "alt_shares",
+                       &a->alt_shares, "approver", &a->approver, "request_id", &a->request_id,
+                       "shares", &a->shares, "sig", &a->sig_b64) != 0)
         goto bad;
     if (!name_ok(a->approver) || strlen(a->request_id) != HSMCA_QUORUM_ID_LEN ||
-        !json_is_object(a->shares) || json_object_size(a->shares) > HSMCA_QUORUM_TOKENS_MAX)
+        !json_is_object(a->shares) || json_object_size(a->shares) > HSMCA_QUORUM_TOKENS_MAX ||
+        (a->alt_shares != NULL && (!json_is_object(a->alt_shares) ||
+                                   json_object_size(a->alt_shares) > HSMCA_QUORUM_TOKENS_MAX)))
         goto bad;
     json_object_foreach(a->shares, k, val)
+    {
+        if (!json_is_string(val))
+            goto bad;
+    }
+    json_object_foreach(a->alt_shares, k, val)
     {
         if (!json_is_string(val))
             goto bad;
@@ -1608,7 +1629,7 @@ find_share(void *arg, const struct hsmca_qshare *s)
  */
 static enum hsmca_err
 open_share(struct hsmca_quorum *q, const struct req_view *v, EVP_PKEY *rkey, const char *approver,
-           const char *label, const char *sealed_b64, struct hsmca_secret *share)
+           const char *label, int alt, const char *sealed_b64, struct hsmca_secret *share)
 {
     struct hsmca_qtoken t;
     struct share_find f;
@@ -1621,6 +1642,11 @@ open_share(struct hsmca_quorum *q, const struct req_view *v, EVP_PKEY *rkey, con
     memset(&f, 0, sizeof(f));
     f.approver = approver;
     rc = hsmca_store_qtoken_get(rd(q), label, &t);
+    if (rc == HSMCA_OK && alt) {
+        if (t.alt_epoch == 0)
+            return HSMCA_E_QUORUM_SHARE_INVALID;
+        t.epoch = t.alt_epoch;
+    }
     if (rc == HSMCA_OK)
         rc = hsmca_store_qshare_list(rd(q), label, t.epoch, find_share, &f);
     if (rc != HSMCA_OK)
@@ -1773,9 +1799,15 @@ check_approval(struct hsmca_quorum *q, const char *request_id, const struct appr
         const char *label = req_token(v, i);
         struct hsmca_secret s = {NULL, 0};
 
-        rc = open_share(q, v, rkey, ap.name, label,
+        rc = open_share(q, v, rkey, ap.name, label, 0,
                         json_string_value(json_object_get(a->shares, label)), &s);
         hsmca_secret_clear(&s);
+        /* a share of an alternate PIN, where given, must open too */
+        if (rc == HSMCA_OK && json_object_get(a->alt_shares, label) != NULL) {
+            rc = open_share(q, v, rkey, ap.name, label, 1,
+                            json_string_value(json_object_get(a->alt_shares, label)), &s);
+            hsmca_secret_clear(&s);
+        }
         if (rc == HSMCA_E_QUORUM_SHARE_INVALID) {
             *code = rc;
             rc = HSMCA_OK;
@@ -1901,6 +1933,10 @@ struct exec_state {
     char label[HSMCA_QUORUM_TOKENS_MAX][HSMCA_TOKEN_LABEL_MAX + 1];
     struct hsmca_qtoken qt[HSMCA_QUORUM_TOKENS_MAX];
     struct hsmca_secret pin[HSMCA_QUORUM_TOKENS_MAX];
+    /* a token's alternate PIN while its rotation is unconfirmed (qt[i].alt_epoch != 0), rebuilt
+     * where m approvals carry its shares; live_alt: the token answered to it */
+    struct hsmca_secret alt_pin[HSMCA_QUORUM_TOKENS_MAX];
+    int live_alt[HSMCA_QUORUM_TOKENS_MAX];
     struct hsmca_token *tok[HSMCA_QUORUM_TOKENS_MAX];
     int logged_in[HSMCA_QUORUM_TOKENS_MAX];
     json_t *result;
@@ -1913,8 +1949,10 @@ exec_state_clear(struct exec_state *x)
 
     for (i = 0; i < x->nc; i++)
         free(x->c[i].body);
-    for (i = 0; i < HSMCA_QUORUM_TOKENS_MAX; i++)
+    for (i = 0; i < HSMCA_QUORUM_TOKENS_MAX; i++) {
         hsmca_secret_clear(&x->pin[i]);
+        hsmca_secret_clear(&x->alt_pin[i]);
+    }
     hsmca_qrequest_clear(&x->r);
     hsmca_qepoch_clear(&x->e);
     req_view_clear(&x->v);
@@ -1990,32 +2028,47 @@ keep_valid(struct hsmca_quorum *q, struct exec_state *x)
     x->nc = k;
 }
 
-/* Rebuild token i's PIN from the first m counted approvals; check the PIN commitment. */
+/*
+ * Rebuild token i's PIN from the first m counted approvals and check the PIN commitment; with alt,
+ * its alternate PIN from the first m counted approvals that carry a share of it
+ * (HSMCA_E_NOT_FOUND when fewer than m do).
+ */
 static enum hsmca_err
-rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i)
+rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i, int alt)
 {
     struct hsmca_secret buf = {NULL, 0}, pin = {NULL, 0};
     unsigned char c[32];
     enum hsmca_err rc;
-    unsigned m = x->e.m;
+    unsigned m = x->e.m, got = 0;
     size_t k;
 
     rc = hsmca_secret_set(&buf, NULL, (size_t)m * SHARE_LEN);
     if (rc != HSMCA_OK)
         return rc;
-    for (k = 0; k < m; k++) {
+    for (k = 0; k < x->nc && got < m; k++) {
         struct appr_view a;
         struct hsmca_secret s = {NULL, 0};
+        const char *sealed;
 
         rc = appr_parse(x->c[k].body, x->c[k].len, &a);
-        if (rc == HSMCA_OK)
-            rc = open_share(q, &x->v, x->rkey, a.approver, x->label[i],
-                            json_string_value(json_object_get(a.shares, x->label[i])), &s);
+        if (rc != HSMCA_OK)
+            goto out;
+        sealed = json_string_value(json_object_get(alt ? a.alt_shares : a.shares, x->label[i]));
+        if (sealed == NULL && alt) {
+            appr_view_clear(&a);
+            continue;
+        }
+        rc = open_share(q, &x->v, x->rkey, a.approver, x->label[i], alt, sealed, &s);
         appr_view_clear(&a);
         if (rc != HSMCA_OK)
             goto out;
-        memcpy(buf.p + k * SHARE_LEN, s.p, SHARE_LEN);
+        memcpy(buf.p + got * SHARE_LEN, s.p, SHARE_LEN);
+        got++;
         hsmca_secret_clear(&s);
+    }
+    if (got < m) {
+        rc = alt ? HSMCA_E_NOT_FOUND : HSMCA_E_QUORUM_THRESHOLD_NOT_MET;
+        goto out;
     }
     rc = hsmca_secret_set(&pin, NULL, HSMCA_QUORUM_PIN_LEN);
     if (rc != HSMCA_OK)
@@ -2023,12 +2076,16 @@ rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i)
     rc = hsmca_shamir_combine(buf.p, SHARE_LEN, m, pin.p);
     if (rc != HSMCA_OK)
         goto out;
-    if (pin_commit(x->qt[i].pin_salt, x->label[i], x->qt[i].epoch, &pin, c) != 0 ||
-        CRYPTO_memcmp(c, x->qt[i].pin_commit, 32) != 0) {
+    if (pin_commit(alt ? x->qt[i].alt_pin_salt : x->qt[i].pin_salt, x->label[i],
+                   alt ? x->qt[i].alt_epoch : x->qt[i].epoch, &pin, c) != 0 ||
+        CRYPTO_memcmp(c, alt ? x->qt[i].alt_pin_commit : x->qt[i].pin_commit, 32) != 0) {
         rc = HSMCA_E_QUORUM_PIN_COMMITMENT;
         goto out;
     }
-    x->pin[i] = pin;
+    if (alt)
+        x->alt_pin[i] = pin;
+    else
+        x->pin[i] = pin;
     pin.p = NULL;
     pin.len = 0;
 out:
@@ -2230,10 +2287,56 @@ collect_token(void *arg, const struct hsmca_qtoken *t)
     return HSMCA_OK;
 }
 
+/* The confirmation of a rotation (docs/custody.md): per token, rotated or kept its PIN. */
+struct rotate_confirm {
+    struct epoch_change *c;
+    const int *set_ok; /* indexed like c->tok */
+};
+
 /*
- * Rotate the PINs of the logged-in tokens of x into a new epoch: new random PINs, split and sealed
- * to the new approver set first, then C_SetPIN, then the quorum.epoch entry (intent -> effect ->
- * commit: a quorum.rotate intent entry precedes the token change).
+ * Step 3 of the rotation: a token that took its new PIN drops the alternate record and the
+ * shares of the old one; a token that refused it goes back to the PIN it answered to (the
+ * alternate record becomes current again, and the new shares are dropped).
+ */
+static enum hsmca_err
+apply_confirm(struct hsmca_store *st, void *arg)
+{
+    struct rotate_confirm *rc_ = arg;
+    struct epoch_change *c = rc_->c;
+    enum hsmca_err rc = HSMCA_OK;
+    size_t i;
+
+    for (i = 0; rc == HSMCA_OK && i < c->ntok; i++) {
+        struct hsmca_qtoken t = c->tok[i].t;
+
+        if (!c->tok[i].rotated)
+            continue;
+        if (!rc_->set_ok[i]) {
+            t.epoch = t.alt_epoch;
+            memcpy(t.pin_salt, t.alt_pin_salt, 32);
+            memcpy(t.pin_commit, t.alt_pin_commit, 32);
+        }
+        t.alt_epoch = 0;
+        memset(t.alt_pin_salt, 0, 32);
+        memset(t.alt_pin_commit, 0, 32);
+        rc = hsmca_store_qtoken_put(st, &t);
+        if (rc == HSMCA_OK)
+            rc = hsmca_store_qshare_prune(st, t.label, t.epoch, 0);
+    }
+    return rc;
+}
+
+/*
+ * Rotate the PINs of the logged-in tokens of x into a new epoch, crash-safe (docs/custody.md):
+ *   1. new random PINs, split and sealed to the new approver set, in memory;
+ *   2. write ahead: the quorum.epoch entry (outcome "intent") commits the whole epoch change with
+ *      each rotated token's new PIN record as current and the PIN it answered to as alternate,
+ *      with the shares of both, so that whatever happens next m approvers reach the token;
+ *   3. C_SetPIN on each token;
+ *   4. the quorum.rotate entry closes the intent and confirms: the alternate records and their
+ *      shares go (or, for a token that refused the new PIN, the alternate becomes current again).
+ * A crash between 2 and 4 leaves tokens whose PIN is one of two known ones: the next quorum
+ * operation on such a token rebuilds both, logs in with the one that works, and rotates from it.
  */
 static enum hsmca_err
 rotate(struct hsmca_quorum *q, struct exec_state *x)
@@ -2243,15 +2346,19 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
     struct all_tokens *all = calloc(1, sizeof(*all));
     struct hsmca_qapprover enrol;
     struct hsmca_secret newpin[HSMCA_QUORUM_TOKENS_MAX];
+    size_t tok_of[HSMCA_QUORUM_TOKENS_MAX]; /* c->tok index -> x index, for rotated tokens */
+    int set_ok[HSMCA_QUORUM_TOKENS_MAX];
     const char *remove = NULL;
     struct hsmca_audit_receipt ir;
-    json_t *d = NULL, *labels = NULL;
+    struct rotate_confirm conf;
+    json_t *labels = NULL, *res = NULL;
     enum hsmca_err rc = HSMCA_OK, set_rc = HSMCA_OK;
-    size_t i, j, k;
+    size_t i, j;
 
     memset(&enrol, 0, sizeof(enrol));
     memset(&ir, 0, sizeof(ir));
     memset(newpin, 0, sizeof(newpin));
+    memset(set_ok, 0, sizeof(set_ok));
     if (c == NULL || l == NULL || all == NULL) {
         rc = HSMCA_E_NOMEM;
         goto out;
@@ -2316,7 +2423,7 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
         goto out;
     }
     c->approvers = l;
-    /* new PINs, sealed before any token changes */
+    /* 1. new PINs, sealed before any token changes */
     rc = hsmca_store_qtoken_list(rd(q), collect_token, all);
     if (rc != HSMCA_OK)
         goto out;
@@ -2333,6 +2440,13 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
             if (rc == HSMCA_OK)
                 rc = seal_token(te, all->t[i].label, all->t[i].uri, c->e.epoch, c->e.m, l,
                                 &newpin[j]);
+            /* the PIN the token answered to stays reachable until the new one is confirmed */
+            te->t.alt_epoch = x->live_alt[j] ? x->qt[j].alt_epoch : x->qt[j].epoch;
+            memcpy(te->t.alt_pin_salt, x->live_alt[j] ? x->qt[j].alt_pin_salt : x->qt[j].pin_salt,
+                   32);
+            memcpy(te->t.alt_pin_commit,
+                   x->live_alt[j] ? x->qt[j].alt_pin_commit : x->qt[j].pin_commit, 32);
+            tok_of[c->ntok] = j;
             json_array_append_new(labels, json_string(all->t[i].label));
         } else {
             struct snap_ctx sc = {te};
@@ -2345,46 +2459,65 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
         if (rc != HSMCA_OK)
             goto out;
     }
-    d = json_pack("{s:I, s:O, s:s}", "epoch", (json_int_t)c->e.epoch, "tokens", labels,
-                  "request_id", x->r.id);
-    rc = d != NULL ? audit_ex(q, NULL, "quorum.rotate", "quorum", "intent", d, NULL, NULL, 0, &ir)
-                   : HSMCA_E_NOMEM;
+    /* 2. write ahead: the epoch with both PINs of every rotated token */
+    rc = epoch_detail(c);
+    if (rc == HSMCA_OK) {
+        json_object_set(c->detail, "tokens", labels);
+        json_object_set_new(c->detail, "request_id", json_string(x->r.id));
+        rc = audit_ex(q, NULL, "quorum.epoch", "quorum", "intent", c->detail, apply_epoch, c, 0,
+                      &ir);
+    }
     if (rc != HSMCA_OK)
         goto out;
-    for (j = 0; j < x->ntok; j++) {
-        if (!x->logged_in[j])
+    /* 3. the token changes */
+    for (i = 0; i < c->ntok; i++) {
+        if (!c->tok[i].rotated)
             continue;
-        set_rc = hsmca_token_set_pin(x->tok[j], &x->pin[j], &newpin[j]);
+        j = tok_of[i];
+        set_rc = hsmca_token_set_pin(x->tok[j], x->live_alt[j] ? &x->alt_pin[j] : &x->pin[j],
+                                     &newpin[j]);
+        set_ok[i] = set_rc == HSMCA_OK;
         if (set_rc != HSMCA_OK) {
-            /* this token keeps its PIN and its current shares */
+            /* this token keeps the PIN it answered to, and its shares */
             hsmca_log(HSMCA_LOG_ERROR, "quorum", "set-pin-failed", "token=%s code=%s", x->label[j],
                       hsmca_err_code(set_rc));
-            for (k = 0; k < c->ntok; k++) {
-                if (strcmp(c->tok[k].t.label, x->label[j]) == 0)
-                    c->tok[k].rotated = 0;
-            }
             rc = set_rc;
         }
     }
+    /* 4. confirm (closes the intent) */
+    res = json_object();
+    for (i = 0; res != NULL && i < c->ntok; i++) {
+        if (c->tok[i].rotated)
+            json_object_set_new(res, c->tok[i].t.label,
+                                json_string(set_ok[i] ? "rotated" : "kept"));
+    }
+    conf.c = c;
+    conf.set_ok = set_ok;
     {
-        enum hsmca_err erc = epoch_detail(c);
+        json_t *d = res != NULL
+                        ? json_pack("{s:I, s:O}", "epoch", (json_int_t)c->e.epoch, "tokens", res)
+                        : NULL;
+        enum hsmca_err erc = d != NULL ? audit_ex(q, NULL, "quorum.rotate", "quorum",
+                                                  rc == HSMCA_OK ? "ok" : "failed", d,
+                                                  apply_confirm, &conf, ir.seq, NULL)
+                                       : HSMCA_E_NOMEM;
 
-        if (erc == HSMCA_OK)
-            erc = audit_ex(q, NULL, "quorum.epoch", "quorum", "ok", c->detail, apply_epoch, c,
-                           ir.seq, NULL);
+        json_decref(d);
         if (erc != HSMCA_OK) {
-            hsmca_log(HSMCA_LOG_ERROR, "quorum", "epoch-not-recorded",
-                      "epoch=%llu code=%s reason=\"PINs rotated but not committed; the SO must "
-                      "re-run the ceremony for these tokens\"",
+            /* the epoch stands with both PINs reachable: the next operation confirms */
+            hsmca_log(HSMCA_LOG_ERROR, "quorum", "rotation-unconfirmed",
+                      "epoch=%llu code=%s reason=\"the token answers to the new or the previous "
+                      "PIN; the next quorum operation on it confirms which\"",
                       (unsigned long long)c->e.epoch, hsmca_err_code(erc));
-            rc = erc;
+            if (rc == HSMCA_OK)
+                rc = erc;
         }
     }
 out:
     for (j = 0; j < HSMCA_QUORUM_TOKENS_MAX; j++)
         hsmca_secret_clear(&newpin[j]);
-    json_decref(d);
     json_decref(labels);
+    json_decref(res);
     hsmca_qapprover_clear(&enrol);
     if (c != NULL) {
         hsmca_qepoch_clear(&c->e);
@@ -2507,7 +2640,17 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
         snprintf(x->label[i], sizeof(x->label[0]), "%s", req_token(&x->v, i));
         rc = hsmca_store_qtoken_get(rd(q), x->label[i], &x->qt[i]);
         if (rc == HSMCA_OK)
-            rc = rebuild_pin(q, x, i);
+            rc = rebuild_pin(q, x, i, 0);
+        if (rc == HSMCA_OK && x->qt[i].alt_epoch != 0) {
+            rc = rebuild_pin(q, x, i, 1);
+            if (rc == HSMCA_E_NOT_FOUND) {
+                hsmca_log(HSMCA_LOG_WARN, "quorum", "alt-pin-short",
+                          "request=%s token=%s reason=\"fewer than m approvals carry a share of "
+                          "the alternate PIN\"",
+                          id, x->label[i]);
+                rc = HSMCA_OK;
+            }
+        }
         if (rc != HSMCA_OK)
             goto fail;
         x->tok[i] = ex->token(ex->arg, x->label[i]);
@@ -2518,6 +2661,12 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     }
     for (i = 0; i < x->ntok; i++) {
         rc = hsmca_token_login(x->tok[i], &x->pin[i]);
+        /* an unconfirmed rotation: the token answers to the current or the alternate PIN, and
+         * both passed their commitments; at most one login attempt is refused (docs/custody.md) */
+        if (rc == HSMCA_E_PIN_INCORRECT && x->alt_pin[i].p != NULL) {
+            rc = hsmca_token_login(x->tok[i], &x->alt_pin[i]);
+            x->live_alt[i] = rc == HSMCA_OK;
+        }
         if (rc != HSMCA_OK)
             goto fail;
         x->logged_in[i] = 1;
@@ -2696,6 +2845,7 @@ struct env_view {
     json_t *root;
     const char *digest, *request_b64, *status;
     json_t *shares, *approvals;
+    json_t *alt_shares; /* shares of alternate PINs (docs/custody.md), or NULL */
     json_int_t threshold;
     unsigned char *bytes;
     size_t len;
@@ -2721,10 +2871,11 @@ env_parse(const char *text, size_t len, struct env_view *e)
         return HSMCA_E_QUORUM_ENVELOPE;
     e->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
     if (e->root == NULL ||
-        json_unpack_ex(e->root, NULL, JSON_STRICT, "{s:o, s:s, s:s, s:o, s:s, s:I}", "approvals",
-                       &e->approvals, "digest", &e->digest, "request", &e->request_b64, "shares",
-                       &e->shares, "status", &e->status, "threshold", &e->threshold) != 0 ||
-        !json_is_object(e->shares))
+        json_unpack_ex(e->root, NULL, JSON_STRICT, "{s?o, s:o, s:s, s:s, s:o, s:s, s:I}",
+                       "alt_shares", &e->alt_shares, "approvals", &e->approvals, "digest",
+                       &e->digest, "request", &e->request_b64, "shares", &e->shares, "status",
+                       &e->status, "threshold", &e->threshold) != 0 ||
+        !json_is_object(e->shares) || (e->alt_shares != NULL && !json_is_object(e->alt_shares)))
         goto bad;
     if (b64dec(e->request_b64, HSMCA_QUORUM_REQUEST_MAX, &e->bytes, &e->len) != HSMCA_OK ||
         req_parse(e->bytes, e->len, &e->v) != HSMCA_OK)
@@ -2800,12 +2951,60 @@ out:
     return rc;
 }
 
+/*
+ * Unseal one share of the envelope (entry {epoch, index, sealed}) with the approver's key and
+ * re-seal it to the request key, bound to the request; out[label] = the re-sealed share.
+ */
+static enum hsmca_err
+reseal(const struct env_view *e, const struct hsmca_quorum_signer *s, EVP_PKEY *rkey,
+       const char *label, json_t *entry, json_t *out)
+{
+    const char *sealed_b64 = NULL;
+    json_int_t epoch = 0, index = 0;
+    unsigned char *sealed = NULL, *re = NULL;
+    size_t sealed_len = 0, re_len = 0;
+    struct hsmca_seal_ad ad;
+    struct hsmca_secret sh = {NULL, 0};
+    enum hsmca_err rc;
+    char *re_b64;
+
+    if (json_unpack_ex(entry, NULL, JSON_STRICT, "{s:I, s:I, s:s}", "epoch", &epoch, "index",
+                       &index, "sealed", &sealed_b64) != 0)
+        return HSMCA_E_QUORUM_NO_SHARE;
+    if (epoch < 1 || index < 1 || index > HSMCA_QUORUM_APPROVERS_MAX ||
+        b64dec(sealed_b64, 512, &sealed, &sealed_len) != HSMCA_OK)
+        return HSMCA_E_QUORUM_ENVELOPE;
+    memset(&ad, 0, sizeof(ad));
+    ad.token_label = label;
+    ad.epoch = (uint64_t)epoch;
+    ad.share_index = (unsigned)index;
+    ad.approver = s->name;
+    rc = s->key != NULL ? hsmca_unseal_token(s->key, &ad, sealed, sealed_len, &sh)
+                        : hsmca_unseal_soft(s->soft, &ad, sealed, sealed_len, &sh);
+    free(sealed);
+    if (rc != HSMCA_OK)
+        return rc;
+    ad.request_id = e->v.id;
+    ad.request_digest = e->v.digest;
+    rc = hsmca_seal(rkey, &ad, sh.p, sh.len, &re, &re_len);
+    hsmca_secret_clear(&sh);
+    if (rc != HSMCA_OK)
+        return rc;
+    re_b64 = b64enc(re, re_len);
+    free(re);
+    if (re_b64 == NULL)
+        return HSMCA_E_NOMEM;
+    rc = json_object_set_new(out, label, json_string(re_b64)) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
+    free(re_b64);
+    return rc;
+}
+
 enum hsmca_err
 hsmca_quorum_approval_make(const char *envelope, size_t len, const struct hsmca_quorum_signer *s,
                            char **approval)
 {
     struct env_view e;
-    json_t *mine, *shares = NULL, *a = NULL;
+    json_t *mine, *shares = NULL, *alt_shares = NULL, *a = NULL;
     EVP_PKEY *rkey = NULL;
     unsigned char *spki = NULL, sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t spki_len = 0, sig_len = 0, i;
@@ -2839,48 +3038,19 @@ hsmca_quorum_approval_make(const char *envelope, size_t len, const struct hsmca_
         goto out;
     }
     for (i = 0; i < json_array_size(e.v.tokens); i++) {
-        const char *label = req_token(&e.v, i), *sealed_b64 = NULL;
-        json_int_t epoch = 0, index = 0;
-        unsigned char *sealed = NULL, *re = NULL;
-        size_t sealed_len = 0, re_len = 0;
-        struct hsmca_seal_ad ad;
-        struct hsmca_secret sh = {NULL, 0};
-        char *re_b64;
+        const char *label = req_token(&e.v, i);
+        json_t *alt = json_object_get(json_object_get(e.alt_shares, s->name), label);
 
-        if (json_unpack_ex(json_object_get(mine, label), NULL, JSON_STRICT, "{s:I, s:I, s:s}",
-                           "epoch", &epoch, "index", &index, "sealed", &sealed_b64) != 0) {
-            rc = HSMCA_E_QUORUM_NO_SHARE;
-            goto out;
+        rc = reseal(&e, s, rkey, label, json_object_get(mine, label), shares);
+        /* an unconfirmed rotation: the share of the token's alternate PIN too */
+        if (rc == HSMCA_OK && alt != NULL) {
+            if (alt_shares == NULL && (alt_shares = json_object()) == NULL)
+                rc = HSMCA_E_NOMEM;
+            if (rc == HSMCA_OK)
+                rc = reseal(&e, s, rkey, label, alt, alt_shares);
         }
-        if (epoch < 1 || index < 1 || index > HSMCA_QUORUM_APPROVERS_MAX ||
-            b64dec(sealed_b64, 512, &sealed, &sealed_len) != HSMCA_OK) {
-            rc = HSMCA_E_QUORUM_ENVELOPE;
-            goto out;
-        }
-        memset(&ad, 0, sizeof(ad));
-        ad.token_label = label;
-        ad.epoch = (uint64_t)epoch;
-        ad.share_index = (unsigned)index;
-        ad.approver = s->name;
-        rc = s->key != NULL ? hsmca_unseal_token(s->key, &ad, sealed, sealed_len, &sh)
-                            : hsmca_unseal_soft(s->soft, &ad, sealed, sealed_len, &sh);
-        free(sealed);
         if (rc != HSMCA_OK)
             goto out;
-        ad.request_id = e.v.id;
-        ad.request_digest = e.v.digest;
-        rc = hsmca_seal(rkey, &ad, sh.p, sh.len, &re, &re_len);
-        hsmca_secret_clear(&sh);
-        if (rc != HSMCA_OK)
-            goto out;
-        re_b64 = b64enc(re, re_len);
-        free(re);
-        if (re_b64 == NULL) {
-            rc = HSMCA_E_NOMEM;
-            goto out;
-        }
-        json_object_set_new(shares, label, json_string(re_b64));
-        free(re_b64);
     }
     rc = signer_sign(s, e.v.digest, sig, sizeof(sig), &sig_len);
     if (rc != HSMCA_OK)
@@ -2889,6 +3059,8 @@ hsmca_quorum_approval_make(const char *envelope, size_t len, const struct hsmca_
     a = sig_b64 != NULL ? json_pack("{s:s, s:s, s:O, s:s}", "approver", s->name, "request_id",
                                     e.v.id, "shares", shares, "sig", sig_b64)
                         : NULL;
+    if (a != NULL && alt_shares != NULL)
+        json_object_set(a, "alt_shares", alt_shares);
     *approval = a != NULL ? json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     rc = *approval != NULL ? HSMCA_OK : HSMCA_E_NOMEM;
 out:
@@ -2896,6 +3068,7 @@ out:
     free(spki);
     EVP_PKEY_free(rkey);
     json_decref(shares);
+    json_decref(alt_shares);
     json_decref(a);
     env_view_clear(&e);
     return rc;

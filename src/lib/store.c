@@ -140,6 +140,18 @@ static const char *const migrations[] = {
     "  received_ms INTEGER NOT NULL,"
     "  UNIQUE (request_id, approver)"
     ") STRICT;",
+
+    /* 5: crash-safe PIN rotation (docs/custody.md): a CA token may have an alternate PIN record,
+     * the PIN it had before a rotation that is written ahead but not yet confirmed. Its shares
+     * are kept until the rotation is confirmed; alt_epoch 0 means none. */
+    "ALTER TABLE quorum_tokens ADD COLUMN alt_epoch INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (alt_epoch >= 0);"
+    "ALTER TABLE quorum_tokens ADD COLUMN alt_pin_salt BLOB NOT NULL DEFAULT "
+    "  X'0000000000000000000000000000000000000000000000000000000000000000'"
+    "  CHECK (length(alt_pin_salt) = 32);"
+    "ALTER TABLE quorum_tokens ADD COLUMN alt_pin_commit BLOB NOT NULL DEFAULT "
+    "  X'0000000000000000000000000000000000000000000000000000000000000000'"
+    "  CHECK (length(alt_pin_commit) = 32);",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

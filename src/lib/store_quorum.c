@@ -309,7 +309,8 @@ hsmca_store_qepoch_current(struct hsmca_store *st, struct hsmca_qepoch *out)
 
 /* ---- tokens ---- */
 
-#define TOKEN_COLS "label, uri, epoch, pin_salt, pin_commit"
+#define TOKEN_COLS                                                                                 \
+    "label, uri, epoch, pin_salt, pin_commit, alt_epoch, alt_pin_salt, alt_pin_commit"
 
 static enum hsmca_err
 token_row(sqlite3_stmt *s, struct hsmca_qtoken *r)
@@ -320,6 +321,9 @@ token_row(sqlite3_stmt *s, struct hsmca_qtoken *r)
     r->epoch = (uint64_t)sqlite3_column_int64(s, 2);
     copy_fixed(r->pin_salt, 32, s, 3);
     copy_fixed(r->pin_commit, 32, s, 4);
+    r->alt_epoch = (uint64_t)sqlite3_column_int64(s, 5);
+    copy_fixed(r->alt_pin_salt, 32, s, 6);
+    copy_fixed(r->alt_pin_commit, 32, s, 7);
     return HSMCA_OK;
 }
 
@@ -329,11 +333,14 @@ hsmca_store_qtoken_put(struct hsmca_store *st, const struct hsmca_qtoken *r)
     if (st == NULL || r == NULL || r->label[0] == '\0' || r->uri[0] == '\0')
         return HSMCA_E_INVALID_ARG;
     return run(st,
-               "INSERT INTO quorum_tokens(" TOKEN_COLS ") VALUES(?1, ?2, ?3, ?4, ?5) "
+               "INSERT INTO quorum_tokens(" TOKEN_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
                "ON CONFLICT(label) DO UPDATE SET uri = excluded.uri, epoch = excluded.epoch, "
-               "pin_salt = excluded.pin_salt, pin_commit = excluded.pin_commit",
-               NULL, NULL, NULL, "ttibb", r->label, r->uri, (int64_t)r->epoch, r->pin_salt,
-               (size_t)32, r->pin_commit, (size_t)32);
+               "pin_salt = excluded.pin_salt, pin_commit = excluded.pin_commit, "
+               "alt_epoch = excluded.alt_epoch, alt_pin_salt = excluded.alt_pin_salt, "
+               "alt_pin_commit = excluded.alt_pin_commit",
+               NULL, NULL, NULL, "ttibbibb", r->label, r->uri, (int64_t)r->epoch, r->pin_salt,
+               (size_t)32, r->pin_commit, (size_t)32, (int64_t)r->alt_epoch, r->alt_pin_salt,
+               (size_t)32, r->alt_pin_commit, (size_t)32);
 }
 
 static enum hsmca_err
@@ -439,12 +446,14 @@ hsmca_store_qshare_list(struct hsmca_store *st, const char *label, uint64_t epoc
 }
 
 enum hsmca_err
-hsmca_store_qshare_prune(struct hsmca_store *st, const char *label, uint64_t keep_epoch)
+hsmca_store_qshare_prune(struct hsmca_store *st, const char *label, uint64_t keep_epoch,
+                         uint64_t keep_alt)
 {
     if (st == NULL || label == NULL)
         return HSMCA_E_INVALID_ARG;
-    return run(st, "DELETE FROM quorum_shares WHERE label = ?1 AND epoch <> ?2", NULL, NULL, NULL,
-               "ti", label, (int64_t)keep_epoch);
+    return run(st, "DELETE FROM quorum_shares WHERE label = ?1 AND epoch <> ?2 AND epoch <> ?3",
+               NULL, NULL, NULL, "tii", label, (int64_t)keep_epoch,
+               (int64_t)(keep_alt != 0 ? keep_alt : keep_epoch));
 }
 
 /* ---- requests ---- */

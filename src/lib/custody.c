@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * custody.c -- the daemon's own life in the log and the recovery of interrupted rotations
+ * (custody.h, docs/custody.md).
+ */
+#include "hsmca/custody.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "hsmca/log.h"
+#include "hsmca/store_quorum.h"
+
+#define RUNNING_KEY "daemon.running"
+
+int
+hsmca_custody_reconcile(void *arg, uint64_t seq, const char *action)
+{
+    (void)arg;
+    if (action != NULL && strcmp(action, "quorum.epoch") == 0) {
+        hsmca_log(HSMCA_LOG_WARN, "custody", "rotation-interrupted",
+                  "seq=%llu reason=\"the epoch was written ahead; its tokens answer to the new or "
+                  "the previous PIN until the next quorum operation on them\"",
+                  (unsigned long long)seq);
+        return 1;
+    }
+    hsmca_log(HSMCA_LOG_WARN, "custody", "intent-orphan", "seq=%llu action=%s",
+              (unsigned long long)seq, action != NULL ? action : "");
+    return 0;
+}
+
+static enum hsmca_err
+doubt_each(void *arg, const struct hsmca_qtoken *t)
+{
+    struct hsmca_custody_doubt *d = arg;
+
+    if (t->alt_epoch == 0)
+        return HSMCA_OK;
+    if (d->n >= HSMCA_QUORUM_TOKENS_MAX)
+        return HSMCA_E_TOO_LARGE;
+    memcpy(d->label[d->n], t->label, sizeof(d->label[0]));
+    d->n++;
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_custody_in_doubt(struct hsmca_store *ro, struct hsmca_custody_doubt *out)
+{
+    if (ro == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    memset(out, 0, sizeof(*out));
+    return hsmca_store_qtoken_list(ro, doubt_each, out);
+}
+
+static enum hsmca_err
+set_running(struct hsmca_store *st, void *arg)
+{
+    return hsmca_store_meta_set(st, RUNNING_KEY, arg);
+}
+
+static enum hsmca_err
+system_entry(struct hsmca_audit *a, const char *action, const char *target, json_t *detail,
+             hsmca_audit_apply_fn apply, void *apply_arg)
+{
+    char *text = detail != NULL ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    struct hsmca_audit_event ev;
+    enum hsmca_err rc;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.actor = "system";
+    ev.role = "system";
+    ev.action = action;
+    ev.target = target;
+    ev.outcome = "ok";
+    ev.detail_json = text;
+    rc = detail == NULL || text != NULL ? hsmca_audit_append(a, &ev, apply, apply_arg, NULL)
+                                        : HSMCA_E_NOMEM;
+    free(text);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_custody_started(struct hsmca_audit *a, struct hsmca_store *ro, const char *version,
+                      int *crashed)
+{
+    struct hsmca_custody_doubt dbt;
+    char *running = NULL;
+    json_t *d;
+    enum hsmca_err rc;
+    size_t i;
+
+    if (a == NULL || ro == NULL || crashed == NULL)
+        return HSMCA_E_INVALID_ARG;
+    *crashed = 0;
+    rc = hsmca_store_meta_get(ro, RUNNING_KEY, &running);
+    if (rc == HSMCA_OK)
+        *crashed = strcmp(running, "1") == 0;
+    else if (rc != HSMCA_E_NOT_FOUND)
+        return rc;
+    free(running);
+    if (*crashed) {
+        hsmca_log(HSMCA_LOG_WARN, "custody", "crash-detected",
+                  "reason=\"the last run ended without daemon.stop\"");
+        rc = system_entry(a, "daemon.crash-detected", "daemon", NULL, NULL, NULL);
+        if (rc != HSMCA_OK)
+            return rc;
+    }
+    d = json_pack("{s:s}", "version", version != NULL ? version : "");
+    rc = d != NULL ? system_entry(a, "daemon.start", "daemon", d, set_running, "1") : HSMCA_E_NOMEM;
+    json_decref(d);
+    if (rc != HSMCA_OK)
+        return rc;
+    rc = hsmca_custody_in_doubt(ro, &dbt);
+    for (i = 0; rc == HSMCA_OK && i < dbt.n; i++) {
+        char target[HSMCA_TOKEN_LABEL_MAX + 8];
+
+        snprintf(target, sizeof(target), "token/%s", dbt.label[i]);
+        hsmca_log(HSMCA_LOG_WARN, "custody", "token-in-doubt",
+                  "token=%s reason=\"a PIN rotation was interrupted; the next quorum operation on "
+                  "this token confirms its PIN (for example: hsmca request for ca.activate)\"",
+                  dbt.label[i]);
+        d = json_pack("{s:s, s:s}", "token", dbt.label[i], "recovery",
+                      "the next quorum operation on this token rebuilds both PINs, logs in with "
+                      "the one the token answers to and rotates from it");
+        rc = d != NULL ? system_entry(a, "custody.token-in-doubt", target, d, NULL, NULL)
+                       : HSMCA_E_NOMEM;
+        json_decref(d);
+    }
+    return rc;
+}
+
+enum hsmca_err
+hsmca_custody_stopping(struct hsmca_audit *a)
+{
+    if (a == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return system_entry(a, "daemon.stop", "daemon", NULL, set_running, "0");
+}

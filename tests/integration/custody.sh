@@ -1,0 +1,120 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# custody.sh -- no crash during a quorum operation may cost the quorum its CA key (docs/custody.md).
+# The daemon runs on the test PKCS#11 shim (tests/fixture/p11shim.c), which kills it with SIGKILL
+# at a named fault point: before and after each PKCS#11 call that changes the PAI token (C_Login,
+# C_SetPIN, C_Logout, C_GenerateKeyPair), which are the step boundaries of the rotation protocol
+# (before C_SetPIN = after the write-ahead commit; after it = before the confirmation). The shim
+# can also leave SoftHSM's token file at 0 bytes, as SoftHSM does when it dies mid-write. For every
+# point: a ca.activate approved by two approvers kills the daemon there; the daemon restarts without
+# the fault; one more ca.activate by quorum succeeds, the PAI signs a DAC that chains to the PAA,
+# the open intent is closed in the log, and at the end the whole audit log verifies offline.
+. "$(dirname "$0")/lib.sh"
+
+SRC=${HSMCA_SOURCE_DIR:?}
+: "${HSMCA_PKI_BIN:?}" "${HSMCA_P11SHIM:?}"
+setup_tokens paa
+setup_tls
+export HSMCA_SHIM_TARGET="$MODULE"
+MODULE=$HSMCA_P11SHIM
+write_config "" "
+  \"profiles_dir\": \"$SRC/policies/profiles\","
+"$HSMCA_PKI_BIN" setup "$W" "$HSMCA_SHIM_TARGET" "$SRC/policies/profiles" \
+    "$SRC/policies/quorum.json"
+PAI_DIR=$(dirname "$(grep -l 'hsmca-pai-8000' "$W"/tokens/*/token.object)")
+
+csr() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=device" \
+        -keyout "$W/dev.key" -outform DER -out "$W/dev.der" 2>/dev/null
+}
+
+# request ca.activate; the first approver's approval is counted, the second's executes it
+activate_request() {
+    until=$(( $(date +%s) * 1000 + 600000 ))
+    call admin POST /v1/requests -H 'Content-Type: application/json' \
+        --data-binary "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":10}}"
+    [ "$STATUS" = 201 ] || return 1
+    rid=$(jq -r .id "$W/body")
+    call approver GET "/v1/requests/$rid"
+    cp "$W/body" "$W/envelope.json"
+    "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json" &&
+        "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json" ||
+        return 1
+    call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
+        --data-binary @"$W/appr-bob.json"
+    [ "$STATUS" = 200 ] || [ "$STATUS" = 201 ]
+}
+approve_second() {
+    call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
+        --data-binary @"$W/appr-dave.json"
+}
+deactivate() { call admin POST /v1/cas/pai-8000/deactivation; }
+issue_dac() {
+    csr
+    call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
+        --data-binary @"$W/dev.der"
+    [ "$STATUS" = 201 ] || return 1
+    sed -n '/BEGIN CERT/,/END CERT/p' "$W/body" > "$W/chain.pem"
+    awk 'n < 1 {print} /END CERT/ {n++}' "$W/chain.pem" > "$W/dac.pem"
+    openssl x509 -in "$W/dac.pem" -noout -pubkey > "$W/dac.pub" &&
+        openssl pkey -in "$W/dev.key" -pubout > "$W/dev.pub" && cmp -s "$W/dac.pub" "$W/dev.pub"
+}
+
+# the points: every step boundary of an activation's quorum operation on the PAI token
+POINTS="C_Login:before C_Login:after C_SetPIN:before C_SetPIN:after"
+#TRUNCATE_POINTS
+n=0
+for p in $POINTS; do
+    n=$((n + 1))
+    fn=${p%%:*}
+    rest=${p#*:}
+    phase=${rest%%:*}
+    trunc=""
+    [ "$rest" != "$phase" ] && trunc="$PAI_DIR/token.object"
+    HSMCA_SHIM_CRASH="$fn:$phase:hsmca-pai-8000" HSMCA_SHIM_CRASH_TRUNCATE="$trunc" start_daemon
+    if ! activate_request; then
+        bad "$p: the request and the first approval"
+        continue
+    fi
+    approve_second || true
+    i=0
+    while kill -0 "$DPID" 2>/dev/null && [ $i -lt 100 ]; do
+        i=$((i + 1))
+        sleep 0.1
+    done
+    if kill -0 "$DPID" 2>/dev/null; then
+        bad "$p: the fault point was not reached"
+        stop_daemon || true
+        continue
+    fi
+    wait "$DPID" 2>/dev/null || true
+    DPID=""
+    [ -n "$trunc" ] && check "$p: SoftHSM's token file was left empty" [ ! -s "$trunc" ]
+    unset HSMCA_SHIM_CRASH HSMCA_SHIM_CRASH_TRUNCATE
+    start_daemon
+    call auditor GET /readyz
+    check "$p: ready after the crash" [ "$STATUS" = 200 ]
+    if activate_request && approve_second &&
+        jq -e '.executed == true and .result.activated == "pai-8000"' "$W/body" >/dev/null; then
+        ok "$p: a new quorum operation reaches the key"
+    else
+        bad "$p: a new quorum operation reaches the key: $STATUS $(head -c 300 "$W/body")"
+    fi
+    check "$p: the PAI signs a DAC" issue_dac
+    deactivate
+    stop_daemon || bad "$p: clean stop"
+done
+
+CRASHES=$(sqlite3 "$W/hsmca.db" \
+    "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%daemon.crash-detected%'")
+check "every crash left a daemon.crash-detected entry ($CRASHES of $n)" [ "$CRASHES" -eq "$n" ]
+check "no intent is left open" sh -c "[ \$(sqlite3 '$W/hsmca.db' 'SELECT count(*) FROM audit_intents') -eq 0 ]"
+check "no token is left in doubt" sh -c \
+    "[ \$(sqlite3 '$W/hsmca.db' 'SELECT count(*) FROM quorum_tokens WHERE alt_epoch <> 0') -eq 0 ]"
+LAST=$(sqlite3 "$W/hsmca.db" 'SELECT max(seq) FROM audit_entries')
+SIZE=$("$HSMCA_BIN" audit archive --store "$W/hsmca.db" --from 1 --to "$LAST" --out "$W/ex" |
+    sed -n 's/.*entries 1\.\.\([0-9]*\).*/\1/p')
+check "the whole log archives ($SIZE entries)" test -n "$SIZE"
+check "... and verifies offline" "$HSMCA_BIN" audit verify "$W/ex"
+finish

@@ -41,6 +41,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_custody_in_doubt(struct hsmca_store *ro,
 HSMCA_MUSTCHECK enum hsmca_err hsmca_custody_started(struct hsmca_audit *a, struct hsmca_store *ro,
                                                      const char *version, int *crashed);
 
+/* custody.token-restored: the SoftHSM guard put back the token file of serial at start-up. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_custody_token_restored(struct hsmca_audit *a,
+                                                            const char *serial);
+
 /* At a clean stop, before the log closes: daemon.stop. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_custody_stopping(struct hsmca_audit *a);
 

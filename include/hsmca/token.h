@@ -127,6 +127,15 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_token_init(struct hsmca_p11 *p11, const cha
                                                 const struct hsmca_secret *user_pin,
                                                 struct hsmca_token **out);
 
+/*
+ * A hook the module's tokens call before each PKCS#11 call that makes a file-backed token rewrite
+ * its own state (C_Login and C_SetPIN: SoftHSM rewrites its token file in place on both, see
+ * softhsm_guard.h). A non-OK return refuses the call with that code. what names the call.
+ */
+typedef enum hsmca_err (*hsmca_token_write_fn)(void *arg, const char *label, const char *serial,
+                                               const char *what);
+void hsmca_p11_set_before_write(struct hsmca_p11 *p11, hsmca_token_write_fn fn, void *arg);
+
 /* Fill *out with the token's current label, serial and PIN flags. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_token_info(struct hsmca_token *tok,
                                                 struct hsmca_token_info *out);

@@ -14,6 +14,7 @@
 #include "hsmca/issue.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
+#include "hsmca/softhsm_guard.h"
 #include "hsmca/store.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/token.h"
@@ -46,6 +47,10 @@ struct hsmcad_ca {
 
 struct hsmcad {
     struct hsmcad_config cfg;
+    struct hsmca_guard guard; /* SoftHSM token files (softhsm_guard.h); guard_on when in use */
+    int guard_on;
+    char restored[HSMCA_QUORUM_TOKENS_MAX + 2][HSMCA_TOKEN_SERIAL_MAX + 1];
+    unsigned nrestored;
     struct hsmcad_roles *roles;
     struct hsmcad_metrics *metrics;
     struct hsmca_p11 *p11;

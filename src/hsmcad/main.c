@@ -90,6 +90,15 @@ ca_add(void *arg, const struct hsmca_ca_rec *ca)
     return hsmcad_ca_add(arg, ca);
 }
 
+static void
+note_restored(void *arg, const char *serial)
+{
+    struct hsmcad *d = arg;
+
+    if (d->nrestored < sizeof(d->restored) / sizeof(d->restored[0]))
+        snprintf(d->restored[d->nrestored++], sizeof(d->restored[0]), "%s", serial);
+}
+
 static int
 start_fail(const char *what, enum hsmca_err rc, const char *why)
 {
@@ -323,7 +332,28 @@ main(int argc, char **argv)
             goto out;
     }
 
+    /* SoftHSM tokens: put back any token file a crash left empty, before the module reads them */
+    {
+        char bdir[HSMCA_GUARD_PATH_MAX];
+        const char *slash = strrchr(d->cfg.store, '/');
+        int dl = slash != NULL ? (int)(slash - d->cfg.store) : 1;
+
+        snprintf(bdir, sizeof(bdir), "%.*s/softhsm-backup", dl, slash != NULL ? d->cfg.store : ".");
+        rc = hsmca_guard_init(&d->guard, bdir);
+        if (rc == HSMCA_OK) {
+            d->guard_on = 1;
+            rc = hsmca_guard_restore(&d->guard, note_restored, d);
+        } else if (rc == HSMCA_E_NOT_FOUND) {
+            rc = HSMCA_OK;
+        }
+        if (rc != HSMCA_OK) {
+            start_fail("softhsm guard", rc, bdir);
+            goto out;
+        }
+    }
     rc = hsmca_p11_open(d->cfg.pkcs11_module, &d->p11);
+    if (rc == HSMCA_OK && d->guard_on)
+        hsmca_p11_set_before_write(d->p11, hsmca_guard_before_write, &d->guard);
     if (rc != HSMCA_OK) {
         start_fail("pkcs11_module", rc, d->cfg.pkcs11_module);
         goto out;
@@ -405,6 +435,8 @@ main(int argc, char **argv)
         int crashed = 0;
 
         rc = hsmca_custody_started(d->audit, d->quorum_ro, HSMCA_VERSION, &crashed);
+        for (i = 0; rc == HSMCA_OK && i < d->nrestored; i++)
+            rc = hsmca_custody_token_restored(d->audit, d->restored[i]);
         if (rc != HSMCA_OK) {
             start_fail("audit: daemon.start", rc, NULL);
             goto out;

@@ -132,6 +132,20 @@ hsmca_custody_started(struct hsmca_audit *a, struct hsmca_store *ro, const char 
 }
 
 enum hsmca_err
+hsmca_custody_token_restored(struct hsmca_audit *a, const char *serial)
+{
+    json_t *d = json_pack("{s:s, s:s}", "serial", serial != NULL ? serial : "", "reason",
+                          "the token file was empty after a crash; the verified copy taken "
+                          "before the interrupted write was put back");
+    enum hsmca_err rc = d != NULL
+                            ? system_entry(a, "custody.token-restored", "token", d, NULL, NULL)
+                            : HSMCA_E_NOMEM;
+
+    json_decref(d);
+    return rc;
+}
+
+enum hsmca_err
 hsmca_custody_stopping(struct hsmca_audit *a)
 {
     if (a == NULL)

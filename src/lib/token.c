@@ -58,6 +58,8 @@ struct hsmca_p11 {
     CK_FUNCTION_LIST_PTR f;
     pthread_mutex_t lock; /* serialises object creation across the module (SoftHSM #573) */
     unsigned ntokens;
+    hsmca_token_write_fn before_write; /* hsmca_p11_set_before_write */
+    void *before_write_arg;
 };
 
 struct hsmca_token {
@@ -739,6 +741,30 @@ hsmca_token_info(struct hsmca_token *tok, struct hsmca_token_info *out)
     return HSMCA_OK;
 }
 
+void
+hsmca_p11_set_before_write(struct hsmca_p11 *p11, hsmca_token_write_fn fn, void *arg)
+{
+    if (p11 == NULL)
+        return;
+    p11->before_write = fn;
+    p11->before_write_arg = arg;
+}
+
+/* Run the module's before-write hook for tok (HSMCA_OK when none is set). */
+static enum hsmca_err
+before_write(struct hsmca_token *tok, const char *what)
+{
+    struct hsmca_token_info ti;
+    enum hsmca_err rc;
+
+    if (tok->p11->before_write == NULL)
+        return HSMCA_OK;
+    rc = hsmca_token_info(tok, &ti);
+    if (rc == HSMCA_OK)
+        rc = tok->p11->before_write(tok->p11->before_write_arg, ti.label, ti.serial, what);
+    return rc;
+}
+
 enum hsmca_err
 hsmca_token_login(struct hsmca_token *tok, const struct hsmca_secret *pin)
 {
@@ -748,6 +774,8 @@ hsmca_token_login(struct hsmca_token *tok, const struct hsmca_secret *pin)
     if (tok == NULL)
         return HSMCA_E_INVALID_ARG;
     rc = check_pin(pin);
+    if (rc == HSMCA_OK)
+        rc = before_write(tok, "C_Login");
     if (rc != HSMCA_OK)
         return rc;
     pthread_mutex_lock(&tok->lock);
@@ -842,6 +870,8 @@ hsmca_token_set_pin(struct hsmca_token *tok, const struct hsmca_secret *old_pin,
     rc = check_pin(old_pin);
     if (rc == HSMCA_OK)
         rc = check_pin(new_pin);
+    if (rc == HSMCA_OK)
+        rc = before_write(tok, "C_SetPIN");
     if (rc != HSMCA_OK)
         return rc;
     pthread_mutex_lock(&tok->lock);

@@ -63,7 +63,7 @@ issue_dac() {
 
 # the points: every step boundary of an activation's quorum operation on the PAI token
 POINTS="C_Login:before C_Login:after C_SetPIN:before C_SetPIN:after"
-#TRUNCATE_POINTS
+POINTS="$POINTS C_Login:after:truncate C_SetPIN:after:truncate"
 n=0
 for p in $POINTS; do
     n=$((n + 1))
@@ -109,6 +109,11 @@ done
 CRASHES=$(sqlite3 "$W/hsmca.db" \
     "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%daemon.crash-detected%'")
 check "every crash left a daemon.crash-detected entry ($CRASHES of $n)" [ "$CRASHES" -eq "$n" ]
+RESTORED=$(sqlite3 "$W/hsmca.db" \
+    "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%custody.token-restored%'")
+check "each emptied token file was put back from its copy, and logged ($RESTORED)" [ "$RESTORED" -eq 2 ]
+check "the copies are the service's alone (0700)" sh -c \
+    "[ \"\$(stat -c %a '$W/softhsm-backup')\" = 700 ] && ! find '$W/softhsm-backup' -type f -perm /077 | grep -q ."
 check "no intent is left open" sh -c "[ \$(sqlite3 '$W/hsmca.db' 'SELECT count(*) FROM audit_intents') -eq 0 ]"
 check "no token is left in doubt" sh -c \
     "[ \$(sqlite3 '$W/hsmca.db' 'SELECT count(*) FROM quorum_tokens WHERE alt_epoch <> 0') -eq 0 ]"

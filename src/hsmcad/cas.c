@@ -12,6 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "hsmca/custody.h"
 #include "hsmca/log.h"
 #include "hsmca/token.h"
 
@@ -91,19 +92,33 @@ hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dac
     }
     hsmca_log(HSMCA_LOG_INFO, "hsmcad", "ca-activated", "ca=%s until_ms=%lld max_dacs=%llu", c->id,
               (long long)until_ms, (unsigned long long)max_dacs);
+    if (d->audit != NULL &&
+        hsmca_custody_window(d->audit, c->id, 1, NULL, 0, max_dacs, until_ms) != HSMCA_OK)
+        hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "window-start-not-logged", "ca=%s", c->id);
 out:
     pthread_mutex_unlock(&d->cas_mu);
     return rc;
 }
 
 void
-hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c)
+hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c, const char *why)
 {
-    (void)d;
+    struct hsmca_issue_ca_state st;
+    int64_t now = hsmcad_now_ms();
+
+    memset(&st, 0, sizeof(st));
     if (c->ica != NULL)
         hsmca_issue_ca_deactivate(c->ica); /* drains signing under way */
     if (c->key == NULL)
         return;
+    if (c->ica != NULL)
+        hsmca_issue_ca_state(c->ica, now, &st);
+    if (why == NULL)
+        why = st.max_dacs != 0 && st.issued >= st.max_dacs ? "count" : "time";
+    if (d->audit != NULL && hsmca_custody_window(d->audit, c->id, 0, why, st.issued, st.max_dacs,
+                                                 st.until_ms) != HSMCA_OK)
+        hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "window-end-not-logged", "ca=%s reason=%s", c->id,
+                  why);
     hsmca_key_free(c->key);
     c->key = NULL;
     if (c->tok != NULL && hsmca_token_logout(c->tok) != HSMCA_OK)
@@ -126,7 +141,7 @@ hsmcad_close_ended_windows(struct hsmcad *d)
             continue;
         hsmca_issue_ca_state(c->ica, now, &st);
         if (!st.active && st.in_flight == 0)
-            hsmcad_ca_deactivate_locked(d, c);
+            hsmcad_ca_deactivate_locked(d, c, NULL);
     }
     pthread_mutex_unlock(&d->cas_mu);
 }

@@ -118,7 +118,9 @@ void hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex);
  * token the quorum just logged in. */
 enum hsmca_err hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dacs);
 /* Close c's activation window (drain, free the key, log its token out). Under cas_mu. */
-void hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c);
+/* Close c's window (why: "deactivation", "stop"; NULL: its count or time ran out) with a
+ * window.end entry. */
+void hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c, const char *why);
 /* Close every window (at shutdown, before the engines go). */
 void hsmcad_deactivate_all(struct hsmcad *d);
 

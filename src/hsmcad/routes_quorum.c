@@ -50,7 +50,7 @@ ex_deactivate(void *arg, const char *ca_id)
     if (c == NULL)
         return HSMCA_E_NOT_FOUND;
     pthread_mutex_lock(&d->cas_mu);
-    hsmcad_ca_deactivate_locked(d, c);
+    hsmcad_ca_deactivate_locked(d, c, "deactivation");
     pthread_mutex_unlock(&d->cas_mu);
     return HSMCA_OK;
 }
@@ -75,7 +75,7 @@ hsmcad_deactivate_all(struct hsmcad *d)
 
     pthread_mutex_lock(&d->cas_mu);
     for (i = 0; i < d->ncas; i++)
-        hsmcad_ca_deactivate_locked(d, &d->cas[i]);
+        hsmcad_ca_deactivate_locked(d, &d->cas[i], "stop");
     pthread_mutex_unlock(&d->cas_mu);
 }
 

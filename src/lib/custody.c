@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "hsmca/log.h"
+#include "hsmca/store_certs.h"
 #include "hsmca/store_quorum.h"
 
 #define RUNNING_KEY "daemon.running"
@@ -81,6 +82,117 @@ system_entry(struct hsmca_audit *a, const char *action, const char *target, json
     return rc;
 }
 
+#define WINDOWS_KEY "windows.open"
+
+struct window_apply {
+    const char *ca;
+    int open;
+};
+
+/* meta windows.open: a JSON object whose keys are the CAs with an open window */
+static enum hsmca_err
+apply_window(struct hsmca_store *st, void *arg)
+{
+    const struct window_apply *w = arg;
+    char *text = NULL, *out;
+    json_t *o = NULL;
+    enum hsmca_err rc = hsmca_store_meta_get(st, WINDOWS_KEY, &text);
+
+    if (rc == HSMCA_OK)
+        o = json_loads(text, 0, NULL);
+    else if (rc != HSMCA_E_NOT_FOUND)
+        return rc;
+    free(text);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        o = json_object();
+    }
+    if (o == NULL)
+        return HSMCA_E_NOMEM;
+    if (w->open)
+        json_object_set_new(o, w->ca, json_true());
+    else
+        json_object_del(o, w->ca);
+    out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    rc = out != NULL ? hsmca_store_meta_set(st, WINDOWS_KEY, out) : HSMCA_E_NOMEM;
+    free(out);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_custody_window(struct hsmca_audit *a, const char *ca, int open, const char *reason,
+                     uint64_t issued, uint64_t max_dacs, int64_t until_ms)
+{
+    struct window_apply w = {ca, open};
+    char target[HSMCA_CA_ID_MAX + 8];
+    json_t *d;
+    enum hsmca_err rc;
+
+    if (a == NULL || ca == NULL)
+        return HSMCA_E_INVALID_ARG;
+    snprintf(target, sizeof(target), "ca/%s", ca);
+    d = open ? json_pack("{s:I, s:I}", "max_dacs", (json_int_t)max_dacs, "until",
+                         (json_int_t)until_ms)
+             : json_pack("{s:s, s:I, s:I}", "reason", reason != NULL ? reason : "", "issued",
+                         (json_int_t)issued, "max_dacs", (json_int_t)max_dacs);
+    rc = d != NULL
+             ? system_entry(a, open ? "window.start" : "window.end", target, d, apply_window, &w)
+             : HSMCA_E_NOMEM;
+    json_decref(d);
+    return rc;
+}
+
+/* window.end (restart) for each window the last run left open */
+static enum hsmca_err
+close_left_windows(struct hsmca_audit *a, struct hsmca_store *ro)
+{
+    char *text = NULL;
+    json_t *o;
+    const char *ca;
+    json_t *v;
+    enum hsmca_err rc = hsmca_store_meta_get(ro, WINDOWS_KEY, &text);
+
+    if (rc == HSMCA_E_NOT_FOUND)
+        return HSMCA_OK;
+    if (rc != HSMCA_OK)
+        return rc;
+    o = json_loads(text, 0, NULL);
+    free(text);
+    json_object_foreach(o, ca, v)
+    {
+        (void)v;
+        hsmca_log(HSMCA_LOG_WARN, "custody", "window-closed-by-restart", "ca=%s", ca);
+        rc = hsmca_custody_window(a, ca, 0, "restart", 0, 0, 0);
+        if (rc != HSMCA_OK)
+            break;
+    }
+    json_decref(o);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_custody_token_restored(struct hsmca_audit *a, const char *serial)
+{
+    json_t *d = json_pack("{s:s, s:s}", "serial", serial != NULL ? serial : "", "reason",
+                          "the token file was empty after a crash; the verified copy taken "
+                          "before the interrupted write was put back");
+    enum hsmca_err rc = d != NULL
+                            ? system_entry(a, "custody.token-restored", "token", d, NULL, NULL)
+                            : HSMCA_E_NOMEM;
+
+    json_decref(d);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_custody_stopping(struct hsmca_audit *a)
+{
+    if (a == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return system_entry(a, "daemon.stop", "daemon", NULL, set_running, "0");
+}
+
 enum hsmca_err
 hsmca_custody_started(struct hsmca_audit *a, struct hsmca_store *ro, const char *version,
                       int *crashed)
@@ -110,6 +222,8 @@ hsmca_custody_started(struct hsmca_audit *a, struct hsmca_store *ro, const char 
     d = json_pack("{s:s}", "version", version != NULL ? version : "");
     rc = d != NULL ? system_entry(a, "daemon.start", "daemon", d, set_running, "1") : HSMCA_E_NOMEM;
     json_decref(d);
+    if (rc == HSMCA_OK)
+        rc = close_left_windows(a, ro);
     if (rc != HSMCA_OK)
         return rc;
     rc = hsmca_custody_in_doubt(ro, &dbt);
@@ -129,26 +243,4 @@ hsmca_custody_started(struct hsmca_audit *a, struct hsmca_store *ro, const char 
         json_decref(d);
     }
     return rc;
-}
-
-enum hsmca_err
-hsmca_custody_token_restored(struct hsmca_audit *a, const char *serial)
-{
-    json_t *d = json_pack("{s:s, s:s}", "serial", serial != NULL ? serial : "", "reason",
-                          "the token file was empty after a crash; the verified copy taken "
-                          "before the interrupted write was put back");
-    enum hsmca_err rc = d != NULL
-                            ? system_entry(a, "custody.token-restored", "token", d, NULL, NULL)
-                            : HSMCA_E_NOMEM;
-
-    json_decref(d);
-    return rc;
-}
-
-enum hsmca_err
-hsmca_custody_stopping(struct hsmca_audit *a)
-{
-    if (a == NULL)
-        return HSMCA_E_INVALID_ARG;
-    return system_entry(a, "daemon.stop", "daemon", NULL, set_running, "0");
 }

@@ -31,9 +31,10 @@ csr() {
 
 # request ca.activate; the first approver's approval is counted, the second's executes it
 activate_request() {
+    max=${MAX_DACS:-10}
     until=$(( $(date +%s) * 1000 + 600000 ))
     call admin POST /v1/requests -H 'Content-Type: application/json' \
-        --data-binary "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":10}}"
+        --data-binary "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":$max}}"
     [ "$STATUS" = 201 ] || return 1
     rid=$(jq -r .id "$W/body")
     call approver GET "/v1/requests/$rid"
@@ -105,6 +106,32 @@ for p in $POINTS; do
     deactivate
     stop_daemon || bad "$p: clean stop"
 done
+
+# every window's end is in the log: by count, by deactivation (above), by restart after a crash
+entries() { sqlite3 "$W/hsmca.db" \
+    "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%\"action\":\"$1\"%$2%'"; }
+start_daemon
+if MAX_DACS=1 activate_request && approve_second && issue_dac; then
+    i=0
+    while [ "$(entries window.end '"reason":"count"')" -eq 0 ] && [ $i -lt 50 ]; do
+        i=$((i + 1))
+        sleep 0.1
+    done
+else
+    bad "a window for the count and restart checks: $STATUS $(head -c 200 "$W/body")"
+fi
+check "a window ended by its count is logged" [ "$(entries window.end '"reason":"count"')" -ge 1 ]
+activate_request && approve_second
+kill -KILL "$DPID"
+wait "$DPID" 2>/dev/null || true
+DPID=""
+n=$((n + 1))
+start_daemon
+check "a window a crash left open is closed in the log at the next start" \
+    [ "$(entries window.end '"reason":"restart"')" -eq 1 ]
+check "deactivations are logged" [ "$(entries window.end '"reason":"deactivation"')" -ge 6 ]
+check "every window.start has its window.end" [ "$(entries window.start '')" -eq "$(entries window.end '')" ]
+stop_daemon || bad "clean stop"
 
 CRASHES=$(sqlite3 "$W/hsmca.db" \
     "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%daemon.crash-detected%'")

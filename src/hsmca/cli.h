@@ -48,6 +48,8 @@ int cmd_audit(int argc, char **argv);
 void usage_audit(void);
 int cmd_ceremony(int argc, char **argv);
 void usage_ceremony(void);
+int cmd_custody(int argc, char **argv);
+void usage_custody(void);
 int cmd_issue(int argc, char **argv);
 void usage_issue(void);
 int cmd_issue_batch(int argc, char **argv);

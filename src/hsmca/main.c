@@ -20,6 +20,8 @@ static const struct cli_cmd cmds[] = {
      usage_audit},
     {"ceremony", "key ceremonies: initial PIN split (init), one quorum operation (run)",
      cmd_ceremony, usage_ceremony},
+    {"custody", "what a crash left behind, and how to recover (read-only)", cmd_custody,
+     usage_custody},
     {"issue", "issue one DAC from a CSR through hsmcad (or dry-run it)", cmd_issue, usage_issue},
     {"issue-batch", "issue DACs for a directory of CSRs through hsmcad, resumably", cmd_issue_batch,
      usage_issue_batch},

@@ -93,6 +93,17 @@ for p in $POINTS; do
     DPID=""
     [ -n "$trunc" ] && check "$p: SoftHSM's token file was left empty" [ ! -s "$trunc" ]
     unset HSMCA_SHIM_CRASH HSMCA_SHIM_CRASH_TRUNCATE
+    # what an operator sees before restarting: the findings, each with its recovery
+    st=0
+    "$HSMCA_BIN" custody status --store "$W/hsmca.db" --module "$MODULE" > "$W/status" 2>&1 || st=$?
+    check "$p: hsmca custody status reports findings (exit 1)" [ "$st" = 1 ]
+    check "$p: ... the unclean stop" grep -q 'without a clean stop' "$W/status"
+    case $p in
+    C_SetPIN:*) check "$p: ... the rotation in doubt, with its recovery" \
+        grep -q 'hsmca-pai-8000: .*UNCONFIRMED' "$W/status" ;;
+    esac
+    [ -n "$trunc" ] && check "$p: ... the unreadable token, with its recovery" \
+        grep -q 'NOT READABLE' "$W/status"
     start_daemon
     call auditor GET /readyz
     check "$p: ready after the crash" [ "$STATUS" = 200 ]
@@ -133,6 +144,8 @@ check "deactivations are logged" [ "$(entries window.end '"reason":"deactivation
 check "every window.start has its window.end" [ "$(entries window.start '')" -eq "$(entries window.end '')" ]
 stop_daemon || bad "clean stop"
 
+check "hsmca custody status: nothing to recover after a clean stop" \
+    "$HSMCA_BIN" custody status --store "$W/hsmca.db" --module "$MODULE"
 CRASHES=$(sqlite3 "$W/hsmca.db" \
     "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%daemon.crash-detected%'")
 check "every crash left a daemon.crash-detected entry ($CRASHES of $n)" [ "$CRASHES" -eq "$n" ]

@@ -2294,9 +2294,11 @@ struct rotate_confirm {
 };
 
 /*
- * Step 3 of the rotation: a token that took its new PIN drops the alternate record and the
- * shares of the old one; a token that refused it goes back to the PIN it answered to (the
- * alternate record becomes current again, and the new shares are dropped).
+ * Step 4 of the rotation: a token that took its new PIN drops the alternate record and the
+ * shares of the old one. A token whose C_SetPIN failed may still have taken it (a module can
+ * fail after the change, a network token can lose the reply): the PIN it answered to becomes
+ * current again and the new one stays as the alternate, with both sets of shares, so the next
+ * operation logs in with whichever it has.
  */
 static enum hsmca_err
 apply_confirm(struct hsmca_store *st, void *arg)
@@ -2312,9 +2314,16 @@ apply_confirm(struct hsmca_store *st, void *arg)
         if (!c->tok[i].rotated)
             continue;
         if (!rc_->set_ok[i]) {
-            t.epoch = t.alt_epoch;
-            memcpy(t.pin_salt, t.alt_pin_salt, 32);
-            memcpy(t.pin_commit, t.alt_pin_commit, 32);
+            struct hsmca_qtoken n = t;
+
+            t.epoch = n.alt_epoch;
+            memcpy(t.pin_salt, n.alt_pin_salt, 32);
+            memcpy(t.pin_commit, n.alt_pin_commit, 32);
+            t.alt_epoch = n.epoch;
+            memcpy(t.alt_pin_salt, n.pin_salt, 32);
+            memcpy(t.alt_pin_commit, n.pin_commit, 32);
+            rc = hsmca_store_qtoken_put(st, &t);
+            continue;
         }
         t.alt_epoch = 0;
         memset(t.alt_pin_salt, 0, 32);
@@ -2478,7 +2487,7 @@ rotate(struct hsmca_quorum *q, struct exec_state *x)
                                      &newpin[j]);
         set_ok[i] = set_rc == HSMCA_OK;
         if (set_rc != HSMCA_OK) {
-            /* this token keeps the PIN it answered to, and its shares */
+            /* this token keeps both PINs reachable: the one it answered to, and the new one */
             hsmca_log(HSMCA_LOG_ERROR, "quorum", "set-pin-failed", "token=%s code=%s", x->label[j],
                       hsmca_err_code(set_rc));
             rc = set_rc;

@@ -1064,6 +1064,81 @@ enrol_fourth_then_old_shares_useless(void **state)
     free(b64);
 }
 
+/* One ca.create_paa (ca and key label numbered n) approved by alice and bob, executed. */
+static enum hsmca_err
+create_paa_n(struct ctx *c, int n)
+{
+    struct hsmca_quorum_exec ex;
+    char params[256], *id;
+    enum hsmca_err rc;
+
+    exec_of(c, &ex);
+    snprintf(params, sizeof(params),
+             "{\"ca\":\"paa-%d\",\"token\":\"hsmca-paa\",\"key_label\":\"paa-key-%d\","
+             "\"vid\":65521}",
+             n, n);
+    id = request(c, "admin", NULL, "ca.create_paa", params, 60000, HSMCA_OK);
+    approve_ok(c, "alice", id);
+    approve_ok(c, "bob", id);
+    rc = hsmca_quorum_execute(c->q, id, &ex, NULL);
+    free(id);
+    return rc;
+}
+
+/*
+ * docs/custody.md: a C_SetPIN that reports a failure leaves the token answering to the PIN it
+ * had or to the new one; both stay reachable (current and alternate, with their shares), the
+ * envelope hands approvers both, and the next operation logs in with whichever the token has
+ * (at most one refused login) and confirms its rotation.
+ */
+static void
+setpin_failure_keeps_both_pins_reachable(void **state)
+{
+    struct ctx *c = *state;
+    void (*shim_fail)(const char *, unsigned long);
+    struct hsmca_qtoken t;
+    char *id, *env = NULL;
+    unsigned long logins;
+
+    *(void **)&shim_fail = dlsym(c->dl, "hsmca_shim_fail");
+    assert_non_null(shim_fail);
+    assert_int_equal(ceremony(c, 3), 0);
+
+    /* the token takes the new PIN but the call reports a failure */
+    shim_fail("C_SetPIN:after", 0x30 /* CKR_DEVICE_ERROR */);
+    assert_int_not_equal(create_paa_n(c, 1), HSMCA_OK);
+    shim_fail("", 0);
+    assert_int_equal(hsmca_store_qtoken_get(c->st, "hsmca-paa", &t), HSMCA_OK);
+    assert_int_not_equal(t.alt_epoch, 0);
+    assert_true(t.alt_epoch > t.epoch); /* the new PIN is the alternate */
+    /* an envelope of the next request carries the alternate shares */
+    id = request(c, "admin", NULL, "ca.create_paa",
+                 "{\"ca\":\"paa-9\",\"token\":\"hsmca-paa\",\"key_label\":\"k9\",\"vid\":65521}",
+                 60000, HSMCA_OK);
+    assert_int_equal(hsmca_quorum_request_envelope(c->q, id, &env), HSMCA_OK);
+    assert_non_null(strstr(env, "\"alt_shares\""));
+    free(env);
+    free(id);
+    logins = c->count("C_Login");
+    assert_int_equal(create_paa_n(c, 2), HSMCA_OK);
+    assert_int_equal(c->count("C_Login") - logins, 2); /* the old PIN refused, the new one in */
+    assert_int_equal(hsmca_store_qtoken_get(c->st, "hsmca-paa", &t), HSMCA_OK);
+    assert_int_equal(t.alt_epoch, 0);
+
+    /* the token refuses the change: the next operation logs in with the PIN it kept */
+    shim_fail("C_SetPIN", 0x30);
+    assert_int_not_equal(create_paa_n(c, 3), HSMCA_OK);
+    shim_fail("", 0);
+    assert_int_equal(hsmca_store_qtoken_get(c->st, "hsmca-paa", &t), HSMCA_OK);
+    assert_int_not_equal(t.alt_epoch, 0);
+    logins = c->count("C_Login");
+    assert_int_equal(create_paa_n(c, 4), HSMCA_OK);
+    assert_int_equal(c->count("C_Login") - logins, 1);
+    assert_int_equal(hsmca_store_qtoken_get(c->st, "hsmca-paa", &t), HSMCA_OK);
+    assert_int_equal(t.alt_epoch, 0);
+    assert_int_equal(audit_count(c, "\"action\":\"quorum.rotate\"", NULL), 4);
+}
+
 static void
 paa_pai_activation_window(void **state)
 {
@@ -1275,6 +1350,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(enrol_fourth_then_old_shares_useless, setup, teardown),
         cmocka_unit_test_setup_teardown(paa_pai_activation_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(setpin_failure_keeps_both_pins_reachable, setup, teardown),
         cmocka_unit_test_setup_teardown(approver_witness_refuses_fork_and_truncation, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(stale_and_void_requests_are_refused, setup, teardown),

@@ -23,9 +23,11 @@
 
 #include "hsmca/audit.h"
 #include "hsmca/csr.h"
+#include "hsmca/custody.h"
 #include "hsmca/matter.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
+#include "hsmca/softhsm_guard.h"
 #include "hsmca/store_audit.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/util.h"
@@ -72,6 +74,7 @@ usage_ceremony(void)
 }
 
 struct session {
+    struct hsmca_guard guard; /* SoftHSM token files (softhsm_guard.h, docs/custody.md) */
     struct hsmca_p11 *p11;
     struct hsmca_token *audit_tok;
     struct hsmca_key *audit_key;
@@ -127,9 +130,26 @@ session_open(struct session *s, const struct common *c, int create_key, const ch
     enum hsmca_err e;
 
     memset(s, 0, sizeof(*s));
+    {
+        /* as hsmcad does: token files a crash emptied come back, and each rewrite is copied */
+        char bdir[HSMCA_GUARD_PATH_MAX];
+        const char *slash = c->store != NULL ? strrchr(c->store, '/') : NULL;
+
+        snprintf(bdir, sizeof(bdir), "%.*s/softhsm-backup",
+                 slash != NULL ? (int)(slash - c->store) : 1, slash != NULL ? c->store : ".");
+        e = hsmca_guard_init(&s->guard, bdir);
+        if (e == HSMCA_OK)
+            e = hsmca_guard_restore(&s->guard, NULL, NULL);
+        else if (e == HSMCA_E_NOT_FOUND)
+            s->guard.backup_dir[0] = '\0';
+        if (e != HSMCA_OK && e != HSMCA_E_NOT_FOUND)
+            return cli_fail(bdir, e);
+    }
     e = hsmca_p11_open(c->module, &s->p11);
     if (e != HSMCA_OK)
         return cli_fail(c->module, e);
+    if (s->guard.backup_dir[0] != '\0')
+        hsmca_p11_set_before_write(s->p11, hsmca_guard_before_write, &s->guard);
     e = hsmca_token_open(s->p11, c->audit_uri, &s->audit_tok);
     if (e != HSMCA_OK)
         return cli_fail(c->audit_uri, e);
@@ -154,6 +174,7 @@ session_open(struct session *s, const struct common *c, int create_key, const ch
     acfg.key = s->audit_key;
     acfg.origin = "hsmca";
     acfg.genesis_detail_json = genesis;
+    acfg.reconcile = hsmca_custody_reconcile;
     e = hsmca_audit_open(&acfg, &s->a, why, sizeof(why));
     if (e != HSMCA_OK) {
         fprintf(stderr, "hsmca: audit log: %s\n", why);

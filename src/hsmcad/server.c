@@ -659,7 +659,8 @@ first_call(struct hsmcad_server *srv, struct hsmcad_req *r, const char *url, con
                none ? "no client certificate was presented"
                     : "the client certificate is not trusted or not bound in roles.json");
         /* RFC 9110 11.6.1: a 401 carries a challenge. The only credential is a TLS client
-         * certificate (docs/api.md "Authentication"); the error names TLS's own alerts. */
+         * certificate (docs/api.md "Authentication: mutual TLS"); the error names TLS's own alerts.
+         */
         hsmcad_reply_header(
             r, "WWW-Authenticate",
             none ? HSMCAD_AUTH_SCHEME " realm=\"hsmca\", error=\"certificate_required\""

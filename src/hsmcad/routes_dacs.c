@@ -105,7 +105,7 @@ pre_refuse(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
     size_t blen;
 
     hsmcad_reply_problem(r, e, detail);
-    hsmcad_metrics_dac(d->metrics, hsmcad_req_param(r, 0), 1, 1);
+    hsmcad_metrics_dac_refused(d->metrics, hsmcad_req_param(r, 0), e, 1);
     if (d->issuer == NULL)
         return; /* the server audits it */
     b = hsmcad_req_body(r, &blen);
@@ -207,7 +207,10 @@ single_done(void *arg, struct hsmca_issue_result *res)
     if (res->has_receipt)
         hsmcad_req_receipt(r, &res->receipt);
     hsmcad_req_engine_audited(r);
-    hsmcad_metrics_dac(d->metrics, s->ca, res->rc != HSMCA_OK, 1);
+    if (res->rc != HSMCA_OK)
+        hsmcad_metrics_dac_refused(d->metrics, s->ca, res->rc, 1);
+    else
+        hsmcad_metrics_dac(d->metrics, s->ca, 0, 1);
     if (res->sign_us > 0)
         hsmcad_metrics_sign(d->metrics, res->sign_us);
     s->res = res;
@@ -417,10 +420,12 @@ batch_done(void *arg, struct hsmca_issue_batch_result *br)
 
     hsmcad_req_engine_audited(r);
     hsmcad_metrics_dac(d->metrics, bt->ca, 0, br->issued);
-    hsmcad_metrics_dac(d->metrics, bt->ca, 1, br->failed);
-    for (i = 0; i < br->n; i++)
+    for (i = 0; i < br->n; i++) {
+        if (br->items[i].rc != HSMCA_OK)
+            hsmcad_metrics_dac_refused(d->metrics, bt->ca, br->items[i].rc, 1);
         if (br->items[i].sign_us > 0)
             hsmcad_metrics_sign(d->metrics, br->items[i].sign_us);
+    }
     bt->br = br;
     hsmcad_req_resume_later(r, batch_reply, bt);
 }

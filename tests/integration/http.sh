@@ -48,11 +48,28 @@ check "metrics 200" [ "$STATUS" = 200 ]
 check "metrics content type" sh -c "tr -d '\r' < '$W/headers' | grep -qi '^content-type: text/plain; version=0.0.4'"
 for m in hsmca_http_requests_total hsmca_http_request_duration_seconds_bucket \
     hsmca_dac_sign_duration_seconds_bucket hsmca_audit_commit_duration_seconds_bucket \
-    hsmca_audit_commits_total hsmca_audit_batches_total hsmca_dacs_issued_total \
+    hsmca_audit_commits_total hsmca_audit_batch_size_bucket hsmca_dacs_issued_total \
     hsmca_store_checkpoints_total hsmca_store_wal_rewinds_total hsmca_ready; do
     check "metrics has $m" grep -q "^# TYPE ${m%_bucket}" "$W/body"
 done
 check "metrics counts readyz 503" grep -q 'hsmca_http_requests_total{route="health.ready",status="503"} 1' "$W/body"
+# the build: the daemon's version, a commit (or "unknown"), the OpenSSL it runs with
+bi_version=$("$HSMCAD_BIN" --version | awk '{print $2}')
+bi_openssl=$(openssl version | awk '{print $2}')
+check "hsmca_build_info: version, commit, OpenSSL" grep -Eq \
+    "^hsmca_build_info\\{version=\"$bi_version\",commit=\"([0-9a-f]{12}(-dirty)?|unknown)\",openssl=\"$bi_openssl\"\\} 1\$" \
+    "$W/body"
+# the audit batch size is a histogram: cumulative buckets, +Inf = count, one per group commit of
+# entries (checkpoints and the genesis entry commit on their own, outside the histogram)
+check "hsmca_audit_batch_size is a histogram of the commits" awk '
+    /^# TYPE hsmca_audit_batch_size histogram$/ { typed = 1 }
+    /^hsmca_audit_batch_size_bucket/ { if ($2 < last) bad = 1; last = $2 }
+    /^hsmca_audit_batch_size_bucket\{le="\+Inf"\}/ { inf = $2 }
+    /^hsmca_audit_batch_size_count/ { count = $2 }
+    /^hsmca_audit_batch_size_sum/ { sum = $2 }
+    /^hsmca_audit_commits_total/ { commits = $2 }
+    END { exit !(typed && !bad && inf == count && count <= commits && count > 0 && sum >= count) }' \
+    "$W/body"
 
 # ---- a small reply leaves in one TLS record: header and body together ----
 # s_client -msg prints each record's inner content type; 17 is application data. The first reply

@@ -228,9 +228,6 @@ rfc3339(int64_t t, char *out, size_t n)
         snprintf(out, n, "invalid");
 }
 
-static json_t *cert_json(const struct hsmca_cert_rec *c, const char *serial, const char *sha,
-                         const char *nb, const char *na, const char *vid, const char *pid);
-
 /* The text fields of a certificate record. */
 struct cert_text {
     char serial[41], sha[65], nb[32], na[32], vid[8], pid[8];
@@ -250,47 +247,15 @@ cert_text(const struct hsmca_cert_rec *c, struct cert_text *t)
         snprintf(t->pid, sizeof(t->pid), "%04X", (unsigned)c->pid & 0xffffu);
 }
 
-static enum hsmca_err
-inv_one(void *arg, const struct hsmca_cert_rec *c)
-{
-    struct inv *v = arg;
-    struct cert_text t;
-    const char *serial = t.serial, *sha = t.sha, *nb = t.nb, *na = t.na, *vid = t.vid, *pid = t.pid;
-
-    cert_text(c, &t);
-    v->last_ms = c->issued_ms;
-    memcpy(v->last_serial, c->serial, c->serial_len);
-    v->last_serial_len = c->serial_len;
-    if (v->csv) {
-        char line[512];
-        int n = snprintf(line, sizeof(line), "%s,%s,%s,%s,%s,%s,%s,%s,%lld\n", serial, vid, pid, nb,
-                         na, sha, c->revoked ? "revoked" : "issued", c->request_id,
-                         (long long)c->issued_ms);
-
-        if (n < 0 || (size_t)n >= sizeof(line))
-            return HSMCA_E_INTERNAL;
-        hsmcad_buf_put(&v->out, line, (size_t)n);
-        return v->out.err ? HSMCA_E_NOMEM : HSMCA_OK;
-    }
-    {
-        json_t *o = cert_json(c, serial, sha, nb, na, vid, pid);
-
-        if (o == NULL)
-            return HSMCA_E_NOMEM;
-        return json_array_append_new(v->items, o) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
-    }
-}
-
 /* A certificate's record as the API shows it (the inventory's items, GET of one certificate). */
 static json_t *
-cert_json(const struct hsmca_cert_rec *c, const char *serial, const char *sha, const char *nb,
-          const char *na, const char *vid, const char *pid)
+cert_json(const struct hsmca_cert_rec *c, const struct cert_text *t)
 {
     json_t *o =
-        json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s, s:I}", "serial", serial, "vid",
-                  vid[0] ? vid : NULL, "pid", pid[0] ? pid : NULL, "not_before", nb, "not_after",
-                  na, "sha256", sha, "status", c->revoked ? "revoked" : "issued", "request_id",
-                  c->request_id, "issued_ms", (json_int_t)c->issued_ms);
+        json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s, s:I}", "serial", t->serial, "vid",
+                  t->vid[0] ? t->vid : NULL, "pid", t->pid[0] ? t->pid : NULL, "not_before", t->nb,
+                  "not_after", t->na, "sha256", t->sha, "status", c->revoked ? "revoked" : "issued",
+                  "request_id", c->request_id, "issued_ms", (json_int_t)c->issued_ms);
 
     if (o != NULL && c->revoked) {
         const char *rn = hsmca_crl_reason_name(c->reason);
@@ -299,6 +264,36 @@ cert_json(const struct hsmca_cert_rec *c, const char *serial, const char *sha, c
         json_object_set_new(o, "reason", rn != NULL ? json_string(rn) : json_null());
     }
     return o;
+}
+
+static enum hsmca_err
+inv_one(void *arg, const struct hsmca_cert_rec *c)
+{
+    struct inv *v = arg;
+    struct cert_text t;
+
+    cert_text(c, &t);
+    v->last_ms = c->issued_ms;
+    memcpy(v->last_serial, c->serial, c->serial_len);
+    v->last_serial_len = c->serial_len;
+    if (v->csv) {
+        char line[512];
+        int n = snprintf(line, sizeof(line), "%s,%s,%s,%s,%s,%s,%s,%s,%lld\n", t.serial, t.vid,
+                         t.pid, t.nb, t.na, t.sha, c->revoked ? "revoked" : "issued", c->request_id,
+                         (long long)c->issued_ms);
+
+        if (n < 0 || (size_t)n >= sizeof(line))
+            return HSMCA_E_INTERNAL;
+        hsmcad_buf_put(&v->out, line, (size_t)n);
+        return v->out.err ? HSMCA_E_NOMEM : HSMCA_OK;
+    }
+    {
+        json_t *o = cert_json(c, &t);
+
+        if (o == NULL)
+            return HSMCA_E_NOMEM;
+        return json_array_append_new(v->items, o) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
+    }
 }
 
 static enum hsmca_err
@@ -643,7 +638,7 @@ hsmcad_h_certificate_get(struct hsmcad_req *r)
     }
     cert_text(&c, &t);
     {
-        json_t *o = cert_json(&c, t.serial, t.sha, t.nb, t.na, t.vid, t.pid);
+        json_t *o = cert_json(&c, &t);
         char *pem = hsmca_pem_armour("CERTIFICATE", c.der, c.der_len);
 
         if (o != NULL && pem != NULL)

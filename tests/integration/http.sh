@@ -4,7 +4,8 @@
 # http.sh -- the HTTP behaviour of hsmcad against real SoftHSM tokens: problem+json refusals
 # (404, 405, 413 by Content-Length and by chunked body, 415, 400), health, readiness (tokens,
 # store, audit chain) and Prometheus metrics, the Audit-Receipt header on audited responses and
-# its entry in the log, the inventory (paging by cursor, status and time filters, JSON and CSV),
+# its entry in the log, the inventory (paging by cursor, status and time filters, JSON and CSV by
+# Accept and its q-values, with Vary), the build and audit batch-size series of /metrics,
 # the CRL, a revocation (and its refusals), a graceful SIGTERM stop and a restart that reopens the
 # verified audit chain.
 . "$(dirname "$0")/lib.sh"
@@ -145,6 +146,14 @@ check "CSV header" [ "$(head -1 "$W/body")" = "serial,vid,pid,not_before,not_aft
 check "CSV rows" [ "$(tail -n +2 "$W/body" | wc -l)" = 25 ]
 call auditor GET '/v1/cas/pai-8000/certificates' -H 'Accept: text/csv'
 check "CSV by Accept" sh -c "head -1 '$W/body' | grep -q '^serial,vid'"
+check "the inventory says Vary: Accept" [ "$(header vary)" = Accept ]
+call auditor GET '/v1/cas/pai-8000/certificates' -H 'Accept: application/json;q=0.2, text/csv;q=0.8'
+check "CSV by q-value" sh -c "head -1 '$W/body' | grep -q '^serial,vid'"
+call auditor GET '/v1/cas/pai-8000/certificates' -H 'Accept: text/csv;q=0.2, */*;q=0.8'
+check "JSON by q-value (a wildcard above CSV)" jq -e '.items | length > 0' "$W/body"
+call auditor GET '/v1/cas/pai-8000/certificates' -H 'Accept: text/csv;q=0, application/json;q=0'
+expect "neither type acceptable" 406 http-not-acceptable
+check "the 406 says Vary: Accept too" [ "$(header vary)" = Accept ]
 call auditor GET '/v1/cas/pai-8000/certificates?limit=1001'
 expect "limit 1001" 400 http-bad-query
 call auditor GET '/v1/cas/pai-8000/certificates?limit=1000'

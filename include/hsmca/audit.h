@@ -251,6 +251,7 @@ struct hsmca_audit_stats {
     uint64_t commits;       /* group commits (fsync-backed) */
     uint64_t checkpoints;   /* signed */
     uint64_t batch_hist[8]; /* batch sizes: 1, 2-3, 4-7, 8-15, 16-63, 64-255, 256-1023, 1024+ */
+    uint64_t batch_items;   /* the sizes' sum: entries in committed batches, failed items too */
     /* the time of each group commit (WAL write and fdatasync), in hsmca_lat_bucket's buckets */
     uint64_t commit_hist[HSMCA_LAT_NBUCKET + 1];
     uint64_t commit_us_sum;

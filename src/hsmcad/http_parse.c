@@ -55,55 +55,122 @@ hsmcad_route_match(const char *pattern, const char *url,
     return *p == '\0' && *u == '\0';
 }
 
-/* Is the parameter list [s, end) of one media range a q=0? */
 static int
-q_zero(const char *s, const char *end)
+ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/*
+ * The qvalue of "q=..." in the parameter list [s, end) of one media range (after its first ';'):
+ * 0..HSMCAD_Q_MAX, HSMCAD_Q_MAX when there is none, -1 when it is malformed (RFC 9110 12.4.2:
+ * "0" or "1", a dot and at most three digits, at most 1). Parameters before q are ignored, and so
+ * are accept-ext parameters after it.
+ */
+static int
+qvalue(const char *s, const char *end)
 {
     while (s < end) {
         const char *semi = memchr(s, ';', (size_t)(end - s));
         const char *pe = semi != NULL ? semi : end;
 
-        while (s < pe && (*s == ' ' || *s == '\t'))
+        while (s < pe && ows(*s))
             s++;
+        while (pe > s && ows(pe[-1]))
+            pe--;
         if (pe - s >= 2 && (s[0] == 'q' || s[0] == 'Q') && s[1] == '=') {
             const char *v = s + 2;
+            int q, scale = 100, digits = 0;
 
-            while (v < pe && (*v == '0' || *v == '.'))
-                v++;
-            while (v < pe && (*v == ' ' || *v == '\t'))
-                v++;
-            return v == pe;
+            if (v >= pe || (*v != '0' && *v != '1'))
+                return -1;
+            q = (*v - '0') * HSMCAD_Q_MAX;
+            v++;
+            if (v < pe && *v == '.') {
+                for (v++; v < pe && *v >= '0' && *v <= '9' && digits < 3; v++, digits++) {
+                    q += (*v - '0') * scale;
+                    scale /= 10;
+                }
+            }
+            return v == pe && q <= HSMCAD_Q_MAX ? q : -1;
         }
         s = semi != NULL ? semi + 1 : end;
     }
+    return HSMCAD_Q_MAX;
+}
+
+/* How specifically the media range [p, p+n) names type ("a/b", major part ml bytes long):
+ * 3 exactly, 2 as a/star, 1 as star/star, 0 not at all. */
+static int
+specificity(const char *p, size_t n, const char *type, size_t tl, size_t ml)
+{
+    if (n == tl && strncasecmp(p, type, tl) == 0)
+        return 3;
+    if (n == ml + 2 && strncasecmp(p, type, ml) == 0 && memcmp(p + ml, "/*", 2) == 0)
+        return 2;
+    if (n == 3 && memcmp(p, "*/*", 3) == 0)
+        return 1;
     return 0;
 }
 
 int
-hsmcad_accepts(const char *accept, const char *type)
+hsmcad_accept_quality(const char *accept, const char *type)
 {
     const char *p, *slash = strchr(type, '/');
     size_t tl = strlen(type), ml = slash != NULL ? (size_t)(slash - type) : tl;
+    int best_spec = 0, best_q = 0;
 
-    if (accept == NULL || accept[0] == '\0')
-        return 1;
-    p = accept;
+    if (accept == NULL)
+        return HSMCAD_Q_MAX;
+    for (p = accept; ows(*p); p++)
+        ;
+    if (*p == '\0')
+        return HSMCAD_Q_MAX;
     while (*p != '\0') {
         const char *end = p + strcspn(p, ",");
         const char *semi = memchr(p, ';', (size_t)(end - p));
         const char *re = semi != NULL ? semi : end;
         size_t n;
+        int spec, q;
 
-        while (p < re && (*p == ' ' || *p == '\t'))
+        while (p < re && ows(*p))
             p++;
         n = (size_t)(re - p);
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+        while (n > 0 && ows(p[n - 1]))
             n--;
-        if (((n == 3 && memcmp(p, "*/*", 3) == 0) || (n == tl && strncasecmp(p, type, tl) == 0) ||
-             (n == ml + 2 && strncasecmp(p, type, ml) == 0 && memcmp(p + ml, "/*", 2) == 0)) &&
-            !(semi != NULL && q_zero(semi + 1, end)))
-            return 1;
+        spec = specificity(p, n, type, tl, ml);
+        if (spec > 0) {
+            q = semi != NULL ? qvalue(semi + 1, end) : HSMCAD_Q_MAX;
+            /* the most specific range decides; of two equally specific, the higher q */
+            if (q >= 0 && (spec > best_spec || (spec == best_spec && q > best_q))) {
+                best_spec = spec;
+                best_q = q;
+            }
+        }
         p = *end == ',' ? end + 1 : end;
     }
-    return 0;
+    return best_q;
+}
+
+int
+hsmcad_accept_pick(const char *accept, const char *const *types, unsigned n)
+{
+    int best = -1, best_q = 0;
+    unsigned i;
+
+    for (i = 0; i < n; i++) {
+        int q = hsmcad_accept_quality(accept, types[i]);
+
+        if (q > best_q) {
+            best = (int)i;
+            best_q = q;
+        }
+    }
+    return best;
+}
+
+int
+hsmcad_accepts(const char *accept, const char *type)
+{
+    return hsmcad_accept_quality(accept, type) > 0;
 }

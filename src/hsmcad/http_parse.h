@@ -23,11 +23,25 @@
 int hsmcad_route_match(const char *pattern, const char *url,
                        char params[HSMCAD_PARAMS_MAX][HSMCAD_PARAM_MAX + 1]);
 
+/* Qualities are in thousandths: q=1 is HSMCAD_Q_MAX, q=0.5 is 500. */
+#define HSMCAD_Q_MAX 1000
+
 /*
- * Does the Accept header value accept (NULL or empty: anything) admit type ("a/b")? Media ranges
- * are compared case-insensitively without their parameters; star/star and a/star admit. A range
- * with q=0 does not admit.
+ * The quality (0..HSMCAD_Q_MAX) the Accept header value accept gives type ("a/b"), RFC 9110
+ * 12.5.1: the most specific media range that names it decides (a/b over a/star over star/star;
+ * of two equally specific ranges, the higher q). Ranges compare case-insensitively, without
+ * their parameters other than q. A range with a malformed q is ignored; a type no range names
+ * gets 0. NULL, empty or blank accept gives every type HSMCAD_Q_MAX.
  */
+int hsmcad_accept_quality(const char *accept, const char *type);
+
+/*
+ * Content negotiation: of types[0..n) (the server's order of preference), the index of the one
+ * with the highest quality under accept, the first of equals; -1 when all have quality 0 (406).
+ */
+int hsmcad_accept_pick(const char *accept, const char *const *types, unsigned n);
+
+/* Does accept admit type at all (quality > 0)? */
 int hsmcad_accepts(const char *accept, const char *type);
 
 #endif

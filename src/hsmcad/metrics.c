@@ -12,10 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "hsmca/limits.h"
 #include "hsmca/util.h"
 
 #include "buf.h"
+#include "build_info.h"
+
+#ifndef HSMCA_VERSION
+#define HSMCA_VERSION "unknown"
+#endif
+
+/* Refusals by code: indexed by the code's value (error.h's ranges stay below this). */
+#define CODES_MAX 1000
 
 static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 406,
                                409, 413, 415, 429, 500, 501, 502, 503, 507};
@@ -43,6 +53,7 @@ struct hsmcad_metrics {
     unsigned nca;                                   /* published with release */
     struct ca_slot cas[HSMCAD_METRICS_CAS_MAX + 1]; /* last: "other" */
     uint64_t ckpt_runs, ckpt_rewinds;               /* hsmcad_metrics_store */
+    uint64_t refused_by_code[CODES_MAX + 1];        /* last: codes beyond CODES_MAX */
 };
 
 enum hsmca_err
@@ -148,6 +159,18 @@ hsmcad_metrics_dac(struct hsmcad_metrics *m, const char *ca, int refused, uint64
     __atomic_fetch_add(refused ? &s->refused : &s->issued, n, __ATOMIC_RELAXED);
 }
 
+void
+hsmcad_metrics_dac_refused(struct hsmcad_metrics *m, const char *ca, enum hsmca_err code,
+                           uint64_t n)
+{
+    unsigned i = (unsigned)code <= CODES_MAX - 1 ? (unsigned)code : CODES_MAX;
+
+    if (m == NULL || n == 0)
+        return;
+    hsmcad_metrics_dac(m, ca, 1, n);
+    __atomic_fetch_add(&m->refused_by_code[i], n, __ATOMIC_RELAXED);
+}
+
 static uint64_t
 ld(const uint64_t *p)
 {
@@ -175,6 +198,58 @@ hist_render(struct hsmcad_buf *b, const char *name, const char *help, const uint
     hsmcad_buf_printf(b, "%s_count %llu\n", name, (unsigned long long)cum);
 }
 
+/* A Prometheus label value: backslash, double quote and newline escaped, at most 64 bytes. */
+static void
+label_value(struct hsmcad_buf *b, const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0' && i < 64; i++) {
+        if (s[i] == '\\' || s[i] == '"')
+            hsmcad_buf_printf(b, "\\%c", s[i]);
+        else if (s[i] == '\n')
+            hsmcad_buf_str(b, "\\n");
+        else
+            hsmcad_buf_put(b, &s[i], 1);
+    }
+}
+
+static void
+build_info(struct hsmcad_buf *b)
+{
+    hsmcad_buf_str(b,
+                   "# HELP hsmca_build_info The daemon's build: version, git commit (\"unknown\" "
+                   "outside a checkout), OpenSSL version at run time.\n"
+                   "# TYPE hsmca_build_info gauge\nhsmca_build_info{version=\"");
+    label_value(b, HSMCA_VERSION);
+    hsmcad_buf_str(b, "\",commit=\"");
+    label_value(b, HSMCAD_BUILD_COMMIT);
+    hsmcad_buf_str(b, "\",openssl=\"");
+    label_value(b, OpenSSL_version(OPENSSL_VERSION_STRING));
+    hsmcad_buf_str(b, "\"} 1\n");
+}
+
+/* The audit writer's batch sizes as a histogram: hist[i] counts the batches of the i-th range
+ * (1, 2-3, 4-7, 8-15, 16-63, 64-255, 256-1023, 1024+), so the bucket bounds are the ranges'
+ * upper ends; the sum is the entries of all batches and the count the batches. */
+static void
+batch_render(struct hsmcad_buf *b, const struct hsmca_audit_stats *a)
+{
+    static const char *const le[] = {"1", "3", "7", "15", "63", "255", "1023", "+Inf"};
+    uint64_t cum = 0;
+    unsigned i;
+
+    hsmcad_buf_str(b, "# HELP hsmca_audit_batch_size Entries per group commit of the audit "
+                      "writer.\n# TYPE hsmca_audit_batch_size histogram\n");
+    for (i = 0; i < 8; i++) {
+        cum += a->batch_hist[i];
+        hsmcad_buf_printf(b, "hsmca_audit_batch_size_bucket{le=\"%s\"} %llu\n", le[i],
+                          (unsigned long long)cum);
+    }
+    hsmcad_buf_printf(b, "hsmca_audit_batch_size_sum %llu\nhsmca_audit_batch_size_count %llu\n",
+                      (unsigned long long)a->batch_items, (unsigned long long)cum);
+}
+
 void
 hsmcad_metrics_store(struct hsmcad_metrics *m, uint64_t checkpoints, uint64_t rewinds)
 {
@@ -190,14 +265,13 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
 {
     struct hsmcad_buf b = {NULL, 0, 0, 0};
     unsigned r, s, i, nca;
-    static const char *const batch_sizes[] = {"1",     "2-3",    "4-7",      "8-15",
-                                              "16-63", "64-255", "256-1023", "1024+"};
 
     b.cap = 8192;
     b.p = malloc(b.cap);
     if (b.p == NULL)
         return NULL;
     b.p[0] = '\0';
+    build_info(&b);
     hsmcad_buf_printf(
         &b, "# HELP hsmca_http_requests_total HTTP requests answered, by route and status.\n"
             "# TYPE hsmca_http_requests_total counter\n");
@@ -244,6 +318,17 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
         hsmcad_buf_printf(&b, "hsmca_dacs_refused_total{ca=\"%s\"} %llu\n", m->cas[i].id,
                           (unsigned long long)ld(&m->cas[i].refused));
     }
+    hsmcad_buf_str(&b, "# HELP hsmca_dacs_refused_by_code_total DAC requests refused, by problem "
+                       "code (docs/api.md).\n"
+                       "# TYPE hsmca_dacs_refused_by_code_total counter\n");
+    for (i = 0; i <= CODES_MAX; i++) {
+        uint64_t v = ld(&m->refused_by_code[i]);
+
+        if (v != 0)
+            hsmcad_buf_printf(&b, "hsmca_dacs_refused_by_code_total{code=\"%s\"} %llu\n",
+                              i < CODES_MAX ? hsmca_err_code((enum hsmca_err)i) : "other",
+                              (unsigned long long)v);
+    }
     if (audit != NULL) {
         hsmcad_buf_printf(&b,
                           "# HELP hsmca_audit_entries_total Audit entries appended since start.\n"
@@ -262,13 +347,7 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
             "# TYPE hsmca_audit_checkpoints_total counter\n"
             "hsmca_audit_checkpoints_total %llu\n",
             (unsigned long long)audit->checkpoints);
-        hsmcad_buf_printf(
-            &b, "# HELP hsmca_audit_batches_total Group commits, by number of entries in the "
-                "batch.\n"
-                "# TYPE hsmca_audit_batches_total counter\n");
-        for (i = 0; i < 8; i++)
-            hsmcad_buf_printf(&b, "hsmca_audit_batches_total{size=\"%s\"} %llu\n", batch_sizes[i],
-                              (unsigned long long)audit->batch_hist[i]);
+        batch_render(&b, audit);
         hist_render(&b, "hsmca_audit_commit_duration_seconds",
                     "Time of each group commit of the audit writer (WAL write and fdatasync); "
                     "every DAC waits for one.",

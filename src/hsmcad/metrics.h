@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * metrics.h -- Prometheus counters of the daemon with low-cardinality labels: requests by route
- * (the route pattern, never the raw path) and status, DACs issued per CA, latency histograms of
- * requests, DAC signatures and the audit writer's group commits, and those commits' batch sizes.
+ * metrics.h -- Prometheus counters of the daemon with low-cardinality labels: the build
+ * (hsmca_build_info), requests by route (the route pattern, never the raw path) and status, DACs
+ * issued per CA and refused per CA and per code, latency histograms of requests, DAC signatures
+ * and the audit writer's group commits, and a histogram of those commits' batch sizes.
  * Counters are updated with relaxed atomics from any worker thread; rendering reads them without a
  * lock.
  */
@@ -34,6 +35,9 @@ void hsmcad_metrics_request(struct hsmcad_metrics *m, unsigned route, int status
 void hsmcad_metrics_sign(struct hsmcad_metrics *m, uint64_t us);
 /* n DACs issued under ca (or refused, when refused is set). */
 void hsmcad_metrics_dac(struct hsmcad_metrics *m, const char *ca, int refused, uint64_t n);
+/* n DAC requests refused under ca with code: counted by CA and by code (hsmca_err_code). */
+void hsmcad_metrics_dac_refused(struct hsmcad_metrics *m, const char *ca, enum hsmca_err code,
+                                uint64_t n);
 
 /* The store's checkpointer counters (hsmca_store_checkpointer_counts), as of now. */
 void hsmcad_metrics_store(struct hsmcad_metrics *m, uint64_t checkpoints, uint64_t rewinds);

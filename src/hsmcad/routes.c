@@ -3,7 +3,7 @@
  * routes.c -- the route table of REST API v1 (DESIGN.md "REST API"): method, path pattern, audit
  * action (also the metrics label), the roles allowed, whether an operator must be bound to the
  * {ca}, body rules and the handler. docs/api/openapi.json describes exactly these routes; the
- * test tests/integration/openapi_routes.sh compares the two both ways (`hsmcad --list-routes`).
+ * test tests/integration/openapi.sh compares the two both ways (`hsmcad --list-routes`).
  */
 #include "routes.h"
 
@@ -33,6 +33,8 @@ const struct hsmcad_route hsmcad_routes[] = {
      HSMCAD_ROUTE_BODY | HSMCAD_ROUTE_BIG_BODY, json_only, hsmcad_h_dac_batch},
     {"GET", "/v1/cas/{ca}/certificates", "certs.list", ADMIN | AUDITOR, 0, 0, NULL,
      hsmcad_h_certificates},
+    {"GET", "/v1/cas/{ca}/certificates/{serial}", "cert.get", ADMIN | AUDITOR | OPERATOR, 1, 0,
+     NULL, hsmcad_h_certificate_get},
     {"POST", "/v1/cas/{ca}/revocations", "cert.revoke", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,
      hsmcad_h_revocations},
     {"POST", "/v1/cas/{ca}/deactivation", "ca.deactivate", ADMIN, 0, 0, NULL, hsmcad_h_deactivate},

@@ -18,6 +18,7 @@ void hsmcad_h_metrics(struct hsmcad_req *r);
 void hsmcad_h_cas_list(struct hsmcad_req *r);
 void hsmcad_h_ca_get(struct hsmcad_req *r);
 void hsmcad_h_certificates(struct hsmcad_req *r);
+void hsmcad_h_certificate_get(struct hsmcad_req *r);
 void hsmcad_h_revocations(struct hsmcad_req *r);
 void hsmcad_h_crl(struct hsmcad_req *r);
 

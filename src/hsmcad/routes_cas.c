@@ -142,14 +142,68 @@ load_ca(struct hsmcad_req *r, struct hsmca_store *ro, struct hsmca_ca_rec *out)
     return 0;
 }
 
+/* The representations of a certificate, in the routes' order of preference (JSON first). */
+enum { CERT_JSON, CERT_DER, CERT_PEM };
+static const char *const cert_types[] = {"application/json", "application/pkix-cert",
+                                         "application/pem-certificate-chain"};
+#define CERT_TYPES_DETAIL                                                                          \
+    "application/json, application/pkix-cert or application/pem-certificate-chain"
+
+/* Answer 200 with one certificate as DER (application/pkix-cert), or as PEM followed by its
+ * issuer's PEM when issuer_der is given (application/pem-certificate-chain). */
+static void
+reply_cert(struct hsmcad_req *r, int fmt, const unsigned char *der, size_t len,
+           const unsigned char *issuer_der, size_t issuer_len)
+{
+    char *pem, *ipem = NULL;
+    struct hsmcad_buf b = {NULL, 0, 0, 0};
+
+    if (fmt == CERT_DER) {
+        char *copy = malloc(len != 0 ? len : 1);
+
+        if (copy == NULL) {
+            hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+            return;
+        }
+        memcpy(copy, der, len);
+        hsmcad_reply(r, 200, "application/pkix-cert", copy, len);
+        return;
+    }
+    pem = hsmca_pem_armour("CERTIFICATE", der, len);
+    if (issuer_der != NULL)
+        ipem = hsmca_pem_armour("CERTIFICATE", issuer_der, issuer_len);
+    if (pem != NULL)
+        hsmcad_buf_str(&b, pem);
+    if (ipem != NULL)
+        hsmcad_buf_str(&b, ipem);
+    if (pem == NULL || (issuer_der != NULL && ipem == NULL) || b.err) {
+        free(b.p);
+        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+    } else {
+        hsmcad_reply(r, 200, "application/pem-certificate-chain", b.p, b.len);
+    }
+    free(pem);
+    free(ipem);
+}
+
 void
 hsmcad_h_ca_get(struct hsmcad_req *r)
 {
     struct hsmca_ca_rec ca;
+    int fmt = hsmcad_req_negotiate(r, cert_types, 3);
 
+    if (fmt < 0) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_NOT_ACCEPTABLE, CERT_TYPES_DETAIL);
+        return;
+    }
     if (load_ca(r, hsmcad_ro(hsmcad_req_daemon(r)), &ca) != 0)
         return;
-    hsmcad_reply_json(r, 200, ca_json(hsmcad_req_daemon(r), &ca));
+    if (fmt == CERT_JSON)
+        hsmcad_reply_json(r, 200, ca_json(hsmcad_req_daemon(r), &ca));
+    else if (ca.cert_der == NULL)
+        hsmcad_reply_problem(r, HSMCA_E_NOT_FOUND, "this CA has no certificate yet");
+    else
+        reply_cert(r, fmt, ca.cert_der, ca.cert_len, NULL, 0);
     hsmca_ca_rec_clear(&ca);
 }
 
@@ -174,27 +228,58 @@ rfc3339(int64_t t, char *out, size_t n)
         snprintf(out, n, "invalid");
 }
 
+/* The text fields of a certificate record. */
+struct cert_text {
+    char serial[41], sha[65], nb[32], na[32], vid[8], pid[8];
+};
+
+static void
+cert_text(const struct hsmca_cert_rec *c, struct cert_text *t)
+{
+    memset(t, 0, sizeof(*t));
+    hsmca_hex_encode(c->serial, c->serial_len, t->serial, sizeof(t->serial));
+    hsmca_hex_encode(c->sha256, 32, t->sha, sizeof(t->sha));
+    rfc3339(c->not_before, t->nb, sizeof(t->nb));
+    rfc3339(c->not_after, t->na, sizeof(t->na));
+    if (c->vid >= 0)
+        snprintf(t->vid, sizeof(t->vid), "%04X", (unsigned)c->vid & 0xffffu);
+    if (c->pid >= 0)
+        snprintf(t->pid, sizeof(t->pid), "%04X", (unsigned)c->pid & 0xffffu);
+}
+
+/* A certificate's record as the API shows it (the inventory's items, GET of one certificate). */
+static json_t *
+cert_json(const struct hsmca_cert_rec *c, const struct cert_text *t)
+{
+    json_t *o =
+        json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s, s:I}", "serial", t->serial, "vid",
+                  t->vid[0] ? t->vid : NULL, "pid", t->pid[0] ? t->pid : NULL, "not_before", t->nb,
+                  "not_after", t->na, "sha256", t->sha, "status", c->revoked ? "revoked" : "issued",
+                  "request_id", c->request_id, "issued_ms", (json_int_t)c->issued_ms);
+
+    if (o != NULL && c->revoked) {
+        const char *rn = hsmca_crl_reason_name(c->reason);
+
+        json_object_set_new(o, "revoked_ms", json_integer((json_int_t)c->revoked_ms));
+        json_object_set_new(o, "reason", rn != NULL ? json_string(rn) : json_null());
+    }
+    return o;
+}
+
 static enum hsmca_err
 inv_one(void *arg, const struct hsmca_cert_rec *c)
 {
     struct inv *v = arg;
-    char serial[41], sha[65], nb[32], na[32], vid[8] = "", pid[8] = "";
+    struct cert_text t;
 
-    hsmca_hex_encode(c->serial, c->serial_len, serial, sizeof(serial));
-    hsmca_hex_encode(c->sha256, 32, sha, sizeof(sha));
-    rfc3339(c->not_before, nb, sizeof(nb));
-    rfc3339(c->not_after, na, sizeof(na));
-    if (c->vid >= 0)
-        snprintf(vid, sizeof(vid), "%04X", (unsigned)c->vid & 0xffffu);
-    if (c->pid >= 0)
-        snprintf(pid, sizeof(pid), "%04X", (unsigned)c->pid & 0xffffu);
+    cert_text(c, &t);
     v->last_ms = c->issued_ms;
     memcpy(v->last_serial, c->serial, c->serial_len);
     v->last_serial_len = c->serial_len;
     if (v->csv) {
         char line[512];
-        int n = snprintf(line, sizeof(line), "%s,%s,%s,%s,%s,%s,%s,%s,%lld\n", serial, vid, pid, nb,
-                         na, sha, c->revoked ? "revoked" : "issued", c->request_id,
+        int n = snprintf(line, sizeof(line), "%s,%s,%s,%s,%s,%s,%s,%s,%lld\n", t.serial, t.vid,
+                         t.pid, t.nb, t.na, t.sha, c->revoked ? "revoked" : "issued", c->request_id,
                          (long long)c->issued_ms);
 
         if (n < 0 || (size_t)n >= sizeof(line))
@@ -203,20 +288,10 @@ inv_one(void *arg, const struct hsmca_cert_rec *c)
         return v->out.err ? HSMCA_E_NOMEM : HSMCA_OK;
     }
     {
-        json_t *o =
-            json_pack("{s:s, s:s?, s:s?, s:s, s:s, s:s, s:s, s:s, s:I}", "serial", serial, "vid",
-                      vid[0] ? vid : NULL, "pid", pid[0] ? pid : NULL, "not_before", nb,
-                      "not_after", na, "sha256", sha, "status", c->revoked ? "revoked" : "issued",
-                      "request_id", c->request_id, "issued_ms", (json_int_t)c->issued_ms);
+        json_t *o = cert_json(c, &t);
 
         if (o == NULL)
             return HSMCA_E_NOMEM;
-        if (c->revoked) {
-            const char *rn = hsmca_crl_reason_name(c->reason);
-
-            json_object_set_new(o, "revoked_ms", json_integer((json_int_t)c->revoked_ms));
-            json_object_set_new(o, "reason", rn != NULL ? json_string(rn) : json_null());
-        }
         return json_array_append_new(v->items, o) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
     }
 }
@@ -298,12 +373,15 @@ hsmcad_h_certificates(struct hsmcad_req *r)
     fmt = hsmcad_req_query(r, "format");
     if (fmt != NULL && strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0)
         goto bad_query;
-    v.csv = fmt != NULL
-                ? strcmp(fmt, "csv") == 0
-                : (!hsmcad_req_accepts(r, "application/json") && hsmcad_req_accepts(r, "text/csv"));
-    if (!v.csv && !hsmcad_req_accepts(r, "application/json")) {
-        hsmcad_reply_problem(r, HSMCA_E_HTTP_NOT_ACCEPTABLE, "application/json or text/csv");
-        return;
+    {
+        static const char *const types[] = {"application/json", "text/csv"};
+        int pick = hsmcad_req_negotiate(r, types, 2);
+
+        if (fmt == NULL && pick < 0) {
+            hsmcad_reply_problem(r, HSMCA_E_HTTP_NOT_ACCEPTABLE, "application/json or text/csv");
+            return;
+        }
+        v.csv = fmt != NULL ? strcmp(fmt, "csv") == 0 : pick == 1;
     }
     if (load_ca(r, ro, &ca) != 0)
         return;
@@ -519,4 +597,56 @@ hsmcad_h_crl(struct hsmcad_req *r)
     hsmcad_reply(r, 200, "application/pkix-crl", (char *)crl.der, crl.der_len);
     crl.der = NULL;
     hsmca_crl_rec_clear(&crl);
+}
+
+void
+hsmcad_h_certificate_get(struct hsmcad_req *r)
+{
+    struct hsmca_store *ro = hsmcad_ro(hsmcad_req_daemon(r));
+    const char *hex = hsmcad_req_param(r, 1);
+    unsigned char serial[20];
+    size_t serial_len = 0;
+    struct hsmca_cert_rec c;
+    struct hsmca_ca_rec ca;
+    struct cert_text t;
+    enum hsmca_err rc;
+    int fmt = hsmcad_req_negotiate(r, cert_types, 3);
+
+    memset(&c, 0, sizeof(c));
+    if (fmt < 0) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_NOT_ACCEPTABLE, CERT_TYPES_DETAIL);
+        return;
+    }
+    if (hsmca_hex_decode(hex, strlen(hex), serial, sizeof(serial), &serial_len) != HSMCA_OK ||
+        serial_len == 0) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST,
+                             "the serial is 1 to 20 bytes in hex, as the inventory lists it");
+        return;
+    }
+    if (load_ca(r, ro, &ca) != 0)
+        return;
+    rc = hsmca_store_cert_get(ro, ca.id, serial, serial_len, &c);
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(
+            r, rc,
+            rc == HSMCA_E_NOT_FOUND ? "this CA issued no certificate with that serial" : NULL);
+        goto out;
+    }
+    if (fmt != CERT_JSON) {
+        reply_cert(r, fmt, c.der, c.der_len, fmt == CERT_PEM ? ca.cert_der : NULL, ca.cert_len);
+        goto out;
+    }
+    cert_text(&c, &t);
+    {
+        json_t *o = cert_json(&c, &t);
+        char *pem = hsmca_pem_armour("CERTIFICATE", c.der, c.der_len);
+
+        if (o != NULL && pem != NULL)
+            json_object_set_new(o, "certificate", json_string(pem));
+        free(pem);
+        hsmcad_reply_json(r, 200, o);
+    }
+out:
+    hsmca_cert_rec_clear(&c);
+    hsmca_ca_rec_clear(&ca);
 }

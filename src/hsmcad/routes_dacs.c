@@ -105,7 +105,7 @@ pre_refuse(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
     size_t blen;
 
     hsmcad_reply_problem(r, e, detail);
-    hsmcad_metrics_dac(d->metrics, hsmcad_req_param(r, 0), 1, 1);
+    hsmcad_metrics_dac_refused(d->metrics, hsmcad_req_param(r, 0), e, 1);
     if (d->issuer == NULL)
         return; /* the server audits it */
     b = hsmcad_req_body(r, &blen);
@@ -117,9 +117,11 @@ pre_refuse(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
 
 /* ---- one DAC ---- */
 
+enum { DAC_JSON, DAC_PEM, DAC_DER };
+
 struct single {
     struct hsmcad_req *r;
-    int pem; /* answer application/pem-certificate-chain */
+    int fmt; /* DAC_JSON, DAC_PEM (application/pem-certificate-chain) or DAC_DER (pkix-cert) */
     char ca[HSMCA_CA_ID_MAX + 1];
     struct hsmca_issue_result *res; /* set by single_done */
 };
@@ -142,14 +144,33 @@ single_reply(struct hsmcad_req *r, void *arg, int reply)
         hsmcad_reply_json(r, 200, json_incref(res->doc));
         goto out;
     }
+    hsmca_hex_encode(res->serial, res->serial_len, serial, sizeof(serial));
+    if (!res->replayed) {
+        char loc[HSMCA_CA_ID_MAX + 64];
+
+        /* the new certificate's own resource (GET /v1/cas/{ca}/certificates/{serial}) */
+        snprintf(loc, sizeof(loc), "/v1/cas/%s/certificates/%s", s->ca, serial);
+        hsmcad_reply_header(r, "Location", loc);
+    }
+    if (s->fmt == DAC_DER) {
+        char *der = malloc(res->dac_len);
+
+        if (der == NULL) {
+            hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+            goto out;
+        }
+        memcpy(der, res->dac_der, res->dac_len);
+        hsmcad_reply_header(r, "Serial", serial);
+        hsmcad_reply(r, res->replayed ? 200 : 201, "application/pkix-cert", der, res->dac_len);
+        goto out;
+    }
     dac = hsmca_pem_armour("CERTIFICATE", res->dac_der, res->dac_len);
     pai = hsmca_pem_armour("CERTIFICATE", res->pai_der, res->pai_len);
-    hsmca_hex_encode(res->serial, res->serial_len, serial, sizeof(serial));
     if (dac == NULL || pai == NULL) {
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
         goto out;
     }
-    if (s->pem) {
+    if (s->fmt == DAC_PEM) {
         size_t dl = strlen(dac), pl = strlen(pai);
         char *chain = malloc(dl + pl + 1);
 
@@ -186,7 +207,10 @@ single_done(void *arg, struct hsmca_issue_result *res)
     if (res->has_receipt)
         hsmcad_req_receipt(r, &res->receipt);
     hsmcad_req_engine_audited(r);
-    hsmcad_metrics_dac(d->metrics, s->ca, res->rc != HSMCA_OK, 1);
+    if (res->rc != HSMCA_OK)
+        hsmcad_metrics_dac_refused(d->metrics, s->ca, res->rc, 1);
+    else
+        hsmcad_metrics_dac(d->metrics, s->ca, 0, 1);
     if (res->sign_us > 0)
         hsmcad_metrics_sign(d->metrics, res->sign_us);
     s->res = res;
@@ -207,7 +231,15 @@ hsmcad_h_dac(struct hsmcad_req *r)
     json_t *body = NULL, *pid = NULL;
     json_error_t jerr;
     const char *csr = NULL, *rid = NULL, *key = hsmcad_req_header(r, "Idempotency-Key");
-    int dry = 0, jdry = 0, want_json, want_pem;
+    int dry = 0, jdry = 0, fmt;
+    /* the route's order of preference: a PEM chain for a DER request, JSON for a JSON one */
+    static const char *const der_order[] = {"application/pem-certificate-chain", "application/json",
+                                            "application/pkix-cert"};
+    static const char *const json_order[] = {
+        "application/json", "application/pem-certificate-chain", "application/pkix-cert"};
+    static const int der_fmt[] = {DAC_PEM, DAC_JSON, DAC_DER};
+    static const int json_fmt[] = {DAC_JSON, DAC_PEM, DAC_DER};
+    int json_req = strcmp(hsmcad_req_ctype(r), "application/json") == 0;
 
     memset(&rq, 0, sizeof(rq));
     if (hsmcad_req_query_check(r, allowed) != HSMCA_OK || query_dry_run(r, &dry) != 0) {
@@ -247,11 +279,10 @@ hsmcad_h_dac(struct hsmcad_req *r)
     rq.principal = p->name;
     rq.role = hsmcad_role_name(p->role);
     rq.dry_run = dry;
-    want_pem = hsmcad_req_accepts(r, "application/pem-certificate-chain");
-    want_json = hsmcad_req_accepts(r, "application/json");
-    if (!want_pem && !want_json) {
+    fmt = hsmcad_req_negotiate(r, json_req ? json_order : der_order, 3);
+    if (fmt < 0) {
         pre_refuse(r, HSMCA_E_HTTP_NOT_ACCEPTABLE,
-                   "application/pem-certificate-chain or application/json");
+                   "application/pem-certificate-chain, application/json or application/pkix-cert");
         goto out;
     }
     s = calloc(1, sizeof(*s));
@@ -261,16 +292,7 @@ hsmcad_h_dac(struct hsmcad_req *r)
     }
     s->r = r;
     snprintf(s->ca, sizeof(s->ca), "%s", hsmcad_req_param(r, 0));
-    /* PEM chain when asked for it explicitly, or by default for a DER request */
-    {
-        const char *acc = hsmcad_req_header(r, "Accept");
-
-        s->pem = want_pem && (!want_json || (acc != NULL && strstr(acc, "pem-certificate-chain")) ||
-                              strcmp(hsmcad_req_ctype(r), "application/pkcs10") == 0);
-        if (acc != NULL && strstr(acc, "application/json") != NULL &&
-            strstr(acc, "pem-certificate-chain") == NULL)
-            s->pem = 0;
-    }
+    s->fmt = json_req ? json_fmt[fmt] : der_fmt[fmt];
     hsmcad_req_suspend(r);
     if (hsmca_issue_submit(d->issuer, ica, &rq, single_done, s) != HSMCA_OK) {
         free(s);
@@ -398,10 +420,12 @@ batch_done(void *arg, struct hsmca_issue_batch_result *br)
 
     hsmcad_req_engine_audited(r);
     hsmcad_metrics_dac(d->metrics, bt->ca, 0, br->issued);
-    hsmcad_metrics_dac(d->metrics, bt->ca, 1, br->failed);
-    for (i = 0; i < br->n; i++)
+    for (i = 0; i < br->n; i++) {
+        if (br->items[i].rc != HSMCA_OK)
+            hsmcad_metrics_dac_refused(d->metrics, bt->ca, br->items[i].rc, 1);
         if (br->items[i].sign_us > 0)
             hsmcad_metrics_sign(d->metrics, br->items[i].sign_us);
+    }
     bt->br = br;
     hsmcad_req_resume_later(r, batch_reply, bt);
 }

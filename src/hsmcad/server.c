@@ -37,6 +37,7 @@
 #include "problem.h"
 
 #define HDR_VALUE_MAX 255
+#define HDR_MAX 4 /* extra response headers per request (Location, Vary, Serial, ...) */
 #define AUDIT_DETAIL_MAX 1024
 /* libmicrohttpd's per-connection pool: request line, headers, read buffer (bodies are streamed to
  * the handler, so any request hsmcad takes fits). It zeroes the pool's unused part at every request
@@ -88,7 +89,9 @@ struct hsmcad_req {
     size_t resp_len;
     const char *resp_ctype;
     enum hsmca_err err; /* the refusal code when the reply is a problem */
-    char hdr_name[40], hdr_value[HDR_VALUE_MAX + 1];
+    struct {
+        char name[40], value[HDR_VALUE_MAX + 1];
+    } hdr[HDR_MAX];
     char allow[32]; /* methods of the path, for a 405 */
     /* audit */
     char target[HSMCA_REQUEST_ID_MAX + 16];
@@ -265,8 +268,38 @@ hsmcad_reply_problem_json(struct hsmcad_req *r, enum hsmca_err e, json_t *proble
 void
 hsmcad_reply_header(struct hsmcad_req *r, const char *name, const char *value)
 {
-    snprintf(r->hdr_name, sizeof(r->hdr_name), "%s", name);
-    snprintf(r->hdr_value, sizeof(r->hdr_value), "%s", value);
+    unsigned i;
+
+    for (i = 0; i < HDR_MAX; i++) {
+        if (r->hdr[i].name[0] == '\0' || strcasecmp(r->hdr[i].name, name) == 0)
+            break;
+    }
+    if (i == HDR_MAX) {
+        hsmca_log(HSMCA_LOG_WARN, "hsmcad", "header-dropped", "name=%s", name);
+        return;
+    }
+    snprintf(r->hdr[i].name, sizeof(r->hdr[i].name), "%s", name);
+    snprintf(r->hdr[i].value, sizeof(r->hdr[i].value), "%s", value);
+}
+
+static int
+has_header(struct hsmcad_req *r, const char *name)
+{
+    unsigned i;
+
+    for (i = 0; i < HDR_MAX; i++) {
+        if (strcasecmp(r->hdr[i].name, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int
+hsmcad_req_negotiate(struct hsmcad_req *r, const char *const *types, unsigned n)
+{
+    if (n > 1)
+        hsmcad_reply_header(r, "Vary", "Accept");
+    return hsmcad_accept_pick(hsmcad_req_header(r, MHD_HTTP_HEADER_ACCEPT), types, n);
 }
 
 void
@@ -547,6 +580,8 @@ send_reply(struct hsmcad_req *r)
 
     if (r->resp == NULL && r->status == 0)
         hsmcad_reply_problem(r, HSMCA_E_INTERNAL, "the handler produced no reply");
+    if (r->status == 401 && !has_header(r, "WWW-Authenticate"))
+        hsmcad_reply_header(r, "WWW-Authenticate", HSMCAD_AUTH_SCHEME " realm=\"hsmca\"");
     resp = MHD_create_response_from_buffer(r->resp_len, r->resp != NULL ? r->resp : (void *)"",
                                            MHD_RESPMEM_MUST_FREE);
     if (resp == NULL)
@@ -555,8 +590,8 @@ send_reply(struct hsmcad_req *r)
     if (r->resp_ctype != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_ctype);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (r->hdr_name[0] != '\0')
-        MHD_add_response_header(resp, r->hdr_name, r->hdr_value);
+    for (unsigned i = 0; i < HDR_MAX && r->hdr[i].name[0] != '\0'; i++)
+        MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value);
     if (r->has_receipt) {
         char hex[65];
 
@@ -618,10 +653,18 @@ first_call(struct hsmcad_server *srv, struct hsmcad_req *r, const char *url, con
 
     r->rt = route(r, method, url, &mismatch);
     if (r->cc == NULL || r->cc->who == NULL) {
+        int none = r->cc != NULL && strcmp(r->cc->client, "anon:no-certificate") == 0;
+
         refuse(r, HSMCA_E_HTTP_UNAUTHENTICATED,
-               r->cc != NULL && strcmp(r->cc->client, "anon:no-certificate") == 0
-                   ? "no client certificate was presented"
-                   : "the client certificate is not trusted or not bound in roles.json");
+               none ? "no client certificate was presented"
+                    : "the client certificate is not trusted or not bound in roles.json");
+        /* RFC 9110 11.6.1: a 401 carries a challenge. The only credential is a TLS client
+         * certificate (docs/api.md "Authentication: mutual TLS"); the error names TLS's own alerts.
+         */
+        hsmcad_reply_header(
+            r, "WWW-Authenticate",
+            none ? HSMCAD_AUTH_SCHEME " realm=\"hsmca\", error=\"certificate_required\""
+                 : HSMCAD_AUTH_SCHEME " realm=\"hsmca\", error=\"certificate_unknown\"");
         return -1;
     }
     if (r->rt == NULL) {

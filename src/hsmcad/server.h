@@ -31,6 +31,10 @@ typedef void (*hsmcad_handler_fn)(struct hsmcad_req *r);
 
 #define HSMCAD_SMALL_BODY_MAX 65536u
 
+/* The authentication scheme of WWW-Authenticate on a 401: the API's only credential is a TLS
+ * client certificate (OpenAPI's mutualTLS security scheme). */
+#define HSMCAD_AUTH_SCHEME "MutualTLS"
+
 struct hsmcad_route {
     const char *method;
     const char *pattern; /* "/v1/cas/{ca}/dacs": a {name} matches one segment */
@@ -63,6 +67,12 @@ HSMCA_MUSTCHECK enum hsmca_err hsmcad_req_query_check(struct hsmcad_req *r,
 const char *hsmcad_req_ctype(struct hsmcad_req *r);
 /* Whether the Accept header admits type (absent Accept, star/star and type/star admit). */
 int hsmcad_req_accepts(struct hsmcad_req *r, const char *type);
+/*
+ * Negotiate the reply's media type among types[0..n) (the route's order of preference) by the
+ * Accept header and its q-values (hsmcad_accept_pick): the index, or -1 (answer 406). With more
+ * than one type the reply carries "Vary: Accept", refusals included.
+ */
+int hsmcad_req_negotiate(struct hsmcad_req *r, const char *const *types, unsigned n);
 const unsigned char *hsmcad_req_body(struct hsmcad_req *r, size_t *len);
 /* The request's id ("r-<n>"), used as problem instance. */
 const char *hsmcad_req_id(struct hsmcad_req *r);
@@ -75,7 +85,8 @@ void hsmcad_reply_problem(struct hsmcad_req *r, enum hsmca_err e, const char *de
 /* A problem object built by the caller (hsmcad_problem_object plus extension members; reference
  * taken) for code e. */
 void hsmcad_reply_problem_json(struct hsmcad_req *r, enum hsmca_err e, json_t *problem);
-/* An extra response header (one per request; name and value copied, value <= 255 bytes). */
+/* An extra response header (up to four per request, the same name replaces; name and value
+ * copied, value <= 255 bytes). */
 void hsmcad_reply_header(struct hsmcad_req *r, const char *name, const char *value);
 /* Audit detail of the entry the server writes for this request (JSON object text; copied). */
 void hsmcad_req_audit_detail(struct hsmcad_req *r, const char *target, const char *detail_json);

@@ -530,6 +530,7 @@ hist_add(struct hsmca_audit *a, size_t n)
     for (i = 0; i < 7 && n > lim[i]; i++)
         ;
     a->stats.batch_hist[i]++;
+    a->stats.batch_items += n;
 }
 
 /* Run items[0..n) in one transaction; sets each item's rc and receipt. */

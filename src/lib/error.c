@@ -210,7 +210,7 @@ static const struct row rows[] = {
      "Your certificate is not bound to this CA in roles.json"},
     {HSMCA_E_HTTP_BODY_TOO_LARGE, "http-body-too-large", 413,
      "The request body exceeds the configured limit"},
-    {HSMCA_E_HTTP_NOT_FOUND, "http-not-found", 404, "No such endpoint; see docs/api/openapi.yaml"},
+    {HSMCA_E_HTTP_NOT_FOUND, "http-not-found", 404, "No such endpoint; see docs/api/openapi.json"},
     {HSMCA_E_HTTP_METHOD, "http-method-not-allowed", 405,
      "The endpoint does not accept this method"},
     {HSMCA_E_HTTP_UNSUPPORTED_MEDIA, "http-unsupported-media-type", 415,

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * log.c -- one-line operational logging to stderr with UTC millisecond timestamps.
+ * log.c -- one-line operational logging to stderr with UTC millisecond timestamps, or with
+ * sd-daemon(3) priority prefixes when stderr is the systemd journal (JOURNAL_STREAM).
  * Owns the current level. Never receives secrets; untrusted values arrive already escaped.
  */
 #include "hsmca/log.h"
@@ -9,12 +10,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "hsmca/util.h"
 
 static enum hsmca_log_level min_level = HSMCA_LOG_INFO;
 static int env_checked;
 
 static const char *const names[] = {"debug", "info", "warn", "error"};
+/* syslog priorities of the levels (LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR) */
+static const char prio[] = {'7', '6', '4', '3'};
+static int journal = -1; /* -1 not decided yet */
+
+int
+hsmca_log_detect_journal(void)
+{
+    const char *e = getenv("JOURNAL_STREAM");
+    const char *colon = e != NULL ? strchr(e, ':') : NULL;
+    uint64_t dev = 0, ino = 0;
+    struct stat st;
+    int on = 0;
+
+    if (colon != NULL && hsmca_parse_u64(e, (size_t)(colon - e), UINT64_MAX, &dev) == HSMCA_OK &&
+        hsmca_parse_u64(colon + 1, strlen(colon + 1), UINT64_MAX, &ino) == HSMCA_OK &&
+        fstat(STDERR_FILENO, &st) == 0)
+        on = (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
+    __atomic_store_n(&journal, on, __ATOMIC_RELAXED);
+    return on;
+}
 
 void
 hsmca_log_set_level(enum hsmca_log_level level)
@@ -41,11 +66,17 @@ hsmca_log(enum hsmca_log_level level, const char *module, const char *event, con
     }
     if (level < min_level || level > HSMCA_LOG_ERROR)
         return;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s %s ", ts, now.tv_nsec / 1000000L,
-                 names[level], module, event);
+    if (__atomic_load_n(&journal, __ATOMIC_RELAXED) < 0)
+        hsmca_log_detect_journal();
+    if (__atomic_load_n(&journal, __ATOMIC_RELAXED) == 1) {
+        n = snprintf(line, sizeof(line), "<%c>%s %s %s ", prio[level], names[level], module, event);
+    } else {
+        clock_gettime(CLOCK_REALTIME, &now);
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+        n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s %s ", ts, now.tv_nsec / 1000000L,
+                     names[level], module, event);
+    }
     if (n < 0 || (size_t)n >= sizeof(line))
         return;
     va_start(ap, fmt);

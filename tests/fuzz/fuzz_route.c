@@ -4,7 +4,9 @@
  * http_parse.c): the input is split at its first newline into a URL path and an Accept header.
  * Invariants beyond "no crash": matching is deterministic, every parameter of a match is 1..N
  * bytes of the allowed characters and occurs in the URL, and a match of the DAC route implies the
- * URL is exactly "/v1/cas/" + parameter + "/dacs".
+ * URL is exactly "/v1/cas/" + parameter + "/dacs". For Accept: every quality is within
+ * 0..HSMCAD_Q_MAX, accepts agrees with it, and the negotiated pick is an offered type of the
+ * highest quality (the first of equals) or -1 exactly when none has a quality above 0.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,7 +57,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)hsmcad_route_match("/v1/requests/{id}/approvals", buf, a);
     if (hsmcad_accepts(accept, "application/json") != hsmcad_accepts(accept, "application/json"))
         abort();
-    (void)hsmcad_accepts(accept, "application/pem-certificate-chain");
+    {
+        static const char *const t[] = {"application/json", "application/pkix-cert",
+                                        "application/pem-certificate-chain", "text/csv"};
+        int q[4], best = -1, bq = 0, i, pick = hsmcad_accept_pick(accept, t, 4);
+
+        for (i = 0; i < 4; i++) {
+            q[i] = hsmcad_accept_quality(accept, t[i]);
+            if (q[i] < 0 || q[i] > HSMCAD_Q_MAX || (q[i] > 0) != hsmcad_accepts(accept, t[i]))
+                abort();
+            if (q[i] > bq) {
+                bq = q[i];
+                best = i;
+            }
+        }
+        if (pick != best)
+            abort();
+    }
     free(buf);
     return 0;
 }

@@ -17,7 +17,8 @@ start_daemon
 
 "$HSMCAD_BIN" --list-routes > "$W/routes"
 while read -r method pattern roles; do
-    path=$(echo "$pattern" | sed -e "s/{ca}/$PAI/" -e 's/{id}/0123456789abcdef0123456789abcdef/')
+    path=$(echo "$pattern" | sed -e "s/{ca}/$PAI/" -e 's/{id}/0123456789abcdef0123456789abcdef/' \
+        -e 's/{serial}/01/')
     set --
     if [ "$method" = POST ]; then
         set -- -H 'Content-Type: application/json' --data-binary '{}'
@@ -49,6 +50,14 @@ call admin GET /v1/nope
 expect "admin GET unknown path" 404 http-not-found
 call none GET /v1/nope
 expect "no certificate GET unknown path" 401 http-unauthenticated
+# a 401 carries a challenge (RFC 9110 11.6.1): the scheme says the credential is a TLS client
+# certificate, the error says which of TLS's alerts applies
+check "401 without a certificate: WWW-Authenticate certificate_required" [ \
+    "$(header www-authenticate)" = 'MutualTLS realm="hsmca", error="certificate_required"' ]
+call rogue GET /v1/cas
+expect "foreign certificate" 401 http-unauthenticated
+check "401 with an unknown certificate: WWW-Authenticate certificate_unknown" [ \
+    "$(header www-authenticate)" = 'MutualTLS realm="hsmca", error="certificate_unknown"' ]
 
 stop_daemon
 finish

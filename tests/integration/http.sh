@@ -4,7 +4,8 @@
 # http.sh -- the HTTP behaviour of hsmcad against real SoftHSM tokens: problem+json refusals
 # (404, 405, 413 by Content-Length and by chunked body, 415, 400), health, readiness (tokens,
 # store, audit chain) and Prometheus metrics, the Audit-Receipt header on audited responses and
-# its entry in the log, the inventory (paging by cursor, status and time filters, JSON and CSV),
+# its entry in the log, the inventory (paging by cursor, status and time filters, JSON and CSV by
+# Accept and its q-values, with Vary), the build and audit batch-size series of /metrics,
 # the CRL, a revocation (and its refusals), a graceful SIGTERM stop and a restart that reopens the
 # verified audit chain.
 . "$(dirname "$0")/lib.sh"
@@ -48,11 +49,28 @@ check "metrics 200" [ "$STATUS" = 200 ]
 check "metrics content type" sh -c "tr -d '\r' < '$W/headers' | grep -qi '^content-type: text/plain; version=0.0.4'"
 for m in hsmca_http_requests_total hsmca_http_request_duration_seconds_bucket \
     hsmca_dac_sign_duration_seconds_bucket hsmca_audit_commit_duration_seconds_bucket \
-    hsmca_audit_commits_total hsmca_audit_batches_total hsmca_dacs_issued_total \
+    hsmca_audit_commits_total hsmca_audit_batch_size_bucket hsmca_dacs_issued_total \
     hsmca_store_checkpoints_total hsmca_store_wal_rewinds_total hsmca_ready; do
     check "metrics has $m" grep -q "^# TYPE ${m%_bucket}" "$W/body"
 done
 check "metrics counts readyz 503" grep -q 'hsmca_http_requests_total{route="health.ready",status="503"} 1' "$W/body"
+# the build: the daemon's version, a commit (or "unknown"), the OpenSSL it runs with
+bi_version=$("$HSMCAD_BIN" --version | awk '{print $2}')
+bi_openssl=$(openssl version | awk '{print $2}')
+check "hsmca_build_info: version, commit, OpenSSL" grep -Eq \
+    "^hsmca_build_info\\{version=\"$bi_version\",commit=\"([0-9a-f]{12}(-dirty)?|unknown)\",openssl=\"$bi_openssl\"\\} 1\$" \
+    "$W/body"
+# the audit batch size is a histogram: cumulative buckets, +Inf = count, one per group commit of
+# entries (checkpoints and the genesis entry commit on their own, outside the histogram)
+check "hsmca_audit_batch_size is a histogram of the commits" awk '
+    /^# TYPE hsmca_audit_batch_size histogram$/ { typed = 1 }
+    /^hsmca_audit_batch_size_bucket/ { if ($2 < last) bad = 1; last = $2 }
+    /^hsmca_audit_batch_size_bucket\{le="\+Inf"\}/ { inf = $2 }
+    /^hsmca_audit_batch_size_count/ { count = $2 }
+    /^hsmca_audit_batch_size_sum/ { sum = $2 }
+    /^hsmca_audit_commits_total/ { commits = $2 }
+    END { exit !(typed && !bad && inf == count && count <= commits && count > 0 && sum >= count) }' \
+    "$W/body"
 
 # ---- a small reply leaves in one TLS record: header and body together ----
 # s_client -msg prints each record's inner content type; 17 is application data. The first reply
@@ -128,6 +146,14 @@ check "CSV header" [ "$(head -1 "$W/body")" = "serial,vid,pid,not_before,not_aft
 check "CSV rows" [ "$(tail -n +2 "$W/body" | wc -l)" = 25 ]
 call auditor GET '/v1/cas/pai-8000/certificates' -H 'Accept: text/csv'
 check "CSV by Accept" sh -c "head -1 '$W/body' | grep -q '^serial,vid'"
+check "the inventory says Vary: Accept" [ "$(header vary)" = Accept ]
+call auditor GET '/v1/cas/pai-8000/certificates' -H 'Accept: application/json;q=0.2, text/csv;q=0.8'
+check "CSV by q-value" sh -c "head -1 '$W/body' | grep -q '^serial,vid'"
+call auditor GET '/v1/cas/pai-8000/certificates' -H 'Accept: text/csv;q=0.2, */*;q=0.8'
+check "JSON by q-value (a wildcard above CSV)" jq -e '.items | length > 0' "$W/body"
+call auditor GET '/v1/cas/pai-8000/certificates' -H 'Accept: text/csv;q=0, application/json;q=0'
+expect "neither type acceptable" 406 http-not-acceptable
+check "the 406 says Vary: Accept too" [ "$(header vary)" = Accept ]
 call auditor GET '/v1/cas/pai-8000/certificates?limit=1001'
 expect "limit 1001" 400 http-bad-query
 call auditor GET '/v1/cas/pai-8000/certificates?limit=1000'

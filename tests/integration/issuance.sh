@@ -7,7 +7,7 @@
 # active issuer),
 # an operator bound to another PAI is 403, a batch fails each item alone (the malformed one with
 # its own csr-* code), 1001 items are 413, malformed JSON, differing Idempotency-Key/request_id
-# and an unacceptable Accept are refused, and /metrics counts the refusals per CA.
+# and an unacceptable Accept are refused, and /metrics counts the refusals per CA and per code.
 . "$(dirname "$0")/lib.sh"
 
 SRC=${HSMCA_SOURCE_DIR:?}
@@ -96,6 +96,9 @@ check "30 refusals answered, the flood beyond the burst without entries" \
 
 call auditor GET /metrics
 check "metrics count refusals of pai-8000" sh -c "grep -Eq '^hsmca_dacs_refused_total\\{ca=\"pai-8000\"\\} [1-9]' '$W/body'"
+check "metrics count refusals by code" sh -c "grep -Eq '^hsmca_dacs_refused_by_code_total\\{code=\"ca-inactive\"\\} [1-9]' '$W/body' &&
+    grep -Eq '^hsmca_dacs_refused_by_code_total\\{code=\"http-not-acceptable\"\\} 1\$' '$W/body' &&
+    grep -Eq '^hsmca_dacs_refused_by_code_total\\{code=\"batch-too-large\"\\} 1\$' '$W/body'"
 call admin GET /v1/cas/pai-8000
 check "the PAI's certificate is served" sh -c "jq -r .certificate '$W/body' | openssl x509 -noout -subject | grep -q 'Matter'"
 check "the PAI is shown inactive" jq -e '.issuance.active == false' "$W/body"

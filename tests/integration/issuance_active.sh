@@ -1,21 +1,22 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 #
-# issuance_active.sh -- DAC issuance end to end against SoftHSM tokens: a PAA and a PAI made in their
-# tokens, the quorum ceremony over the PAI token (three software approvers, m = 2), then through
-# the daemon: an inactive PAI refuses (409 ca-inactive), an admin
-# asks for ca.activate and two approvers approve it over HTTPS, a dry run lints, a DER CSR gives a PEM chain that
-# openssl verifies up to the PAA, a retry with the same request id (JSON body or Idempotency-Key)
-# replays the same DAC, the same id with another CSR is 409 request-id-conflict, a batch with a
-# bad item fails that item alone, the per-minute quota answers 429 quota-exceeded, and the
-# inventory, metrics and receipts show what happened.
+# issuance_active.sh -- DAC issuance end to end against SoftHSM tokens: a PAA and a PAI made in
+# their tokens, the quorum ceremony over the PAI token (three software approvers, m = 2), then
+# through the daemon: an inactive PAI refuses (409 ca-inactive), an admin asks for ca.activate and
+# two approvers approve it over HTTPS, a dry run lints, a DER CSR gives a PEM chain that openssl
+# verifies up to the PAA, DER out (application/pkix-cert) by Accept and its q-values, Location on
+# every 201 and the certificate's own resource (JSON, DER, PEM chain), a retry with the same
+# request id (JSON body or Idempotency-Key) replays the same DAC, the same id with another CSR is
+# 409 request-id-conflict, a batch with a bad item fails that item alone, the per-minute quota
+# answers 429 quota-exceeded, and the inventory, metrics and receipts show what happened.
 . "$(dirname "$0")/lib.sh"
 
 SRC=${HSMCA_SOURCE_DIR:?}
 : "${HSMCA_PKI_BIN:?}"
 setup_tokens paa
 setup_tls
-printf '{"pai-8000": {"per_minute": 8}}\n' > "$W/quotas.json"
+printf '{"pai-8000": {"per_minute": 10}}\n' > "$W/quotas.json"
 write_config "" "
   \"profiles_dir\": \"$SRC/policies/profiles\", \"quotas\": \"quotas.json\","
 "$HSMCA_PKI_BIN" setup "$W" "$MODULE" "$SRC/policies/profiles" "$SRC/policies/quorum.json"
@@ -30,7 +31,7 @@ json_csr() { # name [request id] -> JSON body
     jq -n --rawfile c "$W/$1.pem" --arg id "${2:-}" \
         'if $id == "" then {csr: $c} else {csr: $c, request_id: $id} end'
 }
-for n in a b c d e f g h i j k l m n o; do csr "$n"; done
+for n in a b c d e f g h i j k l m n o p q; do csr "$n"; done
 
 # ---- inactive, dry run ----
 call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
@@ -87,6 +88,50 @@ check "openssl verifies DAC -> PAI -> PAA" \
     openssl verify -CAfile "$W/paa.pem" -untrusted "$W/pai.pem" "$W/a.dac.pem"
 check "the DAC carries the CSR's key" sh -c "[ \"\$(openssl x509 -in '$W/a.dac.pem' -noout -pubkey)\" = \"\$(openssl pkey -in '$W/a.key' -pubout)\" ]"
 check "issuance receipt" sh -c "tr -d '\r' < '$W/headers' | grep -Eqi '^audit-receipt: [0-9]+:[0-9a-f]{64}'"
+a_serial=$(header serial)
+check "201 names the new DAC's resource in Location" \
+    [ "$(header location)" = "/v1/cas/pai-8000/certificates/$a_serial" ]
+check "the negotiated reply says Vary: Accept" [ "$(header vary)" = Accept ]
+
+# ---- DER out (application/pkix-cert), q-values, the certificate's own resource ----
+call operator GET "/v1/cas/pai-8000/certificates/$a_serial" -H 'Accept: application/pkix-cert'
+check "GET Location as DER -> 200 application/pkix-cert" sh -c \
+    "[ '$STATUS' = 200 ] && [ \"\$(grep -i '^content-type:' '$W/headers' | tr -d '\r')\" = 'Content-Type: application/pkix-cert' ]"
+openssl x509 -in "$W/a.dac.pem" -outform DER -out "$W/a.dac.der"
+check "the DER is the DAC issued" cmp -s "$W/body" "$W/a.dac.der"
+call auditor GET "/v1/cas/pai-8000/certificates/$a_serial"
+check "GET of the DAC as JSON: its record and PEM" jq -e --arg s "$a_serial" \
+    '.serial == $s and .status == "issued" and .pid == "8000" and
+     (.certificate | startswith("-----BEGIN CERTIFICATE-----"))' "$W/body"
+call operator GET "/v1/cas/pai-8000/certificates/$a_serial" \
+    -H 'Accept: application/pem-certificate-chain'
+check "GET of the DAC as a PEM chain: DAC then PAI" sh -c \
+    "[ \"\$(grep -c 'BEGIN CERTIFICATE' '$W/body')\" = 2 ] && awk '/BEGIN/{n++} n==2' '$W/body' | cmp -s - '$W/pai.pem'"
+call operator2 GET "/v1/cas/pai-8000/certificates/$a_serial"
+expect "an operator bound to another PAI may not read it" 403 http-ca-forbidden
+call auditor GET /v1/cas/pai-8000/certificates/00ff
+expect "unknown serial" 404 not-found
+call auditor GET /v1/cas/pai-8000/certificates/xyz
+expect "serial not hex" 400 http-bad-request
+call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
+    -H 'Accept: application/json;q=0.5, application/pkix-cert;q=0.9, */*;q=0.1' \
+    --data-binary @"$W/p.der"
+check "Accept with q-values picks DER -> 201 application/pkix-cert" sh -c \
+    "[ '$STATUS' = 201 ] && tr -d '\r' < '$W/headers' | grep -qi '^content-type: application/pkix-cert$'"
+check "the DER DAC parses and verifies up to the PAA" sh -c \
+    "openssl x509 -inform DER -in '$W/body' -out '$W/p.dac.pem' &&
+     openssl verify -CAfile '$W/paa.pem' -untrusted '$W/pai.pem' '$W/p.dac.pem'"
+check "DER 201 has Location and Vary" sh -c "[ \"$(header location)\" = \"/v1/cas/pai-8000/certificates/$(header serial)\" ] && [ '$(header vary)' = Accept ]"
+call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
+    -H 'Accept: application/pkix-cert;q=0, application/json' --data-binary @"$W/q.der"
+check "q=0 excludes DER: JSON 201 with Location" sh -c "[ '$STATUS' = 201 ] &&
+    [ \"$(header location)\" = \"/v1/cas/pai-8000/certificates/\$(jq -r .serial '$W/body')\" ]"
+call operator GET /v1/cas/pai-8000 -H 'Accept: application/pkix-cert'
+openssl x509 -in "$W/pai.pem" -outform DER -out "$W/pai.der"
+check "GET /v1/cas/pai-8000 as DER is the PAI certificate" sh -c \
+    "[ '$STATUS' = 200 ] && cmp -s '$W/body' '$W/pai.der' && [ '$(header vary)' = Accept ]"
+call operator GET /v1/cas/pai-8000 -H 'Accept: text/html'
+expect "GET /v1/cas/pai-8000 as HTML" 406 http-not-acceptable
 
 # ---- idempotency ----
 json_csr b dev-1 > "$W/b.json"
@@ -145,7 +190,7 @@ check "hsmca issue-batch exits 0" "$HSMCA_BIN" issue-batch --url "https://127.0.
 check "hsmca issue-batch wrote line-7.pem" \
     openssl verify -CAfile "$W/paa.pem" -untrusted "$W/pai.pem" "$W/dacs/line-7.pem"
 
-# ---- quota: 8 per minute (7 issued so far) ----
+# ---- quota: 10 per minute (9 issued so far) ----
 seen=""
 for n in g h i j k l m; do
     call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \

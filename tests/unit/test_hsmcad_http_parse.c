@@ -2,7 +2,9 @@
  *
  * test_hsmcad_http_parse.c -- route matching and Accept parsing (src/hsmcad/http_parse.c):
  * hostile paths (empty, traversal, encoded, over-long parameters at N+1, extra segments) never
- * match, parameters at N do; Accept headers with parameters, q=0, wildcards and case.
+ * match, parameters at N do; Accept headers with parameters, q=0, wildcards and case; q-values
+ * (the most specific range decides, malformed ones are ignored) and the pick among the types a
+ * route offers (highest quality, the server's order among equals, -1 for a 406).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -94,6 +96,82 @@ accept_headers(void **state)
     assert_false(hsmcad_accepts(",,;,", "application/json"));
 }
 
+static void
+accept_qualities(void **state)
+{
+    (void)state;
+    assert_int_equal(hsmcad_accept_quality(NULL, "application/json"), HSMCAD_Q_MAX);
+    assert_int_equal(hsmcad_accept_quality(" \t", "application/json"), HSMCAD_Q_MAX);
+    assert_int_equal(hsmcad_accept_quality("application/json;q=0.5", "application/json"), 500);
+    assert_int_equal(hsmcad_accept_quality("application/json ; Q=0.125 ", "application/json"), 125);
+    assert_int_equal(hsmcad_accept_quality("application/json;q=1.000", "application/json"), 1000);
+    assert_int_equal(hsmcad_accept_quality("application/json;q=1.", "application/json"), 1000);
+    assert_int_equal(hsmcad_accept_quality("application/json;q=0.5;level=1", "application/json"),
+                     500);
+    assert_int_equal(
+        hsmcad_accept_quality("application/json;charset=utf-8;q=0.3", "application/json"), 300);
+    /* the most specific range decides, even when a wildcard gives more */
+    assert_int_equal(hsmcad_accept_quality("*/*, application/json;q=0", "application/json"), 0);
+    assert_int_equal(hsmcad_accept_quality("application/*;q=0.2, */*;q=0.9", "application/json"),
+                     200);
+    assert_int_equal(hsmcad_accept_quality("application/*;q=0.2, */*;q=0.9", "text/csv"), 900);
+    /* two ranges of the same specificity: the higher q */
+    assert_int_equal(
+        hsmcad_accept_quality("application/json;q=0.1, application/json;q=0.7", "application/json"),
+        700);
+    /* malformed q-values are ignored: above 1, more than 3 decimals, empty, signs, spaces */
+    static const char *const bad[] = {
+        "application/json;q=1.5", "application/json;q=0.1234", "application/json;q=",
+        "application/json;q=-1",  "application/json;q=+0.5",   "application/json;q=0.5x",
+        "application/json;q=2",   "application/json;q= 0.5",   "application/json;q=.5",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (hsmcad_accept_quality(bad[i], "application/json") != 0)
+            fail_msg("\"%s\" was not ignored", bad[i]);
+    }
+    /* a malformed range beside a good one: the good one counts */
+    assert_int_equal(hsmcad_accept_quality("application/json;q=9, */*;q=0.4", "application/json"),
+                     400);
+    /* not media ranges at all */
+    assert_int_equal(hsmcad_accept_quality("*/json", "application/json"), 0);
+    assert_int_equal(hsmcad_accept_quality("application", "application/json"), 0);
+    assert_int_equal(hsmcad_accept_quality("application/", "application/json"), 0);
+}
+
+static void
+accept_pick(void **state)
+{
+    static const char *const t[] = {"application/json", "application/pkix-cert",
+                                    "application/pem-certificate-chain"};
+
+    (void)state;
+    /* no preference: the server's first */
+    assert_int_equal(hsmcad_accept_pick(NULL, t, 3), 0);
+    assert_int_equal(hsmcad_accept_pick("*/*", t, 3), 0);
+    assert_int_equal(hsmcad_accept_pick("application/*", t, 3), 0);
+    /* one named */
+    assert_int_equal(hsmcad_accept_pick("application/pkix-cert", t, 3), 1);
+    assert_int_equal(hsmcad_accept_pick("APPLICATION/PKIX-CERT", t, 3), 1);
+    /* q decides, whatever the order in the header */
+    assert_int_equal(hsmcad_accept_pick("application/json;q=0.5, application/pkix-cert", t, 3), 1);
+    assert_int_equal(hsmcad_accept_pick("application/pkix-cert;q=0.5, application/json", t, 3), 0);
+    assert_int_equal(hsmcad_accept_pick("application/pem-certificate-chain;q=0.9, "
+                                        "application/json;q=0.8, */*;q=0.1",
+                                        t, 3),
+                     2);
+    /* equal q: the server's order */
+    assert_int_equal(hsmcad_accept_pick("application/pkix-cert, application/json", t, 3), 0);
+    /* excluded by q=0 even under a wildcard */
+    assert_int_equal(hsmcad_accept_pick("application/json;q=0, */*;q=0.1", t, 3), 1);
+    /* nothing acceptable: 406 */
+    assert_int_equal(hsmcad_accept_pick("text/html", t, 3), -1);
+    assert_int_equal(hsmcad_accept_pick("*/*;q=0", t, 3), -1);
+    assert_int_equal(hsmcad_accept_pick("application/json;q=0", t, 1), -1);
+    assert_int_equal(hsmcad_accept_pick("application/json", t, 0), -1);
+}
+
 int
 main(void)
 {
@@ -101,6 +179,8 @@ main(void)
         cmocka_unit_test(hostile_paths_do_not_match),
         cmocka_unit_test(paths_match_with_parameters),
         cmocka_unit_test(accept_headers),
+        cmocka_unit_test(accept_qualities),
+        cmocka_unit_test(accept_pick),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,8 +3,9 @@
  * test_hsmcad_metrics.c -- the Prometheus text of src/hsmcad/metrics.c: counters by route and
  * status (unknown statuses under "other", out-of-range routes under "unmatched"), cumulative
  * latency buckets with sum and count for requests, DAC signatures and audit commits, DAC counters
- * per CA (more than the label cap fold into "other"), the audit series, and counts that stay exact
- * under concurrent updates.
+ * per CA (more than the label cap fold into "other") and refusals per code, the audit series with
+ * the batch sizes as a histogram, the build's labels (hsmca_build_info), and counts that stay
+ * exact under concurrent updates.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/crypto.h>
 
 #include "metrics.h"
 
@@ -42,11 +44,18 @@ labels_and_histogram(void **state)
         hsmcad_metrics_dac(m, id, 0, 2);
     }
     hsmcad_metrics_dac(m, "pai-0", 1, 5);
+    hsmcad_metrics_dac_refused(m, "pai-1", HSMCA_E_HTTP_NOT_ACCEPTABLE, 2);
+    hsmcad_metrics_dac_refused(m, "pai-1", HSMCA_E_HTTP_NOT_ACCEPTABLE, 1);
+    hsmcad_metrics_dac_refused(m, "pai-0", HSMCA_E_HTTP_BAD_REQUEST, 1);
+    hsmcad_metrics_dac_refused(m, "pai-0", (enum hsmca_err)5000, 1);     /* beyond the table */
+    hsmcad_metrics_dac_refused(m, "pai-0", HSMCA_E_HTTP_BAD_REQUEST, 0); /* nothing */
+    hsmcad_metrics_dac_refused(NULL, "pai-0", HSMCA_E_HTTP_BAD_REQUEST, 1);
     memset(&st, 0, sizeof(st));
     st.commits = 7;
     st.entries = 40;
-    st.batch_hist[0] = 3;
-    st.batch_hist[4] = 4;
+    st.batch_hist[0] = 3; /* 3 batches of 1 */
+    st.batch_hist[4] = 4; /* 4 of 16-63 */
+    st.batch_items = 3 + 4 * 40;
     st.commit_hist[3] = 5;                 /* <= 1 ms */
     st.commit_hist[7] = 1;                 /* <= 25 ms */
     st.commit_hist[HSMCA_LAT_NBUCKET] = 1; /* > 10 s */
@@ -90,14 +99,49 @@ labels_and_histogram(void **state)
     assert_non_null(strstr(s, "hsmca_audit_commit_duration_seconds_count 7\n"));
     assert_non_null(strstr(s, "hsmca_dacs_issued_total{ca=\"pai-0\"} 2\n"));
     assert_non_null(strstr(s, "hsmca_dacs_issued_total{ca=\"other\"} 6\n"));
-    assert_non_null(strstr(s, "hsmca_dacs_refused_total{ca=\"pai-0\"} 5\n"));
+    /* refusals by CA: the by-code calls count there too */
+    assert_non_null(strstr(s, "hsmca_dacs_refused_total{ca=\"pai-0\"} 7\n"));
+    assert_non_null(strstr(s, "hsmca_dacs_refused_total{ca=\"pai-1\"} 3\n"));
+    assert_non_null(strstr(s, "# TYPE hsmca_dacs_refused_by_code_total counter\n"));
+    assert_non_null(
+        strstr(s, "hsmca_dacs_refused_by_code_total{code=\"http-not-acceptable\"} 3\n"));
+    assert_non_null(strstr(s, "hsmca_dacs_refused_by_code_total{code=\"http-bad-request\"} 1\n"));
+    assert_non_null(strstr(s, "hsmca_dacs_refused_by_code_total{code=\"other\"} 1\n"));
+    assert_null(strstr(s, "hsmca_dacs_refused_by_code_total{code=\"ok\"}"));
     assert_non_null(strstr(s, "hsmca_audit_commits_total 7\n"));
-    assert_non_null(strstr(s, "hsmca_audit_batches_total{size=\"16-63\"} 4\n"));
+    /* batch sizes: a cumulative histogram with the ranges' upper ends as bounds */
+    assert_non_null(strstr(s, "# TYPE hsmca_audit_batch_size histogram\n"));
+    assert_non_null(strstr(s, "hsmca_audit_batch_size_bucket{le=\"1\"} 3\n"
+                              "hsmca_audit_batch_size_bucket{le=\"3\"} 3\n"
+                              "hsmca_audit_batch_size_bucket{le=\"7\"} 3\n"
+                              "hsmca_audit_batch_size_bucket{le=\"15\"} 3\n"
+                              "hsmca_audit_batch_size_bucket{le=\"63\"} 7\n"
+                              "hsmca_audit_batch_size_bucket{le=\"255\"} 7\n"
+                              "hsmca_audit_batch_size_bucket{le=\"1023\"} 7\n"
+                              "hsmca_audit_batch_size_bucket{le=\"+Inf\"} 7\n"
+                              "hsmca_audit_batch_size_sum 163\n"
+                              "hsmca_audit_batch_size_count 7\n"));
+    assert_null(strstr(s, "hsmca_audit_batches_total"));
+    /* the build: one series, value 1, with the run-time OpenSSL */
+    {
+        char want[256];
+        const char *bi = strstr(s, "hsmca_build_info{version=\"");
+
+        assert_non_null(strstr(s, "# TYPE hsmca_build_info gauge\n"));
+        assert_non_null(bi);
+        assert_ptr_equal(strstr(bi + 1, "hsmca_build_info{"), NULL);
+        snprintf(want, sizeof(want), "\",openssl=\"%s\"} 1\n",
+                 OpenSSL_version(OPENSSL_VERSION_STRING));
+        assert_non_null(strstr(bi, want));
+        assert_true(strstr(bi, "\",commit=\"") < strstr(bi, want));
+    }
     assert_non_null(strstr(s, "hsmca_ready 1\n"));
     free(s);
     s = hsmcad_metrics_render(m, NULL, 0, &len);
     assert_null(strstr(s, "hsmca_audit_commits_total"));
     assert_null(strstr(s, "hsmca_audit_commit_duration_seconds"));
+    assert_null(strstr(s, "hsmca_audit_batch_size"));
+    assert_non_null(strstr(s, "hsmca_build_info{"));
     assert_non_null(strstr(s, "hsmca_ready 0\n"));
     free(s);
     hsmcad_metrics_free(m);

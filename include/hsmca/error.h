@@ -47,6 +47,7 @@ enum hsmca_err {
     HSMCA_E_TOKEN_EXISTS = 115,      /* a token with that label already exists */
     HSMCA_E_MECHANISM = 116,         /* the token lacks a needed mechanism */
     HSMCA_E_ALREADY_LOGGED_IN = 117, /* another login is active on the token */
+    HSMCA_E_MODULE_MISMATCH = 118,   /* a URI's module-path is not the module in use */
 
     /* 200..299: store (store.c) */
     HSMCA_E_STORE_OPEN = 200,       /* the database could not be opened */

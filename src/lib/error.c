@@ -58,6 +58,8 @@ static const struct row rows[] = {
     {HSMCA_E_MECHANISM, "mechanism-unsupported", 502, "The token lacks a required mechanism"},
     {HSMCA_E_ALREADY_LOGGED_IN, "already-logged-in", 409,
      "The token is already logged in by another operation"},
+    {HSMCA_E_MODULE_MISMATCH, "uri-module-mismatch", 400,
+     "The PKCS#11 URI's module-path names another module than the one configured"},
 
     {HSMCA_E_STORE_OPEN, "store-open-failed", 503,
      "The database could not be opened; check the store path and its permissions"},

@@ -160,6 +160,16 @@ activate "proxy"
 issue_dac "proxy" dev2
 call auditor GET /metrics
 check "proxy: the daemon counts the DAC" grep -q 'hsmca_dacs_issued_total{ca="pai-8000"} 1' "$W/body"
+# the log of both runs (checkpoints signed through p11-kit, two quorum activations) verifies
+call auditor GET /v1/audit/extract
+cp "$W/body" "$W/extract.tar"
+"$HSMCA_BIN" audit verify --json "$W/extract.tar" > "$W/av.json" 2>&1 || true
+check "the audit extract (a tar as downloaded) verifies, quorum operations included" \
+    jq -e '.valid == true and .quorum_ops >= 2' "$W/av.json"
+mkdir -p "$W/xt"
+tar -xf "$W/extract.tar" -C "$W/xt"
+check "and its verify.sh agrees" sh -c "sh '$W/xt/hsmca-audit-extract/verify.sh' 2>&1 |
+    grep -q \", \$(jq .quorum_ops '$W/av.json') quorum operations,\""
 stop_daemon
 rm "$W/home/.config/pkcs11/modules/softhsm.module"
 st=0

@@ -144,6 +144,20 @@ check "hsmca issue-batch exits 0" "$HSMCA_BIN" issue-batch --url "https://127.0.
     --ca pai-8000 --dir "$W/csrs" --out "$W/dacs" $tlsargs
 check "hsmca issue-batch wrote line-7.pem" \
     openssl verify -CAfile "$W/paa.pem" -untrusted "$W/pai.pem" "$W/dacs/line-7.pem"
+check "hsmca issue-batch kept the DAC's audit receipt" jq -e -s 'length == 1 and
+    .[0].request_id == "line-7" and .[0].seq > 0 and (.[0].entry_hash | test("^[0-9a-f]{64}$"))' \
+    "$W/dacs/receipts.jsonl"
+call auditor GET /v1/audit/extract
+cp "$W/body" "$W/receipts-extract.tar"
+check "an auditor finds the factory's receipts in the extract (hsmca audit check-receipts)" \
+    sh -c "'$HSMCA_BIN' audit check-receipts --extract '$W/receipts-extract.tar' \
+        '$W/dacs/receipts.jsonl' | grep -q '^all 1 receipts are in the log'"
+jq -c '.entry_hash = "00\(.entry_hash[2:])"' "$W/dacs/receipts.jsonl" > "$W/forged-receipts.jsonl"
+st=0
+"$HSMCA_BIN" audit check-receipts --extract "$W/receipts-extract.tar" \
+    "$W/forged-receipts.jsonl" > "$W/forged.out" 2>&1 || st=$?
+check "a receipt whose entry is not in the log is reported MISSING (exit 1)" \
+    sh -c "[ $st = 1 ] && grep -q MISSING '$W/forged.out'"
 
 # ---- quota: 8 per minute (7 issued so far) ----
 seen=""

@@ -28,9 +28,10 @@
 #include "http_client.h"
 
 void
-usage_approve(void)
+usage_approve(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca approve --url URL --cert FILE --key FILE --cacert FILE REQUEST-ID\n"
         "         --name NAME --key-uri URI [--pin-file F] --audit-pub AUDIT.pem --state FILE\n"
         "         [--out APPROVAL-FILE] [--yes] [--module PATH]\n"
@@ -245,16 +246,16 @@ cmd_approve(int argc, char **argv)
             enroll = 1;
             break;
         case 'h':
-            usage_approve();
+            usage_approve(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_approve();
+            usage_approve(stderr);
             return CLI_EXIT_USAGE;
         }
     }
     if (enroll) {
         if (optind != argc || name == NULL || key_uri == NULL || url != NULL || req_path != NULL) {
-            usage_approve();
+            usage_approve(stderr);
             return CLI_EXIT_USAGE;
         }
         return do_enroll(module, name, key_uri, pin_file);
@@ -265,7 +266,7 @@ cmd_approve(int argc, char **argv)
         state_path == NULL || (url == NULL && (req_path == NULL || out == NULL)) ||
         (url != NULL &&
          (req_path != NULL || id == NULL || cert == NULL || tls_key == NULL || cacert == NULL))) {
-        usage_approve();
+        usage_approve(stderr);
         return CLI_EXIT_USAGE;
     }
     if (url != NULL) {
@@ -310,7 +311,7 @@ cmd_approve(int argc, char **argv)
         env_len = resp.body_len;
         e = HSMCA_OK;
     } else {
-        e = hsmca_read_file(req_path, HSMCA_QUORUM_ENVELOPE_MAX, &env, &env_len);
+        e = cli_read_input(req_path, HSMCA_QUORUM_ENVELOPE_MAX, &env, &env_len);
         if (e != HSMCA_OK)
             return cli_fail(req_path, e);
     }
@@ -371,7 +372,7 @@ cmd_approve(int argc, char **argv)
         goto out;
     }
     if (out != NULL) {
-        if (cli_write_file(out, approval, strlen(approval), 1, 0666, 1) != 0) {
+        if (cli_write_output(out, approval, strlen(approval), 1, 0666, 1) != 0) {
             cli_fail(out, HSMCA_E_IO);
             goto out;
         }

@@ -51,9 +51,10 @@ open_extract(const char *cmd, const char *arg, char *tmp, size_t tmp_len, char *
 }
 
 void
-usage_audit(void)
+usage_audit(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca audit verify EXTRACT [--previous CHECKPOINT.txt] [--json]\n"
         "       hsmca audit check-receipts --extract EXTRACT FILE\n"
         "       hsmca audit archive --store DB --from N --to M --out DIR\n"
@@ -102,10 +103,10 @@ do_verify(int argc, char **argv)
             json = 1;
             break;
         case 'h':
-            usage_audit();
+            usage_audit(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_audit();
+            usage_audit(stderr);
             return CLI_EXIT_USAGE;
         }
     }
@@ -232,12 +233,18 @@ do_check_receipts(int argc, char **argv)
             extract = optarg;
             break;
         case 'h':
-            usage_audit();
+            usage_audit(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_audit();
+            usage_audit(stderr);
             return CLI_EXIT_USAGE;
         }
+    }
+    if (extract != NULL && optind + 1 == argc && strcmp(extract, "-") == 0 &&
+        strcmp(argv[optind], "-") == 0) {
+        fprintf(stderr,
+                "hsmca audit check-receipts: --extract and FILE cannot both be - (stdin)\n");
+        return CLI_EXIT_USAGE;
     }
     if (extract == NULL || optind + 1 != argc) {
         fprintf(stderr,
@@ -245,7 +252,7 @@ do_check_receipts(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     rc = CLI_EXIT_FAIL;
-    e = hsmca_read_file(argv[optind], RECEIPTS_FILE_MAX, &buf, &len);
+    e = cli_read_input(argv[optind], RECEIPTS_FILE_MAX, &buf, &len);
     if (e != HSMCA_OK) {
         rc = cli_fail("audit check-receipts", e);
         goto out;
@@ -368,10 +375,10 @@ do_archive(int argc, char **argv)
             outdir = optarg;
             break;
         case 'h':
-            usage_audit();
+            usage_audit(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_audit();
+            usage_audit(stderr);
             return CLI_EXIT_USAGE;
         }
     }
@@ -402,11 +409,11 @@ int
 cmd_audit(int argc, char **argv)
 {
     if (argc < 2) {
-        usage_audit();
+        usage_audit(stderr);
         return CLI_EXIT_USAGE;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_audit();
+        usage_audit(stdout);
         return CLI_EXIT_OK;
     }
     if (strcmp(argv[1], "verify") == 0)
@@ -416,6 +423,6 @@ cmd_audit(int argc, char **argv)
     if (strcmp(argv[1], "archive") == 0)
         return do_archive(argc - 1, argv + 1);
     fprintf(stderr, "hsmca audit: unknown subcommand '%s'\n", argv[1]);
-    usage_audit();
+    usage_audit(stderr);
     return CLI_EXIT_USAGE;
 }

@@ -37,9 +37,10 @@
 #define MAX_FILES 64
 
 void
-usage_ceremony(void)
+usage_ceremony(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca ceremony init --store DB --audit-token URI [--audit-pin-file F]\n"
         "         --token URI [--token URI ...] [--so-pin-file F]\n"
         "         --approver NAME=PUBKEY.pem[:SERIAL] [--approver ...] --m M\n"
@@ -300,10 +301,10 @@ do_init(int argc, char **argv)
             id = optarg;
             break;
         case 'h':
-            usage_ceremony();
+            usage_ceremony(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_ceremony();
+            usage_ceremony(stderr);
             return CLI_EXIT_USAGE;
         }
     }
@@ -453,14 +454,17 @@ created_cb(void *arg, const struct hsmca_ca_rec *ca)
     printf("ca: %s (%s)\n", ca->id, ca->kind);
     PEM_write_X509(stdout, x);
     if (s->out_cert != NULL) {
-        f = fopen(s->out_cert, "we");
+        int to_stdout = strcmp(s->out_cert, "-") == 0;
+
+        f = to_stdout ? stdout : fopen(s->out_cert, "we");
         if (f == NULL || PEM_write_X509(f, x) != 1) {
-            if (f != NULL)
+            if (f != NULL && !to_stdout)
                 fclose(f);
             X509_free(x);
             return HSMCA_E_IO;
         }
-        fclose(f);
+        if (!to_stdout)
+            fclose(f);
     }
     X509_free(x);
     return HSMCA_OK;
@@ -571,7 +575,7 @@ issue_test_dac(struct session *s, const char *profiles, const char *csr_path, co
     if (e == HSMCA_OK)
         e = hsmca_matter_issuer_new(&dacp, xpai, xpaa, hsmca_key_private(s->act_key), &is);
     if (e == HSMCA_OK)
-        e = hsmca_read_file(csr_path, HSMCA_CSR_MAX, &csr_buf, &csr_len);
+        e = cli_read_input(csr_path, HSMCA_CSR_MAX, &csr_buf, &csr_len);
     if (e == HSMCA_OK)
         e = hsmca_csr_parse(csr_buf, csr_len, &csr);
     if (e != HSMCA_OK) {
@@ -634,7 +638,7 @@ issue_test_dac(struct session *s, const char *profiles, const char *csr_path, co
         cli_fail("dac.issue", e);
         goto out;
     }
-    f = fopen(out, "we");
+    f = strcmp(out, "-") == 0 ? stdout : fopen(out, "we");
     if (f == NULL || PEM_write_X509(f, dac) != 1) {
         cli_fail(out, HSMCA_E_IO);
         goto out;
@@ -642,7 +646,7 @@ issue_test_dac(struct session *s, const char *profiles, const char *csr_path, co
     printf("dac: %s (serial %s) written to %s\n", s->act_ca, ser, out);
     rc = CLI_EXIT_OK;
 out:
-    if (f != NULL && fclose(f) != 0)
+    if (f != NULL && (f == stdout ? fflush(f) : fclose(f)) != 0)
         rc = CLI_EXIT_FAIL;
     X509_free(dac);
     X509_free(xpai);
@@ -735,10 +739,10 @@ do_run(int argc, char **argv)
             out_dac = optarg;
             break;
         case 'h':
-            usage_ceremony();
+            usage_ceremony(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_ceremony();
+            usage_ceremony(stderr);
             return CLI_EXIT_USAGE;
         }
     }
@@ -784,7 +788,7 @@ do_run(int argc, char **argv)
         cli_fail("request", e);
         goto out;
     }
-    if (cli_write_file(out_req, env, strlen(env), 1, 0666, 1) != 0) {
+    if (cli_write_output(out_req, env, strlen(env), 1, 0666, 1) != 0) {
         cli_fail(out_req, HSMCA_E_IO);
         goto out;
     }
@@ -878,7 +882,7 @@ int
 cmd_ceremony(int argc, char **argv)
 {
     if (argc < 2) {
-        usage_ceremony();
+        usage_ceremony(stderr);
         return CLI_EXIT_USAGE;
     }
     if (strcmp(argv[1], "init") == 0)
@@ -886,7 +890,7 @@ cmd_ceremony(int argc, char **argv)
     if (strcmp(argv[1], "run") == 0)
         return do_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_ceremony();
+        usage_ceremony(stdout);
         return CLI_EXIT_OK;
     }
     fprintf(stderr, "hsmca ceremony: unknown verb '%s'\n", argv[1]);

@@ -30,14 +30,16 @@
 #define REASONS_MAX 32
 
 void
-usage_issue(void)
+usage_issue(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca issue --url URL --ca ID --csr FILE --cert FILE --key FILE --cacert FILE\n"
         "                   [--request-id ID] [--pid HEX] [--dry-run] [--out FILE] [--force]\n"
         "\n"
         "Sends one CSR (DER or PEM) to POST URL/v1/cas/ID/dacs and writes the DAC and its chain\n"
-        "(DAC, then PAI) as PEM to --out (default: standard output). --request-id makes the\n"
+        "(DAC, then PAI) as PEM to --out (default, or -: standard output). --csr - reads the\n"
+        "CSR from standard input. --request-id makes the\n"
         "request idempotent: a retry with the same id and CSR returns the same DAC. --pid asks\n"
         "for a PID (4 hex digits) when the PAI covers several. --dry-run signs nothing and\n"
         "prints the DAC that would be issued and every rule the CSR breaks, as JSON.\n"
@@ -46,9 +48,10 @@ usage_issue(void)
 }
 
 void
-usage_issue_batch(void)
+usage_issue_batch(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca issue-batch --url URL --ca ID --dir DIR --out DIR --cert FILE --key FILE\n"
         "                         --cacert FILE [--pid HEX] [--batch N]\n"
         "\n"
@@ -251,11 +254,11 @@ cmd_issue(int argc, char **argv)
             force = 1;
             break;
         case 'h':
-            usage_issue();
+            usage_issue(stdout);
             rc = CLI_EXIT_OK;
             goto out;
         default:
-            usage_issue();
+            usage_issue(stderr);
             goto out;
         }
     }
@@ -276,11 +279,11 @@ cmd_issue(int argc, char **argv)
         goto out;
     }
     rc = CLI_EXIT_FAIL;
-    if (out_file != NULL && !force && access(out_file, F_OK) == 0) {
+    if (out_file != NULL && !force && cli_exists(out_file)) {
         fprintf(stderr, "hsmca issue: %s exists; use --force to overwrite it\n", out_file);
         goto out;
     }
-    e = hsmca_read_file(csr_file, HSMCA_CSR_MAX, &csr, &csr_len);
+    e = cli_read_input(csr_file, HSMCA_CSR_MAX, &csr, &csr_len);
     if (e != HSMCA_OK) {
         fprintf(stderr, "hsmca issue: %s: %s: %s\n", csr_file, hsmca_err_code(e),
                 hsmca_err_title(e));
@@ -341,7 +344,7 @@ cmd_issue(int argc, char **argv)
         goto out;
     }
     if (out_file != NULL) {
-        if (cli_write_file(out_file, text, strlen(text), 0, 0644, force) != 0) {
+        if (cli_write_output(out_file, text, strlen(text), dry, 0644, force) != 0) {
             fprintf(stderr, "hsmca issue: cannot write %s: %s\n", out_file, strerror(errno));
             goto out;
         }
@@ -758,11 +761,11 @@ cmd_issue_batch(int argc, char **argv)
             }
             break;
         case 'h':
-            usage_issue_batch();
+            usage_issue_batch(stdout);
             rc = CLI_EXIT_OK;
             goto out;
         default:
-            usage_issue_batch();
+            usage_issue_batch(stderr);
             goto out;
         }
     }

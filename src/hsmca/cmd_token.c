@@ -15,9 +15,10 @@
 #include "cli.h"
 
 void
-usage_token(void)
+usage_token(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca token info   [--module PATH] TOKEN-URI\n"
         "       hsmca token keygen [--module PATH] [--pin-file FILE] [--derive] KEY-URI\n"
         "       hsmca token pubkey [--module PATH] KEY-URI\n"
@@ -56,10 +57,14 @@ cmd_token(int argc, char **argv)
     int derive = 0, c, rc = CLI_EXIT_FAIL;
 
     if (argc < 2) {
-        usage_token();
+        usage_token(stderr);
         return CLI_EXIT_USAGE;
     }
     verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
+        usage_token(stdout);
+        return CLI_EXIT_OK;
+    }
     optind = 2;
     while ((c = getopt_long(argc, argv, "m:p:dh", opts, NULL)) != -1) {
         switch (c) {
@@ -73,15 +78,15 @@ cmd_token(int argc, char **argv)
             derive = 1;
             break;
         case 'h':
-            usage_token();
+            usage_token(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_token();
+            usage_token(stderr);
             return CLI_EXIT_USAGE;
         }
     }
     if (optind != argc - 1) {
-        usage_token();
+        usage_token(stderr);
         return CLI_EXIT_USAGE;
     }
     uri = argv[optind];

@@ -137,6 +137,11 @@ tlsargs="--cert $W/tls/operator.pem --key $W/tls/operator.key --cacert $W/tls/ca
 check "hsmca issue (JSON, request id) exits 0" "$HSMCA_BIN" issue --url "https://127.0.0.1:$PORT" \
     --ca pai-8000 --csr "$W/n.der" --request-id cli-1 --out "$W/cli.pem" $tlsargs
 check "hsmca issue wrote DAC and PAI" [ "$(grep -c 'BEGIN CERTIFICATE' "$W/cli.pem")" = 2 ]
+# shellcheck disable=SC2086
+"$HSMCA_BIN" issue --url "https://127.0.0.1:$PORT" --ca pai-8000 --csr - --request-id cli-1 \
+    --out - $tlsargs < "$W/n.der" > "$W/cli-stdout.pem" 2> "$W/cli-stdout.err" || true
+check "hsmca issue --csr - --out -: the CSR from stdin, the same DAC (replayed) on stdout" \
+    sh -c "cmp -s '$W/cli.pem' '$W/cli-stdout.pem' && grep -q replayed '$W/cli-stdout.err' && [ ! -e ./- ]"
 mkdir -p "$W/csrs" "$W/dacs"
 cp "$W/o.der" "$W/csrs/line-7.der"
 # shellcheck disable=SC2086

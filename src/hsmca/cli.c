@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 
 #include "hsmca/limits.h"
+#include "hsmca/token.h"
 #include "hsmca/util.h"
 
 int
@@ -137,6 +138,17 @@ int
 cli_exists(const char *path)
 {
     return strcmp(path, "-") != 0 && access(path, F_OK) == 0;
+}
+
+const char *
+cli_module(const char *given, const char *uri, struct hsmca_uri *scratch)
+{
+    if (given != NULL)
+        return given;
+    if (uri != NULL && hsmca_uri_parse(uri, strlen(uri), scratch) == HSMCA_OK &&
+        (scratch->have & HSMCA_URI_HAVE_MODULE_PATH))
+        return scratch->module_path;
+    return CLI_DEFAULT_MODULE;
 }
 
 int

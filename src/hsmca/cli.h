@@ -55,6 +55,13 @@ int cli_write_output(const char *path, const void *data, size_t len, int newline
 /* 1 when path names an existing file ("-", standard output, never does). */
 int cli_exists(const char *path);
 
+/*
+ * The PKCS#11 module to load: --module when given, else the module-path= of uri (kept in
+ * *scratch), else CLI_DEFAULT_MODULE. hsmca_token_open refuses a URI whose module-path differs.
+ */
+struct hsmca_uri;
+const char *cli_module(const char *given, const char *uri, struct hsmca_uri *scratch);
+
 /* Print "hsmca: <what>: <code>: <title>" on stderr and return CLI_EXIT_FAIL. */
 int cli_fail(const char *what, enum hsmca_err e);
 

@@ -90,7 +90,8 @@ open_approver_key(const char *module, const char *key_uri, const char *pin_file,
                   struct hsmca_token_info *ti)
 {
     struct hsmca_secret pin = {NULL, 0};
-    enum hsmca_err e = hsmca_p11_open(module, p11);
+    struct hsmca_uri u;
+    enum hsmca_err e = hsmca_p11_open(cli_module(module, key_uri, &u), p11);
 
     if (e == HSMCA_OK)
         e = hsmca_token_open(*p11, key_uri, tok);
@@ -182,7 +183,7 @@ cmd_approve(int argc, char **argv)
         {"cacert", required_argument, NULL, 'C'},   {"enroll", no_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *req_path = NULL, *out = NULL, *name = NULL, *key_uri = NULL, *pin_file = NULL;
-    const char *audit_pub_path = NULL, *state_path = NULL, *module = CLI_DEFAULT_MODULE;
+    const char *audit_pub_path = NULL, *state_path = NULL, *module = NULL;
     const char *url = NULL, *cert = NULL, *tls_key = NULL, *cacert = NULL, *id = NULL;
     struct http_client *http = NULL;
     struct http_client_config hc;

@@ -127,10 +127,13 @@ session_open(struct session *s, const struct common *c, int create_key, const ch
     char why[256] = "";
     enum hsmca_err e;
 
+    struct hsmca_uri u;
+    const char *module = cli_module(c->module, c->audit_uri, &u);
+
     memset(s, 0, sizeof(*s));
-    e = hsmca_p11_open(c->module, &s->p11);
+    e = hsmca_p11_open(module, &s->p11);
     if (e != HSMCA_OK)
-        return cli_fail(c->module, e);
+        return cli_fail(module, e);
     e = hsmca_token_open(s->p11, c->audit_uri, &s->audit_tok);
     if (e != HSMCA_OK)
         return cli_fail(c->audit_uri, e);
@@ -245,7 +248,7 @@ do_init(int argc, char **argv)
                                          {"id", required_argument, NULL, 'i'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    struct common cm = {CLI_DEFAULT_MODULE, NULL, NULL, NULL};
+    struct common cm = {NULL, NULL, NULL, NULL};
     const char *token_uri[MAX_TOKENS], *approver_arg[MAX_APPROVERS];
     const char *so_pin_file = NULL, *policy_path = "policies/quorum.json", *id = "ceremony";
     char names[MAX_APPROVERS][HSMCA_QUORUM_NAME_MAX + 1];
@@ -680,7 +683,7 @@ do_run(int argc, char **argv)
                                          {"out-dac", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    struct common cm = {CLI_DEFAULT_MODULE, NULL, NULL, NULL};
+    struct common cm = {NULL, NULL, NULL, NULL};
     const char *op = NULL, *params = NULL, *requester = NULL, *out_req = NULL, *dir = NULL;
     const char *profiles = "policies/profiles", *out_cert = NULL, *csr = NULL, *out_dac = NULL;
     uint64_t wait_s = 600, ttl_s = 3600;

@@ -101,8 +101,7 @@ cmd_token(int argc, char **argv)
     }
     /* a module-path= in the URI chooses the module when --module does not (and must agree with
      * it when it does: hsmca_token_open refuses a mismatch with uri-module-mismatch) */
-    if (module == NULL)
-        module = (u.have & HSMCA_URI_HAVE_MODULE_PATH) ? u.module_path : CLI_DEFAULT_MODULE;
+    module = cli_module(module, uri, &u);
     e = hsmca_p11_open(module, &p11);
     if (e != HSMCA_OK) {
         cli_fail(module, e);

@@ -58,7 +58,8 @@ usage_approve(FILE *f)
         "pkcs11:token=approver-alice;object=approver-key; PIN from --pin-file, mode 600, or\n"
         "prompted), signs SHA-256(\"hsmca-approval-v1\\0\" || request) and re-seals the\n"
         "approver's share of each token to the request's one-time key, inside the token.\n"
-        "--module defaults to %s.\n",
+        "--module defaults to the --key-uri's module-path=, else %s.\n"
+        "REQUEST - reads standard input; --out - writes standard output.\n",
         CLI_DEFAULT_MODULE);
 }
 

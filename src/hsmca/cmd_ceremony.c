@@ -68,7 +68,9 @@ usage_ceremony(FILE *f)
         "one test DAC for --csr (written to --out-dac, checked like `hsmca verify`), then\n"
         "deactivates it; production windows are held by the daemon.\n"
         "PINs are read from the files given (mode 600) or prompted for.\n"
-        "--module defaults to %s; --profiles to policies/profiles.\n",
+        "--module defaults to the --audit-token URI's module-path=, else %s;\n"
+        "--profiles to policies/profiles. --csr - reads standard input; --out-request,\n"
+        "--out-cert and --out-dac take - for standard output.\n",
         CLI_DEFAULT_MODULE);
 }
 

@@ -5,8 +5,8 @@
 # its usage on stdout and nothing on stderr; a usage error exits 2 with its message on stderr and
 # nothing on stdout; `-` is standard input or output where a file is read or written (verify's
 # --dac, audit verify's EXTRACT, check-receipts' FILE, issue's --csr); a connection error names
-# its code, the URL, the address and port and the reason (refused, IPv6, a server certificate the
-# CA file does not sign).
+# its code, the URL, the address and port and the reason (refused, IPv6, a proxy from https_proxy,
+# a server certificate the CA file does not sign).
 . "$(dirname "$0")/lib.sh"
 
 SRC=${HSMCA_SOURCE_DIR:?}
@@ -136,6 +136,14 @@ st=0
     --key "$W/k.pem" --cacert "$W/oc.pem" < "$W/d.der" > "$W/o" 2> "$W/e" || st=$?
 check "an IPv6 literal URL is understood (connect-failed to ::1 port $port)" \
     sh -c "[ $st = 1 ] && grep -q 'connect-failed: https://\[::1\]:$port/.*::1 port $port' '$W/e'"
+st=0
+# a proxy from the environment is used (libcurl's https_proxy): a TEST-NET address through a proxy
+# on the closed port fails at the proxy, and says so
+https_proxy=http://127.0.0.1:$port no_proxy= "$H" issue --url "https://192.0.2.1:8443" \
+    --ca pai-8000 --csr - --cert "$W/c.pem" --key "$W/k.pem" --cacert "$W/oc.pem" \
+    < "$W/d.der" > "$W/o" 2> "$W/e" || st=$?
+check "https_proxy is honoured (connect-failed at the proxy 127.0.0.1 port $port)" \
+    sh -c "[ $st = 1 ] && grep -q 'connect-failed: https://192.0.2.1:8443/.*127.0.0.1 port $port' '$W/e'"
 st=0
 "$H" issue --url "https://127.0.0.1:$port" --ca pai-8000 --csr - --cert "$W/c.pem" \
     --key "$W/ok.pem" --cacert "$W/oc.pem" < "$W/d.der" > "$W/o" 2> "$W/e" || st=$?

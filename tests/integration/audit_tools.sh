@@ -52,6 +52,9 @@ check "hsmca audit verify - reads the tar from standard input" vcli 0 '^valid: e
 STDIN=
 head -c 100000 "$W/x.tar" > "$W/cut.tar"
 check "a cut tar is refused (audit-extract-invalid)" vcli 1 'audit-extract-invalid' "$W/cut.tar"
+SEEDS=${HSMCA_SOURCE_DIR:?}/tests/fuzz/fuzz_tar.in
+check "a tar with a symbolic link is refused" vcli 1 'refused member type' "$SEEDS/symlink.tar"
+check "a tar with a ../ name is refused" vcli 1 'refused member name' "$SEEDS/dotdot.tar"
 check "no temporary directory left behind" [ -z "$(ls "$TMPDIR")" ]
 
 # ---- --previous: a checkpoint the auditor kept ----

@@ -27,6 +27,8 @@ enum hsmca_err {
     HSMCA_E_EXISTS = 10,       /* refusing to overwrite an existing thing */
     HSMCA_E_SECURE_HEAP = 11,  /* OpenSSL's secure heap is not initialised or is full */
     HSMCA_E_BAD_ENCODING = 12, /* text or binary input is not in the expected encoding */
+    HSMCA_E_CONNECT = 13,      /* a server could not be reached (address, port, errno say why) */
+    HSMCA_E_TLS = 14,          /* the TLS handshake or the server's certificate failed */
 
     /* 100..199: PKCS#11 tokens (token.c) */
     HSMCA_E_MODULE_LOAD = 100,       /* the PKCS#11 module could not be loaded or initialised */
@@ -47,6 +49,7 @@ enum hsmca_err {
     HSMCA_E_TOKEN_EXISTS = 115,      /* a token with that label already exists */
     HSMCA_E_MECHANISM = 116,         /* the token lacks a needed mechanism */
     HSMCA_E_ALREADY_LOGGED_IN = 117, /* another login is active on the token */
+    HSMCA_E_MODULE_MISMATCH = 118,   /* a URI's module-path is not the module in use */
 
     /* 200..299: store (store.c) */
     HSMCA_E_STORE_OPEN = 200,       /* the database could not be opened */

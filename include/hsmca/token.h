@@ -40,7 +40,8 @@ struct hsmca_uri {
     char object[HSMCA_KEY_LABEL_MAX + 1];
     unsigned char id[HSMCA_KEY_ID_MAX];
     size_t id_len;
-    char type[16]; /* "private", "public", "data", ... */
+    char type[16];                       /* "private", "public", "data", ... */
+    char module_path[HSMCA_URI_MAX + 1]; /* the query's module-path, percent-decoded */
 };
 #define HSMCA_URI_HAVE_TOKEN 0x01u
 #define HSMCA_URI_HAVE_MANUFACTURER 0x02u
@@ -49,12 +50,15 @@ struct hsmca_uri {
 #define HSMCA_URI_HAVE_OBJECT 0x10u
 #define HSMCA_URI_HAVE_ID 0x20u
 #define HSMCA_URI_HAVE_TYPE 0x40u
+#define HSMCA_URI_HAVE_MODULE_PATH 0x80u
 
 /*
  * Parse s[0..len) (len <= HSMCA_URI_MAX) as a pkcs11: URI. Percent-decodes values. Refuses, with
  * HSMCA_E_URI_INVALID: a missing scheme, an empty or duplicate attribute, a bad %-escape, a value
  * longer than its PKCS#11 field, slot-id (slots are renumbered by SoftHSM), pin-value (a PIN never
- * belongs in a URI), and attributes hsmca does not know. On HSMCA_OK fills *out.
+ * belongs in a URI), and attributes hsmca does not know. A module-path in the query is kept
+ * (HSMCA_URI_HAVE_MODULE_PATH; it must be an absolute path): hsmca_token_open refuses a URI whose
+ * module-path names another module than the one it is given. On HSMCA_OK fills *out.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_uri_parse(const char *s, size_t len, struct hsmca_uri *out);
 
@@ -103,7 +107,9 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_p11_free(struct hsmca_p11 *p11);
  * Find the one initialised token matching uri (its token, serial, manufacturer and model
  * attributes; object attributes are ignored here) and open a control session on it.
  * On HSMCA_OK the caller frees *out with hsmca_token_free(). Returns HSMCA_E_URI_INVALID,
- * HSMCA_E_TOKEN_NOT_FOUND, HSMCA_E_TOKEN_AMBIGUOUS, HSMCA_E_TOKEN_FAILED, HSMCA_E_NOMEM.
+ * HSMCA_E_TOKEN_NOT_FOUND (also when the module has no slot at all), HSMCA_E_TOKEN_AMBIGUOUS,
+ * HSMCA_E_TOKEN_FAILED, HSMCA_E_NOMEM, HSMCA_E_MODULE_MISMATCH (the URI's module-path is
+ * not the module p11 loaded).
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_token_open(struct hsmca_p11 *p11, const char *uri,
                                                 struct hsmca_token **out);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -17,6 +18,8 @@
 #include <openssl/crypto.h>
 
 #include "hsmca/limits.h"
+#include "hsmca/token.h"
+#include "hsmca/util.h"
 
 int
 cli_write_file(const char *path, const void *data, size_t len, int newline, unsigned mode,
@@ -68,6 +71,84 @@ fail:
     unlink(tmp);
     errno = e;
     return -1;
+}
+
+enum hsmca_err
+cli_read_input(const char *path, size_t max, unsigned char **out, size_t *len)
+{
+    unsigned char *buf;
+    size_t n = 0, cap = 4096;
+
+    if (strcmp(path, "-") != 0)
+        return hsmca_read_file(path, max, out, len);
+    buf = malloc(cap + 1);
+    if (buf == NULL)
+        return HSMCA_E_NOMEM;
+    for (;;) {
+        size_t k;
+
+        if (n == cap) {
+            unsigned char *nb;
+
+            if (cap > max) {
+                free(buf);
+                return HSMCA_E_TOO_LARGE;
+            }
+            cap *= 2;
+            nb = realloc(buf, cap + 1);
+            if (nb == NULL) {
+                free(buf);
+                return HSMCA_E_NOMEM;
+            }
+            buf = nb;
+        }
+        k = fread(buf + n, 1, cap - n, stdin);
+        n += k;
+        if (k == 0) {
+            if (ferror(stdin)) {
+                free(buf);
+                return HSMCA_E_IO;
+            }
+            break;
+        }
+    }
+    if (n > max) {
+        free(buf);
+        return HSMCA_E_TOO_LARGE;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return HSMCA_OK;
+}
+
+int
+cli_write_output(const char *path, const void *data, size_t len, int newline, unsigned mode,
+                 int force)
+{
+    if (strcmp(path, "-") != 0)
+        return cli_write_file(path, data, len, newline, mode, force);
+    if ((len > 0 && fwrite(data, 1, len, stdout) != len) || (newline && putchar('\n') == EOF) ||
+        fflush(stdout) != 0)
+        return -1;
+    return 0;
+}
+
+int
+cli_exists(const char *path)
+{
+    return strcmp(path, "-") != 0 && access(path, F_OK) == 0;
+}
+
+const char *
+cli_module(const char *given, const char *uri, struct hsmca_uri *scratch)
+{
+    if (given != NULL)
+        return given;
+    if (uri != NULL && hsmca_uri_parse(uri, strlen(uri), scratch) == HSMCA_OK &&
+        (scratch->have & HSMCA_URI_HAVE_MODULE_PATH))
+        return scratch->module_path;
+    return CLI_DEFAULT_MODULE;
 }
 
 int

@@ -28,9 +28,10 @@
 #include "http_client.h"
 
 void
-usage_approve(void)
+usage_approve(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca approve --url URL --cert FILE --key FILE --cacert FILE REQUEST-ID\n"
         "         --name NAME --key-uri URI [--pin-file F] --audit-pub AUDIT.pem --state FILE\n"
         "         [--out APPROVAL-FILE] [--yes] [--module PATH]\n"
@@ -57,7 +58,8 @@ usage_approve(void)
         "pkcs11:token=approver-alice;object=approver-key; PIN from --pin-file, mode 600, or\n"
         "prompted), signs SHA-256(\"hsmca-approval-v1\\0\" || request) and re-seals the\n"
         "approver's share of each token to the request's one-time key, inside the token.\n"
-        "--module defaults to %s.\n",
+        "--module defaults to the --key-uri's module-path=, else %s.\n"
+        "REQUEST - reads standard input; --out - writes standard output.\n",
         CLI_DEFAULT_MODULE);
 }
 
@@ -89,7 +91,8 @@ open_approver_key(const char *module, const char *key_uri, const char *pin_file,
                   struct hsmca_token_info *ti)
 {
     struct hsmca_secret pin = {NULL, 0};
-    enum hsmca_err e = hsmca_p11_open(module, p11);
+    struct hsmca_uri u;
+    enum hsmca_err e = hsmca_p11_open(cli_module(module, key_uri, &u), p11);
 
     if (e == HSMCA_OK)
         e = hsmca_token_open(*p11, key_uri, tok);
@@ -181,7 +184,7 @@ cmd_approve(int argc, char **argv)
         {"cacert", required_argument, NULL, 'C'},   {"enroll", no_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *req_path = NULL, *out = NULL, *name = NULL, *key_uri = NULL, *pin_file = NULL;
-    const char *audit_pub_path = NULL, *state_path = NULL, *module = CLI_DEFAULT_MODULE;
+    const char *audit_pub_path = NULL, *state_path = NULL, *module = NULL;
     const char *url = NULL, *cert = NULL, *tls_key = NULL, *cacert = NULL, *id = NULL;
     struct http_client *http = NULL;
     struct http_client_config hc;
@@ -245,16 +248,16 @@ cmd_approve(int argc, char **argv)
             enroll = 1;
             break;
         case 'h':
-            usage_approve();
+            usage_approve(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_approve();
+            usage_approve(stderr);
             return CLI_EXIT_USAGE;
         }
     }
     if (enroll) {
         if (optind != argc || name == NULL || key_uri == NULL || url != NULL || req_path != NULL) {
-            usage_approve();
+            usage_approve(stderr);
             return CLI_EXIT_USAGE;
         }
         return do_enroll(module, name, key_uri, pin_file);
@@ -265,7 +268,7 @@ cmd_approve(int argc, char **argv)
         state_path == NULL || (url == NULL && (req_path == NULL || out == NULL)) ||
         (url != NULL &&
          (req_path != NULL || id == NULL || cert == NULL || tls_key == NULL || cacert == NULL))) {
-        usage_approve();
+        usage_approve(stderr);
         return CLI_EXIT_USAGE;
     }
     if (url != NULL) {
@@ -310,7 +313,7 @@ cmd_approve(int argc, char **argv)
         env_len = resp.body_len;
         e = HSMCA_OK;
     } else {
-        e = hsmca_read_file(req_path, HSMCA_QUORUM_ENVELOPE_MAX, &env, &env_len);
+        e = cli_read_input(req_path, HSMCA_QUORUM_ENVELOPE_MAX, &env, &env_len);
         if (e != HSMCA_OK)
             return cli_fail(req_path, e);
     }
@@ -371,7 +374,7 @@ cmd_approve(int argc, char **argv)
         goto out;
     }
     if (out != NULL) {
-        if (cli_write_file(out, approval, strlen(approval), 1, 0666, 1) != 0) {
+        if (cli_write_output(out, approval, strlen(approval), 1, 0666, 1) != 0) {
             cli_fail(out, HSMCA_E_IO);
             goto out;
         }

@@ -5,6 +5,7 @@
  * check-receipts proves receipts are still in a verified extract; archive writes an extract from a
  * store opened read-only. Touches no token; never writes to a store.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,31 +15,66 @@
 #include <jansson.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/limits.h"
 #include "hsmca/util.h"
 
 #include "cli.h"
+#include "tar_read.h"
+
+/* The extract named by arg: a directory as it is, or a tar (a file, or "-" for standard input)
+ * unpacked into a private temporary directory (tmp, removed by the caller with
+ * tar_extract_remove). 0, or -1 after saying why on stderr. */
+static int
+open_extract(const char *cmd, const char *arg, char *tmp, size_t tmp_len, char *dir, size_t dir_len)
+{
+    char why[300];
+    FILE *in;
+    int rc;
+
+    tmp[0] = '\0';
+    if (!tar_is_archive(arg)) {
+        snprintf(dir, dir_len, "%s", arg);
+        return 0;
+    }
+    in = strcmp(arg, "-") == 0 ? stdin : fopen(arg, "rbe");
+    if (in == NULL) {
+        fprintf(stderr, "%s: %s: %s\n", cmd, arg, strerror(errno));
+        return -1;
+    }
+    rc = tar_extract(in, tmp, tmp_len, dir, dir_len, why, sizeof(why));
+    if (in != stdin)
+        fclose(in);
+    if (rc != 0)
+        fprintf(stderr, "%s: %s: %s: %s\n", cmd, arg, hsmca_err_code(HSMCA_E_AUDIT_EXTRACT_INVALID),
+                why);
+    return rc;
+}
 
 void
-usage_audit(void)
+usage_audit(FILE *f)
 {
-    printf("usage: hsmca audit verify EXTRACT [--previous CHECKPOINT.txt] [--json]\n"
-           "       hsmca audit check-receipts --extract EXTRACT FILE\n"
-           "       hsmca audit archive --store DB --from N --to M --out DIR\n"
-           "\n"
-           "verify: check an extract directory offline: every line's prev is the SHA-256 of the\n"
-           "line before (the first one's is the anchor checkpoint's head), seqs without gaps,\n"
-           "every checkpoint signed by audit.pub.pem with the right head and prev, the end\n"
-           "covered by a checkpoint, and every quorum.execute re-checked (threshold distinct\n"
-           "approvers enrolled in its epoch signed the exact request). --previous is the last\n"
-           "checkpoint you kept (its .sig beside it is checked too): the extract must extend it\n"
-           "(no rewrite, truncation or fork). Prints the first bad seq and why.\n"
-           "check-receipts: FILE holds receipts, one JSON object per line or a JSON array, each\n"
-           "{\"seq\": N, \"entry_hash\": \"hex\"} as the API returned them; each must be in the\n"
-           "verified extract with that hash.\n"
-           "archive: export entries [from, to] of a store (read-only) as an extract directory.\n"
-           "The range widens to checkpoint boundaries. The service never deletes entries.\n"
-           "Layout of an extract: docs/audit-extract.md (and README inside each one).\n"
-           "Exit status: 0 valid, 1 invalid or failed, 2 usage error.\n");
+    fprintf(
+        f,
+        "usage: hsmca audit verify EXTRACT [--previous CHECKPOINT.txt] [--json]\n"
+        "       hsmca audit check-receipts --extract EXTRACT FILE\n"
+        "       hsmca audit archive --store DB --from N --to M --out DIR\n"
+        "\n"
+        "EXTRACT is a directory, or the tar GET /v1/audit/extract returns as downloaded (- reads\n"
+        "it from standard input); a tar is unpacked into a private temporary directory.\n"
+        "verify: check an extract offline: every line's prev is the SHA-256 of the\n"
+        "line before (the first one's is the anchor checkpoint's head), seqs without gaps,\n"
+        "every checkpoint signed by audit.pub.pem with the right head and prev, the end\n"
+        "covered by a checkpoint, and every quorum.execute re-checked (threshold distinct\n"
+        "approvers enrolled in its epoch signed the exact request). --previous is the last\n"
+        "checkpoint you kept (its .sig beside it is checked too): the extract must extend it\n"
+        "(no rewrite, truncation or fork). Prints the first bad seq and why.\n"
+        "check-receipts: FILE holds receipts, one JSON object per line or a JSON array, each\n"
+        "{\"seq\": N, \"entry_hash\": \"hex\"} as the API returned them; each must be in the\n"
+        "verified extract with that hash.\n"
+        "archive: export entries [from, to] of a store (read-only) as an extract directory.\n"
+        "The range widens to checkpoint boundaries. The service never deletes entries.\n"
+        "Layout of an extract: docs/audit-extract.md (and README inside each one).\n"
+        "Exit status: 0 valid, 1 invalid or failed, 2 usage error.\n");
 }
 
 static int
@@ -54,6 +90,7 @@ do_verify(int argc, char **argv)
     enum hsmca_err e;
     int c, json = 0;
     double secs;
+    char tmp[HSMCA_PATH_MAX + 1], dir[HSMCA_PATH_MAX + 1];
 
     memset(&vo, 0, sizeof(vo));
     optind = 1;
@@ -66,19 +103,23 @@ do_verify(int argc, char **argv)
             json = 1;
             break;
         case 'h':
-            usage_audit();
+            usage_audit(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_audit();
+            usage_audit(stderr);
             return CLI_EXIT_USAGE;
         }
     }
     if (optind + 1 != argc) {
-        fprintf(stderr, "hsmca audit verify: one EXTRACT directory is required\n");
+        fprintf(stderr, "hsmca audit verify: one EXTRACT (directory, tar, or - for a tar on "
+                        "standard input) is required\n");
         return CLI_EXIT_USAGE;
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    e = hsmca_audit_verify_extract(argv[optind], &vo, &r);
+    if (open_extract("hsmca audit verify", argv[optind], tmp, sizeof(tmp), dir, sizeof(dir)) != 0)
+        return CLI_EXIT_FAIL;
+    e = hsmca_audit_verify_extract(dir, &vo, &r);
+    tar_extract_remove(tmp);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     if (e == HSMCA_E_NOMEM || e == HSMCA_E_INVALID_ARG || e == HSMCA_E_INTERNAL)
@@ -183,6 +224,7 @@ do_check_receipts(int argc, char **argv)
     json_t *j = NULL;
     enum hsmca_err e;
     int c, rc = CLI_EXIT_USAGE;
+    char tmp[HSMCA_PATH_MAX + 1], dir[HSMCA_PATH_MAX + 1];
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "e:h", opts, NULL)) != -1) {
@@ -191,19 +233,26 @@ do_check_receipts(int argc, char **argv)
             extract = optarg;
             break;
         case 'h':
-            usage_audit();
+            usage_audit(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_audit();
+            usage_audit(stderr);
             return CLI_EXIT_USAGE;
         }
     }
+    if (extract != NULL && optind + 1 == argc && strcmp(extract, "-") == 0 &&
+        strcmp(argv[optind], "-") == 0) {
+        fprintf(stderr,
+                "hsmca audit check-receipts: --extract and FILE cannot both be - (stdin)\n");
+        return CLI_EXIT_USAGE;
+    }
     if (extract == NULL || optind + 1 != argc) {
-        fprintf(stderr, "hsmca audit check-receipts: --extract DIR and one FILE are required\n");
+        fprintf(stderr,
+                "hsmca audit check-receipts: --extract EXTRACT and one FILE are required\n");
         return CLI_EXIT_USAGE;
     }
     rc = CLI_EXIT_FAIL;
-    e = hsmca_read_file(argv[optind], RECEIPTS_FILE_MAX, &buf, &len);
+    e = cli_read_input(argv[optind], RECEIPTS_FILE_MAX, &buf, &len);
     if (e != HSMCA_OK) {
         rc = cli_fail("audit check-receipts", e);
         goto out;
@@ -259,7 +308,11 @@ do_check_receipts(int argc, char **argv)
     memset(&vo, 0, sizeof(vo));
     vo.on_entry = on_entry;
     vo.arg = &rs;
-    e = hsmca_audit_verify_extract(extract, &vo, &r);
+    if (open_extract("hsmca audit check-receipts", extract, tmp, sizeof(tmp), dir, sizeof(dir)) !=
+        0)
+        goto out;
+    e = hsmca_audit_verify_extract(dir, &vo, &r);
+    tar_extract_remove(tmp);
     if (e != HSMCA_OK) {
         printf("INVALID: the extract does not verify: %s: %s\n", hsmca_err_code(e), r.why);
         goto out;
@@ -322,10 +375,10 @@ do_archive(int argc, char **argv)
             outdir = optarg;
             break;
         case 'h':
-            usage_audit();
+            usage_audit(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_audit();
+            usage_audit(stderr);
             return CLI_EXIT_USAGE;
         }
     }
@@ -356,11 +409,11 @@ int
 cmd_audit(int argc, char **argv)
 {
     if (argc < 2) {
-        usage_audit();
+        usage_audit(stderr);
         return CLI_EXIT_USAGE;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_audit();
+        usage_audit(stdout);
         return CLI_EXIT_OK;
     }
     if (strcmp(argv[1], "verify") == 0)
@@ -370,6 +423,6 @@ cmd_audit(int argc, char **argv)
     if (strcmp(argv[1], "archive") == 0)
         return do_archive(argc - 1, argv + 1);
     fprintf(stderr, "hsmca audit: unknown subcommand '%s'\n", argv[1]);
-    usage_audit();
+    usage_audit(stderr);
     return CLI_EXIT_USAGE;
 }

@@ -39,9 +39,10 @@
 #define MAX_FILES 64
 
 void
-usage_ceremony(void)
+usage_ceremony(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca ceremony init --store DB --audit-token URI [--audit-pin-file F]\n"
         "         --token URI [--token URI ...] [--so-pin-file F]\n"
         "         --approver NAME=PUBKEY.pem[:SERIAL] [--approver ...] --m M\n"
@@ -69,7 +70,9 @@ usage_ceremony(void)
         "one test DAC for --csr (written to --out-dac, checked like `hsmca verify`), then\n"
         "deactivates it; production windows are held by the daemon.\n"
         "PINs are read from the files given (mode 600) or prompted for.\n"
-        "--module defaults to %s; --profiles to policies/profiles.\n",
+        "--module defaults to the --audit-token URI's module-path=, else %s;\n"
+        "--profiles to policies/profiles. --csr - reads standard input; --out-request,\n"
+        "--out-cert and --out-dac take - for standard output.\n",
         CLI_DEFAULT_MODULE);
 }
 
@@ -129,6 +132,9 @@ session_open(struct session *s, const struct common *c, int create_key, const ch
     char why[256] = "";
     enum hsmca_err e;
 
+    struct hsmca_uri u;
+    const char *module = cli_module(c->module, c->audit_uri, &u);
+
     memset(s, 0, sizeof(*s));
     {
         /* as hsmcad does: token files a crash emptied come back, and each rewrite is copied */
@@ -145,9 +151,9 @@ session_open(struct session *s, const struct common *c, int create_key, const ch
         if (e != HSMCA_OK && e != HSMCA_E_NOT_FOUND)
             return cli_fail(bdir, e);
     }
-    e = hsmca_p11_open(c->module, &s->p11);
+    e = hsmca_p11_open(module, &s->p11);
     if (e != HSMCA_OK)
-        return cli_fail(c->module, e);
+        return cli_fail(module, e);
     if (s->guard.backup_dir[0] != '\0')
         hsmca_p11_set_before_write(s->p11, hsmca_guard_before_write, &s->guard);
     e = hsmca_token_open(s->p11, c->audit_uri, &s->audit_tok);
@@ -265,7 +271,7 @@ do_init(int argc, char **argv)
                                          {"id", required_argument, NULL, 'i'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    struct common cm = {CLI_DEFAULT_MODULE, NULL, NULL, NULL};
+    struct common cm = {NULL, NULL, NULL, NULL};
     const char *token_uri[MAX_TOKENS], *approver_arg[MAX_APPROVERS];
     const char *so_pin_file = NULL, *policy_path = "policies/quorum.json", *id = "ceremony";
     char names[MAX_APPROVERS][HSMCA_QUORUM_NAME_MAX + 1];
@@ -321,10 +327,10 @@ do_init(int argc, char **argv)
             id = optarg;
             break;
         case 'h':
-            usage_ceremony();
+            usage_ceremony(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_ceremony();
+            usage_ceremony(stderr);
             return CLI_EXIT_USAGE;
         }
     }
@@ -474,14 +480,17 @@ created_cb(void *arg, const struct hsmca_ca_rec *ca)
     printf("ca: %s (%s)\n", ca->id, ca->kind);
     PEM_write_X509(stdout, x);
     if (s->out_cert != NULL) {
-        f = fopen(s->out_cert, "we");
+        int to_stdout = strcmp(s->out_cert, "-") == 0;
+
+        f = to_stdout ? stdout : fopen(s->out_cert, "we");
         if (f == NULL || PEM_write_X509(f, x) != 1) {
-            if (f != NULL)
+            if (f != NULL && !to_stdout)
                 fclose(f);
             X509_free(x);
             return HSMCA_E_IO;
         }
-        fclose(f);
+        if (!to_stdout)
+            fclose(f);
     }
     X509_free(x);
     return HSMCA_OK;
@@ -592,7 +601,7 @@ issue_test_dac(struct session *s, const char *profiles, const char *csr_path, co
     if (e == HSMCA_OK)
         e = hsmca_matter_issuer_new(&dacp, xpai, xpaa, hsmca_key_private(s->act_key), &is);
     if (e == HSMCA_OK)
-        e = hsmca_read_file(csr_path, HSMCA_CSR_MAX, &csr_buf, &csr_len);
+        e = cli_read_input(csr_path, HSMCA_CSR_MAX, &csr_buf, &csr_len);
     if (e == HSMCA_OK)
         e = hsmca_csr_parse(csr_buf, csr_len, &csr);
     if (e != HSMCA_OK) {
@@ -655,7 +664,7 @@ issue_test_dac(struct session *s, const char *profiles, const char *csr_path, co
         cli_fail("dac.issue", e);
         goto out;
     }
-    f = fopen(out, "we");
+    f = strcmp(out, "-") == 0 ? stdout : fopen(out, "we");
     if (f == NULL || PEM_write_X509(f, dac) != 1) {
         cli_fail(out, HSMCA_E_IO);
         goto out;
@@ -663,7 +672,7 @@ issue_test_dac(struct session *s, const char *profiles, const char *csr_path, co
     printf("dac: %s (serial %s) written to %s\n", s->act_ca, ser, out);
     rc = CLI_EXIT_OK;
 out:
-    if (f != NULL && fclose(f) != 0)
+    if (f != NULL && (f == stdout ? fflush(f) : fclose(f)) != 0)
         rc = CLI_EXIT_FAIL;
     X509_free(dac);
     X509_free(xpai);
@@ -697,7 +706,7 @@ do_run(int argc, char **argv)
                                          {"out-dac", required_argument, NULL, 'D'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    struct common cm = {CLI_DEFAULT_MODULE, NULL, NULL, NULL};
+    struct common cm = {NULL, NULL, NULL, NULL};
     const char *op = NULL, *params = NULL, *requester = NULL, *out_req = NULL, *dir = NULL;
     const char *profiles = "policies/profiles", *out_cert = NULL, *csr = NULL, *out_dac = NULL;
     uint64_t wait_s = 600, ttl_s = 3600;
@@ -756,10 +765,10 @@ do_run(int argc, char **argv)
             out_dac = optarg;
             break;
         case 'h':
-            usage_ceremony();
+            usage_ceremony(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_ceremony();
+            usage_ceremony(stderr);
             return CLI_EXIT_USAGE;
         }
     }
@@ -805,7 +814,7 @@ do_run(int argc, char **argv)
         cli_fail("request", e);
         goto out;
     }
-    if (cli_write_file(out_req, env, strlen(env), 1, 0666, 1) != 0) {
+    if (cli_write_output(out_req, env, strlen(env), 1, 0666, 1) != 0) {
         cli_fail(out_req, HSMCA_E_IO);
         goto out;
     }
@@ -899,7 +908,7 @@ int
 cmd_ceremony(int argc, char **argv)
 {
     if (argc < 2) {
-        usage_ceremony();
+        usage_ceremony(stderr);
         return CLI_EXIT_USAGE;
     }
     if (strcmp(argv[1], "init") == 0)
@@ -907,7 +916,7 @@ cmd_ceremony(int argc, char **argv)
     if (strcmp(argv[1], "run") == 0)
         return do_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_ceremony();
+        usage_ceremony(stdout);
         return CLI_EXIT_OK;
     }
     fprintf(stderr, "hsmca ceremony: unknown verb '%s'\n", argv[1]);

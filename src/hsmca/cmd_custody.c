@@ -20,23 +20,24 @@
 #include "cli.h"
 
 void
-usage_custody(void)
+usage_custody(FILE *f)
 {
-    printf("usage: hsmca custody status --store DB [--module PATH]\n"
-           "\n"
-           "Reads the store (read-only; hsmcad may be running) and reports, each with its\n"
-           "recovery:\n"
-           "  - operations a crash interrupted (open intents in the audit log);\n"
-           "  - a last run of hsmcad that did not stop cleanly;\n"
-           "  - CA tokens whose PIN rotation is unconfirmed (they answer to one of two known\n"
-           "    PINs; the next quorum operation on them confirms which);\n"
-           "  - issuance windows left open by a crash.\n"
-           "With --module (default %s) it also opens every CA token under quorum by its URI:\n"
-           "a token the module does not list (for SoftHSM: an empty token file, which hsmcad\n"
-           "puts back from its verified copy at start), or whose PIN is locked or was entered\n"
-           "wrongly.\n"
-           "Exit status: 0 nothing to recover, 1 findings (or an error), 2 usage error.\n",
-           CLI_DEFAULT_MODULE);
+    fprintf(f,
+            "usage: hsmca custody status --store DB [--module PATH]\n"
+            "\n"
+            "Reads the store (read-only; hsmcad may be running) and reports, each with its\n"
+            "recovery:\n"
+            "  - operations a crash interrupted (open intents in the audit log);\n"
+            "  - a last run of hsmcad that did not stop cleanly;\n"
+            "  - CA tokens whose PIN rotation is unconfirmed (they answer to one of two known\n"
+            "    PINs; the next quorum operation on them confirms which);\n"
+            "  - issuance windows left open by a crash.\n"
+            "With --module (default %s) it also opens every CA token under quorum by its URI:\n"
+            "a token the module does not list (for SoftHSM: an empty token file, which hsmcad\n"
+            "puts back from its verified copy at start), or whose PIN is locked or was entered\n"
+            "wrongly.\n"
+            "Exit status: 0 nothing to recover, 1 findings (or an error), 2 usage error.\n",
+            CLI_DEFAULT_MODULE);
 }
 
 struct status_ctx {
@@ -107,7 +108,7 @@ cmd_custody(int argc, char **argv)
 
     if (argc < 2 || strcmp(argv[1], "status") != 0) {
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-            usage_custody();
+            usage_custody(stdout);
             return CLI_EXIT_OK;
         }
         fprintf(stderr, "usage: hsmca custody status --store DB [--module PATH]\n");
@@ -123,7 +124,7 @@ cmd_custody(int argc, char **argv)
             module = optarg;
             break;
         case 'h':
-            usage_custody();
+            usage_custody(stdout);
             return CLI_EXIT_OK;
         default:
             fprintf(stderr, "usage: hsmca custody status --store DB [--module PATH]\n");

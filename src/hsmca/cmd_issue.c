@@ -30,14 +30,16 @@
 #define REASONS_MAX 32
 
 void
-usage_issue(void)
+usage_issue(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca issue --url URL --ca ID --csr FILE --cert FILE --key FILE --cacert FILE\n"
         "                   [--request-id ID] [--pid HEX] [--dry-run] [--out FILE] [--force]\n"
         "\n"
         "Sends one CSR (DER or PEM) to POST URL/v1/cas/ID/dacs and writes the DAC and its chain\n"
-        "(DAC, then PAI) as PEM to --out (default: standard output). --request-id makes the\n"
+        "(DAC, then PAI) as PEM to --out (default, or -: standard output). --csr - reads the\n"
+        "CSR from standard input. --request-id makes the\n"
         "request idempotent: a retry with the same id and CSR returns the same DAC. --pid asks\n"
         "for a PID (4 hex digits) when the PAI covers several. --dry-run signs nothing and\n"
         "prints the DAC that would be issued and every rule the CSR breaks, as JSON.\n"
@@ -46,9 +48,10 @@ usage_issue(void)
 }
 
 void
-usage_issue_batch(void)
+usage_issue_batch(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca issue-batch --url URL --ca ID --dir DIR --out DIR --cert FILE --key FILE\n"
         "                         --cacert FILE [--pid HEX] [--batch N]\n"
         "\n"
@@ -57,7 +60,9 @@ usage_issue_batch(void)
         "request id, and the DAC is written to --out/STEM.pem (the DAC, then the chain); a\n"
         "refused CSR gets --out/STEM.err (the problem as JSON). Resumable: a CSR whose .pem\n"
         "already exists is skipped, and the server answers a repeated request id with the DAC\n"
-        "it already issued. Shows progress on a terminal and a summary at the end.\n"
+        "it already issued. Each DAC's audit receipt ({seq, entry_hash, request_id, serial})\n"
+        "is appended to --out/receipts.jsonl, for an auditor's `hsmca audit check-receipts\n"
+        "--extract EXTRACT DIR/receipts.jsonl`. Shows progress on a terminal and a summary.\n"
         "Exit status: 0 every CSR has its DAC, 1 some failed (see the summary), 2 usage error.\n");
 }
 
@@ -249,11 +254,11 @@ cmd_issue(int argc, char **argv)
             force = 1;
             break;
         case 'h':
-            usage_issue();
+            usage_issue(stdout);
             rc = CLI_EXIT_OK;
             goto out;
         default:
-            usage_issue();
+            usage_issue(stderr);
             goto out;
         }
     }
@@ -274,11 +279,11 @@ cmd_issue(int argc, char **argv)
         goto out;
     }
     rc = CLI_EXIT_FAIL;
-    if (out_file != NULL && !force && access(out_file, F_OK) == 0) {
+    if (out_file != NULL && !force && cli_exists(out_file)) {
         fprintf(stderr, "hsmca issue: %s exists; use --force to overwrite it\n", out_file);
         goto out;
     }
-    e = hsmca_read_file(csr_file, HSMCA_CSR_MAX, &csr, &csr_len);
+    e = cli_read_input(csr_file, HSMCA_CSR_MAX, &csr, &csr_len);
     if (e != HSMCA_OK) {
         fprintf(stderr, "hsmca issue: %s: %s: %s\n", csr_file, hsmca_err_code(e),
                 hsmca_err_title(e));
@@ -339,7 +344,7 @@ cmd_issue(int argc, char **argv)
         goto out;
     }
     if (out_file != NULL) {
-        if (cli_write_file(out_file, text, strlen(text), 0, 0644, force) != 0) {
+        if (cli_write_output(out_file, text, strlen(text), dry, 0644, force) != 0) {
             fprintf(stderr, "hsmca issue: cannot write %s: %s\n", out_file, strerror(errno));
             goto out;
         }
@@ -384,7 +389,8 @@ struct reason {
 };
 
 struct tally {
-    unsigned long total, skipped, issued, replayed, failed, done;
+    unsigned long total, skipped, issued, replayed, failed, done, receipts;
+    FILE *receipts_f; /* OUT/receipts.jsonl, appended: one {seq, entry_hash, ...} per DAC */
     struct reason reasons[REASONS_MAX];
     size_t nreasons;
     int tty;
@@ -545,6 +551,28 @@ item_failed(const char *out_dir, const struct item *it, const char *code, json_t
     free(txt);
 }
 
+/* Append a DAC's audit receipt to OUT/receipts.jsonl (hsmca audit check-receipts reads it):
+ * {"entry_hash":..., "request_id":..., "seq":..., "serial":...}, compact, sorted keys. */
+static void
+keep_receipt(struct tally *t, json_t *receipt, const char *stem, json_t *serial)
+{
+    json_t *o;
+    char *line;
+
+    if (t->receipts_f == NULL || !json_is_integer(json_object_get(receipt, "seq")) ||
+        !json_is_string(json_object_get(receipt, "entry_hash")))
+        return;
+    o = json_pack("{s:O, s:O, s:s}", "seq", json_object_get(receipt, "seq"), "entry_hash",
+                  json_object_get(receipt, "entry_hash"), "request_id", stem);
+    if (o != NULL && json_is_string(serial))
+        json_object_set(o, "serial", serial);
+    line = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (line != NULL && fprintf(t->receipts_f, "%s\n", line) > 0)
+        t->receipts++;
+    free(line);
+    json_decref(o);
+}
+
 /* Send items[0..n) as one batch and record every result. Returns 0, or -1 to stop the run. */
 static int
 run_batch(struct http_client *hc, const struct common *cm, const char *api, const char *out_dir,
@@ -651,6 +679,8 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
             continue;
         }
         free(text);
+        keep_receipt(t, json_object_get(r, "receipt"), items[idx].stem,
+                     json_object_get(r, "serial"));
         {
             char err[HSMCA_PATH_MAX + 1];
 
@@ -731,11 +761,11 @@ cmd_issue_batch(int argc, char **argv)
             }
             break;
         case 'h':
-            usage_issue_batch();
+            usage_issue_batch(stdout);
             rc = CLI_EXIT_OK;
             goto out;
         default:
-            usage_issue_batch();
+            usage_issue_batch(stderr);
             goto out;
         }
     }
@@ -792,13 +822,32 @@ cmd_issue_batch(int argc, char **argv)
         fprintf(stderr, "hsmca issue-batch: %s\n", why[0] ? why : hsmca_err_title(e));
         goto out;
     }
+    {
+        char rp[HSMCA_PATH_MAX + 1];
+
+        if (snprintf(rp, sizeof(rp), "%s/receipts.jsonl", out_dir) >= (int)sizeof(rp) ||
+            (t.receipts_f = fopen(rp, "ae")) == NULL) {
+            fprintf(stderr, "hsmca issue-batch: cannot open %s/receipts.jsonl: %s\n", out_dir,
+                    strerror(errno));
+            goto out;
+        }
+    }
     t.tty = isatty(STDERR_FILENO);
     t.started = time(NULL);
     progress(&t);
     for (i = 0; i < ntodo; i += (size_t)batch) {
         size_t k = ntodo - i < batch ? ntodo - i : (size_t)batch;
 
-        if (run_batch(hc, &cm, api, out_dir, &todo[i], k, &t) != 0)
+        int stop = run_batch(hc, &cm, api, out_dir, &todo[i], k, &t) != 0;
+
+        /* the receipts of this batch are durable before the next one is sent */
+        if (t.receipts_f != NULL &&
+            (fflush(t.receipts_f) != 0 || fsync(fileno(t.receipts_f)) != 0)) {
+            fprintf(stderr, "%shsmca issue-batch: cannot write %s/receipts.jsonl: %s\n",
+                    t.tty ? "\n" : "", out_dir, strerror(errno));
+            break;
+        }
+        if (stop)
             break;
         progress(&t);
     }
@@ -810,8 +859,13 @@ cmd_issue_batch(int argc, char **argv)
            t.total - t.skipped - t.issued - t.replayed - t.failed, (long)(time(NULL) - t.started));
     for (i = 0; i < t.nreasons; i++)
         printf("  failed %lu: %s\n", t.reasons[i].n, t.reasons[i].code);
+    printf("receipts %lu appended to %s/receipts.jsonl (hsmca audit check-receipts --extract "
+           "EXTRACT %s/receipts.jsonl)\n",
+           t.receipts, out_dir, out_dir);
     rc = t.issued + t.replayed + t.skipped == t.total ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 out:
+    if (t.receipts_f != NULL)
+        fclose(t.receipts_f);
     free(todo);
     free(items);
     http_client_free(hc);

@@ -15,23 +15,27 @@
 #include "cli.h"
 
 void
-usage_token(void)
+usage_token(FILE *f)
 {
-    printf("usage: hsmca token info   [--module PATH] TOKEN-URI\n"
-           "       hsmca token keygen [--module PATH] [--pin-file FILE] [--derive] KEY-URI\n"
-           "       hsmca token pubkey [--module PATH] KEY-URI\n"
-           "\n"
-           "TOKEN-URI names a token by label or serial (RFC 7512), never by slot:\n"
-           "  pkcs11:token=hsmca-pai-8000\n"
-           "KEY-URI also names the key by label (object=) and/or id (id=%%01%%02):\n"
-           "  pkcs11:token=hsmca-pai-8000;object=pai-key\n"
-           "\n"
-           "keygen makes a P-256 key pair inside the token with CKA_SENSITIVE=true and\n"
-           "CKA_EXTRACTABLE=false, refuses a label or id already present, and prints the public\n"
-           "key as PEM. --derive also allows ECDH (approver keys). The user PIN is read from\n"
-           "--pin-file (mode 600) or prompted for on the terminal.\n"
-           "--module defaults to %s.\n",
-           CLI_DEFAULT_MODULE);
+    fprintf(
+        f,
+        "usage: hsmca token info   [--module PATH] TOKEN-URI\n"
+        "       hsmca token keygen [--module PATH] [--pin-file FILE] [--derive] KEY-URI\n"
+        "       hsmca token pubkey [--module PATH] KEY-URI\n"
+        "\n"
+        "TOKEN-URI names a token by label or serial (RFC 7512), never by slot:\n"
+        "  pkcs11:token=hsmca-pai-8000\n"
+        "KEY-URI also names the key by label (object=) and/or id (id=%%01%%02):\n"
+        "  pkcs11:token=hsmca-pai-8000;object=pai-key\n"
+        "\n"
+        "keygen makes a P-256 key pair inside the token with CKA_SENSITIVE=true and\n"
+        "CKA_EXTRACTABLE=false, refuses a label or id already present, and prints the public\n"
+        "key as PEM. --derive also allows ECDH (approver keys). The user PIN is read from\n"
+        "--pin-file (mode 600) or prompted for on the terminal.\n"
+        "--module defaults to the URI's module-path= (pkcs11:token=T?module-path=/x.so),\n"
+        "else to %s; a module-path naming another module than --module is\n"
+        "refused (uri-module-mismatch). p11-kit's proxy and p11-kit-client.so work as modules.\n",
+        CLI_DEFAULT_MODULE);
 }
 
 int
@@ -42,7 +46,7 @@ cmd_token(int argc, char **argv)
                                          {"derive", no_argument, NULL, 'd'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    const char *module = CLI_DEFAULT_MODULE, *pin_file = NULL, *verb, *uri;
+    const char *module = NULL, *pin_file = NULL, *verb, *uri;
     struct hsmca_p11 *p11 = NULL;
     struct hsmca_token *tok = NULL;
     struct hsmca_key *key = NULL;
@@ -53,10 +57,14 @@ cmd_token(int argc, char **argv)
     int derive = 0, c, rc = CLI_EXIT_FAIL;
 
     if (argc < 2) {
-        usage_token();
+        usage_token(stderr);
         return CLI_EXIT_USAGE;
     }
     verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
+        usage_token(stdout);
+        return CLI_EXIT_OK;
+    }
     optind = 2;
     while ((c = getopt_long(argc, argv, "m:p:dh", opts, NULL)) != -1) {
         switch (c) {
@@ -70,15 +78,15 @@ cmd_token(int argc, char **argv)
             derive = 1;
             break;
         case 'h':
-            usage_token();
+            usage_token(stdout);
             return CLI_EXIT_OK;
         default:
-            usage_token();
+            usage_token(stderr);
             return CLI_EXIT_USAGE;
         }
     }
     if (optind != argc - 1) {
-        usage_token();
+        usage_token(stderr);
         return CLI_EXIT_USAGE;
     }
     uri = argv[optind];
@@ -91,6 +99,9 @@ cmd_token(int argc, char **argv)
         cli_fail(uri, e);
         return CLI_EXIT_USAGE;
     }
+    /* a module-path= in the URI chooses the module when --module does not (and must agree with
+     * it when it does: hsmca_token_open refuses a mismatch with uri-module-mismatch) */
+    module = cli_module(module, uri, &u);
     e = hsmca_p11_open(module, &p11);
     if (e != HSMCA_OK) {
         cli_fail(module, e);

@@ -19,16 +19,18 @@
 #include "cli.h"
 
 void
-usage_verify(void)
+usage_verify(FILE *f)
 {
-    printf("usage: hsmca verify --dac FILE --pai FILE --paa FILE\n"
+    fprintf(
+        f, "usage: hsmca verify --dac FILE --pai FILE --paa FILE\n"
            "                    [--expect-vid HEX] [--expect-pid HEX] [--json]\n"
            "\n"
            "Checks a Matter attestation chain like a commissioner (connectedhomeip's\n"
            "DefaultDACVerifier and chip-cert validate-att-cert): the format of each certificate,\n"
            "VID/PID along the chain (Matter OIDs, or the legacy Mvid:/Mpid: common name), the PAA\n"
            "found by the PAI's authority key id, the chain signatures with PAA and PAI judged at\n"
-           "the DAC's notBefore, and the DAC at the current time. Files are DER or PEM.\n"
+           "the DAC's notBefore, and the DAC at the current time. Files are DER or PEM; one of\n"
+           "them may be - (standard input).\n"
            "--expect-vid/--expect-pid are the VID/PID the device reports in Basic Information\n"
            "(4 hex digits, e.g. FFF1). --json prints the verdict as one JSON object.\n"
            "Exit status: 0 valid, 1 invalid (the rule is printed), 2 usage error.\n");
@@ -97,11 +99,11 @@ cmd_verify(int argc, char **argv)
             json = 1;
             break;
         case 'h':
-            usage_verify();
+            usage_verify(stdout);
             rc = CLI_EXIT_OK;
             goto out;
         default:
-            usage_verify();
+            usage_verify(stderr);
             goto out;
         }
     }
@@ -109,9 +111,14 @@ cmd_verify(int argc, char **argv)
         fprintf(stderr, "hsmca verify: --dac, --pai and --paa are all required\n");
         goto out;
     }
+    if ((strcmp(files[0], "-") == 0) + (strcmp(files[1], "-") == 0) + (strcmp(files[2], "-") == 0) >
+        1) {
+        fprintf(stderr, "hsmca verify: only one of --dac, --pai and --paa can be - (stdin)\n");
+        goto out;
+    }
     rc = CLI_EXIT_FAIL;
     for (i = 0; i < 3; i++) {
-        e = hsmca_read_file(files[i], HSMCA_MATTER_INPUT_MAX, &buf[i], &len[i]);
+        e = cli_read_input(files[i], HSMCA_MATTER_INPUT_MAX, &buf[i], &len[i]);
         if (e != HSMCA_OK) {
             fprintf(stderr, "hsmca verify: %s file %s: %s: %s\n", what[i], files[i],
                     hsmca_err_code(e), hsmca_err_title(e));

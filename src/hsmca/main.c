@@ -41,6 +41,11 @@ usage(FILE *f)
                "       hsmca --version\n\ncommands:\n");
     for (i = 0; i < NCMDS; i++)
         fprintf(f, "  %-14s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f,
+            "\nA file argument of - is standard input (standard output for --out and\n"
+            "--out-*). --help works on every command and subcommand. Exit status: 0 success,\n"
+            "1 failure (the message names the stable error code), 2 usage error (on stderr).\n"
+            "Online commands use libcurl: https_proxy/no_proxy apply, IPv6 as https://[::1]:P.\n");
 }
 
 int
@@ -75,7 +80,7 @@ main(int argc, char **argv)
         }
         for (i = 0; i < NCMDS; i++) {
             if (strcmp(argv[2], cmds[i].name) == 0) {
-                cmds[i].usage();
+                cmds[i].usage(stdout);
                 return CLI_EXIT_OK;
             }
         }

@@ -31,6 +31,8 @@ static const struct row rows[] = {
     {HSMCA_E_EXISTS, "already-exists", 409, "Refusing to overwrite an existing object"},
     {HSMCA_E_SECURE_HEAP, "secure-heap", 503, "The secure heap is not initialised or is exhausted"},
     {HSMCA_E_BAD_ENCODING, "bad-encoding", 400, "Input is not in the expected encoding"},
+    {HSMCA_E_CONNECT, "connect-failed", 502, "The server could not be reached"},
+    {HSMCA_E_TLS, "tls-failed", 502, "The TLS handshake or the server's certificate failed"},
 
     {HSMCA_E_MODULE_LOAD, "module-load-failed", 503,
      "The PKCS#11 module could not be loaded; check the module path"},
@@ -58,6 +60,8 @@ static const struct row rows[] = {
     {HSMCA_E_MECHANISM, "mechanism-unsupported", 502, "The token lacks a required mechanism"},
     {HSMCA_E_ALREADY_LOGGED_IN, "already-logged-in", 409,
      "The token is already logged in by another operation"},
+    {HSMCA_E_MODULE_MISMATCH, "uri-module-mismatch", 400,
+     "The PKCS#11 URI's module-path names another module than the one configured"},
 
     {HSMCA_E_STORE_OPEN, "store-open-failed", 503,
      "The database could not be opened; check the store path and its permissions"},

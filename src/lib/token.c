@@ -55,8 +55,10 @@ struct hsmca_p11 {
     struct slot_array arrays[SLOT_ARRAYS_MAX];
     unsigned narrays;
     void *dl;
-    CK_FUNCTION_LIST_PTR f;
-    pthread_mutex_t lock; /* serialises object creation across the module (SoftHSM #573) */
+    CK_FUNCTION_LIST_PTR f; /* the function list libp11 initialised (see shared_function_list) */
+    int own_init;           /* 1: f is a list of our own that we initialised and finalise */
+    char path[HSMCA_PATH_MAX + 1]; /* the module's real path, for module-path= in URIs */
+    pthread_mutex_t lock;          /* serialises object creation across the module (SoftHSM #573) */
     unsigned ntokens;
     hsmca_token_write_fn before_write; /* hsmca_p11_set_before_write */
     void *before_write_arg;
@@ -292,9 +294,21 @@ hsmca_uri_parse(const char *s, size_t len, struct hsmca_uri *out)
             /* query attributes: hsmca takes the module and PIN from its config, never here */
             if ((nlen == 9 && memcmp(a, "pin-value", 9) == 0))
                 return HSMCA_E_URI_INVALID;
+            if (nlen == 11 && memcmp(a, "module-path", 11) == 0) {
+                if ((u.have & HSMCA_URI_HAVE_MODULE_PATH) ||
+                    pct_decode(eq + 1, alen - nlen - 1, (unsigned char *)u.module_path,
+                               sizeof(u.module_path) - 1, &dlen) != 0 ||
+                    dlen == 0 || u.module_path[0] != '/' ||
+                    memchr(u.module_path, '\0', dlen) != NULL)
+                    return HSMCA_E_URI_INVALID;
+                u.module_path[dlen] = '\0';
+                u.have |= HSMCA_URI_HAVE_MODULE_PATH;
+                if (sep == '?')
+                    return HSMCA_E_URI_INVALID;
+                continue;
+            }
             if (!((nlen == 10 && memcmp(a, "pin-source", 10) == 0) ||
-                  (nlen == 11 && memcmp(a, "module-name", 11) == 0) ||
-                  (nlen == 11 && memcmp(a, "module-path", 11) == 0)))
+                  (nlen == 11 && memcmp(a, "module-name", 11) == 0)))
                 return HSMCA_E_URI_INVALID;
             if (sep == '?')
                 return HSMCA_E_URI_INVALID;
@@ -335,12 +349,70 @@ hsmca_uri_parse(const char *s, size_t len, struct hsmca_uri *out)
 
 /* ---- module ---- */
 
+/*
+ * libp11 0.4.12 loads the module (C_LoadModule: a {magic, dlopen handle} record) and initialises
+ * the function list it got from C_GetFunctionList, but has no call that hands that list out.
+ * Calling C_GetFunctionList again is not the same thing: p11-kit's proxy and p11-kit-client.so
+ * return a new, uninitialised instance per call (C_GetSlotList: CKR_CRYPTOKI_NOT_INITIALIZED),
+ * and p11-kit-client.so's instances are separate connections whose logins are not shared. So
+ * hsmca uses libp11's own list: the first two fields of libp11 0.4.12's private context
+ * (src/libp11-int.h: method, handle). The layout is checked before it is trusted: the handle
+ * must be a C_LoadModule record (magic 0xd00bed00) holding the same dlopen handle as ours, and
+ * the list must be a Cryptoki 2.x list whose C_GetInfo answers (it is initialised). A libp11 that
+ * fails the check gets a list of our own, initialised once here and finalised at hsmca_p11_free,
+ * with a warning: a plain module shares its state between lists, a proxy may not.
+ */
+struct libp11_ctx_0412 {
+    CK_FUNCTION_LIST_PTR method;
+    void *handle;
+};
+struct libp11_module_0412 {
+    unsigned int magic;
+    void *handle;
+};
+#define LIBP11_MODULE_MAGIC 0xd00bed00u
+
+static enum hsmca_err
+shared_function_list(struct hsmca_p11 *p, const char *path)
+{
+    const struct libp11_ctx_0412 *pc = p->ctx->_private;
+    const struct libp11_module_0412 *pm = pc != NULL ? pc->handle : NULL;
+    CK_C_GetFunctionList gfl;
+    CK_C_INITIALIZE_ARGS args;
+    CK_INFO info;
+    CK_RV rv;
+
+    if (pm != NULL && pm->magic == LIBP11_MODULE_MAGIC && pm->handle == p->dl &&
+        pc->method != NULL && pc->method->version.major == 2 &&
+        pc->method->C_GetInfo(&info) == CKR_OK) {
+        p->f = pc->method;
+        return HSMCA_OK;
+    }
+    /* POSIX guarantees a data pointer from dlsym converts to a function pointer */
+    *(void **)&gfl = dlsym(p->dl, "C_GetFunctionList");
+    if (gfl == NULL || gfl(&p->f) != CKR_OK || p->f == NULL)
+        return HSMCA_E_MODULE_LOAD;
+    memset(&args, 0, sizeof(args));
+    args.flags = CKF_OS_LOCKING_OK;
+    rv = p->f->C_Initialize(&args);
+    if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+        hsmca_log(HSMCA_LOG_ERROR, "token", "module-load-failed",
+                  "path=%s reason=\"C_Initialize failed\" ckr=0x%lx", path, (unsigned long)rv);
+        return HSMCA_E_MODULE_LOAD;
+    }
+    p->own_init = rv == CKR_OK;
+    hsmca_log(HSMCA_LOG_WARN, "token", "libp11-list-unknown",
+              "path=%s reason=\"not libp11 0.4.12's layout: using a function list of our own; a "
+              "proxy module may not share logins between the two\"",
+              path);
+    return HSMCA_OK;
+}
+
 enum hsmca_err
 hsmca_p11_open(const char *path, struct hsmca_p11 **out)
 {
     enum hsmca_err rc = HSMCA_E_MODULE_LOAD;
     struct hsmca_p11 *p = NULL;
-    CK_C_GetFunctionList gfl;
     struct stat st;
 
     if (path == NULL || out == NULL || strlen(path) > HSMCA_PATH_MAX)
@@ -354,6 +426,12 @@ hsmca_p11_open(const char *path, struct hsmca_p11 **out)
     if (p == NULL)
         return HSMCA_E_NOMEM;
     pthread_mutex_init(&p->lock, NULL);
+    {
+        char *rp = realpath(path, NULL);
+
+        snprintf(p->path, sizeof(p->path), "%s", rp != NULL ? rp : path);
+        free(rp);
+    }
     p->ctx = PKCS11_CTX_new();
     if (p->ctx == NULL) {
         rc = HSMCA_E_NOMEM;
@@ -366,27 +444,42 @@ hsmca_p11_open(const char *path, struct hsmca_p11 **out)
         p->ctx = NULL;
         goto out;
     }
-    /* The same library libp11 loaded: dlopen returns the loaded instance, already initialised. */
+    /* The same library libp11 loaded: dlopen returns the loaded instance. */
     p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
     if (p->dl == NULL)
         p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (p->dl == NULL)
         goto out;
-    /* POSIX guarantees a data pointer from dlsym converts to a function pointer */
-    *(void **)&gfl = dlsym(p->dl, "C_GetFunctionList");
-    if (gfl == NULL || gfl(&p->f) != CKR_OK || p->f == NULL)
+    rc = shared_function_list(p, path);
+    if (rc != HSMCA_OK)
         goto out;
-    if (PKCS11_enumerate_slots(p->ctx, &p->arrays[0].slots, &p->arrays[0].n) != 0) {
-        p->arrays[0].slots = NULL;
-        p->arrays[0].n = 0;
-        goto out;
+    rc = HSMCA_E_MODULE_LOAD;
+    {
+        CK_ULONG nslots = 0;
+
+        /* libp11 0.4.12 fails to enumerate an empty slot list (malloc(0)); a module without
+         * slots (a p11-kit proxy with no module configured) opens, and finds no token. */
+        if (p->f->C_GetSlotList(CK_FALSE, NULL, &nslots) != CKR_OK) {
+            hsmca_log(HSMCA_LOG_ERROR, "token", "module-load-failed",
+                      "path=%s reason=\"C_GetSlotList failed on the initialised module\"", path);
+            goto out;
+        }
+        if (nslots > 0) {
+            if (PKCS11_enumerate_slots(p->ctx, &p->arrays[0].slots, &p->arrays[0].n) != 0) {
+                p->arrays[0].slots = NULL;
+                p->arrays[0].n = 0;
+                goto out;
+            }
+            p->narrays = 1;
+        }
     }
-    p->narrays = 1;
     *out = p;
     p = NULL;
     rc = HSMCA_OK;
 out:
     if (p != NULL) {
+        if (p->own_init)
+            (void)p->f->C_Finalize(NULL);
         if (p->ctx != NULL) {
             PKCS11_CTX_unload(p->ctx);
             PKCS11_CTX_free(p->ctx);
@@ -417,6 +510,8 @@ hsmca_p11_free(struct hsmca_p11 *p11)
 
         PKCS11_release_all_slots(p11->ctx, a->slots, a->n);
     }
+    if (p11->own_init)
+        (void)p11->f->C_Finalize(NULL);
     PKCS11_CTX_unload(p11->ctx);
     PKCS11_CTX_free(p11->ctx);
     if (p11->dl != NULL)
@@ -570,6 +665,18 @@ hsmca_token_open(struct hsmca_p11 *p11, const char *uri, struct hsmca_token **ou
     rc = hsmca_uri_parse(uri, strlen(uri), &u);
     if (rc != HSMCA_OK)
         return rc;
+    if (u.have & HSMCA_URI_HAVE_MODULE_PATH) {
+        char *rp = realpath(u.module_path, NULL);
+        int same = rp != NULL && strcmp(rp, p11->path) == 0;
+
+        free(rp);
+        if (!same) {
+            hsmca_log(HSMCA_LOG_ERROR, "token", "uri-module-mismatch",
+                      "module=%s uri_module=%.300s reason=\"the URI names another module\"",
+                      p11->path, u.module_path);
+            return HSMCA_E_MODULE_MISMATCH;
+        }
+    }
     rc = slot_list(p11, &ids, &n);
     if (rc != HSMCA_OK)
         return rc;

@@ -76,6 +76,8 @@ rc=0
 check "tools/bench --audit-verify exits 0" [ "$rc" = 0 ]
 check "the verifier read every entry" grep -Eq '^audit_verify entries=1001 seconds=' "$W/out2"
 check "and found the log valid" grep -q '^valid: entries 1\.\.1001 ' "$W/err2"
+check "verify.sh timed beside it" grep -Eq '^audit_verify_sh entries=1001 seconds=' "$W/out2"
+check "and found the log valid too" grep -q '^verify.sh: valid: entries 1\.\.1001,' "$W/err2"
 
 left=""
 for f in "$HSMCA_BENCH_DIR"/*/hsmcad.pid "$HSMCA_BENCH_DIR"/*/*/hsmcad.pid; do

@@ -190,6 +190,8 @@ call auditor GET /v1/audit/extract
 check "extract 200 tar" sh -c "[ '$STATUS' = 200 ] && [ \"\$(tr -d '\r' < '$W/headers' | sed -n 's/^[Cc]ontent-[Tt]ype: //p')\" = application/x-tar ]"
 mkdir -p "$W/x"
 check "extract unpacks" tar -xf "$W/body" -C "$W/x"
+cp "$W/body" "$W/extract.tar"
+check "hsmca audit verify takes the tar as downloaded" "$HSMCA_BIN" audit verify "$W/extract.tar"
 xdir=$(find "$W/x" -name verify.sh -exec dirname {} \; | head -1)
 check "hsmca audit verify accepts the extract" "$HSMCA_BIN" audit verify "$xdir"
 check "the extract's verify.sh accepts it (sh, sha256sum, jq, openssl)" sh -c "cd '$xdir' && sh ./verify.sh >/dev/null"

@@ -182,6 +182,11 @@ tlsargs="--cert $W/tls/operator.pem --key $W/tls/operator.key --cacert $W/tls/ca
 check "hsmca issue (JSON, request id) exits 0" "$HSMCA_BIN" issue --url "https://127.0.0.1:$PORT" \
     --ca pai-8000 --csr "$W/n.der" --request-id cli-1 --out "$W/cli.pem" $tlsargs
 check "hsmca issue wrote DAC and PAI" [ "$(grep -c 'BEGIN CERTIFICATE' "$W/cli.pem")" = 2 ]
+# shellcheck disable=SC2086
+"$HSMCA_BIN" issue --url "https://127.0.0.1:$PORT" --ca pai-8000 --csr - --request-id cli-1 \
+    --out - $tlsargs < "$W/n.der" > "$W/cli-stdout.pem" 2> "$W/cli-stdout.err" || true
+check "hsmca issue --csr - --out -: the CSR from stdin, the same DAC (replayed) on stdout" \
+    sh -c "cmp -s '$W/cli.pem' '$W/cli-stdout.pem' && grep -q replayed '$W/cli-stdout.err' && [ ! -e ./- ]"
 mkdir -p "$W/csrs" "$W/dacs"
 cp "$W/o.der" "$W/csrs/line-7.der"
 # shellcheck disable=SC2086
@@ -189,6 +194,20 @@ check "hsmca issue-batch exits 0" "$HSMCA_BIN" issue-batch --url "https://127.0.
     --ca pai-8000 --dir "$W/csrs" --out "$W/dacs" $tlsargs
 check "hsmca issue-batch wrote line-7.pem" \
     openssl verify -CAfile "$W/paa.pem" -untrusted "$W/pai.pem" "$W/dacs/line-7.pem"
+check "hsmca issue-batch kept the DAC's audit receipt" jq -e -s 'length == 1 and
+    .[0].request_id == "line-7" and .[0].seq > 0 and (.[0].entry_hash | test("^[0-9a-f]{64}$"))' \
+    "$W/dacs/receipts.jsonl"
+call auditor GET /v1/audit/extract
+cp "$W/body" "$W/receipts-extract.tar"
+check "an auditor finds the factory's receipts in the extract (hsmca audit check-receipts)" \
+    sh -c "'$HSMCA_BIN' audit check-receipts --extract '$W/receipts-extract.tar' \
+        '$W/dacs/receipts.jsonl' | grep -q '^all 1 receipts are in the log'"
+jq -c '.entry_hash = "00\(.entry_hash[2:])"' "$W/dacs/receipts.jsonl" > "$W/forged-receipts.jsonl"
+st=0
+"$HSMCA_BIN" audit check-receipts --extract "$W/receipts-extract.tar" \
+    "$W/forged-receipts.jsonl" > "$W/forged.out" 2>&1 || st=$?
+check "a receipt whose entry is not in the log is reported MISSING (exit 1)" \
+    sh -c "[ $st = 1 ] && grep -q MISSING '$W/forged.out'"
 
 # ---- quota: 10 per minute (9 issued so far) ----
 seen=""

@@ -121,4 +121,7 @@ stop_daemon || bad "daemon exit status"
 SIZE=$("$HSMCA_BIN" audit archive --store hsmca.db --from 1 --to 1 --out ex1 | sed -n 's/.*entries 1\.\.\([0-9]*\).*/\1/p')
 check "the ceremony's part of the log archives" test -n "$SIZE"
 check "... and verifies offline" "$HSMCA_BIN" audit verify ex1
+nq=$("$HSMCA_BIN" audit verify ex1 --json | jq -r .quorum_ops)
+check "... and with its verify.sh (the same count of quorum operations: $nq)" \
+    sh -c "sh ex1/verify.sh ex1 2>&1 | grep -q ', $nq quorum operations,'"
 finish

@@ -101,6 +101,9 @@ uri_refuses_hostile_input(void **state)
         "pkcs11:token=a&object=b",
         "pkcs11:token=a?module-path=/x;object=b",
         "pkcs11:token=a;",
+        "pkcs11:token=a?module-path=relative.so",
+        "pkcs11:token=a?module-path=",
+        "pkcs11:token=a?module-path=/x&module-path=/y",
     };
     struct hsmca_uri u;
     char big[HSMCA_URI_MAX + 2];
@@ -139,6 +142,8 @@ uri_parses_rfc7512_attributes(void **state)
     assert_int_equal(u.id[1], 0xa2);
     assert_true(u.have & HSMCA_URI_HAVE_ID);
     assert_false(u.have & HSMCA_URI_HAVE_MODEL);
+    assert_true(u.have & HSMCA_URI_HAVE_MODULE_PATH);
+    assert_string_equal(u.module_path, "/usr/lib/x.so");
     assert_int_equal(hsmca_uri_parse("pkcs11:", 7, &u), HSMCA_OK);
     assert_int_equal(u.have, 0);
     /* a label of exactly 32 bytes is the PKCS#11 maximum */
@@ -191,6 +196,19 @@ close_all_undoes_open_login_and_key(void **state)
     c->p11 = NULL;
     /* a module and a token opened but not logged in; then a module alone */
     assert_int_equal(hsmca_p11_open(fx_module(), &p11), HSMCA_OK);
+    /* a module-path= naming another module is refused; naming this one is honoured */
+    assert_int_equal(
+        hsmca_token_open(p11, "pkcs11:token=hsmca-test?module-path=/nonexistent.so", &t),
+        HSMCA_E_MODULE_MISMATCH);
+    assert_null(t);
+    {
+        char uri[HSMCA_URI_MAX + 1];
+
+        snprintf(uri, sizeof(uri), "pkcs11:token=hsmca-test?module-path=%s", fx_module());
+        assert_int_equal(hsmca_token_open(p11, uri, &t), HSMCA_OK);
+        assert_int_equal(hsmca_token_free(t), HSMCA_OK);
+        t = NULL;
+    }
     assert_int_equal(hsmca_token_open(p11, "pkcs11:token=hsmca-test", &t), HSMCA_OK);
     assert_int_equal(hsmca_token_close_all(p11, t, NULL), HSMCA_OK);
     assert_int_equal(hsmca_p11_open(fx_module(), &p11), HSMCA_OK);

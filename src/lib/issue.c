@@ -297,6 +297,7 @@ struct hsmca_issuer {
     unsigned nrd;
     atomic_uint rd_next;
     unsigned burst;
+    uint64_t max_unsigned; /* audit entries beyond the last signed checkpoint; 0 = no bound */
     pthread_mutex_t lim_mu;
     struct limit_slot *lim; /* LIMITER_SLOTS */
     /* batch helpers */
@@ -1217,7 +1218,12 @@ process(struct job *j, const struct hsmca_issue_req *rq)
         }
     }
 
-    rc = reserve(ca, j, t, &mi);
+    /* nothing is signed that the audit log cannot soon cover with a signed checkpoint */
+    if (j->iss->max_unsigned > 0 &&
+        hsmca_audit_unsigned(j->iss->audit, NULL) > j->iss->max_unsigned)
+        rc = HSMCA_E_AUDIT_UNSIGNED_BACKLOG;
+    else
+        rc = reserve(ca, j, t, &mi);
     if (rc != HSMCA_OK) {
         hsmca_csr_free(csr);
         job_refuse(j, rc, NULL, NULL, 0);
@@ -1528,6 +1534,7 @@ hsmca_issuer_new(const struct hsmca_issuer_config *cfg, struct hsmca_issuer **ou
         return rc;
     iss->audit = cfg->audit;
     iss->burst = cfg->refusal_burst ? cfg->refusal_burst : HSMCA_ISSUE_REFUSAL_BURST;
+    iss->max_unsigned = cfg->max_unsigned_entries;
     pthread_mutex_init(&iss->lim_mu, NULL);
     pthread_mutex_init(&iss->pool_mu, NULL);
     pthread_cond_init(&iss->pool_cv, NULL);

@@ -529,6 +529,8 @@ open_slot(struct hsmca_p11 *p11, CK_SLOT_ID id, struct hsmca_token **out)
     t->slot_id = id;
     pthread_mutex_lock(&p11->lock);
     t->slot = libp11_slot(p11, id);
+    if (t->slot == NULL && rescan_slots(p11) == HSMCA_OK)
+        t->slot = libp11_slot(p11, id); /* a token that appeared since (tokens.c re-probes) */
     pthread_mutex_unlock(&p11->lock);
     if (t->slot == NULL) {
         hsmca_log(HSMCA_LOG_ERROR, "token", "slot-unknown",

@@ -89,8 +89,10 @@ struct hsmca_audit {
     int clock_behind;  /* the wall clock is behind the last entry (step-back already logged) */
     int batch_broken;  /* a savepoint could not be rolled back: the whole batch must go */
     struct hsmca_audit_stats stats;
-    uint64_t pub_cp_size; /* last_cp.size, readable under lock */
-    int pub_cp_failing;   /* the last checkpoint attempt failed, readable under lock */
+    /* last_cp.size and "the last checkpoint attempt failed": written under lock, read without
+     * it (atomics) by hsmca_audit_unsigned on every DAC, which must not contend for the lock */
+    uint64_t pub_cp_size;
+    int pub_cp_failing;
 
     /* checkpoints while the audit token is away (writer thread) */
     enum hsmca_err (*heal)(void *arg, struct hsmca_key **key);
@@ -701,7 +703,7 @@ cp_failed(struct hsmca_audit *a)
     a->cp_retry_at = hsmca_mono_us() + a->retry_us;
     pthread_mutex_lock(&a->lock);
     a->stats.checkpoint_failures++;
-    a->pub_cp_failing = 1;
+    __atomic_store_n(&a->pub_cp_failing, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&a->lock);
 }
 
@@ -790,8 +792,8 @@ make_checkpoint(struct hsmca_audit *a)
     pthread_mutex_lock(&a->lock);
     a->stats.commits++;
     a->stats.checkpoints++;
-    a->pub_cp_size = cp.size;
-    a->pub_cp_failing = 0;
+    __atomic_store_n(&a->pub_cp_size, cp.size, __ATOMIC_RELEASE);
+    __atomic_store_n(&a->pub_cp_failing, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&a->lock);
     /* the store holds it durably first, then the anchor moves */
     rc = move_anchor(a, &cp);
@@ -919,15 +921,15 @@ writer(void *arg)
         if (n > 0 && batch[0]->kind == ITEM_ENTRY)
             run_batch(a, batch, n);
         pthread_mutex_lock(&a->lock);
-        a->pub_size = a->size;
-        a->pub_cp_size = a->last_cp.size;
+        __atomic_store_n(&a->pub_size, a->size, __ATOMIC_RELEASE);
+        __atomic_store_n(&a->pub_cp_size, a->last_cp.size, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&a->lock);
         for (i = 0; i < n; i++)
             finish(a, batch[i]);
         maybe_checkpoint(a);
         pthread_mutex_lock(&a->lock);
-        a->pub_size = a->size;
-        a->pub_cp_size = a->last_cp.size;
+        __atomic_store_n(&a->pub_size, a->size, __ATOMIC_RELEASE);
+        __atomic_store_n(&a->pub_cp_size, a->last_cp.size, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&a->lock);
     }
     free(batch);
@@ -1105,18 +1107,17 @@ hsmca_audit_latest_checkpoint(struct hsmca_audit *a, struct hsmca_audit_checkpoi
 uint64_t
 hsmca_audit_unsigned(struct hsmca_audit *a, int *failing)
 {
-    uint64_t n;
+    uint64_t size, cp;
 
     if (failing != NULL)
         *failing = 0;
     if (a == NULL)
         return 0;
-    pthread_mutex_lock(&a->lock);
-    n = a->pub_size > a->pub_cp_size ? a->pub_size - a->pub_cp_size : 0;
+    size = __atomic_load_n(&a->pub_size, __ATOMIC_ACQUIRE);
+    cp = __atomic_load_n(&a->pub_cp_size, __ATOMIC_ACQUIRE);
     if (failing != NULL)
-        *failing = a->pub_cp_failing;
-    pthread_mutex_unlock(&a->lock);
-    return n;
+        *failing = __atomic_load_n(&a->pub_cp_failing, __ATOMIC_ACQUIRE);
+    return size > cp ? size - cp : 0;
 }
 
 uint64_t
@@ -1543,7 +1544,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
         }
     }
     a->pub_size = a->size;
-    a->pub_cp_size = a->last_cp.size;
+    __atomic_store_n(&a->pub_cp_size, a->last_cp.size, __ATOMIC_RELEASE);
     if (pthread_create(&a->anchor_thread, NULL, anchor_mover, a) != 0) {
         rc = HSMCA_E_INTERNAL;
         goto fail;

@@ -50,8 +50,9 @@ struct hsmcad_config {
     unsigned refusals_per_minute; /* audited refusals per client certificate and minute */
 };
 
-/* audit.max_unsigned_entries: its default above checkpoint_entries (two full group commits) */
-#define HSMCAD_UNSIGNED_MARGIN_DEFAULT 2048
+/* audit.max_unsigned_entries: its default above checkpoint_entries (DACs issued after the
+ * checkpoint that could not be signed was due) */
+#define HSMCAD_UNSIGNED_MARGIN_DEFAULT 1000
 
 /* Fill c with the defaults of docs/config.md (paths empty). */
 void hsmcad_config_defaults(struct hsmcad_config *c);

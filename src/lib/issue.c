@@ -1020,6 +1020,16 @@ mi_drop(struct hsmca_issue_ca *ca)
     pthread_mutex_unlock(&ca->mu);
 }
 
+/* Are too many audit entries waiting for a checkpoint the audit token cannot sign? */
+static int
+backlog_full(struct hsmca_issuer *iss)
+{
+    int failing = 0;
+    uint64_t n = hsmca_audit_unsigned(iss->audit, &failing);
+
+    return failing && n > iss->max_unsigned;
+}
+
 /* Reserve a window slot and quota units and become a signer. Returns the refusal code. */
 static enum hsmca_err
 reserve(struct hsmca_issue_ca *ca, struct job *j, int64_t t, struct hsmca_matter_issuer **mi)
@@ -1218,9 +1228,10 @@ process(struct job *j, const struct hsmca_issue_req *rq)
         }
     }
 
-    /* nothing is signed that the audit log cannot soon cover with a signed checkpoint */
-    if (j->iss->max_unsigned > 0 &&
-        hsmca_audit_unsigned(j->iss->audit, NULL) > j->iss->max_unsigned)
+    /* nothing is signed that the audit log cannot soon cover with a signed checkpoint: while
+     * checkpoints fail, at most max_unsigned entries lie beyond the last one (a working token
+     * never gets there, so a burst between a batch and its checkpoint is never refused) */
+    if (j->iss->max_unsigned > 0 && backlog_full(j->iss))
         rc = HSMCA_E_AUDIT_UNSIGNED_BACKLOG;
     else
         rc = reserve(ca, j, t, &mi);

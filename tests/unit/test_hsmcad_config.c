@@ -156,7 +156,7 @@ happy_path_defaults_and_paths(void **state)
     "\"audit\": {\"token\": \"pkcs11:token=a\", \"key\": \"pkcs11:token=a;object=k\", "            \
     "\"pin_file\": \"/etc/pin\"" extra "}"
 
-/* audit.max_unsigned_entries: checkpoint_entries + 2048 by default, more than checkpoint_entries
+/* audit.max_unsigned_entries: checkpoint_entries + 1000 by default, more than checkpoint_entries
  * when given (a smaller bound would stop DACs with a working audit token) */
 static void
 max_unsigned_entries_bounds(void **state)

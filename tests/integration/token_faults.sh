@@ -125,6 +125,10 @@ check "the fault and the recovery are audited" \
     sh -c "[ $(entries token.fault) -ge 1 ] && [ $(entries token.recovered) -ge 1 ]"
 grep -q 'audit-key-restored' "$W/hsmcad.log" && ok "the log says the audit key was restored" ||
     bad "the log says the audit key was restored"
+call auditor GET /metrics
+check "/metrics counts the failed checkpoints and the heal" sh -c "
+    grep -Eq '^hsmca_audit_checkpoint_failures_total [1-9]' '$W/body' &&
+    grep -Eq '^hsmca_audit_key_heals_total [1-9]' '$W/body'"
 
 # ---- 2. the PAI token goes away with its window open, comes back logged out ----
 echo hsmca-pai-8000 > "$W/gone"

@@ -98,6 +98,8 @@ struct hsmcad_ca *hsmcad_ca_find(struct hsmcad *d, const char *id);
  * NULL) on first use. Borrowed until the daemon stops. NULL if absent. Takes cas_mu.
  */
 struct hsmca_token *hsmcad_token(struct hsmcad *d, const char *label, const char *uri);
+/* The same, without a log line when the token is absent (the re-probe of tokens.c). */
+struct hsmca_token *hsmcad_token_quiet(struct hsmcad *d, const char *label, const char *uri);
 
 /* Register a CA (from the store or just created); opens its token. Takes cas_mu. */
 HSMCA_MUSTCHECK enum hsmca_err hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca);

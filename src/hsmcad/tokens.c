@@ -156,6 +156,7 @@ check_ca(struct hsmcad *d, struct hsmcad_ca *c, int at_start)
     struct hsmca_token *tok;
     enum hsmca_err rc;
     const char *label;
+    int has_key;
 
     if (hsmca_uri_parse(c->token_uri, strlen(c->token_uri), &u) != HSMCA_OK ||
         !(u.have & HSMCA_URI_HAVE_TOKEN))
@@ -164,7 +165,7 @@ check_ca(struct hsmcad *d, struct hsmcad_ca *c, int at_start)
     tok = __atomic_load_n(&c->tok, __ATOMIC_ACQUIRE);
     if (tok == NULL) {
         /* missing at start (or never seen): open it once it appears */
-        tok = hsmcad_token(d, label, c->token_uri);
+        tok = hsmcad_token_quiet(d, label, c->token_uri);
         if (tok == NULL) {
             set_fault(d, c->fault, sizeof(c->fault), label, c->id, "missing", at_start);
             return;
@@ -183,7 +184,10 @@ check_ca(struct hsmcad *d, struct hsmcad_ca *c, int at_start)
         set_fault(d, c->fault, sizeof(c->fault), label, c->id, "unreadable", at_start);
         return;
     }
-    if (pr.stale || (c->key != NULL && !pr.logged_in)) {
+    pthread_mutex_lock(&d->cas_mu);
+    has_key = c->key != NULL;
+    pthread_mutex_unlock(&d->cas_mu);
+    if (pr.stale || (has_key && !pr.logged_in)) {
         /* back, but the window's sessions and login are gone: close the window (audited), then
          * reconnect; the quorum opens the next one */
         int closed = 0;

@@ -58,8 +58,10 @@ n_user=$(wc -l < "$W/user.hex")
 # ceremony: 2 C_InitPIN with the throwaway + 2 by the quorum; three quorum operations rotate
 check "the CA tokens' user PINs of every epoch were recorded ($n_user)" [ "$n_user" -ge 6 ]
 
-# every file the demo wrote: the demo directory (tokens, db, WAL, logs, extract, outputs)
+# every file the demo wrote: the demo directory (tokens, db, WAL, logs, extract, outputs) and
+# what tools/quickstart printed
 find "$demo" -type f > "$W/files"
+echo "$W/quickstart.out" >> "$W/files"
 check "the demo wrote its tokens, store and logs" \
     sh -c "grep -q '/tokens/' '$W/files' && grep -q 'hsmca.db' '$W/files' && grep -q 'hsmcad.log' '$W/files'"
 # scan NEEDLES FILES: each needle line "WHAT HEX"; prints every hit, exits 1 on any. Raw bytes (the

@@ -39,21 +39,16 @@ done
 ca() { SOFTHSM2_CONF="$work/ca/softhsm2.conf" "$@"; }
 ap() { SOFTHSM2_CONF="$work/approvers/softhsm2.conf" "$@"; }
 
-step "HSM administrator: initialise the CA host's tokens (label + SO PIN)"
-rand 16 >so.pin
+step "HSM administrator: initialise the audit token (label + its service PIN; random SO PIN)"
+# No SO PIN is ever chosen or kept: `hsmca token init` and `ceremony init --init-tokens` give
+# each token a random one and wipe it (docs/custody-so-pin.md).
 rand 16 >audit.pin
-for t in hsmca-audit hsmca-paa hsmca-pai; do
-    # the user PIN given here is a placeholder: the ceremony replaces the CA tokens' PINs
-    ca softhsm2-util --init-token --free --label "$t" --so-pin "$(cat so.pin)" \
-        --pin "$(if [ "$t" = hsmca-audit ]; then cat audit.pin; else rand 16; fi)" >/dev/null
-    echo "token $t initialised"
-done
+ca "$HSMCA" token init --module "$MODULE" --pin-file audit.pin hsmca-audit
 
 step "Approvers: each generates a key in their own token and hands over the public key"
 for a in alice bob carol; do
     rand 16 >"$a.pin"
-    ap softhsm2-util --init-token --free --label "approver-$a" --so-pin "$(rand 16)" \
-        --pin "$(cat "$a.pin")" >/dev/null
+    ap "$HSMCA" token init --module "$MODULE" --pin-file "$a.pin" "approver-$a" >/dev/null
     ap "$HSMCA" token keygen --module "$MODULE" --pin-file "$a.pin" --derive \
         "pkcs11:token=approver-$a;object=approver-key" >"$a.pem"
     serial=$(ap "$HSMCA" token info --module "$MODULE" "pkcs11:token=approver-$a" |
@@ -63,10 +58,10 @@ for a in alice bob carol; do
         openssl dgst -sha256 -r | cut -c1-16)..."
 done
 
-step "Ceremony init: random user PINs, split 2-of-3 and sealed to the approvers; genesis"
+step "Ceremony init: CA tokens with random SO PINs (destroyed), random user PINs split 2-of-3 and sealed to the approvers; genesis"
 ca "$HSMCA" ceremony init --module "$MODULE" --store hsmca.db \
     --audit-token pkcs11:token=hsmca-audit --audit-pin-file audit.pin \
-    --token pkcs11:token=hsmca-paa --token pkcs11:token=hsmca-pai --so-pin-file so.pin \
+    --token pkcs11:token=hsmca-paa --token pkcs11:token=hsmca-pai --init-tokens \
     --approver "alice=alice.pem:$(cat alice.serial)" \
     --approver "bob=bob.pem:$(cat bob.serial)" \
     --approver "carol=carol.pem:$(cat carol.serial)" \
@@ -121,8 +116,7 @@ ceremony_op pai ca.create_pai \
 
 step "Enrolment: dave joins (proof of possession by his token); every PIN is re-sealed (alice + bob)"
 rand 16 >dave.pin
-ap softhsm2-util --init-token --free --label approver-dave --so-pin "$(rand 16)" \
-    --pin "$(cat dave.pin)" >/dev/null
+ap "$HSMCA" token init --module "$MODULE" --pin-file dave.pin approver-dave >/dev/null
 ap "$HSMCA" token keygen --module "$MODULE" --pin-file dave.pin --derive \
     "pkcs11:token=approver-dave;object=approver-key" >dave.pem
 ap "$HSMCA" approve --enroll --module "$MODULE" --name dave \
@@ -154,9 +148,16 @@ grep -Eq "\| ca.activate \| .* \| (dave, carol|carol, dave) \|" record.md ||
     { echo "demo: the new approver's approval is not in the record" >&2; exit 1; }
 echo "ceremony record: $work/record.md"
 # No secret that passed through this run is in the database, its WAL, the log or any output:
-# the PINs typed in (SO, audit, approvers) are checked here, raw and hex; the CA tokens' PINs,
-# which no one ever knew, are checked by tests/unit/test_quorum.c.
-for f in so.pin audit.pin alice.pin bob.pin carol.pin dave.pin; do
+# the PINs typed in (audit, approvers) are checked here, raw and hex; the CA tokens' PINs and the
+# SO PINs, which no one ever knew, by tests/unit/test_quorum.c and
+# tests/integration/custody_pins.sh.
+if [ -n "$(find . -name 'so.pin*')" ]; then
+    echo "demo: an SO PIN file exists" >&2
+    exit 1
+fi
+grep -q 'SO PIN random and destroyed' init.txt ||
+    { echo "demo: the ceremony did not destroy the SO PINs" >&2; exit 1; }
+for f in audit.pin alice.pin bob.pin carol.pin dave.pin; do
     for v in "$(cat "$f")" "$(printf %s "$(cat "$f")" | od -An -tx1 | tr -d ' \n')"; do
         for g in hsmca.db hsmca.db-wal init.txt run-*.txt extract/*; do
             [ -f "$g" ] || continue

@@ -92,6 +92,15 @@ struct hsmca_audit_config {
      */
     int (*reconcile)(void *arg, uint64_t seq, const char *action);
     void *reconcile_arg;
+    /*
+     * Called on the writer thread when a checkpoint signature fails (the audit token went away,
+     * or came back with its login lost): make *key usable again (free it, re-probe the token, log
+     * in, find the key) and return HSMCA_OK, after which the signature is tried once more. Tried
+     * at most once per retry_ms while checkpoints fail. NULL: a failing checkpoint is only retried.
+     */
+    enum hsmca_err (*heal)(void *arg, struct hsmca_key **key);
+    void *heal_arg;
+    uint64_t retry_ms; /* wait between checkpoint attempts while they fail; 0 = 1000 */
 };
 
 /*
@@ -103,6 +112,13 @@ struct hsmca_audit_config {
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_open(const struct hsmca_audit_config *cfg,
                                                 struct hsmca_audit **out, char *why,
                                                 size_t why_len);
+
+/*
+ * Entries beyond the last signed checkpoint (durable but not yet covered by a signature). The
+ * issuance engine refuses new DACs while this exceeds its bound (HSMCA_E_AUDIT_UNSIGNED_BACKLOG).
+ * *failing (if non-NULL) is 1 while the last checkpoint attempt failed. 0 for NULL.
+ */
+uint64_t hsmca_audit_unsigned(struct hsmca_audit *a, int *failing);
 
 /* Drain pending items, write a final checkpoint, stop the writer and free. NULL is a no-op. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_close(struct hsmca_audit *a);
@@ -255,6 +271,8 @@ struct hsmca_audit_stats {
     /* the time of each group commit (WAL write and fdatasync), in hsmca_lat_bucket's buckets */
     uint64_t commit_hist[HSMCA_LAT_NBUCKET + 1];
     uint64_t commit_us_sum;
+    uint64_t checkpoint_failures; /* checkpoint attempts whose signature or write failed */
+    uint64_t heals;               /* times the heal callback made the audit key usable again */
 };
 void hsmca_audit_stats(struct hsmca_audit *a, struct hsmca_audit_stats *out);
 

@@ -68,6 +68,9 @@ struct hsmca_issuer_config {
     unsigned threads;       /* helper threads for batches; 0 = online CPUs - 1 (may be 0) */
     unsigned readers;       /* read-only store handles for request id lookups; 0 = online CPUs */
     unsigned refusal_burst; /* 0 = HSMCA_ISSUE_REFUSAL_BURST */
+    /* refuse new DACs (HSMCA_E_AUDIT_UNSIGNED_BACKLOG; replays still answer) while checkpoints
+     * fail and more audit entries than this lie beyond the last signed one; 0 = no bound */
+    uint64_t max_unsigned_entries;
 };
 
 /*

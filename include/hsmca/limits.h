@@ -19,6 +19,8 @@
 /* User and SO PINs, in bytes (SoftHSM accepts 4..255). */
 #define HSMCA_PIN_MIN 4
 #define HSMCA_PIN_MAX 255
+/* The random SO PIN the ceremony and `hsmca token init` give a token, then destroy. */
+#define HSMCA_SO_PIN_LEN 32
 /* A CKO_DATA object's CKA_VALUE (the audit anchor is far smaller). */
 #define HSMCA_DATA_OBJECT_MAX 4096
 /* A raw ECDSA P-256 signature (r||s) and its DER form. */

@@ -188,6 +188,39 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_token_set_pin(struct hsmca_token *tok,
                                                    const struct hsmca_secret *new_pin);
 
 /*
+ * As the security officer (old_so), replace the SO PIN with new_so (C_SetPIN in an SO session),
+ * then log the SO out. The ceremony gives every CA token a random SO PIN nobody learns, so no one
+ * person can reset the user PIN around the quorum (docs/custody-so-pin.md). Returns the login
+ * codes above, HSMCA_E_ALREADY_LOGGED_IN while a user is logged in.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_token_set_so_pin(struct hsmca_token *tok,
+                                                      const struct hsmca_secret *old_so,
+                                                      const struct hsmca_secret *new_so);
+
+/* len (HSMCA_PIN_MIN..HSMCA_PIN_MAX) random bytes from the CSPRNG (RAND_priv_bytes) in secure
+ * memory: a PIN nobody types. The caller clears *out. HSMCA_E_RANDOM, HSMCA_E_NOMEM. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_token_random_pin(size_t len, struct hsmca_secret *out);
+
+/* What hsmca_token_probe found. */
+struct hsmca_token_probe {
+    int present;     /* the token answers (found by its label and serial) */
+    int logged_in;   /* the control session holds a user login */
+    int reconnected; /* it had gone (its sessions closed) and a new control session is open */
+    int stale;       /* it came back but key handles of the old sessions are still alive */
+};
+
+/*
+ * Re-probe a token: is it present, and is the control session (and with it the login) alive?
+ * A token that was removed and came back (its sessions closed, its login lost) is found again by
+ * label and serial, possibly in another slot, and gets a new control session (logged out): then
+ * out->reconnected is 1. While key handles of the token are alive (an open window), nothing is
+ * reopened and out->stale is 1: their owner frees them, then probes again. HSMCA_OK when present;
+ * HSMCA_E_TOKEN_REMOVED when absent, HSMCA_E_TOKEN_AMBIGUOUS. Control path; thread-safe.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_token_probe(struct hsmca_token *tok,
+                                                 struct hsmca_token_probe *out);
+
+/*
  * Generate a P-256 key pair inside the token with C_GenerateKeyPair and an explicit template:
  * private key CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true, CKA_EXTRACTABLE false, CKA_DECRYPT and
  * CKA_UNWRAP false, CKA_SIGN true, CKA_DERIVE as usage says. label is 1..HSMCA_KEY_LABEL_MAX

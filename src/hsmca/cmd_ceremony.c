@@ -2,7 +2,8 @@
  *
  * cmd_ceremony.c -- `hsmca ceremony`: the key ceremonies run on the CA host, often air-gapped.
  * init sets a random user PIN on each CA token (with the SO PIN), splits and seals it to the
- * approvers and writes the genesis of the audit log; run makes one quorum request, writes it as a
+ * approvers, leaves each CA token an SO PIN nobody knows (random, then wiped) and writes the
+ * genesis of the audit log; run makes one quorum request, writes it as a
  * file for the approvers, waits for their approval files and executes it. The one-time request key
  * lives only in this process. Never prints, logs or stores a PIN or a share.
  */
@@ -44,7 +45,7 @@ usage_ceremony(FILE *f)
     fprintf(
         f,
         "usage: hsmca ceremony init --store DB --audit-token URI [--audit-pin-file F]\n"
-        "         --token URI [--token URI ...] [--so-pin-file F]\n"
+        "         --token URI [--token URI ...] [--init-tokens | --so-pin-file F]\n"
         "         --approver NAME=PUBKEY.pem[:SERIAL] [--approver ...] --m M\n"
         "         [--policy policies/quorum.json] [--id CEREMONY-ID] [--module PATH]\n"
         "       hsmca ceremony run --store DB --audit-token URI [--audit-pin-file F]\n"
@@ -55,7 +56,11 @@ usage_ceremony(FILE *f)
         "init: the initial key ceremony. Each --token is a CA token the HSM administrator\n"
         "initialised (label and SO PIN); hsmca sets a random 32-byte user PIN on it with the SO\n"
         "PIN, splits it M-of-N (Shamir) and seals each share to one approver's public key (from\n"
-        "`hsmca token pubkey` on the approver's token). Nothing secret is written anywhere: no\n"
+        "`hsmca token pubkey` on the approver's token). Then it replaces the SO PIN with 32\n"
+        "random bytes it wipes: the administrator's SO PIN stops working, and nobody can reset\n"
+        "the user PIN around the quorum (docs/custody-so-pin.md). With --init-tokens the\n"
+        "tokens do not exist yet: hsmca initialises each (label from the URI) with a random SO\n"
+        "PIN that only this process ever holds. Nothing secret is written anywhere: no\n"
         "person and no file ever holds a CA token's PIN. The audit log starts here (genesis);\n"
         "the genesis and checkpoint hashes printed at the end go into the ceremony record.\n"
         "The audit key (object audit-key in the audit token) is generated if absent.\n"
@@ -256,6 +261,54 @@ read_pubkey(const char *path)
     return k;
 }
 
+/*
+ * --init-tokens: initialise the free token named by uri's token= with a random SO PIN (into
+ * *so, for the ceremony's C_InitPIN; the caller wipes it) and a throwaway random user PIN that the
+ * ceremony replaces.
+ */
+static enum hsmca_err
+init_token(struct hsmca_p11 *p11, const char *uri, struct hsmca_secret *so,
+           struct hsmca_token **out)
+{
+    struct hsmca_secret user = {NULL, 0};
+    struct hsmca_uri u;
+    enum hsmca_err e;
+
+    e = hsmca_uri_parse(uri, strlen(uri), &u);
+    if (e != HSMCA_OK)
+        return e;
+    if (!(u.have & HSMCA_URI_HAVE_TOKEN))
+        return HSMCA_E_URI_INVALID;
+    e = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, so);
+    if (e == HSMCA_OK)
+        e = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, &user);
+    if (e == HSMCA_OK)
+        e = hsmca_token_init(p11, u.token, so, &user, out);
+    hsmca_secret_clear(&user);
+    return e;
+}
+
+/* Replace the administrator's SO PIN so of tok with random bytes that are wiped at once. */
+static enum hsmca_err
+destroy_so_pin(struct hsmca_token *tok, const char *label, struct hsmca_secret *so)
+{
+    struct hsmca_secret fresh = {NULL, 0};
+    enum hsmca_err e;
+
+    e = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, &fresh);
+    if (e == HSMCA_OK)
+        e = hsmca_token_set_so_pin(tok, so, &fresh);
+    hsmca_secret_clear(&fresh);
+    hsmca_secret_clear(so);
+    if (e != HSMCA_OK)
+        fprintf(stderr,
+                "hsmca ceremony init: %s: the SO PIN could not be replaced (%s); the token's\n"
+                "user PIN is set and sealed, but its SO PIN still works: re-initialise the token\n"
+                "and hold the ceremony again (ceremony/RUNBOOK.md)\n",
+                label, hsmca_err_code(e));
+    return e;
+}
+
 static int
 do_init(int argc, char **argv)
 {
@@ -265,6 +318,7 @@ do_init(int argc, char **argv)
                                          {"audit-pin-file", required_argument, NULL, 'A'},
                                          {"token", required_argument, NULL, 't'},
                                          {"so-pin-file", required_argument, NULL, 'S'},
+                                         {"init-tokens", no_argument, NULL, 'I'},
                                          {"approver", required_argument, NULL, 'p'},
                                          {"m", required_argument, NULL, 'm'},
                                          {"policy", required_argument, NULL, 'P'},
@@ -288,12 +342,12 @@ do_init(int argc, char **argv)
     json_t *gen = NULL, *gt, *ga;
     char *genesis = NULL, prompt[96];
     enum hsmca_err e;
-    int c, rc = CLI_EXIT_FAIL, opened = 0;
+    int c, rc = CLI_EXIT_FAIL, opened = 0, init_tokens = 0;
 
     memset(so, 0, sizeof(so));
     memset(ain, 0, sizeof(ain));
     optind = 1;
-    while ((c = getopt_long(argc, argv, "M:s:a:A:t:S:p:m:P:i:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "M:s:a:A:t:S:Ip:m:P:i:h", opts, NULL)) != -1) {
         if (common_opt(&cm, c, optarg))
             continue;
         switch (c) {
@@ -306,6 +360,9 @@ do_init(int argc, char **argv)
             break;
         case 'S':
             so_pin_file = optarg;
+            break;
+        case 'I':
+            init_tokens = 1;
             break;
         case 'p':
             if (na == MAX_APPROVERS) {
@@ -338,6 +395,10 @@ do_init(int argc, char **argv)
         m > na) {
         fprintf(stderr, "hsmca ceremony init: need --store, --audit-token, --token, at least two "
                         "--approver and 2 <= --m <= approvers\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (init_tokens && so_pin_file != NULL) {
+        fprintf(stderr, "hsmca ceremony init: --init-tokens makes the SO PINs; no --so-pin-file\n");
         return CLI_EXIT_USAGE;
     }
     /* approvers: NAME=PUBKEY.pem[:SERIAL] */
@@ -388,7 +449,11 @@ do_init(int argc, char **argv)
     for (i = 0; i < nt; i++) {
         struct hsmca_token_info ti;
 
-        e = hsmca_token_open(s.p11, token_uri[i], &s.tok[i]);
+        if (init_tokens) {
+            e = init_token(s.p11, token_uri[i], &so[i], &s.tok[i]);
+        } else {
+            e = hsmca_token_open(s.p11, token_uri[i], &s.tok[i]);
+        }
         if (e != HSMCA_OK) {
             cli_fail(token_uri[i], e);
             goto out;
@@ -400,11 +465,13 @@ do_init(int argc, char **argv)
             goto out;
         }
         snprintf(s.label[i], sizeof(s.label[i]), "%s", ti.label);
-        snprintf(prompt, sizeof(prompt), "SO PIN of %s: ", ti.label);
-        e = cli_read_pin(so_pin_file, prompt, &so[i]);
-        if (e != HSMCA_OK) {
-            cli_fail("SO PIN", e);
-            goto out;
+        if (!init_tokens) {
+            snprintf(prompt, sizeof(prompt), "SO PIN of %s: ", ti.label);
+            e = cli_read_pin(so_pin_file, prompt, &so[i]);
+            if (e != HSMCA_OK) {
+                cli_fail("SO PIN", e);
+                goto out;
+            }
         }
         tin[i].label = s.label[i];
         tin[i].uri = token_uri[i];
@@ -425,9 +492,17 @@ do_init(int argc, char **argv)
         cli_fail("ceremony init", e);
         goto out;
     }
+    /* the SO PIN must not outlive the ceremony: a token the administrator initialised gets a
+     * random one nobody learns (one made here, by --init-tokens, already is) */
+    for (i = 0; i < nt; i++) {
+        if (!init_tokens && destroy_so_pin(s.tok[i], s.label[i], &so[i]) != HSMCA_OK)
+            goto out;
+        hsmca_secret_clear(&so[i]);
+    }
     printf("ceremony: %s\nepoch: 1\nthreshold: %u of %zu\n", id, (unsigned)m, na);
     for (i = 0; i < nt; i++)
-        printf("token: %s (user PIN set, split and sealed)\n", s.label[i]);
+        printf("token: %s (user PIN set, split and sealed; SO PIN random and destroyed)\n",
+               s.label[i]);
     for (i = 0; i < na; i++)
         printf("approver: %s%s%s\n", names[i], serials[i][0] ? " token " : "", serials[i]);
     print_record(&s);

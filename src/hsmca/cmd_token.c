@@ -19,7 +19,8 @@ usage_token(FILE *f)
 {
     fprintf(
         f,
-        "usage: hsmca token info   [--module PATH] TOKEN-URI\n"
+        "usage: hsmca token init   [--module PATH] [--pin-file FILE] LABEL\n"
+        "       hsmca token info   [--module PATH] TOKEN-URI\n"
         "       hsmca token keygen [--module PATH] [--pin-file FILE] [--derive] KEY-URI\n"
         "       hsmca token pubkey [--module PATH] KEY-URI\n"
         "\n"
@@ -32,10 +33,54 @@ usage_token(FILE *f)
         "CKA_EXTRACTABLE=false, refuses a label or id already present, and prints the public\n"
         "key as PEM. --derive also allows ECDH (approver keys). The user PIN is read from\n"
         "--pin-file (mode 600) or prompted for on the terminal.\n"
+        "\n"
+        "init initialises the module's free token with LABEL and the user PIN of --pin-file\n"
+        "(or the prompt). Its SO PIN is 32 random bytes that hsmca wipes at once: nobody ever\n"
+        "holds it, so nobody can reset the user PIN (docs/custody-so-pin.md). For audit and\n"
+        "approver tokens; CA tokens are initialised by `hsmca ceremony init --init-tokens`.\n"
         "--module defaults to the URI's module-path= (pkcs11:token=T?module-path=/x.so),\n"
         "else to %s; a module-path naming another module than --module is\n"
         "refused (uri-module-mismatch). p11-kit's proxy and p11-kit-client.so work as modules.\n",
         CLI_DEFAULT_MODULE);
+}
+
+/* hsmca token init: a free token gets LABEL, the user PIN given, and a random SO PIN that no one
+ * ever sees (it exists only in this process's secure memory, and is wiped). */
+static int
+token_init(const char *module, const char *pin_file, const char *label)
+{
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *tok = NULL;
+    struct hsmca_secret pin = {NULL, 0}, so = {NULL, 0};
+    enum hsmca_err e;
+    int rc = CLI_EXIT_FAIL;
+
+    if (label[0] == '\0' || strlen(label) > HSMCA_TOKEN_LABEL_MAX || strchr(label, ':') != NULL) {
+        fprintf(stderr, "hsmca token init: LABEL is a token label (1..%d bytes), not a URI\n",
+                HSMCA_TOKEN_LABEL_MAX);
+        return CLI_EXIT_USAGE;
+    }
+    e = cli_read_pin(pin_file, "User PIN: ", &pin);
+    if (e != HSMCA_OK) {
+        cli_fail("user PIN", e);
+        return CLI_EXIT_FAIL;
+    }
+    e = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, &so);
+    if (e == HSMCA_OK)
+        e = hsmca_p11_open(module, &p11);
+    if (e == HSMCA_OK)
+        e = hsmca_token_init(p11, label, &so, &pin, &tok);
+    hsmca_secret_clear(&so);
+    hsmca_secret_clear(&pin);
+    if (e != HSMCA_OK) {
+        cli_fail(label, e);
+    } else {
+        printf("token: %s (initialised; its SO PIN was random and is destroyed)\n", label);
+        rc = CLI_EXIT_OK;
+    }
+    if (hsmca_token_close_all(p11, tok, NULL) != HSMCA_OK)
+        rc = CLI_EXIT_FAIL;
+    return rc;
 }
 
 int
@@ -90,6 +135,8 @@ cmd_token(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     uri = argv[optind];
+    if (strcmp(verb, "init") == 0)
+        return token_init(module, pin_file, uri);
     if (strcmp(verb, "info") != 0 && strcmp(verb, "keygen") != 0 && strcmp(verb, "pubkey") != 0) {
         fprintf(stderr, "hsmca token: unknown verb '%s'\n", verb);
         return CLI_EXIT_USAGE;

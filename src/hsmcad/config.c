@@ -63,6 +63,7 @@ static const struct key audit_keys[] = {
     STR("origin", K_STR, 0, audit_origin),
     U64("checkpoint_entries", checkpoint_entries, 1, 100000000),
     U64("checkpoint_interval_s", checkpoint_interval_s, 1, 86400),
+    U64("max_unsigned_entries", max_unsigned_entries, 1, 200000000),
     {NULL, K_STR, 0, 0, 0, 0, 0},
 };
 static const struct key limit_keys[] = {
@@ -315,6 +316,19 @@ hsmcad_config_parse(const char *text, size_t len, const char *base_dir, struct h
         rc = section(v, tables[i], sections[i], base_dir, c, why, why_len);
         if (rc != HSMCA_OK)
             goto out;
+    }
+    /* a bound at or below checkpoint_entries would refuse DACs in normal operation (a checkpoint
+     * is made once checkpoint_entries are reached, after the group commit that reached them) */
+    {
+        uint64_t cpe = c->checkpoint_entries != 0 ? c->checkpoint_entries : 10000;
+
+        if (c->max_unsigned_entries == 0) {
+            c->max_unsigned_entries = cpe + HSMCAD_UNSIGNED_MARGIN_DEFAULT;
+        } else if (c->max_unsigned_entries <= cpe) {
+            rc = fail(why, why_len, "audit", "max_unsigned_entries",
+                      "must be more than checkpoint_entries");
+            goto out;
+        }
     }
     rc = HSMCA_OK;
 out:

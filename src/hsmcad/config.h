@@ -38,6 +38,9 @@ struct hsmcad_config {
     char audit_origin[128];
     uint64_t checkpoint_entries; /* 0 = library default */
     uint64_t checkpoint_interval_s;
+    /* DACs stop while more audit entries than this lie beyond the last signed checkpoint;
+     * 0 in the file = checkpoint_entries + HSMCAD_UNSIGNED_MARGIN_DEFAULT */
+    uint64_t max_unsigned_entries;
     uint64_t body_max;            /* bytes of one request body */
     unsigned batch_max;           /* CSRs in one batch */
     unsigned threads;             /* worker threads; 0 = one per core */
@@ -46,6 +49,10 @@ struct hsmcad_config {
     unsigned timeout_s;           /* idle connection timeout */
     unsigned refusals_per_minute; /* audited refusals per client certificate and minute */
 };
+
+/* audit.max_unsigned_entries: its default above checkpoint_entries (DACs issued after the
+ * checkpoint that could not be signed was due) */
+#define HSMCAD_UNSIGNED_MARGIN_DEFAULT 1000
 
 /* Fill c with the defaults of docs/config.md (paths empty). */
 void hsmcad_config_defaults(struct hsmcad_config *c);

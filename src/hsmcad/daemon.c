@@ -112,9 +112,10 @@ hsmcad_refusal_allowed(struct hsmcad *d, const char *client)
     return ok;
 }
 
-/* Under cas_mu. */
+/* Under cas_mu. quiet: an absent token is not logged (tokens.c re-tries every second and logs
+ * the fault once). */
 static struct hsmca_token *
-token_locked(struct hsmcad *d, const char *label, const char *uri)
+token_locked(struct hsmcad *d, const char *label, const char *uri, int quiet)
 {
     struct hsmcad_tok *t;
     char u[HSMCA_URI_MAX + 1];
@@ -134,8 +135,9 @@ token_locked(struct hsmcad *d, const char *label, const char *uri)
     t = &d->toks[d->ntoks];
     rc = hsmca_token_open(d->p11, uri, &t->tok);
     if (rc != HSMCA_OK) {
-        hsmca_log(HSMCA_LOG_WARN, "hsmcad", "token-absent", "label=%s code=%s", label,
-                  hsmca_err_code(rc));
+        if (!quiet)
+            hsmca_log(HSMCA_LOG_WARN, "hsmcad", "token-absent", "label=%s code=%s", label,
+                      hsmca_err_code(rc));
         return NULL;
     }
     snprintf(t->label, sizeof(t->label), "%s", label);
@@ -149,7 +151,18 @@ hsmcad_token(struct hsmcad *d, const char *label, const char *uri)
     struct hsmca_token *tok;
 
     pthread_mutex_lock(&d->cas_mu);
-    tok = token_locked(d, label, uri);
+    tok = token_locked(d, label, uri, 0);
+    pthread_mutex_unlock(&d->cas_mu);
+    return tok;
+}
+
+struct hsmca_token *
+hsmcad_token_quiet(struct hsmcad *d, const char *label, const char *uri)
+{
+    struct hsmca_token *tok;
+
+    pthread_mutex_lock(&d->cas_mu);
+    tok = token_locked(d, label, uri, 1);
     pthread_mutex_unlock(&d->cas_mu);
     return tok;
 }
@@ -179,7 +192,7 @@ hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca)
     snprintf(c->key_uri, sizeof(c->key_uri), "%s", ca->key_uri);
     if (hsmca_uri_parse(ca->token_uri, strlen(ca->token_uri), &u) == HSMCA_OK &&
         (u.have & HSMCA_URI_HAVE_TOKEN) != 0)
-        c->tok = token_locked(d, u.token, ca->token_uri);
+        c->tok = token_locked(d, u.token, ca->token_uri, 0);
     __atomic_store_n(&d->ncas, d->ncas + 1, __ATOMIC_RELEASE);
 out:
     pthread_mutex_unlock(&d->cas_mu);

@@ -27,6 +27,7 @@
 #define HSMCAD_READERS_MAX 256
 
 #define HSMCAD_TOKENS_MAX 64
+#define HSMCAD_FAULT_MAX 32 /* a token fault's name: "removed", "missing", ... */
 
 /* One opened token, by label: one handle per token for the whole daemon. */
 struct hsmcad_tok {
@@ -40,9 +41,10 @@ struct hsmcad_ca {
     char kind[4];
     char token_uri[HSMCA_URI_MAX + 1];
     char key_uri[HSMCA_URI_MAX + 1];
-    struct hsmca_token *tok;    /* borrowed from the token table; NULL if the token is absent */
-    struct hsmca_key *key;      /* held while an activation window is open */
-    struct hsmca_issue_ca *ica; /* PAIs with a certificate: the issuance engine's CA */
+    struct hsmca_token *tok;      /* borrowed from the token table; NULL if the token is absent */
+    struct hsmca_key *key;        /* held while an activation window is open */
+    struct hsmca_issue_ca *ica;   /* PAIs with a certificate: the issuance engine's CA */
+    char fault[HSMCAD_FAULT_MAX]; /* its token's fault (tokens.c); "" = none; under cas_mu */
 };
 
 struct hsmcad {
@@ -84,6 +86,8 @@ struct hsmcad {
     pthread_mutex_t lim_mu;
     struct hsmcad_limiter *lim;
 
+    char audit_fault[HSMCAD_FAULT_MAX]; /* the audit token's fault (tokens.c); under cas_mu */
+
     volatile int ready; /* last readiness verdict, for /metrics */
     int64_t started_ms;
 };
@@ -99,6 +103,8 @@ struct hsmcad_ca *hsmcad_ca_find(struct hsmcad *d, const char *id);
  * NULL) on first use. Borrowed until the daemon stops. NULL if absent. Takes cas_mu.
  */
 struct hsmca_token *hsmcad_token(struct hsmcad *d, const char *label, const char *uri);
+/* The same, without a log line when the token is absent (the re-probe of tokens.c). */
+struct hsmca_token *hsmcad_token_quiet(struct hsmcad *d, const char *label, const char *uri);
 
 /* Register a CA (from the store or just created); opens its token. Takes cas_mu. */
 HSMCA_MUSTCHECK enum hsmca_err hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca);
@@ -123,6 +129,16 @@ enum hsmca_err hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, u
 void hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c, const char *why);
 /* Close every window (at shutdown, before the engines go). */
 void hsmcad_deactivate_all(struct hsmcad *d);
+
+/*
+ * Token faults (tokens.c): probe every token, heal what came back, close a window whose token
+ * lost its login, audit each fault and recovery. at_start marks the entries of the first pass.
+ */
+void hsmcad_tokens_check(struct hsmcad *d, int at_start);
+/* The audit writer's heal hook (struct hsmca_audit_config.heal): a usable audit key again. */
+enum hsmca_err hsmcad_audit_heal(void *arg, struct hsmca_key **key);
+/* What an operator does about a fault ("removed", "missing", ...), for /readyz and the log. */
+const char *hsmcad_token_fault_action(const char *fault);
 
 /* Milliseconds since the epoch. */
 int64_t hsmcad_now_ms(void);

@@ -144,6 +144,7 @@ start_issuance(struct hsmcad *d)
     ic.audit = d->audit;
     ic.store_path = d->cfg.store;
     ic.quotas = d->quotas;
+    ic.max_unsigned_entries = d->cfg.max_unsigned_entries;
     rc = hsmca_issuer_new(&ic, &d->issuer);
     if (rc == HSMCA_OK)
         rc = hsmca_store_ca_list(d->quorum_ro, collect_id, &ids);
@@ -191,6 +192,7 @@ keeper_run(void *arg)
         if (k->d->issuer != NULL)
             hsmca_issuer_flush_refusals(k->d->issuer);
         hsmcad_close_ended_windows(k->d);
+        hsmcad_tokens_check(k->d, 0);
         pthread_mutex_lock(&k->mu);
     }
     pthread_mutex_unlock(&k->mu);
@@ -361,6 +363,12 @@ main(int argc, char **argv)
     rc = hsmca_token_open(d->p11, d->cfg.audit_token, &d->audit_tok);
     if (rc != HSMCA_OK) {
         start_fail("audit.token", rc, d->cfg.audit_token);
+        fprintf(
+            stderr,
+            "hsmcad: the audit token is %s: %s; nothing is served without it "
+            "(docs/token-faults.md)\n",
+            rc == HSMCA_E_TOKEN_NOT_FOUND ? "missing" : "unreadable",
+            hsmcad_token_fault_action(rc == HSMCA_E_TOKEN_NOT_FOUND ? "missing" : "unreadable"));
         goto out;
     }
     rc = hsmca_secret_read_pin_file(d->cfg.audit_pin_file, &pin);
@@ -409,6 +417,8 @@ main(int argc, char **argv)
         ac.checkpoint_ms = d->cfg.checkpoint_interval_s * 1000;
         ac.audit_cert_pem = d->audit_cert_pem;
         ac.reconcile = hsmca_custody_reconcile;
+        ac.heal = hsmcad_audit_heal; /* the audit token came back: log in again (tokens.c) */
+        ac.heal_arg = d;
         why[0] = '\0';
         rc = hsmca_audit_open(&ac, &d->audit, why, sizeof(why));
         if (rc != HSMCA_OK) {
@@ -470,6 +480,8 @@ main(int argc, char **argv)
             goto out;
         }
     }
+    /* tokens missing or unreadable at start: named in /readyz and the log, audited */
+    hsmcad_tokens_check(d, 1);
     keeper.d = d;
     if (pthread_create(&keeper.th, NULL, keeper_run, &keeper) == 0)
         keeper.running = 1;
@@ -522,7 +534,7 @@ out:
                 hsmca_token_free(d->toks[i].tok) != HSMCA_OK)
                 status = 1;
         }
-        hsmca_key_free(d->audit_key);
+        hsmca_key_free(__atomic_load_n(&d->audit_key, __ATOMIC_ACQUIRE)); /* heal may swap it */
         if (d->audit_tok != NULL && hsmca_token_logout(d->audit_tok) != HSMCA_OK)
             status = 1;
         if (hsmca_token_free(d->audit_tok) != HSMCA_OK || hsmca_p11_free(d->p11) != HSMCA_OK)

@@ -347,6 +347,17 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
             "# TYPE hsmca_audit_checkpoints_total counter\n"
             "hsmca_audit_checkpoints_total %llu\n",
             (unsigned long long)audit->checkpoints);
+        hsmcad_buf_printf(&b,
+                          "# HELP hsmca_audit_checkpoint_failures_total Checkpoint attempts that "
+                          "failed (audit token away).\n"
+                          "# TYPE hsmca_audit_checkpoint_failures_total counter\n"
+                          "hsmca_audit_checkpoint_failures_total %llu\n"
+                          "# HELP hsmca_audit_key_heals_total Times the audit key was made usable "
+                          "again after its token came back.\n"
+                          "# TYPE hsmca_audit_key_heals_total counter\n"
+                          "hsmca_audit_key_heals_total %llu\n",
+                          (unsigned long long)audit->checkpoint_failures,
+                          (unsigned long long)audit->heals);
         batch_render(&b, audit);
         hist_render(&b, "hsmca_audit_commit_duration_seconds",
                     "Time of each group commit of the audit writer (WAL write and fdatasync); "

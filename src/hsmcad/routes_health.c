@@ -4,6 +4,7 @@
  * (every token reachable through C_GetTokenInfo, the store readable with WAL + synchronous=FULL and
  * its file writable, the audit log open on a verified chain) and GET /metrics (Prometheus text).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,25 +31,84 @@ token_ok(struct hsmca_token *tok)
     return tok != NULL && hsmca_token_info(tok, &ti) == HSMCA_OK;
 }
 
+/* A token's readiness: "ok", or its fault (tokens.c) with what to do, as one string. */
+static int
+token_check(struct hsmcad *d, struct hsmca_token *tok, const char *fault_buf, json_t *faults,
+            const char *label, const char *ca, json_t **out)
+{
+    char fault[HSMCAD_FAULT_MAX];
+    int ok;
+
+    pthread_mutex_lock(&d->cas_mu);
+    snprintf(fault, sizeof(fault), "%s", fault_buf);
+    pthread_mutex_unlock(&d->cas_mu);
+    if (fault[0] == '\0' && !token_ok(tok))
+        snprintf(fault, sizeof(fault), "%s", tok == NULL ? "missing" : "removed");
+    ok = fault[0] == '\0';
+    *out = json_string(ok ? "ok" : fault);
+    if (!ok && faults != NULL) {
+        json_t *f = json_pack("{s:s, s:s, s:s}", "token", label, "fault", fault, "action",
+                              hsmcad_token_fault_action(fault));
+
+        if (f != NULL && ca != NULL)
+            json_object_set_new(f, "ca", json_string(ca));
+        json_array_append_new(faults, f);
+    }
+    return ok;
+}
+
+/* The token label of a pkcs11: URI (the URI itself if it names none). */
+static const char *
+uri_label(const char *uri, struct hsmca_uri *u)
+{
+    if (hsmca_uri_parse(uri, strlen(uri), u) == HSMCA_OK && (u->have & HSMCA_URI_HAVE_TOKEN))
+        return u->token;
+    return uri;
+}
+
 int
 hsmcad_readiness(struct hsmcad *d, json_t *checks)
 {
     struct hsmca_store *ro = hsmcad_ro(d);
-    json_t *cas = json_object();
-    int ok = 1, t;
+    json_t *cas = json_object(), *faults = json_array(), *v = NULL;
+    struct hsmca_uri u;
+    uint64_t unsigned_n;
+    int ok = 1, t, failing = 0;
     unsigned i, n;
 
-    t = token_ok(d->audit_tok);
+    t = token_check(d, d->audit_tok, d->audit_fault, faults, uri_label(d->cfg.audit_token, &u),
+                    NULL, &v);
     ok &= t;
     if (checks != NULL)
-        json_object_set_new(checks, "audit_token", json_string(t ? "ok" : "unreachable"));
+        json_object_set_new(checks, "audit_token", v);
+    else
+        json_decref(v);
     n = __atomic_load_n(&d->ncas, __ATOMIC_ACQUIRE);
     for (i = 0; i < n; i++) {
-        t = token_ok(d->cas[i].tok);
+        struct hsmcad_ca *c = &d->cas[i];
+
+        t = token_check(d, __atomic_load_n(&c->tok, __ATOMIC_ACQUIRE), c->fault, faults,
+                        uri_label(c->token_uri, &u), c->id, &v);
         ok &= t;
         if (cas != NULL)
-            json_object_set_new(cas, d->cas[i].id, json_string(t ? "ok" : "unreachable"));
+            json_object_set_new(cas, c->id, v);
+        else
+            json_decref(v);
     }
+    /* DACs stop while too much of the log lies beyond the last signed checkpoint */
+    unsigned_n = hsmca_audit_unsigned(d->audit, &failing);
+    t = !(failing && unsigned_n > d->cfg.max_unsigned_entries); /* as issue.c decides */
+    ok &= t;
+    if (checks != NULL) {
+        json_object_set_new(checks, "audit_unsigned", json_integer((json_int_t)unsigned_n));
+        json_object_set_new(checks, "audit_checkpoints",
+                            json_string(!t        ? "issuance-stopped"
+                                        : failing ? "failing"
+                                                  : "ok"));
+        json_object_set_new(checks, "token_faults", faults);
+        faults = NULL;
+    }
+    json_decref(faults);
     t = ro != NULL && hsmca_store_check_durable(ro) == HSMCA_OK && access(d->cfg.store, W_OK) == 0;
     ok &= t;
     if (checks != NULL) {

@@ -89,6 +89,17 @@ struct hsmca_audit {
     int clock_behind;  /* the wall clock is behind the last entry (step-back already logged) */
     int batch_broken;  /* a savepoint could not be rolled back: the whole batch must go */
     struct hsmca_audit_stats stats;
+    /* last_cp.size and "the last checkpoint attempt failed": written under lock, read without
+     * it (atomics) by hsmca_audit_unsigned on every DAC, which must not contend for the lock */
+    uint64_t pub_cp_size;
+    int pub_cp_failing;
+
+    /* checkpoints while the audit token is away (writer thread) */
+    enum hsmca_err (*heal)(void *arg, struct hsmca_key **key);
+    void *heal_arg;
+    uint64_t retry_us;
+    int cp_failing;       /* the last attempt failed */
+    uint64_t cp_retry_at; /* hsmca_mono_us() before which maybe_checkpoint does not try again */
 
     /*
      * The anchor mover: a checkpoint's anchor is written to the token on this thread, so the
@@ -685,6 +696,25 @@ anchor_mover_stop(struct hsmca_audit *a)
     a->anchor_started = 0;
 }
 
+/* A checkpoint attempt failed: note it, and wait retry_us before maybe_checkpoint tries again. */
+static void
+cp_failed(struct hsmca_audit *a)
+{
+    a->cp_failing = 1;
+    a->cp_retry_at = hsmca_mono_us() + a->retry_us;
+    pthread_mutex_lock(&a->lock);
+    a->stats.checkpoint_failures++;
+    __atomic_store_n(&a->pub_cp_failing, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* When the next checkpoint is due by time (hsmca_mono_us() clock). */
+static uint64_t
+cp_due_us(const struct hsmca_audit *a)
+{
+    return a->cp_failing ? a->cp_retry_at : a->last_cp_us + a->cp_ms * 1000u;
+}
+
 /*
  * Sign and store a checkpoint of the current head (writer context), then hand its anchor to the
  * mover. Callers that promise an anchored checkpoint (an explicit request, close) settle after.
@@ -717,10 +747,27 @@ make_checkpoint(struct hsmca_audit *a)
     rc = sha256(a, text, (size_t)n, cp.hash);
     if (rc != HSMCA_OK)
         return rc;
-    rc = hsmca_key_sign_digest(a->key, cp.hash, 32, sig, sizeof(sig), &sig_len);
+    rc = a->key != NULL ? hsmca_key_sign_digest(a->key, cp.hash, 32, sig, sizeof(sig), &sig_len)
+                        : HSMCA_E_TOKEN_REMOVED;
+    if (rc != HSMCA_OK && a->heal != NULL && rc != HSMCA_E_INVALID_ARG) {
+        /* the token went away or lost its login: re-probe it, log in again, retry once */
+        enum hsmca_err hrc = a->heal(a->heal_arg, &a->key);
+
+        if (hrc == HSMCA_OK && a->key != NULL) {
+            pthread_mutex_lock(&a->lock);
+            a->stats.heals++;
+            pthread_mutex_unlock(&a->lock);
+            rc = hsmca_key_sign_digest(a->key, cp.hash, 32, sig, sizeof(sig), &sig_len);
+        }
+    }
     if (rc != HSMCA_OK) {
-        hsmca_log(HSMCA_LOG_ERROR, "audit", "checkpoint-sign-failed", "size=%llu code=%s",
-                  (unsigned long long)a->size, hsmca_err_code(rc));
+        if (!a->cp_failing)
+            hsmca_log(HSMCA_LOG_ERROR, "audit", "checkpoint-sign-failed",
+                      "size=%llu code=%s action=\"checkpoints are retried every %llu ms; DACs "
+                      "stop once audit.max_unsigned_entries lie beyond the last one\"",
+                      (unsigned long long)a->size, hsmca_err_code(rc),
+                      (unsigned long long)(a->retry_us / 1000));
+        cp_failed(a);
         return rc;
     }
     cp.sig = sig;
@@ -736,11 +783,18 @@ make_checkpoint(struct hsmca_audit *a)
     if (rc != HSMCA_OK) {
         hsmca_log(HSMCA_LOG_ERROR, "audit", "checkpoint-write-failed", "size=%llu code=%s",
                   (unsigned long long)a->size, hsmca_err_code(rc));
+        cp_failed(a);
         return HSMCA_E_AUDIT_WRITE;
     }
+    if (a->cp_failing)
+        hsmca_log(HSMCA_LOG_INFO, "audit", "checkpoint-resumed", "size=%llu",
+                  (unsigned long long)a->size);
+    a->cp_failing = 0;
     pthread_mutex_lock(&a->lock);
     a->stats.commits++;
     a->stats.checkpoints++;
+    __atomic_store_n(&a->pub_cp_size, cp.size, __ATOMIC_RELEASE);
+    __atomic_store_n(&a->pub_cp_failing, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&a->lock);
     /* the store holds it durably first, then the anchor moves */
     rc = move_anchor(a, &cp);
@@ -761,11 +815,13 @@ maybe_checkpoint(struct hsmca_audit *a)
 {
     uint64_t since = a->size - a->last_cp.size;
 
+    if (a->cp_failing && hsmca_mono_us() < a->cp_retry_at)
+        return; /* the token is away: try again at cp_retry_at, not on every batch */
     if (since >= a->cp_entries) {
         (void)make_checkpoint(a);
         return;
     }
-    if ((hsmca_mono_us() - a->last_cp_us) / 1000 < a->cp_ms)
+    if (hsmca_mono_us() < cp_due_us(a))
         return;
     if (since == 0) {
         struct item *hb = system_item("audit.heartbeat", NULL);
@@ -834,13 +890,12 @@ writer(void *arg)
 
         pthread_mutex_lock(&a->lock);
         while (a->q_head == NULL && !a->stopping) {
-            uint64_t left = (hsmca_mono_us() - a->last_cp_us) / 1000;
+            uint64_t now = hsmca_mono_us(), due = cp_due_us(a);
             struct timespec dl;
 
-            left = left >= a->cp_ms ? 0 : a->cp_ms - left;
-            if (left == 0)
+            if (now >= due)
                 break;
-            hsmca_deadline_us(&dl, left * 1000u);
+            hsmca_deadline_us(&dl, due - now);
             (void)pthread_cond_timedwait(&a->work_cv, &a->lock, &dl);
         }
         take(a, batch, &n, 0);
@@ -867,13 +922,15 @@ writer(void *arg)
         if (n > 0 && batch[0]->kind == ITEM_ENTRY)
             run_batch(a, batch, n);
         pthread_mutex_lock(&a->lock);
-        a->pub_size = a->size;
+        __atomic_store_n(&a->pub_size, a->size, __ATOMIC_RELEASE);
+        __atomic_store_n(&a->pub_cp_size, a->last_cp.size, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&a->lock);
         for (i = 0; i < n; i++)
             finish(a, batch[i]);
         maybe_checkpoint(a);
         pthread_mutex_lock(&a->lock);
-        a->pub_size = a->size;
+        __atomic_store_n(&a->pub_size, a->size, __ATOMIC_RELEASE);
+        __atomic_store_n(&a->pub_cp_size, a->last_cp.size, __ATOMIC_RELEASE);
         pthread_mutex_unlock(&a->lock);
     }
     free(batch);
@@ -1046,6 +1103,22 @@ hsmca_audit_latest_checkpoint(struct hsmca_audit *a, struct hsmca_audit_checkpoi
     if (a == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     return hsmca_store_audit_cp_at_most(a->st, UINT64_MAX, out);
+}
+
+uint64_t
+hsmca_audit_unsigned(struct hsmca_audit *a, int *failing)
+{
+    uint64_t size, cp;
+
+    if (failing != NULL)
+        *failing = 0;
+    if (a == NULL)
+        return 0;
+    size = __atomic_load_n(&a->pub_size, __ATOMIC_ACQUIRE);
+    cp = __atomic_load_n(&a->pub_cp_size, __ATOMIC_ACQUIRE);
+    if (failing != NULL)
+        *failing = __atomic_load_n(&a->pub_cp_failing, __ATOMIC_ACQUIRE);
+    return size > cp ? size - cp : 0;
 }
 
 uint64_t
@@ -1395,6 +1468,9 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
     a->pub = hsmca_key_public(cfg->key);
     a->cp_entries = cfg->checkpoint_entries != 0 ? cfg->checkpoint_entries : 10000;
     a->cp_ms = cfg->checkpoint_ms != 0 ? cfg->checkpoint_ms : 60000;
+    a->heal = cfg->heal;
+    a->heal_arg = cfg->heal_arg;
+    a->retry_us = (cfg->retry_ms != 0 ? cfg->retry_ms : 1000) * 1000u;
     a->batch_max = cfg->batch_max != 0 ? cfg->batch_max : 1024;
     a->linger_us = cfg->linger_us != 0 ? cfg->linger_us : 1000;
     a->clock_ms = cfg->clock_ms;
@@ -1469,6 +1545,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
         }
     }
     a->pub_size = a->size;
+    __atomic_store_n(&a->pub_cp_size, a->last_cp.size, __ATOMIC_RELEASE);
     if (pthread_create(&a->anchor_thread, NULL, anchor_mover, a) != 0) {
         rc = HSMCA_E_INTERNAL;
         goto fail;

@@ -148,6 +148,9 @@ static const struct row rows[] = {
      "A receipt's entry is not in the audit log with that hash"},
     {HSMCA_E_AUDIT_RANGE, "audit-range-invalid", 400,
      "The extract range lies outside 1..head of the audit log"},
+    {HSMCA_E_AUDIT_UNSIGNED_BACKLOG, "audit-unsigned-backlog", 503,
+     "Too many audit entries lie beyond the last signed checkpoint; nothing more is issued until "
+     "the audit token signs one again"},
 
     {HSMCA_E_SHAMIR_PARAMS, "shamir-params", 400,
      "Secret sharing needs 2 <= m <= n <= 32 and a secret of 1..64 bytes"},

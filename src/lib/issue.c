@@ -297,6 +297,7 @@ struct hsmca_issuer {
     unsigned nrd;
     atomic_uint rd_next;
     unsigned burst;
+    uint64_t max_unsigned; /* audit entries beyond the last signed checkpoint; 0 = no bound */
     pthread_mutex_t lim_mu;
     struct limit_slot *lim; /* LIMITER_SLOTS */
     /* batch helpers */
@@ -1019,6 +1020,16 @@ mi_drop(struct hsmca_issue_ca *ca)
     pthread_mutex_unlock(&ca->mu);
 }
 
+/* Are too many audit entries waiting for a checkpoint the audit token cannot sign? */
+static int
+backlog_full(struct hsmca_issuer *iss)
+{
+    int failing = 0;
+    uint64_t n = hsmca_audit_unsigned(iss->audit, &failing);
+
+    return failing && n > iss->max_unsigned;
+}
+
 /* Reserve a window slot and quota units and become a signer. Returns the refusal code. */
 static enum hsmca_err
 reserve(struct hsmca_issue_ca *ca, struct job *j, int64_t t, struct hsmca_matter_issuer **mi)
@@ -1217,7 +1228,13 @@ process(struct job *j, const struct hsmca_issue_req *rq)
         }
     }
 
-    rc = reserve(ca, j, t, &mi);
+    /* nothing is signed that the audit log cannot soon cover with a signed checkpoint: while
+     * checkpoints fail, at most max_unsigned entries lie beyond the last one (a working token
+     * never gets there, so a burst between a batch and its checkpoint is never refused) */
+    if (j->iss->max_unsigned > 0 && backlog_full(j->iss))
+        rc = HSMCA_E_AUDIT_UNSIGNED_BACKLOG;
+    else
+        rc = reserve(ca, j, t, &mi);
     if (rc != HSMCA_OK) {
         hsmca_csr_free(csr);
         job_refuse(j, rc, NULL, NULL, 0);
@@ -1528,6 +1545,7 @@ hsmca_issuer_new(const struct hsmca_issuer_config *cfg, struct hsmca_issuer **ou
         return rc;
     iss->audit = cfg->audit;
     iss->burst = cfg->refusal_burst ? cfg->refusal_burst : HSMCA_ISSUE_REFUSAL_BURST;
+    iss->max_unsigned = cfg->max_unsigned_entries;
     pthread_mutex_init(&iss->lim_mu, NULL);
     pthread_mutex_init(&iss->pool_mu, NULL);
     pthread_cond_init(&iss->pool_cv, NULL);

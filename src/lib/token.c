@@ -43,7 +43,7 @@ static const unsigned char p256_oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 
 /* libp11 slot arrays. A new array is added when a token is initialised (SoftHSM gives it a new slot
  * id); none is released before the module is, because releasing one closes every session. */
-#define SLOT_ARRAYS_MAX 8
+#define SLOT_ARRAYS_MAX 32
 
 struct slot_array {
     PKCS11_SLOT *slots;
@@ -72,6 +72,9 @@ struct hsmca_token {
     pthread_mutex_t lock;      /* guards session and the fields below */
     int logged_in;
     unsigned nkeys;
+    /* who the token is, to find it again after it was removed and came back (hsmca_token_probe) */
+    char label[HSMCA_TOKEN_LABEL_MAX + 1];
+    char serial[HSMCA_TOKEN_SERIAL_MAX + 1];
 };
 
 /*
@@ -623,6 +626,8 @@ open_slot(struct hsmca_p11 *p11, CK_SLOT_ID id, struct hsmca_token **out)
     t->slot_id = id;
     pthread_mutex_lock(&p11->lock);
     t->slot = libp11_slot(p11, id);
+    if (t->slot == NULL && rescan_slots(p11) == HSMCA_OK)
+        t->slot = libp11_slot(p11, id); /* a token that appeared since (tokens.c re-probes) */
     pthread_mutex_unlock(&p11->lock);
     if (t->slot == NULL) {
         hsmca_log(HSMCA_LOG_ERROR, "token", "slot-unknown",
@@ -637,6 +642,14 @@ open_slot(struct hsmca_p11 *p11, CK_SLOT_ID id, struct hsmca_token **out)
         return ckr("C_OpenSession", rv, HSMCA_E_TOKEN_FAILED);
     }
     pthread_mutex_init(&t->lock, NULL);
+    {
+        CK_TOKEN_INFO ti;
+
+        if (p11->f->C_GetTokenInfo(id, &ti) == CKR_OK) {
+            trim_copy(t->label, sizeof(t->label), ti.label, sizeof(ti.label));
+            trim_copy(t->serial, sizeof(t->serial), ti.serialNumber, sizeof(ti.serialNumber));
+        }
+    }
     {
         CK_SESSION_INFO si;
 
@@ -829,7 +842,9 @@ hsmca_token_info(struct hsmca_token *tok, struct hsmca_token_info *out)
 
     if (tok == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&tok->lock);
     rv = tok->p11->f->C_GetTokenInfo(tok->slot_id, &ti);
+    pthread_mutex_unlock(&tok->lock);
     if (rv != CKR_OK)
         return ckr("C_GetTokenInfo", rv, HSMCA_E_TOKEN_FAILED);
     memset(out, 0, sizeof(*out));
@@ -989,6 +1004,144 @@ hsmca_token_set_pin(struct hsmca_token *tok, const struct hsmca_secret *old_pin,
     rv = tok->p11->f->C_SetPIN(tok->session, old_pin->p, old_pin->len, new_pin->p, new_pin->len);
     pthread_mutex_unlock(&tok->lock);
     return ckr("C_SetPIN", rv, HSMCA_E_TOKEN_FAILED);
+}
+
+enum hsmca_err
+hsmca_token_set_so_pin(struct hsmca_token *tok, const struct hsmca_secret *old_so,
+                       const struct hsmca_secret *new_so)
+{
+    enum hsmca_err rc;
+    CK_RV rv;
+
+    if (tok == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = check_pin(old_so);
+    if (rc == HSMCA_OK)
+        rc = check_pin(new_so);
+    if (rc != HSMCA_OK)
+        return rc;
+    pthread_mutex_lock(&tok->lock);
+    if (tok->logged_in) {
+        pthread_mutex_unlock(&tok->lock);
+        return HSMCA_E_ALREADY_LOGGED_IN;
+    }
+    rv = tok->p11->f->C_Login(tok->session, CKU_SO, old_so->p, old_so->len);
+    if (rv == CKR_OK) {
+        /* C_SetPIN in an SO session changes the SO PIN (PKCS#11 v2.40, 5.6) */
+        rv = tok->p11->f->C_SetPIN(tok->session, old_so->p, old_so->len, new_so->p, new_so->len);
+        (void)tok->p11->f->C_Logout(tok->session);
+        rc = ckr("C_SetPIN(SO)", rv, HSMCA_E_TOKEN_FAILED);
+    } else {
+        rc = ckr("C_Login(SO)", rv, HSMCA_E_TOKEN_FAILED);
+    }
+    pthread_mutex_unlock(&tok->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_token_random_pin(size_t len, struct hsmca_secret *out)
+{
+    enum hsmca_err rc;
+
+    if (out == NULL || len < HSMCA_PIN_MIN || len > HSMCA_PIN_MAX)
+        return HSMCA_E_INVALID_ARG;
+    rc = hsmca_secret_set(out, NULL, len);
+    if (rc != HSMCA_OK)
+        return rc;
+    if (RAND_priv_bytes(out->p, (int)len) != 1) {
+        hsmca_secret_clear(out);
+        return HSMCA_E_RANDOM;
+    }
+    return HSMCA_OK;
+}
+
+/* Is the token in slot id the one tok was opened on (same label and serial)? */
+static int
+same_token(const struct hsmca_token *tok, const CK_TOKEN_INFO *ti)
+{
+    char label[HSMCA_TOKEN_LABEL_MAX + 1], serial[HSMCA_TOKEN_SERIAL_MAX + 1];
+
+    trim_copy(label, sizeof(label), ti->label, sizeof(ti->label));
+    trim_copy(serial, sizeof(serial), ti->serialNumber, sizeof(ti->serialNumber));
+    return (ti->flags & CKF_TOKEN_INITIALIZED) && strcmp(label, tok->label) == 0 &&
+           strcmp(serial, tok->serial) == 0;
+}
+
+enum hsmca_err
+hsmca_token_probe(struct hsmca_token *tok, struct hsmca_token_probe *out)
+{
+    CK_FUNCTION_LIST_PTR f;
+    CK_TOKEN_INFO ti;
+    CK_SESSION_INFO si;
+    CK_SLOT_ID *ids = NULL, found = 0;
+    CK_ULONG n = 0, i;
+    CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+    PKCS11_SLOT *slot;
+    enum hsmca_err rc;
+    unsigned matches = 0;
+    CK_RV rv;
+
+    if (tok == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    memset(out, 0, sizeof(*out));
+    f = tok->p11->f;
+    pthread_mutex_lock(&tok->lock);
+    rv = f->C_GetTokenInfo(tok->slot_id, &ti);
+    if (rv == CKR_OK && same_token(tok, &ti) && f->C_GetSessionInfo(tok->session, &si) == CKR_OK) {
+        /* present, and the control session (and with it any login) survived */
+        tok->logged_in = si.state == CKS_RW_USER_FUNCTIONS || si.state == CKS_RO_USER_FUNCTIONS;
+        out->present = 1;
+        out->logged_in = tok->logged_in;
+        pthread_mutex_unlock(&tok->lock);
+        return HSMCA_OK;
+    }
+    pthread_mutex_unlock(&tok->lock);
+    /* gone, or back with its sessions closed: look for it again by label and serial */
+    rc = slot_list(tok->p11, &ids, &n);
+    if (rc != HSMCA_OK)
+        return HSMCA_E_TOKEN_REMOVED;
+    for (i = 0; i < n; i++) {
+        if (f->C_GetTokenInfo(ids[i], &ti) == CKR_OK && same_token(tok, &ti)) {
+            found = ids[i];
+            matches++;
+        }
+    }
+    free(ids);
+    if (matches != 1)
+        return matches == 0 ? HSMCA_E_TOKEN_REMOVED : HSMCA_E_TOKEN_AMBIGUOUS;
+    pthread_mutex_lock(&tok->lock);
+    if (tok->nkeys != 0) {
+        /* key handles hold sessions of the old slot: their owner frees them first */
+        pthread_mutex_unlock(&tok->lock);
+        out->present = 1;
+        out->stale = 1;
+        return HSMCA_OK;
+    }
+    rv = f->C_OpenSession(found, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    if (rv != CKR_OK) {
+        pthread_mutex_unlock(&tok->lock);
+        return ckr("C_OpenSession", rv, HSMCA_E_TOKEN_REMOVED);
+    }
+    /* libp11's sessions of the old slot died with it: key handles made from now on take a fresh
+     * enumeration (bounded by SLOT_ARRAYS_MAX; past it, the newest one is reused) */
+    pthread_mutex_lock(&tok->p11->lock);
+    (void)rescan_slots(tok->p11);
+    slot = libp11_slot(tok->p11, found);
+    pthread_mutex_unlock(&tok->p11->lock);
+    (void)f->C_CloseSession(tok->session); /* already dead, most likely */
+    tok->session = s;
+    tok->slot_id = found;
+    if (slot != NULL)
+        tok->slot = slot;
+    tok->logged_in = f->C_GetSessionInfo(s, &si) == CKR_OK &&
+                     (si.state == CKS_RW_USER_FUNCTIONS || si.state == CKS_RO_USER_FUNCTIONS);
+    out->present = 1;
+    out->reconnected = 1;
+    out->logged_in = tok->logged_in;
+    pthread_mutex_unlock(&tok->lock);
+    hsmca_log(HSMCA_LOG_WARN, "token", "reconnected", "token=%s slot=%lu logged_in=%d", tok->label,
+              (unsigned long)found, out->logged_in);
+    return HSMCA_OK;
 }
 
 /* ---- objects (control session; caller holds tok->lock) ---- */
@@ -1499,6 +1652,7 @@ static enum hsmca_err
 pool_get(const struct hsmca_key *key, CK_SESSION_HANDLE *s)
 {
     struct sign_pool *p = key->pool;
+    CK_SLOT_ID slot_id;
     CK_RV rv;
 
     pthread_mutex_lock(&p->mu);
@@ -1511,7 +1665,10 @@ pool_get(const struct hsmca_key *key, CK_SESSION_HANDLE *s)
     }
     p->opening++;
     pthread_mutex_unlock(&p->mu);
-    rv = key->tok->p11->f->C_OpenSession(key->tok->slot_id, CKF_SERIAL_SESSION, NULL, NULL, s);
+    pthread_mutex_lock(&key->tok->lock);
+    slot_id = key->tok->slot_id;
+    pthread_mutex_unlock(&key->tok->lock);
+    rv = key->tok->p11->f->C_OpenSession(slot_id, CKF_SERIAL_SESSION, NULL, NULL, s);
     pthread_mutex_lock(&p->mu);
     p->opening--;
     if (rv == CKR_OK)

@@ -41,7 +41,8 @@ check "healthz has no receipt (not audited)" [ -z "$(header audit-receipt)" ]
 call operator GET /readyz
 # paa-1's token hsmca-paa does not exist in this test: not ready, and the check says which
 expect "readyz with a CA token absent" 503 not-ready
-check "readyz names the absent token" jq -e '.checks.ca_tokens["paa-1"] == "unreachable" and
+check "readyz names the absent token" jq -e '.checks.ca_tokens["paa-1"] == "missing" and
+    .checks.token_faults[0].token == "hsmca-paa" and .checks.token_faults[0].ca == "paa-1" and
     .checks.ca_tokens["pai-8000"] == "ok" and .checks.audit_token == "ok" and
     .checks.store == "ok" and .checks.audit_chain == "verified"' "$W/body"
 call auditor GET /metrics

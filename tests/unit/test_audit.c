@@ -865,6 +865,107 @@ anchor_moves_off_the_writer(void **state)
     dlclose(dl);
 }
 
+/* The heal hook of hsmcad, in small: drop the key, re-probe, log in again, find the key. */
+static enum hsmca_err
+test_heal(void *arg, struct hsmca_key **key)
+{
+    struct ctx *c = arg;
+    struct hsmca_token_probe pr;
+    struct hsmca_secret pin = fx_secret(USER_PIN);
+    enum hsmca_err rc;
+
+    hsmca_key_free(*key);
+    *key = NULL;
+    c->key = NULL;
+    rc = hsmca_token_probe(c->tok, &pr);
+    if (rc == HSMCA_OK && !pr.logged_in)
+        rc = hsmca_token_login(c->tok, &pin);
+    hsmca_secret_clear(&pin);
+    if (rc == HSMCA_OK)
+        rc = hsmca_token_find_key(c->tok, "pkcs11:object=audit-key", key);
+    if (rc == HSMCA_OK)
+        c->key = *key;
+    return rc;
+}
+
+/*
+ * The audit token goes away (the shim closes its sessions, its login is lost) and comes back:
+ * checkpoints fail without spinning, the entries beyond the last signed one are counted
+ * (hsmca_audit_unsigned, which bounds issuance), and once the token is back the next checkpoint
+ * heals (re-probe, login, key) and signs them all; the chain is whole.
+ */
+static void
+checkpoints_heal_after_the_token_returns(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_audit_config cfg;
+    struct hsmca_audit_checkpoint cp;
+    struct hsmca_audit_stats s;
+    struct walk w;
+    char gone[HSMCA_PATH_MAX + 1], why[512] = "";
+    int failing = -1;
+    FILE *f;
+
+    memset(&cp, 0, sizeof(cp));
+    hsmca_store_close(c->st);
+    c->st = NULL;
+    tokens_down(c);
+    c->module = getenv("HSMCA_P11SHIM");
+    assert_non_null(c->module);
+    snprintf(gone, sizeof(gone), "%s/gone", c->dir);
+    assert_int_equal(setenv("HSMCA_SHIM_GONE_FILE", gone, 1), 0);
+    assert_int_equal(tokens_up(c, 0), 0);
+    assert_int_equal(hsmca_store_open(c->db, &c->st), HSMCA_OK);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.store = c->st;
+    cfg.token = c->tok;
+    cfg.key = c->key;
+    cfg.origin = "hsmca/test";
+    cfg.checkpoint_entries = 5;
+    cfg.checkpoint_ms = 3600000;
+    cfg.heal = test_heal;
+    cfg.heal_arg = c;
+    cfg.retry_ms = 3600000; /* no timed retry: only explicit checkpoints try again */
+    if (hsmca_audit_open(&cfg, &c->a, why, sizeof(why)) != HSMCA_OK)
+        fail_msg("open: %s", why);
+    append_n(c->a, 3);
+    assert_int_equal(hsmca_audit_unsigned(c->a, &failing), 3);
+    assert_int_equal(failing, 0);
+
+    f = fopen(gone, "w");
+    assert_non_null(f);
+    fputs("hsmca-audit\n", f);
+    fclose(f);
+    append_n(c->a, 10); /* the checkpoint due at 5 fails; no retry before retry_ms */
+    assert_int_equal(hsmca_audit_unsigned(c->a, &failing), 13);
+    assert_int_equal(failing, 1);
+    assert_int_not_equal(hsmca_audit_checkpoint(c->a, &cp), HSMCA_OK);
+    hsmca_audit_stats(c->a, &s);
+    assert_int_equal(s.checkpoint_failures, 2); /* one at 5 entries, one asked for: no spin */
+    assert_int_equal(s.heals, 0);
+
+    f = fopen(gone, "w");
+    assert_non_null(f);
+    fclose(f); /* back, with its sessions closed and its login lost */
+    assert_int_equal(hsmca_audit_checkpoint(c->a, &cp), HSMCA_OK);
+    assert_int_equal(cp.size, 14); /* genesis + 13: every entry of the outage is signed */
+    hsmca_audit_checkpoint_clear(&cp);
+    assert_int_equal(hsmca_audit_unsigned(c->a, &failing), 0);
+    assert_int_equal(failing, 0);
+    hsmca_audit_stats(c->a, &s);
+    assert_int_equal(s.heals, 1);
+    append_n(c->a, 6); /* and checkpoints go on by themselves */
+    hsmca_audit_stats(c->a, &s);
+    assert_int_equal(s.checkpoint_failures, 2);
+    assert_true(hsmca_audit_unsigned(c->a, NULL) < 5);
+    assert_int_equal(hsmca_audit_close(c->a), HSMCA_OK);
+    c->a = NULL;
+    assert_int_equal(walk_chain(c->st, &w), 20); /* genesis + 3 + 10 + 6 */
+    /* the log reopens on the healed token: anchor and chain check out */
+    open_ok(c, 5, 0);
+    assert_int_equal(unsetenv("HSMCA_SHIM_GONE_FILE"), 0);
+}
+
 static void
 heartbeat_when_idle(void **state)
 {
@@ -1826,6 +1927,7 @@ main(void)
         cmocka_unit_test_setup_teardown(clock_step_back_is_an_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(checkpoints_verify_with_openssl, setup, teardown),
         cmocka_unit_test_setup_teardown(anchor_moves_off_the_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(checkpoints_heal_after_the_token_returns, setup, teardown),
         cmocka_unit_test_setup_teardown(heartbeat_when_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(open_names_first_bad_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(open_refuses_modified_head, setup, teardown),

@@ -150,6 +150,43 @@ happy_path_defaults_and_paths(void **state)
     assert_string_equal(c.store, "db");
 }
 
+#define AUDIT_WITH(extra)                                                                          \
+    "\"store\": \"db\", \"roles\": \"roles.json\", "                                               \
+    "\"tls\": {\"cert\": \"c.pem\", \"key\": \"k.pem\", \"client_ca\": \"ca.pem\"}, "              \
+    "\"audit\": {\"token\": \"pkcs11:token=a\", \"key\": \"pkcs11:token=a;object=k\", "            \
+    "\"pin_file\": \"/etc/pin\"" extra "}"
+
+/* audit.max_unsigned_entries: checkpoint_entries + 1000 by default, more than checkpoint_entries
+ * when given (a smaller bound would stop DACs with a working audit token) */
+static void
+max_unsigned_entries_bounds(void **state)
+{
+    struct hsmcad_config c;
+    char why[256];
+    const char *t;
+
+    (void)state;
+    t = "{" BASE "}";
+    assert_int_equal(hsmcad_config_parse(t, strlen(t), NULL, &c, why, sizeof(why)), HSMCA_OK);
+    assert_int_equal(c.max_unsigned_entries, 10000 + HSMCAD_UNSIGNED_MARGIN_DEFAULT);
+    t = "{" AUDIT_WITH(", \"checkpoint_entries\": 50") "}";
+    assert_int_equal(hsmcad_config_parse(t, strlen(t), NULL, &c, why, sizeof(why)), HSMCA_OK);
+    assert_int_equal(c.max_unsigned_entries, 50 + HSMCAD_UNSIGNED_MARGIN_DEFAULT);
+    t = "{" AUDIT_WITH(", \"checkpoint_entries\": 50, \"max_unsigned_entries\": 51") "}";
+    assert_int_equal(hsmcad_config_parse(t, strlen(t), NULL, &c, why, sizeof(why)), HSMCA_OK);
+    assert_int_equal(c.max_unsigned_entries, 51);
+    t = "{" AUDIT_WITH(", \"checkpoint_entries\": 50, \"max_unsigned_entries\": 50") "}";
+    assert_int_equal(hsmcad_config_parse(t, strlen(t), NULL, &c, why, sizeof(why)),
+                     HSMCA_E_CONFIG_INVALID);
+    assert_non_null(strstr(why, "audit.max_unsigned_entries"));
+    t = "{" AUDIT_WITH(", \"max_unsigned_entries\": 0") "}";
+    assert_int_equal(hsmcad_config_parse(t, strlen(t), NULL, &c, why, sizeof(why)),
+                     HSMCA_E_CONFIG_INVALID);
+    t = "{" AUDIT_WITH(", \"max_unsigned_entries\": \"100\"") "}";
+    assert_int_equal(hsmcad_config_parse(t, strlen(t), NULL, &c, why, sizeof(why)),
+                     HSMCA_E_CONFIG_INVALID);
+}
+
 int
 main(void)
 {
@@ -158,6 +195,7 @@ main(void)
         cmocka_unit_test(refuses_oversized_text),
         cmocka_unit_test(limits_at_bounds),
         cmocka_unit_test(happy_path_defaults_and_paths),
+        cmocka_unit_test(max_unsigned_entries_bounds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -80,6 +80,10 @@ hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dac
         rc = HSMCA_E_ISSUE_CA_ACTIVE;
         goto out;
     }
+    if (__atomic_load_n(&c->revoked, __ATOMIC_ACQUIRE)) {
+        rc = HSMCA_E_REVOKE_CA_REVOKED;
+        goto out;
+    }
     rc = hsmca_token_find_key(c->tok, c->key_uri, &c->key);
     if (rc != HSMCA_OK)
         goto out;
@@ -91,6 +95,8 @@ hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dac
     }
     hsmca_log(HSMCA_LOG_INFO, "hsmcad", "ca-activated", "ca=%s until_ms=%lld max_dacs=%llu", c->id,
               (long long)until_ms, (unsigned long long)max_dacs);
+    /* the PAI's key is reachable now: its CRL is signed at every activation (crls.c) */
+    (void)hsmcad_crl_sign_locked(d, c, "activation");
 out:
     pthread_mutex_unlock(&d->cas_mu);
     return rc;
@@ -99,11 +105,13 @@ out:
 void
 hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c)
 {
-    (void)d;
     if (c->ica != NULL)
         hsmca_issue_ca_deactivate(c->ica); /* drains signing under way */
     if (c->key == NULL)
         return;
+    /* the last CRL the key can sign before the next window (crls.c) */
+    if (!__atomic_load_n(&c->revoked, __ATOMIC_ACQUIRE))
+        (void)hsmcad_crl_sign_locked(d, c, "window-end");
     hsmca_key_free(c->key);
     c->key = NULL;
     if (c->tok != NULL && hsmca_token_logout(c->tok) != HSMCA_OK)

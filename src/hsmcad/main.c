@@ -45,7 +45,8 @@ usage(FILE *f)
                "Serve the hsmca REST API (v1) over HTTPS with client certificates.\n"
                "  --config FILE     the JSON config (docs/config.md); required to serve\n"
                "  --port-file FILE  write the bound TCP port there once listening (listen port 0\n"
-               "                    picks a free port)\n"
+               "                    picks a free port); the plain-HTTP publication listener's\n"
+               "                    port goes to FILE.publish\n"
                "  --check-config    validate the config and the role bindings, then exit\n"
                "  --list-routes     print every route as \"METHOD PATH ROLES\" and exit\n"
                "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish).\n"
@@ -180,6 +181,7 @@ keeper_run(void *arg)
         pthread_mutex_unlock(&k->mu);
         if (k->d->issuer != NULL)
             hsmca_issuer_flush_refusals(k->d->issuer);
+        hsmcad_crl_tick(k->d);
         hsmcad_close_ended_windows(k->d);
         pthread_mutex_lock(&k->mu);
     }
@@ -399,6 +401,12 @@ main(int argc, char **argv)
         start_fail("quorum", rc, NULL);
         goto out;
     }
+    rc = hsmca_crl_policies_load(d->cfg.crl_policy, &d->crl_policies);
+    if (rc != HSMCA_OK) {
+        start_fail("crl_policy", rc, d->cfg.crl_policy);
+        goto out;
+    }
+    hsmcad_crl_load(d);
     if (load_profiles(d) != 0)
         goto out;
     if (start_issuance(d) != 0)
@@ -426,6 +434,27 @@ main(int argc, char **argv)
             goto out;
         }
     }
+    if (d->cfg.publish_host[0] != '\0') {
+        unsigned pport = 0;
+
+        rc = hsmcad_publish_start(d, &d->publish, &pport);
+        if (rc != HSMCA_OK) {
+            start_fail("publish_listen", rc, d->cfg.publish_host);
+            goto out;
+        }
+        if (port_file != NULL) {
+            char pf[HSMCA_PATH_MAX + 16];
+            FILE *f;
+
+            snprintf(pf, sizeof(pf), "%s.publish", port_file);
+            f = fopen(pf, "w");
+            if (f == NULL || fprintf(f, "%u\n", pport) < 0 || fclose(f) != 0) {
+                fprintf(stderr, "hsmcad: cannot write port file %s\n", pf);
+                goto out;
+            }
+        }
+        hsmca_log(HSMCA_LOG_INFO, "hsmcad", "publish-listening", "port=%u", pport);
+    }
     keeper.d = d;
     if (pthread_create(&keeper.th, NULL, keeper_run, &keeper) == 0)
         keeper.running = 1;
@@ -439,6 +468,10 @@ main(int argc, char **argv)
 out:
     /* HTTP first: no handler may run once the engines below are gone. */
     hsmcad_server_stop(srv, 10000);
+    if (d != NULL) {
+        hsmcad_publish_stop(d->publish);
+        d->publish = NULL;
+    }
     if (keeper.running) {
         pthread_mutex_lock(&keeper.mu);
         keeper.stop = 1;
@@ -453,6 +486,7 @@ out:
         hsmca_issuer_free(d->issuer);
         d->issuer = NULL;
         hsmca_issue_quotas_free(d->quotas);
+        hsmca_crl_policies_free(d->crl_policies);
         hsmca_quorum_free(d->quorum);
         d->quorum = NULL;
         if (d->audit != NULL) {

@@ -234,6 +234,36 @@ fi
     > "$W/rp-paa.json"
 check "dcl revocation-point: the PAA's record" jq -e '.isPAA == true and .vid == 65521 and .pid == 0 and .dataURL == "http://127.0.0.1/crl/paa-1.crl"' "$W/rp-paa.json"
 
+# ---- connectedhomeip's consumer of revocation data (docs/revocation.md) ----
+# What a vendor publishes for both CAs, in the shape of the DCL's all-revocation-points answer,
+# and the CRLs as relying parties fetch them from the plain listener.
+"$HSMCA_BIN" dcl revocation-point --url "https://127.0.0.1:$PORT" --ca paa-1 --ca pai-8000 \
+    --dcl-response --cert "$W/tls/auditor.pem" --key "$W/tls/auditor.key" \
+    --cacert "$W/tls/ca.pem" > "$W/dcl-points.json"
+check "dcl revocation-point --dcl-response: both records" jq -e '.PkiRevocationDistributionPoint | length == 2 and .[0].isPAA == true and .[1].isPAA == false' "$W/dcl-points.json"
+curl -sS -o "$W/dcl-paa.crl" "http://127.0.0.1:$PUB/crl/paa-1.crl"
+curl -sS -o "$W/dcl-pai.crl" "http://127.0.0.1:$PUB/crl/pai-8000.crl"
+# connectedhomeip's credentials/generate_revocation_set.py is not part of hsmca; given its path
+# (its Python dependencies are Debian's python3-click, python3-click-option-group,
+# python3-cryptography and python3-requests), its local-data mode must find the revoked DAC.
+if [ -n "${HSMCA_CHIP_REVOCATION_SCRIPT:-}" ]; then
+    "${HSMCA_CHIP_PYTHON:-/usr/bin/python3}" "$HSMCA_CHIP_REVOCATION_SCRIPT" from-dcl --use-local-data \
+        --revocation-points-response "$W/dcl-points.json" --crls "$W/dcl-paa.crl" \
+        --crls "$W/dcl-pai.crl" --certificates "$W/paa.pem" --output "$W/revocation-set.json" \
+        > "$W/chip.log" 2>&1 || cat "$W/chip.log"
+    check "generate_revocation_set.py: the PAI's set lists the revoked DAC a, not DAC b" jq -e \
+        --arg a "$sa_up" --arg b "$(tr 'a-f' 'A-F' < "$W/b.serial")" --arg skid "$upskid" \
+        '[.[] | select(.issuer_subject_key_id == $skid)] | length == 1 and
+         (.[0].revoked_serial_numbers | index($a) != null and index($b) == null)' \
+        "$W/revocation-set.json"
+    paa_skid=$(openssl x509 -in "$W/paa.pem" -noout -ext subjectKeyIdentifier | tail -1 |
+        tr -d ' :' | tr 'a-f' 'A-F')
+    check "generate_revocation_set.py: the PAA's set lists the revoked PAI" jq -e \
+        --arg s "$(echo "$pai_serial" | sed 's/^00//')" --arg skid "$paa_skid" \
+        '[.[] | select(.issuer_subject_key_id == $skid)] | length == 1 and
+         (.[0].revoked_serial_numbers | index($s) != null)' "$W/revocation-set.json"
+fi
+
 # ---- signed reports ----
 today=$(date -u +%F)
 "$HSMCA_BIN" report --url "https://127.0.0.1:$PORT" --ca pai-8000 --from 2020-01-01 \

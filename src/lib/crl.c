@@ -109,15 +109,41 @@ u64_integer(uint64_t v)
     return ai;
 }
 
+/* The reasonCode extensions, encoded once per CRL (a 100,000-entry CRL shares ten of them). */
+struct reason_exts {
+    X509_EXTENSION *x[11];
+};
+
+static void
+reason_exts_free(struct reason_exts *r)
+{
+    int i;
+
+    for (i = 0; i < 11; i++)
+        X509_EXTENSION_free(r->x[i]);
+}
+
+static X509_EXTENSION *
+reason_ext(struct reason_exts *r, int reason)
+{
+    ASN1_ENUMERATED *e;
+
+    if (r->x[reason] != NULL)
+        return r->x[reason];
+    e = ASN1_ENUMERATED_new();
+    if (e != NULL && ASN1_ENUMERATED_set(e, reason) == 1)
+        r->x[reason] = X509V3_EXT_i2d(NID_crl_reason, 0, e);
+    ASN1_ENUMERATED_free(e);
+    return r->x[reason];
+}
+
 static enum hsmca_err
-add_entry(X509_CRL *crl, const struct hsmca_crl_entry *e)
+add_entry(X509_CRL *crl, const struct hsmca_crl_entry *e, struct reason_exts *rx)
 {
     X509_REVOKED *rev = NULL;
     ASN1_INTEGER *serial = NULL;
     ASN1_TIME *when = NULL;
-    ASN1_ENUMERATED *reason = NULL;
     ASN1_GENERALIZEDTIME *inval = NULL;
-    BIGNUM *bn = NULL;
     enum hsmca_err rc = HSMCA_E_INTERNAL;
 
     if (e->serial_len == 0 || e->serial_len > HSMCA_SERIAL_MAX || (e->serial[0] & 0x80) != 0 ||
@@ -126,8 +152,12 @@ add_entry(X509_CRL *crl, const struct hsmca_crl_entry *e)
     if (!reason_ok(e->reason))
         return HSMCA_E_CRL_REASON;
     rev = X509_REVOKED_new();
-    bn = BN_bin2bn(e->serial, (int)e->serial_len, NULL);
-    serial = bn != NULL ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+    /* positive and minimal: the content octets are the serial's bytes as they are */
+    serial = ASN1_INTEGER_new();
+    if (serial != NULL && ASN1_STRING_set(serial, e->serial, (int)e->serial_len) != 1) {
+        ASN1_INTEGER_free(serial);
+        serial = NULL;
+    }
     when = ASN1_TIME_set(NULL, e->revoked_at);
     if (rev == NULL || serial == NULL || when == NULL ||
         X509_REVOKED_set_serialNumber(rev, serial) != 1 ||
@@ -139,9 +169,9 @@ add_entry(X509_CRL *crl, const struct hsmca_crl_entry *e)
             goto out;
     }
     if (e->reason != HSMCA_CRL_REASON_NONE) {
-        reason = ASN1_ENUMERATED_new();
-        if (reason == NULL || ASN1_ENUMERATED_set(reason, e->reason) != 1 ||
-            X509_REVOKED_add1_ext_i2d(rev, NID_crl_reason, reason, 0, 0) != 1)
+        X509_EXTENSION *x = reason_ext(rx, e->reason);
+
+        if (x == NULL || X509_REVOKED_add_ext(rev, x, -1) != 1)
             goto out;
     }
     if (X509_CRL_add0_revoked(crl, rev) != 1)
@@ -150,10 +180,8 @@ add_entry(X509_CRL *crl, const struct hsmca_crl_entry *e)
     rc = HSMCA_OK;
 out:
     ASN1_GENERALIZEDTIME_free(inval);
-    ASN1_ENUMERATED_free(reason);
     ASN1_TIME_free(when);
     ASN1_INTEGER_free(serial);
-    BN_free(bn);
     X509_REVOKED_free(rev);
     return rc;
 }
@@ -199,12 +227,14 @@ hsmca_crl_build(const struct hsmca_crl_params *p, const struct hsmca_crl_entry *
     ASN1_TIME *t = NULL;
     ASN1_INTEGER *num = NULL;
     AUTHORITY_KEYID *akid = NULL;
+    struct reason_exts rx;
     const ASN1_OCTET_STRING *skid;
     unsigned char *der = NULL;
     enum hsmca_err rc = HSMCA_E_INTERNAL;
     size_t i;
     int len;
 
+    memset(&rx, 0, sizeof(rx));
     if (p == NULL || p->issuer == NULL || p->key == NULL || der_out == NULL ||
         der_len_out == NULL || (entries == NULL && n > 0))
         return HSMCA_E_INVALID_ARG;
@@ -234,7 +264,7 @@ hsmca_crl_build(const struct hsmca_crl_params *p, const struct hsmca_crl_entry *
     if (ASN1_TIME_set(t, p->next_update) == NULL || X509_CRL_set1_nextUpdate(crl, t) != 1)
         goto out;
     for (i = 0; i < n; i++) {
-        rc = add_entry(crl, &entries[i]);
+        rc = add_entry(crl, &entries[i], &rx);
         if (rc != HSMCA_OK)
             goto out;
     }
@@ -271,6 +301,7 @@ hsmca_crl_build(const struct hsmca_crl_params *p, const struct hsmca_crl_entry *
     der = NULL;
     rc = HSMCA_OK;
 out:
+    reason_exts_free(&rx);
     OPENSSL_free(der);
     AUTHORITY_KEYID_free(akid);
     ASN1_INTEGER_free(num);

@@ -592,7 +592,8 @@ gather_one(void *arg, const struct hsmca_revoked_rec *r)
     e->revoked_at = (time_t)(r->revoked_ms / 1000);
     if (e->revoked_at > g->now)
         e->revoked_at = g->now;
-    e->reason = r->reason < 0 ? HSMCA_CRL_REASON_NONE : r->reason;
+    /* RFC 5280 5.3.1: no reasonCode rather than unspecified (0) */
+    e->reason = r->reason <= 0 ? HSMCA_CRL_REASON_NONE : r->reason;
     e->invalidity = (time_t)(r->invalidity_ms / 1000);
     if (e->invalidity > g->now)
         e->invalidity = g->now;

@@ -280,6 +280,16 @@ has_invalidity(const X509_REVOKED *rev)
     return ok;
 }
 
+static int
+has_reason(const X509_REVOKED *rev)
+{
+    ASN1_ENUMERATED *r = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, NULL, NULL);
+    int ok = r != NULL;
+
+    ASN1_ENUMERATED_free(r);
+    return ok;
+}
+
 static void
 crls_made_from_the_store(void **state)
 {
@@ -317,21 +327,31 @@ crls_made_from_the_store(void **state)
         hsmca_revoke_prepare(c->st, "pai-8000", S2, "cessationOfOperation", -1, -1, now_ms, &rv),
         HSMCA_OK);
     assert_int_equal(hsmca_revoke_apply(c->st, &rv), HSMCA_OK);
+    assert_int_equal(hsmca_revoke_prepare(c->st, "pai-8000", "40000000000000000000000000000003",
+                                          NULL, -1, -1, now_ms, &rv),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_revoke_apply(c->st, &rv), HSMCA_OK);
     pol.idp = 1;
     assert_int_equal(hsmca_crl_make(c->st, &pai, c->key, &pol, now, &rec2, &n), HSMCA_OK);
     assert_int_equal(rec2.number, 2);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
     p = pai.cert_der;
     issuer = d2i_X509(NULL, &p, (long)pai.cert_len);
     assert_int_equal(hsmca_crl_check(rec2.der, rec2.der_len, issuer, &info), HSMCA_OK);
-    assert_int_equal(info.entries, 2);
+    assert_int_equal(info.entries, 3);
     p = rec2.der;
     crl = d2i_X509_CRL(NULL, &p, (long)rec2.der_len);
     assert_non_null(crl);
-    assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 2);
+    assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), 3);
+    /* keyCompromise and cessationOfOperation carry a reasonCode, unspecified none (RFC 5280) */
+    assert_int_equal(has_reason(sk_X509_REVOKED_value(X509_CRL_get_REVOKED(crl), 0)) +
+                         has_reason(sk_X509_REVOKED_value(X509_CRL_get_REVOKED(crl), 1)) +
+                         has_reason(sk_X509_REVOKED_value(X509_CRL_get_REVOKED(crl), 2)),
+                     2);
     assert_true(X509_CRL_get_ext_by_NID(crl, NID_issuing_distribution_point, -1) >= 0);
     assert_true(has_invalidity(sk_X509_REVOKED_value(X509_CRL_get_REVOKED(crl), 0)) +
-                    has_invalidity(sk_X509_REVOKED_value(X509_CRL_get_REVOKED(crl), 1)) ==
+                    has_invalidity(sk_X509_REVOKED_value(X509_CRL_get_REVOKED(crl), 1)) +
+                    has_invalidity(sk_X509_REVOKED_value(X509_CRL_get_REVOKED(crl), 2)) ==
                 1);
     X509_CRL_free(crl);
     X509_free(issuer);

@@ -135,7 +135,8 @@ send_object(struct MHD_Connection *conn, int head, unsigned char *body, size_t l
         if (t >= 0 && last_modified <= t)
             status = MHD_HTTP_NOT_MODIFIED;
     }
-    if (status == MHD_HTTP_NOT_MODIFIED || head) {
+    (void)head; /* libmicrohttpd sends a HEAD answer's headers only, Content-Length included */
+    if (status == MHD_HTTP_NOT_MODIFIED) {
         free(body);
         resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     } else {

@@ -169,6 +169,8 @@ curl -sS -o "$W/pub.pai.der" "http://127.0.0.1:$PUB/ca/pai-8000.crt"
 check "plain HTTP serves the PAI certificate (DER)" sh -c "[ \"\$(openssl x509 -inform DER -in '$W/pub.pai.der')\" = \"\$(openssl x509 -in '$W/pai.pem')\" ]"
 curl -sS -o "$W/pub.paa.pem" "http://127.0.0.1:$PUB/ca/paa-1.pem"
 check "plain HTTP serves the PAA certificate (PEM)" sh -c "[ \"\$(openssl x509 -in '$W/pub.paa.pem')\" = \"\$(openssl x509 -in '$W/paa.pem')\" ]"
+curl -sS -I -o "$W/ph-head" "http://127.0.0.1:$PUB/crl/pai-8000.crl"
+check "HEAD: the same headers, the CRL's length" sh -c "tr -d '\r' < '$W/ph-head' | grep -qix 'content-length: $(wc -c < "$W/pai.crl.der")' && tr -d '\r' < '$W/ph-head' | grep -qix 'etag: $etag'"
 st=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PUB/v1/cas")
 check "plain HTTP serves nothing of the API -> 404" [ "$st" = 404 ]
 st=$(curl -sS -o /dev/null -w '%{http_code}' -X POST --data x "http://127.0.0.1:$PUB/crl/pai-8000.crl")

@@ -289,6 +289,14 @@ main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
+        struct hsmca_crl_policies *cp = NULL;
+
+        rc = hsmca_crl_policies_load(d->cfg.crl_policy, &cp);
+        hsmca_crl_policies_free(cp);
+        if (rc != HSMCA_OK) {
+            start_fail("crl_policy", rc, d->cfg.crl_policy);
+            goto out;
+        }
         printf("hsmcad: config %s and roles %s are valid (%u bindings)\n", config, d->cfg.roles,
                hsmcad_roles_count(d->roles));
         status = 0;

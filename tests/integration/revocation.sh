@@ -21,7 +21,8 @@ setup_tokens paa
 setup_tls
 cat > "$W/crl.json" <<'JSON'
 {"default": {"next_update_s": 2592000, "refresh_before_s": 604800, "warn_before_s": 259200,
-             "batch_delay_ms": 300, "url": "http://127.0.0.1/crl/{ca}.crl"}}
+             "batch_delay_ms": 300, "url": "http://127.0.0.1/crl/{ca}.crl"},
+ "paa-1": {"warn_before_s": 31536000}}
 JSON
 write_config "" "
   \"profiles_dir\": \"$SRC/policies/profiles\", \"crl_policy\": \"crl.json\",
@@ -204,6 +205,9 @@ check "openssl crl -CAfile PAA: verify OK" sh -c "openssl crl -in '$W/paa.crl1.p
 check "openssl verify -crl_check accepts the PAI on the PAA's CRL" \
     openssl verify -crl_check -CAfile "$W/paa.pem" -CRLfile "$W/paa.crl1.pem" "$W/pai.pem"
 
+call auditor GET /readyz
+check "/readyz: a CRL within warn_before_s of its nextUpdate is due-soon (still ready)" jq -e '.status == "ready" and .checks.crls["paa-1"].status == "due-soon" and .checks.crls["paa-1"].number == 1 and .checks.crls["pai-8000"].status == "fresh"' "$W/body"
+
 quorum ca.revoke '{"ca":"pai-8000","reason":"cACompromise"}'
 check "ca.revoke executed: PAA CRL 2 with one entry" jq -e '.executed == true and .result.revoked == "pai-8000" and .result.crl.number == 2 and .result.crl.entries == 1' "$W/body"
 csr c
@@ -212,6 +216,8 @@ call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
 expect "the revoked PAI issues nothing" 409 ca-inactive
 call auditor GET /v1/cas/pai-8000
 check "its window is closed, the CA shows its revocation" jq -e '.issuance.active == false and .revoked.reason == "cACompromise"' "$W/body"
+call auditor GET /readyz
+check "/readyz: the revoked PAI's CRL state is ca-revoked" jq -e '.checks.crls["pai-8000"].status == "ca-revoked"' "$W/body"
 until=$(( $(date +%s) * 1000 + 600000 ))
 call admin POST /v1/requests -H 'Content-Type: application/json' \
     --data-binary "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":10}}"

@@ -165,12 +165,14 @@ enum hsmca_err {
     HSMCA_E_ISSUE_WINDOW_INVALID = 762, /* a window end in the past, or a count out of range */
 
     /* 800..849: certificate revocation lists (crl.c) */
-    HSMCA_E_CRL_INVALID = 800,    /* not a well-formed CRL of this issuer */
-    HSMCA_E_CRL_REASON = 801,     /* unknown or unusable revocation reason */
-    HSMCA_E_CRL_DATE = 802,       /* a revocation date in the future, or nextUpdate <= thisUpdate */
-    HSMCA_E_CRL_SIGNATURE = 803,  /* the CRL's signature does not verify with the issuer key */
-    HSMCA_E_CRL_AKID = 804,       /* the CRL's AKID is missing or not the issuer's SKID */
-    HSMCA_E_REVOKE_ALREADY = 805, /* the certificate is already revoked */
+    HSMCA_E_CRL_INVALID = 800,   /* not a well-formed CRL of this issuer */
+    HSMCA_E_CRL_REASON = 801,    /* unknown or unusable revocation reason */
+    HSMCA_E_CRL_DATE = 802,      /* a revocation date in the future, or nextUpdate <= thisUpdate */
+    HSMCA_E_CRL_SIGNATURE = 803, /* the CRL's signature does not verify with the issuer key */
+    HSMCA_E_CRL_AKID = 804,      /* the CRL's AKID is missing or not the issuer's SKID */
+
+    /* revocation (revoke.c, quorum_revoke.c, hsmcad's crls.c and reports) */
+    HSMCA_E_REVOKE_ALREADY = 805,        /* the certificate is already revoked */
     HSMCA_E_REVOKE_SERIAL_UNKNOWN = 806, /* the CA issued no certificate with that serial */
     HSMCA_E_REVOKE_CA_REVOKED = 807,     /* the CA itself is revoked: it issues and signs nothing */
     HSMCA_E_CRL_NONE = 808,              /* the CA has no CRL yet */

@@ -17,6 +17,8 @@
 #include <openssl/x509.h>
 
 #include "hsmca/error.h"
+#include "hsmca/store.h"
+#include "hsmca/store_certs.h"
 
 /* RFC 5280 5.3.1 CRLReason values; HSMCA_CRL_REASON_NONE omits the extension. */
 #define HSMCA_CRL_REASON_NONE (-1)
@@ -29,7 +31,8 @@ struct hsmca_crl_entry {
     unsigned char serial[HSMCA_SERIAL_MAX]; /* big-endian, positive, minimal */
     size_t serial_len;
     time_t revoked_at;
-    int reason; /* 0..10 except 7, or HSMCA_CRL_REASON_NONE */
+    int reason;        /* 0..10 except 7, or HSMCA_CRL_REASON_NONE */
+    time_t invalidity; /* RFC 5280 invalidityDate (time of compromise); 0 = none */
 };
 
 struct hsmca_crl_params {
@@ -77,5 +80,53 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_build(const struct hsmca_crl_params *p,
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_check(const unsigned char *der, size_t len, X509 *issuer,
                                                struct hsmca_crl_info *info);
+
+/*
+ * The CRL policy of one CA (policies/crl.json, docs/revocation.md):
+ *   {"default": {...}, "<ca id>": {...}} with, each optional:
+ *   "next_update_s"    nextUpdate - thisUpdate (default 30 days)
+ *   "refresh_before_s" re-sign when less than this is left before nextUpdate and the key is
+ *                      reachable (default 7 days); must be < next_update_s
+ *   "warn_before_s"    /readyz and the metric warn when less than this is left (default 3 days)
+ *   "batch_delay_ms"   re-sign at most this long after a revocation (default 2000)
+ *   "url"              the CRL's public URL, "{ca}" replaced by the CA id (<= 100 bytes once
+ *                      expanded): the DCL's dataURL; null none
+ *   "idp"              true: the CRL carries an issuing distribution point naming url (default
+ *                      false: RFC 5280 consumers such as `openssl verify -crl_check` then apply
+ *                      the CRL only to certificates whose CRL distribution point names that URL,
+ *                      and hsmca's PAIs and DACs carry none; the DCL wants it only when several
+ *                      revocation points share one VID and signer)
+ * Unknown keys are refused.
+ */
+struct hsmca_crl_policy {
+    uint64_t next_update_s, refresh_before_s, warn_before_s, batch_delay_ms;
+    char url[HSMCA_CRL_URI_MAX + 1]; /* expanded; "" = none */
+    int idp;                         /* put url in an issuing distribution point */
+};
+struct hsmca_crl_policies;
+
+/* Load path (NULL or "": the built-in defaults only). HSMCA_E_CRL_POLICY_INVALID. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_policies_load(const char *path,
+                                                       struct hsmca_crl_policies **out);
+/* Parse the policy JSON text[0..len). HSMCA_E_CRL_POLICY_INVALID. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_policies_parse(const char *text, size_t len,
+                                                        struct hsmca_crl_policies **out);
+void hsmca_crl_policies_free(struct hsmca_crl_policies *p);
+/* The policy of ca (its own entry over "default" over the built-in defaults). */
+void hsmca_crl_policy_for(const struct hsmca_crl_policies *p, const char *ca,
+                          struct hsmca_crl_policy *out);
+
+/*
+ * Make the next CRL of CA ca (its record, certificate included) from what the store says it
+ * revoked (hsmca_store_revoked_list: its DACs for a PAI, its revoked PAIs for a PAA): number =
+ * the stored CRL's + 1 (1 for the first), thisUpdate = now, nextUpdate = now + policy, the IDP
+ * when the policy asks for one and names a URL. Signs with key (the CA's token key). On HSMCA_OK
+ * *out is the record to store (hsmca_store_crl_put; caller clears) and *entries_out the number of
+ * entries.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_make(struct hsmca_store *ro, const struct hsmca_ca_rec *ca,
+                                              EVP_PKEY *key, const struct hsmca_crl_policy *pol,
+                                              time_t now, struct hsmca_crl_rec *out,
+                                              size_t *entries_out);
 
 #endif

@@ -43,9 +43,9 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_custody_started(struct hsmca_audit *a, stru
 
 /*
  * window.start (open = 1) and window.end (open = 0, with reason: count, time, deactivation, stop,
- * token-lost, restart) of a CA's issuance window. The CAs with an open window are kept in the store
- * (meta windows.open) in the same transaction, so that a window a crash left open is closed in the
- * log at the next start ("restart").
+ * token-lost, revoked, restart) of a CA's issuance window. The CAs with an open window are kept in
+ * the store (meta windows.open) in the same transaction, so that a window a crash left open is
+ * closed in the log at the next start ("restart").
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_custody_window(struct hsmca_audit *a, const char *ca, int open,
                                                     const char *reason, uint64_t issued,

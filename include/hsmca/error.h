@@ -175,6 +175,15 @@ enum hsmca_err {
     HSMCA_E_CRL_DATE = 802,      /* a revocation date in the future, or nextUpdate <= thisUpdate */
     HSMCA_E_CRL_SIGNATURE = 803, /* the CRL's signature does not verify with the issuer key */
     HSMCA_E_CRL_AKID = 804,      /* the CRL's AKID is missing or not the issuer's SKID */
+
+    /* revocation (revoke.c, quorum_revoke.c, hsmcad's crls.c and reports) */
+    HSMCA_E_REVOKE_ALREADY = 805,        /* the certificate is already revoked */
+    HSMCA_E_REVOKE_SERIAL_UNKNOWN = 806, /* the CA issued no certificate with that serial */
+    HSMCA_E_REVOKE_CA_REVOKED = 807,     /* the CA itself is revoked: it issues and signs nothing */
+    HSMCA_E_CRL_NONE = 808,              /* the CA has no CRL yet */
+    HSMCA_E_CRL_POLICY_INVALID = 809,    /* policies/crl.json is not valid CRL policy JSON */
+    HSMCA_E_CRL_KEY_UNAVAILABLE = 810,   /* the CA key is not reachable (no open window) */
+    HSMCA_E_REPORT_RANGE = 811,          /* a report's from/to are missing or out of order */
 };
 
 /* The stable kebab-case name of a code ("token-not-found"); "unknown-error" for an unknown value.

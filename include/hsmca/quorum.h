@@ -31,6 +31,8 @@
  *                    SHA-256("hsmca-enroll-pop-v1\0" || name || "\0" || spki DER || serial)}
  *   approver.remove {"name"}
  *   policy.update   {"policy": {...}}
+ *   ca.revoke       {"ca": PAI, "reason"?, "invalidity"?: ms} (the PAA's token; quorum_revoke.h)
+ *   crl.sign        {"ca"} (that CA's token: its CRL signed now)
  * ca.deactivate needs no quorum (hsmca_quorum_deactivate).
  *
  * Threads: one hsmca_quorum handle may be used from several threads; calls serialise on its lock.
@@ -44,6 +46,7 @@
 #include <openssl/evp.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/crl.h"
 #include "hsmca/error.h"
 #include "hsmca/profile.h"
 #include "hsmca/secret.h"
@@ -198,6 +201,12 @@ struct hsmca_quorum_exec {
     enum hsmca_err (*deactivate)(void *arg, const char *ca_id);
     const struct hsmca_profile *paa_profile; /* for ca.create_paa */
     const struct hsmca_profile *pai_profile; /* for ca.create_pai */
+    /* ca.revoke, crl.sign (quorum_revoke.h): the CRL policies (NULL: built-in defaults), and
+     * hooks (may be NULL) told that a CA was revoked (it must never issue or open a window
+     * again) and that a CA's CRL was signed */
+    const struct hsmca_crl_policies *crl_policies;
+    void (*ca_revoked)(void *arg, const char *ca_id);
+    void (*crl_signed)(void *arg, const char *ca_id, const struct hsmca_crl_info *info);
 };
 
 /*

@@ -27,6 +27,10 @@ struct hsmca_ca_rec {
     unsigned char *cert_der;           /* NULL until the CA's certificate exists */
     size_t cert_len;
     int64_t created_ms;
+    int revoked;           /* 1 once the CA is revoked (its serial is on its parent's CRL) */
+    int64_t revoked_ms;    /* when revoked */
+    int reason;            /* RFC 5280 reason, -1 none */
+    int64_t invalidity_ms; /* RFC 5280 invalidityDate, 0 none */
 };
 
 struct hsmca_cert_rec {
@@ -41,7 +45,8 @@ struct hsmca_cert_rec {
     int64_t issued_ms;
     int revoked; /* 0 issued, 1 revoked */
     int64_t revoked_ms;
-    int reason; /* RFC 5280 reason, -1 none */
+    int reason;            /* RFC 5280 reason, -1 none */
+    int64_t invalidity_ms; /* RFC 5280 invalidityDate (time of compromise), 0 none */
     unsigned char *der;
     size_t der_len;
 };
@@ -118,13 +123,49 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
                       int *more_out);
 
 /*
- * Mark a certificate revoked at revoked_ms with reason. Returns HSMCA_E_NOT_FOUND, or
- * HSMCA_E_EXISTS when it is already revoked (nothing changes).
+ * Mark a certificate revoked at revoked_ms with reason and invalidity_ms (0 = none). Returns
+ * HSMCA_E_NOT_FOUND, or HSMCA_E_EXISTS when it is already revoked (nothing changes).
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca,
                                                        const unsigned char *serial,
                                                        size_t serial_len, int64_t revoked_ms,
-                                                       int reason);
+                                                       int reason, int64_t invalidity_ms);
+
+/*
+ * Mark CA id revoked (its certificate's serial given, for its parent's CRL). Returns
+ * HSMCA_E_NOT_FOUND, or HSMCA_E_EXISTS when it is already revoked (nothing changes).
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_ca_revoke(struct hsmca_store *st, const char *id,
+                                                     const unsigned char *serial, size_t serial_len,
+                                                     int64_t revoked_ms, int reason,
+                                                     int64_t invalidity_ms);
+
+/* One entry of an issuer's CRL. */
+struct hsmca_revoked_rec {
+    unsigned char serial[20];
+    size_t serial_len;
+    int64_t revoked_ms;
+    int reason;            /* -1 none */
+    int64_t invalidity_ms; /* 0 none */
+};
+
+/*
+ * Call fn for everything issuer ca revoked: its revoked certificates (in serial order), then its
+ * revoked child CAs. A non-OK return from fn stops and is returned.
+ */
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_revoked_list(struct hsmca_store *st, const char *ca,
+                         enum hsmca_err (*fn)(void *arg, const struct hsmca_revoked_rec *r),
+                         void *arg);
+
+/*
+ * Call fn (in (issued_ms, serial) order) for every certificate of ca issued or revoked within
+ * [from_ms, to_ms]: a report's rows. More than max rows is HSMCA_E_TOO_LARGE (nothing past max
+ * is passed to fn).
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_cert_activity(
+    struct hsmca_store *st, const char *ca, int64_t from_ms, int64_t to_ms, size_t max,
+    enum hsmca_err (*fn)(void *arg, const struct hsmca_cert_rec *c), void *arg);
 
 /* The issuer's latest CRL: number, thisUpdate, nextUpdate (seconds) and DER. */
 struct hsmca_crl_rec {

@@ -81,6 +81,10 @@ hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dac
         rc = HSMCA_E_ISSUE_CA_ACTIVE;
         goto out;
     }
+    if (__atomic_load_n(&c->revoked, __ATOMIC_ACQUIRE)) {
+        rc = HSMCA_E_REVOKE_CA_REVOKED;
+        goto out;
+    }
     rc = hsmca_token_find_key(c->tok, c->key_uri, &c->key);
     if (rc != HSMCA_OK)
         goto out;
@@ -95,6 +99,8 @@ hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dac
     if (d->audit != NULL &&
         hsmca_custody_window(d->audit, c->id, 1, NULL, 0, max_dacs, until_ms) != HSMCA_OK)
         hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "window-start-not-logged", "ca=%s", c->id);
+    /* the PAI's key is reachable now: its CRL is signed at every activation (crls.c) */
+    (void)hsmcad_crl_sign_locked(d, c, "activation");
 out:
     pthread_mutex_unlock(&d->cas_mu);
     return rc;
@@ -119,6 +125,9 @@ hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c, const char *w
                                                  st.until_ms) != HSMCA_OK)
         hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "window-end-not-logged", "ca=%s reason=%s", c->id,
                   why);
+    /* the last CRL the key can sign before the next window (crls.c) */
+    if (!__atomic_load_n(&c->revoked, __ATOMIC_ACQUIRE))
+        (void)hsmcad_crl_sign_locked(d, c, "window-end");
     hsmca_key_free(c->key);
     c->key = NULL;
     if (c->tok != NULL && hsmca_token_logout(c->tok) != HSMCA_OK)

@@ -47,6 +47,7 @@ static const struct key top_keys[] = {
     STR("roles", K_PATH, 1, roles),
     STR("profiles_dir", K_PATH, 0, profiles_dir),
     STR("quotas", K_PATH, 0, quotas),
+    STR("crl_policy", K_PATH, 0, crl_policy),
     {NULL, K_STR, 0, 0, 0, 0, 0},
 };
 static const struct key tls_keys[] = {
@@ -202,7 +203,8 @@ section(json_t *obj, const struct key *keys, const char *sect, const char *base,
 }
 
 static enum hsmca_err
-parse_listen(json_t *v, struct hsmcad_config *c, char *why, size_t why_len)
+parse_listen(json_t *v, const char *key, char *out_host, size_t out_host_len, unsigned *out_port,
+             char *why, size_t why_len)
 {
     const char *s, *colon;
     size_t hl;
@@ -211,28 +213,28 @@ parse_listen(json_t *v, struct hsmcad_config *c, char *why, size_t why_len)
     char host[64];
 
     if (!json_is_string(v))
-        return fail(why, why_len, "", "listen", "must be a string \"ADDRESS:PORT\"");
+        return fail(why, why_len, "", key, "must be a string \"ADDRESS:PORT\"");
     s = json_string_value(v);
     colon = strrchr(s, ':');
     if (colon == NULL || colon == s)
-        return fail(why, why_len, "", "listen", "must be \"ADDRESS:PORT\"");
+        return fail(why, why_len, "", key, "must be \"ADDRESS:PORT\"");
     hl = (size_t)(colon - s);
     if (s[0] == '[') { /* [v6]:port */
         if (hl < 3 || s[hl - 1] != ']')
-            return fail(why, why_len, "", "listen", "IPv6 addresses are written [ADDR]:PORT");
+            return fail(why, why_len, "", key, "IPv6 addresses are written [ADDR]:PORT");
         s++;
         hl -= 2;
     }
     if (hl >= sizeof(host))
-        return fail(why, why_len, "", "listen", "address too long");
+        return fail(why, why_len, "", key, "address too long");
     memcpy(host, s, hl);
     host[hl] = '\0';
     if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
-        return fail(why, why_len, "", "listen", "address must be a numeric IPv4 or IPv6 address");
+        return fail(why, why_len, "", key, "address must be a numeric IPv4 or IPv6 address");
     if (hsmca_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) != HSMCA_OK)
-        return fail(why, why_len, "", "listen", "port must be a number 0..65535");
-    snprintf(c->listen_host, sizeof(c->listen_host), "%s", host);
-    c->listen_port = (unsigned)port;
+        return fail(why, why_len, "", key, "port must be a number 0..65535");
+    snprintf(out_host, out_host_len, "%s", host);
+    *out_port = (unsigned)port;
     return HSMCA_OK;
 }
 
@@ -266,7 +268,7 @@ hsmcad_config_parse(const char *text, size_t len, const char *base_dir, struct h
     /* top-level: scalar keys, "listen" and the sections */
     json_object_foreach(root, name, v)
     {
-        int known = strcmp(name, "listen") == 0;
+        int known = strcmp(name, "listen") == 0 || strcmp(name, "publish_listen") == 0;
 
         for (i = 0; i < 3; i++)
             known |= strcmp(name, sections[i]) == 0;
@@ -297,7 +299,15 @@ hsmcad_config_parse(const char *text, size_t len, const char *base_dir, struct h
     }
     v = json_object_get(root, "listen");
     if (v != NULL) {
-        rc = parse_listen(v, c, why, why_len);
+        rc = parse_listen(v, "listen", c->listen_host, sizeof(c->listen_host), &c->listen_port, why,
+                          why_len);
+        if (rc != HSMCA_OK)
+            goto out;
+    }
+    v = json_object_get(root, "publish_listen"); /* the plain-HTTP CRL listener; absent: off */
+    if (v != NULL && !json_is_null(v)) {
+        rc = parse_listen(v, "publish_listen", c->publish_host, sizeof(c->publish_host),
+                          &c->publish_port, why, why_len);
         if (rc != HSMCA_OK)
             goto out;
     }

@@ -27,7 +27,10 @@ struct hsmcad_config {
     char store[HSMCA_PATH_MAX + 1];
     char roles[HSMCA_PATH_MAX + 1];
     char profiles_dir[HSMCA_PATH_MAX + 1];
-    char quotas[HSMCA_PATH_MAX + 1]; /* policies/quotas.json; "" = no quotas */
+    char quotas[HSMCA_PATH_MAX + 1];     /* policies/quotas.json; "" = no quotas */
+    char crl_policy[HSMCA_PATH_MAX + 1]; /* policies/crl.json; "" = built-in CRL defaults */
+    char publish_host[64]; /* the plain-HTTP CRL/CA listener; "" = off (docs/revocation.md) */
+    unsigned publish_port; /* 0 = any free port (tests) */
     char tls_cert[HSMCA_PATH_MAX + 1];
     char tls_key[HSMCA_PATH_MAX + 1];
     char tls_client_ca[HSMCA_PATH_MAX + 1];

@@ -11,6 +11,9 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "hsmca/crl.h"
 #include "hsmca/issue.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
@@ -45,6 +48,11 @@ struct hsmcad_ca {
     struct hsmca_key *key;        /* held while an activation window is open */
     struct hsmca_issue_ca *ica;   /* PAIs with a certificate: the issuance engine's CA */
     char fault[HSMCAD_FAULT_MAX]; /* its token's fault (tokens.c); "" = none; under cas_mu */
+    /* revocation (crls.c; atomics: read by handlers, written under cas_mu or by the writer) */
+    int revoked;                /* the CA is revoked: no window opens, nothing is signed */
+    int64_t crl_dirty_ms;       /* the first revocation since the last CRL (0 = none) */
+    uint64_t crl_number;        /* the latest stored CRL's number (0 = none) */
+    int64_t crl_this, crl_next; /* its thisUpdate / nextUpdate (seconds) */
 };
 
 struct hsmcad {
@@ -67,6 +75,8 @@ struct hsmcad {
     struct hsmca_issue_quotas *quotas;
     struct hsmca_issuer *issuer;
     struct hsmca_store *quorum_ro; /* the quorum module's read handle (it serialises itself) */
+    struct hsmca_crl_policies *crl_policies; /* policies/crl.json (or the built-in defaults) */
+    struct hsmcad_publish *publish;          /* the plain-HTTP CRL/CA listener, or NULL */
     struct hsmca_profile paa_profile, pai_profile, dac_profile;
     int have_profiles;
 
@@ -139,6 +149,34 @@ void hsmcad_tokens_check(struct hsmcad *d, int at_start);
 enum hsmca_err hsmcad_audit_heal(void *arg, struct hsmca_key **key);
 /* What an operator does about a fault ("removed", "missing", ...), for /readyz and the log. */
 const char *hsmcad_token_fault_action(const char *fault);
+
+/* ---- CRLs (crls.c, docs/revocation.md) ---- */
+
+/* Load each CA's latest CRL state and revocation from the store (at start). */
+void hsmcad_crl_load(struct hsmcad *d);
+/* A certificate of ca was revoked: its CRL is re-signed within the policy's batch delay (as soon
+ * as its key is reachable). */
+void hsmcad_crl_dirty(struct hsmcad *d, const char *ca);
+/* The keeper's pass: sign the CRLs that are due of the CAs whose window is open. Takes cas_mu. */
+void hsmcad_crl_tick(struct hsmcad *d);
+/* Sign c's CRL now with its open window's key (trigger: why). Under cas_mu. */
+enum hsmca_err hsmcad_crl_sign_locked(struct hsmcad *d, struct hsmcad_ca *c, const char *trigger);
+/*
+ * The CRL state of every CA that has a certificate, for /readyz: {"<ca>": {"number",
+ * "next_update", "status": "fresh" | "due-soon" | "expired" | "none"}}; *warnings counts the CAs
+ * not "fresh". Appends Prometheus lines to *metrics (may be NULL).
+ */
+json_t *hsmcad_crl_status(struct hsmcad *d, unsigned *warnings);
+/* Prometheus text of the CRL gauges (malloc'd, NULL on failure). */
+char *hsmcad_crl_metrics(struct hsmcad *d);
+
+/* ---- the plain-HTTP publication listener (publish.c) ---- */
+struct hsmcad_publish;
+/* Start it on cfg.publish_host:publish_port (never TLS, GET/HEAD of /crl/{ca}.crl,
+ * /ca/{ca}.crt|.pem only); *port_out the bound port. */
+HSMCA_MUSTCHECK enum hsmca_err hsmcad_publish_start(struct hsmcad *d, struct hsmcad_publish **out,
+                                                    unsigned *port_out);
+void hsmcad_publish_stop(struct hsmcad_publish *p);
 
 /* Milliseconds since the epoch. */
 int64_t hsmcad_now_ms(void);

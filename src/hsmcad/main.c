@@ -46,7 +46,8 @@ usage(FILE *f)
                "Serve the hsmca REST API (v1) over HTTPS with client certificates.\n"
                "  --config FILE     the JSON config (docs/config.md); required to serve\n"
                "  --port-file FILE  write the bound TCP port there once listening (listen port 0\n"
-               "                    picks a free port)\n"
+               "                    picks a free port); the plain-HTTP publication listener's\n"
+               "                    port goes to FILE.publish\n"
                "  --check-config    validate the config and the role bindings, then exit\n"
                "  --list-routes     print every route as \"METHOD PATH ROLES\" and exit\n"
                "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish).\n"
@@ -191,6 +192,7 @@ keeper_run(void *arg)
         pthread_mutex_unlock(&k->mu);
         if (k->d->issuer != NULL)
             hsmca_issuer_flush_refusals(k->d->issuer);
+        hsmcad_crl_tick(k->d);
         hsmcad_close_ended_windows(k->d);
         hsmcad_tokens_check(k->d, 0);
         pthread_mutex_lock(&k->mu);
@@ -299,6 +301,14 @@ main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
+        struct hsmca_crl_policies *cp = NULL;
+
+        rc = hsmca_crl_policies_load(d->cfg.crl_policy, &cp);
+        hsmca_crl_policies_free(cp);
+        if (rc != HSMCA_OK) {
+            start_fail("crl_policy", rc, d->cfg.crl_policy);
+            goto out;
+        }
         printf("hsmcad: config %s and roles %s are valid (%u bindings)\n", config, d->cfg.roles,
                hsmcad_roles_count(d->roles));
         status = 0;
@@ -453,6 +463,12 @@ main(int argc, char **argv)
         }
         started = 1;
     }
+    rc = hsmca_crl_policies_load(d->cfg.crl_policy, &d->crl_policies);
+    if (rc != HSMCA_OK) {
+        start_fail("crl_policy", rc, d->cfg.crl_policy);
+        goto out;
+    }
+    hsmcad_crl_load(d);
     if (load_profiles(d) != 0)
         goto out;
     if (start_issuance(d) != 0)
@@ -482,6 +498,27 @@ main(int argc, char **argv)
     }
     /* tokens missing or unreadable at start: named in /readyz and the log, audited */
     hsmcad_tokens_check(d, 1);
+    if (d->cfg.publish_host[0] != '\0') {
+        unsigned pport = 0;
+
+        rc = hsmcad_publish_start(d, &d->publish, &pport);
+        if (rc != HSMCA_OK) {
+            start_fail("publish_listen", rc, d->cfg.publish_host);
+            goto out;
+        }
+        if (port_file != NULL) {
+            char pf[HSMCA_PATH_MAX + 16];
+            FILE *f;
+
+            snprintf(pf, sizeof(pf), "%s.publish", port_file);
+            f = fopen(pf, "w");
+            if (f == NULL || fprintf(f, "%u\n", pport) < 0 || fclose(f) != 0) {
+                fprintf(stderr, "hsmcad: cannot write port file %s\n", pf);
+                goto out;
+            }
+        }
+        hsmca_log(HSMCA_LOG_INFO, "hsmcad", "publish-listening", "port=%u", pport);
+    }
     keeper.d = d;
     if (pthread_create(&keeper.th, NULL, keeper_run, &keeper) == 0)
         keeper.running = 1;
@@ -495,6 +532,10 @@ main(int argc, char **argv)
 out:
     /* HTTP first: no handler may run once the engines below are gone. */
     hsmcad_server_stop(srv, 10000);
+    if (d != NULL) {
+        hsmcad_publish_stop(d->publish);
+        d->publish = NULL;
+    }
     if (keeper.running) {
         pthread_mutex_lock(&keeper.mu);
         keeper.stop = 1;
@@ -509,6 +550,7 @@ out:
         hsmca_issuer_free(d->issuer);
         d->issuer = NULL;
         hsmca_issue_quotas_free(d->quotas);
+        hsmca_crl_policies_free(d->crl_policies);
         hsmca_quorum_free(d->quorum);
         d->quorum = NULL;
         if (started && d->audit != NULL && hsmca_custody_stopping(d->audit) != HSMCA_OK) {

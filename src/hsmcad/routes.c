@@ -39,6 +39,7 @@ const struct hsmcad_route hsmcad_routes[] = {
      hsmcad_h_revocations},
     {"POST", "/v1/cas/{ca}/deactivation", "ca.deactivate", ADMIN, 0, 0, NULL, hsmcad_h_deactivate},
     {"GET", "/v1/cas/{ca}/crl", "crl.get", ANY, 0, 0, NULL, hsmcad_h_crl},
+    {"GET", "/v1/cas/{ca}/report", "report.make", ADMIN | AUDITOR, 0, 0, NULL, hsmcad_h_report},
     {"POST", "/v1/requests", "quorum.request", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,
      hsmcad_h_request_create},
     {"GET", "/v1/requests/{id}", "quorum.envelope", ADMIN | APPROVER, 0, 0, NULL,

@@ -21,6 +21,7 @@ void hsmcad_h_certificates(struct hsmcad_req *r);
 void hsmcad_h_certificate_get(struct hsmcad_req *r);
 void hsmcad_h_revocations(struct hsmcad_req *r);
 void hsmcad_h_crl(struct hsmcad_req *r);
+void hsmcad_h_report(struct hsmcad_req *r);
 
 /* routes_dacs.c */
 void hsmcad_h_dac(struct hsmcad_req *r);

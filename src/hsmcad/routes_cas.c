@@ -3,7 +3,9 @@
  * routes_cas.c -- GET /v1/cas, GET /v1/cas/{ca}, GET /v1/cas/{ca}/certificates (the inventory:
  * keyset-paged, filtered by status and issue time, JSON or CSV), POST /v1/cas/{ca}/revocations
  * (through the audit writer: the revocation and its entry commit together) and GET
- * /v1/cas/{ca}/crl (the latest CRL, DER). Reads go through the worker's read-only store handle.
+ * /v1/cas/{ca}/crl (the latest CRL, DER) and GET /v1/cas/{ca}/report (issued and revoked
+ * certificates in a range, signed by the audit key; docs/revocation.md). Reads go through the
+ * worker's read-only store handle.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +15,15 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 
 #include "hsmca/audit.h"
 #include "hsmca/crl.h"
 #include "hsmca/issue.h"
+#include "hsmca/revoke.h"
 #include "hsmca/store_certs.h"
+#include "hsmca/token.h"
 #include "hsmca/util.h"
 
 #include "buf.h"
@@ -60,6 +65,28 @@ ca_json(struct hsmcad *d, const struct hsmca_ca_rec *ca)
     if (o == NULL)
         return NULL;
     json_object_set_new(o, "issuance", issuance_state(d, ca->id));
+    {
+        struct hsmca_crl_policy pol;
+        struct hsmcad_ca *c = hsmcad_ca_find(d, ca->id);
+
+        hsmca_crl_policy_for(d->crl_policies, ca->id, &pol);
+        json_object_set_new(
+            o, "crl",
+            json_pack(
+                "{s:s?, s:I, s:I, s:I}", "url", pol.url[0] ? pol.url : NULL, "number",
+                (json_int_t)(c != NULL ? __atomic_load_n(&c->crl_number, __ATOMIC_ACQUIRE) : 0),
+                "this_update",
+                (json_int_t)(c != NULL ? __atomic_load_n(&c->crl_this, __ATOMIC_RELAXED) : 0),
+                "next_update",
+                (json_int_t)(c != NULL ? __atomic_load_n(&c->crl_next, __ATOMIC_RELAXED) : 0)));
+        if (ca->revoked) {
+            const char *rn = hsmca_crl_reason_name(ca->reason);
+
+            json_object_set_new(o, "revoked",
+                                json_pack("{s:I, s:s}", "revoked_ms", (json_int_t)ca->revoked_ms,
+                                          "reason", rn != NULL ? rn : "unspecified"));
+        }
+    }
     if (ca->cert_der != NULL) {
         unsigned char h[32];
         unsigned int hl = 0;
@@ -428,47 +455,38 @@ bad_query:
                          "format csv or json");
 }
 
-/* ---- revocation ---- */
+/* ---- revocation (the rules are revoke.c's; this is the transport) ---- */
 
 struct revoke {
     struct hsmcad_req *r;
-    char ca[HSMCA_CA_ID_MAX + 1];
-    unsigned char serial[20];
-    size_t serial_len;
-    int64_t when_ms;
-    int reason;
+    struct hsmca_revocation rv;
 };
-
-static enum hsmca_err
-revoke_apply(struct hsmca_store *st, void *arg)
-{
-    struct revoke *rv = arg;
-
-    return hsmca_store_cert_revoke(st, rv->ca, rv->serial, rv->serial_len, rv->when_ms, rv->reason);
-}
 
 static void
 revoke_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
 {
-    struct revoke *rv = arg;
-    struct hsmcad_req *r = rv->r;
+    struct revoke *v = arg;
+    struct hsmcad_req *r = v->r;
+    const char *rn = hsmca_crl_reason_name(v->rv.reason);
     char hex[41];
 
     if (rc != HSMCA_OK) {
         hsmcad_reply_problem(r, rc, "the revocation was not recorded");
     } else {
-        hsmca_hex_encode(rv->serial, rv->serial_len, hex, sizeof(hex));
+        json_t *o;
+
+        hsmcad_crl_dirty(hsmcad_req_daemon(r), v->rv.ca);
+        hsmca_hex_encode(v->rv.serial, v->rv.serial_len, hex, sizeof(hex));
         hsmcad_req_receipt(r, receipt);
-        hsmcad_reply_json(r, 200,
-                          json_pack("{s:s, s:s, s:s, s:s, s:I}", "ca", rv->ca, "serial", hex,
-                                    "status", "revoked", "reason",
-                                    hsmca_crl_reason_name(rv->reason) != NULL
-                                        ? hsmca_crl_reason_name(rv->reason)
-                                        : "unspecified",
-                                    "revoked_ms", (json_int_t)rv->when_ms));
+        o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "ca", v->rv.ca, "serial", hex, "status",
+                      "revoked", "reason", rn != NULL ? rn : "unspecified", "revoked_ms",
+                      (json_int_t)v->rv.revoked_ms);
+        if (o != NULL && v->rv.invalidity_ms > 0)
+            json_object_set_new(o, "invalidity_ms", json_integer((json_int_t)v->rv.invalidity_ms));
+        hsmcad_reply_json(r, 200, o);
     }
     hsmcad_req_engine_audited(r);
-    free(rv);
+    free(v);
     hsmcad_req_resume(r);
 }
 
@@ -479,75 +497,54 @@ hsmcad_h_revocations(struct hsmcad_req *r)
     struct hsmca_store *ro = hsmcad_ro(d);
     const struct hsmcad_principal *who = hsmcad_req_principal(r);
     struct hsmca_audit_event ev;
-    struct hsmca_cert_rec cert;
-    struct revoke *rv = NULL;
+    struct revoke *v = NULL;
     json_t *body = NULL;
     json_error_t jerr;
-    const char *serial = NULL, *reason = "unspecified";
-    json_int_t at = -1;
+    const char *serial = NULL, *reason = NULL;
+    json_int_t at = -1, inval = -1;
     const unsigned char *b;
     size_t blen;
-    char target[HSMCA_CA_ID_MAX + 8], detail[256], hex[41];
-    int64_t now = hsmcad_now_ms();
+    char target[HSMCA_CA_ID_MAX + 8], detail[256];
     enum hsmca_err rc;
 
-    memset(&cert, 0, sizeof(cert));
     b = hsmcad_req_body(r, &blen);
     body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, &jerr);
-    rv = calloc(1, sizeof(*rv));
-    if (rv == NULL) {
+    if (body == NULL ||
+        json_unpack_ex(body, &jerr, JSON_STRICT, "{s:s, s?s, s?I, s?I}", "serial", &serial,
+                       "reason", &reason, "revoked_at", &at, "invalidity_date", &inval) != 0) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST,
+                             "expected {\"serial\": hex, \"reason\"?: RFC 5280 name, "
+                             "\"revoked_at\"?: ms, \"invalidity_date\"?: ms}");
+        goto out;
+    }
+    v = calloc(1, sizeof(*v));
+    if (v == NULL) {
         rc = HSMCA_E_NOMEM;
         goto refuse;
     }
-    if (body == NULL || json_unpack_ex(body, &jerr, JSON_STRICT, "{s:s, s?s, s?I}", "serial",
-                                       &serial, "reason", &reason, "revoked_at", &at) != 0) {
-        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST,
-                             "expected {\"serial\": hex, \"reason\"?: RFC 5280 name, "
-                             "\"revoked_at\"?: ms}");
-        goto out;
-    }
-    if (hsmca_hex_decode(serial, strlen(serial), rv->serial, sizeof(rv->serial), &rv->serial_len) !=
-            HSMCA_OK ||
-        rv->serial_len == 0) {
-        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST, "serial must be 1..20 bytes of hex");
-        goto out;
-    }
-    rc = hsmca_crl_reason_from_name(reason, &rv->reason);
-    if (rc != HSMCA_OK)
-        goto refuse;
-    if (at > now || (at != -1 && at < 0)) {
-        rc = HSMCA_E_CRL_DATE;
-        goto refuse;
-    }
-    rv->when_ms = at >= 0 ? (int64_t)at : now;
-    snprintf(rv->ca, sizeof(rv->ca), "%s", hsmcad_req_param(r, 0));
     if (ro == NULL) {
         rc = HSMCA_E_STORE_OPEN;
         goto refuse;
     }
-    rc = hsmca_store_cert_get(ro, rv->ca, rv->serial, rv->serial_len, &cert);
-    if (rc == HSMCA_OK && cert.revoked)
-        rc = HSMCA_E_EXISTS;
-    hsmca_cert_rec_clear(&cert);
-    if (rc != HSMCA_OK) {
-        struct hsmca_ca_rec ca;
-
-        memset(&ca, 0, sizeof(ca));
-        if (rc == HSMCA_E_NOT_FOUND && hsmca_store_ca_get(ro, rv->ca, &ca) == HSMCA_E_NOT_FOUND)
-            rc = HSMCA_E_HTTP_CA_NOT_FOUND;
-        hsmca_ca_rec_clear(&ca);
-        goto refuse;
+    rc = hsmca_revoke_prepare(ro, hsmcad_req_param(r, 0), serial, reason, (int64_t)at,
+                              (int64_t)inval, hsmcad_now_ms(), &v->rv);
+    if (rc == HSMCA_E_INVALID_ARG) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST, "serial must be 1..20 bytes of hex");
+        goto out;
     }
+    if (rc == HSMCA_E_NOT_FOUND)
+        rc = HSMCA_E_HTTP_CA_NOT_FOUND;
+    if (rc != HSMCA_OK)
+        goto refuse;
     if (d->audit == NULL) {
         rc = HSMCA_E_HTTP_NOT_READY;
         goto refuse;
     }
-    hsmca_hex_encode(rv->serial, rv->serial_len, hex, sizeof(hex));
-    snprintf(target, sizeof(target), "ca/%s", rv->ca);
-    snprintf(detail, sizeof(detail), "{\"reason\":\"%s\",\"revoked_ms\":%lld,\"serial\":\"%s\"}",
-             hsmca_crl_reason_name(rv->reason) != NULL ? hsmca_crl_reason_name(rv->reason)
-                                                       : "unspecified",
-             (long long)rv->when_ms, hex);
+    if (hsmca_revoke_detail(&v->rv, detail, sizeof(detail)) != 0) {
+        rc = HSMCA_E_INTERNAL;
+        goto refuse;
+    }
+    snprintf(target, sizeof(target), "ca/%s", v->rv.ca);
     memset(&ev, 0, sizeof(ev));
     ev.actor = who->name;
     ev.role = hsmcad_role_name(who->role);
@@ -556,20 +553,20 @@ hsmcad_h_revocations(struct hsmcad_req *r)
     ev.outcome = "ok";
     ev.detail_json = detail;
     ev.kid = "";
-    rv->r = r;
+    v->r = r;
     hsmcad_req_suspend(r);
-    rc = hsmca_audit_submit(d->audit, &ev, revoke_apply, rv, revoke_done, rv);
+    rc = hsmca_audit_submit(d->audit, &ev, hsmca_revoke_apply, &v->rv, revoke_done, v);
     if (rc != HSMCA_OK) {
         hsmcad_reply_problem(r, rc, NULL);
-        free(rv);
+        free(v);
         hsmcad_req_resume(r);
     }
-    rv = NULL;
+    v = NULL;
     goto out;
 refuse:
     hsmcad_reply_problem(r, rc, NULL);
 out:
-    free(rv);
+    free(v);
     json_decref(body);
 }
 
@@ -591,7 +588,10 @@ hsmcad_h_crl(struct hsmcad_req *r)
     }
     rc = hsmca_store_crl_get(ro, hsmcad_req_param(r, 0), &crl);
     if (rc != HSMCA_OK) {
-        hsmcad_reply_problem(r, rc, rc == HSMCA_E_NOT_FOUND ? "this CA has no CRL yet" : NULL);
+        hsmcad_reply_problem(r, rc == HSMCA_E_NOT_FOUND ? HSMCA_E_CRL_NONE : rc,
+                             rc == HSMCA_E_NOT_FOUND
+                                 ? "a PAI's CRL is signed while a window is open, a PAA's by quorum"
+                                 : NULL);
         return;
     }
     hsmcad_reply(r, 200, "application/pkix-crl", (char *)crl.der, crl.der_len);
@@ -649,4 +649,165 @@ hsmcad_h_certificate_get(struct hsmcad_req *r)
 out:
     hsmca_cert_rec_clear(&c);
     hsmca_ca_rec_clear(&ca);
+}
+
+/* ---- signed reports ---- */
+
+#define REPORT_ROWS_MAX 100000
+
+struct report {
+    int csv;
+    struct hsmcad_buf out;
+    size_t rows;
+};
+
+static void
+opt_time(int64_t ms, char *out, size_t n)
+{
+    if (ms <= 0)
+        out[0] = '\0';
+    else
+        rfc3339(ms / 1000, out, n);
+}
+
+static enum hsmca_err
+report_one(void *arg, const struct hsmca_cert_rec *c)
+{
+    struct report *v = arg;
+    char serial[41], nb[32], na[32], iss[32], rev[32], inv[32], vid[8] = "", pid[8] = "";
+    const char *rn = c->revoked ? hsmca_crl_reason_name(c->reason) : NULL;
+
+    hsmca_hex_encode(c->serial, c->serial_len, serial, sizeof(serial));
+    rfc3339(c->not_before, nb, sizeof(nb));
+    rfc3339(c->not_after, na, sizeof(na));
+    opt_time(c->issued_ms, iss, sizeof(iss));
+    opt_time(c->revoked ? c->revoked_ms : 0, rev, sizeof(rev));
+    opt_time(c->invalidity_ms, inv, sizeof(inv));
+    if (c->vid >= 0)
+        snprintf(vid, sizeof(vid), "%04X", (unsigned)c->vid & 0xffffu);
+    if (c->pid >= 0)
+        snprintf(pid, sizeof(pid), "%04X", (unsigned)c->pid & 0xffffu);
+    if (c->revoked && rn == NULL)
+        rn = "unspecified";
+    if (v->csv) {
+        hsmcad_buf_printf(&v->out, "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n", serial, vid, pid, nb, na, iss,
+                          c->revoked ? "revoked" : "issued", rev, rn != NULL ? rn : "", inv);
+    } else {
+        if (v->rows > 0)
+            hsmcad_buf_str(&v->out, ",\n");
+        hsmcad_buf_printf(&v->out,
+                          "{\"serial\":\"%s\",\"vid\":\"%s\",\"pid\":\"%s\",\"not_before\":\"%s\","
+                          "\"not_after\":\"%s\",\"issued\":\"%s\",\"status\":\"%s\"",
+                          serial, vid, pid, nb, na, iss, c->revoked ? "revoked" : "issued");
+        if (c->revoked)
+            hsmcad_buf_printf(&v->out, ",\"revoked\":\"%s\",\"reason\":\"%s\"", rev, rn);
+        if (c->invalidity_ms > 0)
+            hsmcad_buf_printf(&v->out, ",\"invalidity_date\":\"%s\"", inv);
+        hsmcad_buf_str(&v->out, "}");
+    }
+    v->rows++;
+    return v->out.err ? HSMCA_E_NOMEM : HSMCA_OK;
+}
+
+/* ms since the epoch, or YYYY-MM-DD (UTC; end_of_day: its last ms). -1 if neither. */
+static int64_t
+report_time(const char *s, int end_of_day)
+{
+    uint64_t v;
+    struct tm tm;
+    const char *e;
+
+    if (s == NULL)
+        return -1;
+    if (strlen(s) == 10 && s[4] == '-' && s[7] == '-') {
+        memset(&tm, 0, sizeof(tm));
+        e = strptime(s, "%Y-%m-%d", &tm);
+        if (e == NULL || *e != '\0')
+            return -1;
+        return (int64_t)timegm(&tm) * 1000 + (end_of_day ? 86399999 : 0);
+    }
+    if (hsmca_parse_u64(s, strlen(s), INT64_MAX, &v) != HSMCA_OK)
+        return -1;
+    return (int64_t)v;
+}
+
+void
+hsmcad_h_report(struct hsmcad_req *r)
+{
+    static const char *const allowed[] = {"from", "to", "format", NULL};
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_store *ro = hsmcad_ro(d);
+    struct hsmca_ca_rec ca;
+    struct report v;
+    const char *fmt = hsmcad_req_query(r, "format");
+    int64_t from, to;
+    unsigned char h[32], sig[HSMCA_ECDSA_P256_DER_MAX];
+    size_t sig_len = 0;
+    char hex[65], *sig_b64 = NULL, detail[384];
+    enum hsmca_err rc;
+    json_t *o;
+
+    memset(&v, 0, sizeof(v));
+    if (hsmcad_req_query_check(r, allowed) != HSMCA_OK) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_QUERY, "allowed once each: from, to, format");
+        return;
+    }
+    from = report_time(hsmcad_req_query(r, "from"), 0);
+    to = report_time(hsmcad_req_query(r, "to"), 1);
+    if (from < 0 || to < 0 || from > to) {
+        hsmcad_reply_problem(r, HSMCA_E_REPORT_RANGE, NULL);
+        return;
+    }
+    if (fmt != NULL && strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_QUERY, "format is csv or json");
+        return;
+    }
+    v.csv = fmt == NULL || strcmp(fmt, "csv") == 0;
+    if (load_ca(r, ro, &ca) != 0)
+        return;
+    hsmca_ca_rec_clear(&ca);
+    if (d->audit_key == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_HTTP_NOT_READY, "no audit key to sign with");
+        return;
+    }
+    hsmcad_buf_str(&v.out, v.csv ? "serial,vid,pid,not_before,not_after,issued,status,revoked,"
+                                   "reason,invalidity_date\n"
+                                 : "[\n");
+    rc = hsmca_store_cert_activity(ro, hsmcad_req_param(r, 0), from, to, REPORT_ROWS_MAX,
+                                   report_one, &v);
+    if (!v.csv)
+        hsmcad_buf_str(&v.out, "\n]\n");
+    if (rc == HSMCA_OK && v.out.err)
+        rc = HSMCA_E_NOMEM;
+    if (rc == HSMCA_OK) {
+        SHA256((const unsigned char *)v.out.p, v.out.len, h);
+        rc = hsmca_key_sign_digest(d->audit_key, h, 32, sig, sizeof(sig), &sig_len);
+    }
+    if (rc != HSMCA_OK) {
+        free(v.out.p);
+        hsmcad_reply_problem(
+            r, rc, rc == HSMCA_E_TOO_LARGE ? "more than 100000 rows: narrow the range" : NULL);
+        return;
+    }
+    sig_b64 = malloc(4 * ((sig_len + 2) / 3) + 1);
+    if (sig_b64 != NULL)
+        EVP_EncodeBlock((unsigned char *)sig_b64, sig, (int)sig_len);
+    hsmca_hex_encode(h, 32, hex, sizeof(hex));
+    snprintf(detail, sizeof(detail),
+             "{\"format\":\"%s\",\"from_ms\":%lld,\"rows\":%zu,\"sha256\":\"%s\",\"to_ms\":%lld}",
+             v.csv ? "csv" : "json", (long long)from, v.rows, hex, (long long)to);
+    hsmcad_req_audit_detail(r, NULL, detail);
+    o = sig_b64 != NULL
+            ? json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s%, s:s}", "ca", hsmcad_req_param(r, 0),
+                        "format", v.csv ? "csv" : "json", "from_ms", (json_int_t)from, "to_ms",
+                        (json_int_t)to, "rows", (json_int_t)v.rows, "sha256", hex, "report",
+                        v.out.p, v.out.len, "signature", sig_b64)
+            : NULL;
+    free(sig_b64);
+    free(v.out.p);
+    if (o == NULL) {
+        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
+        return;
+    }
+    hsmcad_reply_json(r, 200, o);
 }

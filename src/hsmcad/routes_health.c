@@ -140,6 +140,16 @@ hsmcad_readiness(struct hsmcad *d, json_t *checks)
                                 json_integer((json_int_t)hsmca_audit_size(d->audit)));
     }
     json_decref(cas);
+    if (checks != NULL) {
+        /* a CRL near or past its nextUpdate warns; it does not make the daemon unready
+         * (docs/revocation.md) */
+        unsigned warnings = 0;
+        json_t *crls = hsmcad_crl_status(d, &warnings);
+
+        if (crls != NULL)
+            json_object_set_new(checks, "crls", crls);
+        json_object_set_new(checks, "crl_warnings", json_integer((json_int_t)warnings));
+    }
     __atomic_store_n(&d->ready, ok, __ATOMIC_RELAXED);
     return ok;
 }
@@ -189,6 +199,18 @@ hsmcad_h_metrics(struct hsmcad_req *r)
     if (s == NULL) {
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
         return;
+    }
+    {
+        char *c = hsmcad_crl_metrics(d);
+        size_t cl = c != NULL ? strlen(c) : 0;
+        char *both = c != NULL ? realloc(s, len + cl + 1) : NULL;
+
+        if (both != NULL) {
+            memcpy(both + len, c, cl + 1);
+            s = both;
+            len += cl;
+        }
+        free(c);
     }
     hsmcad_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);
 }

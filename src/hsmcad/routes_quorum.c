@@ -55,6 +55,33 @@ ex_deactivate(void *arg, const char *ca_id)
     return HSMCA_OK;
 }
 
+static void
+ex_ca_revoked(void *arg, const char *ca_id)
+{
+    struct hsmcad *d = arg;
+    struct hsmcad_ca *c = hsmcad_ca_find(d, ca_id);
+
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&d->cas_mu);
+    __atomic_store_n(&c->revoked, 1, __ATOMIC_RELEASE); /* no window opens again */
+    hsmcad_ca_deactivate_locked(d, c, "revoked");
+    pthread_mutex_unlock(&d->cas_mu);
+    hsmca_log(HSMCA_LOG_WARN, "hsmcad", "ca-revoked", "ca=%s", ca_id);
+}
+
+static void
+ex_crl_signed(void *arg, const char *ca_id, const struct hsmca_crl_info *info)
+{
+    struct hsmcad_ca *c = hsmcad_ca_find(arg, ca_id);
+
+    if (c == NULL)
+        return;
+    __atomic_store_n(&c->crl_this, (int64_t)info->this_update, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->crl_next, (int64_t)info->next_update, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->crl_number, info->number, __ATOMIC_RELEASE);
+}
+
 void
 hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
 {
@@ -66,6 +93,9 @@ hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
     ex->deactivate = ex_deactivate;
     ex->paa_profile = d->have_profiles ? &d->paa_profile : NULL;
     ex->pai_profile = d->have_profiles ? &d->pai_profile : NULL;
+    ex->crl_policies = d->crl_policies;
+    ex->ca_revoked = ex_ca_revoked;
+    ex->crl_signed = ex_crl_signed;
 }
 
 void

@@ -274,6 +274,19 @@ static const struct row rows[] = {
      "The CRL signature does not verify with the issuer's key"},
     {HSMCA_E_CRL_AKID, "crl-akid-mismatch", 500,
      "The CRL's authority key identifier is not the issuer's subject key identifier"},
+    {HSMCA_E_REVOKE_ALREADY, "already-revoked", 409,
+     "The certificate is already revoked; a revocation is never changed or repeated"},
+    {HSMCA_E_REVOKE_SERIAL_UNKNOWN, "serial-unknown", 404,
+     "This CA issued no certificate with that serial number"},
+    {HSMCA_E_REVOKE_CA_REVOKED, "ca-revoked", 409,
+     "The CA is revoked: it issues no certificate and opens no window"},
+    {HSMCA_E_CRL_NONE, "crl-none", 404, "This CA has no CRL yet"},
+    {HSMCA_E_CRL_POLICY_INVALID, "crl-policy-invalid", 500,
+     "The CRL policy file is not valid CRL policy JSON"},
+    {HSMCA_E_CRL_KEY_UNAVAILABLE, "crl-key-unavailable", 409,
+     "The CA's key is not reachable now: a CRL is signed while a window is open, or by quorum"},
+    {HSMCA_E_REPORT_RANGE, "report-range-invalid", 400,
+     "A report needs from and to (ms since the epoch, or YYYY-MM-DD) with from <= to"},
 };
 
 static const struct row *

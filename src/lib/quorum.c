@@ -31,6 +31,8 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "quorum_revoke.h"
+
 #define SHARE_LEN (HSMCA_QUORUM_PIN_LEN + 1)
 #define APPROVAL_DOMAIN "hsmca-approval-v1"
 #define POP_DOMAIN "hsmca-enroll-pop-v1"
@@ -50,10 +52,13 @@ struct hsmca_quorum {
 };
 
 static const char *const known_ops[] = {
-    "ca.create_paa",   "ca.create_pai",   "ca.activate",
-    "approver.enroll", "approver.remove", "policy.update",
+    "ca.create_paa",   "ca.create_pai", "ca.activate", "approver.enroll",
+    "approver.remove", "policy.update", "ca.revoke",   "crl.sign",
 };
 #define NOPS (sizeof(known_ops) / sizeof(known_ops[0]))
+/* ops a policy must name; a policy written before ca.revoke and crl.sign existed gives them the
+ * threshold of ca.create_pai (policy_threshold) */
+#define NOPS_REQUIRED 6
 
 /* ---- small helpers ---- */
 
@@ -335,7 +340,7 @@ policy_canon(const char *text, size_t len, unsigned m, size_t n, char **canon, c
         if (t < (json_int_t)m || t > (json_int_t)n)
             goto out;
     }
-    for (i = 0; i < NOPS; i++) {
+    for (i = 0; i < NOPS_REQUIRED; i++) {
         if (json_object_get(th, known_ops[i]) == NULL)
             goto out;
     }
@@ -360,7 +365,11 @@ policy_threshold(const char *canon, const char *op)
 {
     json_t *root = json_loads(canon, 0, NULL);
     json_t *v = root != NULL ? json_object_get(json_object_get(root, "thresholds"), op) : NULL;
-    unsigned t = json_is_integer(v) ? (unsigned)json_integer_value(v) : 0;
+    unsigned t;
+
+    if (v == NULL && root != NULL && hsmca_qop_revocation(op))
+        v = json_object_get(json_object_get(root, "thresholds"), "ca.create_pai");
+    t = json_is_integer(v) ? (unsigned)json_integer_value(v) : 0;
 
     json_decref(root);
     return t;
@@ -1101,7 +1110,18 @@ check_params(struct hsmca_quorum *q, const struct hsmca_qepoch *e, const char *o
             return HSMCA_E_QUORUM_PARAMS;
         rc =
             strcmp(rec.kind, "pai") == 0 && rec.cert_der != NULL ? HSMCA_OK : HSMCA_E_QUORUM_PARAMS;
+        if (rc == HSMCA_OK && rec.revoked)
+            rc = HSMCA_E_REVOKE_CA_REVOKED; /* a revoked PAI never opens a window again */
         hsmca_ca_rec_clear(&rec);
+        if (rc != HSMCA_OK)
+            return rc;
+        need.n = 1;
+    } else if (hsmca_qop_revocation(op)) {
+        char signer[HSMCA_CA_ID_MAX + 1];
+
+        rc = hsmca_qop_revocation_params(st, op, params, now_ms(q), signer);
+        if (rc == HSMCA_OK && ca_token_label(st, signer, need.v[0], NULL) != HSMCA_OK)
+            rc = HSMCA_E_QUORUM_PARAMS; /* the signer's token is not under quorum */
         if (rc != HSMCA_OK)
             return rc;
         need.n = 1;
@@ -2684,6 +2704,9 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
               x->ntok);
     if (strcmp(x->v.op, "ca.create_paa") == 0 || strcmp(x->v.op, "ca.create_pai") == 0)
         act_rc = act_create(q, x, ex);
+    else if (hsmca_qop_revocation(x->v.op))
+        act_rc = hsmca_qop_revocation_execute(q->cfg.audit, rd(q), x->v.op, x->v.params, x->r.id,
+                                              x->tok[0], ex, now_ms(q), &x->result);
     /* proactive refresh: whatever the act did, the PINs used here change now */
     rc = rotate(q, x);
     if (rc == HSMCA_OK && act_rc == HSMCA_OK && strcmp(x->v.op, "ca.activate") == 0) {

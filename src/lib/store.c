@@ -152,6 +152,16 @@ static const char *const migrations[] = {
     "ALTER TABLE quorum_tokens ADD COLUMN alt_pin_commit BLOB NOT NULL DEFAULT "
     "  X'0000000000000000000000000000000000000000000000000000000000000000'"
     "  CHECK (length(alt_pin_commit) = 32);",
+    /* 6: revocation (store_certs.c): a revocation's invalidityDate (RFC 5280 5.3.2); revoked CAs
+     * (a revoked PAI's serial goes on its PAA's CRL); the revoked rows of an issuer in a covering
+     * partial index, so a CRL of 100,000 entries reads that index only */
+    "ALTER TABLE certificates ADD COLUMN invalidity_ms INTEGER;"
+    "ALTER TABLE cas ADD COLUMN serial BLOB CHECK (length(serial) BETWEEN 1 AND 20);"
+    "ALTER TABLE cas ADD COLUMN revoked_ms INTEGER;"
+    "ALTER TABLE cas ADD COLUMN reason INTEGER CHECK (reason BETWEEN 0 AND 10);"
+    "ALTER TABLE cas ADD COLUMN invalidity_ms INTEGER;"
+    "CREATE INDEX certificates_revoked ON certificates(ca, serial, revoked_ms, reason, "
+    "invalidity_ms) WHERE revoked_ms IS NOT NULL;",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

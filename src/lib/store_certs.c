@@ -45,7 +45,9 @@ hsmca_crl_rec_clear(struct hsmca_crl_rec *r)
 
 /* ---- CAs ---- */
 
-#define CA_COLS "id, kind, parent, token_uri, key_uri, vid, pid, cert, created_ms"
+#define CA_COLS                                                                                    \
+    "id, kind, parent, token_uri, key_uri, vid, pid, cert, created_ms, revoked_ms, reason, "       \
+    "invalidity_ms"
 
 static enum hsmca_err
 ca_row(sqlite3_stmt *s, struct hsmca_ca_rec *r)
@@ -61,6 +63,10 @@ ca_row(sqlite3_stmt *s, struct hsmca_ca_rec *r)
     if (hsmca_store_copy_blob(&r->cert_der, &r->cert_len, s, 7) != 0)
         return HSMCA_E_NOMEM;
     r->created_ms = sqlite3_column_int64(s, 8);
+    r->revoked = sqlite3_column_type(s, 9) != SQLITE_NULL;
+    r->revoked_ms = r->revoked ? sqlite3_column_int64(s, 9) : 0;
+    r->reason = sqlite3_column_type(s, 10) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 10);
+    r->invalidity_ms = sqlite3_column_int64(s, 11);
     return HSMCA_OK;
 }
 
@@ -76,8 +82,9 @@ hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st,
-                              "INSERT INTO cas(" CA_COLS
-                              ") VALUES(?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9) "
+                              "INSERT INTO cas(id, kind, parent, token_uri, key_uri, vid, pid, "
+                              "cert, created_ms) VALUES(?1, ?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7, "
+                              "?8, ?9) "
                               "ON CONFLICT(id) DO UPDATE SET cert = excluded.cert",
                               &s);
     if (src == SQLITE_OK) {
@@ -160,7 +167,7 @@ hsmca_store_ca_list(struct hsmca_store *st,
 
 #define CERT_COLS                                                                                  \
     "ca, serial, request_id, csr_sha256, sha256, vid, pid, not_before, not_after, issued_ms, "     \
-    "revoked_ms, reason"
+    "revoked_ms, reason, invalidity_ms"
 
 static enum hsmca_err
 cert_row(sqlite3_stmt *s, struct hsmca_cert_rec *r, int der_col)
@@ -191,6 +198,7 @@ cert_row(sqlite3_stmt *s, struct hsmca_cert_rec *r, int der_col)
     r->revoked = sqlite3_column_type(s, 10) != SQLITE_NULL;
     r->revoked_ms = r->revoked ? sqlite3_column_int64(s, 10) : 0;
     r->reason = sqlite3_column_type(s, 11) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 11);
+    r->invalidity_ms = sqlite3_column_int64(s, 12);
     if (der_col >= 0 && hsmca_store_copy_blob(&r->der, &r->der_len, s, der_col) != 0)
         return HSMCA_E_NOMEM;
     return HSMCA_OK;
@@ -209,7 +217,7 @@ hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st,
                               "INSERT INTO certificates(" CERT_COLS ", der) VALUES(?1, ?2, "
-                              "NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, ?11)",
+                              "NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, NULL, ?11)",
                               &s);
     if (src == SQLITE_OK) {
         sqlite3_bind_text(s, 1, c->ca, -1, SQLITE_STATIC);
@@ -251,7 +259,7 @@ cert_one(struct hsmca_store *st, const char *sql, const char *ca, const char *te
     }
     rc = hsmca_store_row_rc(st->db, src);
     if (rc == HSMCA_OK)
-        rc = cert_row(s, out, 12);
+        rc = cert_row(s, out, 13);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -408,7 +416,7 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
             break;
         }
         seen++;
-        rc = cert_row(s, &r, q->with_der ? 12 : -1);
+        rc = cert_row(s, &r, q->with_der ? 13 : -1);
         if (rc == HSMCA_OK)
             rc = fn(arg, &r);
         hsmca_cert_rec_clear(&r);
@@ -424,7 +432,7 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
 
 enum hsmca_err
 hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned char *serial,
-                        size_t serial_len, int64_t revoked_ms, int reason)
+                        size_t serial_len, int64_t revoked_ms, int reason, int64_t invalidity_ms)
 {
     sqlite3_stmt *s = NULL;
     enum hsmca_err rc;
@@ -434,7 +442,8 @@ hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned c
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st,
-                              "UPDATE certificates SET revoked_ms = ?3, reason = NULLIF(?4, -1) "
+                              "UPDATE certificates SET revoked_ms = ?3, reason = NULLIF(?4, -1), "
+                              "invalidity_ms = NULLIF(?5, 0) "
                               "WHERE ca = ?1 AND serial = ?2 AND revoked_ms IS NULL",
                               &s);
     if (src == SQLITE_OK) {
@@ -442,6 +451,7 @@ hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned c
         sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
         sqlite3_bind_int64(s, 3, revoked_ms);
         sqlite3_bind_int(s, 4, reason);
+        sqlite3_bind_int64(s, 5, invalidity_ms);
         src = sqlite3_step(s);
         changed = sqlite3_changes(st->db);
     }
@@ -454,6 +464,146 @@ hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned c
     if (rc != HSMCA_OK)
         return rc;
     return exists ? HSMCA_E_EXISTS : HSMCA_E_NOT_FOUND;
+}
+
+enum hsmca_err
+hsmca_store_ca_revoke(struct hsmca_store *st, const char *id, const unsigned char *serial,
+                      size_t serial_len, int64_t revoked_ms, int reason, int64_t invalidity_ms)
+{
+    struct hsmca_ca_rec r;
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src, changed = 0;
+
+    if (st == NULL || id == NULL || serial == NULL || serial_len == 0 || serial_len > 20)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src =
+        hsmca_store_prepare(st,
+                            "UPDATE cas SET serial = ?2, revoked_ms = ?3, reason = NULLIF(?4, -1), "
+                            "invalidity_ms = NULLIF(?5, 0) WHERE id = ?1 AND revoked_ms IS NULL",
+                            &s);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, revoked_ms);
+        sqlite3_bind_int(s, 4, reason);
+        sqlite3_bind_int64(s, 5, invalidity_ms);
+        src = sqlite3_step(s);
+        changed = sqlite3_changes(st->db);
+    }
+    rc = hsmca_store_rc(st->db, src, 1);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    if (rc != HSMCA_OK || changed == 1)
+        return rc;
+    rc = hsmca_store_ca_get(st, id, &r);
+    hsmca_ca_rec_clear(&r);
+    return rc == HSMCA_OK ? HSMCA_E_EXISTS : rc;
+}
+
+static void
+revoked_row(sqlite3_stmt *s, struct hsmca_revoked_rec *r)
+{
+    const void *b = sqlite3_column_blob(s, 0);
+    int n = sqlite3_column_bytes(s, 0);
+
+    memset(r, 0, sizeof(*r));
+    if (b != NULL && n > 0 && (size_t)n <= sizeof(r->serial)) {
+        memcpy(r->serial, b, (size_t)n);
+        r->serial_len = (size_t)n;
+    }
+    r->revoked_ms = sqlite3_column_int64(s, 1);
+    r->reason = sqlite3_column_type(s, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 2);
+    r->invalidity_ms = sqlite3_column_int64(s, 3);
+}
+
+enum hsmca_err
+hsmca_store_revoked_list(struct hsmca_store *st, const char *ca,
+                         enum hsmca_err (*fn)(void *arg, const struct hsmca_revoked_rec *r),
+                         void *arg)
+{
+    static const char *const sql[] = {
+        /* the partial index certificates_revoked: only revoked rows are visited */
+        "SELECT serial, revoked_ms, reason, invalidity_ms FROM certificates "
+        "WHERE ca = ?1 AND revoked_ms IS NOT NULL ORDER BY serial",
+        "SELECT serial, revoked_ms, reason, invalidity_ms FROM cas "
+        "WHERE parent = ?1 AND revoked_ms IS NOT NULL AND serial IS NOT NULL ORDER BY id",
+    };
+    enum hsmca_err rc = HSMCA_OK;
+    unsigned i;
+
+    if (st == NULL || ca == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    for (i = 0; i < 2 && rc == HSMCA_OK; i++) {
+        sqlite3_stmt *s = NULL;
+        int src = hsmca_store_prepare(st, sql[i], &s);
+
+        if (src == SQLITE_OK) {
+            sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+            while ((src = sqlite3_step(s)) == SQLITE_ROW && rc == HSMCA_OK) {
+                struct hsmca_revoked_rec r;
+
+                revoked_row(s, &r);
+                rc = fn(arg, &r);
+            }
+        }
+        if (rc == HSMCA_OK && src != SQLITE_DONE && src != SQLITE_ROW)
+            rc = hsmca_store_rc(st->db, src, 0);
+        hsmca_store_release(st, s);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_cert_activity(struct hsmca_store *st, const char *ca, int64_t from_ms, int64_t to_ms,
+                          size_t max,
+                          enum hsmca_err (*fn)(void *arg, const struct hsmca_cert_rec *c),
+                          void *arg)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc = HSMCA_OK;
+    size_t seen = 0;
+    int src;
+
+    if (st == NULL || ca == NULL || fn == NULL || from_ms > to_ms)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    /* the issue-time range is one index range; revocations in range are few */
+    src = sqlite3_prepare_v2(st->db,
+                             "SELECT " CERT_COLS " FROM certificates WHERE ca = ?1 AND "
+                             "(issued_ms BETWEEN ?2 AND ?3 OR revoked_ms BETWEEN ?2 AND ?3) "
+                             "ORDER BY issued_ms, serial",
+                             -1, &s, NULL);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, from_ms);
+        sqlite3_bind_int64(s, 3, to_ms);
+    }
+    while (src == SQLITE_OK || src == SQLITE_ROW) {
+        struct hsmca_cert_rec r;
+
+        src = sqlite3_step(s);
+        if (src != SQLITE_ROW)
+            break;
+        if (seen++ == max) {
+            rc = HSMCA_E_TOO_LARGE;
+            break;
+        }
+        rc = cert_row(s, &r, -1);
+        if (rc == HSMCA_OK)
+            rc = fn(arg, &r);
+        hsmca_cert_rec_clear(&r);
+        if (rc != HSMCA_OK)
+            break;
+    }
+    if (rc == HSMCA_OK && src != SQLITE_DONE)
+        rc = hsmca_store_rc(st->db, src, 0);
+    sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
 }
 
 /* ---- CRLs ---- */

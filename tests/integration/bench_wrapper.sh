@@ -79,6 +79,12 @@ check "and found the log valid" grep -q '^valid: entries 1\.\.1001 ' "$W/err2"
 check "verify.sh timed beside it" grep -Eq '^audit_verify_sh entries=1001 seconds=' "$W/out2"
 check "and found the log valid too" grep -q '^verify.sh: valid: entries 1\.\.1001,' "$W/err2"
 
+rc=0
+"$top/tools/bench" --crl 1000 > "$W/out3" 2> "$W/err3" || rc=$?
+check "tools/bench --crl exits 0" [ "$rc" = 0 ]
+check "three CRL runs of 1000 entries each" [ "$(grep -Ec '^crl run=[0-9] entries=1000 make_s=' "$W/out3")" = 3 ]
+check "the CRL summary line" grep -Eq '^crl entries=1000 make_s_min=[0-9.]+ make_cpu_s_min=[0-9.]+ build_sign_s_min=[0-9.]+ build_sign_cpu_s_min=[0-9.]+ der_bytes=[0-9]+ target_s=1 ' "$W/out3"
+
 left=""
 for f in "$HSMCA_BENCH_DIR"/*/hsmcad.pid "$HSMCA_BENCH_DIR"/*/*/hsmcad.pid; do
     [ -f "$f" ] && kill -0 "$(cat "$f")" 2> /dev/null && left="$left $f"

@@ -169,10 +169,10 @@ check "revocation body" jq -e ".serial == \"$serial\" and .status == \"revoked\"
 check "revocation receipt" sh -c "tr -d '\r' < '$W/headers' | grep -Eqi '^audit-receipt: [0-9]+:[0-9a-f]{64}$'"
 call admin POST /v1/cas/pai-8000/revocations -H 'Content-Type: application/json' \
     --data-binary "{\"serial\":\"$serial\"}"
-expect "revoke twice" 409 already-exists
+expect "revoke twice" 409 already-revoked
 call admin POST /v1/cas/pai-8000/revocations -H 'Content-Type: application/json' \
     --data-binary '{"serial":"0badbad0"}'
-expect "revoke unknown serial" 404 not-found
+expect "revoke unknown serial" 404 serial-unknown
 call admin POST /v1/cas/pai-8000/revocations -H 'Content-Type: application/json' \
     --data-binary "{\"serial\":\"$serial\",\"reason\":\"bogus\"}"
 expect "bad reason" 400 crl-reason-invalid

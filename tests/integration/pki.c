@@ -8,6 +8,8 @@
  *     DIR/hsmca.db, open the audit log there, and hold the quorum ceremony over the PAI token with
  *     three software approvers (bob-approver, dave-approver, erin-approver; keys written to
  *     DIR/<name>.key.pem), m = 2. The PAI's PIN is then known to nobody.
+ *   pki setup ... --paa-quorum
+ *     the same, with the PAA's token also under the quorum (for ca.revoke and crl.sign).
  *   pki approve DIR NAME ENVELOPE_FILE
  *     print NAME's approval of the envelope (as `hsmca approve` makes it).
  */
@@ -129,6 +131,8 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
     CHECK(hsmca_p11_free(p11));
     CHECK(hsmca_p11_open(module, &p11));
     CHECK(hsmca_token_open(p11, "pkcs11:token=hsmca-pai-8000", &tpai));
+    if (ceremony == 2)
+        CHECK(hsmca_token_open(p11, "pkcs11:token=hsmca-paa", &tpaa));
     snprintf(path, sizeof(path), "%s/paa.pem", dir);
     {
         FILE *f = fopen(path, "w");
@@ -170,8 +174,9 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
     }
     policy = slurp(policy_path, &plen);
     if (ceremony) {
-        struct hsmca_quorum_token_in t[1] = {
-            {"hsmca-pai-8000", "pkcs11:token=hsmca-pai-8000", tpai, &so}};
+        struct hsmca_quorum_token_in t[2] = {
+            {"hsmca-pai-8000", "pkcs11:token=hsmca-pai-8000", tpai, &so},
+            {"hsmca-paa", "pkcs11:token=hsmca-paa", tpaa, &so}};
         struct hsmca_quorum_approver_in ap[3];
         struct hsmca_quorum_init in;
         struct hsmca_quorum_principal who = {"ceremony", "admin", NULL};
@@ -193,7 +198,7 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
         }
         memset(&in, 0, sizeof(in));
         in.tokens = t;
-        in.ntokens = 1;
+        in.ntokens = ceremony == 2 ? 2 : 1;
         in.approvers = ap;
         in.napprovers = 3;
         in.m = 2;
@@ -254,6 +259,8 @@ approve(const char *dir, const char *name, const char *env_path)
 int
 main(int argc, char **argv)
 {
+    if (argc == 7 && strcmp(argv[1], "setup") == 0 && strcmp(argv[6], "--paa-quorum") == 0)
+        return setup(argv[2], argv[3], argv[4], argv[5], 2);
     if ((argc == 6 || (argc == 7 && strcmp(argv[6], "--no-ceremony") == 0)) &&
         strcmp(argv[1], "setup") == 0)
         return setup(argv[2], argv[3], argv[4], argv[5], argc == 6);

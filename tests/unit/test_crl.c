@@ -182,9 +182,9 @@ token_signed_crl_verifies_with_openssl(void **state)
     noskid = make_ca(hsmca_key_private(key), hsmca_key_public(key), 0);
 
     memset(e, 0, sizeof(e));
-    e[0] = (struct hsmca_crl_entry){{0x12, 0x34}, 2, now - 100, 1};
-    e[1] = (struct hsmca_crl_entry){{0x7f, 0xff, 0x01}, 3, now - 50, HSMCA_CRL_REASON_NONE};
-    e[2] = (struct hsmca_crl_entry){{0x01}, 1, now - 10, 5};
+    e[0] = (struct hsmca_crl_entry){{0x12, 0x34}, 2, now - 100, 1, now - 200};
+    e[1] = (struct hsmca_crl_entry){{0x7f, 0xff, 0x01}, 3, now - 50, HSMCA_CRL_REASON_NONE, 0};
+    e[2] = (struct hsmca_crl_entry){{0x01}, 1, now - 10, 5, 0};
     p = (struct hsmca_crl_params){
         ca,  hsmca_key_private(key), 7,
         now, now + 86400 * 30,       "http://crl.example.test/pai-8000.crl"};

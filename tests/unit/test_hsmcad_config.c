@@ -55,6 +55,9 @@ refuses_hostile_configs(void **state)
         {"{" BASE ", \"listen\": \"127.0.0.1:65536\"}", "port must be"},
         {"{" BASE ", \"listen\": \"127.0.0.1:08443\"}", "port must be"},
         {"{" BASE ", \"listen\": 8443}", "listen"},
+        {"{" BASE ", \"publish_listen\": \"localhost:80\"}", "publish_listen"},
+        {"{" BASE ", \"publish_listen\": 80}", "publish_listen"},
+        {"{" BASE ", \"crl_policy\": 1}", "crl_policy"},
         {"{" BASE ", \"pkcs11_module\": \"\"}", "non-empty printable"},
         {"{" BASE ", \"pkcs11_module\": \"a\\nb\"}", "non-empty printable"},
         {"{\"store\": \"db\", \"roles\": \"r\", \"tls\": {\"cert\": \"c\", \"key\": \"k\", "
@@ -148,6 +151,14 @@ happy_path_defaults_and_paths(void **state)
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_int_equal(c.listen_port, 8443);
     assert_string_equal(c.store, "db");
+    assert_string_equal(c.publish_host, ""); /* the plain listener is off by default */
+    assert_string_equal(c.crl_policy, "");
+    text = "{" BASE ", \"publish_listen\": \"127.0.0.1:0\", \"crl_policy\": \"crl.json\"}";
+    assert_int_equal(hsmcad_config_parse(text, strlen(text), "/etc/hsmca", &c, why, sizeof(why)),
+                     HSMCA_OK);
+    assert_string_equal(c.publish_host, "127.0.0.1");
+    assert_int_equal(c.publish_port, 0);
+    assert_string_equal(c.crl_policy, "/etc/hsmca/crl.json");
 }
 
 #define AUDIT_WITH(extra)                                                                          \

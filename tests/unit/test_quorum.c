@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/crl.h"
 #include "hsmca/log.h"
 #include "hsmca/matter.h"
 #include "hsmca/profile.h"
@@ -1223,6 +1224,68 @@ paa_pai_activation_window(void **state)
         assert_int_equal(hsmca_quorum_approvers_json(c->q, &js), HSMCA_OK);
         assert_non_null(strstr(js, "\"alice\""));
         free(js);
+    }
+    /* revocation (quorum_revoke.c): only a PAI, onto its PAA's CRL, signed in the PAA's token */
+    (void)request(c, "admin", NULL, "ca.revoke", "{\"ca\":\"paa-1\"}", 60000,
+                  HSMCA_E_QUORUM_PARAMS);
+    (void)request(c, "admin", NULL, "ca.revoke", "{\"ca\":\"pai-1\",\"reason\":\"bogus\"}", 60000,
+                  HSMCA_E_QUORUM_PARAMS);
+    (void)request(c, "admin", NULL, "crl.sign", "{\"ca\":\"pai-9\"}", 60000, HSMCA_E_QUORUM_PARAMS);
+    id = request(c, "admin", NULL, "ca.revoke", "{\"ca\":\"pai-1\",\"reason\":\"keyCompromise\"}",
+                 60000, HSMCA_OK);
+    approve_ok(c, "alice", id);
+    approve_ok(c, "bob", id);
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, &res), HSMCA_OK);
+    assert_non_null(strstr(res, "\"revoked\":\"pai-1\""));
+    assert_non_null(strstr(res, "\"entries\":1"));
+    free(res);
+    free(id);
+    assert_int_equal(hsmca_store_ca_get(c->st, "pai-1", &pai), HSMCA_OK);
+    assert_true(pai.revoked);
+    assert_int_equal(pai.reason, 1);
+    hsmca_ca_rec_clear(&pai);
+    {
+        struct hsmca_crl_rec crl;
+        struct hsmca_crl_info info;
+
+        assert_int_equal(hsmca_store_ca_get(c->st, "paa-1", &paa), HSMCA_OK);
+        p = paa.cert_der;
+        xpaa = d2i_X509(NULL, &p, (long)paa.cert_len);
+        assert_int_equal(hsmca_store_crl_get(c->st, "paa-1", &crl), HSMCA_OK);
+        assert_int_equal(hsmca_crl_check(crl.der, crl.der_len, xpaa, &info), HSMCA_OK);
+        assert_int_equal(info.number, 1);
+        assert_int_equal(info.entries, 1);
+        hsmca_crl_rec_clear(&crl);
+        X509_free(xpaa);
+        hsmca_ca_rec_clear(&paa);
+    }
+    assert_int_equal(hsmca_token_info(c->paa_tok, &ti), HSMCA_OK);
+    assert_false(ti.logged_in); /* the PAA's token is logged out again, its PIN rotated */
+    /* a revoked PAI: no second revocation, no window */
+    (void)request(c, "admin", NULL, "ca.revoke", "{\"ca\":\"pai-1\"}", 60000,
+                  HSMCA_E_REVOKE_CA_REVOKED);
+    (void)request(c, "admin", NULL, "ca.activate", params, 60000, HSMCA_E_REVOKE_CA_REVOKED);
+    /* the PAA's CRL again, by crl.sign: number 2 */
+    id = request(c, "admin", NULL, "crl.sign", "{\"ca\":\"paa-1\"}", 60000, HSMCA_OK);
+    approve_ok(c, "carol", id);
+    approve_ok(c, "alice", id);
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, &res), HSMCA_OK);
+    assert_non_null(strstr(res, "\"number\":2"));
+    free(res);
+    free(id);
+    assert_int_equal(audit_count(c, "\"action\":\"ca.revoke\"", "\"outcome\":\"ok\""), 1);
+    assert_int_equal(audit_count(c, "\"action\":\"crl.sign\"", "\"outcome\":\"ok\""), 2);
+    {
+        struct hsmca_audit_verify_result vr;
+        char ex_dir[700];
+
+        snprintf(ex_dir, sizeof(ex_dir), "%s/extract2", c->dir);
+        assert_int_equal(hsmca_audit_extract(c->a, 1, 0, NULL, ex_dir), HSMCA_OK);
+        memset(&vr, 0, sizeof(vr));
+        if (hsmca_audit_verify_extract(ex_dir, NULL, &vr) != HSMCA_OK)
+            fail_msg("extract does not verify: seq %llu: %s", (unsigned long long)vr.bad_seq,
+                     vr.why);
+        assert_int_equal(vr.quorum_ops, 5);
     }
 }
 

@@ -282,12 +282,12 @@ inventory_pages_without_gaps_or_repeats(void **state)
     {
         struct hsmca_cert_rec r = cert(3, 0, NULL);
 
-        assert_int_equal(hsmca_store_cert_revoke(c->st, "pai-8000", r.serial, 16, 20000, 1),
+        assert_int_equal(hsmca_store_cert_revoke(c->st, "pai-8000", r.serial, 16, 20000, 1, 0),
                          HSMCA_OK);
-        assert_int_equal(hsmca_store_cert_revoke(c->st, "pai-8000", r.serial, 16, 20001, 4),
+        assert_int_equal(hsmca_store_cert_revoke(c->st, "pai-8000", r.serial, 16, 20001, 4, 0),
                          HSMCA_E_EXISTS);
         r = cert(2599, 0, NULL);
-        assert_int_equal(hsmca_store_cert_revoke(c->st, "pai-8000", r.serial, 16, 20000, 1),
+        assert_int_equal(hsmca_store_cert_revoke(c->st, "pai-8000", r.serial, 16, 20000, 1, 0),
                          HSMCA_E_NOT_FOUND);
     }
     memset(p, 0, sizeof(*p));

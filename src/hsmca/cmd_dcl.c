@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cmd_dcl.c -- `hsmca dcl revocation-point` and `hsmca report` (docs/revocation.md), both
+ * online through hsmcad with a client certificate.
+ *   dcl revocation-point: the DCL's PKI revocation distribution point record of a CA, from its
+ *     certificate and CRL policy as hsmcad knows them: the fields of the public DCL schema
+ *     (PkiRevocationDistributionPoint: vid, label, issuerSubjectKeyID, pid, isPAA,
+ *     crlSignerCertificate, dataURL, dataFileSize, dataDigest, dataDigestType, revocationType,
+ *     schemaVersion, crlSignerDelegator), as JSON; with --dcl-response, several CAs in the shape
+ *     of the DCL's all-revocation-points answer.
+ *   report: the CA's issued and revoked certificates in a time range (CSV or JSON) and the
+ *     audit key's detached DER ECDSA signature over it, as hsmcad signs and audits it.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "hsmca/limits.h"
+#include "hsmca/util.h"
+
+#include "cli.h"
+#include "http_client.h"
+
+#define DCL_CAS_MAX 16
+
+void
+usage_dcl(FILE *f)
+{
+    fprintf(f,
+            "usage: hsmca dcl revocation-point --url URL --ca ID [--ca ID...] --cert C --key K\n"
+            "                                  --cacert CA [--label L] [--data-url URL]\n"
+            "                                  [--vid HEX] [--dcl-response]\n"
+            "\n"
+            "Print the DCL's PKI revocation distribution point record of each CA as JSON: what a\n"
+            "vendor submits with `dcld tx pki add-revocation-point` (docs/revocation.md). The CRL\n"
+            "signer is the CA itself (its certificate and subject key id); dataURL is the CA's\n"
+            "CRL URL from policies/crl.json (or --data-url); isPAA for a PAA; pid 0 when the CA\n"
+            "has none; revocationType 1 (CRL). --label defaults to the CA id (one --ca only).\n"
+            "--vid gives a VID-less PAA its vendor. --dcl-response wraps the records as the DCL's\n"
+            "all-revocation-points answer {\"PkiRevocationDistributionPoint\": [...]}.\n"
+            "Exit status: 0 printed, 1 failure, 2 usage error.\n");
+}
+
+void
+usage_report(FILE *f)
+{
+    fprintf(f, "usage: hsmca report --url URL --ca ID --from DATE --to DATE --cert C --key K\n"
+               "                    --cacert CA --out FILE [--format csv|json] [--force]\n"
+               "\n"
+               "Fetch the CA's signed report of the certificates it issued or revoked between\n"
+               "--from and --to (YYYY-MM-DD, UTC, inclusive days; or ms since the epoch): serial,\n"
+               "VID, PID, validity, issue time, status, revocation time, reason, invalidity date.\n"
+               "Writes FILE and FILE.sig, the audit key's DER ECDSA signature over FILE, which\n"
+               "anyone checks with the audit public key:\n"
+               "  openssl dgst -sha256 -verify audit.pub.pem -signature FILE.sig FILE\n"
+               "hsmcad records the report (its range, rows and SHA-256) as a report.make audit\n"
+               "entry. Exit status: 0 written, 1 failure, 2 usage error.\n");
+}
+
+static void
+problem_line(const struct http_response *r, char *out, size_t n)
+{
+    json_t *p = json_loadb((const char *)r->body, r->body_len, 0, NULL);
+    const char *code = json_string_value(json_object_get(p, "code"));
+    const char *detail = json_string_value(json_object_get(p, "detail"));
+
+    snprintf(out, n, "HTTP %d%s%s%s%s", r->status, code ? ": " : "", code ? code : "",
+             detail ? ": " : "", detail ? detail : "");
+    json_decref(p);
+}
+
+static int
+hex16(const char *s, unsigned *out)
+{
+    unsigned char b[2];
+    size_t n = 0;
+
+    if (s == NULL || strlen(s) != 4 || hsmca_hex_decode(s, 4, b, 2, &n) != HSMCA_OK || n != 2)
+        return -1;
+    *out = (unsigned)b[0] << 8 | b[1];
+    return 0;
+}
+
+/* One CA's record from GET /v1/cas/{ca}; NULL with why on failure. */
+static json_t *
+rp_record(json_t *ca, const char *label, const char *data_url, int vid_override, char *why,
+          size_t why_len)
+{
+    const char *pem = json_string_value(json_object_get(ca, "certificate"));
+    const char *kind = json_string_value(json_object_get(ca, "kind"));
+    const char *url = data_url != NULL
+                          ? data_url
+                          : json_string_value(json_object_get(json_object_get(ca, "crl"), "url"));
+    const char *id = json_string_value(json_object_get(ca, "id"));
+    unsigned vid = 0, pid = 0;
+    int has_vid = hex16(json_string_value(json_object_get(ca, "vid")), &vid) == 0;
+    const ASN1_OCTET_STRING *skid;
+    char skid_hex[2 * 64 + 1];
+    BIO *b;
+    X509 *x;
+    json_t *o = NULL;
+    size_t i;
+
+    if (pem == NULL || kind == NULL || id == NULL) {
+        snprintf(why, why_len, "the CA has no certificate yet");
+        return NULL;
+    }
+    if (url == NULL) {
+        snprintf(why, why_len,
+                 "%s has no CRL URL: set \"url\" in policies/crl.json or give --data-url", id);
+        return NULL;
+    }
+    (void)hex16(json_string_value(json_object_get(ca, "pid")), &pid);
+    if (vid_override >= 0) {
+        vid = (unsigned)vid_override;
+        has_vid = 1;
+    }
+    if (!has_vid) {
+        snprintf(why, why_len, "%s has no VID: give --vid", id);
+        return NULL;
+    }
+    b = BIO_new_mem_buf(pem, -1);
+    x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    skid = x != NULL ? X509_get0_subject_key_id(x) : NULL;
+    if (skid == NULL || ASN1_STRING_length(skid) > 64) {
+        snprintf(why, why_len, "%s's certificate has no subject key id", id);
+        X509_free(x);
+        return NULL;
+    }
+    for (i = 0; i < (size_t)ASN1_STRING_length(skid); i++)
+        snprintf(skid_hex + 2 * i, 3, "%02X", ASN1_STRING_get0_data(skid)[i]);
+    skid_hex[2 * i] = '\0';
+    X509_free(x);
+    /* field names and types as the DCL answers them (uint64 as strings where its JSON does) */
+    o = json_pack("{s:i, s:s, s:s, s:i, s:b, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:s}", "vid",
+                  (int)vid, "label", label != NULL ? label : id, "issuerSubjectKeyID", skid_hex,
+                  "pid", (int)pid, "isPAA", strcmp(kind, "paa") == 0, "crlSignerCertificate", pem,
+                  "dataURL", url, "dataFileSize", "0", "dataDigest", "", "dataDigestType", 0,
+                  "revocationType", 1, "schemaVersion", 0, "crlSignerDelegator", "");
+    if (o == NULL)
+        snprintf(why, why_len, "out of memory");
+    return o;
+}
+
+static int
+client(const char *url, const char *cert, const char *key, const char *cacert,
+       struct http_client **hc, char *why, size_t why_len)
+{
+    struct http_client_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.url = url;
+    cfg.cert = cert;
+    cfg.key = key;
+    cfg.cacert = cacert;
+    return http_client_new(&cfg, hc, why, why_len) == HSMCA_OK ? 0 : -1;
+}
+
+int
+cmd_dcl(int argc, char **argv)
+{
+    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
+                                         {"ca", required_argument, NULL, 'c'},
+                                         {"cert", required_argument, NULL, 'C'},
+                                         {"key", required_argument, NULL, 'K'},
+                                         {"cacert", required_argument, NULL, 'A'},
+                                         {"label", required_argument, NULL, 'l'},
+                                         {"data-url", required_argument, NULL, 'd'},
+                                         {"vid", required_argument, NULL, 'v'},
+                                         {"dcl-response", no_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *url = NULL, *cert = NULL, *key = NULL, *cacert = NULL, *label = NULL;
+    const char *data_url = NULL, *cas[DCL_CAS_MAX];
+    struct http_client *hc = NULL;
+    struct http_response resp;
+    unsigned ncas = 0, i, vid = 0;
+    int c, wrap = 0, vid_override = -1, rc = CLI_EXIT_USAGE;
+    json_t *arr = NULL;
+    char why[512] = "", path[HSMCA_CA_ID_MAX + 16], *text = NULL;
+
+    if (argc < 2 || strcmp(argv[1], "revocation-point") != 0) {
+        int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+
+        usage_dcl(help ? stdout : stderr);
+        return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    }
+    argc--;
+    argv++;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            url = optarg;
+            break;
+        case 'c':
+            if (ncas == DCL_CAS_MAX || !hsmca_ca_id_valid(optarg)) {
+                fprintf(stderr, "hsmca dcl: --ca takes a CA id, at most %d times\n", DCL_CAS_MAX);
+                return CLI_EXIT_USAGE;
+            }
+            cas[ncas++] = optarg;
+            break;
+        case 'C':
+            cert = optarg;
+            break;
+        case 'K':
+            key = optarg;
+            break;
+        case 'A':
+            cacert = optarg;
+            break;
+        case 'l':
+            label = optarg;
+            break;
+        case 'd':
+            data_url = optarg;
+            break;
+        case 'v':
+            if (hex16(optarg, &vid) != 0) {
+                fprintf(stderr, "hsmca dcl: --vid takes 4 hex digits\n");
+                return CLI_EXIT_USAGE;
+            }
+            vid_override = (int)vid;
+            break;
+        case 'r':
+            wrap = 1;
+            break;
+        case 'h':
+            usage_dcl(stdout);
+            return CLI_EXIT_OK;
+        default:
+            usage_dcl(stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || url == NULL || ncas == 0 || cert == NULL || key == NULL ||
+        cacert == NULL || ((label != NULL || data_url != NULL) && ncas > 1)) {
+        fprintf(stderr, "hsmca dcl: --url, --ca, --cert, --key and --cacert are required; "
+                        "--label and --data-url go with one --ca (see --help)\n");
+        return CLI_EXIT_USAGE;
+    }
+    rc = CLI_EXIT_FAIL;
+    arr = json_array();
+    if (arr == NULL || client(url, cert, key, cacert, &hc, why, sizeof(why)) != 0)
+        goto fail;
+    for (i = 0; i < ncas; i++) {
+        json_t *ca, *rec;
+
+        snprintf(path, sizeof(path), "/v1/cas/%s", cas[i]);
+        if (http_client_request(hc, "GET", path, NULL, "application/json", NULL, 0, &resp, why,
+                                sizeof(why)) != HSMCA_OK)
+            goto fail;
+        if (resp.status != 200) {
+            problem_line(&resp, why, sizeof(why));
+            goto fail;
+        }
+        ca = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+        rec = ca != NULL ? rp_record(ca, label, data_url, vid_override, why, sizeof(why)) : NULL;
+        json_decref(ca);
+        if (rec == NULL)
+            goto fail;
+        json_array_append_new(arr, rec);
+    }
+    {
+        json_t *top = wrap || ncas > 1 ? json_pack("{s:O}", "PkiRevocationDistributionPoint", arr)
+                                       : json_incref(json_array_get(arr, 0));
+
+        text = top != NULL ? json_dumps(top, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(top);
+    }
+    if (text == NULL)
+        goto fail;
+    printf("%s\n", text);
+    rc = CLI_EXIT_OK;
+    goto out;
+fail:
+    fprintf(stderr, "hsmca dcl: %s\n", why[0] ? why : "failed");
+out:
+    free(text);
+    json_decref(arr);
+    http_client_free(hc);
+    return rc;
+}
+
+int
+cmd_report(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, 'u'},    {"ca", required_argument, NULL, 'c'},
+        {"from", required_argument, NULL, 'f'},   {"to", required_argument, NULL, 't'},
+        {"format", required_argument, NULL, 'F'}, {"cert", required_argument, NULL, 'C'},
+        {"key", required_argument, NULL, 'K'},    {"cacert", required_argument, NULL, 'A'},
+        {"out", required_argument, NULL, 'o'},    {"force", no_argument, NULL, 'x'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    const char *url = NULL, *ca = NULL, *from = NULL, *to = NULL, *fmt = "csv", *cert = NULL;
+    const char *key = NULL, *cacert = NULL, *out = NULL;
+    struct http_client *hc = NULL;
+    struct http_response resp;
+    char why[512] = "", path[512], sigpath[HSMCA_PATH_MAX + 8];
+    unsigned char sig[128];
+    json_t *ans = NULL;
+    const char *rep, *sig_b64;
+    int c, force = 0, n, rc = CLI_EXIT_USAGE;
+    size_t i;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'u':
+            url = optarg;
+            break;
+        case 'c':
+            ca = optarg;
+            break;
+        case 'f':
+            from = optarg;
+            break;
+        case 't':
+            to = optarg;
+            break;
+        case 'F':
+            fmt = optarg;
+            break;
+        case 'C':
+            cert = optarg;
+            break;
+        case 'K':
+            key = optarg;
+            break;
+        case 'A':
+            cacert = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'x':
+            force = 1;
+            break;
+        case 'h':
+            usage_report(stdout);
+            return CLI_EXIT_OK;
+        default:
+            usage_report(stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || url == NULL || ca == NULL || from == NULL || to == NULL || cert == NULL ||
+        key == NULL || cacert == NULL || out == NULL || strlen(out) > HSMCA_PATH_MAX ||
+        !hsmca_ca_id_valid(ca) || (strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0)) {
+        fprintf(stderr, "hsmca report: --url, --ca, --from, --to, --cert, --key, --cacert and "
+                        "--out are required; --format is csv or json (see --help)\n");
+        return CLI_EXIT_USAGE;
+    }
+    for (i = 0; from[i] != '\0' || to[i] != '\0'; i++) {
+        char f = from[i], t = to[i];
+
+        if ((f != '\0' && !((f >= '0' && f <= '9') || f == '-')) ||
+            (t != '\0' && !((t >= '0' && t <= '9') || t == '-'))) {
+            fprintf(stderr, "hsmca report: --from and --to are YYYY-MM-DD or ms\n");
+            return CLI_EXIT_USAGE;
+        }
+        if (f == '\0' || t == '\0')
+            break;
+    }
+    rc = CLI_EXIT_FAIL;
+    n = snprintf(path, sizeof(path), "/v1/cas/%s/report?from=%s&to=%s&format=%s", ca, from, to,
+                 fmt);
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        fprintf(stderr, "hsmca report: --from/--to too long\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (client(url, cert, key, cacert, &hc, why, sizeof(why)) != 0 ||
+        http_client_request(hc, "GET", path, NULL, "application/json", NULL, 0, &resp, why,
+                            sizeof(why)) != HSMCA_OK)
+        goto fail;
+    if (resp.status != 200) {
+        problem_line(&resp, why, sizeof(why));
+        goto fail;
+    }
+    ans = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+    rep = json_string_value(json_object_get(ans, "report"));
+    sig_b64 = json_string_value(json_object_get(ans, "signature"));
+    n = sig_b64 != NULL && strlen(sig_b64) <= 4 * sizeof(sig) / 3
+            ? EVP_DecodeBlock(sig, (const unsigned char *)sig_b64, (int)strlen(sig_b64))
+            : -1;
+    if (rep == NULL || n <= 0) {
+        snprintf(why, sizeof(why), "the server's answer has no report or signature");
+        goto fail;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes: the DER length is in the DER */
+    if (n >= 2 && sig[0] == 0x30 && sig[1] < 0x80 && (size_t)sig[1] + 2 <= (size_t)n)
+        n = sig[1] + 2;
+    snprintf(sigpath, sizeof(sigpath), "%s.sig", out);
+    if (cli_write_file(out, rep, json_string_length(json_object_get(ans, "report")), 0, 0644,
+                       force) != 0 ||
+        cli_write_file(sigpath, sig, (size_t)n, 0, 0644, force) != 0) {
+        snprintf(why, sizeof(why), "cannot write %.200s or its .sig (exists? use --force)", out);
+        goto fail;
+    }
+    fprintf(stderr,
+            "hsmca report: %s: %lld rows, SHA-256 %s; signature %s\n"
+            "check: openssl dgst -sha256 -verify AUDIT.pub.pem -signature %s %s\n",
+            out, (long long)json_integer_value(json_object_get(ans, "rows")),
+            json_string_value(json_object_get(ans, "sha256")), sigpath, sigpath, out);
+    rc = CLI_EXIT_OK;
+    goto out;
+fail:
+    fprintf(stderr, "hsmca report: %s\n", why[0] ? why : "failed");
+out:
+    json_decref(ans);
+    http_client_free(hc);
+    return rc;
+}

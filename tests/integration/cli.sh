@@ -28,8 +28,10 @@ help approve
 help audit
 help ceremony
 help custody
+help dcl
 help issue
 help issue-batch
+help report
 help token
 help verify
 approve --help
@@ -42,8 +44,11 @@ ceremony init --help
 ceremony run --help
 custody --help
 custody status --help
+dcl --help
+dcl revocation-point --help
 issue --help
 issue-batch --help
+report --help
 token --help
 token info --help
 token keygen --help
@@ -78,6 +83,8 @@ ceremony init
 custody
 custody status
 custody frob
+dcl
+report
 approve
 EOF
 st=0

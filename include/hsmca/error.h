@@ -154,6 +154,7 @@ enum hsmca_err {
     HSMCA_E_PIN_FILE_MODE = 716,          /* a PIN file is readable by group or others */
     HSMCA_E_TLS_SETUP = 717,              /* TLS key, certificate or client CA unusable */
     HSMCA_E_LISTEN = 718,                 /* the listen address cannot be bound */
+    HSMCA_E_RUN_AS_ROOT = 719,            /* hsmcad started as root without "allow_root": true */
     /* 750..779 of it: DAC issuance (issue.c) */
     HSMCA_E_ISSUE_CA_INACTIVE = 750,          /* the CA has no open issuance window */
     HSMCA_E_ISSUE_WINDOW_EXHAUSTED = 751,     /* the window's count of DACs is used up */

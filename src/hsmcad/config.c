@@ -268,7 +268,8 @@ hsmcad_config_parse(const char *text, size_t len, const char *base_dir, struct h
     /* top-level: scalar keys, "listen" and the sections */
     json_object_foreach(root, name, v)
     {
-        int known = strcmp(name, "listen") == 0 || strcmp(name, "publish_listen") == 0;
+        int known = strcmp(name, "listen") == 0 || strcmp(name, "publish_listen") == 0 ||
+                    strcmp(name, "allow_root") == 0;
 
         for (i = 0; i < 3; i++)
             known |= strcmp(name, sections[i]) == 0;
@@ -296,6 +297,14 @@ hsmcad_config_parse(const char *text, size_t len, const char *base_dir, struct h
             rc = fail(why, why_len, "", top_keys[i].name, "is required");
             goto out;
         }
+    }
+    v = json_object_get(root, "allow_root");
+    if (v != NULL) {
+        if (!json_is_boolean(v)) {
+            rc = fail(why, why_len, "", "allow_root", "must be true or false");
+            goto out;
+        }
+        c->allow_root = json_is_true(v);
     }
     v = json_object_get(root, "listen");
     if (v != NULL) {

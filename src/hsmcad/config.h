@@ -51,6 +51,7 @@ struct hsmcad_config {
     unsigned per_ip_connections;  /* per client address; 0 = no per-address limit */
     unsigned timeout_s;           /* idle connection timeout */
     unsigned refusals_per_minute; /* audited refusals per client certificate and minute */
+    int allow_root;               /* serve with effective uid 0 (refused unless true) */
 };
 
 /* audit.max_unsigned_entries: its default above checkpoint_entries (DACs issued after the

@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#ifdef HSMCA_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "hsmca/audit.h"
 #include "hsmca/custody.h"
@@ -35,21 +38,28 @@
 #define HSMCA_VERSION "0"
 #endif
 
+#ifndef HSMCAD_DEFAULT_CONFIG
+#define HSMCAD_DEFAULT_CONFIG "/etc/hsmca/hsmcad.json"
+#endif
+
 #define PEM_FILE_MAX (1u << 20)
 
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: hsmcad --config FILE [--port-file FILE] [--check-config]\n"
+    fprintf(f, "usage: hsmcad [--config FILE] [--port-file FILE] [--check-config]\n"
                "       hsmcad --list-routes | --help | --version\n"
                "\n"
                "Serve the hsmca REST API (v1) over HTTPS with client certificates.\n"
-               "  --config FILE     the JSON config (docs/config.md); required to serve\n"
+               "  --config FILE     the JSON config (hsmcad.json(5), docs/config.md);\n"
+               "                    default " HSMCAD_DEFAULT_CONFIG "\n"
                "  --port-file FILE  write the bound TCP port there once listening (listen port 0\n"
                "                    picks a free port); the plain-HTTP publication listener's\n"
                "                    port goes to FILE.publish\n"
                "  --check-config    validate the config and the role bindings, then exit\n"
                "  --list-routes     print every route as \"METHOD PATH ROLES\" and exit\n"
+               "It refuses to serve as root unless the config sets \"allow_root\": true.\n"
+               "Files it creates (store, WAL, port file) are mode 600 (umask 077).\n"
                "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish).\n"
                "Exit status: 0 stopped cleanly, 1 start-up or shutdown failure, 2 usage error.\n");
 }
@@ -238,7 +248,7 @@ main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL, *port_file = NULL;
+    const char *config = HSMCAD_DEFAULT_CONFIG, *port_file = NULL;
     int check_only = 0, ch, status = 1, sig = 0, started = 0;
     struct hsmcad *d = NULL;
     struct hsmcad_server *srv = NULL;
@@ -276,10 +286,13 @@ main(int argc, char **argv)
             return 2;
         }
     }
-    if (config == NULL || optind != argc) {
+    if (optind != argc) {
         usage(stderr);
         return 2;
     }
+    /* Every file the daemon creates (the store, its WAL and shm, the port file, token objects of a
+     * file-backed module) is readable by the service user only. */
+    umask(077);
 
     d = calloc(1, sizeof(*d));
     if (d == NULL)
@@ -312,6 +325,12 @@ main(int argc, char **argv)
         printf("hsmcad: config %s and roles %s are valid (%u bindings)\n", config, d->cfg.roles,
                hsmcad_roles_count(d->roles));
         status = 0;
+        goto out;
+    }
+
+    if (geteuid() == 0 && !d->cfg.allow_root) {
+        start_fail("start", HSMCA_E_RUN_AS_ROOT,
+                   "run it as its service user, or set \"allow_root\": true in the config");
         goto out;
     }
 
@@ -524,9 +543,16 @@ main(int argc, char **argv)
         keeper.running = 1;
     (void)hsmcad_readiness(d, NULL);
     hsmca_log(HSMCA_LOG_INFO, "hsmcad", "ready", "port=%u cas=%u", port, d->ncas);
+#ifdef HSMCA_HAVE_SYSTEMD
+    /* Type=notify: systemd starts dependants only now (a no-op outside systemd). */
+    (void)sd_notifyf(0, "READY=1\nSTATUS=serving on port %u, %u CAs", port, d->ncas);
+#endif
     while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
         ;
     hsmca_log(HSMCA_LOG_INFO, "hsmcad", "stopping", "signal=%d", sig);
+#ifdef HSMCA_HAVE_SYSTEMD
+    (void)sd_notify(0, "STOPPING=1");
+#endif
     status = 0;
 
 out:

@@ -241,6 +241,8 @@ static const struct row rows[] = {
     {HSMCA_E_TLS_SETUP, "tls-setup-failed", 500,
      "The TLS certificate, key or client CA file is unusable"},
     {HSMCA_E_LISTEN, "listen-failed", 500, "The listen address could not be bound"},
+    {HSMCA_E_RUN_AS_ROOT, "run-as-root", 500,
+     "hsmcad refuses to serve as root; run it as its service user or set allow_root"},
     {HSMCA_E_ISSUE_CA_INACTIVE, "ca-inactive", 409,
      "The CA is not active for issuance; a quorum must activate it"},
     {HSMCA_E_ISSUE_WINDOW_EXHAUSTED, "window-exhausted", 409,

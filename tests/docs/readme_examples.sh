@@ -7,7 +7,7 @@
 # DAC on SoftHSM; 2cdps.pem is the public CHIP test DAC that carries an extension twice.
 set -eu
 : "${HSMCA_TEST_TMP:?run me through meson test}" "${HSMCA_BIN:?}" "${HSMCA_SOURCE_DIR:?}"
-: "${HSMCA_SHARED_DIR:?}"
+: "${HSMCA_VECTORS_DIR:?}"
 mkdir -p "$HSMCA_TEST_TMP"
 w=$(mktemp -d "$HSMCA_TEST_TMP/readme-XXXXXX")
 trap 'rm -rf "$w"' EXIT
@@ -15,7 +15,7 @@ sh "$HSMCA_SOURCE_DIR/ceremony/demo.sh" "$w/demo" > "$w/demo.log" 2>&1 ||
     { tail -20 "$w/demo.log"; exit 1; }
 cp "$w/demo/dac.pem" "$w/demo/pai.pem" "$w"
 openssl x509 -in "$w/demo/paa.pem" -outform DER -out "$w/paa.der"
-cp "$HSMCA_SHARED_DIR/vectors/chip/attestation/Chip-Test-DAC-FFF1-8000-0000-2CDPs-Cert.pem" \
+cp "$HSMCA_VECTORS_DIR/chip/attestation/Chip-Test-DAC-FFF1-8000-0000-2CDPs-Cert.pem" \
     "$w/2cdps.pem"
 
 # the example block: "$ cmd" lines, each followed by its expected output lines

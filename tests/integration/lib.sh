@@ -113,6 +113,7 @@ write_config() { # extra limits JSON members (optional), extra top-level members
     cat > "$W/hsmcad.json" <<JSON
 {
   "listen": "127.0.0.1:0",${2:-}
+  "allow_root": true,
   "pkcs11_module": "$MODULE",
   "store": "hsmca.db",
   "roles": "roles.json",

@@ -51,6 +51,7 @@ check "ceremony init (2 of 3)" "$HSMCA_BIN" ceremony init --module "$MODULE" --s
 cat > "$W/hsmcad.json" <<JSON
 {
   "listen": "127.0.0.1:0",
+  "allow_root": true,
   "pkcs11_module": "$MODULE",
   "store": "hsmca.db",
   "roles": "roles.json",

@@ -30,8 +30,8 @@ load_cert(const char *rel)
     size_t len = 0;
     X509 *x;
 
-    snprintf(path, sizeof(path), "%s/vectors/chip/revoked-attestation-certificates/%s",
-             getenv("HSMCA_SHARED_DIR"), rel);
+    snprintf(path, sizeof(path), "%s/chip/revoked-attestation-certificates/%s",
+             getenv("HSMCA_VECTORS_DIR"), rel);
     assert_int_equal(hsmca_read_file(path, 1 << 20, &buf, &len), HSMCA_OK);
     p = buf;
     x = d2i_X509(NULL, &p, (long)len);
@@ -77,8 +77,8 @@ chip_test_crls_check_and_tampering_is_caught(void **state)
     X509 *pai = load_cert("Chip-Test-PAI-FFF1-noPID-Revoked-Cert.der");
 
     (void)state;
-    snprintf(path, sizeof(path), "%s/vectors/chip/revoked-attestation-certificates/%s",
-             getenv("HSMCA_SHARED_DIR"), "Chip-Test-PAA-FFF1-CRL.der");
+    snprintf(path, sizeof(path), "%s/chip/revoked-attestation-certificates/%s",
+             getenv("HSMCA_VECTORS_DIR"), "Chip-Test-PAA-FFF1-CRL.der");
     assert_int_equal(hsmca_read_file(path, 1 << 20, &der, &len), HSMCA_OK);
     assert_int_equal(hsmca_crl_check(der, len, paa, &info), HSMCA_OK);
     assert_int_equal(info.number, 2);
@@ -100,8 +100,8 @@ chip_test_crls_check_and_tampering_is_caught(void **state)
     free(der);
     der = NULL;
     /* the PAI's CRL checks under the PAI */
-    snprintf(path, sizeof(path), "%s/vectors/chip/revoked-attestation-certificates/%s",
-             getenv("HSMCA_SHARED_DIR"), "Chip-Test-PAI-FFF1-noPID-Revoked-CRL.der");
+    snprintf(path, sizeof(path), "%s/chip/revoked-attestation-certificates/%s",
+             getenv("HSMCA_VECTORS_DIR"), "Chip-Test-PAI-FFF1-noPID-Revoked-CRL.der");
     assert_int_equal(hsmca_read_file(path, 1 << 20, &der, &len), HSMCA_OK);
     assert_int_equal(hsmca_crl_check(der, len, pai, &info), HSMCA_OK);
     assert_int_equal(hsmca_crl_check(der, len, paa, NULL), HSMCA_E_CRL_INVALID);

@@ -58,6 +58,8 @@ refuses_hostile_configs(void **state)
         {"{" BASE ", \"publish_listen\": \"localhost:80\"}", "publish_listen"},
         {"{" BASE ", \"publish_listen\": 80}", "publish_listen"},
         {"{" BASE ", \"crl_policy\": 1}", "crl_policy"},
+        {"{" BASE ", \"allow_root\": 1}", "allow_root: must be true or false"},
+        {"{" BASE ", \"allow_root\": \"yes\"}", "allow_root: must be true or false"},
         {"{" BASE ", \"pkcs11_module\": \"\"}", "non-empty printable"},
         {"{" BASE ", \"pkcs11_module\": \"a\\nb\"}", "non-empty printable"},
         {"{\"store\": \"db\", \"roles\": \"r\", \"tls\": {\"cert\": \"c\", \"key\": \"k\", "
@@ -146,6 +148,13 @@ happy_path_defaults_and_paths(void **state)
     assert_int_equal(c.batch_max, HSMCAD_BATCH_MAX_DEFAULT);
     assert_int_equal(c.body_max, HSMCAD_BODY_MAX_DEFAULT);
     assert_int_equal(c.timeout_s, 30);
+    assert_int_equal(c.allow_root, 0);
+    text = "{" BASE ", \"allow_root\": true}";
+    assert_int_equal(hsmcad_config_parse(text, strlen(text), NULL, &c, why, sizeof(why)), HSMCA_OK);
+    assert_int_equal(c.allow_root, 1);
+    text = "{" BASE ", \"allow_root\": false}";
+    assert_int_equal(hsmcad_config_parse(text, strlen(text), NULL, &c, why, sizeof(why)), HSMCA_OK);
+    assert_int_equal(c.allow_root, 0);
     text = "{" BASE "}";
     assert_int_equal(hsmcad_config_parse(text, strlen(text), NULL, &c, why, sizeof(why)), HSMCA_OK);
     assert_string_equal(c.listen_host, "127.0.0.1");

@@ -2,7 +2,7 @@
  *
  * test_matter.c -- the Matter validator and builders: hostile input first (unparsable and
  * oversized certificates, missing PAI/PAA, every VID/PID encoding rule of section 3), then the
- * CHIP test chains of ../shared/vectors/chip/attestation with the verdict the rule sheet predicts,
+ * CHIP test chains of tests/vectors/chip/attestation with the verdict the rule sheet predicts,
  * then PAA -> PAI -> DAC built in SoftHSM: DER-exact extensions, scope refusals, the lint listing
  * every broken rule, `hsmca verify` and `openssl verify -x509_strict` on the result.
  */
@@ -42,8 +42,8 @@ load_att(const char *name)
     size_t len = 0;
     X509 *x = NULL;
 
-    snprintf(path, sizeof(path), "%s/vectors/chip/attestation/%s-Cert.der",
-             getenv("HSMCA_SHARED_DIR"), name);
+    snprintf(path, sizeof(path), "%s/chip/attestation/%s-Cert.der", getenv("HSMCA_VECTORS_DIR"),
+             name);
     assert_int_equal(hsmca_read_file(path, 1 << 16, &buf, &len), HSMCA_OK);
     assert_int_equal(hsmca_matter_cert_parse(buf, len, &x), HSMCA_OK);
     free(buf);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * test_matter_vectors.c -- walks every struct_dac_* and struct_pai_* commissioner vector under
- * ../shared/vectors/chip/commissioner_dut/ and requires the verdict its test_case_vector.json
+ * tests/vectors/chip/commissioner_dut/ and requires the verdict its test_case_vector.json
  * gives (is_success_case), with VID FFF1 and the case's basic_info_pid as the device's report and
- * the PAA found among ../shared/vectors/chip by SKID == the PAI's AKID. Every case is counted;
+ * the PAA found among tests/vectors/chip by SKID == the PAI's AKID. Every case is counted;
  * struct_cd_* (Certification Declarations) are out of scope.
  */
 #include <dirent.h>
@@ -115,7 +115,7 @@ static void
 every_dac_and_pai_case_gets_its_verdict(void **state)
 {
     char base[1024], path[1200];
-    const char *shared = getenv("HSMCA_SHARED_DIR");
+    const char *vectors = getenv("HSMCA_VECTORS_DIR");
     DIR *d;
     struct dirent *e;
     char *names[256];
@@ -123,12 +123,12 @@ every_dac_and_pai_case_gets_its_verdict(void **state)
     time_t now = time(NULL);
 
     (void)state;
-    assert_non_null(shared);
-    snprintf(base, sizeof(base), "%s/vectors/chip/attestation", shared);
+    assert_non_null(vectors);
+    snprintf(base, sizeof(base), "%s/chip/attestation", vectors);
     load_paas(base);
-    snprintf(base, sizeof(base), "%s/vectors/chip/paa-root-certs", shared);
+    snprintf(base, sizeof(base), "%s/chip/paa-root-certs", vectors);
     load_paas(base);
-    snprintf(base, sizeof(base), "%s/vectors/chip/commissioner_dut", shared);
+    snprintf(base, sizeof(base), "%s/chip/commissioner_dut", vectors);
     assert_true(npaas > 100);
     d = opendir(base);
     assert_non_null(d);

@@ -99,6 +99,7 @@ enum hsmca_err {
     HSMCA_E_AUDIT_CLOSED = 510,          /* the log is closing or has failed; nothing is accepted */
     HSMCA_E_AUDIT_RECEIPT = 511,         /* a receipt is not in the log */
     HSMCA_E_AUDIT_RANGE = 512,           /* an extract range outside 1..head */
+    HSMCA_E_AUDIT_STORAGE = 513,         /* the log's disk is full or failing: nothing is written */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
     HSMCA_E_SHAMIR_PARAMS = 600, /* threshold, share count or secret length out of bounds */
     HSMCA_E_SHAMIR_SHARES = 601, /* a share with x = 0, a duplicate x, or fewer than 2 shares */
@@ -149,6 +150,9 @@ enum hsmca_err {
     HSMCA_E_PIN_FILE_MODE = 716,          /* a PIN file is readable by group or others */
     HSMCA_E_TLS_SETUP = 717,              /* TLS key, certificate or client CA unusable */
     HSMCA_E_LISTEN = 718,                 /* the listen address cannot be bound */
+    HSMCA_E_HTTP_QUERY_TOO_LARGE = 719,   /* more query parameters than the daemon takes */
+    HSMCA_E_HTTP_IDEMPOTENCY_KEY = 720,   /* Idempotency-Key empty, repeated or too long */
+    HSMCA_E_HTTP_TIME_BOUND = 721,        /* a time bound beyond the cap of policies/limits.json */
     /* 750..779 of it: DAC issuance (issue.c) */
     HSMCA_E_ISSUE_CA_INACTIVE = 750,          /* the CA has no open issuance window */
     HSMCA_E_ISSUE_WINDOW_EXHAUSTED = 751,     /* the window's count of DACs is used up */

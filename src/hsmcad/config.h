@@ -44,7 +44,15 @@ struct hsmcad_config {
     unsigned connections;         /* open connections at once */
     unsigned per_ip_connections;  /* per client address; 0 = no per-address limit */
     unsigned timeout_s;           /* idle connection timeout */
-    unsigned refusals_per_minute; /* audited refusals per client certificate and minute */
+    unsigned refusals_per_minute; /* audited refusals per client and minute */
+    /* docs/hardening.md: connections not yet authenticated get handshake_timeout_s; at most
+     * unauthenticated_connections of them (0 = three quarters of connections) and
+     * per_ip_unauthenticated per address (0 = no cap), the oldest evicted beyond; at most
+     * refusal_entries_per_second refusal entries in all, the rest counted in summaries */
+    unsigned handshake_timeout_s;
+    unsigned unauthenticated_connections;
+    unsigned per_ip_unauthenticated;
+    unsigned refusal_entries_per_second;
 };
 
 /* Fill c with the defaults of docs/config.md (paths empty). */

@@ -121,9 +121,16 @@ void hsmcad_deactivate_all(struct hsmcad *d);
 int64_t hsmcad_now_ms(void);
 
 /*
- * May another refusal by client (a principal name or "anon:<address>") be audited now? At most
- * cfg.refusals_per_minute per client and minute; beyond that refusals are only counted.
+ * May another refusal (code) by client (a principal name or "anon:<address>") be audited now? At
+ * most cfg.refusals_per_minute per client and minute, and cfg.refusal_entries_per_second for all
+ * clients together; beyond that refusals are only counted, by code, until the next summary.
  */
-int hsmcad_refusal_allowed(struct hsmcad *d, const char *client);
+int hsmcad_refusal_allowed(struct hsmcad *d, const char *client, enum hsmca_err code);
+
+/* Write one http.refuse.summary entry for the refusals only counted since the last one (none if
+ * there were none): how many, from how many clients, by code. Called each second by main.c; it
+ * writes once the minute of the first counted refusal has ended, or at once with force (at stop).
+ */
+void hsmcad_flush_refusals(struct hsmcad *d, int force);
 
 #endif

@@ -180,6 +180,7 @@ keeper_run(void *arg)
         pthread_mutex_unlock(&k->mu);
         if (k->d->issuer != NULL)
             hsmca_issuer_flush_refusals(k->d->issuer);
+        hsmcad_flush_refusals(k->d, 0);
         hsmcad_close_ended_windows(k->d);
         pthread_mutex_lock(&k->mu);
     }
@@ -447,6 +448,7 @@ out:
         pthread_join(keeper.th, NULL);
     }
     if (d != NULL) {
+        hsmcad_flush_refusals(d, 1); /* counted refusals are summarised before the log closes */
         hsmcad_deactivate_all(d);
         for (i = 0; i < d->ncas; i++)
             hsmca_issue_ca_free(d->cas[i].ica);

@@ -55,6 +55,8 @@ const unsigned char *hsmcad_req_spki_sha256(struct hsmcad_req *r);
 const char *hsmcad_req_param(struct hsmcad_req *r, unsigned i);
 /* A request header or query argument (NULL if absent). Borrowed until the request ends. */
 const char *hsmcad_req_header(struct hsmcad_req *r, const char *name);
+/* How many times the request carries the header name (case-insensitive). */
+unsigned hsmcad_req_header_count(struct hsmcad_req *r, const char *name);
 const char *hsmcad_req_query(struct hsmcad_req *r, const char *name);
 /* Refuse query arguments other than the NULL-terminated allowed names (and repeated ones). */
 HSMCA_MUSTCHECK enum hsmca_err hsmcad_req_query_check(struct hsmcad_req *r,

@@ -77,6 +77,7 @@ static const struct key limit_keys[] = {
     UINT("unauthenticated_connections", unauthenticated_connections, 0, 65536),
     UINT("per_ip_unauthenticated", per_ip_unauthenticated, 0, 65536),
     UINT("refusal_entries_per_second", refusal_entries_per_second, 0, 100000),
+    UINT("extract_max_entries", extract_max_entries, 100, 1000000),
     {NULL, K_STR, 0, 0, 0, 0, 0},
 };
 
@@ -98,6 +99,7 @@ hsmcad_config_defaults(struct hsmcad_config *c)
     c->unauthenticated_connections = 0; /* three quarters of connections */
     c->per_ip_unauthenticated = 32;
     c->refusal_entries_per_second = 10;
+    c->extract_max_entries = 10000;
 }
 
 static enum hsmca_err

@@ -53,6 +53,7 @@ struct hsmcad_config {
     unsigned unauthenticated_connections;
     unsigned per_ip_unauthenticated;
     unsigned refusal_entries_per_second;
+    unsigned extract_max_entries; /* requested entries per GET /v1/audit/extract (Link: next) */
 };
 
 /* Fill c with the defaults of docs/config.md (paths empty). */

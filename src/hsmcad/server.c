@@ -97,9 +97,11 @@ struct hsmcad_req {
     char *resp;
     size_t resp_len;
     const char *resp_ctype;
-    enum hsmca_err err; /* the refusal code when the reply is a problem */
-    char hdr_name[40], hdr_value[HDR_VALUE_MAX + 1];
-    char allow[32]; /* methods of the path, for a 405 */
+    enum hsmca_err err;           /* the refusal code when the reply is a problem */
+    struct hsmcad_stream *stream; /* a streamed body (hsmcad_reply_stream) instead of resp */
+    uint64_t stream_size;
+    char hdr_name[2][40], hdr_value[2][HDR_VALUE_MAX + 1]; /* up to two extra headers */
+    char allow[32];                                        /* methods of the path, for a 405 */
     /* audit */
     char target[HSMCA_REQUEST_ID_MAX + 16];
     char *detail;
@@ -249,9 +251,45 @@ hsmcad_req_id(struct hsmcad_req *r)
     return r->id;
 }
 
+static void
+stream_free_cb(void *cls)
+{
+    struct hsmcad_stream *st = cls;
+
+    if (st == NULL)
+        return;
+    if (st->free != NULL)
+        st->free(st->arg);
+    free(st);
+}
+
+static ssize_t
+stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct hsmcad_stream *st = cls;
+    ssize_t n = st->read(st->arg, pos, buf, max);
+
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return n;
+}
+
+void
+hsmcad_reply_stream(struct hsmcad_req *r, int status, const char *ctype, uint64_t size,
+                    struct hsmcad_stream *st)
+{
+    hsmcad_reply(r, status, ctype, NULL, 0);
+    r->stream = st;
+    r->stream_size = size;
+}
+
 void
 hsmcad_reply(struct hsmcad_req *r, int status, const char *ctype, char *body, size_t len)
 {
+    stream_free_cb(r->stream);
+    r->stream = NULL;
     free(r->resp);
     r->status = status;
     r->resp_ctype = ctype;
@@ -302,8 +340,10 @@ hsmcad_reply_problem_json(struct hsmcad_req *r, enum hsmca_err e, json_t *proble
 void
 hsmcad_reply_header(struct hsmcad_req *r, const char *name, const char *value)
 {
-    snprintf(r->hdr_name, sizeof(r->hdr_name), "%s", name);
-    snprintf(r->hdr_value, sizeof(r->hdr_value), "%s", value);
+    unsigned i = r->hdr_name[0][0] == '\0' || strcasecmp(r->hdr_name[0], name) == 0 ? 0 : 1;
+
+    snprintf(r->hdr_name[i], sizeof(r->hdr_name[i]), "%s", name);
+    snprintf(r->hdr_value[i], sizeof(r->hdr_value[i]), "%s", value);
 }
 
 void
@@ -628,16 +668,27 @@ send_reply(struct hsmcad_req *r)
 
     if (r->resp == NULL && r->status == 0)
         hsmcad_reply_problem(r, HSMCA_E_INTERNAL, "the handler produced no reply");
-    resp = MHD_create_response_from_buffer(r->resp_len, r->resp != NULL ? r->resp : (void *)"",
-                                           MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL)
-        return MHD_NO;
-    r->resp = NULL; /* owned by the response now */
+    if (r->stream != NULL) {
+        /* read 64 KiB at a time, as the client takes it: constant memory whatever the size */
+        resp = MHD_create_response_from_callback(r->stream_size, 65536, stream_cb, r->stream,
+                                                 stream_free_cb);
+        if (resp == NULL)
+            return MHD_NO;
+        r->stream = NULL; /* the response frees it now */
+    } else {
+        resp = MHD_create_response_from_buffer(r->resp_len, r->resp != NULL ? r->resp : (void *)"",
+                                               MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL)
+            return MHD_NO;
+        r->resp = NULL; /* owned by the response now */
+    }
     if (r->resp_ctype != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_ctype);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (r->hdr_name[0] != '\0')
-        MHD_add_response_header(resp, r->hdr_name, r->hdr_value);
+    for (unsigned i = 0; i < 2; i++) {
+        if (r->hdr_name[i][0] != '\0')
+            MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
+    }
     if (r->has_receipt) {
         char hex[65];
 
@@ -647,7 +698,8 @@ send_reply(struct hsmcad_req *r)
     }
     if (r->status == 405 && r->allow[0] != '\0')
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    cork_reply(r, r->resp_len);
+    if (r->stream_size == 0)
+        cork_reply(r, r->resp_len);
     ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     r->state = RS_DONE;
@@ -889,6 +941,7 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (r->state != RS_NEW) /* else libmicrohttpd refused it before the handler (431, 414) */
         hsmcad_metrics_request(srv->d->metrics, r->rt_index, r->status != 0 ? r->status : 500,
                                hsmca_mono_us() - r->t0_us);
+    stream_free_cb(r->stream);
     free(r->body);
     free(r->resp);
     free(r->detail);

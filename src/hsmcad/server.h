@@ -77,7 +77,19 @@ void hsmcad_reply_problem(struct hsmcad_req *r, enum hsmca_err e, const char *de
 /* A problem object built by the caller (hsmcad_problem_object plus extension members; reference
  * taken) for code e. */
 void hsmcad_reply_problem_json(struct hsmcad_req *r, enum hsmca_err e, json_t *problem);
-/* An extra response header (one per request; name and value copied, value <= 255 bytes). */
+/* A body produced piece by piece (constant memory): read copies up to max bytes at pos into buf and
+ * returns how many, 0 at the end, -1 on an error (the connection is then closed); free(arg) runs
+ * once the reply is done or dropped. */
+struct hsmcad_stream {
+    ssize_t (*read)(void *arg, uint64_t pos, char *buf, size_t max);
+    void (*free)(void *arg);
+    void *arg;
+};
+/* Reply status with a streamed body of size bytes; takes st (malloc'd) whatever happens. */
+void hsmcad_reply_stream(struct hsmcad_req *r, int status, const char *ctype, uint64_t size,
+                         struct hsmcad_stream *st);
+/* An extra response header (two per request, a second call with the same name replaces it; name
+ * and value copied, value <= 255 bytes). */
 void hsmcad_reply_header(struct hsmcad_req *r, const char *name, const char *value);
 /* Audit detail of the entry the server writes for this request (JSON object text; copied). */
 void hsmcad_req_audit_detail(struct hsmcad_req *r, const char *target, const char *detail_json);

@@ -99,7 +99,6 @@ enum hsmca_err {
     HSMCA_E_AUDIT_CLOSED = 510,          /* the log is closing or has failed; nothing is accepted */
     HSMCA_E_AUDIT_RECEIPT = 511,         /* a receipt is not in the log */
     HSMCA_E_AUDIT_RANGE = 512,           /* an extract range outside 1..head */
-    HSMCA_E_AUDIT_STORAGE = 513,         /* the log's disk is full or failing: nothing is written */
     /* 600..699: quorum, Shamir, sealing (quorum.c, shamir.c, seal.c) */
     HSMCA_E_SHAMIR_PARAMS = 600, /* threshold, share count or secret length out of bounds */
     HSMCA_E_SHAMIR_SHARES = 601, /* a share with x = 0, a duplicate x, or fewer than 2 shares */

@@ -144,8 +144,6 @@ static const struct row rows[] = {
      "A receipt's entry is not in the audit log with that hash"},
     {HSMCA_E_AUDIT_RANGE, "audit-range-invalid", 400,
      "The extract range lies outside 1..head of the audit log"},
-    {HSMCA_E_AUDIT_STORAGE, "audit-storage-unavailable", 503,
-     "The audit log's storage is full or failing; nothing was done; retry later"},
 
     {HSMCA_E_SHAMIR_PARAMS, "shamir-params", 400,
      "Secret sharing needs 2 <= m <= n <= 32 and a secret of 1..64 bytes"},

@@ -47,6 +47,7 @@ static const struct key top_keys[] = {
     STR("roles", K_PATH, 1, roles),
     STR("profiles_dir", K_PATH, 0, profiles_dir),
     STR("quotas", K_PATH, 0, quotas),
+    STR("bounds", K_PATH, 0, bounds),
     {NULL, K_STR, 0, 0, 0, 0, 0},
 };
 static const struct key tls_keys[] = {

@@ -28,6 +28,7 @@ struct hsmcad_config {
     char roles[HSMCA_PATH_MAX + 1];
     char profiles_dir[HSMCA_PATH_MAX + 1];
     char quotas[HSMCA_PATH_MAX + 1]; /* policies/quotas.json; "" = no quotas */
+    char bounds[HSMCA_PATH_MAX + 1]; /* policies/bounds.json; "" = the built-in caps */
     char tls_cert[HSMCA_PATH_MAX + 1];
     char tls_key[HSMCA_PATH_MAX + 1];
     char tls_client_ca[HSMCA_PATH_MAX + 1];

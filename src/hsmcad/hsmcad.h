@@ -19,6 +19,7 @@
 #include "hsmca/token.h"
 
 #include "auth.h"
+#include "bounds.h"
 #include "config.h"
 #include "metrics.h"
 
@@ -58,6 +59,7 @@ struct hsmcad {
 
     struct hsmca_quorum *quorum;
     struct hsmca_issue_quotas *quotas;
+    struct hsmcad_bounds bounds; /* caps on time bounds (policies/bounds.json) */
     struct hsmca_issuer *issuer;
     struct hsmca_store *quorum_ro; /* the quorum module's read handle (it serialises itself) */
     struct hsmca_profile paa_profile, pai_profile, dac_profile;

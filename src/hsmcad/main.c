@@ -287,6 +287,12 @@ main(int argc, char **argv)
         start_fail("roles", rc, why);
         goto out;
     }
+    hsmcad_bounds_defaults(&d->bounds);
+    if (d->cfg.bounds[0] != '\0' &&
+        (rc = hsmcad_bounds_load(d->cfg.bounds, &d->bounds, why, sizeof(why))) != HSMCA_OK) {
+        start_fail("bounds", rc, why);
+        goto out;
+    }
     if (check_only) {
         printf("hsmcad: config %s and roles %s are valid (%u bindings)\n", config, d->cfg.roles,
                hsmcad_roles_count(d->roles));

@@ -6,12 +6,16 @@
 # the median of 10 keep-alive requests must be under 100 ms, where the stall made every one
 # 200 ms); 300 query parameters -> 414 problem+json, a URL or headers beyond the connection's
 # memory -> 414 / 431; Idempotency-Key empty, repeated or over 128 bytes -> 400
-# idempotency-key-invalid, each refusal audited.
+# idempotency-key-invalid, each refusal audited; time bounds beyond policies/bounds.json (a window
+# `until` centuries away, a request TTL over the cap) -> 400 time-bound-exceeded naming the cap.
 . "$(dirname "$0")/lib.sh"
 
 setup_tokens
 setup_tls
-write_config
+printf '{"version": 1, "ca.activate": {"window_max_s": 86400}, "quorum_request": {"ttl_max_s": 3600}}\n' \
+    > "$W/bounds.json"
+write_config "" '
+  "bounds": "bounds.json",'
 start_daemon
 
 # ---- a small reply on a kept-alive connection: no 200 ms stall ----
@@ -67,7 +71,30 @@ expect "a 129-byte Idempotency-Key" 400 idempotency-key-invalid
 dac -H "Idempotency-Key: $(head -c 128 /dev/zero | tr '\0' k)"
 check "a 128-byte Idempotency-Key passes this check" [ "$(body_code)" != idempotency-key-invalid ]
 
+# ---- time bounds capped by policies/bounds.json ----
+far=$((($(date +%s) + 1000000000) * 1000))
+call admin POST /v1/requests -H 'Content-Type: application/json' --data-binary \
+    "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$far,\"max_dacs\":1}}"
+expect "ca.activate until 31 years away" 400 time-bound-exceeded
+check "the problem names the cap (cap_s 86400)" jq -e '.cap_s == 86400 and
+    (.detail | test("ca.activate.window_max_s"))' "$W/body"
+call admin POST /v1/requests -H 'Content-Type: application/json' --data-binary \
+    '{"op":"ca.activate","params":{"ca":"pai-8000","until":1000000000000000,"max_dacs":1}}'
+expect "ca.activate until in the year 33,658" 400 time-bound-exceeded
+soon=$((($(date +%s) + 3600) * 1000))
+call admin POST /v1/requests -H 'Content-Type: application/json' --data-binary \
+    "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$soon,\"max_dacs\":1},\"ttl_s\":7200}"
+expect "a request TTL of 2 h over the 1 h cap" 400 time-bound-exceeded
+check "the problem names the TTL cap (cap_s 3600)" jq -e '.cap_s == 3600' "$W/body"
+call admin POST /v1/requests -H 'Content-Type: application/json' --data-binary \
+    "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$soon,\"max_dacs\":1},\"ttl_s\":600}"
+check "within the caps the request reaches the quorum module ($STATUS $(body_code))" \
+    [ "$(body_code)" != time-bound-exceeded ]
+
 stop_daemon
+n=$(sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
+    CAST(line AS TEXT) LIKE '%\"code\":\"time-bound-exceeded\"%'")
+check "the three time-bound refusals are audited ($n)" [ "$n" = 3 ]
 n=$(sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
     CAST(line AS TEXT) LIKE '%\"code\":\"idempotency-key-invalid\"%'")
 check "the four Idempotency-Key refusals are audited ($n)" [ "$n" = 4 ]

@@ -98,7 +98,7 @@ hsmcad_config_defaults(struct hsmcad_config *c)
     c->refusals_per_minute = 60;
     c->handshake_timeout_s = 5;
     c->unauthenticated_connections = 0; /* three quarters of connections */
-    c->per_ip_unauthenticated = 32;
+    c->per_ip_unauthenticated = 128;
     c->refusal_entries_per_second = 10;
     c->extract_max_entries = 10000;
 }

@@ -13,7 +13,9 @@
 setup_tokens
 setup_tls
 write_config ', "handshake_timeout_s": 3'
-sed -i 's/"refusals_per_minute": 1000/"refusals_per_minute": 60/' "$W/hsmcad.json" # the default
+# the defaults of the refusal limiter (lib.sh lifts them for the other tests)
+sed -i 's/"refusals_per_minute": 1000, "refusal_entries_per_second": 100000/"refusals_per_minute": 60, "refusal_entries_per_second": 10/' \
+    "$W/hsmcad.json"
 start_daemon
 
 honest() { # seconds an operator needs for GET /healthz on a new connection (and its status)

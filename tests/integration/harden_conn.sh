@@ -5,8 +5,9 @@
 # connections that never start TLS, from 50 addresses and then from the honest client's own
 # address, and a client with a bound certificate is still served within 1 s; an authenticated
 # keep-alive connection opened before the flood is not evicted; an idle socket is closed at the
-# handshake deadline; a flood of anonymous TLS clients with fresh self-signed certificates writes
-# a bounded number of audit entries, and its summaries keep the count and the codes.
+# handshake deadline; floods of anonymous TLS clients with fresh self-signed certificates (from 100
+# addresses, then from one) write a bounded number of audit entries, and the summaries keep the
+# count and the codes.
 . "$(dirname "$0")/lib.sh"
 : "${HSMCA_HOSTILE_BIN:?}"
 
@@ -80,31 +81,48 @@ wait "$IPID" 2>/dev/null || true
 check "10 idle sockets all closed by the daemon within 6 s" grep -q '^closed-by-server 10$' \
     "$W/idle.out"
 
-# ---- 1,000 anonymous refusals with fresh self-signed certificates ----
+# ---- 300 anonymous refusals from 100 addresses, then 1,000 from one, fresh certificates ----
 before=$(sqlite3 "$W/hsmca.db" 'SELECT coalesce(max(seq), 0) FROM audit_entries')
+t0=$(date +%s)
+"$HSMCA_HOSTILE_BIN" anon "$PORT" 300 "$W/tls/ca.pem" 100 > "$W/anon100.out" 2> "$W/anon100.err"
+t1=$(date +%s)
+cat "$W/anon100.out"
+check "300 anonymous clients from 100 addresses each answered 401" \
+    grep -q '^status 401 300$' "$W/anon100.out"
 "$HSMCA_HOSTILE_BIN" anon "$PORT" 1000 "$W/tls/ca.pem" > "$W/anon.out" 2> "$W/anon.err"
 cat "$W/anon.out"
-check "1,000 anonymous clients each answered 401" grep -q '^status 401 1000$' "$W/anon.out"
+check "1,000 anonymous clients from 127.0.0.1 each answered 401" \
+    grep -q '^status 401 1000$' "$W/anon.out"
 stop_daemon
 sqlite3 "$W/hsmca.db" "SELECT CAST(line AS TEXT) FROM audit_entries WHERE seq > $before" \
     > "$W/new.jsonl"
 jq -c 'select(.outcome == "refused" and .action != "http.refuse.summary")' "$W/new.jsonl" \
-    > "$W/full.jsonl"
+    > "$W/full_all.jsonl"
+jq -c 'select(.actor != "anon:127.0.0.1")' "$W/full_all.jsonl" > "$W/full100.jsonl"
+jq -c 'select(.actor == "anon:127.0.0.1")' "$W/full_all.jsonl" > "$W/full.jsonl"
+n100=$(wc -l < "$W/full100.jsonl")
 full=$(wc -l < "$W/full.jsonl")
 sums=$(grep -c '"action":"http.refuse.summary"' "$W/new.jsonl" || true)
 counted=$(grep '"action":"http.refuse.summary"' "$W/new.jsonl" |
     jq -s 'map(.detail.codes["http-unauthenticated"] // 0) | add // 0')
-echo "# 1,000 anonymous refusals: $full full entries, $sums summaries counting $counted"
-# the limits: 60 full entries per address and minute (the flood may span two minutes), at most one
+secs=$((t1 - t0 + 1))
+echo "# 300 anonymous refusals from 100 addresses in $secs s: $n100 full entries"
+echo "# 1,000 from one address: $full full entries; $sums summaries counting $counted in all"
+check "from 100 addresses: at most 10 full entries per second in all ($n100 in $secs s)" \
+    [ "$n100" -le $((10 * secs)) ]
+# from one address: 60 full entries per minute (the flood may span two minutes); at most one
 # summary per minute, and one more at the stop
-minutes=$(jq -r '.time[0:16]' "$W/full.jsonl" | sort -u | wc -l)
+minutes=$(jq -r '.time[0:16]' "$W/full_all.jsonl" "$W/new.jsonl" | sort -u | wc -l)
 permin=$(jq -r '.time[0:16]' "$W/full.jsonl" | sort | uniq -c | sort -n | tail -1 | awk '{print $1}')
-check "at most 60 full refusal entries in any minute ($permin)" [ "$permin" -le 60 ]
+check "from one address: at most 60 full refusal entries in any minute ($permin)" \
+    [ "$permin" -le 60 ]
 check "and at least one" [ "$full" -ge 1 ]
 check "at most one summary per minute, and one at the stop ($sums over $minutes minutes)" \
     sh -c "[ $sums -ge 1 ] && [ $sums -le $((minutes + 1)) ]"
-check "full entries + counted = 1,000, all http-unauthenticated" [ $((full + counted)) = 1000 ]
+check "full entries + counted in summaries = 1,300, all http-unauthenticated" \
+    [ $((n100 + full + counted)) = 1300 ]
 check "the full entries name the address, not the certificate" \
-    jq -e -s 'all(.actor == "anon:127.0.0.1" and .detail.code == "http-unauthenticated" and
-        (.detail.presented_cert_sha256_prefix | test("^[0-9a-f]{32}$")))' "$W/full.jsonl"
+    jq -e -s 'all((.actor | test("^anon:127[.]0[.]0[.][0-9]+$")) and
+        .detail.code == "http-unauthenticated" and
+        (.detail.presented_cert_sha256_prefix | test("^[0-9a-f]{32}$")))' "$W/full_all.jsonl"
 finish

@@ -6,10 +6,11 @@
  *     one address when ADDRS is 1, and then 127.0.0.1 itself if ADDRS is 0), never send a byte,
  *     print "connected N" once all are open, hold them SECONDS, then print "closed-by-server K"
  *     (how many the daemon shut) and exit.
- *   hostile anon PORT N CAFILE
+ *   hostile anon PORT N CAFILE [ADDRS]
  *     N TLS connections, each with a fresh self-signed P-256 client certificate, each sending
- *     GET /v1/cas; print "status NNN COUNT" per status seen and "failed K" for connections that
- *     got no status line.
+ *     GET /v1/cas (from 127.0.0.1, or from ADDRS source addresses 127.0.0.2, .3, ... in turn);
+ *     print "status NNN COUNT" per status seen and "failed K" for connections that got no
+ *     status line.
  * Every loop is bounded by N, and every wait by SECONDS or 5 s per connection.
  */
 #include <arpa/inet.h>
@@ -140,7 +141,7 @@ fresh_cert(SSL *ssl, unsigned i)
 }
 
 static int
-anon(unsigned port, unsigned n, const char *cafile)
+anon(unsigned port, unsigned n, const char *cafile, unsigned addrs)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     unsigned counts[600] = {0}, failed = 0, i;
@@ -151,12 +152,15 @@ anon(unsigned port, unsigned n, const char *cafile)
         return 1;
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     for (i = 0; i < n; i++) {
-        int fd = tcp_connect(port, NULL);
-        SSL *ssl = fd >= 0 ? SSL_new(ctx) : NULL;
-        char buf[64];
-        int got = 0;
+        char src[32], buf[64];
+        int fd, got = 0;
+        SSL *ssl;
         unsigned st = 0;
         struct timeval tv = {5, 0};
+
+        snprintf(src, sizeof(src), "127.0.0.%u", addrs == 0 ? 1 : 2 + i % addrs);
+        fd = tcp_connect(port, addrs == 0 ? NULL : src);
+        ssl = fd >= 0 ? SSL_new(ctx) : NULL;
 
         if (ssl == NULL || fresh_cert(ssl, i) != 0) {
             failed++;
@@ -207,8 +211,10 @@ main(int argc, char **argv)
     if (argc == 6 && strcmp(argv[1], "idle") == 0)
         return idle(num(argv[2], 65535), num(argv[3], 100000), num(argv[4], 3600),
                     num(argv[5], 250));
-    if (argc == 5 && strcmp(argv[1], "anon") == 0)
-        return anon(num(argv[2], 65535), num(argv[3], 100000), argv[4]);
-    fprintf(stderr, "usage: hostile idle PORT N SECONDS ADDRS | hostile anon PORT N CAFILE\n");
+    if ((argc == 5 || argc == 6) && strcmp(argv[1], "anon") == 0)
+        return anon(num(argv[2], 65535), num(argv[3], 100000), argv[4],
+                    argc == 6 ? num(argv[5], 250) : 0);
+    fprintf(stderr,
+            "usage: hostile idle PORT N SECONDS ADDRS | hostile anon PORT N CAFILE [ADDRS]\n");
     return 2;
 }

@@ -38,10 +38,16 @@ write_config "" "
   \"profiles_dir\": \"$SRC/policies/profiles\","
 sed -i 's|"store": "hsmca.db"|"store": "disk/hsmca.db"|' "$W/hsmcad.json"
 export HSMCA_FSYNC_FAIL_FILE="$W/fsync-fails"
-LD_PRELOAD="$HSMCA_FSYNCFAIL" ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0"
-export LD_PRELOAD ASAN_OPTIONS
+# the shim goes into the daemon only (a wrapper that execs it, so $DPID is the daemon's)
+REAL_HSMCAD=$HSMCAD_BIN
+cat > "$W/hsmcad-shim" <<SH
+#!/bin/sh
+LD_PRELOAD="$HSMCA_FSYNCFAIL" ASAN_OPTIONS="\${ASAN_OPTIONS:-}:verify_asan_link_order=0" \\
+    exec "$REAL_HSMCAD" "\$@"
+SH
+chmod +x "$W/hsmcad-shim"
+HSMCAD_BIN="$W/hsmcad-shim"
 start_daemon
-unset LD_PRELOAD
 
 # ---- activation through the quorum ----
 until=$(($(date +%s) * 1000 + 600000))
@@ -127,10 +133,7 @@ check "no dac.issue entry without its released DAC ($n_entries entries, $n_issue
     [ "$n_entries" = "$n_issued" ]
 
 # ---- restart on the verified chain; the whole log verifies offline ----
-LD_PRELOAD="$HSMCA_FSYNCFAIL"
-export LD_PRELOAD
 start_daemon
-unset LD_PRELOAD
 call auditor GET /v1/audit/extract
 check "restarted; extract 200" [ "$STATUS" = 200 ]
 mkdir -p "$W/x"

@@ -5,7 +5,7 @@
 # 100,000-entry log (hsmca-bench audit-fill through the real audit writer), then three auditors
 # at once each take the whole log through GET /v1/audit/extract, following Link rel="next" from
 # part to part (limits.extract_max_entries, 10,000 by default), while the daemon's RSS is sampled;
-# its growth must stay under 32 MiB (three whole extracts in memory took the daemon from 38 MB to
+# its growth must stay under 32 MiB (64 under AddressSanitizer) (three whole extracts in memory took the daemon from 38 MB to
 # 380 MB before). Every part verifies offline, and together the parts reach the head. Then, with
 # the cap lifted, three whole 100,000-entry extracts at once in one reply each: the archive is
 # streamed from its files, so RSS stays under the same bound whatever the range.
@@ -29,6 +29,10 @@ call auditor GET /healthz
 check "daemon up on the 100,000-entry log" [ "$STATUS" = 200 ]
 
 rss() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$DPID/status"; }
+# the bound: 32 MiB of growth (measured: 17 to 18); 64 under AddressSanitizer, whose shadow memory
+# and allocator add to RSS (measured: 31). Three whole extracts held in memory would add 138 MiB.
+BOUND=32
+grep -q __asan_init "$HSMCAD_BIN" 2>/dev/null && BOUND=64
 base=$(rss)
 check "the daemon's RSS is read (${base:-none} kB)" [ "${base:-0}" -gt 1000 ]
 
@@ -59,7 +63,7 @@ while kill -0 $A1 2>/dev/null || kill -0 $A2 2>/dev/null || kill -0 $A3 2>/dev/n
 done
 wait $A1 $A2 $A3 || true
 echo "# daemon RSS: $((base / 1024)) MiB before, peak $((peak / 1024)) MiB during three whole extracts"
-check "RSS grew by under 32 MiB ($(((peak - base) / 1024)) MiB)" [ $((peak - base)) -lt 32768 ]
+check "RSS grew by under $BOUND MiB ($(((peak - base) / 1024)) MiB)" [ $((peak - base)) -lt $((BOUND * 1024)) ]
 for n in 1 2 3; do
     parts=$(cat "$W/a$n/parts")
     check "auditor $n: $parts parts, every one 200" \
@@ -118,8 +122,8 @@ echo "# three whole extracts of $((size / 1048576)) MiB each: RSS $((base / 1024
 check "three whole extracts: 200 each, no Link" sh -c "[ \"\$(cat '$W'/whole?.status)\" = 200200200 ] &&
     ! grep -qi '^link:' '$W/whole1.h'"
 check "each over 30 MiB ($size bytes)" [ "$size" -gt 31457280 ]
-check "RSS grew by under 32 MiB while streaming them ($(((peak - base) / 1024)) MiB)" \
-    [ $((peak - base)) -lt 32768 ]
+check "RSS grew by under $BOUND MiB while streaming them ($(((peak - base) / 1024)) MiB)" \
+    [ $((peak - base)) -lt $((BOUND * 1024)) ]
 mkdir -p "$W/xw"
 tar -xf "$W/whole1.tar" -C "$W/xw"
 check "a whole extract verifies offline" "$HSMCA_BIN" audit verify "$W/xw/hsmca-audit-extract"

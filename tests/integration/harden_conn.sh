@@ -19,7 +19,13 @@ sed -i 's/"refusals_per_minute": 1000, "refusal_entries_per_second": 100000/"ref
     "$W/hsmcad.json"
 start_daemon
 
+# Under AddressSanitizer the daemon needs about a second to accept a burst of 1,500 sockets (each
+# gets its TLS session): the honest client then waits 0.5 s after the burst before it is timed.
+# The idle sockets still hold their slots then (the handshake deadline here is 3 s).
+SETTLE=0
+grep -q __asan_init "$HSMCAD_BIN" 2>/dev/null && SETTLE=0.5
 honest() { # seconds an operator needs for GET /healthz on a new connection (and its status)
+    sleep "$SETTLE"
     curl -sS -o /dev/null -w '%{time_total} %{http_code}' -m 10 --cacert "$W/tls/ca.pem" \
         --cert "$W/tls/operator.pem" --key "$W/tls/operator.key" \
         "https://127.0.0.1:$PORT/healthz" 2>/dev/null || echo "99 000"

@@ -245,6 +245,11 @@ hsmcad_h_dac(struct hsmcad_req *r)
         rq.csr = b;
         rq.csr_len = blen;
     }
+    if (rid != NULL && rid[0] == '\0') { /* as an empty Idempotency-Key: never "none" */
+        pre_refuse(r, HSMCA_E_ISSUE_REQUEST_ID_INVALID,
+                   "request_id must not be empty; leave it out for a request without one");
+        goto out;
+    }
     if (key != NULL && rid != NULL && strcmp(key, rid) != 0) {
         pre_refuse(r, HSMCA_E_HTTP_BAD_REQUEST,
                    "Idempotency-Key and request_id differ; send one of them");

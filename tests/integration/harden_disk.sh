@@ -83,6 +83,10 @@ dac() { # one DAC; records its serial in issued or its code in refused; sets STA
 }
 for i in 1 2 3; do dac; done
 check "three DACs issued before the disk fills" [ "$(wc -l < "$W/issued")" = 3 ]
+openssl req -inform DER -in "$W/dev.der" -out "$W/dev.pem"
+call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/json' --data-binary \
+    "$(jq -n --rawfile c "$W/dev.pem" '{csr: $c, request_id: ""}')"
+expect "an empty request_id in JSON (idempotency never silently off)" 400 request-id-invalid
 
 # ---- the disk fills ----
 dd if=/dev/zero of="$W/disk/filler" bs=64k 2>/dev/null || true

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "hsmca/error.h"
 #include "hsmca/store.h"
@@ -183,7 +184,23 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract(struct hsmca_audit *a, uint64
                                                    uint64_t to, const char *approvers_json,
                                                    const char *dir);
 
-/* The same bundle as a ustar archive in memory (for GET /v1/audit/extract); free(*out). */
+/*
+ * The same bundle as a ustar archive read piece by piece, in constant memory (GET
+ * /v1/audit/extract streams it): the bundle is written into a temporary directory under TMPDIR
+ * (or /tmp), which hsmca_audit_tar_free removes. hsmca_audit_tar_read copies up to max bytes of
+ * the archive at pos into buf (reads in order are cheapest) and returns how many, 0 at the end, -1
+ * on an I/O error.
+ */
+struct hsmca_audit_tar;
+HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract_tar_open(struct hsmca_audit *a, uint64_t from,
+                                                            uint64_t to, const char *approvers_json,
+                                                            struct hsmca_audit_tar **out);
+uint64_t hsmca_audit_tar_size(const struct hsmca_audit_tar *t);
+ssize_t hsmca_audit_tar_read(struct hsmca_audit_tar *t, uint64_t pos, unsigned char *buf,
+                             size_t max);
+void hsmca_audit_tar_free(struct hsmca_audit_tar *t);
+
+/* The same bundle as a ustar archive in memory; free(*out). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract_tar(struct hsmca_audit *a, uint64_t from,
                                                        uint64_t to, const char *approvers_json,
                                                        unsigned char **out, size_t *out_len);

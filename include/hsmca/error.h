@@ -155,6 +155,9 @@ enum hsmca_err {
     HSMCA_E_TLS_SETUP = 717,              /* TLS key, certificate or client CA unusable */
     HSMCA_E_LISTEN = 718,                 /* the listen address cannot be bound */
     HSMCA_E_RUN_AS_ROOT = 719,            /* hsmcad started as root without "allow_root": true */
+    HSMCA_E_HTTP_QUERY_TOO_LARGE = 720,   /* more query parameters than the daemon takes */
+    HSMCA_E_HTTP_IDEMPOTENCY_KEY = 721,   /* Idempotency-Key empty, repeated or too long */
+    HSMCA_E_HTTP_TIME_BOUND = 722,        /* a time bound beyond the cap of policies/limits.json */
     /* 750..779 of it: DAC issuance (issue.c) */
     HSMCA_E_ISSUE_CA_INACTIVE = 750,          /* the CA has no open issuance window */
     HSMCA_E_ISSUE_WINDOW_EXHAUSTED = 751,     /* the window's count of DACs is used up */

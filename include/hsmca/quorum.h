@@ -291,4 +291,11 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_enroll_pop(const struct hsmca_quorum
                                                        EVP_PKEY *pub, const char *token_serial,
                                                        char **pop_b64);
 
+/* The shape checks of an approval JSON (HSMCA_OK or HSMCA_E_QUORUM_APPROVAL_MALFORMED) and of a
+ * policy for threshold m of n approvers (HSMCA_OK or HSMCA_E_QUORUM_POLICY), as
+ * hsmca_quorum_approve and the ceremony make them, without a quorum: for the fuzz targets. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_approval_check(const char *json, size_t len);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_policy_check(const char *text, size_t len, unsigned m,
+                                                         unsigned n);
+
 #endif

@@ -25,6 +25,7 @@
 
 #include "cli.h"
 #include "http_client.h"
+#include "response.h"
 
 #define STEM_MAX HSMCA_REQUEST_ID_MAX
 #define REASONS_MAX 32
@@ -99,57 +100,7 @@ csr_pem(const unsigned char *buf, size_t len)
 static void
 problem_text(const struct http_response *r, char *out, size_t out_max)
 {
-    json_t *p = NULL;
-    const char *code = NULL, *title = NULL, *detail = NULL;
-
-    if (strcmp(r->content_type, "application/problem+json") == 0 ||
-        strcmp(r->content_type, "application/json") == 0)
-        p = json_loadb((const char *)r->body, r->body_len, 0, NULL);
-    if (p != NULL) {
-        code = json_string_value(json_object_get(p, "code"));
-        title = json_string_value(json_object_get(p, "title"));
-        detail = json_string_value(json_object_get(p, "detail"));
-    }
-    snprintf(out, out_max, "HTTP %d%s%s%s%s%s%s", r->status, code ? ": " : "", code ? code : "",
-             title ? ": " : "", title ? title : "", detail ? ": " : "", detail ? detail : "");
-    json_decref(p);
-}
-
-/* certificate PEM + chain PEMs of a JSON issuance answer, concatenated. Caller frees. */
-static char *
-chain_text(json_t *cert, json_t *chain)
-{
-    size_t len, i, total;
-    json_t *v;
-    char *out;
-
-    if (!json_is_string(cert))
-        return NULL;
-    total = json_string_length(cert) + 2;
-    json_array_foreach(chain, i, v)
-    {
-        if (!json_is_string(v))
-            return NULL;
-        total += json_string_length(v) + 1;
-    }
-    out = malloc(total + 1);
-    if (out == NULL)
-        return NULL;
-    len = json_string_length(cert);
-    memcpy(out, json_string_value(cert), len);
-    if (len > 0 && out[len - 1] != '\n')
-        out[len++] = '\n';
-    json_array_foreach(chain, i, v)
-    {
-        size_t l = json_string_length(v);
-
-        memcpy(out + len, json_string_value(v), l);
-        len += l;
-        if (l > 0 && out[len - 1] != '\n')
-            out[len++] = '\n';
-    }
-    out[len] = '\0';
-    return out;
+    cli_problem_text(r->status, r->content_type, r->body, r->body_len, out, out_max);
 }
 
 struct common {
@@ -333,7 +284,7 @@ cmd_issue(int argc, char **argv)
     if (dry) {
         text = json_dumps(ans, JSON_INDENT(2) | JSON_SORT_KEYS);
     } else {
-        text = chain_text(json_object_get(ans, "certificate"), json_object_get(ans, "chain"));
+        text = cli_chain_text(json_object_get(ans, "certificate"), json_object_get(ans, "chain"));
         if (text == NULL) {
             fprintf(stderr, "hsmca issue: the server's answer has no certificate\n");
             goto out;
@@ -666,7 +617,8 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
             item_failed(out_dir, &items[idx], code ? code : "failed", pj, t);
             continue;
         }
-        text = chain_text(json_object_get(r, "certificate"), json_is_array(chain) ? chain : NULL);
+        text =
+            cli_chain_text(json_object_get(r, "certificate"), json_is_array(chain) ? chain : NULL);
         if (text == NULL ||
             snprintf(path, sizeof(path), "%s/%s.pem", out_dir, items[idx].stem) >=
                 (int)sizeof(path) ||

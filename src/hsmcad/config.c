@@ -48,6 +48,7 @@ static const struct key top_keys[] = {
     STR("profiles_dir", K_PATH, 0, profiles_dir),
     STR("quotas", K_PATH, 0, quotas),
     STR("crl_policy", K_PATH, 0, crl_policy),
+    STR("bounds", K_PATH, 0, bounds),
     {NULL, K_STR, 0, 0, 0, 0, 0},
 };
 static const struct key tls_keys[] = {
@@ -75,6 +76,11 @@ static const struct key limit_keys[] = {
     UINT("per_ip_connections", per_ip_connections, 0, 65536),
     UINT("timeout_s", timeout_s, 1, 3600),
     UINT("refusals_per_minute", refusals_per_minute, 0, 100000),
+    UINT("handshake_timeout_s", handshake_timeout_s, 1, 3600),
+    UINT("unauthenticated_connections", unauthenticated_connections, 0, 65536),
+    UINT("per_ip_unauthenticated", per_ip_unauthenticated, 0, 65536),
+    UINT("refusal_entries_per_second", refusal_entries_per_second, 0, 100000),
+    UINT("extract_max_entries", extract_max_entries, 100, 1000000),
     {NULL, K_STR, 0, 0, 0, 0, 0},
 };
 
@@ -92,6 +98,11 @@ hsmcad_config_defaults(struct hsmcad_config *c)
     c->per_ip_connections = 0;
     c->timeout_s = 30;
     c->refusals_per_minute = 60;
+    c->handshake_timeout_s = 5;
+    c->unauthenticated_connections = 0; /* three quarters of connections */
+    c->per_ip_unauthenticated = 128;
+    c->refusal_entries_per_second = 10;
+    c->extract_max_entries = 10000;
 }
 
 static enum hsmca_err

@@ -31,6 +31,7 @@ struct hsmcad_config {
     char crl_policy[HSMCA_PATH_MAX + 1]; /* policies/crl.json; "" = built-in CRL defaults */
     char publish_host[64]; /* the plain-HTTP CRL/CA listener; "" = off (docs/revocation.md) */
     unsigned publish_port; /* 0 = any free port (tests) */
+    char bounds[HSMCA_PATH_MAX + 1]; /* policies/bounds.json; "" = the built-in caps */
     char tls_cert[HSMCA_PATH_MAX + 1];
     char tls_key[HSMCA_PATH_MAX + 1];
     char tls_client_ca[HSMCA_PATH_MAX + 1];
@@ -50,7 +51,16 @@ struct hsmcad_config {
     unsigned connections;         /* open connections at once */
     unsigned per_ip_connections;  /* per client address; 0 = no per-address limit */
     unsigned timeout_s;           /* idle connection timeout */
-    unsigned refusals_per_minute; /* audited refusals per client certificate and minute */
+    unsigned refusals_per_minute; /* audited refusals per client and minute */
+    /* docs/hardening.md: connections not yet authenticated get handshake_timeout_s; at most
+     * unauthenticated_connections of them (0 = three quarters of connections) and
+     * per_ip_unauthenticated per address (0 = no cap), the oldest evicted beyond; at most
+     * refusal_entries_per_second refusal entries in all, the rest counted in summaries */
+    unsigned handshake_timeout_s;
+    unsigned unauthenticated_connections;
+    unsigned per_ip_unauthenticated;
+    unsigned refusal_entries_per_second;
+    unsigned extract_max_entries; /* requested entries per GET /v1/audit/extract (Link: next) */
     int allow_root;               /* serve with effective uid 0 (refused unless true) */
 };
 

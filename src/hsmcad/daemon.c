@@ -9,20 +9,41 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
+#include "hsmca/audit.h"
 #include "hsmca/log.h"
 
 #include "hsmcad.h"
 
 #define LIM_SLOTS 4096
 
+#define LIM_CODES 16
+
 struct lim_slot {
     char client[80];
     int64_t minute;
     unsigned count;
+    uint64_t period; /* the summary period in which it last had a refusal only counted */
+};
+
+/* Refusals only counted since the last summary entry, by code. */
+struct lim_summary {
+    uint64_t suppressed, clients, other;
+    int64_t since_ms;
+    struct {
+        enum hsmca_err code;
+        uint64_t n;
+    } codes[LIM_CODES];
+    unsigned ncodes;
 };
 
 struct hsmcad_limiter {
     struct lim_slot s[LIM_SLOTS];
+    int64_t second; /* the global bound's current second */
+    unsigned in_second;
+    uint64_t period; /* summary periods so far */
+    struct lim_summary sum;
 };
 
 int64_t
@@ -82,15 +103,39 @@ fnv(const char *s)
     return h;
 }
 
-int
-hsmcad_refusal_allowed(struct hsmcad *d, const char *client)
+/* Under lim_mu: count a refusal that gets no entry of its own. */
+static void
+suppress(struct hsmcad_limiter *l, struct lim_slot *s, enum hsmca_err code, int64_t now)
 {
-    int64_t minute = hsmcad_now_ms() / 60000;
+    struct lim_summary *m = &l->sum;
+    unsigned i;
+
+    if (m->suppressed++ == 0)
+        m->since_ms = now;
+    if (s->period != l->period + 1) {
+        s->period = l->period + 1;
+        m->clients++;
+    }
+    for (i = 0; i < m->ncodes && m->codes[i].code != code; i++)
+        ;
+    if (i == m->ncodes && m->ncodes < LIM_CODES) {
+        m->codes[i].code = code;
+        m->codes[i].n = 0;
+        m->ncodes++;
+    }
+    if (i < m->ncodes)
+        m->codes[i].n++;
+    else
+        m->other++;
+}
+
+int
+hsmcad_refusal_allowed(struct hsmcad *d, const char *client, enum hsmca_err code)
+{
+    int64_t now = hsmcad_now_ms(), minute = now / 60000;
     struct lim_slot *s;
     int ok;
 
-    if (d->cfg.refusals_per_minute == 0)
-        return 0;
     pthread_mutex_lock(&d->lim_mu);
     if (d->lim == NULL)
         d->lim = calloc(1, sizeof(*d->lim));
@@ -105,11 +150,77 @@ hsmcad_refusal_allowed(struct hsmcad *d, const char *client)
         s->minute = minute;
         s->count = 0;
     }
-    ok = s->count < d->cfg.refusals_per_minute;
-    if (ok)
+    if (d->lim->second != now / 1000) {
+        d->lim->second = now / 1000;
+        d->lim->in_second = 0;
+    }
+    /* per client and minute, and for all clients together per second */
+    ok = s->count < d->cfg.refusals_per_minute &&
+         d->lim->in_second < d->cfg.refusal_entries_per_second;
+    if (ok) {
         s->count++;
+        d->lim->in_second++;
+    } else {
+        suppress(d->lim, s, code, now);
+    }
     pthread_mutex_unlock(&d->lim_mu);
     return ok;
+}
+
+static void
+summary_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
+{
+    (void)arg;
+    (void)receipt;
+    if (rc != HSMCA_OK)
+        hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "refusal-summary-lost", "code=%s", hsmca_err_code(rc));
+}
+
+void
+hsmcad_flush_refusals(struct hsmcad *d, int force)
+{
+    struct lim_summary m;
+    json_t *det, *codes;
+    char *txt = NULL;
+    unsigned i;
+    struct hsmca_audit_event ev;
+
+    pthread_mutex_lock(&d->lim_mu);
+    /* one summary a minute at most: when the minute of its first counted refusal has ended */
+    if (d->lim == NULL || d->lim->sum.suppressed == 0 ||
+        (!force && d->lim->sum.since_ms / 60000 == hsmcad_now_ms() / 60000)) {
+        pthread_mutex_unlock(&d->lim_mu);
+        return;
+    }
+    m = d->lim->sum;
+    memset(&d->lim->sum, 0, sizeof(d->lim->sum));
+    d->lim->period++;
+    pthread_mutex_unlock(&d->lim_mu);
+    codes = json_object();
+    for (i = 0; codes != NULL && i < m.ncodes; i++)
+        json_object_set_new(codes, hsmca_err_code(m.codes[i].code),
+                            json_integer((json_int_t)m.codes[i].n));
+    if (codes != NULL && m.other > 0)
+        json_object_set_new(codes, "other", json_integer((json_int_t)m.other));
+    det = json_pack("{s:I, s:I, s:o, s:I, s:I}", "suppressed", (json_int_t)m.suppressed, "clients",
+                    (json_int_t)m.clients, "codes", codes, "since_ms", (json_int_t)m.since_ms,
+                    "until_ms", (json_int_t)hsmcad_now_ms());
+    if (det != NULL)
+        txt = json_dumps(det, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(det);
+    memset(&ev, 0, sizeof(ev));
+    ev.actor = "hsmcad";
+    ev.role = "system";
+    ev.action = "http.refuse.summary";
+    ev.target = "";
+    ev.outcome = "refused";
+    ev.detail_json = txt;
+    ev.kid = "";
+    if (txt == NULL || d->audit == NULL ||
+        hsmca_audit_submit(d->audit, &ev, NULL, NULL, summary_done, NULL) != HSMCA_OK)
+        hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "refusal-summary-lost", "suppressed=%llu",
+                  (unsigned long long)m.suppressed);
+    free(txt);
 }
 
 /* Under cas_mu. quiet: an absent token is not logged (tokens.c re-tries every second and logs

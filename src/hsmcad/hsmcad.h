@@ -23,6 +23,7 @@
 #include "hsmca/token.h"
 
 #include "auth.h"
+#include "bounds.h"
 #include "config.h"
 #include "metrics.h"
 
@@ -73,6 +74,7 @@ struct hsmcad {
 
     struct hsmca_quorum *quorum;
     struct hsmca_issue_quotas *quotas;
+    struct hsmcad_bounds bounds; /* caps on time bounds (policies/bounds.json) */
     struct hsmca_issuer *issuer;
     struct hsmca_store *quorum_ro; /* the quorum module's read handle (it serialises itself) */
     struct hsmca_crl_policies *crl_policies; /* policies/crl.json (or the built-in defaults) */
@@ -182,9 +184,16 @@ void hsmcad_publish_stop(struct hsmcad_publish *p);
 int64_t hsmcad_now_ms(void);
 
 /*
- * May another refusal by client (a principal name or "anon:<address>") be audited now? At most
- * cfg.refusals_per_minute per client and minute; beyond that refusals are only counted.
+ * May another refusal (code) by client (a principal name or "anon:<address>") be audited now? At
+ * most cfg.refusals_per_minute per client and minute, and cfg.refusal_entries_per_second for all
+ * clients together; beyond that refusals are only counted, by code, until the next summary.
  */
-int hsmcad_refusal_allowed(struct hsmcad *d, const char *client);
+int hsmcad_refusal_allowed(struct hsmcad *d, const char *client, enum hsmca_err code);
+
+/* Write one http.refuse.summary entry for the refusals only counted since the last one (none if
+ * there were none): how many, from how many clients, by code. Called each second by main.c; it
+ * writes once the minute of the first counted refusal has ended, or at once with force (at stop).
+ */
+void hsmcad_flush_refusals(struct hsmcad *d, int force);
 
 #endif

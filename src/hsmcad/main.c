@@ -203,6 +203,7 @@ keeper_run(void *arg)
         if (k->d->issuer != NULL)
             hsmca_issuer_flush_refusals(k->d->issuer);
         hsmcad_crl_tick(k->d);
+        hsmcad_flush_refusals(k->d, 0);
         hsmcad_close_ended_windows(k->d);
         hsmcad_tokens_check(k->d, 0);
         pthread_mutex_lock(&k->mu);
@@ -311,6 +312,12 @@ main(int argc, char **argv)
     rc = hsmcad_roles_load(d->cfg.roles, &d->roles, why, sizeof(why));
     if (rc != HSMCA_OK) {
         start_fail("roles", rc, why);
+        goto out;
+    }
+    hsmcad_bounds_defaults(&d->bounds);
+    if (d->cfg.bounds[0] != '\0' &&
+        (rc = hsmcad_bounds_load(d->cfg.bounds, &d->bounds, why, sizeof(why))) != HSMCA_OK) {
+        start_fail("bounds", rc, why);
         goto out;
     }
     if (check_only) {
@@ -570,6 +577,7 @@ out:
         pthread_join(keeper.th, NULL);
     }
     if (d != NULL) {
+        hsmcad_flush_refusals(d, 1); /* counted refusals are summarised before the log closes */
         hsmcad_deactivate_all(d);
         for (i = 0; i < d->ncas; i++)
             hsmca_issue_ca_free(d->cas[i].ica);

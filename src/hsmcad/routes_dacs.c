@@ -246,6 +246,13 @@ hsmcad_h_dac(struct hsmcad_req *r)
         pre_refuse(r, HSMCA_E_HTTP_BAD_QUERY, "the only query parameter is dry_run=true|false");
         return;
     }
+    /* an empty key would turn idempotency off, and of two keys only the first would count */
+    if (hsmcad_req_header_count(r, "Idempotency-Key") > 1 ||
+        (key != NULL && (key[0] == '\0' || strlen(key) > HSMCA_REQUEST_ID_MAX))) {
+        pre_refuse(r, HSMCA_E_HTTP_IDEMPOTENCY_KEY,
+                   "send Idempotency-Key once, with 1 to 128 characters of [A-Za-z0-9._~:@+=-]");
+        return;
+    }
     if (ica == NULL) {
         pre_refuse(r, HSMCA_E_HTTP_CA_NOT_FOUND, "no PAI with that id issues DACs here");
         return;
@@ -269,6 +276,11 @@ hsmcad_h_dac(struct hsmcad_req *r)
     } else {
         rq.csr = b;
         rq.csr_len = blen;
+    }
+    if (rid != NULL && rid[0] == '\0') { /* as an empty Idempotency-Key: never "none" */
+        pre_refuse(r, HSMCA_E_ISSUE_REQUEST_ID_INVALID,
+                   "request_id must not be empty; leave it out for a request without one");
+        goto out;
     }
     if (key != NULL && rid != NULL && strcmp(key, rid) != 0) {
         pre_refuse(r, HSMCA_E_HTTP_BAD_REQUEST,

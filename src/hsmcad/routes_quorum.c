@@ -17,6 +17,7 @@
 #include "hsmca/quorum.h"
 
 #include "hsmcad.h"
+#include "problem.h"
 #include "routes.h"
 
 #define REQUEST_TTL_DEFAULT_S 3600
@@ -121,6 +122,43 @@ who_of(struct hsmcad_req *r, struct hsmca_quorum_principal *w)
     w->key_sha256 = hsmcad_req_spki_sha256(r);
 }
 
+/* A refusal naming the cap (policies/bounds.json) in its detail and as cap_s. */
+static void
+refuse_bound(struct hsmcad_req *r, uint64_t cap_s, const char *what, const char *key)
+{
+    char detail[256];
+    json_t *p;
+
+    snprintf(detail, sizeof(detail), "%s is capped at %llu s (policies/bounds.json %s)", what,
+             (unsigned long long)cap_s, key);
+    p = hsmcad_problem_object(HSMCA_E_HTTP_TIME_BOUND, detail, hsmcad_req_id(r));
+    if (p != NULL)
+        json_object_set_new(p, "cap_s", json_integer((json_int_t)cap_s));
+    hsmcad_reply_problem_json(r, HSMCA_E_HTTP_TIME_BOUND, p);
+}
+
+/* 1 (and the reply made) when the request asks for a time bound beyond its cap. */
+static int
+beyond_bounds(struct hsmcad_req *r, struct hsmcad *d, const char *op, json_t *params,
+              json_int_t ttl_s)
+{
+    json_t *until = json_object_get(params, "until");
+
+    if ((uint64_t)ttl_s > d->bounds.request_ttl_max_s) {
+        refuse_bound(r, d->bounds.request_ttl_max_s, "a quorum request's ttl_s",
+                     "quorum_request.ttl_max_s");
+        return 1;
+    }
+    if (strcmp(op, "ca.activate") == 0 && json_is_integer(until) &&
+        json_integer_value(until) > hsmcad_now_ms() &&
+        (uint64_t)(json_integer_value(until) - hsmcad_now_ms()) / 1000 > d->bounds.window_max_s) {
+        refuse_bound(r, d->bounds.window_max_s, "an activation window (until - now)",
+                     "ca.activate.window_max_s");
+        return 1;
+    }
+    return 0;
+}
+
 void
 hsmcad_h_request_create(struct hsmcad_req *r)
 {
@@ -150,6 +188,8 @@ hsmcad_h_request_create(struct hsmcad_req *r)
                              "expected {\"op\": string, \"params\": object, \"ttl_s\"?: 1..86400}");
         goto out;
     }
+    if (beyond_bounds(r, d, op, params, ttl_s))
+        goto out;
     params_s = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
     if (params_s == NULL) {
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);

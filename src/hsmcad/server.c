@@ -14,12 +14,14 @@
 #include <gnutls/x509.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +34,7 @@
 #include "hsmca/log.h"
 #include "hsmca/util.h"
 
+#include "gate.h"
 #include "hsmcad.h"
 #include "http_parse.h"
 #include "problem.h"
@@ -55,13 +58,20 @@ struct hsmcad_server {
     int stopping;
     unsigned suspended; /* requests parked on other threads */
     uint64_t next_id;
+    struct hsmcad_gate *gate; /* connections not yet authenticated (gate.h) */
 };
+
+/* Query parameters a request may carry: the routes take at most six, and libmicrohttpd's
+ * connection pool cannot hold a few hundred (it closed the connection without a reply). */
+#define QUERY_PARAMS_MAX 32
 
 /* Per connection: who the peer is, decided once per TLS session. */
 struct conn_ctx {
     int checked;
     const struct hsmcad_principal *who; /* borrowed from the roles table */
-    char client[80];                    /* principal name, or "anon:<fingerprint prefix>" */
+    char client[80];                    /* principal name, or "anon:<client address>" */
+    char presented[65]; /* SHA-256 prefix of an unverified or unbound certificate, or "" */
+    struct hsmcad_gate_node gate;
     int have_spki;
     unsigned char spki_sha256[32];
 };
@@ -92,6 +102,8 @@ struct hsmcad_req {
     struct {
         char name[40], value[HDR_VALUE_MAX + 1];
     } hdr[HDR_MAX];
+    struct hsmcad_stream *stream; /* a streamed body (hsmcad_reply_stream) instead of resp */
+    uint64_t stream_size;
     char allow[32]; /* methods of the path, for a 405 */
     /* audit */
     char target[HSMCA_REQUEST_ID_MAX + 16];
@@ -103,6 +115,7 @@ struct hsmcad_req {
     void (*later)(struct hsmcad_req *, void *, int);
     void *later_arg;
     int whole;               /* the request, body and all, has been read */
+    int query_overflow;      /* more than QUERY_PARAMS_MAX query parameters (dropped unparsed) */
     gnutls_session_t corked; /* the reply is held in the TLS layer until completed() */
     int fd;
 };
@@ -137,6 +150,32 @@ const char *
 hsmcad_req_header(struct hsmcad_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+struct hcount {
+    const char *name;
+    unsigned n;
+};
+
+static enum MHD_Result
+hcount_one(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct hcount *h = cls;
+
+    (void)kind;
+    (void)value;
+    if (key != NULL && strcasecmp(key, h->name) == 0)
+        h->n++;
+    return MHD_YES;
+}
+
+unsigned
+hsmcad_req_header_count(struct hsmcad_req *r, const char *name)
+{
+    struct hcount h = {name, 0};
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, hcount_one, &h);
+    return h.n;
 }
 
 const char *
@@ -215,9 +254,45 @@ hsmcad_req_id(struct hsmcad_req *r)
     return r->id;
 }
 
+static void
+stream_free_cb(void *cls)
+{
+    struct hsmcad_stream *st = cls;
+
+    if (st == NULL)
+        return;
+    if (st->free != NULL)
+        st->free(st->arg);
+    free(st);
+}
+
+static ssize_t
+stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct hsmcad_stream *st = cls;
+    ssize_t n = st->read(st->arg, pos, buf, max);
+
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return n;
+}
+
+void
+hsmcad_reply_stream(struct hsmcad_req *r, int status, const char *ctype, uint64_t size,
+                    struct hsmcad_stream *st)
+{
+    hsmcad_reply(r, status, ctype, NULL, 0);
+    r->stream = st;
+    r->stream_size = size;
+}
+
 void
 hsmcad_reply(struct hsmcad_req *r, int status, const char *ctype, char *body, size_t len)
 {
+    stream_free_cb(r->stream);
+    r->stream = NULL;
     free(r->resp);
     r->status = status;
     r->resp_ctype = ctype;
@@ -397,7 +472,6 @@ identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx
     char hex[65];
 
     cc->checked = 1;
-    snprintf(cc->client, sizeof(cc->client), "anon:no-certificate");
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
     if (ci == NULL || ci->tls_session == NULL)
         return;
@@ -408,7 +482,7 @@ identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx
     if (EVP_Digest(peers[0].data, peers[0].size, fp, &fl, EVP_sha256(), NULL) != 1)
         return;
     hsmca_hex_encode(fp, 16, hex, sizeof(hex));
-    snprintf(cc->client, sizeof(cc->client), "anon:%s", hex);
+    snprintf(cc->presented, sizeof(cc->presented), "%s", hex);
     if (gnutls_certificate_verify_peers2(s, &status) != GNUTLS_E_SUCCESS || status != 0) {
         hsmca_log(HSMCA_LOG_INFO, "hsmcad", "client-cert-rejected", "fp=%s status=0x%x", hex,
                   status);
@@ -426,20 +500,55 @@ identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx
         OPENSSL_free(spki);
         X509_free(x);
     }
-    if (cc->who != NULL)
+    if (cc->who != NULL) {
         snprintf(cc->client, sizeof(cc->client), "%s", cc->who->name);
+        /* out of the gate, and the whole idle timeout from now on */
+        hsmcad_gate_authenticated(srv->gate, &cc->gate);
+        (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, srv->d->cfg.timeout_s);
+    }
 }
 
 static void
 notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                   enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
-    (void)conn;
+    struct hsmcad_server *srv = cls;
+    struct conn_ctx *cc;
+
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(struct conn_ctx));
+        const union MHD_ConnectionInfo *ai, *fi;
+        char ip[INET6_ADDRSTRLEN] = "?";
+        unsigned ev;
+
+        cc = calloc(1, sizeof(*cc));
+        *socket_context = cc;
+        if (cc == NULL)
+            return;
+        ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ai != NULL && ai->client_addr != NULL) {
+            const struct sockaddr *sa = ai->client_addr;
+
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, ip,
+                          sizeof(ip));
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, ip,
+                          sizeof(ip));
+        }
+        snprintf(cc->client, sizeof(cc->client), "anon:%s", ip);
+        ev = hsmcad_gate_open(srv->gate, &cc->gate, fi != NULL ? fi->connect_fd : -1,
+                              ai != NULL ? ai->client_addr : NULL);
+        if (ev > 0)
+            hsmca_log(HSMCA_LOG_DEBUG, "hsmcad", "connection-evicted", "n=%u by=%s", ev, ip);
+        /* until it authenticates, the connection has the handshake's deadline */
+        (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                        srv->d->cfg.handshake_timeout_s);
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        free(*socket_context);
+        cc = *socket_context;
+        if (cc != NULL)
+            hsmcad_gate_close(srv->gate, &cc->gate);
+        free(cc);
         *socket_context = NULL;
     }
 }
@@ -480,7 +589,9 @@ audit_request(struct hsmcad_req *r)
 
     if (d->audit == NULL)
         return -1;
-    if (refused && !hsmcad_refusal_allowed(d, r->cc != NULL ? r->cc->client : "anon:?"))
+    /* refusals of a client are limited by its principal, or by its address while it has none:
+     * never by a certificate nobody verified */
+    if (refused && !hsmcad_refusal_allowed(d, r->cc != NULL ? r->cc->client : "anon:?", r->err))
         return -1;
     snprintf(action, sizeof(action), "%s%s", r->rt != NULL ? r->rt->action : "http.unmatched",
              refused ? ".refuse" : "");
@@ -501,6 +612,9 @@ audit_request(struct hsmcad_req *r)
         det = refused ? json_pack("{s:s, s:i, s:s}", "code", hsmca_err_code(r->err), "status",
                                   r->status, "input_sha256", hex)
                       : json_pack("{s:i}", "status", r->status);
+        if (refused && det != NULL && r->cc != NULL && r->cc->who == NULL &&
+            r->cc->presented[0] != '\0')
+            json_object_set_new(det, "presented_cert_sha256_prefix", json_string(r->cc->presented));
     }
     if (det != NULL)
         det_s = json_dumps(det, JSON_COMPACT | JSON_SORT_KEYS);
@@ -569,6 +683,11 @@ uncork_reply(struct hsmcad_req *r)
         (void)poll(&pfd, 1, 100);
     }
     r->corked = NULL;
+    /* libmicrohttpd corked the socket (TCP_CORK) for the header and, the body written, pushed
+     * with TCP_NODELAY: that pushes what the kernel holds then, and GnuTLS held it all. What the
+     * uncork above wrote would wait for the kernel's 200 ms cork timer; uncork the socket to send
+     * it now. libmicrohttpd still believes the socket corked, so it never corks it again. */
+    (void)setsockopt(r->fd, IPPROTO_TCP, TCP_CORK, &(int){0}, sizeof(int));
 }
 
 static enum MHD_Result
@@ -582,11 +701,20 @@ send_reply(struct hsmcad_req *r)
         hsmcad_reply_problem(r, HSMCA_E_INTERNAL, "the handler produced no reply");
     if (r->status == 401 && !has_header(r, "WWW-Authenticate"))
         hsmcad_reply_header(r, "WWW-Authenticate", HSMCAD_AUTH_SCHEME " realm=\"hsmca\"");
-    resp = MHD_create_response_from_buffer(r->resp_len, r->resp != NULL ? r->resp : (void *)"",
-                                           MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL)
-        return MHD_NO;
-    r->resp = NULL; /* owned by the response now */
+    if (r->stream != NULL) {
+        /* read 64 KiB at a time, as the client takes it: constant memory whatever the size */
+        resp = MHD_create_response_from_callback(r->stream_size, 65536, stream_cb, r->stream,
+                                                 stream_free_cb);
+        if (resp == NULL)
+            return MHD_NO;
+        r->stream = NULL; /* the response frees it now */
+    } else {
+        resp = MHD_create_response_from_buffer(r->resp_len, r->resp != NULL ? r->resp : (void *)"",
+                                               MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL)
+            return MHD_NO;
+        r->resp = NULL; /* owned by the response now */
+    }
     if (r->resp_ctype != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_ctype);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -601,7 +729,8 @@ send_reply(struct hsmcad_req *r)
     }
     if (r->status == 405 && r->allow[0] != '\0')
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    cork_reply(r, r->resp_len);
+    if (r->stream_size == 0)
+        cork_reply(r, r->resp_len);
     ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     r->state = RS_DONE;
@@ -653,7 +782,7 @@ first_call(struct hsmcad_server *srv, struct hsmcad_req *r, const char *url, con
 
     r->rt = route(r, method, url, &mismatch);
     if (r->cc == NULL || r->cc->who == NULL) {
-        int none = r->cc != NULL && strcmp(r->cc->client, "anon:no-certificate") == 0;
+        int none = r->cc != NULL && r->cc->presented[0] == '\0';
 
         refuse(r, HSMCA_E_HTTP_UNAUTHENTICATED,
                none ? "no client certificate was presented"
@@ -665,6 +794,10 @@ first_call(struct hsmcad_server *srv, struct hsmcad_req *r, const char *url, con
             r, "WWW-Authenticate",
             none ? HSMCAD_AUTH_SCHEME " realm=\"hsmca\", error=\"certificate_required\""
                  : HSMCAD_AUTH_SCHEME " realm=\"hsmca\", error=\"certificate_unknown\"");
+        return -1;
+    }
+    if (r->query_overflow) {
+        refuse(r, HSMCA_E_HTTP_QUERY_TOO_LARGE, NULL);
         return -1;
     }
     if (r->rt == NULL) {
@@ -716,6 +849,48 @@ first_call(struct hsmcad_server *srv, struct hsmcad_req *r, const char *url, con
     return 0;
 }
 
+static struct hsmcad_req *
+req_new(struct hsmcad_server *srv, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci;
+    struct hsmcad_req *r = calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->srv = srv;
+    r->conn = conn;
+    r->t0_us = hsmca_mono_us();
+    r->rt_index = hsmcad_nroutes;
+    snprintf(r->id, sizeof(r->id), "urn:hsmca:request:%llu",
+             (unsigned long long)__atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED));
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->cc = ci != NULL ? ci->socket_context : NULL;
+    return r;
+}
+
+/* Called with the request line's URI before libmicrohttpd parses its query. Too many parameters
+ * would exhaust the connection's pool (libmicrohttpd then closes without a reply), so the query is
+ * cut off here, in libmicrohttpd's own buffer, and the request is refused with a 414 once it
+ * reaches the access handler. Allocates the request (libmicrohttpd hands it in as req_cls). */
+static void *
+uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct hsmcad_server *srv = cls;
+    struct hsmcad_req *r = req_new(srv, conn);
+    char *q = strchr(uri, '?');
+    unsigned n = 0;
+
+    if (r == NULL || q == NULL)
+        return r;
+    for (const char *p = q + 1; *p != '\0'; p++)
+        n += *p == '&' || *p == ';';
+    if (n + 1 > QUERY_PARAMS_MAX) {
+        r->query_overflow = 1;
+        q[1] = '\0'; /* the buffer is libmicrohttpd's and writable; it parses from q + 1 */
+    }
+    return r;
+}
+
 static enum MHD_Result
 access_handler(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                const char *version, const char *upload_data, size_t *upload_data_size,
@@ -726,19 +901,12 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
 
     (void)version;
     if (r == NULL) {
-        const union MHD_ConnectionInfo *ci;
-
-        r = calloc(1, sizeof(*r));
+        r = req_new(srv, conn);
         if (r == NULL)
             return MHD_NO;
         *req_cls = r;
-        r->srv = srv;
-        r->conn = conn;
-        r->t0_us = hsmca_mono_us();
-        snprintf(r->id, sizeof(r->id), "urn:hsmca:request:%llu",
-                 (unsigned long long)__atomic_add_fetch(&srv->next_id, 1, __ATOMIC_RELAXED));
-        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        r->cc = ci != NULL ? ci->socket_context : NULL;
+    }
+    if (r->state == RS_NEW) {
         if (r->cc != NULL && !r->cc->checked)
             identify(srv, conn, r->cc);
         if (first_call(srv, r, url, method) != 0)
@@ -809,8 +977,10 @@ completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         r->later(r, r->later_arg, 0);
     if (r->corked != NULL)
         uncork_reply(r);
-    hsmcad_metrics_request(srv->d->metrics, r->rt_index, r->status != 0 ? r->status : 500,
-                           hsmca_mono_us() - r->t0_us);
+    if (r->state != RS_NEW) /* else libmicrohttpd refused it before the handler (431, 414) */
+        hsmcad_metrics_request(srv->d->metrics, r->rt_index, r->status != 0 ? r->status : 500,
+                               hsmca_mono_us() - r->t0_us);
+    stream_free_cb(r->stream);
     free(r->body);
     free(r->resp);
     free(r->detail);
@@ -833,6 +1003,22 @@ static void __attribute__((format(printf, 2, 0))) mhd_log(void *cls, const char 
               hsmca_log_escape(msg, n, esc, sizeof(esc)));
 }
 
+/* Each connection is a descriptor: let the process hold the configured number of connections and
+ * its files (raising the soft limit up to the hard one; a lower hard limit is logged). */
+static void
+raise_fd_limit(unsigned connections)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)connections + 256;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+        hsmca_log(HSMCA_LOG_WARN, "hsmcad", "fd-limit-low", "nofile=%llu wanted=%llu",
+                  (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
 enum hsmca_err
 hsmcad_server_start(struct hsmcad *d, const char *cert_pem, const char *key_pem, const char *ca_pem,
                     struct hsmcad_server **out, unsigned *port_out)
@@ -845,6 +1031,7 @@ hsmcad_server_start(struct hsmcad *d, const char *cert_pem, const char *key_pem,
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_EPOLL;
     const union MHD_DaemonInfo *di;
+    unsigned pending_max;
 
     memset(&ss, 0, sizeof(ss));
     if (inet_pton(AF_INET, d->cfg.listen_host, &s4->sin_addr) == 1) {
@@ -869,6 +1056,16 @@ hsmcad_server_start(struct hsmcad *d, const char *cert_pem, const char *key_pem,
     if (srv == NULL)
         return HSMCA_E_NOMEM;
     srv->d = d;
+    pending_max = d->cfg.unauthenticated_connections != 0 ? d->cfg.unauthenticated_connections
+                                                          : d->cfg.connections / 4 * 3;
+    if (pending_max == 0 || pending_max > d->cfg.connections)
+        pending_max = d->cfg.connections;
+    srv->gate = hsmcad_gate_new(pending_max, d->cfg.per_ip_unauthenticated);
+    if (srv->gate == NULL) {
+        free(srv);
+        return HSMCA_E_NOMEM;
+    }
+    raise_fd_limit(d->cfg.connections);
     srv->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
@@ -878,17 +1075,20 @@ hsmcad_server_start(struct hsmcad *d, const char *cert_pem, const char *key_pem,
         d->cfg.per_ip_connections, MHD_OPTION_CONNECTION_TIMEOUT, d->cfg.timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL, MHD_OPTION_NOTIFY_COMPLETED,
         completed, srv, MHD_OPTION_NOTIFY_CONNECTION, notify_connection, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, uri_seen, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+        MHD_OPTION_END);
     if (srv->mhd == NULL) {
         hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "listen-failed", "host=%s port=%u errno=%d",
                   d->cfg.listen_host, d->cfg.listen_port, errno);
+        hsmcad_gate_free(srv->gate);
         free(srv);
         return HSMCA_E_LISTEN;
     }
     di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     *port_out = di != NULL ? di->port : d->cfg.listen_port;
-    hsmca_log(HSMCA_LOG_INFO, "hsmcad", "listening", "host=%s port=%u threads=%u",
-              d->cfg.listen_host, *port_out, threads);
+    hsmca_log(HSMCA_LOG_INFO, "hsmcad", "listening",
+              "host=%s port=%u threads=%u connections=%u unauthenticated=%u", d->cfg.listen_host,
+              *port_out, threads, d->cfg.connections, pending_max);
     *out = srv;
     return HSMCA_OK;
 }
@@ -908,5 +1108,6 @@ hsmcad_server_stop(struct hsmcad_server *s, unsigned wait_ms)
     if (__atomic_load_n(&s->suspended, __ATOMIC_ACQUIRE) != 0)
         hsmca_log(HSMCA_LOG_WARN, "hsmcad", "stop-with-suspended", "n=%u", s->suspended);
     MHD_stop_daemon(s->mhd);
+    hsmcad_gate_free(s->gate);
     free(s);
 }

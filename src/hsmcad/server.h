@@ -59,6 +59,8 @@ const unsigned char *hsmcad_req_spki_sha256(struct hsmcad_req *r);
 const char *hsmcad_req_param(struct hsmcad_req *r, unsigned i);
 /* A request header or query argument (NULL if absent). Borrowed until the request ends. */
 const char *hsmcad_req_header(struct hsmcad_req *r, const char *name);
+/* How many times the request carries the header name (case-insensitive). */
+unsigned hsmcad_req_header_count(struct hsmcad_req *r, const char *name);
 const char *hsmcad_req_query(struct hsmcad_req *r, const char *name);
 /* Refuse query arguments other than the NULL-terminated allowed names (and repeated ones). */
 HSMCA_MUSTCHECK enum hsmca_err hsmcad_req_query_check(struct hsmcad_req *r,
@@ -85,6 +87,17 @@ void hsmcad_reply_problem(struct hsmcad_req *r, enum hsmca_err e, const char *de
 /* A problem object built by the caller (hsmcad_problem_object plus extension members; reference
  * taken) for code e. */
 void hsmcad_reply_problem_json(struct hsmcad_req *r, enum hsmca_err e, json_t *problem);
+/* A body produced piece by piece (constant memory): read copies up to max bytes at pos into buf and
+ * returns how many, 0 at the end, -1 on an error (the connection is then closed); free(arg) runs
+ * once the reply is done or dropped. */
+struct hsmcad_stream {
+    ssize_t (*read)(void *arg, uint64_t pos, char *buf, size_t max);
+    void (*free)(void *arg);
+    void *arg;
+};
+/* Reply status with a streamed body of size bytes; takes st (malloc'd) whatever happens. */
+void hsmcad_reply_stream(struct hsmcad_req *r, int status, const char *ctype, uint64_t size,
+                         struct hsmcad_stream *st);
 /* An extra response header (up to four per request, the same name replaces; name and value
  * copied, value <= 255 bytes). */
 void hsmcad_reply_header(struct hsmcad_req *r, const char *name, const char *value);

@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -387,54 +388,65 @@ hsmca_audit_extract(struct hsmca_audit *a, uint64_t from, uint64_t to, const cha
     return hsmca_audit_extract_store(audit_store(a), from, to, approvers_json, audit_cert(a), dir);
 }
 
-/* ---- ustar in memory ---- */
+/* ---- ustar, streamed from the bundle's files ---- */
 
-struct tarbuf {
-    unsigned char *p;
-    size_t len, cap;
+/* One member: its 512-byte header, then (files) the file's bytes and zero padding to 512. */
+struct tar_part {
+    unsigned char hdr[512];
+    char *path; /* NULL for a directory */
+    uint64_t size, off;
 };
 
-static int
-tar_grow(struct tarbuf *t, size_t more)
-{
-    size_t cap = t->cap ? t->cap : 65536;
-    unsigned char *np;
+struct hsmca_audit_tar {
+    char tmp[HSMCA_PATH_MAX]; /* the temporary directory, removed by hsmca_audit_tar_free */
+    struct tar_part *p;
+    size_t n, cap;
+    uint64_t total; /* members and the two zero blocks that end the archive */
+    size_t cur;     /* the part of the last read, and its open file */
+    int fd;
+};
 
-    if (more > TAR_MAX - t->len)
-        return -1;
-    while (cap < t->len + more)
-        cap *= 2;
-    if (cap == t->cap)
-        return 0;
-    np = realloc(t->p, cap);
-    if (np == NULL)
-        return -1;
-    t->p = np;
-    t->cap = cap;
-    return 0;
+static uint64_t
+part_len(const struct tar_part *t)
+{
+    return 512 + t->size + (512 - t->size % 512) % 512;
 }
 
 static enum hsmca_err
-tar_add(struct tarbuf *t, const char *name, int is_dir, const unsigned char *data, size_t len,
-        unsigned mode)
+tar_add(struct hsmca_audit_tar *t, const char *name, const char *path, uint64_t size, unsigned mode)
 {
+    struct tar_part *q;
     unsigned char *h;
     unsigned sum = 0;
-    size_t i, pad = (512 - len % 512) % 512;
+    size_t i;
 
     if (strlen(name) >= 100)
         return HSMCA_E_TOO_LARGE;
-    if (tar_grow(t, 512 + len + pad) != 0)
+    if (size > TAR_MAX || t->total > TAR_MAX)
+        return HSMCA_E_TOO_LARGE;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 32;
+        struct tar_part *np = realloc(t->p, cap * sizeof(*np));
+
+        if (np == NULL)
+            return HSMCA_E_NOMEM;
+        t->p = np;
+        t->cap = cap;
+    }
+    q = &t->p[t->n];
+    memset(q, 0, sizeof(*q));
+    if (path != NULL && (q->path = strdup(path)) == NULL)
         return HSMCA_E_NOMEM;
-    h = t->p + t->len;
-    memset(h, 0, 512);
+    q->size = size;
+    q->off = t->total;
+    h = q->hdr;
     memcpy(h, name, strlen(name));
     snprintf((char *)h + 100, 8, "%07o", mode);
     snprintf((char *)h + 108, 8, "%07o", 0);
     snprintf((char *)h + 116, 8, "%07o", 0);
-    snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)len);
+    snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)size);
     snprintf((char *)h + 136, 12, "%011o", 0);
-    h[156] = is_dir ? '5' : '0';
+    h[156] = path == NULL ? '5' : '0';
     memcpy(h + 257, "ustar", 6);
     memcpy(h + 263, "00", 2);
     memset(h + 148, ' ', 8);
@@ -442,32 +454,22 @@ tar_add(struct tarbuf *t, const char *name, int is_dir, const unsigned char *dat
         sum += h[i];
     snprintf((char *)h + 148, 8, "%06o", sum);
     h[155] = ' ';
-    t->len += 512;
-    if (len > 0)
-        memcpy(t->p + t->len, data, len);
-    memset(t->p + t->len + len, 0, pad);
-    t->len += len + pad;
+    t->n++;
+    t->total += part_len(q);
     return HSMCA_OK;
 }
 
 static enum hsmca_err
-tar_file(struct tarbuf *t, const char *dir, const char *rel, const char *top)
+tar_file(struct hsmca_audit_tar *t, const char *dir, const char *rel, const char *top)
 {
     char path[HSMCA_PATH_MAX + 256], name[256];
-    unsigned char *buf = NULL;
-    size_t len = 0;
     struct stat sb;
-    enum hsmca_err rc;
 
     snprintf(path, sizeof(path), "%s/%s", dir, rel);
     snprintf(name, sizeof(name), "%s/%s", top, rel);
-    if (stat(path, &sb) != 0)
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
         return HSMCA_E_IO;
-    rc = hsmca_read_file(path, TAR_MAX / 2, &buf, &len);
-    if (rc == HSMCA_OK)
-        rc = tar_add(t, name, 0, buf, len, (unsigned)(sb.st_mode & 0777));
-    free(buf);
-    return rc;
+    return tar_add(t, name, path, (uint64_t)sb.st_size, (unsigned)(sb.st_mode & 0777));
 }
 
 static void
@@ -494,50 +496,131 @@ rmtree(const char *dir)
     (void)rmdir(dir);
 }
 
+void
+hsmca_audit_tar_free(struct hsmca_audit_tar *t)
+{
+    size_t i;
+
+    if (t == NULL)
+        return;
+    if (t->fd >= 0)
+        close(t->fd);
+    for (i = 0; i < t->n; i++)
+        free(t->p[i].path);
+    free(t->p);
+    rmtree(t->tmp);
+    free(t);
+}
+
+uint64_t
+hsmca_audit_tar_size(const struct hsmca_audit_tar *t)
+{
+    return t != NULL ? t->total : 0;
+}
+
+ssize_t
+hsmca_audit_tar_read(struct hsmca_audit_tar *t, uint64_t pos, unsigned char *buf, size_t max)
+{
+    size_t done = 0;
+
+    if (t == NULL || buf == NULL || pos > t->total)
+        return -1;
+    while (done < max && pos < t->total) {
+        const struct tar_part *q;
+        uint64_t in;
+        size_t k;
+
+        /* reads are sequential: start from the part of the last read */
+        if (t->cur >= t->n || pos < t->p[t->cur].off) {
+            if (t->fd >= 0)
+                close(t->fd);
+            t->fd = -1;
+            t->cur = 0;
+        }
+        while (t->cur < t->n && pos >= t->p[t->cur].off + part_len(&t->p[t->cur])) {
+            if (t->fd >= 0)
+                close(t->fd);
+            t->fd = -1;
+            t->cur++;
+        }
+        if (t->cur == t->n) { /* the two zero blocks at the end */
+            k = (size_t)(t->total - pos) < max - done ? (size_t)(t->total - pos) : max - done;
+            memset(buf + done, 0, k);
+        } else {
+            q = &t->p[t->cur];
+            in = pos - q->off;
+            if (in < 512) {
+                k = 512 - (size_t)in < max - done ? 512 - (size_t)in : max - done;
+                memcpy(buf + done, q->hdr + in, k);
+            } else if (in < 512 + q->size) {
+                ssize_t got;
+
+                k = q->size - (in - 512) < max - done ? (size_t)(q->size - (in - 512)) : max - done;
+                if (t->fd < 0 && (t->fd = open(q->path, O_RDONLY | O_CLOEXEC)) < 0)
+                    return -1;
+                got = pread(t->fd, buf + done, k, (off_t)(in - 512));
+                if (got <= 0)
+                    return -1; /* the file shrank: the archive would lie */
+                k = (size_t)got;
+            } else {
+                uint64_t left = q->off + part_len(q) - pos;
+
+                k = left < max - done ? (size_t)left : max - done;
+                memset(buf + done, 0, k);
+            }
+        }
+        done += k;
+        pos += k;
+    }
+    return (ssize_t)done;
+}
+
 enum hsmca_err
-hsmca_audit_extract_tar(struct hsmca_audit *a, uint64_t from, uint64_t to,
-                        const char *approvers_json, unsigned char **out, size_t *out_len)
+hsmca_audit_extract_tar_open(struct hsmca_audit *a, uint64_t from, uint64_t to,
+                             const char *approvers_json, struct hsmca_audit_tar **out)
 {
     static const char *const fixed[] = {"README",         "manifest.json", "verify.sh",
                                         "entries.jsonl",  "audit.pub.pem", "audit.crt.pem",
                                         "approvers.json", "anchor.txt",    "anchor.sig"};
-    char tmp[HSMCA_PATH_MAX], bundle[HSMCA_PATH_MAX + 16], cps[HSMCA_PATH_MAX + 32];
-    char top[64], *names = NULL;
-    const char *base = getenv("TMPDIR");
-    struct tarbuf t = {NULL, 0, 0};
+    char bundle[HSMCA_PATH_MAX + 16], cps[HSMCA_PATH_MAX + 32];
+    const char *top = "hsmca-audit-extract", *base = getenv("TMPDIR");
+    struct hsmca_audit_tar *t;
     struct dirent *de;
     DIR *d = NULL;
     enum hsmca_err rc;
     size_t i;
 
-    if (a == NULL || out == NULL || out_len == NULL)
+    if (a == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    snprintf(tmp, sizeof(tmp), "%s/hsmca-extract-XXXXXX",
+    t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return HSMCA_E_NOMEM;
+    t->fd = -1;
+    snprintf(t->tmp, sizeof(t->tmp), "%s/hsmca-extract-XXXXXX",
              base != NULL && base[0] != '\0' && strlen(base) < 1024 ? base : "/tmp");
-    if (mkdtemp(tmp) == NULL)
+    if (mkdtemp(t->tmp) == NULL) {
+        t->tmp[0] = '\0';
+        hsmca_audit_tar_free(t);
         return HSMCA_E_IO;
-    snprintf(bundle, sizeof(bundle), "%s/b", tmp);
+    }
+    snprintf(bundle, sizeof(bundle), "%s/b", t->tmp);
     rc = hsmca_audit_extract(a, from, to, approvers_json, bundle);
-    if (rc != HSMCA_OK)
-        goto out;
-    snprintf(top, sizeof(top), "hsmca-audit-extract");
-    rc = tar_add(&t, "hsmca-audit-extract/", 1, NULL, 0, 0755);
+    if (rc == HSMCA_OK)
+        rc = tar_add(t, "hsmca-audit-extract/", NULL, 0, 0755);
     for (i = 0; rc == HSMCA_OK && i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         char p[HSMCA_PATH_MAX + 64];
 
         snprintf(p, sizeof(p), "%s/%s", bundle, fixed[i]);
         if (access(p, F_OK) == 0)
-            rc = tar_file(&t, bundle, fixed[i], top);
+            rc = tar_file(t, bundle, fixed[i], top);
     }
     if (rc == HSMCA_OK)
-        rc = tar_add(&t, "hsmca-audit-extract/checkpoints/", 1, NULL, 0, 0755);
-    if (rc != HSMCA_OK)
-        goto out;
-    snprintf(cps, sizeof(cps), "%s/checkpoints", bundle);
-    d = opendir(cps);
-    if (d == NULL) {
-        rc = HSMCA_E_IO;
-        goto out;
+        rc = tar_add(t, "hsmca-audit-extract/checkpoints/", NULL, 0, 0755);
+    if (rc == HSMCA_OK) {
+        snprintf(cps, sizeof(cps), "%s/checkpoints", bundle);
+        d = opendir(cps);
+        if (d == NULL)
+            rc = HSMCA_E_IO;
     }
     while (rc == HSMCA_OK && (de = readdir(d)) != NULL) {
         char rel[300];
@@ -545,25 +628,46 @@ hsmca_audit_extract_tar(struct hsmca_audit *a, uint64_t from, uint64_t to,
         if (de->d_name[0] == '.')
             continue;
         snprintf(rel, sizeof(rel), "checkpoints/%s", de->d_name);
-        rc = tar_file(&t, bundle, rel, top);
+        rc = tar_file(t, bundle, rel, top);
     }
-    if (rc != HSMCA_OK)
-        goto out;
-    if (tar_grow(&t, 1024) != 0) {
-        rc = HSMCA_E_NOMEM;
-        goto out;
-    }
-    memset(t.p + t.len, 0, 1024); /* two zero blocks end the archive */
-    t.len += 1024;
-    *out = t.p;
-    *out_len = t.len;
-    t.p = NULL;
-    rc = HSMCA_OK;
-out:
     if (d != NULL)
         closedir(d);
-    free(names);
-    free(t.p);
-    rmtree(tmp);
-    return rc;
+    if (rc != HSMCA_OK) {
+        hsmca_audit_tar_free(t);
+        return rc;
+    }
+    t->total += 1024; /* two zero blocks end the archive */
+    *out = t;
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_audit_extract_tar(struct hsmca_audit *a, uint64_t from, uint64_t to,
+                        const char *approvers_json, unsigned char **out, size_t *out_len)
+{
+    struct hsmca_audit_tar *t = NULL;
+    unsigned char *buf;
+    uint64_t size;
+    enum hsmca_err rc;
+
+    if (a == NULL || out == NULL || out_len == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = hsmca_audit_extract_tar_open(a, from, to, approvers_json, &t);
+    if (rc != HSMCA_OK)
+        return rc;
+    size = hsmca_audit_tar_size(t);
+    buf = size <= TAR_MAX ? malloc((size_t)size) : NULL;
+    if (buf == NULL) {
+        hsmca_audit_tar_free(t);
+        return HSMCA_E_NOMEM;
+    }
+    if (hsmca_audit_tar_read(t, 0, buf, (size_t)size) != (ssize_t)size) {
+        free(buf);
+        hsmca_audit_tar_free(t);
+        return HSMCA_E_IO;
+    }
+    hsmca_audit_tar_free(t);
+    *out = buf;
+    *out_len = (size_t)size;
+    return HSMCA_OK;
 }

@@ -3207,3 +3207,26 @@ out:
     env_view_clear(&e);
     return rc;
 }
+
+/* ---- parsers on their own (for the fuzz targets: tests/fuzz/fuzz_approval.c) ---- */
+
+enum hsmca_err
+hsmca_quorum_approval_check(const char *json, size_t len)
+{
+    struct appr_view a;
+    enum hsmca_err rc = appr_parse(json, len, &a);
+
+    if (rc == HSMCA_OK)
+        appr_view_clear(&a);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_quorum_policy_check(const char *text, size_t len, unsigned m, unsigned n)
+{
+    char *canon = NULL, hash[65];
+    enum hsmca_err rc = policy_canon(text, len, m, n, &canon, hash);
+
+    free(canon);
+    return rc;
+}

@@ -220,6 +220,9 @@ for i in 1 2 3 4; do
 done
 check "4 refusals from one client: 2 audited, the rest only counted" [ "$n" = 2 ]
 call none GET /v1/cas
+check "no certificate from the same address shares its budget (by address)" \
+    [ -z "$(header audit-receipt)" ]
+call admin DELETE /v1/cas
 check "another client has its own budget" [ -n "$(header audit-receipt)" ]
 stop_daemon
 

@@ -122,7 +122,7 @@ write_config() { # extra limits JSON members (optional), extra top-level members
             "pin_file": "audit.pin", "certificate": "audit.pub.pem", "origin": "hsmca/test",
             "checkpoint_entries": 50, "checkpoint_interval_s": 60},
   "limits": {"body_max": 65536, "batch_max": 1000, "threads": 4, "timeout_s": 10,
-             "refusals_per_minute": 1000${1:-}}
+             "refusals_per_minute": 1000, "refusal_entries_per_second": 100000${1:-}}
 }
 JSON
 }

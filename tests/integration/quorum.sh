@@ -61,7 +61,7 @@ cat > "$W/hsmcad.json" <<JSON
             "pin_file": "audit.pin", "certificate": "audit.pub.pem", "origin": "hsmca",
             "checkpoint_entries": 50, "checkpoint_interval_s": 60},
   "limits": {"body_max": 65536, "batch_max": 1000, "threads": 4, "timeout_s": 10,
-             "refusals_per_minute": 1000}
+             "refusals_per_minute": 1000, "refusal_entries_per_second": 100000}
 }
 JSON
 start_daemon

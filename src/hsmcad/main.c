@@ -3,7 +3,7 @@
  * main.c -- hsmcad: read the config, acquire everything (role bindings, TLS material, PKCS#11
  * module, audit token and key with the PIN from its mode-600 file, store, audit log on a verified
  * chain, CA tokens left logged out), serve until SIGTERM/SIGINT, then tear down in the order
- * PKCS11-NOTES.md demands: HTTP, audit, store, keys, tokens, module, OpenSSL.
+ * docs/pkcs11.md demands: HTTP, audit, store, keys, tokens, module, OpenSSL.
  * Never logs a PIN; exits non-zero with the reason when any start-up step fails.
  */
 #include <errno.h>

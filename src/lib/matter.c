@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * matter.c -- the Matter attestation rules (../shared/matter-rules.md) in code: format checks per
+ * matter.c -- the Matter attestation rules (docs/matter-rules.md) in code: format checks per
  * certificate type, VID/PID extraction with the legacy CN encoding, the DAC -> PAI -> PAA chain
  * verdicts of a commissioner, and the PAA/PAI/DAC builders that sign through token-backed keys
  * and validate every certificate before releasing it. Owns the per-PAI issuer context. Never

@@ -559,7 +559,7 @@ softhsm_paa_pai_dac_chain(void **state)
                          &ppai, &(struct hsmca_matter_ca_subject){"Vendor PAI", 1, 0, 0xFFF1, 0},
                          hsmca_key_public(kpai2), paa, hsmca_key_private(kpaa), now, serial, &pai2),
                      HSMCA_OK);
-    /* DER-exact CA extensions (rule sheet section 7) */
+    /* DER-exact CA extensions (chip-cert's profile, docs/matter-rules.md "Issuance rules") */
     plen = i2d_X509(pai, &pder);
     assert_true(plen > 0 && plen <= HSMCA_MATTER_CERT_MAX);
     assert_true(has_bytes(pder, (size_t)plen, "0603551d130101ff040830060101ff020100"));

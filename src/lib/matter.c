@@ -1387,7 +1387,7 @@ plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int 
         else
             pl->key_ok = 1;
     }
-    /* VID/PID the CSR carries in its subject must match the scope (DESIGN.md) */
+    /* VID/PID the CSR carries in its subject must match the scope (docs/design.md) */
     if (req != NULL) {
         struct hsmca_matter_vidpid cvp;
 

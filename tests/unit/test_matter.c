@@ -2,7 +2,7 @@
  *
  * test_matter.c -- the Matter validator and builders: hostile input first (unparsable and
  * oversized certificates, missing PAI/PAA, every VID/PID encoding rule of section 3), then the
- * CHIP test chains of ../shared/vectors/chip/attestation with the verdict the rule sheet predicts,
+ * CHIP test chains of ../shared/vectors/chip/attestation with its docs/matter-rules.md verdict,
  * then PAA -> PAI -> DAC built in SoftHSM: DER-exact extensions, scope refusals, the lint listing
  * every broken rule, `hsmca verify` and `openssl verify -x509_strict` on the result.
  */

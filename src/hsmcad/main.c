@@ -385,7 +385,7 @@ main(int argc, char **argv)
         goto out;
     }
     /* every 20 ms: each pass then copies and syncs a few hundred KiB of pages, not the MiBs that
-     * 200 ms gathered, whose sync held up the audit commit's fdatasync (README, performance) */
+     * 200 ms gathered, whose sync held up the audit commit's fdatasync (docs/performance.md) */
     rc = hsmca_store_checkpointer_start(d->store, d->cfg.store, 20, 8192, &d->ckpt);
     if (rc != HSMCA_OK) {
         start_fail("store: checkpointer", rc, d->cfg.store);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * audit.h -- the hash-chained audit log (design: ../shared/DESIGN.md "Audit log").
+ * audit.h -- the hash-chained audit log (design: docs/design.md "Audit log").
  *
  * Every entry is one line of compact JSON with sorted keys
  *   {"action","actor","detail","kid","outcome","prev","role","seq","target","time"}

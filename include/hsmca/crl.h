@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * crl.h -- certificate revocation lists signed by a CA key inside its token.
- * Builds RFC 5280 v2 CRLs with what Matter's revocation tooling reads (../shared/matter-rules.md
- * section 9): ecdsa-with-SHA256, AuthorityKeyIdentifier = the issuer's SKID, a CRL Number, a
+ * Builds RFC 5280 v2 CRLs with what Matter's revocation tooling reads (docs/matter-rules.md
+ * "Revocation"): ecdsa-with-SHA256, AuthorityKeyIdentifier = the issuer's SKID, a CRL Number, a
  * nextUpdate, reason codes, and optionally an IssuingDistributionPoint with one http(s) URI. Checks
  * a CRL the way a consumer does before hsmca publishes it.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * matter.h -- Matter device attestation certificates (PAA, PAI, DAC): the rules of
- * ../shared/matter-rules.md enforced in code, builders that sign through the token layer, a
+ * docs/matter-rules.md enforced in code, builders that sign through the token layer, a
  * per-PAI issuer context for the DAC hot path, a dry-run (lint) of a DAC request, and the chain
  * validator behind `hsmca verify`. Never signs a certificate that it would not accept itself, and
  * never copies a subject from a CSR.
@@ -78,7 +78,7 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_get_vidpid(X509 *x, struct hsmca_mat
                                                        struct hsmca_matter_verdict *v);
 
 /*
- * Sections 1-3 of the rule sheet for one certificate of type t (format only: no chain, no time).
+ * docs/matter-rules.md's C, N and per-type rules for one certificate of type t (no chain or time).
  * Returns HSMCA_OK, HSMCA_E_MATTER_FORMAT, HSMCA_E_MATTER_DN or HSMCA_E_MATTER_CERT_TOO_LARGE with
  * *v saying which rule failed (v must not be NULL).
  */

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * quorum.h -- m-of-n control of the CA tokens, enforced by cryptography (../shared/DESIGN.md
+ * quorum.h -- m-of-n control of the CA tokens, enforced by cryptography (docs/design.md
  * "Quorum"). Each CA token's user PIN is 32 random bytes, split m-of-n (Shamir) and sealed to the
  * approvers' public keys; it is never stored. A request is exact JSON bytes; an approval is a DER
  * ECDSA signature by an approver's token over SHA-256("hsmca-approval-v1\0" || bytes) carrying
  * the approver's shares re-sealed to the request's one-time key (whose private half lives only in
  * this process's memory). With enough valid approvals the operation runs, then the PINs it used
  * are rotated (C_SetPIN), re-split and re-sealed: a new epoch. Every request, approval, refusal
- * and execution is an audit entry (shapes fixed in CONTRACTS.md); every state change goes through
+ * and execution is an audit entry (docs/design.md); every state change goes through
  * hsmca_audit_append.
  *
  * JSON shapes (all produced by this module with sorted keys, compact):

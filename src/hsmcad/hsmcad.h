@@ -2,7 +2,7 @@
  *
  * hsmcad.h -- the daemon's shared state: config, role bindings, metrics, the PKCS#11 module and
  * tokens, the store handles and the core engines (audit, issuance, quorum). main.c builds it in
- * order and tears it down in reverse (PKCS11-NOTES.md); route handlers borrow it read-only except
+ * order and tears it down in reverse (docs/pkcs11.md); route handlers borrow it read-only except
  * through the engines' own thread-safe calls.
  */
 #ifndef HSMCAD_HSMCAD_H

@@ -3,7 +3,7 @@
  * main.c -- hsmcad: read the config, acquire everything (role bindings, TLS material, PKCS#11
  * module, audit token and key with the PIN from its mode-600 file, store, audit log on a verified
  * chain, CA tokens left logged out), serve until SIGTERM/SIGINT, then tear down in the order
- * PKCS11-NOTES.md demands: HTTP, audit, store, keys, tokens, module, OpenSSL.
+ * docs/pkcs11.md demands: HTTP, audit, store, keys, tokens, module, OpenSSL.
  * Never logs a PIN; exits non-zero with the reason when any start-up step fails.
  */
 #include <errno.h>
@@ -429,7 +429,7 @@ main(int argc, char **argv)
         goto out;
     }
     /* every 20 ms: each pass then copies and syncs a few hundred KiB of pages, not the MiBs that
-     * 200 ms gathered, whose sync held up the audit commit's fdatasync (README, performance) */
+     * 200 ms gathered, whose sync held up the audit commit's fdatasync (docs/performance.md) */
     rc = hsmca_store_checkpointer_start(d->store, d->cfg.store, 20, 8192, &d->ckpt);
     if (rc != HSMCA_OK) {
         start_fail("store: checkpointer", rc, d->cfg.store);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * routes.c -- the route table of REST API v1 (DESIGN.md "REST API"): method, path pattern, audit
+ * routes.c -- the route table of REST API v1 (docs/design.md): method, path pattern, audit
  * action (also the metrics label), the roles allowed, whether an operator must be bound to the
  * {ca}, body rules and the handler. docs/api/openapi.json describes exactly these routes; the
  * test tests/integration/openapi.sh compares the two both ways (`hsmcad --list-routes`).

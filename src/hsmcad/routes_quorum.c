@@ -291,7 +291,7 @@ hsmcad_h_approvers(struct hsmcad_req *r)
     hsmcad_reply(r, 200, "application/json", s, strlen(s));
 }
 
-/* POST /v1/cas/{ca}/deactivation: close a PAI's window now (no quorum needed, DESIGN). */
+/* POST /v1/cas/{ca}/deactivation: close a PAI's window now (no quorum needed, docs/design.md). */
 void
 hsmcad_h_deactivate(struct hsmcad_req *r)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * matter.c -- the Matter attestation rules (../shared/matter-rules.md) in code: format checks per
+ * matter.c -- the Matter attestation rules (docs/matter-rules.md) in code: format checks per
  * certificate type, VID/PID extraction with the legacy CN encoding, the DAC -> PAI -> PAA chain
  * verdicts of a commissioner, and the PAA/PAI/DAC builders that sign through token-backed keys
  * and validate every certificate before releasing it. Owns the per-PAI issuer context. Never
@@ -1387,7 +1387,7 @@ plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int 
         else
             pl->key_ok = 1;
     }
-    /* VID/PID the CSR carries in its subject must match the scope (DESIGN.md) */
+    /* VID/PID the CSR carries in its subject must match the scope (docs/design.md) */
     if (req != NULL) {
         struct hsmca_matter_vidpid cvp;
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * profile.c -- loads certificate profiles (policies/profiles/matter-*.json) and checks each field
- * against the Matter rules for the profile's type (rule sheet sections 2 and 3), so that a profile
+ * against the Matter rules for the profile's type (docs/matter-rules.md), so that a profile
  * can never ask the builders for a certificate a commissioner would refuse. Owns no state; never
  * touches keys.
  */

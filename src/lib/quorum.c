@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * quorum.c -- m-of-n control of the CA tokens (quorum.h, ../shared/DESIGN.md "Quorum").
+ * quorum.c -- m-of-n control of the CA tokens (quorum.h, docs/design.md "Quorum").
  * Owns: the request and approval formats, every check an approval must pass, the PIN's life
  * (rebuilt from shares in secure memory, checked against its commitment before any C_Login,
  * rotated after use, re-split and re-sealed: a new epoch), and the one-time request keys (memory
@@ -587,7 +587,7 @@ out:
     return rc;
 }
 
-/* Build the quorum.epoch detail of c (CONTRACTS.md). */
+/* Build the quorum.epoch detail of c (docs/design.md "Audit log"). */
 static enum hsmca_err
 epoch_detail(struct epoch_change *c)
 {

@@ -331,7 +331,7 @@ open_db(const char *path, int target, int readonly, struct hsmca_store **out)
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, 5000);
     if (!readonly) {
-        /* WAL + FULL: a commit is durable once it returns (see DESIGN.md, Audit log). */
+        /* WAL + FULL: a commit is durable once it returns (see docs/design.md, Audit log). */
         rc = exec(st->db, "PRAGMA journal_mode=WAL", 1);
         if (rc == HSMCA_OK)
             rc = exec(st->db, "PRAGMA synchronous=FULL", 1);

@@ -13,7 +13,7 @@
  * (token lookup, login, keygen, attributes, data objects) goes through the module's function list
  * on one control session per token, because libp11 0.4.12 cannot generate EC keys, keeps a heap
  * copy of any PIN given to PKCS11_login, and closes every session of a slot array when it releases
- * it. See ../shared/PKCS11-NOTES.md.
+ * it. See docs/pkcs11.md.
  */
 #include "hsmca/token.h"
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 #
-# bench_wrapper.sh -- the README's performance command, tools/bench, run small in a throwaway
+# bench_wrapper.sh -- docs/performance.md's command, tools/bench, run small in a throwaway
 # directory (HSMCA_BENCH_DIR): its own demo made by tools/quickstart, a floor between every two
 # service runs, end to end at 1/4/16/64 clients and batches, the store-size comparison, the
 # ceiling (the daemon built without its store from ceiling.patch, beside the real one), and the

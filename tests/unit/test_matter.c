@@ -2,7 +2,7 @@
  *
  * test_matter.c -- the Matter validator and builders: hostile input first (unparsable and
  * oversized certificates, missing PAI/PAA, every VID/PID encoding rule of section 3), then the
- * CHIP test chains of tests/vectors/chip/attestation with the verdict the rule sheet predicts,
+ * CHIP test chains of tests/vectors/chip/attestation with its docs/matter-rules.md verdict,
  * then PAA -> PAI -> DAC built in SoftHSM: DER-exact extensions, scope refusals, the lint listing
  * every broken rule, `hsmca verify` and `openssl verify -x509_strict` on the result.
  */
@@ -559,7 +559,7 @@ softhsm_paa_pai_dac_chain(void **state)
                          &ppai, &(struct hsmca_matter_ca_subject){"Vendor PAI", 1, 0, 0xFFF1, 0},
                          hsmca_key_public(kpai2), paa, hsmca_key_private(kpaa), now, serial, &pai2),
                      HSMCA_OK);
-    /* DER-exact CA extensions (rule sheet section 7) */
+    /* DER-exact CA extensions (chip-cert's profile, docs/matter-rules.md "Issuance rules") */
     plen = i2d_X509(pai, &pder);
     assert_true(plen > 0 && plen <= HSMCA_MATTER_CERT_MAX);
     assert_true(has_bytes(pder, (size_t)plen, "0603551d130101ff040830060101ff020100"));

@@ -3,7 +3,7 @@
  * test_profile.c -- certificate profiles: malformed JSON and every Matter rule a profile could
  * break are refused (size at N and N+1, unknown and duplicate fields, criticality, pathLen, key
  * usage, VID/PID presence, common-name template), then the three shipped profiles load with the
- * values the rule sheet's reference profile has.
+ * values chip-cert's reference profile has (docs/matter-rules.md).
  */
 #include <setjmp.h>
 #include <stdarg.h>

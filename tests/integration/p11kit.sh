@@ -147,6 +147,7 @@ printf 'module: %s\n' "$MODULE" > "$W/home/.config/pkcs11/modules/softhsm.module
 unset P11_KIT_NO_USER_CONFIG || true
 if [ "$(id -u)" = 0 ]; then
     chown -R nobody:nogroup "$W"
+    chmod a+x "$(dirname "$W")" # nobody must reach $W (another test may have made the parent 0700)
     RUN="setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=$W/home"
 else
     RUN="env HOME=$W/home"

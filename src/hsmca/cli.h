@@ -46,6 +46,8 @@ int cmd_approve(int argc, char **argv);
 void usage_approve(void);
 int cmd_audit(int argc, char **argv);
 void usage_audit(void);
+int cmd_bundle(int argc, char **argv);
+void usage_bundle(void);
 int cmd_ceremony(int argc, char **argv);
 void usage_ceremony(void);
 int cmd_issue(int argc, char **argv);

@@ -254,7 +254,7 @@ tar_file(struct tarbuf *t, const char *name, unsigned mode, int64_t mtime,
         sum += h[i];
     octal((char *)h + 148, 7, sum);
     h[155] = ' ';
-    if (len > 0)
+    if (len > 0 && data != NULL)
         memcpy(h + TAR_BLOCK, data, len);
     t->len += need;
     return 0;

@@ -345,7 +345,7 @@ job_run(void *arg)
     uint64_t t0 = hsmca_mono_us(), t_keys, t_dacs, t_seal;
     enum hsmca_err rc;
 
-    rc = hsmca_bundle_keys_new(j->n, &keys);
+    rc = hsmca_bundle_keys_new(j->n, 0, &keys);
     t_keys = hsmca_mono_us();
     items = calloc(j->n, sizeof(*items));
     rids = calloc(j->n, sizeof(*rids));
@@ -377,6 +377,7 @@ job_run(void *arg)
         struct hsmca_issue_result *res = &j->br->items[i];
 
         dev[i].key = keys->keys[i];
+        dev[i].pub = keys->pub[i];
         dev[i].request_id = rids[i];
         if (res->rc != HSMCA_OK || res->dry_run || res->dac_der == NULL)
             continue;

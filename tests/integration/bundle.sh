@@ -146,4 +146,8 @@ check "the receipt is audited and stored" sh -c "
     [ \"\$(sqlite3 '$W/hsmca.db' \"SELECT received_by FROM factory_bundles WHERE id = '$id'\")\" = factory-1 ]"
 
 check "SIGTERM stops with status 0" stop_daemon
+find "$W" -type f ! -path "$W/open/*" ! -name bundle.tar > "$W/files"
+# shellcheck disable=SC2046
+check "no device key in any file of the stopped service either (WAL checkpointed)" \
+    "$HSMCA_BUNDLECHECK_BIN" scan "$B" $(cat "$W/files")
 finish

@@ -481,11 +481,14 @@ room(struct hsmca_issue_ca *ica, enum hsmca_err *why)
 {
     struct hsmca_issue_ca_state st;
     uint64_t left;
+    int64_t now = hsmcad_now_ms();
 
-    hsmca_issue_ca_state(ica, hsmcad_now_ms(), &st);
+    hsmca_issue_ca_state(ica, now, &st);
     *why = HSMCA_E_BUNDLE_EXCEEDS_WINDOW;
     if (!st.active) {
-        *why = st.keyed ? HSMCA_E_ISSUE_WINDOW_EXHAUSTED : HSMCA_E_ISSUE_CA_INACTIVE;
+        *why = !st.keyed            ? HSMCA_E_ISSUE_CA_INACTIVE
+               : st.until_ms <= now ? HSMCA_E_ISSUE_WINDOW_EXPIRED
+                                    : HSMCA_E_ISSUE_WINDOW_EXHAUSTED;
         return 0;
     }
     left = st.remaining;

@@ -93,7 +93,7 @@ b64_decode(const unsigned char *in, size_t len, unsigned char *out, size_t cap, 
             return -1;
         buf[n++] = (char)c;
     }
-    if (n == 0 || n % 4 != 0 || pad > 2 || (n / 4) * 3 > cap + 2)
+    if (n == 0 || n % 4 != 0 || pad > 2 || (n / 4) * 3 > cap)
         return -1;
     buf[n] = '\0';
     r = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)n);

@@ -100,6 +100,12 @@ expect "bad base64" 400 est-bad-base64
 printf 'MIIBbase64butnotacsr==\n' > "$W/junk.b64"
 call operator POST "$EST/simpleenroll" -H 'Content-Type: application/pkcs10' --data-binary @"$W/junk.b64"
 check "base64 of no CSR -> a csr-* refusal" sh -c "[ '$STATUS' = 400 ] && jq -e '.code | startswith(\"csr-\") or . == \"est-bad-base64\"' '$W/body' >/dev/null"
+head -c 4200 /dev/urandom | openssl base64 > "$W/big.b64"
+call operator POST "$EST/simpleenroll" -H 'Content-Type: application/pkcs10' --data-binary @"$W/big.b64"
+expect "base64 of more than a CSR's bytes" 400 est-bad-base64
+head -c 4097 /dev/urandom | openssl base64 > "$W/big2.b64"
+call operator POST "$EST/simpleenroll" -H 'Content-Type: application/pkcs10' --data-binary @"$W/big2.b64"
+expect "a CSR one byte over the limit" 413 csr-too-large
 call operator POST "$EST/simpleenroll" -H 'Content-Type: application/json' --data-binary @"$W/c.b64"
 expect "wrong content type" 415 http-unsupported-media-type
 

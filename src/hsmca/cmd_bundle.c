@@ -21,10 +21,11 @@
 #include "cli.h"
 #include "http_client.h"
 
-void
-usage_bundle(void)
+static void
+print_usage(FILE *f)
 {
-    printf(
+    fprintf(
+        f,
         "usage: hsmca bundle create --url URL --ca ID --line NAME --count N --out FILE\n"
         "                           --cert FILE --key FILE --cacert FILE [--force]\n"
         "       hsmca bundle receipt --url URL --manifest FILE --cert FILE --key FILE --cacert "
@@ -41,6 +42,21 @@ usage_bundle(void)
         "certificate policy's key-delivery rule asks); line-register (admin) registers a line.\n"
         "Layout of the bundle: docs/factory.md. Exit status: 0 done, 1 refused or failed, 2 "
         "usage.\n");
+}
+
+/* hsmca help bundle, --help: standard output */
+void
+usage_bundle(void)
+{
+    print_usage(stdout);
+}
+
+/* a usage error: standard error, exit 2 */
+static int
+usage_error(void)
+{
+    print_usage(stderr);
+    return CLI_EXIT_USAGE;
 }
 
 /* "code: title: detail" of a problem body, or the status. */
@@ -155,11 +171,13 @@ cmd_bundle(int argc, char **argv)
     int c, rc = CLI_EXIT_USAGE;
 
     memset(&a, 0, sizeof(a));
-    if (argc < 2) {
-        usage_bundle();
-        return CLI_EXIT_USAGE;
-    }
+    if (argc < 2)
+        return usage_error();
     sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+        usage_bundle();
+        return CLI_EXIT_OK;
+    }
     argc--;
     argv++;
     optind = 1;
@@ -210,18 +228,15 @@ cmd_bundle(int argc, char **argv)
             usage_bundle();
             return CLI_EXIT_OK;
         default:
-            usage_bundle();
-            return CLI_EXIT_USAGE;
+            return usage_error();
         }
     }
     if (optind != argc || a.url == NULL || a.cert == NULL || a.key == NULL || a.cacert == NULL) {
-        usage_bundle();
-        return CLI_EXIT_USAGE;
+        return usage_error();
     }
     if (strcmp(sub, "create") == 0) {
         if (a.ca == NULL || a.line == NULL || a.count == 0 || a.out == NULL) {
-            usage_bundle();
-            return CLI_EXIT_USAGE;
+            return usage_error();
         }
         j = json_pack("{s:s, s:I}", "line", a.line, "count", (json_int_t)a.count);
         body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -238,8 +253,7 @@ cmd_bundle(int argc, char **argv)
         enum hsmca_err e;
 
         if (a.manifest == NULL) {
-            usage_bundle();
-            return CLI_EXIT_USAGE;
+            return usage_error();
         }
         e = hsmca_read_file(a.manifest, 16u << 20, &m, &ml);
         if (e != HSMCA_OK)
@@ -267,8 +281,7 @@ cmd_bundle(int argc, char **argv)
         enum hsmca_err e;
 
         if (a.name == NULL || a.line_cert == NULL) {
-            usage_bundle();
-            return CLI_EXIT_USAGE;
+            return usage_error();
         }
         e = hsmca_read_file(a.line_cert, HSMCA_LINE_CERT_MAX * 2, &pem, &pl);
         if (e != HSMCA_OK)
@@ -279,7 +292,7 @@ cmd_bundle(int argc, char **argv)
         rc = body != NULL ? send(&a, "/v1/lines", body, "application/json", 201, printed)
                           : cli_fail("bundle", HSMCA_E_NOMEM);
     } else {
-        usage_bundle();
+        rc = usage_error();
     }
     json_decref(j);
     free(body);

@@ -188,6 +188,22 @@ enum hsmca_err {
     HSMCA_E_CRL_POLICY_INVALID = 809,    /* policies/crl.json is not valid CRL policy JSON */
     HSMCA_E_CRL_KEY_UNAVAILABLE = 810,   /* the CA key is not reachable (no open window) */
     HSMCA_E_REPORT_RANGE = 811,          /* a report's from/to are missing or out of order */
+    /* 900..949: the factory floor: EST enrolment and sealed offline bundles (routes_est.c,
+     * bundle.c, routes_bundle.c) */
+    HSMCA_E_EST_BAD_BASE64 = 900,          /* an EST body is not base64 of one DER PKCS#10 */
+    HSMCA_E_EST_REENROLL_UNKNOWN = 901,    /* no DAC of this CA carries the CSR's public key */
+    HSMCA_E_EST_REENROLL_SUBJECT = 902,    /* the CSR's subject is not the renewed DAC's */
+    HSMCA_E_EST_REENROLL_REVOKED = 903,    /* the DAC to renew is revoked */
+    HSMCA_E_LINE_CERT_INVALID = 910,       /* a line certificate CMS cannot seal to, or expired */
+    HSMCA_E_LINE_EXISTS = 911,             /* a line with that name is already registered */
+    HSMCA_E_LINE_NOT_FOUND = 912,          /* no line with that name */
+    HSMCA_E_BUNDLE_COUNT_INVALID = 913,    /* a bundle of 0 devices, or more than the maximum */
+    HSMCA_E_BUNDLE_EXCEEDS_WINDOW = 914,   /* more devices than the window or quota has left */
+    HSMCA_E_BUNDLE_NOT_FOUND = 915,        /* no bundle with that id under this CA */
+    HSMCA_E_BUNDLE_ALREADY_RECEIVED = 916, /* the bundle's receipt was already acknowledged */
+    HSMCA_E_BUNDLE_RECEIPT_MISMATCH = 917, /* the acknowledged manifest hash is not the bundle's */
+    HSMCA_E_BUNDLE_BUSY = 918,             /* too many bundles are being made right now */
+    HSMCA_E_BUNDLE_SEAL_FAILED = 919,      /* the archive could not be built or sealed */
 };
 
 /* The stable kebab-case name of a code ("token-not-found"); "unknown-error" for an unknown value.

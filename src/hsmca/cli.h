@@ -69,6 +69,8 @@ int cmd_approve(int argc, char **argv);
 void usage_approve(FILE *f);
 int cmd_audit(int argc, char **argv);
 void usage_audit(FILE *f);
+int cmd_bundle(int argc, char **argv);
+void usage_bundle(FILE *f);
 int cmd_ceremony(int argc, char **argv);
 void usage_ceremony(FILE *f);
 int cmd_custody(int argc, char **argv);

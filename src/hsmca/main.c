@@ -18,6 +18,8 @@ static const struct cli_cmd cmds[] = {
      usage_approve},
     {"audit", "verify audit extracts and receipts, archive ranges of the log", cmd_audit,
      usage_audit},
+    {"bundle", "offline bundles of device identities sealed to a production line", cmd_bundle,
+     usage_bundle},
     {"ceremony", "key ceremonies: initial PIN split (init), one quorum operation (run)",
      cmd_ceremony, usage_ceremony},
     {"custody", "what a crash left behind, and how to recover (read-only)", cmd_custody,

@@ -20,6 +20,7 @@
 
 static const char *const json_only[] = {"application/json", NULL};
 static const char *const csr_types[] = {"application/pkcs10", "application/json", NULL};
+static const char *const est_types[] = {"application/pkcs10", NULL};
 
 const struct hsmcad_route hsmcad_routes[] = {
     {"GET", "/healthz", "health.live", ANY, 0, HSMCAD_ROUTE_NO_AUDIT, NULL, hsmcad_h_healthz},
@@ -48,6 +49,20 @@ const struct hsmcad_route hsmcad_routes[] = {
      json_only, hsmcad_h_approval},
     {"GET", "/v1/audit/extract", "audit.extract", AUDITOR, 0, 0, NULL, hsmcad_h_audit_extract},
     {"GET", "/v1/approvers", "approvers.list", ADMIN | AUDITOR, 0, 0, NULL, hsmcad_h_approvers},
+    /* the factory floor (routes_est.c, routes_bundle.c; docs/factory.md) */
+    {"GET", "/.well-known/est/{ca}/cacerts", "est.cacerts", ANY, 1, 0, NULL, hsmcad_h_est_cacerts},
+    {"GET", "/.well-known/est/{ca}/csrattrs", "est.csrattrs", ANY, 1, 0, NULL,
+     hsmcad_h_est_csrattrs},
+    {"POST", "/.well-known/est/{ca}/simpleenroll", "est.enroll", OPERATOR, 1, HSMCAD_ROUTE_BODY,
+     est_types, hsmcad_h_est_enroll},
+    {"POST", "/.well-known/est/{ca}/simplereenroll", "est.reenroll", OPERATOR, 1, HSMCAD_ROUTE_BODY,
+     est_types, hsmcad_h_est_reenroll},
+    {"POST", "/v1/lines", "line.register", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,
+     hsmcad_h_line_register},
+    {"POST", "/v1/cas/{ca}/bundles", "bundle.seal", OPERATOR, 1, HSMCAD_ROUTE_BODY, json_only,
+     hsmcad_h_bundle},
+    {"POST", "/v1/cas/{ca}/bundles/{id}/receipt", "bundle.receipt", OPERATOR, 1, HSMCAD_ROUTE_BODY,
+     json_only, hsmcad_h_bundle_receipt},
 };
 
 const unsigned hsmcad_nroutes = sizeof(hsmcad_routes) / sizeof(hsmcad_routes[0]);

@@ -37,6 +37,17 @@ void hsmcad_h_deactivate(struct hsmcad_req *r);
 /* routes_audit.c */
 void hsmcad_h_audit_extract(struct hsmcad_req *r);
 
+/* routes_est.c (EST, RFC 7030) */
+void hsmcad_h_est_cacerts(struct hsmcad_req *r);
+void hsmcad_h_est_csrattrs(struct hsmcad_req *r);
+void hsmcad_h_est_enroll(struct hsmcad_req *r);
+void hsmcad_h_est_reenroll(struct hsmcad_req *r);
+
+/* routes_bundle.c (lines and offline bundles) */
+void hsmcad_h_line_register(struct hsmcad_req *r);
+void hsmcad_h_bundle(struct hsmcad_req *r);
+void hsmcad_h_bundle_receipt(struct hsmcad_req *r);
+
 /* Readiness (routes_health.c), also used by /metrics: 1 ready, 0 not; checks filled if given. */
 int hsmcad_readiness(struct hsmcad *d, json_t *checks);
 

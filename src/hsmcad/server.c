@@ -804,7 +804,8 @@ first_call(struct hsmcad_server *srv, struct hsmcad_req *r, const char *url, con
         refuse(r, mismatch ? HSMCA_E_HTTP_METHOD : HSMCA_E_HTTP_NOT_FOUND, NULL);
         return -1;
     }
-    if (strncmp(r->rt->pattern, "/v1/cas/{ca}", 12) == 0)
+    if (strncmp(r->rt->pattern, "/v1/cas/{ca}", 12) == 0 ||
+        strncmp(r->rt->pattern, "/.well-known/est/{ca}", 21) == 0)
         snprintf(r->target, sizeof(r->target), "ca/%s", r->params[0]);
     else if (strncmp(r->rt->pattern, "/v1/requests/{id}", 17) == 0)
         snprintf(r->target, sizeof(r->target), "request/%s", r->params[0]);

@@ -162,6 +162,28 @@ static const char *const migrations[] = {
     "ALTER TABLE cas ADD COLUMN invalidity_ms INTEGER;"
     "CREATE INDEX certificates_revoked ON certificates(ca, serial, revoked_ms, reason, "
     "invalidity_ms) WHERE revoked_ms IS NOT NULL;",
+    /* 7: the factory floor (store_factory.c): production lines (the certificate an offline
+     * bundle is sealed to, registered by an admin) and the bundles made for them. Never a
+     * device key: only hashes of what was sealed. */
+    "CREATE TABLE factory_lines ("
+    "  name TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 64),"
+    "  cert BLOB NOT NULL CHECK (length(cert) BETWEEN 1 AND 16384),"
+    "  sha256 BLOB NOT NULL CHECK (length(sha256) = 32),"
+    "  registered_by TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE factory_bundles ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 32),"
+    "  ca TEXT NOT NULL REFERENCES cas(id),"
+    "  line TEXT NOT NULL REFERENCES factory_lines(name),"
+    "  count INTEGER NOT NULL CHECK (count >= 0),"
+    "  manifest_sha256 BLOB NOT NULL CHECK (length(manifest_sha256) = 32),"
+    "  envelope_sha256 BLOB NOT NULL CHECK (length(envelope_sha256) = 32),"
+    "  requester TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  received_ms INTEGER,"
+    "  received_by TEXT"
+    ") STRICT;",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

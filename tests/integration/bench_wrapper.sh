@@ -4,8 +4,8 @@
 # bench_wrapper.sh -- docs/performance.md's command, tools/bench, run small in a throwaway
 # directory (HSMCA_BENCH_DIR): its own demo made by tools/quickstart, a floor between every two
 # service runs, end to end at 1/4/16/64 clients and batches, the store-size comparison, the
-# ceiling (the daemon built without its store from ceiling.patch, beside the real one), and the
-# audit verifier. Checks the output's shape, that every response passed the benchmark's checks,
+# ceiling (the daemon built without its store from ceiling.patch, beside the real one), the
+# audit verifier and offline bundles. Checks the output's shape, that every response passed the benchmark's checks,
 # and that no daemon is left running. Asserts no speed. tools/bench uses the binaries in build/,
 # so meson registers this test only for that build directory, unsanitized.
 . "$(dirname "$0")/lib.sh"
@@ -84,6 +84,17 @@ rc=0
 check "tools/bench --crl exits 0" [ "$rc" = 0 ]
 check "three CRL runs of 1000 entries each" [ "$(grep -Ec '^crl run=[0-9] entries=1000 make_s=' "$W/out3")" = 3 ]
 check "the CRL summary line" grep -Eq '^crl entries=1000 make_s_min=[0-9.]+ make_cpu_s_min=[0-9.]+ build_sign_s_min=[0-9.]+ build_sign_cpu_s_min=[0-9.]+ der_bytes=[0-9]+ target_s=1 ' "$W/out3"
+
+# offline bundles (docs/factory.md): three bundles on a fresh demo after a run of batches, the last
+# one opened and every device checked
+rc=0
+"$top/tools/bench" --bundle 20 --seconds 2 --count 200 > "$W/out3" 2> "$W/err3" || rc=$?
+check "tools/bench --bundle exits 0" [ "$rc" = 0 ]
+check "three bundles of 20, each with its phases" [ "$(grep -Ec \
+    '^bundle#[123] +20 +[0-9.]+ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$W/out3")" = 3 ]
+check "the bundle summary, every device of the last bundle checked" grep -Eq \
+    '^bundle devices=20 keys_per_s=[0-9]+ dac_rate_batch=[0-9.]+ ratio=[0-9.]+ checked=20$' \
+    "$W/out3"
 
 left=""
 for f in "$HSMCA_BENCH_DIR"/*/hsmcad.pid "$HSMCA_BENCH_DIR"/*/*/hsmcad.pid; do

@@ -26,6 +26,7 @@ done <<EOF
 help
 help approve
 help audit
+help bundle
 help ceremony
 help custody
 help dcl
@@ -39,6 +40,7 @@ audit --help
 audit verify --help
 audit check-receipts --help
 audit archive --help
+bundle --help
 ceremony --help
 ceremony init --help
 ceremony run --help
@@ -85,6 +87,7 @@ custody status
 custody frob
 dcl
 report
+bundle
 approve
 EOF
 st=0

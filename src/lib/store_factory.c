@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * store_factory.c -- production lines, bundles and the re-enrolment lookup (store_factory.h).
+ * Writes run inside the audit writer's transaction (the apply callback of their entry).
+ */
+#include "hsmca/store_factory.h"
+
+#include <string.h>
+
+#include "store_internal.h"
+
+enum hsmca_err
+hsmca_store_line_put(struct hsmca_store *st, const char *name, const unsigned char *der, size_t len,
+                     const unsigned char sha256[32], const char *registered_by, int64_t now_ms)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || name == NULL || der == NULL || len == 0 || registered_by == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st,
+                              "INSERT INTO factory_lines (name, cert, sha256, registered_by, "
+                              "created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                              &s);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, der, (int)len, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 3, sha256, 32, SQLITE_STATIC);
+        sqlite3_bind_text(s, 4, registered_by, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 5, now_ms);
+        src = sqlite3_step(s);
+    }
+    rc = hsmca_store_rc(st->db, src, 1);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc == HSMCA_E_STORE_CONSTRAINT ? HSMCA_E_LINE_EXISTS : rc;
+}
+
+enum hsmca_err
+hsmca_store_line_get(struct hsmca_store *st, const char *name, unsigned char **der, size_t *len)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || name == NULL || der == NULL || len == NULL)
+        return HSMCA_E_INVALID_ARG;
+    *der = NULL;
+    *len = 0;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, "SELECT cert FROM factory_lines WHERE name = ?1", &s);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    rc = hsmca_store_row_rc(st->db, src);
+    if (rc == HSMCA_OK && hsmca_store_copy_blob(der, len, s, 0) != 0)
+        rc = HSMCA_E_NOMEM;
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc == HSMCA_E_NOT_FOUND ? HSMCA_E_LINE_NOT_FOUND : rc;
+}
+
+enum hsmca_err
+hsmca_store_bundle_put(struct hsmca_store *st, const struct hsmca_bundle_rec *b)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || b == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st,
+                              "INSERT INTO factory_bundles (id, ca, line, count, manifest_sha256, "
+                              "envelope_sha256, requester, created_ms) VALUES (?1, ?2, ?3, ?4, "
+                              "?5, ?6, ?7, ?8)",
+                              &s);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, b->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, b->ca, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, b->line, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, b->count);
+        sqlite3_bind_blob(s, 5, b->manifest_sha256, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 6, b->envelope_sha256, 32, SQLITE_STATIC);
+        sqlite3_bind_text(s, 7, b->requester, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 8, b->created_ms);
+        src = sqlite3_step(s);
+    }
+    rc = hsmca_store_rc(st->db, src, 1);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_bundle_get(struct hsmca_store *st, const char *id, struct hsmca_bundle_rec *out)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || id == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st,
+                              "SELECT id, ca, line, count, manifest_sha256, envelope_sha256, "
+                              "requester, created_ms, received_ms, received_by FROM "
+                              "factory_bundles WHERE id = ?1",
+                              &s);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    rc = hsmca_store_row_rc(st->db, src);
+    if (rc == HSMCA_OK) {
+        hsmca_store_copy_text(out->id, sizeof(out->id), s, 0);
+        hsmca_store_copy_text(out->ca, sizeof(out->ca), s, 1);
+        hsmca_store_copy_text(out->line, sizeof(out->line), s, 2);
+        out->count = sqlite3_column_int64(s, 3);
+        if (sqlite3_column_bytes(s, 4) == 32)
+            memcpy(out->manifest_sha256, sqlite3_column_blob(s, 4), 32);
+        if (sqlite3_column_bytes(s, 5) == 32)
+            memcpy(out->envelope_sha256, sqlite3_column_blob(s, 5), 32);
+        hsmca_store_copy_text(out->requester, sizeof(out->requester), s, 6);
+        out->created_ms = sqlite3_column_int64(s, 7);
+        out->received_ms = sqlite3_column_int64(s, 8);
+        hsmca_store_copy_text(out->received_by, sizeof(out->received_by), s, 9);
+    }
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc == HSMCA_E_NOT_FOUND ? HSMCA_E_BUNDLE_NOT_FOUND : rc;
+}
+
+enum hsmca_err
+hsmca_store_bundle_receive(struct hsmca_store *st, const char *id, const char *who, int64_t now_ms)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src, changed = 0;
+
+    if (st == NULL || id == NULL || who == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st,
+                              "UPDATE factory_bundles SET received_ms = ?2, received_by = ?3 "
+                              "WHERE id = ?1 AND received_ms IS NULL",
+                              &s);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, now_ms);
+        sqlite3_bind_text(s, 3, who, -1, SQLITE_STATIC);
+        src = sqlite3_step(s);
+        changed = sqlite3_changes(st->db);
+    }
+    rc = hsmca_store_rc(st->db, src, 1);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    if (rc == HSMCA_OK && changed == 0)
+        rc = HSMCA_E_BUNDLE_ALREADY_RECEIVED;
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_cert_by_point(struct hsmca_store *st, const char *ca, const unsigned char point[65],
+                          unsigned char serial[20], size_t *serial_len, int *revoked, char *rid,
+                          size_t rid_size, unsigned char csr_sha256[32], unsigned char **der,
+                          size_t *der_len)
+{
+    sqlite3_stmt *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL || ca == NULL || point == NULL || serial == NULL || serial_len == NULL ||
+        revoked == NULL || rid == NULL || rid_size == 0 || csr_sha256 == NULL || der == NULL ||
+        der_len == NULL)
+        return HSMCA_E_INVALID_ARG;
+    *der = NULL;
+    *der_len = 0;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st,
+                              "SELECT serial, revoked_ms IS NOT NULL, der, request_id, csr_sha256 "
+                              "FROM certificates "
+                              "WHERE ca = ?1 AND instr(der, ?2) > 0 "
+                              "ORDER BY issued_ms DESC, serial DESC LIMIT 1",
+                              &s);
+    if (src == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 2, point, 65, SQLITE_STATIC);
+        src = sqlite3_step(s);
+    }
+    rc = hsmca_store_row_rc(st->db, src);
+    if (rc == HSMCA_OK) {
+        int n = sqlite3_column_bytes(s, 0);
+
+        if (n < 1 || n > 20) {
+            rc = HSMCA_E_STORE_READ;
+        } else {
+            memcpy(serial, sqlite3_column_blob(s, 0), (size_t)n);
+            *serial_len = (size_t)n;
+            *revoked = sqlite3_column_int(s, 1);
+            hsmca_store_copy_text(rid, rid_size, s, 3);
+            memset(csr_sha256, 0, 32);
+            if (sqlite3_column_bytes(s, 4) == 32)
+                memcpy(csr_sha256, sqlite3_column_blob(s, 4), 32);
+            if (hsmca_store_copy_blob(der, der_len, s, 2) != 0)
+                rc = HSMCA_E_NOMEM;
+        }
+    }
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}

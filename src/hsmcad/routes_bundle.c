@@ -137,8 +137,12 @@ line_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receip
 
     hsmca_hex_encode(l->sha, 32, hex, sizeof(hex));
     if (rc == HSMCA_OK) {
+        char loc[HSMCA_LINE_NAME_MAX + 16];
+
+        snprintf(loc, sizeof(loc), "/v1/lines/%s", l->name); /* the line's name (docs/factory.md) */
         hsmcad_req_receipt(r, receipt);
         hsmcad_req_engine_audited(r);
+        hsmcad_reply_header(r, "Location", loc);
         hsmcad_reply_json(r, 201,
                           json_pack("{s:s, s:s, s:I}", "name", l->name, "sha256", hex, "created_ms",
                                     (json_int_t)l->now));

@@ -34,6 +34,11 @@ struct hsmca_guard {
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_guard_init(struct hsmca_guard *g, const char *backup_dir);
 
+/* hsmca_guard_init with the copies in softhsm-backup/ beside the store file store_path (the one
+ * place hsmcad and hsmca ceremony both keep them). */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_guard_init_beside(struct hsmca_guard *g,
+                                                       const char *store_path);
+
 /* The hsmca_token_write_fn for hsmca_p11_set_before_write (arg: the guard): copy the token's file
  * (SoftHSM serial) to backup_dir/<serial>.object, verified and durable, before the call. */
 enum hsmca_err hsmca_guard_before_write(void *arg, const char *label, const char *serial,

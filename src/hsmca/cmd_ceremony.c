@@ -143,18 +143,13 @@ session_open(struct session *s, const struct common *c, int create_key, const ch
     memset(s, 0, sizeof(*s));
     {
         /* as hsmcad does: token files a crash emptied come back, and each rewrite is copied */
-        char bdir[HSMCA_GUARD_PATH_MAX];
-        const char *slash = c->store != NULL ? strrchr(c->store, '/') : NULL;
-
-        snprintf(bdir, sizeof(bdir), "%.*s/softhsm-backup",
-                 slash != NULL ? (int)(slash - c->store) : 1, slash != NULL ? c->store : ".");
-        e = hsmca_guard_init(&s->guard, bdir);
+        e = c->store != NULL ? hsmca_guard_init_beside(&s->guard, c->store) : HSMCA_E_NOT_FOUND;
         if (e == HSMCA_OK)
             e = hsmca_guard_restore(&s->guard, NULL, NULL);
         else if (e == HSMCA_E_NOT_FOUND)
             s->guard.backup_dir[0] = '\0';
         if (e != HSMCA_OK && e != HSMCA_E_NOT_FOUND)
-            return cli_fail(bdir, e);
+            return cli_fail("softhsm-backup/ beside the store", e);
     }
     e = hsmca_p11_open(module, &s->p11);
     if (e != HSMCA_OK)

@@ -372,12 +372,7 @@ main(int argc, char **argv)
 
     /* SoftHSM tokens: put back any token file a crash left empty, before the module reads them */
     {
-        char bdir[HSMCA_GUARD_PATH_MAX];
-        const char *slash = strrchr(d->cfg.store, '/');
-        int dl = slash != NULL ? (int)(slash - d->cfg.store) : 1;
-
-        snprintf(bdir, sizeof(bdir), "%.*s/softhsm-backup", dl, slash != NULL ? d->cfg.store : ".");
-        rc = hsmca_guard_init(&d->guard, bdir);
+        rc = hsmca_guard_init_beside(&d->guard, d->cfg.store);
         if (rc == HSMCA_OK) {
             d->guard_on = 1;
             rc = hsmca_guard_restore(&d->guard, note_restored, d);
@@ -385,7 +380,7 @@ main(int argc, char **argv)
             rc = HSMCA_OK;
         }
         if (rc != HSMCA_OK) {
-            start_fail("softhsm guard", rc, bdir);
+            start_fail("softhsm guard (softhsm-backup/ beside the store)", rc, d->cfg.store);
             goto out;
         }
     }

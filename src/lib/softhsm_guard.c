@@ -75,6 +75,21 @@ hsmca_guard_init(struct hsmca_guard *g, const char *backup_dir)
     return HSMCA_OK;
 }
 
+enum hsmca_err
+hsmca_guard_init_beside(struct hsmca_guard *g, const char *store_path)
+{
+    char dir[HSMCA_GUARD_PATH_MAX];
+    const char *slash = store_path != NULL ? strrchr(store_path, '/') : NULL;
+
+    if (store_path == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if ((size_t)snprintf(dir, sizeof(dir), "%.*s/softhsm-backup",
+                         slash != NULL ? (int)(slash - store_path) : 1,
+                         slash != NULL ? store_path : ".") >= sizeof(dir))
+        return HSMCA_E_INVALID_ARG;
+    return hsmca_guard_init(g, dir);
+}
+
 static int
 serial_ok(const char *serial)
 {

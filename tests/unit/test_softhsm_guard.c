@@ -112,6 +112,12 @@ copy_before_write_and_restore_after_crash(void **state)
     struct stat sb;
     char *s;
 
+    char store[320];
+
+    /* hsmcad's and the ceremony's place: softhsm-backup/ beside the store */
+    snprintf(store, sizeof(store), "%s/hsmca.db", g->dir);
+    assert_int_equal(hsmca_guard_init_beside(&guard, store), HSMCA_OK);
+    assert_string_equal(guard.backup_dir, g->backup);
     assert_int_equal(hsmca_guard_init(&guard, g->backup), HSMCA_OK);
     assert_string_equal(guard.tokendir, g->tokendir);
     assert_int_equal(stat(g->backup, &sb), 0);

@@ -147,7 +147,16 @@ printf 'module: %s\n' "$MODULE" > "$W/home/.config/pkcs11/modules/softhsm.module
 unset P11_KIT_NO_USER_CONFIG || true
 if [ "$(id -u)" = 0 ]; then
     chown -R nobody:nogroup "$W"
-    chmod a+x "$(dirname "$W")" # nobody must reach $W (another test may have made the parent 0700)
+    # nobody must reach $W and the binaries: every directory above them gets search (x) rights,
+    # nothing more (a checkout cloned into a mktemp -d directory sits under a 0700 one)
+    for p in "$W" "$HSMCA_BIN" "$HSMCAD_BIN"; do
+        p=$(dirname "$p")
+        while [ "$p" != / ]; do
+            [ "$(stat -c %A "$p" | cut -c10)" = x ] || [ "$(stat -c %A "$p" | cut -c10)" = t ] ||
+                chmod o+x "$p"
+            p=$(dirname "$p")
+        done
+    done
     RUN="setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME=$W/home"
 else
     RUN="env HOME=$W/home"

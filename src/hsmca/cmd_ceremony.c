@@ -9,6 +9,7 @@
  */
 #include <dirent.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include <openssl/x509.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/ca.h"
 #include "hsmca/csr.h"
 #include "hsmca/custody.h"
 #include "hsmca/matter.h"
@@ -89,15 +91,16 @@ struct session {
     struct hsmca_store *st;
     struct hsmca_audit *a;
     struct hsmca_quorum *q;
+    /* init: the CA tokens it sets up */
     struct hsmca_token *tok[MAX_TOKENS];
     char label[MAX_TOKENS][HSMCA_TOKEN_LABEL_MAX + 1];
     size_t ntok;
+    /* run: the CA registry (ca.h), as hsmcad's, and for ca.activate the issuance engine that
+     * issues the test DAC */
+    struct hsmca_ca_registry *cas;
+    struct hsmca_issuer *issuer;
+    struct hsmca_profile dac_profile;
     const char *out_cert;
-    /* an activation window opened by ca.activate (offline: one test DAC, then deactivation) */
-    char act_ca[HSMCA_CA_ID_MAX + 1];
-    int64_t act_until;
-    uint64_t act_max;
-    struct hsmca_key *act_key;
 };
 
 struct common {
@@ -195,19 +198,22 @@ session_open(struct session *s, const struct common *c, int create_key, const ch
     return CLI_EXIT_OK;
 }
 
-/* Close in order: quorum, audit (final checkpoint), store, tokens, module. */
+/* Close in order: quorum, windows, issuer, audit (final checkpoint), store, tokens, module. */
 static int
 session_close(struct session *s)
 {
     int rc = CLI_EXIT_OK;
     size_t i;
 
-    hsmca_key_free(s->act_key);
     hsmca_quorum_free(s->q);
+    hsmca_ca_registry_stop(s->cas, "stop"); /* a window left open is closed, audited */
+    hsmca_issuer_free(s->issuer);
     if (s->a != NULL && hsmca_audit_close(s->a) != HSMCA_OK)
         rc = CLI_EXIT_FAIL;
     hsmca_store_close(s->st);
     hsmca_key_free(s->audit_key);
+    if (hsmca_ca_registry_free(s->cas) != HSMCA_OK)
+        rc = CLI_EXIT_FAIL;
     for (i = 0; i < s->ntok; i++) {
         if (hsmca_token_logout(s->tok[i]) != HSMCA_OK || hsmca_token_free(s->tok[i]) != HSMCA_OK)
             rc = CLI_EXIT_FAIL;
@@ -517,26 +523,6 @@ out:
 
 /* ---- run ---- */
 
-static struct hsmca_token *
-token_cb(void *arg, const char *label)
-{
-    struct session *s = arg;
-    char uri[HSMCA_URI_MAX + 1];
-    size_t i;
-
-    for (i = 0; i < s->ntok; i++) {
-        if (strcmp(s->label[i], label) == 0)
-            return s->tok[i];
-    }
-    if (s->ntok == MAX_TOKENS)
-        return NULL;
-    snprintf(uri, sizeof(uri), "pkcs11:token=%s", label);
-    if (hsmca_token_open(s->p11, uri, &s->tok[s->ntok]) != HSMCA_OK)
-        return NULL;
-    snprintf(s->label[s->ntok], sizeof(s->label[0]), "%s", label);
-    return s->tok[s->ntok++];
-}
-
 static enum hsmca_err
 created_cb(void *arg, const struct hsmca_ca_rec *ca)
 {
@@ -566,193 +552,141 @@ created_cb(void *arg, const struct hsmca_ca_rec *ca)
     return HSMCA_OK;
 }
 
-static enum hsmca_err
-activate_cb(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dacs)
+static struct hsmca_store *
+reader_cb(void *arg)
 {
-    struct session *s = arg;
-
-    snprintf(s->act_ca, sizeof(s->act_ca), "%s", ca_id);
-    s->act_until = until_ms;
-    s->act_max = max_dacs;
-    return HSMCA_OK;
+    return ((struct session *)arg)->st;
 }
 
-/* The window's token, found by the CA's token URI (opened and logged in by the execution). */
-static struct hsmca_token *
-ca_token(struct session *s, const struct hsmca_ca_rec *rec)
+/* The CA registry over the session's module, store and audit log, with every CA of the store;
+ * with dac_profile (ca.activate) also the issuance engine, and each PAI attached to it. */
+static int
+session_cas(struct session *s, const char *store, const char *dac_profile)
 {
-    struct hsmca_uri u;
-
-    if (hsmca_uri_parse(rec->token_uri, strlen(rec->token_uri), &u) != HSMCA_OK ||
-        !(u.have & HSMCA_URI_HAVE_TOKEN))
-        return NULL;
-    return token_cb(s, u.token);
-}
-
-static enum hsmca_err
-deactivate_cb(void *arg, const char *ca_id)
-{
-    struct session *s = arg;
-    struct hsmca_ca_rec rec;
-    struct hsmca_token *t;
+    struct hsmca_ca_registry_config cfg;
+    struct hsmca_issuer_config ic;
     enum hsmca_err e;
 
-    memset(&rec, 0, sizeof(rec));
-    hsmca_key_free(s->act_key); /* nothing signs any more: this process has no workers */
-    s->act_key = NULL;
-    e = hsmca_store_ca_get(s->st, ca_id, &rec);
-    t = e == HSMCA_OK ? ca_token(s, &rec) : NULL;
-    hsmca_ca_rec_clear(&rec);
-    if (t == NULL)
-        return e != HSMCA_OK ? e : HSMCA_E_TOKEN_NOT_FOUND;
-    s->act_ca[0] = '\0';
-    return hsmca_token_logout(t);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.p11 = s->p11;
+    cfg.audit = s->a;
+    cfg.arg = s;
+    cfg.reader = reader_cb;
+    cfg.ca_created = created_cb;
+    e = hsmca_ca_registry_new(&s->cas);
+    if (e == HSMCA_OK && dac_profile != NULL) {
+        e = hsmca_profile_load(dac_profile, &s->dac_profile);
+        if (e != HSMCA_OK)
+            return cli_fail(dac_profile, e);
+        memset(&ic, 0, sizeof(ic));
+        ic.audit = s->a;
+        ic.store_path = store;
+        ic.threads = 1;
+        ic.readers = 1;
+        e = hsmca_issuer_new(&ic, &s->issuer);
+        cfg.issuer = s->issuer;
+        cfg.dac_profile = &s->dac_profile;
+    }
+    if (e == HSMCA_OK) {
+        hsmca_ca_registry_configure(s->cas, &cfg);
+        e = hsmca_ca_load(s->cas, s->st);
+    }
+    if (e == HSMCA_OK)
+        e = hsmca_ca_attach_all(s->cas, s->st);
+    if (e != HSMCA_OK)
+        return cli_fail("CAs", e);
+    return CLI_EXIT_OK;
 }
 
-struct cert_apply {
-    struct hsmca_cert_rec rec;
+/* The CA whose window the execution opened, or NULL. */
+static struct hsmca_ca *
+open_window(struct session *s)
+{
+    struct hsmca_ca *found = NULL;
+    unsigned i;
+
+    hsmca_ca_lock(s->cas);
+    for (i = 0; found == NULL && i < hsmca_ca_count(s->cas); i++) {
+        if (hsmca_ca_at(s->cas, i)->key != NULL)
+            found = hsmca_ca_at(s->cas, i);
+    }
+    hsmca_ca_unlock(s->cas);
+    return found;
+}
+
+struct test_dac {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct hsmca_issue_result *res;
 };
 
-static enum hsmca_err
-apply_cert(struct hsmca_store *st, void *arg)
+static void
+test_dac_done(void *arg, struct hsmca_issue_result *res)
 {
-    struct cert_apply *a = arg;
+    struct test_dac *t = arg;
 
-    return hsmca_store_cert_insert(st, &a->rec);
+    pthread_mutex_lock(&t->mu);
+    t->res = res;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
 }
 
-/* Issue one DAC for csr_path inside the open window, audited as dac.issue, written as PEM. */
+/* Issue one DAC for csr_path inside c's open window through the issuance engine (audited as
+ * dac.issue, as the daemon's), written as PEM to out. */
 static int
-issue_test_dac(struct session *s, const char *profiles, const char *csr_path, const char *out)
+issue_test_dac(struct session *s, struct hsmca_ca *c, const char *csr_path, const char *out)
 {
-    struct hsmca_ca_rec pai, paa;
-    struct hsmca_profile dacp;
-    struct hsmca_matter_issuer *is = NULL;
-    struct hsmca_matter_dac_request req;
-    struct hsmca_csr *csr = NULL;
-    struct hsmca_token *t;
-    struct hsmca_audit_event ev;
-    struct hsmca_audit_receipt rc_;
-    struct cert_apply ca;
-    unsigned char *csr_buf = NULL, *der = NULL, serial[HSMCA_MATTER_SERIAL_LEN], d[32];
-    size_t csr_len = 0, der_len = 0;
+    struct test_dac t = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL};
+    struct hsmca_issue_req rq;
+    unsigned char *csr = NULL;
+    size_t csr_len = 0;
     const unsigned char *p;
-    X509 *xpai = NULL, *xpaa = NULL, *dac = NULL;
-    char path[HSMCA_PATH_MAX + 1], hex[65], ser[33], detail[512], target[HSMCA_CA_ID_MAX + 8];
+    char ser[2 * sizeof(t.res->serial) + 1];
+    X509 *dac = NULL;
     enum hsmca_err e;
     FILE *f = NULL;
     int rc = CLI_EXIT_FAIL;
 
-    memset(&pai, 0, sizeof(pai));
-    memset(&paa, 0, sizeof(paa));
-    memset(&ca, 0, sizeof(ca));
-    if ((int64_t)time(NULL) * 1000 >= s->act_until || s->act_max < 1) {
-        fprintf(stderr, "hsmca ceremony: the activation window is already over\n");
-        return CLI_EXIT_FAIL;
+    e = cli_read_input(csr_path, HSMCA_CSR_MAX, &csr, &csr_len);
+    if (e == HSMCA_OK) {
+        memset(&rq, 0, sizeof(rq));
+        rq.csr = csr;
+        rq.csr_len = csr_len;
+        rq.principal = "ceremony";
+        rq.role = "operator";
+        e = hsmca_issue_submit(s->issuer, c->ica, &rq, test_dac_done, &t);
     }
-    snprintf(path, sizeof(path), "%s/matter-dac.json", profiles);
-    e = hsmca_profile_load(path, &dacp);
-    if (e == HSMCA_OK)
-        e = hsmca_store_ca_get(s->st, s->act_ca, &pai);
-    if (e == HSMCA_OK)
-        e = hsmca_store_ca_get(s->st, pai.parent, &paa);
-    if (e != HSMCA_OK) {
-        cli_fail("activation", e);
-        goto out;
+    if (e == HSMCA_OK) {
+        pthread_mutex_lock(&t.mu);
+        while (t.res == NULL)
+            pthread_cond_wait(&t.cv, &t.mu);
+        pthread_mutex_unlock(&t.mu);
+        e = t.res->rc;
     }
-    p = pai.cert_der;
-    xpai = d2i_X509(NULL, &p, (long)pai.cert_len);
-    p = paa.cert_der;
-    xpaa = d2i_X509(NULL, &p, (long)paa.cert_len);
-    t = ca_token(s, &pai);
-    e = xpai == NULL || xpaa == NULL || t == NULL
-            ? HSMCA_E_NOT_FOUND
-            : hsmca_token_find_key(t, pai.key_uri, &s->act_key);
-    if (e == HSMCA_OK)
-        e = hsmca_matter_issuer_new(&dacp, xpai, xpaa, hsmca_key_private(s->act_key), &is);
-    if (e == HSMCA_OK)
-        e = cli_read_input(csr_path, HSMCA_CSR_MAX, &csr_buf, &csr_len);
-    if (e == HSMCA_OK)
-        e = hsmca_csr_parse(csr_buf, csr_len, &csr);
+    if (e == HSMCA_OK && t.res->dac_der == NULL)
+        e = HSMCA_E_INTERNAL;
     if (e != HSMCA_OK) {
+        if (t.res != NULL && t.res->detail[0] != '\0')
+            fprintf(stderr, "hsmca ceremony: test DAC: %s\n", t.res->detail);
         cli_fail("test DAC", e);
         goto out;
     }
-    memset(&req, 0, sizeof(req));
-    req.csr = csr;
-    req.now = time(NULL);
-    e = hsmca_matter_dac_build(is, &req, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &der_len);
-    if (e != HSMCA_OK) {
-        cli_fail("test DAC", e);
-        goto out;
-    }
-    p = der;
-    dac = d2i_X509(NULL, &p, (long)der_len);
-    if (dac == NULL) {
-        cli_fail("test DAC", HSMCA_E_INTERNAL);
-        goto out;
-    }
-    /* the issued certificate and its entry commit together */
-    snprintf(ca.rec.ca, sizeof(ca.rec.ca), "%s", s->act_ca);
-    memcpy(ca.rec.serial, serial, sizeof(serial));
-    ca.rec.serial_len = sizeof(serial);
-    memcpy(ca.rec.csr_sha256, hsmca_csr_sha256(csr), 32);
-    SHA256(der, der_len, d);
-    memcpy(ca.rec.sha256, d, 32);
-    ca.rec.vid = (int)hsmca_matter_issuer_scope(is).vid;
-    ca.rec.pid = (int)hsmca_matter_issuer_scope(is).pid;
-    {
-        struct tm tb, ta;
-
-        if (ASN1_TIME_to_tm(X509_get0_notBefore(dac), &tb) != 1 ||
-            ASN1_TIME_to_tm(X509_get0_notAfter(dac), &ta) != 1) {
-            cli_fail("test DAC", HSMCA_E_INTERNAL);
-            goto out;
-        }
-        ca.rec.not_before = (int64_t)timegm(&tb);
-        ca.rec.not_after = (int64_t)timegm(&ta);
-    }
-    ca.rec.issued_ms = (int64_t)time(NULL) * 1000;
-    ca.rec.reason = -1;
-    ca.rec.der = der;
-    ca.rec.der_len = der_len;
-    hsmca_hex_encode(d, 32, hex, sizeof(hex));
-    hsmca_hex_encode(serial, sizeof(serial), ser, sizeof(ser));
-    snprintf(detail, sizeof(detail), "{\"sha256\":\"%s\",\"serial\":\"%s\",\"test\":true}", hex,
-             ser);
-    snprintf(target, sizeof(target), "ca/%s", s->act_ca);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "ceremony";
-    ev.role = "operator";
-    ev.action = "dac.issue";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
-    e = hsmca_audit_append(s->a, &ev, apply_cert, &ca, &rc_);
-    if (e != HSMCA_OK) {
-        cli_fail("dac.issue", e);
-        goto out;
-    }
+    p = t.res->dac_der;
+    dac = d2i_X509(NULL, &p, (long)t.res->dac_len);
     f = strcmp(out, "-") == 0 ? stdout : fopen(out, "we");
-    if (f == NULL || PEM_write_X509(f, dac) != 1) {
+    if (dac == NULL || f == NULL || PEM_write_X509(f, dac) != 1) {
         cli_fail(out, HSMCA_E_IO);
         goto out;
     }
-    printf("dac: %s (serial %s) written to %s\n", s->act_ca, ser, out);
+    hsmca_hex_encode(t.res->serial, t.res->serial_len, ser, sizeof(ser));
+    printf("dac: %s (serial %s) written to %s\n", c->id, ser, out);
     rc = CLI_EXIT_OK;
 out:
     if (f != NULL && (f == stdout ? fflush(f) : fclose(f)) != 0)
         rc = CLI_EXIT_FAIL;
     X509_free(dac);
-    X509_free(xpai);
-    X509_free(xpaa);
-    OPENSSL_free(der);
-    hsmca_matter_issuer_free(is);
-    hsmca_csr_free(csr);
-    free(csr_buf);
-    hsmca_ca_rec_clear(&pai);
-    hsmca_ca_rec_clear(&paa);
+    hsmca_issue_result_free(t.res);
+    free(csr);
     return rc;
 }
 
@@ -783,6 +717,7 @@ do_run(int argc, char **argv)
     struct session s;
     struct hsmca_quorum_principal who;
     struct hsmca_quorum_exec ex;
+    struct hsmca_ca *act;
     struct hsmca_profile paa, pai;
     struct hsmca_audit_checkpoint cp;
     char id[HSMCA_QUORUM_ID_LEN + 1], path[HSMCA_PATH_MAX + 1], *env = NULL, *res = NULL;
@@ -863,6 +798,10 @@ do_run(int argc, char **argv)
         return cli_fail(path, e);
     rc = session_open(&s, &cm, 0, NULL);
     opened = 1;
+    if (rc == CLI_EXIT_OK) {
+        snprintf(path, sizeof(path), "%s/matter-dac.json", profiles);
+        rc = session_cas(&s, cm.store, csr != NULL ? path : NULL);
+    }
     if (rc != CLI_EXIT_OK)
         goto out;
     rc = CLI_EXIT_FAIL;
@@ -936,12 +875,7 @@ do_run(int argc, char **argv)
         fprintf(stderr, "hsmca ceremony: not enough approvals before the deadline\n");
         goto out;
     }
-    memset(&ex, 0, sizeof(ex));
-    ex.arg = &s;
-    ex.token = token_cb;
-    ex.ca_created = created_cb;
-    ex.activate = activate_cb;
-    ex.deactivate = deactivate_cb;
+    hsmca_ca_quorum_exec(s.cas, &ex);
     ex.paa_profile = &paa;
     ex.pai_profile = &pai;
     e = hsmca_quorum_execute(s.q, id, &ex, &res);
@@ -951,16 +885,13 @@ do_run(int argc, char **argv)
     }
     printf("executed: %s\nresult: %s\n", id, res);
     rc = CLI_EXIT_OK;
-    if (s.act_ca[0] != '\0') {
-        char ca_id[HSMCA_CA_ID_MAX + 1];
-
-        snprintf(ca_id, sizeof(ca_id), "%s", s.act_ca);
-        rc = issue_test_dac(&s, profiles, csr, out_dac);
-        e = hsmca_quorum_deactivate(s.q, &who, ca_id, &ex);
+    if ((act = open_window(&s)) != NULL) {
+        rc = issue_test_dac(&s, act, csr, out_dac);
+        e = hsmca_quorum_deactivate(s.q, &who, act->id, &ex);
         if (e != HSMCA_OK)
             rc = cli_fail("deactivate", e);
         else
-            printf("deactivated: %s\n", ca_id);
+            printf("deactivated: %s\n", act->id);
     }
     print_record(&s);
 out:

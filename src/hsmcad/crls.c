@@ -20,24 +20,18 @@
 #include "hsmcad.h"
 
 /* revocations counted per CA (generation), so a revocation racing a signature is never lost */
-static uint64_t rev_gen[HSMCAD_CAS_MAX], signed_gen[HSMCAD_CAS_MAX];
-
-static unsigned
-ca_index(struct hsmcad *d, const struct hsmcad_ca *c)
-{
-    return (unsigned)(c - d->cas);
-}
+static uint64_t rev_gen[HSMCA_CA_REG_CAS_MAX], signed_gen[HSMCA_CA_REG_CAS_MAX];
 
 void
 hsmcad_crl_load(struct hsmcad *d)
 {
     struct hsmca_store *ro = hsmcad_ro(d);
-    unsigned i, n = __atomic_load_n(&d->ncas, __ATOMIC_ACQUIRE);
+    unsigned i, n = hsmca_ca_count(d->cas);
 
     if (ro == NULL)
         return;
     for (i = 0; i < n; i++) {
-        struct hsmcad_ca *c = &d->cas[i];
+        struct hsmca_ca *c = hsmca_ca_at(d->cas, i);
         struct hsmca_ca_rec rec;
         struct hsmca_crl_rec crl;
 
@@ -58,24 +52,24 @@ hsmcad_crl_load(struct hsmcad *d)
 void
 hsmcad_crl_dirty(struct hsmcad *d, const char *ca)
 {
-    struct hsmcad_ca *c = hsmcad_ca_find(d, ca);
+    struct hsmca_ca *c = hsmca_ca_find(d->cas, ca);
     int64_t zero = 0;
 
     if (c == NULL)
         return;
-    __atomic_add_fetch(&rev_gen[ca_index(d, c)], 1, __ATOMIC_ACQ_REL);
+    __atomic_add_fetch(&rev_gen[c->index], 1, __ATOMIC_ACQ_REL);
     __atomic_compare_exchange_n(&c->crl_dirty_ms, &zero, hsmcad_now_ms(), 0, __ATOMIC_ACQ_REL,
                                 __ATOMIC_ACQUIRE);
 }
 
 enum hsmca_err
-hsmcad_crl_sign_locked(struct hsmcad *d, struct hsmcad_ca *c, const char *trigger)
+hsmcad_crl_sign_locked(struct hsmcad *d, struct hsmca_ca *c, const char *trigger)
 {
     struct hsmca_store *ro = hsmcad_ro(d);
     struct hsmca_crl_policy pol;
     struct hsmca_crl_info info;
     struct hsmca_ca_rec rec;
-    unsigned idx = ca_index(d, c);
+    unsigned idx = c->index;
     uint64_t gen = __atomic_load_n(&rev_gen[idx], __ATOMIC_ACQUIRE);
     enum hsmca_err rc;
 
@@ -118,9 +112,9 @@ hsmcad_crl_tick(struct hsmcad *d)
     int64_t now = hsmcad_now_ms();
     unsigned i;
 
-    pthread_mutex_lock(&d->cas_mu);
-    for (i = 0; i < d->ncas; i++) {
-        struct hsmcad_ca *c = &d->cas[i];
+    hsmca_ca_lock(d->cas);
+    for (i = 0; i < hsmca_ca_count(d->cas); i++) {
+        struct hsmca_ca *c = hsmca_ca_at(d->cas, i);
         struct hsmca_crl_policy pol;
         int64_t dirty = __atomic_load_n(&c->crl_dirty_ms, __ATOMIC_ACQUIRE);
         const char *trigger = NULL;
@@ -137,11 +131,11 @@ hsmcad_crl_tick(struct hsmcad *d)
         if (trigger != NULL)
             (void)hsmcad_crl_sign_locked(d, c, trigger);
     }
-    pthread_mutex_unlock(&d->cas_mu);
+    hsmca_ca_unlock(d->cas);
 }
 
 static const char *
-crl_state(struct hsmcad *d, struct hsmcad_ca *c, int64_t now_s)
+crl_state(struct hsmcad *d, struct hsmca_ca *c, int64_t now_s)
 {
     struct hsmca_crl_policy pol;
     uint64_t number = __atomic_load_n(&c->crl_number, __ATOMIC_ACQUIRE);
@@ -162,11 +156,11 @@ hsmcad_crl_status(struct hsmcad *d, unsigned *warnings)
 {
     json_t *o = json_object();
     int64_t now_s = hsmcad_now_ms() / 1000;
-    unsigned i, n = __atomic_load_n(&d->ncas, __ATOMIC_ACQUIRE);
+    unsigned i, n = hsmca_ca_count(d->cas);
 
     *warnings = 0;
     for (i = 0; o != NULL && i < n; i++) {
-        struct hsmcad_ca *c = &d->cas[i];
+        struct hsmca_ca *c = hsmca_ca_at(d->cas, i);
         const char *st;
 
         if (__atomic_load_n(&c->revoked, __ATOMIC_ACQUIRE)) {
@@ -191,7 +185,7 @@ hsmcad_crl_metrics(struct hsmcad *d)
 {
     struct hsmcad_buf b;
     int64_t now_s = hsmcad_now_ms() / 1000;
-    unsigned i, n = __atomic_load_n(&d->ncas, __ATOMIC_ACQUIRE);
+    unsigned i, n = hsmca_ca_count(d->cas);
     char line[256];
     static const char head[] =
         "# HELP hsmca_crl_next_update_seconds nextUpdate of the CA's latest CRL (unix time; 0 "
@@ -204,7 +198,7 @@ hsmcad_crl_metrics(struct hsmcad *d)
     memset(&b, 0, sizeof(b));
     hsmcad_buf_put(&b, head, sizeof(head) - 1);
     for (i = 0; i < n; i++) {
-        struct hsmcad_ca *c = &d->cas[i];
+        struct hsmca_ca *c = hsmca_ca_at(d->cas, i);
         int w, k;
 
         if (__atomic_load_n(&c->revoked, __ATOMIC_ACQUIRE))

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * daemon.c -- small shared services of the daemon's state: per-thread read-only store handles,
- * the CA table, the clock, and the per-client limiter of audited refusals (so a flood of refused
+ * the clock, and the per-client limiter of audited refusals (so a flood of refused
  * requests cannot bloat the audit log). No HTTP, no PKI.
  */
 #include <stdio.h>
@@ -77,18 +77,6 @@ hsmcad_ro(struct hsmcad *d)
     }
     pthread_mutex_unlock(&d->ro_mu);
     return st;
-}
-
-struct hsmcad_ca *
-hsmcad_ca_find(struct hsmcad *d, const char *id)
-{
-    unsigned i, n = __atomic_load_n(&d->ncas, __ATOMIC_ACQUIRE);
-
-    for (i = 0; i < n; i++) {
-        if (strcmp(d->cas[i].id, id) == 0)
-            return &d->cas[i];
-    }
-    return NULL;
 }
 
 static uint64_t
@@ -221,91 +209,4 @@ hsmcad_flush_refusals(struct hsmcad *d, int force)
         hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "refusal-summary-lost", "suppressed=%llu",
                   (unsigned long long)m.suppressed);
     free(txt);
-}
-
-/* Under cas_mu. quiet: an absent token is not logged (tokens.c re-tries every second and logs
- * the fault once). */
-static struct hsmca_token *
-token_locked(struct hsmcad *d, const char *label, const char *uri, int quiet)
-{
-    struct hsmcad_tok *t;
-    char u[HSMCA_URI_MAX + 1];
-    unsigned i;
-    enum hsmca_err rc;
-
-    for (i = 0; i < d->ntoks; i++) {
-        if (strcmp(d->toks[i].label, label) == 0)
-            return d->toks[i].tok;
-    }
-    if (d->ntoks >= HSMCAD_TOKENS_MAX || strlen(label) > HSMCA_TOKEN_LABEL_MAX)
-        return NULL;
-    if (uri == NULL) {
-        snprintf(u, sizeof(u), "pkcs11:token=%s", label);
-        uri = u;
-    }
-    t = &d->toks[d->ntoks];
-    rc = hsmca_token_open(d->p11, uri, &t->tok);
-    if (rc != HSMCA_OK) {
-        if (!quiet)
-            hsmca_log(HSMCA_LOG_WARN, "hsmcad", "token-absent", "label=%s code=%s", label,
-                      hsmca_err_code(rc));
-        return NULL;
-    }
-    snprintf(t->label, sizeof(t->label), "%s", label);
-    d->ntoks++;
-    return t->tok;
-}
-
-struct hsmca_token *
-hsmcad_token(struct hsmcad *d, const char *label, const char *uri)
-{
-    struct hsmca_token *tok;
-
-    pthread_mutex_lock(&d->cas_mu);
-    tok = token_locked(d, label, uri, 0);
-    pthread_mutex_unlock(&d->cas_mu);
-    return tok;
-}
-
-struct hsmca_token *
-hsmcad_token_quiet(struct hsmcad *d, const char *label, const char *uri)
-{
-    struct hsmca_token *tok;
-
-    pthread_mutex_lock(&d->cas_mu);
-    tok = token_locked(d, label, uri, 1);
-    pthread_mutex_unlock(&d->cas_mu);
-    return tok;
-}
-
-enum hsmca_err
-hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca)
-{
-    struct hsmca_uri u;
-    struct hsmcad_ca *c;
-    enum hsmca_err rc = HSMCA_OK;
-    unsigned i;
-
-    pthread_mutex_lock(&d->cas_mu);
-    for (i = 0; i < d->ncas; i++) {
-        if (strcmp(d->cas[i].id, ca->id) == 0)
-            goto out; /* known already */
-    }
-    if (d->ncas >= HSMCAD_CAS_MAX) {
-        rc = HSMCA_E_TOO_LARGE;
-        goto out;
-    }
-    c = &d->cas[d->ncas];
-    memset(c, 0, sizeof(*c));
-    snprintf(c->id, sizeof(c->id), "%s", ca->id);
-    snprintf(c->kind, sizeof(c->kind), "%s", ca->kind);
-    snprintf(c->token_uri, sizeof(c->token_uri), "%s", ca->token_uri);
-    snprintf(c->key_uri, sizeof(c->key_uri), "%s", ca->key_uri);
-    if (hsmca_uri_parse(ca->token_uri, strlen(ca->token_uri), &u) == HSMCA_OK &&
-        (u.have & HSMCA_URI_HAVE_TOKEN) != 0)
-        c->tok = token_locked(d, u.token, ca->token_uri, 0);
-    __atomic_store_n(&d->ncas, d->ncas + 1, __ATOMIC_RELEASE);
-out:
-    pthread_mutex_unlock(&d->cas_mu);
-    return rc;
 }

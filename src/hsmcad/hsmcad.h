@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "hsmca/ca.h"
 #include "hsmca/crl.h"
 #include "hsmca/issue.h"
 #include "hsmca/profile.h"
@@ -27,34 +28,8 @@
 #include "config.h"
 #include "metrics.h"
 
-#define HSMCAD_CAS_MAX 64
 #define HSMCAD_READERS_MAX 256
-
-#define HSMCAD_TOKENS_MAX 64
-#define HSMCAD_FAULT_MAX 32 /* a token fault's name: "removed", "missing", ... */
-
-/* One opened token, by label: one handle per token for the whole daemon. */
-struct hsmcad_tok {
-    char label[HSMCA_TOKEN_LABEL_MAX + 1];
-    struct hsmca_token *tok;
-};
-
-/* One CA the daemon knows (from the store at start, or created by a quorum operation). */
-struct hsmcad_ca {
-    char id[HSMCA_CA_ID_MAX + 1];
-    char kind[4];
-    char token_uri[HSMCA_URI_MAX + 1];
-    char key_uri[HSMCA_URI_MAX + 1];
-    struct hsmca_token *tok;      /* borrowed from the token table; NULL if the token is absent */
-    struct hsmca_key *key;        /* held while an activation window is open */
-    struct hsmca_issue_ca *ica;   /* PAIs with a certificate: the issuance engine's CA */
-    char fault[HSMCAD_FAULT_MAX]; /* its token's fault (tokens.c); "" = none; under cas_mu */
-    /* revocation (crls.c; atomics: read by handlers, written under cas_mu or by the writer) */
-    int revoked;                /* the CA is revoked: no window opens, nothing is signed */
-    int64_t crl_dirty_ms;       /* the first revocation since the last CRL (0 = none) */
-    uint64_t crl_number;        /* the latest stored CRL's number (0 = none) */
-    int64_t crl_this, crl_next; /* its thisUpdate / nextUpdate (seconds) */
-};
+#define HSMCAD_FAULT_MAX HSMCA_CA_FAULT_MAX /* a token fault's name: "removed", "missing", ... */
 
 struct hsmcad {
     struct hsmcad_config cfg;
@@ -82,11 +57,9 @@ struct hsmcad {
     struct hsmca_profile paa_profile, pai_profile, dac_profile;
     int have_profiles;
 
-    pthread_mutex_t cas_mu; /* guards cas[] and toks[] additions, activation state */
-    unsigned ntoks;
-    struct hsmcad_tok toks[HSMCAD_TOKENS_MAX];
-    unsigned ncas;
-    struct hsmcad_ca cas[HSMCAD_CAS_MAX];
+    /* the CA registry (ca.h): tokens, CAs, activation windows; its lock also guards
+     * audit_fault */
+    struct hsmca_ca_registry *cas;
 
     /* read-only store handles, one per worker thread (lazily opened) */
     pthread_key_t ro_key;
@@ -98,7 +71,7 @@ struct hsmcad {
     pthread_mutex_t lim_mu;
     struct hsmcad_limiter *lim;
 
-    char audit_fault[HSMCAD_FAULT_MAX]; /* the audit token's fault (tokens.c); under cas_mu */
+    char audit_fault[HSMCAD_FAULT_MAX]; /* the audit token's fault (tokens.c); under the cas lock */
 
     volatile int ready; /* last readiness verdict, for /metrics */
     int64_t started_ms;
@@ -107,40 +80,12 @@ struct hsmcad {
 /* The calling thread's read-only store handle (opened on first use). NULL if it cannot open. */
 struct hsmca_store *hsmcad_ro(struct hsmcad *d);
 
-/* The CA with id, or NULL. Borrowed; CAs are never removed while the daemon runs. */
-struct hsmcad_ca *hsmcad_ca_find(struct hsmcad *d, const char *id);
-
-/*
- * The opened token with this label, opening it (by uri, or "pkcs11:token=<label>" when uri is
- * NULL) on first use. Borrowed until the daemon stops. NULL if absent. Takes cas_mu.
- */
-struct hsmca_token *hsmcad_token(struct hsmcad *d, const char *label, const char *uri);
-/* The same, without a log line when the token is absent (the re-probe of tokens.c). */
-struct hsmca_token *hsmcad_token_quiet(struct hsmcad *d, const char *label, const char *uri);
-
-/* Register a CA (from the store or just created); opens its token. Takes cas_mu. */
-HSMCA_MUSTCHECK enum hsmca_err hsmcad_ca_add(struct hsmcad *d, const struct hsmca_ca_rec *ca);
-
-/*
- * Give PAI rec its issuance engine CA (inactive), if it has a certificate and is not attached
- * yet. Reads the parent PAA's certificate through st. Takes cas_mu.
- */
-HSMCA_MUSTCHECK enum hsmca_err hsmcad_ca_attach(struct hsmcad *d, struct hsmca_store *st,
-                                                const struct hsmca_ca_rec *rec);
-/* Close windows whose time or count ran out (log their tokens out). Takes cas_mu. */
-void hsmcad_close_ended_windows(struct hsmcad *d);
-
-/* The quorum execution hooks of this daemon (tokens by label, new CAs, activation windows). */
+/* Configure d->cas (ca.c) from what d holds so far: the module, the audit log, the issuer and
+ * the DAC profile, the daemon's hooks (CRLs at window start and end, read handles). cas.c. */
+void hsmcad_cas_configure(struct hsmcad *d);
+/* The quorum execution hooks of this daemon: the registry's, with the daemon's profiles and CRL
+ * policies. */
 void hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex);
-/* The activate hook for quorum execution (cas.c): opens the issuance window of a PAI whose
- * token the quorum just logged in. */
-enum hsmca_err hsmcad_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dacs);
-/* Close c's activation window (drain, free the key, log its token out). Under cas_mu. */
-/* Close c's window (why: "deactivation", "stop"; NULL: its count or time ran out) with a
- * window.end entry. */
-void hsmcad_ca_deactivate_locked(struct hsmcad *d, struct hsmcad_ca *c, const char *why);
-/* Close every window (at shutdown, before the engines go). */
-void hsmcad_deactivate_all(struct hsmcad *d);
 
 /*
  * Token faults (tokens.c): probe every token, heal what came back, close a window whose token
@@ -159,10 +104,11 @@ void hsmcad_crl_load(struct hsmcad *d);
 /* A certificate of ca was revoked: its CRL is re-signed within the policy's batch delay (as soon
  * as its key is reachable). */
 void hsmcad_crl_dirty(struct hsmcad *d, const char *ca);
-/* The keeper's pass: sign the CRLs that are due of the CAs whose window is open. Takes cas_mu. */
+/* The keeper's pass: sign the CRLs that are due of the CAs whose window is open. Takes the cas
+ * lock. */
 void hsmcad_crl_tick(struct hsmcad *d);
-/* Sign c's CRL now with its open window's key (trigger: why). Under cas_mu. */
-enum hsmca_err hsmcad_crl_sign_locked(struct hsmcad *d, struct hsmcad_ca *c, const char *trigger);
+/* Sign c's CRL now with its open window's key (trigger: why). Under the cas lock. */
+enum hsmca_err hsmcad_crl_sign_locked(struct hsmcad *d, struct hsmca_ca *c, const char *trigger);
 /*
  * The CRL state of every CA that has a certificate, for /readyz: {"<ca>": {"number",
  * "next_update", "status": "fresh" | "due-soon" | "expired" | "none"}}; *warnings counts the CAs

@@ -95,12 +95,6 @@ read_pem(const char *path, const char *what)
     return (char *)buf;
 }
 
-static enum hsmca_err
-ca_add(void *arg, const struct hsmca_ca_rec *ca)
-{
-    return hsmcad_ca_add(arg, ca);
-}
-
 static void
 note_restored(void *arg, const char *serial)
 {
@@ -118,30 +112,11 @@ start_fail(const char *what, enum hsmca_err rc, const char *why)
     return 1;
 }
 
-/* The issuance engine and one engine CA per PAI with a certificate (all inactive). The CA list
- * is copied first: the store's callback must not call back into the same handle. */
-struct ca_ids {
-    unsigned n;
-    char id[HSMCAD_CAS_MAX][HSMCA_CA_ID_MAX + 1];
-};
-
-static enum hsmca_err
-collect_id(void *arg, const struct hsmca_ca_rec *ca)
-{
-    struct ca_ids *ids = arg;
-
-    if (ids->n >= HSMCAD_CAS_MAX)
-        return HSMCA_E_TOO_LARGE;
-    snprintf(ids->id[ids->n++], sizeof(ids->id[0]), "%s", ca->id);
-    return HSMCA_OK;
-}
-
+/* The issuance engine and one engine CA per PAI with a certificate (all inactive). */
 static int
 start_issuance(struct hsmcad *d)
 {
     struct hsmca_issuer_config ic;
-    static struct ca_ids ids;
-    unsigned i;
     enum hsmca_err rc;
 
     if (d->cfg.quotas[0] != '\0') {
@@ -157,21 +132,13 @@ start_issuance(struct hsmcad *d)
     ic.quotas = d->quotas;
     ic.max_unsigned_entries = d->cfg.max_unsigned_entries;
     rc = hsmca_issuer_new(&ic, &d->issuer);
-    if (rc == HSMCA_OK)
-        rc = hsmca_store_ca_list(d->quorum_ro, collect_id, &ids);
+    if (rc == HSMCA_OK) {
+        hsmcad_cas_configure(d);
+        rc = hsmca_ca_attach_all(d->cas, d->quorum_ro);
+    }
     if (rc != HSMCA_OK) {
         start_fail("issuance", rc, NULL);
         return -1;
-    }
-    for (i = 0; i < ids.n; i++) {
-        struct hsmca_ca_rec rec;
-
-        memset(&rec, 0, sizeof(rec));
-        /* a CA that cannot issue is logged; the daemon still serves the others */
-        if (hsmca_store_ca_get(d->quorum_ro, ids.id[i], &rec) == HSMCA_OK &&
-            hsmcad_ca_attach(d, d->quorum_ro, &rec) != HSMCA_OK)
-            hsmca_log(HSMCA_LOG_WARN, "hsmcad", "ca-attach-failed", "ca=%s", ids.id[i]);
-        hsmca_ca_rec_clear(&rec);
     }
     return 0;
 }
@@ -204,7 +171,7 @@ keeper_run(void *arg)
             hsmca_issuer_flush_refusals(k->d->issuer);
         hsmcad_crl_tick(k->d);
         hsmcad_flush_refusals(k->d, 0);
-        hsmcad_close_ended_windows(k->d);
+        hsmca_ca_close_ended(k->d->cas, hsmcad_now_ms());
         hsmcad_tokens_check(k->d, 0);
         pthread_mutex_lock(&k->mu);
     }
@@ -296,9 +263,10 @@ main(int argc, char **argv)
     umask(077);
 
     d = calloc(1, sizeof(*d));
-    if (d == NULL)
+    if (d == NULL || hsmca_ca_registry_new(&d->cas) != HSMCA_OK) {
+        free(d);
         return start_fail("start", HSMCA_E_NOMEM, NULL);
-    pthread_mutex_init(&d->cas_mu, NULL);
+    }
     pthread_mutex_init(&d->ro_mu, NULL);
     pthread_mutex_init(&d->lim_mu, NULL);
     pthread_key_create(&d->ro_key, NULL);
@@ -431,7 +399,8 @@ main(int argc, char **argv)
         goto out;
     }
     /* CA tokens: opened (for readiness), never logged in at start: every CA starts inactive. */
-    rc = hsmca_store_ca_list(d->store, ca_add, d);
+    hsmcad_cas_configure(d);
+    rc = hsmca_ca_load(d->cas, d->store);
     if (rc != HSMCA_OK) {
         start_fail("store: CAs", rc, NULL);
         goto out;
@@ -544,10 +513,10 @@ main(int argc, char **argv)
     if (pthread_create(&keeper.th, NULL, keeper_run, &keeper) == 0)
         keeper.running = 1;
     (void)hsmcad_readiness(d, NULL);
-    hsmca_log(HSMCA_LOG_INFO, "hsmcad", "ready", "port=%u cas=%u", port, d->ncas);
+    hsmca_log(HSMCA_LOG_INFO, "hsmcad", "ready", "port=%u cas=%u", port, hsmca_ca_count(d->cas));
 #ifdef HSMCA_HAVE_SYSTEMD
     /* Type=notify: systemd starts dependants only now (a no-op outside systemd). */
-    (void)sd_notifyf(0, "READY=1\nSTATUS=serving on port %u, %u CAs", port, d->ncas);
+    (void)sd_notifyf(0, "READY=1\nSTATUS=serving on port %u, %u CAs", port, hsmca_ca_count(d->cas));
 #endif
     while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
         ;
@@ -573,9 +542,7 @@ out:
     }
     if (d != NULL) {
         hsmcad_flush_refusals(d, 1); /* counted refusals are summarised before the log closes */
-        hsmcad_deactivate_all(d);
-        for (i = 0; i < d->ncas; i++)
-            hsmca_issue_ca_free(d->cas[i].ica);
+        hsmca_ca_registry_stop(d->cas, "stop");
         hsmca_issuer_free(d->issuer);
         d->issuer = NULL;
         hsmca_issue_quotas_free(d->quotas);
@@ -600,11 +567,8 @@ out:
         hsmca_store_checkpointer_stop(d->ckpt);
         d->ckpt = NULL;
         hsmca_store_close(d->store);
-        for (i = 0; i < d->ntoks; i++) {
-            if (hsmca_token_logout(d->toks[i].tok) != HSMCA_OK ||
-                hsmca_token_free(d->toks[i].tok) != HSMCA_OK)
-                status = 1;
-        }
+        if (hsmca_ca_registry_free(d->cas) != HSMCA_OK)
+            status = 1;
         hsmca_key_free(__atomic_load_n(&d->audit_key, __ATOMIC_ACQUIRE)); /* heal may swap it */
         if (d->audit_tok != NULL && hsmca_token_logout(d->audit_tok) != HSMCA_OK)
             status = 1;
@@ -615,7 +579,6 @@ out:
         free(d->audit_cert_pem);
         free(d->lim);
         pthread_key_delete(d->ro_key);
-        pthread_mutex_destroy(&d->cas_mu);
         pthread_mutex_destroy(&d->ro_mu);
         pthread_mutex_destroy(&d->lim_mu);
         free(d);

@@ -513,7 +513,7 @@ hsmcad_h_bundle(struct hsmcad_req *r)
 {
     struct hsmcad *d = hsmcad_req_daemon(r);
     const struct hsmcad_principal *p = hsmcad_req_principal(r);
-    struct hsmcad_ca *c = hsmcad_ca_find(d, hsmcad_req_param(r, 0));
+    struct hsmca_ca *c = hsmca_ca_find(d->cas, hsmcad_req_param(r, 0));
     struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
     struct hsmca_store *ro = hsmcad_ro(d);
     struct job *j = NULL;

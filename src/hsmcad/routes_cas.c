@@ -47,7 +47,7 @@ vidpid(int v)
 static json_t *
 issuance_state(struct hsmcad *d, const char *id)
 {
-    struct hsmcad_ca *c = hsmcad_ca_find(d, id);
+    struct hsmca_ca *c = hsmca_ca_find(d->cas, id);
     struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
     json_t *s = ica != NULL ? hsmca_issue_ca_state_json(ica, hsmcad_now_ms()) : NULL;
 
@@ -67,7 +67,7 @@ ca_json(struct hsmcad *d, const struct hsmca_ca_rec *ca)
     json_object_set_new(o, "issuance", issuance_state(d, ca->id));
     {
         struct hsmca_crl_policy pol;
-        struct hsmcad_ca *c = hsmcad_ca_find(d, ca->id);
+        struct hsmca_ca *c = hsmca_ca_find(d->cas, ca->id);
 
         hsmca_crl_policy_for(d->crl_policies, ca->id, &pol);
         json_object_set_new(

@@ -39,7 +39,7 @@ receipt_json(const struct hsmca_issue_result *res)
 static struct hsmca_issue_ca *
 issuing_ca(struct hsmcad_req *r, struct hsmcad *d)
 {
-    struct hsmcad_ca *c = hsmcad_ca_find(d, hsmcad_req_param(r, 0));
+    struct hsmca_ca *c = hsmca_ca_find(d->cas, hsmcad_req_param(r, 0));
     struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
 
     return ica;

@@ -262,7 +262,7 @@ out:
 void
 hsmcad_h_est_csrattrs(struct hsmcad_req *r)
 {
-    struct hsmcad_ca *c = hsmcad_ca_find(hsmcad_req_daemon(r), hsmcad_req_param(r, 0));
+    struct hsmca_ca *c = hsmca_ca_find(hsmcad_req_daemon(r)->cas, hsmcad_req_param(r, 0));
     char *body, target[HSMCA_CA_ID_MAX + 4];
     size_t len = 0;
 
@@ -407,7 +407,7 @@ enroll(struct hsmcad_req *r, int renew)
 {
     struct hsmcad *d = hsmcad_req_daemon(r);
     const struct hsmcad_principal *p = hsmcad_req_principal(r);
-    struct hsmcad_ca *c = hsmcad_ca_find(d, hsmcad_req_param(r, 0));
+    struct hsmca_ca *c = hsmca_ca_find(d->cas, hsmcad_req_param(r, 0));
     struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
     struct hsmca_issue_req rq;
     struct est *e;

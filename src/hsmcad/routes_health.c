@@ -39,9 +39,9 @@ token_check(struct hsmcad *d, struct hsmca_token *tok, const char *fault_buf, js
     char fault[HSMCAD_FAULT_MAX];
     int ok;
 
-    pthread_mutex_lock(&d->cas_mu);
+    hsmca_ca_lock(d->cas);
     snprintf(fault, sizeof(fault), "%s", fault_buf);
-    pthread_mutex_unlock(&d->cas_mu);
+    hsmca_ca_unlock(d->cas);
     if (fault[0] == '\0' && !token_ok(tok))
         snprintf(fault, sizeof(fault), "%s", tok == NULL ? "missing" : "removed");
     ok = fault[0] == '\0';
@@ -83,9 +83,9 @@ hsmcad_readiness(struct hsmcad *d, json_t *checks)
         json_object_set_new(checks, "audit_token", v);
     else
         json_decref(v);
-    n = __atomic_load_n(&d->ncas, __ATOMIC_ACQUIRE);
+    n = hsmca_ca_count(d->cas);
     for (i = 0; i < n; i++) {
-        struct hsmcad_ca *c = &d->cas[i];
+        struct hsmca_ca *c = hsmca_ca_at(d->cas, i);
 
         t = token_check(d, __atomic_load_n(&c->tok, __ATOMIC_ACQUIRE), c->fault, faults,
                         uri_label(c->token_uri, &u), c->id, &v);

@@ -3,8 +3,8 @@
  * routes_quorum.c -- POST /v1/requests (an admin asks for a quorum operation), GET
  * /v1/requests/{id} (the envelope approvers sign), POST /v1/requests/{id}/approvals (an approver's
  * signed approval with its re-sealed shares; the request executes once the threshold is met) and
- * GET /v1/approvers. The checks, PIN handling and audit entries are the quorum module's; this file
- * supplies the daemon's side effects (tokens by label, new CAs, activation windows).
+ * GET /v1/approvers. The checks, PIN handling and audit entries are the quorum module's; the
+ * side effects (tokens by label, new CAs, activation windows) are the CA registry's (ca.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,94 +21,6 @@
 #include "routes.h"
 
 #define REQUEST_TTL_DEFAULT_S 3600
-
-/* ---- execution hooks ---- */
-
-static struct hsmca_token *
-ex_token(void *arg, const char *label)
-{
-    return hsmcad_token(arg, label, NULL);
-}
-
-static enum hsmca_err
-ex_ca_created(void *arg, const struct hsmca_ca_rec *ca)
-{
-    struct hsmcad *d = arg;
-    enum hsmca_err rc = hsmcad_ca_add(d, ca);
-    struct hsmca_store *ro = hsmcad_ro(d);
-
-    if (rc == HSMCA_OK && ro != NULL)
-        rc = hsmcad_ca_attach(d, ro, ca);
-    return rc;
-}
-
-static enum hsmca_err
-ex_deactivate(void *arg, const char *ca_id)
-{
-    struct hsmcad *d = arg;
-    struct hsmcad_ca *c = hsmcad_ca_find(d, ca_id);
-
-    if (c == NULL)
-        return HSMCA_E_NOT_FOUND;
-    pthread_mutex_lock(&d->cas_mu);
-    hsmcad_ca_deactivate_locked(d, c, "deactivation");
-    pthread_mutex_unlock(&d->cas_mu);
-    return HSMCA_OK;
-}
-
-static void
-ex_ca_revoked(void *arg, const char *ca_id)
-{
-    struct hsmcad *d = arg;
-    struct hsmcad_ca *c = hsmcad_ca_find(d, ca_id);
-
-    if (c == NULL)
-        return;
-    pthread_mutex_lock(&d->cas_mu);
-    __atomic_store_n(&c->revoked, 1, __ATOMIC_RELEASE); /* no window opens again */
-    hsmcad_ca_deactivate_locked(d, c, "revoked");
-    pthread_mutex_unlock(&d->cas_mu);
-    hsmca_log(HSMCA_LOG_WARN, "hsmcad", "ca-revoked", "ca=%s", ca_id);
-}
-
-static void
-ex_crl_signed(void *arg, const char *ca_id, const struct hsmca_crl_info *info)
-{
-    struct hsmcad_ca *c = hsmcad_ca_find(arg, ca_id);
-
-    if (c == NULL)
-        return;
-    __atomic_store_n(&c->crl_this, (int64_t)info->this_update, __ATOMIC_RELAXED);
-    __atomic_store_n(&c->crl_next, (int64_t)info->next_update, __ATOMIC_RELAXED);
-    __atomic_store_n(&c->crl_number, info->number, __ATOMIC_RELEASE);
-}
-
-void
-hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
-{
-    memset(ex, 0, sizeof(*ex));
-    ex->arg = d;
-    ex->token = ex_token;
-    ex->ca_created = ex_ca_created;
-    ex->activate = hsmcad_activate;
-    ex->deactivate = ex_deactivate;
-    ex->paa_profile = d->have_profiles ? &d->paa_profile : NULL;
-    ex->pai_profile = d->have_profiles ? &d->pai_profile : NULL;
-    ex->crl_policies = d->crl_policies;
-    ex->ca_revoked = ex_ca_revoked;
-    ex->crl_signed = ex_crl_signed;
-}
-
-void
-hsmcad_deactivate_all(struct hsmcad *d)
-{
-    unsigned i;
-
-    pthread_mutex_lock(&d->cas_mu);
-    for (i = 0; i < d->ncas; i++)
-        hsmcad_ca_deactivate_locked(d, &d->cas[i], "stop");
-    pthread_mutex_unlock(&d->cas_mu);
-}
 
 /* ---- handlers ---- */
 
@@ -300,7 +212,7 @@ hsmcad_h_deactivate(struct hsmcad_req *r)
     struct hsmca_quorum_exec ex;
     enum hsmca_err rc;
 
-    if (hsmcad_ca_find(d, hsmcad_req_param(r, 0)) == NULL) {
+    if (hsmca_ca_find(d->cas, hsmcad_req_param(r, 0)) == NULL) {
         hsmcad_reply_problem(r, HSMCA_E_HTTP_CA_NOT_FOUND, NULL);
         return;
     }

@@ -88,17 +88,17 @@ audit_token(struct hsmcad *d, const char *action, const char *outcome, const cha
                   label, action, hsmca_err_code(rc));
 }
 
-/* Record a fault change of one token (fault "" = ok): log, audit. fault_buf under cas_mu. */
+/* Record a fault change of one token (fault "" = ok): log, audit. fault_buf under the cas lock. */
 static void
 set_fault(struct hsmcad *d, char *fault_buf, size_t size, const char *label, const char *ca,
           const char *fault, int at_start)
 {
     char was[HSMCAD_FAULT_MAX];
 
-    pthread_mutex_lock(&d->cas_mu);
+    hsmca_ca_lock(d->cas);
     snprintf(was, sizeof(was), "%s", fault_buf);
     snprintf(fault_buf, size, "%s", fault);
-    pthread_mutex_unlock(&d->cas_mu);
+    hsmca_ca_unlock(d->cas);
     if (strcmp(was, fault) == 0)
         return;
     if (fault[0] != '\0') {
@@ -149,7 +149,7 @@ hsmcad_audit_heal(void *arg, struct hsmca_key **key)
 
 /* A CA token's probe, and what it means for its window. */
 static void
-check_ca(struct hsmcad *d, struct hsmcad_ca *c, int at_start)
+check_ca(struct hsmcad *d, struct hsmca_ca *c, int at_start)
 {
     struct hsmca_token_probe pr;
     struct hsmca_uri u;
@@ -165,15 +165,15 @@ check_ca(struct hsmcad *d, struct hsmcad_ca *c, int at_start)
     tok = __atomic_load_n(&c->tok, __ATOMIC_ACQUIRE);
     if (tok == NULL) {
         /* missing at start (or never seen): open it once it appears */
-        tok = hsmcad_token_quiet(d, label, c->token_uri);
+        tok = hsmca_ca_token(d->cas, label, c->token_uri, 1);
         if (tok == NULL) {
             set_fault(d, c->fault, sizeof(c->fault), label, c->id, "missing", at_start);
             return;
         }
-        pthread_mutex_lock(&d->cas_mu);
+        hsmca_ca_lock(d->cas);
         if (c->tok == NULL)
             __atomic_store_n(&c->tok, tok, __ATOMIC_RELEASE);
-        pthread_mutex_unlock(&d->cas_mu);
+        hsmca_ca_unlock(d->cas);
     }
     rc = hsmca_token_probe(tok, &pr);
     if (rc == HSMCA_E_TOKEN_REMOVED) {
@@ -184,20 +184,20 @@ check_ca(struct hsmcad *d, struct hsmcad_ca *c, int at_start)
         set_fault(d, c->fault, sizeof(c->fault), label, c->id, "unreadable", at_start);
         return;
     }
-    pthread_mutex_lock(&d->cas_mu);
+    hsmca_ca_lock(d->cas);
     has_key = c->key != NULL;
-    pthread_mutex_unlock(&d->cas_mu);
+    hsmca_ca_unlock(d->cas);
     if (pr.stale || (has_key && !pr.logged_in)) {
         /* back, but the window's sessions and login are gone: close the window (audited), then
          * reconnect; the quorum opens the next one */
         int closed = 0;
 
-        pthread_mutex_lock(&d->cas_mu);
+        hsmca_ca_lock(d->cas);
         if (c->key != NULL) {
-            hsmcad_ca_deactivate_locked(d, c, "token-lost"); /* window.end, reason token-lost */
+            hsmca_ca_deactivate_locked(d->cas, c, "token-lost"); /* window.end, reason token-lost */
             closed = 1;
         }
-        pthread_mutex_unlock(&d->cas_mu);
+        hsmca_ca_unlock(d->cas);
         if (closed)
             hsmca_log(HSMCA_LOG_WARN, "hsmcad", "window-closed",
                       "ca=%s reason=token-lost action=\"%s\"", c->id,
@@ -235,7 +235,7 @@ hsmcad_tokens_check(struct hsmcad *d, int at_start)
             fault = "checkpoints-failing";
         set_fault(d, d->audit_fault, sizeof(d->audit_fault), label, NULL, fault, at_start);
     }
-    n = __atomic_load_n(&d->ncas, __ATOMIC_ACQUIRE);
+    n = hsmca_ca_count(d->cas);
     for (i = 0; i < n; i++)
-        check_ca(d, &d->cas[i], at_start);
+        check_ca(d, hsmca_ca_at(d->cas, i), at_start);
 }

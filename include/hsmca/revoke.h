@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <openssl/evp.h>
 
 #include "hsmca/audit.h"
@@ -49,6 +50,23 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_revoke_apply(struct hsmca_store *st, void *
 /* The audit entry's detail: compact sorted JSON {"invalidity_ms"?, "reason", "revoked_ms",
  * "serial"} into buf; returns 0, or -1 if it does not fit. */
 int hsmca_revoke_detail(const struct hsmca_revocation *rv, char *buf, size_t len);
+
+/*
+ * Record the prepared revocation rv (hsmca_revoke_prepare) by actor in role: one cert.revoke
+ * entry (target "ca/<ca>", detail hsmca_revoke_detail) with its store change
+ * (hsmca_revoke_apply) in the same transaction, through the audit writer. rv must stay valid
+ * until done runs; done gets HSMCA_E_REVOKE_ALREADY / HSMCA_E_REVOKE_SERIAL_UNKNOWN when the store
+ * changed since the check (nothing written). Returns HSMCA_E_INVALID_ARG (no log), HSMCA_E_INTERNAL
+ * or hsmca_audit_submit's codes, and then done never runs.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_revoke_submit(struct hsmca_audit *a,
+                                                   struct hsmca_revocation *rv, const char *actor,
+                                                   const char *role, hsmca_audit_done_fn done,
+                                                   void *done_arg);
+
+/* The revocation as the API answers it: {"ca", "serial" (hex), "status": "revoked", "reason",
+ * "revoked_ms", "invalidity_ms"?}; NULL on NOMEM. */
+json_t *hsmca_revoke_json(const struct hsmca_revocation *rv);
 
 /*
  * Make CA ca's next CRL (hsmca_crl_make, signed with key) and store it inside its own crl.sign

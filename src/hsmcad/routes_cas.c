@@ -467,23 +467,13 @@ revoke_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *rece
 {
     struct revoke *v = arg;
     struct hsmcad_req *r = v->r;
-    const char *rn = hsmca_crl_reason_name(v->rv.reason);
-    char hex[41];
 
     if (rc != HSMCA_OK) {
         hsmcad_reply_problem(r, rc, "the revocation was not recorded");
     } else {
-        json_t *o;
-
         hsmcad_crl_dirty(hsmcad_req_daemon(r), v->rv.ca);
-        hsmca_hex_encode(v->rv.serial, v->rv.serial_len, hex, sizeof(hex));
         hsmcad_req_receipt(r, receipt);
-        o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "ca", v->rv.ca, "serial", hex, "status",
-                      "revoked", "reason", rn != NULL ? rn : "unspecified", "revoked_ms",
-                      (json_int_t)v->rv.revoked_ms);
-        if (o != NULL && v->rv.invalidity_ms > 0)
-            json_object_set_new(o, "invalidity_ms", json_integer((json_int_t)v->rv.invalidity_ms));
-        hsmcad_reply_json(r, 200, o);
+        hsmcad_reply_json(r, 200, hsmca_revoke_json(&v->rv));
     }
     hsmcad_req_engine_audited(r);
     free(v);
@@ -496,7 +486,6 @@ hsmcad_h_revocations(struct hsmcad_req *r)
     struct hsmcad *d = hsmcad_req_daemon(r);
     struct hsmca_store *ro = hsmcad_ro(d);
     const struct hsmcad_principal *who = hsmcad_req_principal(r);
-    struct hsmca_audit_event ev;
     struct revoke *v = NULL;
     json_t *body = NULL;
     json_error_t jerr;
@@ -504,7 +493,6 @@ hsmcad_h_revocations(struct hsmcad_req *r)
     json_int_t at = -1, inval = -1;
     const unsigned char *b;
     size_t blen;
-    char target[HSMCA_CA_ID_MAX + 8], detail[256];
     enum hsmca_err rc;
 
     b = hsmcad_req_body(r, &blen);
@@ -540,22 +528,10 @@ hsmcad_h_revocations(struct hsmcad_req *r)
         rc = HSMCA_E_HTTP_NOT_READY;
         goto refuse;
     }
-    if (hsmca_revoke_detail(&v->rv, detail, sizeof(detail)) != 0) {
-        rc = HSMCA_E_INTERNAL;
-        goto refuse;
-    }
-    snprintf(target, sizeof(target), "ca/%s", v->rv.ca);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = "cert.revoke";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
     v->r = r;
     hsmcad_req_suspend(r);
-    rc = hsmca_audit_submit(d->audit, &ev, hsmca_revoke_apply, &v->rv, revoke_done, v);
+    rc = hsmca_revoke_submit(d->audit, &v->rv, who->name, hsmcad_role_name(who->role), revoke_done,
+                             v);
     if (rc != HSMCA_OK) {
         hsmcad_reply_problem(r, rc, NULL);
         free(v);

@@ -93,6 +93,48 @@ hsmca_revoke_detail(const struct hsmca_revocation *rv, char *buf, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+enum hsmca_err
+hsmca_revoke_submit(struct hsmca_audit *a, struct hsmca_revocation *rv, const char *actor,
+                    const char *role, hsmca_audit_done_fn done, void *done_arg)
+{
+    struct hsmca_audit_event ev;
+    char target[HSMCA_CA_ID_MAX + 8], detail[256];
+
+    if (a == NULL || rv == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (hsmca_revoke_detail(rv, detail, sizeof(detail)) != 0)
+        return HSMCA_E_INTERNAL;
+    snprintf(target, sizeof(target), "ca/%s", rv->ca);
+    memset(&ev, 0, sizeof(ev));
+    ev.actor = actor;
+    ev.role = role;
+    ev.action = "cert.revoke";
+    ev.target = target;
+    ev.outcome = "ok";
+    ev.detail_json = detail;
+    ev.kid = "";
+    return hsmca_audit_submit(a, &ev, hsmca_revoke_apply, rv, done, done_arg);
+}
+
+json_t *
+hsmca_revoke_json(const struct hsmca_revocation *rv)
+{
+    const char *rn = hsmca_crl_reason_name(rv->reason);
+    char hex[41];
+    json_t *o;
+
+    hsmca_hex_encode(rv->serial, rv->serial_len, hex, sizeof(hex));
+    o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "ca", rv->ca, "serial", hex, "status", "revoked",
+                  "reason", rn != NULL ? rn : "unspecified", "revoked_ms",
+                  (json_int_t)rv->revoked_ms);
+    if (o != NULL && rv->invalidity_ms > 0 &&
+        json_object_set_new(o, "invalidity_ms", json_integer((json_int_t)rv->invalidity_ms)) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 struct crl_put {
     const char *ca;
     const struct hsmca_crl_rec *rec;

@@ -4,8 +4,11 @@
  * unknown CA / serial, a second revocation, bad reasons and dates each refused with their code
  * and nothing changed; the audit detail; the CRL policy file (unknown keys, bounds, per-CA over
  * default, the {ca} URL); a CRL made from the store lists the revoked DACs of a PAI with reason
- * and invalidityDate, and a PAA's revoked PAIs, with a CRL number that grows.
+ * and invalidityDate, and a PAA's revoked PAIs, with a CRL number that grows. A revocation is
+ * recorded as one cert.revoke entry (actor, role, target, detail) with its store change, and a
+ * second one of the same serial racing it changes nothing and writes no entry.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,9 +23,12 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "hsmca/audit.h"
 #include "hsmca/crl.h"
 #include "hsmca/revoke.h"
+#include "hsmca/store_audit.h"
 #include "hsmca/store_certs.h"
+#include "hsmca/token.h"
 
 #include "fixture.h"
 
@@ -383,6 +389,145 @@ crls_made_from_the_store(void **state)
     hsmca_ca_rec_clear(&paa);
 }
 
+struct wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    enum hsmca_err rc;
+    uint64_t seq;
+};
+
+static void
+recorded(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
+{
+    struct wait *w = arg;
+
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    w->seq = rc == HSMCA_OK && receipt != NULL ? receipt->seq : 0;
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Submit rv and wait for its done: its rc. */
+static enum hsmca_err
+submit_and_wait(struct hsmca_audit *a, struct hsmca_revocation *rv, uint64_t *seq)
+{
+    struct wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, HSMCA_OK, 0};
+
+    assert_int_equal(hsmca_revoke_submit(a, rv, "ops-alice", "operator", recorded, &w), HSMCA_OK);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    *seq = w.seq;
+    return w.rc;
+}
+
+struct revokes {
+    unsigned n;
+    char line[2048];
+};
+
+static enum hsmca_err
+revoke_entry(void *arg, uint64_t seq, const char *line, size_t len, const unsigned char *hash)
+{
+    struct revokes *r = arg;
+
+    (void)seq;
+    (void)hash;
+    if (len < sizeof(r->line) && memmem(line, len, "cert.revoke", 11) != NULL) {
+        r->n++;
+        memcpy(r->line, line, len);
+        r->line[len] = '\0';
+    }
+    return HSMCA_OK;
+}
+
+static void
+a_revocation_is_one_audit_entry(void **state)
+{
+    struct ctx *c = *state;
+    struct fx_hsm hsm;
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *tok = NULL;
+    struct hsmca_key *key = NULL;
+    struct hsmca_secret pin;
+    struct hsmca_audit_config ac;
+    struct hsmca_audit *a = NULL;
+    struct hsmca_revocation rv, twice;
+    struct hsmca_cert_rec r;
+    struct revokes found;
+    unsigned char h[32];
+    uint64_t head, seq = 0;
+    int64_t now = (int64_t)time(NULL) * 1000;
+    char why[256], *text;
+    json_t *j;
+
+    assert_int_equal(hsmca_secure_heap_init(0), HSMCA_OK);
+    assert_int_equal(fx_hsm_setup(&hsm), 0);
+    assert_int_equal(fx_hsm_add_token(&hsm, "audit", "so-pin-1234", "user-pin-1234"), 0);
+    assert_int_equal(hsmca_p11_open(fx_module(), &p11), HSMCA_OK);
+    assert_int_equal(hsmca_token_open(p11, "pkcs11:token=audit", &tok), HSMCA_OK);
+    pin = fx_secret("user-pin-1234");
+    assert_int_equal(hsmca_token_login(tok, &pin), HSMCA_OK);
+    hsmca_secret_clear(&pin);
+    assert_int_equal(
+        hsmca_token_generate_key(tok, "audit-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &key), HSMCA_OK);
+    memset(&ac, 0, sizeof(ac));
+    ac.store = c->st;
+    ac.token = tok;
+    ac.key = key;
+    ac.origin = "hsmca/test-revoke";
+    assert_int_equal(hsmca_audit_open(&ac, &a, why, sizeof(why)), HSMCA_OK);
+
+    assert_int_equal(
+        hsmca_revoke_prepare(c->st, "pai-8000", S1, "keyCompromise", -1, now - 60000, now, &rv),
+        HSMCA_OK);
+    twice = rv;
+    /* no log: refused, nothing written */
+    assert_int_equal(hsmca_revoke_submit(NULL, &rv, "ops-alice", "operator", recorded, NULL),
+                     HSMCA_E_INVALID_ARG);
+    assert_int_equal(submit_and_wait(a, &rv, &seq), HSMCA_OK);
+    assert_true(seq > 0);
+    /* the same serial again, checked before the first was recorded: refused inside the entry */
+    assert_int_equal(submit_and_wait(a, &twice, &seq), HSMCA_E_REVOKE_ALREADY);
+    /* the answer */
+    j = hsmca_revoke_json(&rv);
+    assert_non_null(j);
+    text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"ca\":\"pai-8000\""));
+    assert_non_null(strstr(text, "\"reason\":\"keyCompromise\""));
+    assert_non_null(strstr(text, "\"serial\":\"" S1 "\""));
+    assert_non_null(strstr(text, "\"status\":\"revoked\""));
+    assert_non_null(strstr(text, "\"invalidity_ms\":"));
+    free(text);
+    json_decref(j);
+    assert_int_equal(hsmca_audit_close(a), HSMCA_OK);
+
+    /* one entry, with who, the CA and the detail; the certificate revoked with it */
+    memset(&found, 0, sizeof(found));
+    assert_int_equal(hsmca_store_audit_head(c->st, &head, h), HSMCA_OK);
+    assert_int_equal(hsmca_store_audit_scan(c->st, 1, head, revoke_entry, &found), HSMCA_OK);
+    assert_int_equal(found.n, 1);
+    assert_non_null(strstr(found.line, "ops-alice"));
+    assert_non_null(strstr(found.line, "operator"));
+    assert_non_null(strstr(found.line, "ca/pai-8000"));
+    assert_non_null(strstr(found.line, "keyCompromise"));
+    assert_int_equal(hsmca_store_cert_get(c->st, "pai-8000", rv.serial, 16, &r), HSMCA_OK);
+    assert_true(r.revoked);
+    assert_int_equal(r.reason, 1);
+    hsmca_cert_rec_clear(&r);
+
+    hsmca_key_free(key);
+    assert_int_equal(hsmca_token_logout(tok), HSMCA_OK);
+    assert_int_equal(hsmca_token_free(tok), HSMCA_OK);
+    assert_int_equal(hsmca_p11_free(p11), HSMCA_OK);
+    fx_hsm_teardown(&hsm);
+}
+
 int
 main(void)
 {
@@ -390,6 +535,7 @@ main(void)
         cmocka_unit_test_setup_teardown(the_rules_of_a_revocation, setup, teardown),
         cmocka_unit_test(the_crl_policy),
         cmocka_unit_test_setup_teardown(crls_made_from_the_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_revocation_is_one_audit_entry, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

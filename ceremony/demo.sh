@@ -13,6 +13,8 @@
 # kept in 0600 files under WORKDIR: a real ceremony types them on the token's PIN pad or prompt.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../tools/softhsm.sh
+. "$here/tools/softhsm.sh"
 HSMCA=${HSMCA:-${HSMCA_BIN:-$here/build/src/hsmca/hsmca}}
 MODULE=${HSMCA_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 work=${1:-$(mktemp -d "${TMPDIR:-/tmp}/hsmca-ceremony.XXXXXX")}
@@ -32,9 +34,7 @@ rand() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 # Two SoftHSM installations: the CA host and the approvers' host (each approver would have
 # their own machine and token; one host with three tokens keeps the demo small).
 for h in ca approvers; do
-    mkdir -p "$h/tokens"
-    printf 'directories.tokendir = %s/%s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-        "$work" "$h" >"$h/softhsm2.conf"
+    softhsm_conf "$work/$h"
 done
 ca() { SOFTHSM2_CONF="$work/ca/softhsm2.conf" "$@"; }
 ap() { SOFTHSM2_CONF="$work/approvers/softhsm2.conf" "$@"; }

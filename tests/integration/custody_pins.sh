@@ -121,16 +121,13 @@ echo "$W/planted-raw.db" > "$W/planted.list"
 check "the scan finds a planted raw user PIN" not scan "$W/needles" "$W/planted.list"
 
 # ---- 2. the administrator's SO PIN stops working at the ceremony ----
-mkdir -p "$W/adm/tokens"
-printf 'directories.tokendir = %s/adm/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$W" > "$W/adm/softhsm2.conf"
+softhsm_conf "$W/adm"
 export SOFTHSM2_CONF=$W/adm/softhsm2.conf
 umask 077
 printf 'admin-so-pin-1234\n' > "$W/adm/so.pin"
 printf 'audit-pin-1234\n' > "$W/adm/audit.pin"
 "$HSMCA_BIN" token init --module "$MODULE" --pin-file "$W/adm/audit.pin" hsmca-audit > /dev/null
-softhsm2-util --init-token --free --label hsmca-x --so-pin admin-so-pin-1234 --pin placeholder \
-    > /dev/null
+softhsm_token "$SOFTHSM2_CONF" hsmca-x admin-so-pin-1234 placeholder
 for n in 1 2; do
     printf 'ap-%s-pin\n' "$n" > "$W/adm/ap$n.pin"
     "$HSMCA_BIN" token init --module "$MODULE" --pin-file "$W/adm/ap$n.pin" "ap-$n" > /dev/null

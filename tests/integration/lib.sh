@@ -4,6 +4,8 @@
 # $HSMCA_TEST_TMP with its own SoftHSM tokens (audit token + key, a PAI token), a test CA issuing
 # the server certificate and one client certificate per role (plus an unbound and a foreign one),
 # policies/roles.json, the daemon's config, and the real hsmcad on a free 127.0.0.1 port.
+# quorum OP PARAMS and activate MAX_DACS run a quorum operation with two approvals (tests set up
+# by hsmca_pki setup, whose approvers are bob and dave).
 # call ROLE METHOD PATH [curl args...] leaves the status in $STATUS, the body in $W/body and the
 # headers in $W/headers. Everything is removed on exit; the daemon is stopped with SIGTERM.
 set -eu
@@ -15,6 +17,9 @@ PAI=pai-8000
 FAILS=0
 CHECKS=0
 DPID=""
+
+# shellcheck source=../../tools/softhsm.sh
+. "$(dirname "$0")/../../tools/softhsm.sh"
 
 mkdir -p "$HSMCA_TEST_TMP"
 W=$(mktemp -d "$HSMCA_TEST_TMP/integ-$(basename "$0" .sh)-XXXXXX")
@@ -46,22 +51,14 @@ finish() {
 
 # ---- tokens ----
 setup_tokens() {
-    mkdir -p "$W/tokens"
-    cat > "$W/softhsm2.conf" <<CONF
-directories.tokendir = $W/tokens
-objectstore.backend = file
-log.level = ERROR
-CONF
+    softhsm_conf "$W"
     export SOFTHSM2_CONF="$W/softhsm2.conf"
     umask 077
     printf 'audit-pin-1234\n' > "$W/audit.pin"
-    softhsm2-util --init-token --free --label hsmca-audit --so-pin so-pin-1234 \
-        --pin audit-pin-1234 >/dev/null
-    softhsm2-util --init-token --free --label hsmca-pai-8000 --so-pin so-pin-1234 \
-        --pin user-pin-1234 >/dev/null
+    softhsm_token "$SOFTHSM2_CONF" hsmca-audit so-pin-1234 audit-pin-1234
+    softhsm_token "$SOFTHSM2_CONF" hsmca-pai-8000 so-pin-1234 user-pin-1234
     if [ "${1:-}" = paa ]; then
-        softhsm2-util --init-token --free --label hsmca-paa --so-pin so-pin-1234 \
-            --pin user-pin-1234 >/dev/null
+        softhsm_token "$SOFTHSM2_CONF" hsmca-paa so-pin-1234 user-pin-1234
     fi
     "$HSMCA_BIN" token keygen --module "$MODULE" --pin-file "$W/audit.pin" \
         "pkcs11:token=hsmca-audit;object=audit-key" > "$W/audit.pub.pem"
@@ -168,6 +165,35 @@ call() {
     fi
     STATUS=$(curl -sS --cacert "$W/tls/ca.pem" -X "$method" -o "$W/body" -D "$W/headers" \
         -w '%{http_code}' "$@" "https://127.0.0.1:$PORT$path" 2>"$W/curl.err") || STATUS=000
+}
+
+# ---- the quorum (approvers bob and dave, made by "$HSMCA_PKI_BIN" setup) ----
+# quorum OP PARAMS-JSON: the admin requests OP, bob's approval (sent as approver) and dave's (as
+# approver2) execute it; the last answer is in $STATUS and $W/body, the request id in $rid. A
+# refused request stops there, its answer in $W/body for the caller's check. Always returns 0.
+quorum() {
+    call admin POST /v1/requests -H 'Content-Type: application/json' \
+        --data-binary "{\"op\":\"$1\",\"params\":$2}"
+    if [ "$STATUS" != 201 ]; then
+        return 0
+    fi
+    rid=$(jq -r .id "$W/body")
+    call approver GET "/v1/requests/$rid"
+    cp "$W/body" "$W/envelope.json"
+    "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json"
+    "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json"
+    call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
+        --data-binary @"$W/appr-bob.json"
+    call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
+        --data-binary @"$W/appr-dave.json"
+}
+# activate MAX_DACS [CA]: quorum ca.activate of CA (default $PAI) for ten minutes or MAX_DACS
+# DACs; true when the window opened.
+activate() {
+    until=$(($(date +%s) * 1000 + 600000))
+    quorum ca.activate "{\"ca\":\"${2:-$PAI}\",\"until\":$until,\"max_dacs\":$1}"
+    jq -e --arg ca "${2:-$PAI}" '.executed == true and .result.activated == $ca' "$W/body" \
+        > /dev/null
 }
 
 # body_code: the problem's "code" member (empty if none)

@@ -10,8 +10,7 @@
 . "$(dirname "$0")/lib.sh"
 
 setup_tokens
-softhsm2-util --init-token --free --label hsmca-paa --so-pin so-pin-1234 --pin paa-pin-1234 \
-    >/dev/null
+softhsm_token "$SOFTHSM2_CONF" hsmca-paa so-pin-1234 paa-pin-1234
 setup_tls
 for n in alice bob carol; do
     mkcert "$n" "$n"
@@ -29,13 +28,10 @@ umask 077
 printf 'so-pin-1234\n' > "$W/so.pin"
 
 # the approvers' own host: one SoftHSM with three approver tokens
-mkdir -p "$W/appr/tokens"
-printf 'directories.tokendir = %s/appr/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$W" > "$W/appr/softhsm2.conf"
+softhsm_conf "$W/appr"
 for n in alice bob carol; do
     printf '%s-pin-1234\n' "$n" > "$W/$n.pin"
-    SOFTHSM2_CONF="$W/appr/softhsm2.conf" softhsm2-util --init-token --free \
-        --label "approver-$n" --so-pin so-pin-1234 --pin "$n-pin-1234" >/dev/null
+    softhsm_token "$W/appr/softhsm2.conf" "approver-$n" so-pin-1234 "$n-pin-1234"
     SOFTHSM2_CONF="$W/appr/softhsm2.conf" "$HSMCA_BIN" token keygen --module "$MODULE" \
         --pin-file "$W/$n.pin" --derive "pkcs11:token=approver-$n;object=approver-key" \
         > "$W/$n.pub.pem"

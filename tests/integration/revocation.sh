@@ -36,22 +36,6 @@ csr() { # name -> $W/name.der
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=device" \
         -keyout "$W/$1.key" -outform DER -out "$W/$1.der" 2>/dev/null
 }
-quorum() { # op params-json -> executes it with bob's and dave's approvals; result in $W/body
-    call admin POST /v1/requests -H 'Content-Type: application/json' \
-        --data-binary "{\"op\":\"$1\",\"params\":$2}"
-    if [ "$STATUS" != 201 ]; then
-        return 0 # the caller's check sees the refusal in $W/body
-    fi
-    rid=$(jq -r .id "$W/body")
-    call approver GET "/v1/requests/$rid"
-    cp "$W/body" "$W/envelope.json"
-    "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json"
-    "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json"
-    call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
-        --data-binary @"$W/appr-bob.json"
-    call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
-        --data-binary @"$W/appr-dave.json"
-}
 crl_number() { # ca -> the daemon's current CRL number of ca
     call auditor GET "/v1/cas/$1"
     jq -r '.crl.number' "$W/body"

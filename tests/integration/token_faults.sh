@@ -34,21 +34,6 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=d
     -keyout "$W/dev.key" -outform DER -out "$W/dev.der" 2> /dev/null
 dac() { call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
     --data-binary @"$W/dev.der"; }
-activate() { # max_dacs
-    until=$(($(date +%s) * 1000 + 600000))
-    call admin POST /v1/requests -H 'Content-Type: application/json' --data-binary \
-        "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":$1}}"
-    rid=$(jq -r .id "$W/body")
-    call approver GET "/v1/requests/$rid"
-    cp "$W/body" "$W/envelope.json"
-    "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json"
-    "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json"
-    call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
-        --data-binary @"$W/appr-bob.json"
-    call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
-        --data-binary @"$W/appr-dave.json"
-    jq -e '.executed == true' "$W/body" > /dev/null
-}
 # wait_ready STATUS: poll /readyz (at most 10 s) until it answers STATUS
 wait_ready() {
     i=0

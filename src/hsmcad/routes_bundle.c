@@ -27,6 +27,7 @@
 #include "hsmcad.h"
 #include "problem.h"
 #include "routes.h"
+#include "routes_issue.h"
 
 /* Bundles made at the same time (each holds up to HSMCA_BUNDLE_MAX keys in memory). */
 #define BUNDLES_AT_ONCE 2
@@ -513,8 +514,7 @@ hsmcad_h_bundle(struct hsmcad_req *r)
 {
     struct hsmcad *d = hsmcad_req_daemon(r);
     const struct hsmcad_principal *p = hsmcad_req_principal(r);
-    struct hsmca_ca *c = hsmca_ca_find(d->cas, hsmcad_req_param(r, 0));
-    struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
+    struct hsmca_issue_ca *ica = hsmcad_issuing_ca(r);
     struct hsmca_store *ro = hsmcad_ro(d);
     struct job *j = NULL;
     json_t *body;

@@ -21,6 +21,7 @@
 #include "hsmcad.h"
 #include "problem.h"
 #include "routes.h"
+#include "routes_issue.h"
 
 /* ---- shared ---- */
 
@@ -33,16 +34,6 @@ receipt_json(const struct hsmca_issue_result *res)
         return json_null();
     hsmca_hex_encode(res->receipt.entry_hash, 32, hex, sizeof(hex));
     return json_pack("{s:I, s:s}", "seq", (json_int_t)res->receipt.seq, "entry_hash", hex);
-}
-
-/* The ca's issuance engine CA, or answer 404 and return NULL. */
-static struct hsmca_issue_ca *
-issuing_ca(struct hsmcad_req *r, struct hsmcad *d)
-{
-    struct hsmca_ca *c = hsmca_ca_find(d->cas, hsmcad_req_param(r, 0));
-    struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
-
-    return ica;
 }
 
 /* "8001" (4 hex digits) or an integer 0..65535. */
@@ -79,40 +70,12 @@ query_dry_run(struct hsmcad_req *r, int *dry)
     return -1;
 }
 
-struct pre_refusal {
-    struct hsmcad_req *r;
-};
-
-static void
-refuse_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
-{
-    struct hsmcad_req *r = arg;
-
-    if (rc == HSMCA_OK)
-        hsmcad_req_receipt(r, receipt);
-    else
-        hsmcad_reply_problem(r, rc, "the refusal could not be audited");
-    hsmcad_req_resume(r);
-}
-
-/* Refuse before the engine: reply, audit through the engine's limiter, suspend until durable. */
+/* Refuse before the engine: reply, count, audit through the engine's limiter. */
 static void
 pre_refuse(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
 {
-    struct hsmcad *d = hsmcad_req_daemon(r);
-    const struct hsmcad_principal *p = hsmcad_req_principal(r);
-    const unsigned char *b;
-    size_t blen;
-
     hsmcad_reply_problem(r, e, detail);
-    hsmcad_metrics_dac_refused(d->metrics, hsmcad_req_param(r, 0), e, 1);
-    if (d->issuer == NULL)
-        return; /* the server audits it */
-    b = hsmcad_req_body(r, &blen);
-    hsmcad_req_engine_audited(r);
-    hsmcad_req_suspend(r);
-    hsmca_issue_refuse(d->issuer, hsmcad_req_param(r, 0), p->name, hsmcad_role_name(p->role), e, b,
-                       blen, refuse_done, r);
+    hsmcad_issue_refused(r, e);
 }
 
 /* ---- one DAC ---- */
@@ -120,18 +83,15 @@ pre_refuse(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
 enum { DAC_JSON, DAC_PEM, DAC_DER };
 
 struct single {
-    struct hsmcad_req *r;
     int fmt; /* DAC_JSON, DAC_PEM (application/pem-certificate-chain) or DAC_DER (pkix-cert) */
     char ca[HSMCA_CA_ID_MAX + 1];
-    struct hsmca_issue_result *res; /* set by single_done */
 };
 
-/* On the connection's worker (hsmcad_req_resume_later): PEM and JSON for one DAC. */
+/* On the connection's worker, once the result is durable: PEM and JSON for one DAC. */
 static void
-single_reply(struct hsmcad_req *r, void *arg, int reply)
+single_reply(struct hsmcad_req *r, void *arg, struct hsmca_issue_result *res, int reply)
 {
     struct single *s = arg;
-    struct hsmca_issue_result *res = s->res;
     char *dac = NULL, *pai = NULL, serial[41];
 
     if (!reply)
@@ -196,34 +156,12 @@ out:
     free(s);
 }
 
-/* On the audit writer's thread: the result is durable; wake the connection, nothing more. */
-static void
-single_done(void *arg, struct hsmca_issue_result *res)
-{
-    struct single *s = arg;
-    struct hsmcad_req *r = s->r;
-    struct hsmcad *d = hsmcad_req_daemon(r);
-
-    if (res->has_receipt)
-        hsmcad_req_receipt(r, &res->receipt);
-    hsmcad_req_engine_audited(r);
-    if (res->rc != HSMCA_OK)
-        hsmcad_metrics_dac_refused(d->metrics, s->ca, res->rc, 1);
-    else
-        hsmcad_metrics_dac(d->metrics, s->ca, 0, 1);
-    if (res->sign_us > 0)
-        hsmcad_metrics_sign(d->metrics, res->sign_us);
-    s->res = res;
-    hsmcad_req_resume_later(r, single_reply, s);
-}
-
 void
 hsmcad_h_dac(struct hsmcad_req *r)
 {
     static const char *const allowed[] = {"dry_run", NULL};
-    struct hsmcad *d = hsmcad_req_daemon(r);
     const struct hsmcad_principal *p = hsmcad_req_principal(r);
-    struct hsmca_issue_ca *ica = issuing_ca(r, d);
+    struct hsmca_issue_ca *ica = hsmcad_issuing_ca(r);
     struct hsmca_issue_req rq;
     struct single *s = NULL;
     const unsigned char *b;
@@ -302,15 +240,9 @@ hsmcad_h_dac(struct hsmcad_req *r)
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
         goto out;
     }
-    s->r = r;
     snprintf(s->ca, sizeof(s->ca), "%s", hsmcad_req_param(r, 0));
     s->fmt = json_req ? json_fmt[fmt] : der_fmt[fmt];
-    hsmcad_req_suspend(r);
-    if (hsmca_issue_submit(d->issuer, ica, &rq, single_done, s) != HSMCA_OK) {
-        free(s);
-        hsmcad_reply_problem(r, HSMCA_E_INVALID_ARG, NULL);
-        hsmcad_req_resume(r);
-    }
+    hsmcad_issue_one(r, ica, &rq, single_reply, s);
 out:
     json_decref(body);
 }
@@ -448,7 +380,7 @@ hsmcad_h_dac_batch(struct hsmcad_req *r)
     static const char *const allowed[] = {"dry_run", NULL};
     struct hsmcad *d = hsmcad_req_daemon(r);
     const struct hsmcad_principal *p = hsmcad_req_principal(r);
-    struct hsmca_issue_ca *ica = issuing_ca(r, d);
+    struct hsmca_issue_ca *ica = hsmcad_issuing_ca(r);
     struct batch *bt = NULL;
     const unsigned char *b;
     size_t blen, i, n;

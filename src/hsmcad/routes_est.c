@@ -25,6 +25,7 @@
 #include "hsmcad.h"
 #include "problem.h"
 #include "routes.h"
+#include "routes_issue.h"
 
 #define EST_CERTS_TYPE "application/pkcs7-mime; smime-type=certs-only"
 /* Retry-After (seconds) for a refusal that time may lift: a quota's minute or day, or a window a
@@ -183,36 +184,13 @@ est_problem(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
     hsmcad_reply_header(r, "Retry-After", secs);
 }
 
-static void
-refuse_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
-{
-    struct hsmcad_req *r = arg;
-
-    if (rc == HSMCA_OK)
-        hsmcad_req_receipt(r, receipt);
-    else
-        hsmcad_reply_problem(r, rc, "the refusal could not be audited");
-    hsmcad_req_resume(r);
-}
-
-/* Refuse before the engine, audited through the engine's limiter as the REST path does. */
+/* Refuse before the engine, counted and audited through the engine's limiter as the REST path
+ * does. */
 static void
 pre_refuse(struct hsmcad_req *r, enum hsmca_err e, const char *detail)
 {
-    struct hsmcad *d = hsmcad_req_daemon(r);
-    const struct hsmcad_principal *p = hsmcad_req_principal(r);
-    const unsigned char *b;
-    size_t blen;
-
     est_problem(r, e, detail);
-    hsmcad_metrics_dac(d->metrics, hsmcad_req_param(r, 0), 1, 1);
-    if (d->issuer == NULL)
-        return; /* the server audits it */
-    b = hsmcad_req_body(r, &blen);
-    hsmcad_req_engine_audited(r);
-    hsmcad_req_suspend(r);
-    hsmca_issue_refuse(d->issuer, hsmcad_req_param(r, 0), p->name, hsmcad_role_name(p->role), e, b,
-                       blen, refuse_done, r);
+    hsmcad_issue_refused(r, e);
 }
 
 /* ---- cacerts, csrattrs ---- */
@@ -283,18 +261,11 @@ hsmcad_h_est_csrattrs(struct hsmcad_req *r)
 
 /* ---- simpleenroll, simplereenroll ---- */
 
-struct est {
-    struct hsmcad_req *r;
-    char ca[HSMCA_CA_ID_MAX + 1];
-    struct hsmca_issue_result *res;
-};
-
-/* On the connection's worker: the certs-only reply, or the refusal. */
+/* On the connection's worker, once the result is durable: the certs-only reply, or the
+ * refusal. */
 static void
-est_reply(struct hsmcad_req *r, void *arg, int reply)
+est_reply(struct hsmcad_req *r, void *arg, struct hsmca_issue_result *res, int reply)
 {
-    struct est *e = arg;
-    struct hsmca_issue_result *res = e->res;
     X509 *dac = NULL;
     char *body = NULL;
     size_t len = 0;
@@ -314,27 +285,9 @@ est_reply(struct hsmcad_req *r, void *arg, int reply)
     hsmcad_reply(r, 200, EST_CERTS_TYPE, body, len);
     hsmcad_reply_header(r, "Content-Transfer-Encoding", "base64");
 out:
+    (void)arg;
     X509_free(dac);
     hsmca_issue_result_free(res);
-    free(e);
-}
-
-/* On the audit writer's thread: durable; wake the connection. */
-static void
-est_done(void *arg, struct hsmca_issue_result *res)
-{
-    struct est *e = arg;
-    struct hsmcad_req *r = e->r;
-    struct hsmcad *d = hsmcad_req_daemon(r);
-
-    if (res->has_receipt)
-        hsmcad_req_receipt(r, &res->receipt);
-    hsmcad_req_engine_audited(r);
-    hsmcad_metrics_dac(d->metrics, e->ca, res->rc != HSMCA_OK, 1);
-    if (res->sign_us > 0)
-        hsmcad_metrics_sign(d->metrics, res->sign_us);
-    e->res = res;
-    hsmcad_req_resume_later(r, est_reply, e);
 }
 
 /*
@@ -405,12 +358,9 @@ renewal(struct hsmcad_req *r, const unsigned char *der, size_t len, char *rid, s
 static void
 enroll(struct hsmcad_req *r, int renew)
 {
-    struct hsmcad *d = hsmcad_req_daemon(r);
     const struct hsmcad_principal *p = hsmcad_req_principal(r);
-    struct hsmca_ca *c = hsmca_ca_find(d->cas, hsmcad_req_param(r, 0));
-    struct hsmca_issue_ca *ica = c != NULL ? __atomic_load_n(&c->ica, __ATOMIC_ACQUIRE) : NULL;
+    struct hsmca_issue_ca *ica = hsmcad_issuing_ca(r);
     struct hsmca_issue_req rq;
-    struct est *e;
     unsigned char der[HSMCA_CSR_MAX + 3];
     char rid[HSMCA_REQUEST_ID_MAX + 1];
     const unsigned char *b;
@@ -450,19 +400,7 @@ enroll(struct hsmcad_req *r, int renew)
     rq.csr_len = dlen;
     rq.principal = p->name;
     rq.role = hsmcad_role_name(p->role);
-    e = calloc(1, sizeof(*e));
-    if (e == NULL) {
-        hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
-        return;
-    }
-    e->r = r;
-    snprintf(e->ca, sizeof(e->ca), "%s", hsmcad_req_param(r, 0));
-    hsmcad_req_suspend(r);
-    if (hsmca_issue_submit(d->issuer, ica, &rq, est_done, e) != HSMCA_OK) {
-        free(e);
-        hsmcad_reply_problem(r, HSMCA_E_INVALID_ARG, NULL);
-        hsmcad_req_resume(r);
-    }
+    hsmcad_issue_one(r, ica, &rq, est_reply, NULL);
 }
 
 void

@@ -7,7 +7,6 @@
  * file for the approvers, waits for their approval files and executes it. The one-time request key
  * lives only in this process. Never prints, logs or stores a PIN or a share.
  */
-#include <dirent.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,11 +34,11 @@
 #include "hsmca/store_certs.h"
 #include "hsmca/util.h"
 
+#include "batch_dir.h"
 #include "cli.h"
 
 #define MAX_TOKENS HSMCA_QUORUM_TOKENS_MAX
 #define MAX_APPROVERS HSMCA_QUORUM_APPROVERS_MAX
-#define MAX_FILES 64
 
 void
 usage_ceremony(FILE *f)
@@ -690,6 +689,40 @@ out:
     return rc;
 }
 
+/* The approval files dropped for request id: each is checked and recorded once. */
+struct approvals {
+    struct hsmca_quorum *q;
+    const char *id;
+    int ready; /* enough approvals to execute */
+};
+
+static int
+take_approval(void *arg, const char *path, const char *name)
+{
+    struct approvals *ap = arg;
+    struct hsmca_quorum_principal sub = {"ceremony", "admin", NULL};
+    struct hsmca_quorum_status st;
+    unsigned char *body = NULL;
+    size_t blen = 0;
+    enum hsmca_err e;
+
+    e = hsmca_read_file(path, HSMCA_QUORUM_APPROVAL_MAX, &body, &blen);
+    while (e == HSMCA_OK && blen > 0 && (body[blen - 1] == '\n' || body[blen - 1] == '\r'))
+        blen--;
+    if (e == HSMCA_OK)
+        e = hsmca_quorum_approve(ap->q, &sub, ap->id, (const char *)body, blen, &st);
+    free(body);
+    if (e != HSMCA_OK) {
+        fprintf(stderr, "hsmca ceremony: %s refused: %s: %s\n", name, hsmca_err_code(e),
+                hsmca_err_title(e));
+        return 0;
+    }
+    printf("approval: %s accepted (%u of %u)\n", name, st.approvals, st.threshold);
+    fflush(stdout);
+    ap->ready = st.ready;
+    return ap->ready;
+}
+
 static int
 do_run(int argc, char **argv)
 {
@@ -721,14 +754,15 @@ do_run(int argc, char **argv)
     struct hsmca_profile paa, pai;
     struct hsmca_audit_checkpoint cp;
     char id[HSMCA_QUORUM_ID_LEN + 1], path[HSMCA_PATH_MAX + 1], *env = NULL, *res = NULL;
-    char *seen[MAX_FILES];
-    size_t nseen = 0, i;
+    struct dir_seen seen;
+    struct approvals ap;
     time_t deadline;
     enum hsmca_err e;
-    int c, rc = CLI_EXIT_FAIL, opened = 0, ready = 0;
+    int c, rc = CLI_EXIT_FAIL, opened = 0;
 
     memset(&cp, 0, sizeof(cp));
-    memset(seen, 0, sizeof(seen));
+    memset(&seen, 0, sizeof(seen));
+    memset(&ap, 0, sizeof(ap));
     optind = 1;
     while ((c = getopt_long(argc, argv, "M:s:a:A:o:p:r:O:d:w:t:P:c:C:D:h", opts, NULL)) != -1) {
         if (common_opt(&cm, c, optarg))
@@ -831,47 +865,14 @@ do_run(int argc, char **argv)
            out_req, dir, (unsigned long long)wait_s);
     fflush(stdout);
     deadline = time(NULL) + (time_t)wait_s;
-    while (!ready && time(NULL) <= deadline) {
-        DIR *d = opendir(dir);
-        struct dirent *de;
-
-        while (d != NULL && !ready && (de = readdir(d)) != NULL) {
-            size_t n = strlen(de->d_name);
-            unsigned char *body = NULL;
-            size_t blen = 0;
-            struct hsmca_quorum_status st;
-            struct hsmca_quorum_principal sub = {"ceremony", "admin", NULL};
-            int dup = 0;
-
-            if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0 || nseen == MAX_FILES)
-                continue;
-            for (i = 0; i < nseen; i++)
-                dup |= strcmp(seen[i], de->d_name) == 0;
-            if (dup)
-                continue;
-            seen[nseen++] = strdup(de->d_name);
-            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-            e = hsmca_read_file(path, HSMCA_QUORUM_APPROVAL_MAX, &body, &blen);
-            while (e == HSMCA_OK && blen > 0 && (body[blen - 1] == '\n' || body[blen - 1] == '\r'))
-                blen--;
-            if (e == HSMCA_OK)
-                e = hsmca_quorum_approve(s.q, &sub, id, (const char *)body, blen, &st);
-            free(body);
-            if (e != HSMCA_OK) {
-                fprintf(stderr, "hsmca ceremony: %s refused: %s: %s\n", de->d_name,
-                        hsmca_err_code(e), hsmca_err_title(e));
-                continue;
-            }
-            printf("approval: %s accepted (%u of %u)\n", de->d_name, st.approvals, st.threshold);
-            fflush(stdout);
-            ready = st.ready;
-        }
-        if (d != NULL)
-            closedir(d);
-        if (!ready)
+    ap.q = s.q;
+    ap.id = id;
+    while (!ap.ready && time(NULL) <= deadline) {
+        (void)dir_each_new(dir, ".json", &seen, take_approval, &ap);
+        if (!ap.ready)
             sleep(1);
     }
-    if (!ready) {
+    if (!ap.ready) {
         fprintf(stderr, "hsmca ceremony: not enough approvals before the deadline\n");
         goto out;
     }
@@ -895,8 +896,7 @@ do_run(int argc, char **argv)
     }
     print_record(&s);
 out:
-    for (i = 0; i < nseen; i++)
-        free(seen[i]);
+    dir_seen_clear(&seen);
     hsmca_audit_checkpoint_clear(&cp);
     free(env);
     free(res);

@@ -3,10 +3,10 @@
  * cmd_issue.c -- `hsmca issue` (one CSR -> one DAC, or a dry run) and `hsmca issue-batch` (a
  * directory of CSRs -> a directory of DACs, in batches of up to 1,000, resumable: the file stem is
  * the request id, so a rerun skips what exists and the server replays what it already signed).
- * Online: talks to hsmcad over HTTPS with a client certificate (http_client.c). Never overwrites
+ * Online: talks to hsmcad over HTTPS with a client certificate (rest.c, http_client.c); the CSR
+ * and output directories are batch_dir.c's. Never overwrites
  * an output file unless asked; writes each output through a temporary file and a rename.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -23,12 +23,11 @@
 #include "hsmca/limits.h"
 #include "hsmca/util.h"
 
+#include "batch_dir.h"
 #include "cli.h"
 #include "http_client.h"
 #include "response.h"
-
-#define STEM_MAX HSMCA_REQUEST_ID_MAX
-#define REASONS_MAX 32
+#include "rest.h"
 
 void
 usage_issue(FILE *f)
@@ -67,44 +66,9 @@ usage_issue_batch(FILE *f)
         "Exit status: 0 every CSR has its DAC, 1 some failed (see the summary), 2 usage error.\n");
 }
 
-static int
-parse_pid(const char *s, unsigned *out)
-{
-    unsigned char b[2];
-    size_t n = 0, len = strlen(s);
-
-    if (len != 4 || hsmca_hex_decode(s, len, b, sizeof(b), &n) != HSMCA_OK || n != 2)
-        return -1;
-    *out = (unsigned)(b[0] << 8 | b[1]);
-    return 0;
-}
-
-/* The CSR as PEM text (DER is armoured here; PEM is passed as read). Caller frees. */
-static char *
-csr_pem(const unsigned char *buf, size_t len)
-{
-    char *out;
-
-    if (len >= 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
-        out = malloc(len + 1);
-        if (out != NULL) {
-            memcpy(out, buf, len);
-            out[len] = '\0';
-        }
-        return out;
-    }
-    return len <= HSMCA_CSR_MAX ? hsmca_pem_armour("CERTIFICATE REQUEST", buf, len) : NULL;
-}
-
-/* "code: title: detail" of a problem+json body, or the status alone. */
-static void
-problem_text(const struct http_response *r, char *out, size_t out_max)
-{
-    cli_problem_text(r->status, r->content_type, r->body, r->body_len, out, out_max);
-}
-
 struct common {
-    const char *url, *ca, *cert, *key, *cacert;
+    struct rest_opts rest; /* --url --cert --key --cacert */
+    const char *ca;
     int has_pid;
     unsigned pid;
 };
@@ -116,40 +80,22 @@ struct common {
 static int
 common_opt(struct common *cm, int c, const char *arg, const char *cmd)
 {
-    switch (c) {
-    case 'u':
-        cm->url = arg;
+    if (rest_opt(&cm->rest, c, arg))
         return 1;
+    switch (c) {
     case 'c':
         cm->ca = arg;
         return 1;
     case 'p':
-        if (parse_pid(arg, &cm->pid) != 0) {
+        if (rest_parse_pid(arg, &cm->pid) != 0) {
             fprintf(stderr, "%s: --pid takes 4 hex digits\n", cmd);
             return -1;
         }
         cm->has_pid = 1;
         return 1;
-    case 'C':
-        cm->cert = arg;
-        return 1;
-    case 'K':
-        cm->key = arg;
-        return 1;
-    case 'A':
-        cm->cacert = arg;
-        return 1;
     default:
         return 0;
     }
-}
-
-static int
-ca_path(const char *ca, const char *suffix, char *out, size_t out_max)
-{
-    if (!hsmca_ca_id_valid(ca))
-        return -1;
-    return snprintf(out, out_max, "/v1/cas/%s/dacs%s", ca, suffix) < (int)out_max ? 0 : -1;
 }
 
 int
@@ -168,10 +114,9 @@ cmd_issue(int argc, char **argv)
                                          {"force", no_argument, NULL, 'f'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    struct common cm = {NULL, NULL, NULL, NULL, NULL, 0, 0};
+    struct common cm = {{NULL, NULL, NULL, NULL}, NULL, 0, 0};
     const char *csr_file = NULL, *request_id = NULL, *out_file = NULL;
     struct http_client *hc = NULL;
-    struct http_client_config hcfg;
     struct http_response resp;
     unsigned char *csr = NULL;
     size_t csr_len = 0;
@@ -213,13 +158,12 @@ cmd_issue(int argc, char **argv)
             goto out;
         }
     }
-    if (optind != argc || cm.url == NULL || cm.ca == NULL || csr_file == NULL || cm.cert == NULL ||
-        cm.key == NULL || cm.cacert == NULL) {
+    if (optind != argc || !rest_opts_complete(&cm.rest) || cm.ca == NULL || csr_file == NULL) {
         fprintf(stderr, "hsmca issue: --url, --ca, --csr, --cert, --key and --cacert are "
                         "required (see --help)\n");
         goto out;
     }
-    if (ca_path(cm.ca, "", path, sizeof(path)) != 0) {
+    if (rest_dacs_path(cm.ca, "", path, sizeof(path)) != 0) {
         fprintf(stderr, "hsmca issue: --ca must be a CA id ([a-z0-9-], at most %d bytes)\n",
                 HSMCA_CA_ID_MAX);
         goto out;
@@ -240,39 +184,25 @@ cmd_issue(int argc, char **argv)
                 hsmca_err_title(e));
         goto out;
     }
-    pem = csr_pem(csr, csr_len);
-    req = pem != NULL ? json_pack("{s:s}", "csr", pem) : NULL;
-    if (req == NULL) {
+    pem = rest_csr_pem(csr, csr_len);
+    req =
+        pem != NULL ? rest_dac_request(pem, request_id, cm.has_pid ? (int)cm.pid : -1, dry) : NULL;
+    body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
+    if (body == NULL) {
         rc = cli_fail("issue", HSMCA_E_NOMEM);
         goto out;
     }
-    if (request_id != NULL)
-        json_object_set_new(req, "request_id", json_string(request_id));
-    if (cm.has_pid) {
-        char p[8];
-
-        snprintf(p, sizeof(p), "%04X", cm.pid);
-        json_object_set_new(req, "pid", json_string(p));
-    }
-    if (dry)
-        json_object_set_new(req, "dry_run", json_true());
-    body = json_dumps(req, JSON_COMPACT);
-    memset(&hcfg, 0, sizeof(hcfg));
-    hcfg.url = cm.url;
-    hcfg.cert = cm.cert;
-    hcfg.key = cm.key;
-    hcfg.cacert = cm.cacert;
+    if (rest_client(&cm.rest, 0, "hsmca issue", &hc) != HSMCA_OK)
+        goto out;
     why[0] = '\0';
-    e = http_client_new(&hcfg, &hc, why, sizeof(why));
-    if (e == HSMCA_OK && body != NULL)
-        e = http_client_request(hc, "POST", path, "application/json", "application/json", body,
-                                strlen(body), &resp, why, sizeof(why));
-    if (e != HSMCA_OK || body == NULL) {
+    e = http_client_request(hc, "POST", path, "application/json", "application/json", body,
+                            strlen(body), &resp, why, sizeof(why));
+    if (e != HSMCA_OK) {
         fprintf(stderr, "hsmca issue: %s\n", why[0] ? why : hsmca_err_title(e));
         goto out;
     }
     if (resp.status != 200 && resp.status != 201) {
-        problem_text(&resp, why, sizeof(why));
+        rest_problem_text(&resp, why, sizeof(why));
         fprintf(stderr, "hsmca issue: refused: %s\n", why);
         goto out;
     }
@@ -329,205 +259,10 @@ out:
 
 /* ---------------------------------------------------------------- issue-batch */
 
-struct item {
-    char stem[STEM_MAX + 1];
-    char path[HSMCA_PATH_MAX + 1];
-};
-
-struct reason {
-    char code[64];
-    unsigned long n;
-};
-
-struct tally {
-    unsigned long total, skipped, issued, replayed, failed, done, receipts;
-    FILE *receipts_f; /* OUT/receipts.jsonl, appended: one {seq, entry_hash, ...} per DAC */
-    struct reason reasons[REASONS_MAX];
-    size_t nreasons;
-    int tty;
-    time_t started;
-};
-
-static void
-count_reason(struct tally *t, const char *code)
-{
-    size_t i;
-
-    t->failed++;
-    for (i = 0; i < t->nreasons; i++) {
-        if (strcmp(t->reasons[i].code, code) == 0) {
-            t->reasons[i].n++;
-            return;
-        }
-    }
-    if (t->nreasons < REASONS_MAX) {
-        snprintf(t->reasons[t->nreasons].code, sizeof(t->reasons[0].code), "%s", code);
-        t->reasons[t->nreasons++].n = 1;
-    } else {
-        t->reasons[REASONS_MAX - 1].n++; /* the rest share the last row */
-    }
-}
-
-static void
-progress(const struct tally *t)
-{
-    unsigned long todo = t->total - t->skipped, k;
-    unsigned width = 30, fill;
-
-    if (!t->tty || todo == 0)
-        return;
-    fill = (unsigned)(t->done * width / todo);
-    fprintf(stderr, "\r[");
-    for (k = 0; k < width; k++)
-        fputc(k < fill ? '#' : '.', stderr);
-    fprintf(stderr, "] %lu/%lu  issued %lu  replayed %lu  failed %lu", t->done, todo, t->issued,
-            t->replayed, t->failed);
-    fflush(stderr);
-}
-
-static int
-stem_ok(const char *s, size_t n)
-{
-    size_t i;
-
-    if (n == 0 || n > STEM_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              strchr("._~:@+=-", ch) != NULL))
-            return 0;
-    }
-    return 1;
-}
-
-static int
-cmp_item(const void *a, const void *b)
-{
-    return strcmp(((const struct item *)a)->stem, ((const struct item *)b)->stem);
-}
-
-/* The CSR files of dir, sorted by stem. Files whose stem is no valid request id are reported. */
-static int
-list_csrs(const char *dir, struct item **out, size_t *n_out, struct tally *t)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    struct item *items = NULL;
-    size_t n = 0, cap = 0;
-
-    if (d == NULL)
-        return -1;
-    while ((de = readdir(d)) != NULL) {
-        const char *dot = strrchr(de->d_name, '.');
-        struct stat sb;
-        char path[HSMCA_PATH_MAX + 1];
-        size_t sl;
-
-        if (de->d_name[0] == '.' || dot == NULL ||
-            (strcmp(dot, ".csr") != 0 && strcmp(dot, ".pem") != 0 && strcmp(dot, ".der") != 0))
-            continue;
-        if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
-            stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
-            continue;
-        t->total++;
-        sl = (size_t)(dot - de->d_name);
-        if (!stem_ok(de->d_name, sl)) {
-            fprintf(stderr,
-                    "hsmca issue-batch: %s: the file name is not a valid request id "
-                    "([A-Za-z0-9._~:@+=-], at most %d bytes)\n",
-                    de->d_name, STEM_MAX);
-            count_reason(t, "request-id-invalid");
-            continue;
-        }
-        if (n == cap) {
-            struct item *ni;
-
-            cap = cap ? cap * 2 : 256;
-            ni = realloc(items, cap * sizeof(*items));
-            if (ni == NULL) {
-                free(items);
-                closedir(d);
-                return -1;
-            }
-            items = ni;
-        }
-        memcpy(items[n].stem, de->d_name, sl);
-        items[n].stem[sl] = '\0';
-        snprintf(items[n].path, sizeof(items[n].path), "%s", path);
-        n++;
-    }
-    closedir(d);
-    if (n > 0)
-        qsort(items, n, sizeof(*items), cmp_item);
-    for (size_t i = 1; i < n; i++) {
-        if (strcmp(items[i - 1].stem, items[i].stem) == 0) {
-            fprintf(stderr, "hsmca issue-batch: two CSR files share the stem %s; rename one\n",
-                    items[i].stem);
-            free(items);
-            return -2;
-        }
-    }
-    *out = items;
-    *n_out = n;
-    return 0;
-}
-
-/* Record one failed item: STEM.err with the problem, and the tally. */
-static void
-item_failed(const char *out_dir, const struct item *it, const char *code, json_t *problem,
-            struct tally *t)
-{
-    char path[HSMCA_PATH_MAX + 1];
-    char *txt = NULL;
-
-    count_reason(t, code);
-    if (snprintf(path, sizeof(path), "%s/%s.err", out_dir, it->stem) >= (int)sizeof(path))
-        return;
-    if (problem != NULL) {
-        txt = json_dumps(problem, JSON_COMPACT | JSON_SORT_KEYS);
-    } else {
-        json_t *p = json_pack("{s:s}", "code", code);
-
-        txt = p != NULL ? json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        json_decref(p);
-    }
-    if (txt != NULL) {
-        size_t l = strlen(txt);
-
-        if (cli_write_file(path, txt, l, 0, 0644, 1) != 0)
-            fprintf(stderr, "\nhsmca issue-batch: cannot write %s: %s\n", path, strerror(errno));
-    }
-    free(txt);
-}
-
-/* Append a DAC's audit receipt to OUT/receipts.jsonl (hsmca audit check-receipts reads it):
- * {"entry_hash":..., "request_id":..., "seq":..., "serial":...}, compact, sorted keys. */
-static void
-keep_receipt(struct tally *t, json_t *receipt, const char *stem, json_t *serial)
-{
-    json_t *o;
-    char *line;
-
-    if (t->receipts_f == NULL || !json_is_integer(json_object_get(receipt, "seq")) ||
-        !json_is_string(json_object_get(receipt, "entry_hash")))
-        return;
-    o = json_pack("{s:O, s:O, s:s}", "seq", json_object_get(receipt, "seq"), "entry_hash",
-                  json_object_get(receipt, "entry_hash"), "request_id", stem);
-    if (o != NULL && json_is_string(serial))
-        json_object_set(o, "serial", serial);
-    line = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (line != NULL && fprintf(t->receipts_f, "%s\n", line) > 0)
-        t->receipts++;
-    free(line);
-    json_decref(o);
-}
-
 /* Send items[0..n) as one batch and record every result. Returns 0, or -1 to stop the run. */
 static int
 run_batch(struct http_client *hc, const struct common *cm, const char *api, const char *out_dir,
-          const struct item *items, size_t n, struct tally *t)
+          const struct batch_item *items, size_t n, struct batch_tally *t)
 {
     json_t *req = json_object(), *arr = json_array(), *ans = NULL, *results, *chain;
     struct http_response resp;
@@ -546,24 +281,14 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
         json_t *o;
 
         e = hsmca_read_file(items[i].path, HSMCA_CSR_MAX, &buf, &len);
-        pem = e == HSMCA_OK ? csr_pem(buf, len) : NULL;
+        pem = e == HSMCA_OK ? rest_csr_pem(buf, len) : NULL;
         free(buf);
-        if (pem == NULL) {
-            /* an unreadable or oversized file: the server would refuse it too */
-            o = json_pack("{s:s, s:s}", "csr", "", "request_id", items[i].stem);
-        } else {
-            o = json_pack("{s:s, s:s}", "csr", pem, "request_id", items[i].stem);
-        }
+        /* an unreadable or oversized file is sent empty: the server refuses it as it would */
+        o = rest_dac_request(pem != NULL ? pem : "", items[i].stem, cm->has_pid ? (int)cm->pid : -1,
+                             0);
         free(pem);
-        if (o == NULL)
+        if (o == NULL || json_array_append_new(arr, o) != 0)
             goto out;
-        if (cm->has_pid) {
-            char p[8];
-
-            snprintf(p, sizeof(p), "%04X", cm->pid);
-            json_object_set_new(o, "pid", json_string(p));
-        }
-        json_array_append_new(arr, o);
     }
     body = json_dumps(req, JSON_COMPACT);
     if (body == NULL)
@@ -577,7 +302,7 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
         goto out;
     }
     if (resp.status != 200) {
-        problem_text(&resp, why, sizeof(why));
+        rest_problem_text(&resp, why, sizeof(why));
         fprintf(stderr, "%shsmca issue-batch: batch refused: %s\n", t->tty ? "\n" : "", why);
         if (resp.status >= 500 || resp.status == 401 || resp.status == 403 || resp.status == 404 ||
             resp.status == 429)
@@ -586,7 +311,7 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
         for (i = 0; i < n; i++) {
             const char *code = json_string_value(json_object_get(ans, "code"));
 
-            item_failed(out_dir, &items[i], code ? code : "batch-refused", ans, t);
+            batch_item_failed(out_dir, &items[i], code ? code : "batch-refused", ans, t);
             t->done++;
         }
         rc = 0;
@@ -614,7 +339,7 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
         if (st != 200 && st != 201) {
             const char *code = json_string_value(json_object_get(pj, "code"));
 
-            item_failed(out_dir, &items[idx], code ? code : "failed", pj, t);
+            batch_item_failed(out_dir, &items[idx], code ? code : "failed", pj, t);
             continue;
         }
         text =
@@ -626,13 +351,13 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
             fprintf(stderr, "%shsmca issue-batch: %s: cannot write the DAC: %s\n",
                     t->tty ? "\n" : "", items[idx].stem,
                     text == NULL ? "no certificate in the answer" : strerror(errno));
-            count_reason(t, "output-failed");
+            batch_count_reason(t, "output-failed");
             free(text);
             continue;
         }
         free(text);
-        keep_receipt(t, json_object_get(r, "receipt"), items[idx].stem,
-                     json_object_get(r, "serial"));
+        batch_keep_receipt(t, json_object_get(r, "receipt"), items[idx].stem,
+                           json_object_get(r, "serial"));
         {
             char err[HSMCA_PATH_MAX + 1];
 
@@ -647,7 +372,7 @@ run_batch(struct http_client *hc, const struct common *cm, const char *api, cons
     }
     for (i = 0; i < n; i++) {
         if (!seen[i]) {
-            count_reason(t, "no-result");
+            batch_count_reason(t, "no-result");
             t->done++;
         }
     }
@@ -675,18 +400,16 @@ cmd_issue_batch(int argc, char **argv)
                                          {"cacert", required_argument, NULL, 'A'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    struct common cm = {NULL, NULL, NULL, NULL, NULL, 0, 0};
+    struct common cm = {{NULL, NULL, NULL, NULL}, NULL, 0, 0};
     const char *dir = NULL, *out_dir = NULL;
     struct http_client *hc = NULL;
-    struct http_client_config hcfg;
-    struct item *items = NULL, *todo = NULL;
-    struct tally t;
+    struct batch_item *items = NULL, *todo = NULL;
+    struct batch_tally t;
     struct stat sb;
     uint64_t batch = HSMCA_ISSUE_BATCH_MAX;
     size_t n = 0, ntodo = 0, i;
-    char api[256], why[512];
+    char api[256];
     int c, rc = CLI_EXIT_USAGE, lr;
-    enum hsmca_err e;
 
     memset(&t, 0, sizeof(t));
     optind = 1;
@@ -721,13 +444,13 @@ cmd_issue_batch(int argc, char **argv)
             goto out;
         }
     }
-    if (optind != argc || cm.url == NULL || cm.ca == NULL || dir == NULL || out_dir == NULL ||
-        cm.cert == NULL || cm.key == NULL || cm.cacert == NULL) {
+    if (optind != argc || !rest_opts_complete(&cm.rest) || cm.ca == NULL || dir == NULL ||
+        out_dir == NULL) {
         fprintf(stderr, "hsmca issue-batch: --url, --ca, --dir, --out, --cert, --key and "
                         "--cacert are required (see --help)\n");
         goto out;
     }
-    if (ca_path(cm.ca, "/batch", api, sizeof(api)) != 0) {
+    if (rest_dacs_path(cm.ca, "/batch", api, sizeof(api)) != 0) {
         fprintf(stderr, "hsmca issue-batch: --ca must be a CA id ([a-z0-9-], at most %d bytes)\n",
                 HSMCA_CA_ID_MAX);
         goto out;
@@ -742,7 +465,7 @@ cmd_issue_batch(int argc, char **argv)
         fprintf(stderr, "hsmca issue-batch: %s is not a directory\n", out_dir);
         goto out;
     }
-    lr = list_csrs(dir, &items, &n, &t);
+    lr = batch_list_csrs(dir, &items, &n, &t);
     if (lr != 0) {
         if (lr == -1)
             fprintf(stderr, "hsmca issue-batch: cannot read %s: %s\n", dir, strerror(errno));
@@ -763,17 +486,8 @@ cmd_issue_batch(int argc, char **argv)
         }
         todo[ntodo++] = items[i];
     }
-    memset(&hcfg, 0, sizeof(hcfg));
-    hcfg.url = cm.url;
-    hcfg.cert = cm.cert;
-    hcfg.key = cm.key;
-    hcfg.cacert = cm.cacert;
-    why[0] = '\0';
-    e = http_client_new(&hcfg, &hc, why, sizeof(why));
-    if (e != HSMCA_OK) {
-        fprintf(stderr, "hsmca issue-batch: %s\n", why[0] ? why : hsmca_err_title(e));
+    if (rest_client(&cm.rest, 0, "hsmca issue-batch", &hc) != HSMCA_OK)
         goto out;
-    }
     {
         char rp[HSMCA_PATH_MAX + 1];
 
@@ -786,7 +500,7 @@ cmd_issue_batch(int argc, char **argv)
     }
     t.tty = isatty(STDERR_FILENO);
     t.started = time(NULL);
-    progress(&t);
+    batch_progress(&t);
     for (i = 0; i < ntodo; i += (size_t)batch) {
         size_t k = ntodo - i < batch ? ntodo - i : (size_t)batch;
 
@@ -801,7 +515,7 @@ cmd_issue_batch(int argc, char **argv)
         }
         if (stop)
             break;
-        progress(&t);
+        batch_progress(&t);
     }
     if (t.tty)
         fputc('\n', stderr);

@@ -31,25 +31,10 @@ csr() {
 
 # request ca.activate; the first approver's approval is counted, the second's executes it
 activate_request() {
-    max=${MAX_DACS:-10}
-    until=$(( $(date +%s) * 1000 + 600000 ))
-    call admin POST /v1/requests -H 'Content-Type: application/json' \
-        --data-binary "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":$max}}"
-    [ "$STATUS" = 201 ] || return 1
-    rid=$(jq -r .id "$W/body")
-    call approver GET "/v1/requests/$rid"
-    cp "$W/body" "$W/envelope.json"
-    "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json" &&
-        "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json" ||
-        return 1
-    call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
-        --data-binary @"$W/appr-bob.json"
-    [ "$STATUS" = 200 ] || [ "$STATUS" = 201 ]
+    until=$(($(date +%s) * 1000 + 600000))
+    quorum_first ca.activate "{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":${MAX_DACS:-10}}"
 }
-approve_second() {
-    call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
-        --data-binary @"$W/appr-dave.json"
-}
+approve_second() { quorum_second; }
 deactivate() { call admin POST /v1/cas/pai-8000/deactivation; }
 issue_dac() {
     csr

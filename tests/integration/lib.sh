@@ -168,24 +168,37 @@ call() {
 }
 
 # ---- the quorum (approvers bob and dave, made by "$HSMCA_PKI_BIN" setup) ----
-# quorum OP PARAMS-JSON: the admin requests OP, bob's approval (sent as approver) and dave's (as
-# approver2) execute it; the last answer is in $STATUS and $W/body, the request id in $rid. A
-# refused request stops there, its answer in $W/body for the caller's check. Always returns 0.
-quorum() {
+# quorum_first OP PARAMS-JSON: the admin requests OP (its id in $rid), bob and dave sign
+# approvals of its envelope, and bob's (sent as approver) is counted. Returns 2 when the request
+# was refused (its answer in $W/body), 1 when an approval could not be made or was refused.
+quorum_first() {
     call admin POST /v1/requests -H 'Content-Type: application/json' \
         --data-binary "{\"op\":\"$1\",\"params\":$2}"
-    if [ "$STATUS" != 201 ]; then
-        return 0
-    fi
+    [ "$STATUS" = 201 ] || return 2
     rid=$(jq -r .id "$W/body")
     call approver GET "/v1/requests/$rid"
     cp "$W/body" "$W/envelope.json"
-    "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json"
-    "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json"
+    "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json" &&
+        "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json" ||
+        return 1
     call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
         --data-binary @"$W/appr-bob.json"
+    [ "$STATUS" = 200 ] || [ "$STATUS" = 201 ]
+}
+# quorum_second: dave's approval (sent as approver2), which executes the request of quorum_first.
+quorum_second() {
     call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
         --data-binary @"$W/appr-dave.json"
+}
+# quorum OP PARAMS-JSON: both; the last answer is in $STATUS and $W/body. A refused request stops
+# there, its answer in $W/body for the caller's check. Always returns 0.
+quorum() {
+    st=0
+    quorum_first "$1" "$2" || st=$?
+    if [ "$st" != 2 ]; then
+        quorum_second
+    fi
+    return 0
 }
 # activate MAX_DACS [CA]: quorum ca.activate of CA (default $PAI) for ten minutes or MAX_DACS
 # DACs; true when the window opened.

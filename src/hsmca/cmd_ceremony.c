@@ -97,6 +97,7 @@ struct session {
     /* run: the CA registry (ca.h), as hsmcad's, and for ca.activate the issuance engine that
      * issues the test DAC */
     struct hsmca_ca_registry *cas;
+    struct hsmca_store *ro; /* the registry's read handle */
     struct hsmca_issuer *issuer;
     struct hsmca_profile dac_profile;
     const char *out_cert;
@@ -209,6 +210,7 @@ session_close(struct session *s)
     hsmca_issuer_free(s->issuer);
     if (s->a != NULL && hsmca_audit_close(s->a) != HSMCA_OK)
         rc = CLI_EXIT_FAIL;
+    hsmca_store_close(s->ro);
     hsmca_store_close(s->st);
     hsmca_key_free(s->audit_key);
     if (hsmca_ca_registry_free(s->cas) != HSMCA_OK)
@@ -554,7 +556,7 @@ created_cb(void *arg, const struct hsmca_ca_rec *ca)
 static struct hsmca_store *
 reader_cb(void *arg)
 {
-    return ((struct session *)arg)->st;
+    return ((struct session *)arg)->ro;
 }
 
 /* The CA registry over the session's module, store and audit log, with every CA of the store;
@@ -573,6 +575,8 @@ session_cas(struct session *s, const char *store, const char *dac_profile)
     cfg.reader = reader_cb;
     cfg.ca_created = created_cb;
     e = hsmca_ca_registry_new(&s->cas);
+    if (e == HSMCA_OK)
+        e = hsmca_store_open_readonly(store, &s->ro);
     if (e == HSMCA_OK && dac_profile != NULL) {
         e = hsmca_profile_load(dac_profile, &s->dac_profile);
         if (e != HSMCA_OK)
@@ -588,10 +592,10 @@ session_cas(struct session *s, const char *store, const char *dac_profile)
     }
     if (e == HSMCA_OK) {
         hsmca_ca_registry_configure(s->cas, &cfg);
-        e = hsmca_ca_load(s->cas, s->st);
+        e = hsmca_ca_load(s->cas, s->ro);
     }
     if (e == HSMCA_OK)
-        e = hsmca_ca_attach_all(s->cas, s->st);
+        e = hsmca_ca_attach_all(s->cas, s->ro);
     if (e != HSMCA_OK)
         return cli_fail("CAs", e);
     return CLI_EXIT_OK;

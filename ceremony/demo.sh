@@ -146,6 +146,13 @@ grep -Eq "\| approver.enroll \| .* \| (alice, bob|bob, alice) \|" record.md ||
     { echo "demo: the record lacks the enrolment" >&2; exit 1; }
 grep -Eq "\| ca.activate \| .* \| (dave, carol|carol, dave) \|" record.md ||
     { echo "demo: the new approver's approval is not in the record" >&2; exit 1; }
+# the test DAC came from the issuance engine inside an audited window, as hsmcad's DACs do
+serial=$(openssl x509 -in dac.pem -noout -serial | sed 's/^serial=//')
+grep -qi "\"action\":\"dac.issue\",\"actor\":\"ceremony\",\"detail\":{\"csr_sha256\":\"[0-9a-f]\{64\}\",.*\"serial\":\"$serial\"" \
+    extract/entries.jsonl || { echo "demo: the test DAC's dac.issue entry is not the engine's" >&2; exit 1; }
+for w in '"action":"window.start"' '"action":"window.end",.*"reason":"deactivation"'; do
+    grep -q "$w" extract/entries.jsonl || { echo "demo: no $w entry" >&2; exit 1; }
+done
 echo "ceremony record: $work/record.md"
 # No secret that passed through this run is in the database, its WAL, the log or any output:
 # the PINs typed in (audit, approvers) are checked here, raw and hex; the CA tokens' PINs and the

@@ -26,9 +26,11 @@
 #include <openssl/x509.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/b64.h"
 #include "hsmca/limits.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "audit_internal.h"
 
 /* ---- the entry line scanner ---- */
@@ -571,29 +573,13 @@ epochs_free(struct vctx *v)
     v->nep = 0;
 }
 
+/* A base64 field of the quorum's details: strict (b64.h), as the quorum wrote it. */
 static unsigned char *
-b64_decode(const char *s, size_t *out_len)
+b64_field(const char *s, size_t *out_len)
 {
-    size_t n = strlen(s), pad = 0;
-    unsigned char *out;
-    int k;
+    unsigned char *out = NULL;
 
-    if (n == 0 || n % 4 != 0 || n > 1 << 20)
-        return NULL;
-    out = malloc(n / 4 * 3 + 1);
-    if (out == NULL)
-        return NULL;
-    k = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-    if (k < 0) {
-        free(out);
-        return NULL;
-    }
-    if (s[n - 1] == '=')
-        pad++;
-    if (s[n - 2] == '=')
-        pad++;
-    *out_len = (size_t)k - pad;
-    return out;
+    return hsmca_b64_decode(s, (1 << 20) / 4 * 3, &out, out_len) == HSMCA_OK ? out : NULL;
 }
 
 /* A quorum.epoch detail: {"epoch", "approvers": [{"name","spki"}], "thresholds"}. */
@@ -630,7 +616,7 @@ add_epoch(struct vctx *v, uint64_t seq, const char *detail, size_t len)
         size_t dl = 0;
 
         if (name == NULL || spki == NULL || strlen(name) > HSMCA_AUDIT_FIELD_MAX ||
-            (der = b64_decode(spki, &dl)) == NULL) {
+            (der = b64_field(spki, &dl)) == NULL) {
             rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq,
                        "seq %llu: approver %zu of epoch %lld is malformed", (unsigned long long)seq,
                        i, (long long)en);
@@ -684,7 +670,6 @@ find_epoch(struct vctx *v, json_int_t e)
 static enum hsmca_err
 check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
 {
-    static const char dom[] = "hsmca-approval-v1";
     json_t *d = json_loadb(detail, len, JSON_REJECT_DUPLICATES, NULL), *apps, *x, *req = NULL;
     const char *op, *reqb64, *rq_name = "", *rq_key = "";
     const struct epoch *e;
@@ -693,7 +678,6 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
     json_int_t need, thr;
     char **seen = NULL;
     enum hsmca_err rc = HSMCA_OK;
-    EVP_MD_CTX *c = NULL;
 
     if (d == NULL || (op = json_string_value(json_object_get(d, "op"))) == NULL ||
         !json_is_integer(json_object_get(d, "epoch")) ||
@@ -725,7 +709,7 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
                    (unsigned long long)seq, (long long)thr, (long long)need, op);
         goto out;
     }
-    rb = b64_decode(reqb64, &rl);
+    rb = b64_field(reqb64, &rl);
     if (rb == NULL) {
         rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq, "seq %llu: request is not base64",
                    (unsigned long long)seq);
@@ -748,10 +732,7 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
                 rq_key = s;
         }
     }
-    c = EVP_MD_CTX_new();
-    if (c == NULL || EVP_DigestInit_ex2(c, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(c, dom, sizeof(dom)) != 1 || EVP_DigestUpdate(c, rb, rl) != 1 ||
-        EVP_DigestFinal_ex(c, md, NULL) != 1) {
+    if (hsmca_approval_digest(rb, rl, md) != 0) {
         rc = HSMCA_E_INTERNAL;
         goto out;
     }
@@ -767,10 +748,10 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
         const struct approver *ap = NULL;
         unsigned char *sig = NULL;
         size_t sl = 0;
-        EVP_PKEY_CTX *pc;
         int ok;
 
-        if (name == NULL || sigb64 == NULL || (sig = b64_decode(sigb64, &sl)) == NULL) {
+        if (name == NULL || sigb64 == NULL ||
+            hsmca_approval_sig_decode(sigb64, &sig, &sl) != HSMCA_OK) {
             rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq, "seq %llu: approval %zu is malformed",
                        (unsigned long long)seq, i);
             goto out;
@@ -790,17 +771,14 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
                        (unsigned long long)seq, name, (long long)e->epoch);
             goto out;
         }
-        if (strcmp(name, rq_name) == 0 || strcmp(ap->fp, rq_key) == 0) {
+        if (hsmca_approval_by_requester(name, ap->fp, rq_name, rq_key)) {
             free(sig);
             rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq,
                        "seq %llu: the requester %.64s approved its own request",
                        (unsigned long long)seq, name);
             goto out;
         }
-        pc = EVP_PKEY_CTX_new(ap->key, NULL);
-        ok = pc != NULL && EVP_PKEY_verify_init(pc) == 1 &&
-             EVP_PKEY_verify(pc, sig, sl, md, sizeof(md)) == 1;
-        EVP_PKEY_CTX_free(pc);
+        ok = hsmca_approval_sig_valid(ap->key, md, sig, sl);
         free(sig);
         if (!ok) {
             rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq,
@@ -820,7 +798,6 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
 out:
     free(seen);
     free(rb);
-    EVP_MD_CTX_free(c);
     json_decref(req);
     json_decref(d);
     return rc;

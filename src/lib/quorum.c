@@ -33,6 +33,7 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "quorum_int.h"
 #include "quorum_revoke.h"
 
@@ -71,54 +72,6 @@ hsmca_q_name_ok(const char *s)
             return 0;
     }
     return 1;
-}
-
-char *
-hsmca_q_b64enc(const unsigned char *in, size_t len)
-{
-    size_t n = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(n);
-
-    if (out == NULL)
-        return NULL;
-    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-    return out;
-}
-
-/* Strict base64 (standard alphabet, padded, no whitespace). *out is malloc'd (free()). */
-enum hsmca_err
-hsmca_q_b64dec(const char *s, size_t max, unsigned char **out, size_t *out_len)
-{
-    size_t n = s != NULL ? strlen(s) : 0, pad = 0, len;
-    unsigned char *buf;
-    char *check;
-    int r;
-
-    if (n == 0 || n % 4 != 0 || n / 4 * 3 > max + 2)
-        return HSMCA_E_BAD_ENCODING;
-    if (s[n - 1] == '=')
-        pad++;
-    if (s[n - 2] == '=')
-        pad++;
-    buf = malloc(n / 4 * 3 + 1);
-    if (buf == NULL)
-        return HSMCA_E_NOMEM;
-    r = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)n);
-    if (r < 0 || (size_t)r < pad) {
-        free(buf);
-        return HSMCA_E_BAD_ENCODING;
-    }
-    len = (size_t)r - pad;
-    check = hsmca_q_b64enc(buf, len);
-    if (check == NULL || strcmp(check, s) != 0 || len > max) {
-        free(check);
-        free(buf);
-        return check == NULL ? HSMCA_E_NOMEM : HSMCA_E_BAD_ENCODING;
-    }
-    free(check);
-    *out = buf;
-    *out_len = len;
-    return HSMCA_OK;
 }
 
 void
@@ -162,14 +115,6 @@ hsmca_q_sha256v(unsigned char out[32], ...)
     if (!ok)
         memset(out, 0, 32);
     return ok ? 0 : -1;
-}
-
-/* SHA-256("hsmca-approval-v1\0" || bytes): what approvers sign. */
-int
-hsmca_q_approval_digest(const unsigned char *bytes, size_t len, unsigned char out[32])
-{
-    return hsmca_q_sha256v(out, APPROVAL_DOMAIN, sizeof(APPROVAL_DOMAIN), bytes, len,
-                           (const void *)NULL);
 }
 
 /* c_i = SHA-256("hsmca-share-commit-v1\0" || label || "\0" || epoch(8, BE) || index(1) || share) */
@@ -233,20 +178,6 @@ hsmca_q_spki_parse(const unsigned char *der, size_t len)
         return NULL;
     }
     return k;
-}
-
-/* Verify a DER ECDSA signature over a 32-byte digest. 1 valid, 0 not. */
-int
-hsmca_q_verify_digest(EVP_PKEY *pub, const unsigned char dgst[32], const unsigned char *sig,
-                      size_t sig_len)
-{
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pub, NULL);
-    int ok = 0;
-
-    if (c != NULL && EVP_PKEY_verify_init(c) == 1)
-        ok = EVP_PKEY_verify(c, sig, sig_len, dgst, 32) == 1;
-    EVP_PKEY_CTX_free(c);
-    return ok;
 }
 
 /* ---- policy ---- */
@@ -444,7 +375,7 @@ static enum hsmca_err
 approver_json(void *arg, const struct hsmca_qapprover *r)
 {
     struct appr_json_ctx *c = arg;
-    char *b = hsmca_q_b64enc(r->spki, r->spki_len), fpr[65];
+    char *b = hsmca_b64_encode(r->spki, r->spki_len), fpr[65];
     json_t *o;
 
     if (b == NULL)

@@ -27,6 +27,7 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "quorum_int.h"
 #include "quorum_revoke.h"
 
@@ -70,7 +71,7 @@ hsmca_q_appr_parse(const char *json, size_t len, struct appr_view *a)
         if (!json_is_string(val))
             goto bad;
     }
-    if (hsmca_q_b64dec(a->sig_b64, HSMCA_ECDSA_P256_DER_MAX, &a->sig, &a->sig_len) != HSMCA_OK)
+    if (hsmca_approval_sig_decode(a->sig_b64, &a->sig, &a->sig_len) != HSMCA_OK)
         goto bad;
     return HSMCA_OK;
 bad:
@@ -158,7 +159,7 @@ hsmca_q_open_share(struct hsmca_quorum *q, const struct req_view *v, EVP_PKEY *r
         return rc == HSMCA_E_NOT_FOUND ? HSMCA_E_QUORUM_SHARE_INVALID : rc;
     if (!f.found || sealed_b64 == NULL)
         return HSMCA_E_QUORUM_SHARE_INVALID;
-    if (hsmca_q_b64dec(sealed_b64, 512, &sealed, &sealed_len) != HSMCA_OK)
+    if (hsmca_b64_decode(sealed_b64, 512, &sealed, &sealed_len) != HSMCA_OK)
         return HSMCA_E_QUORUM_SHARE_INVALID;
     memset(&ad, 0, sizeof(ad));
     ad.token_label = label;
@@ -273,13 +274,13 @@ check_approval(struct hsmca_quorum *q, const char *request_id, const struct appr
         char fpr[65];
 
         hsmca_q_hex32(ap.fingerprint, fpr);
-        if (strcmp(ap.name, v->principal) == 0 || strcmp(fpr, v->req_key) == 0) {
+        if (hsmca_approval_by_requester(ap.name, fpr, v->principal, v->req_key)) {
             *code = HSMCA_E_QUORUM_SELF_APPROVAL;
             goto out;
         }
     }
     pub = hsmca_q_spki_parse(ap.spki, ap.spki_len);
-    if (pub == NULL || !hsmca_q_verify_digest(pub, v->digest, a->sig, a->sig_len)) {
+    if (pub == NULL || !hsmca_approval_sig_valid(pub, v->digest, a->sig, a->sig_len)) {
         *code = HSMCA_E_QUORUM_SIGNATURE_INVALID;
         goto out;
     }

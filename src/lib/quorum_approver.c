@@ -27,6 +27,7 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "quorum_int.h"
 #include "quorum_revoke.h"
 
@@ -57,7 +58,8 @@ hsmca_q_env_parse(const char *text, size_t len, struct env_view *e)
                        &e->status, "threshold", &e->threshold) != 0 ||
         !json_is_object(e->shares) || (e->alt_shares != NULL && !json_is_object(e->alt_shares)))
         goto bad;
-    if (hsmca_q_b64dec(e->request_b64, HSMCA_QUORUM_REQUEST_MAX, &e->bytes, &e->len) != HSMCA_OK ||
+    if (hsmca_b64_decode(e->request_b64, HSMCA_QUORUM_REQUEST_MAX, &e->bytes, &e->len) !=
+            HSMCA_OK ||
         hsmca_q_req_parse(e->bytes, e->len, &e->v) != HSMCA_OK)
         goto bad;
     hsmca_q_hex32(e->v.digest, hex);
@@ -176,7 +178,7 @@ reseal(const struct env_view *e, const struct hsmca_quorum_signer *s, EVP_PKEY *
                        &index, "sealed", &sealed_b64) != 0)
         return HSMCA_E_QUORUM_NO_SHARE;
     if (epoch < 1 || index < 1 || index > HSMCA_QUORUM_APPROVERS_MAX ||
-        hsmca_q_b64dec(sealed_b64, 512, &sealed, &sealed_len) != HSMCA_OK)
+        hsmca_b64_decode(sealed_b64, 512, &sealed, &sealed_len) != HSMCA_OK)
         return HSMCA_E_QUORUM_ENVELOPE;
     memset(&ad, 0, sizeof(ad));
     ad.token_label = label;
@@ -194,7 +196,7 @@ reseal(const struct env_view *e, const struct hsmca_quorum_signer *s, EVP_PKEY *
     hsmca_secret_clear(&sh);
     if (rc != HSMCA_OK)
         return rc;
-    re_b64 = hsmca_q_b64enc(re, re_len);
+    re_b64 = hsmca_b64_encode(re, re_len);
     free(re);
     if (re_b64 == NULL)
         return HSMCA_E_NOMEM;
@@ -232,7 +234,7 @@ hsmca_quorum_approval_make(const char *envelope, size_t len, const struct hsmca_
         rc = HSMCA_E_QUORUM_NO_SHARE;
         goto out;
     }
-    if (hsmca_q_b64dec(e.v.request_key, 512, &spki, &spki_len) != HSMCA_OK ||
+    if (hsmca_b64_decode(e.v.request_key, 512, &spki, &spki_len) != HSMCA_OK ||
         (rkey = hsmca_q_spki_parse(spki, spki_len)) == NULL) {
         rc = HSMCA_E_QUORUM_ENVELOPE;
         goto out;
@@ -260,7 +262,7 @@ hsmca_quorum_approval_make(const char *envelope, size_t len, const struct hsmca_
     rc = signer_sign(s, e.v.digest, sig, sizeof(sig), &sig_len);
     if (rc != HSMCA_OK)
         goto out;
-    sig_b64 = hsmca_q_b64enc(sig, sig_len);
+    sig_b64 = hsmca_b64_encode(sig, sig_len);
     a = sig_b64 != NULL ? json_pack("{s:s, s:s, s:O, s:s}", "approver", s->name, "request_id",
                                     e.v.id, "shares", shares, "sig", sig_b64)
                         : NULL;
@@ -302,6 +304,6 @@ hsmca_quorum_enroll_pop(const struct hsmca_quorum_signer *s, EVP_PKEY *pub,
     rc = signer_sign(s, d, sig, sizeof(sig), &sig_len);
     if (rc != HSMCA_OK)
         return rc;
-    *pop_b64 = hsmca_q_b64enc(sig, sig_len);
+    *pop_b64 = hsmca_b64_encode(sig, sig_len);
     return *pop_b64 != NULL ? HSMCA_OK : HSMCA_E_NOMEM;
 }

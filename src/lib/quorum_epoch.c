@@ -27,6 +27,7 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "quorum_int.h"
 #include "quorum_revoke.h"
 
@@ -171,7 +172,7 @@ hsmca_q_epoch_detail(struct epoch_change *c)
     if (d == NULL || ap == NULL || com == NULL)
         goto nomem;
     for (i = 0; i < c->approvers->n; i++) {
-        char *b = hsmca_q_b64enc(c->approvers->a[i].spki, c->approvers->a[i].spki_len);
+        char *b = hsmca_b64_encode(c->approvers->a[i].spki, c->approvers->a[i].spki_len);
 
         if (b == NULL)
             goto nomem;

@@ -27,6 +27,7 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "quorum_int.h"
 #include "quorum_revoke.h"
 
@@ -92,12 +93,11 @@ keep_valid(struct hsmca_quorum *q, struct exec_state *x)
         if (hsmca_q_appr_parse(x->c[i].body, x->c[i].len, &a) == HSMCA_OK &&
             strcmp(a.request_id, x->r.id) == 0 && strcmp(a.approver, x->c[i].name) == 0 &&
             hsmca_store_qapprover_get(hsmca_q_rd(q), a.approver, &ap) == HSMCA_OK &&
-            hsmca_q_approver_active(&ap, (uint64_t)x->v.epoch) &&
-            strcmp(ap.name, x->v.principal) != 0) {
+            hsmca_q_approver_active(&ap, (uint64_t)x->v.epoch)) {
             hsmca_q_hex32(ap.fingerprint, fpr);
             pub = hsmca_q_spki_parse(ap.spki, ap.spki_len);
-            ok = strcmp(fpr, x->v.req_key) != 0 && pub != NULL &&
-                 hsmca_q_verify_digest(pub, x->v.digest, a.sig, a.sig_len);
+            ok = !hsmca_approval_by_requester(ap.name, fpr, x->v.principal, x->v.req_key) &&
+                 pub != NULL && hsmca_approval_sig_valid(pub, x->v.digest, a.sig, a.sig_len);
         }
         for (j = 0; ok && j < k; j++)
             ok = strcmp(x->c[j].name, x->c[i].name) != 0;
@@ -202,7 +202,7 @@ static json_t *
 execute_detail(struct exec_state *x, unsigned threshold)
 {
     json_t *ap = json_array(), *d;
-    char *b = hsmca_q_b64enc(x->r.bytes, x->r.len);
+    char *b = hsmca_b64_encode(x->r.bytes, x->r.len);
     size_t i;
 
     for (i = 0; ap != NULL && i < x->nc; i++) {

@@ -24,12 +24,12 @@
 #include <openssl/evp.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/b64.h"
 #include "hsmca/quorum.h"
 #include "hsmca/secret.h"
 #include "hsmca/store_quorum.h"
 
 #define SHARE_LEN (HSMCA_QUORUM_PIN_LEN + 1)
-#define APPROVAL_DOMAIN "hsmca-approval-v1"
 #define POP_DOMAIN "hsmca-enroll-pop-v1"
 #define SHARE_DOMAIN "hsmca-share-commit-v1"
 #define PIN_DOMAIN "hsmca-pin-commit-v1"
@@ -172,11 +172,8 @@ const struct hsmca_qop *hsmca_qop_at(size_t i);
 int64_t hsmca_q_now_ms(const struct hsmca_quorum *q);
 struct hsmca_store *hsmca_q_rd(const struct hsmca_quorum *q);
 int hsmca_q_name_ok(const char *s);
-char *hsmca_q_b64enc(const unsigned char *in, size_t len);
-enum hsmca_err hsmca_q_b64dec(const char *s, size_t max, unsigned char **out, size_t *out_len);
 void hsmca_q_hex32(const unsigned char *in, char out[65]);
 int hsmca_q_sha256v(unsigned char out[32], ...);
-int hsmca_q_approval_digest(const unsigned char *bytes, size_t len, unsigned char out[32]);
 int hsmca_q_share_commit(const char *label, uint64_t epoch, unsigned idx,
                          const unsigned char *share, size_t len, unsigned char out[32]);
 int hsmca_q_pin_commit(const unsigned char salt[32], const char *label, uint64_t epoch,
@@ -184,8 +181,6 @@ int hsmca_q_pin_commit(const unsigned char salt[32], const char *label, uint64_t
 enum hsmca_err hsmca_q_spki_der(EVP_PKEY *k, unsigned char **out, size_t *out_len);
 int hsmca_q_is_p256(EVP_PKEY *k);
 EVP_PKEY *hsmca_q_spki_parse(const unsigned char *der, size_t len);
-int hsmca_q_verify_digest(EVP_PKEY *pub, const unsigned char dgst[32], const unsigned char *sig,
-                          size_t sig_len);
 enum hsmca_err hsmca_q_policy_canon(const char *text, size_t len, unsigned m, size_t n,
                                     char **canon, char hash[65]);
 unsigned hsmca_q_policy_threshold(const char *canon, const char *op);

@@ -26,6 +26,7 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "quorum_int.h"
 #include "quorum_revoke.h"
 
@@ -53,7 +54,7 @@ pop_valid(const char *name, const unsigned char *spki, size_t spki_len, const ch
     if (hsmca_q_sha256v(d, POP_DOMAIN, sizeof(POP_DOMAIN), name, strlen(name) + 1, spki, spki_len,
                         serial, strlen(serial), (const void *)NULL) != 0)
         return 0;
-    return hsmca_q_verify_digest(pub, d, sig, sig_len);
+    return hsmca_approval_sig_valid(pub, d, sig, sig_len); /* an approval's signature form */
 }
 
 struct dup_ctx {
@@ -92,8 +93,8 @@ enrol_params(struct hsmca_store *st, json_t *params, struct hsmca_qapprover *rec
         return HSMCA_E_QUORUM_PARAMS;
     if (!hsmca_q_name_ok(name) || strlen(serial) > HSMCA_TOKEN_SERIAL_MAX)
         return HSMCA_E_QUORUM_PARAMS;
-    if (hsmca_q_b64dec(spki_b64, 512, &spki, &spki_len) != HSMCA_OK ||
-        hsmca_q_b64dec(pop_b64, HSMCA_ECDSA_P256_DER_MAX, &pop, &pop_len) != HSMCA_OK)
+    if (hsmca_b64_decode(spki_b64, 512, &spki, &spki_len) != HSMCA_OK ||
+        hsmca_b64_decode(pop_b64, HSMCA_ECDSA_P256_DER_MAX, &pop, &pop_len) != HSMCA_OK)
         goto out;
     pub = hsmca_q_spki_parse(spki, spki_len);
     if (pub == NULL)
@@ -210,7 +211,7 @@ ca_store(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum
     if (rc == HSMCA_OK && ex->ca_created != NULL)
         rc = ex->ca_created(ex->arg, &a.rec);
     if (rc == HSMCA_OK) {
-        b = hsmca_q_b64enc(der, (size_t)n);
+        b = hsmca_b64_encode(der, (size_t)n);
         json_decref(x->result);
         x->result = b != NULL
                         ? json_pack("{s:{s:s, s:s, s:s}}", "ca", "id", ca, "kind", kind, "cert", b)

@@ -27,6 +27,7 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "quorum_int.h"
 #include "quorum_revoke.h"
 
@@ -196,12 +197,12 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
     rc = hsmca_q_spki_der(key, &spki, &spki_len);
     if (rc != HSMCA_OK)
         goto out;
-    spki_b64 = hsmca_q_b64enc(spki, spki_len);
+    spki_b64 = hsmca_b64_encode(spki, spki_len);
     hsmca_hex_encode(rnd, sizeof(rnd), id, sizeof(id));
     if (who->key_sha256 != NULL)
         hsmca_q_hex32(who->key_sha256, fpr);
     if (checkpoint_text != NULL) {
-        sig_b64 = hsmca_q_b64enc(checkpoint_sig, checkpoint_sig_len);
+        sig_b64 = hsmca_b64_encode(checkpoint_sig, checkpoint_sig_len);
         cp = sig_b64 != NULL ? json_pack("{s:s, s:s}", "sig", sig_b64, "text", checkpoint_text)
                              : NULL;
     } else {
@@ -234,7 +235,7 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
     snprintf(a.r.requester, sizeof(a.r.requester), "%s", who->name);
     a.r.created_ms = now;
     a.r.expires_ms = now + ttl_ms;
-    req_b64 = hsmca_q_b64enc(a.r.bytes, a.r.len);
+    req_b64 = hsmca_b64_encode(a.r.bytes, a.r.len);
     SHA256(a.r.bytes, a.r.len, d);
     hsmca_q_hex32(d, hex);
     detail = req_b64 != NULL ? json_pack("{s:s, s:s}", "request", req_b64, "sha256", hex) : NULL;
@@ -313,7 +314,7 @@ hsmca_q_req_parse(const unsigned char *bytes, size_t len, struct req_view *v)
         if (l == NULL || strlen(l) == 0 || strlen(l) > HSMCA_TOKEN_LABEL_MAX)
             goto bad;
     }
-    if (hsmca_q_approval_digest(bytes, len, v->digest) != 0)
+    if (hsmca_approval_digest(bytes, len, v->digest) != 0)
         goto bad;
     return HSMCA_OK;
 bad:
@@ -340,7 +341,7 @@ env_share(void *arg, const struct hsmca_qshare *s)
 {
     struct env_ctx *c = arg;
     json_t *a = json_object_get(c->shares, s->approver), *o;
-    char *b = hsmca_q_b64enc(s->sealed, s->sealed_len);
+    char *b = hsmca_b64_encode(s->sealed, s->sealed_len);
 
     if (b == NULL)
         return HSMCA_E_NOMEM;
@@ -424,7 +425,7 @@ hsmca_quorum_request_envelope(struct hsmca_quorum *q, const char *id, char **out
     status = r.status;
     if (strcmp(status, "pending") == 0 && v.expires <= hsmca_q_now_ms(q))
         status = "expired";
-    b = hsmca_q_b64enc(r.bytes, r.len);
+    b = hsmca_b64_encode(r.bytes, r.len);
     hsmca_q_hex32(v.digest, hex);
     env = b != NULL ? json_pack("{s:O, s:s, s:s, s:O, s:s, s:I}", "approvals", c.names, "digest",
                                 hex, "request", b, "shares", c.shares, "status", status,

@@ -26,6 +26,7 @@
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
+#include "approval.h"
 #include "quorum_int.h"
 #include "quorum_revoke.h"
 
@@ -55,7 +56,7 @@ hsmca_quorum_witness(const char *envelope, size_t len, EVP_PKEY *audit_pub, cons
         json_unpack_ex(e.v.checkpoint, NULL, JSON_STRICT, "{s:s, s:s}", "sig", &sig_b64, "text",
                        &text) != 0 ||
         hsmca_audit_checkpoint_parse(text, strlen(text), &f) != HSMCA_OK ||
-        hsmca_q_b64dec(sig_b64, 256, &sig, &sig_len) != HSMCA_OK)
+        hsmca_b64_decode(sig_b64, 256, &sig, &sig_len) != HSMCA_OK)
         goto out;
     /* signed by this audit key, and naming it */
     if (hsmca_q_spki_der(audit_pub, &spki, &spki_len) != HSMCA_OK ||

@@ -226,7 +226,8 @@ ca_store(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum
 }
 
 static enum hsmca_err
-act_create(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
+act_create(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex,
+           int is_paa)
 {
     const char *ca = NULL, *token = NULL, *key_label = NULL, *cn = NULL, *parent = NULL;
     json_int_t vid = -1, pid = -1;
@@ -236,7 +237,6 @@ act_create(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quor
     unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
     const unsigned char *p;
     X509 *cert = NULL, *paa = NULL;
-    int is_paa = strcmp(x->v.op, "ca.create_paa") == 0;
     size_t ti = is_paa ? 0 : 1;
     enum hsmca_err rc;
 
@@ -285,6 +285,18 @@ out:
     hsmca_key_free(key);
     hsmca_ca_rec_clear(&prec);
     return rc;
+}
+
+static enum hsmca_err
+act_create_paa(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
+{
+    return act_create(q, x, ex, 1);
+}
+
+static enum hsmca_err
+act_create_pai(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
+{
+    return act_create(q, x, ex, 0);
 }
 
 /* ---- checks at request time ---- */
@@ -608,19 +620,29 @@ after_activate(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_
  *      quorum_revoke.c does;
  *   2. add its entry below (the order matters nowhere), with threshold_of naming an existing op
  *      so that the policies written before it still load (NULL: every policy must name it);
- *   3. document it in quorum.h's operation list, docs/design.md "Quorum" and `hsmca help`'s
- *      list (src/hsmca/cmd_ceremony.c), and test it in tests/unit/test_quorum.c.
+ *   3. document it in quorum.h's operation list, docs/design.md "Quorum", docs/usage.md,
+ *      docs/api/openapi.json (the op enum of POST /v1/requests and its params schema) and
+ *      `hsmca help`'s list (src/hsmca/cmd_ceremony.c); test it in tests/unit/test_quorum.c.
  * hsmca_audit_verify re-checks any op's approvals by name alone: nothing to add there.
  */
 static const struct hsmca_qop ops[] = {
-    {"ca.create_paa", NULL, check_create_paa, NULL, NULL, act_create, NULL, NULL},
-    {"ca.create_pai", NULL, check_create_pai, NULL, NULL, act_create, NULL, NULL},
-    {"ca.activate", NULL, check_activate, NULL, can_activate, NULL, NULL, after_activate},
-    {"approver.enroll", NULL, check_enroll, NULL, NULL, NULL, epoch_enroll, NULL},
-    {"approver.remove", NULL, check_remove, NULL, NULL, NULL, epoch_remove, NULL},
-    {"policy.update", NULL, check_policy, NULL, NULL, NULL, epoch_policy, NULL},
-    {"ca.revoke", "ca.create_pai", check_revoke, NULL, NULL, act_revocation, NULL, NULL},
-    {"crl.sign", "ca.create_pai", check_crl_sign, NULL, NULL, act_revocation, NULL, NULL},
+    {.name = "ca.create_paa", .check = check_create_paa, .act = act_create_paa},
+    {.name = "ca.create_pai", .check = check_create_pai, .act = act_create_pai},
+    {.name = "ca.activate",
+     .check = check_activate,
+     .can_run = can_activate,
+     .after = after_activate},
+    {.name = "approver.enroll", .check = check_enroll, .epoch = epoch_enroll},
+    {.name = "approver.remove", .check = check_remove, .epoch = epoch_remove},
+    {.name = "policy.update", .check = check_policy, .epoch = epoch_policy},
+    {.name = "ca.revoke",
+     .threshold_of = "ca.create_pai",
+     .check = check_revoke,
+     .act = act_revocation},
+    {.name = "crl.sign",
+     .threshold_of = "ca.create_pai",
+     .check = check_crl_sign,
+     .act = act_revocation},
 };
 
 const struct hsmca_qop *

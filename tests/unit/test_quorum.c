@@ -39,6 +39,7 @@
 #include "hsmca/util.h"
 
 #include "fixture.h"
+#include "quorum_int.h"
 
 #define SO_PIN "so-secret-1"
 #define AUDIT_PIN "audit-pin-1234"
@@ -1400,10 +1401,78 @@ stale_and_void_requests_are_refused(void **state)
     free(id);
 }
 
+/* The operation table (quorum_ops.c): every entry named once, found by name, with a check and
+ * something to do; a fallback threshold names an op every policy carries; a policy must name
+ * exactly the ops without a fallback and may name the others. */
+static char *
+policy_of(const char *skip, const char *extra)
+{
+    json_t *th = json_object(), *p;
+    const struct hsmca_qop *op;
+    char *s;
+    size_t i;
+
+    for (i = 0; (op = hsmca_qop_at(i)) != NULL; i++) {
+        if (op->threshold_of == NULL && (skip == NULL || strcmp(op->name, skip) != 0))
+            json_object_set_new(th, op->name, json_integer(2));
+    }
+    if (extra != NULL)
+        json_object_set_new(th, extra, json_integer(2));
+    p = json_pack("{s:i, s:o}", "version", 1, "thresholds", th);
+    s = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    assert_non_null(s);
+    return s;
+}
+
+static void
+operation_table_is_whole(void **state)
+{
+    const struct hsmca_qop *op, *o2;
+    size_t i, j, n = 0;
+    char *pol;
+
+    (void)state;
+    for (i = 0; (op = hsmca_qop_at(i)) != NULL; i++, n++) {
+        assert_non_null(op->name);
+        assert_non_null(op->check);
+        assert_true(op->act != NULL || op->epoch != NULL || op->after != NULL);
+        assert_ptr_equal(hsmca_qop_find(op->name), op);
+        for (j = 0; j < i; j++)
+            assert_string_not_equal(hsmca_qop_at(j)->name, op->name);
+        if (op->threshold_of != NULL) {
+            o2 = hsmca_qop_find(op->threshold_of);
+            assert_non_null(o2);
+            assert_null(o2->threshold_of);
+        }
+    }
+    assert_int_equal(n, 8);
+    assert_null(hsmca_qop_find("ca.create"));
+    assert_null(hsmca_qop_find(""));
+    assert_null(hsmca_qop_find(NULL));
+    pol = policy_of(NULL, NULL);
+    assert_int_equal(hsmca_quorum_policy_check(pol, strlen(pol), 2, 3), HSMCA_OK);
+    free(pol);
+    pol = policy_of(NULL, "crl.sign"); /* an op with a fallback may be named */
+    assert_int_equal(hsmca_quorum_policy_check(pol, strlen(pol), 2, 3), HSMCA_OK);
+    free(pol);
+    pol = policy_of(NULL, "ca.create"); /* no such op */
+    assert_int_equal(hsmca_quorum_policy_check(pol, strlen(pol), 2, 3), HSMCA_E_QUORUM_POLICY);
+    free(pol);
+    for (i = 0; (op = hsmca_qop_at(i)) != NULL; i++) {
+        if (op->threshold_of != NULL)
+            continue;
+        pol = policy_of(op->name, NULL); /* every op without a fallback is required */
+        assert_int_equal(hsmca_quorum_policy_check(pol, strlen(pol), 2, 3), HSMCA_E_QUORUM_POLICY);
+        free(pol);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(operation_table_is_whole),
         cmocka_unit_test_setup_teardown(ceremony_and_request_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(approval_refusals_each_own_code_audited_no_login, setup,
                                         teardown),

@@ -82,8 +82,8 @@ hsmca_q_active_approvers(struct hsmca_store *st, uint64_t epoch, struct approver
     return rc;
 }
 
-void
-hsmca_q_epoch_change_clear(struct epoch_change *c)
+static void
+epoch_change_clear(struct epoch_change *c)
 {
     size_t i, j;
 
@@ -101,9 +101,9 @@ hsmca_q_epoch_change_clear(struct epoch_change *c)
  * shares sealed to each approver with their commitments.
  * CT: the shares live on the secure heap and are wiped before return.
  */
-enum hsmca_err
-hsmca_q_seal_token(struct token_epoch *tok, const char *label, const char *uri, uint64_t epoch,
-                   unsigned m, const struct approver_list *l, const struct hsmca_secret *pin)
+static enum hsmca_err
+seal_token(struct token_epoch *tok, const char *label, const char *uri, uint64_t epoch, unsigned m,
+           const struct approver_list *l, const struct hsmca_secret *pin)
 {
     struct hsmca_secret shares = {NULL, 0};
     EVP_PKEY *pub = NULL;
@@ -162,8 +162,8 @@ out:
 }
 
 /* Build the quorum.epoch detail of c (docs/design.md "Audit log"). */
-enum hsmca_err
-hsmca_q_epoch_detail(struct epoch_change *c)
+static enum hsmca_err
+epoch_detail(struct epoch_change *c)
 {
     json_t *d = json_object(), *ap = json_array(), *com = json_object(), *pol = NULL;
     char hex[65];
@@ -212,8 +212,8 @@ nomem:
     return HSMCA_E_NOMEM;
 }
 
-enum hsmca_err
-hsmca_q_apply_epoch(struct hsmca_store *st, void *arg)
+static enum hsmca_err
+apply_epoch(struct hsmca_store *st, void *arg)
 {
     struct epoch_change *c = arg;
     enum hsmca_err rc;
@@ -358,7 +358,7 @@ hsmca_quorum_ceremony_init(struct hsmca_quorum *q, const struct hsmca_quorum_ini
         rc = random_pin(&pin);
         if (rc != HSMCA_OK)
             goto out;
-        rc = hsmca_q_seal_token(&c->tok[i], t->label, t->uri, 1, in->m, l, &pin);
+        rc = seal_token(&c->tok[i], t->label, t->uri, 1, in->m, l, &pin);
         c->ntok++;
         if (rc != HSMCA_OK)
             goto out;
@@ -371,7 +371,7 @@ hsmca_quorum_ceremony_init(struct hsmca_quorum *q, const struct hsmca_quorum_ini
             goto out;
         }
     }
-    rc = hsmca_q_epoch_detail(c);
+    rc = epoch_detail(c);
     if (rc != HSMCA_OK)
         goto out;
     cer = json_pack("{s:s, s:I}", "ceremony", in->ceremony_id != NULL ? in->ceremony_id : "", "m",
@@ -379,8 +379,7 @@ hsmca_quorum_ceremony_init(struct hsmca_quorum *q, const struct hsmca_quorum_ini
     json_object_set(cer, "epoch", json_object_get(c->detail, "epoch"));
     rc = hsmca_q_audit(q, who, "quorum.ceremony", "quorum", "ok", cer, NULL, NULL);
     if (rc == HSMCA_OK)
-        rc = hsmca_q_audit(q, who, "quorum.epoch", "quorum", "ok", c->detail, hsmca_q_apply_epoch,
-                           c);
+        rc = hsmca_q_audit(q, who, "quorum.epoch", "quorum", "ok", c->detail, apply_epoch, c);
 out:
     pthread_mutex_unlock(&q->lock);
     hsmca_secret_clear(&pin);
@@ -388,7 +387,7 @@ out:
     json_decref(cer);
     if (c != NULL) {
         hsmca_qepoch_clear(&c->e);
-        hsmca_q_epoch_change_clear(c);
+        epoch_change_clear(c);
     }
     if (l != NULL)
         hsmca_q_approver_list_clear(l);
@@ -552,8 +551,8 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
         if (j < x->ntok) {
             rc = random_pin(&newpin[j]);
             if (rc == HSMCA_OK)
-                rc = hsmca_q_seal_token(te, all->t[i].label, all->t[i].uri, c->e.epoch, c->e.m, l,
-                                        &newpin[j]);
+                rc = seal_token(te, all->t[i].label, all->t[i].uri, c->e.epoch, c->e.m, l,
+                                &newpin[j]);
             /* the PIN the token answered to stays reachable until the new one is confirmed */
             te->t.alt_epoch = x->live_alt[j] ? x->qt[j].alt_epoch : x->qt[j].epoch;
             memcpy(te->t.alt_pin_salt, x->live_alt[j] ? x->qt[j].alt_pin_salt : x->qt[j].pin_salt,
@@ -574,12 +573,12 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
             goto out;
     }
     /* 2. write ahead: the epoch with both PINs of every rotated token */
-    rc = hsmca_q_epoch_detail(c);
+    rc = epoch_detail(c);
     if (rc == HSMCA_OK) {
         json_object_set(c->detail, "tokens", labels);
         json_object_set_new(c->detail, "request_id", json_string(x->r.id));
-        rc = hsmca_q_audit_ex(q, NULL, "quorum.epoch", "quorum", "intent", c->detail,
-                              hsmca_q_apply_epoch, c, 0, &ir);
+        rc = hsmca_q_audit_ex(q, NULL, "quorum.epoch", "quorum", "intent", c->detail, apply_epoch,
+                              c, 0, &ir);
     }
     if (rc != HSMCA_OK)
         goto out;
@@ -635,7 +634,7 @@ out:
     hsmca_qapprover_clear(&enrol);
     if (c != NULL) {
         hsmca_qepoch_clear(&c->e);
-        hsmca_q_epoch_change_clear(c);
+        epoch_change_clear(c);
     }
     if (l != NULL)
         hsmca_q_approver_list_clear(l);

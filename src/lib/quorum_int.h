@@ -163,10 +163,7 @@ struct hsmca_qop {
                             const struct hsmca_quorum_exec *ex);
 };
 
-/* The operation named name, or NULL. */
-const struct hsmca_qop *hsmca_qop_find(const char *name);
-/* The i-th operation of the table, NULL past its end. */
-const struct hsmca_qop *hsmca_qop_at(size_t i);
+/* Each documented at its definition. */
 
 /* quorum.c */
 int64_t hsmca_q_now_ms(const struct hsmca_quorum *q);
@@ -209,21 +206,15 @@ int hsmca_q_approver_active(const struct hsmca_qapprover *a, uint64_t epoch);
 void hsmca_q_env_view_clear(struct env_view *e);
 enum hsmca_err hsmca_q_env_parse(const char *text, size_t len, struct env_view *e);
 
-/* quorum_epoch.c */
+/* quorum_epoch.c (hsmca_q_rotate: the PIN rotation after an execution, docs/custody.md) */
 void hsmca_q_approver_list_clear(struct approver_list *l);
 enum hsmca_err hsmca_q_active_approvers(struct hsmca_store *st, uint64_t epoch,
                                         struct approver_list *l);
-void hsmca_q_epoch_change_clear(struct epoch_change *c);
-enum hsmca_err hsmca_q_seal_token(struct token_epoch *tok, const char *label, const char *uri,
-                                  uint64_t epoch, unsigned m, const struct approver_list *l,
-                                  const struct hsmca_secret *pin);
-enum hsmca_err hsmca_q_epoch_detail(struct epoch_change *c);
-enum hsmca_err hsmca_q_apply_epoch(struct hsmca_store *st, void *arg);
 enum hsmca_err hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x);
 
-/* quorum_exec.c */
-
-/* quorum_ops.c */
+/* quorum_ops.c: the operation named name, or NULL; the i-th of the table, NULL past its end */
+const struct hsmca_qop *hsmca_qop_find(const char *name);
+const struct hsmca_qop *hsmca_qop_at(size_t i);
 
 /* quorum_request.c */
 enum hsmca_err hsmca_q_ca_token_label(struct hsmca_store *st, const char *ca_id,
@@ -232,7 +223,5 @@ enum hsmca_err hsmca_q_ca_token_label(struct hsmca_store *st, const char *ca_id,
 void hsmca_q_req_view_clear(struct req_view *v);
 enum hsmca_err hsmca_q_req_parse(const unsigned char *bytes, size_t len, struct req_view *v);
 const char *hsmca_q_req_token(const struct req_view *v, size_t i);
-
-/* quorum_witness.c */
 
 #endif

@@ -96,6 +96,20 @@ epoch_change_clear(struct epoch_change *c)
     c->detail = NULL;
 }
 
+/* Free an epoch change and its approver list (either may be NULL). */
+static void
+epoch_change_free(struct epoch_change *c, struct approver_list *l)
+{
+    if (c != NULL) {
+        hsmca_qepoch_clear(&c->e);
+        epoch_change_clear(c);
+    }
+    if (l != NULL)
+        hsmca_q_approver_list_clear(l);
+    free(c);
+    free(l);
+}
+
 /*
  * Fill tok with a fresh split of pin for the approvers of the new epoch: salt, PIN commitment,
  * shares sealed to each approver with their commitments.
@@ -385,14 +399,7 @@ out:
     hsmca_secret_clear(&pin);
     OPENSSL_free(der);
     json_decref(cer);
-    if (c != NULL) {
-        hsmca_qepoch_clear(&c->e);
-        epoch_change_clear(c);
-    }
-    if (l != NULL)
-        hsmca_q_approver_list_clear(l);
-    free(c);
-    free(l);
+    epoch_change_free(c, l);
     return rc;
 }
 
@@ -632,14 +639,7 @@ out:
     json_decref(labels);
     json_decref(res);
     hsmca_qapprover_clear(&enrol);
-    if (c != NULL) {
-        hsmca_qepoch_clear(&c->e);
-        epoch_change_clear(c);
-    }
-    if (l != NULL)
-        hsmca_q_approver_list_clear(l);
-    free(c);
-    free(l);
+    epoch_change_free(c, l);
     free(all);
     return rc;
 }

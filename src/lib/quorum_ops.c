@@ -420,25 +420,39 @@ check_crl_sign(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *par
     return check_revocation(q, "crl.sign", params, need);
 }
 
+/* The number of approvers active in epoch, and whether name (may be NULL) is one of them. */
+static enum hsmca_err
+active_count(struct hsmca_quorum *q, uint64_t epoch, const char *name, size_t *n, int *found)
+{
+    struct approver_list *l = calloc(1, sizeof(*l));
+    enum hsmca_err rc;
+    size_t i;
+
+    if (l == NULL)
+        return HSMCA_E_NOMEM;
+    rc = hsmca_q_active_approvers(hsmca_q_rd(q), epoch, l);
+    *n = l->n;
+    for (i = 0; rc == HSMCA_OK && name != NULL && i < l->n; i++)
+        *found |= strcmp(l->a[i].name, name) == 0;
+    hsmca_q_approver_list_clear(l);
+    free(l);
+    return rc;
+}
+
 static enum hsmca_err
 check_enroll(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
              const struct labels *all, struct labels *need)
 {
-    struct hsmca_store *st = hsmca_q_rd(q);
     struct hsmca_qapprover rec;
-    struct approver_list *l = calloc(1, sizeof(*l));
     enum hsmca_err rc;
+    size_t n = 0;
 
-    if (l == NULL)
-        return HSMCA_E_NOMEM;
-    rc = enrol_params(st, params, &rec);
+    rc = enrol_params(hsmca_q_rd(q), params, &rec);
     hsmca_qapprover_clear(&rec);
     if (rc == HSMCA_OK)
-        rc = hsmca_q_active_approvers(st, e->epoch, l);
-    if (rc == HSMCA_OK && l->n + 1 > HSMCA_QUORUM_APPROVERS_MAX)
+        rc = active_count(q, e->epoch, NULL, &n, NULL);
+    if (rc == HSMCA_OK && n + 1 > HSMCA_QUORUM_APPROVERS_MAX)
         rc = HSMCA_E_QUORUM_PARAMS;
-    hsmca_q_approver_list_clear(l);
-    free(l);
     if (rc != HSMCA_OK)
         return rc;
     *need = *all;
@@ -450,34 +464,20 @@ check_remove(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *param
              const struct labels *all, struct labels *need)
 {
     const char *name = NULL;
-    struct approver_list *l = calloc(1, sizeof(*l));
     enum hsmca_err rc;
     int found = 0;
-    size_t i;
+    size_t n = 0;
 
-    if (l == NULL)
-        return HSMCA_E_NOMEM;
     if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s}", "name", &name) != 0 ||
-        !hsmca_q_name_ok(name)) {
-        free(l);
+        !hsmca_q_name_ok(name))
         return HSMCA_E_QUORUM_PARAMS;
-    }
-    rc = hsmca_q_active_approvers(hsmca_q_rd(q), e->epoch, l);
-    for (i = 0; rc == HSMCA_OK && i < l->n; i++)
-        found |= strcmp(l->a[i].name, name) == 0;
+    rc = active_count(q, e->epoch, name, &n, &found);
     if (rc == HSMCA_OK && !found)
         rc = HSMCA_E_QUORUM_APPROVER_INACTIVE;
-    if (rc == HSMCA_OK) {
-        /* every threshold must stay reachable by the approvers left */
-        char *canon = NULL, hash[65];
-
-        if (hsmca_q_policy_canon(e->policy, strlen(e->policy), e->m, l->n - 1, &canon, hash) !=
-            HSMCA_OK)
-            rc = HSMCA_E_QUORUM_TOO_FEW_APPROVERS;
-        free(canon);
-    }
-    hsmca_q_approver_list_clear(l);
-    free(l);
+    /* every threshold must stay reachable by the approvers left */
+    if (rc == HSMCA_OK &&
+        hsmca_quorum_policy_check(e->policy, strlen(e->policy), e->m, (unsigned)n - 1) != HSMCA_OK)
+        rc = HSMCA_E_QUORUM_TOO_FEW_APPROVERS;
     if (rc != HSMCA_OK)
         return rc;
     *need = *all;
@@ -489,24 +489,18 @@ check_policy(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *param
              const struct labels *all, struct labels *need)
 {
     json_t *pol = NULL;
-    struct approver_list *l = calloc(1, sizeof(*l));
-    char *text = NULL, *canon = NULL, hash[65];
-    enum hsmca_err rc;
+    char *text = NULL;
+    enum hsmca_err rc = HSMCA_E_QUORUM_PARAMS;
+    size_t n = 0;
 
-    if (l == NULL)
-        return HSMCA_E_NOMEM;
-    rc = HSMCA_E_QUORUM_PARAMS;
     if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:o}", "policy", &pol) == 0) {
         text = json_dumps(pol, JSON_COMPACT | JSON_SORT_KEYS);
-        rc = hsmca_q_active_approvers(hsmca_q_rd(q), e->epoch, l);
+        rc = active_count(q, e->epoch, NULL, &n, NULL);
         if (rc == HSMCA_OK)
             rc = text == NULL ? HSMCA_E_NOMEM
-                              : hsmca_q_policy_canon(text, strlen(text), e->m, l->n, &canon, hash);
+                              : hsmca_quorum_policy_check(text, strlen(text), e->m, (unsigned)n);
     }
     free(text);
-    free(canon);
-    hsmca_q_approver_list_clear(l);
-    free(l);
     if (rc != HSMCA_OK)
         return rc;
     *need = *all;

@@ -1376,6 +1376,10 @@ stale_and_void_requests_are_refused(void **state)
     assert_int_equal(hsmca_quorum_execute(c->q, old, &ex, NULL), HSMCA_E_QUORUM_EPOCH_STALE);
     free(ap);
     free(old);
+    /* a removal that would leave policy.update's 3 out of reach is refused */
+    (void)request(c, "admin", NULL, "approver.remove", "{\"name\":\"bob\"}", 60000,
+                  HSMCA_E_QUORUM_TOO_FEW_APPROVERS);
+    assert_refusal_audited(c, "quorum-too-few-approvers");
     /* the new policy holds: policy.update now needs 3 */
     id = request(c, "admin", NULL, "policy.update",
                  "{\"policy\":{\"version\":1,\"thresholds\":{\"ca.create_paa\":2,"

@@ -143,11 +143,14 @@ struct hsmca_qop {
     /* NULL: every policy must give this op a threshold; else the op whose threshold a policy
      * that names none for this one gives it (policies written before the op existed) */
     const char *threshold_of;
-    /* Check the client's params (no "tokens" yet) against the current state e; put the labels
-     * of the tokens the op logs in to in need, in the order act uses them (all: every token
-     * under quorum). HSMCA_E_QUORUM_PARAMS or a more precise refusal code. */
+    /* 1: it logs in to every token under quorum (an op with an epoch effect must: the new
+     * epoch re-splits every token's PIN) */
+    int all_tokens;
+    /* Check the client's params (no "tokens" yet) against the current state e; unless
+     * all_tokens, put the labels of the tokens the op logs in to in need, in the order act uses
+     * them. HSMCA_E_QUORUM_PARAMS or a more precise refusal code. */
     enum hsmca_err (*check)(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-                            const struct labels *all, struct labels *need);
+                            struct labels *need);
     /* For hsmca_quorum_describe: the params as an approver reads them (malloc'd text), NULL:
      * the params' JSON, indented */
     char *(*describe)(const json_t *params);

@@ -350,21 +350,21 @@ check_create(struct hsmca_quorum *q, json_t *params, struct labels *need, int pa
 
 static enum hsmca_err
 check_create_paa(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-                 const struct labels *all, struct labels *need)
+                 struct labels *need)
 {
     return check_create(q, params, need, 1);
 }
 
 static enum hsmca_err
 check_create_pai(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-                 const struct labels *all, struct labels *need)
+                 struct labels *need)
 {
     return check_create(q, params, need, 0);
 }
 
 static enum hsmca_err
 check_activate(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-               const struct labels *all, struct labels *need)
+               struct labels *need)
 {
     const char *ca = NULL;
     json_int_t until = 0, max = 0;
@@ -408,14 +408,14 @@ check_revocation(struct hsmca_quorum *q, const char *op, json_t *params, struct 
 
 static enum hsmca_err
 check_revoke(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-             const struct labels *all, struct labels *need)
+             struct labels *need)
 {
     return check_revocation(q, "ca.revoke", params, need);
 }
 
 static enum hsmca_err
 check_crl_sign(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-               const struct labels *all, struct labels *need)
+               struct labels *need)
 {
     return check_revocation(q, "crl.sign", params, need);
 }
@@ -441,7 +441,7 @@ active_count(struct hsmca_quorum *q, uint64_t epoch, const char *name, size_t *n
 
 static enum hsmca_err
 check_enroll(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-             const struct labels *all, struct labels *need)
+             struct labels *need)
 {
     struct hsmca_qapprover rec;
     enum hsmca_err rc;
@@ -453,15 +453,12 @@ check_enroll(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *param
         rc = active_count(q, e->epoch, NULL, &n, NULL);
     if (rc == HSMCA_OK && n + 1 > HSMCA_QUORUM_APPROVERS_MAX)
         rc = HSMCA_E_QUORUM_PARAMS;
-    if (rc != HSMCA_OK)
-        return rc;
-    *need = *all;
-    return HSMCA_OK;
+    return rc;
 }
 
 static enum hsmca_err
 check_remove(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-             const struct labels *all, struct labels *need)
+             struct labels *need)
 {
     const char *name = NULL;
     enum hsmca_err rc;
@@ -478,15 +475,12 @@ check_remove(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *param
     if (rc == HSMCA_OK &&
         hsmca_quorum_policy_check(e->policy, strlen(e->policy), e->m, (unsigned)n - 1) != HSMCA_OK)
         rc = HSMCA_E_QUORUM_TOO_FEW_APPROVERS;
-    if (rc != HSMCA_OK)
-        return rc;
-    *need = *all;
-    return HSMCA_OK;
+    return rc;
 }
 
 static enum hsmca_err
 check_policy(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
-             const struct labels *all, struct labels *need)
+             struct labels *need)
 {
     json_t *pol = NULL;
     char *text = NULL;
@@ -501,10 +495,7 @@ check_policy(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *param
                               : hsmca_quorum_policy_check(text, strlen(text), e->m, (unsigned)n);
     }
     free(text);
-    if (rc != HSMCA_OK)
-        return rc;
-    *need = *all;
-    return HSMCA_OK;
+    return rc;
 }
 
 /* ---- execution: acts, epoch effects, after the rotation ---- */
@@ -607,7 +598,8 @@ after_activate(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_
 /*
  * One entry per operation. To add one (an mDL issuer CA, a new CA token's enrolment...):
  *   1. write its check (params strict: json_unpack_ex with JSON_STRICT; name the tokens it logs
- *      in to in need, in the order act finds them in x->tok) and the hooks it needs: act for
+ *      in to in need, in the order act finds them in x->tok, or set all_tokens) and the hooks
+ *      it needs: act for
  *      work with the tokens logged in, epoch for a change of approvers or policy, after for
  *      what must follow a successful PIN rotation, can_run when it needs an executor hook
  *      (struct hsmca_quorum_exec); a big one goes in its own quorum_<area>.c, as
@@ -626,9 +618,9 @@ static const struct hsmca_qop ops[] = {
      .check = check_activate,
      .can_run = can_activate,
      .after = after_activate},
-    {.name = "approver.enroll", .check = check_enroll, .epoch = epoch_enroll},
-    {.name = "approver.remove", .check = check_remove, .epoch = epoch_remove},
-    {.name = "policy.update", .check = check_policy, .epoch = epoch_policy},
+    {.name = "approver.enroll", .all_tokens = 1, .check = check_enroll, .epoch = epoch_enroll},
+    {.name = "approver.remove", .all_tokens = 1, .check = check_remove, .epoch = epoch_remove},
+    {.name = "policy.update", .all_tokens = 1, .check = check_policy, .epoch = epoch_policy},
     {.name = "ca.revoke",
      .threshold_of = "ca.create_pai",
      .check = check_revoke,

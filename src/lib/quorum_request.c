@@ -110,9 +110,11 @@ check_params(struct hsmca_quorum *q, const struct hsmca_qepoch *e, const char *o
         return rc;
     if (o == NULL)
         return HSMCA_E_QUORUM_OP_UNKNOWN;
-    rc = o->check(q, e, params, &all, &need);
+    rc = o->check(q, e, params, &need);
     if (rc != HSMCA_OK)
         return rc;
+    if (o->all_tokens)
+        need = all;
     toks = json_array();
     if (toks == NULL)
         return HSMCA_E_NOMEM;

@@ -1406,8 +1406,8 @@ stale_and_void_requests_are_refused(void **state)
 }
 
 /* The operation table (quorum_ops.c): every entry named once, found by name, with a check and
- * something to do; a fallback threshold names an op every policy carries; a policy must name
- * exactly the ops without a fallback and may name the others. */
+ * something to do, every token when it changes the epoch; a fallback threshold names an op every
+ * policy carries; a policy must name exactly the ops without a fallback and may name the others. */
 static char *
 policy_of(const char *skip, const char *extra)
 {
@@ -1441,6 +1441,8 @@ operation_table_is_whole(void **state)
         assert_non_null(op->name);
         assert_non_null(op->check);
         assert_true(op->act != NULL || op->epoch != NULL || op->after != NULL);
+        if (op->epoch != NULL)
+            assert_true(op->all_tokens); /* the new epoch re-splits every token's PIN */
         assert_ptr_equal(hsmca_qop_find(op->name), op);
         for (j = 0; j < i; j++)
             assert_string_not_equal(hsmca_qop_at(j)->name, op->name);

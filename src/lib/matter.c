@@ -7,7 +7,7 @@
  * copies a subject from a CSR; never relies on X509_verify_cert alone.
  *
  * This file holds the checks (verdicts, parsing, VID/PID, format, chain); matter_build.c the
- * builders, matter_issuer.c the issuer context and DAC plan, matter_dac.c the DAC templates; they
+ * builders, matter_issuer.c the issuer context, matter_dac.c the DAC plan and templates; they
  * share matter_internal.h.
  */
 #include "matter_internal.h"

@@ -396,3 +396,16 @@ hsmca_matter_pai_build(const struct hsmca_profile *p, const struct hsmca_matter_
         return HSMCA_E_INVALID_ARG;
     return ca_build(p, s, pai_pub, paa, paa_priv, now, serial_out, out);
 }
+
+/* 1 if sig is pub's signature of the 32-byte digest dgst. */
+int
+mt_digest_verifies(EVP_PKEY *pub, const unsigned char *sig, size_t siglen,
+                   const unsigned char dgst[32])
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pub, NULL);
+    int ok = ctx != NULL && EVP_PKEY_verify_init(ctx) == 1 &&
+             EVP_PKEY_verify(ctx, sig, siglen, dgst, 32) == 1;
+
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}

@@ -1,9 +1,143 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * matter_dac.c -- DAC templates (the hot path): one checked TBSCertificate per PID, copied and
- * patched per DAC; hsmca_matter_dac_build and the DAC lint.
+ * matter_dac.c -- a DAC: the plan of one request (every rule it breaks, then its TBSCertificate
+ * from the full builder) and the templates of the hot path (one checked TBSCertificate per PID,
+ * copied and patched per DAC); hsmca_matter_dac_build and the DAC lint.
  */
 #include "matter_internal.h"
+
+/* ---------------------------------------------------------------- DAC */
+
+/* One rule a DAC request breaks. */
+struct problem {
+    const char *rule;
+    enum hsmca_err code;
+    char detail[128];
+};
+
+#define MAX_PROBLEMS 8
+
+struct plan {
+    uint16_t pid;
+    int pid_ok, key_ok;
+    struct problem p[MAX_PROBLEMS];
+    size_t n;
+};
+
+static void add_problem(struct plan *pl, const char *rule, enum hsmca_err code, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+
+static void
+add_problem(struct plan *pl, const char *rule, enum hsmca_err code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (pl->n >= MAX_PROBLEMS)
+        return;
+    pl->p[pl->n].rule = rule;
+    pl->p[pl->n].code = code;
+    va_start(ap, fmt);
+    vsnprintf(pl->p[pl->n].detail, sizeof(pl->p[pl->n].detail), fmt, ap);
+    va_end(ap);
+    pl->n++;
+}
+
+/* Every rule of the request itself (scope and validity; the CSR's own checks are csr.c's). */
+static void
+plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int pid_given,
+         uint16_t pid, time_t now, struct plan *pl)
+{
+    time_t nb = now - (time_t)is->profile.backdate;
+
+    memset(pl, 0, sizeof(*pl));
+    /* PID: from the request, within the PAI's scope (2: PAI PID == DAC PID) */
+    if (pid_given) {
+        if (is->scope.has_pid && pid != is->scope.pid)
+            add_problem(pl, "pai-pid-scope", HSMCA_E_MATTER_SCOPE,
+                        "PID %04X requested but the PAI only covers PID %04X", pid, is->scope.pid);
+        else if (pid == 0)
+            add_problem(pl, "N11", HSMCA_E_MATTER_SCOPE, "PID 0000 means 'no PID'");
+        else
+            pl->pid_ok = 1;
+        pl->pid = pid;
+    } else if (is->scope.has_pid) {
+        pl->pid = is->scope.pid;
+        pl->pid_ok = 1;
+    } else {
+        add_problem(pl, "dac-pid", HSMCA_E_MATTER_SCOPE,
+                    "the PAI covers every PID of its vendor: the request must name one");
+    }
+    /* C4: the DAC key is copied as encoded, so it must already be a 65-byte uncompressed point */
+    if (req != NULL) {
+        if (mt_raw_p256(hsmca_csr_x509_pubkey(req), NULL) != 1)
+            add_problem(pl, "C4", HSMCA_E_CSR_POINT_FORMAT,
+                        "the CSR's P-256 key is not an uncompressed 65-byte point");
+        else
+            pl->key_ok = 1;
+    }
+    /* VID/PID the CSR carries in its subject must match the scope (docs/design.md) */
+    if (req != NULL) {
+        struct hsmca_matter_vidpid cvp;
+
+        if (mt_name_vidpid(hsmca_csr_subject(req), &cvp, NULL) != HSMCA_OK) {
+            add_problem(pl, "csr-vidpid", HSMCA_E_MATTER_SCOPE,
+                        "the CSR's subject carries a malformed VID or PID");
+        } else {
+            if (cvp.has_vid && cvp.vid != is->scope.vid)
+                add_problem(pl, "csr-vid-scope", HSMCA_E_MATTER_SCOPE,
+                            "the CSR names VID %04X but the PAI is for VID %04X", cvp.vid,
+                            is->scope.vid);
+            if (cvp.has_pid && (!pl->pid_ok || cvp.pid != pl->pid))
+                add_problem(pl, "csr-pid-scope", HSMCA_E_MATTER_SCOPE,
+                            "the CSR names PID %04X, not the PID being issued", cvp.pid);
+        }
+    }
+    /* V3/V5: the DAC's notBefore must lie inside the PAI's and the PAA's validity (as valid_at,
+     * in seconds read once from the certificates) */
+    if (nb < is->pai_not_before || nb >= is->pai_not_after)
+        add_problem(pl, "V3", HSMCA_E_MATTER_CHAIN_VALIDITY,
+                    "the PAI is not valid at the DAC's notBefore");
+    if (nb < is->paa_not_before || nb >= is->paa_not_after)
+        add_problem(pl, "V3", HSMCA_E_MATTER_CHAIN_VALIDITY,
+                    "the PAA is not valid at the DAC's notBefore");
+}
+
+/* The unsigned DAC for key pub (pl->pid_ok must hold). */
+static enum hsmca_err
+dac_tbs(const struct hsmca_matter_issuer *is, const X509_PUBKEY *pub, uint16_t pid, time_t now,
+        const unsigned char *serial, X509 **out)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = NULL;
+    unsigned char skid[SKID_LEN];
+    char cn[HSMCA_MATTER_CN_MAX + 1];
+    enum hsmca_err rc = HSMCA_E_NOMEM;
+
+    if (x == NULL)
+        goto out;
+    rc = hsmca_profile_cn(&is->profile, 1, is->scope.vid, 1, pid, cn, sizeof(cn));
+    if (rc != HSMCA_OK)
+        goto out;
+    rc = mt_make_name(is->vid_obj, is->pid_obj, cn, 1, is->scope.vid, 1, pid, &name);
+    if (rc != HSMCA_OK)
+        goto out;
+    rc = HSMCA_E_INVALID_ARG;
+    if (!mt_key_skid(pub, skid))
+        goto out;
+    rc = HSMCA_E_NOMEM;
+    if (X509_set_version(x, X509_VERSION_3) != 1 || !mt_set_serial(x, serial) ||
+        X509_set_subject_name(x, name) != 1 || X509_set_issuer_name(x, is->issuer) != 1 ||
+        !mt_set_validity(x, &is->profile, now) || !mt_copy_pubkey(x, pub) ||
+        !mt_add_exts(x, &is->profile, skid, is->pai_skid))
+        goto out;
+    *out = x;
+    x = NULL;
+    rc = HSMCA_OK;
+out:
+    X509_NAME_free(name);
+    X509_free(x);
+    return rc;
+}
 
 /* ---------------------------------------------------------------- DAC templates (hot path) */
 
@@ -114,7 +248,7 @@ make_template(struct hsmca_matter_issuer *is, uint16_t pid, time_t now)
     int n;
 
     if (mt_raw_p256(is->marker_key, &pt) != 1 ||
-        mt_dac_tbs(is, is->marker_key, pid, now, marker_serial, &x) != HSMCA_OK)
+        dac_tbs(is, is->marker_key, pid, now, marker_serial, &x) != HSMCA_OK)
         goto out;
     if (X509_sign(x, is->priv, EVP_sha256()) <= 0)
         goto out;
@@ -306,7 +440,7 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
         goto out;
     if (hsmca_csr_x509_pubkey(r->csr) == NULL)
         goto out;
-    mt_plan_dac(is, r->csr, r->pid_given, r->pid, r->now, &pl);
+    plan_dac(is, r->csr, r->pid_given, r->pid, r->now, &pl);
     if (pl.n > 0) {
         rc = pl.p[0].code;
         goto out;
@@ -329,7 +463,7 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
             goto out;
         }
     }
-    rc = mt_dac_tbs(is, hsmca_csr_x509_pubkey(r->csr), pl.pid, r->now, serial, &x);
+    rc = dac_tbs(is, hsmca_csr_x509_pubkey(r->csr), pl.pid, r->now, serial, &x);
     if (rc != HSMCA_OK)
         goto out;
     /* sign in the token; the checks below run on the signed object whose encoding is released
@@ -415,7 +549,7 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
         goto out;
     rc = HSMCA_E_NOMEM;
     crc = hsmca_csr_parse(csr, csr_len, &c);
-    mt_plan_dac(is, c, pid_given, pid, now, &pl);
+    plan_dac(is, c, pid_given, pid, now, &pl);
     probs = json_array();
     if (probs == NULL)
         goto out;
@@ -432,7 +566,7 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
     }
     if (c != NULL && pl.pid_ok && pl.key_ok) {
         memset(zero, 0x7F, sizeof(zero));
-        rc = mt_dac_tbs(is, hsmca_csr_x509_pubkey(c), pl.pid, now, zero, &x);
+        rc = dac_tbs(is, hsmca_csr_x509_pubkey(c), pl.pid, now, zero, &x);
         if (rc != HSMCA_OK)
             goto out;
         rc = HSMCA_E_NOMEM;

@@ -71,22 +71,6 @@ struct hsmca_matter_issuer {
     unsigned char marker_skid[SKID_LEN];
 };
 
-/* One rule a DAC request breaks. */
-struct problem {
-    const char *rule;
-    enum hsmca_err code;
-    char detail[128];
-};
-
-#define MAX_PROBLEMS 8
-
-struct plan {
-    uint16_t pid;
-    int pid_ok, key_ok;
-    struct problem p[MAX_PROBLEMS];
-    size_t n;
-};
-
 /* matter.c */
 enum hsmca_err mt_fail(struct hsmca_matter_verdict *v, enum hsmca_err code, const char *rule,
                        const char *cert, int chip, const char *fmt, ...)
@@ -130,15 +114,8 @@ int mt_set_validity(X509 *x, const struct hsmca_profile *p, time_t now);
 
 int mt_set_serial(X509 *x, const unsigned char *s);
 
-/* matter_issuer.c */
 int mt_digest_verifies(EVP_PKEY *pub, const unsigned char *sig, size_t siglen,
                        const unsigned char dgst[32]);
-
-void mt_plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int pid_given,
-                 uint16_t pid, time_t now, struct plan *pl);
-
-enum hsmca_err mt_dac_tbs(const struct hsmca_matter_issuer *is, const X509_PUBKEY *pub,
-                          uint16_t pid, time_t now, const unsigned char *serial, X509 **out);
 
 /* matter_dac.c */
 enum hsmca_err mt_make_marker(struct hsmca_matter_issuer *is);

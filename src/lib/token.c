@@ -21,36 +21,6 @@
 
 /* ---- tokens ---- */
 
-int
-tok_matches(const struct hsmca_uri *u, const CK_TOKEN_INFO *ti)
-{
-    char buf[HSMCA_TOKEN_LABEL_MAX + 1];
-
-    if (!(ti->flags & CKF_TOKEN_INITIALIZED))
-        return 0;
-    if (u->have & HSMCA_URI_HAVE_TOKEN) {
-        tok_trim_copy(buf, sizeof(buf), ti->label, sizeof(ti->label));
-        if (strcmp(buf, u->token) != 0)
-            return 0;
-    }
-    if (u->have & HSMCA_URI_HAVE_SERIAL) {
-        tok_trim_copy(buf, sizeof(buf), ti->serialNumber, sizeof(ti->serialNumber));
-        if (strcmp(buf, u->serial) != 0)
-            return 0;
-    }
-    if (u->have & HSMCA_URI_HAVE_MANUFACTURER) {
-        tok_trim_copy(buf, sizeof(buf), ti->manufacturerID, sizeof(ti->manufacturerID));
-        if (strcmp(buf, u->manufacturer) != 0)
-            return 0;
-    }
-    if (u->have & HSMCA_URI_HAVE_MODEL) {
-        tok_trim_copy(buf, sizeof(buf), ti->model, sizeof(ti->model));
-        if (strcmp(buf, u->model) != 0)
-            return 0;
-    }
-    return 1;
-}
-
 /* The newest libp11 view of slot id. Caller holds p11->lock. */
 static PKCS11_SLOT *
 libp11_slot(struct hsmca_p11 *p11, CK_SLOT_ID id)
@@ -425,23 +395,6 @@ hsmca_token_logout(struct hsmca_token *tok)
     if (rv == CKR_USER_NOT_LOGGED_IN)
         return HSMCA_OK;
     return tok_ckr("C_Logout", rv, HSMCA_E_TOKEN_FAILED);
-}
-
-enum hsmca_err
-hsmca_token_close_all(struct hsmca_p11 *p11, struct hsmca_token *tok, struct hsmca_key *key)
-{
-    enum hsmca_err rc = HSMCA_OK, e;
-
-    hsmca_key_free(key);
-    if (tok != NULL) {
-        e = hsmca_token_logout(tok);
-        rc = e;
-        e = hsmca_token_free(tok);
-        if (rc == HSMCA_OK)
-            rc = e;
-    }
-    e = hsmca_p11_free(p11);
-    return rc != HSMCA_OK ? rc : e;
 }
 
 enum hsmca_err

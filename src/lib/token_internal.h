@@ -99,7 +99,7 @@ struct hsmca_key {
     struct sign_pool *pool;
 };
 
-/* token.c: 1 when a token's info matches the token attributes of URI u. */
+/* token_uri.c: 1 when a token's info matches the token attributes of URI u. */
 int tok_matches(const struct hsmca_uri *u, const CK_TOKEN_INFO *ti);
 
 /* token_module.c: a CK_RV as an hsmca code (fallback for the unlisted ones), logged at debug. */
@@ -119,8 +119,5 @@ int tok_get_bool(struct hsmca_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE 
 /* token_key.c: a byte attribute into buf (at most max bytes). */
 enum hsmca_err tok_get_bytes(struct hsmca_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
                              unsigned char *buf, size_t max, size_t *len);
-
-/* token_sign.c: close a key's signing sessions and free its pool. Nothing may be signing. */
-void tok_pool_free(struct hsmca_token *tok, struct sign_pool *pool);
 
 #endif /* HSMCA_TOKEN_INTERNAL_H */

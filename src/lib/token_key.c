@@ -174,6 +174,25 @@ load_private(struct hsmca_token *tok, struct hsmca_key *k)
     return HSMCA_OK;
 }
 
+/* Close a key's signing sessions (which destroys a session copy with the session that made it,
+ * after the explicit destroy). Nothing may be signing. */
+static void
+pool_free(struct hsmca_token *tok, struct sign_pool *pool)
+{
+    CK_FUNCTION_LIST_PTR f = tok->p11->f;
+    unsigned i;
+
+    if (pool == NULL)
+        return;
+    if (pool->copy != CK_INVALID_HANDLE)
+        (void)f->C_DestroyObject(pool->copy_session, pool->copy);
+    for (i = 0; i < pool->nopen; i++)
+        (void)f->C_CloseSession(pool->open[i]);
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+    free(pool);
+}
+
 /* Make a key handle for private key object h. Caller holds tok->lock. */
 static enum hsmca_err
 key_from_handle(struct hsmca_token *tok, CK_OBJECT_HANDLE h, struct hsmca_key **out)
@@ -214,7 +233,7 @@ out:
     if (k != NULL) {
         EVP_PKEY_free(k->pub);
         EVP_PKEY_free(k->priv);
-        tok_pool_free(tok, k->pool);
+        pool_free(tok, k->pool);
         free(k);
     }
     return rc;
@@ -457,7 +476,7 @@ hsmca_key_free(struct hsmca_key *key)
     tok = key->tok;
     EVP_PKEY_free(key->priv);
     EVP_PKEY_free(key->pub);
-    tok_pool_free(tok, key->pool);
+    pool_free(tok, key->pool);
     free(key);
     pthread_mutex_lock(&tok->lock);
     tok->nkeys--;
@@ -490,4 +509,21 @@ hsmca_key_id(const struct hsmca_key *key, size_t *len_out)
     if (len_out != NULL)
         *len_out = key->id_len;
     return key->id;
+}
+
+enum hsmca_err
+hsmca_token_close_all(struct hsmca_p11 *p11, struct hsmca_token *tok, struct hsmca_key *key)
+{
+    enum hsmca_err rc = HSMCA_OK, e;
+
+    hsmca_key_free(key);
+    if (tok != NULL) {
+        e = hsmca_token_logout(tok);
+        rc = e;
+        e = hsmca_token_free(tok);
+        if (rc == HSMCA_OK)
+            rc = e;
+    }
+    e = hsmca_p11_free(p11);
+    return rc != HSMCA_OK ? rc : e;
 }

@@ -5,25 +5,6 @@
  */
 #include "token_internal.h"
 
-/* Close a key's signing sessions (which destroys a session copy with the session that made it,
- * after the explicit destroy). Nothing may be signing. */
-void
-tok_pool_free(struct hsmca_token *tok, struct sign_pool *pool)
-{
-    CK_FUNCTION_LIST_PTR f = tok->p11->f;
-    unsigned i;
-
-    if (pool == NULL)
-        return;
-    if (pool->copy != CK_INVALID_HANDLE)
-        (void)f->C_DestroyObject(pool->copy_session, pool->copy);
-    for (i = 0; i < pool->nopen; i++)
-        (void)f->C_CloseSession(pool->open[i]);
-    pthread_cond_destroy(&pool->cv);
-    pthread_mutex_destroy(&pool->mu);
-    free(pool);
-}
-
 /* Take a signing session of key's pool, opening one if none is idle and fewer than the maximum are
  * open; waits for one otherwise. */
 static enum hsmca_err

@@ -180,3 +180,33 @@ hsmca_uri_parse(const char *s, size_t len, struct hsmca_uri *out)
     *out = u;
     return HSMCA_OK;
 }
+
+int
+tok_matches(const struct hsmca_uri *u, const CK_TOKEN_INFO *ti)
+{
+    char buf[HSMCA_TOKEN_LABEL_MAX + 1];
+
+    if (!(ti->flags & CKF_TOKEN_INITIALIZED))
+        return 0;
+    if (u->have & HSMCA_URI_HAVE_TOKEN) {
+        tok_trim_copy(buf, sizeof(buf), ti->label, sizeof(ti->label));
+        if (strcmp(buf, u->token) != 0)
+            return 0;
+    }
+    if (u->have & HSMCA_URI_HAVE_SERIAL) {
+        tok_trim_copy(buf, sizeof(buf), ti->serialNumber, sizeof(ti->serialNumber));
+        if (strcmp(buf, u->serial) != 0)
+            return 0;
+    }
+    if (u->have & HSMCA_URI_HAVE_MANUFACTURER) {
+        tok_trim_copy(buf, sizeof(buf), ti->manufacturerID, sizeof(ti->manufacturerID));
+        if (strcmp(buf, u->manufacturer) != 0)
+            return 0;
+    }
+    if (u->have & HSMCA_URI_HAVE_MODEL) {
+        tok_trim_copy(buf, sizeof(buf), ti->model, sizeof(ti->model));
+        if (strcmp(buf, u->model) != 0)
+            return 0;
+    }
+    return 1;
+}

@@ -127,78 +127,6 @@ wall_ms(struct hsmca_audit *a)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void
-audit_time_format(int64_t ms, char *out)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    if (ms < 0)
-        s = 0;
-    char tmp[96];
-
-    gmtime_r(&s, &tm);
-    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(ms < 0 ? 0 : ms % 1000));
-    memcpy(out, tmp, AUDIT_TIME_LEN);
-    out[AUDIT_TIME_LEN] = '\0';
-}
-
-/* Parse the time format back (validated by the scanner) for the head entry at open. */
-static int64_t
-time_parse(const char *t)
-{
-    static const int off[7] = {0, 5, 8, 11, 14, 17, 20}, len[7] = {4, 2, 2, 2, 2, 2, 3};
-    struct tm tm;
-    int v[7], i, k;
-
-    for (i = 0; i < 7; i++) {
-        v[i] = 0;
-        for (k = 0; k < len[i]; k++)
-            v[i] = v[i] * 10 + (t[off[i] + k] - '0');
-    }
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = v[0] - 1900;
-    tm.tm_mon = v[1] - 1;
-    tm.tm_mday = v[2];
-    tm.tm_hour = v[3];
-    tm.tm_min = v[4];
-    tm.tm_sec = v[5];
-    return (int64_t)timegm(&tm) * 1000 + v[6];
-}
-
-enum hsmca_err
-audit_key_id(EVP_PKEY *pub, unsigned char out[32])
-{
-    unsigned char *der = NULL;
-    int n;
-
-    n = i2d_PUBKEY(pub, &der);
-    if (n <= 0)
-        return HSMCA_E_INTERNAL;
-    if (EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL) != 1) {
-        OPENSSL_free(der);
-        return HSMCA_E_INTERNAL;
-    }
-    OPENSSL_free(der);
-    return HSMCA_OK;
-}
-
-enum hsmca_err
-audit_sig_verify(EVP_PKEY *pub, const void *data, size_t len, const unsigned char *sig,
-                 size_t sig_len)
-{
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok;
-
-    if (ctx == NULL)
-        return HSMCA_E_NOMEM;
-    ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pub) == 1 &&
-         EVP_DigestVerify(ctx, sig, sig_len, data, len) == 1;
-    EVP_MD_CTX_free(ctx);
-    return ok ? HSMCA_OK : HSMCA_E_AUDIT_CHECKPOINT_SIG;
-}
-
 static enum hsmca_err
 sha256(struct hsmca_audit *a, const void *data, size_t len, unsigned char out[32])
 {
@@ -371,7 +299,7 @@ item_new(const struct hsmca_audit_event *ev, struct item **out)
         goto out;
     }
     /* 64 prev + 20 seq + 24 time + 2 closing */
-    if (it->pre_len + it->mid_len + it->post_len + 64 + 20 + AUDIT_TIME_LEN + 2 >
+    if (it->pre_len + it->mid_len + it->post_len + 64 + 20 + HSMCA_AUDIT_TIME_LEN + 2 >
         HSMCA_AUDIT_LINE_MAX) {
         rc = HSMCA_E_TOO_LARGE;
         goto out;
@@ -402,7 +330,7 @@ out:
 static enum hsmca_err
 write_line(struct hsmca_audit *a, const struct item *it, int64_t ms, unsigned char hash_out[32])
 {
-    char prev[65], seq[24], tbuf[AUDIT_TIME_LEN + 1];
+    char prev[65], seq[24], tbuf[HSMCA_AUDIT_TIME_LEN + 1];
     char *line;
     size_t len, sl, off = 0;
     enum hsmca_err rc;
@@ -410,8 +338,8 @@ write_line(struct hsmca_audit *a, const struct item *it, int64_t ms, unsigned ch
 
     hsmca_hex_encode(a->head, 32, prev, sizeof(prev));
     sl = (size_t)snprintf(seq, sizeof(seq), "%llu", (unsigned long long)s);
-    audit_time_format(ms, tbuf);
-    len = it->pre_len + 64 + it->mid_len + sl + it->post_len + AUDIT_TIME_LEN + 2;
+    hsmca_audit_time_format(ms, tbuf);
+    len = it->pre_len + 64 + it->mid_len + sl + it->post_len + HSMCA_AUDIT_TIME_LEN + 2;
     line = malloc(len + 1);
     if (line == NULL)
         return HSMCA_E_NOMEM;
@@ -425,7 +353,7 @@ write_line(struct hsmca_audit *a, const struct item *it, int64_t ms, unsigned ch
     PUT(it->mid, it->mid_len);
     PUT(seq, sl);
     PUT(it->post, it->post_len);
-    PUT(tbuf, AUDIT_TIME_LEN);
+    PUT(tbuf, HSMCA_AUDIT_TIME_LEN);
     PUT("\"}", 2);
 #undef PUT
     rc = sha256(a, line, len, hash_out);
@@ -723,7 +651,7 @@ static enum hsmca_err
 make_checkpoint(struct hsmca_audit *a)
 {
     struct hsmca_audit_checkpoint cp;
-    char head[65], prev[65], tbuf[AUDIT_TIME_LEN + 1], text[1024];
+    char head[65], prev[65], tbuf[HSMCA_AUDIT_TIME_LEN + 1], text[1024];
     unsigned char sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t sig_len = 0;
     enum hsmca_err rc;
@@ -734,7 +662,7 @@ make_checkpoint(struct hsmca_audit *a)
     hsmca_hex_encode(a->last_cp.hash, 32, prev, sizeof(prev));
     if (a->last_cp.size == 0)
         memset(prev, '0', 64);
-    audit_time_format(a->last_ms > wall_ms(a) ? a->last_ms : wall_ms(a), tbuf);
+    hsmca_audit_time_format(a->last_ms > wall_ms(a) ? a->last_ms : wall_ms(a), tbuf);
     n = snprintf(text, sizeof(text),
                  "hsmca-checkpoint/v1\norigin %s\nsize %llu\nhead %s\ntime %s\nprev %s\nkey %s\n",
                  a->origin, (unsigned long long)a->size, head, tbuf, prev, a->kid_hex);
@@ -1198,7 +1126,7 @@ chain_step(void *arg, uint64_t seq, const char *line, size_t len, const unsigned
         return HSMCA_E_AUDIT_CHAIN;
     }
     memcpy(c->prev, h, 32);
-    c->last_ms = time_parse(l.time);
+    c->last_ms = hsmca_audit_time_parse(l.time);
     c->expect++;
     return HSMCA_OK;
 }
@@ -1223,7 +1151,7 @@ check_cp(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp, char *w
                  (unsigned long long)cp->size);
         return HSMCA_E_AUDIT_CHECKPOINT;
     }
-    if (audit_sig_verify(a->pub, cp->text, cp->text_len, cp->sig, cp->sig_len) != HSMCA_OK) {
+    if (hsmca_audit_sig_verify(a->pub, cp->text, cp->text_len, cp->sig, cp->sig_len) != HSMCA_OK) {
         snprintf(why, why_len, "checkpoint %llu: signature does not verify with the audit key",
                  (unsigned long long)cp->size);
         return HSMCA_E_AUDIT_CHECKPOINT_SIG;
@@ -1484,7 +1412,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
         rc = HSMCA_E_NOMEM;
         goto fail;
     }
-    rc = audit_key_id(a->pub, a->kid);
+    rc = hsmca_audit_key_id(a->pub, a->kid);
     if (rc != HSMCA_OK)
         goto fail;
     hsmca_hex_encode(a->kid, 32, a->kid_hex, sizeof(a->kid_hex));

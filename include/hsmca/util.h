@@ -38,6 +38,15 @@ void hsmca_deadline_us(struct timespec *ts, uint64_t us);
 uint64_t hsmca_mono_us(void);
 
 /*
+ * The one time stamp formatter (RFC 3339 / ISO 8601, UTC) of ms since the epoch (before the
+ * epoch too): YYYY-MM-DDTHH:MM:SSZ, or YYYY-MM-DDTHH:MM:SS.mmmZ when millis is non-zero (the
+ * audit log's and the log lines' form). Returns the length written into out[0..n); 0, with out
+ * "" (n > 0), when n is too small or the time has no broken-down form.
+ */
+#define HSMCA_TIME_MAX 32 /* room for either form, year 9999 and beyond, and the NUL */
+size_t hsmca_time_format(int64_t ms, int millis, char *out, size_t n);
+
+/*
  * The buckets of every latency histogram in /metrics (requests, DAC signatures, audit commits):
  * their upper bounds in microseconds, 100 us to 10 s. Bucket HSMCA_LAT_NBUCKET counts the rest.
  */

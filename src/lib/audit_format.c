@@ -25,16 +25,9 @@
 void
 hsmca_audit_time_format(int64_t ms, char *out)
 {
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    if (ms < 0)
-        s = 0;
-    char tmp[96];
+    char tmp[HSMCA_TIME_MAX] = {0};
 
-    gmtime_r(&s, &tm);
-    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(ms < 0 ? 0 : ms % 1000));
+    (void)hsmca_time_format(ms < 0 ? 0 : ms, 1, tmp, sizeof(tmp));
     memcpy(out, tmp, HSMCA_AUDIT_TIME_LEN);
     out[HSMCA_AUDIT_TIME_LEN] = '\0';
 }

@@ -122,7 +122,7 @@ job_release(struct job *j, int committed)
 }
 
 void
-sha256_hex(const void *p, size_t len, char out[65])
+issue_sha256_hex(const void *p, size_t len, char out[65])
 {
     unsigned char d[32];
 
@@ -135,11 +135,11 @@ sha256_hex(const void *p, size_t len, char out[65])
 /* Returns 1 if a full entry may be written for principal now; 0 if the refusal is only counted.
  * A summary owed for an ended minute is written into *sum (principal "" = none). */
 int
-limiter_admit(struct hsmca_issuer *iss, const char *principal, const char *role, int64_t t_ms,
-              struct limit_slot *sum)
+issue_limiter_admit(struct hsmca_issuer *iss, const char *principal, const char *role, int64_t t_ms,
+                    struct limit_slot *sum)
 {
     int64_t minute = t_ms / 60000;
-    size_t h = (size_t)(fnv1a(principal) % LIMITER_SLOTS), k, victim = h;
+    size_t h = (size_t)(issue_fnv1a(principal) % LIMITER_SLOTS), k, victim = h;
     struct limit_slot *s = NULL;
     int admit;
 
@@ -409,7 +409,7 @@ job_refuse(struct job *j, enum hsmca_err code, const char *why, const void *inpu
     j->res->rc = code;
     snprintf(j->res->detail, sizeof(j->res->detail), "%s",
              why != NULL ? why : hsmca_err_title(code));
-    if (!limiter_admit(j->iss, j->principal, j->role, t, &sum)) {
+    if (!issue_limiter_admit(j->iss, j->principal, j->role, t, &sum)) {
         if (sum.principal[0] != '\0')
             issue_summary_write(j->iss, &sum, t);
         job_finish(j);
@@ -423,7 +423,7 @@ job_refuse(struct job *j, enum hsmca_err code, const char *why, const void *inpu
     } else if (d != NULL && input != NULL) {
         char h[65];
 
-        sha256_hex(input, len, h);
+        issue_sha256_hex(input, len, h);
         json_object_set_new(d, "input_sha256", json_string(h));
     }
     if (d != NULL && j->rec.request_id[0] != '\0')
@@ -604,7 +604,7 @@ dry_run(struct job *j, const struct hsmca_issue_req *rq)
     } else if (d != NULL) {
         char h[65];
 
-        sha256_hex(rq->csr, rq->csr_len, h);
+        issue_sha256_hex(rq->csr, rq->csr_len, h);
         json_object_set_new(d, "input_sha256", json_string(h));
     }
     job_submit(j, "dac.dry_run", "ok", d, NULL);

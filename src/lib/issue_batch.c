@@ -212,7 +212,7 @@ hsmca_issue_refuse(struct hsmca_issuer *iss, const char *ca_id, const char *prin
     }
     principal = principal != NULL ? principal : "";
     role = role != NULL ? role : "";
-    admit = limiter_admit(iss, principal, role, t, &sum);
+    admit = issue_limiter_admit(iss, principal, role, t, &sum);
     if (sum.principal[0] != '\0')
         issue_summary_write(iss, &sum, t);
     if (!admit) {
@@ -224,7 +224,7 @@ hsmca_issue_refuse(struct hsmca_issuer *iss, const char *ca_id, const char *prin
              ca_id != NULL ? ca_id : "");
     d = json_pack("{s:s}", "code", hsmca_err_code(code));
     if (d != NULL && input != NULL) {
-        sha256_hex(input, len, h);
+        issue_sha256_hex(input, len, h);
         json_object_set_new(d, "input_sha256", json_string(h));
     }
     txt = d != NULL ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;

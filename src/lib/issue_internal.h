@@ -167,10 +167,10 @@ int64_t issue_now_ms(void);
 
 void issue_batch_finish(struct batch_acc *acc);
 
-void sha256_hex(const void *p, size_t len, char out[65]);
+void issue_sha256_hex(const void *p, size_t len, char out[65]);
 
-int limiter_admit(struct hsmca_issuer *iss, const char *principal, const char *role, int64_t t_ms,
-                  struct limit_slot *sum);
+int issue_limiter_admit(struct hsmca_issuer *iss, const char *principal, const char *role,
+                        int64_t t_ms, struct limit_slot *sum);
 
 void issue_done_ignore(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt);
 
@@ -191,7 +191,7 @@ int64_t issue_slide_add(struct slide *s, int64_t t_ms, uint32_t n);
 void issue_slide_sub(struct slide *s, int64_t unit);
 
 /* issue_ids.c */
-uint64_t fnv1a(const char *s);
+uint64_t issue_fnv1a(const char *s);
 
 int issue_ids_add(struct hsmca_issue_ca *ca, const char *id);
 

@@ -279,3 +279,34 @@ hsmca_der_next(const unsigned char **pp, const unsigned char *end, unsigned char
     *pp = p + len;
     return 1;
 }
+
+size_t
+hsmca_time_format(int64_t ms, int millis, char *out, size_t n)
+{
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    time_t t;
+    struct tm tm;
+    int len;
+
+    if (out == NULL || n == 0)
+        return 0;
+    out[0] = '\0';
+    if (rem < 0) { /* floor: -1 ms is 23:59:59.999 of the day before the epoch */
+        rem += 1000;
+        sec--;
+    }
+    t = (time_t)sec;
+    if (gmtime_r(&t, &tm) == NULL)
+        return 0;
+    if (millis)
+        len = snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
+    else
+        len = snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (len < 0 || (size_t)len >= n) {
+        out[0] = '\0';
+        return 0;
+    }
+    return (size_t)len;
+}

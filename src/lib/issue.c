@@ -7,7 +7,7 @@
  * store itself: the certificate row is written by the audit writer inside the entry's
  * transaction, and a DAC is released only from the audit's done callback.
  *
- * This file holds jobs, the refusal limiter, the audit callbacks and the request path;
+ * This file holds jobs, refusal summaries, the audit callbacks and the request path;
  * issue_quota.c the quotas, issue_ids.c the request-id filter, issue_batch.c batches, the helper
  * pool and the engine's life, issue_ca.c a CA's activation window; they share issue_internal.h.
  */
@@ -132,58 +132,6 @@ issue_sha256_hex(const void *p, size_t len, char out[65])
 
 /* ---------------------------------------------------------------- refusal limiter */
 
-/* Returns 1 if a full entry may be written for principal now; 0 if the refusal is only counted.
- * A summary owed for an ended minute is written into *sum (principal "" = none). */
-int
-issue_limiter_admit(struct hsmca_issuer *iss, const char *principal, const char *role, int64_t t_ms,
-                    struct limit_slot *sum)
-{
-    int64_t minute = t_ms / 60000;
-    size_t h = (size_t)(issue_fnv1a(principal) % LIMITER_SLOTS), k, victim = h;
-    struct limit_slot *s = NULL;
-    int admit;
-
-    sum->principal[0] = '\0';
-    pthread_mutex_lock(&iss->lim_mu);
-    for (k = 0; k < LIMITER_PROBE; k++) {
-        struct limit_slot *c = &iss->lim[(h + k) % LIMITER_SLOTS];
-
-        if (c->principal[0] != '\0' && strcmp(c->principal, principal) == 0) {
-            s = c;
-            break;
-        }
-        if (c->principal[0] == '\0' || c->minute < iss->lim[victim].minute)
-            victim = (h + k) % LIMITER_SLOTS;
-        if (c->principal[0] == '\0' && s == NULL)
-            break;
-    }
-    if (s == NULL) {
-        s = &iss->lim[victim];
-        if (s->principal[0] != '\0' && s->suppressed > 0)
-            *sum = *s; /* evicted: its count is written now */
-        memset(s, 0, sizeof(*s));
-        snprintf(s->principal, sizeof(s->principal), "%s", principal);
-        s->minute = minute;
-    }
-    snprintf(s->role, sizeof(s->role), "%s", role);
-    if (s->minute != minute) {
-        if (s->suppressed > 0 && sum->principal[0] == '\0')
-            *sum = *s;
-        s->minute = minute;
-        s->full = 0;
-        s->suppressed = 0;
-    }
-    admit = s->full < iss->burst;
-    if (admit) {
-        s->full++;
-    } else {
-        if (s->suppressed++ == 0)
-            s->since_ms = t_ms;
-    }
-    pthread_mutex_unlock(&iss->lim_mu);
-    return admit;
-}
-
 /* Done callback of entries nobody waits for: a lost entry is at least in the log. */
 void
 issue_done_ignore(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt)
@@ -195,14 +143,14 @@ issue_done_ignore(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt
 }
 
 void
-issue_summary_write(struct hsmca_issuer *iss, const struct limit_slot *s, int64_t t_ms)
+issue_summary_write(struct hsmca_issuer *iss, const struct hsmca_limiter_slot *s, int64_t t_ms)
 {
-    json_t *d = json_pack("{s:s, s:I, s:I, s:I}", "principal", s->principal, "suppressed",
+    json_t *d = json_pack("{s:s, s:I, s:I, s:I}", "principal", s->key, "suppressed",
                           (json_int_t)s->suppressed, "since_ms", (json_int_t)s->since_ms,
                           "until_ms", (json_int_t)t_ms);
     char *txt = d != NULL ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    struct hsmca_audit_event ev = {.actor = s->principal,
-                                   .role = s->role,
+    struct hsmca_audit_event ev = {.actor = s->key,
+                                   .role = s->tag,
                                    .action = "dac.refuse.summary",
                                    .target = "",
                                    .outcome = "refused",
@@ -217,29 +165,35 @@ issue_summary_write(struct hsmca_issuer *iss, const struct limit_slot *s, int64_
     json_decref(d);
 }
 
+/* hsmca_limiter_drain's callback: a principal's refusals only counted get their summary. */
+struct owed_arg {
+    struct hsmca_issuer *iss;
+    int64_t t_ms;
+};
+
+static void
+summary_owed(void *arg, const struct hsmca_limiter_slot *s)
+{
+    const struct owed_arg *o = arg;
+
+    issue_summary_write(o->iss, s, o->t_ms);
+}
+
+/* Summaries owed for ended minutes (all: every one, at the engine's end). */
+void
+issue_summaries_flush(struct hsmca_issuer *iss, int all)
+{
+    struct owed_arg o = {iss, issue_now_ms()};
+
+    hsmca_limiter_drain(iss->lim, o.t_ms, all, summary_owed, &o);
+}
+
 void
 hsmca_issuer_flush_refusals(struct hsmca_issuer *iss)
 {
-    int64_t t = issue_now_ms(), minute = t / 60000;
-    size_t i;
-
     if (iss == NULL)
         return;
-    for (i = 0; i < LIMITER_SLOTS; i++) {
-        struct limit_slot s;
-
-        pthread_mutex_lock(&iss->lim_mu);
-        s = iss->lim[i];
-        if (s.principal[0] == '\0' || s.suppressed == 0 || s.minute == minute) {
-            pthread_mutex_unlock(&iss->lim_mu);
-            continue;
-        }
-        iss->lim[i].suppressed = 0;
-        iss->lim[i].full = 0;
-        iss->lim[i].minute = minute;
-        pthread_mutex_unlock(&iss->lim_mu);
-        issue_summary_write(iss, &s, t);
-    }
+    issue_summaries_flush(iss, 0);
 }
 
 /* ---------------------------------------------------------------- audit callbacks */
@@ -397,7 +351,7 @@ job_submit(struct job *j, const char *action, const char *outcome, json_t *detai
 static void
 job_refuse(struct job *j, enum hsmca_err code, const char *why, const void *input, size_t len)
 {
-    struct limit_slot sum;
+    struct hsmca_limiter_slot sum;
     json_t *d;
     int64_t t = issue_now_ms();
     int server = hsmca_err_http_status(code) >= 500;
@@ -409,13 +363,13 @@ job_refuse(struct job *j, enum hsmca_err code, const char *why, const void *inpu
     j->res->rc = code;
     snprintf(j->res->detail, sizeof(j->res->detail), "%s",
              why != NULL ? why : hsmca_err_title(code));
-    if (!issue_limiter_admit(j->iss, j->principal, j->role, t, &sum)) {
-        if (sum.principal[0] != '\0')
+    if (!hsmca_limiter_admit(j->iss->lim, j->principal, j->role, t, &sum, NULL)) {
+        if (sum.key[0] != '\0')
             issue_summary_write(j->iss, &sum, t);
         job_finish(j);
         return;
     }
-    if (sum.principal[0] != '\0')
+    if (sum.key[0] != '\0')
         issue_summary_write(j->iss, &sum, t);
     d = json_pack("{s:s}", "code", hsmca_err_code(code));
     if (d != NULL && j->res->csr_sha256[0] != '\0') {

@@ -196,7 +196,7 @@ hsmca_issue_refuse(struct hsmca_issuer *iss, const char *ca_id, const char *prin
                    const char *role, enum hsmca_err code, const void *input, size_t len,
                    hsmca_audit_done_fn done, void *done_arg)
 {
-    struct limit_slot sum;
+    struct hsmca_limiter_slot sum;
     char target[HSMCA_CA_ID_MAX + 8], h[65];
     json_t *d = NULL;
     char *txt = NULL;
@@ -212,8 +212,8 @@ hsmca_issue_refuse(struct hsmca_issuer *iss, const char *ca_id, const char *prin
     }
     principal = principal != NULL ? principal : "";
     role = role != NULL ? role : "";
-    admit = issue_limiter_admit(iss, principal, role, t, &sum);
-    if (sum.principal[0] != '\0')
+    admit = hsmca_limiter_admit(iss->lim, principal, role, t, &sum, NULL);
+    if (sum.key[0] != '\0')
         issue_summary_write(iss, &sum, t);
     if (!admit) {
         if (done != NULL)
@@ -268,11 +268,11 @@ hsmca_issuer_new(const struct hsmca_issuer_config *cfg, struct hsmca_issuer **ou
     iss->audit = cfg->audit;
     iss->burst = cfg->refusal_burst ? cfg->refusal_burst : HSMCA_ISSUE_REFUSAL_BURST;
     iss->max_unsigned = cfg->max_unsigned_entries;
-    pthread_mutex_init(&iss->lim_mu, NULL);
     pthread_mutex_init(&iss->pool_mu, NULL);
     pthread_cond_init(&iss->pool_cv, NULL);
-    iss->lim = calloc(LIMITER_SLOTS, sizeof(*iss->lim));
-    if (iss->lim == NULL)
+    rc = hsmca_limiter_new(LIMITER_SLOTS, LIMITER_PROBE, iss->burst, HSMCA_LIMITER_UNBOUNDED,
+                           &iss->lim);
+    if (rc != HSMCA_OK)
         goto out;
     rc = issue_quotas_dup(cfg->quotas, &iss->quotas);
     if (rc != HSMCA_OK)
@@ -320,13 +320,8 @@ hsmca_issuer_free(struct hsmca_issuer *iss)
 
     if (iss == NULL)
         return;
-    if (iss->lim != NULL && iss->audit != NULL) {
-        /* every counted refusal gets its summary, minute ended or not */
-        for (i = 0; i < LIMITER_SLOTS; i++) {
-            if (iss->lim[i].principal[0] != '\0' && iss->lim[i].suppressed > 0)
-                issue_summary_write(iss, &iss->lim[i], issue_now_ms());
-        }
-    }
+    if (iss->lim != NULL && iss->audit != NULL)
+        issue_summaries_flush(iss, 1); /* every counted refusal, minute ended or not */
     pthread_mutex_lock(&iss->pool_mu);
     iss->stop = 1;
     pthread_cond_broadcast(&iss->pool_cv);
@@ -340,9 +335,8 @@ hsmca_issuer_free(struct hsmca_issuer *iss)
     }
     free(iss->rd);
     hsmca_issue_quotas_free(iss->quotas);
-    free(iss->lim);
+    hsmca_limiter_free(iss->lim);
     pthread_cond_destroy(&iss->pool_cv);
     pthread_mutex_destroy(&iss->pool_mu);
-    pthread_mutex_destroy(&iss->lim_mu);
     free(iss);
 }

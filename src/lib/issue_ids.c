@@ -9,8 +9,8 @@
 
 static char tombstone[1];
 
-uint64_t
-issue_fnv1a(const char *s)
+static uint64_t
+fnv1a(const char *s)
 {
     uint64_t h = 1469598103934665603ull;
 
@@ -38,7 +38,7 @@ issue_ids_add(struct hsmca_issue_ca *ca, const char *id)
 
             if (s == NULL || s == tombstone)
                 continue;
-            for (i = issue_fnv1a(s) & (ncap - 1); n[i] != NULL; i = (i + 1) & (ncap - 1))
+            for (i = fnv1a(s) & (ncap - 1); n[i] != NULL; i = (i + 1) & (ncap - 1))
                 ;
             n[i] = s;
         }
@@ -50,7 +50,7 @@ issue_ids_add(struct hsmca_issue_ca *ca, const char *id)
             ca->ids_used += n[k] != NULL;
     }
     mask = ca->ids_cap - 1;
-    for (i = issue_fnv1a(id) & mask; ca->ids[i] != NULL; i = (i + 1) & mask) {
+    for (i = fnv1a(id) & mask; ca->ids[i] != NULL; i = (i + 1) & mask) {
         if (ca->ids[i] == tombstone) {
             if (tomb == SIZE_MAX)
                 tomb = i;
@@ -82,7 +82,7 @@ issue_ids_del(struct hsmca_issue_ca *ca, const char *id)
     if (ca->ids_cap == 0)
         return;
     mask = ca->ids_cap - 1;
-    for (i = issue_fnv1a(id) & mask; ca->ids[i] != NULL; i = (i + 1) & mask) {
+    for (i = fnv1a(id) & mask; ca->ids[i] != NULL; i = (i + 1) & mask) {
         if (ca->ids[i] != tombstone && strcmp(ca->ids[i], id) == 0) {
             free(ca->ids[i]);
             ca->ids[i] = tombstone;
@@ -95,7 +95,7 @@ issue_ids_del(struct hsmca_issue_ca *ca, const char *id)
 static void
 known_hashes(const char *id, uint64_t *h1, uint64_t *h2)
 {
-    uint64_t a = issue_fnv1a(id), b = 0x9e3779b97f4a7c15ull;
+    uint64_t a = fnv1a(id), b = 0x9e3779b97f4a7c15ull;
     const unsigned char *p = (const unsigned char *)id;
 
     while (*p != '\0') {

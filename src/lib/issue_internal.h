@@ -20,6 +20,7 @@
 
 #include "hsmca/csr.h"
 #include "hsmca/issue.h"
+#include "hsmca/limiter.h"
 #include "hsmca/log.h"
 #include "hsmca/util.h"
 
@@ -46,15 +47,6 @@ struct reader {
     struct hsmca_store *st;
 };
 
-struct limit_slot {
-    char principal[HSMCA_AUDIT_FIELD_MAX + 1]; /* "" = free */
-    char role[HSMCA_AUDIT_FIELD_MAX + 1];
-    int64_t minute;      /* the minute (ms / 60000) being counted */
-    uint64_t full;       /* entries written in that minute */
-    uint64_t suppressed; /* refusals only counted */
-    int64_t since_ms;    /* first suppressed refusal */
-};
-
 struct batch_ctl;
 
 struct hsmca_issuer {
@@ -64,9 +56,8 @@ struct hsmca_issuer {
     unsigned nrd;
     atomic_uint rd_next;
     unsigned burst;
-    uint64_t max_unsigned; /* audit entries beyond the last signed checkpoint; 0 = no bound */
-    pthread_mutex_t lim_mu;
-    struct limit_slot *lim; /* LIMITER_SLOTS */
+    uint64_t max_unsigned;     /* audit entries beyond the last signed checkpoint; 0 = no bound */
+    struct hsmca_limiter *lim; /* refusals audited in full per principal (burst a minute) */
     /* batch helpers */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
@@ -169,12 +160,13 @@ void issue_batch_finish(struct batch_acc *acc);
 
 void issue_sha256_hex(const void *p, size_t len, char out[65]);
 
-int issue_limiter_admit(struct hsmca_issuer *iss, const char *principal, const char *role,
-                        int64_t t_ms, struct limit_slot *sum);
-
 void issue_done_ignore(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt);
 
-void issue_summary_write(struct hsmca_issuer *iss, const struct limit_slot *s, int64_t t_ms);
+/* issue.c: the summaries owed for ended minutes (all: every one). */
+void issue_summaries_flush(struct hsmca_issuer *iss, int all);
+
+void issue_summary_write(struct hsmca_issuer *iss, const struct hsmca_limiter_slot *s,
+                         int64_t t_ms);
 
 void issue_defer_flush(struct defer_q *q);
 
@@ -191,7 +183,6 @@ int64_t issue_slide_add(struct slide *s, int64_t t_ms, uint32_t n);
 void issue_slide_sub(struct slide *s, int64_t unit);
 
 /* issue_ids.c */
-uint64_t issue_fnv1a(const char *s);
 
 int issue_ids_add(struct hsmca_issue_ca *ca, const char *id);
 

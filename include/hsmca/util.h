@@ -20,6 +20,9 @@
 HSMCA_MUSTCHECK enum hsmca_err hsmca_parse_u64(const char *s, size_t len, uint64_t max,
                                                uint64_t *out);
 
+/* The value of one hex digit (either case), or -1. */
+int hsmca_hex_digit(char c);
+
 /*
  * Parse s[0..len) as hexadecimal (upper or lower case, even length, no prefix) into
  * out[0..out_max). On HSMCA_OK writes *out_len. Returns HSMCA_E_BAD_ENCODING, HSMCA_E_TOO_LARGE.

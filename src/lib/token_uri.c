@@ -2,21 +2,11 @@
  *
  * token_uri.c -- RFC 7512 PKCS#11 URIs: the strict parser hsmca_uri_parse.
  */
+#include "hsmca/util.h"
+
 #include "token_internal.h"
 
 /* ---- RFC 7512 URIs ---- */
-
-static int
-hexdig(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decode v[0..n) into out[0..max); *out_len gets the length. -1 on a bad escape/overflow.
  */
@@ -33,8 +23,8 @@ pct_decode(const char *v, size_t n, unsigned char *out, size_t max, size_t *out_
 
             if (n - i < 3)
                 return -1;
-            hi = hexdig(v[i + 1]);
-            lo = hexdig(v[i + 2]);
+            hi = hsmca_hex_digit(v[i + 1]);
+            lo = hsmca_hex_digit(v[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (unsigned char)(hi << 4 | lo);

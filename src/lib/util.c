@@ -45,8 +45,8 @@ hsmca_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
     return HSMCA_OK;
 }
 
-static int
-hexval(char c)
+int
+hsmca_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -69,8 +69,8 @@ hsmca_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_max, 
     if (len / 2 > out_max)
         return HSMCA_E_TOO_LARGE;
     for (i = 0; i < len; i += 2) {
-        int hi = hexval(s[i]);
-        int lo = hexval(s[i + 1]);
+        int hi = hsmca_hex_digit(s[i]);
+        int lo = hsmca_hex_digit(s[i + 1]);
 
         if (hi < 0 || lo < 0)
             return HSMCA_E_BAD_ENCODING;

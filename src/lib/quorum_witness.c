@@ -18,6 +18,8 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "hsmca/audit_format.h"
+#include "hsmca/b64.h"
 #include "hsmca/log.h"
 #include "hsmca/matter.h"
 #include "hsmca/quorum.h"
@@ -39,9 +41,8 @@ hsmca_quorum_witness(const char *envelope, size_t len, EVP_PKEY *audit_pub, cons
     struct env_view e;
     struct hsmca_audit_cp_fields f;
     const char *text = NULL, *sig_b64 = NULL;
-    unsigned char *sig = NULL, *spki = NULL, kid[32], h[32];
-    size_t sig_len = 0, spki_len = 0;
-    EVP_MD_CTX *md = NULL;
+    unsigned char *sig = NULL, h[32];
+    size_t sig_len = 0;
     json_t *old = NULL, *neu = NULL;
     char head[65], hash[65];
     enum hsmca_err rc;
@@ -55,17 +56,10 @@ hsmca_quorum_witness(const char *envelope, size_t len, EVP_PKEY *audit_pub, cons
     if (!json_is_object(e.v.checkpoint) ||
         json_unpack_ex(e.v.checkpoint, NULL, JSON_STRICT, "{s:s, s:s}", "sig", &sig_b64, "text",
                        &text) != 0 ||
-        hsmca_audit_checkpoint_parse(text, strlen(text), &f) != HSMCA_OK ||
         hsmca_b64_decode(sig_b64, 256, &sig, &sig_len) != HSMCA_OK)
         goto out;
-    /* signed by this audit key, and naming it */
-    if (hsmca_q_spki_der(audit_pub, &spki, &spki_len) != HSMCA_OK ||
-        hsmca_q_sha256v(kid, spki, spki_len, (const void *)NULL) != 0 ||
-        memcmp(kid, f.key, 32) != 0)
-        goto out;
-    md = EVP_MD_CTX_new();
-    if (md == NULL || EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, audit_pub) != 1 ||
-        EVP_DigestVerify(md, sig, sig_len, (const unsigned char *)text, strlen(text)) != 1)
+    /* a checkpoint text, naming this audit key and signed by it (audit_format.c, one rule) */
+    if (hsmca_audit_checkpoint_verify(audit_pub, text, strlen(text), sig, sig_len, &f) != HSMCA_OK)
         goto out;
     if (hsmca_q_sha256v(h, text, strlen(text), (const void *)NULL) != 0)
         goto out;
@@ -98,8 +92,6 @@ hsmca_quorum_witness(const char *envelope, size_t len, EVP_PKEY *audit_pub, cons
     *state_out = neu != NULL ? json_dumps(neu, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     rc = *state_out != NULL ? HSMCA_OK : HSMCA_E_NOMEM;
 out:
-    EVP_MD_CTX_free(md);
-    OPENSSL_free(spki);
     free(sig);
     json_decref(old);
     json_decref(neu);

@@ -71,13 +71,11 @@ bad:
     return HSMCA_E_QUORUM_ENVELOPE;
 }
 
+/* RFC 3339 UTC to the second (util.c, the one formatter); "?" when it cannot be written. */
 static void
 fmt_time(int64_t ms, char *out, size_t n)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-
-    if (gmtime_r(&t, &tm) == NULL || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (hsmca_time_format(ms, 0, out, n) == 0)
         snprintf(out, n, "?");
 }
 

@@ -381,3 +381,31 @@ out:
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
+
+/* the advisory lock of the audit chain (PostgreSQL): "hsmca-audit-chain" */
+#define AUDIT_CHAIN_LOCK "SELECT pg_advisory_xact_lock(7236837384531522114)"
+
+enum hsmca_err
+hsmca_store_audit_lock(struct hsmca_store *st)
+{
+    struct hsmca_q *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (!hsmca_store_is_pg(st)) /* SQLite: BEGIN IMMEDIATE already holds the one write lock */
+        return HSMCA_OK;
+    pthread_mutex_lock(&st->lock);
+    if (!st->in_txn) {
+        pthread_mutex_unlock(&st->lock);
+        return HSMCA_E_INVALID_ARG;
+    }
+    src = hsmca_store_prepare(st, AUDIT_CHAIN_LOCK, &s);
+    if (src == SQLITE_OK)
+        src = hsmca_q_step(s);
+    rc = hsmca_store_rc(st, src, 1);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}

@@ -125,26 +125,31 @@ out:
     return rc;
 }
 
+/* PostgreSQL hands a query's rows over all at once: a scan reads pages of this many entries, so
+ * an extract of a long log streams in bounded memory (SQLite steps row by row by itself). */
+#define SCAN_PAGE 2000
+static const char scan_sql[] =
+    "SELECT seq, line, hash FROM audit_entries WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq";
+
 enum hsmca_err
 hsmca_store_audit_scan(struct hsmca_store *st, uint64_t from, uint64_t to,
                        hsmca_store_audit_line_fn fn, void *arg)
 {
     struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
-    int src;
+    int src, rows = 0;
+    uint64_t page_to;
 
     if (st == NULL || fn == NULL || from > INT64_MAX || to > INT64_MAX)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src =
-        hsmca_store_prepare(st,
-                            "SELECT seq, line, hash FROM audit_entries WHERE seq BETWEEN ?1 AND ?2 "
-                            "ORDER BY seq",
-                            &s);
-    if (src == SQLITE_OK)
+    src = hsmca_store_prepare(st, scan_sql, &s);
+next_page:
+    page_to = hsmca_store_is_pg(st) && to - from >= SCAN_PAGE ? from + SCAN_PAGE - 1 : to;
+    if (src == SQLITE_OK) {
         hsmca_q_int(s, 1, (int64_t)from);
-    if (src == SQLITE_OK)
-        hsmca_q_int(s, 2, (int64_t)to);
+        hsmca_q_int(s, 2, (int64_t)page_to);
+    }
     if (src != SQLITE_OK) {
         rc = hsmca_store_rc(st, src, 0);
         goto out;
@@ -168,9 +173,18 @@ hsmca_store_audit_scan(struct hsmca_store *st, uint64_t from, uint64_t to,
             rc = HSMCA_E_STORE_READ;
             goto out;
         }
+        rows++;
         rc = fn(arg, (uint64_t)hsmca_q_int64(s, 0), l, (size_t)n, h);
         if (rc != HSMCA_OK)
             goto out;
+    }
+    /* the next page; seqs are dense, so a page short of full is the end of the log */
+    if (page_to < to && (uint64_t)rows == page_to - from + 1) {
+        hsmca_store_release(st, s);
+        from = page_to + 1;
+        rows = 0;
+        src = hsmca_store_prepare(st, scan_sql, &s);
+        goto next_page;
     }
 out:
     hsmca_store_release(st, s);

@@ -106,7 +106,11 @@ find "$W" -type f ! -path "$W/open/*" ! -name bundle.tar > "$W/files"
 # shellcheck disable=SC2046
 check "no device key in the store, WAL, log, tokens or any other file" \
     "$HSMCA_BUNDLECHECK_BIN" scan "$B" $(cat "$W/files")
-check "the store was among the files scanned" grep -q 'hsmca.db$' "$W/files"
+if store_is_pg; then # the store's tables are files of the PostgreSQL cluster under $W/pg
+    check "the store was among the files scanned" grep -q '/pg/data/base/' "$W/files"
+else
+    check "the store was among the files scanned" grep -q 'hsmca.db$' "$W/files"
+fi
 
 # ---- the audit ----
 store_sql "SELECT line FROM audit_entries" > "$W/audit.txt"

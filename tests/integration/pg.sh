@@ -31,20 +31,41 @@ pg_start() { # DIR
     # shellcheck disable=SC2086
     $PG_AS "$PG_BIN/initdb" -D "$PG_DATA" -U hsmca --auth=trust -E UTF8 --no-instructions -N \
         > "$1/initdb.log" 2>&1 || { cat "$1/initdb.log" >&2; return 1; }
-    # shellcheck disable=SC2086
-    $PG_AS "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$1/postgresql.log" -w -t 60 -o \
-        "-c listen_addresses='' -c unix_socket_directories='$PG_SOCK' -c fsync=on \
-         -c synchronous_commit=on -c shared_buffers=16MB -c max_connections=60" \
-        start > /dev/null || { cat "$1/postgresql.log" >&2; return 1; }
+    PG_DIR=$1
+    pg_up || return 1
     "$PG_BIN/createdb" -h "$PG_SOCK" -U hsmca hsmca
     PG_STORE="host=$PG_SOCK dbname=hsmca user=hsmca"
-    PG_DIR=$1
+}
+
+# pg_up / pg_down: start the cluster again / stop it (-m immediate: as if the server died)
+pg_up() {
+    # shellcheck disable=SC2086
+    $PG_AS "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/postgresql.log" -w -t 60 -o \
+        "-c listen_addresses='' -c unix_socket_directories='$PG_SOCK' -c fsync=on \
+         -c synchronous_commit=on -c shared_buffers=16MB -c max_connections=60" \
+        start > /dev/null || { tail -20 "$PG_DIR/postgresql.log" >&2; return 1; }
+}
+pg_down() { # [MODE]
+    # shellcheck disable=SC2086
+    $PG_AS "$PG_BIN/pg_ctl" -D "$PG_DATA" -m "${1:-fast}" -w -t 60 stop > /dev/null
+}
+# pg_move DIR: the cluster's data directory moves to DIR/data (another filesystem), same socket
+pg_move() {
+    pg_down fast || return 1
+    [ "$(id -u)" != 0 ] || chown nobody:nogroup "$1"
+    mv "$PG_DATA" "$1/data" && PG_DATA=$1/data && pg_up
 }
 
 pg_stop() {
-    [ -n "${PG_DATA:-}" ] && [ -d "$PG_DATA" ] || return 0
+    [ -n "${PG_DATA:-}" ] && [ -d "$PG_DATA" ] || { rm -rf "${PG_SOCK:-/nonexistent}"; return 0; }
     # shellcheck disable=SC2086
     $PG_AS "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop > /dev/null 2>&1 || true
+    if [ -f "$PG_DATA/postmaster.pid" ]; then # pg_ctl could not stop it: a fast shutdown by signal
+        pid=$(head -n 1 "$PG_DATA/postmaster.pid")
+        kill -INT "$pid" 2>/dev/null || true
+        i=0
+        while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+    fi
     rm -rf "$PG_SOCK"
     PG_DATA=""
 }

@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * store.h -- the persistent state of hsmca in SQLite (the embedded default).
- * All SQL lives behind this interface (store.c and the src/lib/store_<area>.c files beside it), so
- * a PostgreSQL backend can replace it without touching callers. The database runs in WAL mode with
- * synchronous=FULL: a committed transaction survives a power loss. The schema is versioned in one
- * place (the migration list in store.c); opening a database migrates it forward in one transaction
- * and refuses a database newer than this program.
+ * store.h -- the persistent state of hsmca: in SQLite (the embedded default) or in PostgreSQL
+ * (several hsmcad nodes sharing one database; docs/postgresql.md). All SQL lives behind this
+ * interface (store.c, the src/lib/store_<area>.c files beside it, and store_pg.c), so callers never
+ * know which backend runs. SQLite runs in WAL mode with synchronous=FULL; PostgreSQL with fsync and
+ * synchronous_commit on (the session sets it): on both, a committed transaction survives a power
+ * loss. Each backend versions its schema in one place (the migration lists in store.c and
+ * store_pg.c, the same versions); opening a database migrates it forward in one transaction and
+ * refuses a database newer than this program.
+ *
+ * A store spec names the backend: "sqlite:PATH" or a plain PATH (SQLite), or a libpq connection
+ * string: a URI "postgresql://..." ("postgres://...") or keyword=value pairs ("host=/run/pg
+ * dbname=hsmca"). A password never belongs in a spec (use a passfile, PGPASSFILE).
  */
 #ifndef HSMCA_STORE_H
 #define HSMCA_STORE_H
@@ -17,9 +23,15 @@ struct hsmca_store;
 /* The schema version this build writes (the length of the migration list). */
 int hsmca_store_schema_latest(void);
 
+/* 1 when spec names a PostgreSQL database (a libpq URI or keyword=value string), else 0. */
+int hsmca_store_spec_is_pg(const char *spec);
+/* 1 when st is a PostgreSQL connection. */
+int hsmca_store_is_pg(const struct hsmca_store *st);
+
 /*
- * Open (creating if absent) the database at path (<= HSMCA_PATH_MAX bytes), set WAL and
- * synchronous=FULL, enable foreign keys, and migrate the schema to hsmca_store_schema_latest().
+ * Open the store path names (<= HSMCA_PATH_MAX bytes; a spec as above). SQLite: create the file
+ * if absent, set WAL and synchronous=FULL, enable foreign keys. PostgreSQL: connect (the database
+ * must exist). Then migrate the schema to hsmca_store_schema_latest().
  * On HSMCA_OK the caller closes *out with hsmca_store_close(). Returns HSMCA_E_STORE_OPEN,
  * HSMCA_E_STORE_SCHEMA (newer than this build, or a migration failed: nothing was changed),
  * HSMCA_E_STORE_BUSY.

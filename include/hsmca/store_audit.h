@@ -21,6 +21,14 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_put(struct hsmca_store *st, uin
                                                      const char *line, size_t len,
                                                      const unsigned char hash[32]);
 
+/*
+ * Take the audit chain's lock inside the open transaction, until it ends: on PostgreSQL an
+ * advisory transaction lock that every node's writer takes before it reads the head and appends
+ * (so entries from several nodes form one chain); on SQLite nothing (BEGIN IMMEDIATE already
+ * holds the database's one write lock). HSMCA_E_INVALID_ARG outside a transaction.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_lock(struct hsmca_store *st);
+
 /* The highest seq (0 if empty) and its stored hash (zeros if empty). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq,
                                                       unsigned char hash[32]);

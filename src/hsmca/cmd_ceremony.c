@@ -146,7 +146,11 @@ session_open(struct session *s, const struct common *c, int create_key, const ch
     memset(s, 0, sizeof(*s));
     {
         /* as hsmcad does: token files a crash emptied come back, and each rewrite is copied */
-        e = c->store != NULL ? hsmca_guard_init_beside(&s->guard, c->store) : HSMCA_E_NOT_FOUND;
+        /* (a PostgreSQL store has no directory: the copies go beside the current one) */
+        e = c->store != NULL
+                ? hsmca_guard_init_beside(
+                      &s->guard, hsmca_store_spec_is_pg(c->store) ? "./hsmcad.pg" : c->store)
+                : HSMCA_E_NOT_FOUND;
         if (e == HSMCA_OK)
             e = hsmca_guard_restore(&s->guard, NULL, NULL);
         else if (e == HSMCA_E_NOT_FOUND)

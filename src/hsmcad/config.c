@@ -14,9 +14,10 @@
 
 #include <jansson.h>
 
+#include "hsmca/store.h"
 #include "hsmca/util.h"
 
-enum kind { K_STR, K_PATH, K_URI, K_U64, K_UINT };
+enum kind { K_STR, K_PATH, K_URI, K_U64, K_UINT, K_STORE };
 
 struct key {
     const char *name;
@@ -43,7 +44,7 @@ struct key {
 
 static const struct key top_keys[] = {
     STR("pkcs11_module", K_PATH, 0, pkcs11_module),
-    STR("store", K_PATH, 1, store),
+    STR("store", K_STORE, 1, store),
     STR("roles", K_PATH, 1, roles),
     STR("profiles_dir", K_PATH, 0, profiles_dir),
     STR("quotas", K_PATH, 0, quotas),
@@ -143,12 +144,33 @@ set_string(const struct key *k, json_t *v, const char *base, struct hsmcad_confi
         return fail(why, why_len, sect, k->name, "must be a pkcs11: URI (RFC 7512)");
     if (k->kind == K_URI && (strstr(s, "pin-value") != NULL || strstr(s, "pin-source") != NULL))
         return fail(why, why_len, sect, k->name, "a PIN never belongs in a URI; use pin_file");
-    if (k->kind == K_PATH && s[0] != '/' && base != NULL && base[0] != '\0')
+    if (k->kind == K_STORE && hsmca_store_spec_is_pg(s)) {
+        /* a libpq string stays as it is; its password would be on disk in clear */
+        if (strstr(s, "password") != NULL)
+            return fail(why, why_len, sect, k->name,
+                        "a password never belongs in the config; use a passfile (PGPASSFILE)");
+        w = snprintf(c->store_beside, sizeof(c->store_beside), "%s/hsmcad.pg",
+                     base != NULL && base[0] != '\0' ? base : ".");
+        if (w < 0 || (size_t)w >= sizeof(c->store_beside))
+            return fail(why, why_len, sect, k->name, "is too long");
+        w = snprintf(dst, k->size, "%s", s);
+        if (w < 0 || (size_t)w >= k->size)
+            return fail(why, why_len, sect, k->name, "is too long");
+        return HSMCA_OK;
+    }
+    if (k->kind == K_STORE && strncmp(s, "sqlite:", 7) == 0) {
+        s += 7;
+        if (*s == '\0')
+            return fail(why, why_len, sect, k->name, "sqlite: needs a path");
+    }
+    if ((k->kind == K_PATH || k->kind == K_STORE) && s[0] != '/' && base != NULL && base[0] != '\0')
         w = snprintf(dst, k->size, "%s/%s", base, s);
     else
         w = snprintf(dst, k->size, "%s", s);
     if (w < 0 || (size_t)w >= k->size)
         return fail(why, why_len, sect, k->name, "is too long");
+    if (k->kind == K_STORE)
+        snprintf(c->store_beside, sizeof(c->store_beside), "%s", dst);
     return HSMCA_OK;
 }
 

@@ -24,7 +24,10 @@ struct hsmcad_config {
     char listen_host[64]; /* numeric IPv4 or IPv6 address */
     unsigned listen_port; /* 0 = any free port (tests) */
     char pkcs11_module[HSMCA_PATH_MAX + 1];
-    char store[HSMCA_PATH_MAX + 1];
+    char store[HSMCA_PATH_MAX + 1]; /* a SQLite path, or a libpq string (store.h) */
+    /* a path whose directory keeps this node's own files (softhsm-backup/): the SQLite file, or
+     * for PostgreSQL a name in the config file's directory */
+    char store_beside[HSMCA_PATH_MAX + 1];
     char roles[HSMCA_PATH_MAX + 1];
     char profiles_dir[HSMCA_PATH_MAX + 1];
     char quotas[HSMCA_PATH_MAX + 1];     /* policies/quotas.json; "" = no quotas */

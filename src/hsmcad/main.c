@@ -340,7 +340,7 @@ main(int argc, char **argv)
 
     /* SoftHSM tokens: put back any token file a crash left empty, before the module reads them */
     {
-        rc = hsmca_guard_init_beside(&d->guard, d->cfg.store);
+        rc = hsmca_guard_init_beside(&d->guard, d->cfg.store_beside);
         if (rc == HSMCA_OK) {
             d->guard_on = 1;
             rc = hsmca_guard_restore(&d->guard, note_restored, d);

@@ -109,7 +109,8 @@ hsmcad_readiness(struct hsmcad *d, json_t *checks)
         faults = NULL;
     }
     json_decref(faults);
-    t = ro != NULL && hsmca_store_check_durable(ro) == HSMCA_OK && access(d->cfg.store, W_OK) == 0;
+    t = ro != NULL && hsmca_store_check_durable(ro) == HSMCA_OK &&
+        (hsmca_store_is_pg(ro) || access(d->cfg.store, W_OK) == 0);
     ok &= t;
     if (checks != NULL) {
         json_object_set_new(checks, "ca_tokens", cas);

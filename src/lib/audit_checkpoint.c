@@ -135,9 +135,34 @@ audit_make_checkpoint(struct hsmca_audit *a)
     unsigned char sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t sig_len = 0;
     enum hsmca_err rc;
-    int n;
+    int n, held = 0;
 
     memset(&cp, 0, sizeof(cp));
+    if (hsmca_store_is_pg(a->st)) {
+        /* several nodes: under the chain's lock, the checkpoint of the store's head, after the
+         * store's last checkpoint (another node may have signed one since) */
+        rc = hsmca_store_begin(a->st);
+        if (rc == HSMCA_OK) {
+            held = 1;
+            rc = audit_adopt_head(a);
+        }
+        if (rc == HSMCA_OK)
+            rc = audit_adopt_checkpoint(a);
+        if (rc != HSMCA_OK) {
+            if (held)
+                hsmca_store_rollback(a->st);
+            hsmca_log(HSMCA_LOG_ERROR, "audit", "checkpoint-write-failed", "stage=lock code=%s",
+                      hsmca_err_code(rc));
+            cp_failed(a);
+            return HSMCA_E_AUDIT_WRITE;
+        }
+        if (a->last_cp.size >= a->size) { /* another node covered the head already */
+            hsmca_store_rollback(a->st);
+            a->cp_failing = 0;
+            a->last_cp_us = hsmca_mono_us();
+            return HSMCA_OK;
+        }
+    }
     hsmca_hex_encode(a->head, 32, head, sizeof(head));
     hsmca_hex_encode(a->last_cp.hash, 32, prev, sizeof(prev));
     if (a->last_cp.size == 0)
@@ -146,15 +171,21 @@ audit_make_checkpoint(struct hsmca_audit *a)
     n = snprintf(text, sizeof(text),
                  "hsmca-checkpoint/v1\norigin %s\nsize %llu\nhead %s\ntime %s\nprev %s\nkey %s\n",
                  a->origin, (unsigned long long)a->size, head, tbuf, prev, a->kid_hex);
-    if (n < 0 || (size_t)n >= sizeof(text))
+    if (n < 0 || (size_t)n >= sizeof(text)) {
+        if (held)
+            hsmca_store_rollback(a->st);
         return HSMCA_E_INTERNAL;
+    }
     cp.size = a->size;
     memcpy(cp.head, a->head, 32);
     cp.text = text;
     cp.text_len = (size_t)n;
     rc = audit_sha256(a, text, (size_t)n, cp.hash);
-    if (rc != HSMCA_OK)
+    if (rc != HSMCA_OK) {
+        if (held)
+            hsmca_store_rollback(a->st);
         return rc;
+    }
     rc = a->key != NULL ? hsmca_key_sign_digest(a->key, cp.hash, 32, sig, sizeof(sig), &sig_len)
                         : HSMCA_E_TOKEN_REMOVED;
     if (rc != HSMCA_OK && a->heal != NULL && rc != HSMCA_E_INVALID_ARG) {
@@ -175,12 +206,14 @@ audit_make_checkpoint(struct hsmca_audit *a)
                       "stop once audit.max_unsigned_entries lie beyond the last one\"",
                       (unsigned long long)a->size, hsmca_err_code(rc),
                       (unsigned long long)(a->retry_us / 1000));
+        if (held)
+            hsmca_store_rollback(a->st);
         cp_failed(a);
         return rc;
     }
     cp.sig = sig;
     cp.sig_len = sig_len;
-    rc = hsmca_store_begin(a->st);
+    rc = held ? HSMCA_OK : hsmca_store_begin(a->st);
     if (rc == HSMCA_OK) {
         rc = hsmca_store_audit_cp_put(a->st, &cp);
         if (rc == HSMCA_OK)

@@ -134,6 +134,11 @@ struct item *audit_system_item(const char *action, const char *detail);
 void audit_run_item(struct hsmca_audit *a, struct item *it);
 
 void audit_run_batch(struct hsmca_audit *a, struct item **items, size_t n);
+/* Several nodes on one PostgreSQL store (docs/postgresql.md), inside the writer's transaction:
+ * take the chain's lock and adopt the head (seq, hash, time) another node moved; adopt a newer
+ * checkpoint another node signed. Nothing on SQLite. (audit_writer.c) */
+enum hsmca_err audit_adopt_head(struct hsmca_audit *a);
+enum hsmca_err audit_adopt_checkpoint(struct hsmca_audit *a);
 
 /* audit_checkpoint.c */
 enum hsmca_err audit_write_anchor(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp);

@@ -153,6 +153,76 @@ hist_add(struct hsmca_audit *a, size_t n)
     a->stats.batch_items += n;
 }
 
+/*
+ * Several nodes on one PostgreSQL store write one chain (docs/postgresql.md): inside the writer's
+ * transaction, take the chain's lock in the database and adopt the head another node may have
+ * moved (its seq, hash and time), so that this node's next entry links to it and its time does not
+ * go back. On SQLite (one writer) the head in memory is the store's: nothing to do.
+ */
+enum hsmca_err
+audit_adopt_head(struct hsmca_audit *a)
+{
+    struct hsmca_audit_line l;
+    unsigned char h[32], lh[32];
+    const char *why = NULL;
+    uint64_t sz = 0;
+    char *line = NULL;
+    size_t len = 0;
+    enum hsmca_err rc;
+
+    if (!hsmca_store_is_pg(a->st))
+        return HSMCA_OK;
+    rc = hsmca_store_audit_lock(a->st);
+    if (rc == HSMCA_OK)
+        rc = hsmca_store_audit_head(a->st, &sz, h);
+    if (rc != HSMCA_OK || (sz == a->size && CRYPTO_memcmp(h, a->head, 32) == 0))
+        return rc;
+    if (sz < a->size) {
+        hsmca_log(HSMCA_LOG_ERROR, "audit", "store-behind",
+                  "store=%llu writer=%llu reason=\"the shared log lost entries\"",
+                  (unsigned long long)sz, (unsigned long long)a->size);
+        return HSMCA_E_AUDIT_CHAIN;
+    }
+    rc = hsmca_store_audit_get(a->st, sz, &line, &len, lh);
+    if (rc == HSMCA_OK && hsmca_audit_line_parse(line, len, &l, &why) == HSMCA_OK) {
+        int64_t t = hsmca_audit_time_parse(l.time);
+
+        if (t > a->last_ms)
+            a->last_ms = t;
+    }
+    free(line);
+    if (rc != HSMCA_OK)
+        return rc;
+    a->size = sz;
+    memcpy(a->head, h, 32);
+    return HSMCA_OK;
+}
+
+/* With the chain's lock held (PostgreSQL): adopt a newer checkpoint another node signed. */
+enum hsmca_err
+audit_adopt_checkpoint(struct hsmca_audit *a)
+{
+    struct hsmca_audit_checkpoint cp;
+    enum hsmca_err rc;
+
+    memset(&cp, 0, sizeof(cp));
+    rc = hsmca_store_audit_cp_at_most(a->st, UINT64_MAX, &cp);
+    if (rc == HSMCA_E_NOT_FOUND)
+        return HSMCA_OK;
+    if (rc != HSMCA_OK)
+        return rc;
+    if (cp.size > a->last_cp.size) {
+        hsmca_audit_checkpoint_clear(&a->last_cp);
+        a->last_cp = cp;
+        pthread_mutex_lock(&a->lock);
+        __atomic_store_n(&a->pub_cp_size, cp.size, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&a->lock);
+        return HSMCA_OK;
+    }
+    hsmca_audit_checkpoint_clear(&cp);
+    return HSMCA_OK;
+}
+
 /* Run items[0..n) in one transaction; sets each item's rc and receipt. */
 void
 audit_run_batch(struct hsmca_audit *a, struct item **items, size_t n)
@@ -173,6 +243,18 @@ audit_run_batch(struct hsmca_audit *a, struct item **items, size_t n)
         return;
     }
     a->batch_broken = 0;
+    rc = audit_adopt_head(a); /* several nodes: the chain's lock, and the head another moved */
+    if (rc != HSMCA_OK) {
+        hsmca_log(HSMCA_LOG_ERROR, "audit", "write-failed", "stage=lock code=%s",
+                  hsmca_err_code(rc));
+        hsmca_store_rollback(a->st);
+        for (i = 0; i < n; i++)
+            items[i]->rc = HSMCA_E_AUDIT_WRITE;
+        a->size = size0;
+        memcpy(a->head, head0, 32);
+        a->last_ms = ms0;
+        return;
+    }
     for (i = 0; i < n; i++) {
         audit_run_item(a, items[i]);
         ok += items[i]->rc == HSMCA_OK;

@@ -647,8 +647,10 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         }
         j->id_held = 1;
         memset(&old, 0, sizeof(old));
-        /* an id the store surely lacks needs no lookup; a "maybe" is looked up */
-        rc = issue_known_maybe(ca, j->rec.request_id)
+        /* an id the store surely lacks needs no lookup; a "maybe" is looked up. Nodes sharing
+         * a PostgreSQL store look every id up: another node may have issued it, and the filter
+         * is only this node's cache */
+        rc = issue_known_maybe(ca, j->rec.request_id) || hsmca_store_is_pg(j->iss->rd[0].st)
                  ? lookup(j->iss, ca->rec.id, j->rec.request_id, &old)
                  : HSMCA_E_NOT_FOUND;
         if (rc == HSMCA_OK) {

@@ -195,8 +195,13 @@ hsmca_store_schema_latest(void)
 }
 
 enum hsmca_err
-hsmca_store_rc(sqlite3 *db, int rc, int write_ctx)
+hsmca_store_rc(struct hsmca_store *st, int rc, int write_ctx)
 {
+    const char *msg = st == NULL       ? ""
+                      : st->pg != NULL ? hsmca_pg_errmsg(st)
+                      : st->db != NULL ? sqlite3_errmsg(st->db)
+                                       : "";
+
     switch (rc & 0xff) {
     case SQLITE_OK:
     case SQLITE_DONE:
@@ -212,18 +217,16 @@ hsmca_store_rc(sqlite3 *db, int rc, int write_ctx)
     case SQLITE_FULL:
     case SQLITE_READONLY:
     case SQLITE_IOERR:
-        hsmca_log(HSMCA_LOG_ERROR, "store", "write-failed", "rc=%d msg=\"%s\"", rc,
-                  db != NULL ? sqlite3_errmsg(db) : "");
+        hsmca_log(HSMCA_LOG_ERROR, "store", "write-failed", "rc=%d msg=\"%s\"", rc, msg);
         return HSMCA_E_STORE_WRITE;
     default:
-        hsmca_log(HSMCA_LOG_DEBUG, "store", "sqlite-error", "rc=%d msg=\"%s\"", rc,
-                  db != NULL ? sqlite3_errmsg(db) : "");
+        hsmca_log(HSMCA_LOG_DEBUG, "store", "sqlite-error", "rc=%d msg=\"%s\"", rc, msg);
         return write_ctx ? HSMCA_E_STORE_WRITE : HSMCA_E_STORE_READ;
     }
 }
 
 enum hsmca_err
-hsmca_store_row_rc(sqlite3 *db, int src)
+hsmca_store_row_rc(struct hsmca_store *st, int src)
 {
     enum hsmca_err rc;
 
@@ -231,65 +234,72 @@ hsmca_store_row_rc(sqlite3 *db, int src)
         return HSMCA_OK;
     if (src == SQLITE_DONE)
         return HSMCA_E_NOT_FOUND;
-    rc = hsmca_store_rc(db, src, 0);
+    rc = hsmca_store_rc(st, src, 0);
     return rc == HSMCA_OK ? HSMCA_E_STORE_READ : rc;
 }
 
 static enum hsmca_err
-exec(sqlite3 *db, const char *sql, int write_ctx)
+exec(struct hsmca_store *st, const char *sql, int write_ctx)
 {
-    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    int rc = st->pg != NULL ? hsmca_pg_exec(st, sql) : sqlite3_exec(st->db, sql, NULL, NULL, NULL);
 
-    return hsmca_store_rc(db, rc, write_ctx);
+    return hsmca_store_rc(st, rc, write_ctx);
 }
 
 /* exec for one statement the writer runs per commit or per item (BEGIN, COMMIT, SAVEPOINT,
- * RELEASE, ROLLBACK TO): prepared once and kept, not parsed again each time. */
+ * RELEASE, ROLLBACK TO): prepared once and kept, not parsed again each time. PostgreSQL runs
+ * them as they are (its BEGIN is BEGIN IMMEDIATE's counterpart: every write takes row locks). */
 static enum hsmca_err
 step_kept(struct hsmca_store *st, const char *sql)
 {
-    sqlite3_stmt *s = NULL;
-    int src = hsmca_store_prepare(st, sql, &s);
+    struct hsmca_q *s = NULL;
+    int src;
 
+    if (st->pg != NULL)
+        return hsmca_store_rc(
+            st, hsmca_pg_exec(st, strcmp(sql, "BEGIN IMMEDIATE") == 0 ? "BEGIN" : sql), 1);
+    src = hsmca_store_prepare(st, sql, &s);
     if (src == SQLITE_OK)
-        src = sqlite3_step(s);
+        src = hsmca_q_step(s);
     if (src == SQLITE_DONE)
         src = SQLITE_OK;
     hsmca_store_release(st, s);
-    return hsmca_store_rc(st->db, src, 1);
+    return hsmca_store_rc(st, src, 1);
 }
 
 static enum hsmca_err
-user_version(sqlite3 *db, int *out)
+user_version(struct hsmca_store *st, int *out)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *s = NULL;
     int rc;
 
-    rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    if (st->pg != NULL)
+        return hsmca_pg_schema_version(st, out);
+    rc = sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
+        rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return hsmca_store_rc(db, rc, 0) == HSMCA_OK ? HSMCA_E_STORE_READ
-                                                     : hsmca_store_rc(db, rc, 0);
+        sqlite3_finalize(s);
+        return hsmca_store_rc(st, rc, 0) == HSMCA_OK ? HSMCA_E_STORE_READ
+                                                     : hsmca_store_rc(st, rc, 0);
     }
-    *out = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    *out = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
     return HSMCA_OK;
 }
 
 /* Run migrations from the current version up to target, all in one transaction. */
 static enum hsmca_err
-migrate(sqlite3 *db, int target)
+migrate(struct hsmca_store *st, int target)
 {
     enum hsmca_err rc;
     char pragma[48];
     int v = 0, i;
 
-    rc = exec(db, "BEGIN IMMEDIATE", 1);
+    rc = exec(st, "BEGIN IMMEDIATE", 1);
     if (rc != HSMCA_OK)
         return rc;
-    rc = user_version(db, &v);
+    rc = user_version(st, &v);
     if (rc != HSMCA_OK)
         goto fail;
     if (v > MIGRATIONS) {
@@ -299,29 +309,29 @@ migrate(sqlite3 *db, int target)
         goto fail;
     }
     if (v >= target) {
-        (void)exec(db, "ROLLBACK", 0);
+        (void)exec(st, "ROLLBACK", 0);
         return HSMCA_OK;
     }
     for (i = v; i < target; i++) {
-        rc = exec(db, migrations[i], 1);
+        rc = exec(st, migrations[i], 1);
         if (rc != HSMCA_OK) {
             hsmca_log(HSMCA_LOG_ERROR, "store", "migration-failed", "to=%d msg=\"%s\"", i + 1,
-                      sqlite3_errmsg(db));
+                      sqlite3_errmsg(st->db));
             rc = HSMCA_E_STORE_SCHEMA;
             goto fail;
         }
     }
     snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", target);
-    rc = exec(db, pragma, 1);
+    rc = exec(st, pragma, 1);
     if (rc != HSMCA_OK)
         goto fail;
-    rc = exec(db, "COMMIT", 1);
+    rc = exec(st, "COMMIT", 1);
     if (rc != HSMCA_OK)
         goto fail;
     hsmca_log(HSMCA_LOG_INFO, "store", "migrated", "from=%d to=%d", v, target);
     return HSMCA_OK;
 fail:
-    (void)exec(db, "ROLLBACK", 0);
+    (void)exec(st, "ROLLBACK", 0);
     return rc;
 }
 
@@ -342,6 +352,15 @@ open_db(const char *path, int target, int readonly, struct hsmca_store **out)
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->idle, NULL);
     st->readonly = readonly;
+    if (hsmca_store_spec_is_pg(path)) {
+        rc = hsmca_pg_open(st, path, target, readonly);
+        if (rc != HSMCA_OK)
+            goto out;
+        *out = st;
+        return HSMCA_OK;
+    }
+    if (strncmp(path, "sqlite:", 7) == 0)
+        path += 7;
     flags = SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW;
     flags |= readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     src = sqlite3_open_v2(path, &st->db, flags, NULL);
@@ -354,29 +373,29 @@ open_db(const char *path, int target, int readonly, struct hsmca_store **out)
     sqlite3_busy_timeout(st->db, 5000);
     if (!readonly) {
         /* WAL + FULL: a commit is durable once it returns (see docs/design.md, Audit log). */
-        rc = exec(st->db, "PRAGMA journal_mode=WAL", 1);
+        rc = exec(st, "PRAGMA journal_mode=WAL", 1);
         if (rc == HSMCA_OK)
-            rc = exec(st->db, "PRAGMA synchronous=FULL", 1);
+            rc = exec(st, "PRAGMA synchronous=FULL", 1);
         if (rc == HSMCA_OK)
-            rc = exec(st->db, "PRAGMA foreign_keys=ON", 1);
+            rc = exec(st, "PRAGMA foreign_keys=ON", 1);
         /* 16 MiB of page cache for the writer (SQLite's default is 2 MiB). Chosen when serials
          * were wholly random and each certificate landed on a random leaf page, which a small
          * cache read back from the file (tools/bench: the writer's pread time). Serials now begin
          * with the issue time (hsmca_matter_serial), so inserts append; the cache still keeps the
          * B-trees' inner pages, and the request-id index that an insert with an id probes. */
         if (rc == HSMCA_OK)
-            rc = exec(st->db, "PRAGMA cache_size=-16384", 1);
+            rc = exec(st, "PRAGMA cache_size=-16384", 1);
         if (rc != HSMCA_OK) {
             rc = rc == HSMCA_E_STORE_BUSY ? rc : HSMCA_E_STORE_OPEN;
             goto out;
         }
-        rc = migrate(st->db, target);
+        rc = migrate(st, target);
         if (rc != HSMCA_OK)
             goto out;
     } else {
         int v = 0;
 
-        rc = user_version(st->db, &v);
+        rc = user_version(st, &v);
         if (rc != HSMCA_OK) {
             rc = HSMCA_E_STORE_OPEN;
             goto out;
@@ -385,7 +404,7 @@ open_db(const char *path, int target, int readonly, struct hsmca_store **out)
             rc = HSMCA_E_STORE_SCHEMA;
             goto out;
         }
-        (void)exec(st->db, "PRAGMA query_only=ON", 0);
+        (void)exec(st, "PRAGMA query_only=ON", 0);
     }
     *out = st;
     st = NULL;
@@ -414,41 +433,182 @@ hsmca_store_open_readonly(const char *path, struct hsmca_store **out)
 }
 
 int
-hsmca_store_prepare(struct hsmca_store *st, const char *sql, sqlite3_stmt **out)
+hsmca_store_spec_is_pg(const char *spec)
 {
+    size_t i;
+
+    if (spec == NULL)
+        return 0;
+    if (strncmp(spec, "postgresql://", 13) == 0 || strncmp(spec, "postgres://", 11) == 0)
+        return 1;
+    /* libpq's keyword=value form: the first word is a keyword followed by '=' */
+    for (i = 0; (spec[i] >= 'a' && spec[i] <= 'z') || spec[i] == '_'; i++)
+        ;
+    return i > 0 && spec[i] == '=';
+}
+
+int
+hsmca_store_is_pg(const struct hsmca_store *st)
+{
+    return st != NULL && st->pg != NULL;
+}
+
+static int
+cache_put(struct hsmca_store *st, const char *key, sqlite3_stmt *s, struct hsmca_pgq *p,
+          struct hsmca_q **out)
+{
+    struct hsmca_q *q;
+
+    if (st->nstmts < HSMCA_STORE_STMT_CACHE) {
+        q = &st->stmts[st->nstmts++];
+    } else {
+        q = calloc(1, sizeof(*q)); /* not kept: freed by release */
+        if (q == NULL) {
+            sqlite3_finalize(s);
+            hsmca_pgq_free(p);
+            return SQLITE_NOMEM;
+        }
+    }
+    q->text = strdup(key);
+    if (q->text == NULL) {
+        sqlite3_finalize(s);
+        hsmca_pgq_free(p);
+        if (q < &st->stmts[0] || q >= &st->stmts[HSMCA_STORE_STMT_CACHE])
+            free(q);
+        else
+            st->nstmts--;
+        return SQLITE_NOMEM;
+    }
+    q->st = st;
+    q->key = key;
+    q->s = s;
+    q->p = p;
+    *out = q;
+    return SQLITE_OK;
+}
+
+int
+hsmca_store_prepare2(struct hsmca_store *st, const char *sqlite_sql, const char *pg_sql,
+                     struct hsmca_q **out)
+{
+    const char *sql = st->pg != NULL ? pg_sql : sqlite_sql;
     sqlite3_stmt *s = NULL;
+    struct hsmca_pgq *p;
     int src;
 
+    *out = NULL;
     for (unsigned i = 0; i < st->nstmts; i++) {
         /* the pointer finds it fast; the text makes a reused buffer harmless */
-        if (st->stmts[i].sql == sql && strcmp(sqlite3_sql(st->stmts[i].s), sql) == 0) {
-            *out = st->stmts[i].s;
+        if (st->stmts[i].key == sql && strcmp(st->stmts[i].text, sql) == 0) {
+            *out = &st->stmts[i];
             return SQLITE_OK;
         }
     }
-    src = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
-    if (src == SQLITE_OK && st->nstmts < HSMCA_STORE_STMT_CACHE) {
-        st->stmts[st->nstmts].sql = sql;
-        st->stmts[st->nstmts].s = s;
-        st->nstmts++;
+    if (st->pg != NULL) {
+        p = hsmca_pgq_new(st, sql);
+        if (p == NULL)
+            return SQLITE_NOMEM;
+        return cache_put(st, sql, NULL, p, out);
     }
-    *out = s;
-    return src;
+    src = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+    if (src != SQLITE_OK)
+        return src;
+    return cache_put(st, sql, s, NULL, out);
+}
+
+int
+hsmca_store_prepare(struct hsmca_store *st, const char *sql, struct hsmca_q **out)
+{
+    return hsmca_store_prepare2(st, sql, sql, out);
 }
 
 void
-hsmca_store_release(struct hsmca_store *st, sqlite3_stmt *s)
+hsmca_store_release(struct hsmca_store *st, struct hsmca_q *q)
 {
-    if (s == NULL)
+    if (q == NULL)
         return;
-    for (unsigned i = 0; i < st->nstmts; i++) {
-        if (st->stmts[i].s == s) {
-            sqlite3_reset(s);
-            sqlite3_clear_bindings(s);
-            return;
+    if (q >= &st->stmts[0] && q < &st->stmts[HSMCA_STORE_STMT_CACHE]) {
+        if (q->s != NULL) {
+            sqlite3_reset(q->s);
+            sqlite3_clear_bindings(q->s);
         }
+        if (q->p != NULL)
+            hsmca_pgq_reset(q->p);
+        return;
     }
-    sqlite3_finalize(s);
+    sqlite3_finalize(q->s);
+    hsmca_pgq_free(q->p);
+    free(q->text);
+    free(q);
+}
+
+void
+hsmca_q_text(struct hsmca_q *q, int i, const char *v)
+{
+    if (q->p != NULL)
+        hsmca_pgq_bind(q->p, i, 't', v, v != NULL ? strlen(v) : 0, 0);
+    else
+        sqlite3_bind_text(q->s, i, v, -1, SQLITE_STATIC);
+}
+
+void
+hsmca_q_int(struct hsmca_q *q, int i, int64_t v)
+{
+    if (q->p != NULL)
+        hsmca_pgq_bind(q->p, i, 'i', NULL, 0, v);
+    else
+        sqlite3_bind_int64(q->s, i, (sqlite3_int64)v);
+}
+
+void
+hsmca_q_blob(struct hsmca_q *q, int i, const void *p, size_t n)
+{
+    if (q->p != NULL)
+        hsmca_pgq_bind(q->p, i, 'b', p, n, 0);
+    else
+        sqlite3_bind_blob(q->s, i, p, (int)n, SQLITE_STATIC);
+}
+
+int
+hsmca_q_step(struct hsmca_q *q)
+{
+    return q->p != NULL ? hsmca_pgq_step(q->st, q->p) : sqlite3_step(q->s);
+}
+
+int
+hsmca_q_null(struct hsmca_q *q, int col)
+{
+    return q->p != NULL ? hsmca_pgq_null(q->p, col) : sqlite3_column_type(q->s, col) == SQLITE_NULL;
+}
+
+int64_t
+hsmca_q_int64(struct hsmca_q *q, int col)
+{
+    return q->p != NULL ? hsmca_pgq_int64(q->p, col) : (int64_t)sqlite3_column_int64(q->s, col);
+}
+
+const void *
+hsmca_q_blobp(struct hsmca_q *q, int col)
+{
+    return q->p != NULL ? hsmca_pgq_value(q->p, col) : sqlite3_column_blob(q->s, col);
+}
+
+const unsigned char *
+hsmca_q_textp(struct hsmca_q *q, int col)
+{
+    return q->p != NULL ? hsmca_pgq_value(q->p, col) : sqlite3_column_text(q->s, col);
+}
+
+int
+hsmca_q_bytes(struct hsmca_q *q, int col)
+{
+    return q->p != NULL ? hsmca_pgq_bytes(q->p, col) : sqlite3_column_bytes(q->s, col);
+}
+
+int
+hsmca_q_changes(struct hsmca_q *q)
+{
+    return q->p != NULL ? hsmca_pgq_changes(q->p) : sqlite3_changes(q->st->db);
 }
 
 void
@@ -457,11 +617,15 @@ hsmca_store_close(struct hsmca_store *st)
     if (st == NULL)
         return;
     if (st->in_txn)
-        (void)exec(st->db, "ROLLBACK", 0);
-    for (unsigned i = 0; i < st->nstmts; i++)
+        (void)exec(st, "ROLLBACK", 0);
+    for (unsigned i = 0; i < st->nstmts; i++) {
         sqlite3_finalize(st->stmts[i].s);
+        hsmca_pgq_free(st->stmts[i].p);
+        free(st->stmts[i].text);
+    }
     if (st->db != NULL)
         sqlite3_close_v2(st->db);
+    hsmca_pg_close(st->pg);
     pthread_mutex_destroy(&st->lock);
     pthread_cond_destroy(&st->idle);
     free(st);
@@ -476,7 +640,7 @@ hsmca_store_schema_version(struct hsmca_store *st, int *out)
     if (st == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    rc = user_version(st->db, &v);
+    rc = user_version(st, &v);
     pthread_mutex_unlock(&st->lock);
     if (rc == HSMCA_OK)
         *out = v;
@@ -484,10 +648,10 @@ hsmca_store_schema_version(struct hsmca_store *st, int *out)
 }
 
 void
-hsmca_store_copy_text(char *dst, size_t dst_size, sqlite3_stmt *s, int col)
+hsmca_store_copy_text(char *dst, size_t dst_size, struct hsmca_q *q, int col)
 {
-    const unsigned char *t = sqlite3_column_text(s, col);
-    size_t n = t != NULL ? (size_t)sqlite3_column_bytes(s, col) : 0;
+    const unsigned char *t = hsmca_q_textp(q, col);
+    size_t n = t != NULL ? (size_t)hsmca_q_bytes(q, col) : 0;
 
     if (n >= dst_size)
         n = dst_size - 1;
@@ -497,10 +661,10 @@ hsmca_store_copy_text(char *dst, size_t dst_size, sqlite3_stmt *s, int col)
 }
 
 int
-hsmca_store_copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *s, int col)
+hsmca_store_copy_blob(unsigned char **dst, size_t *len, struct hsmca_q *q, int col)
 {
-    const void *b = sqlite3_column_blob(s, col);
-    int n = sqlite3_column_bytes(s, col);
+    const void *b = hsmca_q_blobp(q, col);
+    int n = hsmca_q_bytes(q, col);
 
     *dst = NULL;
     *len = 0;
@@ -512,6 +676,17 @@ hsmca_store_copy_blob(unsigned char **dst, size_t *len, sqlite3_stmt *s, int col
     memcpy(*dst, b, (size_t)n);
     *len = (size_t)n;
     return 0;
+}
+
+void
+hsmca_store_copy_fixed(unsigned char *dst, size_t n, struct hsmca_q *q, int col)
+{
+    const void *b = hsmca_q_blobp(q, col);
+
+    if (b != NULL && (size_t)hsmca_q_bytes(q, col) == n)
+        memcpy(dst, b, n);
+    else
+        memset(dst, 0, n);
 }
 
 enum hsmca_err
@@ -533,6 +708,7 @@ hsmca_store_begin(struct hsmca_store *st)
     rc = step_kept(st, "BEGIN IMMEDIATE");
     if (rc == HSMCA_OK)
         st->in_txn = 1;
+    st->savepoints = 0;
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -555,9 +731,10 @@ hsmca_store_commit(struct hsmca_store *st)
         st->commits++;
     } else {
         /* a failed COMMIT leaves the transaction open: undo it so nothing half-done remains */
-        (void)exec(st->db, "ROLLBACK", 0);
+        (void)exec(st, "ROLLBACK", 0);
         st->in_txn = 0;
     }
+    st->savepoints = 0;
     pthread_cond_broadcast(&st->idle);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -570,14 +747,15 @@ hsmca_store_rollback(struct hsmca_store *st)
         return;
     pthread_mutex_lock(&st->lock);
     if (st->in_txn)
-        (void)exec(st->db, "ROLLBACK", 0);
+        (void)exec(st, "ROLLBACK", 0);
     st->in_txn = 0;
+    st->savepoints = 0;
     pthread_cond_broadcast(&st->idle);
     pthread_mutex_unlock(&st->lock);
 }
 
 static enum hsmca_err
-in_txn_exec(struct hsmca_store *st, const char *sql)
+in_txn_exec(struct hsmca_store *st, const char *sql, int depth)
 {
     enum hsmca_err rc;
 
@@ -589,6 +767,8 @@ in_txn_exec(struct hsmca_store *st, const char *sql)
         return HSMCA_E_INVALID_ARG;
     }
     rc = step_kept(st, sql);
+    if (rc == HSMCA_OK)
+        st->savepoints += depth;
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -596,21 +776,21 @@ in_txn_exec(struct hsmca_store *st, const char *sql)
 enum hsmca_err
 hsmca_store_savepoint(struct hsmca_store *st)
 {
-    return in_txn_exec(st, "SAVEPOINT hsmca_item");
+    return in_txn_exec(st, "SAVEPOINT hsmca_item", 1);
 }
 
 enum hsmca_err
 hsmca_store_savepoint_release(struct hsmca_store *st)
 {
-    return in_txn_exec(st, "RELEASE hsmca_item");
+    return in_txn_exec(st, "RELEASE hsmca_item", -1);
 }
 
 enum hsmca_err
 hsmca_store_savepoint_rollback(struct hsmca_store *st)
 {
-    enum hsmca_err rc = in_txn_exec(st, "ROLLBACK TO hsmca_item");
+    enum hsmca_err rc = in_txn_exec(st, "ROLLBACK TO hsmca_item", 0);
 
-    return rc == HSMCA_OK ? in_txn_exec(st, "RELEASE hsmca_item") : rc;
+    return rc == HSMCA_OK ? in_txn_exec(st, "RELEASE hsmca_item", -1) : rc;
 }
 
 unsigned long
@@ -622,7 +802,7 @@ hsmca_store_commit_count(const struct hsmca_store *st)
 enum hsmca_err
 hsmca_store_meta_set(struct hsmca_store *st, const char *key, const char *value)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -631,20 +811,19 @@ hsmca_store_meta_set(struct hsmca_store *st, const char *key, const char *value)
     if (strlen(key) == 0 || strlen(key) > 64 || strlen(value) > 4096)
         return HSMCA_E_TOO_LARGE;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db,
-                             "INSERT INTO meta(key, value) VALUES(?1, ?2) "
-                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                             -1, &s, NULL);
-    if (src == SQLITE_OK)
-        src = sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    if (src == SQLITE_OK)
-        src = sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
-    if (src == SQLITE_OK)
-        src = sqlite3_step(s);
-    rc = hsmca_store_rc(st->db, src, 1);
+    src = hsmca_store_prepare(st,
+                              "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+                              "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                              &s);
+    if (src == SQLITE_OK) {
+        hsmca_q_text(s, 1, key);
+        hsmca_q_text(s, 2, value);
+        src = hsmca_q_step(s);
+    }
+    rc = hsmca_store_rc(st, src, 1);
     if (rc == HSMCA_OK && !st->in_txn)
         st->commits++;
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -652,20 +831,20 @@ hsmca_store_meta_set(struct hsmca_store *st, const char *key, const char *value)
 enum hsmca_err
 hsmca_store_meta_get(struct hsmca_store *st, const char *key, char **value_out)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
     if (st == NULL || key == NULL || value_out == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = ?1", -1, &s, NULL);
-    if (src == SQLITE_OK)
-        src = sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    if (src == SQLITE_OK)
-        src = sqlite3_step(s);
+    src = hsmca_store_prepare(st, "SELECT value FROM meta WHERE key = ?1", &s);
+    if (src == SQLITE_OK) {
+        hsmca_q_text(s, 1, key);
+        src = hsmca_q_step(s);
+    }
     if (src == SQLITE_ROW) {
-        const unsigned char *v = sqlite3_column_text(s, 0);
+        const unsigned char *v = hsmca_q_textp(s, 0);
         char *copy = strdup(v != NULL ? (const char *)v : "");
 
         rc = copy != NULL ? HSMCA_OK : HSMCA_E_NOMEM;
@@ -674,9 +853,9 @@ hsmca_store_meta_get(struct hsmca_store *st, const char *key, char **value_out)
     } else if (src == SQLITE_DONE) {
         rc = HSMCA_E_NOT_FOUND;
     } else {
-        rc = hsmca_store_rc(st->db, src, 0);
+        rc = hsmca_store_rc(st, src, 0);
     }
-    sqlite3_finalize(s);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -707,6 +886,12 @@ hsmca_store_check_durable(struct hsmca_store *st)
 
     if (st == NULL)
         return HSMCA_E_INVALID_ARG;
+    if (st->pg != NULL) {
+        pthread_mutex_lock(&st->lock);
+        rc = hsmca_pg_check_durable(st);
+        pthread_mutex_unlock(&st->lock);
+        return rc;
+    }
     pthread_mutex_lock(&st->lock);
     rc = pragma_text(st->db, "PRAGMA journal_mode", journal, sizeof(journal));
     if (rc == HSMCA_OK)
@@ -776,7 +961,7 @@ static void
 autocheckpoint_back(struct hsmca_store *st)
 {
     pthread_mutex_lock(&st->lock);
-    (void)exec(st->db, "PRAGMA wal_autocheckpoint=1000", 0);
+    (void)exec(st, "PRAGMA wal_autocheckpoint=1000", 0);
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -881,6 +1066,13 @@ hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigne
     cp = calloc(1, sizeof(*cp));
     if (cp == NULL)
         return HSMCA_E_NOMEM;
+    if (st->pg != NULL) { /* PostgreSQL checkpoints by itself: a checkpointer that never runs */
+        cp->dbfd = -1;
+        pthread_mutex_init(&cp->m, NULL);
+        pthread_cond_init(&cp->c, NULL);
+        *out = cp;
+        return HSMCA_OK;
+    }
     cp->st = st;
     cp->dbfd = -1;
     cp->interval_ms = interval_ms;
@@ -903,9 +1095,9 @@ hsmca_store_checkpointer_start(struct hsmca_store *st, const char *path, unsigne
     /* a rewound WAL is cut back to twice the bound, so a burst does not keep its disk forever */
     snprintf(pragma, sizeof(pragma), "PRAGMA journal_size_limit=%llu", 2ULL * wal_pages * 4096ULL);
     pthread_mutex_lock(&st->lock);
-    rc = exec(st->db, "PRAGMA wal_autocheckpoint=0", 1);
+    rc = exec(st, "PRAGMA wal_autocheckpoint=0", 1);
     if (rc == HSMCA_OK)
-        rc = exec(st->db, pragma, 1);
+        rc = exec(st, pragma, 1);
     pthread_mutex_unlock(&st->lock);
     if (rc != HSMCA_OK)
         goto fail;
@@ -931,6 +1123,12 @@ hsmca_store_checkpointer_stop(struct hsmca_store_checkpointer *cp)
 {
     if (cp == NULL)
         return;
+    if (cp->st == NULL) {
+        pthread_cond_destroy(&cp->c);
+        pthread_mutex_destroy(&cp->m);
+        free(cp);
+        return;
+    }
     pthread_mutex_lock(&cp->m);
     cp->stop = 1;
     pthread_cond_signal(&cp->c);

@@ -15,7 +15,7 @@ enum hsmca_err
 hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, size_t len,
                       const unsigned char hash[32])
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -31,14 +31,14 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
     src =
         hsmca_store_prepare(st, "INSERT INTO audit_entries(seq, line, hash) VALUES(?1,?2,?3)", &s);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+        hsmca_q_int(s, 1, (int64_t)seq);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_blob(s, 2, line, (int)len, SQLITE_STATIC);
+        hsmca_q_blob(s, 2, line, len);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_blob(s, 3, hash, 32, SQLITE_STATIC);
+        hsmca_q_blob(s, 3, hash, 32);
     if (src == SQLITE_OK)
-        src = sqlite3_step(s);
-    rc = hsmca_store_rc(st->db, src, 1);
+        src = hsmca_q_step(s);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -47,7 +47,7 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
 enum hsmca_err
 hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash[32])
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     int src;
 
@@ -57,21 +57,21 @@ hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash
     src = hsmca_store_prepare(st, "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1",
                               &s);
     if (src == SQLITE_OK)
-        src = sqlite3_step(s);
+        src = hsmca_q_step(s);
     if (src == SQLITE_ROW) {
-        const void *h = sqlite3_column_blob(s, 1);
+        const void *h = hsmca_q_blobp(s, 1);
 
-        if (h == NULL || sqlite3_column_bytes(s, 1) != 32) {
+        if (h == NULL || hsmca_q_bytes(s, 1) != 32) {
             rc = HSMCA_E_STORE_READ;
         } else {
-            *seq = (uint64_t)sqlite3_column_int64(s, 0);
+            *seq = (uint64_t)hsmca_q_int64(s, 0);
             memcpy(hash, h, 32);
         }
     } else if (src == SQLITE_DONE) {
         *seq = 0;
         memset(hash, 0, 32);
     } else {
-        rc = hsmca_store_rc(st->db, src, 0);
+        rc = hsmca_store_rc(st, src, 0);
         if (rc == HSMCA_OK)
             rc = HSMCA_E_STORE_READ;
     }
@@ -84,7 +84,7 @@ enum hsmca_err
 hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t *len,
                       unsigned char hash[32])
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     int src;
 
@@ -93,17 +93,17 @@ hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t 
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "SELECT line, hash FROM audit_entries WHERE seq = ?1", &s);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+        hsmca_q_int(s, 1, (int64_t)seq);
     if (src == SQLITE_OK)
-        src = sqlite3_step(s);
-    rc = hsmca_store_row_rc(st->db, src);
+        src = hsmca_q_step(s);
+    rc = hsmca_store_row_rc(st, src);
     if (rc == HSMCA_OK) {
-        const void *l = sqlite3_column_blob(s, 0);
-        int n = sqlite3_column_bytes(s, 0);
-        const void *h = sqlite3_column_blob(s, 1);
+        const void *l = hsmca_q_blobp(s, 0);
+        int n = hsmca_q_bytes(s, 0);
+        const void *h = hsmca_q_blobp(s, 1);
         char *copy;
 
-        if (h == NULL || sqlite3_column_bytes(s, 1) != 32 || n < 0) {
+        if (h == NULL || hsmca_q_bytes(s, 1) != 32 || n < 0) {
             rc = HSMCA_E_STORE_READ;
             goto out;
         }
@@ -125,52 +125,66 @@ out:
     return rc;
 }
 
+/* PostgreSQL hands a query's rows over all at once: a scan reads pages of this many entries, so
+ * an extract of a long log streams in bounded memory (SQLite steps row by row by itself). */
+#define SCAN_PAGE 2000
+static const char scan_sql[] =
+    "SELECT seq, line, hash FROM audit_entries WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq";
+
 enum hsmca_err
 hsmca_store_audit_scan(struct hsmca_store *st, uint64_t from, uint64_t to,
                        hsmca_store_audit_line_fn fn, void *arg)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
-    int src;
+    int src, rows = 0;
+    uint64_t page_to;
 
     if (st == NULL || fn == NULL || from > INT64_MAX || to > INT64_MAX)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src =
-        hsmca_store_prepare(st,
-                            "SELECT seq, line, hash FROM audit_entries WHERE seq BETWEEN ?1 AND ?2 "
-                            "ORDER BY seq",
-                            &s);
-    if (src == SQLITE_OK)
-        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)from);
-    if (src == SQLITE_OK)
-        src = sqlite3_bind_int64(s, 2, (sqlite3_int64)to);
+    src = hsmca_store_prepare(st, scan_sql, &s);
+next_page:
+    page_to = hsmca_store_is_pg(st) && to - from >= SCAN_PAGE ? from + SCAN_PAGE - 1 : to;
+    if (src == SQLITE_OK) {
+        hsmca_q_int(s, 1, (int64_t)from);
+        hsmca_q_int(s, 2, (int64_t)page_to);
+    }
     if (src != SQLITE_OK) {
-        rc = hsmca_store_rc(st->db, src, 0);
+        rc = hsmca_store_rc(st, src, 0);
         goto out;
     }
     for (;;) {
         const void *l, *h;
         int n;
 
-        src = sqlite3_step(s);
-        rc = hsmca_store_row_rc(st->db, src);
+        src = hsmca_q_step(s);
+        rc = hsmca_store_row_rc(st, src);
         if (rc == HSMCA_E_NOT_FOUND) {
             rc = HSMCA_OK;
             break;
         }
         if (rc != HSMCA_OK)
             goto out;
-        l = sqlite3_column_blob(s, 1);
-        n = sqlite3_column_bytes(s, 1);
-        h = sqlite3_column_blob(s, 2);
-        if (l == NULL || h == NULL || sqlite3_column_bytes(s, 2) != 32 || n <= 0) {
+        l = hsmca_q_blobp(s, 1);
+        n = hsmca_q_bytes(s, 1);
+        h = hsmca_q_blobp(s, 2);
+        if (l == NULL || h == NULL || hsmca_q_bytes(s, 2) != 32 || n <= 0) {
             rc = HSMCA_E_STORE_READ;
             goto out;
         }
-        rc = fn(arg, (uint64_t)sqlite3_column_int64(s, 0), l, (size_t)n, h);
+        rows++;
+        rc = fn(arg, (uint64_t)hsmca_q_int64(s, 0), l, (size_t)n, h);
         if (rc != HSMCA_OK)
             goto out;
+    }
+    /* the next page; seqs are dense, so a page short of full is the end of the log */
+    if (page_to < to && (uint64_t)rows == page_to - from + 1) {
+        hsmca_store_release(st, s);
+        from = page_to + 1;
+        rows = 0;
+        src = hsmca_store_prepare(st, scan_sql, &s);
+        goto next_page;
     }
 out:
     hsmca_store_release(st, s);
@@ -181,7 +195,7 @@ out:
 enum hsmca_err
 hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkpoint *cp)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -198,18 +212,18 @@ hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkp
                               "VALUES(?1,?2,?3,?4,?5)",
                               &s);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)cp->size);
+        hsmca_q_int(s, 1, (int64_t)cp->size);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_blob(s, 2, cp->text, (int)cp->text_len, SQLITE_STATIC);
+        hsmca_q_blob(s, 2, cp->text, cp->text_len);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_blob(s, 3, cp->sig, (int)cp->sig_len, SQLITE_STATIC);
+        hsmca_q_blob(s, 3, cp->sig, cp->sig_len);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_blob(s, 4, cp->hash, 32, SQLITE_STATIC);
+        hsmca_q_blob(s, 4, cp->hash, 32);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_blob(s, 5, cp->head, 32, SQLITE_STATIC);
+        hsmca_q_blob(s, 5, cp->head, 32);
     if (src == SQLITE_OK)
-        src = sqlite3_step(s);
-    rc = hsmca_store_rc(st->db, src, 1);
+        src = hsmca_q_step(s);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -219,7 +233,7 @@ static enum hsmca_err
 cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
          struct hsmca_audit_checkpoint *out)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     int src;
 
@@ -230,24 +244,23 @@ cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, sql, &s);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)bound);
+        hsmca_q_int(s, 1, (int64_t)bound);
     if (src == SQLITE_OK)
-        src = sqlite3_step(s);
-    rc = hsmca_store_row_rc(st->db, src);
+        src = hsmca_q_step(s);
+    rc = hsmca_store_row_rc(st, src);
     if (rc == HSMCA_OK) {
         struct hsmca_audit_checkpoint cp;
-        const void *text = sqlite3_column_blob(s, 1), *sig = sqlite3_column_blob(s, 2);
-        const void *hash = sqlite3_column_blob(s, 3), *head = sqlite3_column_blob(s, 4);
-        int tl = sqlite3_column_bytes(s, 1), sl = sqlite3_column_bytes(s, 2);
+        const void *text = hsmca_q_blobp(s, 1), *sig = hsmca_q_blobp(s, 2);
+        const void *hash = hsmca_q_blobp(s, 3), *head = hsmca_q_blobp(s, 4);
+        int tl = hsmca_q_bytes(s, 1), sl = hsmca_q_bytes(s, 2);
 
         memset(&cp, 0, sizeof(cp));
         if (text == NULL || sig == NULL || hash == NULL || head == NULL ||
-            sqlite3_column_bytes(s, 3) != 32 || sqlite3_column_bytes(s, 4) != 32 || tl <= 0 ||
-            sl <= 0) {
+            hsmca_q_bytes(s, 3) != 32 || hsmca_q_bytes(s, 4) != 32 || tl <= 0 || sl <= 0) {
             rc = HSMCA_E_STORE_READ;
             goto out;
         }
-        cp.size = (uint64_t)sqlite3_column_int64(s, 0);
+        cp.size = (uint64_t)hsmca_q_int64(s, 0);
         cp.text = malloc((size_t)tl + 1);
         cp.sig = malloc((size_t)sl);
         if (cp.text == NULL || cp.sig == NULL) {
@@ -294,7 +307,7 @@ hsmca_store_audit_cp_at_least(struct hsmca_store *st, uint64_t min_size,
 enum hsmca_err
 hsmca_store_audit_intent_open(struct hsmca_store *st, uint64_t seq, const char *action)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -303,12 +316,12 @@ hsmca_store_audit_intent_open(struct hsmca_store *st, uint64_t seq, const char *
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "INSERT INTO audit_intents(seq, action) VALUES(?1, ?2)", &s);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+        hsmca_q_int(s, 1, (int64_t)seq);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_text(s, 2, action, -1, SQLITE_STATIC);
+        hsmca_q_text(s, 2, action);
     if (src == SQLITE_OK)
-        src = sqlite3_step(s);
-    rc = hsmca_store_rc(st->db, src, 1);
+        src = hsmca_q_step(s);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -317,7 +330,7 @@ hsmca_store_audit_intent_open(struct hsmca_store *st, uint64_t seq, const char *
 enum hsmca_err
 hsmca_store_audit_intent_close(struct hsmca_store *st, uint64_t seq)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -326,11 +339,11 @@ hsmca_store_audit_intent_close(struct hsmca_store *st, uint64_t seq)
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "DELETE FROM audit_intents WHERE seq = ?1", &s);
     if (src == SQLITE_OK)
-        src = sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
+        hsmca_q_int(s, 1, (int64_t)seq);
     if (src == SQLITE_OK)
-        src = sqlite3_step(s);
-    rc = hsmca_store_rc(st->db, src, 1);
-    if (rc == HSMCA_OK && sqlite3_changes(st->db) != 1)
+        src = hsmca_q_step(s);
+    rc = hsmca_store_rc(st, src, 1);
+    if (rc == HSMCA_OK && hsmca_q_changes(s) != 1)
         rc = HSMCA_E_NOT_FOUND;
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
@@ -341,7 +354,7 @@ enum hsmca_err
 hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_intent *out, size_t max,
                           size_t *n)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     size_t k = 0;
     int src;
@@ -351,24 +364,24 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "SELECT seq, action FROM audit_intents ORDER BY seq", &s);
     if (src != SQLITE_OK) {
-        rc = hsmca_store_rc(st->db, src, 0);
+        rc = hsmca_store_rc(st, src, 0);
         goto out;
     }
     while (k < max) {
         const unsigned char *t;
         size_t tl;
 
-        src = sqlite3_step(s);
-        rc = hsmca_store_row_rc(st->db, src);
+        src = hsmca_q_step(s);
+        rc = hsmca_store_row_rc(st, src);
         if (rc == HSMCA_E_NOT_FOUND) {
             rc = HSMCA_OK;
             break;
         }
         if (rc != HSMCA_OK)
             goto out;
-        out[k].seq = (uint64_t)sqlite3_column_int64(s, 0);
-        t = sqlite3_column_text(s, 1);
-        tl = t != NULL ? (size_t)sqlite3_column_bytes(s, 1) : 0;
+        out[k].seq = (uint64_t)hsmca_q_int64(s, 0);
+        t = hsmca_q_textp(s, 1);
+        tl = t != NULL ? (size_t)hsmca_q_bytes(s, 1) : 0;
         if (tl > HSMCA_AUDIT_FIELD_MAX)
             tl = HSMCA_AUDIT_FIELD_MAX;
         if (tl > 0)
@@ -378,6 +391,34 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
     }
     *n = k;
 out:
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+/* the advisory lock of the audit chain (PostgreSQL): "hsmca-audit-chain" */
+#define AUDIT_CHAIN_LOCK "SELECT pg_advisory_xact_lock(7236837384531522114)"
+
+enum hsmca_err
+hsmca_store_audit_lock(struct hsmca_store *st)
+{
+    struct hsmca_q *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    if (st == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (!hsmca_store_is_pg(st)) /* SQLite: BEGIN IMMEDIATE already holds the one write lock */
+        return HSMCA_OK;
+    pthread_mutex_lock(&st->lock);
+    if (!st->in_txn) {
+        pthread_mutex_unlock(&st->lock);
+        return HSMCA_E_INVALID_ARG;
+    }
+    src = hsmca_store_prepare(st, AUDIT_CHAIN_LOCK, &s);
+    if (src == SQLITE_OK)
+        src = hsmca_q_step(s);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;

@@ -50,7 +50,7 @@ hsmca_crl_rec_clear(struct hsmca_crl_rec *r)
     "invalidity_ms"
 
 static enum hsmca_err
-ca_row(sqlite3_stmt *s, struct hsmca_ca_rec *r)
+ca_row(struct hsmca_q *s, struct hsmca_ca_rec *r)
 {
     memset(r, 0, sizeof(*r));
     hsmca_store_copy_text(r->id, sizeof(r->id), s, 0);
@@ -58,22 +58,22 @@ ca_row(sqlite3_stmt *s, struct hsmca_ca_rec *r)
     hsmca_store_copy_text(r->parent, sizeof(r->parent), s, 2);
     hsmca_store_copy_text(r->token_uri, sizeof(r->token_uri), s, 3);
     hsmca_store_copy_text(r->key_uri, sizeof(r->key_uri), s, 4);
-    r->vid = sqlite3_column_type(s, 5) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 5);
-    r->pid = sqlite3_column_type(s, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 6);
+    r->vid = hsmca_q_null(s, 5) ? -1 : (int)hsmca_q_int64(s, 5);
+    r->pid = hsmca_q_null(s, 6) ? -1 : (int)hsmca_q_int64(s, 6);
     if (hsmca_store_copy_blob(&r->cert_der, &r->cert_len, s, 7) != 0)
         return HSMCA_E_NOMEM;
-    r->created_ms = sqlite3_column_int64(s, 8);
-    r->revoked = sqlite3_column_type(s, 9) != SQLITE_NULL;
-    r->revoked_ms = r->revoked ? sqlite3_column_int64(s, 9) : 0;
-    r->reason = sqlite3_column_type(s, 10) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 10);
-    r->invalidity_ms = sqlite3_column_int64(s, 11);
+    r->created_ms = hsmca_q_int64(s, 8);
+    r->revoked = !hsmca_q_null(s, 9);
+    r->revoked_ms = r->revoked ? hsmca_q_int64(s, 9) : 0;
+    r->reason = hsmca_q_null(s, 10) ? -1 : (int)hsmca_q_int64(s, 10);
+    r->invalidity_ms = hsmca_q_int64(s, 11);
     return HSMCA_OK;
 }
 
 enum hsmca_err
 hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -88,21 +88,21 @@ hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
                               "ON CONFLICT(id) DO UPDATE SET cert = excluded.cert",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca->id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, ca->kind, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, ca->parent, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 4, ca->token_uri, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 5, ca->key_uri, -1, SQLITE_STATIC);
+        hsmca_q_text(s, 1, ca->id);
+        hsmca_q_text(s, 2, ca->kind);
+        hsmca_q_text(s, 3, ca->parent);
+        hsmca_q_text(s, 4, ca->token_uri);
+        hsmca_q_text(s, 5, ca->key_uri);
         if (ca->vid >= 0)
-            sqlite3_bind_int(s, 6, ca->vid);
+            hsmca_q_int(s, 6, ca->vid);
         if (ca->pid >= 0)
-            sqlite3_bind_int(s, 7, ca->pid);
+            hsmca_q_int(s, 7, ca->pid);
         if (ca->cert_der != NULL)
-            sqlite3_bind_blob(s, 8, ca->cert_der, (int)ca->cert_len, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 9, ca->created_ms);
-        src = sqlite3_step(s);
+            hsmca_q_blob(s, 8, ca->cert_der, ca->cert_len);
+        hsmca_q_int(s, 9, ca->created_ms);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st->db, src, 1);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -111,7 +111,7 @@ hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
 enum hsmca_err
 hsmca_store_ca_get(struct hsmca_store *st, const char *id, struct hsmca_ca_rec *out)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -120,10 +120,10 @@ hsmca_store_ca_get(struct hsmca_store *st, const char *id, struct hsmca_ca_rec *
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "SELECT " CA_COLS " FROM cas WHERE id = ?1", &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, id);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_row_rc(st->db, src);
+    rc = hsmca_store_row_rc(st, src);
     if (rc == HSMCA_OK)
         rc = ca_row(s, out);
     hsmca_store_release(st, s);
@@ -135,7 +135,7 @@ enum hsmca_err
 hsmca_store_ca_list(struct hsmca_store *st,
                     enum hsmca_err (*fn)(void *arg, const struct hsmca_ca_rec *ca), void *arg)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     int src;
 
@@ -146,7 +146,7 @@ hsmca_store_ca_list(struct hsmca_store *st,
     while (src == SQLITE_OK || src == SQLITE_ROW) {
         struct hsmca_ca_rec r;
 
-        src = sqlite3_step(s);
+        src = hsmca_q_step(s);
         if (src != SQLITE_ROW)
             break;
         rc = ca_row(s, &r);
@@ -157,7 +157,7 @@ hsmca_store_ca_list(struct hsmca_store *st,
             break;
     }
     if (rc == HSMCA_OK && src != SQLITE_DONE)
-        rc = hsmca_store_rc(st->db, src, 0);
+        rc = hsmca_store_rc(st, src, 0);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -165,40 +165,37 @@ hsmca_store_ca_list(struct hsmca_store *st,
 
 /* ---- certificates ---- */
 
-#define CERT_COLS                                                                                  \
-    "ca, serial, request_id, csr_sha256, sha256, vid, pid, not_before, not_after, issued_ms, "     \
-    "revoked_ms, reason, invalidity_ms"
-
-static enum hsmca_err
-cert_row(sqlite3_stmt *s, struct hsmca_cert_rec *r, int der_col)
+static void
+copy_serial(unsigned char serial[20], size_t *len, struct hsmca_q *s, int col)
 {
-    const void *b;
-    int n;
+    const void *b = hsmca_q_blobp(s, col);
+    int n = hsmca_q_bytes(s, col);
 
+    *len = 0;
+    if (b != NULL && n > 0 && n <= 20) {
+        memcpy(serial, b, (size_t)n);
+        *len = (size_t)n;
+    }
+}
+
+enum hsmca_err
+hsmca_store_cert_row(struct hsmca_q *s, struct hsmca_cert_rec *r, int der_col)
+{
     memset(r, 0, sizeof(*r));
     hsmca_store_copy_text(r->ca, sizeof(r->ca), s, 0);
-    b = sqlite3_column_blob(s, 1);
-    n = sqlite3_column_bytes(s, 1);
-    if (b != NULL && n > 0 && (size_t)n <= sizeof(r->serial)) {
-        memcpy(r->serial, b, (size_t)n);
-        r->serial_len = (size_t)n;
-    }
+    copy_serial(r->serial, &r->serial_len, s, 1);
     hsmca_store_copy_text(r->request_id, sizeof(r->request_id), s, 2);
-    b = sqlite3_column_blob(s, 3);
-    if (b != NULL && sqlite3_column_bytes(s, 3) == 32)
-        memcpy(r->csr_sha256, b, 32);
-    b = sqlite3_column_blob(s, 4);
-    if (b != NULL && sqlite3_column_bytes(s, 4) == 32)
-        memcpy(r->sha256, b, 32);
-    r->vid = sqlite3_column_int(s, 5);
-    r->pid = sqlite3_column_int(s, 6);
-    r->not_before = sqlite3_column_int64(s, 7);
-    r->not_after = sqlite3_column_int64(s, 8);
-    r->issued_ms = sqlite3_column_int64(s, 9);
-    r->revoked = sqlite3_column_type(s, 10) != SQLITE_NULL;
-    r->revoked_ms = r->revoked ? sqlite3_column_int64(s, 10) : 0;
-    r->reason = sqlite3_column_type(s, 11) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 11);
-    r->invalidity_ms = sqlite3_column_int64(s, 12);
+    hsmca_store_copy_fixed(r->csr_sha256, 32, s, 3);
+    hsmca_store_copy_fixed(r->sha256, 32, s, 4);
+    r->vid = (int)hsmca_q_int64(s, 5);
+    r->pid = (int)hsmca_q_int64(s, 6);
+    r->not_before = hsmca_q_int64(s, 7);
+    r->not_after = hsmca_q_int64(s, 8);
+    r->issued_ms = hsmca_q_int64(s, 9);
+    r->revoked = !hsmca_q_null(s, 10);
+    r->revoked_ms = r->revoked ? hsmca_q_int64(s, 10) : 0;
+    r->reason = hsmca_q_null(s, 11) ? -1 : (int)hsmca_q_int64(s, 11);
+    r->invalidity_ms = hsmca_q_int64(s, 12);
     if (der_col >= 0 && hsmca_store_copy_blob(&r->der, &r->der_len, s, der_col) != 0)
         return HSMCA_E_NOMEM;
     return HSMCA_OK;
@@ -207,7 +204,7 @@ cert_row(sqlite3_stmt *s, struct hsmca_cert_rec *r, int der_col)
 enum hsmca_err
 hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -220,20 +217,20 @@ hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
                               "NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, NULL, ?11)",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, c->ca, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 2, c->serial, (int)c->serial_len, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, c->request_id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 4, c->csr_sha256, 32, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 5, c->sha256, 32, SQLITE_STATIC);
-        sqlite3_bind_int(s, 6, c->vid);
-        sqlite3_bind_int(s, 7, c->pid);
-        sqlite3_bind_int64(s, 8, c->not_before);
-        sqlite3_bind_int64(s, 9, c->not_after);
-        sqlite3_bind_int64(s, 10, c->issued_ms);
-        sqlite3_bind_blob(s, 11, c->der, (int)c->der_len, SQLITE_STATIC);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, c->ca);
+        hsmca_q_blob(s, 2, c->serial, c->serial_len);
+        hsmca_q_text(s, 3, c->request_id);
+        hsmca_q_blob(s, 4, c->csr_sha256, 32);
+        hsmca_q_blob(s, 5, c->sha256, 32);
+        hsmca_q_int(s, 6, c->vid);
+        hsmca_q_int(s, 7, c->pid);
+        hsmca_q_int(s, 8, c->not_before);
+        hsmca_q_int(s, 9, c->not_after);
+        hsmca_q_int(s, 10, c->issued_ms);
+        hsmca_q_blob(s, 11, c->der, c->der_len);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st->db, src, 1);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -243,23 +240,23 @@ static enum hsmca_err
 cert_one(struct hsmca_store *st, const char *sql, const char *ca, const char *text,
          const unsigned char *blob, size_t blob_len, struct hsmca_cert_rec *out)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, sql, &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
+        hsmca_q_text(s, 1, ca);
         if (text != NULL)
-            sqlite3_bind_text(s, 2, text, -1, SQLITE_STATIC);
+            hsmca_q_text(s, 2, text);
         else
-            sqlite3_bind_blob(s, 2, blob, (int)blob_len, SQLITE_STATIC);
-        src = sqlite3_step(s);
+            hsmca_q_blob(s, 2, blob, blob_len);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_row_rc(st->db, src);
+    rc = hsmca_store_row_rc(st, src);
     if (rc == HSMCA_OK)
-        rc = cert_row(s, out, 13);
+        rc = hsmca_store_cert_row(s, out, 13);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -291,7 +288,7 @@ enum hsmca_err
 hsmca_store_serial_exists(struct hsmca_store *st, const char *ca, const unsigned char *serial,
                           size_t serial_len, int *exists)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -300,11 +297,11 @@ hsmca_store_serial_exists(struct hsmca_store *st, const char *ca, const unsigned
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "SELECT 1 FROM certificates WHERE ca = ?1 AND serial = ?2", &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_blob(s, 2, serial, serial_len);
+        src = hsmca_q_step(s);
     }
-    rc = src == SQLITE_ROW || src == SQLITE_DONE ? HSMCA_OK : hsmca_store_rc(st->db, src, 0);
+    rc = src == SQLITE_ROW || src == SQLITE_DONE ? HSMCA_OK : hsmca_store_rc(st, src, 0);
     if (rc == HSMCA_OK)
         *exists = src == SQLITE_ROW;
     hsmca_store_release(st, s);
@@ -315,7 +312,7 @@ hsmca_store_serial_exists(struct hsmca_store *st, const char *ca, const unsigned
 enum hsmca_err
 hsmca_store_cert_count(struct hsmca_store *st, const char *ca, int64_t since_ms, uint64_t *out)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -325,15 +322,15 @@ hsmca_store_cert_count(struct hsmca_store *st, const char *ca, int64_t since_ms,
     src = hsmca_store_prepare(
         st, "SELECT count(*) FROM certificates WHERE ca = ?1 AND issued_ms >= ?2", &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, since_ms);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_int(s, 2, since_ms);
+        src = hsmca_q_step(s);
     }
-    rc = src == SQLITE_ROW ? HSMCA_OK : hsmca_store_rc(st->db, src, 0);
+    rc = src == SQLITE_ROW ? HSMCA_OK : hsmca_store_rc(st, src, 0);
     if (rc == HSMCA_OK && src != SQLITE_ROW)
         rc = HSMCA_E_STORE_READ;
     if (rc == HSMCA_OK)
-        *out = (uint64_t)sqlite3_column_int64(s, 0);
+        *out = (uint64_t)hsmca_q_int64(s, 0);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -343,7 +340,7 @@ enum hsmca_err
 hsmca_store_request_ids(struct hsmca_store *st, const char *ca,
                         enum hsmca_err (*fn)(void *arg, const char *request_id), void *arg)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     int src;
 
@@ -356,12 +353,12 @@ hsmca_store_request_ids(struct hsmca_store *st, const char *ca,
                               "WHERE ca = ?1 AND request_id IS NOT NULL",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        while ((src = sqlite3_step(s)) == SQLITE_ROW && rc == HSMCA_OK)
-            rc = fn(arg, (const char *)sqlite3_column_text(s, 0));
+        hsmca_q_text(s, 1, ca);
+        while ((src = hsmca_q_step(s)) == SQLITE_ROW && rc == HSMCA_OK)
+            rc = fn(arg, (const char *)hsmca_q_textp(s, 0));
     }
     if (rc == HSMCA_OK && src != SQLITE_DONE && src != SQLITE_ROW)
-        rc = hsmca_store_rc(st->db, src, 0);
+        rc = hsmca_store_rc(st, src, 0);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -372,7 +369,7 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
                       enum hsmca_err (*fn)(void *arg, const struct hsmca_cert_rec *c), void *arg,
                       int *more_out)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     unsigned seen = 0;
     int src;
@@ -385,29 +382,29 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
     *more_out = 0;
     pthread_mutex_lock(&st->lock);
     /* (issued_ms, serial) > cursor, in index order; one row more than the page says "more" */
-    src = sqlite3_prepare_v2(
-        st->db,
+    src = hsmca_store_prepare(
+        st,
         q->with_der
             ? "SELECT " CERT_COLS ", der FROM certificates WHERE ca = ?1 AND issued_ms BETWEEN ?2 "
-              "AND ?3 AND (issued_ms, serial) > (?4, ?5) AND (?6 < 0 OR (revoked_ms IS NOT NULL) "
-              "= ?6) ORDER BY issued_ms, serial LIMIT ?7"
+              "AND ?3 AND (issued_ms, serial) > (?4, ?5) AND (?6 < 0 OR (CASE WHEN revoked_ms IS "
+              "NULL THEN 0 ELSE 1 END) = ?6) ORDER BY issued_ms, serial LIMIT ?7"
             : "SELECT " CERT_COLS " FROM certificates WHERE ca = ?1 AND issued_ms BETWEEN ?2 "
-              "AND ?3 AND (issued_ms, serial) > (?4, ?5) AND (?6 < 0 OR (revoked_ms IS NOT NULL) "
-              "= ?6) ORDER BY issued_ms, serial LIMIT ?7",
-        -1, &s, NULL);
+              "AND ?3 AND (issued_ms, serial) > (?4, ?5) AND (?6 < 0 OR (CASE WHEN revoked_ms IS "
+              "NULL THEN 0 ELSE 1 END) = ?6) ORDER BY issued_ms, serial LIMIT ?7",
+        &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, q->from_ms);
-        sqlite3_bind_int64(s, 3, q->to_ms);
-        sqlite3_bind_int64(s, 4, q->after_serial_len > 0 ? q->after_ms : INT64_MIN);
-        sqlite3_bind_blob(s, 5, q->after_serial, (int)q->after_serial_len, SQLITE_STATIC);
-        sqlite3_bind_int(s, 6, q->status);
-        sqlite3_bind_int64(s, 7, (int64_t)q->limit + 1);
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_int(s, 2, q->from_ms);
+        hsmca_q_int(s, 3, q->to_ms);
+        hsmca_q_int(s, 4, q->after_serial_len > 0 ? q->after_ms : INT64_MIN);
+        hsmca_q_blob(s, 5, q->after_serial, q->after_serial_len);
+        hsmca_q_int(s, 6, q->status);
+        hsmca_q_int(s, 7, (int64_t)q->limit + 1);
     }
     while (src == SQLITE_OK || src == SQLITE_ROW) {
         struct hsmca_cert_rec r;
 
-        src = sqlite3_step(s);
+        src = hsmca_q_step(s);
         if (src != SQLITE_ROW)
             break;
         if (seen == q->limit) {
@@ -416,7 +413,7 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
             break;
         }
         seen++;
-        rc = cert_row(s, &r, q->with_der ? 13 : -1);
+        rc = hsmca_store_cert_row(s, &r, q->with_der ? 13 : -1);
         if (rc == HSMCA_OK)
             rc = fn(arg, &r);
         hsmca_cert_rec_clear(&r);
@@ -424,7 +421,7 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
             break;
     }
     if (rc == HSMCA_OK && src != SQLITE_DONE)
-        rc = hsmca_store_rc(st->db, src, 0);
+        rc = hsmca_store_rc(st, src, 0);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -434,7 +431,7 @@ enum hsmca_err
 hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned char *serial,
                         size_t serial_len, int64_t revoked_ms, int reason, int64_t invalidity_ms)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src, changed = 0, exists = 0;
 
@@ -447,15 +444,15 @@ hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned c
                               "WHERE ca = ?1 AND serial = ?2 AND revoked_ms IS NULL",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, revoked_ms);
-        sqlite3_bind_int(s, 4, reason);
-        sqlite3_bind_int64(s, 5, invalidity_ms);
-        src = sqlite3_step(s);
-        changed = sqlite3_changes(st->db);
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_blob(s, 2, serial, serial_len);
+        hsmca_q_int(s, 3, revoked_ms);
+        hsmca_q_int(s, 4, reason);
+        hsmca_q_int(s, 5, invalidity_ms);
+        src = hsmca_q_step(s);
+        changed = hsmca_q_changes(s);
     }
-    rc = hsmca_store_rc(st->db, src, 1);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     if (rc != HSMCA_OK || changed == 1)
@@ -471,7 +468,7 @@ hsmca_store_ca_revoke(struct hsmca_store *st, const char *id, const unsigned cha
                       size_t serial_len, int64_t revoked_ms, int reason, int64_t invalidity_ms)
 {
     struct hsmca_ca_rec r;
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src, changed = 0;
 
@@ -484,15 +481,15 @@ hsmca_store_ca_revoke(struct hsmca_store *st, const char *id, const unsigned cha
                             "invalidity_ms = NULLIF(?5, 0) WHERE id = ?1 AND revoked_ms IS NULL",
                             &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 2, serial, (int)serial_len, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, revoked_ms);
-        sqlite3_bind_int(s, 4, reason);
-        sqlite3_bind_int64(s, 5, invalidity_ms);
-        src = sqlite3_step(s);
-        changed = sqlite3_changes(st->db);
+        hsmca_q_text(s, 1, id);
+        hsmca_q_blob(s, 2, serial, serial_len);
+        hsmca_q_int(s, 3, revoked_ms);
+        hsmca_q_int(s, 4, reason);
+        hsmca_q_int(s, 5, invalidity_ms);
+        src = hsmca_q_step(s);
+        changed = hsmca_q_changes(s);
     }
-    rc = hsmca_store_rc(st->db, src, 1);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     if (rc != HSMCA_OK || changed == 1)
@@ -503,19 +500,13 @@ hsmca_store_ca_revoke(struct hsmca_store *st, const char *id, const unsigned cha
 }
 
 static void
-revoked_row(sqlite3_stmt *s, struct hsmca_revoked_rec *r)
+revoked_row(struct hsmca_q *s, struct hsmca_revoked_rec *r)
 {
-    const void *b = sqlite3_column_blob(s, 0);
-    int n = sqlite3_column_bytes(s, 0);
-
     memset(r, 0, sizeof(*r));
-    if (b != NULL && n > 0 && (size_t)n <= sizeof(r->serial)) {
-        memcpy(r->serial, b, (size_t)n);
-        r->serial_len = (size_t)n;
-    }
-    r->revoked_ms = sqlite3_column_int64(s, 1);
-    r->reason = sqlite3_column_type(s, 2) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 2);
-    r->invalidity_ms = sqlite3_column_int64(s, 3);
+    copy_serial(r->serial, &r->serial_len, s, 0);
+    r->revoked_ms = hsmca_q_int64(s, 1);
+    r->reason = hsmca_q_null(s, 2) ? -1 : (int)hsmca_q_int64(s, 2);
+    r->invalidity_ms = hsmca_q_int64(s, 3);
 }
 
 enum hsmca_err
@@ -537,12 +528,12 @@ hsmca_store_revoked_list(struct hsmca_store *st, const char *ca,
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
     for (i = 0; i < 2 && rc == HSMCA_OK; i++) {
-        sqlite3_stmt *s = NULL;
+        struct hsmca_q *s = NULL;
         int src = hsmca_store_prepare(st, sql[i], &s);
 
         if (src == SQLITE_OK) {
-            sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-            while ((src = sqlite3_step(s)) == SQLITE_ROW && rc == HSMCA_OK) {
+            hsmca_q_text(s, 1, ca);
+            while ((src = hsmca_q_step(s)) == SQLITE_ROW && rc == HSMCA_OK) {
                 struct hsmca_revoked_rec r;
 
                 revoked_row(s, &r);
@@ -550,7 +541,7 @@ hsmca_store_revoked_list(struct hsmca_store *st, const char *ca,
             }
         }
         if (rc == HSMCA_OK && src != SQLITE_DONE && src != SQLITE_ROW)
-            rc = hsmca_store_rc(st->db, src, 0);
+            rc = hsmca_store_rc(st, src, 0);
         hsmca_store_release(st, s);
     }
     pthread_mutex_unlock(&st->lock);
@@ -563,7 +554,7 @@ hsmca_store_cert_activity(struct hsmca_store *st, const char *ca, int64_t from_m
                           enum hsmca_err (*fn)(void *arg, const struct hsmca_cert_rec *c),
                           void *arg)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     size_t seen = 0;
     int src;
@@ -572,27 +563,27 @@ hsmca_store_cert_activity(struct hsmca_store *st, const char *ca, int64_t from_m
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
     /* the issue-time range is one index range; revocations in range are few */
-    src = sqlite3_prepare_v2(st->db,
-                             "SELECT " CERT_COLS " FROM certificates WHERE ca = ?1 AND "
-                             "(issued_ms BETWEEN ?2 AND ?3 OR revoked_ms BETWEEN ?2 AND ?3) "
-                             "ORDER BY issued_ms, serial",
-                             -1, &s, NULL);
+    src = hsmca_store_prepare(st,
+                              "SELECT " CERT_COLS " FROM certificates WHERE ca = ?1 AND "
+                              "(issued_ms BETWEEN ?2 AND ?3 OR revoked_ms BETWEEN ?2 AND ?3) "
+                              "ORDER BY issued_ms, serial",
+                              &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, from_ms);
-        sqlite3_bind_int64(s, 3, to_ms);
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_int(s, 2, from_ms);
+        hsmca_q_int(s, 3, to_ms);
     }
     while (src == SQLITE_OK || src == SQLITE_ROW) {
         struct hsmca_cert_rec r;
 
-        src = sqlite3_step(s);
+        src = hsmca_q_step(s);
         if (src != SQLITE_ROW)
             break;
         if (seen++ == max) {
             rc = HSMCA_E_TOO_LARGE;
             break;
         }
-        rc = cert_row(s, &r, -1);
+        rc = hsmca_store_cert_row(s, &r, -1);
         if (rc == HSMCA_OK)
             rc = fn(arg, &r);
         hsmca_cert_rec_clear(&r);
@@ -600,8 +591,8 @@ hsmca_store_cert_activity(struct hsmca_store *st, const char *ca, int64_t from_m
             break;
     }
     if (rc == HSMCA_OK && src != SQLITE_DONE)
-        rc = hsmca_store_rc(st->db, src, 0);
-    sqlite3_finalize(s);
+        rc = hsmca_store_rc(st, src, 0);
+    hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
@@ -611,7 +602,7 @@ hsmca_store_cert_activity(struct hsmca_store *st, const char *ca, int64_t from_m
 enum hsmca_err
 hsmca_store_crl_put(struct hsmca_store *st, const char *ca, const struct hsmca_crl_rec *crl)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -627,15 +618,15 @@ hsmca_store_crl_put(struct hsmca_store *st, const char *ca, const struct hsmca_c
                               "WHERE excluded.number > crls.number",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, (int64_t)crl->number);
-        sqlite3_bind_int64(s, 3, crl->this_update);
-        sqlite3_bind_int64(s, 4, crl->next_update);
-        sqlite3_bind_blob(s, 5, crl->der, (int)crl->der_len, SQLITE_STATIC);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_int(s, 2, (int64_t)crl->number);
+        hsmca_q_int(s, 3, crl->this_update);
+        hsmca_q_int(s, 4, crl->next_update);
+        hsmca_q_blob(s, 5, crl->der, crl->der_len);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st->db, src, 1);
-    if (rc == HSMCA_OK && sqlite3_changes(st->db) != 1)
+    rc = hsmca_store_rc(st, src, 1);
+    if (rc == HSMCA_OK && hsmca_q_changes(s) != 1)
         rc = HSMCA_E_STORE_CONSTRAINT; /* CRL numbers only grow */
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
@@ -645,7 +636,7 @@ hsmca_store_crl_put(struct hsmca_store *st, const char *ca, const struct hsmca_c
 enum hsmca_err
 hsmca_store_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec *out)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -655,15 +646,15 @@ hsmca_store_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec
     src = hsmca_store_prepare(
         st, "SELECT number, this_update, next_update, der FROM crls WHERE ca = ?1", &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, ca);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_row_rc(st->db, src);
+    rc = hsmca_store_row_rc(st, src);
     if (rc == HSMCA_OK) {
         memset(out, 0, sizeof(*out));
-        out->number = (uint64_t)sqlite3_column_int64(s, 0);
-        out->this_update = sqlite3_column_int64(s, 1);
-        out->next_update = sqlite3_column_int64(s, 2);
+        out->number = (uint64_t)hsmca_q_int64(s, 0);
+        out->this_update = hsmca_q_int64(s, 1);
+        out->next_update = hsmca_q_int64(s, 2);
         rc = hsmca_store_copy_blob(&out->der, &out->der_len, s, 3) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
     }
     hsmca_store_release(st, s);

@@ -5,7 +5,10 @@
  */
 #include "hsmca/store_factory.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "hsmca/store_certs.h"
 
 #include "store_internal.h"
 
@@ -13,7 +16,7 @@ enum hsmca_err
 hsmca_store_line_put(struct hsmca_store *st, const char *name, const unsigned char *der, size_t len,
                      const unsigned char sha256[32], const char *registered_by, int64_t now_ms)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -25,14 +28,14 @@ hsmca_store_line_put(struct hsmca_store *st, const char *name, const unsigned ch
                               "created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 2, der, (int)len, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 3, sha256, 32, SQLITE_STATIC);
-        sqlite3_bind_text(s, 4, registered_by, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 5, now_ms);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, name);
+        hsmca_q_blob(s, 2, der, len);
+        hsmca_q_blob(s, 3, sha256, 32);
+        hsmca_q_text(s, 4, registered_by);
+        hsmca_q_int(s, 5, now_ms);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st->db, src, 1);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc == HSMCA_E_STORE_CONSTRAINT ? HSMCA_E_LINE_EXISTS : rc;
@@ -41,7 +44,7 @@ hsmca_store_line_put(struct hsmca_store *st, const char *name, const unsigned ch
 enum hsmca_err
 hsmca_store_line_get(struct hsmca_store *st, const char *name, unsigned char **der, size_t *len)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -52,10 +55,10 @@ hsmca_store_line_get(struct hsmca_store *st, const char *name, unsigned char **d
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "SELECT cert FROM factory_lines WHERE name = ?1", &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, name);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_row_rc(st->db, src);
+    rc = hsmca_store_row_rc(st, src);
     if (rc == HSMCA_OK && hsmca_store_copy_blob(der, len, s, 0) != 0)
         rc = HSMCA_E_NOMEM;
     hsmca_store_release(st, s);
@@ -66,7 +69,7 @@ hsmca_store_line_get(struct hsmca_store *st, const char *name, unsigned char **d
 enum hsmca_err
 hsmca_store_bundle_put(struct hsmca_store *st, const struct hsmca_bundle_rec *b)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -79,17 +82,17 @@ hsmca_store_bundle_put(struct hsmca_store *st, const struct hsmca_bundle_rec *b)
                               "?5, ?6, ?7, ?8)",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, b->id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, b->ca, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, b->line, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, b->count);
-        sqlite3_bind_blob(s, 5, b->manifest_sha256, 32, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 6, b->envelope_sha256, 32, SQLITE_STATIC);
-        sqlite3_bind_text(s, 7, b->requester, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 8, b->created_ms);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, b->id);
+        hsmca_q_text(s, 2, b->ca);
+        hsmca_q_text(s, 3, b->line);
+        hsmca_q_int(s, 4, b->count);
+        hsmca_q_blob(s, 5, b->manifest_sha256, 32);
+        hsmca_q_blob(s, 6, b->envelope_sha256, 32);
+        hsmca_q_text(s, 7, b->requester);
+        hsmca_q_int(s, 8, b->created_ms);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st->db, src, 1);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -98,7 +101,7 @@ hsmca_store_bundle_put(struct hsmca_store *st, const struct hsmca_bundle_rec *b)
 enum hsmca_err
 hsmca_store_bundle_get(struct hsmca_store *st, const char *id, struct hsmca_bundle_rec *out)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -112,22 +115,20 @@ hsmca_store_bundle_get(struct hsmca_store *st, const char *id, struct hsmca_bund
                               "factory_bundles WHERE id = ?1",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, id);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_row_rc(st->db, src);
+    rc = hsmca_store_row_rc(st, src);
     if (rc == HSMCA_OK) {
         hsmca_store_copy_text(out->id, sizeof(out->id), s, 0);
         hsmca_store_copy_text(out->ca, sizeof(out->ca), s, 1);
         hsmca_store_copy_text(out->line, sizeof(out->line), s, 2);
-        out->count = sqlite3_column_int64(s, 3);
-        if (sqlite3_column_bytes(s, 4) == 32)
-            memcpy(out->manifest_sha256, sqlite3_column_blob(s, 4), 32);
-        if (sqlite3_column_bytes(s, 5) == 32)
-            memcpy(out->envelope_sha256, sqlite3_column_blob(s, 5), 32);
+        out->count = hsmca_q_int64(s, 3);
+        hsmca_store_copy_fixed(out->manifest_sha256, 32, s, 4);
+        hsmca_store_copy_fixed(out->envelope_sha256, 32, s, 5);
         hsmca_store_copy_text(out->requester, sizeof(out->requester), s, 6);
-        out->created_ms = sqlite3_column_int64(s, 7);
-        out->received_ms = sqlite3_column_int64(s, 8);
+        out->created_ms = hsmca_q_int64(s, 7);
+        out->received_ms = hsmca_q_int64(s, 8);
         hsmca_store_copy_text(out->received_by, sizeof(out->received_by), s, 9);
     }
     hsmca_store_release(st, s);
@@ -138,7 +139,7 @@ hsmca_store_bundle_get(struct hsmca_store *st, const char *id, struct hsmca_bund
 enum hsmca_err
 hsmca_store_bundle_receive(struct hsmca_store *st, const char *id, const char *who, int64_t now_ms)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src, changed = 0;
 
@@ -150,13 +151,13 @@ hsmca_store_bundle_receive(struct hsmca_store *st, const char *id, const char *w
                               "WHERE id = ?1 AND received_ms IS NULL",
                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, now_ms);
-        sqlite3_bind_text(s, 3, who, -1, SQLITE_STATIC);
-        src = sqlite3_step(s);
-        changed = sqlite3_changes(st->db);
+        hsmca_q_text(s, 1, id);
+        hsmca_q_int(s, 2, now_ms);
+        hsmca_q_text(s, 3, who);
+        src = hsmca_q_step(s);
+        changed = hsmca_q_changes(s);
     }
-    rc = hsmca_store_rc(st->db, src, 1);
+    rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     if (rc == HSMCA_OK && changed == 0)
@@ -170,7 +171,8 @@ hsmca_store_cert_by_point(struct hsmca_store *st, const char *ca, const unsigned
                           size_t rid_size, unsigned char csr_sha256[32], unsigned char **der,
                           size_t *der_len)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_cert_rec r;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
     int src;
 
@@ -180,37 +182,39 @@ hsmca_store_cert_by_point(struct hsmca_store *st, const char *ca, const unsigned
         return HSMCA_E_INVALID_ARG;
     *der = NULL;
     *der_len = 0;
+    memset(&r, 0, sizeof(r));
     pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st,
-                              "SELECT serial, revoked_ms IS NOT NULL, der, request_id, csr_sha256 "
-                              "FROM certificates "
-                              "WHERE ca = ?1 AND instr(der, ?2) > 0 "
-                              "ORDER BY issued_ms DESC, serial DESC LIMIT 1",
-                              &s);
+    /* the byte-string search: SQLite's instr, PostgreSQL's position */
+    src = hsmca_store_prepare2(st,
+                               "SELECT " CERT_COLS ", der FROM certificates "
+                               "WHERE ca = ?1 AND instr(der, ?2) > 0 "
+                               "ORDER BY issued_ms DESC, serial DESC LIMIT 1",
+                               "SELECT " CERT_COLS ", der FROM certificates "
+                               "WHERE ca = $1 AND position($2 in der) > 0 "
+                               "ORDER BY issued_ms DESC, serial DESC LIMIT 1",
+                               &s);
     if (src == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, ca, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 2, point, 65, SQLITE_STATIC);
-        src = sqlite3_step(s);
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_blob(s, 2, point, 65);
+        src = hsmca_q_step(s);
     }
-    rc = hsmca_store_row_rc(st->db, src);
-    if (rc == HSMCA_OK) {
-        int n = sqlite3_column_bytes(s, 0);
-
-        if (n < 1 || n > 20) {
-            rc = HSMCA_E_STORE_READ;
-        } else {
-            memcpy(serial, sqlite3_column_blob(s, 0), (size_t)n);
-            *serial_len = (size_t)n;
-            *revoked = sqlite3_column_int(s, 1);
-            hsmca_store_copy_text(rid, rid_size, s, 3);
-            memset(csr_sha256, 0, 32);
-            if (sqlite3_column_bytes(s, 4) == 32)
-                memcpy(csr_sha256, sqlite3_column_blob(s, 4), 32);
-            if (hsmca_store_copy_blob(der, der_len, s, 2) != 0)
-                rc = HSMCA_E_NOMEM;
-        }
-    }
+    rc = hsmca_store_row_rc(st, src);
+    if (rc == HSMCA_OK)
+        rc = hsmca_store_cert_row(s, &r, 13);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
+    if (rc == HSMCA_OK && r.serial_len == 0)
+        rc = HSMCA_E_STORE_READ;
+    if (rc == HSMCA_OK) {
+        memcpy(serial, r.serial, r.serial_len);
+        *serial_len = r.serial_len;
+        *revoked = r.revoked;
+        snprintf(rid, rid_size, "%s", r.request_id);
+        memcpy(csr_sha256, r.csr_sha256, 32);
+        *der = r.der;
+        *der_len = r.der_len;
+        r.der = NULL;
+    }
+    hsmca_cert_rec_clear(&r);
     return rc;
 }

@@ -13,7 +13,7 @@
 #include "store_internal.h"
 
 /* Row handler: called for each row; a non-OK return stops the query. */
-typedef enum hsmca_err (*row_fn)(sqlite3_stmt *s, void *arg);
+typedef enum hsmca_err (*row_fn)(struct hsmca_q *s, void *arg);
 
 /*
  * Take sql from the statement cache, bind the arguments described by types ('t' text, 'i' int64,
@@ -24,7 +24,7 @@ static enum hsmca_err
 run(struct hsmca_store *st, const char *sql, row_fn row, void *arg, int *nrows, const char *types,
     ...)
 {
-    sqlite3_stmt *s = NULL;
+    struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
     va_list ap;
     int src, i, n = 0, write_ctx = row == NULL;
@@ -32,7 +32,7 @@ run(struct hsmca_store *st, const char *sql, row_fn row, void *arg, int *nrows, 
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, sql, &s);
     if (src != SQLITE_OK) {
-        rc = hsmca_store_rc(st->db, src, write_ctx);
+        rc = hsmca_store_rc(st, src, write_ctx);
         if (rc == HSMCA_OK)
             rc = HSMCA_E_STORE_READ;
         goto out;
@@ -40,23 +40,23 @@ run(struct hsmca_store *st, const char *sql, row_fn row, void *arg, int *nrows, 
     va_start(ap, types);
     for (i = 0; types[i] != '\0'; i++) {
         if (types[i] == 't') {
-            sqlite3_bind_text(s, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
+            hsmca_q_text(s, i + 1, va_arg(ap, const char *));
         } else if (types[i] == 'i') {
-            sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
+            hsmca_q_int(s, i + 1, va_arg(ap, int64_t));
         } else {
             const void *p = va_arg(ap, const void *);
             size_t len = va_arg(ap, size_t);
 
-            sqlite3_bind_blob(s, i + 1, p, (int)len, SQLITE_STATIC);
+            hsmca_q_blob(s, i + 1, p, len);
         }
     }
     va_end(ap);
     for (;;) {
-        src = sqlite3_step(s);
+        src = hsmca_q_step(s);
         if (src == SQLITE_DONE)
             break;
         if (src != SQLITE_ROW) {
-            rc = hsmca_store_rc(st->db, src, write_ctx);
+            rc = hsmca_store_rc(st, src, write_ctx);
             goto out;
         }
         n++;
@@ -67,24 +67,13 @@ run(struct hsmca_store *st, const char *sql, row_fn row, void *arg, int *nrows, 
         }
     }
     if (row == NULL)
-        n = sqlite3_changes(st->db);
+        n = hsmca_q_changes(s);
 out:
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     if (rc == HSMCA_OK && nrows != NULL)
         *nrows = n;
     return rc;
-}
-
-static void
-copy_fixed(unsigned char *dst, size_t n, sqlite3_stmt *s, int col)
-{
-    const void *b = sqlite3_column_blob(s, col);
-
-    if (b != NULL && (size_t)sqlite3_column_bytes(s, col) == n)
-        memcpy(dst, b, n);
-    else
-        memset(dst, 0, n);
 }
 
 void
@@ -141,17 +130,16 @@ hsmca_qapproval_clear(struct hsmca_qapproval *r)
 #define APPROVER_COLS "name, spki, fingerprint, token_serial, since_epoch, until_epoch"
 
 static enum hsmca_err
-approver_row(sqlite3_stmt *s, struct hsmca_qapprover *r)
+approver_row(struct hsmca_q *s, struct hsmca_qapprover *r)
 {
     memset(r, 0, sizeof(*r));
     hsmca_store_copy_text(r->name, sizeof(r->name), s, 0);
     if (hsmca_store_copy_blob(&r->spki, &r->spki_len, s, 1) != 0)
         return HSMCA_E_NOMEM;
-    copy_fixed(r->fingerprint, 32, s, 2);
+    hsmca_store_copy_fixed(r->fingerprint, 32, s, 2);
     hsmca_store_copy_text(r->token_serial, sizeof(r->token_serial), s, 3);
-    r->since_epoch = (uint64_t)sqlite3_column_int64(s, 4);
-    r->until_epoch =
-        sqlite3_column_type(s, 5) == SQLITE_NULL ? 0 : (uint64_t)sqlite3_column_int64(s, 5);
+    r->since_epoch = (uint64_t)hsmca_q_int64(s, 4);
+    r->until_epoch = hsmca_q_null(s, 5) ? 0 : (uint64_t)hsmca_q_int64(s, 5);
     return HSMCA_OK;
 }
 
@@ -184,7 +172,7 @@ hsmca_store_qapprover_remove(struct hsmca_store *st, const char *name, uint64_t 
 }
 
 static enum hsmca_err
-approver_one(sqlite3_stmt *s, void *arg)
+approver_one(struct hsmca_q *s, void *arg)
 {
     return approver_row(s, arg);
 }
@@ -222,7 +210,7 @@ struct list_ctx {
 };
 
 static enum hsmca_err
-approver_each(sqlite3_stmt *s, void *arg)
+approver_each(struct hsmca_q *s, void *arg)
 {
     struct list_ctx *c = arg;
     enum hsmca_err (*fn)(void *, const struct hsmca_qapprover *) = c->fn.approver;
@@ -267,19 +255,19 @@ hsmca_store_qepoch_put(struct hsmca_store *st, const struct hsmca_qepoch *r)
 }
 
 static enum hsmca_err
-epoch_row(sqlite3_stmt *s, void *arg)
+epoch_row(struct hsmca_q *s, void *arg)
 {
     struct hsmca_qepoch *r = arg;
-    const unsigned char *t = sqlite3_column_text(s, 2);
+    const unsigned char *t = hsmca_q_textp(s, 2);
 
-    r->epoch = (uint64_t)sqlite3_column_int64(s, 0);
-    r->m = (unsigned)sqlite3_column_int(s, 1);
+    r->epoch = (uint64_t)hsmca_q_int64(s, 0);
+    r->m = (unsigned)(int)hsmca_q_int64(s, 1);
     free(r->policy);
     r->policy = strdup(t != NULL ? (const char *)t : "{}");
     if (r->policy == NULL)
         return HSMCA_E_NOMEM;
     hsmca_store_copy_text(r->policy_hash, sizeof(r->policy_hash), s, 3);
-    r->created_ms = sqlite3_column_int64(s, 4);
+    r->created_ms = hsmca_q_int64(s, 4);
     return HSMCA_OK;
 }
 
@@ -313,17 +301,17 @@ hsmca_store_qepoch_current(struct hsmca_store *st, struct hsmca_qepoch *out)
     "label, uri, epoch, pin_salt, pin_commit, alt_epoch, alt_pin_salt, alt_pin_commit"
 
 static enum hsmca_err
-token_row(sqlite3_stmt *s, struct hsmca_qtoken *r)
+token_row(struct hsmca_q *s, struct hsmca_qtoken *r)
 {
     memset(r, 0, sizeof(*r));
     hsmca_store_copy_text(r->label, sizeof(r->label), s, 0);
     hsmca_store_copy_text(r->uri, sizeof(r->uri), s, 1);
-    r->epoch = (uint64_t)sqlite3_column_int64(s, 2);
-    copy_fixed(r->pin_salt, 32, s, 3);
-    copy_fixed(r->pin_commit, 32, s, 4);
-    r->alt_epoch = (uint64_t)sqlite3_column_int64(s, 5);
-    copy_fixed(r->alt_pin_salt, 32, s, 6);
-    copy_fixed(r->alt_pin_commit, 32, s, 7);
+    r->epoch = (uint64_t)hsmca_q_int64(s, 2);
+    hsmca_store_copy_fixed(r->pin_salt, 32, s, 3);
+    hsmca_store_copy_fixed(r->pin_commit, 32, s, 4);
+    r->alt_epoch = (uint64_t)hsmca_q_int64(s, 5);
+    hsmca_store_copy_fixed(r->alt_pin_salt, 32, s, 6);
+    hsmca_store_copy_fixed(r->alt_pin_commit, 32, s, 7);
     return HSMCA_OK;
 }
 
@@ -344,7 +332,7 @@ hsmca_store_qtoken_put(struct hsmca_store *st, const struct hsmca_qtoken *r)
 }
 
 static enum hsmca_err
-token_one(sqlite3_stmt *s, void *arg)
+token_one(struct hsmca_q *s, void *arg)
 {
     return token_row(s, arg);
 }
@@ -368,7 +356,7 @@ hsmca_store_qtoken_get(struct hsmca_store *st, const char *label, struct hsmca_q
 }
 
 static enum hsmca_err
-token_each(sqlite3_stmt *s, void *arg)
+token_each(struct hsmca_q *s, void *arg)
 {
     struct list_ctx *c = arg;
     enum hsmca_err (*fn)(void *, const struct hsmca_qtoken *) = c->fn.token;
@@ -408,7 +396,7 @@ hsmca_store_qshare_put(struct hsmca_store *st, const struct hsmca_qshare *r)
 }
 
 static enum hsmca_err
-share_each(sqlite3_stmt *s, void *arg)
+share_each(struct hsmca_q *s, void *arg)
 {
     struct list_ctx *c = arg;
     enum hsmca_err (*fn)(void *, const struct hsmca_qshare *) = c->fn.share;
@@ -417,10 +405,10 @@ share_each(sqlite3_stmt *s, void *arg)
 
     memset(&r, 0, sizeof(r));
     hsmca_store_copy_text(r.label, sizeof(r.label), s, 0);
-    r.epoch = (uint64_t)sqlite3_column_int64(s, 1);
+    r.epoch = (uint64_t)hsmca_q_int64(s, 1);
     hsmca_store_copy_text(r.approver, sizeof(r.approver), s, 2);
-    r.idx = (unsigned)sqlite3_column_int(s, 3);
-    copy_fixed(r.commit, 32, s, 4);
+    r.idx = (unsigned)(int)hsmca_q_int64(s, 3);
+    hsmca_store_copy_fixed(r.commit, 32, s, 4);
     if (hsmca_store_copy_blob(&r.sealed, &r.sealed_len, s, 5) != 0)
         return HSMCA_E_NOMEM;
     rc = fn(c->arg, &r);
@@ -473,7 +461,7 @@ hsmca_store_qrequest_put(struct hsmca_store *st, const struct hsmca_qrequest *r)
 }
 
 static enum hsmca_err
-request_row(sqlite3_stmt *s, void *arg)
+request_row(struct hsmca_q *s, void *arg)
 {
     struct hsmca_qrequest *r = arg;
 
@@ -482,10 +470,10 @@ request_row(sqlite3_stmt *s, void *arg)
     hsmca_store_copy_text(r->op, sizeof(r->op), s, 1);
     if (hsmca_store_copy_blob(&r->bytes, &r->len, s, 2) != 0)
         return HSMCA_E_NOMEM;
-    r->epoch = (uint64_t)sqlite3_column_int64(s, 3);
+    r->epoch = (uint64_t)hsmca_q_int64(s, 3);
     hsmca_store_copy_text(r->requester, sizeof(r->requester), s, 4);
-    r->created_ms = sqlite3_column_int64(s, 5);
-    r->expires_ms = sqlite3_column_int64(s, 6);
+    r->created_ms = hsmca_q_int64(s, 5);
+    r->expires_ms = hsmca_q_int64(s, 6);
     hsmca_store_copy_text(r->status, sizeof(r->status), s, 7);
     return HSMCA_OK;
 }
@@ -542,7 +530,7 @@ hsmca_store_qapproval_put(struct hsmca_store *st, const struct hsmca_qapproval *
 }
 
 static enum hsmca_err
-approval_each(sqlite3_stmt *s, void *arg)
+approval_each(struct hsmca_q *s, void *arg)
 {
     struct list_ctx *c = arg;
     enum hsmca_err (*fn)(void *, const struct hsmca_qapproval *) = c->fn.approval;
@@ -554,7 +542,7 @@ approval_each(sqlite3_stmt *s, void *arg)
     hsmca_store_copy_text(r.approver, sizeof(r.approver), s, 1);
     if (hsmca_store_copy_blob(&r.body, &r.body_len, s, 2) != 0)
         return HSMCA_E_NOMEM;
-    r.received_ms = sqlite3_column_int64(s, 3);
+    r.received_ms = hsmca_q_int64(s, 3);
     rc = fn(c->arg, &r);
     hsmca_qapproval_clear(&r);
     return rc;
@@ -572,8 +560,11 @@ hsmca_store_qapproval_list(struct hsmca_store *st, const char *request_id,
 
     if (st == NULL || request_id == NULL || fn == NULL)
         return HSMCA_E_INVALID_ARG;
+    /* in the order received: SQLite's rowid, PostgreSQL's ord column */
     return run(st,
-               "SELECT request_id, approver, body, received_ms FROM quorum_approvals "
-               "WHERE request_id = ?1 ORDER BY rowid",
+               hsmca_store_is_pg(st) ? "SELECT request_id, approver, body, received_ms FROM "
+                                       "quorum_approvals WHERE request_id = ?1 ORDER BY ord"
+                                     : "SELECT request_id, approver, body, received_ms FROM "
+                                       "quorum_approvals WHERE request_id = ?1 ORDER BY rowid",
                approval_each, &c, NULL, "t", request_id);
 }

@@ -94,10 +94,14 @@ find "$W" -type f ! -path "$W/open/*" ! -name bundle.tar > "$W/files"
 # shellcheck disable=SC2046
 check "no device key in the store, WAL, log, tokens or any other file" \
     "$HSMCA_BUNDLECHECK_BIN" scan "$B" $(cat "$W/files")
-check "the store was among the files scanned" grep -q 'hsmca.db$' "$W/files"
+if store_is_pg; then # the store's tables are files of the PostgreSQL cluster under $W/pg
+    check "the store was among the files scanned" grep -q '/pg/data/base/' "$W/files"
+else
+    check "the store was among the files scanned" grep -q 'hsmca.db$' "$W/files"
+fi
 
 # ---- the audit ----
-sqlite3 "$W/hsmca.db" "SELECT line FROM audit_entries" > "$W/audit.txt"
+store_sql "SELECT line FROM audit_entries" > "$W/audit.txt"
 check "$N dac.issue entries tied to the bundle" sh -c \
     "[ \$(grep '\"action\":\"dac.issue\"' '$W/audit.txt' | grep -c '\"request_id\":\"bundle-$id-') = $N ]"
 check "one bundle.seal entry with the manifest's hash" sh -c \
@@ -113,7 +117,7 @@ call operator POST /v1/cas/pai-8000/bundles -H 'Content-Type: application/json' 
 expect "6 devices with 5 left in the window" 409 bundle-exceeds-window
 call operator GET /v1/cas/pai-8000
 check "nothing issued, nothing reserved" jq -e ".issuance.issued == $issued_before and .issuance.in_flight == 0 and .issuance.remaining == 5" "$W/body"
-check "no DAC entry after the refusal" sh -c "! sqlite3 '$W/hsmca.db' 'SELECT line FROM audit_entries' | tail -n +$((lines_before + 1)) | grep -q '\"action\":\"dac\\.'"
+check "no DAC entry after the refusal" eval "! store_sql 'SELECT line FROM audit_entries' | tail -n +$((lines_before + 1)) | grep -q '\"action\":\"dac\\.'"
 
 # ---- receipt ----
 call operator POST "/v1/cas/pai-8000/bundles/$id/receipt" -H 'Content-Type: application/json' \
@@ -129,9 +133,9 @@ check "hsmca bundle receipt acknowledges it" "$HSMCA_BIN" bundle receipt \
 call operator POST "/v1/cas/pai-8000/bundles/$id/receipt" -H 'Content-Type: application/json' \
     --data-binary "{\"manifest_sha256\": \"$(sha256sum < "$B/manifest.json" | cut -d' ' -f1)\"}"
 expect "the receipt twice" 409 bundle-already-received
-check "the receipt is audited and stored" sh -c "
-    sqlite3 '$W/hsmca.db' \"SELECT line FROM audit_entries\" | grep '\"action\":\"bundle.receipt\"' | grep -q '\"outcome\":\"ok\"' &&
-    [ \"\$(sqlite3 '$W/hsmca.db' \"SELECT received_by FROM factory_bundles WHERE id = '$id'\")\" = factory-1 ]"
+check "the receipt is audited and stored" eval "
+    store_sql \"SELECT line FROM audit_entries\" | grep '\"action\":\"bundle.receipt\"' | grep -q '\"outcome\":\"ok\"' &&
+    [ \"\$(store_sql \"SELECT received_by FROM factory_bundles WHERE id = '$id'\")\" = factory-1 ]"
 
 check "SIGTERM stops with status 0" stop_daemon
 find "$W" -type f ! -path "$W/open/*" ! -name bundle.tar > "$W/files"

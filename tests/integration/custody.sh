@@ -80,7 +80,7 @@ for p in $POINTS; do
     unset HSMCA_SHIM_CRASH HSMCA_SHIM_CRASH_TRUNCATE
     # what an operator sees before restarting: the findings, each with its recovery
     st=0
-    "$HSMCA_BIN" custody status --store "$W/hsmca.db" --module "$MODULE" > "$W/status" 2>&1 || st=$?
+    "$HSMCA_BIN" custody status --store "$STORE" --module "$MODULE" > "$W/status" 2>&1 || st=$?
     check "$p: hsmca custody status reports findings (exit 1)" [ "$st" = 1 ]
     check "$p: ... the unclean stop" grep -q 'without a clean stop' "$W/status"
     case $p in
@@ -104,7 +104,7 @@ for p in $POINTS; do
 done
 
 # every window's end is in the log: by count, by deactivation (above), by restart after a crash
-entries() { sqlite3 "$W/hsmca.db" \
+entries() { store_sql \
     "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%\"action\":\"$1\"%$2%'"; }
 start_daemon
 if MAX_DACS=1 activate_request && approve_second && issue_dac; then
@@ -130,20 +130,20 @@ check "every window.start has its window.end" [ "$(entries window.start '')" -eq
 stop_daemon || bad "clean stop"
 
 check "hsmca custody status: nothing to recover after a clean stop" \
-    "$HSMCA_BIN" custody status --store "$W/hsmca.db" --module "$MODULE"
-CRASHES=$(sqlite3 "$W/hsmca.db" \
+    "$HSMCA_BIN" custody status --store "$STORE" --module "$MODULE"
+CRASHES=$(store_sql \
     "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%daemon.crash-detected%'")
 check "every crash left a daemon.crash-detected entry ($CRASHES of $n)" [ "$CRASHES" -eq "$n" ]
-RESTORED=$(sqlite3 "$W/hsmca.db" \
+RESTORED=$(store_sql \
     "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%custody.token-restored%'")
 check "each emptied token file was put back from its copy, and logged ($RESTORED)" [ "$RESTORED" -eq 2 ]
 check "the copies are the service's alone (0700)" sh -c \
     "[ \"\$(stat -c %a '$W/softhsm-backup')\" = 700 ] && ! find '$W/softhsm-backup' -type f -perm /077 | grep -q ."
-check "no intent is left open" sh -c "[ \$(sqlite3 '$W/hsmca.db' 'SELECT count(*) FROM audit_intents') -eq 0 ]"
-check "no token is left in doubt" sh -c \
-    "[ \$(sqlite3 '$W/hsmca.db' 'SELECT count(*) FROM quorum_tokens WHERE alt_epoch <> 0') -eq 0 ]"
-LAST=$(sqlite3 "$W/hsmca.db" 'SELECT max(seq) FROM audit_entries')
-SIZE=$("$HSMCA_BIN" audit archive --store "$W/hsmca.db" --from 1 --to "$LAST" --out "$W/ex" |
+check "no intent is left open" eval "[ \$(store_sql 'SELECT count(*) FROM audit_intents') -eq 0 ]"
+check "no token is left in doubt" eval \
+    "[ \$(store_sql 'SELECT count(*) FROM quorum_tokens WHERE alt_epoch <> 0') -eq 0 ]"
+LAST=$(store_sql 'SELECT max(seq) FROM audit_entries')
+SIZE=$("$HSMCA_BIN" audit archive --store "$STORE" --from 1 --to "$LAST" --out "$W/ex" |
     sed -n 's/.*entries 1\.\.\([0-9]*\).*/\1/p')
 check "the whole log archives ($SIZE entries)" test -n "$SIZE"
 check "... and verifies offline" "$HSMCA_BIN" audit verify "$W/ex"

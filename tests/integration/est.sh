@@ -118,8 +118,8 @@ call operator2 POST "$EST/simplereenroll" -H 'Content-Type: application/pkcs10' 
 expect "re-enrolment for a CA the operator is not scoped to" 403 http-ca-forbidden
 
 # ---- the audit: the same dac.issue entries as the REST path ----
-check "dac.issue entries for the EST DACs (renewal tied to the old serial)" sh -c "
-    sqlite3 '$W/hsmca.db' \"SELECT line FROM audit_entries\" > '$W/audit.txt' &&
+check "dac.issue entries for the EST DACs (renewal tied to the old serial)" eval "
+    store_sql \"SELECT line FROM audit_entries\" > '$W/audit.txt' &&
     grep -c '\"action\":\"dac.issue\"' '$W/audit.txt' | grep -qx 3 &&
     grep -q '\"request_id\":\"est-renew-$a_serial\"' '$W/audit.txt' &&
     grep -q '\"action\":\"dac.replay\"' '$W/audit.txt' &&

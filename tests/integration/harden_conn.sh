@@ -88,7 +88,7 @@ check "10 idle sockets all closed by the daemon within 6 s" grep -q '^closed-by-
     "$W/idle.out"
 
 # ---- 300 anonymous refusals from 100 addresses, then 1,000 from one, fresh certificates ----
-before=$(sqlite3 "$W/hsmca.db" 'SELECT coalesce(max(seq), 0) FROM audit_entries')
+before=$(store_sql 'SELECT coalesce(max(seq), 0) FROM audit_entries')
 t0=$(date +%s)
 "$HSMCA_HOSTILE_BIN" anon "$PORT" 300 "$W/tls/ca.pem" 100 > "$W/anon100.out" 2> "$W/anon100.err"
 t1=$(date +%s)
@@ -100,7 +100,7 @@ cat "$W/anon.out"
 check "1,000 anonymous clients from 127.0.0.1 each answered 401" \
     grep -q '^status 401 1000$' "$W/anon.out"
 stop_daemon
-sqlite3 "$W/hsmca.db" "SELECT CAST(line AS TEXT) FROM audit_entries WHERE seq > $before" \
+store_sql "SELECT CAST(line AS TEXT) FROM audit_entries WHERE seq > $before" \
     > "$W/new.jsonl"
 jq -c 'select(.outcome == "refused" and .action != "http.refuse.summary")' "$W/new.jsonl" \
     > "$W/full_all.jsonl"

@@ -21,7 +21,7 @@ write_config
 ASAN_OPTIONS="${ASAN_OPTIONS:-}:quarantine_size_mb=4:thread_local_quarantine_size_kb=64"
 export ASAN_OPTIONS
 "$HSMCA_BENCH_BIN" audit-fill -m "$MODULE" -t "pkcs11:token=hsmca-audit" \
-    -k "pkcs11:token=hsmca-audit;object=audit-key" -p "$W/audit.pin" -s "$W/hsmca.db" -n $N \
+    -k "pkcs11:token=hsmca-audit;object=audit-key" -p "$W/audit.pin" -s "$STORE" -n $N \
     -o "$W/fill-extract" > "$W/fill.out" 2>&1 || { cat "$W/fill.out"; exit 1; }
 rm -rf "$W/fill-extract"
 start_daemon
@@ -70,7 +70,7 @@ for n in 1 2 3; do
         sh -c "[ $parts -ge 10 ] && [ $parts -lt 100 ] && ! grep -qv '^200$' '$W/a$n/status'"
 done
 # the last part of auditor 1 reaches the head; every part of it verifies offline
-head=$(sqlite3 "$W/hsmca.db" 'SELECT max(seq) FROM audit_entries')
+head=$(store_sql 'SELECT max(seq) FROM audit_entries')
 parts=$(cat "$W/a1/parts")
 ok=0
 k=1

@@ -92,13 +92,13 @@ check "within the caps the request reaches the quorum module ($STATUS $(body_cod
     [ "$(body_code)" != time-bound-exceeded ]
 
 stop_daemon
-n=$(sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
+n=$(store_sql "SELECT count(*) FROM audit_entries WHERE
     CAST(line AS TEXT) LIKE '%\"code\":\"time-bound-exceeded\"%'")
 check "the three time-bound refusals are audited ($n)" [ "$n" = 3 ]
-n=$(sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
+n=$(store_sql "SELECT count(*) FROM audit_entries WHERE
     CAST(line AS TEXT) LIKE '%\"code\":\"idempotency-key-invalid\"%'")
 check "the four Idempotency-Key refusals are audited ($n)" [ "$n" = 4 ]
-n=$(sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
+n=$(store_sql "SELECT count(*) FROM audit_entries WHERE
     CAST(line AS TEXT) LIKE '%\"code\":\"http-query-too-large\"%'")
 check "the 414 is audited ($n)" [ "$n" = 1 ]
 finish

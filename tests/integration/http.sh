@@ -206,7 +206,7 @@ expect "an admin may not take extracts" 403 http-forbidden
 
 # ---- stop, restart on the verified chain ----
 check "SIGTERM stops with status 0" stop_daemon
-check "the log has the revocation" sh -c "sqlite3 '$W/hsmca.db' 'SELECT line FROM audit_entries' 2>/dev/null | grep -q cert.revoke || sqlite3 '$W/hsmca.db' .dump | grep -q cert.revoke"
+check "the log has the revocation" eval "store_sql 'SELECT line FROM audit_entries' 2>/dev/null | grep -q cert.revoke"
 write_config ', "refusals_per_minute": 2'
 sed -i 's/"refusals_per_minute": 1000, //' "$W/hsmcad.json"
 start_daemon
@@ -227,7 +227,11 @@ check "another client has its own budget" [ -n "$(header audit-receipt)" ]
 stop_daemon
 
 # ---- a tampered log: the daemon refuses to start and says why ----
-sqlite3 "$W/hsmca.db" "UPDATE audit_entries SET line = CAST(replace(CAST(line AS TEXT), '\"kid\":\"\"', '\"kid\":\"00\"') AS BLOB) WHERE seq = (SELECT max(seq) FROM audit_entries)"
+if store_is_pg; then
+    store_sql "UPDATE audit_entries SET line = convert_to(replace(convert_from(line, 'UTF8'), '\"kid\":\"\"', '\"kid\":\"00\"'), 'UTF8') WHERE seq = (SELECT max(seq) FROM audit_entries)"
+else
+    store_sql "UPDATE audit_entries SET line = CAST(replace(CAST(line AS TEXT), '\"kid\":\"\"', '\"kid\":\"00\"') AS BLOB) WHERE seq = (SELECT max(seq) FROM audit_entries)"
+fi
 st=0
 timeout 30 "$HSMCAD_BIN" --config "$W/hsmcad.json" --port-file "$W/port2" 2> "$W/tampered.log" || st=$?
 check "tampered log: start-up fails (status 1)" [ "$st" = 1 ]

@@ -23,12 +23,14 @@ DPID=""
 
 mkdir -p "$HSMCA_TEST_TMP"
 W=$(mktemp -d "$HSMCA_TEST_TMP/integ-$(basename "$0" .sh)-XXXXXX")
+. "$(dirname "$0")/store.sh" # STORE, STORE_CONF, store_sql: SQLite, or PostgreSQL (pg.sh)
 
 cleanup() {
     if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
         kill -TERM "$DPID" 2>/dev/null || true
         wait "$DPID" 2>/dev/null || true
     fi
+    store_cleanup
     if [ "$FAILS" -eq 0 ] && [ -z "${KEEP:-}" ]; then
         rm -rf "$W"
     else
@@ -112,7 +114,7 @@ write_config() { # extra limits JSON members (optional), extra top-level members
   "listen": "127.0.0.1:0",${2:-}
   "allow_root": true,
   "pkcs11_module": "$MODULE",
-  "store": "hsmca.db",
+  "store": "$STORE_CONF",
   "roles": "roles.json",
   "tls": {"cert": "tls/server.pem", "key": "tls/server.key", "client_ca": "tls/ca.pem"},
   "audit": {"token": "pkcs11:token=hsmca-audit", "key": "pkcs11:token=hsmca-audit;object=audit-key",
@@ -125,7 +127,7 @@ JSON
 }
 
 seed() { # n-certs [crl-file]
-    "$HSMCA_SEED_BIN" "$W/hsmca.db" "$PAI" "pkcs11:token=hsmca-pai-8000" "$@"
+    "$HSMCA_SEED_BIN" "$STORE" "$PAI" "pkcs11:token=hsmca-pai-8000" "$@"
 }
 
 start_daemon() {

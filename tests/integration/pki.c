@@ -5,13 +5,12 @@
  *     with tokens hsmca-audit (key audit-key, PIN in DIR/audit.pin), hsmca-paa and hsmca-pai-8000
  *     (user PIN user-pin-1234, SO PIN so-pin-1234) already made: generate the PAA and PAI keys in
  *     their tokens, build the PAA and PAI certificates, register paa-1 and pai-8000 in
- *     DIR/hsmca.db, open the audit log there, and hold the quorum ceremony over the PAI token with
- *     three software approvers (bob-approver, dave-approver, erin-approver; keys written to
- *     DIR/<name>.key.pem), m = 2. The PAI's PIN is then known to nobody.
- *   pki setup ... --paa-quorum
- *     the same, with the PAA's token also under the quorum (for ca.revoke and crl.sign).
- *   pki approve DIR NAME ENVELOPE_FILE
- *     print NAME's approval of the envelope (as `hsmca approve` makes it).
+ *     DIR/hsmca.db (or the store $HSMCA_TEST_STORE_SPEC names), open the audit log there, and hold
+ * the quorum ceremony over the PAI token with three software approvers (bob-approver,
+ * dave-approver, erin-approver; keys written to DIR/<name>.key.pem), m = 2. The PAI's PIN is then
+ * known to nobody. pki setup ... --paa-quorum the same, with the PAA's token also under the quorum
+ * (for ca.revoke and crl.sign). pki approve DIR NAME ENVELOPE_FILE print NAME's approval of the
+ * envelope (as `hsmca approve` makes it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,7 +140,10 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
             return 1;
     }
 
-    snprintf(path, sizeof(path), "%s/hsmca.db", dir);
+    if (getenv("HSMCA_TEST_STORE_SPEC") != NULL && getenv("HSMCA_TEST_STORE_SPEC")[0] != '\0')
+        snprintf(path, sizeof(path), "%s", getenv("HSMCA_TEST_STORE_SPEC"));
+    else
+        snprintf(path, sizeof(path), "%s/hsmca.db", dir);
     CHECK(hsmca_store_open(path, &st));
     CHECK(hsmca_store_begin(st));
     put_ca(st, "paa-1", "paa", "", "hsmca-paa", "paa-key", -1, paa);

@@ -39,7 +39,7 @@ done
 umask 022
 
 cd "$W"
-check "ceremony init (2 of 3)" "$HSMCA_BIN" ceremony init --module "$MODULE" --store hsmca.db \
+check "ceremony init (2 of 3)" "$HSMCA_BIN" ceremony init --module "$MODULE" --store "$STORE_CONF" \
     --audit-token pkcs11:token=hsmca-audit --audit-pin-file audit.pin \
     --token pkcs11:token=hsmca-paa --token pkcs11:token=hsmca-pai-8000 --so-pin-file so.pin \
     --approver alice=alice.pub.pem --approver bob=bob.pub.pem --approver carol=carol.pub.pem \
@@ -49,7 +49,7 @@ cat > "$W/hsmcad.json" <<JSON
   "listen": "127.0.0.1:0",
   "allow_root": true,
   "pkcs11_module": "$MODULE",
-  "store": "hsmca.db",
+  "store": "$STORE_CONF",
   "roles": "roles.json",
   "profiles_dir": "$HSMCA_SOURCE_DIR/policies/profiles",
   "tls": {"cert": "tls/server.pem", "key": "tls/server.key", "client_ca": "tls/ca.pem"},
@@ -115,7 +115,7 @@ check "... with quorum-fork" grep -q 'quorum-fork' "$W/approve-alice.out"
 check "... and submitted nothing" sh -c "! grep -q '^server:' '$W/approve-alice.out'"
 stop_daemon || bad "daemon exit status"
 # the auditor's view of the ceremony: the log up to its checkpoint verifies offline
-SIZE=$("$HSMCA_BIN" audit archive --store hsmca.db --from 1 --to 1 --out ex1 | sed -n 's/.*entries 1\.\.\([0-9]*\).*/\1/p')
+SIZE=$("$HSMCA_BIN" audit archive --store "$STORE_CONF" --from 1 --to 1 --out ex1 | sed -n 's/.*entries 1\.\.\([0-9]*\).*/\1/p')
 check "the ceremony's part of the log archives" test -n "$SIZE"
 check "... and verifies offline" "$HSMCA_BIN" audit verify ex1
 nq=$("$HSMCA_BIN" audit verify ex1 --json | jq -r .quorum_ops)

@@ -49,7 +49,7 @@ wait_crl() { # ca number: until ca's CRL number is at least number (bounded: 10 
     [ "$(crl_number "$1")" -ge "$2" ]
 }
 audit_count() { # action -> number of entries with that action
-    sqlite3 "file:$W/hsmca.db?mode=ro" \
+    store_sql \
         "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%\"action\":\"$1\"%'"
 }
 get_crl() { # ca out.der
@@ -107,7 +107,7 @@ expect "an unknown CA" 404 ca-not-found
 call operator POST /v1/cas/pai-8000/revocations -H 'Content-Type: application/json' \
     --data-binary "{\"serial\":\"$(cat "$W/b.serial")\"}"
 expect "an operator may not revoke" 403 http-forbidden
-check "the refusals changed nothing: one revoked" sh -c "[ \"\$(sqlite3 'file:$W/hsmca.db?mode=ro' 'SELECT count(*) FROM certificates WHERE revoked_ms IS NOT NULL')\" = 1 ]"
+check "the refusals changed nothing: one revoked" eval "[ \"\$(store_sql 'SELECT count(*) FROM certificates WHERE revoked_ms IS NOT NULL')\" = 1 ]"
 
 # ---- the re-signed CRL ----
 check "CRL re-signed within the batch delay" wait_crl pai-8000 2

@@ -27,7 +27,12 @@ as_root timeout 30 "$HSMCAD_BIN" --config "$W/noroot.json" --port-file "$W/port-
 check "as root without allow_root: start-up fails (status 1)" [ "$st" = 1 ]
 check "as root without allow_root: the message names run-as-root" grep -q 'start: run-as-root' "$W/root.log"
 check "as root without allow_root: never listened" [ ! -e "$W/port-root" ]
-check "as root without allow_root: no store was created" [ ! -e "$W/hsmca.db" ]
+if store_is_pg; then
+    check "as root without allow_root: no schema was made in the store" \
+        [ "$(store_sql "SELECT count(*) FROM pg_tables WHERE tablename = 'meta'")" = 0 ]
+else
+    check "as root without allow_root: no store was created" [ ! -e "$W/hsmca.db" ]
+fi
 
 # ---- file modes and sd_notify ----
 sock="$W/notify.sock"
@@ -57,7 +62,13 @@ unset NOTIFY_SOCKET
 call admin GET /healthz
 expect "the daemon serves" 200
 mode() { stat -c %a "$1"; }
-for f in hsmca.db hsmca.db-wal hsmca.db-shm port; do
+files="hsmca.db hsmca.db-wal hsmca.db-shm port"
+if store_is_pg; then # the store's files are the PostgreSQL server's, in initdb's data directory
+    files=port
+    check "the PostgreSQL data directory is mode 700 (got $(mode "$PG_DATA"))" \
+        [ "$(mode "$PG_DATA")" = 700 ]
+fi
+for f in $files; do
     check "$f is mode 600 under umask 022 (got $(mode "$W/$f"))" [ "$(mode "$W/$f")" = 600 ]
 done
 stop_daemon

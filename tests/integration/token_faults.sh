@@ -46,8 +46,8 @@ wait_ready() {
     return 1
 }
 entries() { # ACTION: how many audit entries of that action the store holds
-    sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
-        json_extract(CAST(line AS TEXT), '$.action') = '$1'"
+    store_sql "SELECT count(*) FROM audit_entries WHERE
+        CAST(line AS TEXT) LIKE '%\"action\":\"$1\"%'"
 }
 extract_verify() { # FROM: extract from seq FROM and verify it with hsmca audit verify
     call auditor GET "/v1/audit/extract?from=$1"
@@ -96,7 +96,7 @@ expect "still refused while the token is gone" 503 audit-unsigned-backlog
 call auditor GET "/v1/audit/extract?from=1"
 check "an extract fails while the audit token is gone ($STATUS)" [ "$STATUS" -ge 500 ]
 check "the refusals are audited (dac.refuse with audit-unsigned-backlog)" \
-    [ "$(sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
+    [ "$(store_sql "SELECT count(*) FROM audit_entries WHERE
         CAST(line AS TEXT) LIKE '%audit-unsigned-backlog%'")" -ge 1 ]
 
 t0=$(date +%s%N)
@@ -137,8 +137,8 @@ done
 check "the window whose login was lost is closed (within $((i * 100)) ms)" \
     jq -e '.issuance.active == false' "$W/body"
 check "its end is audited (window.end, reason token-lost)" \
-    [ "$(sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
-        json_extract(CAST(line AS TEXT), '$.action') = 'window.end' AND
+    [ "$(store_sql "SELECT count(*) FROM audit_entries WHERE
+        CAST(line AS TEXT) LIKE '%\"action\":\"window.end\"%' AND
         CAST(line AS TEXT) LIKE '%token-lost%'")" = 1 ]
 dac
 expect "no DAC without a window" 409 ca-inactive
@@ -168,8 +168,8 @@ check "the log says which token and what to do" \
     grep -q 'token-fault.*token=hsmca-pai-8000 ca=pai-8000 fault=missing phase=start action="connect' \
     "$W/hsmcad.log"
 check "the audit log records it (token.fault, phase start)" \
-    [ "$(sqlite3 "$W/hsmca.db" "SELECT count(*) FROM audit_entries WHERE
-        json_extract(CAST(line AS TEXT), '$.action') = 'token.fault' AND
+    [ "$(store_sql "SELECT count(*) FROM audit_entries WHERE
+        CAST(line AS TEXT) LIKE '%\"action\":\"token.fault\"%' AND
         CAST(line AS TEXT) LIKE '%\"phase\":\"start\"%' AND CAST(line AS TEXT) LIKE '%missing%'")" = 1 ]
 : > "$W/gone"
 check "/readyz 200 once the token appears" wait_ready 200

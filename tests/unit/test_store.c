@@ -218,29 +218,29 @@ statement_cache(void **state)
 {
     struct ctx *c = *state;
     struct hsmca_store *st = NULL;
-    sqlite3_stmt *a = NULL, *b = NULL;
+    struct hsmca_q *a = NULL, *b = NULL;
     char sql[64];
 
     assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK);
     pthread_mutex_lock(&st->lock);
     snprintf(sql, sizeof(sql), "SELECT ?1 + 1");
     assert_int_equal(hsmca_store_prepare(st, sql, &a), SQLITE_OK);
-    sqlite3_bind_int(a, 1, 41);
-    assert_int_equal(sqlite3_step(a), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(a, 0), 42);
+    hsmca_q_int(a, 1, 41);
+    assert_int_equal(hsmca_q_step(a), SQLITE_ROW);
+    assert_int_equal((int)hsmca_q_int64(a, 0), 42);
     hsmca_store_release(st, a);
     assert_int_equal(hsmca_store_prepare(st, sql, &b), SQLITE_OK);
     assert_ptr_equal(a, b);
-    assert_int_equal(sqlite3_step(b), SQLITE_ROW); /* bindings were cleared: NULL + 1 */
-    assert_int_equal(sqlite3_column_type(b, 0), SQLITE_NULL);
+    assert_int_equal(hsmca_q_step(b), SQLITE_ROW); /* bindings were cleared: NULL + 1 */
+    assert_true(hsmca_q_null(b, 0));
     hsmca_store_release(st, b);
 
     snprintf(sql, sizeof(sql), "SELECT ?1 + 2"); /* same buffer, other text */
     assert_int_equal(hsmca_store_prepare(st, sql, &b), SQLITE_OK);
     assert_ptr_not_equal(a, b);
-    sqlite3_bind_int(b, 1, 40);
-    assert_int_equal(sqlite3_step(b), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(b, 0), 42);
+    hsmca_q_int(b, 1, 40);
+    assert_int_equal(hsmca_q_step(b), SQLITE_ROW);
+    assert_int_equal((int)hsmca_q_int64(b, 0), 42);
     hsmca_store_release(st, b);
 
     for (int i = 0; i < HSMCA_STORE_STMT_CACHE + 8; i++) {
@@ -249,8 +249,8 @@ statement_cache(void **state)
         assert_non_null(q);
         snprintf(q, 64, "SELECT %d", i);
         assert_int_equal(hsmca_store_prepare(st, q, &b), SQLITE_OK);
-        assert_int_equal(sqlite3_step(b), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(b, 0), i);
+        assert_int_equal(hsmca_q_step(b), SQLITE_ROW);
+        assert_int_equal((int)hsmca_q_int64(b, 0), i);
         hsmca_store_release(st, b);
         free(q); /* cached entries compare by text, so a freed key is never trusted alone */
     }

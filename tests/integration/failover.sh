@@ -1,0 +1,128 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# failover.sh -- kill -9 a node under load, ten times, and lose nothing (docs/postgresql.md).
+# Two nodes on one PostgreSQL store and one network token (nodes_lib.sh). A client per node asks
+# for DACs, each with its own request id; a request that gets no answer (its node died under it)
+# is retried with the same id on the other node, as a factory line fails over. Meanwhile a node is
+# killed with SIGKILL at a random moment, restarted and activated again by the quorum (a node
+# that dies loses its login), ten times, the nodes in turn. Then: every DAC either node
+# acknowledged is in the store under its request id with its dac.issue entry; each acknowledged
+# request id retried on the other node returns the same DAC; one extract of the whole log, with
+# the entries of both nodes, verifies offline; the seqs have no gap.
+HSMCA_TEST_STORE=pg
+export HSMCA_TEST_STORE
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/nodes_lib.sh"
+
+KILLS=${HSMCA_FAILOVER_KILLS:-10}
+nodes_setup
+node_start 1
+check "node 1 activated by its quorum" activate 1
+node_start 2 # after node 1's activation rotated the PIN (nodes.sh says why)
+check "node 2 activated by its quorum" activate 2
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=device" \
+    -keyout "$W/dev.key" -out "$W/dev.pem" 2>/dev/null
+jq -n --rawfile c "$W/dev.pem" '{csr: $c}' > "$W/dev.json"
+
+# client NODE: DACs with ids c<NODE>-1, c<NODE>-2, ... until $W/stop exists (at most 2000, and
+# 900 s); an id that fails on its node goes to the other one (at most 20 tries, alternating);
+# "id serial node" per acknowledged DAC in ack<NODE>, "id" per id never acknowledged in lost<NODE>
+client() {
+    home=$1 k=0 t0=$(date +%s)
+    : > "$W/ack$home"
+    : > "$W/lost$home"
+    while [ ! -e "$W/stop" ] && [ $k -lt 2000 ] && [ $(($(date +%s) - t0)) -lt 900 ]; do
+        k=$((k + 1))
+        id=c$home-$k node=$home try=0 done=0
+        while [ $try -lt 20 ] && [ $done = 0 ]; do
+            st=$(dac_post "$node" "$id" "$W/dev.json" "$W/c$home.pem")
+            if [ "$st" = 201 ] || [ "$st" = 200 ]; then
+                echo "$id $(serial_of "$W/c$home.pem") $node" >> "$W/ack$home"
+                done=1
+            else
+                echo "$(date +%T) $id node $node status $st $(jq -r '.code // empty' "$W/c$home.pem" 2>/dev/null)" \
+                    >> "$W/fail$home"
+                node=$((3 - node)) # the other node
+                try=$((try + 1))
+                sleep 0.2
+            fi
+        done
+        [ $done = 1 ] || echo "$id" >> "$W/lost$home"
+    done
+}
+client 1 &
+C1=$!
+client 2 &
+C2=$!
+
+# ---- SIGKILL a node at random moments, restart it, activate it again ----
+kills=0 restarts=0 reactivated=0 victim=2
+while [ $kills -lt "$KILLS" ]; do
+    sleep "$(awk -v r="$(od -An -tu2 -N2 /dev/urandom)" 'BEGIN { printf "%.2f", 0.5 + (r % 150) / 100 }')"
+    node_kill9 $victim
+    kills=$((kills + 1))
+    if node_start $victim; then
+        restarts=$((restarts + 1))
+        if activate $victim; then reactivated=$((reactivated + 1)); fi
+    fi
+    victim=$((3 - victim))
+done
+sleep 1
+touch "$W/stop"
+wait "$C1" "$C2" || true
+check "$kills kills by SIGKILL, each node restarted ($restarts) and activated again ($reactivated)" \
+    sh -c "[ $kills -ge 10 ] && [ $restarts = $kills ] && [ $reactivated = $kills ]"
+cat "$W/ack1" "$W/ack2" > "$W/acks"
+n_ack=$(wc -l < "$W/acks")
+n_lost=$(cat "$W/lost1" "$W/lost2" | wc -l)
+echo "# $n_ack DACs acknowledged ($(awk '$3 == 1' "$W/acks" | wc -l) by node 1), $n_lost ids never answered"
+check "the load went on through the kills ($n_ack DACs acknowledged)" [ "$n_ack" -ge 20 ]
+check "no request id was left without an answer by both nodes ($n_lost)" [ "$n_lost" = 0 ]
+
+# ---- every acknowledged DAC is stored under its id, with its entry ----
+store_sql "SELECT request_id, encode(serial, 'hex') FROM certificates WHERE request_id LIKE 'c%'" |
+    tr '|' ' ' | sort > "$W/stored"
+store_sql "SELECT CAST(line AS TEXT) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
+    '%\"action\":\"dac.issue\"%'" > "$W/issue-entries"
+missing=0 noentry=0
+while read -r id serial node; do
+    s=$(echo "$serial" | sed 's/^0*//')
+    grep -q "^$id 0*$s\$" "$W/stored" || missing=$((missing + 1))
+    grep -q "\"request_id\":\"$id\"" "$W/issue-entries" || noentry=$((noentry + 1))
+done < "$W/acks"
+check "every acknowledged DAC is in the store under its request id ($missing missing)" \
+    [ "$missing" = 0 ]
+check "every acknowledged DAC has its dac.issue entry ($noentry missing)" [ "$noentry" = 0 ]
+check "one certificate per request id" \
+    [ "$(store_sql "SELECT count(*) FROM (SELECT request_id FROM certificates GROUP BY request_id
+         HAVING count(*) > 1) d")" = 0 ]
+
+# ---- retried on the other node: the same DAC ----
+same=0 asked=0
+for f in 1 2; do
+    head -n 25 "$W/ack$f" > "$W/sample$f"
+    while read -r id serial node; do
+        other=$((3 - node))
+        st=$(dac_post "$other" "$id" "$W/dev.json" "$W/again.pem")
+        asked=$((asked + 1))
+        if [ "$st" = 200 ] || [ "$st" = 201 ]; then
+            [ "$(serial_of "$W/again.pem")" != "$serial" ] || same=$((same + 1))
+        fi
+    done < "$W/sample$f"
+done
+check "acknowledged request ids retried on the other node return the same DAC ($same of $asked)" \
+    [ "$same" = "$asked" ]
+
+# ---- one extract, both nodes' entries ----
+on 1
+call auditor GET /v1/audit/extract
+check "extract (200)" [ "$STATUS" = 200 ]
+mkdir -p "$W/x"
+tar -xf "$W/body" -C "$W/x" 2>/dev/null || true
+check "one extract with the entries of both nodes verifies offline" \
+    "$HSMCA_BIN" audit verify "$W/x/hsmca-audit-extract"
+# shellcheck disable=SC2046
+set -- $(store_sql "SELECT count(*), min(seq), max(seq) FROM audit_entries" | tr '|' ' ')
+check "the seqs run 1..$3 without a gap ($1 entries)" sh -c "[ '$1' = '$3' ] && [ '$2' = 1 ]"
+finish

@@ -1,0 +1,95 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# nodes.sh -- two hsmcad nodes serving one CA from one PostgreSQL store (docs/postgresql.md).
+# A throwaway PostgreSQL (pg.sh; this test always runs on it), the tokens exported by
+# `p11-kit server` and reached by both nodes through p11-kit-client.so (as they would reach a
+# network HSM), and two daemons on their own ports with the same config (nodes_lib.sh). Each
+# node's PAI is activated by a quorum request made through it. Then both issue DACs at once, each
+# with its own request ids; every id retried on the other node returns the same DAC (a replay,
+# never a second DAC); the audit log is one chain with the entries of both nodes (each entry's
+# prev the hash of the one before it, whichever node wrote it), its seqs without a gap, and one
+# extract of the whole log verifies offline.
+HSMCA_TEST_STORE=pg
+export HSMCA_TEST_STORE
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/nodes_lib.sh"
+
+nodes_setup
+node_start 1
+check "node 1: a quorum request through it activates its PAI" activate 1
+# (a node's token connection opened before another node's activation rotated the PAI token's PIN
+# still holds the old PIN state in p11-kit's SoftHSM instance: node 2 starts after it)
+node_start 2
+on 2
+call operator GET /readyz
+check "node 2 is up on the same store ($STATUS)" [ "$STATUS" = 200 ]
+check "node 2: a quorum request through it activates its PAI" activate 2
+
+# ---- both nodes issue at once ----
+for n in a b; do
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=device-$n" \
+        -keyout "$W/$n.key" -out "$W/$n.pem" 2>/dev/null
+    jq -n --rawfile c "$W/$n.pem" '{csr: $c}' > "$W/$n.json"
+done
+N=20
+issue_loop() { # NODE NAME: N DACs with request ids NAME-1..NAME-N; "id serial" in NAME.serials
+    k=1
+    : > "$W/$2.serials"
+    while [ $k -le $N ]; do
+        st=$(dac_post "$1" "$2-$k" "$W/$2.json" "$W/$2-$k.pem")
+        if [ "$st" = 201 ]; then
+            echo "$2-$k $(serial_of "$W/$2-$k.pem")" >> "$W/$2.serials"
+        else
+            echo "$2-$k status $st" >> "$W/$2.errors"
+        fi
+        k=$((k + 1))
+    done
+}
+issue_loop 1 a &
+L1=$!
+issue_loop 2 b &
+L2=$!
+wait "$L1" "$L2" || true
+check "node 1 issued $N DACs ($(wc -l < "$W/a.serials"))" [ "$(wc -l < "$W/a.serials")" = $N ]
+check "node 2 issued $N DACs ($(wc -l < "$W/b.serials"))" [ "$(wc -l < "$W/b.serials")" = $N ]
+for f in a b; do [ ! -s "$W/$f.errors" ] || head -3 "$W/$f.errors"; done
+
+# ---- every request id retried on the other node: the same DAC ----
+same=0
+retry() { # NODE NAME
+    while read -r id serial; do
+        st=$(dac_post "$1" "$id" "$W/$2.json" "$W/retry.pem")
+        if [ "$st" = 200 ] || [ "$st" = 201 ]; then
+            [ "$(serial_of "$W/retry.pem")" != "$serial" ] || same=$((same + 1))
+        fi
+    done < "$W/$2.serials"
+}
+retry 2 a
+retry 1 b
+check "every request id retried on the other node returned the same DAC ($same of $((2 * N)))" \
+    [ "$same" = $((2 * N)) ]
+n_certs=$(store_sql "SELECT count(*) FROM certificates WHERE request_id IS NOT NULL")
+check "one certificate per request id ($n_certs)" [ "$n_certs" = $((2 * N)) ]
+
+# ---- one chain: both nodes' entries, verified offline from one extract ----
+check "node 2 stops with status 0" node_stop 2
+on 1
+call auditor GET /v1/audit/extract
+check "extract from node 1 (200)" [ "$STATUS" = 200 ]
+mkdir -p "$W/x"
+tar -xf "$W/body" -C "$W/x"
+check "one extract verifies the chain with the entries of both nodes" \
+    "$HSMCA_BIN" audit verify "$W/x/hsmca-audit-extract"
+count_action() { store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
+    '%\"action\":\"$1\"%'"; }
+issued=$(count_action dac.issue)
+replays=$(count_action dac.replay)
+starts=$(count_action daemon.start)
+check "the log holds both nodes' starts ($starts), $((2 * N)) dac.issue ($issued) and $((2 * N)) dac.replay ($replays)" \
+    sh -c "[ '$starts' = 2 ] && [ '$issued' = $((2 * N)) ] && [ '$replays' = $((2 * N)) ]"
+# shellcheck disable=SC2046
+set -- $(store_sql "SELECT count(*), min(seq), max(seq) FROM audit_entries" | tr '|' ' ')
+check "the seqs run 1..$3 without a gap ($1 entries)" sh -c "[ '$1' = '$3' ] && [ '$2' = 1 ]"
+check "SIGTERM stops node 1 with status 0" node_stop 1
+finish

@@ -6,7 +6,11 @@
  * too long, DS not signed by the IACA, IACA pathLen absent) fail with the rule named; an MSO made
  * by @auth0/mdl is accepted (both forms), hostile CBOR is refused without allocation (huge counts,
  * indefinite lengths, trailing bytes, truncation); an IssuerAuth assembled from a token-style DER
- * signature verifies, and fails after one byte of its payload changes.
+ * signature verifies, and fails after one byte of its payload changes. The CA operations on
+ * SoftHSM tokens and a real store and audit log: an IACA in its own token, a DS with its key in
+ * another token and one from a CSR, both passing the chain check; a taken id, a DS under a DS, a
+ * second revocation and the revocation of an IACA are refused; the IACA's CRL lists the revoked
+ * DS and verifies against the IACA.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,8 +23,16 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "hsmca/audit.h"
+#include "hsmca/crl.h"
 #include "hsmca/mdl.h"
+#include "hsmca/mdl_ca.h"
+#include "hsmca/store.h"
+#include "hsmca/store_mdl.h"
+#include "hsmca/token.h"
 #include "hsmca/util.h"
+
+#include "fixture.h"
 
 /* MobileSecurityObjectBytes written by @auth0/mdl 3.0.1 (Document.sign), signed 2026-01-01,
  * valid until 2027-01-01, docType org.iso.18013.5.1.mDL, SHA-256. */
@@ -539,6 +551,174 @@ issuer_auth_roundtrip(void **state)
     chain_free(&c);
 }
 
+static X509 *
+rec_cert(const struct hsmca_mdl_ca_rec *r)
+{
+    const unsigned char *p = r->cert_der;
+    X509 *x = d2i_X509(NULL, &p, (long)r->cert_len);
+
+    assert_non_null(x);
+    return x;
+}
+
+static void
+ca_ops_in_tokens(void **state)
+{
+    struct fx_hsm hsm;
+    struct hsmca_p11 *p11 = NULL;
+    struct hsmca_token *ta = NULL, *ti = NULL, *td = NULL;
+    struct hsmca_key *ka = NULL;
+    struct hsmca_secret pin;
+    struct hsmca_store *st = NULL;
+    struct hsmca_audit *a = NULL;
+    struct hsmca_audit_config acfg;
+    struct hsmca_mdl_profile piaca, pds;
+    struct hsmca_mdl_ctx c;
+    struct hsmca_mdl_ca_rec iaca, ds, ds2, got;
+    struct hsmca_mdl_subject subj = {"DE", NULL, "hsmca test", "hsmca test IACA"};
+    struct hsmca_mdl_report r;
+    struct hsmca_crl_policy pol;
+    struct hsmca_crl_rec crl;
+    struct hsmca_crl_info info;
+    char dir[600], db[700], path[1024], why[256];
+    unsigned char *csr;
+    size_t csr_len = 0;
+    EVP_PKEY *dk;
+    X509 *xi, *xd, *xd2;
+    X509_CRL *xcrl;
+    const unsigned char *p;
+    int found = 0, i;
+
+    (void)state;
+    assert_int_equal(hsmca_secure_heap_init(0), HSMCA_OK);
+    assert_int_equal(fx_hsm_setup(&hsm), 0);
+    assert_int_equal(fx_hsm_add_token(&hsm, "audit", "so-1234", "audit-1234"), 0);
+    assert_int_equal(fx_hsm_add_token(&hsm, "mdl-iaca", "so-1234", "user-1234"), 0);
+    assert_int_equal(fx_hsm_add_token(&hsm, "mdl-ds", "so-1234", "user-1234"), 0);
+    assert_int_equal(hsmca_p11_open(fx_module(), &p11), HSMCA_OK);
+    assert_int_equal(hsmca_token_open(p11, "pkcs11:token=audit", &ta), HSMCA_OK);
+    assert_int_equal(hsmca_token_open(p11, "pkcs11:token=mdl-iaca", &ti), HSMCA_OK);
+    assert_int_equal(hsmca_token_open(p11, "pkcs11:token=mdl-ds", &td), HSMCA_OK);
+    pin = fx_secret("audit-1234");
+    assert_int_equal(hsmca_token_login(ta, &pin), HSMCA_OK);
+    hsmca_secret_clear(&pin);
+    pin = fx_secret("user-1234");
+    assert_int_equal(hsmca_token_login(ti, &pin), HSMCA_OK);
+    assert_int_equal(hsmca_token_login(td, &pin), HSMCA_OK);
+    hsmca_secret_clear(&pin);
+    assert_int_equal(hsmca_token_generate_key(ta, "audit-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &ka),
+                     HSMCA_OK);
+    assert_int_equal(fx_tmpdir("mdl", dir, sizeof(dir)), 0);
+    snprintf(db, sizeof(db), "%s/hsmca.db", dir);
+    assert_int_equal(hsmca_store_open(db, &st), HSMCA_OK);
+    memset(&acfg, 0, sizeof(acfg));
+    acfg.store = st;
+    acfg.token = ta;
+    acfg.key = ka;
+    acfg.origin = "hsmca/test";
+    assert_int_equal(hsmca_audit_open(&acfg, &a, why, sizeof(why)), HSMCA_OK);
+    snprintf(path, sizeof(path), "%s/policies/profiles/mdl-iaca.json", getenv("HSMCA_SOURCE_DIR"));
+    assert_int_equal(hsmca_mdl_profile_load(path, &piaca, why, sizeof(why)), HSMCA_OK);
+    snprintf(path, sizeof(path), "%s/policies/profiles/mdl-ds.json", getenv("HSMCA_SOURCE_DIR"));
+    assert_int_equal(hsmca_mdl_profile_load(path, &pds, why, sizeof(why)), HSMCA_OK);
+    memset(&c, 0, sizeof(c));
+    c.audit = a;
+    c.ro = st;
+    c.iaca_profile = &piaca;
+    c.ds_profile = &pds;
+    c.request_id = "";
+    c.now_ms = (int64_t)time(NULL) * 1000;
+
+    assert_int_equal(hsmca_mdl_ca_create_iaca(&c, ti, "pkcs11:token=mdl-iaca", "iaca-de",
+                                              "iaca-key", &subj, &iaca),
+                     HSMCA_OK);
+    assert_string_equal(iaca.key_uri, "pkcs11:token=mdl-iaca;object=iaca-key");
+    /* the same id again */
+    assert_int_equal(hsmca_mdl_ca_create_iaca(&c, ti, "pkcs11:token=mdl-iaca", "iaca-de",
+                                              "iaca-key2", &subj, &got),
+                     HSMCA_E_EXISTS);
+    assert_int_equal(hsmca_mdl_ca_create_ds(&c, ti, "iaca-de", td, "pkcs11:token=mdl-ds", "ds-key",
+                                            NULL, 0, "ds-de-1", NULL, &ds),
+                     HSMCA_OK);
+    dk = EVP_EC_gen("P-256");
+    csr = fx_csr(dk, NULL, &csr_len);
+    assert_non_null(csr);
+    assert_int_equal(hsmca_mdl_ca_create_ds(&c, ti, "iaca-de", NULL, NULL, NULL, csr, csr_len,
+                                            "ds-de-2", "issuing system DS", &ds2),
+                     HSMCA_OK);
+    assert_string_equal(ds2.key_uri, "");
+    /* a DS under a DS is refused */
+    assert_int_equal(hsmca_mdl_ca_create_ds(&c, ti, "ds-de-1", td, "pkcs11:token=mdl-ds", "ds-key3",
+                                            NULL, 0, "ds-de-3", NULL, &got),
+                     HSMCA_E_INVALID_ARG);
+    xi = rec_cert(&iaca);
+    xd = rec_cert(&ds);
+    xd2 = rec_cert(&ds2);
+    if (hsmca_mdl_check(xi, xd, time(NULL), &r) != HSMCA_OK)
+        report_print(&r);
+    assert_int_equal(hsmca_mdl_check(xi, xd, time(NULL), &r), HSMCA_OK);
+    assert_int_equal(hsmca_mdl_check(xi, xd2, time(NULL), &r), HSMCA_OK);
+    assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(xd2), dk), 1);
+    /* stored as built */
+    assert_int_equal(hsmca_store_mdl_ca_get(st, "ds-de-1", &got), HSMCA_OK);
+    assert_string_equal(got.parent, "iaca-de");
+    assert_int_equal(got.cert_len, ds.cert_len);
+    assert_memory_equal(got.cert_der, ds.cert_der, ds.cert_len);
+    hsmca_mdl_ca_rec_clear(&got);
+
+    /* revocation: once, not twice, never an IACA */
+    assert_int_equal(hsmca_mdl_ca_revoke_ds(&c, "ds-de-2", 1, 0), HSMCA_OK);
+    assert_int_equal(hsmca_mdl_ca_revoke_ds(&c, "ds-de-2", 1, 0), HSMCA_E_REVOKE_ALREADY);
+    assert_int_equal(hsmca_mdl_ca_revoke_ds(&c, "iaca-de", -1, 0), HSMCA_E_MDL_NOT_DS);
+    assert_int_equal(hsmca_mdl_ca_revoke_ds(&c, "nope", -1, 0), HSMCA_E_NOT_FOUND);
+    /* the IACA's CRL lists ds-de-2 only */
+    memset(&pol, 0, sizeof(pol));
+    pol.next_update_s = 86400;
+    memset(&crl, 0, sizeof(crl));
+    assert_int_equal(hsmca_mdl_crl_sign(&c, ti, "iaca-de", &pol, &crl), HSMCA_OK);
+    assert_int_equal(crl.number, 1);
+    assert_int_equal(hsmca_crl_check(crl.der, crl.der_len, xi, &info), HSMCA_OK);
+    assert_int_equal(info.entries, 1);
+    p = crl.der;
+    xcrl = d2i_X509_CRL(NULL, &p, (long)crl.der_len);
+    assert_non_null(xcrl);
+    for (i = 0; i < sk_X509_REVOKED_num(X509_CRL_get_REVOKED(xcrl)); i++) {
+        X509_REVOKED *rv = sk_X509_REVOKED_value(X509_CRL_get_REVOKED(xcrl), i);
+
+        found |=
+            ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(rv), X509_get0_serialNumber(xd2)) == 0;
+        assert_int_not_equal(
+            ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(rv), X509_get0_serialNumber(xd)), 0);
+    }
+    assert_true(found);
+    X509_CRL_free(xcrl);
+    hsmca_crl_rec_clear(&crl);
+    assert_int_equal(hsmca_mdl_crl_sign(&c, ti, "iaca-de", &pol, &crl), HSMCA_OK);
+    assert_int_equal(crl.number, 2);
+    hsmca_crl_rec_clear(&crl);
+
+    X509_free(xi);
+    X509_free(xd);
+    X509_free(xd2);
+    EVP_PKEY_free(dk);
+    OPENSSL_free(csr);
+    hsmca_mdl_ca_rec_clear(&iaca);
+    hsmca_mdl_ca_rec_clear(&ds);
+    hsmca_mdl_ca_rec_clear(&ds2);
+    assert_int_equal(hsmca_audit_close(a), HSMCA_OK);
+    hsmca_store_close(st);
+    hsmca_key_free(ka);
+    assert_int_equal(hsmca_token_logout(ta), HSMCA_OK);
+    assert_int_equal(hsmca_token_logout(ti), HSMCA_OK);
+    assert_int_equal(hsmca_token_logout(td), HSMCA_OK);
+    assert_int_equal(hsmca_token_free(ta), HSMCA_OK);
+    assert_int_equal(hsmca_token_free(ti), HSMCA_OK);
+    assert_int_equal(hsmca_token_free(td), HSMCA_OK);
+    assert_int_equal(hsmca_p11_free(p11), HSMCA_OK);
+    fx_rmtree(dir);
+    fx_hsm_teardown(&hsm);
+}
+
 int
 main(void)
 {
@@ -550,6 +730,7 @@ main(void)
         cmocka_unit_test(mso_forms),
         cmocka_unit_test(mso_hostile),
         cmocka_unit_test(issuer_auth_roundtrip),
+        cmocka_unit_test(ca_ops_in_tokens),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,6 +81,7 @@ struct hsmcad {
     struct hsmcad_publish *publish;          /* the plain-HTTP CRL/CA listener, or NULL */
     struct hsmca_profile paa_profile, pai_profile, dac_profile;
     int have_profiles;
+    struct hsmcad_mdl *mdl; /* mDL CAs and DS windows (routes_mdl.c, hsmcad_mdl.h) */
 
     pthread_mutex_t cas_mu; /* guards cas[] and toks[] additions, activation state */
     unsigned ntoks;

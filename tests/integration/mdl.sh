@@ -28,7 +28,7 @@ for t in mdl-iaca mdl-ds; do
 done
 setup_tls
 write_config "" "
-  \"profiles_dir\": \"$SRC/policies/profiles\","
+  \"profiles_dir\": \"$SRC/policies/profiles\", \"publish_listen\": \"127.0.0.1:0\","
 "$HSMCA_MDL_PKI_BIN" setup "$W" "$MODULE" "$SRC/policies/quorum.json" mdl-iaca mdl-ds
 start_daemon
 
@@ -203,6 +203,11 @@ serial=$(openssl x509 -in "$W/ds.pem" -noout -serial | cut -d= -f2)
 check "the CRL lists the DS's serial with keyCompromise" sh -c \
     "openssl crl -inform DER -in '$W/iaca.crl' -noout -text | tr -d ':' | grep -qi '$serial' &&
      openssl crl -inform DER -in '$W/iaca.crl' -noout -text | grep -q 'Key Compromise'"
+st=$(curl -sS -o "$W/plain.crl" -w '%{http_code}' "http://127.0.0.1:$(cat "$W/port.publish")/crl/$IACA.crl")
+check "the plain-HTTP listener serves the same CRL at the certificates' distribution point ($st)" \
+    sh -c "[ $st = 200 ] && cmp -s '$W/plain.crl' '$W/iaca.crl'"
+check "the DS's CRL distribution point names that URL" sh -c \
+    "openssl x509 -in '$W/ds.pem' -noout -ext crlDistributionPoints | grep -q '/crl/$IACA.crl'"
 openssl crl -inform DER -in "$W/iaca.crl" -out "$W/iaca-crl.pem"
 openssl verify -crl_check -CAfile "$W/iaca.pem" -CRLfile "$W/iaca-crl.pem" "$W/ds.pem" \
     > "$W/osslverify.out" 2>&1 && rc=0 || rc=$?

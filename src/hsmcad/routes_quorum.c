@@ -17,6 +17,7 @@
 #include "hsmca/quorum.h"
 
 #include "hsmcad.h"
+#include "hsmcad_mdl.h"
 #include "problem.h"
 #include "routes.h"
 
@@ -97,6 +98,11 @@ hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
     ex->crl_policies = d->crl_policies;
     ex->ca_revoked = ex_ca_revoked;
     ex->crl_signed = ex_crl_signed;
+    ex->mdl_iaca_profile = hsmcad_mdl_profile(d, HSMCA_MDL_IACA); /* routes_mdl.c */
+    ex->mdl_ds_profile = hsmcad_mdl_profile(d, HSMCA_MDL_DS);
+    ex->mdl_created = hsmcad_mdl_created;
+    ex->mdl_activate = hsmcad_mdl_activate;
+    ex->mdl_revoked = hsmcad_mdl_revoked;
 }
 
 void
@@ -149,8 +155,8 @@ beyond_bounds(struct hsmcad_req *r, struct hsmcad *d, const char *op, json_t *pa
                      "quorum_request.ttl_max_s");
         return 1;
     }
-    if (strcmp(op, "ca.activate") == 0 && json_is_integer(until) &&
-        json_integer_value(until) > hsmcad_now_ms() &&
+    if ((strcmp(op, "ca.activate") == 0 || strcmp(op, "mdl.activate") == 0) &&
+        json_is_integer(until) && json_integer_value(until) > hsmcad_now_ms() &&
         (uint64_t)(json_integer_value(until) - hsmcad_now_ms()) / 1000 > d->bounds.window_max_s) {
         refuse_bound(r, d->bounds.window_max_s, "an activation window (until - now)",
                      "ca.activate.window_max_s");

@@ -71,12 +71,14 @@ chmod +x "$W/sign.sh"
 quorum mdl.create_iaca "{\"ca\":\"$IACA\",\"token\":\"mdl-iaca\",\"key_label\":\"iaca-key\",
     \"country\":\"US\",\"org\":\"hsmca test DMV\",\"cn\":\"hsmca test IACA\"}"
 expect "mdl.create_iaca executes with two approvals" 200
-check "the result names the new IACA" jq -e ".ca.id == \"$IACA\" and .ca.kind == \"iaca\"" "$W/body"
+check "the result names the new IACA" jq -e ".result.ca.id == \"$IACA\" and .result.ca.kind == \"iaca\"" \
+    "$W/body"
 quorum mdl.create_iaca "{\"ca\":\"iaca-2\",\"token\":\"mdl-iaca\",\"key_label\":\"k2\",\"country\":\"US\"}"
 expect "a second IACA in the same token is refused" 400 quorum-params-invalid
 quorum mdl.create_ds "{\"ca\":\"$PAI\",\"iaca\":\"$IACA\",\"token\":\"mdl-ds\",\"key_label\":\"ds-key\"}"
 expect "mdl.create_ds executes with two approvals" 200
-check "the result names the new DS" jq -e ".ca.id == \"$PAI\" and .ca.kind == \"ds\"" "$W/body"
+check "the result names the new DS" jq -e ".result.ca.id == \"$PAI\" and .result.ca.parent == \"$IACA\"" \
+    "$W/body"
 
 call auditor GET "/v1/mdl/cas/$IACA"
 expect "GET the IACA" 200
@@ -181,8 +183,14 @@ expect "both an MSO and a digest" 400
 call operator POST "/v1/cas/$IACA/mso-signatures" -H 'Content-Type: application/cbor' \
     --data-binary @"$W/last.mso"
 expect "the IACA signs no MSO" 403
-check "the refusals are audited" [ "$(audit_count mso.sign refused)" -ge 3 ]
-# the window: 4 signatures (2 used by the verifier, 1 detached): one more, then none
+check "the refusals are audited, with their codes" sh -c \
+    "[ $(audit_count mso.sign.refuse refused) -ge 5 ] && sqlite3 'file:$W/hsmca.db?mode=ro' \
+     \"SELECT CAST(line AS TEXT) FROM audit_entries\" | grep '\\\"mso.sign.refuse\\\"' |
+     grep -q '\\\"code\\\":\\\"mso-invalid\\\"'"
+# the window: 4 signatures (1 for the verifier's mdoc, 1 detached): two more, then none
+call operator POST "/v1/cas/$PAI/mso-signatures" -H 'Content-Type: application/cbor' \
+    --data-binary @"$W/last.mso"
+expect "the window's third signature" 200
 call operator POST "/v1/cas/$PAI/mso-signatures" -H 'Content-Type: application/cbor' \
     --data-binary @"$W/last.mso"
 expect "the window's last signature" 200
@@ -220,5 +228,12 @@ call operator POST "/v1/cas/$PAI/mso-signatures" -H 'Content-Type: application/c
 expect "a revoked DS signs nothing" 409
 check "mdl.ds.revoke and mdl.crl.sign are audited" sh -c \
     "[ $(audit_count mdl.ds.revoke) = 1 ] && [ $(audit_count mdl.crl.sign) -ge 1 ]"
+
+# ---- the whole log, mDL entries and their quorum executions included, verifies offline ----
+call auditor GET /v1/audit/extract
+check "the audit extract -> $STATUS" [ "$STATUS" = 200 ]
+mkdir -p "$W/x"
+tar -xf "$W/body" -C "$W/x"
+check "the whole log verifies offline" "$HSMCA_BIN" audit verify "$W/x/hsmca-audit-extract"
 
 finish

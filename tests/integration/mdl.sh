@@ -80,6 +80,26 @@ expect "mdl.create_ds executes with two approvals" 200
 check "the result names the new DS" jq -e ".result.ca.id == \"$PAI\" and .result.ca.parent == \"$IACA\"" \
     "$W/body"
 
+quorum mdl.create_ds "{\"ca\":\"ds-bad\",\"iaca\":\"$IACA\",\"token\":\"mdl-iaca\",\"key_label\":\"k\"}"
+expect "a DS key in its IACA's token is refused" 400 quorum-params-invalid
+quorum mdl.create_ds "{\"ca\":\"ds-bad\",\"iaca\":\"$PAI\",\"token\":\"mdl-ds\",\"key_label\":\"k\"}"
+expect "a DS under a DS is refused" 400 quorum-params-invalid
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=issuing system" \
+    -keyout "$W/ext.key" -outform DER -out "$W/ext.csr" 2>/dev/null
+quorum mdl.create_ds "{\"ca\":\"ds-ext\",\"iaca\":\"$IACA\",\"csr\":\"$(base64 -w0 "$W/ext.csr")\"}"
+expect "a DS for an issuing system's CSR" 200
+call auditor GET /v1/mdl/cas/ds-ext
+check "its key is not in a token" jq -e '.key_in_token == false and .kind == "ds"' "$W/body"
+jq -r .certificate "$W/body" > "$W/ds-ext.pem"
+check "its certificate carries the CSR's key" sh -c "[ \"\$(openssl x509 -in '$W/ds-ext.pem' -noout \
+    -pubkey)\" = \"\$(openssl pkey -in '$W/ext.key' -pubout)\" ]"
+quorum mdl.activate "{\"ca\":\"ds-ext\",\"until\":$(( $(date +%s) * 1000 + 60000 )),\"max_signatures\":1}"
+expect "no window for a DS whose key hsmca does not hold" 400 quorum-params-invalid
+quorum mdl.activate "{\"ca\":\"$IACA\",\"until\":$(( $(date +%s) * 1000 + 60000 )),\"max_signatures\":1}"
+expect "no signing window for an IACA" 409 ca-not-mdl-ds
+quorum mdl.revoke "{\"ca\":\"$IACA\"}"
+expect "an IACA is not revoked as a DS" 409 ca-not-mdl-ds
+
 call auditor GET "/v1/mdl/cas/$IACA"
 expect "GET the IACA" 200
 jq -r .certificate "$W/body" > "$W/iaca.pem"
@@ -89,12 +109,14 @@ jq -r .certificate "$W/body" > "$W/ds.pem"
 check "the DS's window is closed before any activation" jq -e '.window.active == false' "$W/body"
 call auditor GET /v1/mdl/cas
 expect "GET the mDL CAs" 200
-check "two mDL CAs listed" jq -e '.items | length == 2' "$W/body"
+check "three mDL CAs listed" jq -e '.items | length == 3' "$W/body"
 
 # ---- the profile check ----
 "$HSMCA_BIN" mdl verify --iaca "$W/iaca.pem" --ds "$W/ds.pem" > "$W/verify.out" 2>&1 && rc=0 || rc=$?
 check "hsmca mdl verify accepts the IACA -> DS chain hsmcad made (exit $rc)" \
     grep -q '^valid: IACA -> DS chain accepted' "$W/verify.out"
+"$HSMCA_BIN" mdl verify --iaca "$W/iaca.pem" --ds "$W/ds-ext.pem" > /dev/null 2>&1 && rc=0 || rc=$?
+check "... and the DS made for the CSR (exit $rc)" [ "$rc" = 0 ]
 check "the DS carries the mDL DS EKU, critical" sh -c \
     "openssl x509 -in '$W/ds.pem' -noout -ext extendedKeyUsage | grep -q 'critical' &&
      openssl x509 -in '$W/ds.pem' -noout -ext extendedKeyUsage | grep -q '1.0.18013.5.1.2'"

@@ -390,6 +390,9 @@ out:
 
 /* ---- the check ---- */
 
+static void add(struct hsmca_mdl_report *r, const char *cert, const char *rule, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+
 static void
 add(struct hsmca_mdl_report *r, const char *cert, const char *rule, const char *fmt, ...)
 {

@@ -27,6 +27,9 @@
 #define TAG_TDATE 0
 #define ITEMS_MAX 65536u /* items of one MSO or COSE message */
 
+static enum hsmca_err why_set(char *why, size_t n, enum hsmca_err rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 static enum hsmca_err
 why_set(char *why, size_t n, enum hsmca_err rc, const char *fmt, ...)
 {

@@ -17,6 +17,9 @@
 #include "hsmca/mdl.h"
 #include "hsmca/util.h"
 
+static enum hsmca_err broken(char *why, size_t why_size, const char *rule, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 static enum hsmca_err
 broken(char *why, size_t why_size, const char *rule, const char *fmt, ...)
 {

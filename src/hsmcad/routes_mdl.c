@@ -543,7 +543,7 @@ hsmcad_h_mso_sign(struct hsmcad_req *r)
     struct hsmca_audit_event ev;
     struct mdl_ca *c;
     struct hsmca_key *key;
-    char mwhy[200], target[HSMCA_CA_ID_MAX + 8], *detail = NULL;
+    char mwhy[200], target[HSMCA_CA_ID_MAX + 8], *detail = NULL, kid[2 * HSMCA_KEY_ID_MAX + 1] = "";
     int digest_only = 0, slot = 0;
     int64_t now_ms = hsmcad_now_ms();
     enum hsmca_err rc;
@@ -609,6 +609,13 @@ hsmcad_h_mso_sign(struct hsmcad_req *r)
     slot = 1;
     /* the key stays valid while inflight > 0: a closing window waits for it */
     rc = hsmca_key_sign_digest(key, dg, sizeof(dg), sig, sizeof(sig), &sig_len);
+    {
+        size_t idl = 0;
+        const unsigned char *kidb = hsmca_key_id(key, &idl);
+
+        if (kidb != NULL && idl <= HSMCA_KEY_ID_MAX)
+            hsmca_hex_encode(kidb, idl, kid, sizeof(kid));
+    }
     j = calloc(1, sizeof(*j));
     if (rc == HSMCA_OK && j == NULL)
         rc = HSMCA_E_NOMEM;
@@ -658,7 +665,7 @@ hsmcad_h_mso_sign(struct hsmcad_req *r)
     ev.target = target;
     ev.outcome = "ok";
     ev.detail_json = detail;
-    ev.kid = "";
+    ev.kid = kid; /* the DS key's CKA_ID */
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, NULL, NULL, sign_done, j);
     if (rc != HSMCA_OK) {

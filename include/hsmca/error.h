@@ -204,6 +204,13 @@ enum hsmca_err {
     HSMCA_E_BUNDLE_RECEIPT_MISMATCH = 917, /* the acknowledged manifest hash is not the bundle's */
     HSMCA_E_BUNDLE_BUSY = 918,             /* too many bundles are being made right now */
     HSMCA_E_BUNDLE_SEAL_FAILED = 919,      /* the archive could not be built or sealed */
+    /* 950..969: mobile driving licences, ISO/IEC 18013-5 (mdl*.c, routes_mdl.c, cmd_mdl.c) */
+    HSMCA_E_MDL_PROFILE_VIOLATION = 950, /* an IACA or DS certificate breaks an Annex B rule */
+    HSMCA_E_MDL_MSO_INVALID = 951,       /* not a well-formed Mobile Security Object */
+    HSMCA_E_MDL_COSE_INVALID = 952,      /* not a well-formed COSE_Sign1 IssuerAuth */
+    HSMCA_E_MDL_SIGNATURE_INVALID = 953, /* the IssuerAuth's signature does not verify */
+    HSMCA_E_MDL_MSO_VALIDITY = 954,      /* the MSO's dates fall outside the DS certificate's */
+    HSMCA_E_MDL_NOT_DS = 955,            /* the CA is not an mDL document signer */
 };
 
 /* The stable kebab-case name of a code ("token-not-found"); "unknown-error" for an unknown value.

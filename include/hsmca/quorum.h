@@ -33,6 +33,8 @@
  *   policy.update   {"policy": {...}}
  *   ca.revoke       {"ca": PAI, "reason"?, "invalidity"?: ms} (the PAA's token; quorum_revoke.h)
  *   crl.sign        {"ca"} (that CA's token: its CRL signed now)
+ *   mdl.create_iaca, mdl.create_ds, mdl.activate, mdl.revoke, mdl.crl_sign: mobile driving
+ *                   licences (quorum_mdl.c, docs/mdl.md)
  * ca.deactivate needs no quorum (hsmca_quorum_deactivate).
  *
  * Threads: one hsmca_quorum handle may be used from several threads; calls serialise on its lock.
@@ -66,6 +68,8 @@
 #define HSMCA_QUORUM_ID_LEN 32 /* hex characters of a request id (128 random bits) */
 
 struct hsmca_quorum;
+struct hsmca_mdl_profile;
+struct hsmca_mdl_ca_rec;
 
 struct hsmca_quorum_config {
     struct hsmca_store *store; /* the audit writer's store: written only inside apply callbacks */
@@ -207,6 +211,14 @@ struct hsmca_quorum_exec {
     const struct hsmca_crl_policies *crl_policies;
     void (*ca_revoked)(void *arg, const char *ca_id);
     void (*crl_signed)(void *arg, const char *ca_id, const struct hsmca_crl_info *info);
+    /* mdl.* (quorum_mdl.c, docs/mdl.md): the mdl profiles (NULL: mdl.create_* refused); told of
+     * a new mDL CA (may be NULL); opens a DS's signing window on its token, which stays logged
+     * in (NULL: mdl.activate refused); told a DS was revoked (may be NULL) */
+    const struct hsmca_mdl_profile *mdl_iaca_profile, *mdl_ds_profile;
+    void *mdl_arg; /* the mdl_* hooks' first argument (arg is the CA registry's) */
+    enum hsmca_err (*mdl_created)(void *arg, const struct hsmca_mdl_ca_rec *rec);
+    enum hsmca_err (*mdl_activate)(void *arg, const char *ca_id, int64_t until_ms, uint64_t max);
+    void (*mdl_revoked)(void *arg, const char *ca_id);
 };
 
 /*

@@ -77,6 +77,8 @@ int cmd_custody(int argc, char **argv);
 void usage_custody(FILE *f);
 int cmd_dcl(int argc, char **argv);
 void usage_dcl(FILE *f);
+int cmd_mdl(int argc, char **argv);
+void usage_mdl(FILE *f);
 int cmd_report(int argc, char **argv);
 void usage_report(FILE *f);
 int cmd_issue(int argc, char **argv);

@@ -27,6 +27,7 @@
 #include "hsmca/csr.h"
 #include "hsmca/custody.h"
 #include "hsmca/matter.h"
+#include "hsmca/mdl.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
 #include "hsmca/softhsm_guard.h"
@@ -72,7 +73,10 @@ usage_ceremony(FILE *f)
         "and recorded; with enough valid approvals the operation runs and its result (e.g. the\n"
         "new certificate, PEM) is printed and written to --out-cert. OP is one of\n"
         "ca.create_paa, ca.create_pai, ca.activate, approver.enroll, approver.remove,\n"
-        "policy.update. Offline, ca.activate opens the PAI's window just long enough to issue\n"
+        "policy.update, ca.revoke, crl.sign, or an mDL operation (mdl.create_iaca,\n"
+        "mdl.create_ds, mdl.revoke, mdl.crl_sign; docs/mdl.md; mdl.activate only through\n"
+        "hsmcad, which holds the window). Offline, ca.activate opens the PAI's window just long "
+        "enough to issue\n"
         "one test DAC for --csr (written to --out-dac, checked like `hsmca verify`), then\n"
         "deactivates it; production windows are held by the daemon.\n"
         "PINs are read from the files given (mode 600) or prompted for.\n"
@@ -760,6 +764,8 @@ do_run(int argc, char **argv)
     struct hsmca_quorum_exec ex;
     struct hsmca_ca *act;
     struct hsmca_profile paa, pai;
+    struct hsmca_mdl_profile mdl_iaca, mdl_ds;
+    int have_mdl = 0;
     struct hsmca_audit_checkpoint cp;
     char id[HSMCA_QUORUM_ID_LEN + 1], path[HSMCA_PATH_MAX + 1], *env = NULL, *res = NULL;
     struct dir_seen seen;
@@ -838,6 +844,22 @@ do_run(int argc, char **argv)
     }
     if (e != HSMCA_OK)
         return cli_fail(path, e);
+    /* mDL (docs/mdl.md): both profiles, or neither (then the mdl.create_* ops are refused) */
+    snprintf(path, sizeof(path), "%s/mdl-iaca.json", profiles);
+    have_mdl = access(path, F_OK) == 0;
+    if (have_mdl) {
+        char why[256];
+
+        e = hsmca_mdl_profile_load(path, &mdl_iaca, why, sizeof(why));
+        if (e == HSMCA_OK) {
+            snprintf(path, sizeof(path), "%s/mdl-ds.json", profiles);
+            e = hsmca_mdl_profile_load(path, &mdl_ds, why, sizeof(why));
+        }
+        if (e != HSMCA_OK) {
+            fprintf(stderr, "hsmca ceremony run: %s: %s\n", path, why);
+            return cli_fail(path, e);
+        }
+    }
     rc = session_open(&s, &cm, 0, NULL);
     opened = 1;
     if (rc == CLI_EXIT_OK) {
@@ -887,6 +909,8 @@ do_run(int argc, char **argv)
     hsmca_ca_quorum_exec(s.cas, &ex);
     ex.paa_profile = &paa;
     ex.pai_profile = &pai;
+    ex.mdl_iaca_profile = have_mdl ? &mdl_iaca : NULL;
+    ex.mdl_ds_profile = have_mdl ? &mdl_ds : NULL;
     e = hsmca_quorum_execute(s.q, id, &ex, &res);
     if (e != HSMCA_OK) {
         cli_fail("execute", e);

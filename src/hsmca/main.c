@@ -29,6 +29,8 @@ static const struct cli_cmd cmds[] = {
     {"issue", "issue one DAC from a CSR through hsmcad (or dry-run it)", cmd_issue, usage_issue},
     {"issue-batch", "issue DACs for a directory of CSRs through hsmcad, resumably", cmd_issue_batch,
      usage_issue_batch},
+    {"mdl", "mDL (ISO/IEC 18013-5): check IACA/DS certificates, profiles, IssuerAuth", cmd_mdl,
+     usage_mdl},
     {"report", "a signed report of the certificates a CA issued or revoked in a range", cmd_report,
      usage_report},
     {"token", "inspect tokens and generate CA keys inside them", cmd_token, usage_token},

@@ -10,6 +10,7 @@
 #include "hsmca/ca.h"
 
 #include "hsmcad.h"
+#include "hsmcad_mdl.h"
 
 static struct hsmca_store *
 reader(void *arg)
@@ -56,4 +57,10 @@ hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
     ex->paa_profile = d->have_profiles ? &d->paa_profile : NULL;
     ex->pai_profile = d->have_profiles ? &d->pai_profile : NULL;
     ex->crl_policies = d->crl_policies;
+    ex->mdl_iaca_profile = hsmcad_mdl_profile(d, HSMCA_MDL_IACA); /* routes_mdl.c */
+    ex->mdl_ds_profile = hsmcad_mdl_profile(d, HSMCA_MDL_DS);
+    ex->mdl_arg = d;
+    ex->mdl_created = hsmcad_mdl_created;
+    ex->mdl_activate = hsmcad_mdl_activate;
+    ex->mdl_revoked = hsmcad_mdl_revoked;
 }

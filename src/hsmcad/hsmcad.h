@@ -56,6 +56,7 @@ struct hsmcad {
     struct hsmcad_publish *publish;          /* the plain-HTTP CRL/CA listener, or NULL */
     struct hsmca_profile paa_profile, pai_profile, dac_profile;
     int have_profiles;
+    struct hsmcad_mdl *mdl; /* mDL CAs and DS windows (routes_mdl.c, hsmcad_mdl.h) */
 
     /* the CA registry (ca.h): tokens, CAs, activation windows; its lock also guards
      * audit_fault */

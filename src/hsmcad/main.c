@@ -31,6 +31,7 @@
 #include "hsmca/util.h"
 
 #include "hsmcad.h"
+#include "hsmcad_mdl.h"
 #include "routes.h"
 #include "server.h"
 
@@ -463,6 +464,11 @@ main(int argc, char **argv)
         goto out;
     if (start_issuance(d) != 0)
         goto out;
+    rc = hsmcad_mdl_start(d); /* mDL CAs and profiles (routes_mdl.c) */
+    if (rc != HSMCA_OK) {
+        start_fail("mdl", rc, d->cfg.profiles_dir);
+        goto out;
+    }
 
     route_names = calloc(hsmcad_nroutes, sizeof(*route_names));
     if (route_names == NULL)
@@ -543,6 +549,7 @@ out:
     if (d != NULL) {
         hsmcad_flush_refusals(d, 1); /* counted refusals are summarised before the log closes */
         hsmca_ca_registry_stop(d->cas, "stop");
+        hsmcad_mdl_stop(d);
         hsmca_issuer_free(d->issuer);
         d->issuer = NULL;
         hsmca_issue_quotas_free(d->quotas);

@@ -3,7 +3,7 @@
  * publish.c -- the optional plain-HTTP listener for relying parties and the DCL, who fetch CRLs
  * without client certificates (docs/revocation.md). Off unless the config names publish_listen.
  * It serves GET and HEAD of three kinds of stable path and nothing else:
- *   /crl/{ca}.crl  the CA's latest CRL (DER, application/pkix-crl)
+ *   /crl/{ca}.crl  the CA's latest CRL (DER, application/pkix-crl), an mDL IACA's too
  *   /ca/{ca}.crt   the CA's certificate (DER, application/pkix-cert)
  *   /ca/{ca}.pem   the same, PEM
  * with a strong ETag (SHA-256 of the body), Last-Modified (the CRL's thisUpdate, the CA's
@@ -21,6 +21,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/log.h"
+#include "hsmca/store_mdl.h"
 #include "hsmca/util.h"
 
 #include "hsmcad.h"
@@ -194,7 +195,8 @@ handler(void *cls, struct MHD_Connection *conn, const char *url, const char *met
         struct hsmca_crl_rec crl;
 
         memset(&crl, 0, sizeof(crl));
-        if (hsmca_store_crl_get(ro, ca, &crl) != HSMCA_OK)
+        if (hsmca_store_crl_get(ro, ca, &crl) != HSMCA_OK &&
+            hsmca_store_mdl_crl_get(ro, ca, &crl) != HSMCA_OK) /* an IACA's (docs/mdl.md) */
             return send_text(conn, MHD_HTTP_NOT_FOUND, "no CRL for this CA\n");
         return send_object(conn, head, crl.der, crl.der_len, "application/pkix-crl",
                            crl.this_update, crl.next_update);

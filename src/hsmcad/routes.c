@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "auth.h"
+#include "hsmcad_mdl.h"
 #include "server.h"
 
 #define ANY HSMCAD_ROLE_ANY
@@ -21,6 +22,7 @@
 static const char *const json_only[] = {"application/json", NULL};
 static const char *const csr_types[] = {"application/pkcs10", "application/json", NULL};
 static const char *const est_types[] = {"application/pkcs10", NULL};
+static const char *const mso_types[] = {"application/cbor", "application/json", NULL};
 
 const struct hsmcad_route hsmcad_routes[] = {
     {"GET", "/healthz", "health.live", ANY, 0, HSMCAD_ROUTE_NO_AUDIT, NULL, hsmcad_h_healthz},
@@ -63,6 +65,14 @@ const struct hsmcad_route hsmcad_routes[] = {
      hsmcad_h_bundle},
     {"POST", "/v1/cas/{ca}/bundles/{id}/receipt", "bundle.receipt", OPERATOR, 1, HSMCAD_ROUTE_BODY,
      json_only, hsmcad_h_bundle_receipt},
+    /* mDL, ISO/IEC 18013-5 (routes_mdl.c, docs/mdl.md) */
+    {"POST", "/v1/cas/{ca}/mso-signatures", "mso.sign", OPERATOR, 1, HSMCAD_ROUTE_BODY, mso_types,
+     hsmcad_h_mso_sign},
+    {"GET", "/v1/mdl/cas", "mdl.cas.list", ANY, 0, 0, NULL, hsmcad_h_mdl_cas},
+    {"GET", "/v1/mdl/cas/{ca}", "mdl.cas.get", ANY, 0, 0, NULL, hsmcad_h_mdl_ca},
+    {"GET", "/v1/mdl/cas/{ca}/crl", "mdl.crl.get", ANY, 0, 0, NULL, hsmcad_h_mdl_crl},
+    {"POST", "/v1/mdl/cas/{ca}/deactivation", "mdl.deactivate", ADMIN, 0, 0, NULL,
+     hsmcad_h_mdl_deactivate},
 };
 
 const unsigned hsmcad_nroutes = sizeof(hsmcad_routes) / sizeof(hsmcad_routes[0]);

@@ -17,6 +17,7 @@
 #include "hsmca/quorum.h"
 
 #include "hsmcad.h"
+#include "hsmcad_mdl.h"
 #include "problem.h"
 #include "routes.h"
 
@@ -61,8 +62,8 @@ beyond_bounds(struct hsmcad_req *r, struct hsmcad *d, const char *op, json_t *pa
                      "quorum_request.ttl_max_s");
         return 1;
     }
-    if (strcmp(op, "ca.activate") == 0 && json_is_integer(until) &&
-        json_integer_value(until) > hsmcad_now_ms() &&
+    if ((strcmp(op, "ca.activate") == 0 || strcmp(op, "mdl.activate") == 0) &&
+        json_is_integer(until) && json_integer_value(until) > hsmcad_now_ms() &&
         (uint64_t)(json_integer_value(until) - hsmcad_now_ms()) / 1000 > d->bounds.window_max_s) {
         refuse_bound(r, d->bounds.window_max_s, "an activation window (until - now)",
                      "ca.activate.window_max_s");

@@ -319,6 +319,16 @@ static const struct row rows[] = {
      "Too many bundles are being made; retry after the Retry-After delay"},
     {HSMCA_E_BUNDLE_SEAL_FAILED, "bundle-seal-failed", 500,
      "The bundle's archive could not be built or sealed"},
+    {HSMCA_E_MDL_PROFILE_VIOLATION, "mdl-profile-violation", 422,
+     "The certificate breaks a rule of ISO/IEC 18013-5 Annex B"},
+    {HSMCA_E_MDL_MSO_INVALID, "mso-invalid", 400,
+     "The body is not a well-formed mobile security object"},
+    {HSMCA_E_MDL_COSE_INVALID, "cose-invalid", 400, "Not a well-formed COSE_Sign1 IssuerAuth"},
+    {HSMCA_E_MDL_SIGNATURE_INVALID, "mdl-signature-invalid", 422,
+     "The IssuerAuth signature does not verify"},
+    {HSMCA_E_MDL_MSO_VALIDITY, "mso-validity-outside-ds", 422,
+     "The MSO's dates fall outside the document signer certificate's validity"},
+    {HSMCA_E_MDL_NOT_DS, "ca-not-mdl-ds", 409, "The CA is not an mDL document signer"},
 };
 
 static const struct row *

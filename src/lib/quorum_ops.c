@@ -28,6 +28,7 @@
 
 #include "approval.h"
 #include "quorum_int.h"
+#include "quorum_mdl.h"
 #include "quorum_revoke.h"
 
 static int
@@ -629,6 +630,30 @@ static const struct hsmca_qop ops[] = {
      .threshold_of = "ca.create_pai",
      .check = check_crl_sign,
      .act = act_revocation},
+    /* mobile driving licences (quorum_mdl.c, docs/mdl.md) */
+    {.name = "mdl.create_iaca",
+     .threshold_of = "ca.create_paa",
+     .check = hsmca_qmdl_check_create_iaca,
+     .can_run = hsmca_qmdl_can_create,
+     .act = hsmca_qmdl_act_create_iaca},
+    {.name = "mdl.create_ds",
+     .threshold_of = "ca.create_pai",
+     .check = hsmca_qmdl_check_create_ds,
+     .can_run = hsmca_qmdl_can_create,
+     .act = hsmca_qmdl_act_create_ds},
+    {.name = "mdl.activate",
+     .threshold_of = "ca.activate",
+     .check = hsmca_qmdl_check_activate,
+     .can_run = hsmca_qmdl_can_activate,
+     .after = hsmca_qmdl_after_activate},
+    {.name = "mdl.revoke",
+     .threshold_of = "ca.create_pai",
+     .check = hsmca_qmdl_check_revoke,
+     .act = hsmca_qmdl_act_revoke},
+    {.name = "mdl.crl_sign",
+     .threshold_of = "ca.create_pai",
+     .check = hsmca_qmdl_check_crl_sign,
+     .act = hsmca_qmdl_act_crl_sign},
 };
 
 const struct hsmca_qop *

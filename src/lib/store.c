@@ -184,6 +184,29 @@ static const char *const migrations[] = {
     "  received_ms INTEGER,"
     "  received_by TEXT"
     ") STRICT;",
+    /* 8: mobile driving licences, ISO/IEC 18013-5 (store_mdl.c): IACA roots and the document
+     * signers they issued, apart from the Matter CAs; each IACA's latest CRL */
+    "CREATE TABLE mdl_cas ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+    "  kind TEXT NOT NULL CHECK (kind IN ('iaca', 'ds')),"
+    "  parent TEXT REFERENCES mdl_cas(id),"
+    "  token_uri TEXT NOT NULL,"
+    "  key_uri TEXT NOT NULL,"
+    "  cert BLOB NOT NULL CHECK (length(cert) BETWEEN 1 AND 16384),"
+    "  serial BLOB NOT NULL CHECK (length(serial) BETWEEN 1 AND 20),"
+    "  created_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER,"
+    "  reason INTEGER CHECK (reason BETWEEN 0 AND 10),"
+    "  invalidity_ms INTEGER,"
+    "  CHECK ((kind = 'iaca') = (parent IS NULL))"
+    ") STRICT;"
+    "CREATE TABLE mdl_crls ("
+    "  ca TEXT PRIMARY KEY NOT NULL REFERENCES mdl_cas(id),"
+    "  number INTEGER NOT NULL CHECK (number >= 0),"
+    "  this_update INTEGER NOT NULL,"
+    "  next_update INTEGER NOT NULL,"
+    "  der BLOB NOT NULL"
+    ") STRICT;",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

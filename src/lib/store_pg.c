@@ -198,6 +198,27 @@ static const char *const migrations[] = {
     "  created_ms BIGINT NOT NULL,"
     "  received_ms BIGINT,"
     "  received_by TEXT);",
+
+    /* 8: mobile driving licences, ISO/IEC 18013-5 (store_mdl.c) */
+    "CREATE TABLE mdl_cas ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+    "  kind TEXT NOT NULL CHECK (kind IN ('iaca', 'ds')),"
+    "  parent TEXT REFERENCES mdl_cas(id),"
+    "  token_uri TEXT NOT NULL,"
+    "  key_uri TEXT NOT NULL,"
+    "  cert BYTEA NOT NULL CHECK (length(cert) BETWEEN 1 AND 16384),"
+    "  serial BYTEA NOT NULL CHECK (length(serial) BETWEEN 1 AND 20),"
+    "  created_ms BIGINT NOT NULL,"
+    "  revoked_ms BIGINT,"
+    "  reason BIGINT CHECK (reason BETWEEN 0 AND 10),"
+    "  invalidity_ms BIGINT,"
+    "  CHECK ((kind = 'iaca') = (parent IS NULL)));"
+    "CREATE TABLE mdl_crls ("
+    "  ca TEXT PRIMARY KEY NOT NULL REFERENCES mdl_cas(id),"
+    "  number BIGINT NOT NULL CHECK (number >= 0),"
+    "  this_update BIGINT NOT NULL,"
+    "  next_update BIGINT NOT NULL,"
+    "  der BYTEA NOT NULL);",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

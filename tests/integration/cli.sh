@@ -32,6 +32,7 @@ help custody
 help dcl
 help issue
 help issue-batch
+help mdl
 help report
 help token
 help verify
@@ -50,6 +51,10 @@ dcl --help
 dcl revocation-point --help
 issue --help
 issue-batch --help
+mdl --help
+mdl verify --help
+mdl profile-check --help
+mdl issuer-auth --help
 report --help
 token --help
 token info --help
@@ -89,6 +94,12 @@ dcl
 report
 bundle
 approve
+mdl
+mdl frob
+mdl verify
+mdl verify --ds x.pem
+mdl profile-check
+mdl issuer-auth --cose x
 EOF
 st=0
 "$H" > "$W/o" 2> "$W/e" || st=$?

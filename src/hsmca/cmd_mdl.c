@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * cmd_mdl.c -- `hsmca mdl`: mobile driving licences (ISO/IEC 18013-5, docs/mdl.md).
+ *   verify        judge an IACA (and a DS) against Annex B, listing every broken rule
+ *   profile-check load an mdl profile and say which rule it breaks
+ *   issuer-auth   verify a COSE_Sign1 IssuerAuth with its DS certificate
+ * Offline: reads files, touches no token and no store.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "hsmca/mdl.h"
+#include "hsmca/util.h"
+
+#include "cli.h"
+
+#define CERT_MAX 65536
+
+void
+usage_mdl(FILE *f)
+{
+    fprintf(
+        f, "usage: hsmca mdl verify --iaca FILE [--ds FILE] [--at UNIX-SECONDS] [--json]\n"
+           "       hsmca mdl profile-check FILE\n"
+           "       hsmca mdl issuer-auth --cose FILE --ds FILE [--payload FILE]\n"
+           "\n"
+           "verify checks an IACA root certificate (and a document signer certificate it\n"
+           "issued) against ISO/IEC 18013-5 Annex B and lists every broken rule, one per line\n"
+           "(\"invalid: rule ds-eku (ds): ...\"; the rules are in docs/mdl.md). --at also judges\n"
+           "validity at that time (default: now; 0 skips it). Files are DER or PEM, one may be -.\n"
+           "profile-check loads a profile (policies/profiles/mdl-iaca.json, mdl-ds.json) and\n"
+           "names the rule it breaks. issuer-auth verifies an IssuerAuth (COSE_Sign1, ES256)\n"
+           "against the DS certificate; --payload gives a detached payload.\n"
+           "Exit status: 0 valid, 1 invalid, 2 usage error.\n");
+}
+
+static X509 *
+read_cert(const char *path)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    X509 *x = NULL;
+    enum hsmca_err e = cli_read_input(path, CERT_MAX, &buf, &len);
+
+    if (e != HSMCA_OK) {
+        fprintf(stderr, "hsmca mdl: %s: %s: %s\n", path, hsmca_err_code(e), hsmca_err_title(e));
+        return NULL;
+    }
+    if (len > 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
+        BIO *b = BIO_new_mem_buf(buf, (int)len);
+
+        x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+    } else {
+        const unsigned char *p = buf;
+
+        x = d2i_X509(NULL, &p, (long)len);
+        if (x != NULL && p != buf + len) {
+            X509_free(x);
+            x = NULL;
+        }
+    }
+    if (x == NULL)
+        fprintf(stderr, "hsmca mdl: %s: not one DER or PEM certificate\n", path);
+    free(buf);
+    return x;
+}
+
+static int
+mdl_verify(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"iaca", required_argument, NULL, 'i'}, {"ds", required_argument, NULL, 'd'},
+        {"at", required_argument, NULL, 't'},   {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+    const char *fi = NULL, *fd = NULL;
+    X509 *iaca = NULL, *ds = NULL;
+    struct hsmca_mdl_report *r = NULL;
+    time_t at = time(NULL);
+    uint64_t v;
+    int c, json = 0, rc = CLI_EXIT_USAGE;
+    enum hsmca_err e;
+    size_t i;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "i:d:t:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            fi = optarg;
+            break;
+        case 'd':
+            fd = optarg;
+            break;
+        case 't':
+            if (hsmca_parse_u64(optarg, strlen(optarg), 253402300799ULL, &v) != HSMCA_OK) {
+                fprintf(stderr, "hsmca mdl verify: --at takes seconds since 1970\n");
+                return CLI_EXIT_USAGE;
+            }
+            at = (time_t)v;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            usage_mdl(stdout);
+            return CLI_EXIT_OK;
+        default:
+            usage_mdl(stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || fi == NULL) {
+        fprintf(stderr, "hsmca mdl verify: --iaca is required\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (fd != NULL && strcmp(fi, "-") == 0 && strcmp(fd, "-") == 0) {
+        fprintf(stderr, "hsmca mdl verify: only one of --iaca and --ds can be - (stdin)\n");
+        return CLI_EXIT_USAGE;
+    }
+    rc = CLI_EXIT_FAIL;
+    iaca = read_cert(fi);
+    if (iaca == NULL || (fd != NULL && (ds = read_cert(fd)) == NULL))
+        goto out;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        rc = cli_fail("mdl verify", HSMCA_E_NOMEM);
+        goto out;
+    }
+    e = hsmca_mdl_check(iaca, ds, at, r);
+    if (e != HSMCA_OK && e != HSMCA_E_MDL_PROFILE_VIOLATION) {
+        rc = cli_fail("mdl verify", e);
+        goto out;
+    }
+    if (json) {
+        json_t *j = json_object(), *arr = json_array();
+        char *s;
+
+        for (i = 0; i < r->n; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "cert", r->f[i].cert, "rule",
+                                                 r->f[i].rule, "detail", r->f[i].detail));
+        json_object_set_new(j, "valid", json_boolean(e == HSMCA_OK));
+        json_object_set_new(j, "broken", arr);
+        json_object_set_new(j, "code", json_string(hsmca_err_code(e)));
+        s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        if (s == NULL) {
+            rc = cli_fail("mdl verify", HSMCA_E_NOMEM);
+            goto out;
+        }
+        printf("%s\n", s);
+        free(s);
+    } else if (e == HSMCA_OK) {
+        printf("valid: %s accepted under ISO/IEC 18013-5 Annex B\n",
+               ds != NULL ? "IACA -> DS chain" : "IACA");
+    } else {
+        for (i = 0; i < r->n; i++)
+            printf("invalid: rule %s (%s): %s\n", r->f[i].rule, r->f[i].cert, r->f[i].detail);
+        if (r->dropped > 0)
+            printf("invalid: %zu more broken rules not listed\n", r->dropped);
+    }
+    rc = e == HSMCA_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+    free(r);
+    X509_free(iaca);
+    X509_free(ds);
+    return rc;
+}
+
+static int
+mdl_profile_check(int argc, char **argv)
+{
+    struct hsmca_mdl_profile p;
+    char why[256];
+    enum hsmca_err e;
+
+    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+        usage_mdl(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (argc != 2) {
+        fprintf(stderr, "hsmca mdl profile-check: one profile file\n");
+        return CLI_EXIT_USAGE;
+    }
+    e = hsmca_mdl_profile_load(argv[1], &p, why, sizeof(why));
+    if (e != HSMCA_OK) {
+        printf("invalid: %s: %s%s%s\n", argv[1], hsmca_err_code(e), why[0] != '\0' ? ": " : "",
+               why);
+        return CLI_EXIT_FAIL;
+    }
+    printf("valid: %s profile %s (%u days)\n", p.type == HSMCA_MDL_IACA ? "IACA" : "DS", p.name,
+           p.days);
+    return CLI_EXIT_OK;
+}
+
+static int
+mdl_issuer_auth(int argc, char **argv)
+{
+    static const struct option opts[] = {{"cose", required_argument, NULL, 'c'},
+                                         {"ds", required_argument, NULL, 'd'},
+                                         {"payload", required_argument, NULL, 'p'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *fc = NULL, *fd = NULL, *fp = NULL;
+    unsigned char *cose = NULL, *payload = NULL;
+    size_t clen = 0, plen = 0;
+    X509 *ds = NULL;
+    enum hsmca_err e;
+    int c, rc = CLI_EXIT_FAIL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:d:p:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            fc = optarg;
+            break;
+        case 'd':
+            fd = optarg;
+            break;
+        case 'p':
+            fp = optarg;
+            break;
+        case 'h':
+            usage_mdl(stdout);
+            return CLI_EXIT_OK;
+        default:
+            usage_mdl(stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || fc == NULL || fd == NULL) {
+        fprintf(stderr, "hsmca mdl issuer-auth: --cose and --ds are required\n");
+        return CLI_EXIT_USAGE;
+    }
+    ds = read_cert(fd);
+    if (ds == NULL)
+        goto out;
+    e = cli_read_input(fc, HSMCA_MDL_MSO_MAX * 2, &cose, &clen);
+    if (e == HSMCA_OK && fp != NULL)
+        e = cli_read_input(fp, HSMCA_MDL_MSO_MAX, &payload, &plen);
+    if (e != HSMCA_OK) {
+        rc = cli_fail("mdl issuer-auth", e);
+        goto out;
+    }
+    e = hsmca_mdl_sign1_verify(cose, clen, payload, plen, ds);
+    if (e == HSMCA_OK)
+        printf("valid: IssuerAuth signed by the DS certificate\n");
+    else
+        printf("invalid: %s: %s\n", hsmca_err_code(e), hsmca_err_title(e));
+    rc = e == HSMCA_OK ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+out:
+    free(cose);
+    free(payload);
+    X509_free(ds);
+    return rc;
+}
+
+int
+cmd_mdl(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage_mdl(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    }
+    if (strcmp(argv[1], "verify") == 0)
+        return mdl_verify(argc - 1, argv + 1);
+    if (strcmp(argv[1], "profile-check") == 0)
+        return mdl_profile_check(argc - 1, argv + 1);
+    if (strcmp(argv[1], "issuer-auth") == 0)
+        return mdl_issuer_auth(argc - 1, argv + 1);
+    fprintf(stderr, "hsmca mdl: unknown subcommand %s\n", argv[1]);
+    usage_mdl(stderr);
+    return CLI_EXIT_USAGE;
+}

@@ -3,11 +3,11 @@
  * mdl_pki.c -- test helper of tests/integration/mdl.sh (never used outside tests):
  *   mdl_pki setup DIR MODULE POLICY_JSON TOKEN...
  *     with the audit token hsmca-audit (key audit-key, PIN in DIR/audit.pin) and the CA tokens
- *     (user PIN user-pin-1234, SO PIN so-pin-1234) already made: open DIR/hsmca.db (or the store
- *     $HSMCA_TEST_STORE_SPEC names) and the audit log, and hold the quorum ceremony over the CA tokens with three software approvers
- *     (bob-approver, dave-approver, erin-approver; keys in DIR/<name>.key.pem, as `hsmca_pki
- *     approve` reads them), m = 2. The tokens' PINs are then known to nobody: every mDL CA is
- *     made by quorum.
+ *     (user PIN user-pin-1234, SO PIN so-pin-1234) already made: open DIR/hsmca.db (or the
+ *     store $HSMCA_TEST_STORE_SPEC names) and the audit log, and hold the quorum ceremony over
+ *     the CA tokens with three software approvers (bob-approver, dave-approver, erin-approver;
+ *     keys in DIR/<name>.key.pem, as `hsmca_pki approve` reads them), m = 2. The tokens' PINs
+ *     are then known to nobody: every mDL CA is made by quorum.
  *   mdl_pki twin IACA.pem DS.pem KIND OUTDIR
  *     the chain as it would be with software keys, for mutations the real IACA key (in its
  *     token) cannot sign: OUTDIR/iaca.pem (the IACA's subject, validity and extensions with a new

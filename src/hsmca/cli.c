@@ -17,6 +17,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
@@ -76,50 +77,14 @@ fail:
 enum hsmca_err
 cli_read_input(const char *path, size_t max, unsigned char **out, size_t *len)
 {
-    unsigned char *buf;
-    size_t n = 0, cap = 4096;
+    struct hsmca_gbuf b;
 
     if (strcmp(path, "-") != 0)
         return hsmca_read_file(path, max, out, len);
-    buf = malloc(cap + 1);
-    if (buf == NULL)
-        return HSMCA_E_NOMEM;
-    for (;;) {
-        size_t k;
-
-        if (n == cap) {
-            unsigned char *nb;
-
-            if (cap > max) {
-                free(buf);
-                return HSMCA_E_TOO_LARGE;
-            }
-            cap *= 2;
-            nb = realloc(buf, cap + 1);
-            if (nb == NULL) {
-                free(buf);
-                return HSMCA_E_NOMEM;
-            }
-            buf = nb;
-        }
-        k = fread(buf + n, 1, cap - n, stdin);
-        n += k;
-        if (k == 0) {
-            if (ferror(stdin)) {
-                free(buf);
-                return HSMCA_E_IO;
-            }
-            break;
-        }
-    }
-    if (n > max) {
-        free(buf);
-        return HSMCA_E_TOO_LARGE;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return HSMCA_OK;
+    hsmca_gbuf_init(&b, max);
+    hsmca_gbuf_read_fd(&b, STDIN_FILENO);
+    *out = hsmca_gbuf_take(&b, len);
+    return b.err;
 }
 
 int

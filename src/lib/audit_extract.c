@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
 #include "hsmca/store_audit.h"
 #include "hsmca/util.h"
@@ -28,6 +29,7 @@
 
 #define EXTRACT_FORMAT "hsmca-audit-extract/v1"
 #define TAR_MAX ((size_t)1 << 31)
+#define TAR_PARTS_MAX ((size_t)1 << 24)
 
 static const char readme[] =
     "hsmca audit extract (" EXTRACT_FORMAT ")\n"
@@ -416,6 +418,7 @@ static enum hsmca_err
 tar_add(struct hsmca_audit_tar *t, const char *name, const char *path, uint64_t size, unsigned mode)
 {
     struct tar_part *q;
+    enum hsmca_err rc;
     unsigned char *h;
     unsigned sum = 0;
     size_t i;
@@ -424,15 +427,9 @@ tar_add(struct hsmca_audit_tar *t, const char *name, const char *path, uint64_t 
         return HSMCA_E_TOO_LARGE;
     if (size > TAR_MAX || t->total > TAR_MAX)
         return HSMCA_E_TOO_LARGE;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 32;
-        struct tar_part *np = realloc(t->p, cap * sizeof(*np));
-
-        if (np == NULL)
-            return HSMCA_E_NOMEM;
-        t->p = np;
-        t->cap = cap;
-    }
+    rc = hsmca_grow(&t->p, &t->cap, t->n + 1, sizeof(*t->p), TAR_PARTS_MAX);
+    if (rc != HSMCA_OK)
+        return rc;
     q = &t->p[t->n];
     memset(q, 0, sizeof(*q));
     if (path != NULL && (q->path = strdup(path)) == NULL)

@@ -397,9 +397,11 @@ hsmca_token_logout(struct hsmca_token *tok)
     return tok_ckr("C_Logout", rv, HSMCA_E_TOKEN_FAILED);
 }
 
-enum hsmca_err
-hsmca_token_init_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
-                     const struct hsmca_secret *new_pin)
+/* In an SO session opened with so_pin and closed again: set the user PIN to pin (C_InitPIN), or
+ * with change_so change the SO PIN to pin (C_SetPIN in an SO session, PKCS#11 v2.40, 5.6). */
+static enum hsmca_err
+so_session_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
+               const struct hsmca_secret *pin, int change_so)
 {
     enum hsmca_err rc;
     CK_RV rv;
@@ -408,7 +410,7 @@ hsmca_token_init_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
         return HSMCA_E_INVALID_ARG;
     rc = check_pin(so_pin);
     if (rc == HSMCA_OK)
-        rc = check_pin(new_pin);
+        rc = check_pin(pin);
     if (rc != HSMCA_OK)
         return rc;
     pthread_mutex_lock(&tok->lock);
@@ -418,14 +420,24 @@ hsmca_token_init_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
     }
     rv = tok->p11->f->C_Login(tok->session, CKU_SO, so_pin->p, so_pin->len);
     if (rv == CKR_OK) {
-        rv = tok->p11->f->C_InitPIN(tok->session, new_pin->p, new_pin->len);
+        if (change_so)
+            rv = tok->p11->f->C_SetPIN(tok->session, so_pin->p, so_pin->len, pin->p, pin->len);
+        else
+            rv = tok->p11->f->C_InitPIN(tok->session, pin->p, pin->len);
         (void)tok->p11->f->C_Logout(tok->session);
-        rc = tok_ckr("C_InitPIN", rv, HSMCA_E_TOKEN_FAILED);
+        rc = tok_ckr(change_so ? "C_SetPIN(SO)" : "C_InitPIN", rv, HSMCA_E_TOKEN_FAILED);
     } else {
         rc = tok_ckr("C_Login(SO)", rv, HSMCA_E_TOKEN_FAILED);
     }
     pthread_mutex_unlock(&tok->lock);
     return rc;
+}
+
+enum hsmca_err
+hsmca_token_init_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
+                     const struct hsmca_secret *new_pin)
+{
+    return so_session_pin(tok, so_pin, new_pin, 0);
 }
 
 enum hsmca_err
@@ -458,32 +470,7 @@ enum hsmca_err
 hsmca_token_set_so_pin(struct hsmca_token *tok, const struct hsmca_secret *old_so,
                        const struct hsmca_secret *new_so)
 {
-    enum hsmca_err rc;
-    CK_RV rv;
-
-    if (tok == NULL)
-        return HSMCA_E_INVALID_ARG;
-    rc = check_pin(old_so);
-    if (rc == HSMCA_OK)
-        rc = check_pin(new_so);
-    if (rc != HSMCA_OK)
-        return rc;
-    pthread_mutex_lock(&tok->lock);
-    if (tok->logged_in) {
-        pthread_mutex_unlock(&tok->lock);
-        return HSMCA_E_ALREADY_LOGGED_IN;
-    }
-    rv = tok->p11->f->C_Login(tok->session, CKU_SO, old_so->p, old_so->len);
-    if (rv == CKR_OK) {
-        /* C_SetPIN in an SO session changes the SO PIN (PKCS#11 v2.40, 5.6) */
-        rv = tok->p11->f->C_SetPIN(tok->session, old_so->p, old_so->len, new_so->p, new_so->len);
-        (void)tok->p11->f->C_Logout(tok->session);
-        rc = tok_ckr("C_SetPIN(SO)", rv, HSMCA_E_TOKEN_FAILED);
-    } else {
-        rc = tok_ckr("C_Login(SO)", rv, HSMCA_E_TOKEN_FAILED);
-    }
-    pthread_mutex_unlock(&tok->lock);
-    return rc;
+    return so_session_pin(tok, old_so, new_so, 1);
 }
 
 enum hsmca_err

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,4 +175,72 @@ out:
         fclose(f);
     OPENSSL_cleanse(line, sizeof(line));
     return rc;
+}
+
+int
+cli_getopt(const char *cmd, int argc, char **argv, int first, const struct cli_opt *opts,
+           void (*usage)(FILE *f))
+{
+    struct option lo[CLI_OPTS_MAX + 2];
+    char shorts[3 * CLI_OPTS_MAX + 2];
+    size_t n = 0, k = 0;
+    int c;
+
+    for (; opts[n].name != NULL && n < CLI_OPTS_MAX; n++) {
+        int arg = opts[n].flag == NULL;
+
+        lo[n] = (struct option){opts[n].name, arg ? required_argument : no_argument, NULL,
+                                256 + (int)n};
+        if (opts[n].short_name != 0) {
+            shorts[k++] = opts[n].short_name;
+            if (arg)
+                shorts[k++] = ':';
+        }
+    }
+    lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n + 1] = (struct option){NULL, 0, NULL, 0};
+    shorts[k++] = 'h';
+    shorts[k] = '\0';
+    optind = first;
+    while ((c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
+        const struct cli_opt *o = NULL;
+        size_t i;
+
+        if (c == 'h') {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        for (i = 0; i < n && o == NULL; i++)
+            if (c == 256 + (int)i || (c < 256 && c == opts[i].short_name))
+                o = &opts[i];
+        if (o == NULL) {
+            usage(stderr);
+            return CLI_EXIT_USAGE;
+        }
+        if (o->flag != NULL) {
+            *o->flag = 1;
+        } else if (o->check != NULL) {
+            if (o->check(optarg, o->dst) != 0) {
+                fprintf(stderr, "hsmca %s: %s\n", cmd, o->why);
+                return CLI_EXIT_USAGE;
+            }
+        } else {
+            *o->str = optarg;
+        }
+    }
+    return -1;
+}
+
+int
+cli_subcommand(int argc, char **argv, void (*usage)(FILE *f))
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    return -1;
 }

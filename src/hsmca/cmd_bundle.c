@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "http_client.h"
+#include "response.h"
 
 static void
 print_usage(FILE *f)
@@ -59,24 +60,6 @@ usage_error(void)
     return CLI_EXIT_USAGE;
 }
 
-/* "code: title: detail" of a problem body, or the status. */
-static void
-problem_text(const struct http_response *r, char *out, size_t out_max)
-{
-    json_t *p = NULL;
-    const char *code = NULL, *detail = NULL;
-
-    if (strcmp(r->content_type, "application/problem+json") == 0)
-        p = json_loadb((const char *)r->body, r->body_len, 0, NULL);
-    if (p != NULL) {
-        code = json_string_value(json_object_get(p, "code"));
-        detail = json_string_value(json_object_get(p, "detail"));
-    }
-    snprintf(out, out_max, "HTTP %d%s%s%s%s", r->status, code ? ": " : "", code ? code : "",
-             detail ? ": " : "", detail ? detail : "");
-    json_decref(p);
-}
-
 struct args {
     struct http_client_config conn;
     const char *ca, *line, *out, *manifest, *name, *line_cert;
@@ -111,7 +94,8 @@ send(const struct args *a, const char *path, const char *body, const char *accep
         return cli_fail("request", e);
     }
     if (resp.status != want) {
-        problem_text(&resp, msg, sizeof(msg));
+        cli_problem_text(resp.status, resp.content_type, resp.body, resp.body_len, msg,
+                         sizeof(msg));
         fprintf(stderr, "hsmca bundle: refused: %s\n", msg);
         http_client_free(hc);
         return CLI_EXIT_FAIL;

@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "http_client.h"
+#include "response.h"
 
 #define DCL_CAS_MAX 16
 
@@ -63,18 +64,6 @@ usage_report(FILE *f)
                "  openssl dgst -sha256 -verify audit.pub.pem -signature FILE.sig FILE\n"
                "hsmcad records the report (its range, rows and SHA-256) as a report.make audit\n"
                "entry. Exit status: 0 written, 1 failure, 2 usage error.\n");
-}
-
-static void
-problem_line(const struct http_response *r, char *out, size_t n)
-{
-    json_t *p = json_loadb((const char *)r->body, r->body_len, 0, NULL);
-    const char *code = json_string_value(json_object_get(p, "code"));
-    const char *detail = json_string_value(json_object_get(p, "detail"));
-
-    snprintf(out, n, "HTTP %d%s%s%s%s", r->status, code ? ": " : "", code ? code : "",
-             detail ? ": " : "", detail ? detail : "");
-    json_decref(p);
 }
 
 static int
@@ -151,6 +140,26 @@ rp_record(json_t *ca, const char *label, const char *data_url, int vid_override,
     return o;
 }
 
+/* GET path: the JSON of a 200 answer, else NULL with why (the problem's text for another status) */
+static json_t *
+get_json(struct http_client *hc, const char *path, char *why, size_t why_len)
+{
+    struct http_response resp;
+    json_t *j;
+
+    if (http_client_request(hc, "GET", path, NULL, "application/json", NULL, 0, &resp, why,
+                            why_len) != HSMCA_OK)
+        return NULL;
+    if (resp.status != 200) {
+        cli_problem_text(resp.status, resp.content_type, resp.body, resp.body_len, why, why_len);
+        return NULL;
+    }
+    j = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+    if (j == NULL)
+        snprintf(why, why_len, "the server's answer is not JSON");
+    return j;
+}
+
 /* the --ca list of cmd_dcl */
 struct ca_list {
     const char *id[DCL_CAS_MAX];
@@ -186,7 +195,6 @@ cmd_dcl(int argc, char **argv)
     const char *label = NULL, *data_url = NULL;
     struct ca_list cas;
     struct http_client *hc = NULL;
-    struct http_response resp;
     unsigned i;
     int wrap = 0, vid_override = -1, rc = CLI_EXIT_USAGE;
     json_t *arr = NULL;
@@ -228,14 +236,7 @@ cmd_dcl(int argc, char **argv)
         json_t *ca, *rec;
 
         snprintf(path, sizeof(path), "/v1/cas/%s", cas.id[i]);
-        if (http_client_request(hc, "GET", path, NULL, "application/json", NULL, 0, &resp, why,
-                                sizeof(why)) != HSMCA_OK)
-            goto fail;
-        if (resp.status != 200) {
-            problem_line(&resp, why, sizeof(why));
-            goto fail;
-        }
-        ca = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+        ca = get_json(hc, path, why, sizeof(why));
         rec = ca != NULL ? rp_record(ca, label, data_url, vid_override, why, sizeof(why)) : NULL;
         json_decref(ca);
         if (rec == NULL)
@@ -269,7 +270,6 @@ cmd_report(int argc, char **argv)
     struct http_client_config cfg;
     const char *ca = NULL, *from = NULL, *to = NULL, *fmt = "csv", *out = NULL;
     struct http_client *hc = NULL;
-    struct http_response resp;
     char why[512] = "", path[512], sigpath[HSMCA_PATH_MAX + 8];
     unsigned char sig[128];
     json_t *ans = NULL;
@@ -311,15 +311,11 @@ cmd_report(int argc, char **argv)
         fprintf(stderr, "hsmca report: --from/--to too long\n");
         return CLI_EXIT_USAGE;
     }
-    if (http_client_new(&cfg, &hc, why, sizeof(why)) != HSMCA_OK ||
-        http_client_request(hc, "GET", path, NULL, "application/json", NULL, 0, &resp, why,
-                            sizeof(why)) != HSMCA_OK)
+    if (http_client_new(&cfg, &hc, why, sizeof(why)) != HSMCA_OK)
         goto fail;
-    if (resp.status != 200) {
-        problem_line(&resp, why, sizeof(why));
+    ans = get_json(hc, path, why, sizeof(why));
+    if (ans == NULL)
         goto fail;
-    }
-    ans = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
     rep = json_string_value(json_object_get(ans, "report"));
     sig_b64 = json_string_value(json_object_get(ans, "signature"));
     n = sig_b64 != NULL && strlen(sig_b64) <= 4 * sizeof(sig) / 3

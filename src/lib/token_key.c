@@ -54,16 +54,6 @@ tok_find_one(struct hsmca_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_
     return rc;
 }
 
-/* Append the URI's object= and id= to tmpl as CKA_LABEL and CKA_ID. */
-static void
-uri_tmpl(const struct hsmca_uri *u, CK_ATTRIBUTE *tmpl, CK_ULONG *n)
-{
-    if (u->have & HSMCA_URI_HAVE_OBJECT)
-        tmpl[(*n)++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)u->object, strlen(u->object)};
-    if (u->have & HSMCA_URI_HAVE_ID)
-        tmpl[(*n)++] = (CK_ATTRIBUTE){CKA_ID, (void *)u->id, u->id_len};
-}
-
 int
 tok_get_bool(struct hsmca_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type)
 {
@@ -378,9 +368,11 @@ out:
     return rc;
 }
 
-/* Check uri's token attributes against tok and build a private-key search template. */
+/* Check uri's token attributes against tok and append its object= and id= to the search template
+ * tmpl[0..*n) as CKA_LABEL and CKA_ID. */
 static enum hsmca_err
-key_uri(struct hsmca_token *tok, const char *uri, struct hsmca_uri *u)
+key_uri(struct hsmca_token *tok, const char *uri, struct hsmca_uri *u, CK_ATTRIBUTE *tmpl,
+        CK_ULONG *n)
 {
     enum hsmca_err rc;
 
@@ -399,6 +391,10 @@ key_uri(struct hsmca_token *tok, const char *uri, struct hsmca_uri *u)
         if (!tok_matches(u, &ti))
             return HSMCA_E_KEY_NOT_FOUND;
     }
+    if (u->have & HSMCA_URI_HAVE_OBJECT)
+        tmpl[(*n)++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)u->object, strlen(u->object)};
+    if (u->have & HSMCA_URI_HAVE_ID)
+        tmpl[(*n)++] = (CK_ATTRIBUTE){CKA_ID, (void *)u->id, u->id_len};
     return HSMCA_OK;
 }
 
@@ -415,15 +411,14 @@ hsmca_token_find_key(struct hsmca_token *tok, const char *uri, struct hsmca_key 
 
     if (tok == NULL || uri == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = key_uri(tok, uri, &u);
+    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    /* token objects only: a signing session copy (see struct sign_pool) keeps the CKA_ID */
+    tmpl[n++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
+    rc = key_uri(tok, uri, &u, tmpl, &n);
     if (rc != HSMCA_OK)
         return rc;
     if ((u.have & HSMCA_URI_HAVE_TYPE) && strcmp(u.type, "private") != 0)
         return HSMCA_E_URI_INVALID;
-    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
-    /* token objects only: a signing session copy (see struct sign_pool) keeps the CKA_ID */
-    tmpl[n++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
-    uri_tmpl(&u, tmpl, &n);
     pthread_mutex_lock(&tok->lock);
     if (!tok->logged_in)
         rc = HSMCA_E_NOT_LOGGED_IN;
@@ -449,11 +444,10 @@ hsmca_token_public_key(struct hsmca_token *tok, const char *uri, EVP_PKEY **out)
 
     if (tok == NULL || uri == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = key_uri(tok, uri, &u);
+    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    rc = key_uri(tok, uri, &u, tmpl, &n);
     if (rc != HSMCA_OK)
         return rc;
-    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
-    uri_tmpl(&u, tmpl, &n);
     pthread_mutex_lock(&tok->lock);
     rc = tok_find_one(tok, tmpl, n, &h, HSMCA_E_KEY_NOT_FOUND);
     if (rc == HSMCA_OK)

@@ -77,6 +77,20 @@ write_file(const char *dir, const char *name, const void *data, size_t len, mode
     return ok ? HSMCA_OK : HSMCA_E_IO;
 }
 
+/* j (NULL: out of memory) as indented JSON with sorted keys into dir/name, mode 0644 */
+static enum hsmca_err
+write_json(const char *dir, const char *name, const json_t *j)
+{
+    char *txt = j != NULL ? json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+    enum hsmca_err rc;
+
+    if (txt == NULL)
+        return HSMCA_E_NOMEM;
+    rc = write_file(dir, name, txt, strlen(txt), 0644);
+    free(txt);
+    return rc;
+}
+
 static enum hsmca_err
 file_sha256(const char *dir, const char *name, char hex[65])
 {
@@ -177,7 +191,7 @@ hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from, uint64_t to,
     struct epoch_find ef = {NULL, 0};
     unsigned char head_hash[32];
     uint64_t head = 0, s, ncp = 0;
-    char path[HSMCA_PATH_MAX + 128], hex[65], name[64], *pem = NULL, *manifest = NULL;
+    char path[HSMCA_PATH_MAX + 128], hex[65], name[64], *pem = NULL;
     json_t *files = NULL, *m = NULL, *appr = NULL;
     enum hsmca_err rc;
 
@@ -266,27 +280,18 @@ hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from, uint64_t to,
         goto out;
     /* approver sets in force at from */
     if (approvers_json == NULL) {
-        char *txt;
-
         if (from > 1) {
             rc = hsmca_store_audit_scan(st, 1, from - 1, find_epoch, &ef);
             if (rc != HSMCA_OK)
                 goto out;
         }
         appr = json_pack("{s:[]}", "epochs");
-        if (appr == NULL ||
-            (ef.line != NULL &&
-             json_array_append_new(json_object_get(appr, "epochs"), json_string(ef.line)) != 0)) {
+        if (appr != NULL && ef.line != NULL &&
+            json_array_append_new(json_object_get(appr, "epochs"), json_string(ef.line)) != 0) {
             rc = HSMCA_E_NOMEM;
             goto out;
         }
-        txt = json_dumps(appr, JSON_INDENT(1) | JSON_SORT_KEYS);
-        if (txt == NULL) {
-            rc = HSMCA_E_NOMEM;
-            goto out;
-        }
-        rc = write_file(dir, "approvers.json", txt, strlen(txt), 0644);
-        free(txt);
+        rc = write_json(dir, "approvers.json", appr);
     } else {
         rc = write_file(dir, "approvers.json", approvers_json, strlen(approvers_json), 0644);
     }
@@ -341,12 +346,7 @@ hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from, uint64_t to,
         rc = HSMCA_E_NOMEM;
         goto out;
     }
-    manifest = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
-    if (manifest == NULL) {
-        rc = HSMCA_E_NOMEM;
-        goto out;
-    }
-    rc = write_file(dir, "manifest.json", manifest, strlen(manifest), 0644);
+    rc = write_json(dir, "manifest.json", m);
 out:
     if (lo.f != NULL)
         fclose(lo.f);
@@ -355,7 +355,6 @@ out:
     hsmca_audit_checkpoint_clear(&cp);
     free(ef.line);
     free(pem);
-    free(manifest);
     json_decref(files);
     json_decref(m);
     json_decref(appr);

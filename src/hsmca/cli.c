@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include <openssl/crypto.h>
 
+#include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
@@ -76,50 +78,14 @@ fail:
 enum hsmca_err
 cli_read_input(const char *path, size_t max, unsigned char **out, size_t *len)
 {
-    unsigned char *buf;
-    size_t n = 0, cap = 4096;
+    struct hsmca_gbuf b;
 
     if (strcmp(path, "-") != 0)
         return hsmca_read_file(path, max, out, len);
-    buf = malloc(cap + 1);
-    if (buf == NULL)
-        return HSMCA_E_NOMEM;
-    for (;;) {
-        size_t k;
-
-        if (n == cap) {
-            unsigned char *nb;
-
-            if (cap > max) {
-                free(buf);
-                return HSMCA_E_TOO_LARGE;
-            }
-            cap *= 2;
-            nb = realloc(buf, cap + 1);
-            if (nb == NULL) {
-                free(buf);
-                return HSMCA_E_NOMEM;
-            }
-            buf = nb;
-        }
-        k = fread(buf + n, 1, cap - n, stdin);
-        n += k;
-        if (k == 0) {
-            if (ferror(stdin)) {
-                free(buf);
-                return HSMCA_E_IO;
-            }
-            break;
-        }
-    }
-    if (n > max) {
-        free(buf);
-        return HSMCA_E_TOO_LARGE;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return HSMCA_OK;
+    hsmca_gbuf_init(&b, max);
+    hsmca_gbuf_read_fd(&b, STDIN_FILENO);
+    *out = hsmca_gbuf_take(&b, len);
+    return b.err;
 }
 
 int
@@ -209,4 +175,72 @@ out:
         fclose(f);
     OPENSSL_cleanse(line, sizeof(line));
     return rc;
+}
+
+int
+cli_getopt(const char *cmd, int argc, char **argv, int first, const struct cli_opt *opts,
+           void (*usage)(FILE *f))
+{
+    struct option lo[CLI_OPTS_MAX + 2];
+    char shorts[3 * CLI_OPTS_MAX + 2];
+    size_t n = 0, k = 0;
+    int c;
+
+    for (; opts[n].name != NULL && n < CLI_OPTS_MAX; n++) {
+        int arg = opts[n].flag == NULL;
+
+        lo[n] = (struct option){opts[n].name, arg ? required_argument : no_argument, NULL,
+                                256 + (int)n};
+        if (opts[n].short_name != 0) {
+            shorts[k++] = opts[n].short_name;
+            if (arg)
+                shorts[k++] = ':';
+        }
+    }
+    lo[n] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n + 1] = (struct option){NULL, 0, NULL, 0};
+    shorts[k++] = 'h';
+    shorts[k] = '\0';
+    optind = first;
+    while ((c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
+        const struct cli_opt *o = NULL;
+        size_t i;
+
+        if (c == 'h') {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        for (i = 0; i < n && o == NULL; i++)
+            if (c == 256 + (int)i || (c < 256 && c == opts[i].short_name))
+                o = &opts[i];
+        if (o == NULL) {
+            usage(stderr);
+            return CLI_EXIT_USAGE;
+        }
+        if (o->flag != NULL) {
+            *o->flag = 1;
+        } else if (o->check != NULL) {
+            if (o->check(optarg, o->dst) != 0) {
+                fprintf(stderr, "hsmca %s: %s\n", cmd, o->why);
+                return CLI_EXIT_USAGE;
+            }
+        } else {
+            *o->str = optarg;
+        }
+    }
+    return -1;
+}
+
+int
+cli_subcommand(int argc, char **argv, void (*usage)(FILE *f))
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    return -1;
 }

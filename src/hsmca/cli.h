@@ -65,6 +65,54 @@ const char *cli_module(const char *given, const char *uri, struct hsmca_uri *scr
 /* Print "hsmca: <what>: <code>: <title>" on stderr and return CLI_EXIT_FAIL. */
 int cli_fail(const char *what, enum hsmca_err e);
 
+/*
+ * One option of a command for cli_getopt: a string option stores its argument in *str, a flag
+ * sets *flag to 1, a checked option hands its argument to check(arg, dst), which returns 0 to
+ * accept it; a refused one prints "hsmca CMD: why" and is a usage error. short_name, if not 0,
+ * is the one-letter form. A table ends with an entry whose name is NULL.
+ */
+struct cli_opt {
+    const char *name;
+    char short_name;
+    const char **str;
+    int *flag;
+    int (*check)(const char *arg, void *dst);
+    void *dst;
+    const char *why;
+};
+#define CLI_OPTS_MAX 24
+/* clang-format off */
+#define CLI_STR(n, c, p) {.name = (n), .short_name = (c), .str = (p)}
+#define CLI_FLAG(n, c, p) {.name = (n), .short_name = (c), .flag = (p)}
+#define CLI_CHECK(n, c, fn, d, w) {.name = (n), .short_name = (c), .check = (fn), .dst = (d), .why = (w)}
+#define CLI_END {.name = NULL}
+/* clang-format on */
+/* a numeric macro as a string, for a why */
+#define CLI_NUM_(x) #x
+#define CLI_NUM(x) CLI_NUM_(x)
+/* --url --cert --key --cacert into a struct http_client_config (http_client.h) */
+#define CLI_CONN_OPTS(cfg)                                                                         \
+    CLI_STR("url", 0, &(cfg)->url), CLI_STR("cert", 0, &(cfg)->cert),                              \
+        CLI_STR("key", 0, &(cfg)->key), CLI_STR("cacert", 0, &(cfg)->cacert)
+/* 1 when all four were given */
+#define CLI_CONN_GIVEN(cfg)                                                                        \
+    ((cfg)->url != NULL && (cfg)->cert != NULL && (cfg)->key != NULL && (cfg)->cacert != NULL)
+
+/*
+ * Parse argv from index first (getopt_long) by the table: --help (and -h) prints usage to
+ * standard output (CLI_EXIT_OK), an unknown option prints it to standard error (CLI_EXIT_USAGE),
+ * as does a refused checked argument. -1 when every option was taken: the operands start at
+ * optind.
+ */
+int cli_getopt(const char *cmd, int argc, char **argv, int first, const struct cli_opt *opts,
+               void (*usage)(FILE *f));
+
+/*
+ * The subcommand words' prelude: no word prints usage to standard error (CLI_EXIT_USAGE),
+ * --help or -h prints it to standard output (CLI_EXIT_OK); -1 when argv[1] is a word to run.
+ */
+int cli_subcommand(int argc, char **argv, void (*usage)(FILE *f));
+
 int cmd_approve(int argc, char **argv);
 void usage_approve(FILE *f);
 int cmd_audit(int argc, char **argv);

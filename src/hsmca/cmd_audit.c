@@ -80,10 +80,6 @@ usage_audit(FILE *f)
 static int
 do_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {{"previous", required_argument, NULL, 'p'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     struct hsmca_audit_verify_opts vo;
     struct hsmca_audit_verify_result r;
     struct timespec t0, t1;
@@ -91,25 +87,13 @@ do_verify(int argc, char **argv)
     int c, json = 0;
     double secs;
     char tmp[HSMCA_PATH_MAX + 1], dir[HSMCA_PATH_MAX + 1];
+    const struct cli_opt opts[] = {CLI_STR("previous", 'p', &vo.previous_cp),
+                                   CLI_FLAG("json", 'j', &json), CLI_END};
 
     memset(&vo, 0, sizeof(vo));
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "p:jh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'p':
-            vo.previous_cp = optarg;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'h':
-            usage_audit(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_audit(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("audit verify", argc, argv, 1, opts, usage_audit);
+    if (c >= 0)
+        return c;
     if (optind + 1 != argc) {
         fprintf(stderr, "hsmca audit verify: one EXTRACT (directory, tar, or - for a tar on "
                         "standard input) is required\n");
@@ -212,9 +196,6 @@ add_receipt(struct receipts *rs, json_t *o, size_t cap)
 static int
 do_check_receipts(int argc, char **argv)
 {
-    static const struct option opts[] = {{"extract", required_argument, NULL, 'e'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *extract = NULL;
     struct hsmca_audit_verify_opts vo;
     struct hsmca_audit_verify_result r;
@@ -225,21 +206,11 @@ do_check_receipts(int argc, char **argv)
     enum hsmca_err e;
     int c, rc = CLI_EXIT_USAGE;
     char tmp[HSMCA_PATH_MAX + 1], dir[HSMCA_PATH_MAX + 1];
+    const struct cli_opt opts[] = {CLI_STR("extract", 'e', &extract), CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "e:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'e':
-            extract = optarg;
-            break;
-        case 'h':
-            usage_audit(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_audit(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("audit check-receipts", argc, argv, 1, opts, usage_audit);
+    if (c >= 0)
+        return c;
     if (extract != NULL && optind + 1 == argc && strcmp(extract, "-") == 0 &&
         strcmp(argv[optind], "-") == 0) {
         fprintf(stderr,
@@ -343,45 +314,31 @@ out:
 
 /* ---- archive ---- */
 
+/* a seq number of --from/--to */
+static int
+seq_arg(const char *arg, void *dst)
+{
+    return hsmca_parse_u64(arg, strlen(arg), INT64_MAX, dst) == HSMCA_OK ? 0 : -1;
+}
+
 static int
 do_archive(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"store", required_argument, NULL, 's'}, {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},    {"out", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     const char *db = NULL, *outdir = NULL;
     uint64_t from = 0, to = 0;
     struct hsmca_store *st = NULL;
     struct hsmca_audit_verify_result r;
     enum hsmca_err e;
     int c;
+    const struct cli_opt opts[] = {
+        CLI_STR("store", 's', &db),
+        CLI_CHECK("from", 'f', seq_arg, &from, "--from/--to take a seq number"),
+        CLI_CHECK("to", 't', seq_arg, &to, "--from/--to take a seq number"),
+        CLI_STR("out", 'o', &outdir), CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:f:t:o:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            db = optarg;
-            break;
-        case 'f':
-        case 't':
-            if (hsmca_parse_u64(optarg, strlen(optarg), INT64_MAX, c == 'f' ? &from : &to) !=
-                HSMCA_OK) {
-                fprintf(stderr, "hsmca audit archive: --from/--to take a seq number\n");
-                return CLI_EXIT_USAGE;
-            }
-            break;
-        case 'o':
-            outdir = optarg;
-            break;
-        case 'h':
-            usage_audit(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_audit(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("audit archive", argc, argv, 1, opts, usage_audit);
+    if (c >= 0)
+        return c;
     if (db == NULL || outdir == NULL || from == 0 || to == 0 || from > to || optind != argc) {
         fprintf(stderr, "hsmca audit archive: --store, --from, --to (from <= to) and --out are "
                         "required\n");
@@ -408,14 +365,10 @@ do_archive(int argc, char **argv)
 int
 cmd_audit(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage_audit(stderr);
-        return CLI_EXIT_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_audit(stdout);
-        return CLI_EXIT_OK;
-    }
+    int rc = cli_subcommand(argc, argv, usage_audit);
+
+    if (rc >= 0)
+        return rc;
     if (strcmp(argv[1], "verify") == 0)
         return do_verify(argc - 1, argv + 1);
     if (strcmp(argv[1], "check-receipts") == 0)

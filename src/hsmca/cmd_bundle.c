@@ -20,6 +20,7 @@
 
 #include "cli.h"
 #include "http_client.h"
+#include "response.h"
 
 static void
 print_usage(FILE *f)
@@ -59,26 +60,9 @@ usage_error(void)
     return CLI_EXIT_USAGE;
 }
 
-/* "code: title: detail" of a problem body, or the status. */
-static void
-problem_text(const struct http_response *r, char *out, size_t out_max)
-{
-    json_t *p = NULL;
-    const char *code = NULL, *detail = NULL;
-
-    if (strcmp(r->content_type, "application/problem+json") == 0)
-        p = json_loadb((const char *)r->body, r->body_len, 0, NULL);
-    if (p != NULL) {
-        code = json_string_value(json_object_get(p, "code"));
-        detail = json_string_value(json_object_get(p, "detail"));
-    }
-    snprintf(out, out_max, "HTTP %d%s%s%s%s", r->status, code ? ": " : "", code ? code : "",
-             detail ? ": " : "", detail ? detail : "");
-    json_decref(p);
-}
-
 struct args {
-    const char *url, *cert, *key, *cacert, *ca, *line, *out, *manifest, *name, *line_cert;
+    struct http_client_config conn;
+    const char *ca, *line, *out, *manifest, *name, *line_cert;
     long long count;
     int force;
 };
@@ -87,18 +71,13 @@ static int
 send(const struct args *a, const char *path, const char *body, const char *accept, int want,
      int (*ok)(const struct args *, const struct http_response *))
 {
-    struct http_client_config hcfg;
+    struct http_client_config hcfg = a->conn;
     struct http_client *hc = NULL;
     struct http_response resp;
     char why[256], msg[512];
     enum hsmca_err e;
     int rc;
 
-    memset(&hcfg, 0, sizeof(hcfg));
-    hcfg.url = a->url;
-    hcfg.cert = a->cert;
-    hcfg.key = a->key;
-    hcfg.cacert = a->cacert;
     hcfg.timeout_s = 300;
     why[0] = '\0';
     e = http_client_new(&hcfg, &hc, why, sizeof(why));
@@ -115,7 +94,8 @@ send(const struct args *a, const char *path, const char *body, const char *accep
         return cli_fail("request", e);
     }
     if (resp.status != want) {
-        problem_text(&resp, msg, sizeof(msg));
+        cli_problem_text(resp.status, resp.content_type, resp.body, resp.body_len, msg,
+                         sizeof(msg));
         fprintf(stderr, "hsmca bundle: refused: %s\n", msg);
         http_client_free(hc);
         return CLI_EXIT_FAIL;
@@ -145,30 +125,38 @@ printed(const struct args *a, const struct http_response *r)
     return CLI_EXIT_OK;
 }
 
+/* --count: 1..HSMCA_BUNDLE_MAX */
+static int
+count_arg(const char *arg, void *dst)
+{
+    uint64_t n;
+
+    if (hsmca_parse_u64(arg, strlen(arg), HSMCA_BUNDLE_MAX, &n) != HSMCA_OK || n == 0)
+        return -1;
+    *(long long *)dst = (long long)n;
+    return 0;
+}
+
 int
 cmd_bundle(int argc, char **argv)
 {
-    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
-                                         {"cert", required_argument, NULL, 'C'},
-                                         {"key", required_argument, NULL, 'K'},
-                                         {"cacert", required_argument, NULL, 'A'},
-                                         {"ca", required_argument, NULL, 'c'},
-                                         {"line", required_argument, NULL, 'l'},
-                                         {"count", required_argument, NULL, 'n'},
-                                         {"out", required_argument, NULL, 'o'},
-                                         {"manifest", required_argument, NULL, 'm'},
-                                         {"name", required_argument, NULL, 'N'},
-                                         {"line-cert", required_argument, NULL, 'L'},
-                                         {"force", no_argument, NULL, 'f'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     struct args a;
     const char *sub;
     char path[512];
     char *body = NULL;
     json_t *j = NULL;
-    uint64_t cnt = 0;
-    int c, rc = CLI_EXIT_USAGE;
+    int rc = CLI_EXIT_USAGE;
+    const struct cli_opt opts[] = {
+        CLI_CONN_OPTS(&a.conn),
+        CLI_STR("ca", 0, &a.ca),
+        CLI_STR("line", 0, &a.line),
+        CLI_CHECK("count", 0, count_arg, &a.count, "--count is 1.." CLI_NUM(HSMCA_BUNDLE_MAX)),
+        CLI_STR("out", 0, &a.out),
+        CLI_STR("manifest", 0, &a.manifest),
+        CLI_STR("name", 0, &a.name),
+        CLI_STR("line-cert", 0, &a.line_cert),
+        CLI_FLAG("force", 0, &a.force),
+        CLI_END};
 
     memset(&a, 0, sizeof(a));
     if (argc < 2)
@@ -178,60 +166,12 @@ cmd_bundle(int argc, char **argv)
         usage_bundle(stdout);
         return CLI_EXIT_OK;
     }
+    rc = cli_getopt("bundle", argc - 1, argv + 1, 1, opts, usage_bundle);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_USAGE;
     argc--;
-    argv++;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            a.url = optarg;
-            break;
-        case 'C':
-            a.cert = optarg;
-            break;
-        case 'K':
-            a.key = optarg;
-            break;
-        case 'A':
-            a.cacert = optarg;
-            break;
-        case 'c':
-            a.ca = optarg;
-            break;
-        case 'l':
-            a.line = optarg;
-            break;
-        case 'n':
-            if (hsmca_parse_u64(optarg, strlen(optarg), HSMCA_BUNDLE_MAX, &cnt) != HSMCA_OK ||
-                cnt == 0) {
-                fprintf(stderr, "hsmca bundle: --count is 1..%d\n", HSMCA_BUNDLE_MAX);
-                return CLI_EXIT_USAGE;
-            }
-            a.count = (long long)cnt;
-            break;
-        case 'o':
-            a.out = optarg;
-            break;
-        case 'm':
-            a.manifest = optarg;
-            break;
-        case 'N':
-            a.name = optarg;
-            break;
-        case 'L':
-            a.line_cert = optarg;
-            break;
-        case 'f':
-            a.force = 1;
-            break;
-        case 'h':
-            usage_bundle(stdout);
-            return CLI_EXIT_OK;
-        default:
-            return usage_error();
-        }
-    }
-    if (optind != argc || a.url == NULL || a.cert == NULL || a.key == NULL || a.cacert == NULL) {
+    if (optind != argc || !CLI_CONN_GIVEN(&a.conn)) {
         return usage_error();
     }
     if (strcmp(sub, "create") == 0) {

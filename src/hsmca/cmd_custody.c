@@ -93,11 +93,9 @@ token_status(void *arg, const struct hsmca_qtoken *t)
 int
 cmd_custody(int argc, char **argv)
 {
-    static const struct option opts[] = {{"store", required_argument, NULL, 's'},
-                                         {"module", required_argument, NULL, 'm'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *store = NULL, *module = NULL;
+    const struct cli_opt opts[] = {CLI_STR("store", 0, &store), CLI_STR("module", 0, &module),
+                                   CLI_END};
     struct hsmca_store *st = NULL;
     struct hsmca_store_audit_intent *in = NULL;
     struct status_ctx c;
@@ -114,23 +112,9 @@ cmd_custody(int argc, char **argv)
         fprintf(stderr, "usage: hsmca custody status --store DB [--module PATH]\n");
         return CLI_EXIT_USAGE;
     }
-    optind = 2;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 's':
-            store = optarg;
-            break;
-        case 'm':
-            module = optarg;
-            break;
-        case 'h':
-            usage_custody(stdout);
-            return CLI_EXIT_OK;
-        default:
-            fprintf(stderr, "usage: hsmca custody status --store DB [--module PATH]\n");
-            return CLI_EXIT_USAGE;
-        }
-    }
+    ch = cli_getopt("custody", argc, argv, 2, opts, usage_custody);
+    if (ch >= 0)
+        return ch;
     if (store == NULL || optind != argc) {
         fprintf(stderr, "usage: hsmca custody status --store DB [--module PATH]\n");
         return CLI_EXIT_USAGE;

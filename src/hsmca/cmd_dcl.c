@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "http_client.h"
+#include "response.h"
 
 #define DCL_CAS_MAX 16
 
@@ -63,18 +64,6 @@ usage_report(FILE *f)
                "  openssl dgst -sha256 -verify audit.pub.pem -signature FILE.sig FILE\n"
                "hsmcad records the report (its range, rows and SHA-256) as a report.make audit\n"
                "entry. Exit status: 0 written, 1 failure, 2 usage error.\n");
-}
-
-static void
-problem_line(const struct http_response *r, char *out, size_t n)
-{
-    json_t *p = json_loadb((const char *)r->body, r->body_len, 0, NULL);
-    const char *code = json_string_value(json_object_get(p, "code"));
-    const char *detail = json_string_value(json_object_get(p, "detail"));
-
-    snprintf(out, n, "HTTP %d%s%s%s%s", r->status, code ? ": " : "", code ? code : "",
-             detail ? ": " : "", detail ? detail : "");
-    json_decref(p);
 }
 
 static int
@@ -151,119 +140,103 @@ rp_record(json_t *ca, const char *label, const char *data_url, int vid_override,
     return o;
 }
 
-static int
-client(const char *url, const char *cert, const char *key, const char *cacert,
-       struct http_client **hc, char *why, size_t why_len)
+/* GET path: the JSON of a 200 answer, else NULL with why (the problem's text for another status) */
+static json_t *
+get_json(struct http_client *hc, const char *path, char *why, size_t why_len)
 {
-    struct http_client_config cfg;
+    struct http_response resp;
+    json_t *j;
 
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.url = url;
-    cfg.cert = cert;
-    cfg.key = key;
-    cfg.cacert = cacert;
-    return http_client_new(&cfg, hc, why, why_len) == HSMCA_OK ? 0 : -1;
+    if (http_client_request(hc, "GET", path, NULL, "application/json", NULL, 0, &resp, why,
+                            why_len) != HSMCA_OK)
+        return NULL;
+    if (resp.status != 200) {
+        cli_problem_text(resp.status, resp.content_type, resp.body, resp.body_len, why, why_len);
+        return NULL;
+    }
+    j = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+    if (j == NULL)
+        snprintf(why, why_len, "the server's answer is not JSON");
+    return j;
+}
+
+/* the --ca list of cmd_dcl */
+struct ca_list {
+    const char *id[DCL_CAS_MAX];
+    unsigned n;
+};
+
+static int
+ca_arg(const char *arg, void *dst)
+{
+    struct ca_list *l = dst;
+
+    if (l->n == DCL_CAS_MAX || !hsmca_ca_id_valid(arg))
+        return -1;
+    l->id[l->n++] = arg;
+    return 0;
+}
+
+static int
+vid_arg(const char *arg, void *dst)
+{
+    unsigned vid;
+
+    if (hex16(arg, &vid) != 0)
+        return -1;
+    *(int *)dst = (int)vid;
+    return 0;
 }
 
 int
 cmd_dcl(int argc, char **argv)
 {
-    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
-                                         {"ca", required_argument, NULL, 'c'},
-                                         {"cert", required_argument, NULL, 'C'},
-                                         {"key", required_argument, NULL, 'K'},
-                                         {"cacert", required_argument, NULL, 'A'},
-                                         {"label", required_argument, NULL, 'l'},
-                                         {"data-url", required_argument, NULL, 'd'},
-                                         {"vid", required_argument, NULL, 'v'},
-                                         {"dcl-response", no_argument, NULL, 'r'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *url = NULL, *cert = NULL, *key = NULL, *cacert = NULL, *label = NULL;
-    const char *data_url = NULL, *cas[DCL_CAS_MAX];
+    struct http_client_config cfg;
+    const char *label = NULL, *data_url = NULL;
+    struct ca_list cas;
     struct http_client *hc = NULL;
-    struct http_response resp;
-    unsigned ncas = 0, i, vid = 0;
-    int c, wrap = 0, vid_override = -1, rc = CLI_EXIT_USAGE;
+    unsigned i;
+    int wrap = 0, vid_override = -1, rc = CLI_EXIT_USAGE;
     json_t *arr = NULL;
     char why[512] = "", path[HSMCA_CA_ID_MAX + 16], *text = NULL;
+    const struct cli_opt opts[] = {
+        CLI_CONN_OPTS(&cfg),
+        CLI_CHECK("ca", 0, ca_arg, &cas,
+                  "--ca takes a CA id, at most " CLI_NUM(DCL_CAS_MAX) " times"),
+        CLI_STR("label", 0, &label),
+        CLI_STR("data-url", 0, &data_url),
+        CLI_CHECK("vid", 0, vid_arg, &vid_override, "--vid takes 4 hex digits"),
+        CLI_FLAG("dcl-response", 0, &wrap),
+        CLI_END};
 
-    if (argc < 2 || strcmp(argv[1], "revocation-point") != 0) {
-        int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
-
-        usage_dcl(help ? stdout : stderr);
-        return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&cas, 0, sizeof(cas));
+    rc = cli_subcommand(argc, argv, usage_dcl);
+    if (rc >= 0)
+        return rc;
+    if (strcmp(argv[1], "revocation-point") != 0) {
+        usage_dcl(stderr);
+        return CLI_EXIT_USAGE;
     }
+    rc = cli_getopt("dcl", argc - 1, argv + 1, 1, opts, usage_dcl);
+    if (rc >= 0)
+        return rc;
     argc--;
-    argv++;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            url = optarg;
-            break;
-        case 'c':
-            if (ncas == DCL_CAS_MAX || !hsmca_ca_id_valid(optarg)) {
-                fprintf(stderr, "hsmca dcl: --ca takes a CA id, at most %d times\n", DCL_CAS_MAX);
-                return CLI_EXIT_USAGE;
-            }
-            cas[ncas++] = optarg;
-            break;
-        case 'C':
-            cert = optarg;
-            break;
-        case 'K':
-            key = optarg;
-            break;
-        case 'A':
-            cacert = optarg;
-            break;
-        case 'l':
-            label = optarg;
-            break;
-        case 'd':
-            data_url = optarg;
-            break;
-        case 'v':
-            if (hex16(optarg, &vid) != 0) {
-                fprintf(stderr, "hsmca dcl: --vid takes 4 hex digits\n");
-                return CLI_EXIT_USAGE;
-            }
-            vid_override = (int)vid;
-            break;
-        case 'r':
-            wrap = 1;
-            break;
-        case 'h':
-            usage_dcl(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_dcl(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (optind != argc || url == NULL || ncas == 0 || cert == NULL || key == NULL ||
-        cacert == NULL || ((label != NULL || data_url != NULL) && ncas > 1)) {
+    if (optind != argc || cas.n == 0 || !CLI_CONN_GIVEN(&cfg) ||
+        ((label != NULL || data_url != NULL) && cas.n > 1)) {
         fprintf(stderr, "hsmca dcl: --url, --ca, --cert, --key and --cacert are required; "
                         "--label and --data-url go with one --ca (see --help)\n");
         return CLI_EXIT_USAGE;
     }
     rc = CLI_EXIT_FAIL;
     arr = json_array();
-    if (arr == NULL || client(url, cert, key, cacert, &hc, why, sizeof(why)) != 0)
+    if (arr == NULL || http_client_new(&cfg, &hc, why, sizeof(why)) != HSMCA_OK)
         goto fail;
-    for (i = 0; i < ncas; i++) {
+    for (i = 0; i < cas.n; i++) {
         json_t *ca, *rec;
 
-        snprintf(path, sizeof(path), "/v1/cas/%s", cas[i]);
-        if (http_client_request(hc, "GET", path, NULL, "application/json", NULL, 0, &resp, why,
-                                sizeof(why)) != HSMCA_OK)
-            goto fail;
-        if (resp.status != 200) {
-            problem_line(&resp, why, sizeof(why));
-            goto fail;
-        }
-        ca = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
+        snprintf(path, sizeof(path), "/v1/cas/%s", cas.id[i]);
+        ca = get_json(hc, path, why, sizeof(why));
         rec = ca != NULL ? rp_record(ca, label, data_url, vid_override, why, sizeof(why)) : NULL;
         json_decref(ca);
         if (rec == NULL)
@@ -271,8 +244,8 @@ cmd_dcl(int argc, char **argv)
         json_array_append_new(arr, rec);
     }
     {
-        json_t *top = wrap || ncas > 1 ? json_pack("{s:O}", "PkiRevocationDistributionPoint", arr)
-                                       : json_incref(json_array_get(arr, 0));
+        json_t *top = wrap || cas.n > 1 ? json_pack("{s:O}", "PkiRevocationDistributionPoint", arr)
+                                        : json_incref(json_array_get(arr, 0));
 
         text = top != NULL ? json_dumps(top, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
         json_decref(top);
@@ -294,68 +267,28 @@ out:
 int
 cmd_report(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},    {"ca", required_argument, NULL, 'c'},
-        {"from", required_argument, NULL, 'f'},   {"to", required_argument, NULL, 't'},
-        {"format", required_argument, NULL, 'F'}, {"cert", required_argument, NULL, 'C'},
-        {"key", required_argument, NULL, 'K'},    {"cacert", required_argument, NULL, 'A'},
-        {"out", required_argument, NULL, 'o'},    {"force", no_argument, NULL, 'x'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    const char *url = NULL, *ca = NULL, *from = NULL, *to = NULL, *fmt = "csv", *cert = NULL;
-    const char *key = NULL, *cacert = NULL, *out = NULL;
+    struct http_client_config cfg;
+    const char *ca = NULL, *from = NULL, *to = NULL, *fmt = "csv", *out = NULL;
     struct http_client *hc = NULL;
-    struct http_response resp;
     char why[512] = "", path[512], sigpath[HSMCA_PATH_MAX + 8];
     unsigned char sig[128];
     json_t *ans = NULL;
     const char *rep, *sig_b64;
-    int c, force = 0, n, rc = CLI_EXIT_USAGE;
+    int force = 0, n, rc = CLI_EXIT_USAGE;
     size_t i;
+    const struct cli_opt opts[] = {CLI_CONN_OPTS(&cfg),          CLI_STR("ca", 0, &ca),
+                                   CLI_STR("from", 0, &from),    CLI_STR("to", 0, &to),
+                                   CLI_STR("format", 0, &fmt),   CLI_STR("out", 0, &out),
+                                   CLI_FLAG("force", 0, &force), CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'u':
-            url = optarg;
-            break;
-        case 'c':
-            ca = optarg;
-            break;
-        case 'f':
-            from = optarg;
-            break;
-        case 't':
-            to = optarg;
-            break;
-        case 'F':
-            fmt = optarg;
-            break;
-        case 'C':
-            cert = optarg;
-            break;
-        case 'K':
-            key = optarg;
-            break;
-        case 'A':
-            cacert = optarg;
-            break;
-        case 'o':
-            out = optarg;
-            break;
-        case 'x':
-            force = 1;
-            break;
-        case 'h':
-            usage_report(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_report(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (optind != argc || url == NULL || ca == NULL || from == NULL || to == NULL || cert == NULL ||
-        key == NULL || cacert == NULL || out == NULL || strlen(out) > HSMCA_PATH_MAX ||
-        !hsmca_ca_id_valid(ca) || (strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0)) {
+    memset(&cfg, 0, sizeof(cfg));
+    rc = cli_getopt("report", argc, argv, 1, opts, usage_report);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_USAGE;
+    if (optind != argc || !CLI_CONN_GIVEN(&cfg) || ca == NULL || from == NULL || to == NULL ||
+        out == NULL || strlen(out) > HSMCA_PATH_MAX || !hsmca_ca_id_valid(ca) ||
+        (strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0)) {
         fprintf(stderr, "hsmca report: --url, --ca, --from, --to, --cert, --key, --cacert and "
                         "--out are required; --format is csv or json (see --help)\n");
         return CLI_EXIT_USAGE;
@@ -378,15 +311,11 @@ cmd_report(int argc, char **argv)
         fprintf(stderr, "hsmca report: --from/--to too long\n");
         return CLI_EXIT_USAGE;
     }
-    if (client(url, cert, key, cacert, &hc, why, sizeof(why)) != 0 ||
-        http_client_request(hc, "GET", path, NULL, "application/json", NULL, 0, &resp, why,
-                            sizeof(why)) != HSMCA_OK)
+    if (http_client_new(&cfg, &hc, why, sizeof(why)) != HSMCA_OK)
         goto fail;
-    if (resp.status != 200) {
-        problem_line(&resp, why, sizeof(why));
+    ans = get_json(hc, path, why, sizeof(why));
+    if (ans == NULL)
         goto fail;
-    }
-    ans = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);
     rep = json_string_value(json_object_get(ans, "report"));
     sig_b64 = json_string_value(json_object_get(ans, "signature"));
     n = sig_b64 != NULL && strlen(sig_b64) <= 4 * sizeof(sig) / 3

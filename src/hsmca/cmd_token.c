@@ -86,11 +86,6 @@ token_init(const char *module, const char *pin_file, const char *label)
 int
 cmd_token(int argc, char **argv)
 {
-    static const struct option opts[] = {{"module", required_argument, NULL, 'm'},
-                                         {"pin-file", required_argument, NULL, 'p'},
-                                         {"derive", no_argument, NULL, 'd'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *module = NULL, *pin_file = NULL, *verb, *uri;
     struct hsmca_p11 *p11 = NULL;
     struct hsmca_token *tok = NULL;
@@ -99,37 +94,18 @@ cmd_token(int argc, char **argv)
     struct hsmca_uri u;
     EVP_PKEY *pub = NULL;
     enum hsmca_err e;
-    int derive = 0, c, rc = CLI_EXIT_FAIL;
+    int derive = 0, rc = CLI_EXIT_FAIL;
+    const struct cli_opt opts[] = {CLI_STR("module", 'm', &module),
+                                   CLI_STR("pin-file", 'p', &pin_file),
+                                   CLI_FLAG("derive", 'd', &derive), CLI_END};
 
-    if (argc < 2) {
-        usage_token(stderr);
-        return CLI_EXIT_USAGE;
-    }
+    rc = cli_subcommand(argc, argv, usage_token);
+    if (rc < 0)
+        rc = cli_getopt("token", argc, argv, 2, opts, usage_token);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_FAIL;
     verb = argv[1];
-    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
-        usage_token(stdout);
-        return CLI_EXIT_OK;
-    }
-    optind = 2;
-    while ((c = getopt_long(argc, argv, "m:p:dh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            module = optarg;
-            break;
-        case 'p':
-            pin_file = optarg;
-            break;
-        case 'd':
-            derive = 1;
-            break;
-        case 'h':
-            usage_token(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_token(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
     if (optind != argc - 1) {
         usage_token(stderr);
         return CLI_EXIT_USAGE;

@@ -48,17 +48,28 @@ parse_hex16(const char *s, uint16_t *out)
     return 0;
 }
 
+/* --expect-vid and --expect-pid: 4 hex digits into ex, marked as given */
+static int
+expect_vid(const char *arg, void *dst)
+{
+    struct hsmca_matter_expect *ex = dst;
+
+    ex->has_vid = 1;
+    return parse_hex16(arg, &ex->vid);
+}
+
+static int
+expect_pid(const char *arg, void *dst)
+{
+    struct hsmca_matter_expect *ex = dst;
+
+    ex->has_pid = 1;
+    return parse_hex16(arg, &ex->pid);
+}
+
 int
 cmd_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {{"dac", required_argument, NULL, 'd'},
-                                         {"pai", required_argument, NULL, 'i'},
-                                         {"paa", required_argument, NULL, 'a'},
-                                         {"expect-vid", required_argument, NULL, 'V'},
-                                         {"expect-pid", required_argument, NULL, 'P'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *files[3] = {NULL, NULL, NULL};
     static const char *what[3] = {"DAC", "PAI", "PAA"};
     unsigned char *buf[3] = {NULL, NULL, NULL};
@@ -67,46 +78,20 @@ cmd_verify(int argc, char **argv)
     struct hsmca_matter_verdict v;
     json_t *j = NULL;
     enum hsmca_err e;
-    int c, i, json = 0, rc = CLI_EXIT_USAGE;
+    int i, json = 0, rc = CLI_EXIT_USAGE;
+    const struct cli_opt opts[] = {
+        CLI_STR("dac", 'd', &files[0]),
+        CLI_STR("pai", 'i', &files[1]),
+        CLI_STR("paa", 'a', &files[2]),
+        CLI_CHECK("expect-vid", 'V', expect_vid, &ex, "--expect-vid takes 4 hex digits"),
+        CLI_CHECK("expect-pid", 'P', expect_pid, &ex, "--expect-pid takes 4 hex digits"),
+        CLI_FLAG("json", 'j', &json),
+        CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:i:a:V:P:jh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd':
-            files[0] = optarg;
-            break;
-        case 'i':
-            files[1] = optarg;
-            break;
-        case 'a':
-            files[2] = optarg;
-            break;
-        case 'V':
-            if (parse_hex16(optarg, &ex.vid) != 0) {
-                fprintf(stderr, "hsmca verify: --expect-vid takes 4 hex digits\n");
-                goto out;
-            }
-            ex.has_vid = 1;
-            break;
-        case 'P':
-            if (parse_hex16(optarg, &ex.pid) != 0) {
-                fprintf(stderr, "hsmca verify: --expect-pid takes 4 hex digits\n");
-                goto out;
-            }
-            ex.has_pid = 1;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'h':
-            usage_verify(stdout);
-            rc = CLI_EXIT_OK;
-            goto out;
-        default:
-            usage_verify(stderr);
-            goto out;
-        }
-    }
+    rc = cli_getopt("verify", argc, argv, 1, opts, usage_verify);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_USAGE;
     if (optind != argc || files[0] == NULL || files[1] == NULL || files[2] == NULL) {
         fprintf(stderr, "hsmca verify: --dac, --pai and --paa are all required\n");
         goto out;

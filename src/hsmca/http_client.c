@@ -22,6 +22,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "hsmca/gbuf.h"
+
 struct http_client {
     CURL *h;
     char base[HTTP_URL_MAX + 1]; /* the URL without trailing slashes */
@@ -93,18 +95,8 @@ on_body(char *p, size_t size, size_t n, void *arg)
         c->too_large = 1;
         return 0; /* libcurl stops with CURLE_WRITE_ERROR */
     }
-    if (c->len + k + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap : 16384;
-        unsigned char *nb;
-
-        while (cap < c->len + k + 1)
-            cap *= 2;
-        nb = realloc(c->body, cap);
-        if (nb == NULL)
-            return 0;
-        c->body = nb;
-        c->cap = cap;
-    }
+    if (hsmca_grow(&c->body, &c->cap, c->len + k + 1, 1, HTTP_RESPONSE_MAX + 1) != HSMCA_OK)
+        return 0;
     memcpy(c->body + c->len, p, k);
     c->len += k;
     return k;

@@ -9,27 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for n more bytes and the NUL; 0 on success. */
+#include "hsmca/gbuf.h"
+
+/* Room for n more bytes and the NUL, at most HSMCAD_BUF_MAX in all; 0 on success. */
 static int
 reserve(struct hsmcad_buf *b, size_t n)
 {
-    size_t cap;
-    char *p;
-
     if (b->err)
         return -1;
-    if (b->len + n + 1 <= b->cap)
-        return 0;
-    cap = b->cap != 0 ? b->cap : 4096;
-    while (cap < b->len + n + 1)
-        cap *= 2;
-    p = realloc(b->p, cap);
-    if (p == NULL) {
+    if (n > HSMCAD_BUF_MAX - b->len ||
+        hsmca_grow(&b->p, &b->cap, b->len + n + 1, 1, HSMCAD_BUF_MAX + 1) != HSMCA_OK) {
         b->err = 1;
         return -1;
     }
-    b->p = p;
-    b->cap = cap;
     return 0;
 }
 

@@ -2,12 +2,16 @@
  *
  * buf.h -- a growable text buffer for the daemon's generated bodies (metrics, CSV inventory, batch
  * replies). A failed allocation sets err and makes every later call a no-op; the text is kept
- * NUL-terminated; the owner frees p with free().
+ * NUL-terminated; the owner frees p with free(). It grows by the library's rule (hsmca_grow,
+ * hsmca/gbuf.h) and never past HSMCAD_BUF_MAX bytes: an append beyond sets err.
  */
 #ifndef HSMCAD_BUF_H
 #define HSMCAD_BUF_H
 
 #include <stddef.h>
+
+/* The largest body the daemon generates (the inventory CSV of a very large fleet included). */
+#define HSMCAD_BUF_MAX ((size_t)1 << 30)
 
 struct hsmcad_buf {
     char *p;

@@ -259,6 +259,24 @@ hsmcad_metrics_store(struct hsmcad_metrics *m, uint64_t checkpoints, uint64_t re
     __atomic_store_n(&m->ckpt_rewinds, rewinds, __ATOMIC_RELAXED);
 }
 
+/* A counter by CA under its HELP and TYPE: issued, or refused when refused; the row of the CAs
+ * past HSMCAD_METRICS_CAS_MAX only when not 0. */
+static void
+per_ca(struct hsmcad_buf *b, const struct hsmcad_metrics *m, unsigned nca, const char *name,
+       const char *help, int refused)
+{
+    unsigned i;
+
+    hsmcad_buf_printf(b, "# HELP %s %s, by CA.\n# TYPE %s counter\n", name, help, name);
+    for (i = 0; i <= HSMCAD_METRICS_CAS_MAX; i++) {
+        uint64_t v = ld(refused ? &m->cas[i].refused : &m->cas[i].issued);
+
+        if ((i >= nca && i != HSMCAD_METRICS_CAS_MAX) || (i == HSMCAD_METRICS_CAS_MAX && v == 0))
+            continue;
+        hsmcad_buf_printf(b, "%s{ca=\"%s\"} %llu\n", name, m->cas[i].id, (unsigned long long)v);
+    }
+}
+
 char *
 hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *audit, int ready,
                       size_t *len_out)
@@ -297,27 +315,9 @@ hsmcad_metrics_render(struct hsmcad_metrics *m, const struct hsmca_audit_stats *
                 "Time to build and sign one DAC, the wait for the token included.", m->sign.n,
                 ld(&m->sign.sum_us));
 
-    hsmcad_buf_printf(&b, "# HELP hsmca_dacs_issued_total DACs issued, by CA.\n"
-                          "# TYPE hsmca_dacs_issued_total counter\n");
     nca = __atomic_load_n(&m->nca, __ATOMIC_ACQUIRE);
-    for (i = 0; i <= HSMCAD_METRICS_CAS_MAX; i++) {
-        if (i >= nca && i != HSMCAD_METRICS_CAS_MAX)
-            continue;
-        if (i == HSMCAD_METRICS_CAS_MAX && ld(&m->cas[i].issued) == 0)
-            continue;
-        hsmcad_buf_printf(&b, "hsmca_dacs_issued_total{ca=\"%s\"} %llu\n", m->cas[i].id,
-                          (unsigned long long)ld(&m->cas[i].issued));
-    }
-    hsmcad_buf_printf(&b, "# HELP hsmca_dacs_refused_total DAC requests refused, by CA.\n"
-                          "# TYPE hsmca_dacs_refused_total counter\n");
-    for (i = 0; i <= HSMCAD_METRICS_CAS_MAX; i++) {
-        if (i >= nca && i != HSMCAD_METRICS_CAS_MAX)
-            continue;
-        if (i == HSMCAD_METRICS_CAS_MAX && ld(&m->cas[i].refused) == 0)
-            continue;
-        hsmcad_buf_printf(&b, "hsmca_dacs_refused_total{ca=\"%s\"} %llu\n", m->cas[i].id,
-                          (unsigned long long)ld(&m->cas[i].refused));
-    }
+    per_ca(&b, m, nca, "hsmca_dacs_issued_total", "DACs issued", 0);
+    per_ca(&b, m, nca, "hsmca_dacs_refused_total", "DAC requests refused", 1);
     hsmcad_buf_str(&b, "# HELP hsmca_dacs_refused_by_code_total DAC requests refused, by problem "
                        "code (docs/api.md).\n"
                        "# TYPE hsmca_dacs_refused_by_code_total counter\n");

@@ -31,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "hsmca/gbuf.h"
 #include "hsmca/log.h"
 #include "hsmca/util.h"
 
@@ -934,20 +935,8 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
             r->body_too_large = 1;
             return MHD_YES; /* keep reading, stop buffering */
         }
-        if (r->body_len + n > r->body_cap) {
-            size_t cap = r->body_cap != 0 ? r->body_cap : 4096;
-            unsigned char *b;
-
-            while (cap < r->body_len + n)
-                cap *= 2;
-            if (cap > r->body_max)
-                cap = r->body_max;
-            b = realloc(r->body, cap);
-            if (b == NULL)
-                return MHD_NO;
-            r->body = b;
-            r->body_cap = cap;
-        }
+        if (hsmca_grow(&r->body, &r->body_cap, r->body_len + n, 1, r->body_max) != HSMCA_OK)
+            return MHD_NO;
         memcpy(r->body + r->body_len, upload_data, n);
         r->body_len += n;
         return MHD_YES;

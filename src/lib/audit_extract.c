@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
 #include "hsmca/store_audit.h"
 #include "hsmca/util.h"
@@ -28,6 +29,7 @@
 
 #define EXTRACT_FORMAT "hsmca-audit-extract/v1"
 #define TAR_MAX ((size_t)1 << 31)
+#define TAR_PARTS_MAX ((size_t)1 << 24)
 
 static const char readme[] =
     "hsmca audit extract (" EXTRACT_FORMAT ")\n"
@@ -73,6 +75,20 @@ write_file(const char *dir, const char *name, const void *data, size_t len, mode
     if (ok && chmod(path, mode) != 0)
         ok = 0;
     return ok ? HSMCA_OK : HSMCA_E_IO;
+}
+
+/* j (NULL: out of memory) as indented JSON with sorted keys into dir/name, mode 0644 */
+static enum hsmca_err
+write_json(const char *dir, const char *name, const json_t *j)
+{
+    char *txt = j != NULL ? json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS) : NULL;
+    enum hsmca_err rc;
+
+    if (txt == NULL)
+        return HSMCA_E_NOMEM;
+    rc = write_file(dir, name, txt, strlen(txt), 0644);
+    free(txt);
+    return rc;
 }
 
 static enum hsmca_err
@@ -175,7 +191,7 @@ hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from, uint64_t to,
     struct epoch_find ef = {NULL, 0};
     unsigned char head_hash[32];
     uint64_t head = 0, s, ncp = 0;
-    char path[HSMCA_PATH_MAX + 128], hex[65], name[64], *pem = NULL, *manifest = NULL;
+    char path[HSMCA_PATH_MAX + 128], hex[65], name[64], *pem = NULL;
     json_t *files = NULL, *m = NULL, *appr = NULL;
     enum hsmca_err rc;
 
@@ -264,27 +280,18 @@ hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from, uint64_t to,
         goto out;
     /* approver sets in force at from */
     if (approvers_json == NULL) {
-        char *txt;
-
         if (from > 1) {
             rc = hsmca_store_audit_scan(st, 1, from - 1, find_epoch, &ef);
             if (rc != HSMCA_OK)
                 goto out;
         }
         appr = json_pack("{s:[]}", "epochs");
-        if (appr == NULL ||
-            (ef.line != NULL &&
-             json_array_append_new(json_object_get(appr, "epochs"), json_string(ef.line)) != 0)) {
+        if (appr != NULL && ef.line != NULL &&
+            json_array_append_new(json_object_get(appr, "epochs"), json_string(ef.line)) != 0) {
             rc = HSMCA_E_NOMEM;
             goto out;
         }
-        txt = json_dumps(appr, JSON_INDENT(1) | JSON_SORT_KEYS);
-        if (txt == NULL) {
-            rc = HSMCA_E_NOMEM;
-            goto out;
-        }
-        rc = write_file(dir, "approvers.json", txt, strlen(txt), 0644);
-        free(txt);
+        rc = write_json(dir, "approvers.json", appr);
     } else {
         rc = write_file(dir, "approvers.json", approvers_json, strlen(approvers_json), 0644);
     }
@@ -339,12 +346,7 @@ hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from, uint64_t to,
         rc = HSMCA_E_NOMEM;
         goto out;
     }
-    manifest = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
-    if (manifest == NULL) {
-        rc = HSMCA_E_NOMEM;
-        goto out;
-    }
-    rc = write_file(dir, "manifest.json", manifest, strlen(manifest), 0644);
+    rc = write_json(dir, "manifest.json", m);
 out:
     if (lo.f != NULL)
         fclose(lo.f);
@@ -353,7 +355,6 @@ out:
     hsmca_audit_checkpoint_clear(&cp);
     free(ef.line);
     free(pem);
-    free(manifest);
     json_decref(files);
     json_decref(m);
     json_decref(appr);
@@ -416,6 +417,7 @@ static enum hsmca_err
 tar_add(struct hsmca_audit_tar *t, const char *name, const char *path, uint64_t size, unsigned mode)
 {
     struct tar_part *q;
+    enum hsmca_err rc;
     unsigned char *h;
     unsigned sum = 0;
     size_t i;
@@ -424,15 +426,9 @@ tar_add(struct hsmca_audit_tar *t, const char *name, const char *path, uint64_t 
         return HSMCA_E_TOO_LARGE;
     if (size > TAR_MAX || t->total > TAR_MAX)
         return HSMCA_E_TOO_LARGE;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 32;
-        struct tar_part *np = realloc(t->p, cap * sizeof(*np));
-
-        if (np == NULL)
-            return HSMCA_E_NOMEM;
-        t->p = np;
-        t->cap = cap;
-    }
+    rc = hsmca_grow(&t->p, &t->cap, t->n + 1, sizeof(*t->p), TAR_PARTS_MAX);
+    if (rc != HSMCA_OK)
+        return rc;
     q = &t->p[t->n];
     memset(q, 0, sizeof(*q));
     if (path != NULL && (q->path = strdup(path)) == NULL)

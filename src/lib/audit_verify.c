@@ -27,10 +27,14 @@
 
 #include "hsmca/audit.h"
 #include "hsmca/b64.h"
+#include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
 #include "hsmca/util.h"
 
 #include "approval.h"
+
+/* The most checkpoints, epochs or quorum lines one verification holds. */
+#define VERIFY_ITEMS_MAX ((size_t)1 << 24)
 
 /* ---- the extract verifier ---- */
 
@@ -61,7 +65,7 @@ struct vctx {
     struct cpent *cps;
     size_t ncps;
     struct epoch *ep;
-    size_t nep;
+    size_t nep, epcap;
     EVP_MD_CTX *md;
     EVP_MD *sha256;
 };
@@ -163,6 +167,7 @@ list_cps(struct vctx *v, uint64_t **out, size_t *n)
     char path[HSMCA_PATH_MAX + 64];
     uint64_t *sizes = NULL;
     size_t k = 0, cap = 0, txt = 0, sigs = 0;
+    enum hsmca_err grc;
     struct dirent *de;
     DIR *d;
 
@@ -188,16 +193,11 @@ list_cps(struct vctx *v, uint64_t **out, size_t *n)
             continue;
         }
         txt++;
-        if (k == cap) {
-            uint64_t *ns = realloc(sizes, (cap ? cap * 2 : 64) * sizeof(*ns));
-
-            if (ns == NULL) {
-                closedir(d);
-                free(sizes);
-                return HSMCA_E_NOMEM;
-            }
-            sizes = ns;
-            cap = cap ? cap * 2 : 64;
+        grc = hsmca_grow(&sizes, &cap, k + 1, sizeof(*sizes), VERIFY_ITEMS_MAX);
+        if (grc != HSMCA_OK) {
+            closedir(d);
+            free(sizes);
+            return grc;
         }
         sizes[k++] = s;
     }
@@ -246,7 +246,7 @@ static enum hsmca_err
 add_epoch(struct vctx *v, uint64_t seq, const char *detail, size_t len)
 {
     json_t *d = json_loadb(detail, len, JSON_REJECT_DUPLICATES, NULL), *ap, *th, *x;
-    struct epoch e, *ne;
+    struct epoch e;
     json_int_t en;
     size_t i;
     enum hsmca_err rc = HSMCA_OK;
@@ -296,12 +296,9 @@ add_epoch(struct vctx *v, uint64_t seq, const char *detail, size_t len)
         e.n++;
     }
     e.thresholds = json_incref(th);
-    ne = realloc(v->ep, (v->nep + 1) * sizeof(*ne));
-    if (ne == NULL) {
-        rc = HSMCA_E_NOMEM;
+    rc = hsmca_grow(&v->ep, &v->epcap, v->nep + 1, sizeof(*v->ep), VERIFY_ITEMS_MAX);
+    if (rc != HSMCA_OK)
         goto out;
-    }
-    v->ep = ne;
     v->ep[v->nep++] = e;
     memset(&e, 0, sizeof(e));
 out:
@@ -648,15 +645,9 @@ quorum_line(struct scan *sc, uint64_t seq, const struct hsmca_audit_line *l, con
     if (!epoch && !exec)
         return HSMCA_OK;
     if (sc->collect) {
-        if (sc->nq == sc->qcap) {
-            size_t cap = sc->qcap ? sc->qcap * 2 : 64;
-            struct qline *nq = realloc(sc->q, cap * sizeof(*nq));
-
-            if (nq == NULL)
-                return HSMCA_E_NOMEM;
-            sc->q = nq;
-            sc->qcap = cap;
-        }
+        rc = hsmca_grow(&sc->q, &sc->qcap, sc->nq + 1, sizeof(*sc->q), VERIFY_ITEMS_MAX);
+        if (rc != HSMCA_OK)
+            return rc;
         sc->q[sc->nq].p = p;
         sc->q[sc->nq].len = len;
         sc->q[sc->nq].seq = seq;

@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "hsmca/gbuf.h"
 #include "hsmca/util.h"
 
 static const char *const reason_names[] = {
@@ -572,19 +573,10 @@ gather_one(void *arg, const struct hsmca_revoked_rec *r)
 {
     struct gather *g = arg;
     struct hsmca_crl_entry *e;
+    enum hsmca_err rc = hsmca_grow(&g->e, &g->cap, g->n + 1, sizeof(*g->e), ENTRIES_MAX);
 
-    if (g->n == g->cap) {
-        size_t cap = g->cap == 0 ? 256 : g->cap * 2;
-        struct hsmca_crl_entry *ne;
-
-        if (cap > ENTRIES_MAX)
-            return HSMCA_E_TOO_LARGE;
-        ne = realloc(g->e, cap * sizeof(*ne));
-        if (ne == NULL)
-            return HSMCA_E_NOMEM;
-        g->e = ne;
-        g->cap = cap;
-    }
+    if (rc != HSMCA_OK)
+        return rc;
     e = &g->e[g->n++];
     memset(e, 0, sizeof(*e));
     memcpy(e->serial, r->serial, r->serial_len);

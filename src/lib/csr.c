@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "hsmca/der.h"
 #include "hsmca/limits.h"
 #include "hsmca/util.h"
 
@@ -45,36 +46,25 @@ static const unsigned char oid_prime256v1[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 static const unsigned char alg_ecdsa_sha256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
                                                  0xce, 0x3d, 0x04, 0x03, 0x02};
 
-struct der {
-    const unsigned char *p, *end;
-};
-
+/* Every element inside el's contents is well-formed DER TLV, recursively for constructed ones. */
 static int
-der_next(struct der *d, unsigned char tag, const unsigned char **v, size_t *vlen,
-         const unsigned char **tlv, size_t *tlv_len)
+der_strict(const struct hsmca_der_el *el, int depth)
 {
-    return hsmca_der_next(&d->p, d->end, tag, v, vlen, tlv, tlv_len);
-}
-
-/* Every element inside [p, end) is well-formed DER TLV, recursively for constructed ones. */
-static int
-der_strict(const unsigned char *p, const unsigned char *end, int depth)
-{
-    struct der d = {p, end};
+    struct hsmca_der d;
+    struct hsmca_der_el in;
 
     if (depth > 16)
         return 0;
-    while (d.p < d.end) {
-        const unsigned char *v;
-        size_t vlen;
-        unsigned char tag = d.p[0];
+    hsmca_der_sub(&d, el);
+    while (!d.err && d.p < d.end) {
+        int tag = hsmca_der_tag(&d);
 
-        if ((tag & 0x1f) == 0x1f || !der_next(&d, tag, &v, &vlen, NULL, NULL))
+        if ((tag & 0x1f) == 0x1f || !hsmca_der_read(&d, (unsigned char)tag, &in))
             return 0;
-        if ((tag & 0x20) != 0 && !der_strict(v, v + vlen, depth + 1))
+        if ((tag & 0x20) != 0 && !der_strict(&in, depth + 1))
             return 0;
     }
-    return 1;
+    return !d.err;
 }
 
 /* The P-256 domain parameters, made once and shared read-only by every thread. */
@@ -271,37 +261,37 @@ pem_to_der(const unsigned char *in, size_t len, unsigned char **der, long *der_l
 static enum hsmca_err
 parse_info(struct hsmca_csr *c, const unsigned char *v, size_t vlen)
 {
-    struct der d = {v, v + vlen}, k;
-    const unsigned char *ver, *name, *spki, *alg, *bits, *attrs, *oid, *tlv;
-    size_t ver_len, name_len, spki_len, alg_len, bits_len, attrs_len, oid_len, tlv_len;
+    struct hsmca_der d, k;
+    struct hsmca_der_el ver, name, spki, alg, bits, oid;
     const unsigned char *p;
 
-    if (!der_next(&d, 0x02, &ver, &ver_len, NULL, NULL) ||
-        !der_next(&d, 0x30, &name, &name_len, &tlv, &tlv_len))
+    hsmca_der_init(&d, v, vlen);
+    hsmca_der_read(&d, 0x02, &ver);
+    if (!hsmca_der_read(&d, 0x30, &name))
         return HSMCA_E_CSR_MALFORMED;
-    p = tlv;
-    c->subject = d2i_X509_NAME(NULL, &p, (long)tlv_len);
-    if (c->subject == NULL || p != tlv + tlv_len)
+    p = name.tlv;
+    c->subject = d2i_X509_NAME(NULL, &p, (long)name.tlv_len);
+    if (c->subject == NULL || p != name.tlv + name.tlv_len)
         return HSMCA_E_CSR_MALFORMED;
-    if (!der_next(&d, 0x30, &spki, &spki_len, NULL, NULL) ||
-        !der_next(&d, 0xa0, &attrs, &attrs_len, NULL, NULL) || d.p != d.end)
+    hsmca_der_read(&d, 0x30, &spki);
+    hsmca_der_read(&d, 0xa0, NULL); /* attributes */
+    if (!hsmca_der_end(&d))
         return HSMCA_E_CSR_MALFORMED;
-    (void)attrs;
-    (void)attrs_len;
-    if (ver_len > 1 && ((ver[0] == 0 && ver[1] < 0x80) || (ver[0] == 0xff && ver[1] >= 0x80)))
+    if (ver.len > 1 &&
+        ((ver.v[0] == 0 && ver.v[1] < 0x80) || (ver.v[0] == 0xff && ver.v[1] >= 0x80)))
         return HSMCA_E_CSR_MALFORMED; /* a non-minimal INTEGER */
-    if (ver_len != 1 || ver[0] != 0)
+    if (ver.len != 1 || ver.v[0] != 0)
         return HSMCA_E_CSR_VERSION;
-    k = (struct der){spki, spki + spki_len};
-    if (!der_next(&k, 0x30, &alg, &alg_len, NULL, NULL) ||
-        !der_next(&k, 0x03, &bits, &bits_len, NULL, NULL) || k.p != k.end || bits_len < 2 ||
-        bits[0] != 0)
+    hsmca_der_sub(&k, &spki);
+    hsmca_der_read(&k, 0x30, &alg);
+    hsmca_der_read(&k, 0x03, &bits);
+    if (!hsmca_der_end(&k) || bits.len < 2 || bits.v[0] != 0)
         return HSMCA_E_CSR_MALFORMED;
-    k = (struct der){alg, alg + alg_len};
-    if (!der_next(&k, 0x06, &oid, &oid_len, NULL, NULL))
+    hsmca_der_sub(&k, &alg);
+    if (!hsmca_der_read(&k, 0x06, &oid))
         return HSMCA_E_CSR_MALFORMED;
-    if (oid_len + 2 != sizeof(oid_ec_public_key) ||
-        memcmp(oid - 2, oid_ec_public_key, sizeof(oid_ec_public_key)) != 0)
+    if (oid.tlv_len != sizeof(oid_ec_public_key) ||
+        memcmp(oid.tlv, oid_ec_public_key, sizeof(oid_ec_public_key)) != 0)
         return HSMCA_E_CSR_KEY_TYPE;
     if ((size_t)(k.end - k.p) != sizeof(oid_prime256v1) ||
         memcmp(k.p, oid_prime256v1, sizeof(oid_prime256v1)) != 0)
@@ -310,11 +300,11 @@ parse_info(struct hsmca_csr *c, const unsigned char *v, size_t vlen)
     if (c->xpub == NULL)
         return HSMCA_E_NOMEM;
     {
-        unsigned char *pt = OPENSSL_memdup(bits + 1, bits_len - 1);
+        unsigned char *pt = OPENSSL_memdup(bits.v + 1, bits.len - 1);
 
         if (pt == NULL || X509_PUBKEY_set0_param(c->xpub, OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
                                                  V_ASN1_OBJECT, OBJ_nid2obj(NID_X9_62_prime256v1),
-                                                 pt, (int)(bits_len - 1)) != 1) {
+                                                 pt, (int)(bits.len - 1)) != 1) {
             OPENSSL_free(pt);
             return HSMCA_E_NOMEM;
         }
@@ -327,10 +317,11 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
 {
     struct hsmca_csr *c = NULL;
     unsigned char *pem_der = NULL;
-    const unsigned char *der, *body, *info, *alg, *sig, *tlv;
-    size_t body_len, info_len, alg_len, sig_len, tlv_len, i = 0;
+    const unsigned char *der;
+    struct hsmca_der_el body, info, alg, sig;
+    size_t i = 0;
     long der_len;
-    struct der d, r;
+    struct hsmca_der d, r;
     EVP_MD_CTX *m = NULL;
     EVP_PKEY *vk;
     const unsigned char *pt;
@@ -360,25 +351,25 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
         goto out;
     }
     /* the outer SEQUENCE, then nothing after it */
-    d = (struct der){der, der + der_len};
+    hsmca_der_init(&d, der, (size_t)der_len);
     rc = HSMCA_E_CSR_MALFORMED;
-    if (!der_next(&d, 0x30, &body, &body_len, NULL, NULL) || !der_strict(body, body + body_len, 0))
+    if (!hsmca_der_read(&d, 0x30, &body) || !der_strict(&body, 0))
         goto out;
-    if (d.p != d.end) {
+    if (!hsmca_der_end(&d)) {
         rc = HSMCA_E_CSR_TRAILING;
         goto out;
     }
-    r = (struct der){body, body + body_len};
-    if (!der_next(&r, 0x30, &info, &info_len, &tlv, &tlv_len) ||
-        !der_next(&r, 0x30, &alg, &alg_len, NULL, NULL) ||
-        !der_next(&r, 0x03, &sig, &sig_len, NULL, NULL) || r.p != r.end || sig_len < 2 ||
-        sig[0] != 0)
+    hsmca_der_sub(&r, &body);
+    hsmca_der_read(&r, 0x30, &info);
+    hsmca_der_read(&r, 0x30, &alg);
+    hsmca_der_read(&r, 0x03, &sig);
+    if (!hsmca_der_end(&r) || sig.len < 2 || sig.v[0] != 0)
         goto out;
-    rc = parse_info(c, info, info_len);
+    rc = parse_info(c, info.v, info.len);
     if (rc != HSMCA_OK)
         goto out;
-    if (alg_len != sizeof(alg_ecdsa_sha256) ||
-        memcmp(alg, alg_ecdsa_sha256, sizeof(alg_ecdsa_sha256)) != 0) {
+    if (alg.len != sizeof(alg_ecdsa_sha256) ||
+        memcmp(alg.v, alg_ecdsa_sha256, sizeof(alg_ecdsa_sha256)) != 0) {
         rc = HSMCA_E_CSR_SIG_ALG;
         goto out;
     }
@@ -394,7 +385,7 @@ hsmca_csr_parse(const unsigned char *in, size_t len, struct hsmca_csr **out)
         goto out;
     }
     if (EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, vk) != 1 ||
-        EVP_DigestVerify(m, sig + 1, sig_len - 1, tlv, tlv_len) != 1) {
+        EVP_DigestVerify(m, sig.v + 1, sig.len - 1, info.tlv, info.tlv_len) != 1) {
         rc = HSMCA_E_CSR_SIGNATURE;
         goto out;
     }

@@ -194,6 +194,25 @@ hsmca_matter_get_vidpid(X509 *x, struct hsmca_matter_vidpid *out, struct hsmca_m
     return mt_name_vidpid(X509_get_subject_name(x), out, v);
 }
 
+/* N9: the value after prefix in the common name s[0..len) into *has and *val when there is one;
+ * refused when the prefix is there but no occurrence has 4 uppercase hex digits after it. */
+static enum hsmca_err
+cn_field(const unsigned char *s, size_t len, const char *prefix, int *has, uint16_t *val,
+         struct hsmca_matter_verdict *v)
+{
+    uint16_t x;
+    int r = find_after_prefix(s, len, prefix, &x);
+
+    if (r < 0)
+        return mt_fail(v, HSMCA_E_MATTER_DN, "N9", "", 0,
+                       "the common name has '%s' not followed by 4 uppercase hex digits", prefix);
+    if (r > 0) {
+        *has = 1;
+        *val = x;
+    }
+    return HSMCA_OK;
+}
+
 /* VID/PID of a subject name (hsmca_matter_get_vidpid; plan_dac reads a CSR's subject with it). */
 enum hsmca_err
 mt_name_vidpid(const X509_NAME *n, struct hsmca_matter_vidpid *out, struct hsmca_matter_verdict *v)
@@ -232,28 +251,15 @@ mt_name_vidpid(const X509_NAME *n, struct hsmca_matter_vidpid *out, struct hsmca
         } else if (OBJ_obj2nid(o) == NID_commonName && !cn_done) {
             /* N8/N9: only the first 64 bytes; parsed (and its errors count) until one CN gave a
              * value */
-            int r;
+            enum hsmca_err rc;
 
             if (len > HSMCA_MATTER_CN_MAX)
                 len = HSMCA_MATTER_CN_MAX;
-            r = find_after_prefix(s, len, "Mvid:", &val);
-            if (r < 0)
-                return mt_fail(
-                    v, HSMCA_E_MATTER_DN, "N9", "", 0,
-                    "the common name has 'Mvid:' not followed by 4 uppercase hex digits");
-            if (r > 0) {
-                cn.has_vid = 1;
-                cn.vid = val;
-            }
-            r = find_after_prefix(s, len, "Mpid:", &val);
-            if (r < 0)
-                return mt_fail(
-                    v, HSMCA_E_MATTER_DN, "N9", "", 0,
-                    "the common name has 'Mpid:' not followed by 4 uppercase hex digits");
-            if (r > 0) {
-                cn.has_pid = 1;
-                cn.pid = val;
-            }
+            rc = cn_field(s, len, "Mvid:", &cn.has_vid, &cn.vid, v);
+            if (rc == HSMCA_OK)
+                rc = cn_field(s, len, "Mpid:", &cn.has_pid, &cn.pid, v);
+            if (rc != HSMCA_OK)
+                return rc;
             cn_done = cn.has_vid || cn.has_pid;
         }
     }
@@ -651,37 +657,39 @@ hsmca_matter_validate_der(const unsigned char *dac, size_t dac_len, const unsign
                           const struct hsmca_matter_expect *expect, time_t now,
                           struct hsmca_matter_verdict *v)
 {
-    X509 *d = NULL, *i = NULL, *a = NULL;
-    enum hsmca_err rc;
+    const struct {
+        const unsigned char *der;
+        size_t len;
+        const char *which;
+        int chip;
+        const char *msg;
+    } in[3] = {
+        {dac, dac_len, "dac", HSMCA_CHIP_DAC_FORMAT_INVALID,
+         "the DAC is not one DER or PEM certificate"},
+        {pai, pai_len, "pai", HSMCA_CHIP_PAI_FORMAT_INVALID,
+         "the PAI is not one DER or PEM certificate"},
+        {paa, paa_len, "paa", HSMCA_CHIP_PAA_FORMAT_INVALID,
+         "the PAA is not one DER or PEM certificate"},
+    };
+    X509 *x[3] = {NULL, NULL, NULL};
+    enum hsmca_err rc = HSMCA_OK;
+    size_t k;
 
     if (dac == NULL || v == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = hsmca_matter_cert_parse(dac, dac_len, &d);
-    if (rc != HSMCA_OK) {
-        rc = mt_fail(v, rc, "der", "dac", HSMCA_CHIP_DAC_FORMAT_INVALID,
-                     "the DAC is not one DER or PEM certificate");
-        goto out;
-    }
-    if (pai != NULL) {
-        rc = hsmca_matter_cert_parse(pai, pai_len, &i);
+    /* the DAC always, the PAI and the PAA when given */
+    for (k = 0; k < 3 && rc == HSMCA_OK; k++) {
+        if (in[k].der == NULL)
+            continue;
+        rc = hsmca_matter_cert_parse(in[k].der, in[k].len, &x[k]);
         if (rc != HSMCA_OK) {
-            rc = mt_fail(v, rc, "der", "pai", HSMCA_CHIP_PAI_FORMAT_INVALID,
-                         "the PAI is not one DER or PEM certificate");
+            rc = mt_fail(v, rc, "der", in[k].which, in[k].chip, "%s", in[k].msg);
             goto out;
         }
     }
-    if (paa != NULL) {
-        rc = hsmca_matter_cert_parse(paa, paa_len, &a);
-        if (rc != HSMCA_OK) {
-            rc = mt_fail(v, rc, "der", "paa", HSMCA_CHIP_PAA_FORMAT_INVALID,
-                         "the PAA is not one DER or PEM certificate");
-            goto out;
-        }
-    }
-    rc = hsmca_matter_validate(d, i, a, expect, now, v);
+    rc = hsmca_matter_validate(x[0], x[1], x[2], expect, now, v);
 out:
-    X509_free(a);
-    X509_free(i);
-    X509_free(d);
+    for (k = 0; k < 3; k++)
+        X509_free(x[k]);
     return rc;
 }

@@ -4,6 +4,8 @@
  * from the full builder) and the templates of the hot path (one checked TBSCertificate per PID,
  * copied and patched per DAC); hsmca_matter_dac_build and the DAC lint.
  */
+#include "hsmca/der.h"
+
 #include "matter_internal.h"
 
 /* ---------------------------------------------------------------- DAC */
@@ -197,36 +199,30 @@ static int
 template_offsets(struct dac_template *t, const unsigned char *marker_pt,
                  const unsigned char *marker_skid)
 {
-    const unsigned char *p = t->tbs, *end = t->tbs + t->tbs_len, *v, *q, *tv;
-    size_t vlen, tvlen;
+    struct hsmca_der d, tbs, val;
+    struct hsmca_der_el el, serial, validity, nb, na;
 
-    if (!hsmca_der_next(&p, end, 0x30, &v, &vlen, NULL, NULL) || p != end)
+    hsmca_der_init(&d, t->tbs, t->tbs_len);
+    hsmca_der_read(&d, 0x30, &el);
+    hsmca_der_end(&d);
+    hsmca_der_sub(&tbs, &el);
+    hsmca_der_read(&tbs, 0xa0, NULL); /* version */
+    hsmca_der_read(&tbs, 0x02, &serial);
+    hsmca_der_read(&tbs, 0x30, NULL); /* signature algorithm */
+    hsmca_der_read(&tbs, 0x30, NULL); /* issuer */
+    hsmca_der_read(&tbs, 0x30, &validity);
+    hsmca_der_sub(&val, &validity);
+    t->nb_tag = (unsigned char)hsmca_der_tag(&val);
+    hsmca_der_read(&val, t->nb_tag, &nb);
+    t->na_tag = (unsigned char)hsmca_der_tag(&val);
+    hsmca_der_read(&val, t->na_tag, &na);
+    if (d.err || !hsmca_der_end(&val) || serial.len != HSMCA_MATTER_SERIAL_LEN)
         return 0;
-    p = v;
-    end = v + vlen;
-    if (!hsmca_der_next(&p, end, 0xa0, &v, &vlen, NULL, NULL) || /* version */
-        !hsmca_der_next(&p, end, 0x02, &v, &vlen, NULL, NULL) || vlen != HSMCA_MATTER_SERIAL_LEN)
-        return 0;
-    t->off_serial = (size_t)(v - t->tbs);
-    if (!hsmca_der_next(&p, end, 0x30, &v, &vlen, NULL, NULL) || /* signature algorithm */
-        !hsmca_der_next(&p, end, 0x30, &v, &vlen, NULL, NULL) || /* issuer */
-        !hsmca_der_next(&p, end, 0x30, &v, &vlen, NULL, NULL))   /* validity */
-        return 0;
-    q = v;
-    if (q >= v + vlen)
-        return 0;
-    t->nb_tag = q[0];
-    if (!hsmca_der_next(&q, v + vlen, t->nb_tag, &tv, &tvlen, NULL, NULL))
-        return 0;
-    t->off_nb = (size_t)(tv - t->tbs);
-    t->nb_len = tvlen;
-    if (q >= v + vlen)
-        return 0;
-    t->na_tag = q[0];
-    if (!hsmca_der_next(&q, v + vlen, t->na_tag, &tv, &tvlen, NULL, NULL) || q != v + vlen)
-        return 0;
-    t->off_na = (size_t)(tv - t->tbs);
-    t->na_len = tvlen;
+    t->off_serial = (size_t)(serial.v - t->tbs);
+    t->off_nb = (size_t)(nb.v - t->tbs);
+    t->nb_len = nb.len;
+    t->off_na = (size_t)(na.v - t->tbs);
+    t->na_len = na.len;
     t->off_key = unique_at(t->tbs, t->tbs_len, marker_pt, 65);
     t->off_skid = unique_at(t->tbs, t->tbs_len, marker_skid, SKID_LEN);
     return t->off_key != 0 && t->off_skid != 0 && t->off_serial != 0;

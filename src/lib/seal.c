@@ -258,11 +258,35 @@ token_derive(const void *arg, EVP_PKEY *peer, unsigned char *z)
     return HSMCA_OK;
 }
 
+/* A box's AES key: z from derive(arg, peer), then the KDF over z and the ephemeral and recipient
+ * points; z wiped. */
+static enum hsmca_err
+box_key(derive_fn derive, const void *arg, EVP_PKEY *peer, const unsigned char *eph_pt,
+        const unsigned char *rcpt, unsigned char *key)
+{
+    unsigned char z[Z_LEN];
+    enum hsmca_err rc = derive(arg, peer, z);
+
+    if (rc == HSMCA_OK)
+        rc = kdf(z, eph_pt, rcpt, key);
+    OPENSSL_cleanse(z, sizeof(z));
+    return rc;
+}
+
+/* What sealing and opening check first: the associated data encoded into adbuf, a P-256 key. */
+static enum hsmca_err
+box_begin(const struct hsmca_seal_ad *ad, unsigned char *adbuf, size_t *ad_len, EVP_PKEY *pub)
+{
+    enum hsmca_err rc = hsmca_seal_ad_encode(ad, adbuf, HSMCA_SEAL_AD_MAX, ad_len);
+
+    return rc == HSMCA_OK ? check_p256(pub) : rc;
+}
+
 enum hsmca_err
 hsmca_seal(EVP_PKEY *recipient_pub, const struct hsmca_seal_ad *ad, const unsigned char *pt,
            size_t pt_len, unsigned char **out, size_t *out_len)
 {
-    unsigned char adbuf[HSMCA_SEAL_AD_MAX], rcpt[POINT_LEN], z[Z_LEN], key[KEY_LEN];
+    unsigned char adbuf[HSMCA_SEAL_AD_MAX], rcpt[POINT_LEN], key[KEY_LEN];
     unsigned char *buf = NULL, *eph_pt, *nonce, *ct;
     size_t ad_len = 0, len = 0;
     EVP_PKEY *eph = NULL;
@@ -276,10 +300,7 @@ hsmca_seal(EVP_PKEY *recipient_pub, const struct hsmca_seal_ad *ad, const unsign
         return HSMCA_E_INVALID_ARG;
     if (pt_len > HSMCA_SEAL_PT_MAX)
         return HSMCA_E_TOO_LARGE;
-    rc = hsmca_seal_ad_encode(ad, adbuf, sizeof(adbuf), &ad_len);
-    if (rc != HSMCA_OK)
-        return rc;
-    rc = check_p256(recipient_pub);
+    rc = box_begin(ad, adbuf, &ad_len, recipient_pub);
     if (rc != HSMCA_OK)
         return rc;
     rc = point_of(recipient_pub, rcpt);
@@ -301,12 +322,8 @@ hsmca_seal(EVP_PKEY *recipient_pub, const struct hsmca_seal_ad *ad, const unsign
         goto out;
     }
     rc = point_of(eph, eph_pt);
-    if (rc != HSMCA_OK)
-        goto out;
-    rc = soft_derive(eph, recipient_pub, z);
-    if (rc != HSMCA_OK)
-        goto out;
-    rc = kdf(z, eph_pt, rcpt, key);
+    if (rc == HSMCA_OK)
+        rc = box_key(soft_derive, eph, recipient_pub, eph_pt, rcpt, key);
     if (rc != HSMCA_OK)
         goto out;
     if (RAND_bytes(nonce, NONCE_LEN) != 1) {
@@ -331,7 +348,6 @@ out:
     EVP_CIPHER_CTX_free(c);
     EVP_PKEY_free(eph);
     OPENSSL_cleanse(key, sizeof(key));
-    OPENSSL_cleanse(z, sizeof(z));
     free(buf);
     return rc;
 }
@@ -340,7 +356,7 @@ static enum hsmca_err
 unseal(EVP_PKEY *rcpt_pub, derive_fn derive, const void *arg, const struct hsmca_seal_ad *ad,
        const unsigned char *sealed, size_t sealed_len, struct hsmca_secret *out)
 {
-    unsigned char adbuf[HSMCA_SEAL_AD_MAX], rcpt[POINT_LEN], z[Z_LEN], key[KEY_LEN];
+    unsigned char adbuf[HSMCA_SEAL_AD_MAX], rcpt[POINT_LEN], key[KEY_LEN];
     const unsigned char *eph_pt, *nonce, *ct, *tag;
     struct hsmca_secret pt = {NULL, 0};
     size_t ad_len = 0, ct_len;
@@ -351,10 +367,7 @@ unseal(EVP_PKEY *rcpt_pub, derive_fn derive, const void *arg, const struct hsmca
 
     if (sealed == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = hsmca_seal_ad_encode(ad, adbuf, sizeof(adbuf), &ad_len);
-    if (rc != HSMCA_OK)
-        return rc;
-    rc = check_p256(rcpt_pub);
+    rc = box_begin(ad, adbuf, &ad_len, rcpt_pub);
     if (rc != HSMCA_OK)
         return rc;
     if (sealed_len <= HSMCA_SEAL_OVERHEAD || sealed_len > HSMCA_SEAL_OVERHEAD + HSMCA_SEAL_PT_MAX ||
@@ -369,12 +382,8 @@ unseal(EVP_PKEY *rcpt_pub, derive_fn derive, const void *arg, const struct hsmca
     if (rc != HSMCA_OK)
         goto out;
     rc = point_of(rcpt_pub, rcpt);
-    if (rc != HSMCA_OK)
-        goto out;
-    rc = derive(arg, peer, z);
-    if (rc != HSMCA_OK)
-        goto out;
-    rc = kdf(z, eph_pt, rcpt, key);
+    if (rc == HSMCA_OK)
+        rc = box_key(derive, arg, peer, eph_pt, rcpt, key);
     if (rc != HSMCA_OK)
         goto out;
     rc = hsmca_secret_set(&pt, NULL, ct_len);
@@ -403,7 +412,6 @@ out:
     EVP_CIPHER_CTX_free(c);
     EVP_PKEY_free(peer);
     OPENSSL_cleanse(key, sizeof(key));
-    OPENSSL_cleanse(z, sizeof(z));
     return rc;
 }
 

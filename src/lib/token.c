@@ -352,24 +352,42 @@ before_write(struct hsmca_token *tok, const char *what)
     return rc;
 }
 
-enum hsmca_err
-hsmca_token_login(struct hsmca_token *tok, const struct hsmca_secret *pin)
+/*
+ * The start of every PIN operation: tok given, PINs a and b of a length the token takes, the
+ * before-write hook for hook (NULL: none), then tok->lock taken and kept when tok is logged in
+ * as logged_in says (else HSMCA_E_NOT_LOGGED_IN or HSMCA_E_ALREADY_LOGGED_IN, unlocked).
+ */
+static enum hsmca_err
+pin_op_begin(struct hsmca_token *tok, const struct hsmca_secret *a, const struct hsmca_secret *b,
+             const char *hook, int logged_in)
 {
     enum hsmca_err rc;
-    CK_RV rv;
 
     if (tok == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = check_pin(pin);
+    rc = check_pin(a);
     if (rc == HSMCA_OK)
-        rc = before_write(tok, "C_Login");
+        rc = check_pin(b);
+    if (rc == HSMCA_OK && hook != NULL)
+        rc = before_write(tok, hook);
     if (rc != HSMCA_OK)
         return rc;
     pthread_mutex_lock(&tok->lock);
-    if (tok->logged_in) {
+    if (!tok->logged_in != !logged_in) {
         pthread_mutex_unlock(&tok->lock);
-        return HSMCA_E_ALREADY_LOGGED_IN;
+        return logged_in ? HSMCA_E_NOT_LOGGED_IN : HSMCA_E_ALREADY_LOGGED_IN;
     }
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_token_login(struct hsmca_token *tok, const struct hsmca_secret *pin)
+{
+    enum hsmca_err rc = pin_op_begin(tok, pin, pin, "C_Login", 0);
+    CK_RV rv;
+
+    if (rc != HSMCA_OK)
+        return rc;
     rv = tok->p11->f->C_Login(tok->session, CKU_USER, pin->p, pin->len);
     if (rv == CKR_OK)
         tok->logged_in = 1;
@@ -397,30 +415,25 @@ hsmca_token_logout(struct hsmca_token *tok)
     return tok_ckr("C_Logout", rv, HSMCA_E_TOKEN_FAILED);
 }
 
-enum hsmca_err
-hsmca_token_init_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
-                     const struct hsmca_secret *new_pin)
+/* In an SO session opened with so_pin and closed again: set the user PIN to pin (C_InitPIN), or
+ * with change_so change the SO PIN to pin (C_SetPIN in an SO session, PKCS#11 v2.40, 5.6). */
+static enum hsmca_err
+so_session_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
+               const struct hsmca_secret *pin, int change_so)
 {
-    enum hsmca_err rc;
+    enum hsmca_err rc = pin_op_begin(tok, so_pin, pin, NULL, 0);
     CK_RV rv;
 
-    if (tok == NULL)
-        return HSMCA_E_INVALID_ARG;
-    rc = check_pin(so_pin);
-    if (rc == HSMCA_OK)
-        rc = check_pin(new_pin);
     if (rc != HSMCA_OK)
         return rc;
-    pthread_mutex_lock(&tok->lock);
-    if (tok->logged_in) {
-        pthread_mutex_unlock(&tok->lock);
-        return HSMCA_E_ALREADY_LOGGED_IN;
-    }
     rv = tok->p11->f->C_Login(tok->session, CKU_SO, so_pin->p, so_pin->len);
     if (rv == CKR_OK) {
-        rv = tok->p11->f->C_InitPIN(tok->session, new_pin->p, new_pin->len);
+        if (change_so)
+            rv = tok->p11->f->C_SetPIN(tok->session, so_pin->p, so_pin->len, pin->p, pin->len);
+        else
+            rv = tok->p11->f->C_InitPIN(tok->session, pin->p, pin->len);
         (void)tok->p11->f->C_Logout(tok->session);
-        rc = tok_ckr("C_InitPIN", rv, HSMCA_E_TOKEN_FAILED);
+        rc = tok_ckr(change_so ? "C_SetPIN(SO)" : "C_InitPIN", rv, HSMCA_E_TOKEN_FAILED);
     } else {
         rc = tok_ckr("C_Login(SO)", rv, HSMCA_E_TOKEN_FAILED);
     }
@@ -429,26 +442,21 @@ hsmca_token_init_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
 }
 
 enum hsmca_err
+hsmca_token_init_pin(struct hsmca_token *tok, const struct hsmca_secret *so_pin,
+                     const struct hsmca_secret *new_pin)
+{
+    return so_session_pin(tok, so_pin, new_pin, 0);
+}
+
+enum hsmca_err
 hsmca_token_set_pin(struct hsmca_token *tok, const struct hsmca_secret *old_pin,
                     const struct hsmca_secret *new_pin)
 {
-    enum hsmca_err rc;
+    enum hsmca_err rc = pin_op_begin(tok, old_pin, new_pin, "C_SetPIN", 1);
     CK_RV rv;
 
-    if (tok == NULL)
-        return HSMCA_E_INVALID_ARG;
-    rc = check_pin(old_pin);
-    if (rc == HSMCA_OK)
-        rc = check_pin(new_pin);
-    if (rc == HSMCA_OK)
-        rc = before_write(tok, "C_SetPIN");
     if (rc != HSMCA_OK)
         return rc;
-    pthread_mutex_lock(&tok->lock);
-    if (!tok->logged_in) {
-        pthread_mutex_unlock(&tok->lock);
-        return HSMCA_E_NOT_LOGGED_IN;
-    }
     rv = tok->p11->f->C_SetPIN(tok->session, old_pin->p, old_pin->len, new_pin->p, new_pin->len);
     pthread_mutex_unlock(&tok->lock);
     return tok_ckr("C_SetPIN", rv, HSMCA_E_TOKEN_FAILED);
@@ -458,32 +466,7 @@ enum hsmca_err
 hsmca_token_set_so_pin(struct hsmca_token *tok, const struct hsmca_secret *old_so,
                        const struct hsmca_secret *new_so)
 {
-    enum hsmca_err rc;
-    CK_RV rv;
-
-    if (tok == NULL)
-        return HSMCA_E_INVALID_ARG;
-    rc = check_pin(old_so);
-    if (rc == HSMCA_OK)
-        rc = check_pin(new_so);
-    if (rc != HSMCA_OK)
-        return rc;
-    pthread_mutex_lock(&tok->lock);
-    if (tok->logged_in) {
-        pthread_mutex_unlock(&tok->lock);
-        return HSMCA_E_ALREADY_LOGGED_IN;
-    }
-    rv = tok->p11->f->C_Login(tok->session, CKU_SO, old_so->p, old_so->len);
-    if (rv == CKR_OK) {
-        /* C_SetPIN in an SO session changes the SO PIN (PKCS#11 v2.40, 5.6) */
-        rv = tok->p11->f->C_SetPIN(tok->session, old_so->p, old_so->len, new_so->p, new_so->len);
-        (void)tok->p11->f->C_Logout(tok->session);
-        rc = tok_ckr("C_SetPIN(SO)", rv, HSMCA_E_TOKEN_FAILED);
-    } else {
-        rc = tok_ckr("C_Login(SO)", rv, HSMCA_E_TOKEN_FAILED);
-    }
-    pthread_mutex_unlock(&tok->lock);
-    return rc;
+    return so_session_pin(tok, old_so, new_so, 1);
 }
 
 enum hsmca_err

@@ -112,6 +112,10 @@ void tok_trim_copy(char *out, size_t out_size, const unsigned char *in, size_t n
  * matching tmpl and store the first handle in *first. */
 enum hsmca_err tok_find_objects(struct hsmca_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                                 CK_OBJECT_HANDLE *first, CK_ULONG *count);
+/* token_key.c: the one object matching tmpl in *h; none when there is none, HSMCA_E_KEY_AMBIGUOUS
+ * when there are more (caller holds tok->lock). */
+enum hsmca_err tok_find_one(struct hsmca_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                            CK_OBJECT_HANDLE *h, enum hsmca_err none);
 
 /* token_key.c: a CK_BBOOL attribute (0 when unreadable). */
 int tok_get_bool(struct hsmca_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type);

@@ -40,6 +40,20 @@ tok_find_objects(struct hsmca_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJ
     return HSMCA_OK;
 }
 
+enum hsmca_err
+tok_find_one(struct hsmca_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE *h,
+             enum hsmca_err none)
+{
+    CK_ULONG count = 0;
+    enum hsmca_err rc = tok_find_objects(tok, tmpl, n, h, &count);
+
+    if (rc == HSMCA_OK && count == 0)
+        rc = none;
+    if (rc == HSMCA_OK && count > 1)
+        rc = HSMCA_E_KEY_AMBIGUOUS;
+    return rc;
+}
+
 int
 tok_get_bool(struct hsmca_token *tok, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type)
 {
@@ -117,16 +131,11 @@ load_public(struct hsmca_token *tok, const unsigned char *id, size_t id_len, EVP
     const unsigned char *pt = point;
     size_t plen = 0, ptlen = 0;
     CK_OBJECT_HANDLE h;
-    CK_ULONG count = 0;
     enum hsmca_err rc;
 
-    rc = tok_find_objects(tok, tmpl, 2, &h, &count);
+    rc = tok_find_one(tok, tmpl, 2, &h, HSMCA_E_KEY_NOT_FOUND);
     if (rc != HSMCA_OK)
         return rc;
-    if (count == 0)
-        return HSMCA_E_KEY_NOT_FOUND;
-    if (count > 1)
-        return HSMCA_E_KEY_AMBIGUOUS;
     rc = tok_get_bytes(tok, h, CKA_EC_PARAMS, params, sizeof(params), &plen);
     if (rc != HSMCA_OK)
         return rc;
@@ -359,9 +368,11 @@ out:
     return rc;
 }
 
-/* Check uri's token attributes against tok and build a private-key search template. */
+/* Check uri's token attributes against tok and append its object= and id= to the search template
+ * tmpl[0..*n) as CKA_LABEL and CKA_ID. */
 static enum hsmca_err
-key_uri(struct hsmca_token *tok, const char *uri, struct hsmca_uri *u)
+key_uri(struct hsmca_token *tok, const char *uri, struct hsmca_uri *u, CK_ATTRIBUTE *tmpl,
+        CK_ULONG *n)
 {
     enum hsmca_err rc;
 
@@ -380,6 +391,10 @@ key_uri(struct hsmca_token *tok, const char *uri, struct hsmca_uri *u)
         if (!tok_matches(u, &ti))
             return HSMCA_E_KEY_NOT_FOUND;
     }
+    if (u->have & HSMCA_URI_HAVE_OBJECT)
+        tmpl[(*n)++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)u->object, strlen(u->object)};
+    if (u->have & HSMCA_URI_HAVE_ID)
+        tmpl[(*n)++] = (CK_ATTRIBUTE){CKA_ID, (void *)u->id, u->id_len};
     return HSMCA_OK;
 }
 
@@ -389,43 +404,28 @@ hsmca_token_find_key(struct hsmca_token *tok, const char *uri, struct hsmca_key 
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
     CK_BBOOL yes = CK_TRUE;
     CK_ATTRIBUTE tmpl[4];
-    CK_ULONG n = 0, count = 0;
+    CK_ULONG n = 0;
     CK_OBJECT_HANDLE h;
     struct hsmca_uri u;
     enum hsmca_err rc;
 
     if (tok == NULL || uri == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = key_uri(tok, uri, &u);
+    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    /* token objects only: a signing session copy (see struct sign_pool) keeps the CKA_ID */
+    tmpl[n++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
+    rc = key_uri(tok, uri, &u, tmpl, &n);
     if (rc != HSMCA_OK)
         return rc;
     if ((u.have & HSMCA_URI_HAVE_TYPE) && strcmp(u.type, "private") != 0)
         return HSMCA_E_URI_INVALID;
-    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
-    /* token objects only: a signing session copy (see struct sign_pool) keeps the CKA_ID */
-    tmpl[n++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
-    if (u.have & HSMCA_URI_HAVE_OBJECT)
-        tmpl[n++] = (CK_ATTRIBUTE){CKA_LABEL, u.object, strlen(u.object)};
-    if (u.have & HSMCA_URI_HAVE_ID)
-        tmpl[n++] = (CK_ATTRIBUTE){CKA_ID, u.id, u.id_len};
     pthread_mutex_lock(&tok->lock);
-    if (!tok->logged_in) {
+    if (!tok->logged_in)
         rc = HSMCA_E_NOT_LOGGED_IN;
-        goto out;
-    }
-    rc = tok_find_objects(tok, tmpl, n, &h, &count);
-    if (rc != HSMCA_OK)
-        goto out;
-    if (count == 0) {
-        rc = HSMCA_E_KEY_NOT_FOUND;
-        goto out;
-    }
-    if (count > 1) {
-        rc = HSMCA_E_KEY_AMBIGUOUS;
-        goto out;
-    }
-    rc = key_from_handle(tok, h, out);
-out:
+    else
+        rc = tok_find_one(tok, tmpl, n, &h, HSMCA_E_KEY_NOT_FOUND);
+    if (rc == HSMCA_OK)
+        rc = key_from_handle(tok, h, out);
     pthread_mutex_unlock(&tok->lock);
     return rc;
 }
@@ -435,7 +435,7 @@ hsmca_token_public_key(struct hsmca_token *tok, const char *uri, EVP_PKEY **out)
 {
     CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
     CK_ATTRIBUTE tmpl[3];
-    CK_ULONG n = 0, count = 0;
+    CK_ULONG n = 0;
     CK_OBJECT_HANDLE h;
     struct hsmca_uri u;
     unsigned char id[HSMCA_KEY_ID_MAX];
@@ -444,20 +444,12 @@ hsmca_token_public_key(struct hsmca_token *tok, const char *uri, EVP_PKEY **out)
 
     if (tok == NULL || uri == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = key_uri(tok, uri, &u);
+    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    rc = key_uri(tok, uri, &u, tmpl, &n);
     if (rc != HSMCA_OK)
         return rc;
-    tmpl[n++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
-    if (u.have & HSMCA_URI_HAVE_OBJECT)
-        tmpl[n++] = (CK_ATTRIBUTE){CKA_LABEL, u.object, strlen(u.object)};
-    if (u.have & HSMCA_URI_HAVE_ID)
-        tmpl[n++] = (CK_ATTRIBUTE){CKA_ID, u.id, u.id_len};
     pthread_mutex_lock(&tok->lock);
-    rc = tok_find_objects(tok, tmpl, n, &h, &count);
-    if (rc == HSMCA_OK && count == 0)
-        rc = HSMCA_E_KEY_NOT_FOUND;
-    if (rc == HSMCA_OK && count > 1)
-        rc = HSMCA_E_KEY_AMBIGUOUS;
+    rc = tok_find_one(tok, tmpl, n, &h, HSMCA_E_KEY_NOT_FOUND);
     if (rc == HSMCA_OK)
         rc = tok_get_bytes(tok, h, CKA_ID, id, sizeof(id), &id_len);
     if (rc == HSMCA_OK)

@@ -171,32 +171,26 @@ hsmca_uri_parse(const char *s, size_t len, struct hsmca_uri *out)
     return HSMCA_OK;
 }
 
-int
-tok_matches(const struct hsmca_uri *u, const CK_TOKEN_INFO *ti)
+/* The blank-padded token-info field f (at most a label's length) equals want. */
+static int
+field_is(const unsigned char *f, size_t n, const char *want)
 {
     char buf[HSMCA_TOKEN_LABEL_MAX + 1];
 
+    tok_trim_copy(buf, sizeof(buf), f, n);
+    return strcmp(buf, want) == 0;
+}
+
+int
+tok_matches(const struct hsmca_uri *u, const CK_TOKEN_INFO *ti)
+{
     if (!(ti->flags & CKF_TOKEN_INITIALIZED))
         return 0;
-    if (u->have & HSMCA_URI_HAVE_TOKEN) {
-        tok_trim_copy(buf, sizeof(buf), ti->label, sizeof(ti->label));
-        if (strcmp(buf, u->token) != 0)
-            return 0;
-    }
-    if (u->have & HSMCA_URI_HAVE_SERIAL) {
-        tok_trim_copy(buf, sizeof(buf), ti->serialNumber, sizeof(ti->serialNumber));
-        if (strcmp(buf, u->serial) != 0)
-            return 0;
-    }
-    if (u->have & HSMCA_URI_HAVE_MANUFACTURER) {
-        tok_trim_copy(buf, sizeof(buf), ti->manufacturerID, sizeof(ti->manufacturerID));
-        if (strcmp(buf, u->manufacturer) != 0)
-            return 0;
-    }
-    if (u->have & HSMCA_URI_HAVE_MODEL) {
-        tok_trim_copy(buf, sizeof(buf), ti->model, sizeof(ti->model));
-        if (strcmp(buf, u->model) != 0)
-            return 0;
-    }
-    return 1;
+    return (!(u->have & HSMCA_URI_HAVE_TOKEN) ||
+            field_is(ti->label, sizeof(ti->label), u->token)) &&
+           (!(u->have & HSMCA_URI_HAVE_SERIAL) ||
+            field_is(ti->serialNumber, sizeof(ti->serialNumber), u->serial)) &&
+           (!(u->have & HSMCA_URI_HAVE_MANUFACTURER) ||
+            field_is(ti->manufacturerID, sizeof(ti->manufacturerID), u->manufacturer)) &&
+           (!(u->have & HSMCA_URI_HAVE_MODEL) || field_is(ti->model, sizeof(ti->model), u->model));
 }

@@ -17,6 +17,7 @@
 
 #include <openssl/evp.h>
 
+#include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
 
 enum hsmca_err
@@ -179,68 +180,19 @@ hsmca_hex_encode(const unsigned char *in, size_t len, char *out, size_t out_size
 enum hsmca_err
 hsmca_read_file(const char *path, size_t max, unsigned char **buf_out, size_t *len_out)
 {
-    enum hsmca_err rc = HSMCA_E_IO;
-    unsigned char *buf = NULL;
-    size_t cap = 0, len = 0;
-    int fd = -1;
+    struct hsmca_gbuf b;
+    int fd;
 
     if (path == NULL || buf_out == NULL || len_out == NULL)
         return HSMCA_E_INVALID_ARG;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        goto out;
-    for (;;) {
-        ssize_t n;
-
-        if (len == cap) {
-            unsigned char *nb;
-            size_t ncap = cap == 0 ? 4096 : cap * 2;
-
-            if (cap > max) {
-                rc = HSMCA_E_TOO_LARGE;
-                goto out;
-            }
-            if (ncap > max + 1)
-                ncap = max + 1;
-            nb = realloc(buf, ncap + 1);
-            if (nb == NULL) {
-                rc = HSMCA_E_NOMEM;
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        n = read(fd, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > max) {
-            rc = HSMCA_E_TOO_LARGE;
-            goto out;
-        }
-    }
-    if (buf == NULL) {
-        buf = malloc(1);
-        if (buf == NULL) {
-            rc = HSMCA_E_NOMEM;
-            goto out;
-        }
-    }
-    buf[len] = '\0';
-    *buf_out = buf;
-    *len_out = len;
-    buf = NULL;
-    rc = HSMCA_OK;
-out:
-    free(buf);
-    if (fd >= 0)
-        close(fd);
-    return rc;
+        return HSMCA_E_IO;
+    hsmca_gbuf_init(&b, max);
+    hsmca_gbuf_read_fd(&b, fd);
+    close(fd);
+    *buf_out = hsmca_gbuf_take(&b, len_out);
+    return b.err;
 }
 
 int

@@ -158,6 +158,7 @@ enum hsmca_err {
     HSMCA_E_HTTP_QUERY_TOO_LARGE = 720,   /* more query parameters than the daemon takes */
     HSMCA_E_HTTP_IDEMPOTENCY_KEY = 721,   /* Idempotency-Key empty, repeated or too long */
     HSMCA_E_HTTP_TIME_BOUND = 722,        /* a time bound beyond the cap of policies/limits.json */
+    HSMCA_E_RELOAD_REFUSED = 723,         /* a reload found a bad file: nothing applied */
     /* 750..779 of it: DAC issuance (issue.c) */
     HSMCA_E_ISSUE_CA_INACTIVE = 750,          /* the CA has no open issuance window */
     HSMCA_E_ISSUE_WINDOW_EXHAUSTED = 751,     /* the window's count of DACs is used up */

@@ -49,6 +49,7 @@ const struct hsmcad_route hsmcad_routes[] = {
      json_only, hsmcad_h_approval},
     {"GET", "/v1/audit/extract", "audit.extract", AUDITOR, 0, 0, NULL, hsmcad_h_audit_extract},
     {"GET", "/v1/approvers", "approvers.list", ADMIN | AUDITOR, 0, 0, NULL, hsmcad_h_approvers},
+    {"POST", "/v1/admin/reload", "config.reload", ADMIN, 0, 0, NULL, hsmcad_h_reload},
     /* the factory floor (routes_est.c, routes_bundle.c; docs/factory.md) */
     {"GET", "/.well-known/est/{ca}/cacerts", "est.cacerts", ANY, 1, 0, NULL, hsmcad_h_est_cacerts},
     {"GET", "/.well-known/est/{ca}/csrattrs", "est.csrattrs", ANY, 1, 0, NULL,

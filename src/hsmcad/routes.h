@@ -34,6 +34,9 @@ void hsmcad_h_approval(struct hsmcad_req *r);
 void hsmcad_h_approvers(struct hsmcad_req *r);
 void hsmcad_h_deactivate(struct hsmcad_req *r);
 
+/* routes_admin.c */
+void hsmcad_h_reload(struct hsmcad_req *r);
+
 /* routes_audit.c */
 void hsmcad_h_audit_extract(struct hsmcad_req *r);
 

@@ -261,8 +261,11 @@ hsmcad_h_approval(struct hsmcad_req *r)
         return;
     }
     if (st.ready) {
+        /* the profiles stay as they are while the operation runs (a reload waits) */
+        pthread_rwlock_rdlock(&d->prof_lock);
         hsmcad_quorum_exec(d, &ex);
         rc = hsmca_quorum_execute(d->quorum, hsmcad_req_param(r, 0), &ex, &result);
+        pthread_rwlock_unlock(&d->prof_lock);
         if (rc != HSMCA_OK) {
             hsmcad_reply_problem(r, rc, "the approval was recorded; the execution failed");
             return;

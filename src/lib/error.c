@@ -249,6 +249,8 @@ static const struct row rows[] = {
      "Idempotency-Key must be sent once, non-empty, and within its length limit"},
     {HSMCA_E_HTTP_TIME_BOUND, "time-bound-exceeded", 400,
      "A time bound of the request is beyond the cap of policies/limits.json"},
+    {HSMCA_E_RELOAD_REFUSED, "reload-refused", 422,
+     "The reload was refused whole (a bad file or listen address); the old settings stay"},
     {HSMCA_E_ISSUE_CA_INACTIVE, "ca-inactive", 409,
      "The CA is not active for issuance; a quorum must activate it"},
     {HSMCA_E_ISSUE_WINDOW_EXHAUSTED, "window-exhausted", 409,

@@ -132,6 +132,12 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qrequest_get(struct hsmca_store *st, 
                                                         struct hsmca_qrequest *out);
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qrequest_set_status(struct hsmca_store *st,
                                                                const char *id, const char *status);
+/* Up to limit requests, newest first; status "" or NULL: any status ("pending", "executed",
+ * "failed"). Each row's bytes are freed after fn returns. */
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_qrequest_list(struct hsmca_store *st, const char *status, unsigned limit,
+                          enum hsmca_err (*fn)(void *arg, const struct hsmca_qrequest *r),
+                          void *arg);
 
 /* Approvals: put inserts (HSMCA_E_STORE_CONSTRAINT when the approver already approved);
  * list in received order. */

@@ -43,6 +43,7 @@ const struct hsmcad_route hsmcad_routes[] = {
     {"GET", "/v1/cas/{ca}/report", "report.make", ADMIN | AUDITOR, 0, 0, NULL, hsmcad_h_report},
     {"POST", "/v1/requests", "quorum.request", ADMIN, 0, HSMCAD_ROUTE_BODY, json_only,
      hsmcad_h_request_create},
+    {"GET", "/v1/requests", "quorum.list", ADMIN | APPROVER, 0, 0, NULL, hsmcad_h_request_list},
     {"GET", "/v1/requests/{id}", "quorum.envelope", ADMIN | APPROVER, 0, 0, NULL,
      hsmcad_h_request_get},
     {"POST", "/v1/requests/{id}/approvals", "quorum.approve", APPROVER, 0, HSMCAD_ROUTE_BODY,

@@ -34,6 +34,9 @@ void hsmcad_h_approval(struct hsmcad_req *r);
 void hsmcad_h_approvers(struct hsmcad_req *r);
 void hsmcad_h_deactivate(struct hsmcad_req *r);
 
+/* routes_requests.c */
+void hsmcad_h_request_list(struct hsmcad_req *r);
+
 /* routes_admin.c */
 void hsmcad_h_reload(struct hsmcad_req *r);
 

@@ -33,6 +33,7 @@ help dcl
 help issue
 help issue-batch
 help report
+help request
 help token
 help verify
 approve --help
@@ -51,6 +52,10 @@ dcl revocation-point --help
 issue --help
 issue-batch --help
 report --help
+request --help
+request create --help
+request list --help
+request show --help
 token --help
 token info --help
 token keygen --help

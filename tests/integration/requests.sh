@@ -1,0 +1,107 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# requests.sh -- the admin's CLI for quorum requests (`hsmca request create|list|show`) against
+# the real hsmcad: each operation's parameters as flags (VID/PID in hex, --until in ISO 8601 UTC
+# or relative), what the approvers are asked shown in a person's terms (VID/PID as 4 hex digits,
+# times in ISO 8601 UTC, the window's count), GET /v1/requests listing with its status filter,
+# usage errors (exit 2) caught before anything is sent, refusals (exit 1) naming the problem code.
+. "$(dirname "$0")/lib.sh"
+
+SRC=${HSMCA_SOURCE_DIR:?}
+: "${HSMCA_PKI_BIN:?}"
+setup_tokens paa
+setup_tls
+write_config "" "
+  \"profiles_dir\": \"$SRC/policies/profiles\","
+"$HSMCA_PKI_BIN" setup "$W" "$MODULE" "$SRC/policies/profiles" "$SRC/policies/quorum.json" \
+    --paa-quorum
+start_daemon
+
+req() { # role args... -> $W/out, $W/err, $RC
+    role=$1
+    shift
+    RC=0
+    "$HSMCA_BIN" request "$@" --url "https://127.0.0.1:$PORT" --cert "$W/tls/$role.pem" \
+        --key "$W/tls/$role.key" --cacert "$W/tls/ca.pem" > "$W/out" 2> "$W/err" || RC=$?
+}
+
+# ---- create: ca.activate with a relative end, shown in a person's terms ----
+req admin create ca.activate --ca pai-8000 --until +2h --max-dacs 250
+check "request create ca.activate exits 0" [ "$RC" = 0 ]
+ID=$(sed -n 's/^request \([0-9a-f]\{32\}\) created.*/\1/p' "$W/out")
+check "... and prints the request id" [ -n "$ID" ]
+check "... the sentence the approvers read: window end in ISO 8601 UTC and its count" \
+    grep -Eq "summary +open the issuance window of PAI pai-8000 until [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z for at most 250 DACs" "$W/out"
+check "... 0 of 2 approvals" grep -Eq "approvals +0 of 2" "$W/out"
+check "... no epoch milliseconds anywhere" sh -c "! grep -Eq '[0-9]{13}' '$W/out'"
+
+req approver show "$ID"
+check "an approver shows it" [ "$RC" = 0 ]
+check "... the same window" grep -q "max_dacs   250" "$W/out"
+req admin show "$ID" --json
+check "show --json is the envelope" jq -e --arg id "$ID" '.digest and .request and .status == "pending"' "$W/out"
+
+# ---- create: ca.create_pai with VID/PID in hex ----
+req admin create ca.create_pai --ca pai-8001 --parent paa-1 --token hsmca-pai-8000 --key-label k2 \
+    --vid fff1 --pid 8001
+PAI_ID=$(sed -n 's/^request \([0-9a-f]\{32\}\) created.*/\1/p' "$W/out")
+check "ca.create_pai with --vid fff1 --pid 8001 is asked" [ -n "$PAI_ID" ]
+check "... VID and PID shown as 4 uppercase hex digits" sh -c \
+    "grep -Eq '^  vid +FFF1\$' '$W/out' && grep -Eq '^  pid +8001\$' '$W/out'"
+
+# ---- list, with and without a status ----
+req auditor list
+check "an auditor may not list requests" sh -c "[ '$RC' = 1 ] && grep -q http-forbidden '$W/err'"
+req admin list
+check "list shows both, newest first" sh -c \
+    "[ '$RC' = 0 ] && sed -n 2p '$W/out' | grep -q '^$PAI_ID' && sed -n 3p '$W/out' | grep -q '^$ID'"
+call admin GET "/v1/requests?status=pending&limit=1"
+check "GET /v1/requests?limit=1: one item, its view in hex" \
+    jq -e --arg id "$PAI_ID" '(.items | length) == 1 and .items[0].id == $id and
+        .items[0].view.vid == "FFF1" and .items[0].view.pid == "8001"' "$W/body"
+call admin GET "/v1/requests?status=bogus"
+expect "an unknown status" 400 http-bad-query
+call admin GET "/v1/requests?limit=501"
+expect "a limit beyond 500" 400 http-bad-query
+
+# ---- the window opens; the list follows ----
+call approver GET "/v1/requests/$ID"
+cp "$W/body" "$W/envelope.json"
+for a in bob-approver dave-approver; do
+    "$HSMCA_PKI_BIN" approve "$W" "$a" "$W/envelope.json" > "$W/appr-$a.json"
+done
+call approver POST "/v1/requests/$ID/approvals" -H 'Content-Type: application/json' \
+    --data-binary @"$W/appr-bob-approver.json"
+call approver2 POST "/v1/requests/$ID/approvals" -H 'Content-Type: application/json' \
+    --data-binary @"$W/appr-dave-approver.json"
+check "two approvals open the window" jq -e '.executed == true' "$W/body"
+req admin list --status executed
+check "list --status executed shows it, 2 of 2" sh -c \
+    "[ '$RC' = 0 ] && [ \$(wc -l < '$W/out') = 2 ] && grep -Eq '^$ID +executed +2 of 2' '$W/out'"
+req admin list --status pending
+check "list --status pending: the PAI request only" sh -c \
+    "[ \$(wc -l < '$W/out') = 2 ] && grep -q '^$PAI_ID' '$W/out'"
+
+# ---- refusals (exit 1, the problem code) and usage errors (exit 2, nothing sent) ----
+req admin create ca.activate --ca pai-9999 --until +1h --max-dacs 5
+check "a request the quorum refuses: exit 1 naming the code" sh -c \
+    "[ '$RC' = 1 ] && grep -q 'quorum-params-invalid' '$W/err'"
+while read -r args; do
+    # shellcheck disable=SC2086
+    req admin $args
+    check "hsmca request $args: exit 2, stderr only" sh -c "[ '$RC' = 2 ] && [ ! -s '$W/out' ] && [ -s '$W/err' ]"
+done <<ARGS
+create ca.activate --ca pai-8000 --until yesterday --max-dacs 5
+create ca.activate --ca pai-8000 --until +1h
+create ca.activate --ca pai-8000 --until +1h --max-dacs 0
+create ca.create_pai --ca x --parent paa-1 --token t --key-label k --vid GGGG
+create ca.create_paa --ca x --token t --key-label k --pid 8000
+create bogus.op --ca x
+show 1234
+list --status maybe
+list --limit 0
+create ca.activate --ca pai-8000 --until +1h --max-dacs 5 --ca again
+ARGS
+stop_daemon || bad "daemon exit status"
+finish

@@ -252,6 +252,26 @@ hsmcad_h_approval(struct hsmcad_req *r)
         hsmcad_reply_problem(r, HSMCA_E_HTTP_BODY_TOO_LARGE, NULL);
         return;
     }
+    /* an approval is bound to its sender: the principal of the client certificate that submits
+     * it must be the approver who signed it (docs/config.md); a relayed one is refused, and the
+     * server audits the refusal (quorum.approve.refuse) */
+    {
+        json_t *a = json_loadb((const char *)b, blen, 0, NULL);
+        const char *signer = json_string_value(json_object_get(a, "approver"));
+        const struct hsmcad_principal *p = hsmcad_req_principal(r);
+        char detail[256];
+
+        if (signer != NULL && strcmp(signer, p->name) != 0) {
+            snprintf(detail, sizeof(detail),
+                     "the approval is signed by %.64s and submitted by %s: each approver submits "
+                     "their own approval with their own client certificate",
+                     signer, p->name);
+            json_decref(a);
+            hsmcad_reply_problem(r, HSMCA_E_QUORUM_APPROVAL_RELAYED, detail);
+            return;
+        }
+        json_decref(a);
+    }
     memset(&st, 0, sizeof(st));
     who_of(r, &who);
     rc = hsmca_quorum_approve(d->quorum, &who, hsmcad_req_param(r, 0), (const char *)b, blen, &st);

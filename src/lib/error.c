@@ -210,6 +210,8 @@ static const struct row rows[] = {
      "An approver with that name, key or token serial is already enrolled"},
     {HSMCA_E_QUORUM_TOO_FEW_APPROVERS, "quorum-too-few-approvers", 409,
      "The change would leave fewer approvers than the threshold"},
+    {HSMCA_E_QUORUM_APPROVAL_RELAYED, "quorum-approval-relayed", 403,
+     "An approval is accepted only from its own approver's client certificate"},
     {HSMCA_E_HTTP_UNAUTHENTICATED, "http-unauthenticated", 401,
      "A client certificate bound to a principal in roles.json is required"},
     {HSMCA_E_HTTP_FORBIDDEN, "http-forbidden", 403, "Your role may not use this endpoint"},

@@ -25,10 +25,10 @@ call admin POST /v1/requests -H 'Content-Type: application/json' \
 rid=$(jq -r .id "$W/body")
 call approver GET "/v1/requests/$rid"
 cp "$W/body" "$W/envelope.json"
-for who in bob dave; do
-    "$HSMCA_PKI_BIN" approve "$W" "$who-approver" "$W/envelope.json" > "$W/appr-$who.json"
-    call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
-        --data-binary @"$W/appr-$who.json"
+for who in bob:approver dave:approver2; do # each approver submits their own approval
+    "$HSMCA_PKI_BIN" approve "$W" "${who%%:*}-approver" "$W/envelope.json" > "$W/appr.json"
+    call "${who#*:}" POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
+        --data-binary @"$W/appr.json"
 done
 check "the quorum opened the window" jq -e '.executed == true' "$W/body"
 

@@ -209,6 +209,13 @@ HSMCA_MUSTCHECK enum hsmca_err hsmcad_reload(struct hsmcad *d, const char *trigg
                                              enum hsmca_err *cause, char *why, size_t why_len,
                                              struct hsmca_audit_receipt *receipt);
 
+/*
+ * Check before asking (precheck.c): 1 with the reason in why when request op with params cannot
+ * run as the daemon sees it now (its token absent, a PAI's VID outside its PAA's, a PID the PAI
+ * profile forbids or requires), else 0.
+ */
+int hsmcad_request_precheck(struct hsmcad *d, const char *op, json_t *params, char *why, size_t n);
+
 /* Milliseconds since the epoch. */
 int64_t hsmcad_now_ms(void);
 

@@ -190,6 +190,15 @@ hsmcad_h_request_create(struct hsmcad_req *r)
     }
     if (beyond_bounds(r, d, op, params, ttl_s))
         goto out;
+    {
+        char why[256];
+
+        /* refused before any approver is asked; the server audits the refusal */
+        if (hsmcad_request_precheck(d, op, params, why, sizeof(why))) {
+            hsmcad_reply_problem(r, HSMCA_E_QUORUM_PARAMS, why);
+            goto out;
+        }
+    }
     params_s = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
     if (params_s == NULL) {
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);

@@ -50,6 +50,22 @@ check "ca.create_pai with --vid fff1 --pid 8001 is asked" [ -n "$PAI_ID" ]
 check "... VID and PID shown as 4 uppercase hex digits" sh -c \
     "grep -Eq '^  vid +FFF1\$' '$W/out' && grep -Eq '^  pid +8001\$' '$W/out'"
 
+# ---- check before asking: a wrong-VID PAI is refused at creation, before any approval ----
+req admin create ca.create_pai --ca pai-fff2 --parent paa-1 --token hsmca-pai-8000 \
+    --key-label k3 --vid FFF2 --pid 8001
+check "a PAI with VID FFF2 under the FFF1 PAA is refused at creation (exit 1)" sh -c \
+    "[ '$RC' = 1 ] && grep -q 'quorum-params-invalid' '$W/err'"
+check "... saying which VID the PAA's scope allows" grep -q 'outside the scope of PAA paa-1 (VID FFF1)' "$W/err"
+check "... no request was made, so no approver is asked and no key generated" sh -c \
+    "[ \$(sqlite3 '$W/hsmca.db' \"SELECT count(*) FROM quorum_requests WHERE CAST(bytes AS TEXT) LIKE '%pai-fff2%'\") = 0 ] &&
+     [ \$(sqlite3 '$W/hsmca.db' \"SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%ca.keygen%k3%'\") = 0 ]"
+check "... and the refusal is audited" sh -c \
+    "sqlite3 '$W/hsmca.db' \"SELECT CAST(line AS TEXT) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%quorum.request.refuse%'\" | grep -q quorum-params-invalid"
+req admin create ca.create_pai --ca pai-x --parent paa-1 --token hsmca-missing --key-label k4 \
+    --vid FFF1 --pid 8002
+check "a PAI on a token the module does not have is refused at creation" sh -c \
+    "[ '$RC' = 1 ] && grep -q 'token hsmca-missing is not present' '$W/err'"
+
 # ---- list, with and without a status ----
 req auditor list
 check "an auditor may not list requests" sh -c "[ '$RC' = 1 ] && grep -q http-forbidden '$W/err'"

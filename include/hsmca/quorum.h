@@ -207,6 +207,13 @@ struct hsmca_quorum_exec {
     const struct hsmca_crl_policies *crl_policies;
     void (*ca_revoked)(void *arg, const char *ca_id);
     void (*crl_signed)(void *arg, const char *ca_id, const struct hsmca_crl_info *info);
+    /*
+     * token.enroll: initialise the module's free token as label with user PIN user_pin (its SO
+     * PIN random, then replaced by another random one nobody keeps, as at the ceremony), and
+     * return it opened, not logged in (borrowed, as token()). NULL: token.enroll is refused with
+     * HSMCA_E_QUORUM_OP_UNKNOWN.
+     */
+    enum hsmca_err (*token_init)(void *arg, const char *label, const struct hsmca_secret *user_pin);
 };
 
 /*

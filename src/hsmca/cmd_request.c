@@ -47,6 +47,7 @@ usage_request(FILE *f)
             "  ca.activate     --ca PAI --until TIME --max-dacs N\n"
             "  ca.revoke       --ca PAI [--reason REASON] [--invalidity TIME]\n"
             "  crl.sign        --ca ID\n"
+            "  token.enroll    --token LABEL        (a free token joins the quorum's custody)\n"
             "  approver.enroll --enroll-file FILE   (what `hsmca approve --enroll` printed)\n"
             "  approver.remove --name NAME\n"
             "  policy.update   --policy-file FILE   (the new policies/quorum.json)\n"
@@ -259,6 +260,9 @@ build_params(const char *op, const struct req_flags *f, int *rc)
             }
             json_object_set_new(p, "invalidity", json_integer(t));
         }
+    } else if (strcmp(op, "token.enroll") == 0) {
+        NEED(f->token, "--token");
+        json_object_set_new(p, "token", json_string(f->token));
     } else if (strcmp(op, "approver.enroll") == 0) {
         NEED(f->enroll_file, "--enroll-file");
         json_decref(p);

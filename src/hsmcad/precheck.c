@@ -91,6 +91,16 @@ hsmcad_request_precheck(struct hsmcad *d, const char *op, json_t *params, char *
         pthread_rwlock_unlock(&d->prof_lock);
         return bad;
     }
+    if (strcmp(op, "token.enroll") == 0) {
+        if (token != NULL && hsmcad_token_quiet(d, token, NULL) != NULL) {
+            snprintf(why, n,
+                     "a token labelled %.32s is in the module already: token.enroll initialises "
+                     "a free token under a new label",
+                     token);
+            return 1;
+        }
+        return 0;
+    }
     if (strcmp(op, "ca.activate") == 0 && ca != NULL &&
         hsmca_store_ca_get(ro, ca, &rec) == HSMCA_OK) {
         uri_label(rec.token_uri, label, sizeof(label));

@@ -83,6 +83,35 @@ ex_crl_signed(void *arg, const char *ca_id, const struct hsmca_crl_info *info)
     __atomic_store_n(&c->crl_number, info->number, __ATOMIC_RELEASE);
 }
 
+/* token.enroll: a new CA token, initialised here with a random SO PIN that is replaced at once
+ * by another random one nobody keeps (docs/custody-so-pin.md), then opened in the token table. */
+static enum hsmca_err
+ex_token_init(void *arg, const char *label, const struct hsmca_secret *user_pin)
+{
+    struct hsmcad *d = arg;
+    struct hsmca_secret so = {NULL, 0}, fresh = {NULL, 0};
+    struct hsmca_token *tok = NULL;
+    enum hsmca_err rc, frc;
+
+    rc = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, &so);
+    if (rc == HSMCA_OK)
+        rc = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, &fresh);
+    if (rc == HSMCA_OK)
+        rc = hsmca_token_init(d->p11, label, &so, user_pin, &tok);
+    if (rc == HSMCA_OK)
+        rc = hsmca_token_set_so_pin(tok, &so, &fresh);
+    hsmca_secret_clear(&so);
+    hsmca_secret_clear(&fresh);
+    frc = hsmca_token_free(tok);
+    if (rc == HSMCA_OK)
+        rc = frc;
+    if (rc == HSMCA_OK && hsmcad_token(d, label, NULL) == NULL)
+        rc = HSMCA_E_TOKEN_NOT_FOUND;
+    hsmca_log(rc == HSMCA_OK ? HSMCA_LOG_INFO : HSMCA_LOG_ERROR, "hsmcad", "token-initialised",
+              "token=%s code=%s", label, hsmca_err_code(rc));
+    return rc;
+}
+
 void
 hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
 {
@@ -97,6 +126,7 @@ hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
     ex->crl_policies = d->crl_policies;
     ex->ca_revoked = ex_ca_revoked;
     ex->crl_signed = ex_crl_signed;
+    ex->token_init = ex_token_init;
 }
 
 void

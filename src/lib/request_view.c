@@ -114,6 +114,11 @@ hsmca_request_view(const char *op, json_t *params)
                  str(params, "ca"),
                  json_is_string(json_object_get(params, "reason")) ? str(params, "reason")
                                                                    : "unspecified");
+    } else if (strcmp(op, "token.enroll") == 0) {
+        snprintf(sum, sizeof(sum),
+                 "initialise a free token as %s under the quorum: its SO PIN random and "
+                 "destroyed, its user PIN random, split and sealed to the approvers",
+                 str(params, "token"));
     } else if (strcmp(op, "crl.sign") == 0) {
         snprintf(sum, sizeof(sum), "sign a new CRL of %s", str(params, "ca"));
     } else if (strcmp(op, "approver.enroll") == 0) {

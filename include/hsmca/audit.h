@@ -21,14 +21,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "hsmca/audit_format.h"
 #include "hsmca/error.h"
 #include "hsmca/store.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
-
-#define HSMCA_AUDIT_LINE_MAX 65536   /* one entry line, bytes */
-#define HSMCA_AUDIT_DETAIL_MAX 60000 /* the detail object, bytes */
-#define HSMCA_AUDIT_FIELD_MAX 256    /* actor, role, action, target, kid */
 
 struct hsmca_audit;
 
@@ -212,41 +209,6 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract_tar(struct hsmca_audit *a, ui
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from,
                                                          uint64_t to, const char *approvers_json,
                                                          const char *cert_pem, const char *dir);
-
-/* One entry line as the scanner sees it (pointers borrowed from the line). */
-struct hsmca_audit_line {
-    uint64_t seq;
-    unsigned char prev[32];
-    const char *action; /* JSON string body, escapes not decoded */
-    size_t action_len;
-    const char *outcome;
-    size_t outcome_len;
-    const char *time;   /* AUDIT time, 24 chars */
-    const char *detail; /* the detail object's bytes */
-    size_t detail_len;
-};
-
-/*
- * Scan line[0..len) (no newline): one JSON object with exactly the ten keys in sorted order,
- * string values (seq a decimal number, detail an object), prev 64 lowercase hex, time
- * YYYY-MM-DDTHH:MM:SS.mmmZ. Does not decode detail. HSMCA_E_AUDIT_CHAIN with why set otherwise.
- */
-HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_line_parse(const char *line, size_t len,
-                                                      struct hsmca_audit_line *out,
-                                                      const char **why);
-
-/* The fields of a checkpoint text (hsmca-checkpoint/v1). */
-struct hsmca_audit_cp_fields {
-    char origin[HSMCA_AUDIT_FIELD_MAX + 1];
-    uint64_t size;
-    unsigned char head[32];
-    char time[32];
-    unsigned char prev[32];
-    unsigned char key[32];
-};
-/* Parse exactly the seven LF-terminated lines. HSMCA_E_AUDIT_CHECKPOINT otherwise. */
-HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_checkpoint_parse(const char *text, size_t len,
-                                                            struct hsmca_audit_cp_fields *out);
 
 /* What hsmca_audit_verify_extract found. */
 struct hsmca_audit_verify_result {

@@ -20,6 +20,9 @@
 HSMCA_MUSTCHECK enum hsmca_err hsmca_parse_u64(const char *s, size_t len, uint64_t max,
                                                uint64_t *out);
 
+/* The value of one hex digit (either case), or -1. */
+int hsmca_hex_digit(char c);
+
 /*
  * Parse s[0..len) as hexadecimal (upper or lower case, even length, no prefix) into
  * out[0..out_max). On HSMCA_OK writes *out_len. Returns HSMCA_E_BAD_ENCODING, HSMCA_E_TOO_LARGE.
@@ -36,6 +39,15 @@ void hsmca_deadline_us(struct timespec *ts, uint64_t us);
 
 /* CLOCK_MONOTONIC in microseconds, for measuring how long something took. */
 uint64_t hsmca_mono_us(void);
+
+/*
+ * The one time stamp formatter (RFC 3339 / ISO 8601, UTC) of ms since the epoch (before the
+ * epoch too): YYYY-MM-DDTHH:MM:SSZ, or YYYY-MM-DDTHH:MM:SS.mmmZ when millis is non-zero (the
+ * audit log's and the log lines' form). Returns the length written into out[0..n); 0, with out
+ * "" (n > 0), when n is too small or the time has no broken-down form.
+ */
+#define HSMCA_TIME_MAX 32 /* room for either form, year 9999 and beyond, and the NUL */
+size_t hsmca_time_format(int64_t ms, int millis, char *out, size_t n);
 
 /*
  * The buckets of every latency histogram in /metrics (requests, DAC signatures, audit commits):

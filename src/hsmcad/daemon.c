@@ -12,20 +12,15 @@
 #include <jansson.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/limiter.h"
 #include "hsmca/log.h"
 
 #include "hsmcad.h"
 
 #define LIM_SLOTS 4096
+#define LIM_PROBE 8
 
 #define LIM_CODES 16
-
-struct lim_slot {
-    char client[80];
-    int64_t minute;
-    unsigned count;
-    uint64_t period; /* the summary period in which it last had a refusal only counted */
-};
 
 /* Refusals only counted since the last summary entry, by code. */
 struct lim_summary {
@@ -38,11 +33,10 @@ struct lim_summary {
     unsigned ncodes;
 };
 
+/* The per-client counts are the library's refusal limiter (hsmca/limiter.h); the daemon keeps
+ * only its summary, which counts by code over all clients. */
 struct hsmcad_limiter {
-    struct lim_slot s[LIM_SLOTS];
-    int64_t second; /* the global bound's current second */
-    unsigned in_second;
-    uint64_t period; /* summary periods so far */
+    struct hsmca_limiter *lim;
     struct lim_summary sum;
 };
 
@@ -91,31 +85,18 @@ hsmcad_ca_find(struct hsmcad *d, const char *id)
     return NULL;
 }
 
-static uint64_t
-fnv(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-
-    while (*s != '\0') {
-        h ^= (unsigned char)*s++;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-/* Under lim_mu: count a refusal that gets no entry of its own. */
+/* Under lim_mu: count a refusal that gets no entry of its own (first: the client's first such
+ * refusal in its minute). */
 static void
-suppress(struct hsmcad_limiter *l, struct lim_slot *s, enum hsmca_err code, int64_t now)
+suppress(struct hsmcad_limiter *l, int first, enum hsmca_err code, int64_t now)
 {
     struct lim_summary *m = &l->sum;
     unsigned i;
 
     if (m->suppressed++ == 0)
         m->since_ms = now;
-    if (s->period != l->period + 1) {
-        s->period = l->period + 1;
+    if (first)
         m->clients++;
-    }
     for (i = 0; i < m->ncodes && m->codes[i].code != code; i++)
         ;
     if (i == m->ncodes && m->ncodes < LIM_CODES) {
@@ -132,39 +113,39 @@ suppress(struct hsmcad_limiter *l, struct lim_slot *s, enum hsmca_err code, int6
 int
 hsmcad_refusal_allowed(struct hsmcad *d, const char *client, enum hsmca_err code)
 {
-    int64_t now = hsmcad_now_ms(), minute = now / 60000;
-    struct lim_slot *s;
+    int64_t now = hsmcad_now_ms();
+    struct hsmca_limiter_slot s;
     int ok;
 
     pthread_mutex_lock(&d->lim_mu);
-    if (d->lim == NULL)
+    if (d->lim == NULL) {
         d->lim = calloc(1, sizeof(*d->lim));
+        if (d->lim != NULL &&
+            hsmca_limiter_new(LIM_SLOTS, LIM_PROBE, d->cfg.refusals_per_minute,
+                              d->cfg.refusal_entries_per_second, &d->lim->lim) != HSMCA_OK) {
+            free(d->lim);
+            d->lim = NULL;
+        }
+    }
     if (d->lim == NULL) {
         pthread_mutex_unlock(&d->lim_mu);
         return 1; /* fail towards auditing */
     }
-    /* one slot per hash: a collision shares a budget, which only ever audits less of a flood */
-    s = &d->lim->s[fnv(client) % LIM_SLOTS];
-    if (s->minute != minute) {
-        snprintf(s->client, sizeof(s->client), "%s", client);
-        s->minute = minute;
-        s->count = 0;
-    }
-    if (d->lim->second != now / 1000) {
-        d->lim->second = now / 1000;
-        d->lim->in_second = 0;
-    }
     /* per client and minute, and for all clients together per second */
-    ok = s->count < d->cfg.refusals_per_minute &&
-         d->lim->in_second < d->cfg.refusal_entries_per_second;
-    if (ok) {
-        s->count++;
-        d->lim->in_second++;
-    } else {
-        suppress(d->lim, s, code, now);
-    }
+    ok = hsmca_limiter_admit(d->lim->lim, client, NULL, now, NULL, &s);
+    if (!ok)
+        suppress(d->lim, s.suppressed == 1, code, now);
     pthread_mutex_unlock(&d->lim_mu);
     return ok;
+}
+
+void
+hsmcad_limiter_free(struct hsmcad_limiter *l)
+{
+    if (l == NULL)
+        return;
+    hsmca_limiter_free(l->lim);
+    free(l);
 }
 
 static void
@@ -194,7 +175,6 @@ hsmcad_flush_refusals(struct hsmcad *d, int force)
     }
     m = d->lim->sum;
     memset(&d->lim->sum, 0, sizeof(d->lim->sum));
-    d->lim->period++;
     pthread_mutex_unlock(&d->lim_mu);
     codes = json_object();
     for (i = 0; codes != NULL && i < m.ncodes; i++)

@@ -225,6 +225,7 @@ int64_t hsmcad_now_ms(void);
  * clients together; beyond that refusals are only counted, by code, until the next summary.
  */
 int hsmcad_refusal_allowed(struct hsmcad *d, const char *client, enum hsmca_err code);
+void hsmcad_limiter_free(struct hsmcad_limiter *l);
 
 /* Write one http.refuse.summary entry for the refusals only counted since the last one (none if
  * there were none): how many, from how many clients, by code. Called each second by main.c; it

@@ -632,7 +632,7 @@ out:
         hsmcad_roles_free(d->roles);
         hsmcad_metrics_free(d->metrics);
         free(d->audit_cert_pem);
-        free(d->lim);
+        hsmcad_limiter_free(d->lim);
         pthread_key_delete(d->ro_key);
         pthread_mutex_destroy(&d->cas_mu);
         pthread_mutex_destroy(&d->ro_mu);

@@ -248,10 +248,7 @@ struct inv {
 static void
 rfc3339(int64_t t, char *out, size_t n)
 {
-    struct tm tm;
-    time_t tt = (time_t)t;
-
-    if (gmtime_r(&tt, &tm) == NULL || strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    if (t > INT64_MAX / 1000 || t < INT64_MIN / 1000 || hsmca_time_format(t * 1000, 0, out, n) == 0)
         snprintf(out, n, "invalid");
 }
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * audit_verify.c -- reading the audit log as an auditor does: a one-pass scanner for entry lines
- * (no JSON DOM on the hot path), the checkpoint text parser, and the offline verifier of extract
- * bundles (chain, checkpoints, anchor, the auditor's previous checkpoint, quorum operations).
+ * audit_verify.c -- reading the audit log as an auditor does: the offline verifier of extract
+ * bundles (chain, checkpoints, anchor, the auditor's previous checkpoint, quorum operations), on
+ * the line scanner and checkpoint parser of audit_format.c.
  * Everything it reads is untrusted: bounded, never trusted for a length, refused rather than
  * repaired. Owns no state between calls.
  */
@@ -26,350 +26,11 @@
 #include <openssl/x509.h>
 
 #include "hsmca/audit.h"
+#include "hsmca/b64.h"
 #include "hsmca/limits.h"
 #include "hsmca/util.h"
 
-#include "audit_internal.h"
-
-/* ---- the entry line scanner ---- */
-
-/* Lowercase hex digit values, 0xff for anything else. */
-static const unsigned char hexv[256] = {
-    ['0'] = 0, ['1'] = 1, ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,  ['7'] = 7,
-    ['8'] = 8, ['9'] = 9, ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
-};
-static const unsigned char ishex[256] = {
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
-};
-
-/* 64 lowercase hex digits into out[32]. */
-static int
-hex32(const char *s, unsigned char out[32])
-{
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned bad = 0;
-    int i;
-
-    for (i = 0; i < 32; i++) {
-        bad |= (unsigned)(ishex[u[2 * i]] & ishex[u[2 * i + 1]]) ^ 1u;
-        out[i] = (unsigned char)(hexv[u[2 * i]] << 4 | hexv[u[2 * i + 1]]);
-    }
-    return bad ? -1 : 0;
-}
-
-/* Bytes that end the fast path inside a JSON string: quote, backslash, controls. */
-static const unsigned char strstop[256] = {
-    [0] = 1,  [1] = 1,  [2] = 1,  [3] = 1,  [4] = 1,  [5] = 1,   [6] = 1,    [7] = 1,  [8] = 1,
-    [9] = 1,  [10] = 1, [11] = 1, [12] = 1, [13] = 1, [14] = 1,  [15] = 1,   [16] = 1, [17] = 1,
-    [18] = 1, [19] = 1, [20] = 1, [21] = 1, [22] = 1, [23] = 1,  [24] = 1,   [25] = 1, [26] = 1,
-    [27] = 1, [28] = 1, [29] = 1, [30] = 1, [31] = 1, ['"'] = 1, ['\\'] = 1,
-};
-
-static int
-time_ok(const char *t)
-{
-    static const char pat[] = "dddd-dd-ddTdd:dd:dd.dddZ";
-    int i;
-
-    for (i = 0; i < AUDIT_TIME_LEN; i++) {
-        if (pat[i] == 'd' ? (t[i] < '0' || t[i] > '9') : t[i] != pat[i])
-            return 0;
-    }
-    return 1;
-}
-
-/* Skip a JSON string starting at *p (at the opening quote). Returns the body span. */
-static int
-skip_string(const char **pp, const char *end, const char **body, size_t *body_len)
-{
-    const char *p = *pp;
-
-    if (p >= end || *p != '"')
-        return -1;
-    p++;
-    *body = p;
-    while (p < end) {
-        unsigned char c;
-
-        /* eight bytes at a time while none is a quote, a backslash or a control */
-        while (end - p >= 8) {
-            uint64_t x, q, b, l;
-
-            memcpy(&x, p, 8);
-            q = x ^ 0x2222222222222222ULL;
-            b = x ^ 0x5c5c5c5c5c5c5c5cULL;
-            q = (q - 0x0101010101010101ULL) & ~q;
-            b = (b - 0x0101010101010101ULL) & ~b;
-            l = (x - 0x2020202020202020ULL) & ~x;
-            if ((q | b | l) & 0x8080808080808080ULL)
-                break;
-            p += 8;
-        }
-        while (p < end && !strstop[(unsigned char)*p])
-            p++;
-        if (p >= end)
-            break;
-        c = (unsigned char)*p;
-        if (c == '"') {
-            *body_len = (size_t)(p - *body);
-            *pp = p + 1;
-            return 0;
-        }
-        if (c < 0x20)
-            return -1;
-        {
-            if (p + 1 >= end)
-                return -1;
-            switch (p[1]) {
-            case '"':
-            case '\\':
-            case '/':
-            case 'b':
-            case 'f':
-            case 'n':
-            case 'r':
-            case 't':
-                p += 2;
-                continue;
-            case 'u':
-                if (end - p < 6 || !isxdigit((unsigned char)p[2]) ||
-                    !isxdigit((unsigned char)p[3]) || !isxdigit((unsigned char)p[4]) ||
-                    !isxdigit((unsigned char)p[5]))
-                    return -1;
-                p += 6;
-                continue;
-            default:
-                return -1;
-            }
-        }
-    }
-    return -1;
-}
-
-/* Skip one JSON value (object/array nested to 64, strings, scalars) without building it. */
-static int
-skip_value(const char **pp, const char *end)
-{
-    const char *p = *pp, *b;
-    size_t bl;
-    char stack[64];
-    int depth = 0;
-
-    do {
-        if (p >= end)
-            return -1;
-        if (*p == '{' || *p == '[') {
-            if (depth == (int)sizeof(stack))
-                return -1;
-            stack[depth++] = *p == '{' ? '}' : ']';
-            p++;
-            continue;
-        }
-        if (*p == '}' || *p == ']') {
-            if (depth == 0 || stack[depth - 1] != *p)
-                return -1;
-            depth--;
-            p++;
-            continue;
-        }
-        if (*p == '"') {
-            if (skip_string(&p, end, &b, &bl) != 0)
-                return -1;
-            continue;
-        }
-        if (*p == ',' || *p == ':') {
-            if (depth == 0)
-                return -1;
-            p++;
-            continue;
-        }
-        /* scalar: number, true, false, null */
-        if (!((*p >= '0' && *p <= '9') || *p == '-' || *p == 't' || *p == 'f' || *p == 'n'))
-            return -1;
-        while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ':')
-            p++;
-    } while (depth > 0);
-    *pp = p;
-    return 0;
-}
-
-/* p[0..n) == k[0..n) for 6 <= n <= 16 (p and k readable for max(n, 8) bytes), no libc call */
-static int
-key_eq(const char *p, const char *k, size_t n)
-{
-    uint64_t a, b, c, d;
-
-    memcpy(&a, p, 8);
-    memcpy(&b, k, 8);
-    if (n <= 8) {
-        uint64_t mask = n == 8 ? ~0ULL : ((1ULL << (8 * n)) - 1);
-
-        return ((a ^ b) & mask) == 0;
-    }
-    memcpy(&c, p + n - 8, 8);
-    memcpy(&d, k + n - 8, 8);
-    return a == b && c == d;
-}
-
-enum hsmca_err
-hsmca_audit_line_parse(const char *line, size_t len, struct hsmca_audit_line *out, const char **why)
-{
-    static const char keys[10][16] = {
-        "\"action\":", "\"actor\":", "\"detail\":", "\"kid\":",    "\"outcome\":",
-        "\"prev\":",   "\"role\":",  "\"seq\":",    "\"target\":", "\"time\":"};
-    static const unsigned char klen[10] = {9, 8, 9, 6, 10, 7, 7, 6, 9, 7};
-    const char *p = line, *end = line + len, *b;
-    struct hsmca_audit_line l;
-    const char *dummy;
-    size_t bl;
-    int i;
-
-    if (why == NULL)
-        why = &dummy;
-    if (line == NULL || out == NULL) {
-        *why = "no line";
-        return HSMCA_E_AUDIT_CHAIN;
-    }
-    memset(&l, 0, sizeof(l));
-    if (len > HSMCA_AUDIT_LINE_MAX) {
-        *why = "line longer than 65536 bytes";
-        return HSMCA_E_AUDIT_CHAIN;
-    }
-    if (p >= end || *p != '{') {
-        *why = "not a JSON object";
-        return HSMCA_E_AUDIT_CHAIN;
-    }
-    p++;
-    for (i = 0; i < 10; i++) {
-        if (i > 0) {
-            if (p >= end || *p != ',') {
-                *why = "not compact sorted-key JSON with the ten entry keys";
-                return HSMCA_E_AUDIT_CHAIN;
-            }
-            p++;
-        }
-        if ((size_t)(end - p) < 8 || (size_t)(end - p) < klen[i] || !key_eq(p, keys[i], klen[i])) {
-            *why = "not compact sorted-key JSON with the ten entry keys";
-            return HSMCA_E_AUDIT_CHAIN;
-        }
-        p += klen[i];
-        if (i == 2) { /* detail */
-            b = p;
-            if (p >= end || *p != '{' || skip_value(&p, end) != 0) {
-                *why = "detail is not a JSON object";
-                return HSMCA_E_AUDIT_CHAIN;
-            }
-            l.detail = b;
-            l.detail_len = (size_t)(p - b);
-            continue;
-        }
-        if (i == 7) { /* seq */
-            b = p;
-            while (p < end && *p >= '0' && *p <= '9')
-                p++;
-            if (hsmca_parse_u64(b, (size_t)(p - b), INT64_MAX, &l.seq) != HSMCA_OK || l.seq == 0) {
-                *why = "seq is not a positive decimal number";
-                return HSMCA_E_AUDIT_CHAIN;
-            }
-            continue;
-        }
-        if (skip_string(&p, end, &b, &bl) != 0) {
-            *why = "a value is not a valid JSON string";
-            return HSMCA_E_AUDIT_CHAIN;
-        }
-        switch (i) {
-        case 0:
-            l.action = b;
-            l.action_len = bl;
-            break;
-        case 4:
-            l.outcome = b;
-            l.outcome_len = bl;
-            break;
-        case 5:
-            if (bl != 64 || hex32(b, l.prev) != 0) {
-                *why = "prev is not 64 lowercase hex digits";
-                return HSMCA_E_AUDIT_CHAIN;
-            }
-            break;
-        case 9:
-            if (bl != AUDIT_TIME_LEN || !time_ok(b)) {
-                *why = "time is not YYYY-MM-DDTHH:MM:SS.mmmZ";
-                return HSMCA_E_AUDIT_CHAIN;
-            }
-            l.time = b;
-            break;
-        default:
-            break;
-        }
-    }
-    if (p >= end || *p != '}' || p + 1 != end) {
-        *why = "bytes after the entry object";
-        return HSMCA_E_AUDIT_CHAIN;
-    }
-    *out = l;
-    return HSMCA_OK;
-}
-
-/* ---- checkpoint text ---- */
-
-/* Match "<name> <value>\n" at *pp; value span out. */
-static int
-cp_field(const char **pp, const char *end, const char *name, const char **v, size_t *vl)
-{
-    const char *p = *pp, *nl;
-    size_t n = strlen(name);
-
-    if ((size_t)(end - p) < n + 1 || memcmp(p, name, n) != 0 || p[n] != ' ')
-        return -1;
-    p += n + 1;
-    nl = memchr(p, '\n', (size_t)(end - p));
-    if (nl == NULL)
-        return -1;
-    *v = p;
-    *vl = (size_t)(nl - p);
-    *pp = nl + 1;
-    return 0;
-}
-
-enum hsmca_err
-hsmca_audit_checkpoint_parse(const char *text, size_t len, struct hsmca_audit_cp_fields *out)
-{
-    static const char magic[] = "hsmca-checkpoint/v1\n";
-    struct hsmca_audit_cp_fields f;
-    const char *p = text, *end = text + len, *v;
-    size_t vl, i;
-
-    if (text == NULL || out == NULL || len > 1024 || len < sizeof(magic) - 1 ||
-        memcmp(text, magic, sizeof(magic) - 1) != 0)
-        return HSMCA_E_AUDIT_CHECKPOINT;
-    memset(&f, 0, sizeof(f));
-    p += sizeof(magic) - 1;
-    if (cp_field(&p, end, "origin", &v, &vl) != 0 || vl == 0 || vl > HSMCA_AUDIT_FIELD_MAX)
-        return HSMCA_E_AUDIT_CHECKPOINT;
-    for (i = 0; i < vl; i++) {
-        if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e)
-            return HSMCA_E_AUDIT_CHECKPOINT;
-    }
-    memcpy(f.origin, v, vl);
-    if (cp_field(&p, end, "size", &v, &vl) != 0 ||
-        hsmca_parse_u64(v, vl, INT64_MAX, &f.size) != HSMCA_OK || f.size == 0)
-        return HSMCA_E_AUDIT_CHECKPOINT;
-    if (cp_field(&p, end, "head", &v, &vl) != 0 || vl != 64 || hex32(v, f.head) != 0)
-        return HSMCA_E_AUDIT_CHECKPOINT;
-    if (cp_field(&p, end, "time", &v, &vl) != 0 || vl != AUDIT_TIME_LEN || !time_ok(v))
-        return HSMCA_E_AUDIT_CHECKPOINT;
-    memcpy(f.time, v, vl);
-    if (cp_field(&p, end, "prev", &v, &vl) != 0 || vl != 64 || hex32(v, f.prev) != 0)
-        return HSMCA_E_AUDIT_CHECKPOINT;
-    if (cp_field(&p, end, "key", &v, &vl) != 0 || vl != 64 || hex32(v, f.key) != 0)
-        return HSMCA_E_AUDIT_CHECKPOINT;
-    if (p != end)
-        return HSMCA_E_AUDIT_CHECKPOINT;
-    *out = f;
-    return HSMCA_OK;
-}
+#include "approval.h"
 
 /* ---- the extract verifier ---- */
 
@@ -459,7 +120,7 @@ load_cp(struct vctx *v, const char *base, const char *label, struct hsmca_audit_
                    label, base);
         goto out;
     }
-    if (audit_sig_verify(v->pub, text, tl, sig, sl) != HSMCA_OK) {
+    if (hsmca_audit_sig_verify(v->pub, text, tl, sig, sl) != HSMCA_OK) {
         rc = vfail(v, HSMCA_E_AUDIT_CHECKPOINT_SIG, 0,
                    "%s: signature does not verify with the audit key (forged or altered)", label);
         goto out;
@@ -571,29 +232,13 @@ epochs_free(struct vctx *v)
     v->nep = 0;
 }
 
+/* A base64 field of the quorum's details: strict (b64.h), as the quorum wrote it. */
 static unsigned char *
-b64_decode(const char *s, size_t *out_len)
+b64_field(const char *s, size_t *out_len)
 {
-    size_t n = strlen(s), pad = 0;
-    unsigned char *out;
-    int k;
+    unsigned char *out = NULL;
 
-    if (n == 0 || n % 4 != 0 || n > 1 << 20)
-        return NULL;
-    out = malloc(n / 4 * 3 + 1);
-    if (out == NULL)
-        return NULL;
-    k = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-    if (k < 0) {
-        free(out);
-        return NULL;
-    }
-    if (s[n - 1] == '=')
-        pad++;
-    if (s[n - 2] == '=')
-        pad++;
-    *out_len = (size_t)k - pad;
-    return out;
+    return hsmca_b64_decode(s, (1 << 20) / 4 * 3, &out, out_len) == HSMCA_OK ? out : NULL;
 }
 
 /* A quorum.epoch detail: {"epoch", "approvers": [{"name","spki"}], "thresholds"}. */
@@ -630,7 +275,7 @@ add_epoch(struct vctx *v, uint64_t seq, const char *detail, size_t len)
         size_t dl = 0;
 
         if (name == NULL || spki == NULL || strlen(name) > HSMCA_AUDIT_FIELD_MAX ||
-            (der = b64_decode(spki, &dl)) == NULL) {
+            (der = b64_field(spki, &dl)) == NULL) {
             rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq,
                        "seq %llu: approver %zu of epoch %lld is malformed", (unsigned long long)seq,
                        i, (long long)en);
@@ -684,7 +329,6 @@ find_epoch(struct vctx *v, json_int_t e)
 static enum hsmca_err
 check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
 {
-    static const char dom[] = "hsmca-approval-v1";
     json_t *d = json_loadb(detail, len, JSON_REJECT_DUPLICATES, NULL), *apps, *x, *req = NULL;
     const char *op, *reqb64, *rq_name = "", *rq_key = "";
     const struct epoch *e;
@@ -693,7 +337,6 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
     json_int_t need, thr;
     char **seen = NULL;
     enum hsmca_err rc = HSMCA_OK;
-    EVP_MD_CTX *c = NULL;
 
     if (d == NULL || (op = json_string_value(json_object_get(d, "op"))) == NULL ||
         !json_is_integer(json_object_get(d, "epoch")) ||
@@ -725,7 +368,7 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
                    (unsigned long long)seq, (long long)thr, (long long)need, op);
         goto out;
     }
-    rb = b64_decode(reqb64, &rl);
+    rb = b64_field(reqb64, &rl);
     if (rb == NULL) {
         rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq, "seq %llu: request is not base64",
                    (unsigned long long)seq);
@@ -748,10 +391,7 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
                 rq_key = s;
         }
     }
-    c = EVP_MD_CTX_new();
-    if (c == NULL || EVP_DigestInit_ex2(c, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(c, dom, sizeof(dom)) != 1 || EVP_DigestUpdate(c, rb, rl) != 1 ||
-        EVP_DigestFinal_ex(c, md, NULL) != 1) {
+    if (hsmca_approval_digest(rb, rl, md) != 0) {
         rc = HSMCA_E_INTERNAL;
         goto out;
     }
@@ -767,10 +407,10 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
         const struct approver *ap = NULL;
         unsigned char *sig = NULL;
         size_t sl = 0;
-        EVP_PKEY_CTX *pc;
         int ok;
 
-        if (name == NULL || sigb64 == NULL || (sig = b64_decode(sigb64, &sl)) == NULL) {
+        if (name == NULL || sigb64 == NULL ||
+            hsmca_approval_sig_decode(sigb64, &sig, &sl) != HSMCA_OK) {
             rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq, "seq %llu: approval %zu is malformed",
                        (unsigned long long)seq, i);
             goto out;
@@ -790,17 +430,14 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
                        (unsigned long long)seq, name, (long long)e->epoch);
             goto out;
         }
-        if (strcmp(name, rq_name) == 0 || strcmp(ap->fp, rq_key) == 0) {
+        if (hsmca_approval_by_requester(name, ap->fp, rq_name, rq_key)) {
             free(sig);
             rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq,
                        "seq %llu: the requester %.64s approved its own request",
                        (unsigned long long)seq, name);
             goto out;
         }
-        pc = EVP_PKEY_CTX_new(ap->key, NULL);
-        ok = pc != NULL && EVP_PKEY_verify_init(pc) == 1 &&
-             EVP_PKEY_verify(pc, sig, sl, md, sizeof(md)) == 1;
-        EVP_PKEY_CTX_free(pc);
+        ok = hsmca_approval_sig_valid(ap->key, md, sig, sl);
         free(sig);
         if (!ok) {
             rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq,
@@ -820,7 +457,6 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
 out:
     free(seen);
     free(rb);
-    EVP_MD_CTX_free(c);
     json_decref(req);
     json_decref(d);
     return rc;
@@ -918,7 +554,7 @@ load_previous(struct vctx *v, const char *path, struct hsmca_audit_cp_fields *f)
     else
         snprintf(sp, sizeof(sp), "%.4090s.sig", path);
     if (hsmca_read_file(sp, 128, &sig, &sl) == HSMCA_OK &&
-        audit_sig_verify(v->pub, text, tl, sig, sl) != HSMCA_OK) {
+        hsmca_audit_sig_verify(v->pub, text, tl, sig, sl) != HSMCA_OK) {
         rc = vfail(v, HSMCA_E_AUDIT_CHECKPOINT_SIG, 0,
                    "previous checkpoint: its signature does not verify with this extract's key");
         goto out;
@@ -952,7 +588,7 @@ struct scan {
     uint64_t from;
     uint64_t expect; /* next seq; 0: take it from the first line (second half) */
     unsigned char prev[32];
-    char last_time[AUDIT_TIME_LEN];
+    char last_time[HSMCA_AUDIT_TIME_LEN];
     size_t k; /* next checkpoint to meet */
     int prev_seen;
     int collect; /* record quorum lines (parallel) instead of checking them in order */
@@ -960,7 +596,7 @@ struct scan {
     size_t nq, qcap;
     uint64_t first_seq, last_seq, entries;
     unsigned char first_prev[32];
-    char first_time[AUDIT_TIME_LEN];
+    char first_time[HSMCA_AUDIT_TIME_LEN];
     EVP_MD_CTX *md;
     EVP_MD *sha256;
     uint64_t bad_seq;
@@ -1062,8 +698,8 @@ scan_lines(struct scan *sc, const char *p, const char *end)
             sc->first_seq = l.seq;
             memcpy(sc->first_prev, l.prev, 32);
             memcpy(sc->prev, l.prev, 32);
-            memcpy(sc->first_time, l.time, AUDIT_TIME_LEN);
-            memcpy(sc->last_time, l.time, AUDIT_TIME_LEN);
+            memcpy(sc->first_time, l.time, HSMCA_AUDIT_TIME_LEN);
+            memcpy(sc->last_time, l.time, HSMCA_AUDIT_TIME_LEN);
             while (sc->k < v->ncps && v->cps[sc->k].size < l.seq)
                 sc->k++;
         }
@@ -1081,11 +717,11 @@ scan_lines(struct scan *sc, const char *p, const char *end)
                          "seq %llu: changed or replaced: its hash is not the prev of seq %llu",
                          (unsigned long long)sc->expect - 1, (unsigned long long)sc->expect);
         }
-        if (sc->last_time[0] != '\0' && memcmp(l.time, sc->last_time, AUDIT_TIME_LEN) < 0)
+        if (sc->last_time[0] != '\0' && memcmp(l.time, sc->last_time, HSMCA_AUDIT_TIME_LEN) < 0)
             return sfail(sc, HSMCA_E_AUDIT_CHAIN, sc->expect,
                          "seq %llu: time goes backwards (entries reordered or rewritten)",
                          (unsigned long long)sc->expect);
-        memcpy(sc->last_time, l.time, AUDIT_TIME_LEN);
+        memcpy(sc->last_time, l.time, HSMCA_AUDIT_TIME_LEN);
         if (EVP_DigestInit_ex2(sc->md, sc->sha256, NULL) != 1 ||
             EVP_DigestUpdate(sc->md, p, len) != 1 || EVP_DigestFinal_ex(sc->md, h, NULL) != 1)
             return HSMCA_E_INTERNAL;
@@ -1176,7 +812,7 @@ scan_parallel(struct scan *out, const char *map, const char *end, uint64_t from,
     /* the join: the second half goes on exactly where the first ended */
     if (hv[1].sc.first_seq != hv[0].sc.last_seq + 1 ||
         CRYPTO_memcmp(hv[1].sc.first_prev, hv[0].sc.prev, 32) != 0 ||
-        memcmp(hv[1].sc.first_time, hv[0].sc.last_time, AUDIT_TIME_LEN) < 0 ||
+        memcmp(hv[1].sc.first_time, hv[0].sc.last_time, HSMCA_AUDIT_TIME_LEN) < 0 ||
         hv[0].sc.k > hv[1].sc.k)
         goto out;
     /* quorum lines in log order */
@@ -1260,7 +896,7 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
     if (read_in(&v, "audit.pub.pem", 16384, &pem, &plen) != HSMCA_OK ||
         (bio = BIO_new_mem_buf(pem, (int)plen)) == NULL ||
         (v.pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL)) == NULL ||
-        audit_key_id(v.pub, v.kid) != HSMCA_OK) {
+        hsmca_audit_key_id(v.pub, v.kid) != HSMCA_OK) {
         rc = vfail(&v, HSMCA_E_AUDIT_EXTRACT_INVALID, 0, "audit.pub.pem missing or not a key");
         goto out;
     }

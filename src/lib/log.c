@@ -51,9 +51,8 @@ hsmca_log_set_level(enum hsmca_log_level level)
 void
 hsmca_log(enum hsmca_log_level level, const char *module, const char *event, const char *fmt, ...)
 {
-    char line[1024], ts[32];
+    char line[1024], ts[HSMCA_TIME_MAX];
     struct timespec now;
-    struct tm tm;
     va_list ap;
     int n;
 
@@ -72,10 +71,8 @@ hsmca_log(enum hsmca_log_level level, const char *module, const char *event, con
         n = snprintf(line, sizeof(line), "<%c>%s %s %s ", prio[level], names[level], module, event);
     } else {
         clock_gettime(CLOCK_REALTIME, &now);
-        gmtime_r(&now.tv_sec, &tm);
-        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-        n = snprintf(line, sizeof(line), "%s.%03ldZ %s %s %s ", ts, now.tv_nsec / 1000000L,
-                     names[level], module, event);
+        hsmca_time_format((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, 1, ts, sizeof(ts));
+        n = snprintf(line, sizeof(line), "%s %s %s %s ", ts, names[level], module, event);
     }
     if (n < 0 || (size_t)n >= sizeof(line))
         return;

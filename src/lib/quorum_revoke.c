@@ -20,12 +20,6 @@
 #include "hsmca/store_certs.h"
 #include "hsmca/util.h"
 
-int
-hsmca_qop_revocation(const char *op)
-{
-    return op != NULL && (strcmp(op, "ca.revoke") == 0 || strcmp(op, "crl.sign") == 0);
-}
-
 enum hsmca_err
 hsmca_qop_revocation_params(struct hsmca_store *st, const char *op, json_t *params, int64_t now_ms,
                             char *signer)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * quorum_revoke.h -- the revocation operations of the quorum (internal to libhsmca; quorum.c's op
- * table dispatches to them, docs/revocation.md):
+ * quorum_revoke.h -- the revocation operations of the quorum (internal to libhsmca; quorum_ops.c's
+ * operation table dispatches to them, docs/revocation.md):
  *   ca.revoke {"ca": PAI, "reason"?: RFC 5280 name, "invalidity"?: ms} -- the PAA's token: the
  *             PAI's window closes, it is marked revoked (ca.revoke entry), stops issuing, and the
  *             PAA's CRL is signed with its serial on it (crl.sign entry)
@@ -14,9 +14,6 @@
 #include <jansson.h>
 
 #include "hsmca/quorum.h"
-
-/* Whether op is one of the two. */
-int hsmca_qop_revocation(const char *op);
 
 /*
  * Check params of op against the store; on HSMCA_OK signer (HSMCA_CA_ID_MAX + 1) names the CA

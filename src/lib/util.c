@@ -45,8 +45,8 @@ hsmca_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
     return HSMCA_OK;
 }
 
-static int
-hexval(char c)
+int
+hsmca_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -69,8 +69,8 @@ hsmca_hex_decode(const char *s, size_t len, unsigned char *out, size_t out_max, 
     if (len / 2 > out_max)
         return HSMCA_E_TOO_LARGE;
     for (i = 0; i < len; i += 2) {
-        int hi = hexval(s[i]);
-        int lo = hexval(s[i + 1]);
+        int hi = hsmca_hex_digit(s[i]);
+        int lo = hsmca_hex_digit(s[i + 1]);
 
         if (hi < 0 || lo < 0)
             return HSMCA_E_BAD_ENCODING;
@@ -278,4 +278,35 @@ hsmca_der_next(const unsigned char **pp, const unsigned char *end, unsigned char
     *vlen = len;
     *pp = p + len;
     return 1;
+}
+
+size_t
+hsmca_time_format(int64_t ms, int millis, char *out, size_t n)
+{
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    time_t t;
+    struct tm tm;
+    int len;
+
+    if (out == NULL || n == 0)
+        return 0;
+    out[0] = '\0';
+    if (rem < 0) { /* floor: -1 ms is 23:59:59.999 of the day before the epoch */
+        rem += 1000;
+        sec--;
+    }
+    t = (time_t)sec;
+    if (gmtime_r(&t, &tm) == NULL)
+        return 0;
+    if (millis)
+        len = snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
+    else
+        len = snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (len < 0 || (size_t)len >= n) {
+        out[0] = '\0';
+        return 0;
+    }
+    return (size_t)len;
 }

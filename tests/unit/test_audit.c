@@ -700,6 +700,10 @@ checkpoints_verify_with_openssl(void **state)
     SHA256(der, (size_t)n, kid);
     OPENSSL_free(der);
     assert_memory_equal(f.key, kid, 32);
+    /* the token's signature as a witness checks it (audit_format.c) */
+    assert_int_equal(hsmca_audit_checkpoint_verify(hsmca_key_public(c->key), cp.text, cp.text_len,
+                                                   cp.sig, cp.sig_len, NULL),
+                     HSMCA_OK);
     /* nothing new: the same checkpoint */
     assert_int_equal(hsmca_audit_checkpoint(c->a, &cp2), HSMCA_OK);
     assert_int_equal(cp2.size, 13);

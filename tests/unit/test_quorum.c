@@ -39,6 +39,7 @@
 #include "hsmca/util.h"
 
 #include "fixture.h"
+#include "quorum_int.h"
 
 #define SO_PIN "so-secret-1"
 #define AUDIT_PIN "audit-pin-1234"
@@ -1375,6 +1376,10 @@ stale_and_void_requests_are_refused(void **state)
     assert_int_equal(hsmca_quorum_execute(c->q, old, &ex, NULL), HSMCA_E_QUORUM_EPOCH_STALE);
     free(ap);
     free(old);
+    /* a removal that would leave policy.update's 3 out of reach is refused */
+    (void)request(c, "admin", NULL, "approver.remove", "{\"name\":\"bob\"}", 60000,
+                  HSMCA_E_QUORUM_TOO_FEW_APPROVERS);
+    assert_refusal_audited(c, "quorum-too-few-approvers");
     /* the new policy holds: policy.update now needs 3 */
     id = request(c, "admin", NULL, "policy.update",
                  "{\"policy\":{\"version\":1,\"thresholds\":{\"ca.create_paa\":2,"
@@ -1400,10 +1405,80 @@ stale_and_void_requests_are_refused(void **state)
     free(id);
 }
 
+/* The operation table (quorum_ops.c): every entry named once, found by name, with a check and
+ * something to do, every token when it changes the epoch; a fallback threshold names an op every
+ * policy carries; a policy must name exactly the ops without a fallback and may name the others. */
+static char *
+policy_of(const char *skip, const char *extra)
+{
+    json_t *th = json_object(), *p;
+    const struct hsmca_qop *op;
+    char *s;
+    size_t i;
+
+    for (i = 0; (op = hsmca_qop_at(i)) != NULL; i++) {
+        if (op->threshold_of == NULL && (skip == NULL || strcmp(op->name, skip) != 0))
+            json_object_set_new(th, op->name, json_integer(2));
+    }
+    if (extra != NULL)
+        json_object_set_new(th, extra, json_integer(2));
+    p = json_pack("{s:i, s:o}", "version", 1, "thresholds", th);
+    s = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    assert_non_null(s);
+    return s;
+}
+
+static void
+operation_table_is_whole(void **state)
+{
+    const struct hsmca_qop *op, *o2;
+    size_t i, j, n = 0;
+    char *pol;
+
+    (void)state;
+    for (i = 0; (op = hsmca_qop_at(i)) != NULL; i++, n++) {
+        assert_non_null(op->name);
+        assert_non_null(op->check);
+        assert_true(op->act != NULL || op->epoch != NULL || op->after != NULL);
+        if (op->epoch != NULL)
+            assert_true(op->all_tokens); /* the new epoch re-splits every token's PIN */
+        assert_ptr_equal(hsmca_qop_find(op->name), op);
+        for (j = 0; j < i; j++)
+            assert_string_not_equal(hsmca_qop_at(j)->name, op->name);
+        if (op->threshold_of != NULL) {
+            o2 = hsmca_qop_find(op->threshold_of);
+            assert_non_null(o2);
+            assert_null(o2->threshold_of);
+        }
+    }
+    assert_int_equal(n, 8);
+    assert_null(hsmca_qop_find("ca.create"));
+    assert_null(hsmca_qop_find(""));
+    assert_null(hsmca_qop_find(NULL));
+    pol = policy_of(NULL, NULL);
+    assert_int_equal(hsmca_quorum_policy_check(pol, strlen(pol), 2, 3), HSMCA_OK);
+    free(pol);
+    pol = policy_of(NULL, "crl.sign"); /* an op with a fallback may be named */
+    assert_int_equal(hsmca_quorum_policy_check(pol, strlen(pol), 2, 3), HSMCA_OK);
+    free(pol);
+    pol = policy_of(NULL, "ca.create"); /* no such op */
+    assert_int_equal(hsmca_quorum_policy_check(pol, strlen(pol), 2, 3), HSMCA_E_QUORUM_POLICY);
+    free(pol);
+    for (i = 0; (op = hsmca_qop_at(i)) != NULL; i++) {
+        if (op->threshold_of != NULL)
+            continue;
+        pol = policy_of(op->name, NULL); /* every op without a fallback is required */
+        assert_int_equal(hsmca_quorum_policy_check(pol, strlen(pol), 2, 3), HSMCA_E_QUORUM_POLICY);
+        free(pol);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(operation_table_is_whole),
         cmocka_unit_test_setup_teardown(ceremony_and_request_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(approval_refusals_each_own_code_audited_no_login, setup,
                                         teardown),

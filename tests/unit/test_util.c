@@ -212,6 +212,36 @@ latency_buckets(void **state)
     assert_true(t1 >= t0);
 }
 
+static void
+time_format_rfc3339(void **state)
+{
+    char t[HSMCA_TIME_MAX], small[20];
+
+    (void)state;
+    assert_int_equal(hsmca_time_format(0, 0, t, sizeof(t)), 20);
+    assert_string_equal(t, "1970-01-01T00:00:00Z");
+    assert_int_equal(hsmca_time_format(0, 1, t, sizeof(t)), 24);
+    assert_string_equal(t, "1970-01-01T00:00:00.000Z");
+    assert_int_equal(hsmca_time_format(1767323045678LL, 1, t, sizeof(t)), 24);
+    assert_string_equal(t, "2026-01-02T03:04:05.678Z");
+    assert_int_equal(hsmca_time_format(1767323045678LL, 0, t, sizeof(t)), 20);
+    assert_string_equal(t, "2026-01-02T03:04:05Z");
+    /* before the epoch (a 1950 notBefore): floored, not truncated towards zero */
+    assert_int_equal(hsmca_time_format(-1, 1, t, sizeof(t)), 24);
+    assert_string_equal(t, "1969-12-31T23:59:59.999Z");
+    assert_int_equal(hsmca_time_format(-631152000000LL, 0, t, sizeof(t)), 20);
+    assert_string_equal(t, "1950-01-01T00:00:00Z");
+    /* a DAC's "no well-defined expiration": 99991231235959Z */
+    assert_int_equal(hsmca_time_format(253402300799000LL, 0, t, sizeof(t)), 20);
+    assert_string_equal(t, "9999-12-31T23:59:59Z");
+    /* no room: 0 and an empty string, never a cut time */
+    memset(small, 'x', sizeof(small));
+    assert_int_equal(hsmca_time_format(0, 0, small, sizeof(small)), 0);
+    assert_string_equal(small, "");
+    assert_int_equal(hsmca_time_format(0, 0, t, 0), 0);
+    assert_int_equal(hsmca_time_format(0, 0, NULL, 32), 0);
+}
+
 int
 main(void)
 {
@@ -223,6 +253,7 @@ main(void)
         cmocka_unit_test(deadline_adds_and_normalises),
         cmocka_unit_test(pem_armour_matches_openssl),
         cmocka_unit_test(latency_buckets),
+        cmocka_unit_test(time_format_rfc3339),
     };
 
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: Apache-2.0
+ *
+ * issue_internal.h -- what the issue*.c pieces share: the engine, CA, job and batch structures
+ * and the helpers more than one piece calls (prefixed issue_; each is documented at its
+ * definition). Private to src/lib/issue*.c.
+ */
+#ifndef HSMCA_ISSUE_INTERNAL_H
+#define HSMCA_ISSUE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "hsmca/csr.h"
+#include "hsmca/issue.h"
+#include "hsmca/limiter.h"
+#include "hsmca/log.h"
+#include "hsmca/util.h"
+
+#define QUOTA_MAX 1000000000ull
+#define WINDOW_MAX (1ull << 40)
+#define LIMITER_SLOTS 1024
+#define LIMITER_PROBE 8
+#define INFLIGHT_MIN 64
+#define MINUTE_BUCKETS 60 /* one per second */
+#define DAY_BUCKETS 1440  /* one per minute */
+#define DETAIL_JSON_MAX 1024
+
+/* Buckets of unit_ms each over nb units; total is the sum of the live buckets. */
+struct slide {
+    int64_t unit_ms;
+    unsigned nb;
+    int64_t head; /* the newest unit */
+    uint64_t total;
+    uint32_t *b;
+};
+
+struct reader {
+    pthread_mutex_t mu;
+    struct hsmca_store *st;
+};
+
+struct batch_ctl;
+
+struct hsmca_issuer {
+    struct hsmca_audit *audit;
+    struct hsmca_issue_quotas *quotas;
+    struct reader *rd;
+    unsigned nrd;
+    atomic_uint rd_next;
+    unsigned burst;
+    uint64_t max_unsigned;     /* audit entries beyond the last signed checkpoint; 0 = no bound */
+    struct hsmca_limiter *lim; /* refusals audited in full per principal (burst a minute) */
+    /* batch helpers */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    struct batch_ctl *queue; /* singly linked, oldest first */
+    int stop;
+    pthread_t *th;
+    unsigned nth;
+};
+
+struct hsmca_issue_ca {
+    struct hsmca_issuer *iss;
+    struct hsmca_ca_rec rec; /* cert_der owned */
+    X509 *pai, *paa;
+    struct hsmca_profile profile;
+    struct hsmca_matter_vidpid scope;
+    char target[HSMCA_CA_ID_MAX + 8];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* window (under mu) */
+    struct hsmca_matter_issuer *mi; /* non-NULL while keyed */
+    char kid[2 * HSMCA_KEY_ID_MAX + 1];
+    int open;
+    int64_t until_ms;
+    uint64_t max_dacs, reserved, issued, in_flight;
+    unsigned signing; /* users of mi (drained by deactivate) */
+    unsigned jobs;    /* submitted jobs whose result is not yet delivered (drained by free) */
+    /* quotas (under mu) */
+    uint64_t per_minute, per_day;
+    struct slide minute, day;
+    uint32_t minute_b[MINUTE_BUCKETS], day_b[DAY_BUCKETS];
+    /* request ids the store may hold (Bloom filter; words updated atomically): a request id
+     * that is surely absent needs no store lookup */
+    _Atomic uint64_t *known;
+    uint64_t known_mask; /* bits - 1 */
+    /* request ids in flight (under mu): open addressing, tombstones */
+    char **ids;
+    size_t ids_cap, ids_used;
+    /* statistics */
+    atomic_uint_fast64_t total_issued, total_replayed, total_refused, total_dry;
+};
+
+enum job_kind { JOB_ISSUE, JOB_REPLAY, JOB_REFUSE, JOB_DRY };
+
+struct batch_acc;
+
+struct job {
+    struct hsmca_issuer *iss;
+    struct hsmca_issue_ca *ca;
+    struct hsmca_issue_result *res;
+    struct batch_acc *acc; /* NULL for a single request */
+    hsmca_issue_done_fn done;
+    void *done_arg;
+    enum job_kind kind;
+    struct hsmca_cert_rec rec; /* JOB_ISSUE: the row apply writes (der borrowed from res) */
+    int slot;                  /* a window slot and quota units are reserved */
+    int64_t q_min_unit, q_day_unit;
+    int id_held; /* rec.request_id is registered in flight */
+    char principal[HSMCA_AUDIT_FIELD_MAX + 1];
+    char role[HSMCA_AUDIT_FIELD_MAX + 1];
+    /* batch items hand their entries to the writer a chunk at a time (bigger group commits) */
+    struct defer_q *defer;
+    const char *ev_action, *ev_outcome; /* static strings */
+    char *ev_detail;                    /* owned until submitted */
+    hsmca_audit_apply_fn ev_apply;
+};
+
+/* Entries of batch items waiting to be submitted together by one batch worker. */
+#define DEFER_CHUNK 64
+struct defer_q {
+    struct job *j[DEFER_CHUNK];
+    size_t n;
+};
+
+struct batch_acc {
+    atomic_size_t pending; /* items not yet finished, +1 while the submitter hands them out */
+    struct hsmca_issue_batch_result *br;
+    struct job *jobs;
+    hsmca_issue_batch_done_fn done;
+    void *done_arg;
+    struct hsmca_issue_ca *ca;
+};
+
+struct batch_ctl {
+    struct batch_ctl *next; /* in the issuer's queue */
+    struct hsmca_issuer *iss;
+    struct hsmca_issue_ca *ca;
+    const struct hsmca_issue_req *items;
+    struct batch_acc *acc;
+    size_t n;
+    atomic_size_t claim;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned workers; /* helpers inside (under mu) */
+};
+
+/* issue.c */
+int64_t issue_now_ms(void);
+
+void issue_batch_finish(struct batch_acc *acc);
+
+void issue_sha256_hex(const void *p, size_t len, char out[65]);
+
+void issue_done_ignore(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt);
+
+/* issue.c: the summaries owed for ended minutes (all: every one). */
+void issue_summaries_flush(struct hsmca_issuer *iss, int all);
+
+void issue_summary_write(struct hsmca_issuer *iss, const struct hsmca_limiter_slot *s,
+                         int64_t t_ms);
+
+void issue_defer_flush(struct defer_q *q);
+
+void issue_process(struct job *j, const struct hsmca_issue_req *rq);
+
+/* issue_quota.c */
+enum hsmca_err issue_quotas_dup(const struct hsmca_issue_quotas *q,
+                                struct hsmca_issue_quotas **out);
+
+uint64_t issue_slide_count(struct slide *s, int64_t t_ms);
+
+int64_t issue_slide_add(struct slide *s, int64_t t_ms, uint32_t n);
+
+void issue_slide_sub(struct slide *s, int64_t unit);
+
+/* issue_ids.c */
+
+int issue_ids_add(struct hsmca_issue_ca *ca, const char *id);
+
+void issue_ids_del(struct hsmca_issue_ca *ca, const char *id);
+
+void issue_known_add(struct hsmca_issue_ca *ca, const char *id);
+
+int issue_known_maybe(struct hsmca_issue_ca *ca, const char *id);
+
+enum hsmca_err issue_known_load(struct hsmca_issue_ca *ca, struct hsmca_store *st, uint64_t total);
+void issue_ids_free(struct hsmca_issue_ca *ca);
+
+#endif /* HSMCA_ISSUE_INTERNAL_H */

@@ -61,7 +61,7 @@ usage(FILE *f)
                "It refuses to serve as root unless the config sets \"allow_root\": true.\n"
                "Files it creates (store, WAL, port file) are mode 600 (umask 077).\n"
                "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish); SIGHUP\n"
-               "reloads roles, client-certificate bindings, profiles and publish_listen\n"
+               "reloads roles, client-certificate bindings, quotas, profiles and publish_listen\n"
                "(all or nothing; open windows stay open; docs/reload.md).\n"
                "Exit status: 0 stopped cleanly, 1 start-up or shutdown failure, 2 usage error.\n");
 }

@@ -194,6 +194,19 @@ apply(struct hsmcad *d, struct staged *s)
     json_array_append_new(applied, json_string("roles"));
 
     snprintf(d->cfg.roles, sizeof(d->cfg.roles), "%s", s->cfg.roles);
+    if (d->issuer != NULL) {
+        unsigned i;
+
+        /* under cas_mu: no CA is attached meanwhile (it would read the issuer's quotas) */
+        pthread_mutex_lock(&d->cas_mu);
+        hsmca_issuer_take_quotas(d->issuer, s->quotas);
+        s->quotas = NULL;
+        for (i = 0; i < d->ncas; i++)
+            hsmca_issue_ca_quotas_update(d->cas[i].ica);
+        pthread_mutex_unlock(&d->cas_mu);
+        snprintf(d->cfg.quotas, sizeof(d->cfg.quotas), "%s", s->cfg.quotas);
+        json_array_append_new(applied, json_string("quotas"));
+    }
     if (s->have_profiles) {
         pthread_rwlock_wrlock(&d->prof_lock);
         d->paa_profile = s->paa;
@@ -287,10 +300,6 @@ hsmcad_reload(struct hsmcad *d, const char *trigger, const char *actor, const ch
                     restart_only[i].key) != 0))
             json_array_append_new(restart, json_string(restart_only[i].key));
     }
-    /* the issuance engine holds its own copy of the quotas: a change needs a restart until it
-     * takes new ones */
-    if (strcmp(s.cfg.quotas, d->cfg.quotas) != 0 || s.quotas != NULL)
-        json_array_append_new(restart, json_string("quotas"));
     if (s.cfg.profiles_dir[0] == '\0' && d->cfg.profiles_dir[0] != '\0')
         json_array_append_new(restart, json_string("profiles_dir"));
     det = json_pack("{s:s, s:I}", "trigger", trigger, "bindings",

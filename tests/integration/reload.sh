@@ -19,8 +19,9 @@ mkcert auditor2 auditor2
 jq --arg fp "$(fingerprint auditor2)" \
     '.certificates[$fp] = {"principal": "erin-auditor", "role": "auditor"}' \
     "$W/roles.json" > "$W/roles.new" && mv "$W/roles.new" "$W/roles.json"
+printf '{"pai-8000": {"per_minute": 100}}\n' > "$W/quotas.json"
 write_config "" "
-  \"profiles_dir\": \"$SRC/policies/profiles\","
+  \"profiles_dir\": \"$SRC/policies/profiles\", \"quotas\": \"quotas.json\","
 "$HSMCA_PKI_BIN" setup "$W" "$MODULE" "$SRC/policies/profiles" "$SRC/policies/quorum.json"
 start_daemon
 
@@ -61,7 +62,6 @@ call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/
 check "the window is open" jq -e '.executed == true' "$W/body"
 issue operator a
 expect "the bound operator issues" 201
-SERIAL=$(header serial)
 issue operator3 b
 expect "operator3 is not bound yet" 401 http-unauthenticated
 
@@ -93,6 +93,7 @@ jq --arg fp "$(fingerprint operator3)" \
      (.certificates[] | select(.principal == "erin-auditor")) |=
         {"principal": "factory-4", "role": "operator", "cas": ["pai-other"]}' \
     "$W/roles.json" > "$W/roles.new" && mv "$W/roles.new" "$W/roles.json"
+printf '{"pai-8000": {"per_minute": 4}}\n' > "$W/quotas.json"
 kill -HUP "$DPID"
 check "the SIGHUP reload is logged" wait_log 'hsmcad reloaded ' 1
 check "... naming the trigger" grep -q 'reloaded.*trigger=SIGHUP' "$W/hsmcad.log"
@@ -109,6 +110,11 @@ issue operator3 b
 expect "the new operator issues" 201
 issue operator c
 expect "the old operator still issues" 201
+# the per-minute quota is now 4: a, b, c issued, d is the 4th, e is refused
+issue operator d
+expect "the 4th DAC of the minute" 201
+issue operator3 e
+expect "the new quota holds (4 per minute)" 429 quota-exceeded
 # ---- a broken roles file: refused whole, the old bindings stay ----
 cp "$W/roles.json" "$W/roles.good"
 printf '{"version": 1, "certificates": {"00": {"principal": "x"' > "$W/roles.json"
@@ -116,7 +122,8 @@ kill -HUP "$DPID"
 check "the broken roles file is refused and logged" wait_log 'hsmcad reload-refused ' 1
 check "... with roles-invalid" grep -q 'reload-refused.*code=roles-invalid' "$W/hsmcad.log"
 issue operator3 f
-expect "the old bindings stay: operator3 still issues" 201
+check "the old bindings stay: operator3 is still known (quota answers, not 401)" \
+    [ "$STATUS" = 429 ]
 call operator POST /v1/admin/reload
 expect "an operator may not reload" 403 http-forbidden
 call admin POST /v1/admin/reload
@@ -135,8 +142,8 @@ jq '. + {"publish_listen": "127.0.0.1:0"}' "$W/hsmcad.json" > "$W/cfg.new" &&
 call admin POST /v1/admin/reload
 expect "the admin's reload" 200
 check "... reports what it applied" \
-    jq -e '.bindings == 9 and (.applied | index("roles")) and (.applied | index("publish_listen"))
-           and (.restart_required == [])' "$W/body"
+    jq -e '.bindings == 9 and (.applied | index("roles")) and (.applied | index("quotas")) and
+           (.applied | index("publish_listen")) and (.restart_required == [])' "$W/body"
 check "the plain-HTTP listener's port file" test -s "$W/port.publish"
 PUB=$(cat "$W/port.publish" 2>/dev/null || echo 0)
 check "the plain-HTTP listener serves the PAI certificate" \

@@ -33,6 +33,9 @@
  *   policy.update   {"policy": {...}}
  *   ca.revoke       {"ca": PAI, "reason"?, "invalidity"?: ms} (the PAA's token; quorum_revoke.h)
  *   crl.sign        {"ca"} (that CA's token: its CRL signed now)
+ *   token.enroll    {"token": label} (every token under quorum: the module's free token is
+ *                    initialised as label, its SO PIN random and wiped, its user PIN random,
+ *                    split and sealed to the approvers in the new epoch; needs the token_init hook)
  * ca.deactivate needs no quorum (hsmca_quorum_deactivate).
  *
  * Threads: one hsmca_quorum handle may be used from several threads; calls serialise on its lock.

@@ -83,25 +83,21 @@ ex_crl_signed(void *arg, const char *ca_id, const struct hsmca_crl_info *info)
     __atomic_store_n(&c->crl_number, info->number, __ATOMIC_RELEASE);
 }
 
-/* token.enroll: a new CA token, initialised here with a random SO PIN that is replaced at once
- * by another random one nobody keeps (docs/custody-so-pin.md), then opened in the token table. */
+/* token.enroll: a new CA token, initialised here with a random SO PIN that is wiped at once (as
+ * `hsmca ceremony init --init-tokens` does: nobody ever knows it) and the quorum's user PIN, then
+ * opened in the token table. */
 static enum hsmca_err
 ex_token_init(void *arg, const char *label, const struct hsmca_secret *user_pin)
 {
     struct hsmcad *d = arg;
-    struct hsmca_secret so = {NULL, 0}, fresh = {NULL, 0};
+    struct hsmca_secret so = {NULL, 0};
     struct hsmca_token *tok = NULL;
     enum hsmca_err rc, frc;
 
     rc = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, &so);
     if (rc == HSMCA_OK)
-        rc = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, &fresh);
-    if (rc == HSMCA_OK)
         rc = hsmca_token_init(d->p11, label, &so, user_pin, &tok);
-    if (rc == HSMCA_OK)
-        rc = hsmca_token_set_so_pin(tok, &so, &fresh);
     hsmca_secret_clear(&so);
-    hsmca_secret_clear(&fresh);
     frc = hsmca_token_free(tok);
     if (rc == HSMCA_OK)
         rc = frc;

@@ -331,6 +331,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     }
     hsmca_log(HSMCA_LOG_INFO, "quorum", "login", "request=%s op=%s tokens=%zu", id, x->v.op,
               x->ntok);
+    x->ex = ex;
     if (x->op->act != NULL)
         act_rc = x->op->act(q, x, ex);
     /* proactive refresh: whatever the act did, the PINs used here change now */

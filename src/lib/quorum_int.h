@@ -57,6 +57,7 @@ struct token_epoch {
     struct hsmca_qshare s[HSMCA_QUORUM_APPROVERS_MAX + 1];
     size_t n;
     int rotated; /* 1: new PIN and shares in this epoch; 0: unchanged, listed for the snapshot */
+    int fresh;   /* token.enroll: a new token, initialised after the write-ahead */
 };
 
 struct epoch_change {
@@ -113,6 +114,8 @@ struct exec_state {
     const struct hsmca_qop *op; /* the request's operation */
     int activated;              /* the op opened a signing window: its tokens stay logged in */
     json_t *result;
+    const struct hsmca_quorum_exec *ex;    /* the executor's hooks */
+    char fresh[HSMCA_TOKEN_LABEL_MAX + 1]; /* token.enroll: the label of the token to join */
 };
 
 struct env_view {

@@ -612,3 +612,18 @@ hsmca_store_qrequest_list(struct hsmca_store *st, const char *status, unsigned l
                "ORDER BY created_ms DESC, id LIMIT ?2",
                request_each, &c, NULL, "ti", status != NULL ? status : "", (int64_t)limit);
 }
+
+/* ---- a token that never joined (token.enroll whose initialisation failed) ---- */
+
+enum hsmca_err
+hsmca_store_qtoken_delete(struct hsmca_store *st, const char *label)
+{
+    enum hsmca_err rc;
+
+    if (st == NULL || label == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = run(st, "DELETE FROM quorum_shares WHERE label = ?1", NULL, NULL, NULL, "t", label);
+    if (rc == HSMCA_OK)
+        rc = run(st, "DELETE FROM quorum_tokens WHERE label = ?1", NULL, NULL, NULL, "t", label);
+    return rc;
+}

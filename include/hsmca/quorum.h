@@ -224,12 +224,13 @@ struct hsmca_quorum_exec {
  * check its commitment (a mismatch never reaches C_Login), log in, act, rotate the PIN, re-split
  * and re-seal to the approvers of the new epoch (new commitments, quorum.epoch entry), log out
  * unless the op opens an activation window, wipe. Appends quorum.execute with the approvals.
- * The request's tokens must not be logged in: close an open activation window on them first
- * (hsmca_quorum_deactivate), or execution fails with HSMCA_E_ALREADY_LOGGED_IN (audited, nothing
- * changed). A failure after a login but before the rotation leaves that token's PIN unrotated.
- * On HSMCA_OK *result (may be NULL; caller frees) is JSON {"audit": {"seq", "entry_hash"} (the
- * quorum.execute receipt), "epoch" (the new one), "op", "request_id", and "ca": {"id", "kind",
- * "cert": b64 DER} for CA creation, or "activated", "until", "max_dacs" for ca.activate}. Returns
+ * A token already logged in by an open activation window is used in that login and stays
+ * logged in (an approver enrolment, a PIN rotation, a CA creation while windows are open); only
+ * ca.activate on such a token fails with HSMCA_E_ALREADY_LOGGED_IN (audited, nothing changed). A
+ * failure after a login but before the rotation leaves that token's PIN unrotated. On HSMCA_OK
+ * *result (may be NULL; caller frees) is JSON {"audit": {"seq", "entry_hash"} (the quorum.execute
+ * receipt), "epoch" (the new one), "op", "request_id", and "ca": {"id", "kind", "cert": b64 DER}
+ * for CA creation, or "activated", "until", "max_dacs" for ca.activate}. Returns
  * HSMCA_E_QUORUM_THRESHOLD_NOT_MET, HSMCA_E_QUORUM_REQUEST_EXECUTED,
  * HSMCA_E_QUORUM_REQUEST_EXPIRED, HSMCA_E_QUORUM_REQUEST_VOID, HSMCA_E_QUORUM_PIN_COMMITMENT,
  * token, Matter and audit codes. A failure is audited.

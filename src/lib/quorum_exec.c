@@ -319,6 +319,14 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     }
     for (i = 0; i < x->ntok; i++) {
         rc = hsmca_token_login(x->tok[i], &x->pin[i]);
+        /* a token held by an open activation window (another PAI's, or this one's for an op
+         * other than ca.activate): its PIN passed its commitment, the token is logged in with
+         * it, and the rotation's C_SetPIN works in that login; the window stays open */
+        if (rc == HSMCA_E_ALREADY_LOGGED_IN && strcmp(x->v.op, "ca.activate") != 0 &&
+            x->qt[i].alt_epoch == 0) {
+            x->held[i] = 1;
+            rc = HSMCA_OK;
+        }
         /* an unconfirmed rotation: the token answers to the current or the alternate PIN, and
          * both passed their commitments; at most one login attempt is refused (docs/custody.md) */
         if (rc == HSMCA_E_PIN_INCORRECT && x->alt_pin[i].p != NULL) {
@@ -383,7 +391,7 @@ fail : {
 }
 done:
     for (i = 0; i < x->ntok; i++) {
-        if (x->logged_in[i] && !x->activated) {
+        if (x->logged_in[i] && !x->activated && !x->held[i]) {
             if (hsmca_token_logout(x->tok[i]) != HSMCA_OK)
                 hsmca_log(HSMCA_LOG_ERROR, "quorum", "logout-failed", "token=%s", x->label[i]);
         }

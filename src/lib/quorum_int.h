@@ -111,6 +111,8 @@ struct exec_state {
     int live_alt[HSMCA_QUORUM_TOKENS_MAX];
     struct hsmca_token *tok[HSMCA_QUORUM_TOKENS_MAX];
     int logged_in[HSMCA_QUORUM_TOKENS_MAX];
+    /* logged in already by an open activation window: used as it is, never logged out here */
+    int held[HSMCA_QUORUM_TOKENS_MAX];
     const struct hsmca_qop *op; /* the request's operation */
     int activated;              /* the op opened a signing window: its tokens stay logged in */
     json_t *result;

@@ -4,7 +4,8 @@
 # tokens.sh -- a new product line without a new ceremony: a free token joins the quorum's custody
 # by quorum (token.enroll: its SO PIN random and destroyed, its user PIN random, split and sealed
 # to the current approvers), a second PAI (PID 8001) is made in it by quorum, both PAIs' windows
-# are open at once, both issue, and each DAC chains to its own PAI and the PAA.
+# are open at once, both issue, and each DAC chains to its own PAI and the PAA; then an approver
+# is enrolled while both windows are open, and both windows stay open and issue.
 . "$(dirname "$0")/lib.sh"
 
 SRC=${HSMCA_SOURCE_DIR:?}
@@ -82,6 +83,31 @@ check "the two PAIs are distinct keys" sh -c \
     "! cmp -s '$W/pai-8000.pem' '$W/pai-8001.pem' && [ \"\$(openssl x509 -in '$W/pai-8000.pem' -noout -pubkey)\" != \"\$(openssl x509 -in '$W/pai-8001.pem' -noout -pubkey)\" ]"
 check "a DAC of pai-8001 does not chain to pai-8000" sh -c \
     "! openssl verify -CAfile '$W/paa.pem' -untrusted '$W/pai-8000.pem' '$W/dac-8001.pem' >/dev/null 2>&1"
+
+# ---- an approver enrolment while both windows are open ----
+umask 077
+printf 'frank-pin-1234\n' > "$W/frank.pin"
+umask 022
+softhsm2-util --init-token --free --label approver-frank --so-pin so-pin-1234 \
+    --pin frank-pin-1234 >/dev/null
+"$HSMCA_BIN" token keygen --module "$MODULE" --pin-file "$W/frank.pin" --derive \
+    "pkcs11:token=approver-frank;object=approver-key" > "$W/frank.pub.pem"
+"$HSMCA_BIN" approve --enroll --module "$MODULE" --name frank \
+    --key-uri "pkcs11:token=approver-frank;object=approver-key" --pin-file "$W/frank.pin" \
+    > "$W/frank.json"
+quorum approver.enroll "$(cat "$W/frank.json")"
+check "frank is enrolled while both windows are open" jq -e '.executed == true' "$W/body"
+call admin GET /v1/approvers
+check "... four approvers now" jq -e '(.approvers | length) == 4' "$W/body"
+for pid in 8000 8001; do
+    call auditor GET "/v1/cas/pai-$pid"
+    check "pai-$pid's window stayed open through the enrolment" \
+        jq -e '.issuance.active == true and .issuance.issued == 1' "$W/body"
+    csr "e$pid"
+    call operator POST "/v1/cas/pai-$pid/dacs" -H 'Content-Type: application/pkcs10' \
+        --data-binary @"$W/e$pid.der"
+    check "pai-$pid still issues after the enrolment" [ "$STATUS" = 201 ]
+done
 stop_daemon || bad "daemon exit status"
 LAST=$(sqlite3 "$W/hsmca.db" 'SELECT max(seq) FROM audit_entries')
 "$HSMCA_BIN" audit archive --store "$W/hsmca.db" --from 1 --to "$LAST" --out "$W/ex" > /dev/null

@@ -15,6 +15,7 @@
 #include "hsmca/audit.h"
 #include "hsmca/log.h"
 #include "hsmca/quorum.h"
+#include "hsmca/request_view.h"
 
 #include "hsmcad.h"
 #include "problem.h"
@@ -259,6 +260,7 @@ hsmcad_h_request_get(struct hsmcad_req *r)
 {
     struct hsmcad *d = hsmcad_req_daemon(r);
     char *env = NULL;
+    json_t *j, *view = NULL;
     enum hsmca_err rc;
 
     rc = hsmca_quorum_request_envelope(d->quorum, hsmcad_req_param(r, 0), &env);
@@ -266,6 +268,16 @@ hsmcad_h_request_get(struct hsmcad_req *r)
         hsmcad_reply_problem(r, rc, rc == HSMCA_E_NOT_FOUND ? "no request with that id" : NULL);
         return;
     }
+    /* the envelope, plus the request in a person's terms ("view": VID/PID in hex, times in ISO
+     * 8601 UTC, the window's count); approvers sign the request bytes, never the view */
+    j = json_loads(env, 0, NULL);
+    if (j != NULL && hsmca_request_view_envelope(env, strlen(env), &view) == HSMCA_OK) {
+        json_object_set_new(j, "view", view);
+        free(env);
+        hsmcad_reply_json(r, 200, j);
+        return;
+    }
+    json_decref(j);
     hsmcad_reply(r, 200, "application/json", env, strlen(env));
 }
 

@@ -41,6 +41,11 @@ check "an approver shows it" [ "$RC" = 0 ]
 check "... the same window" grep -q "max_dacs   250" "$W/out"
 req admin show "$ID" --json
 check "show --json is the envelope" jq -e --arg id "$ID" '.digest and .request and .status == "pending"' "$W/out"
+call approver GET "/v1/requests/$ID"
+check "GET /v1/requests/{id} carries the view: window end in ISO 8601 UTC, its count, 0 of 2" \
+    jq -e '(.view.until | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")) and
+           .view.window.max_dacs == 250 and .view.approvals == "0 of 2" and
+           (.view.summary | startswith("open the issuance window of PAI pai-8000"))' "$W/body"
 
 # ---- create: ca.create_pai with VID/PID in hex ----
 req admin create ca.create_pai --ca pai-8001 --parent paa-1 --token hsmca-pai-8000 --key-label k2 \

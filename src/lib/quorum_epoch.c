@@ -683,3 +683,40 @@ out:
     free(all);
     return rc;
 }
+
+/*
+ * Does a request made in epoch req_epoch under policy req_policy_hash still hold in epoch cur?
+ * Yes when nothing it relies on changed since: the same policy and the same approvers (names and
+ * keys). An epoch that only rotated PINs (every ca.create, ca.activate, token.enroll...) leaves
+ * other pending requests usable: their tokens' shares are read at each token's own epoch.
+ */
+int
+hsmca_q_epoch_holds(struct hsmca_quorum *q, uint64_t req_epoch, const char *req_policy_hash,
+                    const struct hsmca_qepoch *cur)
+{
+    struct approver_list *a, *b;
+    int same = 0;
+    size_t i;
+
+    if (cur->epoch == req_epoch)
+        return strcmp(cur->policy_hash, req_policy_hash) == 0;
+    if (cur->epoch < req_epoch || strcmp(cur->policy_hash, req_policy_hash) != 0)
+        return 0;
+    a = calloc(1, sizeof(*a));
+    b = calloc(1, sizeof(*b));
+    if (a != NULL && b != NULL &&
+        hsmca_q_active_approvers(hsmca_q_rd(q), req_epoch, a) == HSMCA_OK &&
+        hsmca_q_active_approvers(hsmca_q_rd(q), cur->epoch, b) == HSMCA_OK && a->n == b->n) {
+        same = 1;
+        for (i = 0; same && i < a->n; i++)
+            same = strcmp(a->a[i].name, b->a[i].name) == 0 &&
+                   memcmp(a->a[i].fingerprint, b->a[i].fingerprint, 32) == 0;
+    }
+    if (a != NULL)
+        hsmca_q_approver_list_clear(a);
+    if (b != NULL)
+        hsmca_q_approver_list_clear(b);
+    free(a);
+    free(b);
+    return same;
+}

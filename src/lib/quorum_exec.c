@@ -263,7 +263,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
             hsmca_q_refuse(q, NULL, "quorum.execute", target, HSMCA_E_QUORUM_REQUEST_EXPIRED, NULL);
         goto out;
     }
-    if (x->e.epoch != (uint64_t)x->v.epoch || strcmp(x->e.policy_hash, x->v.policy_hash) != 0) {
+    if (!hsmca_q_epoch_holds(q, (uint64_t)x->v.epoch, x->v.policy_hash, &x->e)) {
         rc = hsmca_q_refuse(q, NULL, "quorum.execute", target, HSMCA_E_QUORUM_EPOCH_STALE, NULL);
         goto out;
     }

@@ -219,6 +219,8 @@ void hsmca_q_approver_list_clear(struct approver_list *l);
 enum hsmca_err hsmca_q_active_approvers(struct hsmca_store *st, uint64_t epoch,
                                         struct approver_list *l);
 enum hsmca_err hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x);
+int hsmca_q_epoch_holds(struct hsmca_quorum *q, uint64_t req_epoch, const char *req_policy_hash,
+                        const struct hsmca_qepoch *cur);
 
 /* quorum_ops.c: the operation named name, or NULL; the i-th of the table, NULL past its end */
 const struct hsmca_qop *hsmca_qop_find(const char *name);

@@ -4,8 +4,10 @@
 # tokens.sh -- a new product line without a new ceremony: a free token joins the quorum's custody
 # by quorum (token.enroll: its SO PIN random and destroyed, its user PIN random, split and sealed
 # to the current approvers), a second PAI (PID 8001) is made in it by quorum, both PAIs' windows
-# are open at once, both issue, and each DAC chains to its own PAI and the PAA; then an approver
-# is enrolled while both windows are open, and both windows stay open and issue.
+# are opened by two requests pending at once and executed in the other order than asked, both
+# issue, and each DAC chains to its own PAI and the PAA; then an approver is enrolled while both
+# windows are open, and both windows stay open and issue; a request asked before that enrolment
+# is then refused as quorum-epoch-stale (the approvers it relied on changed).
 . "$(dirname "$0")/lib.sh"
 
 SRC=${HSMCA_SOURCE_DIR:?}
@@ -20,11 +22,15 @@ write_config "" "
     --paa-quorum
 start_daemon
 
-quorum() { # op params-json -> executes it with bob's and dave's approvals; answer in $W/body
+ask() { # op params-json -> the request's id in $rid (empty if refused; answer in $W/body)
     call admin POST /v1/requests -H 'Content-Type: application/json' \
         --data-binary "{\"op\":\"$1\",\"params\":$2}"
-    [ "$STATUS" = 201 ] || return 0 # the caller's check sees the refusal in $W/body
-    rid=$(jq -r .id "$W/body")
+    rid=""
+    [ "$STATUS" = 201 ] && rid=$(jq -r .id "$W/body")
+    return 0
+}
+approve_both() { # request id -> bob and dave approve it; answer in $W/body
+    rid=$1
     call approver GET "/v1/requests/$rid"
     cp "$W/body" "$W/envelope.json"
     "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json"
@@ -33,6 +39,11 @@ quorum() { # op params-json -> executes it with bob's and dave's approvals; answ
         --data-binary @"$W/appr-bob.json"
     call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
         --data-binary @"$W/appr-dave.json"
+}
+quorum() { # op params-json -> executes it with bob's and dave's approvals; answer in $W/body
+    ask "$1" "$2"
+    [ -n "$rid" ] || return 0 # the caller's check sees the refusal in $W/body
+    approve_both "$rid"
 }
 csr() { # name -> $W/name.der
     openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=device" \
@@ -55,11 +66,17 @@ expect "the same label again is refused at creation" 400 quorum-params-invalid
 quorum ca.create_pai '{"ca": "pai-8001", "parent": "paa-1", "token": "hsmca-pai-8001", "key_label": "pai-key", "vid": 65521, "pid": 32769}'
 check "ca.create_pai pai-8001 (PID 8001) on the new token executes" jq -e '.executed == true' "$W/body"
 
-# ---- both windows open at once ----
-quorum ca.activate "{\"ca\": \"pai-8000\", \"until\": $until, \"max_dacs\": 10}"
-check "pai-8000's window opens" jq -e '.executed == true' "$W/body"
-quorum ca.activate "{\"ca\": \"pai-8001\", \"until\": $until, \"max_dacs\": 10}"
-check "pai-8001's window opens while pai-8000's is open" jq -e '.executed == true' "$W/body"
+# ---- two pending requests, executed in the other order than asked; both windows open ----
+ask ca.activate "{\"ca\": \"pai-8000\", \"until\": $until, \"max_dacs\": 10}"
+RID_A=$rid
+ask ca.activate "{\"ca\": \"pai-8001\", \"until\": $until, \"max_dacs\": 10}"
+RID_B=$rid
+check "two activations pending at once" sh -c "[ -n '$RID_A' ] && [ -n '$RID_B' ]"
+approve_both "$RID_B"
+check "the second asked (pai-8001) executes first" jq -e '.executed == true' "$W/body"
+approve_both "$RID_A"
+check "the first asked (pai-8000) executes after it: its shares still hold" \
+    jq -e '.executed == true' "$W/body"
 for ca in pai-8000 pai-8001; do
     call auditor GET "/v1/cas/$ca"
     check "$ca is active" jq -e '.issuance.active == true' "$W/body"
@@ -83,6 +100,13 @@ check "the two PAIs are distinct keys" sh -c \
     "! cmp -s '$W/pai-8000.pem' '$W/pai-8001.pem' && [ \"\$(openssl x509 -in '$W/pai-8000.pem' -noout -pubkey)\" != \"\$(openssl x509 -in '$W/pai-8001.pem' -noout -pubkey)\" ]"
 check "a DAC of pai-8001 does not chain to pai-8000" sh -c \
     "! openssl verify -CAfile '$W/paa.pem' -untrusted '$W/pai-8000.pem' '$W/dac-8001.pem' >/dev/null 2>&1"
+
+# ---- a request pending across an approver enrolment ----
+ask crl.sign '{"ca": "pai-8000"}'
+RID_C=$rid
+call approver GET "/v1/requests/$RID_C"
+cp "$W/body" "$W/envelope-c.json"
+"$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope-c.json" > "$W/appr-c.json"
 
 # ---- an approver enrolment while both windows are open ----
 umask 077
@@ -108,6 +132,11 @@ for pid in 8000 8001; do
         --data-binary @"$W/e$pid.der"
     check "pai-$pid still issues after the enrolment" [ "$STATUS" = 201 ]
 done
+
+# ---- a request asked before the enrolment relied on the old approver set ----
+call approver POST "/v1/requests/$RID_C/approvals" -H 'Content-Type: application/json' \
+    --data-binary @"$W/appr-c.json"
+expect "an approval of a request asked before the approver set changed" 409 quorum-epoch-stale
 stop_daemon || bad "daemon exit status"
 LAST=$(sqlite3 "$W/hsmca.db" 'SELECT max(seq) FROM audit_entries')
 "$HSMCA_BIN" audit archive --store "$W/hsmca.db" --from 1 --to "$LAST" --out "$W/ex" > /dev/null

@@ -243,6 +243,15 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_execute(struct hsmca_quorum *q, cons
  * End the activation window of PAI ca_id early (no quorum): appends ca.deactivate and calls
  * ex->deactivate (which drains and logs out). Returns HSMCA_E_NOT_FOUND for an unknown CA.
  */
+/*
+ * Cancel pending request id (the admin changed their mind): it is closed as failed with a
+ * quorum.cancel entry (who, op, reason) and its one-time key is dropped, so no approval opens it.
+ * HSMCA_E_NOT_FOUND, HSMCA_E_QUORUM_REQUEST_EXECUTED (executed or closed already; audited).
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_cancel(struct hsmca_quorum *q,
+                                                   const struct hsmca_quorum_principal *who,
+                                                   const char *id, const char *reason);
+
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_deactivate(struct hsmca_quorum *q,
                                                        const struct hsmca_quorum_principal *who,
                                                        const char *ca_id,

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * cmd_request.c -- `hsmca request create|list|show`: the admin's side of quorum requests over
- * the API (POST /v1/requests, GET /v1/requests, GET /v1/requests/{id}), each operation's
+ * cmd_request.c -- `hsmca request create|list|show|cancel`: the admin's side of quorum requests
+ * over the API (POST /v1/requests, GET /v1/requests, GET /v1/requests/{id}, POST
+ * /v1/requests/{id}/cancellation), each operation's
  * parameters as flags (VID and PID in hex, times in ISO 8601 UTC or relative), every request
  * shown in a person's terms (request_view.h). The approvers approve with `hsmca approve`.
  */
@@ -26,34 +27,38 @@
 void
 usage_request(FILE *f)
 {
-    fprintf(f,
-            "usage: hsmca request create OP --url URL --cert F --key F --cacert F [PARAMS]\n"
-            "         [--ttl SECONDS] [--json]\n"
-            "       hsmca request list --url URL --cert F --key F --cacert F\n"
-            "         [--status pending|executed|failed|expired] [--limit N] [--json]\n"
-            "       hsmca request show --url URL --cert F --key F --cacert F ID [--json]\n"
-            "\n"
-            "The admin's quorum requests over the API (an admin client certificate; show and\n"
-            "list also take an approver's). create asks for OP with PARAMS, prints the request's\n"
-            "id and what the approvers will be asked to approve; they approve with\n"
-            "`hsmca approve ID`. Every request is shown in a person's terms: VID and PID as\n"
-            "4 hex digits, times in ISO 8601 UTC, an activation window's end and count.\n"
-            "\n"
-            "OP and its PARAMS (VID/PID: 1 to 4 hex digits, e.g. FFF1; TIME: ISO 8601 UTC\n"
-            "2026-12-31T23:59:59Z, or +N with s, m, h or d from now):\n"
-            "  ca.create_paa   --ca ID --token LABEL --key-label L [--cn CN] [--vid VID]\n"
-            "  ca.create_pai   --ca ID --parent PAA --token LABEL --key-label L --vid VID\n"
-            "                  [--pid PID] [--cn CN]\n"
-            "  ca.activate     --ca PAI --until TIME --max-dacs N\n"
-            "  ca.revoke       --ca PAI [--reason REASON] [--invalidity TIME]\n"
-            "  crl.sign        --ca ID\n"
-            "  token.enroll    --token LABEL        (a free token joins the quorum's custody)\n"
-            "  approver.enroll --enroll-file FILE   (what `hsmca approve --enroll` printed)\n"
-            "  approver.remove --name NAME\n"
-            "  policy.update   --policy-file FILE   (the new policies/quorum.json)\n"
-            "--ttl: how long the request waits for approvals (default 3600, at most 86400).\n"
-            "--json prints the server's answer as it came. Exit status: 0 done, 1 refused (the\n"
-            "message names the problem code), 2 usage error.\n");
+    fprintf(
+        f,
+        "usage: hsmca request create OP --url URL --cert F --key F --cacert F [PARAMS]\n"
+        "         [--ttl SECONDS] [--json]\n"
+        "       hsmca request list --url URL --cert F --key F --cacert F\n"
+        "         [--status pending|executed|failed|expired] [--limit N] [--json]\n"
+        "       hsmca request show --url URL --cert F --key F --cacert F ID [--json]\n"
+        "       hsmca request cancel --url URL --cert F --key F --cacert F ID\n"
+        "         [--reason TEXT]\n"
+        "\n"
+        "The admin's quorum requests over the API (an admin client certificate; show and\n"
+        "list also take an approver's). create asks for OP with PARAMS, prints the request's\n"
+        "id and what the approvers will be asked to approve; they approve with\n"
+        "`hsmca approve ID`. cancel withdraws a pending request (closed as failed, audited as\n"
+        "quorum.cancel with --reason). Every request is shown in a person's terms: VID and PID as\n"
+        "4 hex digits, times in ISO 8601 UTC, an activation window's end and count.\n"
+        "\n"
+        "OP and its PARAMS (VID/PID: 1 to 4 hex digits, e.g. FFF1; TIME: ISO 8601 UTC\n"
+        "2026-12-31T23:59:59Z, or +N with s, m, h or d from now):\n"
+        "  ca.create_paa   --ca ID --token LABEL --key-label L [--cn CN] [--vid VID]\n"
+        "  ca.create_pai   --ca ID --parent PAA --token LABEL --key-label L --vid VID\n"
+        "                  [--pid PID] [--cn CN]\n"
+        "  ca.activate     --ca PAI --until TIME --max-dacs N\n"
+        "  ca.revoke       --ca PAI [--reason REASON] [--invalidity TIME]\n"
+        "  crl.sign        --ca ID\n"
+        "  token.enroll    --token LABEL        (a free token joins the quorum's custody)\n"
+        "  approver.enroll --enroll-file FILE   (what `hsmca approve --enroll` printed)\n"
+        "  approver.remove --name NAME\n"
+        "  policy.update   --policy-file FILE   (the new policies/quorum.json)\n"
+        "--ttl: how long the request waits for approvals (default 3600, at most 86400).\n"
+        "--json prints the server's answer as it came. Exit status: 0 done, 1 refused (the\n"
+        "message names the problem code), 2 usage error.\n");
 }
 
 /* 1..4 hex digits -> 0..0xFFFF; -1 if not. */
@@ -386,8 +391,9 @@ cmd_request(int argc, char **argv)
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
     }
     sub = argv[1];
-    if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0)
-        return usage_err("subcommands: create, list, show");
+    if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 &&
+        strcmp(sub, "cancel") != 0)
+        return usage_err("subcommands: create, list, show, cancel");
     optind = 2;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         const char **fl[] = {&f.ca,         &f.parent, &f.token,       &f.key_label,  &f.cn,
@@ -463,16 +469,16 @@ cmd_request(int argc, char **argv)
         size_t i;
 
         for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-            if (*all[i] != NULL)
+            if (*all[i] != NULL && !(all[i] == &f.reason && strcmp(sub, "cancel") == 0))
                 return usage_err("operation parameters are for create");
         }
         if (ttl != NULL)
             return usage_err("--ttl is for create");
-        if (strcmp(sub, "show") == 0) {
+        if (strcmp(sub, "show") == 0 || strcmp(sub, "cancel") == 0) {
             size_t k, len;
 
             if (optind != argc - 1 || status != NULL || limit != NULL)
-                return usage_err("show takes one request id");
+                return usage_err("show and cancel take one request id");
             len = strlen(argv[optind]);
             for (k = 0; k < len && ((argv[optind][k] >= '0' && argv[optind][k] <= '9') ||
                                     (argv[optind][k] >= 'a' && argv[optind][k] <= 'f'));
@@ -480,7 +486,14 @@ cmd_request(int argc, char **argv)
                 ;
             if (len != HSMCA_QUORUM_ID_LEN || k != len)
                 return usage_err("a request id is 32 lowercase hex digits");
-            snprintf(path, sizeof(path), "/v1/requests/%s", argv[optind]);
+            snprintf(path, sizeof(path), "/v1/requests/%s%s", argv[optind],
+                     strcmp(sub, "cancel") == 0 ? "/cancellation" : "");
+            if (strcmp(sub, "cancel") == 0) {
+                body = f.reason != NULL ? json_pack("{s:s}", "reason", f.reason) : json_object();
+                body_s = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+                if (body_s == NULL)
+                    return cli_fail("cancel", HSMCA_E_NOMEM);
+            }
         } else {
             if (optind != argc)
                 return usage_err("list takes no arguments");
@@ -508,7 +521,7 @@ cmd_request(int argc, char **argv)
         rc = cli_fail(sub, e);
         goto out;
     }
-    if (resp.status != (body_s != NULL ? 201 : 200)) {
+    if (resp.status != (strcmp(sub, "create") == 0 ? 201 : 200)) {
         rc = refused(sub, &resp);
         goto out;
     }
@@ -519,6 +532,11 @@ cmd_request(int argc, char **argv)
     }
     if (strcmp(sub, "show") == 0) {
         rc = print_envelope((const char *)resp.body, resp.body_len);
+        goto out;
+    }
+    if (strcmp(sub, "cancel") == 0) {
+        printf("request %s cancelled\n", argv[optind]);
+        rc = CLI_EXIT_OK;
         goto out;
     }
     ans = json_loadb((const char *)resp.body, resp.body_len, 0, NULL);

@@ -48,6 +48,8 @@ const struct hsmcad_route hsmcad_routes[] = {
      hsmcad_h_request_get},
     {"POST", "/v1/requests/{id}/approvals", "quorum.approve", APPROVER, 0, HSMCAD_ROUTE_BODY,
      json_only, hsmcad_h_approval},
+    {"POST", "/v1/requests/{id}/cancellation", "quorum.cancel", ADMIN, 0, HSMCAD_ROUTE_BODY,
+     json_only, hsmcad_h_request_cancel},
     {"GET", "/v1/audit/extract", "audit.extract", AUDITOR, 0, 0, NULL, hsmcad_h_audit_extract},
     {"GET", "/v1/approvers", "approvers.list", ADMIN | AUDITOR, 0, 0, NULL, hsmcad_h_approvers},
     {"POST", "/v1/admin/reload", "config.reload", ADMIN, 0, 0, NULL, hsmcad_h_reload},

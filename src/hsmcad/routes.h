@@ -32,6 +32,7 @@ void hsmcad_h_request_create(struct hsmcad_req *r);
 void hsmcad_h_request_get(struct hsmcad_req *r);
 void hsmcad_h_approval(struct hsmcad_req *r);
 void hsmcad_h_approvers(struct hsmcad_req *r);
+void hsmcad_h_request_cancel(struct hsmcad_req *r);
 void hsmcad_h_deactivate(struct hsmcad_req *r);
 
 /* routes_requests.c */

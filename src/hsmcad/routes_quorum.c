@@ -347,6 +347,51 @@ hsmcad_h_approval(struct hsmcad_req *r)
                                 "result", res != NULL ? res : json_null()));
 }
 
+/* POST /v1/requests/{id}/cancellation {"reason"?}: the admin withdraws a pending request. */
+void
+hsmcad_h_request_cancel(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_quorum_principal who;
+    const unsigned char *b;
+    size_t blen;
+    json_t *body = NULL;
+    const char *reason = NULL;
+    enum hsmca_err rc;
+
+    b = hsmcad_req_body(r, &blen);
+    if (blen > 0) {
+        body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, NULL);
+        if (body == NULL ||
+            json_unpack_ex(body, NULL, JSON_STRICT, "{s?s}", "reason", &reason) != 0 ||
+            (reason != NULL && strlen(reason) > 256)) {
+            json_decref(body);
+            hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST,
+                                 "expected no body or {\"reason\"?: string of at most 256}");
+            return;
+        }
+    }
+    if (strlen(hsmcad_req_param(r, 0)) != HSMCA_QUORUM_ID_LEN) {
+        json_decref(body);
+        hsmcad_reply_problem(r, HSMCA_E_NOT_FOUND, "no request with that id");
+        return;
+    }
+    who_of(r, &who);
+    rc = hsmca_quorum_cancel(d->quorum, &who, hsmcad_req_param(r, 0), reason);
+    hsmcad_req_engine_audited(r); /* quorum.cancel, or its refusal, is the quorum module's */
+    json_decref(body);
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc,
+                             rc == HSMCA_E_QUORUM_REQUEST_EXECUTED
+                                 ? "the request is executed or closed already"
+                                 : NULL);
+        return;
+    }
+    hsmcad_reply_json(
+        r, 200,
+        json_pack("{s:s, s:s}", "request_id", hsmcad_req_param(r, 0), "status", "cancelled"));
+}
+
 void
 hsmcad_h_approvers(struct hsmcad_req *r)
 {

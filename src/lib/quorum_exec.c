@@ -439,3 +439,43 @@ hsmca_quorum_deactivate(struct hsmca_quorum *q, const struct hsmca_quorum_princi
     json_decref(d);
     return rc;
 }
+
+enum hsmca_err
+hsmca_quorum_cancel(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,
+                    const char *id, const char *reason)
+{
+    struct hsmca_qrequest r;
+    struct status_apply sa;
+    char target[HSMCA_QUORUM_ID_LEN + 16];
+    json_t *d;
+    enum hsmca_err rc;
+
+    if (q == NULL || who == NULL || id == NULL || strlen(id) != HSMCA_QUORUM_ID_LEN ||
+        (reason != NULL && strlen(reason) > 256))
+        return HSMCA_E_INVALID_ARG;
+    snprintf(target, sizeof(target), "request/%s", id);
+    memset(&r, 0, sizeof(r));
+    pthread_mutex_lock(&q->lock);
+    rc = hsmca_store_qrequest_get(hsmca_q_rd(q), id, &r);
+    if (rc == HSMCA_OK && strcmp(r.status, "pending") != 0)
+        rc = HSMCA_E_QUORUM_REQUEST_EXECUTED; /* executed or failed: nothing left to cancel */
+    if (rc != HSMCA_OK) {
+        rc = rc == HSMCA_E_NOT_FOUND || rc == HSMCA_E_QUORUM_REQUEST_EXECUTED
+                 ? hsmca_q_refuse(q, who, "quorum.cancel", target, rc, NULL)
+                 : rc;
+        goto out;
+    }
+    /* a cancelled request is closed as failed; its one-time key goes, so no approval opens it */
+    d = json_pack("{s:s, s:s}", "op", r.op, "reason", reason != NULL ? reason : "");
+    sa.id = id;
+    sa.status = "failed";
+    rc = d != NULL ? hsmca_q_audit(q, who, "quorum.cancel", target, "ok", d, apply_status, &sa)
+                   : HSMCA_E_NOMEM;
+    json_decref(d);
+    if (rc == HSMCA_OK)
+        hsmca_q_pending_drop(q, id);
+out:
+    pthread_mutex_unlock(&q->lock);
+    hsmca_qrequest_clear(&r);
+    return rc;
+}

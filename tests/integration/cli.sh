@@ -56,6 +56,7 @@ request --help
 request create --help
 request list --help
 request show --help
+request cancel --help
 token --help
 token info --help
 token keygen --help

@@ -104,6 +104,20 @@ req admin list --status pending
 check "list --status pending: the PAI request only" sh -c \
     "[ \$(wc -l < '$W/out') = 2 ] && grep -q '^$PAI_ID' '$W/out'"
 
+# ---- cancel: the pending PAI request is withdrawn, closed, audited ----
+req admin cancel "$PAI_ID" --reason "wrong key label"
+check "request cancel exits 0" sh -c "[ '$RC' = 0 ] && grep -q 'cancelled' '$W/out'"
+req admin list --status failed
+check "... the request is closed (failed)" grep -q "^$PAI_ID" "$W/out"
+req admin cancel "$PAI_ID"
+check "cancelling it again: exit 1, quorum-request-executed" sh -c \
+    "[ '$RC' = 1 ] && grep -q quorum-request-executed '$W/err'"
+call approver POST "/v1/requests/$PAI_ID/cancellation" -H 'Content-Type: application/json' \
+    --data-binary '{}'
+expect "an approver may not cancel" 403 http-forbidden
+check "the cancellation is audited with its reason" sh -c \
+    "sqlite3 '$W/hsmca.db' \"SELECT CAST(line AS TEXT) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%\\\"quorum.cancel\\\"%'\" | grep -q 'wrong key label'"
+
 # ---- refusals (exit 1, the problem code) and usage errors (exit 2, nothing sent) ----
 req admin create ca.activate --ca pai-9999 --until +1h --max-dacs 5
 check "a request the quorum refuses: exit 1 naming the code" sh -c \

@@ -154,6 +154,11 @@ void hsmca_ca_revoked(struct hsmca_ca_registry *reg, const char *ca_id);
  * attached then ca_created, activation windows, revocation, CRL state). The caller sets the
  * profiles and CRL policies of *ex.
  */
+/* The quorum's token_init hook for token.enroll (arg: the registry): initialise the module's free
+ * token as label (random SO PIN, wiped) with user_pin and open it in the registry. Online only:
+ * hsmcad sets it (cas.c); `hsmca ceremony` does not. */
+enum hsmca_err hsmca_ca_token_init(void *arg, const char *label,
+                                   const struct hsmca_secret *user_pin);
 void hsmca_ca_quorum_exec(struct hsmca_ca_registry *reg, struct hsmca_quorum_exec *ex);
 
 #endif

@@ -135,6 +135,7 @@ enum hsmca_err {
     HSMCA_E_QUORUM_NO_SHARE = 642,           /* no share for this approver */
     HSMCA_E_QUORUM_APPROVER_DUPLICATE = 643, /* duplicate approver name, key or serial */
     HSMCA_E_QUORUM_TOO_FEW_APPROVERS = 644,  /* approver set below threshold */
+    HSMCA_E_QUORUM_APPROVAL_RELAYED = 645,   /* approval submitted by another principal */
     /* 700..799: daemon, HTTP, config (src/hsmcad); 750..779 belong to issuance (issue.c) */
     HSMCA_E_HTTP_UNAUTHENTICATED = 700,   /* no client certificate, or one no role binds */
     HSMCA_E_HTTP_FORBIDDEN = 701,         /* the principal's role may not use this endpoint */
@@ -158,6 +159,7 @@ enum hsmca_err {
     HSMCA_E_HTTP_QUERY_TOO_LARGE = 720,   /* more query parameters than the daemon takes */
     HSMCA_E_HTTP_IDEMPOTENCY_KEY = 721,   /* Idempotency-Key empty, repeated or too long */
     HSMCA_E_HTTP_TIME_BOUND = 722,        /* a time bound beyond the cap of policies/limits.json */
+    HSMCA_E_RELOAD_REFUSED = 723,         /* a reload found a bad file: nothing applied */
     /* 750..779 of it: DAC issuance (issue.c) */
     HSMCA_E_ISSUE_CA_INACTIVE = 750,          /* the CA has no open issuance window */
     HSMCA_E_ISSUE_WINDOW_EXHAUSTED = 751,     /* the window's count of DACs is used up */

@@ -56,6 +56,16 @@ void hsmca_issue_quotas_free(struct hsmca_issue_quotas *q);
 void hsmca_issue_quotas_get(const struct hsmca_issue_quotas *q, const char *ca_id,
                             uint64_t *per_minute, uint64_t *per_day);
 
+/*
+ * A reload's new quotas (taken over, NULL = none): CAs made afterwards take them, and
+ * hsmca_issue_ca_quotas_update gives them to an existing CA, window open or not (its counts of
+ * the last minute and day stay). The caller serialises these with hsmca_issue_ca_new.
+ */
+struct hsmca_issuer;
+struct hsmca_issue_ca;
+void hsmca_issuer_take_quotas(struct hsmca_issuer *iss, struct hsmca_issue_quotas *q);
+void hsmca_issue_ca_quotas_update(struct hsmca_issue_ca *ca);
+
 /* ---- the engine ---- */
 
 struct hsmca_issuer;   /* shared by all CAs: audit handle, read-only store handles, limiter */

@@ -35,6 +35,9 @@
  *   crl.sign        {"ca"} (that CA's token: its CRL signed now)
  *   mdl.create_iaca, mdl.create_ds, mdl.activate, mdl.revoke, mdl.crl_sign: mobile driving
  *                   licences (quorum_mdl.c, docs/mdl.md)
+ *   token.enroll    {"token": label} (every token under quorum: the module's free token is
+ *                    initialised as label, its SO PIN random and wiped, its user PIN random,
+ *                    split and sealed to the approvers in the new epoch; needs the token_init hook)
  * ca.deactivate needs no quorum (hsmca_quorum_deactivate).
  *
  * Threads: one hsmca_quorum handle may be used from several threads; calls serialise on its lock.
@@ -219,6 +222,13 @@ struct hsmca_quorum_exec {
     enum hsmca_err (*mdl_created)(void *arg, const struct hsmca_mdl_ca_rec *rec);
     enum hsmca_err (*mdl_activate)(void *arg, const char *ca_id, int64_t until_ms, uint64_t max);
     void (*mdl_revoked)(void *arg, const char *ca_id);
+    /*
+     * token.enroll: initialise the module's free token as label with user PIN user_pin (its SO
+     * PIN random, then replaced by another random one nobody keeps, as at the ceremony), and
+     * return it opened, not logged in (borrowed, as token()). NULL: token.enroll is refused with
+     * HSMCA_E_QUORUM_OP_UNKNOWN.
+     */
+    enum hsmca_err (*token_init)(void *arg, const char *label, const struct hsmca_secret *user_pin);
 };
 
 /*
@@ -226,12 +236,13 @@ struct hsmca_quorum_exec {
  * check its commitment (a mismatch never reaches C_Login), log in, act, rotate the PIN, re-split
  * and re-seal to the approvers of the new epoch (new commitments, quorum.epoch entry), log out
  * unless the op opens an activation window, wipe. Appends quorum.execute with the approvals.
- * The request's tokens must not be logged in: close an open activation window on them first
- * (hsmca_quorum_deactivate), or execution fails with HSMCA_E_ALREADY_LOGGED_IN (audited, nothing
- * changed). A failure after a login but before the rotation leaves that token's PIN unrotated.
- * On HSMCA_OK *result (may be NULL; caller frees) is JSON {"audit": {"seq", "entry_hash"} (the
- * quorum.execute receipt), "epoch" (the new one), "op", "request_id", and "ca": {"id", "kind",
- * "cert": b64 DER} for CA creation, or "activated", "until", "max_dacs" for ca.activate}. Returns
+ * A token already logged in by an open activation window is used in that login and stays
+ * logged in (an approver enrolment, a PIN rotation, a CA creation while windows are open); only
+ * ca.activate on such a token fails with HSMCA_E_ALREADY_LOGGED_IN (audited, nothing changed). A
+ * failure after a login but before the rotation leaves that token's PIN unrotated. On HSMCA_OK
+ * *result (may be NULL; caller frees) is JSON {"audit": {"seq", "entry_hash"} (the quorum.execute
+ * receipt), "epoch" (the new one), "op", "request_id", and "ca": {"id", "kind", "cert": b64 DER}
+ * for CA creation, or "activated", "until", "max_dacs" for ca.activate}. Returns
  * HSMCA_E_QUORUM_THRESHOLD_NOT_MET, HSMCA_E_QUORUM_REQUEST_EXECUTED,
  * HSMCA_E_QUORUM_REQUEST_EXPIRED, HSMCA_E_QUORUM_REQUEST_VOID, HSMCA_E_QUORUM_PIN_COMMITMENT,
  * token, Matter and audit codes. A failure is audited.
@@ -244,6 +255,15 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_execute(struct hsmca_quorum *q, cons
  * End the activation window of PAI ca_id early (no quorum): appends ca.deactivate and calls
  * ex->deactivate (which drains and logs out). Returns HSMCA_E_NOT_FOUND for an unknown CA.
  */
+/*
+ * Cancel pending request id (the admin changed their mind): it is closed as failed with a
+ * quorum.cancel entry (who, op, reason) and its one-time key is dropped, so no approval opens it.
+ * HSMCA_E_NOT_FOUND, HSMCA_E_QUORUM_REQUEST_EXECUTED (executed or closed already; audited).
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_cancel(struct hsmca_quorum *q,
+                                                   const struct hsmca_quorum_principal *who,
+                                                   const char *id, const char *reason);
+
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_deactivate(struct hsmca_quorum *q,
                                                        const struct hsmca_quorum_principal *who,
                                                        const char *ca_id,

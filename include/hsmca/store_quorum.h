@@ -132,6 +132,15 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qrequest_get(struct hsmca_store *st, 
                                                         struct hsmca_qrequest *out);
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qrequest_set_status(struct hsmca_store *st,
                                                                const char *id, const char *status);
+/* Remove a token's record and its shares: only for a token that never joined (token.enroll
+ * whose initialisation failed after the write-ahead). */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qtoken_delete(struct hsmca_store *st, const char *label);
+/* Up to limit requests, newest first; status "" or NULL: any status ("pending", "executed",
+ * "failed"). Each row's bytes are freed after fn returns. */
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_qrequest_list(struct hsmca_store *st, const char *status, unsigned limit,
+                          enum hsmca_err (*fn)(void *arg, const struct hsmca_qrequest *r),
+                          void *arg);
 
 /* Approvals: put inserts (HSMCA_E_STORE_CONSTRAINT when the approver already approved);
  * list in received order. */

@@ -133,6 +133,8 @@ int cmd_issue(int argc, char **argv);
 void usage_issue(FILE *f);
 int cmd_issue_batch(int argc, char **argv);
 void usage_issue_batch(FILE *f);
+int cmd_request(int argc, char **argv);
+void usage_request(FILE *f);
 int cmd_token(int argc, char **argv);
 void usage_token(FILE *f);
 int cmd_verify(int argc, char **argv);

@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 
 #include "hsmca/quorum.h"
+#include "hsmca/request_view.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
 
@@ -48,7 +49,8 @@ usage_approve(FILE *f)
         "--enroll prints the params of an approver.enroll request for a new approver: name,\n"
         "public key, token serial, and a proof of possession signed by the token.\n"
         "\n"
-        "Shows the request (operation, parameters, requester, expiry, digest), then checks\n"
+        "Shows the request (operation, parameters, requester, expiry, digest, and the same\n"
+        "in short: VID/PID as 4 hex digits, times in ISO 8601 UTC, a window's count), checks\n"
         "the audit checkpoint it carries: signed by the audit key (--audit-pub, the PEM from\n"
         "the ceremony record or an extract's audit.pub.pem), and consistent with the last\n"
         "checkpoint this approver saw (--state; created on first use, updated before the\n"
@@ -326,6 +328,18 @@ cmd_approve(int argc, char **argv)
         goto out;
     }
     printf("%s", text);
+    {
+        /* the same in a person's terms: VID/PID in hex, times in ISO 8601 UTC, the window */
+        json_t *view = NULL;
+        char *vt = NULL;
+
+        if (hsmca_request_view_envelope((const char *)env, env_len, &view) == HSMCA_OK)
+            vt = hsmca_request_view_text(view);
+        if (vt != NULL)
+            printf("in short:\n%s", vt);
+        free(vt);
+        json_decref(view);
+    }
     /* 2. witness the log before signing anything */
     f = fopen(audit_pub_path, "re");
     audit_pub = f != NULL ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;

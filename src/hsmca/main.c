@@ -33,6 +33,8 @@ static const struct cli_cmd cmds[] = {
      usage_mdl},
     {"report", "a signed report of the certificates a CA issued or revoked in a range", cmd_report,
      usage_report},
+    {"request", "create, list and show quorum requests through hsmcad (admin)", cmd_request,
+     usage_request},
     {"token", "inspect tokens and generate CA keys inside them", cmd_token, usage_token},
     {"verify", "judge a Matter DAC -> PAI -> PAA chain like a commissioner", cmd_verify,
      usage_verify},

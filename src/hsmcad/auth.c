@@ -19,6 +19,7 @@
 struct hsmcad_roles {
     struct hsmcad_principal *p;
     unsigned n;
+    unsigned refs; /* atomic: the daemon's pointer plus each connection that looked up in it */
 };
 
 const char *
@@ -83,12 +84,20 @@ hsmcad_roles_free(struct hsmcad_roles *r)
 {
     unsigned i;
 
-    if (r == NULL)
+    if (r == NULL || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     for (i = 0; i < r->n; i++)
         free(r->p[i].cas);
     free(r->p);
     free(r);
+}
+
+struct hsmcad_roles *
+hsmcad_roles_ref(struct hsmcad_roles *r)
+{
+    if (r != NULL)
+        __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
+    return r;
 }
 
 unsigned
@@ -181,6 +190,7 @@ hsmcad_roles_parse(const char *text, size_t len, struct hsmcad_roles **out, char
         rc = HSMCA_E_NOMEM;
         goto out;
     }
+    r->refs = 1;
     r->p = calloc(json_object_size(certs) + 1, sizeof(*r->p));
     if (r->p == NULL) {
         rc = HSMCA_E_NOMEM;

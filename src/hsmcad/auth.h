@@ -2,8 +2,10 @@
  *
  * auth.h -- who a client certificate is: policies/roles.json binds the SHA-256 of a client
  * certificate's DER to one principal with one role (admin, approver, operator, auditor) and, for an
- * operator, to the CAs it may issue under. The table is loaded once and immutable afterwards, so
- * lookups need no lock. Knows nothing of TLS: server.c hands it the peer certificate's DER.
+ * operator, to the CAs it may issue under. A loaded table is immutable, so lookups need no lock;
+ * a reload (reload.c) replaces the daemon's table with a new one, and a table is freed once its
+ * last holder lets it go (reference counted). Knows nothing of TLS: server.c hands it the peer
+ * certificate's DER.
  */
 #ifndef HSMCAD_AUTH_H
 #define HSMCAD_AUTH_H
@@ -53,7 +55,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmcad_roles_parse(const char *text, size_t len,
                                                   size_t why_len);
 HSMCA_MUSTCHECK enum hsmca_err hsmcad_roles_load(const char *path, struct hsmcad_roles **out,
                                                  char *why, size_t why_len);
+/* Drop one reference (the parser's, or one taken with hsmcad_roles_ref); the last frees. */
 void hsmcad_roles_free(struct hsmcad_roles *r);
+/* Take one more reference to r (NULL allowed); returns r. */
+struct hsmcad_roles *hsmcad_roles_ref(struct hsmcad_roles *r);
 unsigned hsmcad_roles_count(const struct hsmcad_roles *r);
 
 /*

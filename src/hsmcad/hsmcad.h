@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "hsmca/audit.h"
 #include "hsmca/ca.h"
 #include "hsmca/crl.h"
 #include "hsmca/issue.h"
@@ -33,11 +34,16 @@
 
 struct hsmcad {
     struct hsmcad_config cfg;
+    char config_path[HSMCA_PATH_MAX + 1]; /* --config, read again by a reload (reload.c) */
+    char port_file[HSMCA_PATH_MAX + 1];   /* --port-file, or "" */
+    pthread_mutex_t reload_mu;            /* one reload at a time */
+    pthread_mutex_t roles_mu;             /* roles: swapped by a reload, referenced under it */
+    pthread_rwlock_t prof_lock;           /* the profiles below: written by a reload only */
     struct hsmca_guard guard; /* SoftHSM token files (softhsm_guard.h); guard_on when in use */
     int guard_on;
     char restored[HSMCA_QUORUM_TOKENS_MAX + 2][HSMCA_TOKEN_SERIAL_MAX + 1];
     unsigned nrestored;
-    struct hsmcad_roles *roles;
+    struct hsmcad_roles *roles; /* the current table: hsmcad_roles_get / hsmcad_roles_current */
     struct hsmcad_metrics *metrics;
     struct hsmca_p11 *p11;
     struct hsmca_token *audit_tok;
@@ -121,11 +127,41 @@ char *hsmcad_crl_metrics(struct hsmcad *d);
 
 /* ---- the plain-HTTP publication listener (publish.c) ---- */
 struct hsmcad_publish;
-/* Start it on cfg.publish_host:publish_port (never TLS, GET/HEAD of /crl/{ca}.crl,
+/* Start it on host:port (cfg.publish_host:publish_port; never TLS, GET/HEAD of /crl/{ca}.crl,
  * /ca/{ca}.crt|.pem only); *port_out the bound port. */
-HSMCA_MUSTCHECK enum hsmca_err hsmcad_publish_start(struct hsmcad *d, struct hsmcad_publish **out,
+HSMCA_MUSTCHECK enum hsmca_err hsmcad_publish_start(struct hsmcad *d, const char *host,
+                                                    unsigned port, struct hsmcad_publish **out,
                                                     unsigned *port_out);
 void hsmcad_publish_stop(struct hsmcad_publish *p);
+
+/* ---- reload (reload.c, docs/reload.md) ---- */
+
+/* A reference to the current role bindings (release with hsmcad_roles_free). */
+struct hsmcad_roles *hsmcad_roles_get(struct hsmcad *d);
+/* The current table's address, for comparison only (no reference). */
+const struct hsmcad_roles *hsmcad_roles_current(struct hsmcad *d);
+
+/*
+ * Read the config file again and, with it, the role bindings, quotas, profiles and the plain-HTTP
+ * listener's address; apply them all, or, if any file is bad or the new listener cannot bind,
+ * none (the old settings stay). Open windows, connections and requests are untouched. Keys that
+ * only a restart applies are named in the report. Writes the config.reload (or
+ * config.reload.refuse) audit entry as actor/role (*receipt its receipt, may be NULL), logs the
+ * outcome. On HSMCA_OK *report (may be NULL) is what was applied; on a refusal why names the file
+ * and the reason, and *cause the underlying code. Returns HSMCA_E_RELOAD_REFUSED or the audit
+ * log's error.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmcad_reload(struct hsmcad *d, const char *trigger,
+                                             const char *actor, const char *role, json_t **report,
+                                             enum hsmca_err *cause, char *why, size_t why_len,
+                                             struct hsmca_audit_receipt *receipt);
+
+/*
+ * Check before asking (precheck.c): 1 with the reason in why when request op with params cannot
+ * run as the daemon sees it now (its token absent, a PAI's VID outside its PAA's, a PID the PAI
+ * profile forbids or requires), else 0.
+ */
+int hsmcad_request_precheck(struct hsmcad *d, const char *op, json_t *params, char *why, size_t n);
 
 /* Milliseconds since the epoch. */
 int64_t hsmcad_now_ms(void);

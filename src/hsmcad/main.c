@@ -61,7 +61,9 @@ usage(FILE *f)
                "  --list-routes     print every route as \"METHOD PATH ROLES\" and exit\n"
                "It refuses to serve as root unless the config sets \"allow_root\": true.\n"
                "Files it creates (store, WAL, port file) are mode 600 (umask 077).\n"
-               "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish).\n"
+               "Signals: SIGTERM or SIGINT stop gracefully (in-flight requests finish); SIGHUP\n"
+               "reloads roles, client-certificate bindings, quotas, profiles and publish_listen\n"
+               "(all or nothing; open windows stay open; docs/reload.md).\n"
                "Exit status: 0 stopped cleanly, 1 start-up or shutdown failure, 2 usage error.\n");
 }
 
@@ -270,6 +272,11 @@ main(int argc, char **argv)
     }
     pthread_mutex_init(&d->ro_mu, NULL);
     pthread_mutex_init(&d->lim_mu, NULL);
+    pthread_mutex_init(&d->reload_mu, NULL);
+    pthread_mutex_init(&d->roles_mu, NULL);
+    pthread_rwlock_init(&d->prof_lock, NULL);
+    snprintf(d->config_path, sizeof(d->config_path), "%s", config);
+    snprintf(d->port_file, sizeof(d->port_file), "%s", port_file != NULL ? port_file : "");
     pthread_key_create(&d->ro_key, NULL);
     d->started_ms = hsmcad_now_ms();
 
@@ -323,6 +330,7 @@ main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -497,7 +505,7 @@ main(int argc, char **argv)
     if (d->cfg.publish_host[0] != '\0') {
         unsigned pport = 0;
 
-        rc = hsmcad_publish_start(d, &d->publish, &pport);
+        rc = hsmcad_publish_start(d, d->cfg.publish_host, d->cfg.publish_port, &d->publish, &pport);
         if (rc != HSMCA_OK) {
             start_fail("publish_listen", rc, d->cfg.publish_host);
             goto out;
@@ -524,8 +532,19 @@ main(int argc, char **argv)
     /* Type=notify: systemd starts dependants only now (a no-op outside systemd). */
     (void)sd_notifyf(0, "READY=1\nSTATUS=serving on port %u, %u CAs", port, hsmca_ca_count(d->cas));
 #endif
-    while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
-        ;
+    while (sigwait(&sigs, &sig) != 0 || (sig != SIGTERM && sig != SIGINT)) {
+        if (sig == SIGHUP) {
+            enum hsmca_err cause;
+
+            /* logged and audited by the reload itself, refused or not */
+            rc = hsmcad_reload(d, "SIGHUP", "hsmcad", "system", NULL, &cause, why, sizeof(why),
+                               NULL);
+            if (rc != HSMCA_OK && rc != HSMCA_E_RELOAD_REFUSED)
+                hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "reload-audit-failed", "code=%s",
+                          hsmca_err_code(rc));
+            sig = 0;
+        }
+    }
     hsmca_log(HSMCA_LOG_INFO, "hsmcad", "stopping", "signal=%d", sig);
 #ifdef HSMCA_HAVE_SYSTEMD
     (void)sd_notify(0, "STOPPING=1");
@@ -588,6 +607,9 @@ out:
         pthread_key_delete(d->ro_key);
         pthread_mutex_destroy(&d->ro_mu);
         pthread_mutex_destroy(&d->lim_mu);
+        pthread_mutex_destroy(&d->reload_mu);
+        pthread_mutex_destroy(&d->roles_mu);
+        pthread_rwlock_destroy(&d->prof_lock);
         free(d);
     }
     free(route_names);

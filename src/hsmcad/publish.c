@@ -234,7 +234,8 @@ handler(void *cls, struct MHD_Connection *conn, const char *url, const char *met
 }
 
 enum hsmca_err
-hsmcad_publish_start(struct hsmcad *d, struct hsmcad_publish **out, unsigned *port_out)
+hsmcad_publish_start(struct hsmcad *d, const char *host, unsigned port, struct hsmcad_publish **out,
+                     unsigned *port_out)
 {
     struct hsmcad_publish *p;
     struct sockaddr_storage ss;
@@ -244,12 +245,12 @@ hsmcad_publish_start(struct hsmcad *d, struct hsmcad_publish **out, unsigned *po
     const union MHD_DaemonInfo *di;
 
     memset(&ss, 0, sizeof(ss));
-    if (inet_pton(AF_INET, d->cfg.publish_host, &s4->sin_addr) == 1) {
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
         s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)d->cfg.publish_port);
-    } else if (inet_pton(AF_INET6, d->cfg.publish_host, &s6->sin6_addr) == 1) {
+        s4->sin_port = htons((uint16_t)port);
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
         s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)d->cfg.publish_port);
+        s6->sin6_port = htons((uint16_t)port);
         flags |= MHD_USE_IPv6;
     } else {
         return HSMCA_E_LISTEN;
@@ -265,13 +266,13 @@ hsmcad_publish_start(struct hsmcad *d, struct hsmcad_publish **out, unsigned *po
                               (unsigned)PUBLISH_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                               (size_t)65536, MHD_OPTION_END);
     if (p->mhd == NULL) {
-        hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "publish-listen-failed", "host=%s port=%u",
-                  d->cfg.publish_host, d->cfg.publish_port);
+        hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "publish-listen-failed", "host=%s port=%u", host,
+                  port);
         free(p);
         return HSMCA_E_LISTEN;
     }
     di = MHD_get_daemon_info(p->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    *port_out = di != NULL ? di->port : d->cfg.publish_port;
+    *port_out = di != NULL ? di->port : port;
     *out = p;
     return HSMCA_OK;
 }

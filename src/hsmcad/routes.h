@@ -32,7 +32,14 @@ void hsmcad_h_request_create(struct hsmcad_req *r);
 void hsmcad_h_request_get(struct hsmcad_req *r);
 void hsmcad_h_approval(struct hsmcad_req *r);
 void hsmcad_h_approvers(struct hsmcad_req *r);
+void hsmcad_h_request_cancel(struct hsmcad_req *r);
 void hsmcad_h_deactivate(struct hsmcad_req *r);
+
+/* routes_requests.c */
+void hsmcad_h_request_list(struct hsmcad_req *r);
+
+/* routes_admin.c */
+void hsmcad_h_reload(struct hsmcad_req *r);
 
 /* routes_audit.c */
 void hsmcad_h_audit_extract(struct hsmcad_req *r);

@@ -15,6 +15,7 @@
 #include "hsmca/audit.h"
 #include "hsmca/log.h"
 #include "hsmca/quorum.h"
+#include "hsmca/request_view.h"
 
 #include "hsmcad.h"
 #include "hsmcad_mdl.h"
@@ -103,6 +104,15 @@ hsmcad_h_request_create(struct hsmcad_req *r)
     }
     if (beyond_bounds(r, d, op, params, ttl_s))
         goto out;
+    {
+        char why[256];
+
+        /* refused before any approver is asked; the server audits the refusal */
+        if (hsmcad_request_precheck(d, op, params, why, sizeof(why))) {
+            hsmcad_reply_problem(r, HSMCA_E_QUORUM_PARAMS, why);
+            goto out;
+        }
+    }
     params_s = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
     if (params_s == NULL) {
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
@@ -137,6 +147,7 @@ hsmcad_h_request_get(struct hsmcad_req *r)
 {
     struct hsmcad *d = hsmcad_req_daemon(r);
     char *env = NULL;
+    json_t *j, *view = NULL;
     enum hsmca_err rc;
 
     rc = hsmca_quorum_request_envelope(d->quorum, hsmcad_req_param(r, 0), &env);
@@ -144,6 +155,16 @@ hsmcad_h_request_get(struct hsmcad_req *r)
         hsmcad_reply_problem(r, rc, rc == HSMCA_E_NOT_FOUND ? "no request with that id" : NULL);
         return;
     }
+    /* the envelope, plus the request in a person's terms ("view": VID/PID in hex, times in ISO
+     * 8601 UTC, the window's count); approvers sign the request bytes, never the view */
+    j = json_loads(env, 0, NULL);
+    if (j != NULL && hsmca_request_view_envelope(env, strlen(env), &view) == HSMCA_OK) {
+        json_object_set_new(j, "view", view);
+        free(env);
+        hsmcad_reply_json(r, 200, j);
+        return;
+    }
+    json_decref(j);
     hsmcad_reply(r, 200, "application/json", env, strlen(env));
 }
 
@@ -165,6 +186,26 @@ hsmcad_h_approval(struct hsmcad_req *r)
         hsmcad_reply_problem(r, HSMCA_E_HTTP_BODY_TOO_LARGE, NULL);
         return;
     }
+    /* an approval is bound to its sender: the principal of the client certificate that submits
+     * it must be the approver who signed it (docs/config.md); a relayed one is refused, and the
+     * server audits the refusal (quorum.approve.refuse) */
+    {
+        json_t *a = json_loadb((const char *)b, blen, 0, NULL);
+        const char *signer = json_string_value(json_object_get(a, "approver"));
+        const struct hsmcad_principal *p = hsmcad_req_principal(r);
+        char detail[256];
+
+        if (signer != NULL && strcmp(signer, p->name) != 0) {
+            snprintf(detail, sizeof(detail),
+                     "the approval is signed by %.64s and submitted by %s: each approver submits "
+                     "their own approval with their own client certificate",
+                     signer, p->name);
+            json_decref(a);
+            hsmcad_reply_problem(r, HSMCA_E_QUORUM_APPROVAL_RELAYED, detail);
+            return;
+        }
+        json_decref(a);
+    }
     memset(&st, 0, sizeof(st));
     who_of(r, &who);
     rc = hsmca_quorum_approve(d->quorum, &who, hsmcad_req_param(r, 0), (const char *)b, blen, &st);
@@ -174,8 +215,11 @@ hsmcad_h_approval(struct hsmcad_req *r)
         return;
     }
     if (st.ready) {
+        /* the profiles stay as they are while the operation runs (a reload waits) */
+        pthread_rwlock_rdlock(&d->prof_lock);
         hsmcad_quorum_exec(d, &ex);
         rc = hsmca_quorum_execute(d->quorum, hsmcad_req_param(r, 0), &ex, &result);
+        pthread_rwlock_unlock(&d->prof_lock);
         if (rc != HSMCA_OK) {
             hsmcad_reply_problem(r, rc, "the approval was recorded; the execution failed");
             return;
@@ -188,6 +232,51 @@ hsmcad_h_approval(struct hsmcad_req *r)
                                 hsmcad_req_param(r, 0), "approvals", (int)st.approvals, "threshold",
                                 (int)st.threshold, "ready", st.ready, "executed", res != NULL,
                                 "result", res != NULL ? res : json_null()));
+}
+
+/* POST /v1/requests/{id}/cancellation {"reason"?}: the admin withdraws a pending request. */
+void
+hsmcad_h_request_cancel(struct hsmcad_req *r)
+{
+    struct hsmcad *d = hsmcad_req_daemon(r);
+    struct hsmca_quorum_principal who;
+    const unsigned char *b;
+    size_t blen;
+    json_t *body = NULL;
+    const char *reason = NULL;
+    enum hsmca_err rc;
+
+    b = hsmcad_req_body(r, &blen);
+    if (blen > 0) {
+        body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, NULL);
+        if (body == NULL ||
+            json_unpack_ex(body, NULL, JSON_STRICT, "{s?s}", "reason", &reason) != 0 ||
+            (reason != NULL && strlen(reason) > 256)) {
+            json_decref(body);
+            hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST,
+                                 "expected no body or {\"reason\"?: string of at most 256}");
+            return;
+        }
+    }
+    if (strlen(hsmcad_req_param(r, 0)) != HSMCA_QUORUM_ID_LEN) {
+        json_decref(body);
+        hsmcad_reply_problem(r, HSMCA_E_NOT_FOUND, "no request with that id");
+        return;
+    }
+    who_of(r, &who);
+    rc = hsmca_quorum_cancel(d->quorum, &who, hsmcad_req_param(r, 0), reason);
+    hsmcad_req_engine_audited(r); /* quorum.cancel, or its refusal, is the quorum module's */
+    json_decref(body);
+    if (rc != HSMCA_OK) {
+        hsmcad_reply_problem(r, rc,
+                             rc == HSMCA_E_QUORUM_REQUEST_EXECUTED
+                                 ? "the request is executed or closed already"
+                                 : NULL);
+        return;
+    }
+    hsmcad_reply_json(
+        r, 200,
+        json_pack("{s:s, s:s}", "request_id", hsmcad_req_param(r, 0), "status", "cancelled"));
 }
 
 void

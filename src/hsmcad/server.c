@@ -69,8 +69,12 @@ struct hsmcad_server {
 /* Per connection: who the peer is, decided once per TLS session. */
 struct conn_ctx {
     int checked;
-    const struct hsmcad_principal *who; /* borrowed from the roles table */
+    int verified;                       /* the certificate chains to the client CA: fp is set */
+    unsigned char fp[32];               /* SHA-256 of the verified certificate's DER */
+    struct hsmcad_roles *roles;         /* the table who was looked up in (a reference) */
+    const struct hsmcad_principal *who; /* borrowed from roles */
     char client[80];                    /* principal name, or "anon:<client address>" */
+    char anon[64];                      /* "anon:<client address>" */
     char presented[65]; /* SHA-256 prefix of an unverified or unbound certificate, or "" */
     struct hsmcad_gate_node gate;
     int have_spki;
@@ -462,6 +466,36 @@ route(struct hsmcad_req *r, const char *method, const char *url, int *method_mis
 
 /* ---- client certificates ---- */
 
+/*
+ * Look the verified certificate up in the daemon's current role table: once per connection, and
+ * again on the connection's next request after a reload replaced the table (reload.c), so a
+ * binding added, changed or removed applies to open connections too.
+ */
+static void
+bind_principal(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx *cc)
+{
+    struct hsmcad_roles *now = hsmcad_roles_get(srv->d);
+    int was = cc->who != NULL;
+
+    if (now == cc->roles) {
+        hsmcad_roles_free(now);
+        return;
+    }
+    hsmcad_roles_free(cc->roles);
+    cc->roles = now;
+    cc->who = hsmcad_roles_lookup_fp(now, cc->fp);
+    if (cc->who == NULL) {
+        snprintf(cc->client, sizeof(cc->client), "%s", cc->anon);
+        return;
+    }
+    snprintf(cc->client, sizeof(cc->client), "%s", cc->who->name);
+    if (!was) {
+        /* out of the gate, and the whole idle timeout from now on */
+        hsmcad_gate_authenticated(srv->gate, &cc->gate);
+        (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, srv->d->cfg.timeout_s);
+    }
+}
+
 static void
 identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx *cc)
 {
@@ -489,7 +523,9 @@ identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx
                   status);
         return;
     }
-    cc->who = hsmcad_roles_lookup_fp(srv->d->roles, fp);
+    cc->verified = 1;
+    memcpy(cc->fp, fp, sizeof(cc->fp));
+    bind_principal(srv, conn, cc);
     {
         const unsigned char *p = peers[0].data;
         X509 *x = d2i_X509(NULL, &p, (long)peers[0].size);
@@ -500,12 +536,6 @@ identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx
             cc->have_spki = 1;
         OPENSSL_free(spki);
         X509_free(x);
-    }
-    if (cc->who != NULL) {
-        snprintf(cc->client, sizeof(cc->client), "%s", cc->who->name);
-        /* out of the gate, and the whole idle timeout from now on */
-        hsmcad_gate_authenticated(srv->gate, &cc->gate);
-        (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, srv->d->cfg.timeout_s);
     }
 }
 
@@ -537,7 +567,8 @@ notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                 inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, ip,
                           sizeof(ip));
         }
-        snprintf(cc->client, sizeof(cc->client), "anon:%s", ip);
+        snprintf(cc->anon, sizeof(cc->anon), "anon:%s", ip);
+        snprintf(cc->client, sizeof(cc->client), "%s", cc->anon);
         ev = hsmcad_gate_open(srv->gate, &cc->gate, fi != NULL ? fi->connect_fd : -1,
                               ai != NULL ? ai->client_addr : NULL);
         if (ev > 0)
@@ -547,8 +578,10 @@ notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                                         srv->d->cfg.handshake_timeout_s);
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         cc = *socket_context;
-        if (cc != NULL)
+        if (cc != NULL) {
             hsmcad_gate_close(srv->gate, &cc->gate);
+            hsmcad_roles_free(cc->roles);
+        }
         free(cc);
         *socket_context = NULL;
     }
@@ -911,6 +944,8 @@ access_handler(void *cls, struct MHD_Connection *conn, const char *url, const ch
     if (r->state == RS_NEW) {
         if (r->cc != NULL && !r->cc->checked)
             identify(srv, conn, r->cc);
+        else if (r->cc != NULL && r->cc->verified && hsmcad_roles_current(srv->d) != r->cc->roles)
+            bind_principal(srv, conn, r->cc); /* the role bindings were reloaded */
         if (first_call(srv, r, url, method) != 0)
             return finish(r);
         r->state = RS_BODY;

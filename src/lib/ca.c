@@ -480,6 +480,33 @@ ex_crl_signed(void *arg, const char *ca_id, const struct hsmca_crl_info *info)
     __atomic_store_n(&c->crl_number, info->number, __ATOMIC_RELEASE);
 }
 
+/* token.enroll (the quorum's token_init hook): a new CA token, initialised with a random SO PIN
+ * that is wiped at once (as `hsmca ceremony init --init-tokens` does: nobody ever knows it) and
+ * the quorum's user PIN, then opened in the registry's token table. */
+enum hsmca_err
+hsmca_ca_token_init(void *arg, const char *label, const struct hsmca_secret *user_pin)
+{
+    struct hsmca_ca_registry *reg = arg;
+    struct hsmca_secret so = {NULL, 0};
+    struct hsmca_token *tok = NULL;
+    enum hsmca_err rc, frc;
+
+    if (reg == NULL || reg->cfg.p11 == NULL || label == NULL || user_pin == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = hsmca_token_random_pin(HSMCA_SO_PIN_LEN, &so);
+    if (rc == HSMCA_OK)
+        rc = hsmca_token_init(reg->cfg.p11, label, &so, user_pin, &tok);
+    hsmca_secret_clear(&so);
+    frc = hsmca_token_free(tok);
+    if (rc == HSMCA_OK)
+        rc = frc;
+    if (rc == HSMCA_OK && hsmca_ca_token(reg, label, NULL, 0) == NULL)
+        rc = HSMCA_E_TOKEN_NOT_FOUND;
+    hsmca_log(rc == HSMCA_OK ? HSMCA_LOG_INFO : HSMCA_LOG_ERROR, mod(reg),
+              "token-initialised", "token=%s code=%s", label, hsmca_err_code(rc));
+    return rc;
+}
+
 void
 hsmca_ca_quorum_exec(struct hsmca_ca_registry *reg, struct hsmca_quorum_exec *ex)
 {

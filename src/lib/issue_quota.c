@@ -179,6 +179,36 @@ issue_quotas_dup(const struct hsmca_issue_quotas *q, struct hsmca_issue_quotas *
     return HSMCA_OK;
 }
 
+/* ---- new quotas while running (a reload, docs/reload.md) ---- */
+
+void
+hsmca_issuer_take_quotas(struct hsmca_issuer *iss, struct hsmca_issue_quotas *q)
+{
+    struct hsmca_issue_quotas *old;
+
+    if (iss == NULL) {
+        hsmca_issue_quotas_free(q);
+        return;
+    }
+    old = iss->quotas;
+    iss->quotas = q;
+    hsmca_issue_quotas_free(old);
+}
+
+void
+hsmca_issue_ca_quotas_update(struct hsmca_issue_ca *ca)
+{
+    uint64_t pm = 0, pd = 0;
+
+    if (ca == NULL)
+        return;
+    hsmca_issue_quotas_get(ca->iss->quotas, ca->rec.id, &pm, &pd);
+    pthread_mutex_lock(&ca->mu);
+    ca->per_minute = pm;
+    ca->per_day = pd;
+    pthread_mutex_unlock(&ca->mu);
+}
+
 /* ---------------------------------------------------------------- sliding counters */
 
 static void

@@ -265,7 +265,7 @@ check_approval(struct hsmca_quorum *q, const char *request_id, const struct appr
     rc = hsmca_store_qepoch_current(hsmca_q_rd(q), &e);
     if (rc != HSMCA_OK)
         goto out;
-    if (e.epoch != (uint64_t)v->epoch || strcmp(e.policy_hash, v->policy_hash) != 0) {
+    if (!hsmca_q_epoch_holds(q, (uint64_t)v->epoch, v->policy_hash, &e)) {
         *code = HSMCA_E_QUORUM_EPOCH_STALE;
         goto out;
     }

@@ -45,6 +45,7 @@ hsmca_q_env_view_clear(struct env_view *e)
 enum hsmca_err
 hsmca_q_env_parse(const char *text, size_t len, struct env_view *e)
 {
+    json_t *view = NULL; /* hsmcad's view in a person's terms: never signed, never trusted */
     char hex[65];
 
     memset(e, 0, sizeof(*e));
@@ -52,10 +53,10 @@ hsmca_q_env_parse(const char *text, size_t len, struct env_view *e)
         return HSMCA_E_QUORUM_ENVELOPE;
     e->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
     if (e->root == NULL ||
-        json_unpack_ex(e->root, NULL, JSON_STRICT, "{s?o, s:o, s:s, s:s, s:o, s:s, s:I}",
+        json_unpack_ex(e->root, NULL, JSON_STRICT, "{s?o, s:o, s:s, s:s, s:o, s:s, s:I, s?o}",
                        "alt_shares", &e->alt_shares, "approvals", &e->approvals, "digest",
                        &e->digest, "request", &e->request_b64, "shares", &e->shares, "status",
-                       &e->status, "threshold", &e->threshold) != 0 ||
+                       &e->status, "threshold", &e->threshold, "view", &view) != 0 ||
         !json_is_object(e->shares) || (e->alt_shares != NULL && !json_is_object(e->alt_shares)))
         goto bad;
     if (hsmca_b64_decode(e->request_b64, HSMCA_QUORUM_REQUEST_MAX, &e->bytes, &e->len) !=

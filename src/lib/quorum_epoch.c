@@ -463,6 +463,11 @@ apply_confirm(struct hsmca_store *st, void *arg)
 
         if (!c->tok[i].rotated)
             continue;
+        if (c->tok[i].fresh && !rc_->set_ok[i]) {
+            /* token.enroll: the token was not initialised, it never joins */
+            rc = hsmca_store_qtoken_delete(st, t.label);
+            continue;
+        }
         if (!rc_->set_ok[i]) {
             struct hsmca_qtoken n = t;
 
@@ -504,7 +509,7 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
     struct approver_list *l = calloc(1, sizeof(*l));
     struct all_tokens *all = calloc(1, sizeof(*all));
     struct hsmca_qapprover enrol;
-    struct hsmca_secret newpin[HSMCA_QUORUM_TOKENS_MAX];
+    struct hsmca_secret newpin[HSMCA_QUORUM_TOKENS_MAX], freshpin = {NULL, 0};
     size_t tok_of[HSMCA_QUORUM_TOKENS_MAX]; /* c->tok index -> x index, for rotated tokens */
     int set_ok[HSMCA_QUORUM_TOKENS_MAX];
     struct hsmca_audit_receipt ir;
@@ -551,6 +556,8 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
     for (i = 0; i < all->n; i++) {
         struct token_epoch *te = &c->tok[c->ntok];
 
+        if (strcmp(all->t[i].label, x->fresh) == 0)
+            continue; /* token.enroll replaces a record that never got its token */
         for (j = 0; j < x->ntok; j++) {
             if (x->logged_in[j] && strcmp(x->label[j], all->t[i].label) == 0)
                 break;
@@ -579,6 +586,26 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
         if (rc != HSMCA_OK)
             goto out;
     }
+    /* token.enroll: the new token's PIN, split and sealed to the approvers like the others, is
+     * written ahead with them; the token is initialised with it only after (step 3) */
+    if (x->fresh[0] != '\0') {
+        struct token_epoch *te = &c->tok[c->ntok];
+        char uri[HSMCA_TOKEN_LABEL_MAX + 16];
+
+        if (c->ntok >= HSMCA_QUORUM_TOKENS_MAX || x->ex == NULL || x->ex->token_init == NULL) {
+            rc = HSMCA_E_QUORUM_PARAMS;
+            goto out;
+        }
+        snprintf(uri, sizeof(uri), "pkcs11:token=%s", x->fresh);
+        rc = random_pin(&freshpin);
+        if (rc == HSMCA_OK)
+            rc = seal_token(te, x->fresh, uri, c->e.epoch, c->e.m, l, &freshpin);
+        te->fresh = 1;
+        c->ntok++;
+        if (rc != HSMCA_OK)
+            goto out;
+        json_array_append_new(labels, json_string(x->fresh));
+    }
     /* 2. write ahead: the epoch with both PINs of every rotated token */
     rc = epoch_detail(c);
     if (rc == HSMCA_OK) {
@@ -593,6 +620,16 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
     for (i = 0; i < c->ntok; i++) {
         if (!c->tok[i].rotated)
             continue;
+        if (c->tok[i].fresh) {
+            set_rc = x->ex->token_init(x->ex->arg, x->fresh, &freshpin);
+            set_ok[i] = set_rc == HSMCA_OK;
+            if (set_rc != HSMCA_OK) {
+                hsmca_log(HSMCA_LOG_ERROR, "quorum", "token-init-failed", "token=%s code=%s",
+                          x->fresh, hsmca_err_code(set_rc));
+                rc = set_rc;
+            }
+            continue;
+        }
         j = tok_of[i];
         set_rc = hsmca_token_set_pin(x->tok[j], x->live_alt[j] ? &x->alt_pin[j] : &x->pin[j],
                                      &newpin[j]);
@@ -609,7 +646,9 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
     for (i = 0; res != NULL && i < c->ntok; i++) {
         if (c->tok[i].rotated)
             json_object_set_new(res, c->tok[i].t.label,
-                                json_string(set_ok[i] ? "rotated" : "kept"));
+                                json_string(c->tok[i].fresh ? (set_ok[i] ? "joined" : "not-joined")
+                                            : set_ok[i]     ? "rotated"
+                                                            : "kept"));
     }
     conf.c = c;
     conf.set_ok = set_ok;
@@ -636,10 +675,48 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
 out:
     for (j = 0; j < HSMCA_QUORUM_TOKENS_MAX; j++)
         hsmca_secret_clear(&newpin[j]);
+    hsmca_secret_clear(&freshpin);
     json_decref(labels);
     json_decref(res);
     hsmca_qapprover_clear(&enrol);
     epoch_change_free(c, l);
     free(all);
     return rc;
+}
+
+/*
+ * Does a request made in epoch req_epoch under policy req_policy_hash still hold in epoch cur?
+ * Yes when nothing it relies on changed since: the same policy and the same approvers (names and
+ * keys). An epoch that only rotated PINs (every ca.create, ca.activate, token.enroll...) leaves
+ * other pending requests usable: their tokens' shares are read at each token's own epoch.
+ */
+int
+hsmca_q_epoch_holds(struct hsmca_quorum *q, uint64_t req_epoch, const char *req_policy_hash,
+                    const struct hsmca_qepoch *cur)
+{
+    struct approver_list *a, *b;
+    int same = 0;
+    size_t i;
+
+    if (cur->epoch == req_epoch)
+        return strcmp(cur->policy_hash, req_policy_hash) == 0;
+    if (cur->epoch < req_epoch || strcmp(cur->policy_hash, req_policy_hash) != 0)
+        return 0;
+    a = calloc(1, sizeof(*a));
+    b = calloc(1, sizeof(*b));
+    if (a != NULL && b != NULL &&
+        hsmca_q_active_approvers(hsmca_q_rd(q), req_epoch, a) == HSMCA_OK &&
+        hsmca_q_active_approvers(hsmca_q_rd(q), cur->epoch, b) == HSMCA_OK && a->n == b->n) {
+        same = 1;
+        for (i = 0; same && i < a->n; i++)
+            same = strcmp(a->a[i].name, b->a[i].name) == 0 &&
+                   memcmp(a->a[i].fingerprint, b->a[i].fingerprint, 32) == 0;
+    }
+    if (a != NULL)
+        hsmca_q_approver_list_clear(a);
+    if (b != NULL)
+        hsmca_q_approver_list_clear(b);
+    free(a);
+    free(b);
+    return same;
 }

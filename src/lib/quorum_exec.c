@@ -263,7 +263,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
             hsmca_q_refuse(q, NULL, "quorum.execute", target, HSMCA_E_QUORUM_REQUEST_EXPIRED, NULL);
         goto out;
     }
-    if (x->e.epoch != (uint64_t)x->v.epoch || strcmp(x->e.policy_hash, x->v.policy_hash) != 0) {
+    if (!hsmca_q_epoch_holds(q, (uint64_t)x->v.epoch, x->v.policy_hash, &x->e)) {
         rc = hsmca_q_refuse(q, NULL, "quorum.execute", target, HSMCA_E_QUORUM_EPOCH_STALE, NULL);
         goto out;
     }
@@ -319,6 +319,14 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     }
     for (i = 0; i < x->ntok; i++) {
         rc = hsmca_token_login(x->tok[i], &x->pin[i]);
+        /* a token held by an open activation window (another PAI's, or this one's for an op
+         * other than ca.activate): its PIN passed its commitment, the token is logged in with
+         * it, and the rotation's C_SetPIN works in that login; the window stays open */
+        if (rc == HSMCA_E_ALREADY_LOGGED_IN && strcmp(x->v.op, "ca.activate") != 0 &&
+            x->qt[i].alt_epoch == 0) {
+            x->held[i] = 1;
+            rc = HSMCA_OK;
+        }
         /* an unconfirmed rotation: the token answers to the current or the alternate PIN, and
          * both passed their commitments; at most one login attempt is refused (docs/custody.md) */
         if (rc == HSMCA_E_PIN_INCORRECT && x->alt_pin[i].p != NULL) {
@@ -331,6 +339,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     }
     hsmca_log(HSMCA_LOG_INFO, "quorum", "login", "request=%s op=%s tokens=%zu", id, x->v.op,
               x->ntok);
+    x->ex = ex;
     if (x->op->act != NULL)
         act_rc = x->op->act(q, x, ex);
     /* proactive refresh: whatever the act did, the PINs used here change now */
@@ -382,7 +391,7 @@ fail : {
 }
 done:
     for (i = 0; i < x->ntok; i++) {
-        if (x->logged_in[i] && !x->activated) {
+        if (x->logged_in[i] && !x->activated && !x->held[i]) {
             if (hsmca_token_logout(x->tok[i]) != HSMCA_OK)
                 hsmca_log(HSMCA_LOG_ERROR, "quorum", "logout-failed", "token=%s", x->label[i]);
         }
@@ -428,5 +437,45 @@ hsmca_quorum_deactivate(struct hsmca_quorum *q, const struct hsmca_quorum_princi
             rc = arc;
     }
     json_decref(d);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_quorum_cancel(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,
+                    const char *id, const char *reason)
+{
+    struct hsmca_qrequest r;
+    struct status_apply sa;
+    char target[HSMCA_QUORUM_ID_LEN + 16];
+    json_t *d;
+    enum hsmca_err rc;
+
+    if (q == NULL || who == NULL || id == NULL || strlen(id) != HSMCA_QUORUM_ID_LEN ||
+        (reason != NULL && strlen(reason) > 256))
+        return HSMCA_E_INVALID_ARG;
+    snprintf(target, sizeof(target), "request/%s", id);
+    memset(&r, 0, sizeof(r));
+    pthread_mutex_lock(&q->lock);
+    rc = hsmca_store_qrequest_get(hsmca_q_rd(q), id, &r);
+    if (rc == HSMCA_OK && strcmp(r.status, "pending") != 0)
+        rc = HSMCA_E_QUORUM_REQUEST_EXECUTED; /* executed or failed: nothing left to cancel */
+    if (rc != HSMCA_OK) {
+        rc = rc == HSMCA_E_NOT_FOUND || rc == HSMCA_E_QUORUM_REQUEST_EXECUTED
+                 ? hsmca_q_refuse(q, who, "quorum.cancel", target, rc, NULL)
+                 : rc;
+        goto out;
+    }
+    /* a cancelled request is closed as failed; its one-time key goes, so no approval opens it */
+    d = json_pack("{s:s, s:s}", "op", r.op, "reason", reason != NULL ? reason : "");
+    sa.id = id;
+    sa.status = "failed";
+    rc = d != NULL ? hsmca_q_audit(q, who, "quorum.cancel", target, "ok", d, apply_status, &sa)
+                   : HSMCA_E_NOMEM;
+    json_decref(d);
+    if (rc == HSMCA_OK)
+        hsmca_q_pending_drop(q, id);
+out:
+    pthread_mutex_unlock(&q->lock);
+    hsmca_qrequest_clear(&r);
     return rc;
 }

@@ -57,6 +57,7 @@ struct token_epoch {
     struct hsmca_qshare s[HSMCA_QUORUM_APPROVERS_MAX + 1];
     size_t n;
     int rotated; /* 1: new PIN and shares in this epoch; 0: unchanged, listed for the snapshot */
+    int fresh;   /* token.enroll: a new token, initialised after the write-ahead */
 };
 
 struct epoch_change {
@@ -110,9 +111,13 @@ struct exec_state {
     int live_alt[HSMCA_QUORUM_TOKENS_MAX];
     struct hsmca_token *tok[HSMCA_QUORUM_TOKENS_MAX];
     int logged_in[HSMCA_QUORUM_TOKENS_MAX];
+    /* logged in already by an open activation window: used as it is, never logged out here */
+    int held[HSMCA_QUORUM_TOKENS_MAX];
     const struct hsmca_qop *op; /* the request's operation */
     int activated;              /* the op opened a signing window: its tokens stay logged in */
     json_t *result;
+    const struct hsmca_quorum_exec *ex;    /* the executor's hooks */
+    char fresh[HSMCA_TOKEN_LABEL_MAX + 1]; /* token.enroll: the label of the token to join */
 };
 
 struct env_view {
@@ -214,6 +219,8 @@ void hsmca_q_approver_list_clear(struct approver_list *l);
 enum hsmca_err hsmca_q_active_approvers(struct hsmca_store *st, uint64_t epoch,
                                         struct approver_list *l);
 enum hsmca_err hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x);
+int hsmca_q_epoch_holds(struct hsmca_quorum *q, uint64_t req_epoch, const char *req_policy_hash,
+                        const struct hsmca_qepoch *cur);
 
 /* quorum_ops.c: the operation named name, or NULL; the i-th of the table, NULL past its end */
 const struct hsmca_qop *hsmca_qop_find(const char *name);

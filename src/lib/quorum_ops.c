@@ -594,6 +594,95 @@ after_activate(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_
     return rc;
 }
 
+/* ---- token.enroll: a free token joins the quorum's custody (docs/lifecycle.md) ---- */
+
+struct enrol_token_ctx {
+    const char *label;
+    struct labels *need;
+    int dup;
+};
+
+static enum hsmca_err
+enrol_token_other(void *arg, const struct hsmca_qtoken *t)
+{
+    struct enrol_token_ctx *c = arg;
+
+    if (strcmp(t->label, c->label) == 0) {
+        c->dup = 1;
+        return HSMCA_OK;
+    }
+    if (c->need->n >= HSMCA_QUORUM_TOKENS_MAX - 1)
+        return HSMCA_E_QUORUM_PARAMS; /* no room for one more token */
+    snprintf(c->need->v[c->need->n++], sizeof(c->need->v[0]), "%s", t->label);
+    return HSMCA_OK;
+}
+
+/*
+ * {"token": LABEL}: a label no token under quorum has (hsmcad checks that the module has no token
+ * with it either). The approvals prove themselves on every token already under quorum: the
+ * execution logs in to each (their PINs rotate as in every operation) and the new token's PIN is
+ * split and sealed to the current approvers in the same new epoch.
+ */
+static enum hsmca_err
+check_token_enroll(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
+                   struct labels *need)
+{
+    struct enrol_token_ctx c;
+    const char *label = NULL;
+    enum hsmca_err rc;
+    size_t i, n;
+
+    (void)e;
+    if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s}", "token", &label) != 0)
+        return HSMCA_E_QUORUM_PARAMS;
+    n = strlen(label);
+    if (n == 0 || n > HSMCA_TOKEN_LABEL_MAX)
+        return HSMCA_E_QUORUM_PARAMS;
+    for (i = 0; i < n; i++) {
+        if (label[i] <= ' ' || label[i] > '~' || label[i] == ';' || label[i] == '%' ||
+            label[i] == '?' || label[i] == '/')
+            return HSMCA_E_QUORUM_PARAMS;
+    }
+    c.label = label;
+    c.need = need;
+    c.dup = 0;
+    rc = hsmca_store_qtoken_list(hsmca_q_rd(q), enrol_token_other, &c);
+    if (rc != HSMCA_OK)
+        return rc;
+    if (c.dup || need->n == 0)
+        return HSMCA_E_QUORUM_PARAMS; /* under quorum already, or no quorum to prove */
+    return HSMCA_OK;
+}
+
+static int
+can_token_init(const struct hsmca_quorum_exec *ex)
+{
+    return ex->token_init != NULL;
+}
+
+/* the rotation that follows seals the new token's PIN and initialises it (quorum_epoch.c) */
+static enum hsmca_err
+act_token_enroll(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
+{
+    const char *label = json_string_value(json_object_get(x->v.params, "token"));
+
+    (void)q;
+    (void)ex;
+    if (label == NULL)
+        return HSMCA_E_QUORUM_PARAMS;
+    snprintf(x->fresh, sizeof(x->fresh), "%s", label);
+    return HSMCA_OK;
+}
+
+static enum hsmca_err
+after_token_enroll(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
+{
+    (void)q;
+    (void)ex;
+    x->result = json_pack("{s:s}", "enrolled", x->fresh);
+    return x->result != NULL ? HSMCA_OK : HSMCA_E_NOMEM;
+}
+
 /* ---- the table ---- */
 
 /*
@@ -630,6 +719,12 @@ static const struct hsmca_qop ops[] = {
      .threshold_of = "ca.create_pai",
      .check = check_crl_sign,
      .act = act_revocation},
+    {.name = "token.enroll",
+     .threshold_of = "approver.enroll",
+     .check = check_token_enroll,
+     .can_run = can_token_init,
+     .act = act_token_enroll,
+     .after = after_token_enroll},
     /* mobile driving licences (quorum_mdl.c, docs/mdl.md) */
     {.name = "mdl.create_iaca",
      .threshold_of = "ca.create_paa",

@@ -381,6 +381,7 @@ hsmca_quorum_request_envelope(struct hsmca_quorum *q, const char *id, char **out
     const char *status;
     enum hsmca_err rc;
     size_t i;
+    int holds;
 
     memset(&r, 0, sizeof(r));
     memset(&e, 0, sizeof(e));
@@ -410,7 +411,8 @@ hsmca_quorum_request_envelope(struct hsmca_quorum *q, const char *id, char **out
         rc = HSMCA_E_NOMEM;
         goto out;
     }
-    for (i = 0; e.epoch == (uint64_t)v.epoch && i < json_array_size(v.tokens); i++) {
+    holds = hsmca_q_epoch_holds(q, (uint64_t)v.epoch, v.policy_hash, &e);
+    for (i = 0; holds && i < json_array_size(v.tokens); i++) {
         struct hsmca_qtoken t;
 
         rc = hsmca_store_qtoken_get(hsmca_q_rd(q), hsmca_q_req_token(&v, i), &t);

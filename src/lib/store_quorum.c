@@ -568,3 +568,53 @@ hsmca_store_qapproval_list(struct hsmca_store *st, const char *request_id,
                                        "quorum_approvals WHERE request_id = ?1 ORDER BY rowid",
                approval_each, &c, NULL, "t", request_id);
 }
+
+/* ---- request listing (hsmca request list, GET /v1/requests) ---- */
+
+struct request_list_ctx {
+    enum hsmca_err (*fn)(void *, const struct hsmca_qrequest *);
+    void *arg;
+};
+
+static enum hsmca_err
+request_each(struct hsmca_q *s, void *arg)
+{
+    struct request_list_ctx *c = arg;
+    struct hsmca_qrequest r;
+    enum hsmca_err rc = request_row(s, &r);
+
+    if (rc == HSMCA_OK)
+        rc = c->fn(c->arg, &r);
+    hsmca_qrequest_clear(&r);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_qrequest_list(struct hsmca_store *st, const char *status, unsigned limit,
+                          enum hsmca_err (*fn)(void *arg, const struct hsmca_qrequest *r),
+                          void *arg)
+{
+    struct request_list_ctx c = {fn, arg};
+
+    if (st == NULL || fn == NULL || limit == 0)
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "SELECT " REQUEST_COLS " FROM quorum_requests WHERE ?1 = '' OR status = ?1 "
+               "ORDER BY created_ms DESC, id LIMIT ?2",
+               request_each, &c, NULL, "ti", status != NULL ? status : "", (int64_t)limit);
+}
+
+/* ---- a token that never joined (token.enroll whose initialisation failed) ---- */
+
+enum hsmca_err
+hsmca_store_qtoken_delete(struct hsmca_store *st, const char *label)
+{
+    enum hsmca_err rc;
+
+    if (st == NULL || label == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = run(st, "DELETE FROM quorum_shares WHERE label = ?1", NULL, NULL, NULL, "t", label);
+    if (rc == HSMCA_OK)
+        rc = run(st, "DELETE FROM quorum_tokens WHERE label = ?1", NULL, NULL, NULL, "t", label);
+    return rc;
+}

@@ -34,6 +34,7 @@ help issue
 help issue-batch
 help mdl
 help report
+help request
 help token
 help verify
 approve --help
@@ -56,6 +57,11 @@ mdl verify --help
 mdl profile-check --help
 mdl issuer-auth --help
 report --help
+request --help
+request create --help
+request list --help
+request show --help
+request cancel --help
 token --help
 token info --help
 token keygen --help

@@ -54,11 +54,14 @@ check "approver reads the envelope" [ "$STATUS" = 200 ]
 cp "$W/body" "$W/envelope.json"
 "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json"
 "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json"
-# an approval is self-authenticating (signed by the approver's key): whoever carries it, it counts
-# once, for the approver who signed it
+# an approval is bound to its sender: bob's approval relayed by dave is refused
 call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
     --data-binary @"$W/appr-bob.json"
-check "bob's approval counted, not ready" jq -e '.approvals == 1 and .ready == false' "$W/body"
+expect "bob's approval relayed by dave" 403 quorum-approval-relayed
+check "... and audited as a refusal by dave" sh -c "sqlite3 '$W/hsmca.db' \"SELECT CAST(line AS TEXT) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%quorum.approve.refuse%quorum-approval-relayed%'\" | grep -q '\"actor\":\"dave-approver\"'"
+call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
+    --data-binary @"$W/appr-bob.json"
+check "bob's approval from bob counted, not ready" jq -e '.approvals == 1 and .ready == false' "$W/body"
 call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
     --data-binary @"$W/appr-bob.json"
 expect "bob's approval a second time" 409 quorum-duplicate-approval

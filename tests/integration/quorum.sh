@@ -86,6 +86,11 @@ approve() { # name [extra args]
 }
 check "alice approves online" approve alice --out alice.json
 check "alice's answer: 1 of 2" grep -q '"approvals":1' "$W/approve-alice.out"
+check "alice was shown the request in short: VID as 4 hex digits" \
+    grep -Eq '^  vid +FFF1$' "$W/approve-alice.out"
+check "... times in ISO 8601 UTC and the count of approvals" sh -c \
+    "grep -Eq '^  expires +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$' '$W/approve-alice.out' &&
+     grep -Eq '^  approvals +0 of 2$' '$W/approve-alice.out'"
 call alice POST "/v1/requests/$ID/approvals" -H 'Content-Type: application/json' \
     --data-binary @"$W/alice.json"
 expect "a second approval by alice" 409 quorum-duplicate-approval

@@ -107,8 +107,14 @@ lookup_and_authorize(void **state)
     /* a CA binding applies to operators only: an auditor on a non-bound route is fine */
     assert_int_equal(hsmcad_authorize(p, HSMCAD_ROLE_AUDITOR, 1, "pai-8000"), HSMCA_OK);
     assert_string_equal(hsmcad_role_name(p->role), "auditor");
+    /* a reload's reference counting: the table lives until its last holder lets it go (run
+     * under ASan, a use after the last free fails the test) */
+    assert_ptr_equal(hsmcad_roles_ref(r), r);
+    hsmcad_roles_free(r);
+    assert_string_equal(hsmcad_roles_lookup_fp(r, fp)->name, "carol");
     hsmcad_roles_free(r);
     hsmcad_roles_free(NULL);
+    assert_null(hsmcad_roles_ref(NULL));
 }
 
 int

@@ -502,8 +502,8 @@ hsmca_ca_token_init(void *arg, const char *label, const struct hsmca_secret *use
         rc = frc;
     if (rc == HSMCA_OK && hsmca_ca_token(reg, label, NULL, 0) == NULL)
         rc = HSMCA_E_TOKEN_NOT_FOUND;
-    hsmca_log(rc == HSMCA_OK ? HSMCA_LOG_INFO : HSMCA_LOG_ERROR, mod(reg),
-              "token-initialised", "token=%s code=%s", label, hsmca_err_code(rc));
+    hsmca_log(rc == HSMCA_OK ? HSMCA_LOG_INFO : HSMCA_LOG_ERROR, mod(reg), "token-initialised",
+              "token=%s code=%s", label, hsmca_err_code(rc));
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * store_mdl.c -- the mDL CAs and their CRLs in the store, on either backend (store_mdl.h, migration 8 of store.c and of store_pg.c).
+ * store_mdl.c -- the mDL CAs and their CRLs in the store, on either backend (store_mdl.h;
+ * migration 8 of store.c and of store_pg.c).
  */
 #include "hsmca/store_mdl.h"
 

@@ -183,10 +183,13 @@ list_cps(struct vctx *v, uint64_t **out, size_t *n)
             continue;
         if (dot == NULL || (strcmp(dot, ".txt") != 0 && strcmp(dot, ".sig") != 0) ||
             hsmca_parse_u64(de->d_name, (size_t)(dot - de->d_name), INT64_MAX, &s) != HSMCA_OK) {
+            /* the message first: de points into d, which closedir frees */
+            enum hsmca_err rc = vfail(v, HSMCA_E_AUDIT_EXTRACT_INVALID, 0,
+                                      "checkpoints/%.64s: unexpected file", de->d_name);
+
             closedir(d);
             free(sizes);
-            return vfail(v, HSMCA_E_AUDIT_EXTRACT_INVALID, 0, "checkpoints/%.64s: unexpected file",
-                         de->d_name);
+            return rc;
         }
         if (strcmp(dot, ".sig") == 0) {
             sigs++;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/err.h>
+
 #include "hsmca/matter.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,6 +47,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (rc != HSMCA_E_TOO_LARGE)
             check_verdict(rc, &v1);
+        ERR_clear_error();
         return 0;
     }
     if (size > 0 && data[0] == 0x30) {
@@ -72,5 +75,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != rc2)
         abort();
     X509_free(x);
+    ERR_clear_error();
     return 0;
 }

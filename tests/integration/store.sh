@@ -23,6 +23,7 @@ store_is_pg() { [ -n "$PG_STORE" ]; }
 store_sql() { # SQL
     if store_is_pg; then
         pg_sql "$(printf '%s' "$1" | sed -e 's/CAST(line AS TEXT)/line_text(line)/g' \
+            -e 's/CAST(bytes AS TEXT)/line_text(bytes)/g' \
             -e 's/SELECT line FROM/SELECT line_text(line) FROM/g')"
     else
         sqlite3 "$W/hsmca.db" "$1"

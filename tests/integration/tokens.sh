@@ -57,8 +57,8 @@ check "token.enroll executes with two approvals" jq -e '.executed == true' "$W/b
 check "the new token is initialised, with no SO PIN anyone knows (softhsm2-util lists it)" sh -c \
     "softhsm2-util --show-slots | grep -q 'Label: *hsmca-pai-8001'"
 call admin GET /v1/approvers
-check "the token is under the quorum" \
-    sh -c "sqlite3 '$W/hsmca.db' \"SELECT label FROM quorum_tokens\" | grep -qx hsmca-pai-8001"
+store_sql "SELECT label FROM quorum_tokens" > "$W/qtokens.txt"
+check "the token is under the quorum" grep -qx hsmca-pai-8001 "$W/qtokens.txt"
 quorum token.enroll '{"token": "hsmca-pai-8001"}'
 expect "the same label again is refused at creation" 400 quorum-params-invalid
 
@@ -138,8 +138,9 @@ call approver POST "/v1/requests/$RID_C/approvals" -H 'Content-Type: application
     --data-binary @"$W/appr-c.json"
 expect "an approval of a request asked before the approver set changed" 409 quorum-epoch-stale
 stop_daemon || bad "daemon exit status"
-LAST=$(sqlite3 "$W/hsmca.db" 'SELECT max(seq) FROM audit_entries')
-"$HSMCA_BIN" audit archive --store "$W/hsmca.db" --from 1 --to "$LAST" --out "$W/ex" > /dev/null
+LAST=$(store_sql 'SELECT max(seq) FROM audit_entries')
+"$HSMCA_BIN" audit archive --store "$STORE" --from 1 --to "$LAST" --out "$W/ex" > /dev/null
 check "the log with the enrolment verifies offline" "$HSMCA_BIN" audit verify "$W/ex"
-check "no intent is left open" sh -c "[ \$(sqlite3 '$W/hsmca.db' 'SELECT count(*) FROM audit_intents') -eq 0 ]"
+nint=$(store_sql 'SELECT count(*) FROM audit_intents')
+check "no intent is left open" [ "$nint" -eq 0 ]
 finish

@@ -58,7 +58,8 @@ cp "$W/body" "$W/envelope.json"
 call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
     --data-binary @"$W/appr-bob.json"
 expect "bob's approval relayed by dave" 403 quorum-approval-relayed
-check "... and audited as a refusal by dave" sh -c "sqlite3 '$W/hsmca.db' \"SELECT CAST(line AS TEXT) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%quorum.approve.refuse%quorum-approval-relayed%'\" | grep -q '\"actor\":\"dave-approver\"'"
+store_sql "SELECT CAST(line AS TEXT) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%quorum.approve.refuse%quorum-approval-relayed%'" > "$W/relayed.txt"
+check "... and audited as a refusal by dave" grep -q '"actor":"dave-approver"' "$W/relayed.txt"
 call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
     --data-binary @"$W/appr-bob.json"
 check "bob's approval from bob counted, not ready" jq -e '.approvals == 1 and .ready == false' "$W/body"

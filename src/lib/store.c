@@ -747,6 +747,17 @@ hsmca_store_row_by_text(struct hsmca_store *st, const char *sql, const char *key
     return hsmca_store_row_rc(st, src);
 }
 
+int
+hsmca_store_next(struct hsmca_store *st, struct hsmca_q *q, enum hsmca_err *rc)
+{
+    *rc = hsmca_store_row_rc(st, hsmca_q_step(q));
+    if (*rc == HSMCA_OK)
+        return 1;
+    if (*rc == HSMCA_E_NOT_FOUND)
+        *rc = HSMCA_OK; /* the end of the rows */
+    return 0;
+}
+
 enum hsmca_err
 hsmca_store_get_by_text(struct hsmca_store *st, const char *sql, const char *key,
                         enum hsmca_err (*row)(void *out, struct hsmca_q *q), void *out)

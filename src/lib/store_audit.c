@@ -154,18 +154,10 @@ next_page:
         rc = hsmca_store_rc(st, src, 0);
         goto out;
     }
-    for (;;) {
+    while (hsmca_store_next(st, s, &rc)) {
         const void *l, *h;
         int n;
 
-        src = hsmca_q_step(s);
-        rc = hsmca_store_row_rc(st, src);
-        if (rc == HSMCA_E_NOT_FOUND) {
-            rc = HSMCA_OK;
-            break;
-        }
-        if (rc != HSMCA_OK)
-            goto out;
         l = hsmca_q_blobp(s, 1);
         n = hsmca_q_bytes(s, 1);
         h = hsmca_q_blobp(s, 2);
@@ -178,6 +170,8 @@ next_page:
         if (rc != HSMCA_OK)
             goto out;
     }
+    if (rc != HSMCA_OK)
+        goto out;
     /* the next page; seqs are dense, so a page short of full is the end of the log */
     if (page_to < to && (uint64_t)rows == page_to - from + 1) {
         hsmca_store_release(st, s);
@@ -367,18 +361,10 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
         rc = hsmca_store_rc(st, src, 0);
         goto out;
     }
-    while (k < max) {
+    while (k < max && hsmca_store_next(st, s, &rc)) {
         const unsigned char *t;
         size_t tl;
 
-        src = hsmca_q_step(s);
-        rc = hsmca_store_row_rc(st, src);
-        if (rc == HSMCA_E_NOT_FOUND) {
-            rc = HSMCA_OK;
-            break;
-        }
-        if (rc != HSMCA_OK)
-            goto out;
         out[k].seq = (uint64_t)hsmca_q_int64(s, 0);
         t = hsmca_q_textp(s, 1);
         tl = t != NULL ? (size_t)hsmca_q_bytes(s, 1) : 0;
@@ -389,6 +375,8 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
         out[k].action[tl] = '\0';
         k++;
     }
+    if (rc != HSMCA_OK)
+        goto out;
     *n = k;
 out:
     hsmca_store_release(st, s);

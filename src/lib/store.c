@@ -747,6 +747,16 @@ hsmca_store_row_by_text(struct hsmca_store *st, const char *sql, const char *key
     return hsmca_store_row_rc(st, src);
 }
 
+enum hsmca_err
+hsmca_store_lock_txn(struct hsmca_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->in_txn)
+        return HSMCA_OK;
+    pthread_mutex_unlock(&st->lock);
+    return HSMCA_E_INVALID_ARG;
+}
+
 int
 hsmca_store_next(struct hsmca_store *st, struct hsmca_q *q, enum hsmca_err *rc)
 {
@@ -867,11 +877,8 @@ hsmca_store_commit(struct hsmca_store *st)
 
     if (st == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     rc = step_kept(st, "COMMIT");
     if (rc == HSMCA_OK) {
         st->in_txn = 0;
@@ -908,11 +915,8 @@ in_txn_exec(struct hsmca_store *st, const char *sql, int depth)
 
     if (st == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     rc = step_kept(st, sql);
     if (rc == HSMCA_OK)
         st->savepoints += depth;

@@ -23,11 +23,8 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
         return HSMCA_E_INVALID_ARG;
     if (len > HSMCA_AUDIT_LINE_MAX)
         return HSMCA_E_TOO_LARGE;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     src =
         hsmca_store_prepare(st, "INSERT INTO audit_entries(seq, line, hash) VALUES(?1,?2,?3)", &s);
     if (src == SQLITE_OK)
@@ -196,11 +193,8 @@ hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkp
     if (st == NULL || cp == NULL || cp->text == NULL || cp->sig == NULL || cp->size == 0 ||
         cp->size > INT64_MAX || cp->text_len > 1024 || cp->sig_len > 80)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     src = hsmca_store_prepare(st,
                               "INSERT INTO audit_checkpoints(size, text, sig, hash, head) "
                               "VALUES(?1,?2,?3,?4,?5)",
@@ -398,11 +392,8 @@ hsmca_store_audit_lock(struct hsmca_store *st)
         return HSMCA_E_INVALID_ARG;
     if (!hsmca_store_is_pg(st)) /* SQLite: BEGIN IMMEDIATE already holds the one write lock */
         return HSMCA_OK;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     src = hsmca_store_prepare(st, AUDIT_CHAIN_LOCK, &s);
     if (src == SQLITE_OK)
         src = hsmca_q_step(s);

@@ -101,6 +101,9 @@ void hsmca_store_free_blob(unsigned char **p, size_t *len);
  * HSMCA_OK on a row, HSMCA_E_NOT_FOUND when there is none, else the mapped error. */
 enum hsmca_err hsmca_store_row_by_text(struct hsmca_store *st, const char *sql, const char *key,
                                        struct hsmca_q **q);
+/* Take st->lock for a statement that belongs in the open write transaction: HSMCA_OK with the
+ * lock held, or HSMCA_E_INVALID_ARG (lock released) when no transaction is open. */
+enum hsmca_err hsmca_store_lock_txn(struct hsmca_store *st);
 /* With st->lock held: step q to its next row. 1 on a row (*rc HSMCA_OK); 0 at the end of the
  * rows (*rc HSMCA_OK) or on an error (*rc the mapped error). */
 int hsmca_store_next(struct hsmca_store *st, struct hsmca_q *q, enum hsmca_err *rc);

@@ -78,6 +78,18 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_read_file(const char *path, size_t max,
                                                unsigned char **buf_out, size_t *len_out);
 
 /*
+ * Load a policy file (config, bounds, profiles): read path (at most max bytes, as
+ * hsmca_read_file) and return what parse(text, len, out, why, why_len) returns on its bytes.
+ * When the file cannot be read: with what != NULL, why says "<what>cannot read <path>: <code>"
+ * and the result is HSMCA_E_CONFIG_INVALID; with what == NULL, the read's own code.
+ */
+typedef enum hsmca_err (*hsmca_policy_parse_fn)(const char *text, size_t len, void *out, char *why,
+                                                size_t why_len);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_policy_load(const char *path, size_t max,
+                                                 hsmca_policy_parse_fn parse, void *out,
+                                                 const char *what, char *why, size_t why_len);
+
+/*
  * A strict DER reader for small fixed-shape structures (CSRs, certificates hsmca builds): reads
  * one element of tag `tag` (low tag numbers only) with a minimal definite length of at most two
  * length bytes from [*p, end). On success returns 1, sets v/vlen to its contents, tlv/tlv_len

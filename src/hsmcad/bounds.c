@@ -88,18 +88,14 @@ out:
     return rc;
 }
 
+static enum hsmca_err
+bounds_parse(const char *text, size_t len, void *out, char *why, size_t why_len)
+{
+    return hsmcad_bounds_parse(text, len, out, why, why_len);
+}
+
 enum hsmca_err
 hsmcad_bounds_load(const char *path, struct hsmcad_bounds *b, char *why, size_t why_len)
 {
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    enum hsmca_err rc = hsmca_read_file(path, HSMCAD_BOUNDS_MAX, &buf, &len);
-
-    if (rc != HSMCA_OK) {
-        snprintf(why, why_len, "bounds: cannot read %s: %s", path, hsmca_err_code(rc));
-        return HSMCA_E_CONFIG_INVALID;
-    }
-    rc = hsmcad_bounds_parse((const char *)buf, len, b, why, why_len);
-    free(buf);
-    return rc;
+    return hsmca_policy_load(path, HSMCAD_BOUNDS_MAX, bounds_parse, b, "bounds: ", why, why_len);
 }

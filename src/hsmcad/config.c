@@ -388,27 +388,32 @@ out:
     return rc;
 }
 
-enum hsmca_err
-hsmcad_config_load(const char *path, struct hsmcad_config *c, char *why, size_t why_len)
+/* the config file and where it is: relative paths in it are relative to its directory */
+struct config_src {
+    struct hsmcad_config *c;
+    const char *path;
+};
+
+static enum hsmca_err
+config_parse_at(const char *text, size_t len, void *out, char *why, size_t why_len)
 {
-    unsigned char *buf = NULL;
-    size_t len = 0;
+    struct config_src *src = out;
     char base[HSMCA_PATH_MAX + 1];
     char *slash;
-    enum hsmca_err rc;
 
-    rc = hsmca_read_file(path, HSMCAD_CONFIG_MAX, &buf, &len);
-    if (rc != HSMCA_OK) {
-        snprintf(why, why_len, "cannot read %s: %s", path, hsmca_err_code(rc));
-        return HSMCA_E_CONFIG_INVALID;
-    }
-    snprintf(base, sizeof(base), "%s", path);
+    snprintf(base, sizeof(base), "%s", src->path);
     slash = strrchr(base, '/');
     if (slash != NULL)
         *slash = '\0';
     else
         snprintf(base, sizeof(base), ".");
-    rc = hsmcad_config_parse((const char *)buf, len, base, c, why, why_len);
-    free(buf);
-    return rc;
+    return hsmcad_config_parse(text, len, base, src->c, why, why_len);
+}
+
+enum hsmca_err
+hsmcad_config_load(const char *path, struct hsmcad_config *c, char *why, size_t why_len)
+{
+    struct config_src src = {c, path};
+
+    return hsmca_policy_load(path, HSMCAD_CONFIG_MAX, config_parse_at, &src, "", why, why_len);
 }

@@ -337,18 +337,17 @@ out:
     return rc;
 }
 
+static enum hsmca_err
+mdl_profile_parse(const char *text, size_t len, void *out, char *why, size_t why_len)
+{
+    return hsmca_mdl_profile_parse(text, len, out, why, why_len);
+}
+
 enum hsmca_err
 hsmca_mdl_profile_load(const char *path, struct hsmca_mdl_profile *out, char *why, size_t why_size)
 {
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    enum hsmca_err rc;
-
     if (path == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = hsmca_read_file(path, HSMCA_MDL_PROFILE_MAX, &buf, &len);
-    if (rc == HSMCA_OK)
-        rc = hsmca_mdl_profile_parse((const char *)buf, len, out, why, why_size);
-    free(buf);
-    return rc;
+    return hsmca_policy_load(path, HSMCA_MDL_PROFILE_MAX, mdl_profile_parse, out, NULL, why,
+                             why_size);
 }

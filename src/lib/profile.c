@@ -250,22 +250,21 @@ out:
     return rc;
 }
 
+/* profiles carry no reason text: their errors are their codes */
+static enum hsmca_err
+profile_parse(const char *text, size_t len, void *out, char *why, size_t why_len)
+{
+    (void)why;
+    (void)why_len;
+    return hsmca_profile_parse(text, len, out);
+}
+
 enum hsmca_err
 hsmca_profile_load(const char *path, struct hsmca_profile *out)
 {
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    enum hsmca_err rc;
-
     if (path == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    rc = hsmca_read_file(path, HSMCA_PROFILE_MAX, &buf, &len);
-    if (rc != HSMCA_OK)
-        goto out;
-    rc = hsmca_profile_parse((const char *)buf, len, out);
-out:
-    free(buf);
-    return rc;
+    return hsmca_policy_load(path, HSMCA_PROFILE_MAX, profile_parse, out, NULL, NULL, 0);
 }
 
 enum hsmca_err

@@ -15,6 +15,7 @@
 
 #include "hsmca/limits.h"
 #include "hsmca/log.h"
+#include "hsmca/store_certs.h"
 #include "hsmca/util.h"
 
 #include "store_internal.h"
@@ -712,6 +713,139 @@ hsmca_store_copy_fixed(unsigned char *dst, size_t n, struct hsmca_q *q, int col)
         memset(dst, 0, n);
 }
 
+void
+hsmca_store_copy_serial(unsigned char serial[20], size_t *len, struct hsmca_q *q, int col)
+{
+    const void *b = hsmca_q_blobp(q, col);
+    int n = hsmca_q_bytes(q, col);
+
+    *len = 0;
+    if (b != NULL && n > 0 && n <= 20) {
+        memcpy(serial, b, (size_t)n);
+        *len = (size_t)n;
+    }
+}
+
+void
+hsmca_store_free_blob(unsigned char **p, size_t *len)
+{
+    free(*p);
+    *p = NULL;
+    *len = 0;
+}
+
+enum hsmca_err
+hsmca_store_row_by_text(struct hsmca_store *st, const char *sql, const char *key,
+                        struct hsmca_q **q)
+{
+    int src = hsmca_store_prepare(st, sql, q);
+
+    if (src == SQLITE_OK) {
+        hsmca_q_text(*q, 1, key);
+        src = hsmca_q_step(*q);
+    }
+    return hsmca_store_row_rc(st, src);
+}
+
+enum hsmca_err
+hsmca_store_lock_txn(struct hsmca_store *st)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->in_txn)
+        return HSMCA_OK;
+    pthread_mutex_unlock(&st->lock);
+    return HSMCA_E_INVALID_ARG;
+}
+
+int
+hsmca_store_next(struct hsmca_store *st, struct hsmca_q *q, enum hsmca_err *rc)
+{
+    *rc = hsmca_store_row_rc(st, hsmca_q_step(q));
+    if (*rc == HSMCA_OK)
+        return 1;
+    if (*rc == HSMCA_E_NOT_FOUND)
+        *rc = HSMCA_OK; /* the end of the rows */
+    return 0;
+}
+
+enum hsmca_err
+hsmca_store_get_by_text(struct hsmca_store *st, const char *sql, const char *key,
+                        enum hsmca_err (*row)(void *out, struct hsmca_q *q), void *out)
+{
+    struct hsmca_q *s = NULL;
+    enum hsmca_err rc;
+
+    pthread_mutex_lock(&st->lock);
+    rc = hsmca_store_row_by_text(st, sql, key, &s);
+    if (rc == HSMCA_OK)
+        rc = row(out, s);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_rows(struct hsmca_store *st, struct hsmca_q *q, int src,
+                 enum hsmca_err (*row)(void *ctx, struct hsmca_q *q), void *ctx)
+{
+    enum hsmca_err rc = HSMCA_OK;
+
+    while (src == SQLITE_OK || src == SQLITE_ROW) {
+        src = hsmca_q_step(q);
+        if (src != SQLITE_ROW)
+            break;
+        rc = row(ctx, q);
+        if (rc != HSMCA_OK)
+            return rc;
+    }
+    return src == SQLITE_DONE ? HSMCA_OK : hsmca_store_rc(st, src, 0);
+}
+
+enum hsmca_err
+hsmca_store_crl_put_sql(struct hsmca_store *st, const char *sql, const char *ca,
+                        const struct hsmca_crl_rec *crl)
+{
+    struct hsmca_q *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, sql, &s);
+    if (src == SQLITE_OK) {
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_int(s, 2, (int64_t)crl->number);
+        hsmca_q_int(s, 3, (int64_t)crl->this_update);
+        hsmca_q_int(s, 4, (int64_t)crl->next_update);
+        hsmca_q_blob(s, 5, crl->der, crl->der_len);
+        src = hsmca_q_step(s);
+    }
+    rc = hsmca_store_rc(st, src, 1);
+    if (rc == HSMCA_OK && hsmca_q_changes(s) != 1)
+        rc = HSMCA_E_STORE_CONSTRAINT; /* CRL numbers only grow */
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+static enum hsmca_err
+crl_row(void *dst, struct hsmca_q *s)
+{
+    struct hsmca_crl_rec *out = dst;
+
+    memset(out, 0, sizeof(*out));
+    out->number = (uint64_t)hsmca_q_int64(s, 0);
+    out->this_update = hsmca_q_int64(s, 1);
+    out->next_update = hsmca_q_int64(s, 2);
+    return hsmca_store_copy_blob(&out->der, &out->der_len, s, 3) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
+}
+
+enum hsmca_err
+hsmca_store_crl_get_sql(struct hsmca_store *st, const char *sql, const char *ca,
+                        struct hsmca_crl_rec *out)
+{
+    return hsmca_store_get_by_text(st, sql, ca, crl_row, out);
+}
+
 enum hsmca_err
 hsmca_store_begin(struct hsmca_store *st)
 {
@@ -743,11 +877,8 @@ hsmca_store_commit(struct hsmca_store *st)
 
     if (st == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     rc = step_kept(st, "COMMIT");
     if (rc == HSMCA_OK) {
         st->in_txn = 0;
@@ -784,11 +915,8 @@ in_txn_exec(struct hsmca_store *st, const char *sql, int depth)
 
     if (st == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     rc = step_kept(st, sql);
     if (rc == HSMCA_OK)
         st->savepoints += depth;

@@ -23,11 +23,8 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
         return HSMCA_E_INVALID_ARG;
     if (len > HSMCA_AUDIT_LINE_MAX)
         return HSMCA_E_TOO_LARGE;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     src =
         hsmca_store_prepare(st, "INSERT INTO audit_entries(seq, line, hash) VALUES(?1,?2,?3)", &s);
     if (src == SQLITE_OK)
@@ -154,18 +151,10 @@ next_page:
         rc = hsmca_store_rc(st, src, 0);
         goto out;
     }
-    for (;;) {
+    while (hsmca_store_next(st, s, &rc)) {
         const void *l, *h;
         int n;
 
-        src = hsmca_q_step(s);
-        rc = hsmca_store_row_rc(st, src);
-        if (rc == HSMCA_E_NOT_FOUND) {
-            rc = HSMCA_OK;
-            break;
-        }
-        if (rc != HSMCA_OK)
-            goto out;
         l = hsmca_q_blobp(s, 1);
         n = hsmca_q_bytes(s, 1);
         h = hsmca_q_blobp(s, 2);
@@ -178,6 +167,8 @@ next_page:
         if (rc != HSMCA_OK)
             goto out;
     }
+    if (rc != HSMCA_OK)
+        goto out;
     /* the next page; seqs are dense, so a page short of full is the end of the log */
     if (page_to < to && (uint64_t)rows == page_to - from + 1) {
         hsmca_store_release(st, s);
@@ -202,11 +193,8 @@ hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkp
     if (st == NULL || cp == NULL || cp->text == NULL || cp->sig == NULL || cp->size == 0 ||
         cp->size > INT64_MAX || cp->text_len > 1024 || cp->sig_len > 80)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     src = hsmca_store_prepare(st,
                               "INSERT INTO audit_checkpoints(size, text, sig, hash, head) "
                               "VALUES(?1,?2,?3,?4,?5)",
@@ -367,18 +355,10 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
         rc = hsmca_store_rc(st, src, 0);
         goto out;
     }
-    while (k < max) {
+    while (k < max && hsmca_store_next(st, s, &rc)) {
         const unsigned char *t;
         size_t tl;
 
-        src = hsmca_q_step(s);
-        rc = hsmca_store_row_rc(st, src);
-        if (rc == HSMCA_E_NOT_FOUND) {
-            rc = HSMCA_OK;
-            break;
-        }
-        if (rc != HSMCA_OK)
-            goto out;
         out[k].seq = (uint64_t)hsmca_q_int64(s, 0);
         t = hsmca_q_textp(s, 1);
         tl = t != NULL ? (size_t)hsmca_q_bytes(s, 1) : 0;
@@ -389,6 +369,8 @@ hsmca_store_audit_intents(struct hsmca_store *st, struct hsmca_store_audit_inten
         out[k].action[tl] = '\0';
         k++;
     }
+    if (rc != HSMCA_OK)
+        goto out;
     *n = k;
 out:
     hsmca_store_release(st, s);
@@ -410,11 +392,8 @@ hsmca_store_audit_lock(struct hsmca_store *st)
         return HSMCA_E_INVALID_ARG;
     if (!hsmca_store_is_pg(st)) /* SQLite: BEGIN IMMEDIATE already holds the one write lock */
         return HSMCA_OK;
-    pthread_mutex_lock(&st->lock);
-    if (!st->in_txn) {
-        pthread_mutex_unlock(&st->lock);
+    if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
-    }
     src = hsmca_store_prepare(st, AUDIT_CHAIN_LOCK, &s);
     if (src == SQLITE_OK)
         src = hsmca_q_step(s);

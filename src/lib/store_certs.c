@@ -16,31 +16,22 @@
 void
 hsmca_ca_rec_clear(struct hsmca_ca_rec *r)
 {
-    if (r == NULL)
-        return;
-    free(r->cert_der);
-    r->cert_der = NULL;
-    r->cert_len = 0;
+    if (r != NULL)
+        hsmca_store_free_blob(&r->cert_der, &r->cert_len);
 }
 
 void
 hsmca_cert_rec_clear(struct hsmca_cert_rec *r)
 {
-    if (r == NULL)
-        return;
-    free(r->der);
-    r->der = NULL;
-    r->der_len = 0;
+    if (r != NULL)
+        hsmca_store_free_blob(&r->der, &r->der_len);
 }
 
 void
 hsmca_crl_rec_clear(struct hsmca_crl_rec *r)
 {
-    if (r == NULL)
-        return;
-    free(r->der);
-    r->der = NULL;
-    r->der_len = 0;
+    if (r != NULL)
+        hsmca_store_free_blob(&r->der, &r->der_len);
 }
 
 /* ---- CAs ---- */
@@ -50,8 +41,10 @@ hsmca_crl_rec_clear(struct hsmca_crl_rec *r)
     "invalidity_ms"
 
 static enum hsmca_err
-ca_row(struct hsmca_q *s, struct hsmca_ca_rec *r)
+ca_row(void *dst, struct hsmca_q *s)
 {
+    struct hsmca_ca_rec *r = dst;
+
     memset(r, 0, sizeof(*r));
     hsmca_store_copy_text(r->id, sizeof(r->id), s, 0);
     hsmca_store_copy_text(r->kind, sizeof(r->kind), s, 1);
@@ -111,23 +104,27 @@ hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
 enum hsmca_err
 hsmca_store_ca_get(struct hsmca_store *st, const char *id, struct hsmca_ca_rec *out)
 {
-    struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
-    int src;
-
     if (st == NULL || id == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st, "SELECT " CA_COLS " FROM cas WHERE id = ?1", &s);
-    if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, id);
-        src = hsmca_q_step(s);
-    }
-    rc = hsmca_store_row_rc(st, src);
+    return hsmca_store_get_by_text(st, "SELECT " CA_COLS " FROM cas WHERE id = ?1", id, ca_row,
+                                   out);
+}
+
+struct ca_each {
+    enum hsmca_err (*fn)(void *arg, const struct hsmca_ca_rec *ca);
+    void *arg;
+};
+
+static enum hsmca_err
+ca_each_row(void *ctx, struct hsmca_q *s)
+{
+    struct ca_each *e = ctx;
+    struct hsmca_ca_rec r;
+    enum hsmca_err rc = ca_row(&r, s);
+
     if (rc == HSMCA_OK)
-        rc = ca_row(s, out);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
+        rc = e->fn(e->arg, &r);
+    hsmca_ca_rec_clear(&r);
     return rc;
 }
 
@@ -135,29 +132,16 @@ enum hsmca_err
 hsmca_store_ca_list(struct hsmca_store *st,
                     enum hsmca_err (*fn)(void *arg, const struct hsmca_ca_rec *ca), void *arg)
 {
+    struct ca_each e = {fn, arg};
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc = HSMCA_OK;
+    enum hsmca_err rc;
     int src;
 
     if (st == NULL || fn == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "SELECT " CA_COLS " FROM cas ORDER BY id", &s);
-    while (src == SQLITE_OK || src == SQLITE_ROW) {
-        struct hsmca_ca_rec r;
-
-        src = hsmca_q_step(s);
-        if (src != SQLITE_ROW)
-            break;
-        rc = ca_row(s, &r);
-        if (rc == HSMCA_OK)
-            rc = fn(arg, &r);
-        hsmca_ca_rec_clear(&r);
-        if (rc != HSMCA_OK)
-            break;
-    }
-    if (rc == HSMCA_OK && src != SQLITE_DONE)
-        rc = hsmca_store_rc(st, src, 0);
+    rc = hsmca_store_rows(st, s, src, ca_each_row, &e);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -165,25 +149,12 @@ hsmca_store_ca_list(struct hsmca_store *st,
 
 /* ---- certificates ---- */
 
-static void
-copy_serial(unsigned char serial[20], size_t *len, struct hsmca_q *s, int col)
-{
-    const void *b = hsmca_q_blobp(s, col);
-    int n = hsmca_q_bytes(s, col);
-
-    *len = 0;
-    if (b != NULL && n > 0 && n <= 20) {
-        memcpy(serial, b, (size_t)n);
-        *len = (size_t)n;
-    }
-}
-
 enum hsmca_err
 hsmca_store_cert_row(struct hsmca_q *s, struct hsmca_cert_rec *r, int der_col)
 {
     memset(r, 0, sizeof(*r));
     hsmca_store_copy_text(r->ca, sizeof(r->ca), s, 0);
-    copy_serial(r->serial, &r->serial_len, s, 1);
+    hsmca_store_copy_serial(r->serial, &r->serial_len, s, 1);
     hsmca_store_copy_text(r->request_id, sizeof(r->request_id), s, 2);
     hsmca_store_copy_fixed(r->csr_sha256, 32, s, 3);
     hsmca_store_copy_fixed(r->sha256, 32, s, 4);
@@ -427,34 +398,49 @@ hsmca_store_cert_list(struct hsmca_store *st, const char *ca, const struct hsmca
     return rc;
 }
 
-enum hsmca_err
-hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned char *serial,
-                        size_t serial_len, int64_t revoked_ms, int reason, int64_t invalidity_ms)
+/* Run one revoking UPDATE: ?1 key, ?2 serial, ?3 revoked_ms, ?4 reason, ?5 invalidity_ms;
+ * *changed is the rows it changed. */
+static enum hsmca_err
+revoke_update(struct hsmca_store *st, const char *sql, const char *key, const unsigned char *serial,
+              size_t serial_len, int64_t revoked_ms, int reason, int64_t invalidity_ms,
+              int *changed)
 {
     struct hsmca_q *s = NULL;
     enum hsmca_err rc;
-    int src, changed = 0, exists = 0;
+    int src;
 
-    if (st == NULL || ca == NULL || serial == NULL || serial_len == 0 || serial_len > 20)
-        return HSMCA_E_INVALID_ARG;
+    *changed = 0;
     pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st,
-                              "UPDATE certificates SET revoked_ms = ?3, reason = NULLIF(?4, -1), "
-                              "invalidity_ms = NULLIF(?5, 0) "
-                              "WHERE ca = ?1 AND serial = ?2 AND revoked_ms IS NULL",
-                              &s);
+    src = hsmca_store_prepare(st, sql, &s);
     if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, ca);
+        hsmca_q_text(s, 1, key);
         hsmca_q_blob(s, 2, serial, serial_len);
         hsmca_q_int(s, 3, revoked_ms);
         hsmca_q_int(s, 4, reason);
         hsmca_q_int(s, 5, invalidity_ms);
         src = hsmca_q_step(s);
-        changed = hsmca_q_changes(s);
+        *changed = hsmca_q_changes(s);
     }
     rc = hsmca_store_rc(st, src, 1);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_cert_revoke(struct hsmca_store *st, const char *ca, const unsigned char *serial,
+                        size_t serial_len, int64_t revoked_ms, int reason, int64_t invalidity_ms)
+{
+    enum hsmca_err rc;
+    int changed = 0, exists = 0;
+
+    if (st == NULL || ca == NULL || serial == NULL || serial_len == 0 || serial_len > 20)
+        return HSMCA_E_INVALID_ARG;
+    rc = revoke_update(st,
+                       "UPDATE certificates SET revoked_ms = ?3, reason = NULLIF(?4, -1), "
+                       "invalidity_ms = NULLIF(?5, 0) "
+                       "WHERE ca = ?1 AND serial = ?2 AND revoked_ms IS NULL",
+                       ca, serial, serial_len, revoked_ms, reason, invalidity_ms, &changed);
     if (rc != HSMCA_OK || changed == 1)
         return rc;
     rc = hsmca_store_serial_exists(st, ca, serial, serial_len, &exists);
@@ -468,30 +454,15 @@ hsmca_store_ca_revoke(struct hsmca_store *st, const char *id, const unsigned cha
                       size_t serial_len, int64_t revoked_ms, int reason, int64_t invalidity_ms)
 {
     struct hsmca_ca_rec r;
-    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
-    int src, changed = 0;
+    int changed = 0;
 
     if (st == NULL || id == NULL || serial == NULL || serial_len == 0 || serial_len > 20)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    src =
-        hsmca_store_prepare(st,
-                            "UPDATE cas SET serial = ?2, revoked_ms = ?3, reason = NULLIF(?4, -1), "
-                            "invalidity_ms = NULLIF(?5, 0) WHERE id = ?1 AND revoked_ms IS NULL",
-                            &s);
-    if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, id);
-        hsmca_q_blob(s, 2, serial, serial_len);
-        hsmca_q_int(s, 3, revoked_ms);
-        hsmca_q_int(s, 4, reason);
-        hsmca_q_int(s, 5, invalidity_ms);
-        src = hsmca_q_step(s);
-        changed = hsmca_q_changes(s);
-    }
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
+    rc = revoke_update(st,
+                       "UPDATE cas SET serial = ?2, revoked_ms = ?3, reason = NULLIF(?4, -1), "
+                       "invalidity_ms = NULLIF(?5, 0) WHERE id = ?1 AND revoked_ms IS NULL",
+                       id, serial, serial_len, revoked_ms, reason, invalidity_ms, &changed);
     if (rc != HSMCA_OK || changed == 1)
         return rc;
     rc = hsmca_store_ca_get(st, id, &r);
@@ -499,11 +470,11 @@ hsmca_store_ca_revoke(struct hsmca_store *st, const char *id, const unsigned cha
     return rc == HSMCA_OK ? HSMCA_E_EXISTS : rc;
 }
 
-static void
-revoked_row(struct hsmca_q *s, struct hsmca_revoked_rec *r)
+void
+hsmca_store_revoked_row(struct hsmca_q *s, struct hsmca_revoked_rec *r)
 {
     memset(r, 0, sizeof(*r));
-    copy_serial(r->serial, &r->serial_len, s, 0);
+    hsmca_store_copy_serial(r->serial, &r->serial_len, s, 0);
     r->revoked_ms = hsmca_q_int64(s, 1);
     r->reason = hsmca_q_null(s, 2) ? -1 : (int)hsmca_q_int64(s, 2);
     r->invalidity_ms = hsmca_q_int64(s, 3);
@@ -536,7 +507,7 @@ hsmca_store_revoked_list(struct hsmca_store *st, const char *ca,
             while ((src = hsmca_q_step(s)) == SQLITE_ROW && rc == HSMCA_OK) {
                 struct hsmca_revoked_rec r;
 
-                revoked_row(s, &r);
+                hsmca_store_revoked_row(s, &r);
                 rc = fn(arg, &r);
             }
         }
@@ -602,62 +573,23 @@ hsmca_store_cert_activity(struct hsmca_store *st, const char *ca, int64_t from_m
 enum hsmca_err
 hsmca_store_crl_put(struct hsmca_store *st, const char *ca, const struct hsmca_crl_rec *crl)
 {
-    struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
-    int src;
-
     if (st == NULL || ca == NULL || crl == NULL || crl->der == NULL || crl->der_len == 0 ||
         crl->number > INT64_MAX)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st,
-                              "INSERT INTO crls(ca, number, this_update, next_update, der) "
-                              "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(ca) DO UPDATE SET "
-                              "number = excluded.number, this_update = excluded.this_update, "
-                              "next_update = excluded.next_update, der = excluded.der "
-                              "WHERE excluded.number > crls.number",
-                              &s);
-    if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, ca);
-        hsmca_q_int(s, 2, (int64_t)crl->number);
-        hsmca_q_int(s, 3, crl->this_update);
-        hsmca_q_int(s, 4, crl->next_update);
-        hsmca_q_blob(s, 5, crl->der, crl->der_len);
-        src = hsmca_q_step(s);
-    }
-    rc = hsmca_store_rc(st, src, 1);
-    if (rc == HSMCA_OK && hsmca_q_changes(s) != 1)
-        rc = HSMCA_E_STORE_CONSTRAINT; /* CRL numbers only grow */
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_crl_put_sql(st,
+                                   "INSERT INTO crls(ca, number, this_update, next_update, der) "
+                                   "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(ca) DO UPDATE SET "
+                                   "number = excluded.number, this_update = excluded.this_update, "
+                                   "next_update = excluded.next_update, der = excluded.der "
+                                   "WHERE excluded.number > crls.number",
+                                   ca, crl);
 }
 
 enum hsmca_err
 hsmca_store_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec *out)
 {
-    struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
-    int src;
-
     if (st == NULL || ca == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(
-        st, "SELECT number, this_update, next_update, der FROM crls WHERE ca = ?1", &s);
-    if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, ca);
-        src = hsmca_q_step(s);
-    }
-    rc = hsmca_store_row_rc(st, src);
-    if (rc == HSMCA_OK) {
-        memset(out, 0, sizeof(*out));
-        out->number = (uint64_t)hsmca_q_int64(s, 0);
-        out->this_update = hsmca_q_int64(s, 1);
-        out->next_update = hsmca_q_int64(s, 2);
-        rc = hsmca_store_copy_blob(&out->der, &out->der_len, s, 3) == 0 ? HSMCA_OK : HSMCA_E_NOMEM;
-    }
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_crl_get_sql(
+        st, "SELECT number, this_update, next_update, der FROM crls WHERE ca = ?1", ca, out);
 }

@@ -98,41 +98,37 @@ hsmca_store_bundle_put(struct hsmca_store *st, const struct hsmca_bundle_rec *b)
     return rc;
 }
 
+static enum hsmca_err
+bundle_row(void *dst, struct hsmca_q *s)
+{
+    struct hsmca_bundle_rec *out = dst;
+
+    hsmca_store_copy_text(out->id, sizeof(out->id), s, 0);
+    hsmca_store_copy_text(out->ca, sizeof(out->ca), s, 1);
+    hsmca_store_copy_text(out->line, sizeof(out->line), s, 2);
+    out->count = hsmca_q_int64(s, 3);
+    hsmca_store_copy_fixed(out->manifest_sha256, 32, s, 4);
+    hsmca_store_copy_fixed(out->envelope_sha256, 32, s, 5);
+    hsmca_store_copy_text(out->requester, sizeof(out->requester), s, 6);
+    out->created_ms = hsmca_q_int64(s, 7);
+    out->received_ms = hsmca_q_int64(s, 8);
+    hsmca_store_copy_text(out->received_by, sizeof(out->received_by), s, 9);
+    return HSMCA_OK;
+}
+
 enum hsmca_err
 hsmca_store_bundle_get(struct hsmca_store *st, const char *id, struct hsmca_bundle_rec *out)
 {
-    struct hsmca_q *s = NULL;
     enum hsmca_err rc;
-    int src;
 
     if (st == NULL || id == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st,
-                              "SELECT id, ca, line, count, manifest_sha256, envelope_sha256, "
-                              "requester, created_ms, received_ms, received_by FROM "
-                              "factory_bundles WHERE id = ?1",
-                              &s);
-    if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, id);
-        src = hsmca_q_step(s);
-    }
-    rc = hsmca_store_row_rc(st, src);
-    if (rc == HSMCA_OK) {
-        hsmca_store_copy_text(out->id, sizeof(out->id), s, 0);
-        hsmca_store_copy_text(out->ca, sizeof(out->ca), s, 1);
-        hsmca_store_copy_text(out->line, sizeof(out->line), s, 2);
-        out->count = hsmca_q_int64(s, 3);
-        hsmca_store_copy_fixed(out->manifest_sha256, 32, s, 4);
-        hsmca_store_copy_fixed(out->envelope_sha256, 32, s, 5);
-        hsmca_store_copy_text(out->requester, sizeof(out->requester), s, 6);
-        out->created_ms = hsmca_q_int64(s, 7);
-        out->received_ms = hsmca_q_int64(s, 8);
-        hsmca_store_copy_text(out->received_by, sizeof(out->received_by), s, 9);
-    }
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
+    rc = hsmca_store_get_by_text(st,
+                                 "SELECT id, ca, line, count, manifest_sha256, envelope_sha256, "
+                                 "requester, created_ms, received_ms, received_by FROM "
+                                 "factory_bundles WHERE id = ?1",
+                                 id, bundle_row, out);
     return rc == HSMCA_E_NOT_FOUND ? HSMCA_E_BUNDLE_NOT_FOUND : rc;
 }
 

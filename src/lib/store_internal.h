@@ -92,6 +92,44 @@ int hsmca_store_copy_blob(unsigned char **dst, size_t *len, struct hsmca_q *q, i
 /* Copy blob column col into dst when it has exactly n bytes, else zero dst. */
 void hsmca_store_copy_fixed(unsigned char *dst, size_t n, struct hsmca_q *q, int col);
 
+/* Copy blob column col into serial when it has 1 to 20 bytes (*len its length), else *len = 0. */
+void hsmca_store_copy_serial(unsigned char serial[20], size_t *len, struct hsmca_q *q, int col);
+/* Free a record's malloc'd blob and clear its pointer and length. */
+void hsmca_store_free_blob(unsigned char **p, size_t *len);
+
+/* With st->lock held: prepare sql (*q, to release), bind key as ?1 and step to its first row.
+ * HSMCA_OK on a row, HSMCA_E_NOT_FOUND when there is none, else the mapped error. */
+enum hsmca_err hsmca_store_row_by_text(struct hsmca_store *st, const char *sql, const char *key,
+                                       struct hsmca_q **q);
+/* Take st->lock for a statement that belongs in the open write transaction: HSMCA_OK with the
+ * lock held, or HSMCA_E_INVALID_ARG (lock released) when no transaction is open. */
+enum hsmca_err hsmca_store_lock_txn(struct hsmca_store *st);
+/* With st->lock held: step q to its next row. 1 on a row (*rc HSMCA_OK); 0 at the end of the
+ * rows (*rc HSMCA_OK) or on an error (*rc the mapped error). */
+int hsmca_store_next(struct hsmca_store *st, struct hsmca_q *q, enum hsmca_err *rc);
+/* Take the lock, fetch sql's first row for key (?1) and read it with row(out, q): HSMCA_OK,
+ * HSMCA_E_NOT_FOUND when there is none, or the error row or the store returned. */
+enum hsmca_err hsmca_store_get_by_text(struct hsmca_store *st, const char *sql, const char *key,
+                                       enum hsmca_err (*row)(void *out, struct hsmca_q *q),
+                                       void *out);
+/* With st->lock held: step q (src: what preparing and binding it returned) through its rows,
+ * calling row(ctx, q) on each; stops at the first error row returns. Maps a failed step. */
+enum hsmca_err hsmca_store_rows(struct hsmca_store *st, struct hsmca_q *q, int src,
+                                enum hsmca_err (*row)(void *ctx, struct hsmca_q *q), void *ctx);
+
+/* One CRL table (crls, mdl_crls), one row per CA. put: sql upserts ?1 ca, ?2 number,
+ * ?3 this_update, ?4 next_update, ?5 der, and must change exactly one row (else
+ * HSMCA_E_STORE_CONSTRAINT: the number did not grow). get: sql selects number, this_update,
+ * next_update, der WHERE ca = ?1. Both take the lock; callers check their arguments. */
+struct hsmca_crl_rec;
+enum hsmca_err hsmca_store_crl_put_sql(struct hsmca_store *st, const char *sql, const char *ca,
+                                       const struct hsmca_crl_rec *crl);
+enum hsmca_err hsmca_store_crl_get_sql(struct hsmca_store *st, const char *sql, const char *ca,
+                                       struct hsmca_crl_rec *out);
+/* Read a row of serial, revoked_ms, reason, invalidity_ms into *r (store_certs.c). */
+struct hsmca_revoked_rec;
+void hsmca_store_revoked_row(struct hsmca_q *s, struct hsmca_revoked_rec *r);
+
 /* The columns of a certificate row in the order hsmca_store_cert_row reads them (the DER, when
  * wanted, follows as column 13). */
 #define CERT_COLS                                                                                  \

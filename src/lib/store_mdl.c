@@ -17,18 +17,14 @@
 void
 hsmca_mdl_ca_rec_clear(struct hsmca_mdl_ca_rec *r)
 {
-    if (r == NULL)
-        return;
-    free(r->cert_der);
-    r->cert_der = NULL;
-    r->cert_len = 0;
+    if (r != NULL)
+        hsmca_store_free_blob(&r->cert_der, &r->cert_len);
 }
 
 static enum hsmca_err
-mdl_row(struct hsmca_q *s, struct hsmca_mdl_ca_rec *r)
+mdl_row(void *dst, struct hsmca_q *s)
 {
-    const void *b;
-    int n;
+    struct hsmca_mdl_ca_rec *r = dst;
 
     memset(r, 0, sizeof(*r));
     hsmca_store_copy_text(r->id, sizeof(r->id), s, 0);
@@ -38,12 +34,7 @@ mdl_row(struct hsmca_q *s, struct hsmca_mdl_ca_rec *r)
     hsmca_store_copy_text(r->key_uri, sizeof(r->key_uri), s, 4);
     if (hsmca_store_copy_blob(&r->cert_der, &r->cert_len, s, 5) != 0)
         return HSMCA_E_NOMEM;
-    b = hsmca_q_blobp(s, 6);
-    n = hsmca_q_bytes(s, 6);
-    if (b != NULL && n > 0 && n <= (int)sizeof(r->serial)) {
-        memcpy(r->serial, b, (size_t)n);
-        r->serial_len = (size_t)n;
-    }
+    hsmca_store_copy_serial(r->serial, &r->serial_len, s, 6);
     r->created_ms = hsmca_q_int64(s, 7);
     r->revoked = !hsmca_q_null(s, 8);
     r->revoked_ms = r->revoked ? hsmca_q_int64(s, 8) : 0;
@@ -106,23 +97,27 @@ hsmca_store_mdl_ca_put(struct hsmca_store *st, const struct hsmca_mdl_ca_rec *r)
 enum hsmca_err
 hsmca_store_mdl_ca_get(struct hsmca_store *st, const char *id, struct hsmca_mdl_ca_rec *out)
 {
-    struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
-    int src;
-
     if (st == NULL || id == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st, "SELECT " MDL_COLS " FROM mdl_cas WHERE id = ?1", &s);
-    if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, id);
-        src = hsmca_q_step(s);
-    }
-    rc = hsmca_store_row_rc(st, src);
+    return hsmca_store_get_by_text(st, "SELECT " MDL_COLS " FROM mdl_cas WHERE id = ?1", id,
+                                   mdl_row, out);
+}
+
+struct mdl_each {
+    enum hsmca_err (*fn)(void *arg, const struct hsmca_mdl_ca_rec *r);
+    void *arg;
+};
+
+static enum hsmca_err
+mdl_each_row(void *ctx, struct hsmca_q *s)
+{
+    struct mdl_each *e = ctx;
+    struct hsmca_mdl_ca_rec r;
+    enum hsmca_err rc = mdl_row(&r, s);
+
     if (rc == HSMCA_OK)
-        rc = mdl_row(s, out);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
+        rc = e->fn(e->arg, &r);
+    hsmca_mdl_ca_rec_clear(&r);
     return rc;
 }
 
@@ -131,26 +126,16 @@ hsmca_store_mdl_ca_list(struct hsmca_store *st,
                         enum hsmca_err (*fn)(void *arg, const struct hsmca_mdl_ca_rec *r),
                         void *arg)
 {
+    struct mdl_each e = {fn, arg};
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc = HSMCA_OK;
+    enum hsmca_err rc;
     int src;
 
     if (st == NULL || fn == NULL)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st, "SELECT " MDL_COLS " FROM mdl_cas ORDER BY kind = 'ds', id", &s);
-    if (src == SQLITE_OK) {
-        while ((src = hsmca_q_step(s)) == SQLITE_ROW && rc == HSMCA_OK) {
-            struct hsmca_mdl_ca_rec r;
-
-            rc = mdl_row(s, &r);
-            if (rc == HSMCA_OK)
-                rc = fn(arg, &r);
-            hsmca_mdl_ca_rec_clear(&r);
-        }
-    }
-    if (rc == HSMCA_OK && src != SQLITE_DONE && src != SQLITE_ROW)
-        rc = hsmca_store_rc(st, src, 0);
+    rc = hsmca_store_rows(st, s, src, mdl_each_row, &e);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;
@@ -213,17 +198,8 @@ hsmca_store_mdl_revoked_list(struct hsmca_store *st, const char *iaca,
         hsmca_q_text(s, 1, iaca);
         while ((src = hsmca_q_step(s)) == SQLITE_ROW && rc == HSMCA_OK) {
             struct hsmca_revoked_rec r;
-            const void *b = hsmca_q_blobp(s, 0);
-            int n = hsmca_q_bytes(s, 0);
 
-            memset(&r, 0, sizeof(r));
-            if (b != NULL && n > 0 && n <= (int)sizeof(r.serial)) {
-                memcpy(r.serial, b, (size_t)n);
-                r.serial_len = (size_t)n;
-            }
-            r.revoked_ms = hsmca_q_int64(s, 1);
-            r.reason = hsmca_q_null(s, 2) ? -1 : (int)hsmca_q_int64(s, 2);
-            r.invalidity_ms = hsmca_q_int64(s, 3);
+            hsmca_store_revoked_row(s, &r);
             rc = fn(arg, &r);
         }
     }
@@ -237,59 +213,23 @@ hsmca_store_mdl_revoked_list(struct hsmca_store *st, const char *iaca,
 enum hsmca_err
 hsmca_store_mdl_crl_put(struct hsmca_store *st, const char *ca, const struct hsmca_crl_rec *crl)
 {
-    struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
-    int src;
-
     if (st == NULL || ca == NULL || crl == NULL || crl->der == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st,
-                              "INSERT INTO mdl_crls(ca, number, this_update, next_update, der) "
-                              "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(ca) DO UPDATE SET "
-                              "number = excluded.number, this_update = excluded.this_update, "
-                              "next_update = excluded.next_update, der = excluded.der",
-                              &s);
-    if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, ca);
-        hsmca_q_int(s, 2, (int64_t)crl->number);
-        hsmca_q_int(s, 3, (int64_t)crl->this_update);
-        hsmca_q_int(s, 4, (int64_t)crl->next_update);
-        hsmca_q_blob(s, 5, crl->der, crl->der_len);
-        src = hsmca_q_step(s);
-    }
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_crl_put_sql(
+        st,
+        "INSERT INTO mdl_crls(ca, number, this_update, next_update, der) "
+        "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(ca) DO UPDATE SET "
+        "number = excluded.number, this_update = excluded.this_update, "
+        "next_update = excluded.next_update, der = excluded.der",
+        ca, crl);
 }
 
 enum hsmca_err
 hsmca_store_mdl_crl_get(struct hsmca_store *st, const char *ca, struct hsmca_crl_rec *out)
 {
-    struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
-    int src;
-
     if (st == NULL || ca == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(
-        st, "SELECT number, this_update, next_update, der FROM mdl_crls WHERE ca = ?1", &s);
-    if (src == SQLITE_OK) {
-        hsmca_q_text(s, 1, ca);
-        src = hsmca_q_step(s);
-    }
-    rc = hsmca_store_row_rc(st, src);
-    if (rc == HSMCA_OK) {
-        out->number = (uint64_t)hsmca_q_int64(s, 0);
-        out->this_update = hsmca_q_int64(s, 1);
-        out->next_update = hsmca_q_int64(s, 2);
-        if (hsmca_store_copy_blob(&out->der, &out->der_len, s, 3) != 0)
-            rc = HSMCA_E_NOMEM;
-    }
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_crl_get_sql(
+        st, "SELECT number, this_update, next_update, der FROM mdl_crls WHERE ca = ?1", ca, out);
 }

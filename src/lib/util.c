@@ -178,6 +178,25 @@ hsmca_hex_encode(const unsigned char *in, size_t len, char *out, size_t out_size
 }
 
 enum hsmca_err
+hsmca_policy_load(const char *path, size_t max, hsmca_policy_parse_fn parse, void *out,
+                  const char *what, char *why, size_t why_len)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    enum hsmca_err rc = hsmca_read_file(path, max, &buf, &len);
+
+    if (rc != HSMCA_OK) {
+        if (what == NULL)
+            return rc;
+        snprintf(why, why_len, "%scannot read %s: %s", what, path, hsmca_err_code(rc));
+        return HSMCA_E_CONFIG_INVALID;
+    }
+    rc = parse((const char *)buf, len, out, why, why_len);
+    free(buf);
+    return rc;
+}
+
+enum hsmca_err
 hsmca_read_file(const char *path, size_t max, unsigned char **buf_out, size_t *len_out)
 {
     struct hsmca_gbuf b;

@@ -34,7 +34,8 @@ check "... and prints the request id" [ -n "$ID" ]
 check "... the sentence the approvers read: window end in ISO 8601 UTC and its count" \
     grep -Eq "summary +open the issuance window of PAI pai-8000 until [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z for at most 250 DACs" "$W/out"
 check "... 0 of 2 approvals" grep -Eq "approvals +0 of 2" "$W/out"
-check "... no epoch milliseconds anywhere" sh -c "! grep -Eq '[0-9]{13}' '$W/out'"
+# (a 13-digit run not inside a longer hex word: the request id is 32 random hex digits)
+check "... no epoch milliseconds anywhere" sh -c "! grep -Eq '(^|[^0-9a-f])[0-9]{13}([^0-9a-f]|$)' '$W/out'"
 
 req approver show "$ID"
 check "an approver shows it" [ "$RC" = 0 ]

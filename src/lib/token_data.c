@@ -43,8 +43,32 @@ hsmca_token_data_write(struct hsmca_token *tok, const char *label, const unsigne
     if (rc != HSMCA_OK)
         goto out;
     if (count > 1) {
-        rc = HSMCA_E_KEY_AMBIGUOUS;
-        goto out;
+        /* two writers on one token (hsmcad nodes sharing the audit token through a network
+         * module) can each complete a replace and leave two "<label>" objects: every one of them
+         * is older than what is written now, so all go and the write starts afresh */
+        CK_OBJECT_HANDLE all[8];
+        CK_ULONG n = 0, i;
+        CK_OBJECT_CLASS dcls = CKO_DATA;
+        CK_ATTRIBUTE dt[] = {{CKA_CLASS, &dcls, sizeof(dcls)}, {CKA_LABEL, (void *)label, llen}};
+
+        if (f->C_FindObjectsInit(tok->session, dt, 2) != CKR_OK) {
+            rc = HSMCA_E_TOKEN_FAILED;
+            goto out;
+        }
+        rv = f->C_FindObjects(tok->session, all, 8, &n);
+        (void)f->C_FindObjectsFinal(tok->session);
+        if (rv != CKR_OK) {
+            rc = tok_ckr("C_FindObjects", rv, HSMCA_E_TOKEN_FAILED);
+            goto out;
+        }
+        for (i = 0; i < n; i++) {
+            rv = f->C_DestroyObject(tok->session, all[i]);
+            if (rv != CKR_OK) {
+                rc = tok_ckr("C_DestroyObject", rv, HSMCA_E_TOKEN_FAILED);
+                goto out;
+            }
+        }
+        count = 0;
     }
     {
         /* SoftHSM cannot modify a data object's CKA_VALUE, so replace it crash-safely: create

@@ -480,6 +480,31 @@ hsmca_store_revoked_row(struct hsmca_q *s, struct hsmca_revoked_rec *r)
     r->invalidity_ms = hsmca_q_int64(s, 3);
 }
 
+struct revoked_each {
+    enum hsmca_err (*fn)(void *arg, const struct hsmca_revoked_rec *r);
+    void *arg;
+};
+
+static enum hsmca_err
+revoked_each_row(void *ctx, struct hsmca_q *q)
+{
+    struct revoked_each *e = ctx;
+    struct hsmca_revoked_rec r;
+
+    hsmca_store_revoked_row(q, &r);
+    return e->fn(e->arg, &r);
+}
+
+enum hsmca_err
+hsmca_store_revoked_rows(struct hsmca_store *st, struct hsmca_q *q, int src,
+                         enum hsmca_err (*fn)(void *arg, const struct hsmca_revoked_rec *r),
+                         void *arg)
+{
+    struct revoked_each e = {fn, arg};
+
+    return hsmca_store_rows(st, q, src, revoked_each_row, &e);
+}
+
 enum hsmca_err
 hsmca_store_revoked_list(struct hsmca_store *st, const char *ca,
                          enum hsmca_err (*fn)(void *arg, const struct hsmca_revoked_rec *r),
@@ -502,17 +527,9 @@ hsmca_store_revoked_list(struct hsmca_store *st, const char *ca,
         struct hsmca_q *s = NULL;
         int src = hsmca_store_prepare(st, sql[i], &s);
 
-        if (src == SQLITE_OK) {
+        if (src == SQLITE_OK)
             hsmca_q_text(s, 1, ca);
-            while ((src = hsmca_q_step(s)) == SQLITE_ROW && rc == HSMCA_OK) {
-                struct hsmca_revoked_rec r;
-
-                hsmca_store_revoked_row(s, &r);
-                rc = fn(arg, &r);
-            }
-        }
-        if (rc == HSMCA_OK && src != SQLITE_DONE && src != SQLITE_ROW)
-            rc = hsmca_store_rc(st, src, 0);
+        rc = hsmca_store_revoked_rows(st, s, src, fn, arg);
         hsmca_store_release(st, s);
     }
     pthread_mutex_unlock(&st->lock);

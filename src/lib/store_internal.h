@@ -129,6 +129,12 @@ enum hsmca_err hsmca_store_crl_get_sql(struct hsmca_store *st, const char *sql, 
 /* Read a row of serial, revoked_ms, reason, invalidity_ms into *r (store_certs.c). */
 struct hsmca_revoked_rec;
 void hsmca_store_revoked_row(struct hsmca_q *s, struct hsmca_revoked_rec *r);
+/* With st->lock held: hsmca_store_rows over q's revoked rows (serial, revoked_ms, reason,
+ * invalidity_ms), each handed to fn as a struct hsmca_revoked_rec. */
+enum hsmca_err hsmca_store_revoked_rows(struct hsmca_store *st, struct hsmca_q *q, int src,
+                                        enum hsmca_err (*fn)(void *arg,
+                                                             const struct hsmca_revoked_rec *r),
+                                        void *arg);
 
 /* The columns of a certificate row in the order hsmca_store_cert_row reads them (the DER, when
  * wanted, follows as column 13). */

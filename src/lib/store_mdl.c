@@ -184,7 +184,7 @@ hsmca_store_mdl_revoked_list(struct hsmca_store *st, const char *iaca,
                              void *arg)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc = HSMCA_OK;
+    enum hsmca_err rc;
     int src;
 
     if (st == NULL || iaca == NULL || fn == NULL)
@@ -194,17 +194,9 @@ hsmca_store_mdl_revoked_list(struct hsmca_store *st, const char *iaca,
                               "SELECT serial, revoked_ms, reason, invalidity_ms FROM mdl_cas "
                               "WHERE parent = ?1 AND revoked_ms IS NOT NULL ORDER BY serial",
                               &s);
-    if (src == SQLITE_OK) {
+    if (src == SQLITE_OK)
         hsmca_q_text(s, 1, iaca);
-        while ((src = hsmca_q_step(s)) == SQLITE_ROW && rc == HSMCA_OK) {
-            struct hsmca_revoked_rec r;
-
-            hsmca_store_revoked_row(s, &r);
-            rc = fn(arg, &r);
-        }
-    }
-    if (rc == HSMCA_OK && src != SQLITE_DONE && src != SQLITE_ROW)
-        rc = hsmca_store_rc(st, src, 0);
+    rc = hsmca_store_revoked_rows(st, s, src, fn, arg);
     hsmca_store_release(st, s);
     pthread_mutex_unlock(&st->lock);
     return rc;

@@ -297,14 +297,17 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_key_attrs(const struct hsmca_key *key,
 
 /*
  * Write value[0..len) (len <= HSMCA_DATA_OBJECT_MAX) into the private CKO_DATA object labelled
- * label (created if absent, overwritten in place if present). Needs a logged-in user.
+ * label (created if absent, else replaced). Needs a logged-in user. The replace never leaves the
+ * token without the object, and holds when several processes write the same label at once
+ * (nodes sharing a network token): the newest write wins, older copies are destroyed after it.
  * Returns HSMCA_E_NOT_LOGGED_IN, HSMCA_E_TOO_LARGE, HSMCA_E_TOKEN_FAILED.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_token_data_write(struct hsmca_token *tok, const char *label,
                                                       const unsigned char *value, size_t len);
 
 /*
- * Read the private CKO_DATA object labelled label into buf[0..*len) (buf_max bytes available).
+ * Read the private CKO_DATA object labelled label into buf[0..*len) (buf_max bytes available);
+ * of several copies (a write interrupted between its create and its destroys), the newest.
  * Returns HSMCA_E_NOT_FOUND if there is none, HSMCA_E_TOO_LARGE, HSMCA_E_NOT_LOGGED_IN.
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_token_data_read(struct hsmca_token *tok, const char *label,

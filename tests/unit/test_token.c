@@ -675,6 +675,80 @@ token_failures_become_errors_not_crashes(void **state)
     dlclose(dl);
 }
 
+/*
+ * A data object replaced again and again, and by writes cut off between their create and their
+ * destroys (the destroys refused: a crash there, or a second writer on a shared network token
+ * that left its copy): a reader always finds the newest value, never none, and the next whole
+ * write clears the older copies. (Two nodes writing at once: tests/integration/nodes.sh.)
+ */
+static void
+data_object_replace_survives_two_writers_and_cut_writes(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_p11 *shim = NULL;
+    struct hsmca_token *t = NULL;
+    const char *path = getenv("HSMCA_P11SHIM");
+    unsigned char buf[64];
+    char want[16];
+    size_t len = 0;
+    shim_count_fn count;
+    shim_fail_fn inject;
+    unsigned long destroys;
+    void *dl;
+    int i;
+
+    assert_int_equal(hsmca_token_free(c->tok), HSMCA_OK);
+    c->tok = NULL;
+    assert_int_equal(hsmca_p11_free(c->p11), HSMCA_OK);
+    c->p11 = NULL;
+    assert_non_null(path);
+    assert_int_equal(hsmca_p11_open(path, &shim), HSMCA_OK);
+    c->p11 = shim;
+    dl = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    assert_non_null(dl);
+    *(void **)&count = dlsym(dl, "hsmca_shim_count");
+    *(void **)&inject = dlsym(dl, "hsmca_shim_fail");
+    assert_non_null(count);
+    assert_non_null(inject);
+    assert_int_equal(hsmca_token_open(shim, "pkcs11:token=hsmca-test", &t), HSMCA_OK);
+    c->tok = t;
+    assert_int_equal(hsmca_token_login(t, &c->pin), HSMCA_OK);
+
+    for (i = 0; i < 6; i++) {
+        snprintf(want, sizeof(want), "size %d", i);
+        destroys = count("C_DestroyObject");
+        assert_int_equal(hsmca_token_data_write(t, "anchor", (unsigned char *)want, strlen(want)),
+                         HSMCA_OK);
+        assert_int_equal(count("C_DestroyObject"), destroys + (i > 0)); /* the one older copy */
+        assert_int_equal(hsmca_token_data_read(t, "anchor", buf, sizeof(buf), &len), HSMCA_OK);
+        assert_int_equal(len, strlen(want));
+        assert_memory_equal(buf, want, len);
+    }
+    /* writes cut off after their create (every destroy refused): three copies, the newest read */
+    inject("C_DestroyObject", 0x5UL); /* CKR_GENERAL_ERROR */
+    assert_int_equal(hsmca_token_data_write(t, "anchor", (const unsigned char *)"size 7", 6),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_token_data_write(t, "anchor", (const unsigned char *)"size 8", 6),
+                     HSMCA_OK);
+    inject("", 0);
+    assert_int_equal(hsmca_token_data_read(t, "anchor", buf, sizeof(buf), &len), HSMCA_OK);
+    assert_int_equal(len, 6);
+    assert_memory_equal(buf, "size 8", 6);
+    /* the next write destroys the three older copies, and leaves one */
+    destroys = count("C_DestroyObject");
+    assert_int_equal(hsmca_token_data_write(t, "anchor", (const unsigned char *)"size 9", 6),
+                     HSMCA_OK);
+    assert_int_equal(count("C_DestroyObject"), destroys + 3);
+    destroys = count("C_DestroyObject");
+    assert_int_equal(hsmca_token_data_write(t, "anchor", (const unsigned char *)"size 10", 7),
+                     HSMCA_OK);
+    assert_int_equal(count("C_DestroyObject"), destroys + 1);
+    assert_int_equal(hsmca_token_data_read(t, "anchor", buf, sizeof(buf), &len), HSMCA_OK);
+    assert_int_equal(len, 7);
+    assert_memory_equal(buf, "size 10", 7);
+    dlclose(dl);
+}
+
 int
 main(void)
 {
@@ -691,6 +765,8 @@ main(void)
         cmocka_unit_test_setup_teardown(ecdh_matches_software, setup, teardown),
         cmocka_unit_test_setup_teardown(data_objects_and_pin_change, setup, teardown),
         cmocka_unit_test_setup_teardown(token_failures_become_errors_not_crashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(data_object_replace_survives_two_writers_and_cut_writes,
+                                        setup, teardown),
     };
     int rc;
 

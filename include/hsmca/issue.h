@@ -171,6 +171,8 @@ struct hsmca_issue_req {
     const char *principal;  /* who asks (audit actor) */
     const char *role;       /* their role (audit role) */
     int dry_run;            /* lint only: sign nothing, store nothing */
+    const char *device_id;  /* NULL = none; the per-device subject value the DAC profile takes
+                               (hsmca_matter_dac_device_id), refused before any window slot */
 };
 
 /* What a request came to. Owned by the done callback, which frees it with

@@ -503,20 +503,34 @@ reserve(struct hsmca_issue_ca *ca, struct job *j, int64_t t, struct hsmca_matter
 
 /* The "dac.issue" detail as canonical JSON (keys sorted, compact), written directly: jansson's
  * pack, dump and free cost more than the entry's SQLite insert. Every value is hex or a request
- * id (request_id_ok: no character JSON escapes). */
+ * id (request_id_ok: no character JSON escapes), but the device id (printable ASCII, checked),
+ * whose '"' and '\\' are escaped here. */
 static char *
 issue_detail_text(const struct job *j)
 {
-    char serial[41], sha[65], text[96 + 64 + HSMCA_REQUEST_ID_MAX + 40 + 64 + 8];
+    char serial[41], sha[65], dev[16 + 2 * HSMCA_DEVICE_ID_MAX + 4];
+    char text[96 + 64 + HSMCA_REQUEST_ID_MAX + 40 + 64 + 8 + sizeof(dev)];
+    size_t i, o = 0;
     int n;
 
     hsmca_hex_encode(j->rec.serial, j->rec.serial_len, serial, sizeof(serial));
     hsmca_hex_encode(j->rec.sha256, sizeof(j->rec.sha256), sha, sizeof(sha));
+    dev[0] = '\0';
+    if (j->device_id[0] != '\0') {
+        memcpy(dev, "\"device_id\":\"", 13);
+        o = 13;
+        for (i = 0; j->device_id[i] != '\0' && o + 4 < sizeof(dev); i++) {
+            if (j->device_id[i] == '"' || j->device_id[i] == '\\')
+                dev[o++] = '\\';
+            dev[o++] = j->device_id[i];
+        }
+        memcpy(dev + o, "\",", 3); /* with its NUL */
+    }
     n = snprintf(text, sizeof(text),
-                 "{\"csr_sha256\":\"%s\",\"pid\":\"%04X\",\"request_id\":\"%s\",\"serial\":\"%s\","
-                 "\"sha256\":\"%s\",\"vid\":\"%04X\"}",
-                 j->res->csr_sha256, (unsigned)j->rec.pid & 0xFFFFu, j->rec.request_id, serial, sha,
-                 (unsigned)j->rec.vid & 0xFFFFu);
+                 "{\"csr_sha256\":\"%s\",%s\"pid\":\"%04X\",\"request_id\":\"%s\","
+                 "\"serial\":\"%s\",\"sha256\":\"%s\",\"vid\":\"%04X\"}",
+                 j->res->csr_sha256, dev, (unsigned)j->rec.pid & 0xFFFFu, j->rec.request_id, serial,
+                 sha, (unsigned)j->rec.vid & 0xFFFFu);
     return n > 0 && (size_t)n < sizeof(text) ? strdup(text) : NULL;
 }
 
@@ -539,7 +553,7 @@ dry_run(struct job *j, const struct hsmca_issue_req *rq)
         job_refuse(j, HSMCA_E_ISSUE_CA_INACTIVE, NULL, rq->csr, rq->csr_len);
         return;
     }
-    rc = hsmca_matter_dac_lint(mi, rq->csr, rq->csr_len, rq->pid_given, rq->pid,
+    rc = hsmca_matter_dac_lint(mi, rq->csr, rq->csr_len, rq->pid_given, rq->pid, rq->device_id,
                                (time_t)(issue_now_ms() / 1000), &j->res->doc);
     mi_drop(ca);
     if (rc != HSMCA_OK) {
@@ -608,6 +622,7 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
 
     field_copy(j->principal, sizeof(j->principal), rq->principal);
     field_copy(j->role, sizeof(j->role), rq->role);
+    j->device_id[0] = '\0';
     j->res->pai_der = ca->rec.cert_der;
     j->res->pai_len = ca->rec.cert_len;
     snprintf(j->rec.ca, sizeof(j->rec.ca), "%s", ca->rec.id);
@@ -671,6 +686,22 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         }
     }
 
+    /* the per-device subject value: refused (and audited) before it takes a window slot */
+    {
+        char why[sizeof(j->res->detail)];
+        int has = 0;
+
+        rc = hsmca_matter_dac_device_id(&ca->profile, csr, rq->device_id, &has, j->device_id,
+                                        sizeof(j->device_id), why, sizeof(why));
+        if (rc != HSMCA_OK) {
+            hsmca_csr_free(csr);
+            job_refuse(j, rc, why[0] != '\0' ? why : NULL, NULL, 0);
+            return;
+        }
+        if (!has)
+            j->device_id[0] = '\0';
+    }
+
     /* nothing is signed that the audit log cannot soon cover with a signed checkpoint: while
      * checkpoints fail, at most max_unsigned entries lie beyond the last one (a working token
      * never gets there, so a burst between a batch and its checkpoint is never refused) */
@@ -683,7 +714,8 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         job_refuse(j, rc, NULL, NULL, 0);
         return;
     }
-    mr = (struct hsmca_matter_dac_request){csr, rq->pid_given, rq->pid, now};
+    mr = (struct hsmca_matter_dac_request){csr, rq->pid_given, rq->pid, now,
+                                           j->device_id[0] != '\0' ? j->device_id : NULL};
     started = hsmca_mono_us();
     rc = hsmca_matter_dac_build(mi, &mr, 0, serial, &der, &der_len);
     signed_at = hsmca_mono_us();

@@ -182,6 +182,9 @@ typedef enum hsmca_err (*hsmca_matter_sign_fn)(void *arg, const unsigned char dg
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_issuer_set_signer(struct hsmca_matter_issuer *is,
                                                               hsmca_matter_sign_fn fn, void *arg);
+/* The issuer's DAC profile (its own copy, for the issuer's life). */
+const struct hsmca_profile *hsmca_matter_issuer_profile(const struct hsmca_matter_issuer *is);
+
 /* The issuer's PAI (borrowed) and its VID/PID scope. */
 X509 *hsmca_matter_issuer_pai(const struct hsmca_matter_issuer *is);
 struct hsmca_matter_vidpid hsmca_matter_issuer_scope(const struct hsmca_matter_issuer *is);

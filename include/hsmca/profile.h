@@ -52,6 +52,10 @@ struct hsmca_profile {
     int no_expiry;
     uint32_t days;
     uint32_t backdate;
+    /* DAC only, validity.within_issuer: a DAC may not end after its PAI or PAA. Matter does not
+     * ask it (the chain is judged at the DAC's notBefore, V3/V5: a DAC may outlive its PAI), an
+     * operator may. */
+    int within_issuer;
     /* Extensions (always BC, KU, SKID; AKID per akid). */
     int ca;      /* basicConstraints cA */
     int pathlen; /* -1: absent */

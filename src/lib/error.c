@@ -128,6 +128,8 @@ static const struct row rows[] = {
     {HSMCA_E_DEVICE_ID_RULE, "dac-device-id-rule", 400,
      "The per-device subject value (device_id) breaks a Matter or encoding rule of the DAC "
      "subject"},
+    {HSMCA_E_DAC_OUTLIVES_ISSUER, "dac-outlives-issuer", 409,
+     "The DAC profile says within_issuer and the DAC would end after its PAI or PAA"},
 
     {HSMCA_E_AUDIT_WRITE, "audit-write-failed", 503,
      "The audit entry could not be made durable; nothing was changed or released"},

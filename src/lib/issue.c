@@ -602,6 +602,24 @@ replay(struct job *j, struct hsmca_cert_rec *old)
     job_submit(j, "dac.replay", "ok", d, NULL);
 }
 
+/* The request's per-device subject value (or the CSR's, if the profile says so) under the
+ * profile of window mi, into j->device_id ("" for none); why (DEVID_WHY bytes) says why not. */
+#define DEVID_WHY 160
+static enum hsmca_err
+devid_check(struct job *j, const struct hsmca_matter_issuer *mi, const struct hsmca_csr *csr,
+            const struct hsmca_issue_req *rq, char *why)
+{
+    int has = 0;
+    enum hsmca_err rc;
+
+    why[0] = '\0';
+    rc = hsmca_matter_dac_device_id(hsmca_matter_issuer_profile(mi), csr, rq->device_id, &has,
+                                    j->device_id, sizeof(j->device_id), why, DEVID_WHY);
+    if (rc == HSMCA_OK && !has)
+        j->device_id[0] = '\0';
+    return rc;
+}
+
 /* One request, start to hand-off. The job is finished (or handed to the writer) on return. */
 void
 issue_process(struct job *j, const struct hsmca_issue_req *rq)
@@ -611,6 +629,7 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     struct hsmca_matter_issuer *mi = NULL;
     struct hsmca_cert_rec old;
     struct hsmca_matter_dac_request mr;
+    struct hsmca_profile prof;
     unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
     unsigned char *der = NULL;
     size_t der_len = 0, idlen;
@@ -618,7 +637,8 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     time_t now = (time_t)(t / 1000);
     uint64_t started, signed_at;
     enum hsmca_err rc;
-    int added;
+    int added, checked = 0;
+    char why[DEVID_WHY];
 
     field_copy(j->principal, sizeof(j->principal), rq->principal);
     field_copy(j->role, sizeof(j->role), rq->role);
@@ -686,20 +706,20 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         }
     }
 
-    /* the per-device subject value: refused (and audited) before it takes a window slot */
-    {
-        char why[sizeof(j->res->detail)];
-        int has = 0;
-
-        rc = hsmca_matter_dac_device_id(&ca->profile, csr, rq->device_id, &has, j->device_id,
-                                        sizeof(j->device_id), why, sizeof(why));
+    /* the per-device subject value under the open window's profile: refused (and audited)
+     * before it takes a window slot; without a window, reserve refuses, and a window opened
+     * meanwhile is checked once reserved (the build checks it again under that window) */
+    mi = mi_take(ca);
+    if (mi != NULL) {
+        rc = devid_check(j, mi, csr, rq, why);
+        mi_drop(ca);
+        mi = NULL;
         if (rc != HSMCA_OK) {
             hsmca_csr_free(csr);
             job_refuse(j, rc, why[0] != '\0' ? why : NULL, NULL, 0);
             return;
         }
-        if (!has)
-            j->device_id[0] = '\0';
+        checked = 1;
     }
 
     /* nothing is signed that the audit log cannot soon cover with a signed checkpoint: while
@@ -714,11 +734,18 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         job_refuse(j, rc, NULL, NULL, 0);
         return;
     }
+    if (!checked && (rc = devid_check(j, mi, csr, rq, why)) != HSMCA_OK) {
+        mi_drop(ca);
+        hsmca_csr_free(csr);
+        job_refuse(j, rc, why[0] != '\0' ? why : NULL, NULL, 0); /* releases the slot */
+        return;
+    }
     mr = (struct hsmca_matter_dac_request){csr, rq->pid_given, rq->pid, now,
                                            j->device_id[0] != '\0' ? j->device_id : NULL};
     started = hsmca_mono_us();
     rc = hsmca_matter_dac_build(mi, &mr, 0, serial, &der, &der_len);
     signed_at = hsmca_mono_us();
+    prof = *hsmca_matter_issuer_profile(mi); /* the profile this DAC was made under */
     mi_drop(ca);
     hsmca_csr_free(csr);
     if (rc != HSMCA_OK) {
@@ -735,10 +762,9 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     SHA256(der, der_len, j->rec.sha256);
     j->rec.vid = ca->scope.vid;
     j->rec.pid = rq->pid_given ? rq->pid : ca->scope.pid;
-    j->rec.not_before = (int64_t)now - (int64_t)ca->profile.backdate;
-    j->rec.not_after = ca->profile.no_expiry
-                           ? INT64_C(253402300799)
-                           : j->rec.not_before + (int64_t)ca->profile.days * 86400 - 1;
+    j->rec.not_before = (int64_t)now - (int64_t)prof.backdate;
+    j->rec.not_after =
+        prof.no_expiry ? INT64_C(253402300799) : j->rec.not_before + (int64_t)prof.days * 86400 - 1;
     j->rec.issued_ms = t;
     j->rec.der = der; /* borrowed from the result */
     j->rec.der_len = der_len;

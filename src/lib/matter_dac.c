@@ -169,6 +169,16 @@ plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int 
     if (nb < is->paa_not_before || nb >= is->paa_not_after)
         add_problem(pl, "V3", HSMCA_E_MATTER_CHAIN_VALIDITY,
                     "the PAA is not valid at the DAC's notBefore");
+    /* the profile's own policy beyond Matter: the DAC ends no later than its issuers */
+    if (is->profile.within_issuer) {
+        time_t na = is->profile.no_expiry ? (time_t)INT64_C(253402300799)
+                                          : nb + (time_t)is->profile.days * 86400 - 1;
+
+        if (na > is->pai_not_after || na > is->paa_not_after)
+            add_problem(pl, "within-issuer", HSMCA_E_DAC_OUTLIVES_ISSUER,
+                        "the DAC would end after its %s (the DAC profile %s says within_issuer)",
+                        na > is->pai_not_after ? "PAI" : "PAA", is->profile.name);
+    }
 }
 
 /* The unsigned DAC for key pub (pl->pid_ok must hold); devid NULL: none (checked by plan_dac). */
@@ -386,6 +396,12 @@ mt_template_for(const struct hsmca_matter_issuer *cis, uint16_t pid, time_t now)
     }
     pthread_mutex_unlock(&is->tlock);
     return t;
+}
+
+const struct hsmca_profile *
+hsmca_matter_issuer_profile(const struct hsmca_matter_issuer *is)
+{
+    return is != NULL ? &is->profile : NULL;
 }
 
 unsigned

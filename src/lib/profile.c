@@ -241,7 +241,7 @@ hsmca_profile_parse(const char *json, size_t len, struct hsmca_profile *out)
     struct hsmca_profile p;
     const char *name = NULL, *type = NULL, *cn = NULL, *vid = NULL, *pid = NULL;
     json_int_t backdate = 0;
-    int bc_crit = 0, ku_crit = 0, skid_crit = 0, akid_crit = 0, ca = 0;
+    int bc_crit = 0, ku_crit = 0, skid_crit = 0, akid_crit = 0, ca = 0, within = 0;
     enum hsmca_err rc = HSMCA_E_PROFILE_INVALID;
 
     if (json == NULL || out == NULL)
@@ -253,14 +253,15 @@ hsmca_profile_parse(const char *json, size_t len, struct hsmca_profile *out)
     if (root == NULL)
         goto out;
     if (json_unpack_ex(root, &jerr, JSON_STRICT,
-                       "{s:s, s:s, s:{s:s, s:s, s:s, s?o}, s:{s?o, s?o, s:I}, "
+                       "{s:s, s:s, s:{s:s, s:s, s:s, s?o}, s:{s?o, s?o, s:I, s?b}, "
                        "s:{s:{s:b, s:b, s?o}, s:{s:b, s:o}, s:{s:b}, s?o}}",
                        "name", &name, "type", &type, "subject", "common_name", &cn, "vid", &vid,
                        "pid", &pid, "device_id", &devid, "validity", "days", &days, "not_after",
-                       &not_after, "backdate_seconds", &backdate, "extensions", "basic_constraints",
-                       "critical", &bc_crit, "ca", &ca, "path_len", &pathlen, "key_usage",
-                       "critical", &ku_crit, "usages", &ku, "subject_key_identifier", "critical",
-                       &skid_crit, "authority_key_identifier", &akid) != 0)
+                       &not_after, "backdate_seconds", &backdate, "within_issuer", &within,
+                       "extensions", "basic_constraints", "critical", &bc_crit, "ca", &ca,
+                       "path_len", &pathlen, "key_usage", "critical", &ku_crit, "usages", &ku,
+                       "subject_key_identifier", "critical", &skid_crit, "authority_key_identifier",
+                       &akid) != 0)
         goto out;
     if (strlen(name) == 0 || strlen(name) > HSMCA_PROFILE_NAME_MAX)
         goto out;
@@ -303,6 +304,11 @@ hsmca_profile_parse(const char *json, size_t len, struct hsmca_profile *out)
     if (backdate < 0 || backdate > 86400)
         goto out;
     p.backdate = (uint32_t)backdate;
+    if (within && p.type != HSMCA_PROFILE_DAC) {
+        rc = rule("within-issuer", "only a DAC profile says within_issuer");
+        goto out;
+    }
+    p.within_issuer = within;
     p.ca = ca;
     p.pathlen = -1;
     if (pathlen != NULL) {

@@ -7,7 +7,9 @@
 # and that validity, and that verify and chain (hsmca verify, openssl verify -x509_strict); a
 # missing, off-pattern or non-PrintableString value is refused with its code (single, batch, dry
 # run), audited, nothing issued and no window slot spent. Then, after a restart with another
-# profile, a device id in the common name taken from the CSR when the profile says from_csr.
+# profile, a device id in the common name taken from the CSR when the profile says from_csr,
+# in a DAC that outlives its PAI (Matter allows it: V3/V5); and after a reload, a profile that
+# says within_issuer refuses a DAC that would end after its PAI (dac-outlives-issuer).
 . "$(dirname "$0")/lib.sh"
 
 SRC=${HSMCA_SOURCE_DIR:?}
@@ -16,6 +18,9 @@ setup_tokens paa
 setup_tls
 mkdir -p "$W/profiles"
 cp "$SRC/policies/profiles/"*.json "$W/profiles/"
+# a PAI of ten years (3650 days), not 99991231235959Z
+sed 's/"not_after": "99991231235959Z"/"days": 3650/' "$SRC/policies/profiles/matter-pai.json" \
+    > "$W/profiles/matter-pai.json"
 EXTS='"extensions": {
     "basic_constraints": {"critical": true, "ca": false},
     "key_usage": {"critical": true, "usages": ["digitalSignature"]},
@@ -28,7 +33,7 @@ cat > "$W/profiles/matter-dac.json" <<JSON
   "subject": {"common_name": "ACME DAC {vid}/{pid}", "vid": "required", "pid": "required",
               "device_id": {"attribute": "serialNumber", "pattern": "[0-9A-F]{16}",
                             "max_length": 16, "required": true}},
-  "validity": {"days": 365, "backdate_seconds": 60},
+  "validity": {"days": 365, "backdate_seconds": 60, "within_issuer": true},
   $EXTS
 }
 JSON
@@ -83,8 +88,8 @@ nb=$(date -u -d "$(openssl x509 -in "$W/a.dac.pem" -noout -startdate | cut -d= -
 na=$(date -u -d "$(openssl x509 -in "$W/a.dac.pem" -noout -enddate | cut -d= -f2)" +%s)
 check "the profile's finite validity: notAfter - notBefore = 365 d - 1 s" \
     [ $((na - nb)) = $((365 * 86400 - 1)) ]
-check "... notBefore lies inside the PAI's validity (V3)" sh -c \
-    "openssl x509 -in '$W/pai.pem' -noout -checkend 0 > /dev/null"
+pai_na=$(date -u -d "$(openssl x509 -in "$W/pai.pem" -noout -enddate | cut -d= -f2)" +%s)
+check "... and ends before its PAI (within_issuer; the PAI has ten years)" [ "$na" -lt "$pai_na" ]
 serial=$(openssl x509 -in "$W/a.dac.pem" -noout -serial | cut -d= -f2)
 row=$(store_sql "SELECT not_after - not_before FROM certificates WHERE ca = 'pai-8000'")
 check "the store's row has the same validity" [ "$row" = $((365 * 86400 - 1)) ]
@@ -177,10 +182,12 @@ check "a DER CSR whose CN the profile takes (from_csr) -> 201" [ "$STATUS" = 201
 awk '/BEGIN/{n++} n==1' "$W/body" > "$W/e.dac.pem"
 check "... the DAC's CN is the template with the CSR's device id" sh -c \
     "openssl x509 -in '$W/e.dac.pem' -noout -subject -nameopt RFC2253,oid | grep -q '2.5.4.3=ACME DEV-42'"
-check "... no expiry (99991231235959Z)" sh -c \
+check "... no expiry (99991231235959Z): it outlives its ten-year PAI, as Matter allows" sh -c \
     "openssl x509 -in '$W/e.dac.pem' -noout -enddate | grep -q 'Dec 31 23:59:59 9999 GMT'"
 check "... and it verifies and chains" \
     "$HSMCA_BIN" verify --dac "$W/e.dac.pem" --pai "$W/pai.pem" --paa "$W/paa.pem"
+check "... openssl too (-x509_strict)" \
+    openssl verify -x509_strict -CAfile "$W/paa.pem" -untrusted "$W/pai.pem" "$W/e.dac.pem"
 call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/json' \
     -H 'Accept: application/json' --data-binary "$(body f '"DEV-7"')"
 check "the request's device id wins over the CSR's" sh -c \
@@ -192,6 +199,29 @@ expect "a CSR CN off the pattern, no device id in the request" 400 dac-device-id
 call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/json' \
     --data-binary "$(body g '"Mvid:FFF2"')"
 expect "a device id carrying the legacy Mvid: encoding" 400 dac-device-id-rule
+
+# ---- a reload: a profile whose DACs would outlive the PAI, and says within_issuer ----
+cat > "$W/profiles/matter-dac.json" <<JSON
+{
+  "name": "matter-dac-20y",
+  "type": "dac",
+  "subject": {"common_name": "ACME DAC {vid}/{pid}", "vid": "required", "pid": "required"},
+  "validity": {"days": 7300, "backdate_seconds": 60, "within_issuer": true},
+  $EXTS
+}
+JSON
+call admin POST /v1/admin/reload
+check "the reload applies the profiles" jq -e '.applied | index("profiles") != null' "$W/body"
+call admin POST /v1/cas/pai-8000/deactivation
+check "the window is closed (no quorum needed)" [ "$STATUS" = 200 ]
+check "the window opens with the new profile" activate 5
+before=$(ndacs)
+call operator POST /v1/cas/pai-8000/dacs -H 'Content-Type: application/pkcs10' \
+    --data-binary @"$W/g.der"
+expect "a 20-year DAC under a 10-year PAI, the profile saying within_issuer" 409 dac-outlives-issuer
+check "... nothing issued" [ "$(ndacs)" = "$before" ]
+n=$(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE '%\"dac.refuse\"%dac-outlives-issuer%'")
+check "... audited as dac.refuse" [ "$n" = 1 ]
 
 stop_daemon || bad "daemon exit status"
 LAST=$(store_sql 'SELECT max(seq) FROM audit_entries')

@@ -632,6 +632,70 @@ device_id_dacs(X509 *pai, X509 *paa, struct hsmca_key *kpai, const struct hsmca_
     hsmca_matter_issuer_free(icn);
 }
 
+/*
+ * validity.within_issuer: under a PAI that ends in 30 days a 365-day DAC is refused
+ * (dac-outlives-issuer), a 10-day one issues; without it the 365-day DAC issues (Matter judges
+ * the chain at the DAC's notBefore, V3/V5) and still passes the validator.
+ */
+static void
+within_issuer_dacs(X509 *paa, struct hsmca_key *kpaa, struct hsmca_key *kpai,
+                   const struct hsmca_csr *csr, time_t now)
+{
+    static const char pai_json[] =
+        "{\"name\": \"pai-30\", \"type\": \"pai\", \"subject\": {\"common_name\": \"PAI {vid}\", "
+        "\"vid\": \"required\", \"pid\": \"optional\"}, \"validity\": {\"days\": 30, "
+        "\"backdate_seconds\": 60}, \"extensions\": {\"basic_constraints\": {\"critical\": true, "
+        "\"ca\": true, \"path_len\": 0}, \"key_usage\": {\"critical\": true, \"usages\": "
+        "[\"keyCertSign\", \"cRLSign\"]}, \"subject_key_identifier\": {\"critical\": false}, "
+        "\"authority_key_identifier\": {\"critical\": false}}}";
+    struct hsmca_profile ppai, p365, p10, pfree;
+    struct hsmca_matter_issuer *i365 = NULL, *i10 = NULL, *ifree = NULL;
+    struct hsmca_matter_dac_request rq = {csr, 0, 0, now, "00000000000000AA"};
+    unsigned char serial[HSMCA_MATTER_SERIAL_LEN], *der = NULL;
+    size_t len = 0;
+    X509 *pai = NULL;
+    const char *sn = "{\"attribute\": \"serialNumber\", \"pattern\": \"[0-9A-F]{16}\", "
+                     "\"max_length\": 16}";
+
+    assert_int_equal(hsmca_profile_parse(pai_json, strlen(pai_json), &ppai), HSMCA_OK);
+    assert_int_equal(hsmca_matter_pai_build(
+                         &ppai, &(struct hsmca_matter_ca_subject){NULL, 1, 1, 0xFFF1, 0x8000},
+                         hsmca_key_public(kpai), paa, hsmca_key_private(kpaa), now, serial, &pai),
+                     HSMCA_OK);
+    devid_profile("DAC {vid}/{pid}", sn, "\"days\": 365, \"within_issuer\": true", &p365);
+    devid_profile("DAC {vid}/{pid}", sn, "\"days\": 10, \"within_issuer\": true", &p10);
+    devid_profile("DAC {vid}/{pid}", sn, "\"days\": 365", &pfree);
+    assert_true(p365.within_issuer && !pfree.within_issuer);
+    assert_int_equal(hsmca_matter_issuer_new(&p365, pai, paa, hsmca_key_private(kpai), &i365),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_issuer_new(&p10, pai, paa, hsmca_key_private(kpai), &i10),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_issuer_new(&pfree, pai, paa, hsmca_key_private(kpai), &ifree),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_dac_build(i365, &rq, 0, serial, &der, &len),
+                     HSMCA_E_DAC_OUTLIVES_ISSUER);
+    assert_null(der);
+    rq.device_id = NULL; /* the template path too */
+    assert_int_equal(hsmca_matter_dac_build(i365, &rq, 0, serial, &der, &len),
+                     HSMCA_E_DAC_OUTLIVES_ISSUER);
+    assert_null(der);
+    assert_int_equal(
+        hsmca_matter_dac_build(i10, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
+        HSMCA_OK);
+    assert_dac_chains(der, len, pai, paa, 0x8000);
+    OPENSSL_free(der);
+    der = NULL;
+    assert_int_equal(
+        hsmca_matter_dac_build(ifree, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
+        HSMCA_OK);
+    assert_dac_chains(der, len, pai, paa, 0x8000); /* it outlives its PAI: Matter allows it */
+    OPENSSL_free(der);
+    hsmca_matter_issuer_free(i365);
+    hsmca_matter_issuer_free(i10);
+    hsmca_matter_issuer_free(ifree);
+    X509_free(pai);
+}
+
 static void
 softhsm_paa_pai_dac_chain(void **state)
 {
@@ -817,6 +881,7 @@ softhsm_paa_pai_dac_chain(void **state)
     /* per-device subject values and a finite validity (their own issuers, same PAI) */
     cder = make_csr(dev, NULL, &clen);
     device_id_dacs(pai, paa, kpai, csr, cder, clen, now);
+    within_issuer_dacs(paa, kpaa, kpai2, csr, now);
     OPENSSL_free(cder);
     cder = NULL;
 

@@ -287,6 +287,38 @@ device_id_profiles(void **state)
     assert_false(p.no_expiry);
     assert_int_equal(p.days, 365);
     assert_string_equal(hsmca_profile_devid_attr_name(p.device_id.attr), "serialNumber");
+    assert_false(p.within_issuer);
+    /* validity.within_issuer is a DAC's policy only */
+    {
+        struct pcase dac = {"dac",
+                            "x",
+                            "required",
+                            "required",
+                            "\"days\": 10, \"within_issuer\": true",
+                            "true",
+                            "false",
+                            "",
+                            "\"digitalSignature\"",
+                            "false",
+                            "",
+                            HSMCA_OK};
+        struct pcase pai = {"pai",
+                            "x",
+                            "required",
+                            "optional",
+                            "\"days\": 10, \"within_issuer\": true",
+                            "true",
+                            "true",
+                            ", \"path_len\": 0",
+                            "\"keyCertSign\", \"cRLSign\"",
+                            "false",
+                            "",
+                            HSMCA_E_PROFILE_RULE};
+
+        assert_int_equal(try_case(&dac, &p), HSMCA_OK);
+        assert_true(p.within_issuer);
+        assert_int_equal(try_case(&pai, &p), HSMCA_E_PROFILE_RULE);
+    }
 }
 
 /* A per-device value against its profile: each refusal its code, a reason without the value. */

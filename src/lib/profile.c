@@ -116,6 +116,48 @@ devid_regex(const char *pattern, regex_t *re)
     return regcomp(re, full, REG_EXTENDED | REG_NOSUB) == 0 ? 0 : -1;
 }
 
+/*
+ * A pattern's cost stays bounded (glibc's regcomp copies a bounded repetition's subtree once per
+ * count, and back-references make regexec exponential): no back-reference, counts of at most
+ * 64 (a device id's longest), at most 3 bounded repetitions. 0 when the pattern is acceptable.
+ */
+static int
+pattern_costly(const char *pat)
+{
+    const char *s;
+    unsigned braces = 0;
+
+    for (s = pat; *s != '\0'; s++) {
+        if (*s == '\\' && s[1] >= '0' && s[1] <= '9')
+            return 1;
+        if (*s == '\\' && s[1] != '\0') {
+            s++;
+            continue;
+        }
+        if (*s == '{') {
+            unsigned n = 0, digits = 0;
+
+            if (++braces > 3)
+                return 1;
+            for (s++; *s != '\0' && *s != '}'; s++) {
+                if (*s >= '0' && *s <= '9') {
+                    n = n * 10 + (unsigned)(*s - '0');
+                    if (++digits > 2 || n > HSMCA_DEVICE_ID_MAX)
+                        return 1;
+                } else if (*s == ',') {
+                    n = 0;
+                    digits = 0;
+                } else {
+                    return 1;
+                }
+            }
+            if (*s == '\0')
+                return 1;
+        }
+    }
+    return 0;
+}
+
 /* subject.device_id: {"attribute", "pattern", "max_length", "required"?, "from_csr"?} */
 static enum hsmca_err
 parse_device_id(json_t *o, struct hsmca_profile *p)
@@ -142,6 +184,9 @@ parse_device_id(json_t *o, struct hsmca_profile *p)
         return rule("N7", "a device id is 1 to 64 bytes");
     if (strlen(pattern) == 0 || strlen(pattern) > HSMCA_DEVICE_ID_PATTERN_MAX)
         return HSMCA_E_PROFILE_INVALID;
+    if (pattern_costly(pattern))
+        return rule("device-id-pattern", "no back-reference, repetition counts of at most 64, "
+                                         "at most 3 of them");
     if (devid_regex(pattern, &re) != 0)
         return HSMCA_E_PROFILE_INVALID;
     regfree(&re);

@@ -254,6 +254,21 @@ device_id_profiles(void **state)
          "{\"attribute\": \"serialNumber\", \"pattern\": \"x\", \"max_length\": 5, \"free\": 1}",
          HSMCA_E_PROFILE_INVALID},
         {"dac", "DAC", "\"serialNumber\"", HSMCA_E_PROFILE_INVALID},
+        /* a pattern whose cost is bounded: no back-reference, counts <= 64, at most 3 */
+        {"dac", "DAC",
+         "{\"attribute\": \"serialNumber\", \"pattern\": \"(a)\\\\1\", \"max_length\": 5}",
+         HSMCA_E_PROFILE_RULE},
+        {"dac", "DAC",
+         "{\"attribute\": \"serialNumber\", \"pattern\": \"a{65}\", \"max_length\": 5}",
+         HSMCA_E_PROFILE_RULE},
+        {"dac", "DAC",
+         "{\"attribute\": \"serialNumber\", \"pattern\": \"((a{1,9}){9}){9}b{2}c{3}\", "
+         "\"max_length\": 5}",
+         HSMCA_E_PROFILE_RULE},
+        {"dac", "DAC",
+         "{\"attribute\": \"serialNumber\", \"pattern\": \"[0-9]{1,64}-\\\\{x\", "
+         "\"max_length\": 5}",
+         HSMCA_OK},
         /* only a DAC takes one */
         {"pai", "PAI {vid}", SN_DEVID, HSMCA_E_PROFILE_RULE},
     };

@@ -629,7 +629,9 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     struct hsmca_matter_issuer *mi = NULL;
     struct hsmca_cert_rec old;
     struct hsmca_matter_dac_request mr;
-    struct hsmca_profile prof;
+    const struct hsmca_profile *prof;
+    int64_t backdate, days;
+    int no_expiry;
     unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
     unsigned char *der = NULL;
     size_t der_len = 0, idlen;
@@ -706,10 +708,11 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         }
     }
 
-    /* the per-device subject value under the open window's profile: refused (and audited)
-     * before it takes a window slot; without a window, reserve refuses, and a window opened
-     * meanwhile is checked once reserved (the build checks it again under that window) */
-    mi = mi_take(ca);
+    /* a per-device subject value under the open window's profile: refused (and audited)
+     * before it takes a window slot. Without one in the request (the hot path: no extra lock),
+     * or without a window, it is checked once the slot is reserved (the profile may want one, or
+     * take the CSR's), and the build checks it again under the window it signs in. */
+    mi = rq->device_id != NULL ? mi_take(ca) : NULL;
     if (mi != NULL) {
         rc = devid_check(j, mi, csr, rq, why);
         mi_drop(ca);
@@ -745,7 +748,10 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     started = hsmca_mono_us();
     rc = hsmca_matter_dac_build(mi, &mr, 0, serial, &der, &der_len);
     signed_at = hsmca_mono_us();
-    prof = *hsmca_matter_issuer_profile(mi); /* the profile this DAC was made under */
+    prof = hsmca_matter_issuer_profile(mi); /* the profile this DAC was made under */
+    backdate = (int64_t)prof->backdate;
+    days = (int64_t)prof->days;
+    no_expiry = prof->no_expiry;
     mi_drop(ca);
     hsmca_csr_free(csr);
     if (rc != HSMCA_OK) {
@@ -762,9 +768,8 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     SHA256(der, der_len, j->rec.sha256);
     j->rec.vid = ca->scope.vid;
     j->rec.pid = rq->pid_given ? rq->pid : ca->scope.pid;
-    j->rec.not_before = (int64_t)now - (int64_t)prof.backdate;
-    j->rec.not_after =
-        prof.no_expiry ? INT64_C(253402300799) : j->rec.not_before + (int64_t)prof.days * 86400 - 1;
+    j->rec.not_before = (int64_t)now - backdate;
+    j->rec.not_after = no_expiry ? INT64_C(253402300799) : j->rec.not_before + days * 86400 - 1;
     j->rec.issued_ms = t;
     j->rec.der = der; /* borrowed from the result */
     j->rec.der_len = der_len;

@@ -45,7 +45,7 @@ usage_issue(FILE *f)
         "for a PID (4 hex digits) when the PAI covers several. --device-id puts this device's\n"
         "value in the DAC subject where the DAC profile says (subject.device_id: its commonName\n"
         "or serialNumber), checked against the profile's pattern and length (refused as\n"
-        "dac-device-id-pattern or dac-device-id-rule; docs/config.md).\n"
+        "dac-device-id-pattern or dac-device-id-rule; docs/profiles.md).\n"
         "--dry-run signs nothing and prints the DAC that would be issued and every rule the\n"
         "CSR breaks, as JSON.\n"
         "--cert/--key are your client certificate and key, --cacert the CA of the server.\n"

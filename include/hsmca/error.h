@@ -88,6 +88,9 @@ enum hsmca_err {
     HSMCA_E_MATTER_SELF_CHECK = 413,      /* a certificate just built failed validation */
     HSMCA_E_MATTER_KEY_MISMATCH = 414,    /* the token key is not the certificate's key */
     HSMCA_E_MATTER_EXPECTED_VIDPID = 415, /* the DAC's VID/PID differ from the device's report */
+    HSMCA_E_DEVICE_ID_PATTERN = 416,      /* a device_id missing, unwanted or off pattern */
+    HSMCA_E_DEVICE_ID_RULE = 417,         /* a device_id breaks a Matter/encoding rule */
+    HSMCA_E_DAC_OUTLIVES_ISSUER = 418,    /* DAC would end after its PAI (within_issuer) */
     /* 500..549: audit log (audit.c) */
     HSMCA_E_AUDIT_WRITE = 500,           /* the audit entry could not be made durable */
     HSMCA_E_AUDIT_EVENT_INVALID = 501,   /* an event field is missing, too long or not UTF-8 */

@@ -65,6 +65,9 @@ struct hsmca_issuer;
 struct hsmca_issue_ca;
 void hsmca_issuer_take_quotas(struct hsmca_issuer *iss, struct hsmca_issue_quotas *q);
 void hsmca_issue_ca_quotas_update(struct hsmca_issue_ca *ca);
+/* A reload's DAC profile (copied; a DAC profile or nothing changes): the CA's next activation
+ * window issues under it; a window already open keeps the profile it was opened with. */
+void hsmca_issue_ca_profile_update(struct hsmca_issue_ca *ca, const struct hsmca_profile *p);
 
 /* ---- the engine ---- */
 
@@ -171,6 +174,8 @@ struct hsmca_issue_req {
     const char *principal;  /* who asks (audit actor) */
     const char *role;       /* their role (audit role) */
     int dry_run;            /* lint only: sign nothing, store nothing */
+    const char *device_id;  /* NULL = none; the per-device subject value the DAC profile takes
+                               (hsmca_matter_dac_device_id), refused before any window slot */
 };
 
 /* What a request came to. Owned by the done callback, which frees it with

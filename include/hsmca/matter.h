@@ -182,6 +182,9 @@ typedef enum hsmca_err (*hsmca_matter_sign_fn)(void *arg, const unsigned char dg
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_issuer_set_signer(struct hsmca_matter_issuer *is,
                                                               hsmca_matter_sign_fn fn, void *arg);
+/* The issuer's DAC profile (its own copy, for the issuer's life). */
+const struct hsmca_profile *hsmca_matter_issuer_profile(const struct hsmca_matter_issuer *is);
+
 /* The issuer's PAI (borrowed) and its VID/PID scope. */
 X509 *hsmca_matter_issuer_pai(const struct hsmca_matter_issuer *is);
 struct hsmca_matter_vidpid hsmca_matter_issuer_scope(const struct hsmca_matter_issuer *is);
@@ -200,7 +203,25 @@ struct hsmca_matter_dac_request {
     int pid_given;
     uint16_t pid;
     time_t now;
+    /* The per-device subject value (NULL: none), placed where the DAC profile says
+     * (subject.device_id) once hsmca_matter_dac_device_id accepts it. A DAC with one is always
+     * built through X509 objects (its subject differs from every template's). */
+    const char *device_id;
 };
+
+/*
+ * The per-device subject value of one DAC under profile p: requested (NULL: none given), else,
+ * when the profile says from_csr, the value of its attribute in the CSR's subject (csr may be
+ * NULL; two such attributes are refused); then checked (hsmca_profile_device_id_check). On
+ * HSMCA_OK *has says whether there is one, copied into out[0..out_size). Returns
+ * HSMCA_E_DEVICE_ID_PATTERN, HSMCA_E_DEVICE_ID_RULE (why, if not NULL, says why, never
+ * quoting the value), HSMCA_E_INVALID_ARG.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_dac_device_id(const struct hsmca_profile *p,
+                                                          const struct hsmca_csr *csr,
+                                                          const char *requested, int *has,
+                                                          char *out, size_t out_size, char *why,
+                                                          size_t why_len);
 
 /*
  * A serial as hsmca issues them: 6 bytes of the issue time ms (milliseconds since 1970, masked to
@@ -233,7 +254,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_dac_build(const struct hsmca_matter_
 
 /*
  * Dry run of a DAC request: csr[0..csr_len) (raw bytes, parsed here), requested PID (pid_given
- * as above). Signs nothing. *out (caller json_decref) is
+ * as above), device_id (NULL: none) as in hsmca_matter_dac_request. Signs nothing. *out (caller
+ * json_decref) is
  * {"ok": bool, "dac": {"subject", "vid", "pid", "not_before", "not_after", "serial": "random
  * 16 bytes", "extensions": [...], "public_key_sha256"} (or null when no key is usable),
  * "problems": [{"rule", "code", "detail"}, ...]} with EVERY rule the request breaks.
@@ -241,7 +263,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_dac_build(const struct hsmca_matter_
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is,
                                                      const unsigned char *csr, size_t csr_len,
-                                                     int pid_given, uint16_t pid, time_t now,
+                                                     int pid_given, uint16_t pid,
+                                                     const char *device_id, time_t now,
                                                      json_t **out);
 
 #endif

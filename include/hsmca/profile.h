@@ -26,6 +26,16 @@ enum hsmca_profile_presence {
     HSMCA_PRESENCE_REQUIRED = 2,
 };
 
+/* Where a DAC profile puts a per-device subject value (the request's device_id). */
+enum hsmca_profile_devid_attr {
+    HSMCA_DEVID_NONE = 0,          /* the profile takes none: every DAC of a PAI/PID alike */
+    HSMCA_DEVID_COMMON_NAME = 1,   /* {device_id} in the common-name template */
+    HSMCA_DEVID_SERIAL_NUMBER = 2, /* a serialNumber attribute (2.5.4.5, PrintableString) */
+};
+
+#define HSMCA_DEVICE_ID_MAX 64          /* bytes of a device id, at most */
+#define HSMCA_DEVICE_ID_PATTERN_MAX 128 /* bytes of a profile's device_id pattern */
+
 /* Key usage bits as in X509v3 (X509v3_KU_*). */
 #define HSMCA_KU_DIGITAL_SIGNATURE 0x80u
 #define HSMCA_KU_KEY_CERT_SIGN 0x04u
@@ -42,11 +52,23 @@ struct hsmca_profile {
     int no_expiry;
     uint32_t days;
     uint32_t backdate;
+    /* DAC only, validity.within_issuer: a DAC may not end after its PAI or PAA. Matter does not
+     * ask it (the chain is judged at the DAC's notBefore, V3/V5: a DAC may outlive its PAI), an
+     * operator may. */
+    int within_issuer;
     /* Extensions (always BC, KU, SKID; AKID per akid). */
     int ca;      /* basicConstraints cA */
     int pathlen; /* -1: absent */
     unsigned ku; /* HSMCA_KU_* bits */
     int akid;    /* emit authorityKeyIdentifier */
+    /* DAC only: the per-device subject value (subject.device_id in the profile file) */
+    struct {
+        enum hsmca_profile_devid_attr attr;
+        int required; /* a DAC without one is refused (always so for common_name) */
+        int from_csr; /* without one in the request, the CSR subject's attribute is taken */
+        uint32_t max_len;
+        char pattern[HSMCA_DEVICE_ID_PATTERN_MAX + 1]; /* POSIX ERE, matched on the whole value */
+    } device_id;
 };
 
 /*
@@ -70,6 +92,26 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_profile_load(const char *path, struct hsmca
 HSMCA_MUSTCHECK enum hsmca_err hsmca_profile_cn(const struct hsmca_profile *p, int has_vid,
                                                 uint16_t vid, int has_pid, uint16_t pid, char *out,
                                                 size_t out_size);
+
+/* As hsmca_profile_cn, with device_id (NULL: none) for the {device_id} placeholder. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_profile_cn_dev(const struct hsmca_profile *p, int has_vid,
+                                                    uint16_t vid, int has_pid, uint16_t pid,
+                                                    const char *device_id, char *out,
+                                                    size_t out_size);
+
+/*
+ * Check a per-device subject value (NULL: none given) against the DAC profile p: taken at all,
+ * required, length, the profile's pattern (HSMCA_E_DEVICE_ID_PATTERN); printable ASCII, a
+ * PrintableString for serialNumber, no legacy Mvid:/Mpid: (VID and PID stay as the PAI says,
+ * N8), the expanded common name within 64 bytes (N7) (HSMCA_E_DEVICE_ID_RULE). why (may be NULL)
+ * gets an English reason that never repeats the value. HSMCA_E_INVALID_ARG.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_profile_device_id_check(const struct hsmca_profile *p,
+                                                             const char *value, char *why,
+                                                             size_t why_len);
+
+/* "commonName", "serialNumber" or "none". */
+const char *hsmca_profile_devid_attr_name(enum hsmca_profile_devid_attr a);
 
 /* "paa", "pai", "dac". */
 const char *hsmca_profile_type_name(enum hsmca_profile_type t);

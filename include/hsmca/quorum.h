@@ -162,6 +162,15 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_request_envelope(struct hsmca_quorum *q, const char *id,
                                                              char **out);
 
+/*
+ * What to do about request id refused as quorum-epoch-stale (another operation changed the
+ * approvers or the policy it relied on), as one English sentence of at most 255 bytes in
+ * out[0..out_size): create it again with `hsmca request create OP` (its flags as `hsmca request
+ * show` lists them), have the new one approved, cancel this one (`hsmca request cancel ID`).
+ * Names the op when the request is readable. Always fills out (when out_size > 0).
+ */
+void hsmca_quorum_stale_advice(struct hsmca_quorum *q, const char *id, char *out, size_t out_size);
+
 /* The state of a request after an approval. */
 struct hsmca_quorum_status {
     unsigned approvals;                 /* valid approvals counted */

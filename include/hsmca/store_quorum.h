@@ -68,7 +68,7 @@ struct hsmca_qrequest {
     uint64_t epoch;
     char requester[HSMCA_QSTORE_NAME_MAX + 1];
     int64_t created_ms, expires_ms;
-    char status[16]; /* "pending", "executed", "failed" */
+    char status[16]; /* "pending", "executed", "failed", "cancelled" */
 };
 
 struct hsmca_qapproval {
@@ -136,7 +136,7 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qrequest_set_status(struct hsmca_stor
  * whose initialisation failed after the write-ahead). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qtoken_delete(struct hsmca_store *st, const char *label);
 /* Up to limit requests, newest first; status "" or NULL: any status ("pending", "executed",
- * "failed"). Each row's bytes are freed after fn returns. */
+ * "failed", "cancelled"). Each row's bytes are freed after fn returns. */
 HSMCA_MUSTCHECK enum hsmca_err
 hsmca_store_qrequest_list(struct hsmca_store *st, const char *status, unsigned limit,
                           enum hsmca_err (*fn)(void *arg, const struct hsmca_qrequest *r),

@@ -35,14 +35,19 @@ usage_issue(FILE *f)
     fprintf(
         f,
         "usage: hsmca issue --url URL --ca ID --csr FILE --cert FILE --key FILE --cacert FILE\n"
-        "                   [--request-id ID] [--pid HEX] [--dry-run] [--out FILE] [--force]\n"
+        "                   [--request-id ID] [--pid HEX] [--device-id VALUE] [--dry-run]\n"
+        "                   [--out FILE] [--force]\n"
         "\n"
         "Sends one CSR (DER or PEM) to POST URL/v1/cas/ID/dacs and writes the DAC and its chain\n"
         "(DAC, then PAI) as PEM to --out (default, or -: standard output). --csr - reads the\n"
         "CSR from standard input. --request-id makes the\n"
         "request idempotent: a retry with the same id and CSR returns the same DAC. --pid asks\n"
-        "for a PID (4 hex digits) when the PAI covers several. --dry-run signs nothing and\n"
-        "prints the DAC that would be issued and every rule the CSR breaks, as JSON.\n"
+        "for a PID (4 hex digits) when the PAI covers several. --device-id puts this device's\n"
+        "value in the DAC subject where the DAC profile says (subject.device_id: its commonName\n"
+        "or serialNumber), checked against the profile's pattern and length (refused as\n"
+        "dac-device-id-pattern or dac-device-id-rule; docs/profiles.md).\n"
+        "--dry-run signs nothing and prints the DAC that would be issued and every rule the\n"
+        "CSR breaks, as JSON.\n"
         "--cert/--key are your client certificate and key, --cacert the CA of the server.\n"
         "Exit status: 0 issued (or dry run printed), 1 refused or failed, 2 usage error.\n");
 }
@@ -101,21 +106,16 @@ common_opt(struct common *cm, int c, const char *arg, const char *cmd)
 int
 cmd_issue(int argc, char **argv)
 {
-    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
-                                         {"ca", required_argument, NULL, 'c'},
-                                         {"csr", required_argument, NULL, 'r'},
-                                         {"request-id", required_argument, NULL, 'i'},
-                                         {"pid", required_argument, NULL, 'p'},
-                                         {"dry-run", no_argument, NULL, 'n'},
-                                         {"cert", required_argument, NULL, 'C'},
-                                         {"key", required_argument, NULL, 'K'},
-                                         {"cacert", required_argument, NULL, 'A'},
-                                         {"out", required_argument, NULL, 'o'},
-                                         {"force", no_argument, NULL, 'f'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"url", required_argument, NULL, 'u'}, {"ca", required_argument, NULL, 'c'},
+        {"csr", required_argument, NULL, 'r'}, {"request-id", required_argument, NULL, 'i'},
+        {"pid", required_argument, NULL, 'p'}, {"device-id", required_argument, NULL, 'D'},
+        {"dry-run", no_argument, NULL, 'n'},   {"cert", required_argument, NULL, 'C'},
+        {"key", required_argument, NULL, 'K'}, {"cacert", required_argument, NULL, 'A'},
+        {"out", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0}};
     struct common cm = {{NULL, NULL, NULL, NULL}, NULL, 0, 0};
-    const char *csr_file = NULL, *request_id = NULL, *out_file = NULL;
+    const char *csr_file = NULL, *request_id = NULL, *out_file = NULL, *device_id = NULL;
     struct http_client *hc = NULL;
     struct http_response resp;
     unsigned char *csr = NULL;
@@ -139,6 +139,9 @@ cmd_issue(int argc, char **argv)
             break;
         case 'i':
             request_id = optarg;
+            break;
+        case 'D':
+            device_id = optarg;
             break;
         case 'n':
             dry = 1;
@@ -173,6 +176,10 @@ cmd_issue(int argc, char **argv)
                 HSMCA_REQUEST_ID_MAX);
         goto out;
     }
+    if (device_id != NULL && (device_id[0] == '\0' || strlen(device_id) > HSMCA_DEVICE_ID_MAX)) {
+        fprintf(stderr, "hsmca issue: --device-id takes 1 to %d bytes\n", HSMCA_DEVICE_ID_MAX);
+        goto out;
+    }
     rc = CLI_EXIT_FAIL;
     if (out_file != NULL && !force && cli_exists(out_file)) {
         fprintf(stderr, "hsmca issue: %s exists; use --force to overwrite it\n", out_file);
@@ -187,6 +194,11 @@ cmd_issue(int argc, char **argv)
     pem = rest_csr_pem(csr, csr_len);
     req =
         pem != NULL ? rest_dac_request(pem, request_id, cm.has_pid ? (int)cm.pid : -1, dry) : NULL;
+    if (req != NULL && device_id != NULL &&
+        json_object_set_new(req, "device_id", json_string(device_id)) != 0) {
+        json_decref(req);
+        req = NULL;
+    }
     body = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
     if (body == NULL) {
         rc = cli_fail("issue", HSMCA_E_NOMEM);

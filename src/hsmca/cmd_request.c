@@ -32,7 +32,7 @@ usage_request(FILE *f)
         "usage: hsmca request create OP --url URL --cert F --key F --cacert F [PARAMS]\n"
         "         [--ttl SECONDS] [--json]\n"
         "       hsmca request list --url URL --cert F --key F --cacert F\n"
-        "         [--status pending|executed|failed|expired] [--limit N] [--json]\n"
+        "         [--status pending|executed|failed|cancelled|expired] [--limit N] [--json]\n"
         "       hsmca request show --url URL --cert F --key F --cacert F ID [--json]\n"
         "       hsmca request cancel --url URL --cert F --key F --cacert F ID\n"
         "         [--reason TEXT]\n"
@@ -40,7 +40,7 @@ usage_request(FILE *f)
         "The admin's quorum requests over the API (an admin client certificate; show and\n"
         "list also take an approver's). create asks for OP with PARAMS, prints the request's\n"
         "id and what the approvers will be asked to approve; they approve with\n"
-        "`hsmca approve ID`. cancel withdraws a pending request (closed as failed, audited as\n"
+        "`hsmca approve ID`. cancel withdraws a pending request (closed as cancelled, audited as\n"
         "quorum.cancel with --reason). Every request is shown in a person's terms: VID and PID as\n"
         "4 hex digits, times in ISO 8601 UTC, an activation window's end and count.\n"
         "\n"
@@ -499,8 +499,8 @@ cmd_request(int argc, char **argv)
                 return usage_err("list takes no arguments");
             if (status != NULL && strcmp(status, "pending") != 0 &&
                 strcmp(status, "executed") != 0 && strcmp(status, "failed") != 0 &&
-                strcmp(status, "expired") != 0)
-                return usage_err("--status: pending, executed, failed or expired");
+                strcmp(status, "cancelled") != 0 && strcmp(status, "expired") != 0)
+                return usage_err("--status: pending, executed, failed, cancelled or expired");
             if (limit != NULL &&
                 (hsmca_parse_u64(limit, strlen(limit), 500, &n) != HSMCA_OK || n == 0))
                 return usage_err("--limit: 1..500");

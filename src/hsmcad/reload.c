@@ -215,6 +215,11 @@ apply(struct hsmcad *d, struct staged *s)
         d->dac_profile = s->dac;
         d->have_profiles = 1;
         pthread_rwlock_unlock(&d->prof_lock);
+        /* each PAI's next window issues under the new DAC profile (an open one keeps its own) */
+        hsmca_ca_lock(d->cas);
+        for (unsigned i = 0; i < hsmca_ca_count(d->cas); i++)
+            hsmca_issue_ca_profile_update(hsmca_ca_at(d->cas, i)->ica, &s->dac);
+        hsmca_ca_unlock(d->cas);
         snprintf(d->cfg.profiles_dir, sizeof(d->cfg.profiles_dir), "%s", s->cfg.profiles_dir);
         json_array_append_new(applied, json_string("profiles"));
     }

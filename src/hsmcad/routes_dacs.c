@@ -168,7 +168,8 @@ hsmcad_h_dac(struct hsmcad_req *r)
     size_t blen;
     json_t *body = NULL, *pid = NULL;
     json_error_t jerr;
-    const char *csr = NULL, *rid = NULL, *key = hsmcad_req_header(r, "Idempotency-Key");
+    const char *csr = NULL, *rid = NULL, *devid = NULL;
+    const char *key = hsmcad_req_header(r, "Idempotency-Key");
     int dry = 0, jdry = 0, fmt;
     /* the route's order of preference: a PEM chain for a DER request, JSON for a JSON one */
     static const char *const der_order[] = {"application/pem-certificate-chain", "application/json",
@@ -199,14 +200,16 @@ hsmcad_h_dac(struct hsmcad_req *r)
     if (strcmp(hsmcad_req_ctype(r), "application/json") == 0) {
         body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, &jerr);
         if (body == NULL ||
-            json_unpack_ex(body, &jerr, JSON_STRICT, "{s:s, s?s, s?o, s?b}", "csr", &csr,
-                           "request_id", &rid, "pid", &pid, "dry_run", &jdry) != 0 ||
+            json_unpack_ex(body, &jerr, JSON_STRICT, "{s:s, s?s, s?o, s?b, s?s}", "csr", &csr,
+                           "request_id", &rid, "pid", &pid, "dry_run", &jdry, "device_id",
+                           &devid) != 0 ||
             (pid != NULL && parse_pid(pid, &rq.pid) != 0)) {
             pre_refuse(r, HSMCA_E_HTTP_BAD_REQUEST,
                        "expected {\"csr\": PEM, \"request_id\"?: string, \"pid\"?: \"XXXX\", "
-                       "\"dry_run\"?: bool}");
+                       "\"device_id\"?: string, \"dry_run\"?: bool}");
             goto out;
         }
+        rq.device_id = devid;
         rq.csr = (const unsigned char *)csr;
         rq.csr_len = strlen(csr);
         rq.pid_given = pid != NULL;
@@ -404,7 +407,8 @@ hsmcad_h_dac_batch(struct hsmcad_req *r)
             0 ||
         !json_is_array(items) || json_array_size(items) == 0) {
         pre_refuse(r, HSMCA_E_ISSUE_BATCH_MALFORMED,
-                   "expected {\"items\": [{\"csr\": PEM, \"request_id\"?, \"pid\"?}...], "
+                   "expected {\"items\": [{\"csr\": PEM, \"request_id\"?, \"pid\"?, "
+                   "\"device_id\"?}...], "
                    "\"dry_run\"?: bool}");
         goto out;
     }
@@ -424,20 +428,22 @@ hsmcad_h_dac_batch(struct hsmcad_req *r)
     json_array_foreach(items, i, it)
     {
         struct hsmca_issue_req *rq = &bt->items[i];
-        const char *csr = "", *rid = NULL;
+        const char *csr = "", *rid = NULL, *devid = NULL;
         json_t *pid = NULL;
 
         /* A malformed item reaches the engine with an empty CSR (or PID 0): it fails alone,
          * with its own refusal entry, and the others go on. */
-        if (json_unpack_ex(it, &jerr, JSON_STRICT, "{s:s, s?s, s?o}", "csr", &csr, "request_id",
-                           &rid, "pid", &pid) != 0) {
+        if (json_unpack_ex(it, &jerr, JSON_STRICT, "{s:s, s?s, s?o, s?s}", "csr", &csr,
+                           "request_id", &rid, "pid", &pid, "device_id", &devid) != 0) {
             csr = "";
             rid = NULL;
             pid = NULL;
+            devid = NULL;
         }
         rq->csr = (const unsigned char *)csr;
         rq->csr_len = strlen(csr);
         rq->request_id = rid;
+        rq->device_id = devid; /* borrowed from body, as csr: read before the submit returns */
         if (pid != NULL) {
             rq->pid_given = 1;
             if (parse_pid(pid, &rq->pid) != 0)

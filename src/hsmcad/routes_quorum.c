@@ -210,6 +210,13 @@ hsmcad_h_approval(struct hsmcad_req *r)
     who_of(r, &who);
     rc = hsmca_quorum_approve(d->quorum, &who, hsmcad_req_param(r, 0), (const char *)b, blen, &st);
     hsmcad_req_engine_audited(r);
+    if (rc == HSMCA_E_QUORUM_EPOCH_STALE) { /* say what to do (quorum_request.c) */
+        char advice[512];
+
+        hsmca_quorum_stale_advice(d->quorum, hsmcad_req_param(r, 0), advice, sizeof(advice));
+        hsmcad_reply_problem(r, rc, advice);
+        return;
+    }
     if (rc != HSMCA_OK) {
         hsmcad_reply_problem(r, rc, NULL);
         return;
@@ -220,6 +227,13 @@ hsmcad_h_approval(struct hsmcad_req *r)
         hsmcad_quorum_exec(d, &ex);
         rc = hsmca_quorum_execute(d->quorum, hsmcad_req_param(r, 0), &ex, &result);
         pthread_rwlock_unlock(&d->prof_lock);
+        if (rc == HSMCA_E_QUORUM_EPOCH_STALE) {
+            char advice[512];
+
+            hsmca_quorum_stale_advice(d->quorum, hsmcad_req_param(r, 0), advice, sizeof(advice));
+            hsmcad_reply_problem(r, rc, advice);
+            return;
+        }
         if (rc != HSMCA_OK) {
             hsmcad_reply_problem(r, rc, "the approval was recorded; the execution failed");
             return;

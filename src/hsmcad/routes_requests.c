@@ -50,11 +50,13 @@ hsmcad_h_request_list(struct hsmcad_req *r)
 
     if (hsmcad_req_query_check(r, allowed) != HSMCA_OK ||
         (status != NULL && strcmp(status, "pending") != 0 && strcmp(status, "executed") != 0 &&
-         strcmp(status, "failed") != 0 && strcmp(status, "expired") != 0) ||
+         strcmp(status, "failed") != 0 && strcmp(status, "cancelled") != 0 &&
+         strcmp(status, "expired") != 0) ||
         (lim != NULL &&
          (hsmca_parse_u64(lim, strlen(lim), LIST_MAX, &limit) != HSMCA_OK || limit == 0))) {
         hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_QUERY,
-                             "status=pending|executed|failed|expired and limit=1..500, once each");
+                             "status=pending|executed|failed|cancelled|expired and limit=1..500, "
+                             "once each");
         return;
     }
     if (ro == NULL) {

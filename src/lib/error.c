@@ -122,6 +122,14 @@ static const struct row rows[] = {
      "The token key does not belong to the certificate"},
     {HSMCA_E_MATTER_EXPECTED_VIDPID, "matter-vidpid-not-expected", 400,
      "The DAC's VID/PID differ from what the device reports in Basic Information"},
+    {HSMCA_E_DEVICE_ID_PATTERN, "dac-device-id-pattern", 400,
+     "The per-device subject value (device_id) is missing, not taken by the DAC profile, or does "
+     "not match the profile's pattern and length"},
+    {HSMCA_E_DEVICE_ID_RULE, "dac-device-id-rule", 400,
+     "The per-device subject value (device_id) breaks a Matter or encoding rule of the DAC "
+     "subject"},
+    {HSMCA_E_DAC_OUTLIVES_ISSUER, "dac-outlives-issuer", 409,
+     "The DAC profile says within_issuer and the DAC would end after its PAI or PAA"},
 
     {HSMCA_E_AUDIT_WRITE, "audit-write-failed", 503,
      "The audit entry could not be made durable; nothing was changed or released"},

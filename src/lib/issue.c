@@ -503,20 +503,34 @@ reserve(struct hsmca_issue_ca *ca, struct job *j, int64_t t, struct hsmca_matter
 
 /* The "dac.issue" detail as canonical JSON (keys sorted, compact), written directly: jansson's
  * pack, dump and free cost more than the entry's SQLite insert. Every value is hex or a request
- * id (request_id_ok: no character JSON escapes). */
+ * id (request_id_ok: no character JSON escapes), but the device id (printable ASCII, checked),
+ * whose '"' and '\\' are escaped here. */
 static char *
 issue_detail_text(const struct job *j)
 {
-    char serial[41], sha[65], text[96 + 64 + HSMCA_REQUEST_ID_MAX + 40 + 64 + 8];
+    char serial[41], sha[65], dev[16 + 2 * HSMCA_DEVICE_ID_MAX + 4];
+    char text[96 + 64 + HSMCA_REQUEST_ID_MAX + 40 + 64 + 8 + sizeof(dev)];
+    size_t i, o = 0;
     int n;
 
     hsmca_hex_encode(j->rec.serial, j->rec.serial_len, serial, sizeof(serial));
     hsmca_hex_encode(j->rec.sha256, sizeof(j->rec.sha256), sha, sizeof(sha));
+    dev[0] = '\0';
+    if (j->device_id[0] != '\0') {
+        memcpy(dev, "\"device_id\":\"", 13);
+        o = 13;
+        for (i = 0; j->device_id[i] != '\0' && o + 4 < sizeof(dev); i++) {
+            if (j->device_id[i] == '"' || j->device_id[i] == '\\')
+                dev[o++] = '\\';
+            dev[o++] = j->device_id[i];
+        }
+        memcpy(dev + o, "\",", 3); /* with its NUL */
+    }
     n = snprintf(text, sizeof(text),
-                 "{\"csr_sha256\":\"%s\",\"pid\":\"%04X\",\"request_id\":\"%s\",\"serial\":\"%s\","
-                 "\"sha256\":\"%s\",\"vid\":\"%04X\"}",
-                 j->res->csr_sha256, (unsigned)j->rec.pid & 0xFFFFu, j->rec.request_id, serial, sha,
-                 (unsigned)j->rec.vid & 0xFFFFu);
+                 "{\"csr_sha256\":\"%s\",%s\"pid\":\"%04X\",\"request_id\":\"%s\","
+                 "\"serial\":\"%s\",\"sha256\":\"%s\",\"vid\":\"%04X\"}",
+                 j->res->csr_sha256, dev, (unsigned)j->rec.pid & 0xFFFFu, j->rec.request_id, serial,
+                 sha, (unsigned)j->rec.vid & 0xFFFFu);
     return n > 0 && (size_t)n < sizeof(text) ? strdup(text) : NULL;
 }
 
@@ -539,7 +553,7 @@ dry_run(struct job *j, const struct hsmca_issue_req *rq)
         job_refuse(j, HSMCA_E_ISSUE_CA_INACTIVE, NULL, rq->csr, rq->csr_len);
         return;
     }
-    rc = hsmca_matter_dac_lint(mi, rq->csr, rq->csr_len, rq->pid_given, rq->pid,
+    rc = hsmca_matter_dac_lint(mi, rq->csr, rq->csr_len, rq->pid_given, rq->pid, rq->device_id,
                                (time_t)(issue_now_ms() / 1000), &j->res->doc);
     mi_drop(ca);
     if (rc != HSMCA_OK) {
@@ -588,6 +602,24 @@ replay(struct job *j, struct hsmca_cert_rec *old)
     job_submit(j, "dac.replay", "ok", d, NULL);
 }
 
+/* The request's per-device subject value (or the CSR's, if the profile says so) under the
+ * profile of window mi, into j->device_id ("" for none); why (DEVID_WHY bytes) says why not. */
+#define DEVID_WHY 160
+static enum hsmca_err
+devid_check(struct job *j, const struct hsmca_matter_issuer *mi, const struct hsmca_csr *csr,
+            const struct hsmca_issue_req *rq, char *why)
+{
+    int has = 0;
+    enum hsmca_err rc;
+
+    why[0] = '\0';
+    rc = hsmca_matter_dac_device_id(hsmca_matter_issuer_profile(mi), csr, rq->device_id, &has,
+                                    j->device_id, sizeof(j->device_id), why, DEVID_WHY);
+    if (rc == HSMCA_OK && !has)
+        j->device_id[0] = '\0';
+    return rc;
+}
+
 /* One request, start to hand-off. The job is finished (or handed to the writer) on return. */
 void
 issue_process(struct job *j, const struct hsmca_issue_req *rq)
@@ -597,6 +629,9 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     struct hsmca_matter_issuer *mi = NULL;
     struct hsmca_cert_rec old;
     struct hsmca_matter_dac_request mr;
+    const struct hsmca_profile *prof;
+    int64_t backdate, days;
+    int no_expiry;
     unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
     unsigned char *der = NULL;
     size_t der_len = 0, idlen;
@@ -604,10 +639,12 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     time_t now = (time_t)(t / 1000);
     uint64_t started, signed_at;
     enum hsmca_err rc;
-    int added;
+    int added, checked = 0;
+    char why[DEVID_WHY];
 
     field_copy(j->principal, sizeof(j->principal), rq->principal);
     field_copy(j->role, sizeof(j->role), rq->role);
+    j->device_id[0] = '\0';
     j->res->pai_der = ca->rec.cert_der;
     j->res->pai_len = ca->rec.cert_len;
     snprintf(j->rec.ca, sizeof(j->rec.ca), "%s", ca->rec.id);
@@ -671,6 +708,23 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         }
     }
 
+    /* a per-device subject value under the open window's profile: refused (and audited)
+     * before it takes a window slot. Without one in the request (the hot path: no extra lock),
+     * or without a window, it is checked once the slot is reserved (the profile may want one, or
+     * take the CSR's), and the build checks it again under the window it signs in. */
+    mi = rq->device_id != NULL ? mi_take(ca) : NULL;
+    if (mi != NULL) {
+        rc = devid_check(j, mi, csr, rq, why);
+        mi_drop(ca);
+        mi = NULL;
+        if (rc != HSMCA_OK) {
+            hsmca_csr_free(csr);
+            job_refuse(j, rc, why[0] != '\0' ? why : NULL, NULL, 0);
+            return;
+        }
+        checked = 1;
+    }
+
     /* nothing is signed that the audit log cannot soon cover with a signed checkpoint: while
      * checkpoints fail, at most max_unsigned entries lie beyond the last one (a working token
      * never gets there, so a burst between a batch and its checkpoint is never refused) */
@@ -683,10 +737,21 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         job_refuse(j, rc, NULL, NULL, 0);
         return;
     }
-    mr = (struct hsmca_matter_dac_request){csr, rq->pid_given, rq->pid, now};
+    if (!checked && (rc = devid_check(j, mi, csr, rq, why)) != HSMCA_OK) {
+        mi_drop(ca);
+        hsmca_csr_free(csr);
+        job_refuse(j, rc, why[0] != '\0' ? why : NULL, NULL, 0); /* releases the slot */
+        return;
+    }
+    mr = (struct hsmca_matter_dac_request){csr, rq->pid_given, rq->pid, now,
+                                           j->device_id[0] != '\0' ? j->device_id : NULL};
     started = hsmca_mono_us();
     rc = hsmca_matter_dac_build(mi, &mr, 0, serial, &der, &der_len);
     signed_at = hsmca_mono_us();
+    prof = hsmca_matter_issuer_profile(mi); /* the profile this DAC was made under */
+    backdate = (int64_t)prof->backdate;
+    days = (int64_t)prof->days;
+    no_expiry = prof->no_expiry;
     mi_drop(ca);
     hsmca_csr_free(csr);
     if (rc != HSMCA_OK) {
@@ -703,10 +768,8 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
     SHA256(der, der_len, j->rec.sha256);
     j->rec.vid = ca->scope.vid;
     j->rec.pid = rq->pid_given ? rq->pid : ca->scope.pid;
-    j->rec.not_before = (int64_t)now - (int64_t)ca->profile.backdate;
-    j->rec.not_after = ca->profile.no_expiry
-                           ? INT64_C(253402300799)
-                           : j->rec.not_before + (int64_t)ca->profile.days * 86400 - 1;
+    j->rec.not_before = (int64_t)now - backdate;
+    j->rec.not_after = no_expiry ? INT64_C(253402300799) : j->rec.not_before + days * 86400 - 1;
     j->rec.issued_ms = t;
     j->rec.der = der; /* borrowed from the result */
     j->rec.der_len = der_len;

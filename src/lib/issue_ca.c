@@ -122,6 +122,7 @@ hsmca_issue_ca_activate(struct hsmca_issue_ca *ca, struct hsmca_key *key, int64_
                         uint64_t max_dacs)
 {
     struct hsmca_matter_issuer *mi = NULL;
+    struct hsmca_profile prof;
     const unsigned char *id;
     size_t id_len = 0;
     int keyed;
@@ -133,11 +134,12 @@ hsmca_issue_ca_activate(struct hsmca_issue_ca *ca, struct hsmca_key *key, int64_
         return HSMCA_E_ISSUE_WINDOW_INVALID;
     pthread_mutex_lock(&ca->mu);
     keyed = ca->mi != NULL;
+    prof = ca->profile; /* the window's DAC profile: the issuer keeps its own copy */
     pthread_mutex_unlock(&ca->mu);
     if (keyed)
         return HSMCA_E_ISSUE_CA_ACTIVE;
     /* validates the PAI against the PAA and the key against the PAI (one test signature) */
-    rc = hsmca_matter_issuer_new(&ca->profile, ca->pai, ca->paa, hsmca_key_private(key), &mi);
+    rc = hsmca_matter_issuer_new(&prof, ca->pai, ca->paa, hsmca_key_private(key), &mi);
     if (rc == HSMCA_OK) /* DACs signed on the key's own sessions (token.c's struct sign_pool) */
         rc = hsmca_matter_issuer_set_signer(mi, key_signer, key);
     if (rc != HSMCA_OK) {

@@ -117,6 +117,7 @@ struct job {
     int id_held; /* rec.request_id is registered in flight */
     char principal[HSMCA_AUDIT_FIELD_MAX + 1];
     char role[HSMCA_AUDIT_FIELD_MAX + 1];
+    char device_id[HSMCA_DEVICE_ID_MAX + 1]; /* the DAC's checked per-device value, or "" */
     /* batch items hand their entries to the writer a chunk at a time (bigger group commits) */
     struct defer_q *defer;
     const char *ev_action, *ev_outcome; /* static strings */

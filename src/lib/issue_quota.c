@@ -196,6 +196,16 @@ hsmca_issuer_take_quotas(struct hsmca_issuer *iss, struct hsmca_issue_quotas *q)
 }
 
 void
+hsmca_issue_ca_profile_update(struct hsmca_issue_ca *ca, const struct hsmca_profile *p)
+{
+    if (ca == NULL || p == NULL || p->type != HSMCA_PROFILE_DAC)
+        return;
+    pthread_mutex_lock(&ca->mu);
+    ca->profile = *p; /* read under mu only, by hsmca_issue_ca_activate */
+    pthread_mutex_unlock(&ca->mu);
+}
+
+void
 hsmca_issue_ca_quotas_update(struct hsmca_issue_ca *ca)
 {
     uint64_t pm = 0, pd = 0;

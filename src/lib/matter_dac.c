@@ -22,6 +22,8 @@ struct problem {
 struct plan {
     uint16_t pid;
     int pid_ok, key_ok;
+    int has_devid; /* devid holds the checked per-device subject value */
+    char devid[HSMCA_DEVICE_ID_MAX + 1];
     struct problem p[MAX_PROBLEMS];
     size_t n;
 };
@@ -44,14 +46,79 @@ add_problem(struct plan *pl, const char *rule, enum hsmca_err code, const char *
     pl->n++;
 }
 
-/* Every rule of the request itself (scope and validity; the CSR's own checks are csr.c's). */
+/* The value of the one attribute nid in name, as UTF-8, into out; 0 none, 1 one, -1 more than one
+ * or unreadable or too long. */
+static int
+name_attr(const X509_NAME *name, int nid, char *out, size_t out_size)
+{
+    int i = X509_NAME_get_index_by_NID(name, nid, -1), len;
+    unsigned char *u = NULL;
+
+    if (i < 0)
+        return 0;
+    if (X509_NAME_get_index_by_NID(name, nid, i) >= 0)
+        return -1;
+    len = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+    if (len < 0 || (size_t)len >= out_size || memchr(u, 0, (size_t)len) != NULL) {
+        OPENSSL_free(u);
+        return -1;
+    }
+    memcpy(out, u, (size_t)len);
+    out[len] = '\0';
+    OPENSSL_free(u);
+    return 1;
+}
+
+enum hsmca_err
+hsmca_matter_dac_device_id(const struct hsmca_profile *p, const struct hsmca_csr *csr,
+                           const char *requested, int *has, char *out, size_t out_size, char *why,
+                           size_t why_len)
+{
+    char from[HSMCA_DEVICE_ID_MAX + 1];
+    const char *v = requested;
+    enum hsmca_err rc;
+
+    if (p == NULL || has == NULL || out == NULL || out_size < HSMCA_DEVICE_ID_MAX + 1)
+        return HSMCA_E_INVALID_ARG;
+    *has = 0;
+    if (v == NULL && p->device_id.from_csr && csr != NULL) {
+        int nid = p->device_id.attr == HSMCA_DEVID_COMMON_NAME ? NID_commonName : NID_serialNumber;
+        int n = name_attr(hsmca_csr_subject(csr), nid, from, sizeof(from));
+
+        if (n < 0) {
+            if (why != NULL && why_len > 0)
+                snprintf(why, why_len,
+                         "the CSR's subject has more than one %s, or one longer than 64 bytes",
+                         hsmca_profile_devid_attr_name(p->device_id.attr));
+            return HSMCA_E_DEVICE_ID_RULE;
+        }
+        if (n == 1)
+            v = from;
+    }
+    rc = hsmca_profile_device_id_check(p, v, why, why_len);
+    if (rc != HSMCA_OK || v == NULL)
+        return rc;
+    snprintf(out, out_size, "%s", v);
+    *has = 1;
+    return HSMCA_OK;
+}
+
+/* Every rule of the request itself (scope, validity, the per-device subject value; the CSR's own
+ * checks are csr.c's). */
 static void
 plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int pid_given,
-         uint16_t pid, time_t now, struct plan *pl)
+         uint16_t pid, const char *device_id, time_t now, struct plan *pl)
 {
     time_t nb = now - (time_t)is->profile.backdate;
+    enum hsmca_err drc;
+    char why[128];
 
     memset(pl, 0, sizeof(*pl));
+    /* the per-device subject value, from the request (or the CSR if the profile says so) */
+    drc = hsmca_matter_dac_device_id(&is->profile, req, device_id, &pl->has_devid, pl->devid,
+                                     sizeof(pl->devid), why, sizeof(why));
+    if (drc != HSMCA_OK)
+        add_problem(pl, "device-id", drc, "%s", why);
     /* PID: from the request, within the PAI's scope (2: PAI PID == DAC PID) */
     if (pid_given) {
         if (is->scope.has_pid && pid != is->scope.pid)
@@ -102,12 +169,22 @@ plan_dac(const struct hsmca_matter_issuer *is, const struct hsmca_csr *req, int 
     if (nb < is->paa_not_before || nb >= is->paa_not_after)
         add_problem(pl, "V3", HSMCA_E_MATTER_CHAIN_VALIDITY,
                     "the PAA is not valid at the DAC's notBefore");
+    /* the profile's own policy beyond Matter: the DAC ends no later than its issuers */
+    if (is->profile.within_issuer) {
+        time_t na = is->profile.no_expiry ? (time_t)INT64_C(253402300799)
+                                          : nb + (time_t)is->profile.days * 86400 - 1;
+
+        if (na > is->pai_not_after || na > is->paa_not_after)
+            add_problem(pl, "within-issuer", HSMCA_E_DAC_OUTLIVES_ISSUER,
+                        "the DAC would end after its %s (the DAC profile %s says within_issuer)",
+                        na > is->pai_not_after ? "PAI" : "PAA", is->profile.name);
+    }
 }
 
-/* The unsigned DAC for key pub (pl->pid_ok must hold). */
+/* The unsigned DAC for key pub (pl->pid_ok must hold); devid NULL: none (checked by plan_dac). */
 static enum hsmca_err
-dac_tbs(const struct hsmca_matter_issuer *is, const X509_PUBKEY *pub, uint16_t pid, time_t now,
-        const unsigned char *serial, X509 **out)
+dac_tbs(const struct hsmca_matter_issuer *is, const X509_PUBKEY *pub, uint16_t pid,
+        const char *devid, time_t now, const unsigned char *serial, X509 **out)
 {
     X509 *x = X509_new();
     X509_NAME *name = NULL;
@@ -117,11 +194,19 @@ dac_tbs(const struct hsmca_matter_issuer *is, const X509_PUBKEY *pub, uint16_t p
 
     if (x == NULL)
         goto out;
-    rc = hsmca_profile_cn(&is->profile, 1, is->scope.vid, 1, pid, cn, sizeof(cn));
+    rc = hsmca_profile_cn_dev(&is->profile, 1, is->scope.vid, 1, pid,
+                              is->profile.device_id.attr == HSMCA_DEVID_COMMON_NAME ? devid : NULL,
+                              cn, sizeof(cn));
     if (rc != HSMCA_OK)
         goto out;
     rc = mt_make_name(is->vid_obj, is->pid_obj, cn, 1, is->scope.vid, 1, pid, &name);
     if (rc != HSMCA_OK)
+        goto out;
+    /* a serialNumber device id: its own RDN after the CN (PrintableString, checked) */
+    rc = HSMCA_E_NOMEM;
+    if (devid != NULL && is->profile.device_id.attr == HSMCA_DEVID_SERIAL_NUMBER &&
+        X509_NAME_add_entry_by_NID(name, NID_serialNumber, V_ASN1_PRINTABLESTRING,
+                                   (const unsigned char *)devid, (int)strlen(devid), 1, 0) != 1)
         goto out;
     rc = HSMCA_E_INVALID_ARG;
     if (!mt_key_skid(pub, skid))
@@ -244,7 +329,7 @@ make_template(struct hsmca_matter_issuer *is, uint16_t pid, time_t now)
     int n;
 
     if (mt_raw_p256(is->marker_key, &pt) != 1 ||
-        dac_tbs(is, is->marker_key, pid, now, marker_serial, &x) != HSMCA_OK)
+        dac_tbs(is, is->marker_key, pid, NULL, now, marker_serial, &x) != HSMCA_OK)
         goto out;
     if (X509_sign(x, is->priv, EVP_sha256()) <= 0)
         goto out;
@@ -311,6 +396,12 @@ mt_template_for(const struct hsmca_matter_issuer *cis, uint16_t pid, time_t now)
     }
     pthread_mutex_unlock(&is->tlock);
     return t;
+}
+
+const struct hsmca_profile *
+hsmca_matter_issuer_profile(const struct hsmca_matter_issuer *is)
+{
+    return is != NULL ? &is->profile : NULL;
 }
 
 unsigned
@@ -436,7 +527,7 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
         goto out;
     if (hsmca_csr_x509_pubkey(r->csr) == NULL)
         goto out;
-    plan_dac(is, r->csr, r->pid_given, r->pid, r->now, &pl);
+    plan_dac(is, r->csr, r->pid_given, r->pid, r->device_id, r->now, &pl);
     if (pl.n > 0) {
         rc = pl.p[0].code;
         goto out;
@@ -451,7 +542,7 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
         if (rc != HSMCA_OK)
             goto out;
     }
-    if ((flags & HSMCA_MATTER_FULL_BUILD) == 0) {
+    if ((flags & HSMCA_MATTER_FULL_BUILD) == 0 && !pl.has_devid) {
         rc = dac_build_fast(is, &pl, r->csr, r->now, serial, flags, der_out, der_len);
         if (rc != HSMCA_E_NOT_FOUND) {
             if (rc == HSMCA_OK)
@@ -459,7 +550,8 @@ hsmca_matter_dac_build(const struct hsmca_matter_issuer *is,
             goto out;
         }
     }
-    rc = dac_tbs(is, hsmca_csr_x509_pubkey(r->csr), pl.pid, r->now, serial, &x);
+    rc = dac_tbs(is, hsmca_csr_x509_pubkey(r->csr), pl.pid, pl.has_devid ? pl.devid : NULL, r->now,
+                 serial, &x);
     if (rc != HSMCA_OK)
         goto out;
     /* sign in the token; the checks below run on the signed object whose encoding is released
@@ -531,7 +623,8 @@ name_json(const X509_NAME *n)
 
 enum hsmca_err
 hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char *csr,
-                      size_t csr_len, int pid_given, uint16_t pid, time_t now, json_t **out)
+                      size_t csr_len, int pid_given, uint16_t pid, const char *device_id,
+                      time_t now, json_t **out)
 {
     struct hsmca_csr *c = NULL;
     struct plan pl;
@@ -545,7 +638,7 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
         goto out;
     rc = HSMCA_E_NOMEM;
     crc = hsmca_csr_parse(csr, csr_len, &c);
-    plan_dac(is, c, pid_given, pid, now, &pl);
+    plan_dac(is, c, pid_given, pid, device_id, now, &pl);
     probs = json_array();
     if (probs == NULL)
         goto out;
@@ -560,9 +653,10 @@ hsmca_matter_dac_lint(const struct hsmca_matter_issuer *is, const unsigned char 
                                                    pl.p[i].detail)) != 0)
             goto out;
     }
-    if (c != NULL && pl.pid_ok && pl.key_ok) {
+    if (c != NULL && pl.pid_ok && pl.key_ok && (pl.has_devid || !is->profile.device_id.required)) {
         memset(zero, 0x7F, sizeof(zero));
-        rc = dac_tbs(is, hsmca_csr_x509_pubkey(c), pl.pid, now, zero, &x);
+        rc = dac_tbs(is, hsmca_csr_x509_pubkey(c), pl.pid, pl.has_devid ? pl.devid : NULL, now,
+                     zero, &x);
         if (rc != HSMCA_OK)
             goto out;
         rc = HSMCA_E_NOMEM;

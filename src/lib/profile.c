@@ -7,6 +7,8 @@
  */
 #include "hsmca/profile.h"
 
+#include <regex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,12 +53,13 @@ presence(const char *s, enum hsmca_profile_presence *out)
     return 0;
 }
 
-/* The template may use {vid} and {pid} only; "Mvid:"/"Mpid:" would collide with the legacy CN
- * encoding (N8) and are refused. */
+/* The template may use {vid}, {pid} and (a DAC whose device id goes in the common name, once)
+ * {device_id}; "Mvid:"/"Mpid:" would collide with the legacy CN encoding (N8) and are refused. */
 static enum hsmca_err
 check_template(const char *t, const struct hsmca_profile *p)
 {
     const char *s = t;
+    int ndev = 0;
 
     if (strstr(t, "Mvid:") != NULL || strstr(t, "Mpid:") != NULL)
         return rule("N8", "the common name may not carry the legacy Mvid:/Mpid: encoding");
@@ -69,12 +72,130 @@ check_template(const char *t, const struct hsmca_profile *p)
             if (p->pid == HSMCA_PRESENCE_FORBIDDEN)
                 return rule("paa-pid", "{pid} in a profile without a PID");
             s += 5;
+        } else if (strncmp(s, "{device_id}", 11) == 0) {
+            if (p->device_id.attr != HSMCA_DEVID_COMMON_NAME)
+                return rule("device-id", "{device_id} in a profile whose device id is not in the "
+                                         "common name");
+            ndev++;
+            s += 11;
         } else {
             return HSMCA_E_PROFILE_INVALID;
         }
     }
-    if (strchr(t, '}') != NULL && strstr(t, "{vid}") == NULL && strstr(t, "{pid}") == NULL)
+    if (strchr(t, '}') != NULL && strstr(t, "{vid}") == NULL && strstr(t, "{pid}") == NULL &&
+        ndev == 0)
         return HSMCA_E_PROFILE_INVALID;
+    if (p->device_id.attr == HSMCA_DEVID_COMMON_NAME && ndev != 1)
+        return rule("device-id", "a device id in the common name needs {device_id} once in "
+                                 "the template");
+    return HSMCA_OK;
+}
+
+const char *
+hsmca_profile_devid_attr_name(enum hsmca_profile_devid_attr a)
+{
+    switch (a) {
+    case HSMCA_DEVID_COMMON_NAME:
+        return "commonName";
+    case HSMCA_DEVID_SERIAL_NUMBER:
+        return "serialNumber";
+    case HSMCA_DEVID_NONE:
+        break;
+    }
+    return "none";
+}
+
+/* Compile "^(pattern)$" (the whole value must match); 0 on success (then regfree). */
+static int
+devid_regex(const char *pattern, regex_t *re)
+{
+    char full[HSMCA_DEVICE_ID_PATTERN_MAX + 8];
+
+    if (snprintf(full, sizeof(full), "^(%s)$", pattern) >= (int)sizeof(full))
+        return -1;
+    return regcomp(re, full, REG_EXTENDED | REG_NOSUB) == 0 ? 0 : -1;
+}
+
+/*
+ * A pattern's cost stays bounded (glibc's regcomp copies a bounded repetition's subtree once per
+ * count, and back-references make regexec exponential): no back-reference, counts of at most
+ * 64 (a device id's longest), at most 3 bounded repetitions. 0 when the pattern is acceptable.
+ */
+static int
+pattern_costly(const char *pat)
+{
+    const char *s;
+    unsigned braces = 0;
+
+    for (s = pat; *s != '\0'; s++) {
+        if (*s == '\\' && s[1] >= '0' && s[1] <= '9')
+            return 1;
+        if (*s == '\\' && s[1] != '\0') {
+            s++;
+            continue;
+        }
+        if (*s == '{') {
+            unsigned n = 0, digits = 0;
+
+            if (++braces > 3)
+                return 1;
+            for (s++; *s != '\0' && *s != '}'; s++) {
+                if (*s >= '0' && *s <= '9') {
+                    n = n * 10 + (unsigned)(*s - '0');
+                    if (++digits > 2 || n > HSMCA_DEVICE_ID_MAX)
+                        return 1;
+                } else if (*s == ',') {
+                    n = 0;
+                    digits = 0;
+                } else {
+                    return 1;
+                }
+            }
+            if (*s == '\0')
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* subject.device_id: {"attribute", "pattern", "max_length", "required"?, "from_csr"?} */
+static enum hsmca_err
+parse_device_id(json_t *o, struct hsmca_profile *p)
+{
+    json_error_t jerr;
+    const char *attr = NULL, *pattern = NULL;
+    json_int_t max_len = 0;
+    int required = 0, from_csr = 0;
+    regex_t re;
+
+    if (json_unpack_ex(o, &jerr, JSON_STRICT, "{s:s, s:s, s:I, s?b, s?b}", "attribute", &attr,
+                       "pattern", &pattern, "max_length", &max_len, "required", &required,
+                       "from_csr", &from_csr) != 0)
+        return HSMCA_E_PROFILE_INVALID;
+    if (p->type != HSMCA_PROFILE_DAC)
+        return rule("device-id", "only a DAC profile takes a per-device subject value");
+    if (strcmp(attr, "commonName") == 0)
+        p->device_id.attr = HSMCA_DEVID_COMMON_NAME;
+    else if (strcmp(attr, "serialNumber") == 0)
+        p->device_id.attr = HSMCA_DEVID_SERIAL_NUMBER;
+    else
+        return HSMCA_E_PROFILE_INVALID;
+    if (max_len < 1 || max_len > HSMCA_DEVICE_ID_MAX)
+        return rule("N7", "a device id is 1 to 64 bytes");
+    if (strlen(pattern) == 0 || strlen(pattern) > HSMCA_DEVICE_ID_PATTERN_MAX)
+        return HSMCA_E_PROFILE_INVALID;
+    if (pattern_costly(pattern))
+        return rule("device-id-pattern", "no back-reference, repetition counts of at most 64, "
+                                         "at most 3 of them");
+    if (devid_regex(pattern, &re) != 0)
+        return HSMCA_E_PROFILE_INVALID;
+    regfree(&re);
+    if (p->device_id.attr == HSMCA_DEVID_COMMON_NAME && !required)
+        return rule("device-id", "a device id in the common name must be required");
+    p->device_id.max_len = (uint32_t)max_len;
+    p->device_id.required = required;
+    p->device_id.from_csr = from_csr;
+    memcpy(p->device_id.pattern, pattern, strlen(pattern) + 1);
     return HSMCA_OK;
 }
 
@@ -159,12 +280,13 @@ parse_ku(json_t *arr, unsigned *out)
 enum hsmca_err
 hsmca_profile_parse(const char *json, size_t len, struct hsmca_profile *out)
 {
-    json_t *root = NULL, *pathlen = NULL, *ku = NULL, *akid = NULL, *days = NULL, *not_after = NULL;
+    json_t *root = NULL, *pathlen = NULL, *ku = NULL, *akid = NULL, *days = NULL, *not_after = NULL,
+           *devid = NULL;
     json_error_t jerr;
     struct hsmca_profile p;
     const char *name = NULL, *type = NULL, *cn = NULL, *vid = NULL, *pid = NULL;
     json_int_t backdate = 0;
-    int bc_crit = 0, ku_crit = 0, skid_crit = 0, akid_crit = 0, ca = 0;
+    int bc_crit = 0, ku_crit = 0, skid_crit = 0, akid_crit = 0, ca = 0, within = 0;
     enum hsmca_err rc = HSMCA_E_PROFILE_INVALID;
 
     if (json == NULL || out == NULL)
@@ -176,14 +298,15 @@ hsmca_profile_parse(const char *json, size_t len, struct hsmca_profile *out)
     if (root == NULL)
         goto out;
     if (json_unpack_ex(root, &jerr, JSON_STRICT,
-                       "{s:s, s:s, s:{s:s, s:s, s:s}, s:{s?o, s?o, s:I}, "
+                       "{s:s, s:s, s:{s:s, s:s, s:s, s?o}, s:{s?o, s?o, s:I, s?b}, "
                        "s:{s:{s:b, s:b, s?o}, s:{s:b, s:o}, s:{s:b}, s?o}}",
                        "name", &name, "type", &type, "subject", "common_name", &cn, "vid", &vid,
-                       "pid", &pid, "validity", "days", &days, "not_after", &not_after,
-                       "backdate_seconds", &backdate, "extensions", "basic_constraints", "critical",
-                       &bc_crit, "ca", &ca, "path_len", &pathlen, "key_usage", "critical", &ku_crit,
-                       "usages", &ku, "subject_key_identifier", "critical", &skid_crit,
-                       "authority_key_identifier", &akid) != 0)
+                       "pid", &pid, "device_id", &devid, "validity", "days", &days, "not_after",
+                       &not_after, "backdate_seconds", &backdate, "within_issuer", &within,
+                       "extensions", "basic_constraints", "critical", &bc_crit, "ca", &ca,
+                       "path_len", &pathlen, "key_usage", "critical", &ku_crit, "usages", &ku,
+                       "subject_key_identifier", "critical", &skid_crit, "authority_key_identifier",
+                       &akid) != 0)
         goto out;
     if (strlen(name) == 0 || strlen(name) > HSMCA_PROFILE_NAME_MAX)
         goto out;
@@ -203,6 +326,12 @@ hsmca_profile_parse(const char *json, size_t len, struct hsmca_profile *out)
         goto out;
     }
     memcpy(p.cn_template, cn, strlen(cn) + 1);
+    if (devid != NULL) {
+        rc = parse_device_id(devid, &p);
+        if (rc != HSMCA_OK)
+            goto out;
+        rc = HSMCA_E_PROFILE_INVALID;
+    }
     /* exactly one of days / not_after */
     if ((days == NULL) == (not_after == NULL))
         goto out;
@@ -220,6 +349,11 @@ hsmca_profile_parse(const char *json, size_t len, struct hsmca_profile *out)
     if (backdate < 0 || backdate > 86400)
         goto out;
     p.backdate = (uint32_t)backdate;
+    if (within && p.type != HSMCA_PROFILE_DAC) {
+        rc = rule("within-issuer", "only a DAC profile says within_issuer");
+        goto out;
+    }
+    p.within_issuer = within;
     p.ca = ca;
     p.pathlen = -1;
     if (pathlen != NULL) {
@@ -271,6 +405,13 @@ enum hsmca_err
 hsmca_profile_cn(const struct hsmca_profile *p, int has_vid, uint16_t vid, int has_pid,
                  uint16_t pid, char *out, size_t out_size)
 {
+    return hsmca_profile_cn_dev(p, has_vid, vid, has_pid, pid, NULL, out, out_size);
+}
+
+enum hsmca_err
+hsmca_profile_cn_dev(const struct hsmca_profile *p, int has_vid, uint16_t vid, int has_pid,
+                     uint16_t pid, const char *device_id, char *out, size_t out_size)
+{
     const char *s;
     size_t n = 0;
     char hex[5];
@@ -290,6 +431,12 @@ hsmca_profile_cn(const struct hsmca_profile *p, int has_vid, uint16_t vid, int h
             add = hex;
             alen = 4;
             s += 5;
+        } else if (strncmp(s, "{device_id}", 11) == 0) {
+            if (device_id == NULL)
+                return HSMCA_E_INVALID_ARG;
+            add = device_id;
+            alen = strlen(device_id);
+            s += 11;
         } else {
             add = s;
             alen = 1;
@@ -303,5 +450,95 @@ hsmca_profile_cn(const struct hsmca_profile *p, int has_vid, uint16_t vid, int h
         n += alen;
     }
     out[n] = '\0';
+    return HSMCA_OK;
+}
+
+/* PrintableString (X.680 41.4): letters, digits, space and '()+,-./:=? */
+static int
+printable_string_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           strchr(" '()+,-./:=?", c) != NULL;
+}
+
+static enum hsmca_err devid_refuse(enum hsmca_err code, char *why, size_t why_len, const char *fmt,
+                                   ...) __attribute__((format(printf, 4, 5)));
+
+static enum hsmca_err
+devid_refuse(enum hsmca_err code, char *why, size_t why_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (why != NULL && why_len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+enum hsmca_err
+hsmca_profile_device_id_check(const struct hsmca_profile *p, const char *value, char *why,
+                              size_t why_len)
+{
+    const char *aname;
+    char cn[HSMCA_MATTER_CN_MAX + 1];
+    size_t i, n;
+    regex_t re;
+    int m;
+    enum hsmca_err rc;
+
+    if (p == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (why != NULL && why_len > 0)
+        why[0] = '\0';
+    aname = hsmca_profile_devid_attr_name(p->device_id.attr);
+    if (p->device_id.attr == HSMCA_DEVID_NONE)
+        return value == NULL ? HSMCA_OK
+                             : devid_refuse(HSMCA_E_DEVICE_ID_PATTERN, why, why_len,
+                                            "the DAC profile %s takes no device_id", p->name);
+    if (value == NULL)
+        return p->device_id.required
+                   ? devid_refuse(HSMCA_E_DEVICE_ID_PATTERN, why, why_len,
+                                  "the DAC profile %s requires a device_id (its %s)", p->name,
+                                  aname)
+                   : HSMCA_OK;
+    n = strnlen(value, HSMCA_DEVICE_ID_MAX + 1);
+    if (n == 0 || n > p->device_id.max_len)
+        return devid_refuse(HSMCA_E_DEVICE_ID_PATTERN, why, why_len,
+                            "the device_id must be 1 to %u bytes (DAC profile %s)",
+                            (unsigned)p->device_id.max_len, p->name);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+
+        if (c < 0x20 || c > 0x7e)
+            return devid_refuse(HSMCA_E_DEVICE_ID_RULE, why, why_len,
+                                "the device_id must be printable ASCII (byte %zu is not)", i);
+        if (p->device_id.attr == HSMCA_DEVID_SERIAL_NUMBER && !printable_string_char(c))
+            return devid_refuse(HSMCA_E_DEVICE_ID_RULE, why, why_len,
+                                "a serialNumber is a PrintableString: A-Z a-z 0-9 space "
+                                "'()+,-./:=? only (byte %zu is not)",
+                                i);
+    }
+    if (strstr(value, "Mvid:") != NULL || strstr(value, "Mpid:") != NULL)
+        return devid_refuse(HSMCA_E_DEVICE_ID_RULE, why, why_len,
+                            "the device_id may not carry the legacy Mvid:/Mpid: encoding (N8): the "
+                            "VID and PID are the PAI's");
+    if (devid_regex(p->device_id.pattern, &re) != 0)
+        return HSMCA_E_INTERNAL; /* checked at load */
+    m = regexec(&re, value, 0, NULL, 0);
+    regfree(&re);
+    if (m != 0)
+        return devid_refuse(HSMCA_E_DEVICE_ID_PATTERN, why, why_len,
+                            "the device_id does not match the DAC profile %s's pattern %s", p->name,
+                            p->device_id.pattern);
+    if (p->device_id.attr == HSMCA_DEVID_COMMON_NAME) {
+        rc = hsmca_profile_cn_dev(p, 1, 0, 1, 0, value, cn, sizeof(cn));
+        if (rc == HSMCA_E_PROFILE_RULE || rc == HSMCA_E_INVALID_ARG)
+            return devid_refuse(HSMCA_E_DEVICE_ID_RULE, why, why_len,
+                                "with this device_id the common name would exceed 64 bytes (N7)");
+        if (rc != HSMCA_OK)
+            return rc;
+    }
     return HSMCA_OK;
 }

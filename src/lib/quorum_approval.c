@@ -245,7 +245,7 @@ check_approval(struct hsmca_quorum *q, const char *request_id, const struct appr
         *code = HSMCA_E_QUORUM_REQUEST_MISMATCH;
         return HSMCA_OK;
     }
-    if (strcmp(r->status, "executed") == 0 || strcmp(r->status, "failed") == 0) {
+    if (strcmp(r->status, "pending") != 0) { /* executed, failed or cancelled */
         *code = HSMCA_E_QUORUM_REQUEST_EXECUTED;
         return HSMCA_OK;
     }

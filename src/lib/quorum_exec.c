@@ -458,17 +458,17 @@ hsmca_quorum_cancel(struct hsmca_quorum *q, const struct hsmca_quorum_principal 
     pthread_mutex_lock(&q->lock);
     rc = hsmca_store_qrequest_get(hsmca_q_rd(q), id, &r);
     if (rc == HSMCA_OK && strcmp(r.status, "pending") != 0)
-        rc = HSMCA_E_QUORUM_REQUEST_EXECUTED; /* executed or failed: nothing left to cancel */
+        rc = HSMCA_E_QUORUM_REQUEST_EXECUTED; /* closed already: nothing left to cancel */
     if (rc != HSMCA_OK) {
         rc = rc == HSMCA_E_NOT_FOUND || rc == HSMCA_E_QUORUM_REQUEST_EXECUTED
                  ? hsmca_q_refuse(q, who, "quorum.cancel", target, rc, NULL)
                  : rc;
         goto out;
     }
-    /* a cancelled request is closed as failed; its one-time key goes, so no approval opens it */
+    /* a cancelled request is closed as cancelled; its one-time key goes, so no approval opens it */
     d = json_pack("{s:s, s:s}", "op", r.op, "reason", reason != NULL ? reason : "");
     sa.id = id;
-    sa.status = "failed";
+    sa.status = "cancelled";
     rc = d != NULL ? hsmca_q_audit(q, who, "quorum.cancel", target, "ok", d, apply_status, &sa)
                    : HSMCA_E_NOMEM;
     json_decref(d);

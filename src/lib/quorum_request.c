@@ -450,3 +450,27 @@ out:
     hsmca_qepoch_clear(&e);
     return rc;
 }
+
+void
+hsmca_quorum_stale_advice(struct hsmca_quorum *q, const char *id, char *out, size_t out_size)
+{
+    struct hsmca_qrequest r;
+    const char *op = "OP";
+
+    if (out == NULL || out_size == 0)
+        return;
+    memset(&r, 0, sizeof(r));
+    /* only a stored request's id and an op from the op table: no untrusted text */
+    if (q != NULL && id != NULL && strlen(id) == HSMCA_QUORUM_ID_LEN &&
+        hsmca_store_qrequest_get(hsmca_q_rd(q), id, &r) == HSMCA_OK && hsmca_qop_find(r.op) != NULL)
+        op = r.op;
+    else
+        id = "ID";
+    /* at most 255 bytes with a 31-byte op: a problem detail's bound (HSMCAD_PROBLEM_DETAIL_MAX) */
+    snprintf(out, out_size,
+             "the approvers or policy this request relied on changed: create it again (hsmca "
+             "request create %s, flags as hsmca request show lists), get it approved, and cancel "
+             "this one (hsmca request cancel %s)",
+             op, id);
+    hsmca_qrequest_clear(&r);
+}

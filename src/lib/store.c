@@ -208,6 +208,29 @@ static const char *const migrations[] = {
     "  next_update INTEGER NOT NULL,"
     "  der BLOB NOT NULL"
     ") STRICT;",
+    /* 9: a cancelled request is 'cancelled', not 'failed' (quorum_exec.c). SQLite cannot change
+     * a CHECK in place: the requests table is rebuilt, its approvals set aside and put back
+     * (rowids kept: they are the approvals' order) so that no foreign key is ever broken */
+    "CREATE TEMP TABLE m9_approvals AS SELECT rowid AS rid, request_id, approver, body, "
+    "  received_ms FROM quorum_approvals;"
+    "DELETE FROM quorum_approvals;"
+    "CREATE TABLE quorum_requests_m9 ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 32),"
+    "  op TEXT NOT NULL CHECK (length(op) BETWEEN 1 AND 31),"
+    "  bytes BLOB NOT NULL CHECK (length(bytes) <= 16384),"
+    "  epoch INTEGER NOT NULL REFERENCES quorum_epochs(epoch),"
+    "  requester TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL CHECK (expires_ms > created_ms),"
+    "  status TEXT NOT NULL CHECK (status IN ('pending', 'executed', 'failed', 'cancelled'))"
+    ") STRICT;"
+    "INSERT INTO quorum_requests_m9 SELECT id, op, bytes, epoch, requester, created_ms, "
+    "  expires_ms, status FROM quorum_requests;"
+    "DROP TABLE quorum_requests;"
+    "ALTER TABLE quorum_requests_m9 RENAME TO quorum_requests;"
+    "INSERT INTO quorum_approvals(rowid, request_id, approver, body, received_ms) "
+    "  SELECT rid, request_id, approver, body, received_ms FROM m9_approvals ORDER BY rid;"
+    "DROP TABLE m9_approvals;",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

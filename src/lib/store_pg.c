@@ -219,6 +219,11 @@ static const char *const migrations[] = {
     "  this_update BIGINT NOT NULL,"
     "  next_update BIGINT NOT NULL,"
     "  der BYTEA NOT NULL);",
+
+    /* 9: a cancelled request is 'cancelled', not 'failed' (quorum_exec.c) */
+    "ALTER TABLE quorum_requests DROP CONSTRAINT quorum_requests_status_check;"
+    "ALTER TABLE quorum_requests ADD CONSTRAINT quorum_requests_status_check"
+    "  CHECK (status IN ('pending', 'executed', 'failed', 'cancelled'));",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

@@ -106,11 +106,27 @@ req admin list --status pending
 check "list --status pending: the PAI request only" sh -c \
     "[ \$(wc -l < '$W/out') = 2 ] && grep -q '^$PAI_ID' '$W/out'"
 
-# ---- cancel: the pending PAI request is withdrawn, closed, audited ----
+# ---- cancel: the pending PAI request is withdrawn, closed as cancelled, audited ----
+call approver GET "/v1/requests/$PAI_ID"
+cp "$W/body" "$W/envelope-pai.json"
+"$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope-pai.json" > "$W/appr-pai.json"
 req admin cancel "$PAI_ID" --reason "wrong key label"
 check "request cancel exits 0" sh -c "[ '$RC' = 0 ] && grep -q 'cancelled' '$W/out'"
+req admin list --status cancelled
+check "... the request shows status cancelled" grep -Eq "^$PAI_ID +cancelled" "$W/out"
 req admin list --status failed
-check "... the request is closed (failed)" grep -q "^$PAI_ID" "$W/out"
+check "... and is not listed as failed" sh -c "! grep -q '^$PAI_ID' '$W/out'"
+call admin GET "/v1/requests/$PAI_ID"
+check "GET /v1/requests/{id} says cancelled" jq -e '.status == "cancelled"' "$W/body"
+call admin GET "/v1/requests?status=cancelled"
+check "GET /v1/requests?status=cancelled lists it" \
+    jq -e --arg id "$PAI_ID" '[.items[] | select(.id == $id and .status == "cancelled")] | length == 1' \
+    "$W/body"
+st=$(store_sql "SELECT status FROM quorum_requests WHERE id = '$PAI_ID'")
+check "the store holds status cancelled" [ "$st" = cancelled ]
+call approver POST "/v1/requests/$PAI_ID/approvals" -H 'Content-Type: application/json' \
+    --data-binary @"$W/appr-pai.json"
+expect "an approval made before the cancellation is refused" 409 quorum-request-executed
 req admin cancel "$PAI_ID"
 check "cancelling it again: exit 1, quorum-request-executed" sh -c \
     "[ '$RC' = 1 ] && grep -q quorum-request-executed '$W/err'"

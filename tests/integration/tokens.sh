@@ -137,6 +137,9 @@ done
 call approver POST "/v1/requests/$RID_C/approvals" -H 'Content-Type: application/json' \
     --data-binary @"$W/appr-c.json"
 expect "an approval of a request asked before the approver set changed" 409 quorum-epoch-stale
+check "... and the detail says what to do: create it again, cancel this one" jq -e --arg id "$RID_C" \
+    '(.detail | contains("create it again (hsmca request create ")) and
+     (.detail | contains("(hsmca request cancel " + $id + ")"))' "$W/body"
 stop_daemon || bad "daemon exit status"
 LAST=$(store_sql 'SELECT max(seq) FROM audit_entries')
 "$HSMCA_BIN" audit archive --store "$STORE" --from 1 --to "$LAST" --out "$W/ex" > /dev/null

@@ -168,7 +168,7 @@ sink_wait(struct sink *s)
 static struct hsmca_issue_result *
 issue(struct env *e, const unsigned char *csr, size_t len, const char *id, int dry)
 {
-    struct hsmca_issue_req rq = {csr, len, id, 0, 0, "operator-1", "operator", dry};
+    struct hsmca_issue_req rq = {csr, len, id, 0, 0, "operator-1", "operator", dry, NULL};
     struct sink s;
 
     sink_init(&s);
@@ -610,10 +610,11 @@ inactive_ca_and_bad_requests_are_refused_and_audited(void **state)
     /* API misuse: done never runs */
     sink_init(&s);
     assert_int_equal(hsmca_issue_submit(e.iss, e.ca, NULL, on_done, &s), HSMCA_E_INVALID_ARG);
-    assert_int_equal(hsmca_issue_submit(NULL, e.ca,
-                                        &(struct hsmca_issue_req){csr, len, NULL, 0, 0, "", "", 0},
-                                        on_done, &s),
-                     HSMCA_E_INVALID_ARG);
+    assert_int_equal(
+        hsmca_issue_submit(NULL, e.ca,
+                           &(struct hsmca_issue_req){csr, len, NULL, 0, 0, "", "", 0, NULL},
+                           on_done, &s),
+        HSMCA_E_INVALID_ARG);
     assert_int_equal(s.done, 0);
     /* activation bounds */
     hsmca_issue_ca_deactivate(e.ca);
@@ -880,7 +881,7 @@ quotas_bound_each_pai(void **state)
         assert_int_equal(cs.per_day, 3);
         assert_int_equal(hsmca_issue_ca_activate(other, W.kpai2, wall_ms() + 60000, 100), HSMCA_OK);
         for (i = 0; i < 4; i++) {
-            struct hsmca_issue_req rq = {csr, len, NULL, 1, 0x8001, "op", "operator", 0};
+            struct hsmca_issue_req rq = {csr, len, NULL, 1, 0x8001, "op", "operator", 0, NULL};
             struct sink s;
 
             sink_init(&s);
@@ -1159,7 +1160,8 @@ batches_fail_item_by_item(void **state)
     for (i = 0; i < n; i++) {
         csrs[i] = fresh_csr(&lens[i]);
         snprintf(ids[i], sizeof(ids[i]), "b-%02zu", i);
-        items[i] = (struct hsmca_issue_req){csrs[i], lens[i], ids[i], 0, 0, "op", "operator", 0};
+        items[i] =
+            (struct hsmca_issue_req){csrs[i], lens[i], ids[i], 0, 0, "op", "operator", 0, NULL};
     }
     items[3].csr_len -= 1;        /* malformed CSR */
     items[7].request_id = "b 7";  /* invalid request id */
@@ -1244,7 +1246,7 @@ failed_write_releases_nothing(void **state)
     /* a CA missing from the store: the row's foreign key fails inside the audit transaction */
     ghost = make_ca(&e, "pai-ghost", W.pai_der, W.pai_len, 0);
     assert_int_equal(hsmca_issue_ca_activate(ghost, W.kpai, wall_ms() + 60000, 5), HSMCA_OK);
-    rq = (struct hsmca_issue_req){csr, len, "g-1", 0, 0, "op", "operator", 0};
+    rq = (struct hsmca_issue_req){csr, len, "g-1", 0, 0, "op", "operator", 0, NULL};
     sink_init(&s);
     assert_int_equal(hsmca_issue_submit(e.iss, ghost, &rq, on_done, &s), HSMCA_OK);
     sink_wait(&s);
@@ -1397,7 +1399,8 @@ throughput_against_the_crypto_floor(void **state)
     for (i = 0; i < N; i++) {
         der[i] = fresh_csr(&len[i]);
         snprintf(ids[i], 16, "t-%04zu", i);
-        items[i] = (struct hsmca_issue_req){der[i], len[i], ids[i], 0, 0, "op", "operator", 0};
+        items[i] =
+            (struct hsmca_issue_req){der[i], len[i], ids[i], 0, 0, "op", "operator", 0, NULL};
     }
     fa = (struct floor_arg){der, len, N, &next};
     t0 = mono_s();

@@ -414,7 +414,7 @@ static void *
 worker_run(void *arg)
 {
     struct worker *w = arg;
-    struct hsmca_matter_dac_request rq = {w->csr, 0, 0, time(NULL)};
+    struct hsmca_matter_dac_request rq = {w->csr, 0, 0, time(NULL), NULL};
     unsigned char serial[HSMCA_MATTER_SERIAL_LEN], *der = NULL;
     size_t len = 0;
     int k;
@@ -472,6 +472,228 @@ test_sign(void *arg, const unsigned char dgst[32], unsigned char *sig, size_t si
         return ts->fail;
     ts->calls++;
     return hsmca_key_sign_digest(ts->key, dgst, 32, sig, sig_max, sig_len);
+}
+
+/* A DAC profile with a per-device subject value: subject_extra goes into "subject", validity is
+ * the "validity" members. */
+static void
+devid_profile(const char *cn, const char *subject_extra, const char *validity,
+              struct hsmca_profile *out)
+{
+    char buf[1024];
+    int n = snprintf(
+        buf, sizeof(buf),
+        "{\"name\": \"dac-dev\", \"type\": \"dac\", \"subject\": {\"common_name\": \"%s\", "
+        "\"vid\": \"required\", \"pid\": \"required\", \"device_id\": %s}, \"validity\": {%s, "
+        "\"backdate_seconds\": 60}, \"extensions\": {\"basic_constraints\": {\"critical\": true, "
+        "\"ca\": false}, \"key_usage\": {\"critical\": true, \"usages\": [\"digitalSignature\"]}, "
+        "\"subject_key_identifier\": {\"critical\": false}, \"authority_key_identifier\": "
+        "{\"critical\": false}}}",
+        cn, subject_extra, validity);
+
+    assert_true(n > 0 && (size_t)n < sizeof(buf));
+    assert_int_equal(hsmca_profile_parse(buf, (size_t)n, out), HSMCA_OK);
+}
+
+/* The value of the one attribute nid of x's subject, and its ASN.1 string type. */
+static void
+assert_subject_attr(X509 *x, int nid, const char *want, int want_type)
+{
+    const X509_NAME *n = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(n, nid, -1);
+    const ASN1_STRING *v;
+
+    assert_true(i >= 0);
+    assert_true(X509_NAME_get_index_by_NID(n, nid, i) < 0);
+    v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(n, i));
+    assert_int_equal(ASN1_STRING_type(v), want_type);
+    assert_int_equal((size_t)ASN1_STRING_length(v), strlen(want));
+    assert_memory_equal(ASN1_STRING_get0_data(v), want, strlen(want));
+}
+
+/*
+ * Per-device subject values in real DACs signed in the PAI's token: a serialNumber (finite
+ * validity of 365 days) and a common-name device id taken from the CSR; both chain and pass the
+ * validator; refusals sign nothing; no template is ever made for them (each subject differs).
+ */
+static void
+device_id_dacs(X509 *pai, X509 *paa, struct hsmca_key *kpai, const struct hsmca_csr *csr,
+               const unsigned char *cder, size_t clen, time_t now)
+{
+    struct hsmca_profile psn, pcn;
+    struct hsmca_matter_issuer *isn = NULL, *icn = NULL;
+    struct hsmca_matter_dac_request rq;
+    struct hsmca_matter_verdict v;
+    unsigned char serial[HSMCA_MATTER_SERIAL_LEN], *der = NULL;
+    size_t len = 0;
+    X509 *x = NULL;
+    int days = -1, secs = -1;
+    unsigned ntmpl;
+    json_t *lint = NULL;
+
+    devid_profile("ACME {vid}/{pid}",
+                  "{\"attribute\": \"serialNumber\", \"pattern\": \"[0-9A-F]{16}\", "
+                  "\"max_length\": 16, \"required\": true}",
+                  "\"days\": 365", &psn);
+    devid_profile("ACME {device_id}",
+                  "{\"attribute\": \"commonName\", \"pattern\": \"factory-[a-z]+|DEV-[0-9]+\", "
+                  "\"max_length\": 20, \"required\": true, \"from_csr\": true}",
+                  "\"not_after\": \"99991231235959Z\"", &pcn);
+    assert_int_equal(hsmca_matter_issuer_new(&psn, pai, paa, hsmca_key_private(kpai), &isn),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_issuer_new(&pcn, pai, paa, hsmca_key_private(kpai), &icn),
+                     HSMCA_OK);
+
+    /* serialNumber: PrintableString after the CN, VID/PID from the PAI, 365 days */
+    ntmpl = hsmca_matter_issuer_templates(isn);
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now, "0123456789ABCDEF"};
+    assert_int_equal(
+        hsmca_matter_dac_build(isn, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
+        HSMCA_OK);
+    assert_dac_chains(der, len, pai, paa, 0x8000);
+    assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
+    assert_subject_attr(x, NID_serialNumber, "0123456789ABCDEF", V_ASN1_PRINTABLESTRING);
+    assert_subject_attr(x, NID_commonName, "ACME FFF1/8000", V_ASN1_UTF8STRING);
+    assert_int_equal(
+        OBJ_obj2nid(X509_NAME_ENTRY_get_object(X509_NAME_get_entry(X509_get_subject_name(x), 1))),
+        NID_serialNumber); /* CN, serialNumber, VID, PID */
+    assert_int_equal(ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x), X509_get0_notAfter(x)),
+                     1);
+    assert_int_equal(days, 364);
+    assert_int_equal(secs, 86399);
+    assert_int_equal(hsmca_matter_validate(x, pai, paa,
+                                           &(struct hsmca_matter_expect){1, 1, 0xFFF1, 0x8000},
+                                           time(NULL), &v),
+                     HSMCA_OK);
+    X509_free(x);
+    x = NULL;
+    OPENSSL_free(der);
+    der = NULL;
+    assert_int_equal(hsmca_matter_issuer_templates(isn), ntmpl); /* no template for it */
+
+    /* refusals sign nothing */
+    rq.device_id = "0123";
+    assert_int_equal(hsmca_matter_dac_build(isn, &rq, 0, serial, &der, &len),
+                     HSMCA_E_DEVICE_ID_PATTERN);
+    rq.device_id = "0123456789ABCDE*";
+    assert_int_equal(hsmca_matter_dac_build(isn, &rq, 0, serial, &der, &len),
+                     HSMCA_E_DEVICE_ID_RULE);
+    rq.device_id = NULL;
+    assert_int_equal(hsmca_matter_dac_build(isn, &rq, 0, serial, &der, &len),
+                     HSMCA_E_DEVICE_ID_PATTERN);
+    assert_null(der);
+
+    /* commonName from the CSR ("factory-device"), or the request's value when it gives one */
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now, NULL};
+    assert_int_equal(hsmca_matter_dac_build(icn, &rq, 0, serial, &der, &len), HSMCA_OK);
+    assert_dac_chains(der, len, pai, paa, 0x8000);
+    assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
+    assert_subject_attr(x, NID_commonName, "ACME factory-device", V_ASN1_UTF8STRING);
+    assert_int_equal(X509_NAME_get_index_by_NID(X509_get_subject_name(x), NID_serialNumber, -1),
+                     -1);
+    X509_free(x);
+    x = NULL;
+    OPENSSL_free(der);
+    der = NULL;
+    rq.device_id = "DEV-42";
+    assert_int_equal(hsmca_matter_dac_build(icn, &rq, HSMCA_MATTER_FULL_BUILD, serial, &der, &len),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
+    assert_subject_attr(x, NID_commonName, "ACME DEV-42", V_ASN1_UTF8STRING);
+    X509_free(x);
+    OPENSSL_free(der);
+    der = NULL;
+    rq.device_id = "Mvid:FFF2";
+    assert_int_equal(hsmca_matter_dac_build(icn, &rq, 0, serial, &der, &len),
+                     HSMCA_E_DEVICE_ID_RULE); /* N8: the VID is the PAI's */
+    assert_null(der);
+
+    /* the lint names the rule and shows the subject it would make */
+    assert_int_equal(hsmca_matter_dac_lint(isn, cder, clen, 0, 0, "zz", now, &lint), HSMCA_OK);
+    assert_false(json_boolean_value(json_object_get(lint, "ok")));
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(lint, "problems"), 0), "rule")),
+                        "device-id");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(lint, "problems"), 0), "code")),
+                        "dac-device-id-pattern");
+    assert_null(strstr(json_string_value(json_object_get(
+                           json_array_get(json_object_get(lint, "problems"), 0), "detail")),
+                       "zz")); /* the detail never repeats the value */
+    json_decref(lint);
+    assert_int_equal(hsmca_matter_dac_lint(isn, cder, clen, 0, 0, "00000000000000C1", now, &lint),
+                     HSMCA_OK);
+    assert_true(json_boolean_value(json_object_get(lint, "ok")));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(lint, "dac"), "subject")),
+               "00000000000000C1"));
+    json_decref(lint);
+    hsmca_matter_issuer_free(isn);
+    hsmca_matter_issuer_free(icn);
+}
+
+/*
+ * validity.within_issuer: under a PAI that ends in 30 days a 365-day DAC is refused
+ * (dac-outlives-issuer), a 10-day one issues; without it the 365-day DAC issues (Matter judges
+ * the chain at the DAC's notBefore, V3/V5) and still passes the validator.
+ */
+static void
+within_issuer_dacs(X509 *paa, struct hsmca_key *kpaa, struct hsmca_key *kpai,
+                   const struct hsmca_csr *csr, time_t now)
+{
+    static const char pai_json[] =
+        "{\"name\": \"pai-30\", \"type\": \"pai\", \"subject\": {\"common_name\": \"PAI {vid}\", "
+        "\"vid\": \"required\", \"pid\": \"optional\"}, \"validity\": {\"days\": 30, "
+        "\"backdate_seconds\": 60}, \"extensions\": {\"basic_constraints\": {\"critical\": true, "
+        "\"ca\": true, \"path_len\": 0}, \"key_usage\": {\"critical\": true, \"usages\": "
+        "[\"keyCertSign\", \"cRLSign\"]}, \"subject_key_identifier\": {\"critical\": false}, "
+        "\"authority_key_identifier\": {\"critical\": false}}}";
+    struct hsmca_profile ppai, p365, p10, pfree;
+    struct hsmca_matter_issuer *i365 = NULL, *i10 = NULL, *ifree = NULL;
+    struct hsmca_matter_dac_request rq = {csr, 0, 0, now, "00000000000000AA"};
+    unsigned char serial[HSMCA_MATTER_SERIAL_LEN], *der = NULL;
+    size_t len = 0;
+    X509 *pai = NULL;
+    const char *sn = "{\"attribute\": \"serialNumber\", \"pattern\": \"[0-9A-F]{16}\", "
+                     "\"max_length\": 16}";
+
+    assert_int_equal(hsmca_profile_parse(pai_json, strlen(pai_json), &ppai), HSMCA_OK);
+    assert_int_equal(hsmca_matter_pai_build(
+                         &ppai, &(struct hsmca_matter_ca_subject){NULL, 1, 1, 0xFFF1, 0x8000},
+                         hsmca_key_public(kpai), paa, hsmca_key_private(kpaa), now, serial, &pai),
+                     HSMCA_OK);
+    devid_profile("DAC {vid}/{pid}", sn, "\"days\": 365, \"within_issuer\": true", &p365);
+    devid_profile("DAC {vid}/{pid}", sn, "\"days\": 10, \"within_issuer\": true", &p10);
+    devid_profile("DAC {vid}/{pid}", sn, "\"days\": 365", &pfree);
+    assert_true(p365.within_issuer && !pfree.within_issuer);
+    assert_int_equal(hsmca_matter_issuer_new(&p365, pai, paa, hsmca_key_private(kpai), &i365),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_issuer_new(&p10, pai, paa, hsmca_key_private(kpai), &i10),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_issuer_new(&pfree, pai, paa, hsmca_key_private(kpai), &ifree),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_matter_dac_build(i365, &rq, 0, serial, &der, &len),
+                     HSMCA_E_DAC_OUTLIVES_ISSUER);
+    assert_null(der);
+    rq.device_id = NULL; /* the template path too */
+    assert_int_equal(hsmca_matter_dac_build(i365, &rq, 0, serial, &der, &len),
+                     HSMCA_E_DAC_OUTLIVES_ISSUER);
+    assert_null(der);
+    assert_int_equal(
+        hsmca_matter_dac_build(i10, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
+        HSMCA_OK);
+    assert_dac_chains(der, len, pai, paa, 0x8000);
+    OPENSSL_free(der);
+    der = NULL;
+    assert_int_equal(
+        hsmca_matter_dac_build(ifree, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
+        HSMCA_OK);
+    assert_dac_chains(der, len, pai, paa, 0x8000); /* it outlives its PAI: Matter allows it */
+    OPENSSL_free(der);
+    hsmca_matter_issuer_free(i365);
+    hsmca_matter_issuer_free(i10);
+    hsmca_matter_issuer_free(ifree);
+    X509_free(pai);
 }
 
 static void
@@ -585,19 +807,19 @@ softhsm_paa_pai_dac_chain(void **state)
     assert_int_equal(hsmca_csr_parse(cder, clen, &csr_vid), HSMCA_OK);
 
     /* scope refusals: nothing is signed */
-    rq = (struct hsmca_matter_dac_request){csr, 1, 0x8001, now};
+    rq = (struct hsmca_matter_dac_request){csr, 1, 0x8001, now, NULL};
     assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len),
                      HSMCA_E_MATTER_SCOPE); /* PID outside a PID-scoped PAI */
-    rq = (struct hsmca_matter_dac_request){csr_vid, 0, 0, now};
+    rq = (struct hsmca_matter_dac_request){csr_vid, 0, 0, now, NULL};
     assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len),
                      HSMCA_E_MATTER_SCOPE); /* CSR names another VID */
-    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now, NULL};
     assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, serial, &der, &len),
                      HSMCA_E_MATTER_SCOPE); /* PAI without PID: the request must name one */
-    rq = (struct hsmca_matter_dac_request){csr, 1, 0, now};
+    rq = (struct hsmca_matter_dac_request){csr, 1, 0, now, NULL};
     assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, serial, &der, &len),
                      HSMCA_E_MATTER_SCOPE); /* PID 0000 is "no PID" */
-    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now, NULL};
     assert_int_equal(hsmca_matter_dac_build(NULL, &rq, 0, serial, &der, &len), HSMCA_E_INVALID_ARG);
     /* C4: a compressed point passes CSR intake but cannot become a DAC key */
     {
@@ -609,7 +831,7 @@ softhsm_paa_pai_dac_chain(void **state)
         assert_int_equal(EVP_PKEY_set_utf8_string_param(cp, "point-format", "compressed"), 1);
         cd = make_csr(cp, NULL, &cl);
         assert_int_equal(hsmca_csr_parse(cd, cl, &ccsr), HSMCA_OK);
-        rq = (struct hsmca_matter_dac_request){ccsr, 0, 0, now};
+        rq = (struct hsmca_matter_dac_request){ccsr, 0, 0, now, NULL};
         assert_int_equal(hsmca_matter_dac_build(is, &rq, 0, serial, &der, &len),
                          HSMCA_E_CSR_POINT_FORMAT);
         hsmca_csr_free(ccsr);
@@ -619,7 +841,7 @@ softhsm_paa_pai_dac_chain(void **state)
     assert_null(der);
 
     /* lint lists EVERY broken rule and signs nothing */
-    assert_int_equal(hsmca_matter_dac_lint(is, cder, clen, 1, 0x8001, now, &lint), HSMCA_OK);
+    assert_int_equal(hsmca_matter_dac_lint(is, cder, clen, 1, 0x8001, NULL, now, &lint), HSMCA_OK);
     assert_false(json_boolean_value(json_object_get(lint, "ok")));
     assert_int_equal(json_array_size(json_object_get(lint, "problems")), 2);
     assert_string_equal(json_string_value(json_object_get(
@@ -629,19 +851,21 @@ softhsm_paa_pai_dac_chain(void **state)
                             json_array_get(json_object_get(lint, "problems"), 1), "rule")),
                         "csr-vid-scope");
     json_decref(lint);
-    assert_int_equal(hsmca_matter_dac_lint(is, (const unsigned char *)"junk", 4, 0, 0, now, &lint),
-                     HSMCA_OK);
+    assert_int_equal(
+        hsmca_matter_dac_lint(is, (const unsigned char *)"junk", 4, 0, 0, NULL, now, &lint),
+        HSMCA_OK);
     assert_true(json_is_null(json_object_get(lint, "dac"))); /* no key, no plan */
     assert_int_equal(json_array_size(json_object_get(lint, "problems")), 1);
     json_decref(lint);
-    assert_int_equal(hsmca_matter_dac_lint(is2, (const unsigned char *)"junk", 4, 0, 0, now, &lint),
-                     HSMCA_OK);
+    assert_int_equal(
+        hsmca_matter_dac_lint(is2, (const unsigned char *)"junk", 4, 0, 0, NULL, now, &lint),
+        HSMCA_OK);
     assert_int_equal(json_array_size(json_object_get(lint, "problems")), 2); /* csr + dac-pid */
     assert_true(json_is_null(json_object_get(lint, "dac")));
     json_decref(lint);
     OPENSSL_free(cder);
     cder = make_csr(dev, "FFF1", &clen);
-    assert_int_equal(hsmca_matter_dac_lint(is, cder, clen, 0, 0, now, &lint), HSMCA_OK);
+    assert_int_equal(hsmca_matter_dac_lint(is, cder, clen, 0, 0, NULL, now, &lint), HSMCA_OK);
     assert_true(json_boolean_value(json_object_get(lint, "ok")));
     assert_string_equal(json_string_value(json_object_get(json_object_get(lint, "dac"), "pid")),
                         "8000");
@@ -654,8 +878,15 @@ softhsm_paa_pai_dac_chain(void **state)
     json_decref(lint);
     OPENSSL_free(cder);
 
+    /* per-device subject values and a finite validity (their own issuers, same PAI) */
+    cder = make_csr(dev, NULL, &clen);
+    device_id_dacs(pai, paa, kpai, csr, cder, clen, now);
+    within_issuer_dacs(paa, kpaa, kpai2, csr, now);
+    OPENSSL_free(cder);
+    cder = NULL;
+
     /* the real thing, with the signature re-verified */
-    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now, NULL};
     assert_int_equal(
         hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, serial, &der, &len),
         HSMCA_OK);
@@ -739,7 +970,7 @@ softhsm_paa_pai_dac_chain(void **state)
     OPENSSL_free(der);
     der = NULL;
     /* the PID-less PAI issues the requested PID */
-    rq = (struct hsmca_matter_dac_request){csr, 1, 0x8123, now};
+    rq = (struct hsmca_matter_dac_request){csr, 1, 0x8123, now, NULL};
     assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, serial2, &der, &len), HSMCA_OK);
     assert_dac_chains(der, len, pai2, paa, 0x8123);
     OPENSSL_free(der);
@@ -761,7 +992,7 @@ softhsm_paa_pai_dac_chain(void **state)
             X509 *x1 = NULL, *x2 = NULL;
             int n1, n2;
 
-            rq = (struct hsmca_matter_dac_request){csr, 0, 0, when[i]};
+            rq = (struct hsmca_matter_dac_request){csr, 0, 0, when[i], NULL};
             assert_int_equal(
                 hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_VERIFY_SIGNATURE, s1, &d1, &l1),
                 HSMCA_OK);
@@ -790,7 +1021,7 @@ softhsm_paa_pai_dac_chain(void **state)
         }
         assert_int_equal(hsmca_matter_issuer_templates(is), 1); /* the fast path ran */
         /* a serial the caller gives must keep the serial rule (positive, minimal) */
-        rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+        rq = (struct hsmca_matter_dac_request){csr, 0, 0, now, NULL};
         s1[0] = 0x00;
         assert_int_equal(hsmca_matter_dac_build(is, &rq, HSMCA_MATTER_SERIAL_IN, s1, &der, &len),
                          HSMCA_E_INVALID_ARG);
@@ -802,7 +1033,7 @@ softhsm_paa_pai_dac_chain(void **state)
         for (i = 0; i < 12; i++) {
             uint16_t want = (uint16_t)(0x8100 + i);
 
-            rq = (struct hsmca_matter_dac_request){csr, 1, want, now};
+            rq = (struct hsmca_matter_dac_request){csr, 1, want, now, NULL};
             assert_int_equal(hsmca_matter_dac_build(is2, &rq, 0, s1, &der, &len), HSMCA_OK);
             assert_int_equal(hsmca_matter_cert_parse(der, len, &x), HSMCA_OK);
             assert_int_equal(hsmca_matter_validate(
@@ -867,7 +1098,7 @@ softhsm_paa_pai_dac_chain(void **state)
     fx_rmtree(dir);
 
     /* hot path numbers: build without and with the signature re-verification */
-    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now};
+    rq = (struct hsmca_matter_dac_request){csr, 0, 0, now, NULL};
     for (i = 0; i < 2; i++) {
         int k, n = 200;
 

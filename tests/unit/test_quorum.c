@@ -1374,7 +1374,45 @@ stale_and_void_requests_are_refused(void **state)
     assert_int_equal(submit(c, "bob", old, ap, NULL), HSMCA_E_QUORUM_EPOCH_STALE);
     assert_refusal_audited(c, "quorum-epoch-stale");
     assert_int_equal(hsmca_quorum_execute(c->q, old, &ex, NULL), HSMCA_E_QUORUM_EPOCH_STALE);
+    /* the refusal's advice: what to do, with the op and the request's id, within a detail */
+    {
+        char advice[512], want[96], small[8];
+
+        hsmca_quorum_stale_advice(c->q, old, advice, sizeof(advice));
+        assert_true(strlen(advice) < 256);
+        assert_non_null(strstr(advice, "create it again (hsmca request create ca.create_paa"));
+        snprintf(want, sizeof(want), "(hsmca request cancel %s)", old);
+        assert_non_null(strstr(advice, want));
+        /* an id that names no request (or is no id) is never repeated */
+        hsmca_quorum_stale_advice(c->q, "../../../etc/passwd/xxxxxxxxxxxx", advice, sizeof(advice));
+        assert_null(strstr(advice, "passwd"));
+        assert_non_null(strstr(advice, "hsmca request create OP"));
+        assert_non_null(strstr(advice, "hsmca request cancel ID"));
+        hsmca_quorum_stale_advice(NULL, NULL, small, sizeof(small));
+        assert_int_equal(strlen(small), sizeof(small) - 1);
+    }
     free(ap);
+    /* a cancelled request is 'cancelled' (store migration 9): no approval opens it, and it
+     * cannot be cancelled twice */
+    {
+        struct hsmca_quorum_principal admin = {"admin", "admin", NULL};
+        struct hsmca_qrequest r;
+
+        assert_int_equal(hsmca_quorum_cancel(c->q, &admin, old, "superseded"), HSMCA_OK);
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(hsmca_store_qrequest_get(c->st, old, &r), HSMCA_OK);
+        assert_string_equal(r.status, "cancelled");
+        hsmca_qrequest_clear(&r);
+        assert_int_equal(hsmca_quorum_cancel(c->q, &admin, old, NULL),
+                         HSMCA_E_QUORUM_REQUEST_EXECUTED);
+        assert_refusal_audited(c, "quorum-request-executed");
+        id = request(c, "admin", NULL, "ca.create_paa", paa_params(), 60000, HSMCA_OK);
+        ap = make_approval(c, "bob", id);
+        assert_int_equal(hsmca_quorum_cancel(c->q, &admin, id, NULL), HSMCA_OK);
+        assert_int_equal(submit(c, "bob", id, ap, NULL), HSMCA_E_QUORUM_REQUEST_EXECUTED);
+        free(ap);
+        free(id);
+    }
     free(old);
     /* a removal that would leave policy.update's 3 out of reach is refused */
     (void)request(c, "admin", NULL, "approver.remove", "{\"name\":\"bob\"}", 60000,

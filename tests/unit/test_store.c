@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "hsmca/store.h"
+#include "hsmca/store_quorum.h"
 
 #include "../../src/lib/store_internal.h"
 #include "fixture.h"
@@ -136,6 +137,103 @@ migrates_forward_from_every_version(void **state)
     }
     assert_int_equal(hsmca_store_open_at(c->db, latest + 1, &(struct hsmca_store *){NULL}),
                      HSMCA_E_INVALID_ARG);
+}
+
+/* Run sql on the database at path with plain SQLite (the store closed). */
+static int
+raw_sql(const char *path, const char *sql)
+{
+    sqlite3 *h = NULL;
+    int rc;
+
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    rc = sqlite3_exec(h, "PRAGMA foreign_keys=ON", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+    sqlite3_close(h);
+    return rc;
+}
+
+static int
+count_cb(void *arg, int n, char **v, char **names)
+{
+    (void)n;
+    (void)names;
+    snprintf(arg, 128, "%s", v[0] != NULL ? v[0] : "NULL");
+    return 0;
+}
+
+/* One value of a query, as text, into out[128]. */
+static void
+raw_value(const char *path, const char *sql, char *out)
+{
+    sqlite3 *h = NULL;
+
+    out[0] = '\0';
+    assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, count_cb, out, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
+/*
+ * Migration 9 (a cancelled request is 'cancelled'): the requests table is rebuilt under a new
+ * CHECK; the requests and their approvals (in their order) survive, foreign keys hold, and only
+ * the four statuses are accepted.
+ */
+static void
+migration_9_keeps_requests_and_approvals(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_store *st = NULL;
+    char v[128];
+
+    assert_int_equal(hsmca_store_open_at(c->db, 8, &st), HSMCA_OK);
+    hsmca_store_close(st);
+    st = NULL;
+    assert_int_equal(
+        raw_sql(c->db,
+                "INSERT INTO quorum_epochs VALUES (1, 2, '{}', "
+                "'0000000000000000000000000000000000000000000000000000000000000000', 1);"
+                "INSERT INTO quorum_approvers VALUES ('bob', x'01', zeroblob(32), NULL, 1, NULL);"
+                "INSERT INTO quorum_approvers VALUES ('dave', x'02', randomblob(32), NULL, 1, "
+                "NULL);"
+                "INSERT INTO quorum_requests VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', "
+                "'ca.activate', x'00', 1, 'alice', 1, 2, 'pending');"
+                "INSERT INTO quorum_requests VALUES ('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', "
+                "'ca.activate', x'00', 1, 'alice', 1, 2, 'failed');"
+                "INSERT INTO quorum_approvals VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'dave', "
+                "x'dd', 5);"
+                "INSERT INTO quorum_approvals VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'bob', "
+                "x'bb', 6);"),
+        SQLITE_OK);
+    /* version 8 refuses the new status */
+    assert_int_equal(raw_sql(c->db, "UPDATE quorum_requests SET status = 'cancelled'"),
+                     SQLITE_CONSTRAINT);
+    assert_int_equal(hsmca_store_open(c->db, &st), HSMCA_OK); /* migrates to the latest */
+    assert_int_equal(
+        hsmca_store_qrequest_set_status(st, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "cancelled"),
+        HSMCA_OK);
+    hsmca_store_close(st);
+    raw_value(c->db,
+              "SELECT group_concat(id || ':' || status, ',') FROM (SELECT id, status FROM "
+              "quorum_requests ORDER BY id)",
+              v);
+    assert_string_equal(v, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:cancelled,"
+                           "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb:failed");
+    raw_value(c->db,
+              "SELECT group_concat(approver, ',') FROM (SELECT approver FROM quorum_approvals "
+              "ORDER BY rowid)",
+              v);
+    assert_string_equal(v, "dave,bob"); /* the approvals' order kept */
+    raw_value(c->db, "SELECT count(*) FROM pragma_foreign_key_check", v);
+    assert_string_equal(v, "0");
+    raw_value(c->db, "SELECT count(*) FROM sqlite_temp_master", v);
+    assert_string_equal(v, "0");
+    assert_int_equal(raw_sql(c->db, "UPDATE quorum_requests SET status = 'bogus'"),
+                     SQLITE_CONSTRAINT);
+    assert_int_equal(raw_sql(c->db, "INSERT INTO quorum_approvals VALUES "
+                                    "('cccccccccccccccccccccccccccccccc', 'bob', x'00', 7)"),
+                     SQLITE_CONSTRAINT); /* the foreign key still points at the new table */
 }
 
 static void
@@ -408,6 +506,7 @@ main(void)
         cmocka_unit_test_setup_teardown(refuses_garbage_and_unwritable_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(new_database_is_durable_and_current, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_forward_from_every_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(migration_9_keeps_requests_and_approvals, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused_untouched, setup, teardown),
         cmocka_unit_test_setup_teardown(transactions_and_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(statement_cache, setup, teardown),

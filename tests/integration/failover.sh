@@ -123,7 +123,7 @@ used=$(store_sql "SELECT used FROM windows WHERE id = '$WIN'")
 check "every acknowledged DAC counts against the one window the nodes rejoined ($n_win of $n_ack; $used of $MAX reserved, the blocks of killed nodes lost, never reissued)" \
     sh -c "[ $n_win -ge $n_ack ] && [ $n_win -le $used ] && [ $used -le $MAX ]"
 
-# ---- a small window, both nodes loaded past its count, a node killed meanwhile ----
+# ---- a small window: node 2 killed while it signs under it, then both nodes past its count ----
 # (both restart: a node activated after another node's activation must start after it, nodes.sh)
 SMALL=12
 check "node 1 stops with status 0 (its unused block goes back to the window)" node_stop 1
@@ -134,25 +134,29 @@ check "node 1 opens a window of $SMALL DACs" activate 1
 WIN2=$(cat "$W/window")
 node_start 2
 check "node 2 joins it" activate 2 "$WIN2"
-burst() { # NODE: 12 DACs asked of node NODE; "status code" per answer in burst<NODE>
-    : > "$W/burst$1"
+burst() { # NODE N: N DACs asked of node NODE; "status code" per answer appended to burst<NODE>
     b=0
-    while [ $b -lt $SMALL ]; do
+    while [ $b -lt "$2" ]; do
         b=$((b + 1))
-        st=$(dac_post "$1" "small$1-$b" "$W/dev.json" "$W/small$1.pem")
+        st=$(dac_post "$1" "small$1-$b-$$-$(od -An -tu4 -N4 /dev/urandom | tr -d ' ')" \
+            "$W/dev.json" "$W/small$1.pem")
         echo "$st $(jq -r '.code // empty' "$W/small$1.pem" 2>/dev/null)" >> "$W/burst$1"
     done
 }
-burst 1 &
-B1=$!
-burst 2 &
+: > "$W/burst1"
+: > "$W/burst2"
+burst 2 8 &
 B2=$!
-sleep 0.3
-node_kill9 2 # its reserved block is lost with it: counted, never signed
-wait "$B1" "$B2" || true
+sleep 0.5
+node_kill9 2 # mid-burst: what it had reserved and not signed is lost with it, never reissued
+wait "$B2" || true
 node_start 2
 check "node 2 comes back and joins the small window again" activate 2 "$WIN2"
-burst 2
+burst 1 10 &
+B1=$!
+burst 2 10 &
+B2=$!
+wait "$B1" "$B2" || true
 n_small=$(store_sql "SELECT count(*) FROM certificates WHERE window_id = '$WIN2'")
 used2=$(store_sql "SELECT used FROM windows WHERE id = '$WIN2'")
 ok=$(cat "$W/burst1" "$W/burst2" | grep -c '^20[01] ' || true)

@@ -100,6 +100,15 @@ replays=$(count_action dac.replay)
 starts=$(count_action daemon.start)
 check "the log holds both nodes' starts ($starts), $((2 * N)) dac.issue ($issued) and $((2 * N)) dac.replay ($replays)" \
     sh -c "[ '$starts' = 2 ] && [ '$issued' = $((2 * N)) ] && [ '$replays' = $((2 * N)) ]"
+crashes=$(count_action daemon.crash-detected)
+restarts=$(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
+    '%\"action\":\"window.end\"%' AND CAST(line AS TEXT) LIKE '%\"reason\":\"restart\"%'")
+check "node 2 starting while node 1 runs is no crash of node 1's, nor closes its window ($crashes crash-detected, $restarts window.end restart)" \
+    sh -c "[ '$crashes' = 0 ] && [ '$restarts' = 0 ]"
+named=$(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
+    '%\"action\":\"daemon.start\"%' AND (CAST(line AS TEXT) LIKE '%\"node\":\"node-1\"%' OR
+    CAST(line AS TEXT) LIKE '%\"node\":\"node-2\"%')")
+check "each node's daemon.start names its node ($named of 2)" [ "$named" = 2 ]
 # shellcheck disable=SC2046
 set -- $(store_sql "SELECT count(*), min(seq), max(seq) FROM audit_entries" | tr '|' ' ')
 check "the seqs run 1..$3 without a gap ($1 entries)" sh -c "[ '$1' = '$3' ] && [ '$2' = 1 ]"

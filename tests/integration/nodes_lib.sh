@@ -48,9 +48,11 @@ nodes_setup() {
     check "p11-kit server exports the tokens on its socket" [ -S "$W/p11.sock" ]
     P11_KIT_SERVER_ADDRESS=unix:path=$W/p11.sock
     export P11_KIT_SERVER_ADDRESS
+    # each node its own name: its start and stop, its crash and its open windows are its own
     jq --arg m "$CLIENT" '.pkcs11_module = $m' "$W/hsmcad.json" > "$W/hsmcad.json.new"
-    mv "$W/hsmcad.json.new" "$W/hsmcad.json"
-    cp "$W/hsmcad.json" "$W/hsmcad2.json"
+    jq '.node = "node-2"' "$W/hsmcad.json.new" > "$W/hsmcad2.json"
+    jq '.node = "node-1"' "$W/hsmcad.json.new" > "$W/hsmcad.json"
+    rm -f "$W/hsmcad.json.new"
 }
 
 node_start() { # K

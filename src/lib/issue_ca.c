@@ -135,16 +135,18 @@ win_store(struct hsmca_issuer *iss, enum hsmca_err *rc)
 }
 
 /* How much of a shared window to reserve at once: an eighth of what the window has left, at
- * least 1, at most ISSUE_WINDOW_BLOCK, so that near its end one node does not sit on what
- * another could sign */
+ * least 1, so that near its end one node does not sit on what another could sign; at most
+ * ISSUE_WINDOW_BLOCK on PostgreSQL (nodes share it), ISSUE_WINDOW_BLOCK_ONE on SQLite (one node:
+ * a block costs a commit with its fsync, and starves nobody) */
 static uint64_t
-block_want(const struct hsmca_issue_ca *ca)
+block_want(const struct hsmca_issue_ca *ca, const struct hsmca_store *st)
 {
     uint64_t left = ca->max_dacs > ca->win_used ? ca->max_dacs - ca->win_used : 1, n = left / 8;
+    uint64_t cap = hsmca_store_is_pg(st) ? ISSUE_WINDOW_BLOCK : ISSUE_WINDOW_BLOCK_ONE;
 
     if (n < 1)
         n = 1;
-    return n > ISSUE_WINDOW_BLOCK ? ISSUE_WINDOW_BLOCK : n;
+    return n > cap ? cap : n;
 }
 
 enum hsmca_err
@@ -167,10 +169,10 @@ issue_window_slot(struct hsmca_issue_ca *ca, int64_t t_ms)
         /* reserve the next block in the store, ca->mu dropped meanwhile */
         ca->refilling = 1;
         gen = ca->win_gen;
-        want = block_want(ca);
         memcpy(id, ca->win, sizeof(id));
+        st = win_store(ca->iss, &rc); /* opened at activation (window_bind) */
+        want = block_want(ca, st);
         pthread_mutex_unlock(&ca->mu);
-        st = win_store(ca->iss, &rc);
         if (rc == HSMCA_OK)
             rc = hsmca_store_window_reserve(st, id, want, t_ms, &got, &used);
         pthread_mutex_lock(&ca->mu);

@@ -28,6 +28,7 @@
 #define QUOTA_MAX 1000000000ull
 #define WINDOW_MAX (1ull << 40)
 #define ISSUE_WINDOW_BLOCK 64 /* the most of a shared window's count one node reserves at once */
+#define ISSUE_WINDOW_BLOCK_ONE 1024 /* the same on SQLite, whose store has one node */
 #define LIMITER_SLOTS 1024
 #define LIMITER_PROBE 8
 #define INFLIGHT_MIN 64

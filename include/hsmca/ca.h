@@ -134,6 +134,12 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_ca_attach_all(struct hsmca_ca_registry *reg
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_ca_activate(struct hsmca_ca_registry *reg, const char *ca_id,
                                                  int64_t until_ms, uint64_t max_dacs);
+/* As hsmca_ca_activate, for a window shared by the nodes of one store: window_id opened (or with
+ * join, joined: its end and count are the store's), hsmca_issue_ca_activate_shared. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_ca_activate_shared(struct hsmca_ca_registry *reg,
+                                                        const char *ca_id, const char *window_id,
+                                                        int join, int64_t until_ms,
+                                                        uint64_t max_dacs);
 /*
  * Close c's window, under the lock: drain signing, audit window.end with reason why
  * ("deactivation", "stop", "revoked", "token-lost"; NULL: "count" or "time", whichever ran out),

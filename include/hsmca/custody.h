@@ -34,6 +34,17 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_custody_in_doubt(struct hsmca_store *ro,
                                                       struct hsmca_custody_doubt *out);
 
 /*
+ * This process's node name among the nodes of one store (1..HSMCA_CUSTODY_NODE_MAX of
+ * [a-z0-9._-]; "" or NULL: the only node). With a name, whether the last run stopped cleanly and
+ * which windows it left open are this node's own (meta keys daemon.running.NAME and
+ * windows.open.NAME), so one node's start never reads another's running state as its crash, nor
+ * closes another's window in the log; daemon.start and daemon.crash-detected name the node.
+ * Call before hsmca_custody_started. HSMCA_E_INVALID_ARG on a bad name.
+ */
+#define HSMCA_CUSTODY_NODE_MAX 32
+HSMCA_MUSTCHECK enum hsmca_err hsmca_custody_set_node(const char *name);
+
+/*
  * At start, once the log is open: daemon.crash-detected when the last run ended without
  * daemon.stop (*crashed = 1), then daemon.start (version), then one custody.token-in-doubt entry
  * per token whose rotation was interrupted. ro reads; the entries go through a.

@@ -132,6 +132,20 @@ const char *hsmca_issue_ca_id(const struct hsmca_issue_ca *ca);
 HSMCA_MUSTCHECK enum hsmca_err hsmca_issue_ca_activate(struct hsmca_issue_ca *ca,
                                                        struct hsmca_key *key, int64_t until_ms,
                                                        uint64_t max_dacs);
+/*
+ * As hsmca_issue_ca_activate, for a window shared by the nodes of one store (store_windows.h):
+ * window_id (the opening quorum request's id) is opened in the store with until_ms and max_dacs,
+ * or with join an open one is joined and its end and count are the store's (until_ms and
+ * max_dacs are then ignored). DACs are signed against the window's one count: this node reserves
+ * it in blocks (at most ISSUE_WINDOW_BLOCK at once), gives back what it did not sign at
+ * deactivation, and stamps each certificate row with window_id. Also returns
+ * HSMCA_E_ISSUE_WINDOW_EXPIRED and HSMCA_E_ISSUE_WINDOW_EXHAUSTED (a window to join is over),
+ * HSMCA_E_NOT_FOUND (no such window), HSMCA_E_STORE_*.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_issue_ca_activate_shared(struct hsmca_issue_ca *ca,
+                                                              struct hsmca_key *key,
+                                                              const char *window_id, int join,
+                                                              int64_t until_ms, uint64_t max_dacs);
 
 /*
  * Close the window: no new signing starts once this is called, and it returns only after every

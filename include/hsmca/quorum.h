@@ -26,7 +26,8 @@
  * Operations (params besides "tokens"; thresholds in policies/quorum.json):
  *   ca.create_paa   {"ca", "token" (label of a token under quorum), "key_label", "cn"?, "vid"?}
  *   ca.create_pai   {"ca", "parent", "token", "key_label", "cn"?, "vid", "pid"?}
- *   ca.activate     {"ca", "until": ms, "max_dacs": n}
+ *   ca.activate     {"ca", "until": ms, "max_dacs": n}: opens a window (its id: the request's),
+ *                   or {"ca", "window": id}: this node joins that open window (its own approval)
  *   approver.enroll {"name", "spki": b64, "token_serial", "pop": b64 DER ECDSA by the new key over
  *                    SHA-256("hsmca-enroll-pop-v1\0" || name || "\0" || spki DER || serial)}
  *   approver.remove {"name"}
@@ -215,6 +216,10 @@ struct hsmca_quorum_exec {
     enum hsmca_err (*activate)(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dacs);
     /* Close the window of ca_id: drain in-flight signing, free key handles, log out. */
     enum hsmca_err (*deactivate)(void *arg, const char *ca_id);
+    /* ca.activate of a window shared through the store (store_windows.h): opened under the
+     * request's id, or joined ({"ca", "window": id}); NULL: activate, a window of its own */
+    enum hsmca_err (*activate_shared)(void *arg, const char *ca_id, const char *window_id, int join,
+                                      int64_t until_ms, uint64_t max_dacs);
     const struct hsmca_profile *paa_profile; /* for ca.create_paa */
     const struct hsmca_profile *pai_profile; /* for ca.create_pai */
     /* ca.revoke, crl.sign (quorum_revoke.h): the CRL policies (NULL: built-in defaults), and

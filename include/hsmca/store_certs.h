@@ -17,6 +17,8 @@
 #include "hsmca/limits.h"
 #include "hsmca/store.h"
 
+#define HSMCA_WINDOW_ID_MAX 64
+
 struct hsmca_ca_rec {
     char id[HSMCA_CA_ID_MAX + 1];
     char kind[4];                      /* "paa" or "pai" */
@@ -49,6 +51,8 @@ struct hsmca_cert_rec {
     int64_t invalidity_ms; /* RFC 5280 invalidityDate (time of compromise), 0 none */
     unsigned char *der;
     size_t der_len;
+    char window[HSMCA_WINDOW_ID_MAX + 1]; /* the shared window issued under; "" none (written
+                                           * by cert_insert only, store_windows.h) */
 };
 
 /* Free the blobs of a record (the record itself is the caller's). NULL is fine. */

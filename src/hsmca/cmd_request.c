@@ -49,7 +49,8 @@ usage_request(FILE *f)
         "  ca.create_paa   --ca ID --token LABEL --key-label L [--cn CN] [--vid VID]\n"
         "  ca.create_pai   --ca ID --parent PAA --token LABEL --key-label L --vid VID\n"
         "                  [--pid PID] [--cn CN]\n"
-        "  ca.activate     --ca PAI --until TIME --max-dacs N\n"
+        "  ca.activate     --ca PAI --until TIME --max-dacs N   (opens a window)\n"
+        "                  --ca PAI --window ID    (this node joins open window ID)\n"
         "  ca.revoke       --ca PAI [--reason REASON] [--invalidity TIME]\n"
         "  crl.sign        --ca ID\n"
         "  token.enroll    --token LABEL        (a free token joins the quorum's custody)\n"
@@ -137,7 +138,7 @@ parse_time(const char *s)
 /* Every flag of every operation; each operation says which it takes. */
 struct req_flags {
     const char *ca, *parent, *token, *key_label, *cn, *vid, *pid, *until, *max_dacs, *reason,
-        *invalidity, *name, *enroll_file, *policy_file;
+        *invalidity, *name, *enroll_file, *policy_file, *window;
 };
 
 static int
@@ -230,6 +231,12 @@ build_params(const char *op, const struct req_flags *f, int *rc)
             json_object_set_new(p, "vid", json_integer(vid));
         if (pid >= 0)
             json_object_set_new(p, "pid", json_integer(pid));
+    } else if (strcmp(op, "ca.activate") == 0 && f->window != NULL) {
+        NEED(f->ca, "--ca");
+        NONE(f->until, "--until (a joined window keeps its end)");
+        NONE(f->max_dacs, "--max-dacs (a joined window keeps its count)");
+        json_object_set_new(p, "ca", json_string(f->ca));
+        json_object_set_new(p, "window", json_string(f->window));
     } else if (strcmp(op, "ca.activate") == 0) {
         NEED(f->ca, "--ca");
         NEED(f->until, "--until");
@@ -368,6 +375,7 @@ cmd_request(int argc, char **argv)
         {"name", required_argument, NULL, 12},
         {"enroll-file", required_argument, NULL, 13},
         {"policy-file", required_argument, NULL, 14},
+        {"window", required_argument, NULL, 15},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -396,11 +404,11 @@ cmd_request(int argc, char **argv)
         return usage_err("subcommands: create, list, show, cancel");
     optind = 2;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char **fl[] = {&f.ca,         &f.parent, &f.token,       &f.key_label,  &f.cn,
-                             &f.vid,        &f.pid,    &f.until,       &f.max_dacs,   &f.reason,
-                             &f.invalidity, &f.name,   &f.enroll_file, &f.policy_file};
+        const char **fl[] = {&f.ca,         &f.parent, &f.token,       &f.key_label,   &f.cn,
+                             &f.vid,        &f.pid,    &f.until,       &f.max_dacs,    &f.reason,
+                             &f.invalidity, &f.name,   &f.enroll_file, &f.policy_file, &f.window};
 
-        if (c >= 1 && c <= 14) {
+        if (c >= 1 && c <= 15) {
             slot = fl[c - 1];
             if (*slot != NULL)
                 return usage_err("a flag is given twice");
@@ -463,9 +471,9 @@ cmd_request(int argc, char **argv)
         }
         snprintf(path, sizeof(path), "/v1/requests");
     } else {
-        const char **all[] = {&f.ca,         &f.parent, &f.token,       &f.key_label,  &f.cn,
-                              &f.vid,        &f.pid,    &f.until,       &f.max_dacs,   &f.reason,
-                              &f.invalidity, &f.name,   &f.enroll_file, &f.policy_file};
+        const char **all[] = {&f.ca,         &f.parent, &f.token,       &f.key_label,   &f.cn,
+                              &f.vid,        &f.pid,    &f.until,       &f.max_dacs,    &f.reason,
+                              &f.invalidity, &f.name,   &f.enroll_file, &f.policy_file, &f.window};
         size_t i;
 
         for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {

@@ -50,6 +50,7 @@ static const struct key top_keys[] = {
     STR("quotas", K_PATH, 0, quotas),
     STR("crl_policy", K_PATH, 0, crl_policy),
     STR("bounds", K_PATH, 0, bounds),
+    STR("node", K_STR, 0, node), /* one of several nodes on one store (docs/postgresql.md) */
     {NULL, K_STR, 0, 0, 0, 0, 0},
 };
 static const struct key tls_keys[] = {

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hsmca/custody.h"
 #include "hsmca/error.h"
 #include "hsmca/limits.h"
 
@@ -43,7 +44,8 @@ struct hsmcad_config {
     char audit_pin_file[HSMCA_PATH_MAX + 1];
     char audit_cert[HSMCA_PATH_MAX + 1]; /* audit certificate or public key PEM, for extracts */
     char audit_origin[128];
-    uint64_t checkpoint_entries; /* 0 = library default */
+    char node[HSMCA_CUSTODY_NODE_MAX + 1]; /* this node's name among those of the store; "" one */
+    uint64_t checkpoint_entries;           /* 0 = library default */
     uint64_t checkpoint_interval_s;
     /* DACs stop while more audit entries than this lie beyond the last signed checkpoint;
      * 0 in the file = checkpoint_entries + HSMCAD_UNSIGNED_MARGIN_DEFAULT */

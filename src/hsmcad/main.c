@@ -453,7 +453,9 @@ main(int argc, char **argv)
     {
         int crashed = 0;
 
-        rc = hsmca_custody_started(d->audit, d->quorum_ro, HSMCA_VERSION, &crashed);
+        rc = hsmca_custody_set_node(d->cfg.node);
+        if (rc == HSMCA_OK)
+            rc = hsmca_custody_started(d->audit, d->quorum_ro, HSMCA_VERSION, &crashed);
         for (i = 0; rc == HSMCA_OK && i < d->nrestored; i++)
             rc = hsmca_custody_token_restored(d->audit, d->restored[i]);
         if (rc != HSMCA_OK) {

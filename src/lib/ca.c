@@ -316,6 +316,13 @@ enum hsmca_err
 hsmca_ca_activate(struct hsmca_ca_registry *reg, const char *ca_id, int64_t until_ms,
                   uint64_t max_dacs)
 {
+    return hsmca_ca_activate_shared(reg, ca_id, NULL, 0, until_ms, max_dacs);
+}
+
+enum hsmca_err
+hsmca_ca_activate_shared(struct hsmca_ca_registry *reg, const char *ca_id, const char *window_id,
+                         int join, int64_t until_ms, uint64_t max_dacs)
+{
     struct hsmca_ca *c = hsmca_ca_find(reg, ca_id);
     enum hsmca_err rc;
 
@@ -337,11 +344,18 @@ hsmca_ca_activate(struct hsmca_ca_registry *reg, const char *ca_id, int64_t unti
     rc = hsmca_token_find_key(c->tok, c->key_uri, &c->key);
     if (rc != HSMCA_OK)
         goto out;
-    rc = hsmca_issue_ca_activate(c->ica, c->key, until_ms, max_dacs);
+    rc = hsmca_issue_ca_activate_shared(c->ica, c->key, window_id, join, until_ms, max_dacs);
     if (rc != HSMCA_OK) {
         hsmca_key_free(c->key);
         c->key = NULL;
         goto out;
+    }
+    if (window_id != NULL) { /* a shared window's end and count are the store's */
+        struct hsmca_issue_ca_state ws;
+
+        hsmca_issue_ca_state(c->ica, now_ms(), &ws);
+        until_ms = ws.until_ms;
+        max_dacs = ws.max_dacs;
     }
     hsmca_log(HSMCA_LOG_INFO, mod(reg), "ca-activated", "ca=%s until_ms=%lld max_dacs=%llu", c->id,
               (long long)until_ms, (unsigned long long)max_dacs);
@@ -457,6 +471,13 @@ ex_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max_dacs)
 }
 
 static enum hsmca_err
+ex_activate_shared(void *arg, const char *ca_id, const char *window_id, int join, int64_t until_ms,
+                   uint64_t max_dacs)
+{
+    return hsmca_ca_activate_shared(arg, ca_id, window_id, join, until_ms, max_dacs);
+}
+
+static enum hsmca_err
 ex_deactivate(void *arg, const char *ca_id)
 {
     return hsmca_ca_deactivate(arg, ca_id, "deactivation");
@@ -515,6 +536,7 @@ hsmca_ca_quorum_exec(struct hsmca_ca_registry *reg, struct hsmca_quorum_exec *ex
     ex->token = ex_token;
     ex->ca_created = ex_ca_created;
     ex->activate = ex_activate;
+    ex->activate_shared = ex_activate_shared;
     ex->deactivate = ex_deactivate;
     ex->ca_revoked = ex_ca_revoked;
     ex->crl_signed = ex_crl_signed;

@@ -5,6 +5,7 @@
  */
 #include "hsmca/custody.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,30 @@
 #include "hsmca/store_quorum.h"
 
 #define RUNNING_KEY "daemon.running"
+#define WINDOWS_KEY "windows.open"
+
+/* this process's node name ("" the only node) and its meta keys */
+static char node_name[HSMCA_CUSTODY_NODE_MAX + 1];
+static char running_key[sizeof(RUNNING_KEY) + HSMCA_CUSTODY_NODE_MAX + 1] = RUNNING_KEY;
+static char windows_key[sizeof(WINDOWS_KEY) + HSMCA_CUSTODY_NODE_MAX + 1] = WINDOWS_KEY;
+
+enum hsmca_err
+hsmca_custody_set_node(const char *name)
+{
+    size_t i, n = name != NULL ? strlen(name) : 0;
+
+    if (n > HSMCA_CUSTODY_NODE_MAX)
+        return HSMCA_E_INVALID_ARG;
+    for (i = 0; i < n; i++) {
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+              name[i] == '.' || name[i] == '_' || name[i] == '-'))
+            return HSMCA_E_INVALID_ARG;
+    }
+    snprintf(node_name, sizeof(node_name), "%s", n > 0 ? name : "");
+    snprintf(running_key, sizeof(running_key), "%s%s%s", RUNNING_KEY, n > 0 ? "." : "", node_name);
+    snprintf(windows_key, sizeof(windows_key), "%s%s%s", WINDOWS_KEY, n > 0 ? "." : "", node_name);
+    return HSMCA_OK;
+}
 
 int
 hsmca_custody_reconcile(void *arg, uint64_t seq, const char *action)
@@ -58,7 +83,7 @@ hsmca_custody_in_doubt(struct hsmca_store *ro, struct hsmca_custody_doubt *out)
 static enum hsmca_err
 set_running(struct hsmca_store *st, void *arg)
 {
-    return hsmca_store_meta_set(st, RUNNING_KEY, arg);
+    return hsmca_store_meta_set(st, running_key, arg);
 }
 
 static enum hsmca_err
@@ -82,8 +107,6 @@ system_entry(struct hsmca_audit *a, const char *action, const char *target, json
     return rc;
 }
 
-#define WINDOWS_KEY "windows.open"
-
 struct window_apply {
     const char *ca;
     int open;
@@ -96,7 +119,7 @@ apply_window(struct hsmca_store *st, void *arg)
     const struct window_apply *w = arg;
     char *text = NULL, *out;
     json_t *o = NULL;
-    enum hsmca_err rc = hsmca_store_meta_get(st, WINDOWS_KEY, &text);
+    enum hsmca_err rc = hsmca_store_meta_get(st, windows_key, &text);
 
     if (rc == HSMCA_OK)
         o = json_loads(text, 0, NULL);
@@ -115,7 +138,7 @@ apply_window(struct hsmca_store *st, void *arg)
         json_object_del(o, w->ca);
     out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
-    rc = out != NULL ? hsmca_store_meta_set(st, WINDOWS_KEY, out) : HSMCA_E_NOMEM;
+    rc = out != NULL ? hsmca_store_meta_set(st, windows_key, out) : HSMCA_E_NOMEM;
     free(out);
     return rc;
 }
@@ -151,7 +174,7 @@ close_left_windows(struct hsmca_audit *a, struct hsmca_store *ro)
     json_t *o;
     const char *ca;
     json_t *v;
-    enum hsmca_err rc = hsmca_store_meta_get(ro, WINDOWS_KEY, &text);
+    enum hsmca_err rc = hsmca_store_meta_get(ro, windows_key, &text);
 
     if (rc == HSMCA_E_NOT_FOUND)
         return HSMCA_OK;
@@ -206,7 +229,7 @@ hsmca_custody_started(struct hsmca_audit *a, struct hsmca_store *ro, const char 
     if (a == NULL || ro == NULL || crashed == NULL)
         return HSMCA_E_INVALID_ARG;
     *crashed = 0;
-    rc = hsmca_store_meta_get(ro, RUNNING_KEY, &running);
+    rc = hsmca_store_meta_get(ro, running_key, &running);
     if (rc == HSMCA_OK)
         *crashed = strcmp(running, "1") == 0;
     else if (rc != HSMCA_E_NOT_FOUND)
@@ -215,11 +238,17 @@ hsmca_custody_started(struct hsmca_audit *a, struct hsmca_store *ro, const char 
     if (*crashed) {
         hsmca_log(HSMCA_LOG_WARN, "custody", "crash-detected",
                   "reason=\"the last run ended without daemon.stop\"");
-        rc = system_entry(a, "daemon.crash-detected", "daemon", NULL, NULL, NULL);
+        d = node_name[0] != '\0' ? json_pack("{s:s}", "node", node_name) : NULL;
+        rc = node_name[0] == '\0' || d != NULL
+                 ? system_entry(a, "daemon.crash-detected", "daemon", d, NULL, NULL)
+                 : HSMCA_E_NOMEM;
+        json_decref(d);
         if (rc != HSMCA_OK)
             return rc;
     }
     d = json_pack("{s:s}", "version", version != NULL ? version : "");
+    if (d != NULL && node_name[0] != '\0')
+        json_object_set_new(d, "node", json_string(node_name));
     rc = d != NULL ? system_entry(a, "daemon.start", "daemon", d, set_running, "1") : HSMCA_E_NOMEM;
     json_decref(d);
     if (rc == HSMCA_OK)

@@ -270,6 +270,10 @@ hsmca_issuer_new(const struct hsmca_issuer_config *cfg, struct hsmca_issuer **ou
     iss->max_unsigned = cfg->max_unsigned_entries;
     pthread_mutex_init(&iss->pool_mu, NULL);
     pthread_cond_init(&iss->pool_cv, NULL);
+    pthread_mutex_init(&iss->win_mu, NULL);
+    iss->store_path = strdup(cfg->store_path);
+    if (iss->store_path == NULL)
+        goto out;
     rc = hsmca_limiter_new(LIMITER_SLOTS, LIMITER_PROBE, iss->burst, HSMCA_LIMITER_UNBOUNDED,
                            &iss->lim);
     if (rc != HSMCA_OK)
@@ -334,6 +338,9 @@ hsmca_issuer_free(struct hsmca_issuer *iss)
         pthread_mutex_destroy(&iss->rd[i].mu);
     }
     free(iss->rd);
+    hsmca_store_close(iss->wst);
+    free(iss->store_path);
+    pthread_mutex_destroy(&iss->win_mu);
     hsmca_issue_quotas_free(iss->quotas);
     hsmca_limiter_free(iss->lim);
     pthread_cond_destroy(&iss->pool_cv);

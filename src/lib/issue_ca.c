@@ -117,10 +117,138 @@ key_signer(void *arg, const unsigned char dgst[32], unsigned char *sig, size_t s
     return hsmca_key_sign_digest(arg, dgst, 32, sig, sig_max, sig_len);
 }
 
+/* ---------------------------------------------------------------- shared windows */
+
+/* The issuer's read-write store handle for shared windows, opened at the first use. */
+static struct hsmca_store *
+win_store(struct hsmca_issuer *iss, enum hsmca_err *rc)
+{
+    struct hsmca_store *st;
+
+    pthread_mutex_lock(&iss->win_mu);
+    *rc = HSMCA_OK;
+    if (iss->wst == NULL)
+        *rc = hsmca_store_open(iss->store_path, &iss->wst);
+    st = iss->wst;
+    pthread_mutex_unlock(&iss->win_mu);
+    return st;
+}
+
+/* How much of a shared window to reserve at once: an eighth of what the window has left, at
+ * least 1, so that near its end one node does not sit on what another could sign; at most
+ * ISSUE_WINDOW_BLOCK on PostgreSQL (nodes share it), ISSUE_WINDOW_BLOCK_ONE on SQLite (one node:
+ * a block costs a commit with its fsync, and starves nobody) */
+static uint64_t
+block_want(const struct hsmca_issue_ca *ca, const struct hsmca_store *st)
+{
+    uint64_t left = ca->max_dacs > ca->win_used ? ca->max_dacs - ca->win_used : 1, n = left / 8;
+    uint64_t cap = hsmca_store_is_pg(st) ? ISSUE_WINDOW_BLOCK : ISSUE_WINDOW_BLOCK_ONE;
+
+    if (n < 1)
+        n = 1;
+    return n > cap ? cap : n;
+}
+
+enum hsmca_err
+issue_window_slot(struct hsmca_issue_ca *ca, int64_t t_ms)
+{
+    char id[HSMCA_WINDOW_ID_MAX + 1];
+    struct hsmca_store *st;
+    uint64_t gen, got = 0, used = 0, want;
+    enum hsmca_err rc;
+
+    for (;;) {
+        while (ca->refilling)
+            pthread_cond_wait(&ca->cv, &ca->mu);
+        if (ca->mi == NULL || !ca->open || ca->win[0] == '\0')
+            return HSMCA_E_ISSUE_CA_INACTIVE;
+        if (ca->blk > 0) {
+            ca->blk--;
+            return HSMCA_OK;
+        }
+        /* reserve the next block in the store, ca->mu dropped meanwhile */
+        ca->refilling = 1;
+        gen = ca->win_gen;
+        memcpy(id, ca->win, sizeof(id));
+        st = win_store(ca->iss, &rc); /* opened at activation (window_bind) */
+        want = block_want(ca, st);
+        pthread_mutex_unlock(&ca->mu);
+        if (rc == HSMCA_OK)
+            rc = hsmca_store_window_reserve(st, id, want, t_ms, &got, &used);
+        pthread_mutex_lock(&ca->mu);
+        ca->refilling = 0;
+        pthread_cond_broadcast(&ca->cv);
+        if (rc == HSMCA_E_ISSUE_WINDOW_EXHAUSTED && gen == ca->win_gen)
+            ca->win_used = ca->max_dacs; /* every node's share is taken: the window ends */
+        if (rc != HSMCA_OK)
+            return rc;
+        if (gen != ca->win_gen) { /* another activation since: that block is lost, not reused */
+            hsmca_log(HSMCA_LOG_WARN, "issue", "window-block-dropped", "ca=%s window=%s n=%llu",
+                      ca->rec.id, id, (unsigned long long)got);
+            continue;
+        }
+        ca->blk += got;
+        ca->win_used = used;
+    }
+}
+
+/*
+ * Tie ca's next activation to the shared window id: open it (until_ms, *max_dacs) in the store,
+ * or with join take its end and count from the store into *until_ms and *max_dacs.
+ */
+static enum hsmca_err
+window_bind(struct hsmca_issue_ca *ca, const char *id, int join, int64_t *until_ms,
+            uint64_t *max_dacs, uint64_t *used)
+{
+    struct hsmca_window_rec w;
+    struct hsmca_store *st;
+    enum hsmca_err rc;
+
+    if (strlen(id) == 0 || strlen(id) > HSMCA_WINDOW_ID_MAX)
+        return HSMCA_E_INVALID_ARG;
+    st = win_store(ca->iss, &rc);
+    if (rc != HSMCA_OK)
+        return rc;
+    memset(&w, 0, sizeof(w));
+    if (!join) {
+        if (*until_ms <= issue_now_ms() || *max_dacs == 0 || *max_dacs > WINDOW_MAX)
+            return HSMCA_E_ISSUE_WINDOW_INVALID;
+        snprintf(w.id, sizeof(w.id), "%s", id);
+        snprintf(w.ca, sizeof(w.ca), "%s", ca->rec.id);
+        w.until_ms = *until_ms;
+        w.max_dacs = *max_dacs;
+        w.opened_ms = issue_now_ms();
+        rc = hsmca_store_window_open(st, &w);
+        if (rc != HSMCA_OK)
+            return rc;
+    }
+    rc = hsmca_store_window_get(st, id, &w);
+    if (rc != HSMCA_OK)
+        return rc;
+    if (strcmp(w.ca, ca->rec.id) != 0)
+        return HSMCA_E_ISSUE_WINDOW_INVALID;
+    if (issue_now_ms() >= w.until_ms)
+        return HSMCA_E_ISSUE_WINDOW_EXPIRED;
+    if (w.used >= w.max_dacs)
+        return HSMCA_E_ISSUE_WINDOW_EXHAUSTED;
+    *until_ms = w.until_ms;
+    *max_dacs = w.max_dacs;
+    *used = w.used;
+    return HSMCA_OK;
+}
+
 enum hsmca_err
 hsmca_issue_ca_activate(struct hsmca_issue_ca *ca, struct hsmca_key *key, int64_t until_ms,
                         uint64_t max_dacs)
 {
+    return hsmca_issue_ca_activate_shared(ca, key, NULL, 0, until_ms, max_dacs);
+}
+
+enum hsmca_err
+hsmca_issue_ca_activate_shared(struct hsmca_issue_ca *ca, struct hsmca_key *key,
+                               const char *window_id, int join, int64_t until_ms, uint64_t max_dacs)
+{
+    uint64_t used = 0;
     struct hsmca_matter_issuer *mi = NULL;
     struct hsmca_profile prof;
     const unsigned char *id;
@@ -128,8 +256,18 @@ hsmca_issue_ca_activate(struct hsmca_issue_ca *ca, struct hsmca_key *key, int64_
     int keyed;
     enum hsmca_err rc;
 
-    if (ca == NULL || key == NULL)
+    if (ca == NULL || key == NULL || (join && window_id == NULL))
         return HSMCA_E_INVALID_ARG;
+    if (window_id != NULL) {
+        pthread_mutex_lock(&ca->mu);
+        keyed = ca->mi != NULL;
+        pthread_mutex_unlock(&ca->mu);
+        if (keyed)
+            return HSMCA_E_ISSUE_CA_ACTIVE;
+        rc = window_bind(ca, window_id, join, &until_ms, &max_dacs, &used);
+        if (rc != HSMCA_OK)
+            return rc;
+    }
     if (until_ms <= issue_now_ms() || max_dacs == 0 || max_dacs > WINDOW_MAX)
         return HSMCA_E_ISSUE_WINDOW_INVALID;
     pthread_mutex_lock(&ca->mu);
@@ -163,9 +301,14 @@ hsmca_issue_ca_activate(struct hsmca_issue_ca *ca, struct hsmca_key *key, int64_
     ca->max_dacs = max_dacs;
     ca->reserved = ca->in_flight; /* signings of an earlier window still finishing */
     ca->issued = 0;
+    snprintf(ca->win, sizeof(ca->win), "%s", window_id != NULL ? window_id : "");
+    ca->blk = 0;
+    ca->win_used = used;
+    ca->win_gen++;
     pthread_mutex_unlock(&ca->mu);
-    hsmca_log(HSMCA_LOG_INFO, "issue", "ca-activated", "ca=%s until_ms=%lld max_dacs=%llu",
-              ca->rec.id, (long long)until_ms, (unsigned long long)max_dacs);
+    hsmca_log(HSMCA_LOG_INFO, "issue", "ca-activated",
+              "ca=%s until_ms=%lld max_dacs=%llu window=%s", ca->rec.id, (long long)until_ms,
+              (unsigned long long)max_dacs, window_id != NULL ? window_id : "-");
     return HSMCA_OK;
 }
 
@@ -173,6 +316,8 @@ void
 hsmca_issue_ca_deactivate(struct hsmca_issue_ca *ca)
 {
     struct hsmca_matter_issuer *mi;
+    char win[HSMCA_WINDOW_ID_MAX + 1];
+    uint64_t rest;
 
     if (ca == NULL)
         return;
@@ -182,7 +327,24 @@ hsmca_issue_ca_deactivate(struct hsmca_issue_ca *ca)
         pthread_cond_wait(&ca->cv, &ca->mu);
     mi = ca->mi;
     ca->mi = NULL;
+    while (ca->refilling)
+        pthread_cond_wait(&ca->cv, &ca->mu);
+    rest = ca->blk;
+    ca->blk = 0;
+    memcpy(win, ca->win, sizeof(win));
+    ca->win_gen++; /* slots given back after this are not this node's to reuse */
     pthread_mutex_unlock(&ca->mu);
+    /* what this node reserved and did not sign goes back to the other nodes */
+    if (rest > 0 && win[0] != '\0') {
+        enum hsmca_err rc = HSMCA_OK;
+        struct hsmca_store *st = win_store(ca->iss, &rc);
+
+        if (rc == HSMCA_OK)
+            rc = hsmca_store_window_release(st, win, rest);
+        if (rc != HSMCA_OK)
+            hsmca_log(HSMCA_LOG_WARN, "issue", "window-rest-kept", "ca=%s window=%s n=%llu code=%s",
+                      ca->rec.id, win, (unsigned long long)rest, hsmca_err_code(rc));
+    }
     if (mi != NULL) {
         hsmca_matter_issuer_free(mi);
         hsmca_log(HSMCA_LOG_INFO, "issue", "ca-deactivated", "ca=%s", ca->rec.id);
@@ -201,8 +363,15 @@ hsmca_issue_ca_state(struct hsmca_issue_ca *ca, int64_t t, struct hsmca_issue_ca
     out->max_dacs = ca->max_dacs;
     out->issued = ca->issued;
     out->in_flight = ca->in_flight;
-    out->active = out->keyed && ca->open && t < ca->until_ms && ca->reserved < ca->max_dacs;
-    out->remaining = out->active ? ca->max_dacs - ca->reserved : 0;
+    if (ca->win[0] != '\0') { /* shared: this node's block and what the store had left */
+        uint64_t left = ca->blk + (ca->max_dacs > ca->win_used ? ca->max_dacs - ca->win_used : 0);
+
+        out->active = out->keyed && ca->open && t < ca->until_ms && left > 0;
+        out->remaining = out->active ? left : 0;
+    } else {
+        out->active = out->keyed && ca->open && t < ca->until_ms && ca->reserved < ca->max_dacs;
+        out->remaining = out->active ? ca->max_dacs - ca->reserved : 0;
+    }
     out->per_minute = ca->per_minute;
     out->per_day = ca->per_day;
     out->minute_count = issue_slide_count(&ca->minute, t);

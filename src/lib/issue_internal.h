@@ -22,10 +22,13 @@
 #include "hsmca/issue.h"
 #include "hsmca/limiter.h"
 #include "hsmca/log.h"
+#include "hsmca/store_windows.h"
 #include "hsmca/util.h"
 
 #define QUOTA_MAX 1000000000ull
 #define WINDOW_MAX (1ull << 40)
+#define ISSUE_WINDOW_BLOCK 64 /* the most of a shared window's count one node reserves at once */
+#define ISSUE_WINDOW_BLOCK_ONE 1024 /* the same on SQLite, whose store has one node */
 #define LIMITER_SLOTS 1024
 #define LIMITER_PROBE 8
 #define INFLIGHT_MIN 64
@@ -65,6 +68,10 @@ struct hsmca_issuer {
     int stop;
     pthread_t *th;
     unsigned nth;
+    /* shared windows (store_windows.h): a read-write handle opened at the first one */
+    pthread_mutex_t win_mu;
+    struct hsmca_store *wst;
+    char *store_path;
 };
 
 struct hsmca_issue_ca {
@@ -82,6 +89,13 @@ struct hsmca_issue_ca {
     int open;
     int64_t until_ms;
     uint64_t max_dacs, reserved, issued, in_flight;
+    /* a window shared through the store (win "" when the window is this node's alone): blk
+     * is this node's reserved and unused part of its count, win_used the count all nodes had
+     * reserved at the last reservation, win_gen counts activations (a slot of an earlier
+     * window is never given back to a later one) */
+    char win[HSMCA_WINDOW_ID_MAX + 1];
+    uint64_t blk, win_used, win_gen;
+    int refilling;
     unsigned signing; /* users of mi (drained by deactivate) */
     unsigned jobs;    /* submitted jobs whose result is not yet delivered (drained by free) */
     /* quotas (under mu) */
@@ -113,6 +127,7 @@ struct job {
     enum job_kind kind;
     struct hsmca_cert_rec rec; /* JOB_ISSUE: the row apply writes (der borrowed from res) */
     int slot;                  /* a window slot and quota units are reserved */
+    uint64_t win_gen;          /* the window activation the slot belongs to */
     int64_t q_min_unit, q_day_unit;
     int id_held; /* rec.request_id is registered in flight */
     char principal[HSMCA_AUDIT_FIELD_MAX + 1];
@@ -172,6 +187,10 @@ void issue_summary_write(struct hsmca_issuer *iss, const struct hsmca_limiter_sl
 void issue_defer_flush(struct defer_q *q);
 
 void issue_process(struct job *j, const struct hsmca_issue_req *rq);
+
+/* issue_ca.c: a slot of ca's window under ca->mu (may drop it while the store reserves a block
+ * of a shared window); HSMCA_OK or the refusal */
+enum hsmca_err issue_window_slot(struct hsmca_issue_ca *ca, int64_t t_ms);
 
 /* issue_quota.c */
 enum hsmca_err issue_quotas_dup(const struct hsmca_issue_quotas *q,

@@ -24,6 +24,7 @@
 #include "hsmca/seal.h"
 #include "hsmca/shamir.h"
 #include "hsmca/store_quorum.h"
+#include "hsmca/store_windows.h"
 #include "hsmca/util.h"
 
 #include "approval.h"
@@ -367,14 +368,24 @@ static enum hsmca_err
 check_activate(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
                struct labels *need)
 {
-    const char *ca = NULL;
+    const char *ca = NULL, *win = NULL;
     json_int_t until = 0, max = 0;
     struct hsmca_ca_rec rec;
     enum hsmca_err rc;
 
-    if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:I, s:I}", "ca", &ca, "until", &until,
-                       "max_dacs", &max) != 0)
+    /* {"ca", "window"}: this node joins an open window shared through the store */
+    if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:s}", "ca", &ca, "window", &win) == 0) {
+        struct hsmca_window_rec w;
+
+        if (hsmca_store_window_get(hsmca_q_rd(q), win, &w) != HSMCA_OK || strcmp(w.ca, ca) != 0 ||
+            w.until_ms <= hsmca_q_now_ms(q) || w.used >= w.max_dacs)
+            return HSMCA_E_QUORUM_PARAMS; /* no such window open for this CA */
+        until = w.until_ms;
+        max = (json_int_t)w.max_dacs;
+    } else if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:I, s:I}", "ca", &ca, "until",
+                              &until, "max_dacs", &max) != 0) {
         return HSMCA_E_QUORUM_PARAMS;
+    }
     if (until <= hsmca_q_now_ms(q) || max < 1 || max > 100000000)
         return HSMCA_E_QUORUM_PARAMS;
     if (!hsmca_ca_id_valid(ca) ||
@@ -581,16 +592,36 @@ static enum hsmca_err
 after_activate(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
 {
     json_int_t until = 0, max = 0;
-    const char *ca = NULL;
+    const char *ca = NULL, *win = NULL;
     enum hsmca_err rc;
 
-    if (json_unpack(x->v.params, "{s:s, s:I, s:I}", "ca", &ca, "until", &until, "max_dacs", &max) !=
-        0)
+    /* a window shared by the nodes of the store: opened under this request's id, or joined */
+    if (json_unpack(x->v.params, "{s:s, s:s}", "ca", &ca, "window", &win) == 0) {
+        if (ex->activate_shared == NULL)
+            return HSMCA_E_QUORUM_PARAMS;
+        rc = ex->activate_shared(ex->arg, ca, win, 1, 0, 0);
+    } else if (json_unpack(x->v.params, "{s:s, s:I, s:I}", "ca", &ca, "until", &until, "max_dacs",
+                           &max) != 0) {
         return HSMCA_E_QUORUM_PARAMS;
-    rc = ex->activate(ex->arg, ca, (int64_t)until, (uint64_t)max);
+    } else if (ex->activate_shared != NULL) {
+        win = x->r.id;
+        rc = ex->activate_shared(ex->arg, ca, win, 0, (int64_t)until, (uint64_t)max);
+    } else {
+        rc = ex->activate(ex->arg, ca, (int64_t)until, (uint64_t)max);
+    }
     x->activated = rc == HSMCA_OK;
-    if (x->activated)
+    if (x->activated && win != NULL) {
+        struct hsmca_window_rec w;
+
+        if (hsmca_store_window_get(hsmca_q_rd(q), win, &w) == HSMCA_OK) {
+            until = w.until_ms;
+            max = (json_int_t)w.max_dacs;
+        }
+        x->result = json_pack("{s:s, s:I, s:I, s:s}", "activated", ca, "until", until, "max_dacs",
+                              max, "window", win);
+    } else if (x->activated) {
         x->result = json_pack("{s:s, s:I, s:I}", "activated", ca, "until", until, "max_dacs", max);
+    }
     return rc;
 }
 

@@ -90,6 +90,12 @@ hsmca_request_view(const char *op, json_t *params)
     sum[0] = '\0';
     if (op == NULL) {
         snprintf(sum, sizeof(sum), "unknown operation");
+    } else if (strcmp(op, "ca.activate") == 0 &&
+               json_is_string(json_object_get(params, "window"))) {
+        snprintf(sum, sizeof(sum),
+                 "log this node in to PAI %s to join its open issuance window %s (shared by the "
+                 "nodes of the store: its end and count stay as they are)",
+                 str(params, "ca"), str(params, "window"));
     } else if (strcmp(op, "ca.activate") == 0) {
         json_object_set_new(v, "window",
                             json_pack("{s:O?, s:O?}", "until", json_object_get(v, "until"),

@@ -231,6 +231,19 @@ static const char *const migrations[] = {
     "INSERT INTO quorum_approvals(rowid, request_id, approver, body, received_ms) "
     "  SELECT rid, request_id, approver, body, received_ms FROM m9_approvals ORDER BY rid;"
     "DROP TABLE m9_approvals;",
+
+    /* 10: activation windows shared by the nodes of one store (store_windows.c): a row per
+     * window, its count reserved in blocks (used never exceeds max_dacs), and the window each
+     * certificate was issued under */
+    "CREATE TABLE windows ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+    "  ca TEXT NOT NULL REFERENCES cas(id),"
+    "  until_ms INTEGER NOT NULL,"
+    "  max_dacs INTEGER NOT NULL CHECK (max_dacs >= 1),"
+    "  used INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= max_dacs),"
+    "  opened_ms INTEGER NOT NULL"
+    ") STRICT;"
+    "ALTER TABLE certificates ADD COLUMN window_id TEXT;",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

@@ -184,8 +184,9 @@ hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
     src = hsmca_store_prepare(st,
-                              "INSERT INTO certificates(" CERT_COLS ", der) VALUES(?1, ?2, "
-                              "NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, NULL, ?11)",
+                              "INSERT INTO certificates(" CERT_COLS ", der, window_id) VALUES(?1, "
+                              "?2, NULLIF(?3, ''), ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, NULL, "
+                              "?11, NULLIF(?12, ''))",
                               &s);
     if (src == SQLITE_OK) {
         hsmca_q_text(s, 1, c->ca);
@@ -199,6 +200,7 @@ hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
         hsmca_q_int(s, 9, c->not_after);
         hsmca_q_int(s, 10, c->issued_ms);
         hsmca_q_blob(s, 11, c->der, c->der_len);
+        hsmca_q_text(s, 12, c->window);
         src = hsmca_q_step(s);
     }
     rc = hsmca_store_rc(st, src, 1);

@@ -224,6 +224,15 @@ static const char *const migrations[] = {
     "ALTER TABLE quorum_requests DROP CONSTRAINT quorum_requests_status_check;"
     "ALTER TABLE quorum_requests ADD CONSTRAINT quorum_requests_status_check"
     "  CHECK (status IN ('pending', 'executed', 'failed', 'cancelled'));",
+    /* 10: activation windows shared by the nodes (store_windows.c) */
+    "CREATE TABLE windows ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+    "  ca TEXT NOT NULL REFERENCES cas(id),"
+    "  until_ms BIGINT NOT NULL,"
+    "  max_dacs BIGINT NOT NULL CHECK (max_dacs >= 1),"
+    "  used BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= max_dacs),"
+    "  opened_ms BIGINT NOT NULL);"
+    "ALTER TABLE certificates ADD COLUMN window_id TEXT;",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

@@ -9,7 +9,10 @@
 # that dies loses its login), ten times, the nodes in turn. Then: every DAC either node
 # acknowledged is in the store under its request id with its dac.issue entry; each acknowledged
 # request id retried on the other node returns the same DAC; one extract of the whole log, with
-# the entries of both nodes, verifies offline; the seqs have no gap.
+# the entries of both nodes, verifies offline; the seqs have no gap. The nodes share one window in
+# the store (node 2 and every restarted node join it by a quorum request of their own); then a
+# small window is loaded past its count by both nodes, one killed meanwhile: the DACs stored under
+# it never exceed its count, and the refusals carry window-exhausted.
 HSMCA_TEST_STORE=pg
 export HSMCA_TEST_STORE
 . "$(dirname "$0")/lib.sh"
@@ -18,9 +21,10 @@ export HSMCA_TEST_STORE
 KILLS=${HSMCA_FAILOVER_KILLS:-10}
 nodes_setup
 node_start 1
-check "node 1 activated by its quorum" activate 1
+check "node 1 activated by its quorum (a window in the store)" activate 1
+WIN=$(cat "$W/window")
 node_start 2 # after node 1's activation rotated the PIN (nodes.sh says why)
-check "node 2 activated by its quorum" activate 2
+check "node 2 joins node 1's window by its own quorum request" activate 2 "$WIN"
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=device" \
     -keyout "$W/dev.key" -out "$W/dev.pem" 2>/dev/null
 jq -n --rawfile c "$W/dev.pem" '{csr: $c}' > "$W/dev.json"
@@ -64,7 +68,7 @@ while [ $kills -lt "$KILLS" ]; do
     kills=$((kills + 1))
     if node_start $victim; then
         restarts=$((restarts + 1))
-        if activate $victim; then reactivated=$((reactivated + 1)); fi
+        if activate $victim "$WIN"; then reactivated=$((reactivated + 1)); fi
     fi
     victim=$((3 - victim))
 done
@@ -113,6 +117,57 @@ for f in 1 2; do
 done
 check "acknowledged request ids retried on the other node return the same DAC ($same of $asked)" \
     [ "$same" = "$asked" ]
+
+n_win=$(store_sql "SELECT count(*) FROM certificates WHERE window_id = '$WIN'")
+used=$(store_sql "SELECT used FROM windows WHERE id = '$WIN'")
+check "every acknowledged DAC counts against the one window the nodes rejoined ($n_win of $n_ack; $used of $MAX reserved, the blocks of killed nodes lost, never reissued)" \
+    sh -c "[ $n_win -ge $n_ack ] && [ $n_win -le $used ] && [ $used -le $MAX ]"
+
+# ---- a small window: node 2 killed while it signs under it, then both nodes past its count ----
+# (both restart: a node activated after another node's activation must start after it, nodes.sh)
+SMALL=12
+check "node 1 stops with status 0 (its unused block goes back to the window)" node_stop 1
+node_kill9 2
+node_start 1
+MAX=$SMALL
+check "node 1 opens a window of $SMALL DACs" activate 1
+WIN2=$(cat "$W/window")
+node_start 2
+check "node 2 joins it" activate 2 "$WIN2"
+burst() { # NODE N: N DACs asked of node NODE; "status code" per answer appended to burst<NODE>
+    b=0
+    while [ $b -lt "$2" ]; do
+        b=$((b + 1))
+        st=$(dac_post "$1" "small$1-$b-$$-$(od -An -tu4 -N4 /dev/urandom | tr -d ' ')" \
+            "$W/dev.json" "$W/small$1.pem")
+        echo "$st $(jq -r '.code // empty' "$W/small$1.pem" 2>/dev/null)" >> "$W/burst$1"
+    done
+}
+: > "$W/burst1"
+: > "$W/burst2"
+burst 2 8 &
+B2=$!
+sleep 0.5
+node_kill9 2 # mid-burst: what it had reserved and not signed is lost with it, never reissued
+wait "$B2" || true
+node_start 2
+check "node 2 comes back and joins the small window again" activate 2 "$WIN2"
+burst 1 10 &
+B1=$!
+burst 2 10 &
+B2=$!
+wait "$B1" "$B2" || true
+n_small=$(store_sql "SELECT count(*) FROM certificates WHERE window_id = '$WIN2'")
+used2=$(store_sql "SELECT used FROM windows WHERE id = '$WIN2'")
+ok=$(cat "$W/burst1" "$W/burst2" | grep -c '^20[01] ' || true)
+exhausted=$(cat "$W/burst1" "$W/burst2" | grep -c '^409 window-exhausted$' || true)
+other=$(cat "$W/burst1" "$W/burst2" | grep -v '^20[01] ' | grep -v '^409 window-exhausted$' |
+    grep -v '^409 ca-inactive$' | grep -v '^000 ' | sort | uniq -c | tr '\n' ' ')
+echo "# small window: $ok DACs acknowledged, $n_small stored under it, $used2 of $SMALL reserved, $exhausted window-exhausted"
+check "the small window's count is never exceeded across the nodes ($n_small DACs under it, $used2 reserved, at most $SMALL)" \
+    sh -c "[ $n_small -le $SMALL ] && [ $used2 -le $SMALL ] && [ $n_small -ge $ok ] && [ $n_small -ge 1 ]"
+check "refusals past the count carry window-exhausted (409; $exhausted), no other code (${other:-none})" \
+    sh -c "[ $exhausted -ge 1 ] && [ -z '$other' ]"
 
 # ---- one extract, both nodes' entries ----
 on 1

@@ -4,8 +4,9 @@
 # nodes.sh -- two hsmcad nodes serving one CA from one PostgreSQL store (docs/postgresql.md).
 # A throwaway PostgreSQL (pg.sh; this test always runs on it), the tokens exported by
 # `p11-kit server` and reached by both nodes through p11-kit-client.so (as they would reach a
-# network HSM), and two daemons on their own ports with the same config (nodes_lib.sh). Each
-# node's PAI is activated by a quorum request made through it. Then both issue DACs at once, each
+# network HSM), and two daemons on their own ports with the same config (nodes_lib.sh). Node 1's
+# quorum request opens the PAI's window in the store; node 2's own request joins it, so both
+# count against one window (its DACs stamped with its id). Then both issue DACs at once, each
 # with its own request ids; every id retried on the other node returns the same DAC (a replay,
 # never a second DAC); the audit log is one chain with the entries of both nodes (each entry's
 # prev the hash of the one before it, whichever node wrote it), its seqs without a gap, and one
@@ -24,7 +25,14 @@ node_start 2
 on 2
 call operator GET /readyz
 check "node 2 is up on the same store ($STATUS)" [ "$STATUS" = 200 ]
-check "node 2: a quorum request through it activates its PAI" activate 2
+WIN=$(cat "$W/window")
+check "node 1's activation opened a window in the store ($WIN, $MAX DACs)" \
+    [ "$(store_sql "SELECT max_dacs FROM windows WHERE id = '$WIN'")" = "$MAX" ]
+call admin POST /v1/requests -H 'Content-Type: application/json' --data-binary \
+    '{"op":"ca.activate","params":{"ca":"pai-8000","window":"00000000000000000000000000000000"}}'
+check "joining a window the store does not hold is refused ($STATUS $(jq -r .code "$W/body"))" \
+    sh -c "[ $STATUS = 400 ] || [ $STATUS = 422 ]"
+check "node 2: its own quorum request joins node 1's window" activate 2 "$WIN"
 
 # ---- both nodes issue at once ----
 for n in a b; do
@@ -71,6 +79,10 @@ check "every request id retried on the other node returned the same DAC ($same o
     [ "$same" = $((2 * N)) ]
 n_certs=$(store_sql "SELECT count(*) FROM certificates WHERE request_id IS NOT NULL")
 check "one certificate per request id ($n_certs)" [ "$n_certs" = $((2 * N)) ]
+n_win=$(store_sql "SELECT count(*) FROM certificates WHERE window_id = '$WIN'")
+used=$(store_sql "SELECT used FROM windows WHERE id = '$WIN'")
+check "both nodes' DACs count against the one window ($n_win under it, $used of $MAX reserved)" \
+    sh -c "[ $n_win = $((2 * N)) ] && [ $used -ge $n_win ] && [ $used -le $MAX ]"
 
 # ---- one chain: both nodes' entries, verified offline from one extract ----
 check "node 2 stops with status 0" node_stop 2
@@ -88,6 +100,15 @@ replays=$(count_action dac.replay)
 starts=$(count_action daemon.start)
 check "the log holds both nodes' starts ($starts), $((2 * N)) dac.issue ($issued) and $((2 * N)) dac.replay ($replays)" \
     sh -c "[ '$starts' = 2 ] && [ '$issued' = $((2 * N)) ] && [ '$replays' = $((2 * N)) ]"
+crashes=$(count_action daemon.crash-detected)
+restarts=$(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
+    '%\"action\":\"window.end\"%' AND CAST(line AS TEXT) LIKE '%\"reason\":\"restart\"%'")
+check "node 2 starting while node 1 runs is no crash of node 1's, nor closes its window ($crashes crash-detected, $restarts window.end restart)" \
+    sh -c "[ '$crashes' = 0 ] && [ '$restarts' = 0 ]"
+named=$(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
+    '%\"action\":\"daemon.start\"%' AND (CAST(line AS TEXT) LIKE '%\"node\":\"node-1\"%' OR
+    CAST(line AS TEXT) LIKE '%\"node\":\"node-2\"%')")
+check "each node's daemon.start names its node ($named of 2)" [ "$named" = 2 ]
 # shellcheck disable=SC2046
 set -- $(store_sql "SELECT count(*), min(seq), max(seq) FROM audit_entries" | tr '|' ' ')
 check "the seqs run 1..$3 without a gap ($1 entries)" sh -c "[ '$1' = '$3' ] && [ '$2' = 1 ]"

@@ -5,8 +5,10 @@
 # the shared store, and the network token: `p11-kit server` exports the tokens on a unix socket
 # and both nodes reach them through p11-kit-client.so. node_start K starts node K (1 or 2; node
 # 1 is lib.sh's daemon, $DPID) and waits for its port (PORT1, PORT2); node_kill9 K kills it;
-# node_stop K stops it with SIGTERM; on K points call at node K; activate K opens its PAI's
-# window by a quorum request made through it (MAX DACs, ten minutes).
+# node_stop K stops it with SIGTERM; on K points call at node K; activate K opens a PAI window
+# shared by the nodes (MAX DACs, ten minutes; its id, the request's, in $W/window) by a quorum
+# request made through node K, and activate K WINDOW has node K join that open window by a
+# quorum request of its own (a node that joins, or comes back after dying, needs its approval).
 
 SRC=${HSMCA_SOURCE_DIR:?}
 : "${HSMCA_PKI_BIN:?}"
@@ -46,9 +48,11 @@ nodes_setup() {
     check "p11-kit server exports the tokens on its socket" [ -S "$W/p11.sock" ]
     P11_KIT_SERVER_ADDRESS=unix:path=$W/p11.sock
     export P11_KIT_SERVER_ADDRESS
+    # each node its own name: its start and stop, its crash and its open windows are its own
     jq --arg m "$CLIENT" '.pkcs11_module = $m' "$W/hsmcad.json" > "$W/hsmcad.json.new"
-    mv "$W/hsmcad.json.new" "$W/hsmcad.json"
-    cp "$W/hsmcad.json" "$W/hsmcad2.json"
+    jq '.node = "node-2"' "$W/hsmcad.json.new" > "$W/hsmcad2.json"
+    jq '.node = "node-1"' "$W/hsmcad.json.new" > "$W/hsmcad.json"
+    rm -f "$W/hsmcad.json.new"
 }
 
 node_start() { # K
@@ -96,11 +100,16 @@ on() { # K: the next calls go to node K
 # failover.sh run in subshells that would keep the old one)
 port_of() { if [ "$1" = 1 ]; then cat "$W/port" 2>/dev/null; else cat "$W/port2" 2>/dev/null; fi; }
 
-activate() { # K
+activate() { # K [WINDOW]
     on "$1"
     until=$(($(date +%s) * 1000 + 600000))
+    if [ -n "${2:-}" ]; then
+        params="{\"ca\":\"pai-8000\",\"window\":\"$2\"}"
+    else
+        params="{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":$MAX}"
+    fi
     call admin POST /v1/requests -H 'Content-Type: application/json' --data-binary \
-        "{\"op\":\"ca.activate\",\"params\":{\"ca\":\"pai-8000\",\"until\":$until,\"max_dacs\":$MAX}}"
+        "{\"op\":\"ca.activate\",\"params\":$params}"
     rid=$(jq -r .id "$W/body")
     call approver GET "/v1/requests/$rid"
     cp "$W/body" "$W/envelope.json"
@@ -110,7 +119,8 @@ activate() { # K
         --data-binary @"$W/appr-bob.json"
     call approver2 POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
         --data-binary @"$W/appr-dave.json"
-    jq -e '.executed == true' "$W/body" > /dev/null
+    jq -e '.executed == true' "$W/body" > /dev/null || return 1
+    [ -n "${2:-}" ] || jq -r '.result.window' "$W/body" > "$W/window"
 }
 
 # dac_post K ID JSON-FILE OUT: one DAC request to node K with request id ID; echoes the status

@@ -71,6 +71,19 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_intent_open(struct hsmca_store 
                                                              const char *action);
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_intent_close(struct hsmca_store *st, uint64_t seq);
 
+/*
+ * The intents' lock: held by whoever may open or close an intent (a quorum execution, from its
+ * first intent to its last closing entry) or reconcile open ones (start-up), so that one node
+ * never closes, as orphaned, an intent another node's execution still holds. On PostgreSQL a
+ * session advisory lock, which PostgreSQL releases when the holder's connection dies (a node
+ * killed mid-operation frees it, and its intents are then truly orphaned); on SQLite, whose
+ * store one process owns, nothing. Waits up to wait_ms for another node to let go: HSMCA_OK with
+ * the lock held, HSMCA_E_STORE_BUSY when it did not, or the store's error. Re-entrant within the
+ * process (the same connection); every HSMCA_OK needs its unlock.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_intents_lock(struct hsmca_store *st, unsigned wait_ms);
+void hsmca_store_intents_unlock(struct hsmca_store *st);
+
 /* The open intents (at most max; *n set), oldest first. */
 struct hsmca_store_audit_intent {
     uint64_t seq;

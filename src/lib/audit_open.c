@@ -270,9 +270,22 @@ reconcile(struct hsmca_audit *a, const struct hsmca_audit_config *cfg)
     size_t n = 0, i;
     enum hsmca_err rc;
 
+    /* an intent another node's running execution holds is not orphaned: reconcile only under
+     * the intents' lock, which such an execution holds until it closes its intents (and which
+     * PostgreSQL frees when a node dies); a node busy that long keeps its intents */
+    rc = hsmca_store_intents_lock(a->st, 10000);
+    if (rc == HSMCA_E_STORE_BUSY) {
+        hsmca_log(HSMCA_LOG_WARN, "audit", "intents-held-elsewhere",
+                  "reason=\"another node runs a quorum operation; its intents are its own\"");
+        return HSMCA_OK;
+    }
+    if (rc != HSMCA_OK)
+        return rc;
     v = calloc(256, sizeof(*v));
-    if (v == NULL)
+    if (v == NULL) {
+        hsmca_store_intents_unlock(a->st);
         return HSMCA_E_NOMEM;
+    }
     rc = hsmca_store_audit_intents(a->st, v, 256, &n);
     for (i = 0; rc == HSMCA_OK && i < n; i++) {
         char action[HSMCA_AUDIT_FIELD_MAX + 16];
@@ -291,6 +304,7 @@ reconcile(struct hsmca_audit *a, const struct hsmca_audit_config *cfg)
         rc = hsmca_audit_append(a, &ev, NULL, NULL, NULL);
     }
     free(v);
+    hsmca_store_intents_unlock(a->st);
     return rc;
 }
 

@@ -24,6 +24,7 @@
 #include "hsmca/quorum.h"
 #include "hsmca/seal.h"
 #include "hsmca/shamir.h"
+#include "hsmca/store_audit.h"
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
@@ -234,7 +235,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     unsigned threshold = 0;
     enum hsmca_err rc, act_rc = HSMCA_OK;
     json_t *d = NULL;
-    int started = 0;
+    int started = 0, intents_locked = 0;
     size_t i;
 
     if (q == NULL || id == NULL || ex == NULL || ex->token == NULL)
@@ -291,6 +292,14 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
                                       (json_int_t)threshold));
         goto out;
     }
+    /* one execution at a time across the nodes of a store, and never while a starting node
+     * reconciles open intents (hsmca_store_intents_lock) */
+    rc = hsmca_store_intents_lock(q->cfg.store, 120000);
+    if (rc != HSMCA_OK) {
+        rc = hsmca_q_refuse(q, NULL, "quorum.execute", target, rc, NULL);
+        goto out;
+    }
+    intents_locked = 1;
     started = 1;
     /* every PIN rebuilt and checked before the first C_Login */
     x->ntok = json_array_size(x->v.tokens);
@@ -399,6 +408,8 @@ done:
     if (started)
         hsmca_q_pending_drop(q, id);
 out:
+    if (intents_locked)
+        hsmca_store_intents_unlock(q->cfg.store);
     pthread_mutex_unlock(&q->lock);
     json_decref(d);
     exec_state_clear(x);

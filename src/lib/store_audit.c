@@ -402,3 +402,68 @@ hsmca_store_audit_lock(struct hsmca_store *st)
     pthread_mutex_unlock(&st->lock);
     return rc;
 }
+
+/* the session advisory lock of the intents (PostgreSQL): "hsmca-audit-intents" */
+#define INTENTS_LOCK_KEY "7236837384531522115"
+
+static enum hsmca_err
+intents_try(struct hsmca_store *st, int *got)
+{
+    struct hsmca_q *s = NULL;
+    enum hsmca_err rc;
+    int src;
+
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(
+        st, "SELECT CASE WHEN pg_try_advisory_lock(" INTENTS_LOCK_KEY ") THEN 1 ELSE 0 END", &s);
+    if (src == SQLITE_OK)
+        src = hsmca_q_step(s);
+    rc = hsmca_store_row_rc(st, src);
+    if (rc == HSMCA_OK)
+        *got = hsmca_q_int64(s, 0) == 1;
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_intents_lock(struct hsmca_store *st, unsigned wait_ms)
+{
+    unsigned waited = 0;
+    enum hsmca_err rc;
+    int got = 0;
+
+    if (st == NULL)
+        return HSMCA_E_INVALID_ARG;
+    if (!hsmca_store_is_pg(st))
+        return HSMCA_OK;
+    for (;;) {
+        rc = intents_try(st, &got);
+        if (rc != HSMCA_OK || got)
+            return rc;
+        if (waited >= wait_ms)
+            return HSMCA_E_STORE_BUSY;
+        {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+
+            nanosleep(&ts, NULL);
+        }
+        waited += 50;
+    }
+}
+
+void
+hsmca_store_intents_unlock(struct hsmca_store *st)
+{
+    struct hsmca_q *s = NULL;
+    int src;
+
+    if (st == NULL || !hsmca_store_is_pg(st))
+        return;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(st, "SELECT pg_advisory_unlock(" INTENTS_LOCK_KEY ")", &s);
+    if (src == SQLITE_OK)
+        (void)hsmca_q_step(s);
+    hsmca_store_release(st, s);
+    pthread_mutex_unlock(&st->lock);
+}

@@ -112,5 +112,33 @@ check "each node's daemon.start names its node ($named of 2)" [ "$named" = 2 ]
 # shellcheck disable=SC2046
 set -- $(store_sql "SELECT count(*), min(seq), max(seq) FROM audit_entries" | tr '|' ' ')
 check "the seqs run 1..$3 without a gap ($1 entries)" sh -c "[ '$1' = '$3' ] && [ '$2' = 1 ]"
+
+# ---- a node's start never closes an intent that another node's execution holds ----
+# (an execution holds the intents' lock from its first intent to its last closing entry; here a
+# psql session plays that node: it takes the lock, and an open intent stands for its work)
+iseq=$(store_sql "SELECT max(seq) FROM audit_entries")
+store_sql "INSERT INTO audit_intents(seq, action) VALUES ($iseq, 'test.held')"
+psql -X -q -A -t -h "$PG_SOCK" -U hsmca -d hsmca \
+    -c "SELECT pg_advisory_lock(7236837384531522115)" -c "SELECT pg_sleep(15)" > /dev/null &
+HOLDER=$!
+i=0
+until [ "$(store_sql "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")" -ge 1 ] ||
+    [ $i -gt 100 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+check "node 2 starts while another session holds the intents' lock" node_start 2
+check "... and leaves that session's intent open" \
+    [ "$(store_sql "SELECT count(*) FROM audit_intents WHERE seq = $iseq")" = 1 ]
+check "... saying why" grep -q 'intents-held-elsewhere' "$W/hsmcad2.log"
+check "... writing no orphan entry for it" [ "$(count_action test.held.orphan)" = 0 ]
+wait "$HOLDER" || true
+check "node 2 stops with status 0 (again)" node_stop 2
+check "node 2 starts again, the lock free" node_start 2
+orphans=$(count_action test.held.orphan)
+left=$(store_sql "SELECT count(*) FROM audit_intents WHERE seq = $iseq")
+check "... and closes the gone session's intent as orphaned ($orphans entry, $left left open)" \
+    sh -c "[ '$orphans' = 1 ] && [ '$left' = 0 ]"
+check "node 2 stops with status 0 (last)" node_stop 2
 check "SIGTERM stops node 1 with status 0" node_stop 1
 finish

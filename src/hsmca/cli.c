@@ -232,6 +232,40 @@ cli_getopt(const char *cmd, int argc, char **argv, int first, const struct cli_o
 }
 
 int
+cli_once(const char *arg, void *dst)
+{
+    const char **slot = dst;
+
+    if (*slot != NULL)
+        return -1;
+    *slot = arg;
+    return 0;
+}
+
+int
+cli_list_add(const char *arg, void *dst)
+{
+    struct cli_list *l = dst;
+
+    if (l->n >= l->max)
+        return -1;
+    l->v[l->n++] = arg;
+    return 0;
+}
+
+int
+cli_u64(const char *arg, void *dst)
+{
+    const struct cli_u64 *r = dst;
+    uint64_t v;
+
+    if (hsmca_parse_u64(arg, strlen(arg), r->max, &v) != HSMCA_OK || v < r->min)
+        return -1;
+    *r->v = v;
+    return 0;
+}
+
+int
 cli_subcommand(int argc, char **argv, void (*usage)(FILE *f))
 {
     if (argc < 2) {

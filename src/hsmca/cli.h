@@ -7,6 +7,8 @@
 #ifndef HSMCA_CLI_H
 #define HSMCA_CLI_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "hsmca/error.h"
@@ -97,6 +99,21 @@ struct cli_opt {
 /* 1 when all four were given */
 #define CLI_CONN_GIVEN(cfg)                                                                        \
     ((cfg)->url != NULL && (cfg)->cert != NULL && (cfg)->key != NULL && (cfg)->cacert != NULL)
+
+/* CLI_CHECK helpers. cli_once: dst is a const char **, refused when already set (a flag given
+ * twice). cli_list_add: dst is a struct cli_list, refused when it is full. cli_u64: dst is a
+ * struct cli_u64, refused when the argument is not a decimal number in min..max. */
+struct cli_list {
+    const char **v;
+    size_t n, max;
+};
+struct cli_u64 {
+    uint64_t *v;
+    uint64_t min, max;
+};
+int cli_once(const char *arg, void *dst);
+int cli_list_add(const char *arg, void *dst);
+int cli_u64(const char *arg, void *dst);
 
 /*
  * Parse argv from index first (getopt_long) by the table: --help (and -h) prints usage to

@@ -73,49 +73,36 @@ read_cert(const char *path)
     return x;
 }
 
+/* --at: seconds since 1970, up to the end of year 9999 */
+static int
+parse_at(const char *arg, void *dst)
+{
+    uint64_t v;
+
+    if (hsmca_parse_u64(arg, strlen(arg), 253402300799ULL, &v) != HSMCA_OK)
+        return -1;
+    *(time_t *)dst = (time_t)v;
+    return 0;
+}
+
 static int
 mdl_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"iaca", required_argument, NULL, 'i'}, {"ds", required_argument, NULL, 'd'},
-        {"at", required_argument, NULL, 't'},   {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
     const char *fi = NULL, *fd = NULL;
     X509 *iaca = NULL, *ds = NULL;
     struct hsmca_mdl_report *r = NULL;
     time_t at = time(NULL);
-    uint64_t v;
     int c, json = 0, rc = CLI_EXIT_USAGE;
     enum hsmca_err e;
     size_t i;
+    const struct cli_opt opts[] = {
+        CLI_STR("iaca", 'i', &fi), CLI_STR("ds", 'd', &fd),
+        CLI_CHECK("at", 't', parse_at, &at, "--at takes seconds since 1970"),
+        CLI_FLAG("json", 'j', &json), CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "i:d:t:jh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'i':
-            fi = optarg;
-            break;
-        case 'd':
-            fd = optarg;
-            break;
-        case 't':
-            if (hsmca_parse_u64(optarg, strlen(optarg), 253402300799ULL, &v) != HSMCA_OK) {
-                fprintf(stderr, "hsmca mdl verify: --at takes seconds since 1970\n");
-                return CLI_EXIT_USAGE;
-            }
-            at = (time_t)v;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'h':
-            usage_mdl(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_mdl(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("mdl verify", argc, argv, 1, opts, usage_mdl);
+    if (c >= 0)
+        return c;
     if (optind != argc || fi == NULL) {
         fprintf(stderr, "hsmca mdl verify: --iaca is required\n");
         return CLI_EXIT_USAGE;
@@ -202,38 +189,18 @@ mdl_profile_check(int argc, char **argv)
 static int
 mdl_issuer_auth(int argc, char **argv)
 {
-    static const struct option opts[] = {{"cose", required_argument, NULL, 'c'},
-                                         {"ds", required_argument, NULL, 'd'},
-                                         {"payload", required_argument, NULL, 'p'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *fc = NULL, *fd = NULL, *fp = NULL;
     unsigned char *cose = NULL, *payload = NULL;
     size_t clen = 0, plen = 0;
     X509 *ds = NULL;
     enum hsmca_err e;
     int c, rc = CLI_EXIT_FAIL;
+    const struct cli_opt opts[] = {CLI_STR("cose", 'c', &fc), CLI_STR("ds", 'd', &fd),
+                                   CLI_STR("payload", 'p', &fp), CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:d:p:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            fc = optarg;
-            break;
-        case 'd':
-            fd = optarg;
-            break;
-        case 'p':
-            fp = optarg;
-            break;
-        case 'h':
-            usage_mdl(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_mdl(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("mdl issuer-auth", argc, argv, 1, opts, usage_mdl);
+    if (c >= 0)
+        return c;
     if (optind != argc || fc == NULL || fd == NULL) {
         fprintf(stderr, "hsmca mdl issuer-auth: --cose and --ds are required\n");
         return CLI_EXIT_USAGE;

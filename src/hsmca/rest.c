@@ -13,33 +13,6 @@
 
 #include "response.h"
 
-int
-rest_opt(struct rest_opts *o, int c, const char *arg)
-{
-    switch (c) {
-    case 'u':
-        o->url = arg;
-        return 1;
-    case 'C':
-        o->cert = arg;
-        return 1;
-    case 'K':
-        o->key = arg;
-        return 1;
-    case 'A':
-        o->cacert = arg;
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-int
-rest_opts_complete(const struct rest_opts *o)
-{
-    return o->url != NULL && o->cert != NULL && o->key != NULL && o->cacert != NULL;
-}
-
 enum hsmca_err
 rest_client(const struct rest_opts *o, int timeout_s, const char *cmd, struct http_client **out)
 {

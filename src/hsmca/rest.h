@@ -15,15 +15,10 @@
 
 #include "http_client.h"
 
-/* --url, --cert, --key, --cacert (getopt codes 'u', 'C', 'K', 'A'). */
+/* --url, --cert, --key, --cacert (cli.h's CLI_CONN_OPTS and CLI_CONN_GIVEN take them). */
 struct rest_opts {
     const char *url, *cert, *key, *cacert;
 };
-
-/* Take option c (with arg) if it is one of rest_opts': 1 when it was, 0 when not. */
-int rest_opt(struct rest_opts *o, int c, const char *arg);
-/* Whether every rest_opts option was given. */
-int rest_opts_complete(const struct rest_opts *o);
 
 /*
  * The client for o (timeout_s 0 = the client's default). On failure says why on stderr, after

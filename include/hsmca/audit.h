@@ -47,6 +47,11 @@ struct hsmca_audit_event {
     int detail_canonical;
 };
 
+/* *ev zeroed, then these six fields and kid "" (no CA key; set ev->kid after for one). */
+void hsmca_audit_event_set(struct hsmca_audit_event *ev, const char *actor, const char *role,
+                           const char *action, const char *target, const char *outcome,
+                           const char *detail_json);
+
 /* What the caller hands back to its client. */
 struct hsmca_audit_receipt {
     uint64_t seq;

@@ -79,14 +79,8 @@ late_refuse(struct hsmcad_req *r, const char *action, const char *target, enum h
     hsmcad_reply_problem(r, e, detail);
     hsmcad_req_engine_audited(r);
     snprintf(det, sizeof(det), "{\"code\":\"%s\"}", hsmca_err_code(e));
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = action;
-    ev.target = target;
-    ev.outcome = "refused";
-    ev.detail_json = det;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, who->name, hsmcad_role_name(who->role), action, target, "refused",
+                          det);
     if (l != NULL) {
         l->r = r;
         l->mu = mu;
@@ -220,14 +214,8 @@ hsmcad_h_line_register(struct hsmcad_req *r)
     hsmca_hex_encode(l->sha, 32, hex, sizeof(hex));
     snprintf(target, sizeof(target), "line/%s", l->name);
     snprintf(detail, sizeof(detail), "{\"name\":\"%s\",\"sha256\":\"%s\"}", l->name, hex);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = "line.register";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, who->name, hsmcad_role_name(who->role), "line.register", target,
+                          "ok", detail);
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, line_apply, l, line_done, l);
     if (rc != HSMCA_OK) {
@@ -431,14 +419,7 @@ job_run(void *arg)
              "\"manifest_sha256\":\"%s\",\"requested\":%zu}",
              j->id, issued, eh, j->line, mh, j->n);
     snprintf(target, sizeof(target), "ca/%s", j->ca);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = j->principal;
-    ev.role = j->role;
-    ev.action = "bundle.seal";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, j->principal, j->role, "bundle.seal", target, "ok", detail);
     j->audit_done = 0;
     rc = hsmca_audit_submit(j->d->audit, &ev, seal_apply, j, seal_done, j);
     if (rc == HSMCA_OK) {
@@ -708,14 +689,8 @@ hsmcad_h_bundle_receipt(struct hsmcad_req *r)
     snprintf(detail, sizeof(detail),
              "{\"bundle\":\"%s\",\"count\":%lld,\"line\":\"%s\",\"manifest_sha256\":\"%s\"}",
              rec.id, (long long)rec.count, rec.line, mh);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = "bundle.receipt";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, who->name, hsmcad_role_name(who->role), "bundle.receipt", target,
+                          "ok", detail);
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, ack_apply, a, ack_done, a);
     if (rc != HSMCA_OK) {

@@ -204,14 +204,7 @@ close_locked(struct hsmcad *d, struct mdl_ca *c, const char *why)
     snprintf(target, sizeof(target), "ca/%s", c->id);
     snprintf(detail, sizeof(detail), "{\"reason\":\"%s\",\"signatures\":%llu}", why,
              (unsigned long long)c->used);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "system";
-    ev.role = "system";
-    ev.action = "mdl.window.end";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, "system", "system", "mdl.window.end", target, "ok", detail);
     if (hsmca_audit_append(d->audit, &ev, NULL, NULL, NULL) != HSMCA_OK)
         hsmca_log(HSMCA_LOG_ERROR, "mdl", "audit-failed", "ca=%s action=mdl.window.end", c->id);
 }
@@ -658,13 +651,8 @@ hsmcad_h_mso_sign(struct hsmcad_req *r)
         goto out;
     }
     snprintf(target, sizeof(target), "ca/%s", id);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = "mso.sign";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
+    hsmca_audit_event_set(&ev, who->name, hsmcad_role_name(who->role), "mso.sign", target, "ok",
+                          detail);
     ev.kid = kid; /* the DS key's CKA_ID */
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, NULL, NULL, sign_done, j);

@@ -653,14 +653,8 @@ audit_request(struct hsmcad_req *r)
     if (det != NULL)
         det_s = json_dumps(det, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(det);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = r->cc != NULL ? r->cc->client : "anon:?";
-    ev.role = role;
-    ev.action = action;
-    ev.target = r->target;
-    ev.outcome = refused ? "refused" : "ok";
-    ev.detail_json = det_s;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, r->cc != NULL ? r->cc->client : "anon:?", role, action, r->target,
+                          refused ? "refused" : "ok", det_s);
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, NULL, NULL, audit_done, r);
     free(det_s);

@@ -271,6 +271,20 @@ enqueue(struct hsmca_audit *a, struct item *it)
     return HSMCA_OK;
 }
 
+void
+hsmca_audit_event_set(struct hsmca_audit_event *ev, const char *actor, const char *role,
+                      const char *action, const char *target, const char *outcome,
+                      const char *detail_json)
+{
+    *ev = (struct hsmca_audit_event){.actor = actor,
+                                     .role = role,
+                                     .action = action,
+                                     .target = target,
+                                     .outcome = outcome,
+                                     .detail_json = detail_json,
+                                     .kid = ""};
+}
+
 enum hsmca_err
 hsmca_audit_submit(struct hsmca_audit *a, const struct hsmca_audit_event *ev,
                    hsmca_audit_apply_fn apply, void *apply_arg, hsmca_audit_done_fn done,

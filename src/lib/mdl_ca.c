@@ -32,14 +32,7 @@ entry(const struct hsmca_mdl_ctx *c, const char *action, const char *target, con
     d = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
     if (d == NULL)
         return HSMCA_E_NOMEM;
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "system";
-    ev.role = "system";
-    ev.action = action;
-    ev.target = target;
-    ev.outcome = outcome;
-    ev.detail_json = d;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, "system", "system", action, target, outcome, d);
     ev.closes_intent = closes;
     rc = hsmca_audit_append(c->audit, &ev, apply, arg, &r);
     free(d);
@@ -190,6 +183,22 @@ out:
     return rc;
 }
 
+/* The IACA record id and its certificate (caller clears *rec and frees *out on every path). */
+static enum hsmca_err
+iaca_load(const struct hsmca_mdl_ctx *c, const char *id, struct hsmca_mdl_ca_rec *rec, X509 **out)
+{
+    const unsigned char *p;
+    enum hsmca_err rc = hsmca_store_mdl_ca_get(c->ro, id, rec);
+
+    if (rc != HSMCA_OK)
+        return rc;
+    if (strcmp(rec->kind, "iaca") != 0)
+        return HSMCA_E_INVALID_ARG;
+    p = rec->cert_der;
+    *out = d2i_X509(NULL, &p, (long)rec->cert_len);
+    return *out != NULL ? HSMCA_OK : HSMCA_E_INTERNAL;
+}
+
 enum hsmca_err
 hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_tok,
                        const char *iaca_id, struct hsmca_token *ds_tok, const char *ds_token_uri,
@@ -199,7 +208,6 @@ hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_t
     struct hsmca_mdl_ca_rec rec, irec, old;
     struct hsmca_key *ikey = NULL, *key = NULL;
     struct hsmca_csr *csr = NULL;
-    const unsigned char *p;
     X509 *iaca = NULL, *x = NULL;
     EVP_PKEY *pub;
     enum hsmca_err rc;
@@ -218,19 +226,9 @@ hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_t
         return HSMCA_E_EXISTS;
     if (rc != HSMCA_E_NOT_FOUND)
         return rc;
-    rc = hsmca_store_mdl_ca_get(c->ro, iaca_id, &irec);
+    rc = iaca_load(c, iaca_id, &irec, &iaca);
     if (rc != HSMCA_OK)
-        return rc;
-    if (strcmp(irec.kind, "iaca") != 0) {
-        rc = HSMCA_E_INVALID_ARG;
         goto out;
-    }
-    p = irec.cert_der;
-    iaca = d2i_X509(NULL, &p, (long)irec.cert_len);
-    if (iaca == NULL) {
-        rc = HSMCA_E_INTERNAL;
-        goto out;
-    }
     rc = hsmca_token_find_key(iaca_tok, irec.key_uri, &ikey);
     if (rc != HSMCA_OK)
         goto out;
@@ -385,7 +383,6 @@ hsmca_mdl_crl_sign(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_tok, 
     struct hsmca_crl_params cp;
     struct hsmca_key *key = NULL;
     struct crl_apply a;
-    const unsigned char *p;
     X509 *iaca = NULL;
     unsigned char *der = NULL, dg[32];
     size_t der_len = 0;
@@ -399,19 +396,9 @@ hsmca_mdl_crl_sign(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_tok, 
     memset(&irec, 0, sizeof(irec));
     memset(&prev, 0, sizeof(prev));
     memset(&crl, 0, sizeof(crl));
-    rc = hsmca_store_mdl_ca_get(c->ro, iaca_id, &irec);
+    rc = iaca_load(c, iaca_id, &irec, &iaca);
     if (rc != HSMCA_OK)
-        return rc;
-    if (strcmp(irec.kind, "iaca") != 0) {
-        rc = HSMCA_E_INVALID_ARG;
         goto out;
-    }
-    p = irec.cert_der;
-    iaca = d2i_X509(NULL, &p, (long)irec.cert_len);
-    if (iaca == NULL) {
-        rc = HSMCA_E_INTERNAL;
-        goto out;
-    }
     rc = hsmca_store_mdl_crl_get(c->ro, iaca_id, &prev);
     if (rc != HSMCA_OK && rc != HSMCA_E_NOT_FOUND)
         goto out;

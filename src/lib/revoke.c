@@ -105,14 +105,7 @@ hsmca_revoke_submit(struct hsmca_audit *a, struct hsmca_revocation *rv, const ch
     if (hsmca_revoke_detail(rv, detail, sizeof(detail)) != 0)
         return HSMCA_E_INTERNAL;
     snprintf(target, sizeof(target), "ca/%s", rv->ca);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = actor;
-    ev.role = role;
-    ev.action = "cert.revoke";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, actor, role, "cert.revoke", target, "ok", detail);
     return hsmca_audit_submit(a, &ev, hsmca_revoke_apply, rv, done, done_arg);
 }
 
@@ -184,14 +177,7 @@ hsmca_crl_issue(struct hsmca_audit *a, struct hsmca_store *ro, const struct hsmc
         return HSMCA_E_NOMEM;
     }
     snprintf(target, sizeof(target), "ca/%s", ca->id);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "system";
-    ev.role = "system";
-    ev.action = "crl.sign";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, "system", "system", "crl.sign", target, "ok", detail);
     put.ca = ca->id;
     put.rec = &rec;
     rc = hsmca_audit_append(a, &ev, crl_put_apply, &put, NULL);

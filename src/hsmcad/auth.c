@@ -58,18 +58,7 @@ role_from(const char *s, enum hsmcad_role *out)
 static int
 good_name(const char *s, size_t max)
 {
-    size_t i, n = strlen(s);
-
-    if (n == 0 || n > max)
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '@' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return hsmca_word_ok(s, strlen(s), max, 0, "._@-");
 }
 
 static int

@@ -33,17 +33,8 @@
 int
 hsmca_line_name_ok(const char *name)
 {
-    size_t i, n = name != NULL ? strlen(name) : 0;
-
-    if (n == 0 || n > HSMCA_LINE_NAME_MAX || name[0] == '-')
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = name[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return 0;
-    }
-    return 1;
+    return name != NULL && name[0] != '-' &&
+           hsmca_word_ok(name, strlen(name), HSMCA_LINE_NAME_MAX, 1, "-");
 }
 
 /* Seal a few bytes to x: can CMS use this certificate's key at all? */

@@ -60,18 +60,7 @@ hsmca_q_rd(const struct hsmca_quorum *q)
 int
 hsmca_q_name_ok(const char *s)
 {
-    size_t i, n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > HSMCA_QUORUM_NAME_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return s != NULL && hsmca_word_ok(s, strlen(s), HSMCA_QUORUM_NAME_MAX, 0, "._-");
 }
 
 void
@@ -272,14 +261,9 @@ hsmca_q_audit_ex(struct hsmca_quorum *q, const struct hsmca_quorum_principal *wh
 
     if (detail != NULL && d == NULL)
         return HSMCA_E_NOMEM;
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who != NULL && who->name != NULL ? who->name : "system";
-    ev.role = who != NULL && who->role != NULL ? who->role : "system";
-    ev.action = action;
-    ev.target = target;
-    ev.outcome = outcome;
-    ev.detail_json = d;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, who != NULL && who->name != NULL ? who->name : "system",
+                          who != NULL && who->role != NULL ? who->role : "system", action, target,
+                          outcome, d);
     ev.closes_intent = closes;
     rc = hsmca_audit_append(q->cfg.audit, &ev, apply, arg, &r);
     free(d);

@@ -145,19 +145,26 @@ hsmca_lat_bucket(uint64_t us)
 }
 
 int
-hsmca_ca_id_valid(const char *s)
+hsmca_word_ok(const char *s, size_t n, size_t max, int lower_only, const char *extra)
 {
-    size_t i, n = s != NULL ? strlen(s) : 0;
+    size_t i;
 
-    if (n == 0 || n > HSMCA_CA_ID_MAX)
+    if (s == NULL || n == 0 || n > max)
         return 0;
     for (i = 0; i < n; i++) {
         char c = s[i];
 
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (!lower_only && c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || (c != '\0' && strchr(extra, c) != NULL)))
             return 0;
     }
     return 1;
+}
+
+int
+hsmca_ca_id_valid(const char *s)
+{
+    return s != NULL && hsmca_word_ok(s, strlen(s), HSMCA_CA_ID_MAX, 1, "-");
 }
 
 void

@@ -80,7 +80,7 @@ apply_put(struct hsmca_store *st, void *arg)
 
 /* Store rec (its certificate x) with an mdl.ca.create entry; fills rec's cert and serial. */
 static enum hsmca_err
-store_ca(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x)
+store_rec(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x)
 {
     unsigned char *der = NULL, d[32];
     char hex[65], ser[41], target[HSMCA_CA_ID_MAX + 8];
@@ -116,6 +116,20 @@ store_ca(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x)
         return HSMCA_E_NOMEM;
     rc = entry(c, "mdl.ca.create", target, "ok", detail, apply_put, rec, 0, NULL);
     json_decref(detail);
+    return rc;
+}
+
+/* store_rec, then rec moves into *out (rec is left empty) */
+static enum hsmca_err
+store_ca(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x,
+         struct hsmca_mdl_ca_rec *out)
+{
+    enum hsmca_err rc = store_rec(c, rec, x);
+
+    if (rc == HSMCA_OK) {
+        *out = *rec;
+        memset(rec, 0, sizeof(*rec));
+    }
     return rc;
 }
 
@@ -171,11 +185,7 @@ hsmca_mdl_ca_create_iaca(const struct hsmca_mdl_ctx *c, struct hsmca_token *tok,
     snprintf(rec.kind, sizeof(rec.kind), "iaca");
     snprintf(rec.token_uri, sizeof(rec.token_uri), "%s", token_uri);
     snprintf(rec.key_uri, sizeof(rec.key_uri), "%s;object=%s", token_uri, key_label);
-    rc = store_ca(c, &rec, x);
-    if (rc == HSMCA_OK) {
-        *out = rec;
-        memset(&rec, 0, sizeof(rec));
-    }
+    rc = store_ca(c, &rec, x, out);
 out:
     hsmca_mdl_ca_rec_clear(&rec);
     X509_free(x);
@@ -258,11 +268,7 @@ hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_t
         snprintf(rec.token_uri, sizeof(rec.token_uri), "%s", ds_token_uri);
         snprintf(rec.key_uri, sizeof(rec.key_uri), "%s;object=%s", ds_token_uri, key_label);
     }
-    rc = store_ca(c, &rec, x);
-    if (rc == HSMCA_OK) {
-        *out = rec;
-        memset(&rec, 0, sizeof(rec));
-    }
+    rc = store_ca(c, &rec, x, out);
 out:
     hsmca_mdl_ca_rec_clear(&rec);
     hsmca_mdl_ca_rec_clear(&irec);

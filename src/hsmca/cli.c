@@ -232,6 +232,18 @@ cli_getopt(const char *cmd, int argc, char **argv, int first, const struct cli_o
 }
 
 int
+cli_hex16(const char *s, uint16_t *out)
+{
+    unsigned char b[2];
+    size_t n = 0, len = strlen(s);
+
+    if (len != 4 || hsmca_hex_decode(s, len, b, sizeof(b), &n) != HSMCA_OK || n != 2)
+        return -1;
+    *out = (uint16_t)(b[0] << 8 | b[1]);
+    return 0;
+}
+
+int
 cli_once(const char *arg, void *dst)
 {
     const char **slot = dst;

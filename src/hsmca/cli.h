@@ -112,6 +112,8 @@ struct cli_u64 {
     uint64_t min, max;
 };
 int cli_once(const char *arg, void *dst);
+/* A VID or PID: exactly 4 hex digits. 0, or -1. */
+int cli_hex16(const char *s, uint16_t *out);
 int cli_list_add(const char *arg, void *dst);
 int cli_u64(const char *arg, void *dst);
 

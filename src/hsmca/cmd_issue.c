@@ -78,9 +78,11 @@ static int
 common_pid(const char *arg, void *dst)
 {
     struct common *cm = dst;
+    uint16_t pid;
 
-    if (rest_parse_pid(arg, &cm->pid) != 0)
+    if (cli_hex16(arg, &pid) != 0)
         return -1;
+    cm->pid = pid;
     cm->has_pid = 1;
     return 0;
 }

@@ -53,20 +53,7 @@ read_cert(const char *path)
         fprintf(stderr, "hsmca mdl: %s: %s: %s\n", path, hsmca_err_code(e), hsmca_err_title(e));
         return NULL;
     }
-    if (len > 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
-        BIO *b = BIO_new_mem_buf(buf, (int)len);
-
-        x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-        BIO_free(b);
-    } else {
-        const unsigned char *p = buf;
-
-        x = d2i_X509(NULL, &p, (long)len);
-        if (x != NULL && p != buf + len) {
-            X509_free(x);
-            x = NULL;
-        }
-    }
+    x = hsmca_x509_read(buf, len);
     if (x == NULL)
         fprintf(stderr, "hsmca mdl: %s: not one DER or PEM certificate\n", path);
     free(buf);

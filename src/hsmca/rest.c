@@ -40,18 +40,6 @@ rest_dacs_path(const char *ca, const char *suffix, char *out, size_t out_max)
     return snprintf(out, out_max, "/v1/cas/%s/dacs%s", ca, suffix) < (int)out_max ? 0 : -1;
 }
 
-int
-rest_parse_pid(const char *s, unsigned *out)
-{
-    unsigned char b[2];
-    size_t n = 0, len = strlen(s);
-
-    if (len != 4 || hsmca_hex_decode(s, len, b, sizeof(b), &n) != HSMCA_OK || n != 2)
-        return -1;
-    *out = (unsigned)(b[0] << 8 | b[1]);
-    return 0;
-}
-
 char *
 rest_csr_pem(const unsigned char *buf, size_t len)
 {

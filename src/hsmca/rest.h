@@ -29,8 +29,6 @@ HSMCA_MUSTCHECK enum hsmca_err rest_client(const struct rest_opts *o, int timeou
 
 /* "/v1/cas/<ca>/dacs<suffix>" into out; -1 if ca is no CA id or it does not fit. */
 int rest_dacs_path(const char *ca, const char *suffix, char *out, size_t out_max);
-/* A --pid: 4 hex digits. 0, or -1. */
-int rest_parse_pid(const char *s, unsigned *out);
 /* The CSR as PEM text (DER is armoured here; PEM is passed as read); NULL if too large or out of
  * memory. Caller frees. */
 char *rest_csr_pem(const unsigned char *buf, size_t len);

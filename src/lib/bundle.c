@@ -75,22 +75,7 @@ hsmca_line_cert_check(const unsigned char *in, size_t len, int64_t now_ms, unsig
     *der_len = 0;
     if (len == 0 || len > 4 * HSMCA_LINE_CERT_MAX)
         return HSMCA_E_LINE_CERT_INVALID;
-    ERR_set_mark();
-    if (len > 10 && memcmp(in, "-----BEGIN", 10) == 0) {
-        BIO *b = BIO_new_mem_buf(in, (int)len);
-
-        x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-        BIO_free(b);
-    } else {
-        const unsigned char *p = in;
-
-        x = d2i_X509(NULL, &p, (long)len);
-        if (x != NULL && p != in + len) {
-            X509_free(x);
-            x = NULL;
-        }
-    }
-    ERR_pop_to_mark();
+    x = hsmca_x509_read(in, len);
     if (x == NULL)
         return HSMCA_E_LINE_CERT_INVALID;
     pk = X509_get0_pubkey(x);

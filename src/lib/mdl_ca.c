@@ -139,6 +139,19 @@ id_ok(const char *id)
     return id != NULL && hsmca_ca_id_valid(id);
 }
 
+/* HSMCA_OK when no mDL CA has the id yet, HSMCA_E_EXISTS when one has, else the store's code */
+static enum hsmca_err
+id_unused(const struct hsmca_mdl_ctx *c, const char *id)
+{
+    struct hsmca_mdl_ca_rec old;
+    enum hsmca_err rc;
+
+    memset(&old, 0, sizeof(old));
+    rc = hsmca_store_mdl_ca_get(c->ro, id, &old);
+    hsmca_mdl_ca_rec_clear(&old);
+    return rc == HSMCA_OK ? HSMCA_E_EXISTS : rc == HSMCA_E_NOT_FOUND ? HSMCA_OK : rc;
+}
+
 static int
 label_ok(const char *s)
 {
@@ -157,7 +170,7 @@ hsmca_mdl_ca_create_iaca(const struct hsmca_mdl_ctx *c, struct hsmca_token *tok,
                          const char *token_uri, const char *ca_id, const char *key_label,
                          const struct hsmca_mdl_subject *s, struct hsmca_mdl_ca_rec *out)
 {
-    struct hsmca_mdl_ca_rec rec, old;
+    struct hsmca_mdl_ca_rec rec;
     struct hsmca_key *key = NULL;
     X509 *x = NULL;
     enum hsmca_err rc;
@@ -167,12 +180,8 @@ hsmca_mdl_ca_create_iaca(const struct hsmca_mdl_ctx *c, struct hsmca_token *tok,
         strlen(token_uri) + strlen(key_label) + 9 > HSMCA_URI_MAX)
         return HSMCA_E_INVALID_ARG;
     memset(&rec, 0, sizeof(rec));
-    memset(&old, 0, sizeof(old));
-    rc = hsmca_store_mdl_ca_get(c->ro, ca_id, &old);
-    hsmca_mdl_ca_rec_clear(&old);
-    if (rc == HSMCA_OK)
-        return HSMCA_E_EXISTS;
-    if (rc != HSMCA_E_NOT_FOUND)
+    rc = id_unused(c, ca_id);
+    if (rc != HSMCA_OK)
         return rc;
     rc = keygen(c, tok, ca_id, token_uri, key_label, &key);
     if (rc != HSMCA_OK)
@@ -215,7 +224,7 @@ hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_t
                        const char *key_label, const unsigned char *csr_der, size_t csr_len,
                        const char *ca_id, const char *cn, struct hsmca_mdl_ca_rec *out)
 {
-    struct hsmca_mdl_ca_rec rec, irec, old;
+    struct hsmca_mdl_ca_rec rec, irec;
     struct hsmca_key *ikey = NULL, *key = NULL;
     struct hsmca_csr *csr = NULL;
     X509 *iaca = NULL, *x = NULL;
@@ -229,12 +238,8 @@ hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_t
         return HSMCA_E_INVALID_ARG;
     memset(&rec, 0, sizeof(rec));
     memset(&irec, 0, sizeof(irec));
-    memset(&old, 0, sizeof(old));
-    rc = hsmca_store_mdl_ca_get(c->ro, ca_id, &old);
-    hsmca_mdl_ca_rec_clear(&old);
-    if (rc == HSMCA_OK)
-        return HSMCA_E_EXISTS;
-    if (rc != HSMCA_E_NOT_FOUND)
+    rc = id_unused(c, ca_id);
+    if (rc != HSMCA_OK)
         return rc;
     rc = iaca_load(c, iaca_id, &irec, &iaca);
     if (rc != HSMCA_OK)

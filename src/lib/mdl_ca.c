@@ -339,38 +339,6 @@ hsmca_mdl_ca_revoke_ds(const struct hsmca_mdl_ctx *c, const char *ds_id, int rea
     return rc;
 }
 
-struct crl_collect {
-    struct hsmca_crl_entry *e;
-    size_t n, cap;
-};
-
-static enum hsmca_err
-collect(void *arg, const struct hsmca_revoked_rec *r)
-{
-    struct crl_collect *cc = arg;
-
-    if (cc->n == cc->cap) {
-        size_t cap = cc->cap == 0 ? 16 : cc->cap * 2;
-        struct hsmca_crl_entry *e;
-
-        if (cap > 1000000)
-            return HSMCA_E_TOO_LARGE;
-        e = realloc(cc->e, cap * sizeof(*e));
-        if (e == NULL)
-            return HSMCA_E_NOMEM;
-        cc->e = e;
-        cc->cap = cap;
-    }
-    memset(&cc->e[cc->n], 0, sizeof(cc->e[cc->n]));
-    memcpy(cc->e[cc->n].serial, r->serial, r->serial_len);
-    cc->e[cc->n].serial_len = r->serial_len;
-    cc->e[cc->n].revoked_at = (time_t)(r->revoked_ms / 1000);
-    cc->e[cc->n].reason = r->reason;
-    cc->e[cc->n].invalidity = (time_t)(r->invalidity_ms / 1000);
-    cc->n++;
-    return HSMCA_OK;
-}
-
 struct crl_apply {
     const char *ca;
     const struct hsmca_crl_rec *crl;
@@ -390,7 +358,7 @@ hsmca_mdl_crl_sign(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_tok, 
 {
     struct hsmca_mdl_ca_rec irec;
     struct hsmca_crl_rec prev, crl;
-    struct crl_collect cc = {NULL, 0, 0};
+    struct hsmca_crl_entries cc = {NULL, 0, 0};
     struct hsmca_crl_params cp;
     struct hsmca_key *key = NULL;
     struct crl_apply a;
@@ -413,7 +381,7 @@ hsmca_mdl_crl_sign(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_tok, 
     rc = hsmca_store_mdl_crl_get(c->ro, iaca_id, &prev);
     if (rc != HSMCA_OK && rc != HSMCA_E_NOT_FOUND)
         goto out;
-    rc = hsmca_store_mdl_revoked_list(c->ro, iaca_id, collect, &cc);
+    rc = hsmca_store_mdl_revoked_list(c->ro, iaca_id, hsmca_crl_entries_add, &cc);
     if (rc != HSMCA_OK)
         goto out;
     rc = hsmca_token_find_key(iaca_tok, irec.key_uri, &key);

@@ -290,3 +290,19 @@ cli_subcommand(int argc, char **argv, void (*usage)(FILE *f))
     }
     return -1;
 }
+
+int
+cli_dispatch(const char *cmd, int argc, char **argv, const struct cli_verb *verbs,
+             void (*usage)(FILE *f))
+{
+    int rc = cli_subcommand(argc, argv, usage);
+
+    if (rc >= 0)
+        return rc;
+    for (; verbs->name != NULL; verbs++)
+        if (strcmp(argv[1], verbs->name) == 0)
+            return verbs->run(argc - 1, argv + 1);
+    fprintf(stderr, "hsmca %s: unknown subcommand '%s'\n", cmd, argv[1]);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}

@@ -132,6 +132,18 @@ int cli_getopt(const char *cmd, int argc, char **argv, int first, const struct c
  */
 int cli_subcommand(int argc, char **argv, void (*usage)(FILE *f));
 
+/* A subcommand word and what runs it (argv[0] is the word). A table ends with a NULL name. */
+struct cli_verb {
+    const char *name;
+    int (*run)(int argc, char **argv);
+};
+/*
+ * cli_subcommand's prelude, then the verb argv[1] names, run with argv from it; an unknown word
+ * prints "hsmca CMD: unknown subcommand 'WORD'" and the usage on standard error (CLI_EXIT_USAGE).
+ */
+int cli_dispatch(const char *cmd, int argc, char **argv, const struct cli_verb *verbs,
+                 void (*usage)(FILE *f));
+
 int cmd_approve(int argc, char **argv);
 void usage_approve(FILE *f);
 int cmd_audit(int argc, char **argv);

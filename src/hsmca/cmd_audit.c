@@ -365,17 +365,10 @@ do_archive(int argc, char **argv)
 int
 cmd_audit(int argc, char **argv)
 {
-    int rc = cli_subcommand(argc, argv, usage_audit);
+    static const struct cli_verb verbs[] = {{"verify", do_verify},
+                                            {"check-receipts", do_check_receipts},
+                                            {"archive", do_archive},
+                                            {NULL, NULL}};
 
-    if (rc >= 0)
-        return rc;
-    if (strcmp(argv[1], "verify") == 0)
-        return do_verify(argc - 1, argv + 1);
-    if (strcmp(argv[1], "check-receipts") == 0)
-        return do_check_receipts(argc - 1, argv + 1);
-    if (strcmp(argv[1], "archive") == 0)
-        return do_archive(argc - 1, argv + 1);
-    fprintf(stderr, "hsmca audit: unknown subcommand '%s'\n", argv[1]);
-    usage_audit(stderr);
-    return CLI_EXIT_USAGE;
+    return cli_dispatch("audit", argc, argv, verbs, usage_audit);
 }

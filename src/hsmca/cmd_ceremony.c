@@ -837,18 +837,7 @@ out:
 int
 cmd_ceremony(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage_ceremony(stderr);
-        return CLI_EXIT_USAGE;
-    }
-    if (strcmp(argv[1], "init") == 0)
-        return do_init(argc - 1, argv + 1);
-    if (strcmp(argv[1], "run") == 0)
-        return do_run(argc - 1, argv + 1);
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_ceremony(stdout);
-        return CLI_EXIT_OK;
-    }
-    fprintf(stderr, "hsmca ceremony: unknown verb '%s'\n", argv[1]);
-    return CLI_EXIT_USAGE;
+    static const struct cli_verb verbs[] = {{"init", do_init}, {"run", do_run}, {NULL, NULL}};
+
+    return cli_dispatch("ceremony", argc, argv, verbs, usage_ceremony);
 }

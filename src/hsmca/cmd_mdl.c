@@ -218,17 +218,10 @@ out:
 int
 cmd_mdl(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_mdl(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
-    if (strcmp(argv[1], "verify") == 0)
-        return mdl_verify(argc - 1, argv + 1);
-    if (strcmp(argv[1], "profile-check") == 0)
-        return mdl_profile_check(argc - 1, argv + 1);
-    if (strcmp(argv[1], "issuer-auth") == 0)
-        return mdl_issuer_auth(argc - 1, argv + 1);
-    fprintf(stderr, "hsmca mdl: unknown subcommand %s\n", argv[1]);
-    usage_mdl(stderr);
-    return CLI_EXIT_USAGE;
+    static const struct cli_verb verbs[] = {{"verify", mdl_verify},
+                                            {"profile-check", mdl_profile_check},
+                                            {"issuer-auth", mdl_issuer_auth},
+                                            {NULL, NULL}};
+
+    return cli_dispatch("mdl", argc, argv, verbs, usage_mdl);
 }

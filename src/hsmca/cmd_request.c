@@ -348,8 +348,8 @@ print_envelope(const char *env, size_t len)
 int
 cmd_request(int argc, char **argv)
 {
-    struct req_flags f;
-    struct http_client_config hc;
+    struct req_flags f = {0};
+    struct http_client_config hc = {0};
     struct http_client *http = NULL;
     struct http_response resp;
     const char *sub, *status = NULL, *limit = NULL, *ttl = NULL;
@@ -380,12 +380,10 @@ cmd_request(int argc, char **argv)
                                    REQ_ONCE("policy-file", &f.policy_file),
                                    CLI_END};
 
-    memset(&f, 0, sizeof(f));
-    memset(&hc, 0, sizeof(hc));
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_request(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    rc = cli_subcommand(argc, argv, usage_request);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_FAIL;
     sub = argv[1];
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 &&
         strcmp(sub, "cancel") != 0)

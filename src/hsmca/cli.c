@@ -306,3 +306,15 @@ cli_dispatch(const char *cmd, int argc, char **argv, const struct cli_verb *verb
     usage(stderr);
     return CLI_EXIT_USAGE;
 }
+
+int
+cli_print_json(const char *what, const json_t *j)
+{
+    char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+    if (s == NULL)
+        return cli_fail(what, HSMCA_E_NOMEM);
+    printf("%s\n", s);
+    free(s);
+    return CLI_EXIT_OK;
+}

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "hsmca/error.h"
 #include "hsmca/secret.h"
 
@@ -66,6 +68,10 @@ const char *cli_module(const char *given, const char *uri, struct hsmca_uri *scr
 
 /* Print "hsmca: <what>: <code>: <title>" on stderr and return CLI_EXIT_FAIL. */
 int cli_fail(const char *what, enum hsmca_err e);
+
+/* j as one line of compact JSON with sorted keys on standard output: CLI_EXIT_OK, or (j NULL or
+ * out of memory) cli_fail(what, HSMCA_E_NOMEM). j stays the caller's. */
+int cli_print_json(const char *what, const json_t *j);
 
 /*
  * One option of a command for cli_getopt: a string option stores its argument in *str, a flag

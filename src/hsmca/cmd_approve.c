@@ -131,7 +131,7 @@ do_enroll(const char *module, const char *name, const char *key_uri, const char 
     struct hsmca_token_info ti;
     struct hsmca_quorum_signer signer;
     unsigned char *spki = NULL;
-    char *pop = NULL, *spki_b64 = NULL, *params = NULL;
+    char *pop = NULL, *spki_b64 = NULL;
     json_t *o = NULL;
     enum hsmca_err e;
     int n, rc = CLI_EXIT_FAIL;
@@ -155,12 +155,8 @@ do_enroll(const char *module, const char *name, const char *key_uri, const char 
     EVP_EncodeBlock((unsigned char *)spki_b64, spki, n);
     o = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "spki", spki_b64, "token_serial", ti.serial,
                   "pop", pop);
-    params = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (params == NULL) {
-        cli_fail("params", HSMCA_E_NOMEM);
+    if (cli_print_json("params", o) != CLI_EXIT_OK)
         goto out;
-    }
-    printf("%s\n", params);
     rc = CLI_EXIT_OK;
 out:
     if (hsmca_token_close_all(p11, tok, key) != HSMCA_OK)
@@ -168,7 +164,6 @@ out:
     OPENSSL_free(spki);
     free(pop);
     free(spki_b64);
-    free(params);
     json_decref(o);
     return rc;
 }

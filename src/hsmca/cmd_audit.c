@@ -115,15 +115,11 @@ do_verify(int argc, char **argv)
                       "entries", (json_int_t)r.entries, "checkpoints", (json_int_t)r.checkpoints,
                       "quorum_ops", (json_int_t)r.quorum_ops, "bad_seq", (json_int_t)r.bad_seq,
                       "why", r.why, "seconds", secs);
-        char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        int p = cli_print_json("audit verify", j);
 
-        if (s == NULL) {
-            json_decref(j);
-            return cli_fail("audit verify", HSMCA_E_NOMEM);
-        }
-        printf("%s\n", s);
-        free(s);
         json_decref(j);
+        if (p != CLI_EXIT_OK)
+            return p;
     } else if (e == HSMCA_OK) {
         printf("valid: entries %llu..%llu (%llu entries, %llu checkpoint signatures, %llu quorum "
                "operations) in %.3f s\n",

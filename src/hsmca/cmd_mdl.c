@@ -114,7 +114,6 @@ mdl_verify(int argc, char **argv)
     }
     if (json) {
         json_t *j = json_object(), *arr = json_array();
-        char *s;
 
         for (i = 0; i < r->n; i++)
             json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "cert", r->f[i].cert, "rule",
@@ -122,14 +121,10 @@ mdl_verify(int argc, char **argv)
         json_object_set_new(j, "valid", json_boolean(e == HSMCA_OK));
         json_object_set_new(j, "broken", arr);
         json_object_set_new(j, "code", json_string(hsmca_err_code(e)));
-        s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        rc = cli_print_json("mdl verify", j);
         json_decref(j);
-        if (s == NULL) {
-            rc = cli_fail("mdl verify", HSMCA_E_NOMEM);
+        if (rc != CLI_EXIT_OK)
             goto out;
-        }
-        printf("%s\n", s);
-        free(s);
     } else if (e == HSMCA_OK) {
         printf("valid: %s accepted under ISO/IEC 18013-5 Annex B\n",
                ds != NULL ? "IACA -> DS chain" : "IACA");

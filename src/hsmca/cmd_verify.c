@@ -106,16 +106,10 @@ cmd_verify(int argc, char **argv)
         goto out;
     }
     if (json) {
-        char *s;
-
         j = hsmca_matter_verdict_json(&v);
-        s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        if (s == NULL) {
-            rc = cli_fail("verify", HSMCA_E_NOMEM);
+        rc = cli_print_json("verify", j);
+        if (rc != CLI_EXIT_OK)
             goto out;
-        }
-        printf("%s\n", s);
-        free(s);
     } else if (e == HSMCA_OK) {
         printf("valid: DAC -> PAI -> PAA chain accepted\n");
     } else {

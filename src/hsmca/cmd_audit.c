@@ -16,6 +16,7 @@
 
 #include "hsmca/audit.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #include "cli.h"
@@ -135,7 +136,7 @@ do_verify(int argc, char **argv)
 
 struct receipt {
     uint64_t seq;
-    unsigned char hash[32];
+    unsigned char hash[HSMCA_SHA256_LEN];
     int found; /* 1 found with the hash, -1 found with another hash */
 };
 
@@ -153,7 +154,7 @@ cmp_receipt(const void *a, const void *b)
 }
 
 static void
-on_entry(void *arg, uint64_t seq, const unsigned char hash[32])
+on_entry(void *arg, uint64_t seq, const unsigned char hash[HSMCA_SHA256_LEN])
 {
     struct receipts *rs = arg;
     size_t lo = 0, hi = rs->n;
@@ -167,7 +168,7 @@ on_entry(void *arg, uint64_t seq, const unsigned char hash[32])
             hi = mid;
     }
     for (; lo < rs->n && rs->v[lo].seq == seq; lo++)
-        rs->v[lo].found = memcmp(rs->v[lo].hash, hash, 32) == 0 ? 1 : -1;
+        rs->v[lo].found = memcmp(rs->v[lo].hash, hash, HSMCA_SHA256_LEN) == 0 ? 1 : -1;
 }
 
 static int
@@ -178,7 +179,8 @@ add_receipt(struct receipts *rs, json_t *o, size_t cap)
     size_t n = 0;
 
     if (rs->n >= cap || !json_is_integer(s) || json_integer_value(s) < 1 || h == NULL ||
-        hsmca_hex_decode(h, strlen(h), rs->v[rs->n].hash, 32, &n) != HSMCA_OK || n != 32)
+        hsmca_hex_decode(h, strlen(h), rs->v[rs->n].hash, HSMCA_SHA256_LEN, &n) != HSMCA_OK ||
+        n != HSMCA_SHA256_LEN)
         return -1;
     rs->v[rs->n].seq = (uint64_t)json_integer_value(s);
     rs->v[rs->n].found = 0;

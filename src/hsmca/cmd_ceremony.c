@@ -30,6 +30,7 @@
 #include "hsmca/mdl.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
+#include "hsmca/sizes.h"
 #include "hsmca/softhsm_guard.h"
 #include "hsmca/store_audit.h"
 #include "hsmca/store_certs.h"
@@ -223,18 +224,18 @@ static void
 print_record(struct session *s)
 {
     struct hsmca_audit_checkpoint cp;
-    unsigned char h[32];
-    char hex[65], *line = NULL;
+    unsigned char h[HSMCA_SHA256_LEN];
+    char hex[HSMCA_SHA256_HEX_SIZE], *line = NULL;
     size_t len = 0;
 
     memset(&cp, 0, sizeof(cp));
     if (hsmca_store_audit_get(s->st, 1, &line, &len, h) == HSMCA_OK) {
-        hsmca_hex_encode(h, 32, hex, sizeof(hex));
+        hsmca_hex_encode(h, HSMCA_SHA256_LEN, hex, sizeof(hex));
         printf("genesis-sha256: %s\n", hex);
     }
     free(line);
     if (hsmca_audit_checkpoint(s->a, &cp) == HSMCA_OK) {
-        hsmca_hex_encode(cp.hash, 32, hex, sizeof(hex));
+        hsmca_hex_encode(cp.hash, HSMCA_SHA256_LEN, hex, sizeof(hex));
         printf("log-size: %llu\ncheckpoint-sha256: %s\ncheckpoint:\n%s",
                (unsigned long long)cp.size, hex, cp.text);
     }

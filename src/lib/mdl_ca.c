@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/csr.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 static enum hsmca_err
@@ -82,8 +83,8 @@ apply_put(struct hsmca_store *st, void *arg)
 static enum hsmca_err
 store_rec(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x)
 {
-    unsigned char *der = NULL, d[32];
-    char hex[65], ser[41], target[HSMCA_CA_ID_MAX + 8];
+    unsigned char *der = NULL, d[HSMCA_SHA256_LEN];
+    char hex[HSMCA_SHA256_HEX_SIZE], ser[41], target[HSMCA_CA_ID_MAX + 8];
     const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
     json_t *detail;
     enum hsmca_err rc;
@@ -363,9 +364,9 @@ hsmca_mdl_crl_sign(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_tok, 
     struct hsmca_key *key = NULL;
     struct crl_apply a;
     X509 *iaca = NULL;
-    unsigned char *der = NULL, dg[32];
+    unsigned char *der = NULL, dg[HSMCA_SHA256_LEN];
     size_t der_len = 0;
-    char target[HSMCA_CA_ID_MAX + 8], hex[65];
+    char target[HSMCA_CA_ID_MAX + 8], hex[HSMCA_SHA256_HEX_SIZE];
     json_t *d;
     enum hsmca_err rc;
     time_t now = (time_t)(c != NULL ? c->now_ms / 1000 : 0);

@@ -14,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/crl.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/util.h"
 
@@ -149,8 +150,8 @@ hsmca_crl_issue(struct hsmca_audit *a, struct hsmca_store *ro, const struct hsmc
     struct hsmca_audit_event ev;
     struct hsmca_crl_rec rec;
     struct crl_put put;
-    unsigned char d[32];
-    char hex[65], target[HSMCA_CA_ID_MAX + 8], *detail = NULL;
+    unsigned char d[HSMCA_SHA256_LEN];
+    char hex[HSMCA_SHA256_HEX_SIZE], target[HSMCA_CA_ID_MAX + 8], *detail = NULL;
     size_t entries = 0;
     json_t *o;
     enum hsmca_err rc;
@@ -163,7 +164,7 @@ hsmca_crl_issue(struct hsmca_audit *a, struct hsmca_store *ro, const struct hsmc
     if (rc != HSMCA_OK)
         return rc;
     SHA256(rec.der, rec.der_len, d);
-    hsmca_hex_encode(d, 32, hex, sizeof(hex));
+    hsmca_hex_encode(d, HSMCA_SHA256_LEN, hex, sizeof(hex));
     o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "ca", ca->id, "entries",
                   (json_int_t)entries, "number", (json_int_t)rec.number, "this_update",
                   (json_int_t)rec.this_update, "next_update", (json_int_t)rec.next_update, "sha256",

@@ -33,7 +33,7 @@
 #include "hsmca/token.h"
 #include "hsmca/util.h"
 
-static const char *const names[] = {"bob-approver", "dave-approver", "erin-approver"};
+#include "pki_common.h"
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -59,13 +59,9 @@ setup(const char *dir, const char *module, const char *policy_path, int ntok, ch
     struct hsmca_audit_config ac;
     struct hsmca_quorum_config qc;
     struct hsmca_quorum_token_in t[TOKENS_MAX];
-    struct hsmca_quorum_approver_in ap[3];
-    struct hsmca_quorum_init in;
-    struct hsmca_quorum_principal who = {"ceremony", "admin", NULL};
     char path[1024], why[256], uris[TOKENS_MAX][128];
     unsigned char *policy = NULL;
     size_t plen = 0;
-    EVP_PKEY *appr[3];
     int i;
 
     if (ntok < 1 || ntok > TOKENS_MAX)
@@ -106,33 +102,9 @@ setup(const char *dir, const char *module, const char *policy_path, int ntok, ch
     qc.audit = a;
     CHECK(hsmca_quorum_open(&qc, &q));
     CHECK(hsmca_read_file(policy_path, 1u << 16, &policy, &plen));
-    for (i = 0; i < 3; i++) {
-        FILE *f;
-
-        appr[i] = EVP_EC_gen("P-256");
-        if (appr[i] == NULL)
-            return 1;
-        snprintf(path, sizeof(path), "%s/%s.key.pem", dir, names[i]);
-        f = fopen(path, "w");
-        if (f == NULL || PEM_write_PrivateKey(f, appr[i], NULL, NULL, 0, NULL, NULL) != 1 ||
-            fclose(f) != 0)
-            return 1;
-        ap[i].name = names[i];
-        ap[i].pub = appr[i];
-        ap[i].token_serial = i == 0 ? "s0" : i == 1 ? "s1" : "s2";
-    }
-    memset(&in, 0, sizeof(in));
-    in.tokens = t;
-    in.ntokens = (size_t)ntok;
-    in.approvers = ap;
-    in.napprovers = 3;
-    in.m = 2;
-    in.policy_json = (const char *)policy;
-    in.policy_len = plen;
-    in.ceremony_id = "mdl-integration-test";
-    CHECK(hsmca_quorum_ceremony_init(q, &in, &who));
-    for (i = 0; i < 3; i++)
-        EVP_PKEY_free(appr[i]);
+    if (pki_ceremony(q, dir, t, (size_t)ntok, (const char *)policy, plen, "mdl-integration-test") !=
+        0)
+        return 1;
     free(policy);
     hsmca_quorum_free(q);
     CHECK(hsmca_audit_close(a));

@@ -30,7 +30,7 @@
 #include "hsmca/token.h"
 #include "hsmca/util.h"
 
-static const char *const names[] = {"bob-approver", "dave-approver", "erin-approver"};
+#include "pki_common.h"
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -96,9 +96,8 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
     struct hsmca_secret user = secret("user-pin-1234"), so = secret("so-pin-1234"), apin;
     unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
     char path[1024], why[256], *policy;
-    size_t plen = 0, i;
+    size_t plen = 0;
     X509 *paa = NULL, *pai = NULL;
-    EVP_PKEY *appr[3];
     time_t now = time(NULL);
 
     CHECK(hsmca_secure_heap_init(0));
@@ -179,37 +178,9 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
         struct hsmca_quorum_token_in t[2] = {
             {"hsmca-pai-8000", "pkcs11:token=hsmca-pai-8000", tpai, &so},
             {"hsmca-paa", "pkcs11:token=hsmca-paa", tpaa, &so}};
-        struct hsmca_quorum_approver_in ap[3];
-        struct hsmca_quorum_init in;
-        struct hsmca_quorum_principal who = {"ceremony", "admin", NULL};
 
-        for (i = 0; i < 3; i++) {
-            FILE *f;
-
-            appr[i] = EVP_EC_gen("P-256");
-            if (appr[i] == NULL)
-                return 1;
-            snprintf(path, sizeof(path), "%s/%s.key.pem", dir, names[i]);
-            f = fopen(path, "w");
-            if (f == NULL || PEM_write_PrivateKey(f, appr[i], NULL, NULL, 0, NULL, NULL) != 1 ||
-                fclose(f) != 0)
-                return 1;
-            ap[i].name = names[i];
-            ap[i].pub = appr[i];
-            ap[i].token_serial = i == 0 ? "s0" : i == 1 ? "s1" : "s2";
-        }
-        memset(&in, 0, sizeof(in));
-        in.tokens = t;
-        in.ntokens = ceremony == 2 ? 2 : 1;
-        in.approvers = ap;
-        in.napprovers = 3;
-        in.m = 2;
-        in.policy_json = policy;
-        in.policy_len = plen;
-        in.ceremony_id = "integration-test";
-        CHECK(hsmca_quorum_ceremony_init(q, &in, &who));
-        for (i = 0; i < 3; i++)
-            EVP_PKEY_free(appr[i]);
+        if (pki_ceremony(q, dir, t, ceremony == 2 ? 2 : 1, policy, plen, "integration-test") != 0)
+            return 1;
     }
     free(policy);
     hsmca_quorum_free(q);

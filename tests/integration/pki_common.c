@@ -5,12 +5,67 @@
 #include "pki_common.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
 const char *const pki_names[3] = {"bob-approver", "dave-approver", "erin-approver"};
+
+enum hsmca_err
+pki_store_open(const char *dir, struct hsmca_store **st)
+{
+    const char *spec = getenv("HSMCA_TEST_STORE_SPEC");
+    char path[1024];
+
+    if (spec != NULL && spec[0] != '\0')
+        snprintf(path, sizeof(path), "%s", spec);
+    else
+        snprintf(path, sizeof(path), "%s/hsmca.db", dir);
+    return hsmca_store_open(path, st);
+}
+
+int
+pki_log_open(const char *dir, struct hsmca_p11 *p11, struct hsmca_store *st, const char *id,
+             struct hsmca_token **ta, struct hsmca_key **ka, struct hsmca_audit **a,
+             struct hsmca_quorum **q)
+{
+    struct hsmca_secret apin = {NULL, 0};
+    struct hsmca_audit_config ac;
+    struct hsmca_quorum_config qc;
+    char path[1024], genesis[128], why[256] = "";
+    enum hsmca_err rc;
+
+    snprintf(path, sizeof(path), "%s/audit.pin", dir);
+    snprintf(genesis, sizeof(genesis), "{\"ceremony\":\"%s\"}", id);
+    rc = hsmca_secret_read_pin_file(path, &apin);
+    if (rc == HSMCA_OK)
+        rc = hsmca_token_open(p11, "pkcs11:token=hsmca-audit", ta);
+    if (rc == HSMCA_OK)
+        rc = hsmca_token_login(*ta, &apin);
+    hsmca_secret_clear(&apin);
+    if (rc == HSMCA_OK)
+        rc = hsmca_token_find_key(*ta, "pkcs11:token=hsmca-audit;object=audit-key", ka);
+    if (rc == HSMCA_OK) {
+        memset(&ac, 0, sizeof(ac));
+        ac.store = st;
+        ac.token = *ta;
+        ac.key = *ka;
+        ac.origin = "hsmca/test";
+        ac.genesis_detail_json = genesis;
+        rc = hsmca_audit_open(&ac, a, why, sizeof(why));
+    }
+    if (rc == HSMCA_OK) {
+        memset(&qc, 0, sizeof(qc));
+        qc.store = st;
+        qc.audit = *a;
+        rc = hsmca_quorum_open(&qc, q);
+    }
+    if (rc != HSMCA_OK)
+        fprintf(stderr, "pki: the audit log and quorum: %s %s\n", hsmca_err_code(rc), why);
+    return rc == HSMCA_OK ? 0 : 1;
+}
 
 int
 pki_ceremony(struct hsmca_quorum *q, const char *dir, struct hsmca_quorum_token_in *t, size_t ntok,

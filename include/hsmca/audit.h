@@ -23,6 +23,7 @@
 
 #include "hsmca/audit_format.h"
 #include "hsmca/error.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
@@ -47,10 +48,15 @@ struct hsmca_audit_event {
     int detail_canonical;
 };
 
+/* *ev zeroed, then these six fields and kid "" (no CA key; set ev->kid after for one). */
+void hsmca_audit_event_set(struct hsmca_audit_event *ev, const char *actor, const char *role,
+                           const char *action, const char *target, const char *outcome,
+                           const char *detail_json);
+
 /* What the caller hands back to its client. */
 struct hsmca_audit_receipt {
     uint64_t seq;
-    unsigned char entry_hash[32]; /* SHA-256 of the entry's line */
+    unsigned char entry_hash[HSMCA_SHA256_LEN]; /* SHA-256 of the entry's line */
 };
 
 /*
@@ -146,10 +152,10 @@ void hsmca_audit_expect(struct hsmca_audit *a, int delta);
 
 /* A signed checkpoint (hsmca-checkpoint/v1 text and its DER ECDSA signature). */
 struct hsmca_audit_checkpoint {
-    uint64_t size;          /* entries covered: seq 1..size */
-    unsigned char head[32]; /* hash of line `size` */
-    unsigned char hash[32]; /* SHA-256 of text */
-    char *text;             /* malloc'd, NUL-terminated */
+    uint64_t size;                        /* entries covered: seq 1..size */
+    unsigned char head[HSMCA_SHA256_LEN]; /* hash of line `size` */
+    unsigned char hash[HSMCA_SHA256_LEN]; /* SHA-256 of text */
+    char *text;                           /* malloc'd, NUL-terminated */
     size_t text_len;
     unsigned char *sig; /* malloc'd DER */
     size_t sig_len;
@@ -224,7 +230,7 @@ struct hsmca_audit_verify_opts {
     const char *previous_cp; /* path of a checkpoint text the auditor kept (NULL = none); its
                               * signature is checked too if PATH.sig or the .txt->.sig exists */
     /* called for each entry after its chain link is checked (for check-receipts) */
-    void (*on_entry)(void *arg, uint64_t seq, const unsigned char hash[32]);
+    void (*on_entry)(void *arg, uint64_t seq, const unsigned char hash[HSMCA_SHA256_LEN]);
     void *arg;
 };
 

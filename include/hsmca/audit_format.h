@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "hsmca/error.h"
+#include "hsmca/sizes.h"
 
 #define HSMCA_AUDIT_LINE_MAX 65536   /* one entry line, bytes */
 #define HSMCA_AUDIT_DETAIL_MAX 60000 /* the detail object, bytes */
@@ -31,7 +32,7 @@ int64_t hsmca_audit_time_parse(const char *t);
 /* One entry line as the scanner sees it (pointers borrowed from the line). */
 struct hsmca_audit_line {
     uint64_t seq;
-    unsigned char prev[32];
+    unsigned char prev[HSMCA_SHA256_LEN];
     const char *action; /* JSON string body, escapes not decoded */
     size_t action_len;
     const char *outcome;
@@ -54,17 +55,18 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_line_parse(const char *line, size_t l
 struct hsmca_audit_cp_fields {
     char origin[HSMCA_AUDIT_FIELD_MAX + 1];
     uint64_t size;
-    unsigned char head[32];
+    unsigned char head[HSMCA_SHA256_LEN];
     char time[32];
-    unsigned char prev[32];
-    unsigned char key[32];
+    unsigned char prev[HSMCA_SHA256_LEN];
+    unsigned char key[HSMCA_SHA256_LEN];
 };
 /* Parse exactly the seven LF-terminated lines. HSMCA_E_AUDIT_CHECKPOINT otherwise. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_checkpoint_parse(const char *text, size_t len,
                                                             struct hsmca_audit_cp_fields *out);
 
 /* The audit key id: SHA-256 of pub's SubjectPublicKeyInfo DER (a checkpoint's "key" line). */
-HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_key_id(EVP_PKEY *pub, unsigned char out[32]);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_key_id(EVP_PKEY *pub,
+                                                  unsigned char out[HSMCA_SHA256_LEN]);
 
 /* Verify a DER ECDSA signature over SHA-256(data) with pub. HSMCA_E_AUDIT_CHECKPOINT_SIG. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_audit_sig_verify(EVP_PKEY *pub, const void *data, size_t len,

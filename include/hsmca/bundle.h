@@ -16,6 +16,7 @@
 #include <openssl/x509.h>
 
 #include "hsmca/error.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_factory.h"
 
 /* Most devices in one bundle (one batch of the issuance engine). */
@@ -36,7 +37,8 @@ int hsmca_line_name_ok(const char *name);
  */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_line_cert_check(const unsigned char *in, size_t len,
                                                      int64_t now_ms, unsigned char **der_out,
-                                                     size_t *der_len, unsigned char sha256[32]);
+                                                     size_t *der_len,
+                                                     unsigned char sha256[HSMCA_SHA256_LEN]);
 
 /* ---- keys and CSRs ---- */
 
@@ -92,11 +94,11 @@ struct hsmca_bundle_info {
  * env_sha256 the hash of the envelope and *issued the number of devices in it. Returns
  * HSMCA_E_BUNDLE_SEAL_FAILED, HSMCA_E_LINE_CERT_INVALID, HSMCA_E_NOMEM.
  */
-HSMCA_MUSTCHECK enum hsmca_err hsmca_bundle_seal(const struct hsmca_bundle_info *info,
-                                                 const struct hsmca_bundle_device *dev, size_t n,
-                                                 const unsigned char *line_cert,
-                                                 size_t line_cert_len, unsigned char **env_out,
-                                                 size_t *env_len, unsigned char manifest_sha256[32],
-                                                 unsigned char env_sha256[32], size_t *issued);
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_bundle_seal(const struct hsmca_bundle_info *info, const struct hsmca_bundle_device *dev,
+                  size_t n, const unsigned char *line_cert, size_t line_cert_len,
+                  unsigned char **env_out, size_t *env_len,
+                  unsigned char manifest_sha256[HSMCA_SHA256_LEN],
+                  unsigned char env_sha256[HSMCA_SHA256_LEN], size_t *issued);
 
 #endif

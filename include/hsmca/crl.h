@@ -35,6 +35,19 @@ struct hsmca_crl_entry {
     time_t invalidity; /* RFC 5280 invalidityDate (time of compromise); 0 = none */
 };
 
+/* A growing list of CRL entries (the caller frees e). */
+struct hsmca_crl_entries {
+    struct hsmca_crl_entry *e;
+    size_t n, cap;
+};
+
+/*
+ * Append the revoked row r to the hsmca_crl_entries at arg as stored (serial, revocation and
+ * invalidity time in seconds, reason), at most 1,000,000 (HSMCA_E_TOO_LARGE): the callback for
+ * hsmca_store_revoked_list and hsmca_store_mdl_revoked_list.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_crl_entries_add(void *arg, const struct hsmca_revoked_rec *r);
+
 struct hsmca_crl_params {
     X509 *issuer;        /* the CA certificate (borrowed) */
     EVP_PKEY *key;       /* its private key, token-backed (borrowed) */

@@ -20,6 +20,7 @@
 
 #include "hsmca/error.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 
 /* The mDL document-signer extended key usage (ISO/IEC 18013-5 Annex B). */
 #define HSMCA_MDL_EKU_DS "1.0.18013.5.1.2"
@@ -130,8 +131,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_mdl_check(X509 *iaca, X509 *ds, time_t now,
 struct hsmca_mdl_mso_info {
     char doc_type[128];
     char digest_alg[16];
-    int64_t signed_s, valid_from_s, valid_until_s; /* seconds since the epoch */
-    unsigned char payload_sha256[32];              /* of the COSE payload bytes */
+    int64_t signed_s, valid_from_s, valid_until_s;  /* seconds since the epoch */
+    unsigned char payload_sha256[HSMCA_SHA256_LEN]; /* of the COSE payload bytes */
 };
 
 /*
@@ -150,7 +151,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_mdl_mso_check(const unsigned char *in, size
 /* SHA-256 of the COSE Sig_structure ["Signature1", protected {1: -7}, h'', payload] the
  * IssuerAuth signs: what a caller sending only a digest must send. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_mdl_tbs_digest(const unsigned char *payload,
-                                                    size_t payload_len, unsigned char out[32]);
+                                                    size_t payload_len,
+                                                    unsigned char out[HSMCA_SHA256_LEN]);
 
 /*
  * Assemble the untagged COSE_Sign1 [protected {1: -7}, {33: ds_der}, payload or nil (payload

@@ -21,6 +21,7 @@
 #include "hsmca/limits.h"
 #include "hsmca/secret.h"
 #include "hsmca/shamir.h"
+#include "hsmca/sizes.h"
 #include "hsmca/token.h"
 
 struct hsmca_seal_ad {
@@ -38,7 +39,7 @@ struct hsmca_seal_ad {
  * 1..HSMCA_REQUEST_ID_MAX. */
 #define HSMCA_SEAL_PT_MAX 256
 #define HSMCA_SEAL_NAME_MAX 255
-#define HSMCA_SEAL_DIGEST_LEN 32
+#define HSMCA_SEAL_DIGEST_LEN HSMCA_SHA256_LEN
 
 /*
  * The associated data is this canonical encoding of *ad (big-endian integers):

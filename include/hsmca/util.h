@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 #include "hsmca/error.h"
 
 /*
@@ -32,6 +34,19 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_hex_decode(const char *s, size_t len, unsig
 
 /* 1 when s is a CA id: 1..HSMCA_CA_ID_MAX of [a-z0-9-] (the store's, the API's and the CLI's). */
 int hsmca_ca_id_valid(const char *s);
+
+/*
+ * 1 when s[0..n) is 1..max bytes, each an ASCII letter (only a-z when lower_only), a digit or one
+ * of the characters of extra: the one check behind names, ids and path words.
+ */
+int hsmca_word_ok(const char *s, size_t n, size_t max, int lower_only, const char *extra);
+
+/*
+ * Exactly one X.509 certificate in in[0..len): a PEM CERTIFICATE block when in starts with
+ * "-----BEGIN", else DER with no byte after it. NULL if not (OpenSSL's error queue is left as it
+ * was). The caller frees the certificate.
+ */
+X509 *hsmca_x509_read(const unsigned char *in, size_t len);
 
 /* The CLOCK_REALTIME time us microseconds from now, for pthread_cond_timedwait. */
 struct timespec;

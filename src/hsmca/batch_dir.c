@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "hsmca/util.h"
+
 #include "cli.h"
 
 void
@@ -54,18 +56,7 @@ batch_progress(const struct batch_tally *t)
 static int
 stem_ok(const char *s, size_t n)
 {
-    size_t i;
-
-    if (n == 0 || n > BATCH_STEM_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              strchr("._~:@+=-", ch) != NULL))
-            return 0;
-    }
-    return 1;
+    return hsmca_word_ok(s, n, BATCH_STEM_MAX, 0, "._~:@+=-");
 }
 
 static int

@@ -232,6 +232,52 @@ cli_getopt(const char *cmd, int argc, char **argv, int first, const struct cli_o
 }
 
 int
+cli_hex16(const char *s, uint16_t *out)
+{
+    unsigned char b[2];
+    size_t n = 0, len = strlen(s);
+
+    if (len != 4 || hsmca_hex_decode(s, len, b, sizeof(b), &n) != HSMCA_OK || n != 2)
+        return -1;
+    *out = (uint16_t)(b[0] << 8 | b[1]);
+    return 0;
+}
+
+int
+cli_once(const char *arg, void *dst)
+{
+    const char **slot = dst;
+
+    if (*slot != NULL)
+        return -1;
+    *slot = arg;
+    return 0;
+}
+
+int
+cli_list_add(const char *arg, void *dst)
+{
+    struct cli_list *l = dst;
+
+    if (l->n >= l->max)
+        return -1;
+    l->v[l->n++] = arg;
+    return 0;
+}
+
+int
+cli_u64(const char *arg, void *dst)
+{
+    const struct cli_u64 *r = dst;
+    uint64_t v;
+
+    if (hsmca_parse_u64(arg, strlen(arg), r->max, &v) != HSMCA_OK || v < r->min)
+        return -1;
+    *r->v = v;
+    return 0;
+}
+
+int
 cli_subcommand(int argc, char **argv, void (*usage)(FILE *f))
 {
     if (argc < 2) {
@@ -243,4 +289,32 @@ cli_subcommand(int argc, char **argv, void (*usage)(FILE *f))
         return CLI_EXIT_OK;
     }
     return -1;
+}
+
+int
+cli_dispatch(const char *cmd, int argc, char **argv, const struct cli_verb *verbs,
+             void (*usage)(FILE *f))
+{
+    int rc = cli_subcommand(argc, argv, usage);
+
+    if (rc >= 0)
+        return rc;
+    for (; verbs->name != NULL; verbs++)
+        if (strcmp(argv[1], verbs->name) == 0)
+            return verbs->run(argc - 1, argv + 1);
+    fprintf(stderr, "hsmca %s: unknown subcommand '%s'\n", cmd, argv[1]);
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+}
+
+int
+cli_print_json(const char *what, const json_t *j)
+{
+    char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+    if (s == NULL)
+        return cli_fail(what, HSMCA_E_NOMEM);
+    printf("%s\n", s);
+    free(s);
+    return CLI_EXIT_OK;
 }

@@ -7,7 +7,11 @@
 #ifndef HSMCA_CLI_H
 #define HSMCA_CLI_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include <jansson.h>
 
 #include "hsmca/error.h"
 #include "hsmca/secret.h"
@@ -65,6 +69,10 @@ const char *cli_module(const char *given, const char *uri, struct hsmca_uri *scr
 /* Print "hsmca: <what>: <code>: <title>" on stderr and return CLI_EXIT_FAIL. */
 int cli_fail(const char *what, enum hsmca_err e);
 
+/* j as one line of compact JSON with sorted keys on standard output: CLI_EXIT_OK, or (j NULL or
+ * out of memory) cli_fail(what, HSMCA_E_NOMEM). j stays the caller's. */
+int cli_print_json(const char *what, const json_t *j);
+
 /*
  * One option of a command for cli_getopt: a string option stores its argument in *str, a flag
  * sets *flag to 1, a checked option hands its argument to check(arg, dst), which returns 0 to
@@ -98,6 +106,23 @@ struct cli_opt {
 #define CLI_CONN_GIVEN(cfg)                                                                        \
     ((cfg)->url != NULL && (cfg)->cert != NULL && (cfg)->key != NULL && (cfg)->cacert != NULL)
 
+/* CLI_CHECK helpers. cli_once: dst is a const char **, refused when already set (a flag given
+ * twice). cli_list_add: dst is a struct cli_list, refused when it is full. cli_u64: dst is a
+ * struct cli_u64, refused when the argument is not a decimal number in min..max. */
+struct cli_list {
+    const char **v;
+    size_t n, max;
+};
+struct cli_u64 {
+    uint64_t *v;
+    uint64_t min, max;
+};
+int cli_once(const char *arg, void *dst);
+/* A VID or PID: exactly 4 hex digits. 0, or -1. */
+int cli_hex16(const char *s, uint16_t *out);
+int cli_list_add(const char *arg, void *dst);
+int cli_u64(const char *arg, void *dst);
+
 /*
  * Parse argv from index first (getopt_long) by the table: --help (and -h) prints usage to
  * standard output (CLI_EXIT_OK), an unknown option prints it to standard error (CLI_EXIT_USAGE),
@@ -112,6 +137,18 @@ int cli_getopt(const char *cmd, int argc, char **argv, int first, const struct c
  * --help or -h prints it to standard output (CLI_EXIT_OK); -1 when argv[1] is a word to run.
  */
 int cli_subcommand(int argc, char **argv, void (*usage)(FILE *f));
+
+/* A subcommand word and what runs it (argv[0] is the word). A table ends with a NULL name. */
+struct cli_verb {
+    const char *name;
+    int (*run)(int argc, char **argv);
+};
+/*
+ * cli_subcommand's prelude, then the verb argv[1] names, run with argv from it; an unknown word
+ * prints "hsmca CMD: unknown subcommand 'WORD'" and the usage on standard error (CLI_EXIT_USAGE).
+ */
+int cli_dispatch(const char *cmd, int argc, char **argv, const struct cli_verb *verbs,
+                 void (*usage)(FILE *f));
 
 int cmd_approve(int argc, char **argv);
 void usage_approve(FILE *f);

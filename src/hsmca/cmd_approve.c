@@ -131,7 +131,7 @@ do_enroll(const char *module, const char *name, const char *key_uri, const char 
     struct hsmca_token_info ti;
     struct hsmca_quorum_signer signer;
     unsigned char *spki = NULL;
-    char *pop = NULL, *spki_b64 = NULL, *params = NULL;
+    char *pop = NULL, *spki_b64 = NULL;
     json_t *o = NULL;
     enum hsmca_err e;
     int n, rc = CLI_EXIT_FAIL;
@@ -155,12 +155,8 @@ do_enroll(const char *module, const char *name, const char *key_uri, const char 
     EVP_EncodeBlock((unsigned char *)spki_b64, spki, n);
     o = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "spki", spki_b64, "token_serial", ti.serial,
                   "pop", pop);
-    params = o != NULL ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (params == NULL) {
-        cli_fail("params", HSMCA_E_NOMEM);
+    if (cli_print_json("params", o) != CLI_EXIT_OK)
         goto out;
-    }
-    printf("%s\n", params);
     rc = CLI_EXIT_OK;
 out:
     if (hsmca_token_close_all(p11, tok, key) != HSMCA_OK)
@@ -168,7 +164,6 @@ out:
     OPENSSL_free(spki);
     free(pop);
     free(spki_b64);
-    free(params);
     json_decref(o);
     return rc;
 }
@@ -176,15 +171,6 @@ out:
 int
 cmd_approve(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"offline", required_argument, NULL, 'o'},  {"out", required_argument, NULL, 'O'},
-        {"name", required_argument, NULL, 'n'},     {"key-uri", required_argument, NULL, 'k'},
-        {"pin-file", required_argument, NULL, 'p'}, {"audit-pub", required_argument, NULL, 'a'},
-        {"state", required_argument, NULL, 's'},    {"yes", no_argument, NULL, 'y'},
-        {"module", required_argument, NULL, 'M'},   {"url", required_argument, NULL, 'u'},
-        {"cert", required_argument, NULL, 'c'},     {"key", required_argument, NULL, 'K'},
-        {"cacert", required_argument, NULL, 'C'},   {"enroll", no_argument, NULL, 'E'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     const char *req_path = NULL, *out = NULL, *name = NULL, *key_uri = NULL, *pin_file = NULL;
     const char *audit_pub_path = NULL, *state_path = NULL, *module = NULL;
     const char *url = NULL, *cert = NULL, *tls_key = NULL, *cacert = NULL, *id = NULL;
@@ -204,59 +190,25 @@ cmd_approve(int argc, char **argv)
     enum hsmca_err e;
     int c, yes = 0, enroll = 0, rc = CLI_EXIT_FAIL;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:O:n:k:p:a:s:yM:u:c:K:C:Eh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o':
-            req_path = optarg;
-            break;
-        case 'O':
-            out = optarg;
-            break;
-        case 'n':
-            name = optarg;
-            break;
-        case 'k':
-            key_uri = optarg;
-            break;
-        case 'p':
-            pin_file = optarg;
-            break;
-        case 'a':
-            audit_pub_path = optarg;
-            break;
-        case 's':
-            state_path = optarg;
-            break;
-        case 'y':
-            yes = 1;
-            break;
-        case 'M':
-            module = optarg;
-            break;
-        case 'u':
-            url = optarg;
-            break;
-        case 'c':
-            cert = optarg;
-            break;
-        case 'K':
-            tls_key = optarg;
-            break;
-        case 'C':
-            cacert = optarg;
-            break;
-        case 'E':
-            enroll = 1;
-            break;
-        case 'h':
-            usage_approve(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_approve(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    const struct cli_opt opts[] = {CLI_STR("offline", 'o', &req_path),
+                                   CLI_STR("out", 'O', &out),
+                                   CLI_STR("name", 'n', &name),
+                                   CLI_STR("key-uri", 'k', &key_uri),
+                                   CLI_STR("pin-file", 'p', &pin_file),
+                                   CLI_STR("audit-pub", 'a', &audit_pub_path),
+                                   CLI_STR("state", 's', &state_path),
+                                   CLI_FLAG("yes", 'y', &yes),
+                                   CLI_STR("module", 'M', &module),
+                                   CLI_STR("url", 'u', &url),
+                                   CLI_STR("cert", 'c', &cert),
+                                   CLI_STR("key", 'K', &tls_key),
+                                   CLI_STR("cacert", 'C', &cacert),
+                                   CLI_FLAG("enroll", 'E', &enroll),
+                                   CLI_END};
+
+    c = cli_getopt("approve", argc, argv, 1, opts, usage_approve);
+    if (c >= 0)
+        return c;
     if (enroll) {
         if (optind != argc || name == NULL || key_uri == NULL || url != NULL || req_path != NULL) {
             usage_approve(stderr);

@@ -16,6 +16,7 @@
 
 #include "hsmca/audit.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #include "cli.h"
@@ -115,15 +116,11 @@ do_verify(int argc, char **argv)
                       "entries", (json_int_t)r.entries, "checkpoints", (json_int_t)r.checkpoints,
                       "quorum_ops", (json_int_t)r.quorum_ops, "bad_seq", (json_int_t)r.bad_seq,
                       "why", r.why, "seconds", secs);
-        char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        int p = cli_print_json("audit verify", j);
 
-        if (s == NULL) {
-            json_decref(j);
-            return cli_fail("audit verify", HSMCA_E_NOMEM);
-        }
-        printf("%s\n", s);
-        free(s);
         json_decref(j);
+        if (p != CLI_EXIT_OK)
+            return p;
     } else if (e == HSMCA_OK) {
         printf("valid: entries %llu..%llu (%llu entries, %llu checkpoint signatures, %llu quorum "
                "operations) in %.3f s\n",
@@ -139,7 +136,7 @@ do_verify(int argc, char **argv)
 
 struct receipt {
     uint64_t seq;
-    unsigned char hash[32];
+    unsigned char hash[HSMCA_SHA256_LEN];
     int found; /* 1 found with the hash, -1 found with another hash */
 };
 
@@ -157,7 +154,7 @@ cmp_receipt(const void *a, const void *b)
 }
 
 static void
-on_entry(void *arg, uint64_t seq, const unsigned char hash[32])
+on_entry(void *arg, uint64_t seq, const unsigned char hash[HSMCA_SHA256_LEN])
 {
     struct receipts *rs = arg;
     size_t lo = 0, hi = rs->n;
@@ -171,7 +168,7 @@ on_entry(void *arg, uint64_t seq, const unsigned char hash[32])
             hi = mid;
     }
     for (; lo < rs->n && rs->v[lo].seq == seq; lo++)
-        rs->v[lo].found = memcmp(rs->v[lo].hash, hash, 32) == 0 ? 1 : -1;
+        rs->v[lo].found = memcmp(rs->v[lo].hash, hash, HSMCA_SHA256_LEN) == 0 ? 1 : -1;
 }
 
 static int
@@ -182,7 +179,8 @@ add_receipt(struct receipts *rs, json_t *o, size_t cap)
     size_t n = 0;
 
     if (rs->n >= cap || !json_is_integer(s) || json_integer_value(s) < 1 || h == NULL ||
-        hsmca_hex_decode(h, strlen(h), rs->v[rs->n].hash, 32, &n) != HSMCA_OK || n != 32)
+        hsmca_hex_decode(h, strlen(h), rs->v[rs->n].hash, HSMCA_SHA256_LEN, &n) != HSMCA_OK ||
+        n != HSMCA_SHA256_LEN)
         return -1;
     rs->v[rs->n].seq = (uint64_t)json_integer_value(s);
     rs->v[rs->n].found = 0;
@@ -365,17 +363,10 @@ do_archive(int argc, char **argv)
 int
 cmd_audit(int argc, char **argv)
 {
-    int rc = cli_subcommand(argc, argv, usage_audit);
+    static const struct cli_verb verbs[] = {{"verify", do_verify},
+                                            {"check-receipts", do_check_receipts},
+                                            {"archive", do_archive},
+                                            {NULL, NULL}};
 
-    if (rc >= 0)
-        return rc;
-    if (strcmp(argv[1], "verify") == 0)
-        return do_verify(argc - 1, argv + 1);
-    if (strcmp(argv[1], "check-receipts") == 0)
-        return do_check_receipts(argc - 1, argv + 1);
-    if (strcmp(argv[1], "archive") == 0)
-        return do_archive(argc - 1, argv + 1);
-    fprintf(stderr, "hsmca audit: unknown subcommand '%s'\n", argv[1]);
-    usage_audit(stderr);
-    return CLI_EXIT_USAGE;
+    return cli_dispatch("audit", argc, argv, verbs, usage_audit);
 }

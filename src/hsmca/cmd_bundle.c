@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "hsmca/bundle.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #include "cli.h"
@@ -184,10 +185,10 @@ cmd_bundle(int argc, char **argv)
         rc = body != NULL ? send(&a, path, body, "application/pkcs7-mime", 201, created)
                           : cli_fail("bundle", HSMCA_E_NOMEM);
     } else if (strcmp(sub, "receipt") == 0) {
-        unsigned char *m = NULL, h[32];
+        unsigned char *m = NULL, h[HSMCA_SHA256_LEN];
         unsigned int hl = 0;
         size_t ml = 0;
-        char hex[65];
+        char hex[HSMCA_SHA256_HEX_SIZE];
         json_t *man = NULL;
         const char *id, *ca;
         enum hsmca_err e;
@@ -207,7 +208,7 @@ cmd_bundle(int argc, char **argv)
             free(m);
             return CLI_EXIT_FAIL;
         }
-        hsmca_hex_encode(h, 32, hex, sizeof(hex));
+        hsmca_hex_encode(h, HSMCA_SHA256_LEN, hex, sizeof(hex));
         snprintf(path, sizeof(path), "/v1/cas/%s/bundles/%s/receipt", ca, id);
         j = json_pack("{s:s}", "manifest_sha256", hex);
         body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;

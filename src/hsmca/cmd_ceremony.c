@@ -30,6 +30,7 @@
 #include "hsmca/mdl.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
+#include "hsmca/sizes.h"
 #include "hsmca/softhsm_guard.h"
 #include "hsmca/store_audit.h"
 #include "hsmca/store_certs.h"
@@ -111,28 +112,11 @@ struct common {
     const char *module, *store, *audit_uri, *audit_pin_file;
 };
 
-/* The options init and run share (--module --store --audit-token --audit-pin-file): 1 when c was
- * one. */
-static int
-common_opt(struct common *cm, int c, const char *arg)
-{
-    switch (c) {
-    case 'M':
-        cm->module = arg;
-        return 1;
-    case 's':
-        cm->store = arg;
-        return 1;
-    case 'a':
-        cm->audit_uri = arg;
-        return 1;
-    case 'A':
-        cm->audit_pin_file = arg;
-        return 1;
-    default:
-        return 0;
-    }
-}
+/* The options init and run share: --module --store --audit-token --audit-pin-file. */
+#define COMMON_OPTS(cm)                                                                            \
+    CLI_STR("module", 'M', &(cm)->module), CLI_STR("store", 's', &(cm)->store),                    \
+        CLI_STR("audit-token", 'a', &(cm)->audit_uri),                                             \
+        CLI_STR("audit-pin-file", 'A', &(cm)->audit_pin_file)
 
 /* Open the module, the audit token (logged in) and key, the store and the audit log. */
 static int
@@ -240,18 +224,18 @@ static void
 print_record(struct session *s)
 {
     struct hsmca_audit_checkpoint cp;
-    unsigned char h[32];
-    char hex[65], *line = NULL;
+    unsigned char h[HSMCA_SHA256_LEN];
+    char hex[HSMCA_SHA256_HEX_SIZE], *line = NULL;
     size_t len = 0;
 
     memset(&cp, 0, sizeof(cp));
     if (hsmca_store_audit_get(s->st, 1, &line, &len, h) == HSMCA_OK) {
-        hsmca_hex_encode(h, 32, hex, sizeof(hex));
+        hsmca_hex_encode(h, HSMCA_SHA256_LEN, hex, sizeof(hex));
         printf("genesis-sha256: %s\n", hex);
     }
     free(line);
     if (hsmca_audit_checkpoint(s->a, &cp) == HSMCA_OK) {
-        hsmca_hex_encode(cp.hash, 32, hex, sizeof(hex));
+        hsmca_hex_encode(cp.hash, HSMCA_SHA256_LEN, hex, sizeof(hex));
         printf("log-size: %llu\ncheckpoint-sha256: %s\ncheckpoint:\n%s",
                (unsigned long long)cp.size, hex, cp.text);
     }
@@ -322,19 +306,6 @@ destroy_so_pin(struct hsmca_token *tok, const char *label, struct hsmca_secret *
 static int
 do_init(int argc, char **argv)
 {
-    static const struct option opts[] = {{"module", required_argument, NULL, 'M'},
-                                         {"store", required_argument, NULL, 's'},
-                                         {"audit-token", required_argument, NULL, 'a'},
-                                         {"audit-pin-file", required_argument, NULL, 'A'},
-                                         {"token", required_argument, NULL, 't'},
-                                         {"so-pin-file", required_argument, NULL, 'S'},
-                                         {"init-tokens", no_argument, NULL, 'I'},
-                                         {"approver", required_argument, NULL, 'p'},
-                                         {"m", required_argument, NULL, 'm'},
-                                         {"policy", required_argument, NULL, 'P'},
-                                         {"id", required_argument, NULL, 'i'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     struct common cm = {NULL, NULL, NULL, NULL};
     const char *token_uri[MAX_TOKENS], *approver_arg[MAX_APPROVERS];
     const char *so_pin_file = NULL, *policy_path = "policies/quorum.json", *id = "ceremony";
@@ -353,54 +324,28 @@ do_init(int argc, char **argv)
     char *genesis = NULL, prompt[96];
     enum hsmca_err e;
     int c, rc = CLI_EXIT_FAIL, opened = 0, init_tokens = 0;
+    struct cli_list tokens = {token_uri, 0, MAX_TOKENS};
+    struct cli_list approvers = {approver_arg, 0, MAX_APPROVERS};
+    struct cli_u64 m_opt = {&m, 0, MAX_APPROVERS};
+    const struct cli_opt opts[] = {
+        COMMON_OPTS(&cm),
+        CLI_CHECK("token", 't', cli_list_add, &tokens, "at most " CLI_NUM(MAX_TOKENS) " tokens"),
+        CLI_STR("so-pin-file", 'S', &so_pin_file),
+        CLI_FLAG("init-tokens", 'I', &init_tokens),
+        CLI_CHECK("approver", 'p', cli_list_add, &approvers,
+                  "at most " CLI_NUM(MAX_APPROVERS) " approvers"),
+        CLI_CHECK("m", 'm', cli_u64, &m_opt, "--m must be a number 2.." CLI_NUM(MAX_APPROVERS)),
+        CLI_STR("policy", 'P', &policy_path),
+        CLI_STR("id", 'i', &id),
+        CLI_END};
 
     memset(so, 0, sizeof(so));
     memset(ain, 0, sizeof(ain));
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "M:s:a:A:t:S:Ip:m:P:i:h", opts, NULL)) != -1) {
-        if (common_opt(&cm, c, optarg))
-            continue;
-        switch (c) {
-        case 't':
-            if (nt == MAX_TOKENS) {
-                fprintf(stderr, "hsmca ceremony: at most %d tokens\n", MAX_TOKENS);
-                return CLI_EXIT_USAGE;
-            }
-            token_uri[nt++] = optarg;
-            break;
-        case 'S':
-            so_pin_file = optarg;
-            break;
-        case 'I':
-            init_tokens = 1;
-            break;
-        case 'p':
-            if (na == MAX_APPROVERS) {
-                fprintf(stderr, "hsmca ceremony: at most %d approvers\n", MAX_APPROVERS);
-                return CLI_EXIT_USAGE;
-            }
-            approver_arg[na++] = optarg;
-            break;
-        case 'm':
-            if (hsmca_parse_u64(optarg, strlen(optarg), MAX_APPROVERS, &m) != HSMCA_OK) {
-                fprintf(stderr, "hsmca ceremony: --m must be a number 2..%d\n", MAX_APPROVERS);
-                return CLI_EXIT_USAGE;
-            }
-            break;
-        case 'P':
-            policy_path = optarg;
-            break;
-        case 'i':
-            id = optarg;
-            break;
-        case 'h':
-            usage_ceremony(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_ceremony(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("ceremony", argc, argv, 1, opts, usage_ceremony);
+    if (c >= 0)
+        return c;
+    nt = tokens.n;
+    na = approvers.n;
     if (optind != argc || cm.store == NULL || cm.audit_uri == NULL || nt == 0 || na < 2 || m < 2 ||
         m > na) {
         fprintf(stderr, "hsmca ceremony init: need --store, --audit-token, --token, at least two "
@@ -738,23 +683,6 @@ take_approval(void *arg, const char *path, const char *name)
 static int
 do_run(int argc, char **argv)
 {
-    static const struct option opts[] = {{"module", required_argument, NULL, 'M'},
-                                         {"store", required_argument, NULL, 's'},
-                                         {"audit-token", required_argument, NULL, 'a'},
-                                         {"audit-pin-file", required_argument, NULL, 'A'},
-                                         {"op", required_argument, NULL, 'o'},
-                                         {"params", required_argument, NULL, 'p'},
-                                         {"requester", required_argument, NULL, 'r'},
-                                         {"out-request", required_argument, NULL, 'O'},
-                                         {"approvals-dir", required_argument, NULL, 'd'},
-                                         {"wait", required_argument, NULL, 'w'},
-                                         {"ttl", required_argument, NULL, 't'},
-                                         {"profiles", required_argument, NULL, 'P'},
-                                         {"out-cert", required_argument, NULL, 'c'},
-                                         {"csr", required_argument, NULL, 'C'},
-                                         {"out-dac", required_argument, NULL, 'D'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     struct common cm = {NULL, NULL, NULL, NULL};
     const char *op = NULL, *params = NULL, *requester = NULL, *out_req = NULL, *dir = NULL;
     const char *profiles = "policies/profiles", *out_cert = NULL, *csr = NULL, *out_dac = NULL;
@@ -773,58 +701,28 @@ do_run(int argc, char **argv)
     time_t deadline;
     enum hsmca_err e;
     int c, rc = CLI_EXIT_FAIL, opened = 0;
+    struct cli_u64 wait_opt = {&wait_s, 0, 86400}, ttl_opt = {&ttl_s, 1, 86400};
+    const struct cli_opt opts[] = {
+        COMMON_OPTS(&cm),
+        CLI_STR("op", 'o', &op),
+        CLI_STR("params", 'p', &params),
+        CLI_STR("requester", 'r', &requester),
+        CLI_STR("out-request", 'O', &out_req),
+        CLI_STR("approvals-dir", 'd', &dir),
+        CLI_CHECK("wait", 'w', cli_u64, &wait_opt, "--wait takes 0..86400 seconds"),
+        CLI_CHECK("ttl", 't', cli_u64, &ttl_opt, "--ttl takes 1..86400 seconds"),
+        CLI_STR("profiles", 'P', &profiles),
+        CLI_STR("out-cert", 'c', &out_cert),
+        CLI_STR("csr", 'C', &csr),
+        CLI_STR("out-dac", 'D', &out_dac),
+        CLI_END};
 
     memset(&cp, 0, sizeof(cp));
     memset(&seen, 0, sizeof(seen));
     memset(&ap, 0, sizeof(ap));
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "M:s:a:A:o:p:r:O:d:w:t:P:c:C:D:h", opts, NULL)) != -1) {
-        if (common_opt(&cm, c, optarg))
-            continue;
-        switch (c) {
-        case 'o':
-            op = optarg;
-            break;
-        case 'p':
-            params = optarg;
-            break;
-        case 'r':
-            requester = optarg;
-            break;
-        case 'O':
-            out_req = optarg;
-            break;
-        case 'd':
-            dir = optarg;
-            break;
-        case 'w':
-            if (hsmca_parse_u64(optarg, strlen(optarg), 86400, &wait_s) != HSMCA_OK)
-                return CLI_EXIT_USAGE;
-            break;
-        case 't':
-            if (hsmca_parse_u64(optarg, strlen(optarg), 86400, &ttl_s) != HSMCA_OK || ttl_s == 0)
-                return CLI_EXIT_USAGE;
-            break;
-        case 'P':
-            profiles = optarg;
-            break;
-        case 'c':
-            out_cert = optarg;
-            break;
-        case 'C':
-            csr = optarg;
-            break;
-        case 'D':
-            out_dac = optarg;
-            break;
-        case 'h':
-            usage_ceremony(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_ceremony(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("ceremony", argc, argv, 1, opts, usage_ceremony);
+    if (c >= 0)
+        return c;
     if ((strcmp(op != NULL ? op : "", "ca.activate") == 0) != (csr != NULL && out_dac != NULL)) {
         fprintf(stderr,
                 "hsmca ceremony run: ca.activate needs --csr and --out-dac (and only it)\n");
@@ -940,18 +838,7 @@ out:
 int
 cmd_ceremony(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage_ceremony(stderr);
-        return CLI_EXIT_USAGE;
-    }
-    if (strcmp(argv[1], "init") == 0)
-        return do_init(argc - 1, argv + 1);
-    if (strcmp(argv[1], "run") == 0)
-        return do_run(argc - 1, argv + 1);
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_ceremony(stdout);
-        return CLI_EXIT_OK;
-    }
-    fprintf(stderr, "hsmca ceremony: unknown verb '%s'\n", argv[1]);
-    return CLI_EXIT_USAGE;
+    static const struct cli_verb verbs[] = {{"init", do_init}, {"run", do_run}, {NULL, NULL}};
+
+    return cli_dispatch("ceremony", argc, argv, verbs, usage_ceremony);
 }

@@ -78,42 +78,40 @@ struct common {
     unsigned pid;
 };
 
-/*
- * The options issue and issue-batch share (--url --ca --pid --cert --key --cacert): 1 when c was
- * one of them, 0 when it was not, -1 for a bad --pid (said on stderr, with the command's name).
- */
+/* --pid: 4 hex digits */
 static int
-common_opt(struct common *cm, int c, const char *arg, const char *cmd)
+common_pid(const char *arg, void *dst)
 {
-    if (rest_opt(&cm->rest, c, arg))
-        return 1;
-    switch (c) {
-    case 'c':
-        cm->ca = arg;
-        return 1;
-    case 'p':
-        if (rest_parse_pid(arg, &cm->pid) != 0) {
-            fprintf(stderr, "%s: --pid takes 4 hex digits\n", cmd);
-            return -1;
-        }
-        cm->has_pid = 1;
-        return 1;
-    default:
-        return 0;
-    }
+    struct common *cm = dst;
+    uint16_t pid;
+
+    if (cli_hex16(arg, &pid) != 0)
+        return -1;
+    cm->pid = pid;
+    cm->has_pid = 1;
+    return 0;
 }
+
+/* The DAC resource's path for --ca ("/v1/cas/CA/dacs" and suffix); -1, said, if --ca is no CA
+ * id. */
+static int
+common_path(const struct common *cm, const char *suffix, char *path, size_t max, const char *cmd)
+{
+    if (rest_dacs_path(cm->ca, suffix, path, max) == 0)
+        return 0;
+    fprintf(stderr, "hsmca %s: --ca must be a CA id ([a-z0-9-], at most %d bytes)\n", cmd,
+            HSMCA_CA_ID_MAX);
+    return -1;
+}
+
+/* The options issue and issue-batch share (--url --cert --key --cacert --ca --pid). */
+#define COMMON_OPTS(cm)                                                                            \
+    CLI_CONN_OPTS(&(cm)->rest), CLI_STR("ca", 0, &(cm)->ca),                                       \
+        CLI_CHECK("pid", 0, common_pid, (cm), "--pid takes 4 hex digits")
 
 int
 cmd_issue(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'}, {"ca", required_argument, NULL, 'c'},
-        {"csr", required_argument, NULL, 'r'}, {"request-id", required_argument, NULL, 'i'},
-        {"pid", required_argument, NULL, 'p'}, {"device-id", required_argument, NULL, 'D'},
-        {"dry-run", no_argument, NULL, 'n'},   {"cert", required_argument, NULL, 'C'},
-        {"key", required_argument, NULL, 'K'}, {"cacert", required_argument, NULL, 'A'},
-        {"out", required_argument, NULL, 'o'}, {"force", no_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0}};
     struct common cm = {{NULL, NULL, NULL, NULL}, NULL, 0, 0};
     const char *csr_file = NULL, *request_id = NULL, *out_file = NULL, *device_id = NULL;
     struct http_client *hc = NULL;
@@ -124,53 +122,25 @@ cmd_issue(int argc, char **argv)
     json_t *req = NULL, *ans = NULL;
     int c, dry = 0, force = 0, rc = CLI_EXIT_USAGE;
     enum hsmca_err e;
+    const struct cli_opt opts[] = {COMMON_OPTS(&cm),
+                                   CLI_STR("csr", 0, &csr_file),
+                                   CLI_STR("request-id", 0, &request_id),
+                                   CLI_STR("device-id", 0, &device_id),
+                                   CLI_FLAG("dry-run", 0, &dry),
+                                   CLI_STR("out", 0, &out_file),
+                                   CLI_FLAG("force", 0, &force),
+                                   CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int k = common_opt(&cm, c, optarg, "hsmca issue");
-
-        if (k < 0)
-            goto out;
-        if (k > 0)
-            continue;
-        switch (c) {
-        case 'r':
-            csr_file = optarg;
-            break;
-        case 'i':
-            request_id = optarg;
-            break;
-        case 'D':
-            device_id = optarg;
-            break;
-        case 'n':
-            dry = 1;
-            break;
-        case 'o':
-            out_file = optarg;
-            break;
-        case 'f':
-            force = 1;
-            break;
-        case 'h':
-            usage_issue(stdout);
-            rc = CLI_EXIT_OK;
-            goto out;
-        default:
-            usage_issue(stderr);
-            goto out;
-        }
-    }
-    if (optind != argc || !rest_opts_complete(&cm.rest) || cm.ca == NULL || csr_file == NULL) {
+    c = cli_getopt("issue", argc, argv, 1, opts, usage_issue);
+    if (c >= 0)
+        return c;
+    if (optind != argc || !CLI_CONN_GIVEN(&cm.rest) || cm.ca == NULL || csr_file == NULL) {
         fprintf(stderr, "hsmca issue: --url, --ca, --csr, --cert, --key and --cacert are "
                         "required (see --help)\n");
         goto out;
     }
-    if (rest_dacs_path(cm.ca, "", path, sizeof(path)) != 0) {
-        fprintf(stderr, "hsmca issue: --ca must be a CA id ([a-z0-9-], at most %d bytes)\n",
-                HSMCA_CA_ID_MAX);
+    if (common_path(&cm, "", path, sizeof(path), "issue") != 0)
         goto out;
-    }
     if (request_id != NULL && strlen(request_id) > HSMCA_REQUEST_ID_MAX) {
         fprintf(stderr, "hsmca issue: --request-id is longer than %d bytes\n",
                 HSMCA_REQUEST_ID_MAX);
@@ -401,17 +371,6 @@ out:
 int
 cmd_issue_batch(int argc, char **argv)
 {
-    static const struct option opts[] = {{"url", required_argument, NULL, 'u'},
-                                         {"ca", required_argument, NULL, 'c'},
-                                         {"dir", required_argument, NULL, 'd'},
-                                         {"out", required_argument, NULL, 'o'},
-                                         {"pid", required_argument, NULL, 'p'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"cert", required_argument, NULL, 'C'},
-                                         {"key", required_argument, NULL, 'K'},
-                                         {"cacert", required_argument, NULL, 'A'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     struct common cm = {{NULL, NULL, NULL, NULL}, NULL, 0, 0};
     const char *dir = NULL, *out_dir = NULL;
     struct http_client *hc = NULL;
@@ -422,51 +381,25 @@ cmd_issue_batch(int argc, char **argv)
     size_t n = 0, ntodo = 0, i;
     char api[256];
     int c, rc = CLI_EXIT_USAGE, lr;
+    struct cli_u64 batch_opt = {&batch, 1, HSMCA_ISSUE_BATCH_MAX};
+    const struct cli_opt opts[] = {COMMON_OPTS(&cm), CLI_STR("dir", 0, &dir),
+                                   CLI_STR("out", 0, &out_dir),
+                                   CLI_CHECK("batch", 0, cli_u64, &batch_opt,
+                                             "--batch takes 1.." CLI_NUM(HSMCA_ISSUE_BATCH_MAX)),
+                                   CLI_END};
 
     memset(&t, 0, sizeof(t));
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int k = common_opt(&cm, c, optarg, "hsmca issue-batch");
-
-        if (k < 0)
-            goto out;
-        if (k > 0)
-            continue;
-        switch (c) {
-        case 'd':
-            dir = optarg;
-            break;
-        case 'o':
-            out_dir = optarg;
-            break;
-        case 'b':
-            if (hsmca_parse_u64(optarg, strlen(optarg), HSMCA_ISSUE_BATCH_MAX, &batch) !=
-                    HSMCA_OK ||
-                batch == 0) {
-                fprintf(stderr, "hsmca issue-batch: --batch takes 1..%d\n", HSMCA_ISSUE_BATCH_MAX);
-                goto out;
-            }
-            break;
-        case 'h':
-            usage_issue_batch(stdout);
-            rc = CLI_EXIT_OK;
-            goto out;
-        default:
-            usage_issue_batch(stderr);
-            goto out;
-        }
-    }
-    if (optind != argc || !rest_opts_complete(&cm.rest) || cm.ca == NULL || dir == NULL ||
+    c = cli_getopt("issue-batch", argc, argv, 1, opts, usage_issue_batch);
+    if (c >= 0)
+        return c;
+    if (optind != argc || !CLI_CONN_GIVEN(&cm.rest) || cm.ca == NULL || dir == NULL ||
         out_dir == NULL) {
         fprintf(stderr, "hsmca issue-batch: --url, --ca, --dir, --out, --cert, --key and "
                         "--cacert are required (see --help)\n");
         goto out;
     }
-    if (rest_dacs_path(cm.ca, "/batch", api, sizeof(api)) != 0) {
-        fprintf(stderr, "hsmca issue-batch: --ca must be a CA id ([a-z0-9-], at most %d bytes)\n",
-                HSMCA_CA_ID_MAX);
+    if (common_path(&cm, "/batch", api, sizeof(api), "issue-batch") != 0)
         goto out;
-    }
     rc = CLI_EXIT_FAIL;
     if (stat(out_dir, &sb) != 0) {
         if (mkdir(out_dir, 0755) != 0) {

@@ -53,69 +53,43 @@ read_cert(const char *path)
         fprintf(stderr, "hsmca mdl: %s: %s: %s\n", path, hsmca_err_code(e), hsmca_err_title(e));
         return NULL;
     }
-    if (len > 10 && memcmp(buf, "-----BEGIN", 10) == 0) {
-        BIO *b = BIO_new_mem_buf(buf, (int)len);
-
-        x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-        BIO_free(b);
-    } else {
-        const unsigned char *p = buf;
-
-        x = d2i_X509(NULL, &p, (long)len);
-        if (x != NULL && p != buf + len) {
-            X509_free(x);
-            x = NULL;
-        }
-    }
+    x = hsmca_x509_read(buf, len);
     if (x == NULL)
         fprintf(stderr, "hsmca mdl: %s: not one DER or PEM certificate\n", path);
     free(buf);
     return x;
 }
 
+/* --at: seconds since 1970, up to the end of year 9999 */
+static int
+parse_at(const char *arg, void *dst)
+{
+    uint64_t v;
+
+    if (hsmca_parse_u64(arg, strlen(arg), 253402300799ULL, &v) != HSMCA_OK)
+        return -1;
+    *(time_t *)dst = (time_t)v;
+    return 0;
+}
+
 static int
 mdl_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"iaca", required_argument, NULL, 'i'}, {"ds", required_argument, NULL, 'd'},
-        {"at", required_argument, NULL, 't'},   {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
     const char *fi = NULL, *fd = NULL;
     X509 *iaca = NULL, *ds = NULL;
     struct hsmca_mdl_report *r = NULL;
     time_t at = time(NULL);
-    uint64_t v;
     int c, json = 0, rc = CLI_EXIT_USAGE;
     enum hsmca_err e;
     size_t i;
+    const struct cli_opt opts[] = {
+        CLI_STR("iaca", 'i', &fi), CLI_STR("ds", 'd', &fd),
+        CLI_CHECK("at", 't', parse_at, &at, "--at takes seconds since 1970"),
+        CLI_FLAG("json", 'j', &json), CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "i:d:t:jh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'i':
-            fi = optarg;
-            break;
-        case 'd':
-            fd = optarg;
-            break;
-        case 't':
-            if (hsmca_parse_u64(optarg, strlen(optarg), 253402300799ULL, &v) != HSMCA_OK) {
-                fprintf(stderr, "hsmca mdl verify: --at takes seconds since 1970\n");
-                return CLI_EXIT_USAGE;
-            }
-            at = (time_t)v;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'h':
-            usage_mdl(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_mdl(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("mdl verify", argc, argv, 1, opts, usage_mdl);
+    if (c >= 0)
+        return c;
     if (optind != argc || fi == NULL) {
         fprintf(stderr, "hsmca mdl verify: --iaca is required\n");
         return CLI_EXIT_USAGE;
@@ -140,7 +114,6 @@ mdl_verify(int argc, char **argv)
     }
     if (json) {
         json_t *j = json_object(), *arr = json_array();
-        char *s;
 
         for (i = 0; i < r->n; i++)
             json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "cert", r->f[i].cert, "rule",
@@ -148,14 +121,10 @@ mdl_verify(int argc, char **argv)
         json_object_set_new(j, "valid", json_boolean(e == HSMCA_OK));
         json_object_set_new(j, "broken", arr);
         json_object_set_new(j, "code", json_string(hsmca_err_code(e)));
-        s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        rc = cli_print_json("mdl verify", j);
         json_decref(j);
-        if (s == NULL) {
-            rc = cli_fail("mdl verify", HSMCA_E_NOMEM);
+        if (rc != CLI_EXIT_OK)
             goto out;
-        }
-        printf("%s\n", s);
-        free(s);
     } else if (e == HSMCA_OK) {
         printf("valid: %s accepted under ISO/IEC 18013-5 Annex B\n",
                ds != NULL ? "IACA -> DS chain" : "IACA");
@@ -202,38 +171,18 @@ mdl_profile_check(int argc, char **argv)
 static int
 mdl_issuer_auth(int argc, char **argv)
 {
-    static const struct option opts[] = {{"cose", required_argument, NULL, 'c'},
-                                         {"ds", required_argument, NULL, 'd'},
-                                         {"payload", required_argument, NULL, 'p'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     const char *fc = NULL, *fd = NULL, *fp = NULL;
     unsigned char *cose = NULL, *payload = NULL;
     size_t clen = 0, plen = 0;
     X509 *ds = NULL;
     enum hsmca_err e;
     int c, rc = CLI_EXIT_FAIL;
+    const struct cli_opt opts[] = {CLI_STR("cose", 'c', &fc), CLI_STR("ds", 'd', &fd),
+                                   CLI_STR("payload", 'p', &fp), CLI_END};
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:d:p:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            fc = optarg;
-            break;
-        case 'd':
-            fd = optarg;
-            break;
-        case 'p':
-            fp = optarg;
-            break;
-        case 'h':
-            usage_mdl(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_mdl(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    c = cli_getopt("mdl issuer-auth", argc, argv, 1, opts, usage_mdl);
+    if (c >= 0)
+        return c;
     if (optind != argc || fc == NULL || fd == NULL) {
         fprintf(stderr, "hsmca mdl issuer-auth: --cose and --ds are required\n");
         return CLI_EXIT_USAGE;
@@ -264,17 +213,10 @@ out:
 int
 cmd_mdl(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_mdl(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
-    if (strcmp(argv[1], "verify") == 0)
-        return mdl_verify(argc - 1, argv + 1);
-    if (strcmp(argv[1], "profile-check") == 0)
-        return mdl_profile_check(argc - 1, argv + 1);
-    if (strcmp(argv[1], "issuer-auth") == 0)
-        return mdl_issuer_auth(argc - 1, argv + 1);
-    fprintf(stderr, "hsmca mdl: unknown subcommand %s\n", argv[1]);
-    usage_mdl(stderr);
-    return CLI_EXIT_USAGE;
+    static const struct cli_verb verbs[] = {{"verify", mdl_verify},
+                                            {"profile-check", mdl_profile_check},
+                                            {"issuer-auth", mdl_issuer_auth},
+                                            {NULL, NULL}};
+
+    return cli_dispatch("mdl", argc, argv, verbs, usage_mdl);
 }

@@ -349,106 +349,57 @@ print_envelope(const char *env, size_t len)
     return CLI_EXIT_OK;
 }
 
+/* an operation flag of create: given at most once */
+#define REQ_ONCE(n, p) CLI_CHECK(n, 0, cli_once, p, "a flag is given twice (hsmca help request)")
+
 int
 cmd_request(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},
-        {"cacert", required_argument, NULL, 'a'},
-        {"json", no_argument, NULL, 'j'},
-        {"ttl", required_argument, NULL, 't'},
-        {"status", required_argument, NULL, 's'},
-        {"limit", required_argument, NULL, 'l'},
-        {"ca", required_argument, NULL, 1},
-        {"parent", required_argument, NULL, 2},
-        {"token", required_argument, NULL, 3},
-        {"key-label", required_argument, NULL, 4},
-        {"cn", required_argument, NULL, 5},
-        {"vid", required_argument, NULL, 6},
-        {"pid", required_argument, NULL, 7},
-        {"until", required_argument, NULL, 8},
-        {"max-dacs", required_argument, NULL, 9},
-        {"reason", required_argument, NULL, 10},
-        {"invalidity", required_argument, NULL, 11},
-        {"name", required_argument, NULL, 12},
-        {"enroll-file", required_argument, NULL, 13},
-        {"policy-file", required_argument, NULL, 14},
-        {"window", required_argument, NULL, 15},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    struct req_flags f;
-    struct http_client_config hc;
+    struct req_flags f = {0};
+    struct http_client_config hc = {0};
     struct http_client *http = NULL;
     struct http_response resp;
     const char *sub, *status = NULL, *limit = NULL, *ttl = NULL;
-    const char **slot;
     char why[512], path[256];
     json_t *params = NULL, *body = NULL, *ans = NULL;
     char *body_s = NULL;
     uint64_t n = 0;
     int c, json = 0, rc = CLI_EXIT_FAIL;
     enum hsmca_err e;
+    const struct cli_opt opts[] = {CLI_CONN_OPTS(&hc),
+                                   CLI_FLAG("json", 0, &json),
+                                   CLI_STR("ttl", 0, &ttl),
+                                   CLI_STR("status", 0, &status),
+                                   CLI_STR("limit", 0, &limit),
+                                   REQ_ONCE("ca", &f.ca),
+                                   REQ_ONCE("parent", &f.parent),
+                                   REQ_ONCE("token", &f.token),
+                                   REQ_ONCE("key-label", &f.key_label),
+                                   REQ_ONCE("cn", &f.cn),
+                                   REQ_ONCE("vid", &f.vid),
+                                   REQ_ONCE("pid", &f.pid),
+                                   REQ_ONCE("until", &f.until),
+                                   REQ_ONCE("max-dacs", &f.max_dacs),
+                                   REQ_ONCE("reason", &f.reason),
+                                   REQ_ONCE("invalidity", &f.invalidity),
+                                   REQ_ONCE("name", &f.name),
+                                   REQ_ONCE("enroll-file", &f.enroll_file),
+                                   REQ_ONCE("policy-file", &f.policy_file),
+                                   REQ_ONCE("window", &f.window),
+                                   CLI_END};
 
-    memset(&f, 0, sizeof(f));
-    memset(&hc, 0, sizeof(hc));
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage_request(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    }
+    rc = cli_subcommand(argc, argv, usage_request);
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_FAIL;
     sub = argv[1];
     if (strcmp(sub, "create") != 0 && strcmp(sub, "list") != 0 && strcmp(sub, "show") != 0 &&
         strcmp(sub, "cancel") != 0)
         return usage_err("subcommands: create, list, show, cancel");
-    optind = 2;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char **fl[] = {&f.ca,         &f.parent, &f.token,       &f.key_label,   &f.cn,
-                             &f.vid,        &f.pid,    &f.until,       &f.max_dacs,    &f.reason,
-                             &f.invalidity, &f.name,   &f.enroll_file, &f.policy_file, &f.window};
-
-        if (c >= 1 && c <= 15) {
-            slot = fl[c - 1];
-            if (*slot != NULL)
-                return usage_err("a flag is given twice");
-            *slot = optarg;
-            continue;
-        }
-        switch (c) {
-        case 'u':
-            hc.url = optarg;
-            break;
-        case 'c':
-            hc.cert = optarg;
-            break;
-        case 'k':
-            hc.key = optarg;
-            break;
-        case 'a':
-            hc.cacert = optarg;
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 't':
-            ttl = optarg;
-            break;
-        case 's':
-            status = optarg;
-            break;
-        case 'l':
-            limit = optarg;
-            break;
-        case 'h':
-            usage_request(stdout);
-            return CLI_EXIT_OK;
-        default:
-            usage_request(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (hc.url == NULL || hc.cert == NULL || hc.key == NULL || hc.cacert == NULL)
+    c = cli_getopt("request", argc, argv, 2, opts, usage_request);
+    if (c >= 0)
+        return c;
+    if (!CLI_CONN_GIVEN(&hc))
         return usage_err("--url, --cert, --key and --cacert are required");
     if (strcmp(sub, "create") == 0) {
         if (optind != argc - 1)

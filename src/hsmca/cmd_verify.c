@@ -36,18 +36,6 @@ usage_verify(FILE *f)
            "Exit status: 0 valid, 1 invalid (the rule is printed), 2 usage error.\n");
 }
 
-static int
-parse_hex16(const char *s, uint16_t *out)
-{
-    unsigned char b[2];
-    size_t n = 0, len = strlen(s);
-
-    if (len != 4 || hsmca_hex_decode(s, len, b, sizeof(b), &n) != HSMCA_OK || n != 2)
-        return -1;
-    *out = (uint16_t)(b[0] << 8 | b[1]);
-    return 0;
-}
-
 /* --expect-vid and --expect-pid: 4 hex digits into ex, marked as given */
 static int
 expect_vid(const char *arg, void *dst)
@@ -55,7 +43,7 @@ expect_vid(const char *arg, void *dst)
     struct hsmca_matter_expect *ex = dst;
 
     ex->has_vid = 1;
-    return parse_hex16(arg, &ex->vid);
+    return cli_hex16(arg, &ex->vid);
 }
 
 static int
@@ -64,7 +52,7 @@ expect_pid(const char *arg, void *dst)
     struct hsmca_matter_expect *ex = dst;
 
     ex->has_pid = 1;
-    return parse_hex16(arg, &ex->pid);
+    return cli_hex16(arg, &ex->pid);
 }
 
 int
@@ -118,16 +106,10 @@ cmd_verify(int argc, char **argv)
         goto out;
     }
     if (json) {
-        char *s;
-
         j = hsmca_matter_verdict_json(&v);
-        s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        if (s == NULL) {
-            rc = cli_fail("verify", HSMCA_E_NOMEM);
+        rc = cli_print_json("verify", j);
+        if (rc != CLI_EXIT_OK)
             goto out;
-        }
-        printf("%s\n", s);
-        free(s);
     } else if (e == HSMCA_OK) {
         printf("valid: DAC -> PAI -> PAA chain accepted\n");
     } else {

@@ -13,33 +13,6 @@
 
 #include "response.h"
 
-int
-rest_opt(struct rest_opts *o, int c, const char *arg)
-{
-    switch (c) {
-    case 'u':
-        o->url = arg;
-        return 1;
-    case 'C':
-        o->cert = arg;
-        return 1;
-    case 'K':
-        o->key = arg;
-        return 1;
-    case 'A':
-        o->cacert = arg;
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-int
-rest_opts_complete(const struct rest_opts *o)
-{
-    return o->url != NULL && o->cert != NULL && o->key != NULL && o->cacert != NULL;
-}
-
 enum hsmca_err
 rest_client(const struct rest_opts *o, int timeout_s, const char *cmd, struct http_client **out)
 {
@@ -65,18 +38,6 @@ rest_dacs_path(const char *ca, const char *suffix, char *out, size_t out_max)
     if (!hsmca_ca_id_valid(ca))
         return -1;
     return snprintf(out, out_max, "/v1/cas/%s/dacs%s", ca, suffix) < (int)out_max ? 0 : -1;
-}
-
-int
-rest_parse_pid(const char *s, unsigned *out)
-{
-    unsigned char b[2];
-    size_t n = 0, len = strlen(s);
-
-    if (len != 4 || hsmca_hex_decode(s, len, b, sizeof(b), &n) != HSMCA_OK || n != 2)
-        return -1;
-    *out = (unsigned)(b[0] << 8 | b[1]);
-    return 0;
 }
 
 char *

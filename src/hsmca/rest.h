@@ -15,15 +15,10 @@
 
 #include "http_client.h"
 
-/* --url, --cert, --key, --cacert (getopt codes 'u', 'C', 'K', 'A'). */
+/* --url, --cert, --key, --cacert (cli.h's CLI_CONN_OPTS and CLI_CONN_GIVEN take them). */
 struct rest_opts {
     const char *url, *cert, *key, *cacert;
 };
-
-/* Take option c (with arg) if it is one of rest_opts': 1 when it was, 0 when not. */
-int rest_opt(struct rest_opts *o, int c, const char *arg);
-/* Whether every rest_opts option was given. */
-int rest_opts_complete(const struct rest_opts *o);
 
 /*
  * The client for o (timeout_s 0 = the client's default). On failure says why on stderr, after
@@ -34,8 +29,6 @@ HSMCA_MUSTCHECK enum hsmca_err rest_client(const struct rest_opts *o, int timeou
 
 /* "/v1/cas/<ca>/dacs<suffix>" into out; -1 if ca is no CA id or it does not fit. */
 int rest_dacs_path(const char *ca, const char *suffix, char *out, size_t out_max);
-/* A --pid: 4 hex digits. 0, or -1. */
-int rest_parse_pid(const char *s, unsigned *out);
 /* The CSR as PEM text (DER is armoured here; PEM is passed as read); NULL if too large or out of
  * memory. Caller frees. */
 char *rest_csr_pem(const unsigned char *buf, size_t len);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "hsmca/limits.h"
+#include "hsmca/util.h"
 
 #define TAR_MEMBERS_MAX 1000000u
 #define TAR_MEMBER_MAX ((unsigned long long)16 << 30) /* entries.jsonl of a very long log */
@@ -56,17 +58,11 @@ safe_name(const char *name)
         return 0;
     while (*p != '\0') {
         const char *e = strchr(p, '/');
-        size_t n = e != NULL ? (size_t)(e - p) : strlen(p), i;
+        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
 
-        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+        if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.') ||
+            !hsmca_word_ok(p, n, SIZE_MAX, 0, "._-"))
             return 0;
-        for (i = 0; i < n; i++) {
-            char c = p[i];
-
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-'))
-                return 0;
-        }
         if (e == NULL)
             break;
         p = e + 1;

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 struct hsmcad_roles {
@@ -58,25 +59,14 @@ role_from(const char *s, enum hsmcad_role *out)
 static int
 good_name(const char *s, size_t max)
 {
-    size_t i, n = strlen(s);
-
-    if (n == 0 || n > max)
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '@' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return hsmca_word_ok(s, strlen(s), max, 0, "._@-");
 }
 
 static int
 cmp_fp(const void *a, const void *b)
 {
     return memcmp(((const struct hsmcad_principal *)a)->fingerprint,
-                  ((const struct hsmcad_principal *)b)->fingerprint, 32);
+                  ((const struct hsmcad_principal *)b)->fingerprint, HSMCA_SHA256_LEN);
 }
 
 void
@@ -121,9 +111,10 @@ parse_one(const char *fp_hex, json_t *v, struct hsmcad_principal *p, char *why, 
     json_t *cas = NULL, *ca;
     size_t len = 0, i;
 
-    if (strlen(fp_hex) != 64 ||
-        hsmca_hex_decode(fp_hex, 64, p->fingerprint, sizeof(p->fingerprint), &len) != HSMCA_OK ||
-        len != 32)
+    if (strlen(fp_hex) != HSMCA_SHA256_HEX_LEN ||
+        hsmca_hex_decode(fp_hex, HSMCA_SHA256_HEX_LEN, p->fingerprint, sizeof(p->fingerprint),
+                         &len) != HSMCA_OK ||
+        len != HSMCA_SHA256_LEN)
         return bad(why, why_len, "a key is not a SHA-256 fingerprint (64 hex digits)", fp_hex);
     if (json_unpack_ex(v, &jerr, JSON_STRICT, "{s:s, s:s, s?o}", "principal", &name, "role", &role,
                        "cas", &cas) != 0)
@@ -205,7 +196,7 @@ hsmcad_roles_parse(const char *text, size_t len, struct hsmcad_roles **out, char
     }
     qsort(r->p, r->n, sizeof(*r->p), cmp_fp);
     for (i = 0; i < r->n; i++) {
-        if (i > 0 && memcmp(r->p[i].fingerprint, r->p[i - 1].fingerprint, 32) == 0) {
+        if (i > 0 && memcmp(r->p[i].fingerprint, r->p[i - 1].fingerprint, HSMCA_SHA256_LEN) == 0) {
             rc = bad(why, why_len, "a fingerprint is bound twice (upper and lower case)", NULL);
             goto out;
         }
@@ -244,20 +235,20 @@ hsmcad_roles_load(const char *path, struct hsmcad_roles **out, char *why, size_t
 }
 
 const struct hsmcad_principal *
-hsmcad_roles_lookup_fp(const struct hsmcad_roles *r, const unsigned char fp[32])
+hsmcad_roles_lookup_fp(const struct hsmcad_roles *r, const unsigned char fp[HSMCA_SHA256_LEN])
 {
     struct hsmcad_principal key;
 
     if (r == NULL || r->n == 0)
         return NULL;
-    memcpy(key.fingerprint, fp, 32);
+    memcpy(key.fingerprint, fp, HSMCA_SHA256_LEN);
     return bsearch(&key, r->p, r->n, sizeof(*r->p), cmp_fp);
 }
 
 const struct hsmcad_principal *
 hsmcad_roles_lookup(const struct hsmcad_roles *r, const unsigned char *der, size_t len)
 {
-    unsigned char fp[32];
+    unsigned char fp[HSMCA_SHA256_LEN];
     unsigned int fl = 0;
 
     if (der == NULL || len == 0 || EVP_Digest(der, len, fp, &fl, EVP_sha256(), NULL) != 1)

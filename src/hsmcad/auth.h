@@ -14,6 +14,7 @@
 
 #include "hsmca/error.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 
 #define HSMCAD_ROLES_MAX_BYTES (1u << 20)
 #define HSMCAD_PRINCIPAL_MAX 64
@@ -30,7 +31,7 @@ enum hsmcad_role {
     (HSMCAD_ROLE_ADMIN | HSMCAD_ROLE_APPROVER | HSMCAD_ROLE_OPERATOR | HSMCAD_ROLE_AUDITOR)
 
 struct hsmcad_principal {
-    unsigned char fingerprint[32]; /* SHA-256 of the certificate DER */
+    unsigned char fingerprint[HSMCA_SHA256_LEN]; /* SHA-256 of the certificate DER */
     char name[HSMCAD_PRINCIPAL_MAX + 1];
     enum hsmcad_role role;
     unsigned ncas;
@@ -68,7 +69,7 @@ unsigned hsmcad_roles_count(const struct hsmcad_roles *r);
 const struct hsmcad_principal *hsmcad_roles_lookup(const struct hsmcad_roles *r,
                                                    const unsigned char *der, size_t len);
 const struct hsmcad_principal *hsmcad_roles_lookup_fp(const struct hsmcad_roles *r,
-                                                      const unsigned char fp[32]);
+                                                      const unsigned char fp[HSMCA_SHA256_LEN]);
 
 /*
  * May p use an endpoint open to the roles in mask, on CA ca (NULL when the endpoint names none;

@@ -180,10 +180,9 @@ hsmcad_crl_status(struct hsmcad *d, unsigned *warnings)
     return o;
 }
 
-char *
-hsmcad_crl_metrics(struct hsmcad *d)
+void
+hsmcad_crl_metrics(struct hsmcad *d, struct hsmcad_buf *b)
 {
-    struct hsmcad_buf b;
     int64_t now_s = hsmcad_now_ms() / 1000;
     unsigned i, n = hsmca_ca_count(d->cas);
     char line[256];
@@ -195,8 +194,7 @@ hsmcad_crl_metrics(struct hsmcad *d)
         "# HELP hsmca_crl_warning 1 when the CA's CRL is missing, expired or within the policy's "
         "warn_before_s of nextUpdate\n# TYPE hsmca_crl_warning gauge\n";
 
-    memset(&b, 0, sizeof(b));
-    hsmcad_buf_put(&b, head, sizeof(head) - 1);
+    hsmcad_buf_put(b, head, sizeof(head) - 1);
     for (i = 0; i < n; i++) {
         struct hsmca_ca *c = hsmca_ca_at(d->cas, i);
         int w, k;
@@ -211,11 +209,6 @@ hsmcad_crl_metrics(struct hsmcad *d)
                      (unsigned long long)__atomic_load_n(&c->crl_number, __ATOMIC_ACQUIRE), c->id,
                      w);
         if (k > 0 && (size_t)k < sizeof(line))
-            hsmcad_buf_put(&b, line, (size_t)k);
+            hsmcad_buf_put(b, line, (size_t)k);
     }
-    if (b.err) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
 }

@@ -176,14 +176,7 @@ hsmcad_flush_refusals(struct hsmcad *d, int force)
     if (det != NULL)
         txt = json_dumps(det, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(det);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "hsmcad";
-    ev.role = "system";
-    ev.action = "http.refuse.summary";
-    ev.target = "";
-    ev.outcome = "refused";
-    ev.detail_json = txt;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, "hsmcad", "system", "http.refuse.summary", "", "refused", txt);
     if (txt == NULL || d->audit == NULL ||
         hsmca_audit_submit(d->audit, &ev, NULL, NULL, summary_done, NULL) != HSMCA_OK)
         hsmca_log(HSMCA_LOG_ERROR, "hsmcad", "refusal-summary-lost", "suppressed=%llu",

@@ -141,24 +141,13 @@ hsmcad_gate_close(struct hsmcad_gate *g, struct hsmcad_gate_node *n)
     pthread_mutex_unlock(&g->mu);
 }
 
-unsigned
-hsmcad_gate_pending(struct hsmcad_gate *g)
+void
+hsmcad_gate_counts(struct hsmcad_gate *g, unsigned *pending, uint64_t *evicted)
 {
-    unsigned n;
-
     pthread_mutex_lock(&g->mu);
-    n = g->n;
+    if (pending != NULL)
+        *pending = g->n;
+    if (evicted != NULL)
+        *evicted = g->evicted;
     pthread_mutex_unlock(&g->mu);
-    return n;
-}
-
-uint64_t
-hsmcad_gate_evicted(struct hsmcad_gate *g)
-{
-    uint64_t n;
-
-    pthread_mutex_lock(&g->mu);
-    n = g->evicted;
-    pthread_mutex_unlock(&g->mu);
-    return n;
 }

@@ -43,8 +43,7 @@ void hsmcad_gate_authenticated(struct hsmcad_gate *g, struct hsmcad_gate_node *n
 /* n's connection is closing (call before its fd is closed). Idempotent. */
 void hsmcad_gate_close(struct hsmcad_gate *g, struct hsmcad_gate_node *n);
 
-/* Pending connections now, and evictions since the start. */
-unsigned hsmcad_gate_pending(struct hsmcad_gate *g);
-uint64_t hsmcad_gate_evicted(struct hsmcad_gate *g);
+/* Pending connections now, and evictions since the start (either pointer may be NULL). */
+void hsmcad_gate_counts(struct hsmcad_gate *g, unsigned *pending, uint64_t *evicted);
 
 #endif

@@ -122,8 +122,9 @@ enum hsmca_err hsmcad_crl_sign_locked(struct hsmcad *d, struct hsmca_ca *c, cons
  * not "fresh". Appends Prometheus lines to *metrics (may be NULL).
  */
 json_t *hsmcad_crl_status(struct hsmcad *d, unsigned *warnings);
-/* Prometheus text of the CRL gauges (malloc'd, NULL on failure). */
-char *hsmcad_crl_metrics(struct hsmcad *d);
+/* Append the Prometheus text of the CRL gauges to b (buf.h: a failure sets b->err). */
+struct hsmcad_buf;
+void hsmcad_crl_metrics(struct hsmcad *d, struct hsmcad_buf *b);
 
 /* ---- the plain-HTTP publication listener (publish.c) ---- */
 struct hsmcad_publish;

@@ -8,22 +8,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hsmca/util.h"
+
 static int
 param_ok(const char *s, size_t n)
 {
-    size_t i;
-
-    if (n == 0 || n > HSMCAD_PARAM_MAX || (n == 1 && s[0] == '.') ||
-        (n == 2 && s[0] == '.' && s[1] == '.'))
+    if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
         return 0; /* no dot segments, even though nothing here is a file name */
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              (c != '\0' && strchr("._~:@+=-", c) != NULL)))
-            return 0;
-    }
-    return 1;
+    return hsmca_word_ok(s, n, HSMCAD_PARAM_MAX, 0, "._~:@+=-");
 }
 
 int

@@ -21,6 +21,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/log.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_mdl.h"
 #include "hsmca/util.h"
 
@@ -114,8 +115,8 @@ static enum MHD_Result
 send_object(struct MHD_Connection *conn, int head, unsigned char *body, size_t len,
             const char *type, int64_t last_modified, int64_t expires)
 {
-    unsigned char h[32];
-    char etag[72], hex[65], lm[40], ex[40], cc[48];
+    unsigned char h[HSMCA_SHA256_LEN];
+    char etag[72], hex[HSMCA_SHA256_HEX_SIZE], lm[40], ex[40], cc[48];
     const char *inm = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-None-Match");
     const char *ims = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "If-Modified-Since");
     int64_t now = hsmcad_now_ms() / 1000, max_age = PUBLISH_MAX_AGE_S;

@@ -250,14 +250,8 @@ audit_reload(struct hsmcad *d, const char *actor, const char *role, int ok, json
 
     if (text == NULL)
         return HSMCA_E_NOMEM;
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = actor;
-    ev.role = role;
-    ev.action = ok ? "config.reload" : "config.reload.refuse";
-    ev.target = "config";
-    ev.outcome = ok ? "ok" : "refused";
-    ev.detail_json = text;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, actor, role, ok ? "config.reload" : "config.reload.refuse", "config",
+                          ok ? "ok" : "refused", text);
     rc = hsmca_audit_append(d->audit, &ev, NULL, NULL, receipt);
     free(text);
     return rc;

@@ -22,6 +22,7 @@
 #include "hsmca/bundle.h"
 #include "hsmca/issue.h"
 #include "hsmca/log.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #include "hsmcad.h"
@@ -79,14 +80,8 @@ late_refuse(struct hsmcad_req *r, const char *action, const char *target, enum h
     hsmcad_reply_problem(r, e, detail);
     hsmcad_req_engine_audited(r);
     snprintf(det, sizeof(det), "{\"code\":\"%s\"}", hsmca_err_code(e));
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = action;
-    ev.target = target;
-    ev.outcome = "refused";
-    ev.detail_json = det;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, who->name, hsmcad_role_name(who->role), action, target, "refused",
+                          det);
     if (l != NULL) {
         l->r = r;
         l->mu = mu;
@@ -114,10 +109,10 @@ late_refuse(struct hsmcad_req *r, const char *action, const char *target, enum h
 struct line_reg {
     struct hsmcad_req *r;
     char name[HSMCA_LINE_NAME_MAX + 1];
-    char who[65];
+    char who[HSMCAD_PRINCIPAL_MAX + 1];
     unsigned char *der;
     size_t len;
-    unsigned char sha[32];
+    unsigned char sha[HSMCA_SHA256_LEN];
     int64_t now;
 };
 
@@ -134,9 +129,9 @@ line_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receip
 {
     struct line_reg *l = arg;
     struct hsmcad_req *r = l->r;
-    char hex[65];
+    char hex[HSMCA_SHA256_HEX_SIZE];
 
-    hsmca_hex_encode(l->sha, 32, hex, sizeof(hex));
+    hsmca_hex_encode(l->sha, HSMCA_SHA256_LEN, hex, sizeof(hex));
     if (rc == HSMCA_OK) {
         char loc[HSMCA_LINE_NAME_MAX + 16];
 
@@ -171,7 +166,7 @@ hsmcad_h_line_register(struct hsmcad_req *r)
     const char *name = NULL, *cert = NULL;
     const unsigned char *b;
     size_t blen;
-    char detail[256], target[HSMCA_LINE_NAME_MAX + 8], hex[65];
+    char detail[256], target[HSMCA_LINE_NAME_MAX + 8], hex[HSMCA_SHA256_HEX_SIZE];
     enum hsmca_err rc;
 
     b = hsmcad_req_body(r, &blen);
@@ -217,17 +212,11 @@ hsmcad_h_line_register(struct hsmcad_req *r)
     snprintf(l->name, sizeof(l->name), "%s", name);
     snprintf(l->who, sizeof(l->who), "%s", who->name);
     l->r = r;
-    hsmca_hex_encode(l->sha, 32, hex, sizeof(hex));
+    hsmca_hex_encode(l->sha, HSMCA_SHA256_LEN, hex, sizeof(hex));
     snprintf(target, sizeof(target), "line/%s", l->name);
     snprintf(detail, sizeof(detail), "{\"name\":\"%s\",\"sha256\":\"%s\"}", l->name, hex);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = "line.register";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, who->name, hsmcad_role_name(who->role), "line.register", target,
+                          "ok", detail);
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, line_apply, l, line_done, l);
     if (rc != HSMCA_OK) {
@@ -252,7 +241,7 @@ struct job {
     char ca[HSMCA_CA_ID_MAX + 1];
     char line[HSMCA_LINE_NAME_MAX + 1];
     char id[HSMCA_BUNDLE_ID_LEN + 1];
-    char principal[65], role[16];
+    char principal[HSMCAD_PRINCIPAL_MAX + 1], role[16];
     size_t n;
     unsigned char *line_cert;
     size_t line_len;
@@ -346,7 +335,8 @@ job_run(void *arg)
     unsigned char *env = NULL;
     const unsigned char *pai = NULL;
     size_t env_len = 0, pai_len = 0, issued = 0, i;
-    char detail[512], target[HSMCA_CA_ID_MAX + 4], mh[65], eh[65], loc[160];
+    char detail[512], target[HSMCA_CA_ID_MAX + 4], mh[HSMCA_SHA256_HEX_SIZE],
+        eh[HSMCA_SHA256_HEX_SIZE], loc[160];
     uint64_t t0 = hsmca_mono_us(), t_keys, t_dacs, t_seal;
     enum hsmca_err rc;
 
@@ -424,21 +414,14 @@ job_run(void *arg)
     snprintf(j->rec.requester, sizeof(j->rec.requester), "%s", j->principal);
     j->rec.count = (int64_t)issued;
     j->rec.created_ms = info.created_ms;
-    hsmca_hex_encode(j->rec.manifest_sha256, 32, mh, sizeof(mh));
-    hsmca_hex_encode(j->rec.envelope_sha256, 32, eh, sizeof(eh));
+    hsmca_hex_encode(j->rec.manifest_sha256, HSMCA_SHA256_LEN, mh, sizeof(mh));
+    hsmca_hex_encode(j->rec.envelope_sha256, HSMCA_SHA256_LEN, eh, sizeof(eh));
     snprintf(detail, sizeof(detail),
              "{\"bundle\":\"%s\",\"count\":%zu,\"envelope_sha256\":\"%s\",\"line\":\"%s\","
              "\"manifest_sha256\":\"%s\",\"requested\":%zu}",
              j->id, issued, eh, j->line, mh, j->n);
     snprintf(target, sizeof(target), "ca/%s", j->ca);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = j->principal;
-    ev.role = j->role;
-    ev.action = "bundle.seal";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, j->principal, j->role, "bundle.seal", target, "ok", detail);
     j->audit_done = 0;
     rc = hsmca_audit_submit(j->d->audit, &ev, seal_apply, j, seal_done, j);
     if (rc == HSMCA_OK) {
@@ -620,7 +603,7 @@ out:
 struct ack {
     struct hsmcad_req *r;
     char id[HSMCA_BUNDLE_ID_LEN + 1];
-    char who[65];
+    char who[HSMCAD_PRINCIPAL_MAX + 1];
     int64_t now;
 };
 
@@ -667,7 +650,7 @@ hsmcad_h_bundle_receipt(struct hsmcad_req *r)
     json_error_t jerr;
     const char *mh = NULL;
     const unsigned char *b;
-    unsigned char want[32];
+    unsigned char want[HSMCA_SHA256_LEN];
     size_t blen, wl = 0;
     char detail[256], target[HSMCA_CA_ID_MAX + 4];
     enum hsmca_err rc;
@@ -676,8 +659,9 @@ hsmcad_h_bundle_receipt(struct hsmcad_req *r)
     body = json_loadb((const char *)b, blen, JSON_REJECT_DUPLICATES, &jerr);
     if (body == NULL ||
         json_unpack_ex(body, &jerr, JSON_STRICT, "{s:s}", "manifest_sha256", &mh) != 0 ||
-        strlen(mh) != 64 || hsmca_hex_decode(mh, 64, want, sizeof(want), &wl) != HSMCA_OK ||
-        wl != 32) {
+        strlen(mh) != HSMCA_SHA256_HEX_LEN ||
+        hsmca_hex_decode(mh, HSMCA_SHA256_HEX_LEN, want, sizeof(want), &wl) != HSMCA_OK ||
+        wl != HSMCA_SHA256_LEN) {
         hsmcad_reply_problem(r, HSMCA_E_HTTP_BAD_REQUEST,
                              "expected {\"manifest_sha256\": 64 hex digits}");
         goto out;
@@ -687,7 +671,7 @@ hsmcad_h_bundle_receipt(struct hsmcad_req *r)
         rc = HSMCA_E_BUNDLE_NOT_FOUND;
     if (rc == HSMCA_OK && rec.received_ms != 0)
         rc = HSMCA_E_BUNDLE_ALREADY_RECEIVED;
-    if (rc == HSMCA_OK && CRYPTO_memcmp(want, rec.manifest_sha256, 32) != 0)
+    if (rc == HSMCA_OK && CRYPTO_memcmp(want, rec.manifest_sha256, HSMCA_SHA256_LEN) != 0)
         rc = HSMCA_E_BUNDLE_RECEIPT_MISMATCH;
     if (rc == HSMCA_OK && d->audit == NULL)
         rc = HSMCA_E_HTTP_NOT_READY;
@@ -708,14 +692,8 @@ hsmcad_h_bundle_receipt(struct hsmcad_req *r)
     snprintf(detail, sizeof(detail),
              "{\"bundle\":\"%s\",\"count\":%lld,\"line\":\"%s\",\"manifest_sha256\":\"%s\"}",
              rec.id, (long long)rec.count, rec.line, mh);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = "bundle.receipt";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, who->name, hsmcad_role_name(who->role), "bundle.receipt", target,
+                          "ok", detail);
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, ack_apply, a, ack_done, a);
     if (rc != HSMCA_OK) {

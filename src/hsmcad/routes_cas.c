@@ -22,6 +22,7 @@
 #include "hsmca/crl.h"
 #include "hsmca/issue.h"
 #include "hsmca/revoke.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
@@ -88,13 +89,13 @@ ca_json(struct hsmcad *d, const struct hsmca_ca_rec *ca)
         }
     }
     if (ca->cert_der != NULL) {
-        unsigned char h[32];
+        unsigned char h[HSMCA_SHA256_LEN];
         unsigned int hl = 0;
-        char hex[65];
+        char hex[HSMCA_SHA256_HEX_SIZE];
         char *pem = hsmca_pem_armour("CERTIFICATE", ca->cert_der, ca->cert_len);
 
         if (EVP_Digest(ca->cert_der, ca->cert_len, h, &hl, EVP_sha256(), NULL) == 1) {
-            hsmca_hex_encode(h, 32, hex, sizeof(hex));
+            hsmca_hex_encode(h, HSMCA_SHA256_LEN, hex, sizeof(hex));
             json_object_set_new(o, "certificate_sha256", json_string(hex));
         }
         json_object_set_new(o, "certificate", pem != NULL ? json_string(pem) : json_null());
@@ -254,7 +255,7 @@ rfc3339(int64_t t, char *out, size_t n)
 
 /* The text fields of a certificate record. */
 struct cert_text {
-    char serial[41], sha[65], nb[32], na[32], vid[8], pid[8];
+    char serial[41], sha[HSMCA_SHA256_HEX_SIZE], nb[32], na[32], vid[8], pid[8];
 };
 
 static void
@@ -262,7 +263,7 @@ cert_text(const struct hsmca_cert_rec *c, struct cert_text *t)
 {
     memset(t, 0, sizeof(*t));
     hsmca_hex_encode(c->serial, c->serial_len, t->serial, sizeof(t->serial));
-    hsmca_hex_encode(c->sha256, 32, t->sha, sizeof(t->sha));
+    hsmca_hex_encode(c->sha256, HSMCA_SHA256_LEN, t->sha, sizeof(t->sha));
     rfc3339(c->not_before, t->nb, sizeof(t->nb));
     rfc3339(c->not_after, t->na, sizeof(t->na));
     if (c->vid >= 0)
@@ -714,9 +715,9 @@ hsmcad_h_report(struct hsmcad_req *r)
     struct report v;
     const char *fmt = hsmcad_req_query(r, "format");
     int64_t from, to;
-    unsigned char h[32], sig[HSMCA_ECDSA_P256_DER_MAX];
+    unsigned char h[HSMCA_SHA256_LEN], sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t sig_len = 0;
-    char hex[65], *sig_b64 = NULL, detail[384];
+    char hex[HSMCA_SHA256_HEX_SIZE], *sig_b64 = NULL, detail[384];
     enum hsmca_err rc;
     json_t *o;
 
@@ -754,7 +755,7 @@ hsmcad_h_report(struct hsmcad_req *r)
         rc = HSMCA_E_NOMEM;
     if (rc == HSMCA_OK) {
         SHA256((const unsigned char *)v.out.p, v.out.len, h);
-        rc = hsmca_key_sign_digest(d->audit_key, h, 32, sig, sizeof(sig), &sig_len);
+        rc = hsmca_key_sign_digest(d->audit_key, h, sizeof(h), sig, sizeof(sig), &sig_len);
     }
     if (rc != HSMCA_OK) {
         free(v.out.p);
@@ -765,7 +766,7 @@ hsmcad_h_report(struct hsmcad_req *r)
     sig_b64 = malloc(4 * ((sig_len + 2) / 3) + 1);
     if (sig_b64 != NULL)
         EVP_EncodeBlock((unsigned char *)sig_b64, sig, (int)sig_len);
-    hsmca_hex_encode(h, 32, hex, sizeof(hex));
+    hsmca_hex_encode(h, HSMCA_SHA256_LEN, hex, sizeof(hex));
     snprintf(detail, sizeof(detail),
              "{\"format\":\"%s\",\"from_ms\":%lld,\"rows\":%zu,\"sha256\":\"%s\",\"to_ms\":%lld}",
              v.csv ? "csv" : "json", (long long)from, v.rows, hex, (long long)to);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "hsmca/issue.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #include "buf.h"
@@ -28,11 +29,11 @@
 static json_t *
 receipt_json(const struct hsmca_issue_result *res)
 {
-    char hex[65];
+    char hex[HSMCA_SHA256_HEX_SIZE];
 
     if (!res->has_receipt)
         return json_null();
-    hsmca_hex_encode(res->receipt.entry_hash, 32, hex, sizeof(hex));
+    hsmca_hex_encode(res->receipt.entry_hash, HSMCA_SHA256_LEN, hex, sizeof(hex));
     return json_pack("{s:I, s:s}", "seq", (json_int_t)res->receipt.seq, "entry_hash", hex);
 }
 
@@ -280,14 +281,14 @@ sb_json(struct hsmcad_buf *b, json_t *j)
 static void
 sb_issued(struct hsmcad_buf *b, size_t i, const struct hsmca_issue_result *res, const char *dac)
 {
-    char serial[41], hex[65];
+    char serial[41], hex[HSMCA_SHA256_HEX_SIZE];
 
     hsmca_hex_encode(res->serial, res->serial_len, serial, sizeof(serial));
     hsmcad_buf_str(b, "{\"certificate\":");
     hsmcad_buf_json_str(b, dac);
     hsmcad_buf_printf(b, ",\"index\":%zu,\"receipt\":", i);
     if (res->has_receipt) {
-        hsmca_hex_encode(res->receipt.entry_hash, 32, hex, sizeof(hex));
+        hsmca_hex_encode(res->receipt.entry_hash, HSMCA_SHA256_LEN, hex, sizeof(hex));
         hsmcad_buf_printf(b, "{\"entry_hash\":\"%s\",\"seq\":%llu}", hex,
                           (unsigned long long)res->receipt.seq);
     } else {

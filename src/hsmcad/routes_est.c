@@ -18,6 +18,7 @@
 #include <openssl/x509.h>
 
 #include "hsmca/issue.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/store_factory.h"
 #include "hsmca/util.h"
@@ -305,7 +306,8 @@ renewal(struct hsmcad_req *r, const unsigned char *der, size_t len, char *rid, s
     const unsigned char *p = der;
     X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)len);
     EVP_PKEY *pk = req != NULL ? X509_REQ_get0_pubkey(req) : NULL;
-    unsigned char point[65], serial[20], *old_der = NULL, old_csr[32], csr_hash[32];
+    unsigned char point[65], serial[20], *old_der = NULL, old_csr[HSMCA_SHA256_LEN],
+                                         csr_hash[HSMCA_SHA256_LEN];
     unsigned int hl = 0;
     char old_rid[HSMCA_REQUEST_ID_MAX + 1];
     size_t plen = 0, slen = 0, old_len = 0;
@@ -342,7 +344,7 @@ renewal(struct hsmcad_req *r, const unsigned char *der, size_t len, char *rid, s
     if (rc == HSMCA_OK && EVP_Digest(der, len, csr_hash, &hl, EVP_sha256(), NULL) != 1)
         rc = HSMCA_E_INTERNAL;
     if (rc == HSMCA_OK && strncmp(old_rid, "est-renew-", 10) == 0 &&
-        memcmp(old_csr, csr_hash, 32) == 0) {
+        memcmp(old_csr, csr_hash, HSMCA_SHA256_LEN) == 0) {
         /* the newest DAC with this key came from this very request: a retry, replayed */
         snprintf(rid, rid_size, "%s", old_rid);
     } else if (rc == HSMCA_OK) {

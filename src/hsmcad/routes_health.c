@@ -13,6 +13,7 @@
 #include "hsmca/custody.h"
 #include "hsmca/token.h"
 
+#include "buf.h"
 #include "hsmcad.h"
 #include "problem.h"
 #include "routes.h"
@@ -184,6 +185,7 @@ hsmcad_h_metrics(struct hsmcad_req *r)
 {
     struct hsmcad *d = hsmcad_req_daemon(r);
     struct hsmca_audit_stats st;
+    struct hsmcad_buf b;
     size_t len = 0;
     char *s;
 
@@ -201,17 +203,12 @@ hsmcad_h_metrics(struct hsmcad_req *r)
         hsmcad_reply_problem(r, HSMCA_E_NOMEM, NULL);
         return;
     }
-    {
-        char *c = hsmcad_crl_metrics(d);
-        size_t cl = c != NULL ? strlen(c) : 0;
-        char *both = c != NULL ? realloc(s, len + cl + 1) : NULL;
-
-        if (both != NULL) {
-            memcpy(both + len, c, cl + 1);
-            s = both;
-            len += cl;
-        }
-        free(c);
+    /* the CRL gauges appended, or (out of memory) left out whole */
+    b = (struct hsmcad_buf){s, len, len + 1, 0};
+    hsmcad_crl_metrics(d, &b);
+    if (b.err) {
+        b.len = len;
+        b.p[len] = '\0';
     }
-    hsmcad_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);
+    hsmcad_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
 }

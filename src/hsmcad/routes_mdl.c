@@ -22,6 +22,7 @@
 #include "hsmca/audit.h"
 #include "hsmca/issue.h"
 #include "hsmca/log.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_mdl.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
@@ -204,14 +205,7 @@ close_locked(struct hsmcad *d, struct mdl_ca *c, const char *why)
     snprintf(target, sizeof(target), "ca/%s", c->id);
     snprintf(detail, sizeof(detail), "{\"reason\":\"%s\",\"signatures\":%llu}", why,
              (unsigned long long)c->used);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "system";
-    ev.role = "system";
-    ev.action = "mdl.window.end";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, "system", "system", "mdl.window.end", target, "ok", detail);
     if (hsmca_audit_append(d->audit, &ev, NULL, NULL, NULL) != HSMCA_OK)
         hsmca_log(HSMCA_LOG_ERROR, "mdl", "audit-failed", "ca=%s action=mdl.window.end", c->id);
 }
@@ -353,7 +347,7 @@ struct sign_job {
     char ds[HSMCA_CA_ID_MAX + 1];
     unsigned char *cose;
     size_t cose_len;
-    char payload_hex[65];
+    char payload_hex[HSMCA_SHA256_HEX_SIZE];
     int raw; /* answer application/cose */
 };
 
@@ -377,7 +371,7 @@ sign_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receip
         /* never hand out a signature the log does not hold */
         hsmcad_reply_problem(r, rc, "the signature was not recorded");
     } else {
-        char hex[65];
+        char hex[HSMCA_SHA256_HEX_SIZE];
 
         hsmcad_req_receipt(r, receipt);
         hsmca_hex_encode(receipt->entry_hash, sizeof(receipt->entry_hash), hex, sizeof(hex));
@@ -455,8 +449,8 @@ hexval(char ch)
 /* The request: MSO bytes (application/cbor, or JSON {"mso": base64}) or a tbs digest (JSON
  * {"tbs_sha256": 64 lower-case hex}). */
 static enum hsmca_err
-parse_body(struct hsmcad_req *r, unsigned char **mso, size_t *mso_len, unsigned char dg[32],
-           int *digest_only, const char **why)
+parse_body(struct hsmcad_req *r, unsigned char **mso, size_t *mso_len,
+           unsigned char dg[HSMCA_SHA256_LEN], int *digest_only, const char **why)
 {
     const unsigned char *b;
     size_t blen, i;
@@ -488,9 +482,9 @@ parse_body(struct hsmcad_req *r, unsigned char **mso, size_t *mso_len, unsigned 
     if (jd != NULL) {
         const char *h = json_string_value(jd);
 
-        if (h == NULL || strlen(h) != 64)
+        if (h == NULL || strlen(h) != HSMCA_SHA256_HEX_LEN)
             goto out;
-        for (i = 0; i < 32; i++) {
+        for (i = 0; i < HSMCA_SHA256_LEN; i++) {
             int hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
 
             if (hi < 0 || lo < 0)
@@ -536,7 +530,7 @@ hsmcad_h_mso_sign(struct hsmcad_req *r)
     struct hsmcad_mdl *m = d->mdl;
     const struct hsmcad_principal *who = hsmcad_req_principal(r);
     const char *id = hsmcad_req_param(r, 0), *why = NULL;
-    unsigned char *mso = NULL, *payload = NULL, dg[32], sig[HSMCA_ECDSA_P256_DER_MAX];
+    unsigned char *mso = NULL, *payload = NULL, dg[HSMCA_SHA256_LEN], sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t mso_len = 0, payload_len = 0, sig_len = 0;
     struct hsmca_mdl_mso_info info;
     struct sign_job *j = NULL;
@@ -658,13 +652,8 @@ hsmcad_h_mso_sign(struct hsmcad_req *r)
         goto out;
     }
     snprintf(target, sizeof(target), "ca/%s", id);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who->name;
-    ev.role = hsmcad_role_name(who->role);
-    ev.action = "mso.sign";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
+    hsmca_audit_event_set(&ev, who->name, hsmcad_role_name(who->role), "mso.sign", target, "ok",
+                          detail);
     ev.kid = kid; /* the DS key's CKA_ID */
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, NULL, NULL, sign_done, j);

@@ -33,6 +33,7 @@
 
 #include "hsmca/gbuf.h"
 #include "hsmca/log.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #include "gate.h"
@@ -69,16 +70,17 @@ struct hsmcad_server {
 /* Per connection: who the peer is, decided once per TLS session. */
 struct conn_ctx {
     int checked;
-    int verified;                       /* the certificate chains to the client CA: fp is set */
-    unsigned char fp[32];               /* SHA-256 of the verified certificate's DER */
-    struct hsmcad_roles *roles;         /* the table who was looked up in (a reference) */
-    const struct hsmcad_principal *who; /* borrowed from roles */
-    char client[80];                    /* principal name, or "anon:<client address>" */
-    char anon[64];                      /* "anon:<client address>" */
-    char presented[65]; /* SHA-256 prefix of an unverified or unbound certificate, or "" */
+    int verified;                          /* the certificate chains to the client CA: fp is set */
+    unsigned char fp[HSMCA_SHA256_LEN];    /* SHA-256 of the verified certificate's DER */
+    struct hsmcad_roles *roles;            /* the table who was looked up in (a reference) */
+    const struct hsmcad_principal *who;    /* borrowed from roles */
+    char client[80];                       /* principal name, or "anon:<client address>" */
+    char anon[64];                         /* "anon:<client address>" */
+    char presented[HSMCA_SHA256_HEX_SIZE]; /* SHA-256 prefix of an unverified or unbound
+                                              certificate, or "" */
     struct hsmcad_gate_node gate;
     int have_spki;
-    unsigned char spki_sha256[32];
+    unsigned char spki_sha256[HSMCA_SHA256_LEN];
 };
 
 enum req_state { RS_NEW, RS_BODY, RS_SUSPENDED, RS_READY, RS_DONE };
@@ -503,8 +505,8 @@ identify(struct hsmcad_server *srv, struct MHD_Connection *conn, struct conn_ctx
     gnutls_session_t s;
     const gnutls_datum_t *peers;
     unsigned int n = 0, status = 0, fl = 0;
-    unsigned char fp[32];
-    char hex[65];
+    unsigned char fp[HSMCA_SHA256_LEN];
+    char hex[HSMCA_SHA256_HEX_SIZE];
 
     cc->checked = 1;
     ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
@@ -632,16 +634,16 @@ audit_request(struct hsmcad_req *r)
     if (r->detail != NULL && !refused) {
         det = json_loads(r->detail, 0, NULL);
     } else {
-        unsigned char h[32];
+        unsigned char h[HSMCA_SHA256_LEN];
         unsigned int hl = 0;
-        char hex[65] = "";
+        char hex[HSMCA_SHA256_HEX_SIZE] = "";
         EVP_MD_CTX *md = EVP_MD_CTX_new();
 
         if (md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
             EVP_DigestUpdate(md, r->body != NULL ? r->body : (unsigned char *)"", r->body_len) ==
                 1 &&
             EVP_DigestFinal_ex(md, h, &hl) == 1)
-            hsmca_hex_encode(h, 32, hex, sizeof(hex));
+            hsmca_hex_encode(h, HSMCA_SHA256_LEN, hex, sizeof(hex));
         EVP_MD_CTX_free(md);
         det = refused ? json_pack("{s:s, s:i, s:s}", "code", hsmca_err_code(r->err), "status",
                                   r->status, "input_sha256", hex)
@@ -653,14 +655,8 @@ audit_request(struct hsmcad_req *r)
     if (det != NULL)
         det_s = json_dumps(det, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(det);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = r->cc != NULL ? r->cc->client : "anon:?";
-    ev.role = role;
-    ev.action = action;
-    ev.target = r->target;
-    ev.outcome = refused ? "refused" : "ok";
-    ev.detail_json = det_s;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, r->cc != NULL ? r->cc->client : "anon:?", role, action, r->target,
+                          refused ? "refused" : "ok", det_s);
     hsmcad_req_suspend(r);
     rc = hsmca_audit_submit(d->audit, &ev, NULL, NULL, audit_done, r);
     free(det_s);
@@ -755,9 +751,9 @@ send_reply(struct hsmcad_req *r)
     for (unsigned i = 0; i < HDR_MAX && r->hdr[i].name[0] != '\0'; i++)
         MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value);
     if (r->has_receipt) {
-        char hex[65];
+        char hex[HSMCA_SHA256_HEX_SIZE];
 
-        hsmca_hex_encode(r->receipt.entry_hash, 32, hex, sizeof(hex));
+        hsmca_hex_encode(r->receipt.entry_hash, HSMCA_SHA256_LEN, hex, sizeof(hex));
         snprintf(receipt, sizeof(receipt), "%llu:%s", (unsigned long long)r->receipt.seq, hex);
         MHD_add_response_header(resp, "Audit-Receipt", receipt);
     }

@@ -72,14 +72,7 @@ audit_token(struct hsmcad *d, const char *action, const char *outcome, const cha
     json_decref(det);
     if (text != NULL) {
         snprintf(target, sizeof(target), "token/%s", label);
-        memset(&ev, 0, sizeof(ev));
-        ev.actor = "hsmcad";
-        ev.role = "system";
-        ev.action = action;
-        ev.target = target;
-        ev.outcome = outcome;
-        ev.detail_json = text;
-        ev.kid = "";
+        hsmca_audit_event_set(&ev, "hsmcad", "system", action, target, outcome, text);
         rc = hsmca_audit_append(d->audit, &ev, NULL, NULL, NULL);
     }
     free(text);

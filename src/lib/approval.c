@@ -9,9 +9,10 @@
 
 #include "hsmca/b64.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 
 int
-hsmca_approval_digest(const unsigned char *request, size_t len, unsigned char out[32])
+hsmca_approval_digest(const unsigned char *request, size_t len, unsigned char out[HSMCA_SHA256_LEN])
 {
     static const char dom[] = HSMCA_APPROVAL_DOMAIN;
     EVP_MD_CTX *c = EVP_MD_CTX_new();
@@ -21,13 +22,13 @@ hsmca_approval_digest(const unsigned char *request, size_t len, unsigned char ou
 
     EVP_MD_CTX_free(c);
     if (!ok)
-        memset(out, 0, 32);
+        memset(out, 0, HSMCA_SHA256_LEN);
     return ok ? 0 : -1;
 }
 
 int
-hsmca_approval_sig_valid(EVP_PKEY *pub, const unsigned char digest[32], const unsigned char *sig,
-                         size_t sig_len)
+hsmca_approval_sig_valid(EVP_PKEY *pub, const unsigned char digest[HSMCA_SHA256_LEN],
+                         const unsigned char *sig, size_t sig_len)
 {
     EVP_PKEY_CTX *c;
     int ok = 0;
@@ -36,7 +37,7 @@ hsmca_approval_sig_valid(EVP_PKEY *pub, const unsigned char digest[32], const un
         return 0;
     c = EVP_PKEY_CTX_new(pub, NULL);
     if (c != NULL && EVP_PKEY_verify_init(c) == 1)
-        ok = EVP_PKEY_verify(c, sig, sig_len, digest, 32) == 1;
+        ok = EVP_PKEY_verify(c, sig, sig_len, digest, HSMCA_SHA256_LEN) == 1;
     EVP_PKEY_CTX_free(c);
     return ok;
 }

@@ -14,15 +14,17 @@
 #include <openssl/evp.h>
 
 #include "hsmca/error.h"
+#include "hsmca/sizes.h"
 
 /* The domain of the approval digest (with its NUL: SHA-256("hsmca-approval-v1\0" || request)). */
 #define HSMCA_APPROVAL_DOMAIN "hsmca-approval-v1"
 
 /* out = SHA-256(domain || NUL || the request's bytes as stored). 0, or -1 (out zeroed). */
-int hsmca_approval_digest(const unsigned char *request, size_t len, unsigned char out[32]);
+int hsmca_approval_digest(const unsigned char *request, size_t len,
+                          unsigned char out[HSMCA_SHA256_LEN]);
 
 /* 1 if sig (DER ECDSA, at most HSMCA_ECDSA_P256_DER_MAX bytes) by pub verifies over digest. */
-int hsmca_approval_sig_valid(EVP_PKEY *pub, const unsigned char digest[32],
+int hsmca_approval_sig_valid(EVP_PKEY *pub, const unsigned char digest[HSMCA_SHA256_LEN],
                              const unsigned char *sig, size_t sig_len);
 
 /*

@@ -11,6 +11,8 @@
  * thread, audit_open.c start-up and shut-down; they share audit_core.h. The line and checkpoint
  * formats are audit_format.c's.
  */
+#include "hsmca/sizes.h"
+
 #include "audit_core.h"
 
 /* ---- small helpers ---- */
@@ -27,7 +29,8 @@ audit_wall_ms(struct hsmca_audit *a)
 }
 
 enum hsmca_err
-audit_sha256(struct hsmca_audit *a, const void *data, size_t len, unsigned char out[32])
+audit_sha256(struct hsmca_audit *a, const void *data, size_t len,
+             unsigned char out[HSMCA_SHA256_LEN])
 {
     if (EVP_DigestInit_ex2(a->mdctx, a->sha256, NULL) != 1 ||
         EVP_DigestUpdate(a->mdctx, data, len) != 1 || EVP_DigestFinal_ex(a->mdctx, out, NULL) != 1)
@@ -269,6 +272,20 @@ enqueue(struct hsmca_audit *a, struct item *it)
     pthread_cond_signal(&a->work_cv);
     pthread_mutex_unlock(&a->lock);
     return HSMCA_OK;
+}
+
+void
+hsmca_audit_event_set(struct hsmca_audit_event *ev, const char *actor, const char *role,
+                      const char *action, const char *target, const char *outcome,
+                      const char *detail_json)
+{
+    *ev = (struct hsmca_audit_event){.actor = actor,
+                                     .role = role,
+                                     .action = action,
+                                     .target = target,
+                                     .outcome = outcome,
+                                     .detail_json = detail_json,
+                                     .kid = ""};
 }
 
 enum hsmca_err

@@ -3,6 +3,8 @@
  * audit_checkpoint.c -- signed checkpoints and the token anchor (moved by its own thread), and
  * the writer thread's loop that makes them when due.
  */
+#include "hsmca/sizes.h"
+
 #include "audit_core.h"
 
 /* ---- checkpoints and the anchor ---- */
@@ -10,12 +12,12 @@
 enum hsmca_err
 audit_write_anchor(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp)
 {
-    char buf[200], head[65], h[65];
+    char buf[200], head[HSMCA_SHA256_HEX_SIZE], h[HSMCA_SHA256_HEX_SIZE];
     enum hsmca_err rc;
     int n;
 
-    hsmca_hex_encode(cp->head, 32, head, sizeof(head));
-    hsmca_hex_encode(cp->hash, 32, h, sizeof(h));
+    hsmca_hex_encode(cp->head, HSMCA_SHA256_LEN, head, sizeof(head));
+    hsmca_hex_encode(cp->hash, HSMCA_SHA256_LEN, h, sizeof(h));
     n = snprintf(buf, sizeof(buf), "%llu %s %s", (unsigned long long)cp->size, head, h);
     rc =
         hsmca_token_data_write(a->token, AUDIT_ANCHOR_LABEL, (const unsigned char *)buf, (size_t)n);
@@ -66,8 +68,8 @@ move_anchor(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp)
     pthread_mutex_lock(&a->anchor_lock);
     memset(&a->anchor_cp, 0, sizeof(a->anchor_cp));
     a->anchor_cp.size = cp->size;
-    memcpy(a->anchor_cp.head, cp->head, 32);
-    memcpy(a->anchor_cp.hash, cp->hash, 32);
+    memcpy(a->anchor_cp.head, cp->head, HSMCA_SHA256_LEN);
+    memcpy(a->anchor_cp.hash, cp->hash, HSMCA_SHA256_LEN);
     a->anchor_pending = 1;
     pthread_cond_signal(&a->anchor_cv);
     pthread_mutex_unlock(&a->anchor_lock);
@@ -131,7 +133,8 @@ enum hsmca_err
 audit_make_checkpoint(struct hsmca_audit *a)
 {
     struct hsmca_audit_checkpoint cp;
-    char head[65], prev[65], tbuf[HSMCA_AUDIT_TIME_LEN + 1], text[1024];
+    char head[HSMCA_SHA256_HEX_SIZE], prev[HSMCA_SHA256_HEX_SIZE], tbuf[HSMCA_AUDIT_TIME_LEN + 1],
+        text[1024];
     unsigned char sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t sig_len = 0;
     enum hsmca_err rc;
@@ -163,8 +166,8 @@ audit_make_checkpoint(struct hsmca_audit *a)
             return HSMCA_OK;
         }
     }
-    hsmca_hex_encode(a->head, 32, head, sizeof(head));
-    hsmca_hex_encode(a->last_cp.hash, 32, prev, sizeof(prev));
+    hsmca_hex_encode(a->head, HSMCA_SHA256_LEN, head, sizeof(head));
+    hsmca_hex_encode(a->last_cp.hash, HSMCA_SHA256_LEN, prev, sizeof(prev));
     if (a->last_cp.size == 0)
         memset(prev, '0', 64);
     hsmca_audit_time_format(a->last_ms > audit_wall_ms(a) ? a->last_ms : audit_wall_ms(a), tbuf);
@@ -177,7 +180,7 @@ audit_make_checkpoint(struct hsmca_audit *a)
         return HSMCA_E_INTERNAL;
     }
     cp.size = a->size;
-    memcpy(cp.head, a->head, 32);
+    memcpy(cp.head, a->head, HSMCA_SHA256_LEN);
     cp.text = text;
     cp.text_len = (size_t)n;
     rc = audit_sha256(a, text, (size_t)n, cp.hash);
@@ -186,8 +189,9 @@ audit_make_checkpoint(struct hsmca_audit *a)
             hsmca_store_rollback(a->st);
         return rc;
     }
-    rc = a->key != NULL ? hsmca_key_sign_digest(a->key, cp.hash, 32, sig, sizeof(sig), &sig_len)
-                        : HSMCA_E_TOKEN_REMOVED;
+    rc = a->key != NULL
+             ? hsmca_key_sign_digest(a->key, cp.hash, HSMCA_SHA256_LEN, sig, sizeof(sig), &sig_len)
+             : HSMCA_E_TOKEN_REMOVED;
     if (rc != HSMCA_OK && a->heal != NULL && rc != HSMCA_E_INVALID_ARG) {
         /* the token went away or lost its login: re-probe it, log in again, retry once */
         enum hsmca_err hrc = a->heal(a->heal_arg, &a->key);
@@ -196,7 +200,8 @@ audit_make_checkpoint(struct hsmca_audit *a)
             pthread_mutex_lock(&a->lock);
             a->stats.heals++;
             pthread_mutex_unlock(&a->lock);
-            rc = hsmca_key_sign_digest(a->key, cp.hash, 32, sig, sizeof(sig), &sig_len);
+            rc = hsmca_key_sign_digest(a->key, cp.hash, HSMCA_SHA256_LEN, sig, sizeof(sig),
+                                       &sig_len);
         }
     }
     if (rc != HSMCA_OK) {
@@ -243,8 +248,8 @@ audit_make_checkpoint(struct hsmca_audit *a)
     if (audit_cp_copy(&a->last_cp, &cp) != HSMCA_OK) {
         memset(&a->last_cp, 0, sizeof(a->last_cp));
         a->last_cp.size = cp.size;
-        memcpy(a->last_cp.hash, cp.hash, 32);
-        memcpy(a->last_cp.head, cp.head, 32);
+        memcpy(a->last_cp.hash, cp.hash, HSMCA_SHA256_LEN);
+        memcpy(a->last_cp.head, cp.head, HSMCA_SHA256_LEN);
     }
     a->last_cp_us = hsmca_mono_us();
     return rc;

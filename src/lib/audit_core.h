@@ -25,6 +25,7 @@
 #include "hsmca/audit.h"
 #include "hsmca/limits.h"
 #include "hsmca/log.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_audit.h"
 #include "hsmca/util.h"
 
@@ -60,8 +61,8 @@ struct hsmca_audit {
     struct hsmca_key *key;
     EVP_PKEY *pub;
     char origin[HSMCA_AUDIT_FIELD_MAX + 1];
-    unsigned char kid[32];
-    char kid_hex[65];
+    unsigned char kid[HSMCA_SHA256_LEN];
+    char kid_hex[HSMCA_SHA256_HEX_SIZE];
     uint64_t cp_entries, cp_ms;
     unsigned batch_max;
     unsigned linger_us; /* cfg->linger_us */
@@ -73,7 +74,7 @@ struct hsmca_audit {
 
     /* writer state (writer thread, or open/close before/after it runs) */
     uint64_t size;
-    unsigned char head[32];
+    unsigned char head[HSMCA_SHA256_LEN];
     int64_t last_ms;
     struct hsmca_audit_checkpoint last_cp; /* size 0 = none */
     uint64_t last_cp_us;                   /* hsmca_mono_us() at the last checkpoint */
@@ -119,7 +120,7 @@ struct hsmca_audit {
 int64_t audit_wall_ms(struct hsmca_audit *a);
 
 enum hsmca_err audit_sha256(struct hsmca_audit *a, const void *data, size_t len,
-                            unsigned char out[32]);
+                            unsigned char out[HSMCA_SHA256_LEN]);
 
 enum hsmca_err audit_cp_copy(struct hsmca_audit_checkpoint *dst,
                              const struct hsmca_audit_checkpoint *src);

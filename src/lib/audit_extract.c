@@ -21,6 +21,7 @@
 #include "hsmca/audit.h"
 #include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_audit.h"
 #include "hsmca/util.h"
 
@@ -92,10 +93,10 @@ write_json(const char *dir, const char *name, const json_t *j)
 }
 
 static enum hsmca_err
-file_sha256(const char *dir, const char *name, char hex[65])
+file_sha256(const char *dir, const char *name, char hex[HSMCA_SHA256_HEX_SIZE])
 {
     char path[HSMCA_PATH_MAX + 128];
-    unsigned char buf[65536], md[32];
+    unsigned char buf[65536], md[HSMCA_SHA256_LEN];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     FILE *f;
     size_t n;
@@ -118,7 +119,7 @@ file_sha256(const char *dir, const char *name, char hex[65])
     EVP_MD_CTX_free(ctx);
     if (!ok)
         return HSMCA_E_IO;
-    hsmca_hex_encode(md, 32, hex, 65);
+    hsmca_hex_encode(md, HSMCA_SHA256_LEN, hex, HSMCA_SHA256_HEX_SIZE);
     return HSMCA_OK;
 }
 
@@ -189,9 +190,9 @@ hsmca_audit_extract_store(struct hsmca_store *st, uint64_t from, uint64_t to,
     struct hsmca_audit_cp_fields f;
     struct lines_out lo = {NULL, 0, 0};
     struct epoch_find ef = {NULL, 0};
-    unsigned char head_hash[32];
+    unsigned char head_hash[HSMCA_SHA256_LEN];
     uint64_t head = 0, s, ncp = 0;
-    char path[HSMCA_PATH_MAX + 128], hex[65], name[64], *pem = NULL;
+    char path[HSMCA_PATH_MAX + 128], hex[HSMCA_SHA256_HEX_SIZE], name[64], *pem = NULL;
     json_t *files = NULL, *m = NULL, *appr = NULL;
     enum hsmca_err rc;
 

@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 /* ---- time stamps ---- */
@@ -66,15 +67,15 @@ static const unsigned char ishex[256] = {
     ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
 };
 
-/* 64 lowercase hex digits into out[32]. */
+/* HSMCA_SHA256_HEX_LEN lowercase hex digits into out. */
 static int
-hex32(const char *s, unsigned char out[32])
+hex32(const char *s, unsigned char out[HSMCA_SHA256_LEN])
 {
     const unsigned char *u = (const unsigned char *)s;
     unsigned bad = 0;
     int i;
 
-    for (i = 0; i < 32; i++) {
+    for (i = 0; i < HSMCA_SHA256_LEN; i++) {
         bad |= (unsigned)(ishex[u[2 * i]] & ishex[u[2 * i + 1]]) ^ 1u;
         out[i] = (unsigned char)(hexv[u[2 * i]] << 4 | hexv[u[2 * i + 1]]);
     }
@@ -397,7 +398,7 @@ hsmca_audit_checkpoint_parse(const char *text, size_t len, struct hsmca_audit_cp
 /* ---- the audit key and checkpoint signatures ---- */
 
 enum hsmca_err
-hsmca_audit_key_id(EVP_PKEY *pub, unsigned char out[32])
+hsmca_audit_key_id(EVP_PKEY *pub, unsigned char out[HSMCA_SHA256_LEN])
 {
     unsigned char *der = NULL;
     int n;
@@ -436,7 +437,7 @@ hsmca_audit_checkpoint_verify(EVP_PKEY *pub, const char *text, size_t text_len,
                               struct hsmca_audit_cp_fields *out)
 {
     struct hsmca_audit_cp_fields f;
-    unsigned char kid[32];
+    unsigned char kid[HSMCA_SHA256_LEN];
     enum hsmca_err rc;
 
     if (pub == NULL || text == NULL || sig == NULL)

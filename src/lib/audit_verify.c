@@ -29,6 +29,7 @@
 #include "hsmca/b64.h"
 #include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #include "approval.h"
@@ -40,13 +41,13 @@
 
 struct cpent {
     uint64_t size;
-    unsigned char head[32];
+    unsigned char head[HSMCA_SHA256_LEN];
 };
 
 struct approver {
     char name[HSMCA_AUDIT_FIELD_MAX + 1];
     EVP_PKEY *key;
-    char fp[65]; /* hex SHA-256 of the SPKI DER */
+    char fp[HSMCA_SHA256_HEX_SIZE]; /* hex SHA-256 of the SPKI DER */
 };
 
 struct epoch {
@@ -60,7 +61,7 @@ struct vctx {
     const char *dir;
     struct hsmca_audit_verify_result *res;
     EVP_PKEY *pub;
-    unsigned char kid[32];
+    unsigned char kid[HSMCA_SHA256_LEN];
     char origin[HSMCA_AUDIT_FIELD_MAX + 1];
     struct cpent *cps;
     size_t ncps;
@@ -95,7 +96,7 @@ read_in(struct vctx *v, const char *name, size_t max, unsigned char **buf, size_
 }
 
 static enum hsmca_err
-digest(struct vctx *v, const void *p, size_t n, unsigned char out[32])
+digest(struct vctx *v, const void *p, size_t n, unsigned char out[HSMCA_SHA256_LEN])
 {
     if (EVP_DigestInit_ex2(v->md, v->sha256, NULL) != 1 || EVP_DigestUpdate(v->md, p, n) != 1 ||
         EVP_DigestFinal_ex(v->md, out, NULL) != 1)
@@ -106,7 +107,7 @@ digest(struct vctx *v, const void *p, size_t n, unsigned char out[32])
 /* Load NAME.txt/.sig (relative), verify signature and key; fill f and the text hash. */
 static enum hsmca_err
 load_cp(struct vctx *v, const char *base, const char *label, struct hsmca_audit_cp_fields *f,
-        unsigned char hash[32])
+        unsigned char hash[HSMCA_SHA256_LEN])
 {
     unsigned char *text = NULL, *sig = NULL;
     size_t tl = 0, sl = 0;
@@ -134,7 +135,7 @@ load_cp(struct vctx *v, const char *base, const char *label, struct hsmca_audit_
         rc = vfail(v, HSMCA_E_AUDIT_CHECKPOINT, 0, "%s: not an hsmca-checkpoint/v1 text", label);
         goto out;
     }
-    if (memcmp(f->key, v->kid, 32) != 0) {
+    if (memcmp(f->key, v->kid, HSMCA_SHA256_LEN) != 0) {
         rc = vfail(v, HSMCA_E_AUDIT_CHECKPOINT, f->size, "%s: made for another audit key", label);
         goto out;
     }
@@ -273,7 +274,7 @@ add_epoch(struct vctx *v, uint64_t seq, const char *detail, size_t len)
     {
         const char *name = json_string_value(json_object_get(x, "name"));
         const char *spki = json_string_value(json_object_get(x, "spki"));
-        unsigned char *der = NULL, md[32];
+        unsigned char *der = NULL, md[HSMCA_SHA256_LEN];
         const unsigned char *p;
         size_t dl = 0;
 
@@ -293,7 +294,7 @@ add_epoch(struct vctx *v, uint64_t seq, const char *detail, size_t len)
             goto out;
         }
         (void)EVP_Digest(der, dl, md, NULL, EVP_sha256(), NULL);
-        hsmca_hex_encode(md, 32, e.v[e.n].fp, sizeof(e.v[e.n].fp));
+        hsmca_hex_encode(md, HSMCA_SHA256_LEN, e.v[e.n].fp, sizeof(e.v[e.n].fp));
         free(der);
         snprintf(e.v[e.n].name, sizeof(e.v[e.n].name), "%s", name);
         e.n++;
@@ -332,7 +333,7 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
     json_t *d = json_loadb(detail, len, JSON_REJECT_DUPLICATES, NULL), *apps, *x, *req = NULL;
     const char *op, *reqb64, *rq_name = "", *rq_key = "";
     const struct epoch *e;
-    unsigned char *rb = NULL, md[32];
+    unsigned char *rb = NULL, md[HSMCA_SHA256_LEN];
     size_t rl = 0, i, j, count = 0;
     json_int_t need, thr;
     char **seen = NULL;
@@ -510,9 +511,9 @@ check_manifest_files(struct vctx *v, json_t *m)
         return vfail(v, HSMCA_E_AUDIT_EXTRACT_INVALID, 0, "manifest.json: no files");
     json_object_foreach(files, name, x)
     {
-        unsigned char *buf = NULL, md[32];
+        unsigned char *buf = NULL, md[HSMCA_SHA256_LEN];
         size_t len = 0;
-        char hex[65];
+        char hex[HSMCA_SHA256_HEX_SIZE];
         const char *want = json_string_value(x);
 
         if (want == NULL || strstr(name, "..") != NULL || name[0] == '/')
@@ -523,7 +524,7 @@ check_manifest_files(struct vctx *v, json_t *m)
             return vfail(v, HSMCA_E_AUDIT_EXTRACT_INVALID, 0, "%.64s: listed but missing", name);
         (void)digest(v, buf, len, md);
         free(buf);
-        hsmca_hex_encode(md, 32, hex, sizeof(hex));
+        hsmca_hex_encode(md, HSMCA_SHA256_LEN, hex, sizeof(hex));
         if (strcmp(hex, want) != 0)
             return vfail(v, HSMCA_E_AUDIT_EXTRACT_INVALID, 0,
                          "%.64s: its SHA-256 differs from manifest.json", name);
@@ -559,7 +560,7 @@ load_previous(struct vctx *v, const char *path, struct hsmca_audit_cp_fields *f)
                    "previous checkpoint: its signature does not verify with this extract's key");
         goto out;
     }
-    if (memcmp(f->key, v->kid, 32) != 0 || strcmp(f->origin, v->origin) != 0) {
+    if (memcmp(f->key, v->kid, HSMCA_SHA256_LEN) != 0 || strcmp(f->origin, v->origin) != 0) {
         rc = vfail(v, HSMCA_E_AUDIT_FORK, 0,
                    "previous checkpoint: another log (origin or audit key differs)");
         goto out;
@@ -587,7 +588,7 @@ struct scan {
     const struct hsmca_audit_cp_fields *pf; /* the auditor's previous checkpoint, or NULL */
     uint64_t from;
     uint64_t expect; /* next seq; 0: take it from the first line (second half) */
-    unsigned char prev[32];
+    unsigned char prev[HSMCA_SHA256_LEN];
     char last_time[HSMCA_AUDIT_TIME_LEN];
     size_t k; /* next checkpoint to meet */
     int prev_seen;
@@ -595,7 +596,7 @@ struct scan {
     struct qline *q;
     size_t nq, qcap;
     uint64_t first_seq, last_seq, entries;
-    unsigned char first_prev[32];
+    unsigned char first_prev[HSMCA_SHA256_LEN];
     char first_time[HSMCA_AUDIT_TIME_LEN];
     EVP_MD_CTX *md;
     EVP_MD *sha256;
@@ -670,7 +671,7 @@ static enum hsmca_err
 scan_lines(struct scan *sc, const char *p, const char *end)
 {
     const struct vctx *v = sc->v;
-    unsigned char h[32];
+    unsigned char h[HSMCA_SHA256_LEN];
     enum hsmca_err rc;
 
     while (p < end) {
@@ -690,8 +691,8 @@ scan_lines(struct scan *sc, const char *p, const char *end)
         if (sc->expect == 0) { /* the first line of a second half: link checked at the join */
             sc->expect = l.seq;
             sc->first_seq = l.seq;
-            memcpy(sc->first_prev, l.prev, 32);
-            memcpy(sc->prev, l.prev, 32);
+            memcpy(sc->first_prev, l.prev, HSMCA_SHA256_LEN);
+            memcpy(sc->prev, l.prev, HSMCA_SHA256_LEN);
             memcpy(sc->first_time, l.time, HSMCA_AUDIT_TIME_LEN);
             memcpy(sc->last_time, l.time, HSMCA_AUDIT_TIME_LEN);
             while (sc->k < v->ncps && v->cps[sc->k].size < l.seq)
@@ -702,7 +703,7 @@ scan_lines(struct scan *sc, const char *p, const char *end)
                          "seq %llu: missing or out of order (found seq %llu): lines deleted, "
                          "inserted or reordered",
                          (unsigned long long)sc->expect, (unsigned long long)l.seq);
-        if (CRYPTO_memcmp(l.prev, sc->prev, 32) != 0) {
+        if (CRYPTO_memcmp(l.prev, sc->prev, HSMCA_SHA256_LEN) != 0) {
             if (sc->expect == sc->from)
                 return sfail(sc, HSMCA_E_AUDIT_CHAIN, sc->expect,
                              "seq %llu: prev is not the head of the anchor checkpoint",
@@ -720,7 +721,7 @@ scan_lines(struct scan *sc, const char *p, const char *end)
             EVP_DigestUpdate(sc->md, p, len) != 1 || EVP_DigestFinal_ex(sc->md, h, NULL) != 1)
             return HSMCA_E_INTERNAL;
         if (sc->k < v->ncps && v->cps[sc->k].size == sc->expect) {
-            if (CRYPTO_memcmp(h, v->cps[sc->k].head, 32) != 0)
+            if (CRYPTO_memcmp(h, v->cps[sc->k].head, HSMCA_SHA256_LEN) != 0)
                 return sfail(sc, HSMCA_E_AUDIT_CHAIN, sc->expect,
                              "seq %llu: changed: its hash is not the head of checkpoint %llu",
                              (unsigned long long)sc->expect, (unsigned long long)sc->expect);
@@ -728,7 +729,7 @@ scan_lines(struct scan *sc, const char *p, const char *end)
         }
         if (sc->pf != NULL && sc->pf->size == sc->expect) {
             sc->prev_seen = 1;
-            if (CRYPTO_memcmp(h, sc->pf->head, 32) != 0)
+            if (CRYPTO_memcmp(h, sc->pf->head, HSMCA_SHA256_LEN) != 0)
                 return sfail(sc, HSMCA_E_AUDIT_FORK, sc->expect,
                              "seq %llu differs from your checkpoint %llu (rewrite or fork)",
                              (unsigned long long)sc->expect, (unsigned long long)sc->pf->size);
@@ -738,7 +739,7 @@ scan_lines(struct scan *sc, const char *p, const char *end)
             return rc;
         if (sc->opts != NULL && sc->opts->on_entry != NULL)
             sc->opts->on_entry(sc->opts->arg, sc->expect, h);
-        memcpy(sc->prev, h, 32);
+        memcpy(sc->prev, h, HSMCA_SHA256_LEN);
         sc->last_seq = sc->expect;
         sc->expect++;
         sc->entries++;
@@ -765,7 +766,7 @@ half_run(void *arg)
 /* The fast path: two halves at once, joined; HSMCA_OK only if the whole file is valid. */
 static enum hsmca_err
 scan_parallel(struct scan *out, const char *map, const char *end, uint64_t from,
-              const unsigned char prev[32])
+              const unsigned char prev[HSMCA_SHA256_LEN])
 {
     struct half hv[2];
     const char *mid = map + (end - map) / 2;
@@ -790,7 +791,7 @@ scan_parallel(struct scan *out, const char *map, const char *end, uint64_t from,
             goto out;
     }
     hv[0].sc.expect = from;
-    memcpy(hv[0].sc.prev, prev, 32);
+    memcpy(hv[0].sc.prev, prev, HSMCA_SHA256_LEN);
     hv[0].p = map;
     hv[0].end = mid;
     hv[1].p = mid;
@@ -805,7 +806,7 @@ scan_parallel(struct scan *out, const char *map, const char *end, uint64_t from,
         goto out;
     /* the join: the second half goes on exactly where the first ended */
     if (hv[1].sc.first_seq != hv[0].sc.last_seq + 1 ||
-        CRYPTO_memcmp(hv[1].sc.first_prev, hv[0].sc.prev, 32) != 0 ||
+        CRYPTO_memcmp(hv[1].sc.first_prev, hv[0].sc.prev, HSMCA_SHA256_LEN) != 0 ||
         memcmp(hv[1].sc.first_time, hv[0].sc.last_time, HSMCA_AUDIT_TIME_LEN) < 0 ||
         hv[0].sc.k > hv[1].sc.k)
         goto out;
@@ -848,7 +849,7 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
 {
     struct vctx v;
     struct hsmca_audit_cp_fields f, pf;
-    unsigned char prev[32], cpprev[32], anchor_head[32];
+    unsigned char prev[HSMCA_SHA256_LEN], cpprev[HSMCA_SHA256_LEN], anchor_head[HSMCA_SHA256_LEN];
     struct scan sc;
     unsigned char *pem = NULL, *mbuf = NULL;
     uint64_t *sizes = NULL, from = 0, to = 0, last = 0;
@@ -895,9 +896,9 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
         goto out;
     }
     /* the anchor */
-    memset(prev, 0, 32);
-    memset(cpprev, 0, 32);
-    memset(anchor_head, 0, 32);
+    memset(prev, 0, HSMCA_SHA256_LEN);
+    memset(cpprev, 0, HSMCA_SHA256_LEN);
+    memset(anchor_head, 0, HSMCA_SHA256_LEN);
     if (from > 1) {
         rc = load_cp(&v, "anchor", "anchor checkpoint", &f, cpprev);
         if (rc != HSMCA_OK)
@@ -908,8 +909,8 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
                        (unsigned long long)f.size, (unsigned long long)from - 1);
             goto out;
         }
-        memcpy(prev, f.head, 32);
-        memcpy(anchor_head, f.head, 32);
+        memcpy(prev, f.head, HSMCA_SHA256_LEN);
+        memcpy(anchor_head, f.head, HSMCA_SHA256_LEN);
     }
     /* every checkpoint, linked by prev */
     rc = list_cps(&v, &sizes, &v.ncps);
@@ -926,7 +927,7 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
     }
     for (i = 0; i < v.ncps; i++) {
         char base[64], label[64];
-        unsigned char hh[32];
+        unsigned char hh[HSMCA_SHA256_LEN];
 
         snprintf(base, sizeof(base), "checkpoints/%llu", (unsigned long long)sizes[i]);
         snprintf(label, sizeof(label), "checkpoint %llu", (unsigned long long)sizes[i]);
@@ -941,16 +942,16 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
                        (unsigned long long)f.size);
             goto out;
         }
-        if (memcmp(f.prev, cpprev, 32) != 0) {
+        if (memcmp(f.prev, cpprev, HSMCA_SHA256_LEN) != 0) {
             rc = vfail(&v, HSMCA_E_AUDIT_CHECKPOINT, sizes[i],
                        "checkpoint %llu: prev is not the hash of the checkpoint before it (one "
                        "was dropped or replaced)",
                        (unsigned long long)sizes[i]);
             goto out;
         }
-        memcpy(cpprev, hh, 32);
+        memcpy(cpprev, hh, HSMCA_SHA256_LEN);
         v.cps[i].size = f.size;
-        memcpy(v.cps[i].head, f.head, 32);
+        memcpy(v.cps[i].head, f.head, HSMCA_SHA256_LEN);
     }
     rc = load_approvers(&v);
     if (rc != HSMCA_OK)
@@ -969,7 +970,7 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
             goto out;
         }
         if (pf.size + 1 == from) {
-            if (memcmp(pf.head, anchor_head, 32) != 0) {
+            if (memcmp(pf.head, anchor_head, HSMCA_SHA256_LEN) != 0) {
                 rc = vfail(&v, HSMCA_E_AUDIT_FORK, pf.size,
                            "seq %llu differs from your checkpoint (rewrite or fork)",
                            (unsigned long long)pf.size);
@@ -1005,7 +1006,7 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
     if (rc != HSMCA_OK) {
         scan_reset(&sc);
         sc.expect = from;
-        memcpy(sc.prev, prev, 32);
+        memcpy(sc.prev, prev, HSMCA_SHA256_LEN);
         sc.md = v.md;
         sc.sha256 = v.sha256;
         rc = scan_lines(&sc, map, map + sb.st_size);

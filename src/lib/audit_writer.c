@@ -3,21 +3,24 @@
  * audit_writer.c -- the writer: an item's line built, hashed and inserted at the next seq, one
  * batch of items in one transaction (a savepoint each), the commit histogram.
  */
+#include "hsmca/sizes.h"
+
 #include "audit_core.h"
 
 /* ---- the writer: one batch in one transaction ---- */
 
 /* Build, hash and insert the line of it at seq a->size+1 with time ms (inside the txn). */
 static enum hsmca_err
-write_line(struct hsmca_audit *a, const struct item *it, int64_t ms, unsigned char hash_out[32])
+write_line(struct hsmca_audit *a, const struct item *it, int64_t ms,
+           unsigned char hash_out[HSMCA_SHA256_LEN])
 {
-    char prev[65], seq[24], tbuf[HSMCA_AUDIT_TIME_LEN + 1];
+    char prev[HSMCA_SHA256_HEX_SIZE], seq[24], tbuf[HSMCA_AUDIT_TIME_LEN + 1];
     char *line;
     size_t len, sl, off = 0;
     enum hsmca_err rc;
     uint64_t s = a->size + 1;
 
-    hsmca_hex_encode(a->head, 32, prev, sizeof(prev));
+    hsmca_hex_encode(a->head, HSMCA_SHA256_LEN, prev, sizeof(prev));
     sl = (size_t)snprintf(seq, sizeof(seq), "%llu", (unsigned long long)s);
     hsmca_audit_time_format(ms, tbuf);
     len = it->pre_len + 64 + it->mid_len + sl + it->post_len + HSMCA_AUDIT_TIME_LEN + 2;
@@ -47,7 +50,7 @@ write_line(struct hsmca_audit *a, const struct item *it, int64_t ms, unsigned ch
     free(line);
     if (rc == HSMCA_OK) {
         a->size = s;
-        memcpy(a->head, hash_out, 32);
+        memcpy(a->head, hash_out, HSMCA_SHA256_LEN);
     }
     return rc;
 }
@@ -68,13 +71,13 @@ void
 audit_run_item(struct hsmca_audit *a, struct item *it)
 {
     uint64_t size0 = a->size;
-    unsigned char head0[32];
+    unsigned char head0[HSMCA_SHA256_LEN];
     int64_t ms0 = a->last_ms, ms;
     int behind0 = a->clock_behind;
-    unsigned char hash[32];
+    unsigned char hash[HSMCA_SHA256_LEN];
     enum hsmca_err rc;
 
-    memcpy(head0, a->head, 32);
+    memcpy(head0, a->head, HSMCA_SHA256_LEN);
     rc = hsmca_store_savepoint(a->st);
     if (rc != HSMCA_OK) {
         it->rc = HSMCA_E_AUDIT_WRITE;
@@ -127,7 +130,7 @@ audit_run_item(struct hsmca_audit *a, struct item *it)
     }
     it->rc = HSMCA_OK;
     it->receipt.seq = a->size;
-    memcpy(it->receipt.entry_hash, hash, 32);
+    memcpy(it->receipt.entry_hash, hash, HSMCA_SHA256_LEN);
     return;
 undo:
     if (hsmca_store_savepoint_rollback(a->st) != HSMCA_OK) {
@@ -136,7 +139,7 @@ undo:
         a->batch_broken = 1;
     }
     a->size = size0;
-    memcpy(a->head, head0, 32);
+    memcpy(a->head, head0, HSMCA_SHA256_LEN);
     a->last_ms = ms0;
     a->clock_behind = behind0;
 }
@@ -163,7 +166,7 @@ enum hsmca_err
 audit_adopt_head(struct hsmca_audit *a)
 {
     struct hsmca_audit_line l;
-    unsigned char h[32], lh[32];
+    unsigned char h[HSMCA_SHA256_LEN], lh[HSMCA_SHA256_LEN];
     const char *why = NULL;
     uint64_t sz = 0;
     char *line = NULL;
@@ -175,7 +178,7 @@ audit_adopt_head(struct hsmca_audit *a)
     rc = hsmca_store_audit_lock(a->st);
     if (rc == HSMCA_OK)
         rc = hsmca_store_audit_head(a->st, &sz, h);
-    if (rc != HSMCA_OK || (sz == a->size && CRYPTO_memcmp(h, a->head, 32) == 0))
+    if (rc != HSMCA_OK || (sz == a->size && CRYPTO_memcmp(h, a->head, HSMCA_SHA256_LEN) == 0))
         return rc;
     if (sz < a->size) {
         hsmca_log(HSMCA_LOG_ERROR, "audit", "store-behind",
@@ -194,7 +197,7 @@ audit_adopt_head(struct hsmca_audit *a)
     if (rc != HSMCA_OK)
         return rc;
     a->size = sz;
-    memcpy(a->head, h, 32);
+    memcpy(a->head, h, HSMCA_SHA256_LEN);
     return HSMCA_OK;
 }
 
@@ -228,12 +231,12 @@ void
 audit_run_batch(struct hsmca_audit *a, struct item **items, size_t n)
 {
     uint64_t size0 = a->size, t0, commit_us = 0;
-    unsigned char head0[32];
+    unsigned char head0[HSMCA_SHA256_LEN];
     int64_t ms0 = a->last_ms;
     size_t i, ok = 0;
     enum hsmca_err rc;
 
-    memcpy(head0, a->head, 32);
+    memcpy(head0, a->head, HSMCA_SHA256_LEN);
     rc = hsmca_store_begin(a->st);
     if (rc != HSMCA_OK) {
         hsmca_log(HSMCA_LOG_ERROR, "audit", "write-failed", "stage=begin code=%s",
@@ -251,7 +254,7 @@ audit_run_batch(struct hsmca_audit *a, struct item **items, size_t n)
         for (i = 0; i < n; i++)
             items[i]->rc = HSMCA_E_AUDIT_WRITE;
         a->size = size0;
-        memcpy(a->head, head0, 32);
+        memcpy(a->head, head0, HSMCA_SHA256_LEN);
         a->last_ms = ms0;
         return;
     }
@@ -275,7 +278,7 @@ audit_run_batch(struct hsmca_audit *a, struct item **items, size_t n)
                 items[i]->rc = HSMCA_E_AUDIT_WRITE;
         }
         a->size = size0;
-        memcpy(a->head, head0, 32);
+        memcpy(a->head, head0, HSMCA_SHA256_LEN);
         a->last_ms = ms0;
         return;
     }

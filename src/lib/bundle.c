@@ -26,6 +26,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #define TAR_BLOCK 512
@@ -33,17 +34,8 @@
 int
 hsmca_line_name_ok(const char *name)
 {
-    size_t i, n = name != NULL ? strlen(name) : 0;
-
-    if (n == 0 || n > HSMCA_LINE_NAME_MAX || name[0] == '-')
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = name[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return 0;
-    }
-    return 1;
+    return name != NULL && name[0] != '-' &&
+           hsmca_word_ok(name, strlen(name), HSMCA_LINE_NAME_MAX, 1, "-");
 }
 
 /* Seal a few bytes to x: can CMS use this certificate's key at all? */
@@ -69,7 +61,7 @@ trial_seal(X509 *x)
 
 enum hsmca_err
 hsmca_line_cert_check(const unsigned char *in, size_t len, int64_t now_ms, unsigned char **der_out,
-                      size_t *der_len, unsigned char sha256[32])
+                      size_t *der_len, unsigned char sha256[HSMCA_SHA256_LEN])
 {
     X509 *x = NULL;
     EVP_PKEY *pk;
@@ -84,22 +76,7 @@ hsmca_line_cert_check(const unsigned char *in, size_t len, int64_t now_ms, unsig
     *der_len = 0;
     if (len == 0 || len > 4 * HSMCA_LINE_CERT_MAX)
         return HSMCA_E_LINE_CERT_INVALID;
-    ERR_set_mark();
-    if (len > 10 && memcmp(in, "-----BEGIN", 10) == 0) {
-        BIO *b = BIO_new_mem_buf(in, (int)len);
-
-        x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-        BIO_free(b);
-    } else {
-        const unsigned char *p = in;
-
-        x = d2i_X509(NULL, &p, (long)len);
-        if (x != NULL && p != in + len) {
-            X509_free(x);
-            x = NULL;
-        }
-    }
-    ERR_pop_to_mark();
+    x = hsmca_x509_read(in, len);
     if (x == NULL)
         return HSMCA_E_LINE_CERT_INVALID;
     pk = X509_get0_pubkey(x);
@@ -171,7 +148,8 @@ hsmca_bundle_keys_free(struct hsmca_bundle_keys *k)
 static size_t
 make_csr(EVP_PKEY *key, const unsigned char pub[65], unsigned char out[HSMCA_BUNDLE_CSR_MAX])
 {
-    unsigned char cri[sizeof(cri_head) + sizeof(spki_prefix) + 65 + 2], h[32], sig[80];
+    unsigned char cri[sizeof(cri_head) + sizeof(spki_prefix) + 65 + 2], h[HSMCA_SHA256_LEN],
+        sig[80];
     unsigned int hl = 0;
     size_t sl = sizeof(sig), n = 0, body;
     EVP_PKEY_CTX *ctx;
@@ -358,14 +336,14 @@ tar_file(struct tarbuf *t, const char *name, unsigned mode, int64_t mtime,
 }
 
 static void
-sha256_hex(const unsigned char *p, size_t n, char hex[65])
+sha256_hex(const unsigned char *p, size_t n, char hex[HSMCA_SHA256_HEX_SIZE])
 {
-    unsigned char h[32];
+    unsigned char h[HSMCA_SHA256_LEN];
     unsigned int hl = 0;
 
     if (EVP_Digest(p, n, h, &hl, EVP_sha256(), NULL) != 1)
         memset(h, 0, sizeof(h));
-    hsmca_hex_encode(h, 32, hex, 65);
+    hsmca_hex_encode(h, HSMCA_SHA256_LEN, hex, HSMCA_SHA256_HEX_SIZE);
 }
 
 /* manifest.json: what the bundle holds (no key material) */
@@ -374,7 +352,7 @@ manifest(const struct hsmca_bundle_info *info, const struct hsmca_bundle_device 
          size_t *issued)
 {
     json_t *m, *devs = json_array(), *missing = json_array();
-    char hex[65], dir[32];
+    char hex[HSMCA_SHA256_HEX_SIZE], dir[32];
     size_t i, k = 0;
     char *s = NULL;
 
@@ -414,8 +392,9 @@ manifest(const struct hsmca_bundle_info *info, const struct hsmca_bundle_device 
 enum hsmca_err
 hsmca_bundle_seal(const struct hsmca_bundle_info *info, const struct hsmca_bundle_device *dev,
                   size_t n, const unsigned char *line_cert, size_t line_cert_len,
-                  unsigned char **env_out, size_t *env_len, unsigned char manifest_sha256[32],
-                  unsigned char env_sha256[32], size_t *issued)
+                  unsigned char **env_out, size_t *env_len,
+                  unsigned char manifest_sha256[HSMCA_SHA256_LEN],
+                  unsigned char env_sha256[HSMCA_SHA256_LEN], size_t *issued)
 {
     char *man = NULL;
     size_t man_len, i, k = 0;

@@ -547,11 +547,10 @@ void
 hsmca_crl_policy_for(const struct hsmca_crl_policies *p, const char *ca,
                      struct hsmca_crl_policy *out)
 {
-    memset(out, 0, sizeof(*out));
-    out->next_update_s = DEF_NEXT_UPDATE_S;
-    out->refresh_before_s = DEF_REFRESH_S;
-    out->warn_before_s = DEF_WARN_S;
-    out->batch_delay_ms = DEF_BATCH_MS;
+    *out = (struct hsmca_crl_policy){.next_update_s = DEF_NEXT_UPDATE_S,
+                                     .refresh_before_s = DEF_REFRESH_S,
+                                     .warn_before_s = DEF_WARN_S,
+                                     .batch_delay_ms = DEF_BATCH_MS};
     if (p == NULL || ca == NULL)
         return;
     policy_apply(json_object_get(p->root, "default"), ca, out);
@@ -562,31 +561,45 @@ hsmca_crl_policy_for(const struct hsmca_crl_policies *p, const char *ca,
 
 /* ---- making a CA's CRL from the store ---- */
 
-struct gather {
+enum hsmca_err
+hsmca_crl_entries_add(void *arg, const struct hsmca_revoked_rec *r)
+{
+    struct hsmca_crl_entries *l = arg;
     struct hsmca_crl_entry *e;
-    size_t n, cap;
+    enum hsmca_err rc = hsmca_grow(&l->e, &l->cap, l->n + 1, sizeof(*l->e), ENTRIES_MAX);
+
+    if (rc != HSMCA_OK)
+        return rc;
+    e = &l->e[l->n++];
+    memset(e, 0, sizeof(*e));
+    memcpy(e->serial, r->serial, r->serial_len);
+    e->serial_len = r->serial_len;
+    e->revoked_at = (time_t)(r->revoked_ms / 1000);
+    e->reason = r->reason;
+    e->invalidity = (time_t)(r->invalidity_ms / 1000);
+    return HSMCA_OK;
+}
+
+struct gather {
+    struct hsmca_crl_entries l;
     time_t now;
 };
 
+/* hsmca_crl_entries_add, then the CRL's rules: no time after now, no reasonCode unspecified */
 static enum hsmca_err
 gather_one(void *arg, const struct hsmca_revoked_rec *r)
 {
     struct gather *g = arg;
     struct hsmca_crl_entry *e;
-    enum hsmca_err rc = hsmca_grow(&g->e, &g->cap, g->n + 1, sizeof(*g->e), ENTRIES_MAX);
+    enum hsmca_err rc = hsmca_crl_entries_add(&g->l, r);
 
     if (rc != HSMCA_OK)
         return rc;
-    e = &g->e[g->n++];
-    memset(e, 0, sizeof(*e));
-    memcpy(e->serial, r->serial, r->serial_len);
-    e->serial_len = r->serial_len;
-    e->revoked_at = (time_t)(r->revoked_ms / 1000);
+    e = &g->l.e[g->l.n - 1];
     if (e->revoked_at > g->now)
         e->revoked_at = g->now;
     /* RFC 5280 5.3.1: no reasonCode rather than unspecified (0) */
     e->reason = r->reason <= 0 ? HSMCA_CRL_REASON_NONE : r->reason;
-    e->invalidity = (time_t)(r->invalidity_ms / 1000);
     if (e->invalidity > g->now)
         e->invalidity = g->now;
     return HSMCA_OK;
@@ -638,7 +651,7 @@ hsmca_crl_make(struct hsmca_store *ro, const struct hsmca_ca_rec *ca, EVP_PKEY *
     g.now = p.this_update;
     rc = hsmca_store_revoked_list(ro, ca->id, gather_one, &g);
     if (rc == HSMCA_OK)
-        rc = hsmca_crl_build(&p, g.e, g.n, &der, &len);
+        rc = hsmca_crl_build(&p, g.l.e, g.l.n, &der, &len);
     if (rc != HSMCA_OK)
         goto out;
     out->der = malloc(len);
@@ -652,10 +665,10 @@ hsmca_crl_make(struct hsmca_store *ro, const struct hsmca_ca_rec *ca, EVP_PKEY *
     out->this_update = p.this_update;
     out->next_update = p.next_update;
     if (entries_out != NULL)
-        *entries_out = g.n;
+        *entries_out = g.l.n;
 out:
     OPENSSL_free(der);
-    free(g.e);
+    free(g.l.e);
     hsmca_crl_rec_clear(&prev);
     X509_free(issuer);
     return rc;

@@ -17,6 +17,7 @@
 
 #include "hsmca/der.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 struct hsmca_csr {
@@ -25,7 +26,7 @@ struct hsmca_csr {
     EVP_PKEY *pub;     /* made on first use by hsmca_csr_pubkey (atomic: see there) */
     unsigned char *der;
     size_t der_len;
-    unsigned char sha256[32];
+    unsigned char sha256[HSMCA_SHA256_LEN];
 };
 
 /*

@@ -94,13 +94,7 @@ system_entry(struct hsmca_audit *a, const char *action, const char *target, json
     struct hsmca_audit_event ev;
     enum hsmca_err rc;
 
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "system";
-    ev.role = "system";
-    ev.action = action;
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = text;
+    hsmca_audit_event_set(&ev, "system", "system", action, target, "ok", text);
     rc = detail == NULL || text != NULL ? hsmca_audit_append(a, &ev, apply, apply_arg, NULL)
                                         : HSMCA_E_NOMEM;
     free(text);

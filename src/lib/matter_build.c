@@ -3,6 +3,8 @@
  * matter_build.c -- building Matter certificates: serials, extensions, names, validity, and the
  * PAA/PAI builders that sign through a token-backed key and re-parse what they signed.
  */
+#include "hsmca/sizes.h"
+
 #include "matter_internal.h"
 
 /* ---------------------------------------------------------------- building */
@@ -400,11 +402,11 @@ hsmca_matter_pai_build(const struct hsmca_profile *p, const struct hsmca_matter_
 /* 1 if sig is pub's signature of the 32-byte digest dgst. */
 int
 mt_digest_verifies(EVP_PKEY *pub, const unsigned char *sig, size_t siglen,
-                   const unsigned char dgst[32])
+                   const unsigned char dgst[HSMCA_SHA256_LEN])
 {
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pub, NULL);
     int ok = ctx != NULL && EVP_PKEY_verify_init(ctx) == 1 &&
-             EVP_PKEY_verify(ctx, sig, siglen, dgst, 32) == 1;
+             EVP_PKEY_verify(ctx, sig, siglen, dgst, HSMCA_SHA256_LEN) == 1;
 
     EVP_PKEY_CTX_free(ctx);
     return ok;

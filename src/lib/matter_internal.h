@@ -25,6 +25,7 @@
 
 #include "hsmca/limits.h"
 #include "hsmca/matter.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #define SKID_LEN 20
@@ -115,7 +116,7 @@ int mt_set_validity(X509 *x, const struct hsmca_profile *p, time_t now);
 int mt_set_serial(X509 *x, const unsigned char *s);
 
 int mt_digest_verifies(EVP_PKEY *pub, const unsigned char *sig, size_t siglen,
-                       const unsigned char dgst[32]);
+                       const unsigned char dgst[HSMCA_SHA256_LEN]);
 
 /* matter_dac.c */
 enum hsmca_err mt_make_marker(struct hsmca_matter_issuer *is);

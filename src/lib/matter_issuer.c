@@ -3,19 +3,21 @@
  * matter_issuer.c -- the per-PAI issuer context: signer, scope, validity, its DAC templates
  * (made by matter_dac.c).
  */
+#include "hsmca/sizes.h"
+
 #include "matter_internal.h"
 
 /* ---------------------------------------------------------------- issuer context */
 
 /* The issuer's default signer: EVP_PKEY_sign of the digest with arg, the token key's EVP_PKEY. */
 static enum hsmca_err
-evp_signer(void *arg, const unsigned char dgst[32], unsigned char *sig, size_t sig_max,
-           size_t *sig_len)
+evp_signer(void *arg, const unsigned char dgst[HSMCA_SHA256_LEN], unsigned char *sig,
+           size_t sig_max, size_t *sig_len)
 {
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(arg, NULL);
     size_t n = sig_max;
-    int ok =
-        ctx != NULL && EVP_PKEY_sign_init(ctx) == 1 && EVP_PKEY_sign(ctx, sig, &n, dgst, 32) == 1;
+    int ok = ctx != NULL && EVP_PKEY_sign_init(ctx) == 1 &&
+             EVP_PKEY_sign(ctx, sig, &n, dgst, HSMCA_SHA256_LEN) == 1;
 
     EVP_PKEY_CTX_free(ctx);
     if (!ok)
@@ -30,7 +32,7 @@ static enum hsmca_err
 signer_check(hsmca_matter_sign_fn fn, void *arg, EVP_PKEY *pub)
 {
     static const unsigned char msg[] = "hsmca issuer key check";
-    unsigned char dgst[32], sig[HSMCA_ECDSA_P256_DER_MAX + 8];
+    unsigned char dgst[HSMCA_SHA256_LEN], sig[HSMCA_ECDSA_P256_DER_MAX + 8];
     size_t siglen = 0;
     enum hsmca_err rc;
 

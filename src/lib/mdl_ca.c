@@ -15,6 +15,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/csr.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 static enum hsmca_err
@@ -32,14 +33,7 @@ entry(const struct hsmca_mdl_ctx *c, const char *action, const char *target, con
     d = json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS);
     if (d == NULL)
         return HSMCA_E_NOMEM;
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "system";
-    ev.role = "system";
-    ev.action = action;
-    ev.target = target;
-    ev.outcome = outcome;
-    ev.detail_json = d;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, "system", "system", action, target, outcome, d);
     ev.closes_intent = closes;
     rc = hsmca_audit_append(c->audit, &ev, apply, arg, &r);
     free(d);
@@ -87,10 +81,10 @@ apply_put(struct hsmca_store *st, void *arg)
 
 /* Store rec (its certificate x) with an mdl.ca.create entry; fills rec's cert and serial. */
 static enum hsmca_err
-store_ca(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x)
+store_rec(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x)
 {
-    unsigned char *der = NULL, d[32];
-    char hex[65], ser[41], target[HSMCA_CA_ID_MAX + 8];
+    unsigned char *der = NULL, d[HSMCA_SHA256_LEN];
+    char hex[HSMCA_SHA256_HEX_SIZE], ser[41], target[HSMCA_CA_ID_MAX + 8];
     const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
     json_t *detail;
     enum hsmca_err rc;
@@ -126,10 +120,37 @@ store_ca(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x)
     return rc;
 }
 
+/* store_rec, then rec moves into *out (rec is left empty) */
+static enum hsmca_err
+store_ca(const struct hsmca_mdl_ctx *c, struct hsmca_mdl_ca_rec *rec, X509 *x,
+         struct hsmca_mdl_ca_rec *out)
+{
+    enum hsmca_err rc = store_rec(c, rec, x);
+
+    if (rc == HSMCA_OK) {
+        *out = *rec;
+        memset(rec, 0, sizeof(*rec));
+    }
+    return rc;
+}
+
 static int
 id_ok(const char *id)
 {
     return id != NULL && hsmca_ca_id_valid(id);
+}
+
+/* HSMCA_OK when no mDL CA has the id yet, HSMCA_E_EXISTS when one has, else the store's code */
+static enum hsmca_err
+id_unused(const struct hsmca_mdl_ctx *c, const char *id)
+{
+    struct hsmca_mdl_ca_rec old;
+    enum hsmca_err rc;
+
+    memset(&old, 0, sizeof(old));
+    rc = hsmca_store_mdl_ca_get(c->ro, id, &old);
+    hsmca_mdl_ca_rec_clear(&old);
+    return rc == HSMCA_OK ? HSMCA_E_EXISTS : rc == HSMCA_E_NOT_FOUND ? HSMCA_OK : rc;
 }
 
 static int
@@ -150,7 +171,7 @@ hsmca_mdl_ca_create_iaca(const struct hsmca_mdl_ctx *c, struct hsmca_token *tok,
                          const char *token_uri, const char *ca_id, const char *key_label,
                          const struct hsmca_mdl_subject *s, struct hsmca_mdl_ca_rec *out)
 {
-    struct hsmca_mdl_ca_rec rec, old;
+    struct hsmca_mdl_ca_rec rec;
     struct hsmca_key *key = NULL;
     X509 *x = NULL;
     enum hsmca_err rc;
@@ -160,12 +181,8 @@ hsmca_mdl_ca_create_iaca(const struct hsmca_mdl_ctx *c, struct hsmca_token *tok,
         strlen(token_uri) + strlen(key_label) + 9 > HSMCA_URI_MAX)
         return HSMCA_E_INVALID_ARG;
     memset(&rec, 0, sizeof(rec));
-    memset(&old, 0, sizeof(old));
-    rc = hsmca_store_mdl_ca_get(c->ro, ca_id, &old);
-    hsmca_mdl_ca_rec_clear(&old);
-    if (rc == HSMCA_OK)
-        return HSMCA_E_EXISTS;
-    if (rc != HSMCA_E_NOT_FOUND)
+    rc = id_unused(c, ca_id);
+    if (rc != HSMCA_OK)
         return rc;
     rc = keygen(c, tok, ca_id, token_uri, key_label, &key);
     if (rc != HSMCA_OK)
@@ -178,16 +195,28 @@ hsmca_mdl_ca_create_iaca(const struct hsmca_mdl_ctx *c, struct hsmca_token *tok,
     snprintf(rec.kind, sizeof(rec.kind), "iaca");
     snprintf(rec.token_uri, sizeof(rec.token_uri), "%s", token_uri);
     snprintf(rec.key_uri, sizeof(rec.key_uri), "%s;object=%s", token_uri, key_label);
-    rc = store_ca(c, &rec, x);
-    if (rc == HSMCA_OK) {
-        *out = rec;
-        memset(&rec, 0, sizeof(rec));
-    }
+    rc = store_ca(c, &rec, x, out);
 out:
     hsmca_mdl_ca_rec_clear(&rec);
     X509_free(x);
     hsmca_key_free(key);
     return rc;
+}
+
+/* The IACA record id and its certificate (caller clears *rec and frees *out on every path). */
+static enum hsmca_err
+iaca_load(const struct hsmca_mdl_ctx *c, const char *id, struct hsmca_mdl_ca_rec *rec, X509 **out)
+{
+    const unsigned char *p;
+    enum hsmca_err rc = hsmca_store_mdl_ca_get(c->ro, id, rec);
+
+    if (rc != HSMCA_OK)
+        return rc;
+    if (strcmp(rec->kind, "iaca") != 0)
+        return HSMCA_E_INVALID_ARG;
+    p = rec->cert_der;
+    *out = d2i_X509(NULL, &p, (long)rec->cert_len);
+    return *out != NULL ? HSMCA_OK : HSMCA_E_INTERNAL;
 }
 
 enum hsmca_err
@@ -196,10 +225,9 @@ hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_t
                        const char *key_label, const unsigned char *csr_der, size_t csr_len,
                        const char *ca_id, const char *cn, struct hsmca_mdl_ca_rec *out)
 {
-    struct hsmca_mdl_ca_rec rec, irec, old;
+    struct hsmca_mdl_ca_rec rec, irec;
     struct hsmca_key *ikey = NULL, *key = NULL;
     struct hsmca_csr *csr = NULL;
-    const unsigned char *p;
     X509 *iaca = NULL, *x = NULL;
     EVP_PKEY *pub;
     enum hsmca_err rc;
@@ -211,26 +239,12 @@ hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_t
         return HSMCA_E_INVALID_ARG;
     memset(&rec, 0, sizeof(rec));
     memset(&irec, 0, sizeof(irec));
-    memset(&old, 0, sizeof(old));
-    rc = hsmca_store_mdl_ca_get(c->ro, ca_id, &old);
-    hsmca_mdl_ca_rec_clear(&old);
-    if (rc == HSMCA_OK)
-        return HSMCA_E_EXISTS;
-    if (rc != HSMCA_E_NOT_FOUND)
-        return rc;
-    rc = hsmca_store_mdl_ca_get(c->ro, iaca_id, &irec);
+    rc = id_unused(c, ca_id);
     if (rc != HSMCA_OK)
         return rc;
-    if (strcmp(irec.kind, "iaca") != 0) {
-        rc = HSMCA_E_INVALID_ARG;
+    rc = iaca_load(c, iaca_id, &irec, &iaca);
+    if (rc != HSMCA_OK)
         goto out;
-    }
-    p = irec.cert_der;
-    iaca = d2i_X509(NULL, &p, (long)irec.cert_len);
-    if (iaca == NULL) {
-        rc = HSMCA_E_INTERNAL;
-        goto out;
-    }
     rc = hsmca_token_find_key(iaca_tok, irec.key_uri, &ikey);
     if (rc != HSMCA_OK)
         goto out;
@@ -260,11 +274,7 @@ hsmca_mdl_ca_create_ds(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_t
         snprintf(rec.token_uri, sizeof(rec.token_uri), "%s", ds_token_uri);
         snprintf(rec.key_uri, sizeof(rec.key_uri), "%s;object=%s", ds_token_uri, key_label);
     }
-    rc = store_ca(c, &rec, x);
-    if (rc == HSMCA_OK) {
-        *out = rec;
-        memset(&rec, 0, sizeof(rec));
-    }
+    rc = store_ca(c, &rec, x, out);
 out:
     hsmca_mdl_ca_rec_clear(&rec);
     hsmca_mdl_ca_rec_clear(&irec);
@@ -330,38 +340,6 @@ hsmca_mdl_ca_revoke_ds(const struct hsmca_mdl_ctx *c, const char *ds_id, int rea
     return rc;
 }
 
-struct crl_collect {
-    struct hsmca_crl_entry *e;
-    size_t n, cap;
-};
-
-static enum hsmca_err
-collect(void *arg, const struct hsmca_revoked_rec *r)
-{
-    struct crl_collect *cc = arg;
-
-    if (cc->n == cc->cap) {
-        size_t cap = cc->cap == 0 ? 16 : cc->cap * 2;
-        struct hsmca_crl_entry *e;
-
-        if (cap > 1000000)
-            return HSMCA_E_TOO_LARGE;
-        e = realloc(cc->e, cap * sizeof(*e));
-        if (e == NULL)
-            return HSMCA_E_NOMEM;
-        cc->e = e;
-        cc->cap = cap;
-    }
-    memset(&cc->e[cc->n], 0, sizeof(cc->e[cc->n]));
-    memcpy(cc->e[cc->n].serial, r->serial, r->serial_len);
-    cc->e[cc->n].serial_len = r->serial_len;
-    cc->e[cc->n].revoked_at = (time_t)(r->revoked_ms / 1000);
-    cc->e[cc->n].reason = r->reason;
-    cc->e[cc->n].invalidity = (time_t)(r->invalidity_ms / 1000);
-    cc->n++;
-    return HSMCA_OK;
-}
-
 struct crl_apply {
     const char *ca;
     const struct hsmca_crl_rec *crl;
@@ -381,15 +359,14 @@ hsmca_mdl_crl_sign(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_tok, 
 {
     struct hsmca_mdl_ca_rec irec;
     struct hsmca_crl_rec prev, crl;
-    struct crl_collect cc = {NULL, 0, 0};
+    struct hsmca_crl_entries cc = {NULL, 0, 0};
     struct hsmca_crl_params cp;
     struct hsmca_key *key = NULL;
     struct crl_apply a;
-    const unsigned char *p;
     X509 *iaca = NULL;
-    unsigned char *der = NULL, dg[32];
+    unsigned char *der = NULL, dg[HSMCA_SHA256_LEN];
     size_t der_len = 0;
-    char target[HSMCA_CA_ID_MAX + 8], hex[65];
+    char target[HSMCA_CA_ID_MAX + 8], hex[HSMCA_SHA256_HEX_SIZE];
     json_t *d;
     enum hsmca_err rc;
     time_t now = (time_t)(c != NULL ? c->now_ms / 1000 : 0);
@@ -399,23 +376,13 @@ hsmca_mdl_crl_sign(const struct hsmca_mdl_ctx *c, struct hsmca_token *iaca_tok, 
     memset(&irec, 0, sizeof(irec));
     memset(&prev, 0, sizeof(prev));
     memset(&crl, 0, sizeof(crl));
-    rc = hsmca_store_mdl_ca_get(c->ro, iaca_id, &irec);
+    rc = iaca_load(c, iaca_id, &irec, &iaca);
     if (rc != HSMCA_OK)
-        return rc;
-    if (strcmp(irec.kind, "iaca") != 0) {
-        rc = HSMCA_E_INVALID_ARG;
         goto out;
-    }
-    p = irec.cert_der;
-    iaca = d2i_X509(NULL, &p, (long)irec.cert_len);
-    if (iaca == NULL) {
-        rc = HSMCA_E_INTERNAL;
-        goto out;
-    }
     rc = hsmca_store_mdl_crl_get(c->ro, iaca_id, &prev);
     if (rc != HSMCA_OK && rc != HSMCA_E_NOT_FOUND)
         goto out;
-    rc = hsmca_store_mdl_revoked_list(c->ro, iaca_id, collect, &cc);
+    rc = hsmca_store_mdl_revoked_list(c->ro, iaca_id, hsmca_crl_entries_add, &cc);
     if (rc != HSMCA_OK)
         goto out;
     rc = hsmca_token_find_key(iaca_tok, irec.key_uri, &key);

@@ -208,6 +208,18 @@ serial_random(X509 *x)
     return ok;
 }
 
+/* v3, a random serial, subject, issuer, notBefore nb, notAfter days later less 1 s, pub: 1 or 0 */
+static int
+frame(X509 *x, const X509_NAME *subject, const X509_NAME *issuer, time_t nb, uint32_t days,
+      EVP_PKEY *pub)
+{
+    return X509_set_version(x, X509_VERSION_3) == 1 && serial_random(x) &&
+           X509_set_subject_name(x, subject) == 1 && X509_set_issuer_name(x, issuer) == 1 &&
+           X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &nb) != NULL &&
+           X509_time_adj_ex(X509_getm_notAfter(x), (int)days, -1, &nb) != NULL &&
+           X509_set_pubkey(x, pub) == 1;
+}
+
 static int
 name_add(X509_NAME *n, int nid, int type, const char *v)
 {
@@ -284,11 +296,7 @@ hsmca_mdl_iaca_build(const struct hsmca_mdl_profile *p, const struct hsmca_mdl_s
         !name_add(n, NID_organizationName, MBSTRING_UTF8, s->org) ||
         !name_add(n, NID_commonName, MBSTRING_UTF8, s->cn != NULL ? s->cn : p->cn_default))
         goto out;
-    if (X509_set_version(x, X509_VERSION_3) != 1 || !serial_random(x) ||
-        X509_set_subject_name(x, n) != 1 || X509_set_issuer_name(x, n) != 1 ||
-        X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &nb) == NULL ||
-        X509_time_adj_ex(X509_getm_notAfter(x), (int)p->days, -1, &nb) == NULL ||
-        X509_set_pubkey(x, pub) != 1)
+    if (!frame(x, n, n, nb, p->days, pub))
         goto out;
     bc->ca = 0xFF;
     bc->pathlen = ASN1_INTEGER_new();
@@ -355,11 +363,7 @@ hsmca_mdl_ds_build(const struct hsmca_mdl_profile *p, const char *cn, const char
         !copy_entry(n, in, NID_organizationName) ||
         !name_add(n, NID_commonName, MBSTRING_UTF8, cn != NULL ? cn : p->cn_default))
         goto out;
-    if (X509_set_version(x, X509_VERSION_3) != 1 || !serial_random(x) ||
-        X509_set_subject_name(x, n) != 1 || X509_set_issuer_name(x, in) != 1 ||
-        X509_time_adj_ex(X509_getm_notBefore(x), 0, 0, &nb) == NULL ||
-        X509_time_adj_ex(X509_getm_notAfter(x), (int)p->days, -1, &nb) == NULL ||
-        X509_set_pubkey(x, pub) != 1)
+    if (!frame(x, n, in, nb, p->days, pub))
         goto out;
     /* never beyond the IACA */
     if (ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(iaca)) > 0 &&

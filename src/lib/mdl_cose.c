@@ -19,6 +19,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/mdl.h"
+#include "hsmca/sizes.h"
 
 #define COSE_LABEL_ALG 1
 #define COSE_LABEL_X5CHAIN 33
@@ -438,7 +439,7 @@ protected_bytes(unsigned char **out, size_t *len)
 
 static enum hsmca_err
 tbs(const unsigned char *prot, size_t prot_len, const unsigned char *payload, size_t payload_len,
-    unsigned char out[32])
+    unsigned char out[HSMCA_SHA256_LEN])
 {
     cbor_item_t *a = cbor_new_definite_array(4);
     unsigned char *buf = NULL;
@@ -462,7 +463,8 @@ tbs(const unsigned char *prot, size_t prot_len, const unsigned char *payload, si
 }
 
 enum hsmca_err
-hsmca_mdl_tbs_digest(const unsigned char *payload, size_t payload_len, unsigned char out[32])
+hsmca_mdl_tbs_digest(const unsigned char *payload, size_t payload_len,
+                     unsigned char out[HSMCA_SHA256_LEN])
 {
     unsigned char *prot = NULL;
     size_t plen = 0;
@@ -551,7 +553,7 @@ hsmca_mdl_sign1_verify(const unsigned char *cose, size_t len, const unsigned cha
     cbor_item_t *top, **el, *prot = NULL, *alg, *x5 = NULL;
     const unsigned char *payload, *p;
     size_t payload_len;
-    unsigned char dgst[32];
+    unsigned char dgst[HSMCA_SHA256_LEN];
     X509 *cert = NULL;
     EVP_PKEY *pub;
     ECDSA_SIG *sig = NULL;

@@ -30,6 +30,7 @@
 #include "hsmca/matter.h"
 #include "hsmca/seal.h"
 #include "hsmca/shamir.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
@@ -60,24 +61,13 @@ hsmca_q_rd(const struct hsmca_quorum *q)
 int
 hsmca_q_name_ok(const char *s)
 {
-    size_t i, n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > HSMCA_QUORUM_NAME_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return s != NULL && hsmca_word_ok(s, strlen(s), HSMCA_QUORUM_NAME_MAX, 0, "._-");
 }
 
 void
-hsmca_q_hex32(const unsigned char *in, char out[65])
+hsmca_q_hex32(const unsigned char *in, char out[HSMCA_SHA256_HEX_SIZE])
 {
-    hsmca_hex_encode(in, 32, out, 65);
+    hsmca_hex_encode(in, HSMCA_SHA256_LEN, out, HSMCA_SHA256_HEX_SIZE);
 }
 
 static void
@@ -96,7 +86,7 @@ be64(unsigned char out[8], uint64_t v)
  * OpenSSL fails.
  */
 int
-hsmca_q_sha256v(unsigned char out[32], ...)
+hsmca_q_sha256v(unsigned char out[HSMCA_SHA256_LEN], ...)
 {
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     const void *p;
@@ -113,14 +103,14 @@ hsmca_q_sha256v(unsigned char out[32], ...)
     ok = ok && EVP_DigestFinal_ex(c, out, NULL) == 1;
     EVP_MD_CTX_free(c);
     if (!ok)
-        memset(out, 0, 32);
+        memset(out, 0, HSMCA_SHA256_LEN);
     return ok ? 0 : -1;
 }
 
 /* c_i = SHA-256("hsmca-share-commit-v1\0" || label || "\0" || epoch(8, BE) || index(1) || share) */
 int
 hsmca_q_share_commit(const char *label, uint64_t epoch, unsigned idx, const unsigned char *share,
-                     size_t len, unsigned char out[32])
+                     size_t len, unsigned char out[HSMCA_SHA256_LEN])
 {
     unsigned char e[8], x = (unsigned char)idx;
 
@@ -132,7 +122,7 @@ hsmca_q_share_commit(const char *label, uint64_t epoch, unsigned idx, const unsi
 /* c_pin = SHA-256("hsmca-pin-commit-v1\0" || salt(32) || label || "\0" || epoch(8, BE) || PIN) */
 int
 hsmca_q_pin_commit(const unsigned char salt[32], const char *label, uint64_t epoch,
-                   const struct hsmca_secret *pin, unsigned char out[32])
+                   const struct hsmca_secret *pin, unsigned char out[HSMCA_SHA256_LEN])
 {
     unsigned char e[8];
 
@@ -189,13 +179,13 @@ hsmca_q_spki_parse(const unsigned char *der, size_t len)
  */
 enum hsmca_err
 hsmca_q_policy_canon(const char *text, size_t len, unsigned m, size_t n, char **canon,
-                     char hash[65])
+                     char hash[HSMCA_SHA256_HEX_SIZE])
 {
     json_t *root = NULL, *th = NULL, *v;
     json_error_t jerr;
     const char *k;
     const struct hsmca_qop *op;
-    unsigned char d[32];
+    unsigned char d[HSMCA_SHA256_LEN];
     int version = 0;
     size_t i;
     char *out = NULL;
@@ -272,14 +262,9 @@ hsmca_q_audit_ex(struct hsmca_quorum *q, const struct hsmca_quorum_principal *wh
 
     if (detail != NULL && d == NULL)
         return HSMCA_E_NOMEM;
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = who != NULL && who->name != NULL ? who->name : "system";
-    ev.role = who != NULL && who->role != NULL ? who->role : "system";
-    ev.action = action;
-    ev.target = target;
-    ev.outcome = outcome;
-    ev.detail_json = d;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, who != NULL && who->name != NULL ? who->name : "system",
+                          who != NULL && who->role != NULL ? who->role : "system", action, target,
+                          outcome, d);
     ev.closes_intent = closes;
     rc = hsmca_audit_append(q->cfg.audit, &ev, apply, arg, &r);
     free(d);
@@ -375,7 +360,7 @@ static enum hsmca_err
 approver_json(void *arg, const struct hsmca_qapprover *r)
 {
     struct appr_json_ctx *c = arg;
-    char *b = hsmca_b64_encode(r->spki, r->spki_len), fpr[65];
+    char *b = hsmca_b64_encode(r->spki, r->spki_len), fpr[HSMCA_SHA256_HEX_SIZE];
     json_t *o;
 
     if (b == NULL)
@@ -441,7 +426,7 @@ hsmca_quorum_approval_check(const char *json, size_t len)
 enum hsmca_err
 hsmca_quorum_policy_check(const char *text, size_t len, unsigned m, unsigned n)
 {
-    char *canon = NULL, hash[65];
+    char *canon = NULL, hash[HSMCA_SHA256_HEX_SIZE];
     enum hsmca_err rc = hsmca_q_policy_canon(text, len, m, n, &canon, hash);
 
     free(canon);

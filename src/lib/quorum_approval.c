@@ -24,6 +24,7 @@
 #include "hsmca/quorum.h"
 #include "hsmca/seal.h"
 #include "hsmca/shamir.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
@@ -141,7 +142,7 @@ hsmca_q_open_share(struct hsmca_quorum *q, const struct req_view *v, EVP_PKEY *r
     struct share_find f;
     struct hsmca_seal_ad ad;
     struct hsmca_secret s = {NULL, 0};
-    unsigned char *sealed = NULL, c[32];
+    unsigned char *sealed = NULL, c[HSMCA_SHA256_LEN];
     size_t sealed_len = 0;
     enum hsmca_err rc;
 
@@ -178,7 +179,7 @@ hsmca_q_open_share(struct hsmca_quorum *q, const struct req_view *v, EVP_PKEY *r
         return HSMCA_E_QUORUM_SHARE_INVALID;
     }
     if (hsmca_q_share_commit(label, t.epoch, f.s.idx, s.p, s.len, c) != 0 ||
-        CRYPTO_memcmp(c, f.s.commit, 32) != 0) {
+        CRYPTO_memcmp(c, f.s.commit, HSMCA_SHA256_LEN) != 0) {
         hsmca_secret_clear(&s);
         return HSMCA_E_QUORUM_SHARE_INVALID;
     }
@@ -271,7 +272,7 @@ check_approval(struct hsmca_quorum *q, const char *request_id, const struct appr
     }
     /* separation of duties: never the requester, by principal or by key */
     {
-        char fpr[65];
+        char fpr[HSMCA_SHA256_HEX_SIZE];
 
         hsmca_q_hex32(ap.fingerprint, fpr);
         if (hsmca_approval_by_requester(ap.name, fpr, v->principal, v->req_key)) {

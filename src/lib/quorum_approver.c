@@ -24,6 +24,7 @@
 #include "hsmca/quorum.h"
 #include "hsmca/seal.h"
 #include "hsmca/shamir.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
@@ -46,7 +47,7 @@ enum hsmca_err
 hsmca_q_env_parse(const char *text, size_t len, struct env_view *e)
 {
     json_t *view = NULL; /* hsmcad's view in a person's terms: never signed, never trusted */
-    char hex[65];
+    char hex[HSMCA_SHA256_HEX_SIZE];
 
     memset(e, 0, sizeof(*e));
     if (text == NULL || len == 0 || len > HSMCA_QUORUM_ENVELOPE_MAX)
@@ -82,17 +83,18 @@ fmt_time(int64_t ms, char *out, size_t n)
 
 /* Sign a 32-byte digest with the signer (token or software key): DER into sig. */
 static enum hsmca_err
-signer_sign(const struct hsmca_quorum_signer *s, const unsigned char dgst[32], unsigned char *sig,
-            size_t sig_max, size_t *sig_len)
+signer_sign(const struct hsmca_quorum_signer *s, const unsigned char dgst[HSMCA_SHA256_LEN],
+            unsigned char *sig, size_t sig_max, size_t *sig_len)
 {
     EVP_PKEY_CTX *c;
     size_t n = sig_max;
     enum hsmca_err rc = HSMCA_E_SIGN_FAILED;
 
     if (s->key != NULL)
-        return hsmca_key_sign_digest(s->key, dgst, 32, sig, sig_max, sig_len);
+        return hsmca_key_sign_digest(s->key, dgst, HSMCA_SHA256_LEN, sig, sig_max, sig_len);
     c = EVP_PKEY_CTX_new(s->soft, NULL);
-    if (c != NULL && EVP_PKEY_sign_init(c) == 1 && EVP_PKEY_sign(c, sig, &n, dgst, 32) == 1) {
+    if (c != NULL && EVP_PKEY_sign_init(c) == 1 &&
+        EVP_PKEY_sign(c, sig, &n, dgst, HSMCA_SHA256_LEN) == 1) {
         *sig_len = n;
         rc = HSMCA_OK;
     }
@@ -284,7 +286,7 @@ enum hsmca_err
 hsmca_quorum_enroll_pop(const struct hsmca_quorum_signer *s, EVP_PKEY *pub,
                         const char *token_serial, char **pop_b64)
 {
-    unsigned char *spki = NULL, d[32], sig[HSMCA_ECDSA_P256_DER_MAX];
+    unsigned char *spki = NULL, d[HSMCA_SHA256_LEN], sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t spki_len = 0, sig_len = 0;
     enum hsmca_err rc;
 

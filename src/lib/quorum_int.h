@@ -27,6 +27,7 @@
 #include "hsmca/b64.h"
 #include "hsmca/quorum.h"
 #include "hsmca/secret.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_quorum.h"
 
 #define SHARE_LEN (HSMCA_QUORUM_PIN_LEN + 1)
@@ -76,7 +77,7 @@ struct req_view {
     const char *id, *op, *policy_hash, *request_key, *principal, *req_key;
     json_t *params, *tokens, *checkpoint;
     json_int_t epoch, created, expires;
-    unsigned char digest[32];
+    unsigned char digest[HSMCA_SHA256_LEN];
 };
 
 struct appr_view {
@@ -177,17 +178,18 @@ struct hsmca_qop {
 int64_t hsmca_q_now_ms(const struct hsmca_quorum *q);
 struct hsmca_store *hsmca_q_rd(const struct hsmca_quorum *q);
 int hsmca_q_name_ok(const char *s);
-void hsmca_q_hex32(const unsigned char *in, char out[65]);
-int hsmca_q_sha256v(unsigned char out[32], ...);
+void hsmca_q_hex32(const unsigned char *in, char out[HSMCA_SHA256_HEX_SIZE]);
+int hsmca_q_sha256v(unsigned char out[HSMCA_SHA256_LEN], ...);
 int hsmca_q_share_commit(const char *label, uint64_t epoch, unsigned idx,
-                         const unsigned char *share, size_t len, unsigned char out[32]);
+                         const unsigned char *share, size_t len,
+                         unsigned char out[HSMCA_SHA256_LEN]);
 int hsmca_q_pin_commit(const unsigned char salt[32], const char *label, uint64_t epoch,
-                       const struct hsmca_secret *pin, unsigned char out[32]);
+                       const struct hsmca_secret *pin, unsigned char out[HSMCA_SHA256_LEN]);
 enum hsmca_err hsmca_q_spki_der(EVP_PKEY *k, unsigned char **out, size_t *out_len);
 int hsmca_q_is_p256(EVP_PKEY *k);
 EVP_PKEY *hsmca_q_spki_parse(const unsigned char *der, size_t len);
 enum hsmca_err hsmca_q_policy_canon(const char *text, size_t len, unsigned m, size_t n,
-                                    char **canon, char hash[65]);
+                                    char **canon, char hash[HSMCA_SHA256_HEX_SIZE]);
 unsigned hsmca_q_policy_threshold(const char *canon, const char *op);
 enum hsmca_err hsmca_q_audit_ex(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,
                                 const char *action, const char *target, const char *outcome,

@@ -144,14 +144,7 @@ revoke_pai(struct hsmca_audit *a, struct hsmca_store *ro, json_t *params, const 
     if (detail == NULL)
         return HSMCA_E_NOMEM;
     snprintf(target, sizeof(target), "ca/%s", pai->id);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "system";
-    ev.role = "system";
-    ev.action = "ca.revoke";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, "system", "system", "ca.revoke", target, "ok", detail);
     rc = hsmca_audit_append(a, &ev, apply_ca_revoke, &ap, NULL);
     free(detail);
     (void)ro;

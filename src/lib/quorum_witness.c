@@ -25,6 +25,7 @@
 #include "hsmca/quorum.h"
 #include "hsmca/seal.h"
 #include "hsmca/shamir.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
@@ -41,10 +42,10 @@ hsmca_quorum_witness(const char *envelope, size_t len, EVP_PKEY *audit_pub, cons
     struct env_view e;
     struct hsmca_audit_cp_fields f;
     const char *text = NULL, *sig_b64 = NULL;
-    unsigned char *sig = NULL, h[32];
+    unsigned char *sig = NULL, h[HSMCA_SHA256_LEN];
     size_t sig_len = 0;
     json_t *old = NULL, *neu = NULL;
-    char head[65], hash[65];
+    char head[HSMCA_SHA256_HEX_SIZE], hash[HSMCA_SHA256_HEX_SIZE];
     enum hsmca_err rc;
 
     if (audit_pub == NULL || state_out == NULL)

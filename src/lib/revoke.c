@@ -14,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/crl.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/util.h"
 
@@ -105,14 +106,7 @@ hsmca_revoke_submit(struct hsmca_audit *a, struct hsmca_revocation *rv, const ch
     if (hsmca_revoke_detail(rv, detail, sizeof(detail)) != 0)
         return HSMCA_E_INTERNAL;
     snprintf(target, sizeof(target), "ca/%s", rv->ca);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = actor;
-    ev.role = role;
-    ev.action = "cert.revoke";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, actor, role, "cert.revoke", target, "ok", detail);
     return hsmca_audit_submit(a, &ev, hsmca_revoke_apply, rv, done, done_arg);
 }
 
@@ -156,8 +150,8 @@ hsmca_crl_issue(struct hsmca_audit *a, struct hsmca_store *ro, const struct hsmc
     struct hsmca_audit_event ev;
     struct hsmca_crl_rec rec;
     struct crl_put put;
-    unsigned char d[32];
-    char hex[65], target[HSMCA_CA_ID_MAX + 8], *detail = NULL;
+    unsigned char d[HSMCA_SHA256_LEN];
+    char hex[HSMCA_SHA256_HEX_SIZE], target[HSMCA_CA_ID_MAX + 8], *detail = NULL;
     size_t entries = 0;
     json_t *o;
     enum hsmca_err rc;
@@ -170,7 +164,7 @@ hsmca_crl_issue(struct hsmca_audit *a, struct hsmca_store *ro, const struct hsmc
     if (rc != HSMCA_OK)
         return rc;
     SHA256(rec.der, rec.der_len, d);
-    hsmca_hex_encode(d, 32, hex, sizeof(hex));
+    hsmca_hex_encode(d, HSMCA_SHA256_LEN, hex, sizeof(hex));
     o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "ca", ca->id, "entries",
                   (json_int_t)entries, "number", (json_int_t)rec.number, "this_update",
                   (json_int_t)rec.this_update, "next_update", (json_int_t)rec.next_update, "sha256",
@@ -184,14 +178,7 @@ hsmca_crl_issue(struct hsmca_audit *a, struct hsmca_store *ro, const struct hsmc
         return HSMCA_E_NOMEM;
     }
     snprintf(target, sizeof(target), "ca/%s", ca->id);
-    memset(&ev, 0, sizeof(ev));
-    ev.actor = "system";
-    ev.role = "system";
-    ev.action = "crl.sign";
-    ev.target = target;
-    ev.outcome = "ok";
-    ev.detail_json = detail;
-    ev.kid = "";
+    hsmca_audit_event_set(&ev, "system", "system", "crl.sign", target, "ok", detail);
     put.ca = ca->id;
     put.rec = &rec;
     rc = hsmca_audit_append(a, &ev, crl_put_apply, &put, NULL);

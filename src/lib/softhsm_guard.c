@@ -18,6 +18,7 @@
 #include <openssl/sha.h>
 
 #include "hsmca/log.h"
+#include "hsmca/sizes.h"
 #include "hsmca/util.h"
 
 #define TOKEN_FILE_MAX (1u << 20)
@@ -188,7 +189,7 @@ write_durable(const char *path, const unsigned char *buf, size_t len)
 static enum hsmca_err
 copy_verified(const char *src, const char *dst)
 {
-    unsigned char *a = NULL, *b = NULL, ha[32], hb[32];
+    unsigned char *a = NULL, *b = NULL, ha[HSMCA_SHA256_LEN], hb[HSMCA_SHA256_LEN];
     size_t alen = 0, blen = 0;
     enum hsmca_err rc;
 
@@ -202,7 +203,7 @@ copy_verified(const char *src, const char *dst)
     if (rc == HSMCA_OK) {
         SHA256(a, alen, ha);
         SHA256(b, blen, hb);
-        if (alen != blen || CRYPTO_memcmp(ha, hb, 32) != 0)
+        if (alen != blen || CRYPTO_memcmp(ha, hb, HSMCA_SHA256_LEN) != 0)
             rc = HSMCA_E_IO;
     }
     free(a);

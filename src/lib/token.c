@@ -176,6 +176,17 @@ hsmca_token_open(struct hsmca_p11 *p11, const char *uri, struct hsmca_token **ou
     return open_slot(p11, found, out);
 }
 
+/* Lock tok when no key handle of it is open (HSMCA_OK, tok->lock held), else HSMCA_E_BUSY. */
+static enum hsmca_err
+lock_idle(struct hsmca_token *tok)
+{
+    pthread_mutex_lock(&tok->lock);
+    if (tok->nkeys == 0)
+        return HSMCA_OK;
+    pthread_mutex_unlock(&tok->lock);
+    return HSMCA_E_BUSY;
+}
+
 enum hsmca_err
 hsmca_token_free(struct hsmca_token *tok)
 {
@@ -183,11 +194,8 @@ hsmca_token_free(struct hsmca_token *tok)
 
     if (tok == NULL)
         return HSMCA_OK;
-    pthread_mutex_lock(&tok->lock);
-    if (tok->nkeys != 0) {
-        pthread_mutex_unlock(&tok->lock);
+    if (lock_idle(tok) != HSMCA_OK)
         return HSMCA_E_BUSY;
-    }
     pthread_mutex_unlock(&tok->lock);
     p11 = tok->p11;
     /* Closing the control session does not log out while libp11's pool sessions stay open;
@@ -402,11 +410,8 @@ hsmca_token_logout(struct hsmca_token *tok)
 
     if (tok == NULL)
         return HSMCA_E_INVALID_ARG;
-    pthread_mutex_lock(&tok->lock);
-    if (tok->nkeys != 0) {
-        pthread_mutex_unlock(&tok->lock);
+    if (lock_idle(tok) != HSMCA_OK)
         return HSMCA_E_BUSY;
-    }
     rv = tok->p11->f->C_Logout(tok->session);
     tok->logged_in = 0;
     pthread_mutex_unlock(&tok->lock);

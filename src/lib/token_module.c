@@ -127,6 +127,31 @@ shared_function_list(struct hsmca_p11 *p, const char *path)
     return HSMCA_OK;
 }
 
+/*
+ * Tear p down. Order matters (SoftHSM's static destructors crash if OpenSSL or libp11 go first):
+ * libp11's slots and sessions, then C_Finalize (when hsmca initialised the module) and unload,
+ * then our own handle.
+ */
+static void
+p11_destroy(struct hsmca_p11 *p)
+{
+    while (p->narrays > 0) {
+        struct slot_array *a = &p->arrays[--p->narrays];
+
+        PKCS11_release_all_slots(p->ctx, a->slots, a->n);
+    }
+    if (p->own_init)
+        (void)p->f->C_Finalize(NULL);
+    if (p->ctx != NULL) {
+        PKCS11_CTX_unload(p->ctx);
+        PKCS11_CTX_free(p->ctx);
+    }
+    if (p->dl != NULL)
+        dlclose(p->dl);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
 enum hsmca_err
 hsmca_p11_open(const char *path, struct hsmca_p11 **out)
 {
@@ -196,18 +221,8 @@ hsmca_p11_open(const char *path, struct hsmca_p11 **out)
     p = NULL;
     rc = HSMCA_OK;
 out:
-    if (p != NULL) {
-        if (p->own_init)
-            (void)p->f->C_Finalize(NULL);
-        if (p->ctx != NULL) {
-            PKCS11_CTX_unload(p->ctx);
-            PKCS11_CTX_free(p->ctx);
-        }
-        if (p->dl != NULL)
-            dlclose(p->dl);
-        pthread_mutex_destroy(&p->lock);
-        free(p);
-    }
+    if (p != NULL)
+        p11_destroy(p);
     return rc;
 }
 
@@ -222,20 +237,6 @@ hsmca_p11_free(struct hsmca_p11 *p11)
         return HSMCA_E_BUSY;
     }
     pthread_mutex_unlock(&p11->lock);
-    /* Order matters (SoftHSM's static destructors crash if OpenSSL or libp11 go first):
-     * libp11's slots and sessions, then C_Finalize and unload, then our own handle. */
-    while (p11->narrays > 0) {
-        struct slot_array *a = &p11->arrays[--p11->narrays];
-
-        PKCS11_release_all_slots(p11->ctx, a->slots, a->n);
-    }
-    if (p11->own_init)
-        (void)p11->f->C_Finalize(NULL);
-    PKCS11_CTX_unload(p11->ctx);
-    PKCS11_CTX_free(p11->ctx);
-    if (p11->dl != NULL)
-        dlclose(p11->dl);
-    pthread_mutex_destroy(&p11->lock);
-    free(p11);
+    p11_destroy(p11);
     return HSMCA_OK;
 }

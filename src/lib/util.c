@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "hsmca/gbuf.h"
 #include "hsmca/limits.h"
@@ -145,19 +149,26 @@ hsmca_lat_bucket(uint64_t us)
 }
 
 int
-hsmca_ca_id_valid(const char *s)
+hsmca_word_ok(const char *s, size_t n, size_t max, int lower_only, const char *extra)
 {
-    size_t i, n = s != NULL ? strlen(s) : 0;
+    size_t i;
 
-    if (n == 0 || n > HSMCA_CA_ID_MAX)
+    if (s == NULL || n == 0 || n > max)
         return 0;
     for (i = 0; i < n; i++) {
         char c = s[i];
 
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (!lower_only && c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || (c != '\0' && strchr(extra, c) != NULL)))
             return 0;
     }
     return 1;
+}
+
+int
+hsmca_ca_id_valid(const char *s)
+{
+    return s != NULL && hsmca_word_ok(s, strlen(s), HSMCA_CA_ID_MAX, 1, "-");
 }
 
 void
@@ -280,4 +291,30 @@ hsmca_time_format(int64_t ms, int millis, char *out, size_t n)
         return 0;
     }
     return (size_t)len;
+}
+
+X509 *
+hsmca_x509_read(const unsigned char *in, size_t len)
+{
+    X509 *x = NULL;
+
+    if (in == NULL || len == 0 || len > INT_MAX)
+        return NULL;
+    ERR_set_mark();
+    if (len > 10 && memcmp(in, "-----BEGIN", 10) == 0) {
+        BIO *b = BIO_new_mem_buf(in, (int)len);
+
+        x = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+    } else {
+        const unsigned char *p = in;
+
+        x = d2i_X509(NULL, &p, (long)len);
+        if (x != NULL && p != in + len) {
+            X509_free(x);
+            x = NULL;
+        }
+    }
+    ERR_pop_to_mark();
+    return x;
 }

@@ -33,7 +33,7 @@
 #include "hsmca/token.h"
 #include "hsmca/util.h"
 
-static const char *const names[] = {"bob-approver", "dave-approver", "erin-approver"};
+#include "pki_common.h"
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -55,17 +55,11 @@ setup(const char *dir, const char *module, const char *policy_path, int ntok, ch
     struct hsmca_store *st = NULL;
     struct hsmca_audit *a = NULL;
     struct hsmca_quorum *q = NULL;
-    struct hsmca_secret so = {NULL, 0}, apin;
-    struct hsmca_audit_config ac;
-    struct hsmca_quorum_config qc;
+    struct hsmca_secret so = {NULL, 0};
     struct hsmca_quorum_token_in t[TOKENS_MAX];
-    struct hsmca_quorum_approver_in ap[3];
-    struct hsmca_quorum_init in;
-    struct hsmca_quorum_principal who = {"ceremony", "admin", NULL};
-    char path[1024], why[256], uris[TOKENS_MAX][128];
+    char uris[TOKENS_MAX][128];
     unsigned char *policy = NULL;
     size_t plen = 0;
-    EVP_PKEY *appr[3];
     int i;
 
     if (ntok < 1 || ntok > TOKENS_MAX)
@@ -81,58 +75,13 @@ setup(const char *dir, const char *module, const char *policy_path, int ntok, ch
         t[i].tok = toks[i];
         t[i].so_pin = &so;
     }
-    if (getenv("HSMCA_TEST_STORE_SPEC") != NULL && getenv("HSMCA_TEST_STORE_SPEC")[0] != '\0')
-        snprintf(path, sizeof(path), "%s", getenv("HSMCA_TEST_STORE_SPEC")); /* PostgreSQL */
-    else
-        snprintf(path, sizeof(path), "%s/hsmca.db", dir);
-    CHECK(hsmca_store_open(path, &st));
-    snprintf(path, sizeof(path), "%s/audit.pin", dir);
-    CHECK(hsmca_secret_read_pin_file(path, &apin));
-    CHECK(hsmca_token_open(p11, "pkcs11:token=hsmca-audit", &ta));
-    CHECK(hsmca_token_login(ta, &apin));
-    CHECK(hsmca_token_find_key(ta, "pkcs11:token=hsmca-audit;object=audit-key", &ka));
-    memset(&ac, 0, sizeof(ac));
-    ac.store = st;
-    ac.token = ta;
-    ac.key = ka;
-    ac.origin = "hsmca/test";
-    ac.genesis_detail_json = "{\"ceremony\":\"mdl-integration-test\"}";
-    if (hsmca_audit_open(&ac, &a, why, sizeof(why)) != HSMCA_OK) {
-        fprintf(stderr, "mdl_pki: audit open: %s\n", why);
+    CHECK(pki_store_open(dir, &st));
+    if (pki_log_open(dir, p11, st, "mdl-integration-test", &ta, &ka, &a, &q) != 0)
         return 1;
-    }
-    memset(&qc, 0, sizeof(qc));
-    qc.store = st;
-    qc.audit = a;
-    CHECK(hsmca_quorum_open(&qc, &q));
     CHECK(hsmca_read_file(policy_path, 1u << 16, &policy, &plen));
-    for (i = 0; i < 3; i++) {
-        FILE *f;
-
-        appr[i] = EVP_EC_gen("P-256");
-        if (appr[i] == NULL)
-            return 1;
-        snprintf(path, sizeof(path), "%s/%s.key.pem", dir, names[i]);
-        f = fopen(path, "w");
-        if (f == NULL || PEM_write_PrivateKey(f, appr[i], NULL, NULL, 0, NULL, NULL) != 1 ||
-            fclose(f) != 0)
-            return 1;
-        ap[i].name = names[i];
-        ap[i].pub = appr[i];
-        ap[i].token_serial = i == 0 ? "s0" : i == 1 ? "s1" : "s2";
-    }
-    memset(&in, 0, sizeof(in));
-    in.tokens = t;
-    in.ntokens = (size_t)ntok;
-    in.approvers = ap;
-    in.napprovers = 3;
-    in.m = 2;
-    in.policy_json = (const char *)policy;
-    in.policy_len = plen;
-    in.ceremony_id = "mdl-integration-test";
-    CHECK(hsmca_quorum_ceremony_init(q, &in, &who));
-    for (i = 0; i < 3; i++)
-        EVP_PKEY_free(appr[i]);
+    if (pki_ceremony(q, dir, t, (size_t)ntok, (const char *)policy, plen, "mdl-integration-test") !=
+        0)
+        return 1;
     free(policy);
     hsmca_quorum_free(q);
     CHECK(hsmca_audit_close(a));
@@ -144,7 +93,6 @@ setup(const char *dir, const char *module, const char *policy_path, int ntok, ch
         CHECK(hsmca_token_free(toks[i]));
     CHECK(hsmca_p11_free(p11));
     hsmca_secret_clear(&so);
-    hsmca_secret_clear(&apin);
     return 0;
 }
 

@@ -30,7 +30,7 @@
 #include "hsmca/token.h"
 #include "hsmca/util.h"
 
-static const char *const names[] = {"bob-approver", "dave-approver", "erin-approver"};
+#include "pki_common.h"
 
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
@@ -93,12 +93,11 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
     struct hsmca_audit *a = NULL;
     struct hsmca_quorum *q = NULL;
     struct hsmca_profile ppaa, ppai;
-    struct hsmca_secret user = secret("user-pin-1234"), so = secret("so-pin-1234"), apin;
+    struct hsmca_secret user = secret("user-pin-1234"), so = secret("so-pin-1234");
     unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
-    char path[1024], why[256], *policy;
-    size_t plen = 0, i;
+    char path[1024], *policy;
+    size_t plen = 0;
     X509 *paa = NULL, *pai = NULL;
-    EVP_PKEY *appr[3];
     time_t now = time(NULL);
 
     CHECK(hsmca_secure_heap_init(0));
@@ -140,76 +139,22 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
             return 1;
     }
 
-    if (getenv("HSMCA_TEST_STORE_SPEC") != NULL && getenv("HSMCA_TEST_STORE_SPEC")[0] != '\0')
-        snprintf(path, sizeof(path), "%s", getenv("HSMCA_TEST_STORE_SPEC"));
-    else
-        snprintf(path, sizeof(path), "%s/hsmca.db", dir);
-    CHECK(hsmca_store_open(path, &st));
+    CHECK(pki_store_open(dir, &st));
     CHECK(hsmca_store_begin(st));
     put_ca(st, "paa-1", "paa", "", "hsmca-paa", "paa-key", -1, paa);
     put_ca(st, "pai-8000", "pai", "paa-1", "hsmca-pai-8000", "pai-key", 0x8000, pai);
     CHECK(hsmca_store_commit(st));
 
-    snprintf(path, sizeof(path), "%s/audit.pin", dir);
-    CHECK(hsmca_secret_read_pin_file(path, &apin));
-    CHECK(hsmca_token_open(p11, "pkcs11:token=hsmca-audit", &ta));
-    CHECK(hsmca_token_login(ta, &apin));
-    CHECK(hsmca_token_find_key(ta, "pkcs11:token=hsmca-audit;object=audit-key", &ka));
-    {
-        struct hsmca_audit_config ac;
-        struct hsmca_quorum_config qc;
-
-        memset(&ac, 0, sizeof(ac));
-        ac.store = st;
-        ac.token = ta;
-        ac.key = ka;
-        ac.origin = "hsmca/test";
-        ac.genesis_detail_json = "{\"ceremony\":\"integration-test\"}";
-        if (hsmca_audit_open(&ac, &a, why, sizeof(why)) != HSMCA_OK) {
-            fprintf(stderr, "pki: audit open: %s\n", why);
-            return 1;
-        }
-        memset(&qc, 0, sizeof(qc));
-        qc.store = st;
-        qc.audit = a;
-        CHECK(hsmca_quorum_open(&qc, &q));
-    }
+    if (pki_log_open(dir, p11, st, "integration-test", &ta, &ka, &a, &q) != 0)
+        return 1;
     policy = slurp(policy_path, &plen);
     if (ceremony) {
         struct hsmca_quorum_token_in t[2] = {
             {"hsmca-pai-8000", "pkcs11:token=hsmca-pai-8000", tpai, &so},
             {"hsmca-paa", "pkcs11:token=hsmca-paa", tpaa, &so}};
-        struct hsmca_quorum_approver_in ap[3];
-        struct hsmca_quorum_init in;
-        struct hsmca_quorum_principal who = {"ceremony", "admin", NULL};
 
-        for (i = 0; i < 3; i++) {
-            FILE *f;
-
-            appr[i] = EVP_EC_gen("P-256");
-            if (appr[i] == NULL)
-                return 1;
-            snprintf(path, sizeof(path), "%s/%s.key.pem", dir, names[i]);
-            f = fopen(path, "w");
-            if (f == NULL || PEM_write_PrivateKey(f, appr[i], NULL, NULL, 0, NULL, NULL) != 1 ||
-                fclose(f) != 0)
-                return 1;
-            ap[i].name = names[i];
-            ap[i].pub = appr[i];
-            ap[i].token_serial = i == 0 ? "s0" : i == 1 ? "s1" : "s2";
-        }
-        memset(&in, 0, sizeof(in));
-        in.tokens = t;
-        in.ntokens = ceremony == 2 ? 2 : 1;
-        in.approvers = ap;
-        in.napprovers = 3;
-        in.m = 2;
-        in.policy_json = policy;
-        in.policy_len = plen;
-        in.ceremony_id = "integration-test";
-        CHECK(hsmca_quorum_ceremony_init(q, &in, &who));
-        for (i = 0; i < 3; i++)
-            EVP_PKEY_free(appr[i]);
+        if (pki_ceremony(q, dir, t, ceremony == 2 ? 2 : 1, policy, plen, "integration-test") != 0)
+            return 1;
     }
     free(policy);
     hsmca_quorum_free(q);
@@ -225,7 +170,6 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
     X509_free(pai);
     hsmca_secret_clear(&user);
     hsmca_secret_clear(&so);
-    hsmca_secret_clear(&apin);
     return 0;
 }
 

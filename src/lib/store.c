@@ -784,6 +784,24 @@ hsmca_store_row_by_text(struct hsmca_store *st, const char *sql, const char *key
 }
 
 enum hsmca_err
+hsmca_store_done(struct hsmca_store *st, struct hsmca_q *q, int src)
+{
+    enum hsmca_err rc = hsmca_store_rc(st, src, 1);
+
+    hsmca_store_release(st, q);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_step_done(struct hsmca_store *st, struct hsmca_q *q, int src)
+{
+    if (src == SQLITE_OK)
+        src = hsmca_q_step(q);
+    return hsmca_store_done(st, q, src);
+}
+
+enum hsmca_err
 hsmca_store_lock_txn(struct hsmca_store *st)
 {
     pthread_mutex_lock(&st->lock);

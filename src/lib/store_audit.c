@@ -16,7 +16,6 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
                       const unsigned char hash[32])
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     if (st == NULL || line == NULL || hash == NULL || seq == 0 || seq > INT64_MAX)
@@ -33,12 +32,7 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
         hsmca_q_blob(s, 2, line, len);
     if (src == SQLITE_OK)
         hsmca_q_blob(s, 3, hash, 32);
-    if (src == SQLITE_OK)
-        src = hsmca_q_step(s);
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_step_done(st, s, src);
 }
 
 enum hsmca_err
@@ -187,7 +181,6 @@ enum hsmca_err
 hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkpoint *cp)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     if (st == NULL || cp == NULL || cp->text == NULL || cp->sig == NULL || cp->size == 0 ||
@@ -209,12 +202,7 @@ hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkp
         hsmca_q_blob(s, 4, cp->hash, 32);
     if (src == SQLITE_OK)
         hsmca_q_blob(s, 5, cp->head, 32);
-    if (src == SQLITE_OK)
-        src = hsmca_q_step(s);
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_step_done(st, s, src);
 }
 
 static enum hsmca_err
@@ -296,7 +284,6 @@ enum hsmca_err
 hsmca_store_audit_intent_open(struct hsmca_store *st, uint64_t seq, const char *action)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     if (st == NULL || action == NULL || seq == 0 || seq > INT64_MAX)
@@ -307,12 +294,7 @@ hsmca_store_audit_intent_open(struct hsmca_store *st, uint64_t seq, const char *
         hsmca_q_int(s, 1, (int64_t)seq);
     if (src == SQLITE_OK)
         hsmca_q_text(s, 2, action);
-    if (src == SQLITE_OK)
-        src = hsmca_q_step(s);
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_step_done(st, s, src);
 }
 
 enum hsmca_err
@@ -385,7 +367,6 @@ enum hsmca_err
 hsmca_store_audit_lock(struct hsmca_store *st)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     if (st == NULL)
@@ -395,12 +376,7 @@ hsmca_store_audit_lock(struct hsmca_store *st)
     if (hsmca_store_lock_txn(st) != HSMCA_OK)
         return HSMCA_E_INVALID_ARG;
     src = hsmca_store_prepare(st, AUDIT_CHAIN_LOCK, &s);
-    if (src == SQLITE_OK)
-        src = hsmca_q_step(s);
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_step_done(st, s, src);
 }
 
 /* the session advisory lock of the intents (PostgreSQL): "hsmca-audit-intents" */

@@ -67,7 +67,6 @@ enum hsmca_err
 hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     if (st == NULL || ca == NULL || ca->id[0] == '\0' ||
@@ -95,10 +94,7 @@ hsmca_store_ca_put(struct hsmca_store *st, const struct hsmca_ca_rec *ca)
         hsmca_q_int(s, 9, ca->created_ms);
         src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_done(st, s, src);
 }
 
 enum hsmca_err
@@ -176,7 +172,6 @@ enum hsmca_err
 hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     if (st == NULL || c == NULL || c->serial_len == 0 || c->serial_len > sizeof(c->serial) ||
@@ -203,10 +198,7 @@ hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
         hsmca_q_text(s, 12, c->window);
         src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_done(st, s, src);
 }
 
 static enum hsmca_err
@@ -408,7 +400,6 @@ revoke_update(struct hsmca_store *st, const char *sql, const char *key, const un
               int *changed)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     *changed = 0;
@@ -423,10 +414,7 @@ revoke_update(struct hsmca_store *st, const char *sql, const char *key, const un
         src = hsmca_q_step(s);
         *changed = hsmca_q_changes(s);
     }
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_done(st, s, src);
 }
 
 enum hsmca_err

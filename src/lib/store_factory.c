@@ -70,7 +70,6 @@ enum hsmca_err
 hsmca_store_bundle_put(struct hsmca_store *st, const struct hsmca_bundle_rec *b)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     if (st == NULL || b == NULL)
@@ -92,10 +91,7 @@ hsmca_store_bundle_put(struct hsmca_store *st, const struct hsmca_bundle_rec *b)
         hsmca_q_int(s, 8, b->created_ms);
         src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_done(st, s, src);
 }
 
 static enum hsmca_err

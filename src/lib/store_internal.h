@@ -101,6 +101,11 @@ void hsmca_store_free_blob(unsigned char **p, size_t *len);
  * HSMCA_OK on a row, HSMCA_E_NOT_FOUND when there is none, else the mapped error. */
 enum hsmca_err hsmca_store_row_by_text(struct hsmca_store *st, const char *sql, const char *key,
                                        struct hsmca_q **q);
+/* The tail of a one-statement write: with st->lock held and q prepared (src: what preparing and
+ * binding it returned), step_done steps q once when src is SQLITE_OK; both then hand q back,
+ * drop the lock and return the mapped result (hsmca_store_rc, write context). */
+enum hsmca_err hsmca_store_step_done(struct hsmca_store *st, struct hsmca_q *q, int src);
+enum hsmca_err hsmca_store_done(struct hsmca_store *st, struct hsmca_q *q, int src);
 /* Take st->lock for a statement that belongs in the open write transaction: HSMCA_OK with the
  * lock held, or HSMCA_E_INVALID_ARG (lock released) when no transaction is open. */
 enum hsmca_err hsmca_store_lock_txn(struct hsmca_store *st);

@@ -141,7 +141,6 @@ enum hsmca_err
 hsmca_store_window_release(struct hsmca_store *st, const char *id, uint64_t n)
 {
     struct hsmca_q *s = NULL;
-    enum hsmca_err rc;
     int src;
 
     if (st == NULL || id == NULL)
@@ -156,10 +155,7 @@ hsmca_store_window_release(struct hsmca_store *st, const char *id, uint64_t n)
         hsmca_q_int(s, 2, (int64_t)n);
         src = hsmca_q_step(s);
     }
-    rc = hsmca_store_rc(st, src, 1);
-    hsmca_store_release(st, s);
-    pthread_mutex_unlock(&st->lock);
-    return rc;
+    return hsmca_store_done(st, s, src);
 }
 
 static enum hsmca_err

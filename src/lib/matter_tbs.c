@@ -121,7 +121,8 @@ out:
 json_t *
 hsmca_matter_ca_describe(X509 *x, int key_known)
 {
-    const ASN1_OCTET_STRING *skid;
+    ASN1_OCTET_STRING *skid = NULL;
+    AUTHORITY_KEYID *akid = NULL;
     const ASN1_INTEGER *sn;
     BIGNUM *bn = NULL;
     char *hex = NULL, pk[160];
@@ -136,7 +137,9 @@ hsmca_matter_ca_describe(X509 *x, int key_known)
     exts = json_array();
     if (hex == NULL || exts == NULL)
         goto fail;
-    skid = X509_get0_subject_key_id(x);
+    /* decoded from the extensions themselves: an unsigned certificate has no cached values */
+    skid = X509_get_ext_d2i(x, NID_subject_key_identifier, NULL, NULL);
+    akid = X509_get_ext_d2i(x, NID_authority_key_identifier, NULL, NULL);
     for (i = 0; i < X509_get_ext_count(x); i++) {
         X509_EXTENSION *e = X509_get_ext(x, i);
         int nid = OBJ_obj2nid(X509_EXTENSION_get_object(e));
@@ -144,12 +147,9 @@ hsmca_matter_ca_describe(X509 *x, int key_known)
 
         if (!key_known && nid == NID_subject_key_identifier)
             ovr = NEW_KEY_ID;
-        if (!key_known && nid == NID_authority_key_identifier) {
-            const ASN1_OCTET_STRING *ak = X509_get0_authority_key_id(x);
-
-            if (ak != NULL && skid != NULL && ASN1_OCTET_STRING_cmp(ak, skid) == 0)
-                ovr = "keyid:" NEW_KEY_ID; /* self-signed: the new key's own identifier */
-        }
+        if (!key_known && nid == NID_authority_key_identifier && akid != NULL &&
+            akid->keyid != NULL && skid != NULL && ASN1_OCTET_STRING_cmp(akid->keyid, skid) == 0)
+            ovr = NEW_KEY_ID; /* self-signed: the new key's own identifier */
         if (json_array_append_new(exts, ext_text(e, ovr)) != 0)
             goto fail;
     }
@@ -180,6 +180,8 @@ hsmca_matter_ca_describe(X509 *x, int key_known)
         o = NULL;
     }
 fail:
+    ASN1_OCTET_STRING_free(skid);
+    AUTHORITY_KEYID_free(akid);
     json_decref(exts);
     OPENSSL_free(hex);
     BN_free(bn);

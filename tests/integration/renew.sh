@@ -229,6 +229,24 @@ n=$(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE 
 check "the audit log says it was destroyed, and why" [ "$n" -eq 1 ]
 check "the log names the mismatch" grep -q 'tbs-mismatch' "$W/hsmcad.log"
 
+# ---- a PAA renewal: self-signed in its own token, the same key ----
+ask ca.renew '{"ca": "paa-1", "new_ca": "paa-1-r1"}'
+RID_P=$rid
+call approver GET "/v1/requests/$RID_P"
+jq .view.certificate "$W/body" > "$W/paa-tbs.json"
+check "the PAA renewal's preview is self-issued with the PAA's key" jq -e --arg h \
+    "$(spki_sha256 "$W/paa.pem")" '.issuer == .subject and
+    .public_key == "EC P-256, SPKI SHA-256 \($h)"' "$W/paa-tbs.json"
+approve_both "$RID_P"
+check "ca.renew of the PAA executes" jq -e '.executed == true' "$W/body"
+cert_of_result "$W/paa-r1.pem"
+check "the renewed PAA is self-signed (openssl)" \
+    openssl verify -x509_strict -CAfile "$W/paa-r1.pem" "$W/paa-r1.pem"
+check "... with the previewed serial" sh -c \
+    "[ \"\$(openssl x509 -in '$W/paa-r1.pem' -noout -serial | cut -d= -f2)\" = \"\$(jq -r .serial '$W/paa-tbs.json')\" ]"
+check "a DAC under the PAIs verifies with the renewed PAA as its anchor (same key and name)" \
+    openssl verify -x509_strict -CAfile "$W/paa-r1.pem" -untrusted "$W/pai-k1.pem" "$W/dac-k1.pem"
+
 stop_daemon || bad "daemon exit status"
 LAST=$(store_sql 'SELECT max(seq) FROM audit_entries')
 check "the log is archived" sh -c "'$HSMCA_BIN' audit archive --store '$STORE' --from 1 \

@@ -1452,7 +1452,8 @@ operation_table_is_whole(void **state)
             assert_null(o2->threshold_of);
         }
     }
-    assert_int_equal(n, 14); /* ..., crl.sign, token.enroll, and the 5 mdl.* of quorum_mdl.c */
+    assert_int_equal(n, 16); /* ..., crl.sign, token.enroll, ca.renew, ca.rekey (quorum_ca.c), and
+                                the 5 mdl.* of quorum_mdl.c */
     assert_null(hsmca_qop_find("ca.create"));
     assert_null(hsmca_qop_find(""));
     assert_null(hsmca_qop_find(NULL));

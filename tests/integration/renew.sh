@@ -81,9 +81,20 @@ expect "a re-key into a token that holds a CA key already is refused (one key pe
     400 quorum-params-invalid
 
 # ---- renewal: the approvers see the exact certificate ----
-ask ca.renew '{"ca": "pai-8000", "new_ca": "pai-8000-r1"}'
-RID_R=$rid
-check "ca.renew pai-8000 is asked" [ -n "$RID_R" ]
+RC=0
+"$HSMCA_BIN" request create ca.renew --ca pai-8000 --new-ca pai-8000-r1 \
+    --url "https://127.0.0.1:$PORT" --cert "$W/tls/admin.pem" --key "$W/tls/admin.key" \
+    --cacert "$W/tls/ca.pem" > "$W/cli-out" 2> "$W/cli-err" || RC=$?
+RID_R=$(sed -n 's/^request \([0-9a-f]\{32\}\) created.*/\1/p' "$W/cli-out")
+check "ca.renew pai-8000 is asked with hsmca request create" sh -c "[ $RC = 0 ] && [ -n '$RID_R' ]"
+check "... which prints the certificate to be signed" sh -c \
+    "grep -q 'certificate *to be signed exactly as below' '$W/cli-out' &&
+     grep -q 'subject *CN=hsmca Matter PAI FFF1, MatterVID=FFF1, MatterPID=8000' '$W/cli-out'"
+"$HSMCA_BIN" request create ca.renew --ca pai-8000 --new-ca x --token t \
+    --url "https://127.0.0.1:$PORT" --cert "$W/tls/admin.pem" --key "$W/tls/admin.key" \
+    --cacert "$W/tls/ca.pem" > /dev/null 2> "$W/cli-err" && RC=0 || RC=$?
+check "... and refuses a --token for a renewal (usage, exit 2)" sh -c \
+    "[ $RC = 2 ] && grep -q 'takes no --token' '$W/cli-err'"
 call approver GET "/v1/requests/$RID_R"
 cp "$W/body" "$W/renew-env.json"
 jq .view.certificate "$W/renew-env.json" > "$W/renew-tbs.json"

@@ -286,6 +286,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_deactivate(struct hsmca_quorum *q,
  * "fingerprint", "token_serial", "status", "since_epoch"}...]} (GET /v1/approvers); free(). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_approvers_json(struct hsmca_quorum *q, char **out);
 
+/* The CA that renewed or re-keyed ca_id (ca.renew, ca.rekey) as *out (free()), read through st;
+ * HSMCA_E_NOT_FOUND when it has none. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_ca_successor(struct hsmca_store *st, const char *ca_id,
+                                                         char **out);
 /* The current epoch (0 before the ceremony). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_epoch(struct hsmca_quorum *q, uint64_t *out);
 

@@ -79,6 +79,14 @@ ca_json(struct hsmcad *d, const struct hsmca_ca_rec *ca)
                 (json_int_t)(c != NULL ? __atomic_load_n(&c->crl_this, __ATOMIC_RELAXED) : 0),
                 "next_update",
                 (json_int_t)(c != NULL ? __atomic_load_n(&c->crl_next, __ATOMIC_RELAXED) : 0)));
+        {
+            char *succ = NULL; /* renewed or re-keyed (docs/renewal.md) */
+
+            if (hsmcad_ro(d) != NULL &&
+                hsmca_quorum_ca_successor(hsmcad_ro(d), ca->id, &succ) == HSMCA_OK)
+                json_object_set_new(o, "superseded_by", json_string(succ));
+            free(succ);
+        }
         if (ca->revoked) {
             const char *rn = hsmca_crl_reason_name(ca->reason);
 

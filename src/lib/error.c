@@ -216,8 +216,8 @@ static const struct row rows[] = {
      "The certificate the execution would sign differs from the one the approvers saw (a profile "
      "or the parent changed since the request): nothing was signed, make a new request"},
     {HSMCA_E_QUORUM_CA_SUPERSEDED, "quorum-ca-superseded", 409,
-     "The CA was renewed or re-keyed: new windows and renewals go to its successor (the "
-     "ca.renew or ca.rekey request named it)"},
+     "The CA was renewed or re-keyed: new windows and renewals go to its successor (GET "
+     "/v1/cas/{id} names it as superseded_by)"},
     {HSMCA_E_HTTP_UNAUTHENTICATED, "http-unauthenticated", 401,
      "A client certificate bound to a principal in roles.json is required"},
     {HSMCA_E_HTTP_FORBIDDEN, "http-forbidden", 403, "Your role may not use this endpoint"},

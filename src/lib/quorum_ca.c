@@ -70,6 +70,17 @@ hsmca_qca_superseded(struct hsmca_store *st, const char *ca_id)
     return rc == HSMCA_E_NOT_FOUND ? HSMCA_OK : rc;
 }
 
+enum hsmca_err
+hsmca_quorum_ca_successor(struct hsmca_store *st, const char *ca_id, char **out)
+{
+    char key[64];
+
+    if (st == NULL || ca_id == NULL || out == NULL)
+        return HSMCA_E_INVALID_ARG;
+    successor_key(ca_id, key);
+    return hsmca_store_meta_get(st, key, out);
+}
+
 static int
 profiles_now(struct hsmca_quorum *q, struct hsmca_profile *paa, struct hsmca_profile *pai)
 {

@@ -76,6 +76,9 @@ ask ca.renew '{"ca": "pai-9999", "new_ca": "pai-8000-r1"}'
 expect "a renewal of an unknown CA is refused at creation" 400 quorum-params-invalid
 ask ca.renew '{"ca": "pai-8000", "new_ca": "paa-1"}'
 expect "a renewal onto an existing CA id is refused at creation" 400 quorum-params-invalid
+ask ca.renew '{"ca": "pai-8000", "new_ca": "pai-8000-x", "tbs": {"subject": "CN=forged"}}'
+expect "a client's own to-be-signed certificate is refused (the server fixes it)" 400 \
+    quorum-params-invalid
 ask ca.rekey '{"ca": "pai-8000", "new_ca": "pai-8000-x", "token": "hsmca-paa", "key_label": "k"}'
 expect "a re-key into a token that holds a CA key already is refused (one key per token)" \
     400 quorum-params-invalid
@@ -143,6 +146,7 @@ check "... a new certificate (new serial)" sh -c "[ \"\$(openssl x509 -in '$W/pa
 call auditor GET /v1/cas/pai-8000
 check "the old PAI stays queryable, its certificate unchanged" sh -c \
     "[ '$STATUS' = 200 ] && jq -r .certificate '$W/body' | cmp -s - '$W/pai-old.pem'"
+check "... and names its successor" jq -e '.superseded_by == "pai-8000-r1"' "$W/body"
 ask ca.activate "{\"ca\": \"pai-8000\", \"until\": $until, \"max_dacs\": 10}"
 expect "the superseded PAI opens no window again (refused at creation)" 409 quorum-ca-superseded
 

@@ -147,6 +147,10 @@ call auditor GET /v1/cas/pai-8000
 check "the old PAI stays queryable, its certificate unchanged" sh -c \
     "[ '$STATUS' = 200 ] && jq -r .certificate '$W/body' | cmp -s - '$W/pai-old.pem'"
 check "... and names its successor" jq -e '.superseded_by == "pai-8000-r1"' "$W/body"
+call auditor GET /v1/cas
+check "... in the list of CAs too" jq -e '(.cas[] | select(.id == "pai-8000") | .superseded_by)
+    == "pai-8000-r1" and ([.cas[] | select(.id == "pai-8000-r1") | has("superseded_by")] == [false])' \
+    "$W/body"
 ask ca.activate "{\"ca\": \"pai-8000\", \"until\": $until, \"max_dacs\": 10}"
 expect "the superseded PAI opens no window again (refused at creation)" 409 quorum-ca-superseded
 

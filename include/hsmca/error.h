@@ -139,6 +139,8 @@ enum hsmca_err {
     HSMCA_E_QUORUM_APPROVER_DUPLICATE = 643, /* duplicate approver name, key or serial */
     HSMCA_E_QUORUM_TOO_FEW_APPROVERS = 644,  /* approver set below threshold */
     HSMCA_E_QUORUM_APPROVAL_RELAYED = 645,   /* approval submitted by another principal */
+    HSMCA_E_QUORUM_TBS_MISMATCH = 646,  /* execution would sign other TBS fields than approved */
+    HSMCA_E_QUORUM_CA_SUPERSEDED = 647, /* the CA was renewed or re-keyed: its successor acts */
     /* 700..799: daemon, HTTP, config (src/hsmcad); 750..779 belong to issuance (issue.c) */
     HSMCA_E_HTTP_UNAUTHENTICATED = 700,   /* no client certificate, or one no role binds */
     HSMCA_E_HTTP_FORBIDDEN = 701,         /* the principal's role may not use this endpoint */

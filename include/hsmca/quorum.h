@@ -36,6 +36,13 @@
  *   crl.sign        {"ca"} (that CA's token: its CRL signed now)
  *   mdl.create_iaca, mdl.create_ds, mdl.activate, mdl.revoke, mdl.crl_sign: mobile driving
  *                   licences (quorum_mdl.c, docs/mdl.md)
+ *   ca.renew        {"ca", "new_ca"}: a new certificate for the same key (new serial and
+ *                    validity; the PAI's signed by its PAA, the PAA's by itself) as CA new_ca;
+ *                    ca stays for verification and its CRL, superseded (docs/renewal.md)
+ *   ca.rekey        {"ca", "new_ca", "token", "key_label"}: the same with a new key generated in
+ *                    token (under quorum, holding no CA)
+ *   (ca.create_*, ca.renew, ca.rekey: the request's params also carry "tbs", the to-be-signed
+ *    certificate fixed at the request, which execution makes exactly or refuses)
  *   token.enroll    {"token": label} (every token under quorum: the module's free token is
  *                    initialised as label, its SO PIN random and wiped, its user PIN random,
  *                    split and sealed to the approvers in the new epoch; needs the token_init hook)
@@ -82,6 +89,12 @@ struct hsmca_quorum_config {
     /* Test-only clock (ms since the epoch); NULL = the system clock. */
     int64_t (*now_ms)(void *arg);
     void *now_arg;
+    /* The PAA and PAI profiles now (copied into *paa, *pai), for the to-be-signed certificate a
+     * CA request fixes and its approvers see (matter_tbs.h, docs/renewal.md). NULL, or a code
+     * other than HSMCA_OK: ca.create_* requests carry no preview, ca.renew and ca.rekey are
+     * refused (HSMCA_E_QUORUM_OP_UNKNOWN). */
+    enum hsmca_err (*profiles)(void *arg, struct hsmca_profile *paa, struct hsmca_profile *pai);
+    void *profiles_arg;
 };
 
 /* Who is calling: the authenticated principal and the SHA-256 of its public key (may be NULL). */
@@ -287,6 +300,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_deactivate(struct hsmca_quorum *q,
  * "fingerprint", "token_serial", "status", "since_epoch"}...]} (GET /v1/approvers); free(). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_approvers_json(struct hsmca_quorum *q, char **out);
 
+/* The CA that renewed or re-keyed ca_id (ca.renew, ca.rekey) as *out (free()), read through st;
+ * HSMCA_E_NOT_FOUND when it has none. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_ca_successor(struct hsmca_store *st, const char *ca_id,
+                                                         char **out);
 /* The current epoch (0 before the ceremony). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_epoch(struct hsmca_quorum *q, uint64_t *out);
 

@@ -250,6 +250,15 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_token_find_key(struct hsmca_token *tok, con
 HSMCA_MUSTCHECK enum hsmca_err hsmca_token_public_key(struct hsmca_token *tok, const char *uri,
                                                       EVP_PKEY **out);
 
+/*
+ * Destroy key's pair in its token (the private key object and the public key object of the same
+ * CKA_ID) and release the handle (key is freed whatever the outcome). For a key that must not
+ * outlive a failed operation (a CA key generated for a certificate that was never made). Needs a
+ * logged-in user. Returns HSMCA_E_NOT_LOGGED_IN, HSMCA_E_KEY_AMBIGUOUS (two public keys with the
+ * id: nothing destroyed), token codes.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_key_destroy(struct hsmca_key *key);
+
 /* Release a key handle. NULL is a no-op. */
 void hsmca_key_free(struct hsmca_key *key);
 

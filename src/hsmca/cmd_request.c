@@ -42,7 +42,10 @@ usage_request(FILE *f)
         "id and what the approvers will be asked to approve; they approve with\n"
         "`hsmca approve ID`. cancel withdraws a pending request (closed as cancelled, audited as\n"
         "quorum.cancel with --reason). Every request is shown in a person's terms: VID and PID as\n"
-        "4 hex digits, times in ISO 8601 UTC, an activation window's end and count.\n"
+        "4 hex digits, times in ISO 8601 UTC, an activation window's end and count; a CA\n"
+        "creation, renewal or re-key also with the exact certificate to be signed (subject,\n"
+        "validity, serial, extensions; a new key's public half is only known at execution),\n"
+        "which the approvals sign (docs/renewal.md).\n"
         "\n"
         "OP and its PARAMS (VID/PID: 1 to 4 hex digits, e.g. FFF1; TIME: ISO 8601 UTC\n"
         "2026-12-31T23:59:59Z, or +N with s, m, h or d from now):\n"
@@ -51,6 +54,9 @@ usage_request(FILE *f)
         "                  [--pid PID] [--cn CN]\n"
         "  ca.activate     --ca PAI --until TIME --max-dacs N   (opens a window)\n"
         "                  --ca PAI --window ID    (this node joins open window ID)\n"
+        "  ca.renew        --ca ID --new-ca ID  (a new certificate for the same key)\n"
+        "  ca.rekey        --ca ID --new-ca ID --token LABEL --key-label L\n"
+        "                  (a new key in a token under quorum that holds no CA)\n"
         "  ca.revoke       --ca PAI [--reason REASON] [--invalidity TIME]\n"
         "  crl.sign        --ca ID\n"
         "  token.enroll    --token LABEL        (a free token joins the quorum's custody)\n"
@@ -138,7 +144,7 @@ parse_time(const char *s)
 /* Every flag of every operation; each operation says which it takes. */
 struct req_flags {
     const char *ca, *parent, *token, *key_label, *cn, *vid, *pid, *until, *max_dacs, *reason,
-        *invalidity, *name, *enroll_file, *policy_file, *window;
+        *invalidity, *name, *enroll_file, *policy_file, *window, *new_ca;
 };
 
 static int
@@ -272,6 +278,20 @@ build_params(const char *op, const struct req_flags *f, int *rc)
             }
             json_object_set_new(p, "invalidity", json_integer(t));
         }
+    } else if (strcmp(op, "ca.renew") == 0 || strcmp(op, "ca.rekey") == 0) {
+        NEED(f->ca, "--ca");
+        NEED(f->new_ca, "--new-ca");
+        if (strcmp(op, "ca.rekey") == 0) { /* the new key's token and label */
+            NEED(f->token, "--token");
+            NEED(f->key_label, "--key-label");
+            json_object_set_new(p, "token", json_string(f->token));
+            json_object_set_new(p, "key_label", json_string(f->key_label));
+        } else {
+            NONE(f->token, "--token (a renewal keeps the key and its token)");
+            NONE(f->key_label, "--key-label");
+        }
+        json_object_set_new(p, "ca", json_string(f->ca));
+        json_object_set_new(p, "new_ca", json_string(f->new_ca));
     } else if (strcmp(op, "token.enroll") == 0) {
         NEED(f->token, "--token");
         json_object_set_new(p, "token", json_string(f->token));
@@ -386,6 +406,7 @@ cmd_request(int argc, char **argv)
                                    REQ_ONCE("enroll-file", &f.enroll_file),
                                    REQ_ONCE("policy-file", &f.policy_file),
                                    REQ_ONCE("window", &f.window),
+                                   REQ_ONCE("new-ca", &f.new_ca),
                                    CLI_END};
 
     rc = cli_subcommand(argc, argv, usage_request);
@@ -422,9 +443,10 @@ cmd_request(int argc, char **argv)
         }
         snprintf(path, sizeof(path), "/v1/requests");
     } else {
-        const char **all[] = {&f.ca,         &f.parent, &f.token,       &f.key_label,   &f.cn,
-                              &f.vid,        &f.pid,    &f.until,       &f.max_dacs,    &f.reason,
-                              &f.invalidity, &f.name,   &f.enroll_file, &f.policy_file, &f.window};
+        const char **all[] = {&f.ca,          &f.parent,      &f.token,      &f.key_label,
+                              &f.cn,          &f.vid,         &f.pid,        &f.until,
+                              &f.max_dacs,    &f.reason,      &f.invalidity, &f.name,
+                              &f.enroll_file, &f.policy_file, &f.window,     &f.new_ca};
         size_t i;
 
         for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {

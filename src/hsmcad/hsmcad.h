@@ -163,6 +163,9 @@ HSMCA_MUSTCHECK enum hsmca_err hsmcad_reload(struct hsmcad *d, const char *trigg
  * profile forbids or requires), else 0.
  */
 int hsmcad_request_precheck(struct hsmcad *d, const char *op, json_t *params, char *why, size_t n);
+/* The quorum's profiles hook (arg: the daemon): the PAA and PAI profiles now, copied under the
+ * profiles' lock; HSMCA_E_NOT_FOUND when the daemon has none. */
+enum hsmca_err hsmcad_ca_profiles(void *arg, struct hsmca_profile *paa, struct hsmca_profile *pai);
 
 /* Milliseconds since the epoch. */
 int64_t hsmcad_now_ms(void);

@@ -444,6 +444,8 @@ main(int argc, char **argv)
         qc.store = d->store;
         qc.ro = d->quorum_ro;
         qc.audit = d->audit;
+        qc.profiles = hsmcad_ca_profiles; /* the TBS preview of CA requests (precheck.c) */
+        qc.profiles_arg = d;
         rc = hsmca_quorum_open(&qc, &d->quorum);
     }
     if (rc != HSMCA_OK) {

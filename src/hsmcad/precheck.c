@@ -60,7 +60,8 @@ hsmcad_request_precheck(struct hsmcad *d, const char *op, json_t *params, char *
     if (ro == NULL)
         return 0; /* the quorum module still checks everything it can */
     memset(&rec, 0, sizeof(rec));
-    if (strcmp(op, "ca.create_paa") == 0 || strcmp(op, "ca.create_pai") == 0) {
+    if (strcmp(op, "ca.create_paa") == 0 || strcmp(op, "ca.create_pai") == 0 ||
+        strcmp(op, "ca.rekey") == 0) {
         if (token_absent(d, token, why, n))
             return 1;
     }
@@ -108,4 +109,20 @@ hsmcad_request_precheck(struct hsmcad *d, const char *op, json_t *params, char *
         return label[0] != '\0' && token_absent(d, label, why, n);
     }
     return 0;
+}
+
+enum hsmca_err
+hsmcad_ca_profiles(void *arg, struct hsmca_profile *paa, struct hsmca_profile *pai)
+{
+    struct hsmcad *d = arg;
+    enum hsmca_err rc = HSMCA_E_NOT_FOUND;
+
+    pthread_rwlock_rdlock(&d->prof_lock);
+    if (d->have_profiles) {
+        *paa = d->paa_profile;
+        *pai = d->pai_profile;
+        rc = HSMCA_OK;
+    }
+    pthread_rwlock_unlock(&d->prof_lock);
+    return rc;
 }

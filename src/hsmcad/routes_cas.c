@@ -106,6 +106,20 @@ ca_json(struct hsmcad *d, const struct hsmca_ca_rec *ca)
     return o;
 }
 
+/* A renewed or re-keyed CA names its successor (docs/renewal.md). Never inside a store row
+ * callback: the store is locked while one runs. */
+static void
+add_successor(struct hsmcad *d, json_t *o)
+{
+    const char *id = json_string_value(json_object_get(o, "id"));
+    char *succ = NULL;
+
+    if (id != NULL && hsmcad_ro(d) != NULL &&
+        hsmca_quorum_ca_successor(hsmcad_ro(d), id, &succ) == HSMCA_OK)
+        json_object_set_new(o, "superseded_by", json_string(succ));
+    free(succ);
+}
+
 struct ca_list {
     struct hsmcad *d;
     json_t *arr;
@@ -143,6 +157,15 @@ hsmcad_h_cas_list(struct hsmcad_req *r)
         json_decref(arr);
         hsmcad_reply_problem(r, rc, NULL);
         return;
+    }
+    {
+        size_t i;
+        json_t *o;
+
+        json_array_foreach(arr, i, o)
+        {
+            add_successor(hsmcad_req_daemon(r), o);
+        }
     }
     hsmcad_reply_json(r, 200, json_pack("{s:o}", "cas", arr));
 }
@@ -226,9 +249,13 @@ hsmcad_h_ca_get(struct hsmcad_req *r)
     }
     if (load_ca(r, hsmcad_ro(hsmcad_req_daemon(r)), &ca) != 0)
         return;
-    if (fmt == CERT_JSON)
-        hsmcad_reply_json(r, 200, ca_json(hsmcad_req_daemon(r), &ca));
-    else if (ca.cert_der == NULL)
+    if (fmt == CERT_JSON) {
+        json_t *o = ca_json(hsmcad_req_daemon(r), &ca);
+
+        if (o != NULL)
+            add_successor(hsmcad_req_daemon(r), o);
+        hsmcad_reply_json(r, 200, o);
+    } else if (ca.cert_der == NULL)
         hsmcad_reply_problem(r, HSMCA_E_NOT_FOUND, "this CA has no certificate yet");
     else
         reply_cert(r, fmt, ca.cert_der, ca.cert_len, NULL, 0);

@@ -33,6 +33,7 @@
 #include "hsmca/util.h"
 
 #include "approval.h"
+#include "quorum_int.h" /* hsmca_qop_find: an op's threshold in policies older than it */
 
 /* The most checkpoints, epochs or quorum lines one verification holds. */
 #define VERIFY_ITEMS_MAX ((size_t)1 << 24)
@@ -357,6 +358,9 @@ check_execute(struct vctx *v, uint64_t seq, const char *detail, size_t len)
         goto out;
     }
     thr = json_integer_value(json_object_get(d, "threshold"));
+    if (!json_is_integer(json_object_get(e->thresholds, op)) && hsmca_qop_find(op) != NULL &&
+        hsmca_qop_find(op)->threshold_of != NULL)
+        op = hsmca_qop_find(op)->threshold_of; /* as the quorum counted it (quorum.c) */
     if (!json_is_integer(json_object_get(e->thresholds, op))) {
         rc = vfail(v, HSMCA_E_AUDIT_QUORUM, seq, "seq %llu: epoch %lld has no threshold for %s",
                    (unsigned long long)seq, (long long)e->epoch, op);

@@ -220,6 +220,12 @@ static const struct row rows[] = {
      "The change would leave fewer approvers than the threshold"},
     {HSMCA_E_QUORUM_APPROVAL_RELAYED, "quorum-approval-relayed", 403,
      "An approval is accepted only from its own approver's client certificate"},
+    {HSMCA_E_QUORUM_TBS_MISMATCH, "quorum-tbs-mismatch", 409,
+     "The certificate the execution would sign differs from the one the approvers saw (a profile "
+     "or the parent changed since the request): nothing was signed, make a new request"},
+    {HSMCA_E_QUORUM_CA_SUPERSEDED, "quorum-ca-superseded", 409,
+     "The CA was renewed or re-keyed: new windows and renewals go to its successor (GET "
+     "/v1/cas/{id} names it as superseded_by)"},
     {HSMCA_E_HTTP_UNAUTHENTICATED, "http-unauthenticated", 401,
      "A client certificate bound to a principal in roles.json is required"},
     {HSMCA_E_HTTP_FORBIDDEN, "http-forbidden", 403, "Your role may not use this endpoint"},

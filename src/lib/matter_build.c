@@ -3,6 +3,7 @@
  * matter_build.c -- building Matter certificates: serials, extensions, names, validity, and the
  * PAA/PAI builders that sign through a token-backed key and re-parse what they signed.
  */
+#include "hsmca/matter_tbs.h"
 #include "hsmca/sizes.h"
 
 #include "matter_internal.h"
@@ -281,22 +282,26 @@ sign_and_reparse(X509 *x, EVP_PKEY *priv, X509 **out, unsigned char **der_out, s
     return HSMCA_OK;
 }
 
-static enum hsmca_err
-ca_build(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s, EVP_PKEY *pub,
-         X509 *parent, EVP_PKEY *signer, time_t now, unsigned char *serial_out, X509 **out)
+/*
+ * The unsigned certificate of a PAA (parent NULL) or PAI for pub with profile p, subject s, valid
+ * from now - p->backdate, serial (16 bytes). On HSMCA_OK *out (X509_free) has every field but the
+ * signature.
+ */
+enum hsmca_err
+mt_ca_tbs(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s, EVP_PKEY *pub,
+          X509 *parent, time_t now, const unsigned char *serial, X509 **out)
 {
     ASN1_OBJECT *vid_obj = NULL, *pid_obj = NULL;
     X509_NAME *name = NULL;
-    X509 *x = NULL, *y = NULL;
-    unsigned char skid[SKID_LEN], serial[HSMCA_MATTER_SERIAL_LEN];
+    X509 *x = NULL;
+    unsigned char skid[SKID_LEN];
     const ASN1_OCTET_STRING *pskid = NULL;
     char cn[HSMCA_MATTER_CN_MAX + 1];
     struct hsmca_matter_verdict v;
     enum hsmca_profile_type want = parent == NULL ? HSMCA_PROFILE_PAA : HSMCA_PROFILE_PAI;
     enum hsmca_err rc = HSMCA_E_INVALID_ARG;
 
-    if (p == NULL || s == NULL || pub == NULL || signer == NULL || out == NULL ||
-        serial_out == NULL || p->type != want)
+    if (p == NULL || s == NULL || pub == NULL || out == NULL || serial == NULL || p->type != want)
         goto out;
     rc = HSMCA_E_MATTER_SCOPE;
     if ((p->vid == HSMCA_PRESENCE_REQUIRED && !s->has_vid) ||
@@ -336,9 +341,6 @@ ca_build(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s,
     rc = mt_make_name(vid_obj, pid_obj, cn, s->has_vid, s->vid, s->has_pid, s->pid, &name);
     if (rc != HSMCA_OK)
         goto out;
-    rc = mt_make_serial(serial);
-    if (rc != HSMCA_OK)
-        goto out;
     rc = HSMCA_E_NOMEM;
     if (X509_set_version(x, X509_VERSION_3) != 1 || !mt_set_serial(x, serial) ||
         X509_set_subject_name(x, name) != 1 ||
@@ -351,6 +353,37 @@ ca_build(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s,
     rc = HSMCA_E_NOMEM;
     if (!mt_add_exts(x, p, skid,
                      parent != NULL ? ASN1_STRING_get0_data(pskid) : (p->akid ? skid : NULL)))
+        goto out;
+    *out = x;
+    x = NULL;
+    rc = HSMCA_OK;
+out:
+    X509_free(x);
+    X509_NAME_free(name);
+    ASN1_OBJECT_free(vid_obj);
+    ASN1_OBJECT_free(pid_obj);
+    return rc;
+}
+
+static enum hsmca_err
+ca_build(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s, EVP_PKEY *pub,
+         X509 *parent, EVP_PKEY *signer, time_t now, const unsigned char *serial_in,
+         unsigned char *serial_out, X509 **out)
+{
+    X509 *x = NULL, *y = NULL;
+    unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
+    struct hsmca_matter_verdict v;
+    enum hsmca_profile_type want = parent == NULL ? HSMCA_PROFILE_PAA : HSMCA_PROFILE_PAI;
+    enum hsmca_err rc = HSMCA_E_INVALID_ARG;
+
+    if (signer == NULL || out == NULL || serial_out == NULL)
+        goto out;
+    if (serial_in != NULL)
+        memcpy(serial, serial_in, sizeof(serial));
+    else if ((rc = mt_make_serial(serial)) != HSMCA_OK)
+        goto out;
+    rc = mt_ca_tbs(p, s, pub, parent, now, serial, &x);
+    if (rc != HSMCA_OK)
         goto out;
     rc = sign_and_reparse(x, signer, &y, NULL, NULL);
     if (rc != HSMCA_OK)
@@ -375,9 +408,6 @@ ca_build(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s,
 out:
     X509_free(y);
     X509_free(x);
-    X509_NAME_free(name);
-    ASN1_OBJECT_free(vid_obj);
-    ASN1_OBJECT_free(pid_obj);
     return rc;
 }
 
@@ -386,7 +416,7 @@ hsmca_matter_paa_build(const struct hsmca_profile *p, const struct hsmca_matter_
                        EVP_PKEY *priv, EVP_PKEY *pub, time_t now, unsigned char *serial_out,
                        X509 **out)
 {
-    return ca_build(p, s, pub, NULL, priv, now, serial_out, out);
+    return ca_build(p, s, pub, NULL, priv, now, NULL, serial_out, out);
 }
 
 enum hsmca_err
@@ -396,7 +426,20 @@ hsmca_matter_pai_build(const struct hsmca_profile *p, const struct hsmca_matter_
 {
     if (paa == NULL)
         return HSMCA_E_INVALID_ARG;
-    return ca_build(p, s, pai_pub, paa, paa_priv, now, serial_out, out);
+    return ca_build(p, s, pai_pub, paa, paa_priv, now, NULL, serial_out, out);
+}
+
+enum hsmca_err
+hsmca_matter_ca_build_fixed(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s,
+                            EVP_PKEY *pub, X509 *parent, EVP_PKEY *signer,
+                            const struct hsmca_matter_ca_fixed *f, X509 **out)
+{
+    unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
+
+    if (p == NULL || f == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return ca_build(p, s, pub, parent, signer, f->not_before + (time_t)p->backdate, f->serial,
+                    serial, out);
 }
 
 /* 1 if sig is pub's signature of the 32-byte digest dgst. */

@@ -124,4 +124,9 @@ enum hsmca_err mt_make_marker(struct hsmca_matter_issuer *is);
 const struct dac_template *mt_template_for(const struct hsmca_matter_issuer *cis, uint16_t pid,
                                            time_t now);
 
+/* matter_build.c: the unsigned PAA/PAI certificate (matter_tbs.c previews it) */
+enum hsmca_err mt_ca_tbs(const struct hsmca_profile *p, const struct hsmca_matter_ca_subject *s,
+                         EVP_PKEY *pub, X509 *parent, time_t now, const unsigned char *serial,
+                         X509 **out);
+
 #endif /* HSMCA_MATTER_INTERNAL_H */

@@ -157,6 +157,9 @@ struct hsmca_qop {
      * them. HSMCA_E_QUORUM_PARAMS or a more precise refusal code. */
     enum hsmca_err (*check)(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
                             struct labels *need);
+    /* The to-be-signed certificate the op will make, fixed now and put in params as "tbs"
+     * (after check; the approvals sign it with the request). NULL: none. */
+    enum hsmca_err (*preview)(struct hsmca_quorum *q, json_t *params, json_t **tbs);
     /* For hsmca_quorum_describe: the params as an approver reads them (malloc'd text), NULL:
      * the params' JSON, indented */
     char *(*describe)(const json_t *params);
@@ -223,6 +226,25 @@ enum hsmca_err hsmca_q_active_approvers(struct hsmca_store *st, uint64_t epoch,
 enum hsmca_err hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x);
 int hsmca_q_epoch_holds(struct hsmca_quorum *q, uint64_t req_epoch, const char *req_policy_hash,
                         const struct hsmca_qepoch *cur);
+
+/* quorum_ca.c: CA creation, renewal and re-key (the table's ca.* entries) */
+enum hsmca_err hsmca_qca_check_create(struct hsmca_quorum *q, json_t *params, struct labels *need,
+                                      int paa);
+enum hsmca_err hsmca_qca_check_renew(struct hsmca_quorum *q, const struct hsmca_qepoch *e,
+                                     json_t *params, struct labels *need);
+enum hsmca_err hsmca_qca_check_rekey(struct hsmca_quorum *q, const struct hsmca_qepoch *e,
+                                     json_t *params, struct labels *need);
+enum hsmca_err hsmca_qca_preview(struct hsmca_quorum *q, json_t *params, json_t **tbs);
+enum hsmca_err hsmca_qca_preview_paa(struct hsmca_quorum *q, json_t *params, json_t **tbs);
+enum hsmca_err hsmca_qca_preview_pai(struct hsmca_quorum *q, json_t *params, json_t **tbs);
+enum hsmca_err hsmca_qca_act_create(struct hsmca_quorum *q, struct exec_state *x,
+                                    const struct hsmca_quorum_exec *ex, int is_paa);
+enum hsmca_err hsmca_qca_act_renew(struct hsmca_quorum *q, struct exec_state *x,
+                                   const struct hsmca_quorum_exec *ex);
+enum hsmca_err hsmca_qca_after_renew(struct hsmca_quorum *q, struct exec_state *x,
+                                     const struct hsmca_quorum_exec *ex);
+/* HSMCA_E_QUORUM_CA_SUPERSEDED when ca_id has a successor, HSMCA_OK when not */
+enum hsmca_err hsmca_qca_superseded(struct hsmca_store *st, const char *ca_id);
 
 /* quorum_ops.c: the operation named name, or NULL; the i-th of the table, NULL past its end */
 const struct hsmca_qop *hsmca_qop_find(const char *name);

@@ -32,20 +32,6 @@
 #include "quorum_mdl.h"
 #include "quorum_revoke.h"
 
-static int
-key_label_ok(const char *s)
-{
-    size_t i, n = s != NULL ? strlen(s) : 0;
-
-    if (n == 0 || n > HSMCA_KEY_LABEL_MAX)
-        return 0;
-    for (i = 0; i < n; i++) {
-        if (s[i] <= ' ' || s[i] > '~' || s[i] == ';' || s[i] == '%' || s[i] == '?')
-            return 0;
-    }
-    return 1;
-}
-
 /* Verify an enrolment proof of possession. */
 static int
 pop_valid(const char *name, const unsigned char *spki, size_t spki_len, const char *serial,
@@ -130,238 +116,32 @@ out:
     return rc;
 }
 
-struct ca_apply {
-    struct hsmca_ca_rec rec;
-};
-
-static enum hsmca_err
-apply_ca(struct hsmca_store *st, void *arg)
-{
-    struct ca_apply *a = arg;
-
-    return hsmca_store_ca_put(st, &a->rec);
-}
-
-/* Generate a CA key in tok with intent -> effect -> commit entries. */
-static enum hsmca_err
-ca_keygen(struct hsmca_quorum *q, struct hsmca_token *tok, const char *ca, const char *label,
-          const char *key_label, struct hsmca_key **key)
-{
-    unsigned char id[16];
-    char hex[33], target[HSMCA_CA_ID_MAX + 8];
-    struct hsmca_audit_receipt ir;
-    json_t *d;
-    enum hsmca_err rc;
-
-    memset(&ir, 0, sizeof(ir));
-    if (RAND_bytes(id, sizeof(id)) != 1)
-        return HSMCA_E_RANDOM;
-    hsmca_hex_encode(id, sizeof(id), hex, sizeof(hex));
-    snprintf(target, sizeof(target), "ca/%s", ca);
-    d = json_pack("{s:s, s:s, s:s}", "token", label, "key_label", key_label, "key_id", hex);
-    rc = d != NULL ? hsmca_q_audit_ex(q, NULL, "ca.keygen", target, "intent", d, NULL, NULL, 0, &ir)
-                   : HSMCA_E_NOMEM;
-    if (rc == HSMCA_OK) {
-        enum hsmca_err arc;
-
-        rc = hsmca_token_generate_key(tok, key_label, id, sizeof(id), HSMCA_KEY_USAGE_SIGN, key);
-        json_object_set_new(d, "code", json_string(hsmca_err_code(rc)));
-        arc = hsmca_q_audit_ex(q, NULL, "ca.keygen", target, rc == HSMCA_OK ? "ok" : "failed", d,
-                               NULL, NULL, ir.seq, NULL);
-        if (arc != HSMCA_OK && rc == HSMCA_OK)
-            rc = arc;
-    }
-    json_decref(d);
-    return rc;
-}
-
-/* Store a built CA certificate (ca.create entry) and tell the caller. */
-static enum hsmca_err
-ca_store(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex,
-         const char *ca, const char *kind, const char *parent, size_t tok_i, const char *key_label,
-         int vid, int pid, X509 *cert, const unsigned char *serial)
-{
-    struct ca_apply a;
-    unsigned char *der = NULL, d[32];
-    char hex[65], ser[2 * HSMCA_MATTER_SERIAL_LEN + 1], target[HSMCA_CA_ID_MAX + 8], *b = NULL;
-    json_t *detail = NULL;
-    enum hsmca_err rc;
-    int n;
-
-    memset(&a, 0, sizeof(a));
-    n = i2d_X509(cert, &der);
-    if (n <= 0)
-        return HSMCA_E_INTERNAL;
-    snprintf(a.rec.id, sizeof(a.rec.id), "%s", ca);
-    snprintf(a.rec.kind, sizeof(a.rec.kind), "%s", kind);
-    snprintf(a.rec.parent, sizeof(a.rec.parent), "%s", parent);
-    snprintf(a.rec.token_uri, sizeof(a.rec.token_uri), "%s", x->qt[tok_i].uri);
-    snprintf(a.rec.key_uri, sizeof(a.rec.key_uri), "%s;object=%s", x->qt[tok_i].uri, key_label);
-    a.rec.vid = vid;
-    a.rec.pid = pid;
-    a.rec.cert_der = der;
-    a.rec.cert_len = (size_t)n;
-    a.rec.created_ms = hsmca_q_now_ms(q);
-    SHA256(der, (size_t)n, d);
-    hsmca_q_hex32(d, hex);
-    hsmca_hex_encode(serial, HSMCA_MATTER_SERIAL_LEN, ser, sizeof(ser));
-    snprintf(target, sizeof(target), "ca/%s", ca);
-    detail = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "ca", ca, "kind", kind, "parent", parent,
-                       "cert_sha256", hex, "serial", ser, "request_id", x->r.id);
-    rc = detail != NULL ? hsmca_q_audit(q, NULL, "ca.create", target, "ok", detail, apply_ca, &a)
-                        : HSMCA_E_NOMEM;
-    if (rc == HSMCA_OK && ex->ca_created != NULL)
-        rc = ex->ca_created(ex->arg, &a.rec);
-    if (rc == HSMCA_OK) {
-        b = hsmca_b64_encode(der, (size_t)n);
-        json_decref(x->result);
-        x->result = b != NULL
-                        ? json_pack("{s:{s:s, s:s, s:s}}", "ca", "id", ca, "kind", kind, "cert", b)
-                        : NULL;
-        if (x->result == NULL)
-            rc = HSMCA_E_NOMEM;
-    }
-    free(b);
-    json_decref(detail);
-    OPENSSL_free(der);
-    return rc;
-}
-
-static enum hsmca_err
-act_create(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex,
-           int is_paa)
-{
-    const char *ca = NULL, *token = NULL, *key_label = NULL, *cn = NULL, *parent = NULL;
-    json_int_t vid = -1, pid = -1;
-    struct hsmca_matter_ca_subject subj;
-    struct hsmca_ca_rec prec;
-    struct hsmca_key *key = NULL, *pkey = NULL;
-    unsigned char serial[HSMCA_MATTER_SERIAL_LEN];
-    const unsigned char *p;
-    X509 *cert = NULL, *paa = NULL;
-    size_t ti = is_paa ? 0 : 1;
-    enum hsmca_err rc;
-
-    memset(&prec, 0, sizeof(prec));
-    memset(&subj, 0, sizeof(subj));
-    if (json_unpack(x->v.params, "{s:s, s?:s, s:s, s:s, s?:s, s?:I, s?:I}", "ca", &ca, "parent",
-                    &parent, "token", &token, "key_label", &key_label, "cn", &cn, "vid", &vid,
-                    "pid", &pid) != 0)
-        return HSMCA_E_QUORUM_PARAMS;
-    if ((is_paa ? ex->paa_profile : ex->pai_profile) == NULL)
-        return HSMCA_E_QUORUM_OP_UNKNOWN;
-    subj.cn = cn;
-    subj.has_vid = vid >= 0;
-    subj.vid = (uint16_t)(vid >= 0 ? vid : 0);
-    subj.has_pid = pid >= 0;
-    subj.pid = (uint16_t)(pid >= 0 ? pid : 0);
-    rc = ca_keygen(q, x->tok[ti], ca, x->label[ti], key_label, &key);
-    if (rc != HSMCA_OK)
-        goto out;
-    if (is_paa) {
-        rc = hsmca_matter_paa_build(ex->paa_profile, &subj, hsmca_key_private(key),
-                                    hsmca_key_public(key), time(NULL), serial, &cert);
-    } else {
-        rc = hsmca_store_ca_get(hsmca_q_rd(q), parent, &prec);
-        if (rc != HSMCA_OK)
-            goto out;
-        p = prec.cert_der;
-        paa = p != NULL ? d2i_X509(NULL, &p, (long)prec.cert_len) : NULL;
-        if (paa == NULL) {
-            rc = HSMCA_E_QUORUM_PARAMS;
-            goto out;
-        }
-        rc = hsmca_token_find_key(x->tok[0], prec.key_uri, &pkey);
-        if (rc == HSMCA_OK)
-            rc = hsmca_matter_pai_build(ex->pai_profile, &subj, hsmca_key_public(key), paa,
-                                        hsmca_key_private(pkey), time(NULL), serial, &cert);
-    }
-    if (rc != HSMCA_OK)
-        goto out;
-    rc = ca_store(q, x, ex, ca, is_paa ? "paa" : "pai", is_paa ? "" : parent, ti, key_label,
-                  (int)vid, (int)pid, cert, serial);
-out:
-    X509_free(cert);
-    X509_free(paa);
-    hsmca_key_free(pkey);
-    hsmca_key_free(key);
-    hsmca_ca_rec_clear(&prec);
-    return rc;
-}
-
 static enum hsmca_err
 act_create_paa(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
 {
-    return act_create(q, x, ex, 1);
+    return hsmca_qca_act_create(q, x, ex, 1);
 }
 
 static enum hsmca_err
 act_create_pai(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
 {
-    return act_create(q, x, ex, 0);
+    return hsmca_qca_act_create(q, x, ex, 0);
 }
 
 /* ---- checks at request time ---- */
 
 static enum hsmca_err
-check_create(struct hsmca_quorum *q, json_t *params, struct labels *need, int paa)
-{
-    struct hsmca_store *st = hsmca_q_rd(q);
-    const char *ca = NULL, *token = NULL, *key_label = NULL, *cn = NULL, *parent = NULL;
-    json_int_t vid = -1, pid = -1;
-    struct hsmca_ca_rec rec;
-    struct hsmca_qtoken qt;
-    enum hsmca_err rc;
-
-    if (paa) {
-        if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:s, s:s, s?:s, s?:I}", "ca", &ca,
-                           "token", &token, "key_label", &key_label, "cn", &cn, "vid", &vid) != 0)
-            return HSMCA_E_QUORUM_PARAMS;
-    } else if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:s, s:s, s:s, s?:s, s:I, s?:I}",
-                              "ca", &ca, "parent", &parent, "token", &token, "key_label",
-                              &key_label, "cn", &cn, "vid", &vid, "pid", &pid) != 0) {
-        return HSMCA_E_QUORUM_PARAMS;
-    }
-    if (!hsmca_ca_id_valid(ca) || !key_label_ok(key_label) || vid < -1 || vid > 0xffff ||
-        pid < -1 || pid > 0xffff ||
-        (cn != NULL && (strlen(cn) == 0 || strlen(cn) > HSMCA_MATTER_CN_MAX)))
-        return HSMCA_E_QUORUM_PARAMS;
-    if (hsmca_store_qtoken_get(st, token, &qt) != HSMCA_OK)
-        return HSMCA_E_QUORUM_PARAMS; /* not a token under quorum */
-    memset(&rec, 0, sizeof(rec));
-    rc = hsmca_store_ca_get(st, ca, &rec);
-    hsmca_ca_rec_clear(&rec);
-    if (rc == HSMCA_OK)
-        return HSMCA_E_QUORUM_PARAMS; /* the CA exists */
-    if (!paa) {
-        char plabel[HSMCA_TOKEN_LABEL_MAX + 1];
-        struct hsmca_ca_rec prec;
-
-        if (hsmca_q_ca_token_label(st, parent, plabel, &prec) != HSMCA_OK)
-            return HSMCA_E_QUORUM_PARAMS;
-        rc = strcmp(prec.kind, "paa") == 0 && prec.cert_der != NULL ? HSMCA_OK
-                                                                    : HSMCA_E_QUORUM_PARAMS;
-        hsmca_ca_rec_clear(&prec);
-        if (rc != HSMCA_OK || strcmp(plabel, token) == 0)
-            return HSMCA_E_QUORUM_PARAMS;
-        snprintf(need->v[need->n++], sizeof(need->v[0]), "%s", plabel);
-    }
-    snprintf(need->v[need->n++], sizeof(need->v[0]), "%s", token);
-    return HSMCA_OK;
-}
-
-static enum hsmca_err
 check_create_paa(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
                  struct labels *need)
 {
-    return check_create(q, params, need, 1);
+    return hsmca_qca_check_create(q, params, need, 1);
 }
 
 static enum hsmca_err
 check_create_pai(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
                  struct labels *need)
 {
-    return check_create(q, params, need, 0);
+    return hsmca_qca_check_create(q, params, need, 0);
 }
 
 static enum hsmca_err
@@ -394,6 +174,8 @@ check_activate(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *par
     rc = strcmp(rec.kind, "pai") == 0 && rec.cert_der != NULL ? HSMCA_OK : HSMCA_E_QUORUM_PARAMS;
     if (rc == HSMCA_OK && rec.revoked)
         rc = HSMCA_E_REVOKE_CA_REVOKED; /* a revoked PAI never opens a window again */
+    if (rc == HSMCA_OK)
+        rc = hsmca_qca_superseded(hsmca_q_rd(q), ca); /* renewed: its successor opens windows */
     hsmca_ca_rec_clear(&rec);
     if (rc != HSMCA_OK)
         return rc;
@@ -733,8 +515,27 @@ after_token_enroll(struct hsmca_quorum *q, struct exec_state *x, const struct hs
  * hsmca_audit_verify re-checks any op's approvals by name alone: nothing to add there.
  */
 static const struct hsmca_qop ops[] = {
-    {.name = "ca.create_paa", .check = check_create_paa, .act = act_create_paa},
-    {.name = "ca.create_pai", .check = check_create_pai, .act = act_create_pai},
+    {.name = "ca.create_paa",
+     .check = check_create_paa,
+     .preview = hsmca_qca_preview_paa,
+     .act = act_create_paa},
+    {.name = "ca.create_pai",
+     .check = check_create_pai,
+     .preview = hsmca_qca_preview_pai,
+     .act = act_create_pai},
+    /* renewal and re-key (quorum_ca.c, docs/renewal.md) */
+    {.name = "ca.renew",
+     .threshold_of = "ca.create_pai",
+     .check = hsmca_qca_check_renew,
+     .preview = hsmca_qca_preview,
+     .act = hsmca_qca_act_renew,
+     .after = hsmca_qca_after_renew},
+    {.name = "ca.rekey",
+     .threshold_of = "ca.create_pai",
+     .check = hsmca_qca_check_rekey,
+     .preview = hsmca_qca_preview,
+     .act = hsmca_qca_act_renew,
+     .after = hsmca_qca_after_renew},
     {.name = "ca.activate",
      .check = check_activate,
      .can_run = can_activate,

@@ -103,7 +103,8 @@ check_params(struct hsmca_quorum *q, const struct hsmca_qepoch *e, const char *o
 
     memset(&all, 0, sizeof(all));
     memset(&need, 0, sizeof(need));
-    if (!json_is_object(params) || json_object_get(params, "tokens") != NULL)
+    if (!json_is_object(params) || json_object_get(params, "tokens") != NULL ||
+        json_object_get(params, "tbs") != NULL)
         return HSMCA_E_QUORUM_PARAMS;
     rc = hsmca_store_qtoken_list(hsmca_q_rd(q), collect_label, &all);
     if (rc != HSMCA_OK)
@@ -115,6 +116,15 @@ check_params(struct hsmca_quorum *q, const struct hsmca_qepoch *e, const char *o
         return rc;
     if (o->all_tokens)
         need = all;
+    if (o->preview != NULL) {
+        json_t *tbs = NULL;
+
+        rc = o->preview(q, params, &tbs);
+        if (rc != HSMCA_OK)
+            return rc;
+        if (tbs != NULL)
+            json_object_set_new(params, "tbs", tbs);
+    }
     toks = json_array();
     if (toks == NULL)
         return HSMCA_E_NOMEM;
@@ -185,7 +195,9 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
     if (rc != HSMCA_OK) {
         if (rc == HSMCA_E_QUORUM_PARAMS || rc == HSMCA_E_QUORUM_POP_INVALID ||
             rc == HSMCA_E_QUORUM_APPROVER_DUPLICATE || rc == HSMCA_E_QUORUM_TOO_FEW_APPROVERS ||
-            rc == HSMCA_E_QUORUM_APPROVER_INACTIVE || rc == HSMCA_E_QUORUM_POLICY)
+            rc == HSMCA_E_QUORUM_APPROVER_INACTIVE || rc == HSMCA_E_QUORUM_POLICY ||
+            rc == HSMCA_E_QUORUM_CA_SUPERSEDED || rc == HSMCA_E_MATTER_SCOPE ||
+            rc == HSMCA_E_QUORUM_OP_UNKNOWN || rc == HSMCA_E_REVOKE_CA_REVOKED)
             rc = hsmca_q_refuse(q, who, "quorum.request", "request", rc,
                                 json_pack("{s:s}", "op", op));
         goto out;

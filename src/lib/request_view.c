@@ -84,6 +84,8 @@ hsmca_request_view(const char *op, json_t *params)
             json_object_set_new(v, k, iso(x));
         else if (strcmp(k, "pop") == 0 || strcmp(k, "spki") == 0)
             continue; /* key material: the approver checks it by its fingerprint, below */
+        else if (strcmp(k, "tbs") == 0)
+            json_object_set(v, "certificate", x); /* the to-be-signed certificate, signed too */
         else
             json_object_set(v, k, x);
     }
@@ -115,6 +117,18 @@ hsmca_request_view(const char *op, json_t *params)
                  "with the PAA %s",
                  str(params, "key_label"), str(params, "token"), str(params, "ca"),
                  vstr(v, "vid", "?"), vstr(v, "pid", "none"), str(params, "parent"));
+    } else if (strcmp(op, "ca.renew") == 0) {
+        snprintf(sum, sizeof(sum),
+                 "renew CA %s as %s: a new certificate (new serial and validity, below) for the "
+                 "same key; %s stays for verification and its CRL, and opens no window again",
+                 str(params, "ca"), str(params, "new_ca"), str(params, "ca"));
+    } else if (strcmp(op, "ca.rekey") == 0) {
+        snprintf(sum, sizeof(sum),
+                 "re-key CA %s as %s: a new key \"%s\" generated in token %s and its certificate "
+                 "(below; the public key is only known at execution); %s stays for verification "
+                 "and its CRL, and opens no window again",
+                 str(params, "ca"), str(params, "new_ca"), str(params, "key_label"),
+                 str(params, "token"), str(params, "ca"));
     } else if (strcmp(op, "ca.revoke") == 0) {
         snprintf(sum, sizeof(sum), "revoke the PAI %s (reason %s) on its PAA's CRL",
                  str(params, "ca"),
@@ -277,8 +291,34 @@ hsmca_request_view_text(json_t *view)
     {
         for (m = 0; m < sizeof(first) / sizeof(first[0]) && strcmp(first[m], k) != 0; m++)
             ;
-        if (m == sizeof(first) / sizeof(first[0]))
+        if (m == sizeof(first) / sizeof(first[0]) && strcmp(k, "certificate") != 0)
             line(&t, k, x);
+    }
+    /* the to-be-signed certificate last, one field a line, as the approver signs it */
+    x = json_object_get(view, "certificate");
+    if (json_is_object(x)) {
+        static const char *const cf[] = {"subject",
+                                         "issuer",
+                                         "serial",
+                                         "not_before",
+                                         "not_after",
+                                         "public_key",
+                                         "signature_algorithm"};
+        json_t *e, *hd = json_string("to be signed exactly as below (the approval signs it)");
+        size_t j;
+
+        line(&t, "certificate", hd);
+        json_decref(hd);
+        for (i = 0; i < sizeof(cf) / sizeof(cf[0]); i++) {
+            char key[40];
+
+            snprintf(key, sizeof(key), "  %s", cf[i]);
+            line(&t, key, json_object_get(x, cf[i]));
+        }
+        json_array_foreach(json_object_get(x, "extensions"), j, e)
+        {
+            line(&t, "  extension", e);
+        }
     }
     if (t.failed) {
         free(t.p);

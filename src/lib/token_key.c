@@ -475,6 +475,51 @@ hsmca_key_free(struct hsmca_key *key)
     pthread_mutex_unlock(&tok->lock);
 }
 
+enum hsmca_err
+hsmca_key_destroy(struct hsmca_key *key)
+{
+    CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY;
+    CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv;
+    CK_FUNCTION_LIST_PTR f;
+    struct hsmca_token *tok;
+    CK_ULONG count = 0;
+    enum hsmca_err rc;
+    CK_RV rv;
+
+    if (key == NULL)
+        return HSMCA_E_INVALID_ARG;
+    tok = key->tok;
+    f = tok->p11->f;
+    hpriv = key->handle;
+    /* the handle first: its signing sessions and their session copy of the key go with it */
+    {
+        CK_ATTRIBUTE by_id_pub[] = {{CKA_CLASS, &pub_cls, sizeof(pub_cls)},
+                                    {CKA_ID, (void *)key->id, key->id_len}};
+
+        pthread_mutex_lock(&tok->lock);
+        rc = tok->logged_in ? tok_find_objects(tok, by_id_pub, 2, &hpub, &count)
+                            : HSMCA_E_NOT_LOGGED_IN;
+        pthread_mutex_unlock(&tok->lock);
+    }
+    hsmca_key_free(key);
+    if (rc != HSMCA_OK)
+        return rc;
+    if (count > 1)
+        return HSMCA_E_KEY_AMBIGUOUS; /* never guess which public key to destroy */
+    pthread_mutex_lock(&tok->p11->lock);
+    pthread_mutex_lock(&tok->lock);
+    rv = f->C_DestroyObject(tok->session, hpriv);
+    rc = rv == CKR_OK ? HSMCA_OK : tok_ckr("C_DestroyObject", rv, HSMCA_E_TOKEN_FAILED);
+    if (count == 1) {
+        rv = f->C_DestroyObject(tok->session, hpub);
+        if (rv != CKR_OK && rc == HSMCA_OK)
+            rc = tok_ckr("C_DestroyObject", rv, HSMCA_E_TOKEN_FAILED);
+    }
+    pthread_mutex_unlock(&tok->lock);
+    pthread_mutex_unlock(&tok->p11->lock);
+    return rc;
+}
+
 EVP_PKEY *
 hsmca_key_private(const struct hsmca_key *key)
 {

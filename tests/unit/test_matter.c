@@ -25,6 +25,7 @@
 #include "hsmca/csr.h"
 #include "hsmca/limits.h"
 #include "hsmca/matter.h"
+#include "hsmca/matter_tbs.h"
 #include "hsmca/profile.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
@@ -57,6 +58,94 @@ load_profile(const char *name, struct hsmca_profile *p)
 
     snprintf(path, sizeof(path), "%s/policies/profiles/%s.json", getenv("HSMCA_SOURCE_DIR"), name);
     assert_int_equal(hsmca_profile_load(path, p), HSMCA_OK);
+}
+
+/* ---- the to-be-signed preview of a CA (matter_tbs.h) ---- */
+
+static void
+ca_preview_is_what_the_fixed_build_makes(void **state)
+{
+    struct hsmca_profile ppaa, ppai, longer;
+    struct hsmca_matter_ca_subject spaa = {.has_vid = 1, .vid = 0xFFF1},
+                                   spai = {
+                                       .has_vid = 1, .vid = 0xFFF1, .has_pid = 1, .pid = 0x8000};
+    struct hsmca_matter_ca_fixed f, back;
+    EVP_PKEY *kpaa = EVP_EC_gen("P-256"), *kpai = EVP_EC_gen("P-256");
+    json_t *blind = NULL, *known = NULL, *made_blind, *made_known, *other = NULL;
+    X509 *paa = NULL, *pai = NULL, *pai2 = NULL;
+    time_t now = 1796600000; /* 2026-12-07 */
+
+    (void)state;
+    assert_non_null(kpaa);
+    assert_non_null(kpai);
+    load_profile("matter-paa", &ppaa);
+    load_profile("matter-pai", &ppai);
+    assert_int_equal(hsmca_matter_ca_fix(&ppaa, now, &f), HSMCA_OK);
+    assert_true(f.not_before == now - (time_t)ppaa.backdate);
+    /* a PAA whose key is made at execution: the preview says so, and the rest is exact */
+    assert_int_equal(hsmca_matter_ca_preview(&ppaa, &spaa, NULL, NULL, &f, &blind), HSMCA_OK);
+    assert_string_equal(json_string_value(json_object_get(blind, "public_key")),
+                        "EC P-256, generated in the CA's token at execution");
+    assert_int_equal(hsmca_matter_ca_build_fixed(&ppaa, &spaa, kpaa, NULL, kpaa, &f, &paa),
+                     HSMCA_OK);
+    made_blind = hsmca_matter_ca_describe(paa, 0);
+    made_known = hsmca_matter_ca_describe(paa, 1);
+    assert_true(json_equal(made_blind, blind));
+    assert_false(json_equal(made_known, blind));
+    assert_int_equal(hsmca_matter_ca_preview(&ppaa, &spaa, kpaa, NULL, &f, &known), HSMCA_OK);
+    assert_true(json_equal(made_known, known));
+    assert_string_equal(json_string_value(json_object_get(known, "subject")),
+                        "CN=hsmca Matter PAA FFF1, MatterVID=FFF1");
+    assert_string_equal(json_string_value(json_object_get(known, "issuer")),
+                        json_string_value(json_object_get(known, "subject")));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(known, "extensions"), 0)),
+                        "X509v3 Basic Constraints (critical): CA:TRUE, pathlen:1");
+    /* the fixed inputs come back from the description */
+    assert_int_equal(hsmca_matter_ca_fixed_of(known, &back), HSMCA_OK);
+    assert_true(back.not_before == f.not_before);
+    assert_memory_equal(back.serial, f.serial, sizeof(f.serial));
+    json_decref(blind);
+    json_decref(known);
+    json_decref(made_blind);
+    json_decref(made_known);
+    /* a PAI under it: signed by the PAA's key, same preview as build */
+    assert_int_equal(hsmca_matter_ca_fix(&ppai, now, &f), HSMCA_OK);
+    assert_int_equal(hsmca_matter_ca_preview(&ppai, &spai, kpai, paa, &f, &known), HSMCA_OK);
+    assert_int_equal(hsmca_matter_ca_build_fixed(&ppai, &spai, kpai, paa, kpaa, &f, &pai),
+                     HSMCA_OK);
+    made_known = hsmca_matter_ca_describe(pai, 1);
+    assert_true(json_equal(made_known, known));
+    assert_string_equal(json_string_value(json_object_get(known, "not_after")),
+                        "9999-12-31T23:59:59Z");
+    /* another profile (a changed validity) makes another certificate: the execution's check */
+    longer = ppai;
+    longer.no_expiry = 0;
+    longer.days = 3650;
+    assert_int_equal(hsmca_matter_ca_build_fixed(&longer, &spai, kpai, paa, kpaa, &f, &pai2),
+                     HSMCA_OK);
+    other = hsmca_matter_ca_describe(pai2, 1);
+    assert_false(json_equal(other, known));
+    /* a PAI outside its PAA's VID: no preview, as no build */
+    spai.vid = 0xFFF2;
+    blind = NULL;
+    assert_int_equal(hsmca_matter_ca_preview(&ppai, &spai, NULL, paa, &f, &blind),
+                     HSMCA_E_MATTER_SCOPE);
+    assert_null(blind);
+    /* malformed fixed inputs are refused */
+    json_object_set_new(known, "serial", json_string("12"));
+    assert_int_equal(hsmca_matter_ca_fixed_of(known, &back), HSMCA_E_INVALID_ARG);
+    json_object_set_new(known, "serial", json_string("41A24F4FFD60929C3F9AA03D6864BC8B"));
+    json_object_set_new(known, "not_before", json_string("2026-13-07T07:01:52Z"));
+    assert_int_equal(hsmca_matter_ca_fixed_of(known, &back), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_matter_ca_fixed_of(NULL, &back), HSMCA_E_INVALID_ARG);
+    json_decref(other);
+    json_decref(made_known);
+    json_decref(known);
+    X509_free(pai2);
+    X509_free(pai);
+    X509_free(paa);
+    EVP_PKEY_free(kpai);
+    EVP_PKEY_free(kpaa);
 }
 
 static void
@@ -1205,6 +1294,7 @@ main(void)
         cmocka_unit_test(parse_refuses_what_is_not_one_certificate),
         cmocka_unit_test(vidpid_encoding_rules),
         cmocka_unit_test(serial_layout),
+        cmocka_unit_test(ca_preview_is_what_the_fixed_build_makes),
         cmocka_unit_test(chip_test_chains_get_the_predicted_verdict),
         cmocka_unit_test(softhsm_paa_pai_dac_chain),
     };

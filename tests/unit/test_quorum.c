@@ -30,6 +30,7 @@
 #include "hsmca/crl.h"
 #include "hsmca/log.h"
 #include "hsmca/matter.h"
+#include "hsmca/matter_tbs.h"
 #include "hsmca/profile.h"
 #include "hsmca/quorum.h"
 #include "hsmca/seal.h"
@@ -123,6 +124,17 @@ created_cb(void *arg, const struct hsmca_ca_rec *ca)
 
     (void)ca;
     c->created++;
+    return HSMCA_OK;
+}
+
+/* the quorum's profiles hook: the CA requests' to-be-signed preview */
+static enum hsmca_err
+profiles_cb(void *arg, struct hsmca_profile *paa, struct hsmca_profile *pai)
+{
+    struct ctx *c = arg;
+
+    *paa = c->paa_prof;
+    *pai = c->pai_prof;
     return HSMCA_OK;
 }
 
@@ -256,6 +268,8 @@ setup(void **state)
     qcfg.audit = c->a;
     qcfg.now_ms = clock_ms;
     qcfg.now_arg = c;
+    qcfg.profiles = profiles_cb;
+    qcfg.profiles_arg = c;
     if (hsmca_quorum_open(&qcfg, &c->q) != HSMCA_OK)
         return -1;
     *state = c;
@@ -1141,6 +1155,154 @@ setpin_failure_keeps_both_pins_reachable(void **state)
     assert_int_equal(audit_count(c, "\"action\":\"quorum.rotate\"", NULL), 4);
 }
 
+#define PAI1_PARAMS                                                                                \
+    "{\"ca\":\"pai-1\",\"parent\":\"paa-1\",\"token\":\"hsmca-pai\",\"key_label\":\"pai-key\","    \
+    "\"vid\":65521,\"pid\":32768}"
+
+/* The request's params.tbs, as the approvers sign it (the envelope's request bytes). */
+static json_t *
+signed_tbs(struct ctx *c, const char *id)
+{
+    char *env = NULL;
+    json_t *e, *req, *tbs;
+    unsigned char *b = NULL;
+    size_t n = 0;
+
+    assert_int_equal(hsmca_quorum_request_envelope(c->q, id, &env), HSMCA_OK);
+    e = json_loads(env, 0, NULL);
+    assert_non_null(e);
+    assert_int_equal(
+        hsmca_b64_decode(json_string_value(json_object_get(e, "request")), 65536, &b, &n),
+        HSMCA_OK);
+    req = json_loadb((const char *)b, n, 0, NULL);
+    assert_non_null(req);
+    tbs = json_incref(json_object_get(json_object_get(req, "params"), "tbs"));
+    assert_non_null(tbs);
+    json_decref(req);
+    json_decref(e);
+    free(b);
+    free(env);
+    return tbs;
+}
+
+static X509 *
+stored_cert(struct ctx *c, const char *ca, struct hsmca_ca_rec *rec)
+{
+    const unsigned char *p;
+    X509 *x;
+
+    assert_int_equal(hsmca_store_ca_get(c->st, ca, rec), HSMCA_OK);
+    p = rec->cert_der;
+    x = d2i_X509(NULL, &p, (long)rec->cert_len);
+    assert_non_null(x);
+    return x;
+}
+
+static void
+renewal_preview_and_key_cleanup(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_quorum_exec ex;
+    struct hsmca_profile saved;
+    struct hsmca_ca_rec paa, pai, pair;
+    EVP_PKEY *pub = NULL;
+    json_t *tbs, *made;
+    X509 *xpaa, *xpai, *xpair;
+    char *id, *res = NULL, *succ = NULL;
+
+    assert_int_equal(ceremony(c, 3), 0);
+    exec_of(c, &ex);
+    id = request(c, "admin", NULL, "ca.create_paa", paa_params(), 60000, HSMCA_OK);
+    approve_ok(c, "alice", id);
+    approve_ok(c, "bob", id);
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, NULL), HSMCA_OK);
+    free(id);
+    /* the PAI profile changes between the request and its execution: nothing is signed, and the
+     * key generated for it is destroyed in its token */
+    id = request(c, "admin", NULL, "ca.create_pai", PAI1_PARAMS, 60000, HSMCA_OK);
+    approve_ok(c, "carol", id);
+    approve_ok(c, "bob", id);
+    saved = c->pai_prof;
+    c->pai_prof.no_expiry = 0;
+    c->pai_prof.days = 3650;
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, NULL), HSMCA_E_QUORUM_TBS_MISMATCH);
+    c->pai_prof = saved;
+    free(id);
+    assert_int_equal(hsmca_store_ca_get(c->st, "pai-1", &pai), HSMCA_E_NOT_FOUND);
+    assert_int_equal(hsmca_token_public_key(c->pai_tok, "pkcs11:object=pai-key", &pub),
+                     HSMCA_E_KEY_NOT_FOUND);
+    assert_null(pub);
+    assert_int_equal(audit_count(c, "\"action\":\"ca.keygen\"", "\"outcome\":\"ok\""), 2);
+    assert_int_equal(audit_count(c, "\"action\":\"ca.key_destroy\"", "quorum-tbs-mismatch"), 1);
+    /* unchanged: made exactly as the approvers saw it */
+    id = request(c, "admin", NULL, "ca.create_pai", PAI1_PARAMS, 60000, HSMCA_OK);
+    tbs = signed_tbs(c, id);
+    assert_string_equal(json_string_value(json_object_get(tbs, "public_key")),
+                        "EC P-256, generated in the CA's token at execution");
+    approve_ok(c, "carol", id);
+    approve_ok(c, "bob", id);
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, NULL), HSMCA_OK);
+    free(id);
+    xpai = stored_cert(c, "pai-1", &pai);
+    made = hsmca_matter_ca_describe(xpai, 0);
+    assert_true(json_equal(made, tbs));
+    json_decref(made);
+    json_decref(tbs);
+    /* a client never fixes the certificate itself */
+    (void)request(c, "admin", NULL, "ca.renew",
+                  "{\"ca\":\"pai-1\",\"new_ca\":\"pai-1r\",\"tbs\":{}}", 60000,
+                  HSMCA_E_QUORUM_PARAMS);
+    (void)request(c, "admin", NULL, "ca.renew", "{\"ca\":\"pai-9\",\"new_ca\":\"pai-1r\"}", 60000,
+                  HSMCA_E_QUORUM_PARAMS);
+    (void)request(c, "admin", NULL, "ca.rekey",
+                  "{\"ca\":\"pai-1\",\"new_ca\":\"pai-1k\",\"token\":\"hsmca-paa\","
+                  "\"key_label\":\"k\"}",
+                  60000, HSMCA_E_QUORUM_PARAMS); /* one CA key per token */
+    /* renewal: the same key, a new certificate signed by the PAA, exactly as previewed */
+    id = request(c, "admin", NULL, "ca.renew", "{\"ca\":\"pai-1\",\"new_ca\":\"pai-1r\"}", 60000,
+                 HSMCA_OK);
+    tbs = signed_tbs(c, id);
+    approve_ok(c, "alice", id);
+    approve_ok(c, "bob", id);
+    assert_int_equal(hsmca_quorum_execute(c->q, id, &ex, &res), HSMCA_OK);
+    assert_non_null(strstr(res, "\"supersedes\":\"pai-1\""));
+    free(res);
+    free(id);
+    xpair = stored_cert(c, "pai-1r", &pair);
+    made = hsmca_matter_ca_describe(xpair, 1);
+    assert_true(json_equal(made, tbs));
+    assert_string_equal(pair.key_uri, pai.key_uri);
+    assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(xpair), X509_get0_pubkey(xpai)), 1);
+    assert_int_not_equal(
+        ASN1_INTEGER_cmp(X509_get0_serialNumber(xpair), X509_get0_serialNumber(xpai)), 0);
+    xpaa = stored_cert(c, "paa-1", &paa);
+    assert_int_equal(X509_verify(xpair, X509_get0_pubkey(xpaa)), 1);
+    /* the old PAI stays, superseded: no window, no second renewal */
+    assert_int_equal(hsmca_quorum_ca_successor(c->st, "pai-1", &succ), HSMCA_OK);
+    assert_string_equal(succ, "pai-1r");
+    free(succ);
+    succ = NULL;
+    assert_int_equal(hsmca_quorum_ca_successor(c->st, "pai-1r", &succ), HSMCA_E_NOT_FOUND);
+    assert_true(c->deactivated >= 1); /* its window closed (none was open) */
+    (void)request(c, "admin", NULL, "ca.renew", "{\"ca\":\"pai-1\",\"new_ca\":\"pai-1s\"}", 60000,
+                  HSMCA_E_QUORUM_CA_SUPERSEDED);
+    {
+        char params[160];
+
+        snprintf(params, sizeof(params), "{\"ca\":\"pai-1\",\"until\":%lld,\"max_dacs\":5}",
+                 (long long)(clock_ms(c) + 600000));
+        (void)request(c, "admin", NULL, "ca.activate", params, 60000, HSMCA_E_QUORUM_CA_SUPERSEDED);
+    }
+    json_decref(made);
+    json_decref(tbs);
+    X509_free(xpaa);
+    X509_free(xpair);
+    X509_free(xpai);
+    hsmca_ca_rec_clear(&paa);
+    hsmca_ca_rec_clear(&pair);
+    hsmca_ca_rec_clear(&pai);
+}
+
 static void
 paa_pai_activation_window(void **state)
 {
@@ -1490,7 +1652,8 @@ operation_table_is_whole(void **state)
             assert_null(o2->threshold_of);
         }
     }
-    assert_int_equal(n, 14); /* ..., crl.sign, token.enroll, and the 5 mdl.* of quorum_mdl.c */
+    assert_int_equal(n, 16); /* ..., crl.sign, token.enroll, ca.renew, ca.rekey (quorum_ca.c), and
+                                the 5 mdl.* of quorum_mdl.c */
     assert_null(hsmca_qop_find("ca.create"));
     assert_null(hsmca_qop_find(""));
     assert_null(hsmca_qop_find(NULL));
@@ -1526,6 +1689,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(enrol_fourth_then_old_shares_useless, setup, teardown),
         cmocka_unit_test_setup_teardown(paa_pai_activation_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(renewal_preview_and_key_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(setpin_failure_keeps_both_pins_reachable, setup, teardown),
         cmocka_unit_test_setup_teardown(approver_witness_refuses_fork_and_truncation, setup,
                                         teardown),

@@ -52,6 +52,37 @@ activate_in_person_terms(void **state)
 }
 
 static void
+renewal_shows_the_certificate(void **state)
+{
+    json_t *v =
+        view("ca.rekey",
+             "{\"ca\": \"pai-8000\", \"new_ca\": \"pai-8000-k1\", \"token\": \"t2\", "
+             "\"key_label\": \"k\", \"tbs\": {\"subject\": \"CN=P, MatterVID=FFF1\", \"serial\": "
+             "\"41A2\", \"not_before\": \"2026-12-07T07:01:52Z\", \"public_key\": \"EC P-256, "
+             "generated in the CA's token at execution\", \"extensions\": [\"X509v3 Key Usage "
+             "(critical): Certificate Sign, CRL Sign\"]}}");
+    char *text;
+
+    (void)state;
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(v, "certificate"), "subject")),
+        "CN=P, MatterVID=FFF1");
+    assert_null(json_object_get(v, "tbs"));
+    assert_non_null(strstr(json_string_value(json_object_get(v, "summary")),
+                           "re-key CA pai-8000 as pai-8000-k1"));
+    text = hsmca_request_view_text(v);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "  certificate to be signed exactly as below"));
+    assert_non_null(strstr(text, "    subject  CN=P, MatterVID=FFF1\n"));
+    assert_non_null(strstr(text, "    not_before 2026-12-07T07:01:52Z\n"));
+    assert_non_null(strstr(text, "    public_key EC P-256, generated in the CA's token"));
+    assert_non_null(
+        strstr(text, "    extension X509v3 Key Usage (critical): Certificate Sign, CRL Sign\n"));
+    free(text);
+    json_decref(v);
+}
+
+static void
 vid_pid_hex(void **state)
 {
     json_t *v = view("ca.create_pai", "{\"ca\": \"pai-8001\", \"parent\": \"paa-1\", \"token\": "
@@ -115,6 +146,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(activate_in_person_terms),
         cmocka_unit_test(vid_pid_hex),
+        cmocka_unit_test(renewal_shows_the_certificate),
         cmocka_unit_test(hostile_params_shown_as_given),
         cmocka_unit_test(envelope_view),
     };

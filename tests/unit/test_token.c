@@ -72,6 +72,49 @@ teardown(void **state)
     return 0;
 }
 
+/* ---- destroying a key pair (a CA key whose certificate was never made) ---- */
+
+static void
+destroyed_key_leaves_no_object(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_key *k = NULL, *other = NULL, *again = NULL;
+    EVP_PKEY *pub = NULL;
+
+    assert_int_equal(hsmca_token_login(c->tok, &c->pin), HSMCA_OK);
+    assert_int_equal(
+        hsmca_token_generate_key(c->tok, "gone-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &k), HSMCA_OK);
+    assert_int_equal(
+        hsmca_token_generate_key(c->tok, "kept-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &other),
+        HSMCA_OK);
+    /* both halves exist before: the public one is readable without the private one's handle */
+    assert_int_equal(hsmca_token_public_key(c->tok, "pkcs11:object=gone-key", &pub), HSMCA_OK);
+    EVP_PKEY_free(pub);
+    pub = NULL;
+    assert_int_equal(hsmca_key_destroy(k), HSMCA_OK); /* frees the handle too */
+    assert_int_equal(hsmca_token_find_key(c->tok, "pkcs11:object=gone-key", &again),
+                     HSMCA_E_KEY_NOT_FOUND);
+    assert_int_equal(hsmca_token_public_key(c->tok, "pkcs11:object=gone-key", &pub),
+                     HSMCA_E_KEY_NOT_FOUND);
+    assert_null(again);
+    assert_null(pub);
+    /* the label is free again, and the other key is untouched */
+    assert_int_equal(
+        hsmca_token_generate_key(c->tok, "gone-key", NULL, 0, HSMCA_KEY_USAGE_SIGN, &again),
+        HSMCA_OK);
+    assert_int_equal(hsmca_token_find_key(c->tok, "pkcs11:object=kept-key", &k), HSMCA_OK);
+    hsmca_key_free(k);
+    hsmca_key_free(again);
+    /* logged out: refused, and the key stays */
+    assert_int_equal(hsmca_token_logout(c->tok), HSMCA_E_BUSY); /* other is alive */
+    assert_int_equal(hsmca_key_destroy(NULL), HSMCA_E_INVALID_ARG);
+    hsmca_key_free(other);
+    assert_int_equal(hsmca_token_logout(c->tok), HSMCA_OK);
+    assert_int_equal(hsmca_token_public_key(c->tok, "pkcs11:object=kept-key", &pub), HSMCA_OK);
+    EVP_PKEY_free(pub);
+    assert_int_equal(hsmca_token_login(c->tok, &c->pin), HSMCA_OK);
+}
+
 /* ---- URIs ---- */
 
 static void
@@ -757,6 +800,7 @@ main(void)
         cmocka_unit_test(uri_parses_rfc7512_attributes),
         cmocka_unit_test(missing_or_bogus_module_is_refused),
         cmocka_unit_test_setup_teardown(unknown_token_and_key_are_distinct_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(destroyed_key_leaves_no_object, setup, teardown),
         cmocka_unit_test_setup_teardown(close_all_undoes_open_login_and_key, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_and_malformed_pins_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(no_free_slot_and_duplicate_token_label, setup, teardown),

@@ -25,6 +25,7 @@
 #include "hsmca/limits.h"
 #include "hsmca/matter.h"
 #include "hsmca/profile.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_certs.h"
 #include "hsmca/token.h"
 
@@ -207,11 +208,11 @@ struct hsmca_issue_result {
     size_t pai_len;
     unsigned char serial[20]; /* the DAC's serial */
     size_t serial_len;
-    char csr_sha256[65]; /* hex; "" when the CSR was not readable */
-    json_t *doc;         /* dry run: {"ok", "dac", "problems"} (hsmca_matter_dac_lint); owned */
-    char detail[160];    /* short English reason of a refusal (no untrusted bytes) */
-    uint64_t sign_us;    /* microseconds to build and sign this DAC, the wait for the token
-                            included; 0 when nothing was signed */
+    char csr_sha256[HSMCA_SHA256_HEX_SIZE]; /* hex; "" when the CSR was not readable */
+    json_t *doc;      /* dry run: {"ok", "dac", "problems"} (hsmca_matter_dac_lint); owned */
+    char detail[160]; /* short English reason of a refusal (no untrusted bytes) */
+    uint64_t sign_us; /* microseconds to build and sign this DAC, the wait for the token
+                         included; 0 when nothing was signed */
 };
 void hsmca_issue_result_free(struct hsmca_issue_result *res);
 

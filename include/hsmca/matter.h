@@ -20,6 +20,7 @@
 #include "hsmca/csr.h"
 #include "hsmca/error.h"
 #include "hsmca/profile.h"
+#include "hsmca/sizes.h"
 
 /* connectedhomeip AttestationVerificationResult values used as verdict sub-codes. */
 #define HSMCA_CHIP_SUCCESS 0
@@ -169,7 +170,8 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_matter_issuer_new(const struct hsmca_profil
 void hsmca_matter_issuer_free(struct hsmca_matter_issuer *is);
 
 /* Signs a SHA-256 digest with the PAI's key: a DER ECDSA-Sig-Value into sig[0..*sig_len). */
-typedef enum hsmca_err (*hsmca_matter_sign_fn)(void *arg, const unsigned char dgst[32],
+typedef enum hsmca_err (*hsmca_matter_sign_fn)(void *arg,
+                                               const unsigned char dgst[HSMCA_SHA256_LEN],
                                                unsigned char *sig, size_t sig_max, size_t *sig_len);
 
 /*

@@ -13,13 +13,14 @@
 
 #include "hsmca/audit.h"
 #include "hsmca/error.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store.h"
 
 /* Insert entry seq (line[0..len), len <= HSMCA_AUDIT_LINE_MAX, hash = SHA-256(line)). Needs an
  * open transaction. HSMCA_E_STORE_CONSTRAINT if seq exists. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq,
                                                      const char *line, size_t len,
-                                                     const unsigned char hash[32]);
+                                                     const unsigned char hash[HSMCA_SHA256_LEN]);
 
 /*
  * Take the audit chain's lock inside the open transaction, until it ends: on PostgreSQL an
@@ -31,13 +32,13 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_lock(struct hsmca_store *st);
 
 /* The highest seq (0 if empty) and its stored hash (zeros if empty). */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq,
-                                                      unsigned char hash[32]);
+                                                      unsigned char hash[HSMCA_SHA256_LEN]);
 
 /* Entry seq: *line is a new NUL-terminated buffer (caller frees with free()), *len its length,
  * hash its stored hash. HSMCA_E_NOT_FOUND if absent. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq,
                                                      char **line, size_t *len,
-                                                     unsigned char hash[32]);
+                                                     unsigned char hash[HSMCA_SHA256_LEN]);
 
 /*
  * Call fn for each entry seq in [from, to] in order, with borrowed line bytes valid during the

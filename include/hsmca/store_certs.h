@@ -15,6 +15,7 @@
 
 #include "hsmca/error.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store.h"
 
 #define HSMCA_WINDOW_ID_MAX 64
@@ -40,8 +41,8 @@ struct hsmca_cert_rec {
     unsigned char serial[20];
     size_t serial_len;
     char request_id[HSMCA_REQUEST_ID_MAX + 1]; /* "" when the client gave none */
-    unsigned char csr_sha256[32];
-    unsigned char sha256[32]; /* of der */
+    unsigned char csr_sha256[HSMCA_SHA256_LEN];
+    unsigned char sha256[HSMCA_SHA256_LEN]; /* of der */
     int vid, pid;
     int64_t not_before, not_after; /* seconds since the epoch (UTC) */
     int64_t issued_ms;

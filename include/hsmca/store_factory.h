@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "hsmca/error.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store.h"
 
 /* A line name: [a-z0-9-], 1..HSMCA_LINE_NAME_MAX bytes. */
@@ -23,7 +24,7 @@
 /* Register a line. Returns HSMCA_E_LINE_EXISTS, HSMCA_E_STORE_WRITE. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_line_put(struct hsmca_store *st, const char *name,
                                                     const unsigned char *der, size_t len,
-                                                    const unsigned char sha256[32],
+                                                    const unsigned char sha256[HSMCA_SHA256_LEN],
                                                     const char *registered_by, int64_t now_ms);
 /* A line's certificate (*der malloc'd). Returns HSMCA_E_LINE_NOT_FOUND, HSMCA_E_STORE_READ. */
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_line_get(struct hsmca_store *st, const char *name,
@@ -34,8 +35,8 @@ struct hsmca_bundle_rec {
     char ca[65];
     char line[HSMCA_LINE_NAME_MAX + 1];
     int64_t count;
-    unsigned char manifest_sha256[32];
-    unsigned char envelope_sha256[32];
+    unsigned char manifest_sha256[HSMCA_SHA256_LEN];
+    unsigned char envelope_sha256[HSMCA_SHA256_LEN];
     char requester[65];
     int64_t created_ms;
     int64_t received_ms; /* 0 = not yet */
@@ -62,7 +63,7 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_bundle_receive(struct hsmca_store *st
 HSMCA_MUSTCHECK enum hsmca_err
 hsmca_store_cert_by_point(struct hsmca_store *st, const char *ca, const unsigned char point[65],
                           unsigned char serial[20], size_t *serial_len, int *revoked, char *rid,
-                          size_t rid_size, unsigned char csr_sha256[32], unsigned char **der,
-                          size_t *der_len);
+                          size_t rid_size, unsigned char csr_sha256[HSMCA_SHA256_LEN],
+                          unsigned char **der, size_t *der_len);
 
 #endif

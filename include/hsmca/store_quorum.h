@@ -15,6 +15,7 @@
 
 #include "hsmca/error.h"
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store.h"
 
 #define HSMCA_QSTORE_NAME_MAX 64
@@ -23,7 +24,7 @@ struct hsmca_qapprover {
     char name[HSMCA_QSTORE_NAME_MAX + 1];
     unsigned char *spki; /* DER SubjectPublicKeyInfo */
     size_t spki_len;
-    unsigned char fingerprint[32]; /* SHA-256 of spki */
+    unsigned char fingerprint[HSMCA_SHA256_LEN]; /* SHA-256 of spki */
     char token_serial[HSMCA_TOKEN_SERIAL_MAX + 1];
     uint64_t since_epoch; /* first epoch holding a share */
     uint64_t until_epoch; /* first epoch without one; 0 while active */
@@ -31,9 +32,9 @@ struct hsmca_qapprover {
 
 struct hsmca_qepoch {
     uint64_t epoch;
-    unsigned m;           /* Shamir threshold of this epoch's splits */
-    char *policy;         /* canonical policy JSON (malloc'd) */
-    char policy_hash[65]; /* hex SHA-256 of policy */
+    unsigned m;                              /* Shamir threshold of this epoch's splits */
+    char *policy;                            /* canonical policy JSON (malloc'd) */
+    char policy_hash[HSMCA_SHA256_HEX_SIZE]; /* hex SHA-256 of policy */
     int64_t created_ms;
 };
 
@@ -42,12 +43,12 @@ struct hsmca_qtoken {
     char uri[HSMCA_URI_MAX + 1];
     uint64_t epoch; /* the epoch of its current PIN and shares */
     unsigned char pin_salt[32];
-    unsigned char pin_commit[32];
+    unsigned char pin_commit[HSMCA_SHA256_LEN];
     /* The alternate PIN while a rotation is unconfirmed (docs/custody.md): the token answers to
      * the current PIN or to this one. alt_epoch 0 = none. */
     uint64_t alt_epoch;
     unsigned char alt_pin_salt[32];
-    unsigned char alt_pin_commit[32];
+    unsigned char alt_pin_commit[HSMCA_SHA256_LEN];
 };
 
 struct hsmca_qshare {
@@ -55,7 +56,7 @@ struct hsmca_qshare {
     uint64_t epoch;
     char approver[HSMCA_QSTORE_NAME_MAX + 1];
     unsigned idx; /* Shamir x, 1..32 */
-    unsigned char commit[32];
+    unsigned char commit[HSMCA_SHA256_LEN];
     unsigned char *sealed; /* sealed to the approver's key */
     size_t sealed_len;
 };

@@ -201,7 +201,8 @@ audit_item_new(const struct hsmca_audit_event *ev, struct item **out)
         goto out;
     }
     /* 64 prev + 20 seq + 24 time + 2 closing */
-    if (it->pre_len + it->mid_len + it->post_len + 64 + 20 + HSMCA_AUDIT_TIME_LEN + 2 >
+    if (it->pre_len + it->mid_len + it->post_len + HSMCA_SHA256_HEX_LEN + 20 +
+            HSMCA_AUDIT_TIME_LEN + 2 >
         HSMCA_AUDIT_LINE_MAX) {
         rc = HSMCA_E_TOO_LARGE;
         goto out;

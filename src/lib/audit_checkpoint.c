@@ -169,7 +169,7 @@ audit_make_checkpoint(struct hsmca_audit *a)
     hsmca_hex_encode(a->head, HSMCA_SHA256_LEN, head, sizeof(head));
     hsmca_hex_encode(a->last_cp.hash, HSMCA_SHA256_LEN, prev, sizeof(prev));
     if (a->last_cp.size == 0)
-        memset(prev, '0', 64);
+        memset(prev, '0', HSMCA_SHA256_HEX_LEN);
     hsmca_audit_time_format(a->last_ms > audit_wall_ms(a) ? a->last_ms : audit_wall_ms(a), tbuf);
     n = snprintf(text, sizeof(text),
                  "hsmca-checkpoint/v1\norigin %s\nsize %llu\nhead %s\ntime %s\nprev %s\nkey %s\n",

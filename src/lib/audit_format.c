@@ -312,7 +312,7 @@ hsmca_audit_line_parse(const char *line, size_t len, struct hsmca_audit_line *ou
             l.outcome_len = bl;
             break;
         case 5:
-            if (bl != 64 || hex32(b, l.prev) != 0) {
+            if (bl != HSMCA_SHA256_HEX_LEN || hex32(b, l.prev) != 0) {
                 *why = "prev is not 64 lowercase hex digits";
                 return HSMCA_E_AUDIT_CHAIN;
             }
@@ -380,14 +380,17 @@ hsmca_audit_checkpoint_parse(const char *text, size_t len, struct hsmca_audit_cp
     if (cp_field(&p, end, "size", &v, &vl) != 0 ||
         hsmca_parse_u64(v, vl, INT64_MAX, &f.size) != HSMCA_OK || f.size == 0)
         return HSMCA_E_AUDIT_CHECKPOINT;
-    if (cp_field(&p, end, "head", &v, &vl) != 0 || vl != 64 || hex32(v, f.head) != 0)
+    if (cp_field(&p, end, "head", &v, &vl) != 0 || vl != HSMCA_SHA256_HEX_LEN ||
+        hex32(v, f.head) != 0)
         return HSMCA_E_AUDIT_CHECKPOINT;
     if (cp_field(&p, end, "time", &v, &vl) != 0 || vl != HSMCA_AUDIT_TIME_LEN || !time_ok(v))
         return HSMCA_E_AUDIT_CHECKPOINT;
     memcpy(f.time, v, vl);
-    if (cp_field(&p, end, "prev", &v, &vl) != 0 || vl != 64 || hex32(v, f.prev) != 0)
+    if (cp_field(&p, end, "prev", &v, &vl) != 0 || vl != HSMCA_SHA256_HEX_LEN ||
+        hex32(v, f.prev) != 0)
         return HSMCA_E_AUDIT_CHECKPOINT;
-    if (cp_field(&p, end, "key", &v, &vl) != 0 || vl != 64 || hex32(v, f.key) != 0)
+    if (cp_field(&p, end, "key", &v, &vl) != 0 || vl != HSMCA_SHA256_HEX_LEN ||
+        hex32(v, f.key) != 0)
         return HSMCA_E_AUDIT_CHECKPOINT;
     if (p != end)
         return HSMCA_E_AUDIT_CHECKPOINT;

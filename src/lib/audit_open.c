@@ -10,7 +10,7 @@
 struct chain_ck {
     struct hsmca_audit *a;
     uint64_t expect;
-    unsigned char prev[32];
+    unsigned char prev[HSMCA_SHA256_LEN];
     char *why;
     size_t why_len;
     int64_t last_ms;
@@ -21,7 +21,7 @@ chain_step(void *arg, uint64_t seq, const char *line, size_t len, const unsigned
 {
     struct chain_ck *c = arg;
     struct hsmca_audit_line l;
-    unsigned char h[32];
+    unsigned char h[HSMCA_SHA256_LEN];
     const char *why = NULL;
 
     if (seq != c->expect) {
@@ -41,24 +41,24 @@ chain_step(void *arg, uint64_t seq, const char *line, size_t len, const unsigned
                  (unsigned long long)l.seq);
         return HSMCA_E_AUDIT_CHAIN;
     }
-    if (CRYPTO_memcmp(h, hash, 32) != 0) {
+    if (CRYPTO_memcmp(h, hash, HSMCA_SHA256_LEN) != 0) {
         snprintf(c->why, c->why_len, "seq %llu: line bytes do not match their stored hash",
                  (unsigned long long)seq);
         return HSMCA_E_AUDIT_CHAIN;
     }
     if (c->expect > 0 && c->expect != c->a->last_cp.size &&
-        CRYPTO_memcmp(l.prev, c->prev, 32) != 0) {
+        CRYPTO_memcmp(l.prev, c->prev, HSMCA_SHA256_LEN) != 0) {
         snprintf(c->why, c->why_len,
                  "seq %llu: changed or replaced: its hash is not the prev of seq %llu",
                  (unsigned long long)seq - 1, (unsigned long long)seq);
         return HSMCA_E_AUDIT_CHAIN;
     }
-    if (seq == c->a->last_cp.size && CRYPTO_memcmp(h, c->a->last_cp.head, 32) != 0) {
+    if (seq == c->a->last_cp.size && CRYPTO_memcmp(h, c->a->last_cp.head, HSMCA_SHA256_LEN) != 0) {
         snprintf(c->why, c->why_len, "seq %llu: not the head of the last checkpoint",
                  (unsigned long long)seq);
         return HSMCA_E_AUDIT_CHAIN;
     }
-    memcpy(c->prev, h, 32);
+    memcpy(c->prev, h, HSMCA_SHA256_LEN);
     c->last_ms = hsmca_audit_time_parse(l.time);
     c->expect++;
     return HSMCA_OK;
@@ -68,18 +68,18 @@ static enum hsmca_err
 check_cp(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp, char *why, size_t why_len)
 {
     struct hsmca_audit_cp_fields f;
-    unsigned char h[32];
+    unsigned char h[HSMCA_SHA256_LEN];
 
     if (audit_sha256(a, cp->text, cp->text_len, h) != HSMCA_OK)
         return HSMCA_E_INTERNAL;
-    if (CRYPTO_memcmp(h, cp->hash, 32) != 0 ||
+    if (CRYPTO_memcmp(h, cp->hash, HSMCA_SHA256_LEN) != 0 ||
         hsmca_audit_checkpoint_parse(cp->text, cp->text_len, &f) != HSMCA_OK ||
-        f.size != cp->size || CRYPTO_memcmp(f.head, cp->head, 32) != 0) {
+        f.size != cp->size || CRYPTO_memcmp(f.head, cp->head, HSMCA_SHA256_LEN) != 0) {
         snprintf(why, why_len, "checkpoint %llu: malformed or altered in the store",
                  (unsigned long long)cp->size);
         return HSMCA_E_AUDIT_CHECKPOINT;
     }
-    if (memcmp(f.key, a->kid, 32) != 0) {
+    if (memcmp(f.key, a->kid, HSMCA_SHA256_LEN) != 0) {
         snprintf(why, why_len, "checkpoint %llu: signed by another audit key",
                  (unsigned long long)cp->size);
         return HSMCA_E_AUDIT_CHECKPOINT;
@@ -96,7 +96,7 @@ check_cp(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp, char *w
 static enum hsmca_err
 check_anchor(struct hsmca_audit *a, uint64_t store_size, char *why, size_t why_len)
 {
-    unsigned char buf[HSMCA_DATA_OBJECT_MAX + 1], head[32], cph[32];
+    unsigned char buf[HSMCA_DATA_OBJECT_MAX + 1], head[HSMCA_SHA256_LEN], cph[HSMCA_SHA256_LEN];
     struct hsmca_audit_checkpoint cp;
     size_t len = 0, n = 0;
     uint64_t size = 0;
@@ -122,8 +122,11 @@ check_anchor(struct hsmca_audit *a, uint64_t store_size, char *why, size_t why_l
     sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
     if (sp1 == NULL || sp2 == NULL ||
         hsmca_parse_u64((char *)buf, (size_t)(sp1 - (char *)buf), INT64_MAX, &size) != HSMCA_OK ||
-        hsmca_hex_decode(sp1 + 1, (size_t)(sp2 - sp1 - 1), head, 32, &n) != HSMCA_OK || n != 32 ||
-        hsmca_hex_decode(sp2 + 1, strlen(sp2 + 1), cph, 32, &n) != HSMCA_OK || n != 32) {
+        hsmca_hex_decode(sp1 + 1, (size_t)(sp2 - sp1 - 1), head, HSMCA_SHA256_LEN, &n) !=
+            HSMCA_OK ||
+        n != HSMCA_SHA256_LEN ||
+        hsmca_hex_decode(sp2 + 1, strlen(sp2 + 1), cph, HSMCA_SHA256_LEN, &n) != HSMCA_OK ||
+        n != HSMCA_SHA256_LEN) {
         snprintf(why, why_len, "the anchor object in the audit token is malformed");
         return HSMCA_E_AUDIT_ANCHOR;
     }
@@ -136,8 +139,8 @@ check_anchor(struct hsmca_audit *a, uint64_t store_size, char *why, size_t why_l
     }
     memset(&cp, 0, sizeof(cp));
     rc = hsmca_store_audit_cp_at_most(a->st, size, &cp);
-    if (rc != HSMCA_OK || cp.size != size || CRYPTO_memcmp(cp.hash, cph, 32) != 0 ||
-        CRYPTO_memcmp(cp.head, head, 32) != 0) {
+    if (rc != HSMCA_OK || cp.size != size || CRYPTO_memcmp(cp.hash, cph, HSMCA_SHA256_LEN) != 0 ||
+        CRYPTO_memcmp(cp.head, head, HSMCA_SHA256_LEN) != 0) {
         snprintf(why, why_len,
                  "anchor checkpoint %llu missing from the store or different (restored or "
                  "rewritten database)",
@@ -217,7 +220,7 @@ audit_genesis(struct hsmca_audit *a, const char *detail_json, char *why, size_t 
     rc = hsmca_store_commit(a->st);
     if (rc != HSMCA_OK) {
         a->size = 0;
-        memset(a->head, 0, 32);
+        memset(a->head, 0, HSMCA_SHA256_LEN);
         goto out;
     }
     a->stats.commits++;
@@ -316,7 +319,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
     struct chain_ck ck;
     char dummy[8], *origin = NULL;
     uint64_t store_size = 0;
-    unsigned char store_head[32];
+    unsigned char store_head[HSMCA_SHA256_LEN];
     enum hsmca_err rc;
 
     if (why == NULL || why_len == 0) {
@@ -362,7 +365,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
     rc = hsmca_audit_key_id(a->pub, a->kid);
     if (rc != HSMCA_OK)
         goto fail;
-    hsmca_hex_encode(a->kid, 32, a->kid_hex, sizeof(a->kid_hex));
+    hsmca_hex_encode(a->kid, HSMCA_SHA256_LEN, a->kid_hex, sizeof(a->kid_hex));
     if (cfg->origin != NULL)
         snprintf(a->origin, sizeof(a->origin), "%s", cfg->origin);
     a->last_cp_us = hsmca_mono_us();
@@ -410,7 +413,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
             goto fail;
         }
         a->size = store_size;
-        memcpy(a->head, ck.prev, 32);
+        memcpy(a->head, ck.prev, HSMCA_SHA256_LEN);
         a->last_ms = ck.last_ms;
         /* the store may be ahead of the anchor (crash between the two): move the anchor up */
         rc = audit_write_anchor(a, &a->last_cp);

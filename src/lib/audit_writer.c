@@ -23,7 +23,8 @@ write_line(struct hsmca_audit *a, const struct item *it, int64_t ms,
     hsmca_hex_encode(a->head, HSMCA_SHA256_LEN, prev, sizeof(prev));
     sl = (size_t)snprintf(seq, sizeof(seq), "%llu", (unsigned long long)s);
     hsmca_audit_time_format(ms, tbuf);
-    len = it->pre_len + 64 + it->mid_len + sl + it->post_len + HSMCA_AUDIT_TIME_LEN + 2;
+    len = it->pre_len + HSMCA_SHA256_HEX_LEN + it->mid_len + sl + it->post_len +
+          HSMCA_AUDIT_TIME_LEN + 2;
     line = malloc(len + 1);
     if (line == NULL)
         return HSMCA_E_NOMEM;
@@ -33,7 +34,7 @@ write_line(struct hsmca_audit *a, const struct item *it, int64_t ms,
         off += (n);                                                                                \
     } while (0)
     PUT(it->pre, it->pre_len);
-    PUT(prev, 64);
+    PUT(prev, HSMCA_SHA256_HEX_LEN);
     PUT(it->mid, it->mid_len);
     PUT(seq, sl);
     PUT(it->post, it->post_len);

@@ -124,12 +124,12 @@ job_release(struct job *j, int committed)
 }
 
 void
-issue_sha256_hex(const void *p, size_t len, char out[65])
+issue_sha256_hex(const void *p, size_t len, char out[HSMCA_SHA256_HEX_SIZE])
 {
-    unsigned char d[32];
+    unsigned char d[HSMCA_SHA256_LEN];
 
     SHA256(p, len, d);
-    hsmca_hex_encode(d, sizeof(d), out, 65);
+    hsmca_hex_encode(d, sizeof(d), out, HSMCA_SHA256_HEX_SIZE);
 }
 
 /* ---------------------------------------------------------------- refusal limiter */
@@ -377,7 +377,7 @@ job_refuse(struct job *j, enum hsmca_err code, const char *why, const void *inpu
     if (d != NULL && j->res->csr_sha256[0] != '\0') {
         json_object_set_new(d, "csr_sha256", json_string(j->res->csr_sha256));
     } else if (d != NULL && input != NULL) {
-        char h[65];
+        char h[HSMCA_SHA256_HEX_SIZE];
 
         issue_sha256_hex(input, len, h);
         json_object_set_new(d, "input_sha256", json_string(h));
@@ -516,8 +516,9 @@ reserve(struct hsmca_issue_ca *ca, struct job *j, int64_t t, struct hsmca_matter
 static char *
 issue_detail_text(const struct job *j)
 {
-    char serial[41], sha[65], dev[16 + 2 * HSMCA_DEVICE_ID_MAX + 4];
-    char text[96 + 64 + HSMCA_REQUEST_ID_MAX + 40 + 64 + 8 + sizeof(dev)];
+    char serial[41], sha[HSMCA_SHA256_HEX_SIZE], dev[16 + 2 * HSMCA_DEVICE_ID_MAX + 4];
+    char text[96 + HSMCA_SHA256_HEX_LEN + HSMCA_REQUEST_ID_MAX + 40 + HSMCA_SHA256_HEX_LEN + 8 +
+              sizeof(dev)];
     size_t i, o = 0;
     int n;
 
@@ -554,7 +555,8 @@ dry_run(struct job *j, const struct hsmca_issue_req *rq)
     size_t i;
 
     if (hsmca_csr_parse(rq->csr, rq->csr_len, &csr) == HSMCA_OK)
-        hsmca_hex_encode(hsmca_csr_sha256(csr), 32, j->res->csr_sha256, sizeof(j->res->csr_sha256));
+        hsmca_hex_encode(hsmca_csr_sha256(csr), HSMCA_SHA256_LEN, j->res->csr_sha256,
+                         sizeof(j->res->csr_sha256));
     hsmca_csr_free(csr);
     mi = mi_take(ca);
     if (mi == NULL) {
@@ -578,7 +580,7 @@ dry_run(struct job *j, const struct hsmca_issue_req *rq)
     if (d != NULL && j->res->csr_sha256[0] != '\0') {
         json_object_set_new(d, "csr_sha256", json_string(j->res->csr_sha256));
     } else if (d != NULL) {
-        char h[65];
+        char h[HSMCA_SHA256_HEX_SIZE];
 
         issue_sha256_hex(rq->csr, rq->csr_len, h);
         json_object_set_new(d, "input_sha256", json_string(h));
@@ -590,7 +592,7 @@ dry_run(struct job *j, const struct hsmca_issue_req *rq)
 static void
 replay(struct job *j, struct hsmca_cert_rec *old)
 {
-    char serial[41], sha[65];
+    char serial[41], sha[HSMCA_SHA256_HEX_SIZE];
     json_t *d;
 
     j->kind = JOB_REPLAY;
@@ -677,8 +679,9 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
         job_refuse(j, rc, NULL, rq->csr, rq->csr_len > HSMCA_CSR_MAX ? 0 : rq->csr_len);
         return;
     }
-    memcpy(j->rec.csr_sha256, hsmca_csr_sha256(csr), 32);
-    hsmca_hex_encode(j->rec.csr_sha256, 32, j->res->csr_sha256, sizeof(j->res->csr_sha256));
+    memcpy(j->rec.csr_sha256, hsmca_csr_sha256(csr), HSMCA_SHA256_LEN);
+    hsmca_hex_encode(j->rec.csr_sha256, HSMCA_SHA256_LEN, j->res->csr_sha256,
+                     sizeof(j->res->csr_sha256));
 
     if (idlen > 0) {
         pthread_mutex_lock(&ca->mu);
@@ -700,7 +703,7 @@ issue_process(struct job *j, const struct hsmca_issue_req *rq)
                  : HSMCA_E_NOT_FOUND;
         if (rc == HSMCA_OK) {
             job_release(j, 0);
-            if (CRYPTO_memcmp(old.csr_sha256, j->rec.csr_sha256, 32) == 0)
+            if (CRYPTO_memcmp(old.csr_sha256, j->rec.csr_sha256, HSMCA_SHA256_LEN) == 0)
                 replay(j, &old);
             else
                 job_refuse(j, HSMCA_E_ISSUE_REQUEST_ID_CONFLICT, NULL, NULL, 0);

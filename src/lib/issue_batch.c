@@ -197,7 +197,7 @@ hsmca_issue_refuse(struct hsmca_issuer *iss, const char *ca_id, const char *prin
                    hsmca_audit_done_fn done, void *done_arg)
 {
     struct hsmca_limiter_slot sum;
-    char target[HSMCA_CA_ID_MAX + 8], h[65];
+    char target[HSMCA_CA_ID_MAX + 8], h[HSMCA_SHA256_HEX_SIZE];
     json_t *d = NULL;
     char *txt = NULL;
     struct hsmca_audit_event ev;

@@ -111,10 +111,10 @@ hsmca_issue_ca_id(const struct hsmca_issue_ca *ca)
 }
 
 static enum hsmca_err
-key_signer(void *arg, const unsigned char dgst[32], unsigned char *sig, size_t sig_max,
-           size_t *sig_len)
+key_signer(void *arg, const unsigned char dgst[HSMCA_SHA256_LEN], unsigned char *sig,
+           size_t sig_max, size_t *sig_len)
 {
-    return hsmca_key_sign_digest(arg, dgst, 32, sig, sig_max, sig_len);
+    return hsmca_key_sign_digest(arg, dgst, HSMCA_SHA256_LEN, sig, sig_max, sig_len);
 }
 
 /* ---------------------------------------------------------------- shared windows */

@@ -22,6 +22,7 @@
 #include "hsmca/issue.h"
 #include "hsmca/limiter.h"
 #include "hsmca/log.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_windows.h"
 #include "hsmca/util.h"
 
@@ -174,7 +175,7 @@ int64_t issue_now_ms(void);
 
 void issue_batch_finish(struct batch_acc *acc);
 
-void issue_sha256_hex(const void *p, size_t len, char out[65]);
+void issue_sha256_hex(const void *p, size_t len, char out[HSMCA_SHA256_HEX_SIZE]);
 
 void issue_done_ignore(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receipt);
 

@@ -457,7 +457,8 @@ dac_build_fast(const struct hsmca_matter_issuer *is, const struct plan *pl,
     static const unsigned char sigalg[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
                                            0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
     const struct dac_template *t = mt_template_for(is, pl->pid, now);
-    unsigned char tbs[HSMCA_MATTER_CERT_MAX], dgst[32], sig[HSMCA_ECDSA_P256_DER_MAX + 8];
+    unsigned char tbs[HSMCA_MATTER_CERT_MAX], dgst[HSMCA_SHA256_LEN],
+        sig[HSMCA_ECDSA_P256_DER_MAX + 8];
     const unsigned char *pt = NULL;
     time_t nb = now - (time_t)is->profile.backdate;
     size_t siglen = sizeof(sig), body, total, o = 0;

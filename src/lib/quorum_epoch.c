@@ -129,7 +129,7 @@ seal_token(struct token_epoch *tok, const char *label, const char *uri, uint64_t
     snprintf(tok->t.uri, sizeof(tok->t.uri), "%s", uri);
     tok->t.epoch = epoch;
     tok->rotated = 1;
-    if (RAND_bytes(tok->t.pin_salt, 32) != 1)
+    if (RAND_bytes(tok->t.pin_salt, sizeof(tok->t.pin_salt)) != 1)
         return HSMCA_E_RANDOM;
     if (hsmca_q_pin_commit(tok->t.pin_salt, label, epoch, pin, tok->t.pin_commit) != 0)
         return HSMCA_E_INTERNAL;
@@ -180,7 +180,7 @@ static enum hsmca_err
 epoch_detail(struct epoch_change *c)
 {
     json_t *d = json_object(), *ap = json_array(), *com = json_object(), *pol = NULL;
-    char hex[65];
+    char hex[HSMCA_SHA256_HEX_SIZE];
     size_t i, j;
 
     if (d == NULL || ap == NULL || com == NULL)
@@ -332,7 +332,7 @@ hsmca_quorum_ceremony_init(struct hsmca_quorum *q, const struct hsmca_quorum_ini
         l->n++;
         for (j = 0; j < i; j++) {
             if (strcmp(l->a[j].name, d->name) == 0 ||
-                memcmp(l->a[j].fingerprint, d->fingerprint, 32) == 0 ||
+                memcmp(l->a[j].fingerprint, d->fingerprint, HSMCA_SHA256_LEN) == 0 ||
                 (d->token_serial[0] != '\0' &&
                  strcmp(l->a[j].token_serial, d->token_serial) == 0)) {
                 rc = hsmca_q_refuse(q, who, "quorum.ceremony", "quorum",
@@ -472,17 +472,17 @@ apply_confirm(struct hsmca_store *st, void *arg)
             struct hsmca_qtoken n = t;
 
             t.epoch = n.alt_epoch;
-            memcpy(t.pin_salt, n.alt_pin_salt, 32);
-            memcpy(t.pin_commit, n.alt_pin_commit, 32);
+            memcpy(t.pin_salt, n.alt_pin_salt, sizeof(t.pin_salt));
+            memcpy(t.pin_commit, n.alt_pin_commit, HSMCA_SHA256_LEN);
             t.alt_epoch = n.epoch;
-            memcpy(t.alt_pin_salt, n.pin_salt, 32);
-            memcpy(t.alt_pin_commit, n.pin_commit, 32);
+            memcpy(t.alt_pin_salt, n.pin_salt, sizeof(t.alt_pin_salt));
+            memcpy(t.alt_pin_commit, n.pin_commit, HSMCA_SHA256_LEN);
             rc = hsmca_store_qtoken_put(st, &t);
             continue;
         }
         t.alt_epoch = 0;
-        memset(t.alt_pin_salt, 0, 32);
-        memset(t.alt_pin_commit, 0, 32);
+        memset(t.alt_pin_salt, 0, sizeof(t.alt_pin_salt));
+        memset(t.alt_pin_commit, 0, HSMCA_SHA256_LEN);
         rc = hsmca_store_qtoken_put(st, &t);
         if (rc == HSMCA_OK)
             rc = hsmca_store_qshare_prune(st, t.label, t.epoch, 0);
@@ -570,9 +570,10 @@ hsmca_q_rotate(struct hsmca_quorum *q, struct exec_state *x)
             /* the PIN the token answered to stays reachable until the new one is confirmed */
             te->t.alt_epoch = x->live_alt[j] ? x->qt[j].alt_epoch : x->qt[j].epoch;
             memcpy(te->t.alt_pin_salt, x->live_alt[j] ? x->qt[j].alt_pin_salt : x->qt[j].pin_salt,
-                   32);
+                   sizeof(te->t.alt_pin_salt));
             memcpy(te->t.alt_pin_commit,
-                   x->live_alt[j] ? x->qt[j].alt_pin_commit : x->qt[j].pin_commit, 32);
+                   x->live_alt[j] ? x->qt[j].alt_pin_commit : x->qt[j].pin_commit,
+                   HSMCA_SHA256_LEN);
             tok_of[c->ntok] = j;
             json_array_append_new(labels, json_string(all->t[i].label));
         } else {
@@ -710,7 +711,7 @@ hsmca_q_epoch_holds(struct hsmca_quorum *q, uint64_t req_epoch, const char *req_
         same = 1;
         for (i = 0; same && i < a->n; i++)
             same = strcmp(a->a[i].name, b->a[i].name) == 0 &&
-                   memcmp(a->a[i].fingerprint, b->a[i].fingerprint, 32) == 0;
+                   memcmp(a->a[i].fingerprint, b->a[i].fingerprint, HSMCA_SHA256_LEN) == 0;
     }
     if (a != NULL)
         hsmca_q_approver_list_clear(a);

@@ -158,9 +158,10 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
     struct pending *p = NULL;
     json_t *params = NULL, *req = NULL, *cp = NULL, *detail = NULL;
     EVP_PKEY *key = NULL;
-    unsigned char rnd[16], *spki = NULL, d[32];
+    unsigned char rnd[16], *spki = NULL, d[HSMCA_SHA256_LEN];
     size_t spki_len = 0;
-    char id[HSMCA_QUORUM_ID_LEN + 1], fpr[65] = "", target[48], hex[65];
+    char id[HSMCA_QUORUM_ID_LEN + 1], fpr[HSMCA_SHA256_HEX_SIZE] = "", target[48],
+                                      hex[HSMCA_SHA256_HEX_SIZE];
     char *spki_b64 = NULL, *bytes = NULL, *req_b64 = NULL, *sig_b64 = NULL;
     int64_t now = hsmca_q_now_ms(q);
     enum hsmca_err rc;
@@ -389,7 +390,7 @@ hsmca_quorum_request_envelope(struct hsmca_quorum *q, const char *id, char **out
     struct req_view v;
     struct env_ctx c = {NULL, NULL, HSMCA_OK}, alt = {NULL, NULL, HSMCA_OK};
     json_t *env = NULL;
-    char *b = NULL, hex[65];
+    char *b = NULL, hex[HSMCA_SHA256_HEX_SIZE];
     const char *status;
     enum hsmca_err rc;
     size_t i;

@@ -9,11 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hsmca/sizes.h"
+
 #include "store_internal.h"
 
 enum hsmca_err
 hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, size_t len,
-                      const unsigned char hash[32])
+                      const unsigned char hash[HSMCA_SHA256_LEN])
 {
     struct hsmca_q *s = NULL;
     int src;
@@ -31,12 +33,12 @@ hsmca_store_audit_put(struct hsmca_store *st, uint64_t seq, const char *line, si
     if (src == SQLITE_OK)
         hsmca_q_blob(s, 2, line, len);
     if (src == SQLITE_OK)
-        hsmca_q_blob(s, 3, hash, 32);
+        hsmca_q_blob(s, 3, hash, HSMCA_SHA256_LEN);
     return hsmca_store_step_done(st, s, src);
 }
 
 enum hsmca_err
-hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash[32])
+hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash[HSMCA_SHA256_LEN])
 {
     struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
@@ -52,15 +54,15 @@ hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash
     if (src == SQLITE_ROW) {
         const void *h = hsmca_q_blobp(s, 1);
 
-        if (h == NULL || hsmca_q_bytes(s, 1) != 32) {
+        if (h == NULL || hsmca_q_bytes(s, 1) != HSMCA_SHA256_LEN) {
             rc = HSMCA_E_STORE_READ;
         } else {
             *seq = (uint64_t)hsmca_q_int64(s, 0);
-            memcpy(hash, h, 32);
+            memcpy(hash, h, HSMCA_SHA256_LEN);
         }
     } else if (src == SQLITE_DONE) {
         *seq = 0;
-        memset(hash, 0, 32);
+        memset(hash, 0, HSMCA_SHA256_LEN);
     } else {
         rc = hsmca_store_rc(st, src, 0);
         if (rc == HSMCA_OK)
@@ -73,7 +75,7 @@ hsmca_store_audit_head(struct hsmca_store *st, uint64_t *seq, unsigned char hash
 
 enum hsmca_err
 hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t *len,
-                      unsigned char hash[32])
+                      unsigned char hash[HSMCA_SHA256_LEN])
 {
     struct hsmca_q *s = NULL;
     enum hsmca_err rc = HSMCA_OK;
@@ -94,7 +96,7 @@ hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t 
         const void *h = hsmca_q_blobp(s, 1);
         char *copy;
 
-        if (h == NULL || hsmca_q_bytes(s, 1) != 32 || n < 0) {
+        if (h == NULL || hsmca_q_bytes(s, 1) != HSMCA_SHA256_LEN || n < 0) {
             rc = HSMCA_E_STORE_READ;
             goto out;
         }
@@ -106,7 +108,7 @@ hsmca_store_audit_get(struct hsmca_store *st, uint64_t seq, char **line, size_t 
         if (n > 0)
             memcpy(copy, l, (size_t)n);
         copy[n] = '\0';
-        memcpy(hash, h, 32);
+        memcpy(hash, h, HSMCA_SHA256_LEN);
         *line = copy;
         *len = (size_t)n;
     }
@@ -152,7 +154,7 @@ next_page:
         l = hsmca_q_blobp(s, 1);
         n = hsmca_q_bytes(s, 1);
         h = hsmca_q_blobp(s, 2);
-        if (l == NULL || h == NULL || hsmca_q_bytes(s, 2) != 32 || n <= 0) {
+        if (l == NULL || h == NULL || hsmca_q_bytes(s, 2) != HSMCA_SHA256_LEN || n <= 0) {
             rc = HSMCA_E_STORE_READ;
             goto out;
         }
@@ -199,9 +201,9 @@ hsmca_store_audit_cp_put(struct hsmca_store *st, const struct hsmca_audit_checkp
     if (src == SQLITE_OK)
         hsmca_q_blob(s, 3, cp->sig, cp->sig_len);
     if (src == SQLITE_OK)
-        hsmca_q_blob(s, 4, cp->hash, 32);
+        hsmca_q_blob(s, 4, cp->hash, HSMCA_SHA256_LEN);
     if (src == SQLITE_OK)
-        hsmca_q_blob(s, 5, cp->head, 32);
+        hsmca_q_blob(s, 5, cp->head, HSMCA_SHA256_LEN);
     return hsmca_store_step_done(st, s, src);
 }
 
@@ -232,7 +234,8 @@ cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
 
         memset(&cp, 0, sizeof(cp));
         if (text == NULL || sig == NULL || hash == NULL || head == NULL ||
-            hsmca_q_bytes(s, 3) != 32 || hsmca_q_bytes(s, 4) != 32 || tl <= 0 || sl <= 0) {
+            hsmca_q_bytes(s, 3) != HSMCA_SHA256_LEN || hsmca_q_bytes(s, 4) != HSMCA_SHA256_LEN ||
+            tl <= 0 || sl <= 0) {
             rc = HSMCA_E_STORE_READ;
             goto out;
         }
@@ -250,8 +253,8 @@ cp_query(struct hsmca_store *st, const char *sql, uint64_t bound,
         cp.text_len = (size_t)tl;
         memcpy(cp.sig, sig, (size_t)sl);
         cp.sig_len = (size_t)sl;
-        memcpy(cp.hash, hash, 32);
-        memcpy(cp.head, head, 32);
+        memcpy(cp.hash, hash, HSMCA_SHA256_LEN);
+        memcpy(cp.head, head, HSMCA_SHA256_LEN);
         *out = cp;
     }
 out:

@@ -152,8 +152,8 @@ hsmca_store_cert_row(struct hsmca_q *s, struct hsmca_cert_rec *r, int der_col)
     hsmca_store_copy_text(r->ca, sizeof(r->ca), s, 0);
     hsmca_store_copy_serial(r->serial, &r->serial_len, s, 1);
     hsmca_store_copy_text(r->request_id, sizeof(r->request_id), s, 2);
-    hsmca_store_copy_fixed(r->csr_sha256, 32, s, 3);
-    hsmca_store_copy_fixed(r->sha256, 32, s, 4);
+    hsmca_store_copy_fixed(r->csr_sha256, sizeof(r->csr_sha256), s, 3);
+    hsmca_store_copy_fixed(r->sha256, sizeof(r->sha256), s, 4);
     r->vid = (int)hsmca_q_int64(s, 5);
     r->pid = (int)hsmca_q_int64(s, 6);
     r->not_before = hsmca_q_int64(s, 7);
@@ -187,8 +187,8 @@ hsmca_store_cert_insert(struct hsmca_store *st, const struct hsmca_cert_rec *c)
         hsmca_q_text(s, 1, c->ca);
         hsmca_q_blob(s, 2, c->serial, c->serial_len);
         hsmca_q_text(s, 3, c->request_id);
-        hsmca_q_blob(s, 4, c->csr_sha256, 32);
-        hsmca_q_blob(s, 5, c->sha256, 32);
+        hsmca_q_blob(s, 4, c->csr_sha256, HSMCA_SHA256_LEN);
+        hsmca_q_blob(s, 5, c->sha256, HSMCA_SHA256_LEN);
         hsmca_q_int(s, 6, c->vid);
         hsmca_q_int(s, 7, c->pid);
         hsmca_q_int(s, 8, c->not_before);

@@ -8,13 +8,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hsmca/sizes.h"
 #include "hsmca/store_certs.h"
 
 #include "store_internal.h"
 
 enum hsmca_err
 hsmca_store_line_put(struct hsmca_store *st, const char *name, const unsigned char *der, size_t len,
-                     const unsigned char sha256[32], const char *registered_by, int64_t now_ms)
+                     const unsigned char sha256[HSMCA_SHA256_LEN], const char *registered_by,
+                     int64_t now_ms)
 {
     struct hsmca_q *s = NULL;
     enum hsmca_err rc;
@@ -30,7 +32,7 @@ hsmca_store_line_put(struct hsmca_store *st, const char *name, const unsigned ch
     if (src == SQLITE_OK) {
         hsmca_q_text(s, 1, name);
         hsmca_q_blob(s, 2, der, len);
-        hsmca_q_blob(s, 3, sha256, 32);
+        hsmca_q_blob(s, 3, sha256, HSMCA_SHA256_LEN);
         hsmca_q_text(s, 4, registered_by);
         hsmca_q_int(s, 5, now_ms);
         src = hsmca_q_step(s);
@@ -85,8 +87,8 @@ hsmca_store_bundle_put(struct hsmca_store *st, const struct hsmca_bundle_rec *b)
         hsmca_q_text(s, 2, b->ca);
         hsmca_q_text(s, 3, b->line);
         hsmca_q_int(s, 4, b->count);
-        hsmca_q_blob(s, 5, b->manifest_sha256, 32);
-        hsmca_q_blob(s, 6, b->envelope_sha256, 32);
+        hsmca_q_blob(s, 5, b->manifest_sha256, HSMCA_SHA256_LEN);
+        hsmca_q_blob(s, 6, b->envelope_sha256, HSMCA_SHA256_LEN);
         hsmca_q_text(s, 7, b->requester);
         hsmca_q_int(s, 8, b->created_ms);
         src = hsmca_q_step(s);
@@ -103,8 +105,8 @@ bundle_row(void *dst, struct hsmca_q *s)
     hsmca_store_copy_text(out->ca, sizeof(out->ca), s, 1);
     hsmca_store_copy_text(out->line, sizeof(out->line), s, 2);
     out->count = hsmca_q_int64(s, 3);
-    hsmca_store_copy_fixed(out->manifest_sha256, 32, s, 4);
-    hsmca_store_copy_fixed(out->envelope_sha256, 32, s, 5);
+    hsmca_store_copy_fixed(out->manifest_sha256, sizeof(out->manifest_sha256), s, 4);
+    hsmca_store_copy_fixed(out->envelope_sha256, sizeof(out->envelope_sha256), s, 5);
     hsmca_store_copy_text(out->requester, sizeof(out->requester), s, 6);
     out->created_ms = hsmca_q_int64(s, 7);
     out->received_ms = hsmca_q_int64(s, 8);
@@ -160,8 +162,8 @@ hsmca_store_bundle_receive(struct hsmca_store *st, const char *id, const char *w
 enum hsmca_err
 hsmca_store_cert_by_point(struct hsmca_store *st, const char *ca, const unsigned char point[65],
                           unsigned char serial[20], size_t *serial_len, int *revoked, char *rid,
-                          size_t rid_size, unsigned char csr_sha256[32], unsigned char **der,
-                          size_t *der_len)
+                          size_t rid_size, unsigned char csr_sha256[HSMCA_SHA256_LEN],
+                          unsigned char **der, size_t *der_len)
 {
     struct hsmca_cert_rec r;
     struct hsmca_q *s = NULL;
@@ -202,7 +204,7 @@ hsmca_store_cert_by_point(struct hsmca_store *st, const char *ca, const unsigned
         *serial_len = r.serial_len;
         *revoked = r.revoked;
         snprintf(rid, rid_size, "%s", r.request_id);
-        memcpy(csr_sha256, r.csr_sha256, 32);
+        memcpy(csr_sha256, r.csr_sha256, HSMCA_SHA256_LEN);
         *der = r.der;
         *der_len = r.der_len;
         r.der = NULL;

@@ -136,7 +136,7 @@ approver_row(struct hsmca_q *s, struct hsmca_qapprover *r)
     hsmca_store_copy_text(r->name, sizeof(r->name), s, 0);
     if (hsmca_store_copy_blob(&r->spki, &r->spki_len, s, 1) != 0)
         return HSMCA_E_NOMEM;
-    hsmca_store_copy_fixed(r->fingerprint, 32, s, 2);
+    hsmca_store_copy_fixed(r->fingerprint, sizeof(r->fingerprint), s, 2);
     hsmca_store_copy_text(r->token_serial, sizeof(r->token_serial), s, 3);
     r->since_epoch = (uint64_t)hsmca_q_int64(s, 4);
     r->until_epoch = hsmca_q_null(s, 5) ? 0 : (uint64_t)hsmca_q_int64(s, 5);
@@ -151,8 +151,8 @@ hsmca_store_qapprover_put(struct hsmca_store *st, const struct hsmca_qapprover *
     return run(st,
                "INSERT INTO quorum_approvers(" APPROVER_COLS ") VALUES(?1, ?2, ?3, NULLIF(?4, ''),"
                " ?5, NULL)",
-               NULL, NULL, NULL, "tbbti", r->name, r->spki, r->spki_len, r->fingerprint, (size_t)32,
-               r->token_serial, (int64_t)r->since_epoch);
+               NULL, NULL, NULL, "tbbti", r->name, r->spki, r->spki_len, r->fingerprint,
+               sizeof(r->fingerprint), r->token_serial, (int64_t)r->since_epoch);
 }
 
 enum hsmca_err
@@ -307,11 +307,11 @@ token_row(struct hsmca_q *s, struct hsmca_qtoken *r)
     hsmca_store_copy_text(r->label, sizeof(r->label), s, 0);
     hsmca_store_copy_text(r->uri, sizeof(r->uri), s, 1);
     r->epoch = (uint64_t)hsmca_q_int64(s, 2);
-    hsmca_store_copy_fixed(r->pin_salt, 32, s, 3);
-    hsmca_store_copy_fixed(r->pin_commit, 32, s, 4);
+    hsmca_store_copy_fixed(r->pin_salt, sizeof(r->pin_salt), s, 3);
+    hsmca_store_copy_fixed(r->pin_commit, sizeof(r->pin_commit), s, 4);
     r->alt_epoch = (uint64_t)hsmca_q_int64(s, 5);
-    hsmca_store_copy_fixed(r->alt_pin_salt, 32, s, 6);
-    hsmca_store_copy_fixed(r->alt_pin_commit, 32, s, 7);
+    hsmca_store_copy_fixed(r->alt_pin_salt, sizeof(r->alt_pin_salt), s, 6);
+    hsmca_store_copy_fixed(r->alt_pin_commit, sizeof(r->alt_pin_commit), s, 7);
     return HSMCA_OK;
 }
 
@@ -327,8 +327,9 @@ hsmca_store_qtoken_put(struct hsmca_store *st, const struct hsmca_qtoken *r)
                "alt_epoch = excluded.alt_epoch, alt_pin_salt = excluded.alt_pin_salt, "
                "alt_pin_commit = excluded.alt_pin_commit",
                NULL, NULL, NULL, "ttibbibb", r->label, r->uri, (int64_t)r->epoch, r->pin_salt,
-               (size_t)32, r->pin_commit, (size_t)32, (int64_t)r->alt_epoch, r->alt_pin_salt,
-               (size_t)32, r->alt_pin_commit, (size_t)32);
+               sizeof(r->pin_salt), r->pin_commit, sizeof(r->pin_commit), (int64_t)r->alt_epoch,
+               r->alt_pin_salt, sizeof(r->alt_pin_salt), r->alt_pin_commit,
+               sizeof(r->alt_pin_commit));
 }
 
 static enum hsmca_err
@@ -392,7 +393,7 @@ hsmca_store_qshare_put(struct hsmca_store *st, const struct hsmca_qshare *r)
                "INSERT INTO quorum_shares(label, epoch, approver, idx, commitment, sealed) "
                "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                NULL, NULL, NULL, "titibb", r->label, (int64_t)r->epoch, r->approver,
-               (int64_t)r->idx, r->commit, (size_t)32, r->sealed, r->sealed_len);
+               (int64_t)r->idx, r->commit, sizeof(r->commit), r->sealed, r->sealed_len);
 }
 
 static enum hsmca_err
@@ -408,7 +409,7 @@ share_each(struct hsmca_q *s, void *arg)
     r.epoch = (uint64_t)hsmca_q_int64(s, 1);
     hsmca_store_copy_text(r.approver, sizeof(r.approver), s, 2);
     r.idx = (unsigned)(int)hsmca_q_int64(s, 3);
-    hsmca_store_copy_fixed(r.commit, 32, s, 4);
+    hsmca_store_copy_fixed(r.commit, sizeof(r.commit), s, 4);
     if (hsmca_store_copy_blob(&r.sealed, &r.sealed_len, s, 5) != 0)
         return HSMCA_E_NOMEM;
     rc = fn(c->arg, &r);

@@ -7,6 +7,8 @@
  */
 #include "hsmca/matter_tbs.h"
 
+#include "hsmca/sizes.h"
+
 #include "matter_internal.h"
 
 #define VID_OID "1.3.6.1.4.1.37244.2.1"
@@ -154,8 +156,8 @@ hsmca_matter_ca_describe(X509 *x, int key_known)
             goto fail;
     }
     if (key_known) {
-        unsigned char *der = NULL, d[32];
-        char dh[65];
+        unsigned char *der = NULL, d[HSMCA_SHA256_LEN];
+        char dh[HSMCA_SHA256_HEX_SIZE];
         int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
 
         if (n <= 0)

@@ -23,6 +23,7 @@
 #include "hsmca/matter.h"
 #include "hsmca/matter_tbs.h"
 #include "hsmca/quorum.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
 
@@ -48,7 +49,7 @@ key_label_ok(const char *s)
 static void
 successor_key(const char *ca_id, char out[64])
 {
-    unsigned char d[32];
+    unsigned char d[HSMCA_SHA256_LEN];
     char hex[49];
 
     SHA256((const unsigned char *)ca_id, strlen(ca_id), d);
@@ -460,8 +461,8 @@ ca_store(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum
          const struct ca_make *m, X509 *cert, int *stored)
 {
     struct ca_apply a;
-    unsigned char *der = NULL, d[32];
-    char hex[65], target[HSMCA_CA_ID_MAX + 8], *b = NULL;
+    unsigned char *der = NULL, d[HSMCA_SHA256_LEN];
+    char hex[HSMCA_SHA256_HEX_SIZE], target[HSMCA_CA_ID_MAX + 8], *b = NULL;
     json_t *detail = NULL;
     enum hsmca_err rc;
     int n;

@@ -24,6 +24,7 @@
 #include "hsmca/quorum.h"
 #include "hsmca/seal.h"
 #include "hsmca/shamir.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_audit.h"
 #include "hsmca/store_quorum.h"
 #include "hsmca/util.h"
@@ -87,7 +88,7 @@ keep_valid(struct hsmca_quorum *q, struct exec_state *x)
         struct appr_view a;
         struct hsmca_qapprover ap;
         EVP_PKEY *pub = NULL;
-        char fpr[65];
+        char fpr[HSMCA_SHA256_HEX_SIZE];
         int ok = 0;
 
         memset(&ap, 0, sizeof(ap));
@@ -129,7 +130,7 @@ static enum hsmca_err
 rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i, int alt)
 {
     struct hsmca_secret buf = {NULL, 0}, pin = {NULL, 0};
-    unsigned char c[32];
+    unsigned char c[HSMCA_SHA256_LEN];
     enum hsmca_err rc;
     unsigned m = x->e.m, got = 0;
     size_t k;
@@ -170,7 +171,8 @@ rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i, int alt)
         goto out;
     if (hsmca_q_pin_commit(alt ? x->qt[i].alt_pin_salt : x->qt[i].pin_salt, x->label[i],
                            alt ? x->qt[i].alt_epoch : x->qt[i].epoch, &pin, c) != 0 ||
-        CRYPTO_memcmp(c, alt ? x->qt[i].alt_pin_commit : x->qt[i].pin_commit, 32) != 0) {
+        CRYPTO_memcmp(c, alt ? x->qt[i].alt_pin_commit : x->qt[i].pin_commit, HSMCA_SHA256_LEN) !=
+            0) {
         rc = HSMCA_E_QUORUM_PIN_COMMITMENT;
         goto out;
     }
@@ -231,7 +233,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     struct collect_ctx cc;
     struct status_apply sa;
     struct hsmca_audit_receipt xr;
-    char target[48], xh[65];
+    char target[48], xh[HSMCA_SHA256_HEX_SIZE];
     unsigned threshold = 0;
     enum hsmca_err rc, act_rc = HSMCA_OK;
     json_t *d = NULL;
@@ -374,7 +376,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
         json_object_set_new(res, "op", json_string(x->v.op));
         json_object_set_new(res, "request_id", json_string(id));
         json_object_set_new(res, "epoch", json_integer((json_int_t)ne));
-        hsmca_hex_encode(xr.entry_hash, 32, xh, sizeof(xh));
+        hsmca_hex_encode(xr.entry_hash, HSMCA_SHA256_LEN, xh, sizeof(xh));
         json_object_set_new(res, "audit",
                             json_pack("{s:I, s:s}", "seq", (json_int_t)xr.seq, "entry_hash", xh));
         *result = json_dumps(res, JSON_COMPACT | JSON_SORT_KEYS);

@@ -23,6 +23,7 @@
 #include "hsmca/quorum.h"
 #include "hsmca/seal.h"
 #include "hsmca/shamir.h"
+#include "hsmca/sizes.h"
 #include "hsmca/store_quorum.h"
 #include "hsmca/store_windows.h"
 #include "hsmca/util.h"
@@ -37,7 +38,7 @@ static int
 pop_valid(const char *name, const unsigned char *spki, size_t spki_len, const char *serial,
           const unsigned char *sig, size_t sig_len, EVP_PKEY *pub)
 {
-    unsigned char d[32];
+    unsigned char d[HSMCA_SHA256_LEN];
 
     if (hsmca_q_sha256v(d, POP_DOMAIN, sizeof(POP_DOMAIN), name, strlen(name) + 1, spki, spki_len,
                         serial, strlen(serial), (const void *)NULL) != 0)
@@ -58,7 +59,7 @@ find_dup(void *arg, const struct hsmca_qapprover *r)
     struct dup_ctx *c = arg;
 
     /* names are never reused; keys and serials of removed approvers neither (one person one key) */
-    if (strcmp(r->name, c->name) == 0 || memcmp(r->fingerprint, c->fpr, 32) == 0 ||
+    if (strcmp(r->name, c->name) == 0 || memcmp(r->fingerprint, c->fpr, HSMCA_SHA256_LEN) == 0 ||
         (c->serial[0] != '\0' && strcmp(r->token_serial, c->serial) == 0))
         c->dup = 1;
     return HSMCA_OK;

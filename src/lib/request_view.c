@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "hsmca/limits.h"
+#include "hsmca/sizes.h"
 
 #define REQUEST_BYTES_MAX 16384
 
@@ -143,7 +144,7 @@ hsmca_request_view(const char *op, json_t *params)
         snprintf(sum, sizeof(sum), "sign a new CRL of %s", str(params, "ca"));
     } else if (strcmp(op, "approver.enroll") == 0) {
         const char *spki = json_string_value(json_object_get(params, "spki"));
-        unsigned char h[32], *der = NULL;
+        unsigned char h[HSMCA_SHA256_LEN], *der = NULL;
         char hex[20] = "?";
         unsigned hl = 0;
         size_t n = spki != NULL ? strlen(spki) : 0;

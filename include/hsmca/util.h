@@ -103,6 +103,12 @@ typedef enum hsmca_err (*hsmca_policy_parse_fn)(const char *text, size_t len, vo
 HSMCA_MUSTCHECK enum hsmca_err hsmca_policy_load(const char *path, size_t max,
                                                  hsmca_policy_parse_fn parse, void *out,
                                                  const char *what, char *why, size_t why_len);
+/* Define name, the hsmca_policy_parse_fn of fn(text, len, type *out, why, why_len). */
+#define HSMCA_POLICY_PARSER(name, fn, type)                                                        \
+    static enum hsmca_err name(const char *text, size_t len, void *out, char *why, size_t why_len) \
+    {                                                                                              \
+        return fn(text, len, (type *)out, why, why_len);                                           \
+    }
 
 /*
  * A strict DER reader for small fixed-shape structures (CSRs, certificates hsmca builds): reads

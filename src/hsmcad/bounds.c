@@ -88,11 +88,7 @@ out:
     return rc;
 }
 
-static enum hsmca_err
-bounds_parse(const char *text, size_t len, void *out, char *why, size_t why_len)
-{
-    return hsmcad_bounds_parse(text, len, out, why, why_len);
-}
+HSMCA_POLICY_PARSER(bounds_parse, hsmcad_bounds_parse, struct hsmcad_bounds)
 
 enum hsmca_err
 hsmcad_bounds_load(const char *path, struct hsmcad_bounds *b, char *why, size_t why_len)

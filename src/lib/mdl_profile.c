@@ -337,11 +337,7 @@ out:
     return rc;
 }
 
-static enum hsmca_err
-mdl_profile_parse(const char *text, size_t len, void *out, char *why, size_t why_len)
-{
-    return hsmca_mdl_profile_parse(text, len, out, why, why_len);
-}
+HSMCA_POLICY_PARSER(mdl_profile_parse, hsmca_mdl_profile_parse, struct hsmca_mdl_profile)
 
 enum hsmca_err
 hsmca_mdl_profile_load(const char *path, struct hsmca_mdl_profile *out, char *why, size_t why_size)

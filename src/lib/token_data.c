@@ -143,12 +143,9 @@ hsmca_token_data_write(struct hsmca_token *tok, const char *label, const unsigne
     if (len > HSMCA_DATA_OBJECT_MAX)
         return HSMCA_E_TOO_LARGE;
     f = tok->p11->f;
-    pthread_mutex_lock(&tok->p11->lock);
-    pthread_mutex_lock(&tok->lock);
-    if (!tok->logged_in) {
-        rc = HSMCA_E_NOT_LOGGED_IN;
-        goto out;
-    }
+    rc = tok_lock_write(tok);
+    if (rc != HSMCA_OK)
+        return rc;
     rc = data_copies(tok, label, c, &n, &best);
     if (rc == HSMCA_OK)
         rc = new_stamp(c, n, stamp);
@@ -179,8 +176,7 @@ hsmca_token_data_write(struct hsmca_token *tok, const char *label, const unsigne
                       (unsigned long)rv);
     }
 out:
-    pthread_mutex_unlock(&tok->lock);
-    pthread_mutex_unlock(&tok->p11->lock);
+    tok_unlock_write(tok);
     return rc;
 }
 

@@ -112,6 +112,11 @@ void tok_trim_copy(char *out, size_t out_size, const unsigned char *in, size_t n
  * matching tmpl and store the first handle in *first. */
 enum hsmca_err tok_find_objects(struct hsmca_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,
                                 CK_OBJECT_HANDLE *first, CK_ULONG *count);
+/* token_key.c: take the module's lock (object changes are serialised across the module) and the
+ * token's, for a change that needs the user logged in: HSMCA_OK with both held (tok_unlock_write
+ * drops them), HSMCA_E_NOT_LOGGED_IN with neither. */
+enum hsmca_err tok_lock_write(struct hsmca_token *tok);
+void tok_unlock_write(struct hsmca_token *tok);
 /* token_key.c: the one object matching tmpl in *h; none when there is none, HSMCA_E_KEY_AMBIGUOUS
  * when there are more (caller holds tok->lock). */
 enum hsmca_err tok_find_one(struct hsmca_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n,

@@ -13,6 +13,25 @@ static const unsigned char p256_oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
 
 /* Count objects matching tmpl; store the first handle in *first. */
 enum hsmca_err
+tok_lock_write(struct hsmca_token *tok)
+{
+    pthread_mutex_lock(&tok->p11->lock);
+    pthread_mutex_lock(&tok->lock);
+    if (tok->logged_in)
+        return HSMCA_OK;
+    pthread_mutex_unlock(&tok->lock);
+    pthread_mutex_unlock(&tok->p11->lock);
+    return HSMCA_E_NOT_LOGGED_IN;
+}
+
+void
+tok_unlock_write(struct hsmca_token *tok)
+{
+    pthread_mutex_unlock(&tok->lock);
+    pthread_mutex_unlock(&tok->p11->lock);
+}
+
+enum hsmca_err
 tok_find_objects(struct hsmca_token *tok, CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE *first,
                  CK_ULONG *count)
 {
@@ -293,12 +312,9 @@ hsmca_token_generate_key(struct hsmca_token *tok, const char *label, const unsig
         id_len = sizeof(rid);
     }
     f = tok->p11->f;
-    pthread_mutex_lock(&tok->p11->lock);
-    pthread_mutex_lock(&tok->lock);
-    if (!tok->logged_in) {
-        rc = HSMCA_E_NOT_LOGGED_IN;
-        goto out;
-    }
+    rc = tok_lock_write(tok);
+    if (rc != HSMCA_OK)
+        return rc;
     {
         /* No second object with this label (of any class), no second key with this id. */
         CK_ATTRIBUTE by_label[] = {{CKA_LABEL, (void *)label, llen}};
@@ -363,8 +379,7 @@ hsmca_token_generate_key(struct hsmca_token *tok, const char *label, const unsig
         (void)f->C_DestroyObject(tok->session, hpub);
     }
 out:
-    pthread_mutex_unlock(&tok->lock);
-    pthread_mutex_unlock(&tok->p11->lock);
+    tok_unlock_write(tok);
     return rc;
 }
 

@@ -628,24 +628,15 @@ data_objects_and_pin_change(void **state)
 typedef unsigned long (*shim_count_fn)(const char *);
 typedef void (*shim_fail_fn)(const char *, unsigned long);
 
-static void
-token_failures_become_errors_not_crashes(void **state)
+/* One module at a time: swap SoftHSM for the shim that wraps it (HSMCA_P11SHIM), open the test
+ * token through it as c->tok, and find the shim's count and fault hooks. The shim's handle. */
+static void *
+use_shim(struct ctx *c, shim_count_fn *count, shim_fail_fn *inject)
 {
-    struct ctx *c = *state;
-    struct hsmca_p11 *shim = NULL;
-    struct hsmca_token *t = NULL;
-    struct hsmca_key *k = NULL;
-    unsigned char dgst[32] = {1}, sig[HSMCA_ECDSA_P256_DER_MAX];
-    size_t siglen = 0;
     const char *path = getenv("HSMCA_P11SHIM");
-    shim_count_fn count;
-    shim_fail_fn inject;
+    struct hsmca_p11 *shim = NULL;
     void *dl;
-    unsigned long logins, copies, destroys;
-    EVP_PKEY_CTX *vctx;
-    int i;
 
-    /* one module at a time: swap SoftHSM for the shim that wraps it */
     assert_int_equal(hsmca_token_free(c->tok), HSMCA_OK);
     c->tok = NULL;
     assert_int_equal(hsmca_p11_free(c->p11), HSMCA_OK);
@@ -655,13 +646,31 @@ token_failures_become_errors_not_crashes(void **state)
     c->p11 = shim;
     dl = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
     assert_non_null(dl);
-    *(void **)&count = dlsym(dl, "hsmca_shim_count");
-    *(void **)&inject = dlsym(dl, "hsmca_shim_fail");
-    assert_non_null(count);
-    assert_non_null(inject);
+    *(void **)count = dlsym(dl, "hsmca_shim_count");
+    *(void **)inject = dlsym(dl, "hsmca_shim_fail");
+    assert_non_null(*count);
+    assert_non_null(*inject);
+    assert_int_equal(hsmca_token_open(shim, "pkcs11:token=hsmca-test", &c->tok), HSMCA_OK);
+    return dl;
+}
 
-    assert_int_equal(hsmca_token_open(shim, "pkcs11:token=hsmca-test", &t), HSMCA_OK);
-    c->tok = t;
+static void
+token_failures_become_errors_not_crashes(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_token *t = NULL;
+    struct hsmca_key *k = NULL;
+    unsigned char dgst[32] = {1}, sig[HSMCA_ECDSA_P256_DER_MAX];
+    size_t siglen = 0;
+    shim_count_fn count;
+    shim_fail_fn inject;
+    void *dl;
+    unsigned long logins, copies, destroys;
+    EVP_PKEY_CTX *vctx;
+    int i;
+
+    dl = use_shim(c, &count, &inject);
+    t = c->tok;
     logins = count("C_Login");
     inject("C_Login", 0x32UL); /* CKR_DEVICE_REMOVED */
     assert_int_equal(hsmca_token_login(t, &c->pin), HSMCA_E_TOKEN_REMOVED);
@@ -728,9 +737,7 @@ static void
 data_object_replace_survives_two_writers_and_cut_writes(void **state)
 {
     struct ctx *c = *state;
-    struct hsmca_p11 *shim = NULL;
     struct hsmca_token *t = NULL;
-    const char *path = getenv("HSMCA_P11SHIM");
     unsigned char buf[64];
     char want[16];
     size_t len = 0;
@@ -740,21 +747,8 @@ data_object_replace_survives_two_writers_and_cut_writes(void **state)
     void *dl;
     int i;
 
-    assert_int_equal(hsmca_token_free(c->tok), HSMCA_OK);
-    c->tok = NULL;
-    assert_int_equal(hsmca_p11_free(c->p11), HSMCA_OK);
-    c->p11 = NULL;
-    assert_non_null(path);
-    assert_int_equal(hsmca_p11_open(path, &shim), HSMCA_OK);
-    c->p11 = shim;
-    dl = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
-    assert_non_null(dl);
-    *(void **)&count = dlsym(dl, "hsmca_shim_count");
-    *(void **)&inject = dlsym(dl, "hsmca_shim_fail");
-    assert_non_null(count);
-    assert_non_null(inject);
-    assert_int_equal(hsmca_token_open(shim, "pkcs11:token=hsmca-test", &t), HSMCA_OK);
-    c->tok = t;
+    dl = use_shim(c, &count, &inject);
+    t = c->tok;
     assert_int_equal(hsmca_token_login(t, &c->pin), HSMCA_OK);
 
     for (i = 0; i < 6; i++) {

@@ -847,6 +847,30 @@ out:
     return rc;
 }
 
+/*
+ * The first PUBLIC KEY block of bio, whole (no trailing bytes in its DER). PEM_read_bio_PUBKEY
+ * would do the same, but in OpenSSL 3.0 it tries every decoder the providers offer: three times
+ * the cost of reading the block and decoding its DER as a SubjectPublicKeyInfo (docs/fuzzing.md).
+ */
+static EVP_PKEY *
+pem_pubkey(BIO *bio)
+{
+    unsigned char *der = NULL;
+    const unsigned char *p;
+    long len = 0;
+    EVP_PKEY *k = NULL;
+
+    if (PEM_bytes_read_bio(&der, &len, NULL, PEM_STRING_PUBLIC, bio, NULL, NULL) != 1)
+        return NULL;
+    p = der;
+    if (len > 0 && (k = d2i_PUBKEY(NULL, &p, len)) != NULL && p != der + len) {
+        EVP_PKEY_free(k);
+        k = NULL;
+    }
+    OPENSSL_free(der);
+    return k;
+}
+
 enum hsmca_err
 hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts *opts,
                            struct hsmca_audit_verify_result *out)
@@ -893,8 +917,7 @@ hsmca_audit_verify_extract(const char *dir, const struct hsmca_audit_verify_opts
     from = (uint64_t)json_integer_value(json_object_get(m, "from"));
     to = (uint64_t)json_integer_value(json_object_get(m, "to"));
     if (read_in(&v, "audit.pub.pem", 16384, &pem, &plen) != HSMCA_OK ||
-        (bio = BIO_new_mem_buf(pem, (int)plen)) == NULL ||
-        (v.pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL)) == NULL ||
+        (bio = BIO_new_mem_buf(pem, (int)plen)) == NULL || (v.pub = pem_pubkey(bio)) == NULL ||
         hsmca_audit_key_id(v.pub, v.kid) != HSMCA_OK) {
         rc = vfail(&v, HSMCA_E_AUDIT_EXTRACT_INVALID, 0, "audit.pub.pem missing or not a key");
         goto out;

@@ -1409,6 +1409,20 @@ extract_tamper_matrix(void **state)
     sh("cp -r %s %s && touch %s/checkpoints/notes.txt", full, copy, copy);
     assert_int_equal(verify_dir(copy, NULL, 0, "checkpoints/notes.txt: unexpected file"),
                      HSMCA_E_AUDIT_EXTRACT_INVALID);
+    /* audit.pub.pem must hold a whole key: its DER with bytes after the key, or a PEM block that
+     * is not a PUBLIC KEY, is refused before anything else is read */
+    snprintf(copy, sizeof(copy), "%s/t-key-trailing", c->dir);
+    sh("cp -r %s %s && cd %s && openssl pkey -pubin -in audit.pub.pem -outform DER -out k.der && "
+       "printf 'xx' >> k.der && { echo '-----BEGIN PUBLIC KEY-----'; base64 -w 64 k.der; "
+       "echo '-----END PUBLIC KEY-----'; } > audit.pub.pem && rm k.der",
+       full, copy, copy);
+    assert_int_equal(verify_dir(copy, NULL, 0, "audit.pub.pem missing or not a key"),
+                     HSMCA_E_AUDIT_EXTRACT_INVALID);
+    snprintf(copy, sizeof(copy), "%s/t-key-label", c->dir);
+    sh("cp -r %s %s && cd %s && sed -i 's/PUBLIC KEY/CERTIFICATE/' audit.pub.pem", full, copy,
+       copy);
+    assert_int_equal(verify_dir(copy, NULL, 0, "audit.pub.pem missing or not a key"),
+                     HSMCA_E_AUDIT_EXTRACT_INVALID);
     /* the CLI: exit 0 valid, 1 tampered naming the seq, 2 usage */
     assert_int_equal(run_hsmca(out, sizeof(out), "audit", "verify", full, NULL, NULL), 0);
     assert_non_null(strstr(out, "valid: entries 1..46"));

@@ -93,6 +93,7 @@ hsmca_issue_ca_free(struct hsmca_issue_ca *ca)
     while (ca->jobs > 0)
         pthread_cond_wait(&ca->cv, &ca->mu);
     pthread_mutex_unlock(&ca->mu);
+    issue_quota_return(ca); /* slots of jobs that failed after the deactivation */
     issue_ids_free(ca);
     X509_free(ca->pai);
     X509_free(ca->paa);

@@ -8,7 +8,11 @@
 # seconds (the quota's sliding minute, in buckets of a second) never exceed Q, the two nodes
 # together issue Q, and every refusal is 429 quota-exceeded. Then, reloaded on both nodes, a
 # per-day quota (what the store holds plus D): together they issue D more, never beyond it, and
-# every refusal is 429 daily-quota-exceeded.
+# every refusal is 429 daily-quota-exceeded. An mDL document signer's signing window, opened by a
+# quorum request through node 1 and joined by node 2's own: both sign at once, and together never
+# more than the window's count (every refusal 409 window-exhausted, or ca-inactive once a node
+# closed it); a second window meets the DS's per-day quota, counted for both nodes. When the
+# nodes stop, their unused blocks go back: the day's count is the DACs stored.
 HSMCA_TEST_STORE=pg
 export HSMCA_TEST_STORE
 . "$(dirname "$0")/lib.sh"
@@ -18,11 +22,19 @@ Q=12     # per minute
 ASK=20   # DACs each node is asked for, per phase
 D=9      # the per-day quota's room in the second phase
 
-nodes_setup
-printf '{"pai-8000": {"per_minute": %s}}\n' "$Q" > "$W/quotas.json"
+DS=ds-1   # the mDL document signer
+DSDAY=14 # its per-day quota: more than one window of MDLMAX, less than two
+MDLMAX=10
+
+nodes_setup "mdl-iaca mdl-ds"
+printf '{"pai-8000": {"per_minute": %s}, "%s": {"per_day": %s}}\n' "$Q" "$DS" "$DSDAY" \
+    > "$W/quotas.json"
 for f in hsmcad.json hsmcad2.json; do
     jq '.quotas = "quotas.json"' "$W/$f" > "$W/$f.new" && mv "$W/$f.new" "$W/$f"
 done
+# the operator signs for the DS too
+jq --arg ds "$DS" '(.certificates[] | select(.principal == "factory-1") | .cas) += [$ds]' \
+    "$W/roles.json" > "$W/roles.new" && mv "$W/roles.new" "$W/roles.json"
 node_start 1
 check "node 1: a quorum request through it activates its PAI" activate 1
 node_start 2
@@ -98,7 +110,8 @@ check "the store's count holds what was signed, and never more than the quota in
 # ---- a per-day quota: what the store holds plus D, reloaded on both nodes ----
 have=$(store_sql "SELECT count(*) FROM certificates WHERE ca = 'pai-8000'")
 DAY=$((have + D))
-printf '{"pai-8000": {"per_day": %s}}\n' "$DAY" > "$W/quotas.json"
+printf '{"pai-8000": {"per_day": %s}, "%s": {"per_day": %s}}\n' "$DAY" "$DS" "$DSDAY" \
+    > "$W/quotas.json"
 kill -HUP "$DPID" "$D2PID"
 quota_is() { # K: node K reports the new per-day quota
     on "$1"
@@ -129,6 +142,98 @@ on 1
 call auditor GET /v1/cas/pai-8000
 check "node 1 reports the day's count of both nodes ($(jq -c .issuance.quota "$W/body"))" \
     jq -e --argjson d "$DAY" '.issuance.quota.day_count == $d' "$W/body"
+
+# ---- an mDL signing window opened on node 1 and joined by node 2 ----
+on 1
+quorum mdl.create_iaca '{"ca":"iaca-us","token":"mdl-iaca","key_label":"iaca-key","country":"US",
+    "org":"hsmca test DMV","cn":"hsmca test IACA"}'
+check "node 1: mdl.create_iaca by quorum ($STATUS)" [ "$STATUS" = 200 ]
+quorum mdl.create_ds "{\"ca\":\"$DS\",\"iaca\":\"iaca-us\",\"token\":\"mdl-ds\",\"key_label\":\"ds-key\"}"
+check "node 1: mdl.create_ds by quorum ($STATUS)" [ "$STATUS" = 200 ]
+# mdl_open K [WINDOW]: node K opens a window of MDLMAX signatures (its id in $W/mwindow), or joins
+# WINDOW, by a quorum request of its own. (Each activation changes the DS token's PIN, and the
+# SoftHSM behind p11-kit keeps the PIN state of a token a node opened before: a node activates
+# after a restart, as nodes.sh's node 2 starts after node 1's activation; docs/postgresql.md.)
+mdl_open() {
+    node_stop "$1" && node_start "$1" || return 1
+    on "$1"
+    if [ -n "${2:-}" ]; then
+        quorum mdl.activate "{\"ca\":\"$DS\",\"window\":\"$2\"}"
+    else
+        quorum mdl.activate "{\"ca\":\"$DS\",\"until\":$(($(date +%s) * 1000 + 600000)),
+            \"max_signatures\":$MDLMAX}"
+        jq -r '.result.window // empty' "$W/body" > "$W/mwindow"
+    fi
+    [ "$STATUS" = 200 ]
+}
+# m_post K NAME: a detached MSO signature (a random digest) from node K; "status code" appended
+m_post() {
+    st=$(curl -sS --cacert "$W/tls/ca.pem" --cert "$W/tls/operator.pem" \
+        --key "$W/tls/operator.key" -H 'Content-Type: application/json' -o "$W/$2.out" \
+        -w '%{http_code}' -m 30 --data-binary "{\"tbs_sha256\":\"$(openssl rand -hex 32)\"}" \
+        "https://127.0.0.1:$(port_of "$1")/v1/cas/$DS/mso-signatures" 2>>"$W/curl-errors") ||
+        st=000
+    code=-
+    [ "$st" = 200 ] || code=$(jq -r '.code // "-"' "$W/$2.out" 2>/dev/null || echo -)
+    echo "$st $code" >> "$W/$2.results"
+}
+sign_loop() { # NODE NAME
+    k=1
+    while [ $k -le $ASK ]; do
+        m_post "$1" "$2"
+        k=$((k + 1))
+    done
+}
+sign_both() {
+    : > "$W/a.results"
+    : > "$W/b.results"
+    sign_loop 1 a &
+    L1=$!
+    sign_loop 2 b &
+    L2=$!
+    wait "$L1" "$L2" || true
+    ok_a=$(awk '$1 == 200' "$W/a.results" | wc -l)
+    ok_b=$(awk '$1 == 200' "$W/b.results" | wc -l)
+}
+mso_signed() { store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
+    '%\"action\":\"mso.sign\"%'"; }
+check "node 1: mdl.activate opens a signing window in the store" mdl_open 1
+MWIN=$(cat "$W/mwindow")
+check "... named by its request ($MWIN, $MDLMAX signatures)" \
+    [ "$(store_sql "SELECT max_signatures FROM mdl_windows WHERE id = '$MWIN'")" = $MDLMAX ]
+on 2
+quorum mdl.activate "{\"ca\":\"$DS\",\"window\":\"00000000000000000000000000000000\"}"
+check "joining an mDL window the store does not hold is refused ($STATUS $(jq -r .code "$W/body"))" \
+    sh -c "[ $STATUS = 400 ] || [ $STATUS = 422 ]"
+check "node 2: its own mdl.activate joins node 1's window" mdl_open 2 "$MWIN"
+on 2
+call auditor GET "/v1/mdl/cas/$DS"
+check "node 2 reports the shared window ($(jq -c .window "$W/body"))" \
+    jq -e --arg w "$MWIN" '.window.active and .window.id == $w and .window.max_signatures == 10' \
+    "$W/body"
+sign_both
+exhausted=$(count_status 409 window-exhausted)
+inactive=$(count_status 409 ca-inactive)
+check "both nodes signed ($ok_a + $ok_b), every refusal 409 window-exhausted ($exhausted) or ca-inactive once closed ($inactive)" \
+    [ $((ok_a + ok_b + exhausted + inactive)) = $((2 * ASK)) ]
+check "together they signed the window's count, never more ($((ok_a + ok_b)) of $MDLMAX)" \
+    [ $((ok_a + ok_b)) = $MDLMAX ]
+mused=$(store_sql "SELECT used FROM mdl_windows WHERE id = '$MWIN'")
+check "the window's count in the store ($mused) is its max" [ "$mused" = $MDLMAX ]
+signed=$(mso_signed)
+check "one mso.sign entry per signature ($signed)" [ "$signed" = $MDLMAX ]
+
+# a second window: the DS's per-day quota ($DSDAY) leaves $((DSDAY - MDLMAX)) of it
+check "node 1: a second mDL window" mdl_open 1
+MWIN2=$(cat "$W/mwindow")
+check "node 2 joins it" mdl_open 2 "$MWIN2"
+sign_both
+daily=$(count_status 429 daily-quota-exceeded)
+check "every refusal is 429 daily-quota-exceeded ($((ok_a + ok_b)) signed, $daily refused)" \
+    [ $((ok_a + ok_b + daily)) = $((2 * ASK)) ]
+signed=$(mso_signed)
+check "the DS's signatures of the day never exceed its quota ($signed of $DSDAY)" \
+    [ "$signed" = $DSDAY ]
 
 # ---- closing gives a node's unused blocks back ----
 check "node 2 stops with status 0" node_stop 2

@@ -69,4 +69,9 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_mdl_window_reserve(struct hsmca_store
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_mdl_window_release(struct hsmca_store *st,
                                                               const char *id, uint64_t n);
 
+/* End every open mDL window of DS ca at now_ms (it was revoked): no node reserves from them
+ * again. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_mdl_windows_end(struct hsmca_store *st, const char *ca,
+                                                           int64_t now_ms);
+
 #endif /* HSMCA_STORE_WINDOWS_H */

@@ -488,6 +488,19 @@ hsmcad_mdl_revoked(void *arg, const char *ca_id)
         c->revoked = 1;
         close_locked(d, c, "revoked");
     }
+    { /* the other nodes' windows of this DS end too (at their next block) */
+        enum hsmca_err rc = HSMCA_OK;
+        struct hsmca_store *st = mdl_store(d, &rc);
+
+        if (rc == HSMCA_OK) {
+            pthread_mutex_lock(&d->mdl->st_mu);
+            rc = hsmca_store_mdl_windows_end(st, ca_id, hsmcad_now_ms());
+            pthread_mutex_unlock(&d->mdl->st_mu);
+        }
+        if (rc != HSMCA_OK)
+            hsmca_log(HSMCA_LOG_WARN, "mdl", "windows-end-failed", "ca=%s code=%s", ca_id,
+                      hsmca_err_code(rc));
+    }
     pthread_mutex_unlock(&d->mdl->mu);
 }
 

@@ -478,6 +478,8 @@ reserve(struct hsmca_issue_ca *ca, struct job *j, int64_t t, struct hsmca_matter
 {
     enum hsmca_err rc = HSMCA_OK;
 
+    j->q_min_bucket = -1; /* no quota slot yet */
+    j->q_day_bucket = -1;
     pthread_mutex_lock(&ca->mu);
     if (ca->mi == NULL || !ca->open)
         rc = HSMCA_E_ISSUE_CA_INACTIVE;

@@ -66,9 +66,7 @@ hsmca_issue_ca_new(struct hsmca_issuer *iss, const struct hsmca_ca_rec *rec, X50
 
         pthread_mutex_lock(&r->mu);
         st = r->st;
-        rc = HSMCA_OK;
-        if (rc == HSMCA_OK)
-            rc = hsmca_store_cert_count(st, rec->id, 0, &n);
+        rc = hsmca_store_cert_count(st, rec->id, 0, &n);
         if (rc == HSMCA_OK)
             rc = issue_known_load(ca, st, n);
         pthread_mutex_unlock(&r->mu);

@@ -247,3 +247,21 @@ hsmca_store_mdl_window_release(struct hsmca_store *st, const char *id, uint64_t 
 {
     return window_release(st, &MDL_WINDOWS, id, n);
 }
+
+enum hsmca_err
+hsmca_store_mdl_windows_end(struct hsmca_store *st, const char *ca, int64_t now_ms)
+{
+    struct hsmca_q *s = NULL;
+    int src;
+
+    if (st == NULL || ca == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(
+        st, "UPDATE mdl_windows SET until_ms = ?2 WHERE ca = ?1 AND until_ms > ?2", &s);
+    if (src == SQLITE_OK) {
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_int(s, 2, now_ms);
+    }
+    return hsmca_store_step_done(st, s, src);
+}

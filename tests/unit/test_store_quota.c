@@ -4,7 +4,9 @@
  * never takes the live sum past the limit, buckets leave the sliding minute and day exactly on
  * time, give-backs and releases lower the count and never below zero, nodes (handles and threads)
  * reserving at once together take exactly the limit, and blocks in memory (hsmca_quota_take)
- * hand out no more than the store granted. On the store HSMCA_TEST_STORE_SPEC names (e.g. a
+ * hand out no more than the store granted. And mDL signing windows in the store (store_windows.h):
+ * their count reserved in blocks never beyond max_signatures, given back, ended by time or by a
+ * revocation, kept apart from DAC windows. On the store HSMCA_TEST_STORE_SPEC names (e.g. a
  * PostgreSQL one), else a fresh SQLite file; each run uses CA ids of its own.
  */
 #include <pthread.h>
@@ -19,7 +21,9 @@
 
 #include <cmocka.h>
 
+#include "hsmca/store_mdl.h"
 #include "hsmca/store_quota.h"
+#include "hsmca/store_windows.h"
 
 #include "fixture.h"
 
@@ -29,7 +33,7 @@
 struct ctx {
     char dir[512];
     char spec[700];
-    char ca[64];
+    char ca[40];
     struct hsmca_store *st;
 };
 
@@ -48,7 +52,7 @@ setup(void **state)
         snprintf(c->spec, sizeof(c->spec), "%s/hsmca.db", c->dir);
     /* a CA id of this run's own: a shared PostgreSQL store keeps earlier runs' rows */
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(c->ca, sizeof(c->ca), "pai-q%lld-%ld", (long long)ts.tv_sec, ts.tv_nsec);
+    snprintf(c->ca, sizeof(c->ca), "pai-q%u-%u", (unsigned)ts.tv_sec, (unsigned)ts.tv_nsec);
     if (hsmca_store_open(c->spec, &c->st) != HSMCA_OK)
         return -1;
     *state = c;
@@ -373,6 +377,92 @@ recount_sets_buckets_to_the_certificates(void **state)
     assert_int_equal(sum_at(c, 'd', now), 0);
 }
 
+/* ---- mDL signing windows ---- */
+
+static void
+mdl_ca(struct ctx *c, const char *id, const char *kind, const char *parent)
+{
+    static unsigned char cert[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+    struct hsmca_mdl_ca_rec r;
+
+    memset(&r, 0, sizeof(r));
+    snprintf(r.id, sizeof(r.id), "%s", id);
+    snprintf(r.kind, sizeof(r.kind), "%s", kind);
+    snprintf(r.parent, sizeof(r.parent), "%s", parent);
+    snprintf(r.token_uri, sizeof(r.token_uri), "pkcs11:token=mdl-ds");
+    snprintf(r.key_uri, sizeof(r.key_uri), "pkcs11:token=mdl-ds;object=ds-key");
+    r.cert_der = cert;
+    r.cert_len = sizeof(cert);
+    r.serial[0] = 1;
+    r.serial_len = 1;
+    r.created_ms = T0;
+    assert_int_equal(hsmca_store_mdl_ca_put(c->st, &r), HSMCA_OK);
+}
+
+static void
+mdl_windows_hold_their_count(void **state)
+{
+    struct ctx *c = *state;
+    struct hsmca_window_rec w, got_w;
+    char iaca[48], ds[48], ds2[48];
+    uint64_t got = 0, used = 0;
+    int64_t now = (int64_t)time(NULL) * 1000;
+
+    snprintf(iaca, sizeof(iaca), "%s-iaca", c->ca);
+    snprintf(ds, sizeof(ds), "%s-ds", c->ca);
+    snprintf(ds2, sizeof(ds2), "%s-ds2", c->ca);
+    mdl_ca(c, iaca, "iaca", "");
+    mdl_ca(c, ds, "ds", iaca);
+    mdl_ca(c, ds2, "ds", iaca);
+    memset(&w, 0, sizeof(w));
+    snprintf(w.id, sizeof(w.id), "%s-w1", c->ca);
+    snprintf(w.ca, sizeof(w.ca), "%s", ds);
+    w.until_ms = now + 600000;
+    w.max_dacs = 10;
+    w.opened_ms = now;
+    assert_int_equal(hsmca_store_mdl_window_open(c->st, &w), HSMCA_OK);
+    /* opening it again (another node's retry) keeps it; under another DS it is refused */
+    w.max_dacs = 99;
+    assert_int_equal(hsmca_store_mdl_window_open(c->st, &w), HSMCA_OK);
+    snprintf(w.ca, sizeof(w.ca), "%s", ds2);
+    assert_int_equal(hsmca_store_mdl_window_open(c->st, &w), HSMCA_E_STORE_CONSTRAINT);
+    assert_int_equal(hsmca_store_mdl_window_get(c->st, w.id, &got_w), HSMCA_OK);
+    assert_int_equal(got_w.max_dacs, 10);
+    assert_string_equal(got_w.ca, ds);
+    /* a DAC window of that id there is not: the tables are apart */
+    assert_int_equal(hsmca_store_window_get(c->st, w.id, &got_w), HSMCA_E_NOT_FOUND);
+
+    /* blocks: 4, then 6 of the 8 asked, then nothing */
+    assert_int_equal(hsmca_store_mdl_window_reserve(c->st, w.id, 4, now, &got, &used), HSMCA_OK);
+    assert_int_equal(got, 4);
+    assert_int_equal(hsmca_store_mdl_window_reserve(c->st, w.id, 8, now, &got, &used), HSMCA_OK);
+    assert_int_equal(got, 6);
+    assert_int_equal(used, 10);
+    assert_int_equal(hsmca_store_mdl_window_reserve(c->st, w.id, 1, now, &got, &used),
+                     HSMCA_E_ISSUE_WINDOW_EXHAUSTED);
+    assert_int_equal(got, 0);
+    /* a closing node's unused block goes back, and only that */
+    assert_int_equal(hsmca_store_mdl_window_release(c->st, w.id, 3), HSMCA_OK);
+    assert_int_equal(hsmca_store_mdl_window_release(c->st, w.id, 50), HSMCA_OK);
+    assert_int_equal(hsmca_store_mdl_window_reserve(c->st, w.id, 5, now, &got, &used), HSMCA_OK);
+    assert_int_equal(got, 3);
+    assert_int_equal(used, 10);
+    /* its time */
+    assert_int_equal(hsmca_store_mdl_window_release(c->st, w.id, 2), HSMCA_OK);
+    assert_int_equal(hsmca_store_mdl_window_reserve(c->st, w.id, 1, now + 600000, &got, &used),
+                     HSMCA_E_ISSUE_WINDOW_EXPIRED);
+    /* a revoked DS: its windows end for every node */
+    assert_int_equal(hsmca_store_mdl_windows_end(c->st, ds, now), HSMCA_OK);
+    assert_int_equal(hsmca_store_mdl_window_reserve(c->st, w.id, 1, now, &got, &used),
+                     HSMCA_E_ISSUE_WINDOW_EXPIRED);
+    assert_int_equal(hsmca_store_mdl_window_get(c->st, w.id, &got_w), HSMCA_OK);
+    assert_true(got_w.used <= got_w.max_dacs);
+    /* no window for a CA the mDL table does not hold (the foreign key) */
+    snprintf(w.id, sizeof(w.id), "%s-w2", c->ca);
+    snprintf(w.ca, sizeof(w.ca), "%s-none", c->ca);
+    assert_int_not_equal(hsmca_store_mdl_window_open(c->st, &w), HSMCA_OK);
+}
+
 int
 main(void)
 {
@@ -386,6 +476,7 @@ main(void)
         cmocka_unit_test_setup_teardown(blocks_never_hand_out_more_than_the_store_granted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(recount_sets_buckets_to_the_certificates, setup, teardown),
+        cmocka_unit_test_setup_teardown(mdl_windows_hold_their_count, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -41,7 +41,9 @@
 /*
  * {"default": {"per_minute": N, "per_day": N}, "<ca id>": {...}, ...}: every member optional, N
  * in 0..10^9 (0 = no limit), no other keys, CA ids as in the store ([a-z0-9-], <= HSMCA_CA_ID_MAX).
- * A CA without its own entry gets "default"; without "default", no limit.
+ * A CA without its own entry gets "default"; without "default", no limit. per_minute bounds what
+ * was issued in the last 60 s (buckets of 1 s), per_day in the last 24 h (buckets of 1 min),
+ * counted in the store for every node (store_quota.h).
  */
 struct hsmca_issue_quotas;
 

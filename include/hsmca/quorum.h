@@ -35,7 +35,8 @@
  *   ca.revoke       {"ca": PAI, "reason"?, "invalidity"?: ms} (the PAA's token; quorum_revoke.h)
  *   crl.sign        {"ca"} (that CA's token: its CRL signed now)
  *   mdl.create_iaca, mdl.create_ds, mdl.activate, mdl.revoke, mdl.crl_sign: mobile driving
- *                   licences (quorum_mdl.c, docs/mdl.md)
+ *                   licences (quorum_mdl.c, docs/mdl.md); mdl.activate {"ca", "window": id}
+ *                   joins a DS's open signing window as ca.activate does a PAI's
  *   ca.renew        {"ca", "new_ca"}: a new certificate for the same key (new serial and
  *                    validity; the PAI's signed by its PAA, the PAA's by itself) as CA new_ca;
  *                    ca stays for verification and its CRL, superseded (docs/renewal.md)
@@ -249,6 +250,10 @@ struct hsmca_quorum_exec {
     enum hsmca_err (*mdl_created)(void *arg, const struct hsmca_mdl_ca_rec *rec);
     enum hsmca_err (*mdl_activate)(void *arg, const char *ca_id, int64_t until_ms, uint64_t max);
     void (*mdl_revoked)(void *arg, const char *ca_id);
+    /* mdl.activate of a signing window shared through the store (store_windows.h, mdl_windows):
+     * opened under the request's id, or joined ({"ca", "window": id}); NULL: mdl_activate */
+    enum hsmca_err (*mdl_activate_shared)(void *arg, const char *ca_id, const char *window_id,
+                                          int join, int64_t until_ms, uint64_t max);
     /*
      * token.enroll: initialise the module's free token as label with user PIN user_pin (its SO
      * PIN random, then replaced by another random one nobody keeps, as at the ceremony), and

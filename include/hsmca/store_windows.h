@@ -53,4 +53,25 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_store_window_release(struct hsmca_store *st
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_window_issued(struct hsmca_store *st, const char *id,
                                                          uint64_t *out);
 
+/*
+ * mDL signing windows (a DS's MSO signatures, "mdl_windows", migration 11): the same, with the
+ * window's CA an mDL DS and max_dacs its max_signatures. Opened by a quorum's mdl.activate (its
+ * id is that request's id) and joined by another node's mdl.activate {"ca", "window"}.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_mdl_window_open(struct hsmca_store *st,
+                                                           const struct hsmca_window_rec *w);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_mdl_window_get(struct hsmca_store *st, const char *id,
+                                                          struct hsmca_window_rec *out);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_mdl_window_reserve(struct hsmca_store *st,
+                                                              const char *id, uint64_t want,
+                                                              int64_t now_ms, uint64_t *got,
+                                                              uint64_t *used_out);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_mdl_window_release(struct hsmca_store *st,
+                                                              const char *id, uint64_t n);
+
+/* End every open mDL window of DS ca at now_ms (it was revoked): no node reserves from them
+ * again. */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_mdl_windows_end(struct hsmca_store *st, const char *ca,
+                                                           int64_t now_ms);
+
 #endif /* HSMCA_STORE_WINDOWS_H */

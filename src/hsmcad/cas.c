@@ -62,6 +62,7 @@ hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex)
     ex->mdl_arg = d;
     ex->mdl_created = hsmcad_mdl_created;
     ex->mdl_activate = hsmcad_mdl_activate;
+    ex->mdl_activate_shared = hsmcad_mdl_activate_shared; /* in the store, as DAC windows */
     ex->mdl_revoked = hsmcad_mdl_revoked;
     ex->token_init = hsmca_ca_token_init; /* token.enroll */
 }

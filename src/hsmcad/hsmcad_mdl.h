@@ -31,6 +31,10 @@ const struct hsmca_mdl_profile *hsmcad_mdl_profile(struct hsmcad *d, enum hsmca_
  * the quorum): until_ms, max signatures; a DS revoked (its window closes, none opens again). */
 enum hsmca_err hsmcad_mdl_created(void *arg, const struct hsmca_mdl_ca_rec *rec);
 enum hsmca_err hsmcad_mdl_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max);
+/* The same for a window shared through the store (quorum.h's mdl_activate_shared): opened under
+ * window_id, or joined. */
+enum hsmca_err hsmcad_mdl_activate_shared(void *arg, const char *ca_id, const char *window_id,
+                                          int join, int64_t until_ms, uint64_t max);
 void hsmcad_mdl_revoked(void *arg, const char *ca_id);
 /* 1 when ca_id is an mDL CA of this daemon. */
 int hsmcad_mdl_known(struct hsmcad *d, const char *ca_id);

@@ -24,6 +24,8 @@
 #include "hsmca/log.h"
 #include "hsmca/sizes.h"
 #include "hsmca/store_mdl.h"
+#include "hsmca/store_quota.h"
+#include "hsmca/store_windows.h"
 #include "hsmca/token.h"
 #include "hsmca/util.h"
 
@@ -35,6 +37,8 @@
 #define MDL_CAS_MAX 128
 #define DRAIN_WAIT_MS 5000
 #define SIGNED_SKEW_S 86400 /* an MSO's "signed" lies within a day of now */
+#define MDL_BLOCK 64        /* the most of a shared count one node reserves at once */
+#define MDL_BLOCK_ONE 1024  /* the same on SQLite (one node) */
 
 struct mdl_ca {
     char id[HSMCA_CA_ID_MAX + 1];
@@ -50,11 +54,15 @@ struct mdl_ca {
     struct hsmca_token *tok;
     struct hsmca_key *key;
     int64_t until_ms;
-    uint64_t max, used;
+    uint64_t max, used; /* used: this node's signatures in the window */
     unsigned inflight;
-    /* quotas: fixed minute and day */
-    int64_t minute, day;
-    uint64_t in_minute, in_day;
+    /* the window in the store (mdl_windows, store_windows.h), shared by the nodes: its id, this
+     * node's reserved and unused part of its count, and the count every node had reserved at the
+     * last reservation */
+    char win[HSMCA_WINDOW_ID_MAX + 1];
+    uint64_t blk, win_used;
+    /* quotas: this node's blocks of the DS's counts in the store (store_quota.h) */
+    struct hsmca_quota_blk qmin, qday;
 };
 
 struct hsmcad_mdl {
@@ -64,6 +72,10 @@ struct hsmcad_mdl {
     int have_iaca, have_ds;
     unsigned n;
     struct mdl_ca *cas[MDL_CAS_MAX];
+    /* the read-write handle of the shared windows and quotas, opened at the first use; one user
+     * at a time (st_mu, taken after mu) */
+    pthread_mutex_t st_mu;
+    struct hsmca_store *wst;
 };
 
 static struct mdl_ca *
@@ -121,6 +133,8 @@ add_locked(struct hsmcad_mdl *m, const struct hsmca_mdl_ca_rec *r)
     c->not_before = asn1_secs(X509_get0_notBefore(x));
     c->not_after = asn1_secs(X509_get0_notAfter(x));
     c->revoked = r->revoked;
+    hsmca_quota_blk_init(&c->qmin);
+    hsmca_quota_blk_init(&c->qday);
     X509_free(x);
     m->cas[m->n++] = c;
     return HSMCA_OK;
@@ -145,6 +159,7 @@ hsmcad_mdl_start(struct hsmcad *d)
         return HSMCA_E_NOMEM;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->idle, NULL);
+    pthread_mutex_init(&m->st_mu, NULL);
     d->mdl = m;
     for (i = 0; i < 2 && d->cfg.profiles_dir[0] != '\0'; i++) {
         struct hsmca_mdl_profile *p = i == 0 ? &m->iaca : &m->ds;
@@ -178,7 +193,58 @@ hsmcad_mdl_start(struct hsmcad *d)
     return rc;
 }
 
-/* Close c's window: wait (bounded) for signatures in flight, free the key, log the token out. */
+/* The shared windows' and quotas' handle (opened at the first use); NULL with *rc on failure. */
+static struct hsmca_store *
+mdl_store(struct hsmcad *d, enum hsmca_err *rc)
+{
+    struct hsmcad_mdl *m = d->mdl;
+    struct hsmca_store *st;
+
+    pthread_mutex_lock(&m->st_mu);
+    *rc = HSMCA_OK;
+    if (m->wst == NULL)
+        *rc = hsmca_store_open(d->cfg.store, &m->wst);
+    st = m->wst;
+    pthread_mutex_unlock(&m->st_mu);
+    return st;
+}
+
+/* Under mu: give back what c holds unused of its shared window's count and of its quotas. */
+static void
+give_back_locked(struct hsmcad *d, struct mdl_ca *c)
+{
+    struct hsmcad_mdl *m = d->mdl;
+    struct hsmca_quota_blk *bs[2] = {&c->qmin, &c->qday};
+    const char periods[2] = {HSMCA_QUOTA_MINUTE, HSMCA_QUOTA_DAY};
+    struct hsmca_store *st;
+    enum hsmca_err rc = HSMCA_OK;
+    unsigned i;
+
+    for (i = 0; i < 2; i++)
+        while (bs[i]->busy)
+            pthread_cond_wait(&m->idle, &m->mu);
+    if ((c->win[0] == '\0' || c->blk == 0) && c->qmin.n == 0 && c->qday.n == 0)
+        return;
+    st = mdl_store(d, &rc);
+    pthread_mutex_lock(&m->st_mu);
+    if (rc == HSMCA_OK && c->win[0] != '\0' && c->blk > 0)
+        rc = hsmca_store_mdl_window_release(st, c->win, c->blk);
+    for (i = 0; i < 2 && rc == HSMCA_OK; i++)
+        if (bs[i]->n > 0)
+            rc = hsmca_store_quota_release(st, c->id, periods[i], bs[i]->start, bs[i]->n);
+    pthread_mutex_unlock(&m->st_mu);
+    if (rc != HSMCA_OK)
+        hsmca_log(HSMCA_LOG_WARN, "mdl", "window-rest-kept", "ca=%s code=%s", c->id,
+                  hsmca_err_code(rc));
+    c->blk = 0;
+    for (i = 0; i < 2; i++) {
+        bs[i]->n = 0;
+        bs[i]->refused = -1;
+    }
+}
+
+/* Close c's window: wait (bounded) for signatures in flight, give back what this node reserved
+ * and did not sign, free the key, log the token out. */
 static void
 close_locked(struct hsmcad *d, struct mdl_ca *c, const char *why)
 {
@@ -193,6 +259,8 @@ close_locked(struct hsmcad *d, struct mdl_ca *c, const char *why)
     while (c->inflight > 0)
         if (pthread_cond_timedwait(&m->idle, &m->mu, &ts) != 0)
             break;
+    give_back_locked(d, c);
+    c->win[0] = '\0';
     hsmca_key_free(c->key);
     c->key = NULL;
     if (c->tok != NULL && hsmca_token_logout(c->tok) != HSMCA_OK)
@@ -226,6 +294,8 @@ hsmcad_mdl_stop(struct hsmcad *d)
     }
     m->n = 0;
     pthread_mutex_unlock(&m->mu);
+    hsmca_store_close(m->wst);
+    pthread_mutex_destroy(&m->st_mu);
     pthread_cond_destroy(&m->idle);
     pthread_mutex_destroy(&m->mu);
     free(m);
@@ -269,21 +339,80 @@ hsmcad_mdl_created(void *arg, const struct hsmca_mdl_ca_rec *rec)
     return rc;
 }
 
-enum hsmca_err
-hsmcad_mdl_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max)
+/*
+ * Tie c's next window to the shared window id: open it (until_ms, max) in the store, or with join
+ * take its end and count from the store. Under mu.
+ */
+static enum hsmca_err
+window_bind_locked(struct hsmcad *d, struct mdl_ca *c, const char *id, int join, int64_t *until_ms,
+                   uint64_t *max, uint64_t *used)
 {
-    struct hsmcad *d = arg;
+    struct hsmcad_mdl *m = d->mdl;
+    struct hsmca_window_rec w;
+    struct hsmca_store *st;
+    int64_t now = hsmcad_now_ms();
+    enum hsmca_err rc;
+
+    if (strlen(id) == 0 || strlen(id) > HSMCA_WINDOW_ID_MAX)
+        return HSMCA_E_INVALID_ARG;
+    st = mdl_store(d, &rc);
+    if (rc != HSMCA_OK)
+        return rc;
+    memset(&w, 0, sizeof(w));
+    pthread_mutex_lock(&m->st_mu);
+    if (!join) {
+        snprintf(w.id, sizeof(w.id), "%s", id);
+        snprintf(w.ca, sizeof(w.ca), "%s", c->id);
+        w.until_ms = *until_ms;
+        w.max_dacs = *max;
+        w.opened_ms = now;
+        rc = *until_ms > now && *max > 0 ? hsmca_store_mdl_window_open(st, &w)
+                                         : HSMCA_E_ISSUE_WINDOW_INVALID;
+    }
+    if (rc == HSMCA_OK)
+        rc = hsmca_store_mdl_window_get(st, id, &w);
+    pthread_mutex_unlock(&m->st_mu);
+    if (rc != HSMCA_OK)
+        return rc;
+    if (strcmp(w.ca, c->id) != 0)
+        return HSMCA_E_ISSUE_WINDOW_INVALID;
+    if (now >= w.until_ms)
+        return HSMCA_E_ISSUE_WINDOW_EXPIRED;
+    if (w.used >= w.max_dacs)
+        return HSMCA_E_ISSUE_WINDOW_EXHAUSTED;
+    *until_ms = w.until_ms;
+    *max = w.max_dacs;
+    *used = w.used;
+    return HSMCA_OK;
+}
+
+static enum hsmca_err
+activate(struct hsmcad *d, const char *ca_id, const char *window_id, int join, int64_t until_ms,
+         uint64_t max)
+{
     struct hsmcad_mdl *m = d->mdl;
     struct mdl_ca *c;
     struct hsmca_uri u;
     struct hsmca_token *tok;
     struct hsmca_key *key = NULL;
+    uint64_t used = 0;
     enum hsmca_err rc;
 
     if (m == NULL)
         return HSMCA_E_NOT_FOUND;
     pthread_mutex_lock(&m->mu);
     c = find_locked(m, ca_id);
+    if (c == NULL) { /* made by another node since this one started: the store has it */
+        struct hsmca_store *ro = hsmcad_ro(d);
+        struct hsmca_mdl_ca_rec rec;
+
+        memset(&rec, 0, sizeof(rec));
+        rc = ro != NULL ? hsmca_store_mdl_ca_get(ro, ca_id, &rec) : HSMCA_E_NOT_FOUND;
+        if (rc == HSMCA_OK)
+            rc = add_locked(m, &rec);
+        hsmca_mdl_ca_rec_clear(&rec);
+        c = rc == HSMCA_OK ? find_locked(m, ca_id) : NULL;
+    }
     if (c == NULL) {
         rc = HSMCA_E_NOT_FOUND;
         goto out;
@@ -299,6 +428,11 @@ hsmcad_mdl_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max
     if (c->key != NULL) {
         rc = HSMCA_E_ISSUE_CA_ACTIVE;
         goto out;
+    }
+    if (window_id != NULL) {
+        rc = window_bind_locked(d, c, window_id, join, &until_ms, &max, &used);
+        if (rc != HSMCA_OK)
+            goto out;
     }
     rc = hsmca_uri_parse(c->token_uri, strlen(c->token_uri), &u);
     if (rc != HSMCA_OK)
@@ -316,11 +450,28 @@ hsmcad_mdl_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max
     c->until_ms = until_ms;
     c->max = max;
     c->used = 0;
-    hsmca_log(HSMCA_LOG_INFO, "mdl", "window-opened", "ca=%s until_ms=%lld max=%llu", ca_id,
-              (long long)until_ms, (unsigned long long)max);
+    snprintf(c->win, sizeof(c->win), "%s", window_id != NULL ? window_id : "");
+    c->blk = 0;
+    c->win_used = used;
+    hsmca_log(HSMCA_LOG_INFO, "mdl", "window-opened", "ca=%s until_ms=%lld max=%llu window=%s",
+              ca_id, (long long)until_ms, (unsigned long long)max,
+              window_id != NULL ? window_id : "-");
 out:
     pthread_mutex_unlock(&m->mu);
     return rc;
+}
+
+enum hsmca_err
+hsmcad_mdl_activate(void *arg, const char *ca_id, int64_t until_ms, uint64_t max)
+{
+    return activate(arg, ca_id, NULL, 0, until_ms, max);
+}
+
+enum hsmca_err
+hsmcad_mdl_activate_shared(void *arg, const char *ca_id, const char *window_id, int join,
+                           int64_t until_ms, uint64_t max)
+{
+    return activate(arg, ca_id, window_id, join, until_ms, max);
 }
 
 void
@@ -336,6 +487,19 @@ hsmcad_mdl_revoked(void *arg, const char *ca_id)
     if (c != NULL) {
         c->revoked = 1;
         close_locked(d, c, "revoked");
+    }
+    { /* the other nodes' windows of this DS end too (at their next block) */
+        enum hsmca_err rc = HSMCA_OK;
+        struct hsmca_store *st = mdl_store(d, &rc);
+
+        if (rc == HSMCA_OK) {
+            pthread_mutex_lock(&d->mdl->st_mu);
+            rc = hsmca_store_mdl_windows_end(st, ca_id, hsmcad_now_ms());
+            pthread_mutex_unlock(&d->mdl->st_mu);
+        }
+        if (rc != HSMCA_OK)
+            hsmca_log(HSMCA_LOG_WARN, "mdl", "windows-end-failed", "ca=%s code=%s", ca_id,
+                      hsmca_err_code(rc));
     }
     pthread_mutex_unlock(&d->mdl->mu);
 }
@@ -397,11 +561,71 @@ sign_done(void *arg, enum hsmca_err rc, const struct hsmca_audit_receipt *receip
     hsmcad_req_resume(r);
 }
 
-/* Take one slot of c's window and quotas at now_ms (under mu). */
+/* A slot of c's quota of period (limit > 0) at now_ms, under mu (dropped while the store
+ * reserves a block): its bucket in *bucket. */
+static enum hsmca_err
+quota_locked(struct hsmcad *d, struct mdl_ca *c, struct hsmca_quota_blk *b, char period,
+             uint64_t limit, int64_t now_ms, int64_t *bucket)
+{
+    struct hsmca_store *st;
+    enum hsmca_err rc;
+
+    if (!b->busy && b->n > 0 && b->start == hsmca_quota_bucket(period, now_ms)) {
+        b->n--;
+        *bucket = b->start;
+        return HSMCA_OK;
+    }
+    st = mdl_store(d, &rc);
+    if (rc != HSMCA_OK)
+        return rc;
+    return hsmca_quota_take(b, &d->mdl->mu, &d->mdl->idle, st, &d->mdl->st_mu, c->id, period, limit,
+                            hsmca_store_is_pg(st) ? MDL_BLOCK : MDL_BLOCK_ONE, now_ms, bucket);
+}
+
+/* A slot of c's shared window (under mu): from this node's block, or a block reserved in the
+ * store (an eighth of what the window has left, 1..MDL_BLOCK, as for DAC windows). */
+static enum hsmca_err
+window_slot_locked(struct hsmcad *d, struct mdl_ca *c, int64_t now_ms)
+{
+    struct hsmca_store *st;
+    uint64_t left, want, got = 0, used = 0;
+    enum hsmca_err rc;
+
+    if (c->blk > 0) {
+        c->blk--;
+        return HSMCA_OK;
+    }
+    st = mdl_store(d, &rc);
+    if (rc != HSMCA_OK)
+        return rc;
+    left = c->max > c->win_used ? c->max - c->win_used : 1;
+    want = left / 8 < 1 ? 1 : left / 8;
+    if (want > (hsmca_store_is_pg(st) ? MDL_BLOCK : MDL_BLOCK_ONE))
+        want = hsmca_store_is_pg(st) ? MDL_BLOCK : MDL_BLOCK_ONE;
+    pthread_mutex_lock(&d->mdl->st_mu);
+    rc = hsmca_store_mdl_window_reserve(st, c->win, want, now_ms, &got, &used);
+    pthread_mutex_unlock(&d->mdl->st_mu);
+    if (rc == HSMCA_E_ISSUE_WINDOW_EXHAUSTED) {
+        c->win_used = c->max; /* every node's share is taken: the window ends */
+        close_locked(d, c, "exhausted");
+    } else if (rc == HSMCA_E_ISSUE_WINDOW_EXPIRED) {
+        close_locked(d, c, "expired");
+    }
+    if (rc != HSMCA_OK)
+        return rc;
+    c->blk = got - 1;
+    c->win_used = used;
+    return HSMCA_OK;
+}
+
+/* Take one slot of c's window and quotas at now_ms (under mu, which a reservation in the store
+ * may drop for a while). */
 static enum hsmca_err
 slot_locked(struct hsmcad *d, struct mdl_ca *c, int64_t now_ms)
 {
     uint64_t per_min = 0, per_day = 0;
+    int64_t qm = -1, qd = -1;
+    enum hsmca_err rc = HSMCA_OK;
 
     if (c->revoked)
         return HSMCA_E_REVOKE_CA_REVOKED;
@@ -411,27 +635,29 @@ slot_locked(struct hsmcad *d, struct mdl_ca *c, int64_t now_ms)
         close_locked(d, c, "expired");
         return HSMCA_E_ISSUE_WINDOW_EXPIRED;
     }
-    if (c->used >= c->max) {
+    if (c->win[0] == '\0' && c->used >= c->max) {
         close_locked(d, c, "exhausted");
         return HSMCA_E_ISSUE_WINDOW_EXHAUSTED;
     }
+    /* the quotas (counted in the store for every node), then the window's shared count */
     if (d->quotas != NULL)
         hsmca_issue_quotas_get(d->quotas, c->id, &per_min, &per_day);
-    if (c->minute != now_ms / 60000) {
-        c->minute = now_ms / 60000;
-        c->in_minute = 0;
+    if (per_min > 0)
+        rc = quota_locked(d, c, &c->qmin, HSMCA_QUOTA_MINUTE, per_min, now_ms, &qm);
+    if (rc == HSMCA_OK && per_day > 0)
+        rc = quota_locked(d, c, &c->qday, HSMCA_QUOTA_DAY, per_day, now_ms, &qd);
+    if (rc == HSMCA_OK && (c->key == NULL || c->revoked))
+        rc = HSMCA_E_ISSUE_CA_INACTIVE; /* closed while the store reserved */
+    if (rc == HSMCA_OK && c->win[0] != '\0')
+        rc = window_slot_locked(d, c, now_ms);
+    if (rc != HSMCA_OK) {
+        hsmca_quota_blk_give(&c->qmin, qm);
+        hsmca_quota_blk_give(&c->qday, qd);
+        if (c->key == NULL) /* the window closed meanwhile: these go back to the store too */
+            give_back_locked(d, c);
+        return rc;
     }
-    if (c->day != now_ms / 86400000) {
-        c->day = now_ms / 86400000;
-        c->in_day = 0;
-    }
-    if (per_min > 0 && c->in_minute >= per_min)
-        return HSMCA_E_ISSUE_QUOTA_MINUTE;
-    if (per_day > 0 && c->in_day >= per_day)
-        return HSMCA_E_ISSUE_QUOTA_DAY;
     c->used++;
-    c->in_minute++;
-    c->in_day++;
     c->inflight++;
     return HSMCA_OK;
 }
@@ -691,13 +917,20 @@ ca_json_locked(struct mdl_ca *c, int64_t now_ms, int with_cert)
 
     if (o == NULL)
         return NULL;
-    if (strcmp(c->kind, "ds") == 0)
+    if (strcmp(c->kind, "ds") == 0) {
+        /* a shared window: what every node reserved less this node's unused block */
+        int shared = c->win[0] != '\0';
+        uint64_t sigs = shared ? (c->win_used > c->blk ? c->win_used - c->blk : 0) : c->used;
+        int left = shared ? c->blk > 0 || c->win_used < c->max : c->used < c->max;
+
         json_object_set_new(o, "window",
-                            c->key != NULL && now_ms < c->until_ms && c->used < c->max
-                                ? json_pack("{s:b, s:I, s:I, s:I}", "active", 1, "until_ms",
+                            c->key != NULL && now_ms < c->until_ms && left
+                                ? json_pack("{s:b, s:I, s:I, s:I, s:s?}", "active", 1, "until_ms",
                                             (json_int_t)c->until_ms, "max_signatures",
-                                            (json_int_t)c->max, "signatures", (json_int_t)c->used)
+                                            (json_int_t)c->max, "signatures", (json_int_t)sigs,
+                                            "id", shared ? c->win : NULL)
                                 : json_pack("{s:b}", "active", 0));
+    }
     if (with_cert) {
         char *pem = hsmca_pem_armour("CERTIFICATE", c->cert_der, c->cert_len);
 

@@ -110,9 +110,8 @@ job_release(struct job *j, int committed)
         } else {
             ca->reserved--;
             if (ca->win[0] != '\0' && j->win_gen == ca->win_gen)
-                ca->blk++; /* back to this node's block of the shared window */
-            issue_slide_sub(&ca->minute, j->q_min_unit);
-            issue_slide_sub(&ca->day, j->q_day_unit);
+                ca->blk++;           /* back to this node's block of the shared window */
+            issue_quota_give(ca, j); /* and to its quota blocks */
         }
         j->slot = 0;
     }
@@ -479,6 +478,8 @@ reserve(struct hsmca_issue_ca *ca, struct job *j, int64_t t, struct hsmca_matter
 {
     enum hsmca_err rc = HSMCA_OK;
 
+    j->q_min_bucket = -1; /* no quota slot yet */
+    j->q_day_bucket = -1;
     pthread_mutex_lock(&ca->mu);
     if (ca->mi == NULL || !ca->open)
         rc = HSMCA_E_ISSUE_CA_INACTIVE;
@@ -486,22 +487,18 @@ reserve(struct hsmca_issue_ca *ca, struct job *j, int64_t t, struct hsmca_matter
         rc = HSMCA_E_ISSUE_WINDOW_EXPIRED;
     else if (ca->win[0] == '\0' && ca->reserved >= ca->max_dacs)
         rc = HSMCA_E_ISSUE_WINDOW_EXHAUSTED;
-    else if (ca->per_minute > 0 && issue_slide_count(&ca->minute, t) >= ca->per_minute)
-        rc = HSMCA_E_ISSUE_QUOTA_MINUTE;
-    else if (ca->per_day > 0 && issue_slide_count(&ca->day, t) >= ca->per_day)
-        rc = HSMCA_E_ISSUE_QUOTA_DAY;
-    else if (ca->win[0] != '\0')
+    else if ((rc = issue_quota_slots(ca, j, t)) == HSMCA_OK && ca->win[0] != '\0')
         rc = issue_window_slot(ca, t); /* the shared count, last: nothing to give back after */
     if (rc == HSMCA_OK && (ca->mi == NULL || !ca->open))
         rc = HSMCA_E_ISSUE_CA_INACTIVE; /* closed while the store reserved */
+    if (rc != HSMCA_OK)
+        issue_quota_give(ca, j); /* the quota slots taken before the window refused */
     if (rc == HSMCA_OK) {
         j->win_gen = ca->win_gen;
         memcpy(j->rec.window, ca->win, sizeof(j->rec.window));
         ca->reserved++;
         ca->in_flight++;
         ca->signing++;
-        j->q_min_unit = issue_slide_add(&ca->minute, t, 1);
-        j->q_day_unit = issue_slide_add(&ca->day, t, 1);
         j->slot = 1;
         *mi = ca->mi;
     }

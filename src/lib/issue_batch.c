@@ -271,6 +271,7 @@ hsmca_issuer_new(const struct hsmca_issuer_config *cfg, struct hsmca_issuer **ou
     pthread_mutex_init(&iss->pool_mu, NULL);
     pthread_cond_init(&iss->pool_cv, NULL);
     pthread_mutex_init(&iss->win_mu, NULL);
+    pthread_mutex_init(&iss->qst_mu, NULL);
     iss->store_path = strdup(cfg->store_path);
     if (iss->store_path == NULL)
         goto out;
@@ -339,7 +340,9 @@ hsmca_issuer_free(struct hsmca_issuer *iss)
     }
     free(iss->rd);
     hsmca_store_close(iss->wst);
+    hsmca_store_close(iss->qst);
     free(iss->store_path);
+    pthread_mutex_destroy(&iss->qst_mu);
     pthread_mutex_destroy(&iss->win_mu);
     hsmca_issue_quotas_free(iss->quotas);
     hsmca_limiter_free(iss->lim);

@@ -15,7 +15,6 @@ hsmca_issue_ca_new(struct hsmca_issuer *iss, const struct hsmca_ca_rec *rec, X50
     struct hsmca_matter_verdict v;
     struct hsmca_store *st = NULL;
     uint64_t n = 0;
-    int64_t t = issue_now_ms();
     enum hsmca_err rc = HSMCA_E_INVALID_ARG;
 
     if (iss == NULL || rec == NULL || paa == NULL || dac_profile == NULL || out == NULL ||
@@ -33,8 +32,8 @@ hsmca_issue_ca_new(struct hsmca_issuer *iss, const struct hsmca_ca_rec *rec, X50
     ca->rec.cert_der = NULL;
     ca->profile = *dac_profile;
     snprintf(ca->target, sizeof(ca->target), "ca/%s", rec->id);
-    ca->minute = (struct slide){1000, MINUTE_BUCKETS, t / 1000, 0, ca->minute_b};
-    ca->day = (struct slide){60000, DAY_BUCKETS, t / 60000, 0, ca->day_b};
+    hsmca_quota_blk_init(&ca->qmin);
+    hsmca_quota_blk_init(&ca->qday);
     hsmca_issue_quotas_get(iss->quotas, rec->id, &ca->per_minute, &ca->per_day);
     ca->rec.cert_der = OPENSSL_memdup(rec->cert_der, rec->cert_len);
     if (ca->rec.cert_der == NULL)
@@ -55,22 +54,19 @@ hsmca_issue_ca_new(struct hsmca_issuer *iss, const struct hsmca_ca_rec *rec, X50
     if (X509_up_ref(paa) != 1)
         goto out;
     ca->paa = paa;
-    /* quotas survive restarts: count what the store holds for the last day and minute; and
-     * learn which request ids it holds */
+    /* quotas are counted in the store (store_quota.h): what it holds before this node counts
+     * (the certificates of buckets nobody counted), and one node alone on SQLite counts its
+     * buckets again from the certificates (what a killed process had reserved and not signed is
+     * not lost). Then learn which request ids the store holds */
+    rc = issue_quota_seed(ca, ca->per_minute > 0, ca->per_day > 0, 1);
+    if (rc != HSMCA_OK)
+        goto out;
     {
         struct reader *r = &iss->rd[0];
 
         pthread_mutex_lock(&r->mu);
         st = r->st;
-        rc = hsmca_store_cert_count(st, rec->id, t - 86400000, &n);
-        if (rc == HSMCA_OK && n > 0) {
-            issue_slide_add(&ca->day, t, (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n));
-            rc = hsmca_store_cert_count(st, rec->id, t - 60000, &n);
-            if (rc == HSMCA_OK && n > 0)
-                issue_slide_add(&ca->minute, t, (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n));
-        }
-        if (rc == HSMCA_OK)
-            rc = hsmca_store_cert_count(st, rec->id, 0, &n);
+        rc = hsmca_store_cert_count(st, rec->id, 0, &n);
         if (rc == HSMCA_OK)
             rc = issue_known_load(ca, st, n);
         pthread_mutex_unlock(&r->mu);
@@ -95,6 +91,7 @@ hsmca_issue_ca_free(struct hsmca_issue_ca *ca)
     while (ca->jobs > 0)
         pthread_cond_wait(&ca->cv, &ca->mu);
     pthread_mutex_unlock(&ca->mu);
+    issue_quota_return(ca); /* slots of jobs that failed after the deactivation */
     issue_ids_free(ca);
     X509_free(ca->pai);
     X509_free(ca->paa);
@@ -334,6 +331,7 @@ hsmca_issue_ca_deactivate(struct hsmca_issue_ca *ca)
     memcpy(win, ca->win, sizeof(win));
     ca->win_gen++; /* slots given back after this are not this node's to reuse */
     pthread_mutex_unlock(&ca->mu);
+    issue_quota_return(ca); /* the quota blocks, too */
     /* what this node reserved and did not sign goes back to the other nodes */
     if (rest > 0 && win[0] != '\0') {
         enum hsmca_err rc = HSMCA_OK;
@@ -374,9 +372,8 @@ hsmca_issue_ca_state(struct hsmca_issue_ca *ca, int64_t t, struct hsmca_issue_ca
     }
     out->per_minute = ca->per_minute;
     out->per_day = ca->per_day;
-    out->minute_count = issue_slide_count(&ca->minute, t);
-    out->day_count = issue_slide_count(&ca->day, t);
     pthread_mutex_unlock(&ca->mu);
+    issue_quota_counts(ca, t, &out->minute_count, &out->day_count);
     out->total_issued = atomic_load(&ca->total_issued);
     out->total_replayed = atomic_load(&ca->total_replayed);
     out->total_refused = atomic_load(&ca->total_refused);

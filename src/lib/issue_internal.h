@@ -23,6 +23,7 @@
 #include "hsmca/limiter.h"
 #include "hsmca/log.h"
 #include "hsmca/sizes.h"
+#include "hsmca/store_quota.h"
 #include "hsmca/store_windows.h"
 #include "hsmca/util.h"
 
@@ -33,18 +34,9 @@
 #define LIMITER_SLOTS 1024
 #define LIMITER_PROBE 8
 #define INFLIGHT_MIN 64
-#define MINUTE_BUCKETS 60 /* one per second */
-#define DAY_BUCKETS 1440  /* one per minute */
+#define ISSUE_QUOTA_BLOCK 64       /* the most of a quota's bucket one node reserves at once */
+#define ISSUE_QUOTA_BLOCK_ONE 1024 /* the same on SQLite (one node) */
 #define DETAIL_JSON_MAX 1024
-
-/* Buckets of unit_ms each over nb units; total is the sum of the live buckets. */
-struct slide {
-    int64_t unit_ms;
-    unsigned nb;
-    int64_t head; /* the newest unit */
-    uint64_t total;
-    uint32_t *b;
-};
 
 struct reader {
     pthread_mutex_t mu;
@@ -73,6 +65,10 @@ struct hsmca_issuer {
     pthread_mutex_t win_mu;
     struct hsmca_store *wst;
     char *store_path;
+    /* quotas counted in the store (store_quota.h): a handle opened at the first reservation,
+     * one reservation at a time on it (qst_mu) */
+    pthread_mutex_t qst_mu;
+    struct hsmca_store *qst;
 };
 
 struct hsmca_issue_ca {
@@ -99,10 +95,9 @@ struct hsmca_issue_ca {
     int refilling;
     unsigned signing; /* users of mi (drained by deactivate) */
     unsigned jobs;    /* submitted jobs whose result is not yet delivered (drained by free) */
-    /* quotas (under mu) */
+    /* quotas (under mu): the limits, and this node's blocks of their counts in the store */
     uint64_t per_minute, per_day;
-    struct slide minute, day;
-    uint32_t minute_b[MINUTE_BUCKETS], day_b[DAY_BUCKETS];
+    struct hsmca_quota_blk qmin, qday;
     /* request ids the store may hold (Bloom filter; words updated atomically): a request id
      * that is surely absent needs no store lookup */
     _Atomic uint64_t *known;
@@ -129,8 +124,8 @@ struct job {
     struct hsmca_cert_rec rec; /* JOB_ISSUE: the row apply writes (der borrowed from res) */
     int slot;                  /* a window slot and quota units are reserved */
     uint64_t win_gen;          /* the window activation the slot belongs to */
-    int64_t q_min_unit, q_day_unit;
-    int id_held; /* rec.request_id is registered in flight */
+    int64_t q_min_bucket, q_day_bucket; /* the quota buckets of its slots (-1: none taken) */
+    int id_held;                        /* rec.request_id is registered in flight */
     char principal[HSMCA_AUDIT_FIELD_MAX + 1];
     char role[HSMCA_AUDIT_FIELD_MAX + 1];
     char device_id[HSMCA_DEVICE_ID_MAX + 1]; /* the DAC's checked per-device value, or "" */
@@ -197,11 +192,23 @@ enum hsmca_err issue_window_slot(struct hsmca_issue_ca *ca, int64_t t_ms);
 enum hsmca_err issue_quotas_dup(const struct hsmca_issue_quotas *q,
                                 struct hsmca_issue_quotas **out);
 
-uint64_t issue_slide_count(struct slide *s, int64_t t_ms);
+/* Count in the store what it holds for ca's quotas turned on (minute, day: the certificates of
+ * the buckets no node has counted yet), and on SQLite with recount, every live bucket again
+ * (one node: what a killed process reserved is not lost). Without ca->mu. */
+enum hsmca_err issue_quota_seed(struct hsmca_issue_ca *ca, int minute, int day, int recount);
 
-int64_t issue_slide_add(struct slide *s, int64_t t_ms, uint32_t n);
+/* Under ca->mu: a slot of ca's per-minute and per-day quotas for a request at t (may drop mu
+ * while the store reserves a block); HSMCA_OK (buckets in j) or the refusal. */
+enum hsmca_err issue_quota_slots(struct hsmca_issue_ca *ca, struct job *j, int64_t t);
 
-void issue_slide_sub(struct slide *s, int64_t unit);
+/* Under ca->mu: give back the quota slots j holds (a DAC that failed or was refused after). */
+void issue_quota_give(struct hsmca_issue_ca *ca, struct job *j);
+
+/* Give ca's unused quota blocks back to the store (its window closes, its limits change). */
+void issue_quota_return(struct hsmca_issue_ca *ca);
+
+/* The live counts of ca's quotas at t (every node's), for reports. */
+void issue_quota_counts(struct hsmca_issue_ca *ca, int64_t t, uint64_t *minute, uint64_t *day);
 
 /* issue_ids.c */
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
  * issue_quota.c -- issuance quotas: the quota file (per CA, per minute and per day) and the
- * sliding counters that enforce them.
+ * sliding counts that enforce them, kept in the store for every node (store_quota.h) and taken
+ * by this node in blocks.
  */
 #include "issue_internal.h"
 
@@ -209,59 +210,175 @@ void
 hsmca_issue_ca_quotas_update(struct hsmca_issue_ca *ca)
 {
     uint64_t pm = 0, pd = 0;
+    int changed, on_m, on_d;
+    enum hsmca_err rc;
 
     if (ca == NULL)
         return;
     hsmca_issue_quotas_get(ca->iss->quotas, ca->rec.id, &pm, &pd);
     pthread_mutex_lock(&ca->mu);
+    changed = ca->per_minute != pm || ca->per_day != pd;
+    on_m = ca->per_minute == 0 && pm > 0;
+    on_d = ca->per_day == 0 && pd > 0;
+    pthread_mutex_unlock(&ca->mu);
+    /* a quota turned on counts what the store holds first (nobody counted while it was off) */
+    rc = issue_quota_seed(ca, on_m, on_d, 0);
+    if (rc != HSMCA_OK)
+        hsmca_log(HSMCA_LOG_WARN, "issue", "quota-seed-failed", "ca=%s code=%s", ca->rec.id,
+                  hsmca_err_code(rc));
+    pthread_mutex_lock(&ca->mu);
     ca->per_minute = pm;
     ca->per_day = pd;
     pthread_mutex_unlock(&ca->mu);
+    if (changed) /* blocks reserved under the old limits go back: the new ones hold at once */
+        issue_quota_return(ca);
 }
 
-/* ---------------------------------------------------------------- sliding counters */
+/* ---------------------------------------------------------------- counts in the store */
 
-static void
-slide_advance(struct slide *s, int64_t unit)
+/* The issuer's handle for quota reservations, opened at the first one. */
+static struct hsmca_store *
+quota_store(struct hsmca_issuer *iss, enum hsmca_err *rc)
 {
-    int64_t k;
+    struct hsmca_store *st;
 
-    if (unit <= s->head)
-        return;
-    if (unit - s->head >= (int64_t)s->nb) {
-        memset(s->b, 0, s->nb * sizeof(*s->b));
-        s->total = 0;
-    } else {
-        for (k = s->head + 1; k <= unit; k++) {
-            s->total -= s->b[k % s->nb];
-            s->b[k % s->nb] = 0;
-        }
+    pthread_mutex_lock(&iss->win_mu);
+    *rc = HSMCA_OK;
+    if (iss->qst == NULL)
+        *rc = hsmca_store_open(iss->store_path, &iss->qst);
+    st = iss->qst;
+    pthread_mutex_unlock(&iss->win_mu);
+    return st;
+}
+
+enum hsmca_err
+issue_quota_seed(struct hsmca_issue_ca *ca, int minute, int day, int recount)
+{
+    int64_t t = issue_now_ms();
+    struct hsmca_store *st;
+    enum hsmca_err rc;
+
+    if (!minute && !day && !recount)
+        return HSMCA_OK;
+    st = quota_store(ca->iss, &rc);
+    if (rc != HSMCA_OK)
+        return rc;
+    pthread_mutex_lock(&ca->iss->qst_mu);
+    if (minute)
+        rc = hsmca_store_quota_seed(st, ca->rec.id, HSMCA_QUOTA_MINUTE, t);
+    if (rc == HSMCA_OK && day)
+        rc = hsmca_store_quota_seed(st, ca->rec.id, HSMCA_QUOTA_DAY, t);
+    if (rc == HSMCA_OK && recount && !hsmca_store_is_pg(st))
+        rc = hsmca_store_quota_recount(st, ca->rec.id, t);
+    pthread_mutex_unlock(&ca->iss->qst_mu);
+    return rc;
+}
+
+static enum hsmca_err
+quota_slot(struct hsmca_issue_ca *ca, struct hsmca_quota_blk *b, char period, uint64_t limit,
+           int64_t t, int64_t *bucket)
+{
+    struct hsmca_store *st;
+    enum hsmca_err rc;
+
+    /* the block in memory first: no store on the fast path */
+    if (!b->busy && b->n > 0 && b->start == hsmca_quota_bucket(period, t)) {
+        b->n--;
+        *bucket = b->start;
+        return HSMCA_OK;
     }
-    s->head = unit;
+    st = quota_store(ca->iss, &rc);
+    if (rc != HSMCA_OK)
+        return rc;
+    return hsmca_quota_take(b, &ca->mu, &ca->cv, st, &ca->iss->qst_mu, ca->rec.id, period, limit,
+                            hsmca_store_is_pg(st) ? ISSUE_QUOTA_BLOCK : ISSUE_QUOTA_BLOCK_ONE, t,
+                            bucket);
 }
 
-uint64_t
-issue_slide_count(struct slide *s, int64_t t_ms)
+enum hsmca_err
+issue_quota_slots(struct hsmca_issue_ca *ca, struct job *j, int64_t t)
 {
-    slide_advance(s, t_ms / s->unit_ms);
-    return s->total;
+    enum hsmca_err rc = HSMCA_OK;
+
+    j->q_min_bucket = -1;
+    j->q_day_bucket = -1;
+    if (ca->per_minute > 0)
+        rc = quota_slot(ca, &ca->qmin, HSMCA_QUOTA_MINUTE, ca->per_minute, t, &j->q_min_bucket);
+    if (rc == HSMCA_OK && ca->per_day > 0)
+        rc = quota_slot(ca, &ca->qday, HSMCA_QUOTA_DAY, ca->per_day, t, &j->q_day_bucket);
+    if (rc != HSMCA_OK)
+        issue_quota_give(ca, j);
+    return rc;
 }
 
-int64_t
-issue_slide_add(struct slide *s, int64_t t_ms, uint32_t n)
-{
-    slide_advance(s, t_ms / s->unit_ms);
-    s->b[s->head % s->nb] += n;
-    s->total += n;
-    return s->head;
-}
-
-/* Give back n counted in unit (if that unit is still inside the window). */
 void
-issue_slide_sub(struct slide *s, int64_t unit)
+issue_quota_give(struct hsmca_issue_ca *ca, struct job *j)
 {
-    if (unit > s->head - (int64_t)s->nb && unit <= s->head && s->b[unit % s->nb] > 0) {
-        s->b[unit % s->nb]--;
-        s->total--;
+    hsmca_quota_blk_give(&ca->qmin, j->q_min_bucket);
+    hsmca_quota_blk_give(&ca->qday, j->q_day_bucket);
+    j->q_min_bucket = -1;
+    j->q_day_bucket = -1;
+}
+
+void
+issue_quota_return(struct hsmca_issue_ca *ca)
+{
+    struct hsmca_quota_blk *bs[2] = {&ca->qmin, &ca->qday};
+    const char periods[2] = {HSMCA_QUOTA_MINUTE, HSMCA_QUOTA_DAY};
+    int64_t start[2];
+    uint64_t n[2];
+    unsigned i;
+
+    pthread_mutex_lock(&ca->mu);
+    for (i = 0; i < 2; i++) {
+        while (bs[i]->busy)
+            pthread_cond_wait(&ca->cv, &ca->mu);
+        start[i] = bs[i]->start;
+        n[i] = bs[i]->n;
+        bs[i]->n = 0;
+        bs[i]->refused = -1;
     }
+    pthread_mutex_unlock(&ca->mu);
+    for (i = 0; i < 2; i++) {
+        enum hsmca_err rc = HSMCA_OK;
+        struct hsmca_store *st;
+
+        if (n[i] == 0)
+            continue;
+        st = quota_store(ca->iss, &rc);
+        if (rc == HSMCA_OK) {
+            pthread_mutex_lock(&ca->iss->qst_mu);
+            rc = hsmca_store_quota_release(st, ca->rec.id, periods[i], start[i], n[i]);
+            pthread_mutex_unlock(&ca->iss->qst_mu);
+        }
+        if (rc != HSMCA_OK)
+            hsmca_log(HSMCA_LOG_WARN, "issue", "quota-rest-kept", "ca=%s period=%c n=%llu code=%s",
+                      ca->rec.id, periods[i], (unsigned long long)n[i], hsmca_err_code(rc));
+    }
+}
+
+void
+issue_quota_counts(struct hsmca_issue_ca *ca, int64_t t, uint64_t *minute, uint64_t *day)
+{
+    struct reader *r = &ca->iss->rd[0];
+    uint64_t pm, pd, unused_m = 0, unused_d = 0;
+
+    *minute = 0;
+    *day = 0;
+    pthread_mutex_lock(&ca->mu);
+    pm = ca->per_minute;
+    pd = ca->per_day;
+    if (ca->qmin.start > hsmca_quota_bucket(HSMCA_QUOTA_MINUTE, t) - 60000)
+        unused_m = ca->qmin.n;
+    if (ca->qday.start > hsmca_quota_bucket(HSMCA_QUOTA_DAY, t) - 86400000)
+        unused_d = ca->qday.n;
+    pthread_mutex_unlock(&ca->mu);
+    /* what every node reserved, less what this node holds unused */
+    pthread_mutex_lock(&r->mu);
+    if (pm > 0 &&
+        hsmca_store_quota_sum(r->st, ca->rec.id, HSMCA_QUOTA_MINUTE, t, minute) == HSMCA_OK)
+        *minute = *minute > unused_m ? *minute - unused_m : 0;
+    if (pd > 0 && hsmca_store_quota_sum(r->st, ca->rec.id, HSMCA_QUOTA_DAY, t, day) == HSMCA_OK)
+        *day = *day > unused_d ? *day - unused_d : 0;
+    pthread_mutex_unlock(&r->mu);
 }

@@ -3,7 +3,9 @@
  * quorum_mdl.c -- the mDL operations of the quorum's table (quorum_ops.c, docs/mdl.md):
  *   mdl.create_iaca {"ca", "token", "key_label", "country", "state"?, "org"?, "cn"?}
  *   mdl.create_ds   {"ca", "iaca", "token" + "key_label" | "csr" (base64 DER), "cn"?}
- *   mdl.activate    {"ca", "until": ms, "max_signatures"}
+ *   mdl.activate    {"ca", "until": ms, "max_signatures"}: opens a DS's signing window (in the
+ *                   store, its id the request's, when the executor shares windows), or
+ *                   {"ca", "window": id}: this node joins that open window (its own approval)
  *   mdl.revoke      {"ca", "reason"?, "invalidity"?: ms}
  *   mdl.crl_sign    {"ca"}
  * The checks run at request time against the store; the acts run with the tokens logged in and
@@ -28,6 +30,7 @@
 #include "hsmca/store_certs.h"
 #include "hsmca/store_mdl.h"
 #include "hsmca/store_quorum.h"
+#include "hsmca/store_windows.h"
 #include "hsmca/util.h"
 
 #include "quorum_int.h"
@@ -254,10 +257,19 @@ enum hsmca_err
 hsmca_qmdl_check_activate(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *params,
                           struct labels *need)
 {
-    const char *ca = NULL;
+    const char *ca = NULL, *win = NULL;
     json_int_t until = 0, max = 0;
 
     (void)e;
+    /* {"ca", "window"}: this node joins a DS's open signing window shared through the store */
+    if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:s}", "ca", &ca, "window", &win) == 0) {
+        struct hsmca_window_rec w;
+
+        if (hsmca_store_mdl_window_get(hsmca_q_rd(q), win, &w) != HSMCA_OK ||
+            strcmp(w.ca, ca) != 0 || w.until_ms <= hsmca_q_now_ms(q) || w.used >= w.max_dacs)
+            return HSMCA_E_QUORUM_PARAMS; /* no such window open for this DS */
+        return ds_token(q, ca, need, 1);
+    }
     if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:I, s:I}", "ca", &ca, "until", &until,
                        "max_signatures", &max) != 0)
         return HSMCA_E_QUORUM_PARAMS;
@@ -342,7 +354,7 @@ hsmca_qmdl_can_create(const struct hsmca_quorum_exec *ex)
 int
 hsmca_qmdl_can_activate(const struct hsmca_quorum_exec *ex)
 {
-    return ex->mdl_activate != NULL;
+    return ex->mdl_activate != NULL || ex->mdl_activate_shared != NULL;
 }
 
 static void
@@ -441,18 +453,33 @@ hsmca_qmdl_after_activate(struct hsmca_quorum *q, struct exec_state *x,
                           const struct hsmca_quorum_exec *ex)
 {
     json_int_t until = 0, max = 0;
-    const char *ca = NULL;
+    const char *ca = NULL, *win = NULL;
+    struct hsmca_window_rec w;
     enum hsmca_err rc;
 
-    (void)q;
-    if (json_unpack(x->v.params, "{s:s, s:I, s:I}", "ca", &ca, "until", &until, "max_signatures",
-                    &max) != 0)
+    /* a window shared by the nodes of the store: opened under this request's id, or joined */
+    if (json_unpack(x->v.params, "{s:s, s:s}", "ca", &ca, "window", &win) == 0) {
+        if (ex->mdl_activate_shared == NULL)
+            return HSMCA_E_QUORUM_PARAMS;
+        rc = ex->mdl_activate_shared(ex->mdl_arg, ca, win, 1, 0, 0);
+    } else if (json_unpack(x->v.params, "{s:s, s:I, s:I}", "ca", &ca, "until", &until,
+                           "max_signatures", &max) != 0) {
         return HSMCA_E_QUORUM_PARAMS;
-    rc = ex->mdl_activate(ex->mdl_arg, ca, (int64_t)until, (uint64_t)max);
+    } else if (ex->mdl_activate_shared != NULL) {
+        win = x->r.id;
+        rc = ex->mdl_activate_shared(ex->mdl_arg, ca, win, 0, (int64_t)until, (uint64_t)max);
+    } else {
+        rc = ex->mdl_activate(ex->mdl_arg, ca, (int64_t)until, (uint64_t)max);
+    }
     x->activated = rc == HSMCA_OK;
+    if (x->activated && win != NULL &&
+        hsmca_store_mdl_window_get(hsmca_q_rd(q), win, &w) == HSMCA_OK) {
+        until = w.until_ms;
+        max = (json_int_t)w.max_dacs;
+    }
     if (x->activated)
-        x->result =
-            json_pack("{s:s, s:I, s:I}", "activated", ca, "until", until, "max_signatures", max);
+        x->result = json_pack("{s:s, s:I, s:I, s:s?}", "activated", ca, "until", until,
+                              "max_signatures", max, "window", win);
     return rc;
 }
 

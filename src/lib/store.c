@@ -244,6 +244,33 @@ static const char *const migrations[] = {
     "  opened_ms INTEGER NOT NULL"
     ") STRICT;"
     "ALTER TABLE certificates ADD COLUMN window_id TEXT;",
+
+    /* 11: issuance quotas and mDL signing windows shared by the nodes (store_quota.c,
+     * store_windows.c): the quotas' sliding counts in buckets (a second of the minute, a minute
+     * of the day), seeded with the certificates of the last day; mDL windows as DAC windows */
+    "CREATE TABLE quota_buckets ("
+    "  ca TEXT NOT NULL,"
+    "  period TEXT NOT NULL CHECK (period IN ('m', 'd')),"
+    "  start_ms INTEGER NOT NULL,"
+    "  used INTEGER NOT NULL CHECK (used >= 0),"
+    "  PRIMARY KEY (ca, period, start_ms)"
+    ") STRICT, WITHOUT ROWID;"
+    "INSERT INTO quota_buckets(ca, period, start_ms, used) "
+    "  SELECT ca, 'd', issued_ms / 60000 * 60000, count(*) FROM certificates "
+    "  WHERE issued_ms > CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) - 86400000 "
+    "  GROUP BY 1, 3;"
+    "INSERT INTO quota_buckets(ca, period, start_ms, used) "
+    "  SELECT ca, 'm', issued_ms / 1000 * 1000, count(*) FROM certificates "
+    "  WHERE issued_ms > CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) - 60000 "
+    "  GROUP BY 1, 3;"
+    "CREATE TABLE mdl_windows ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+    "  ca TEXT NOT NULL REFERENCES mdl_cas(id),"
+    "  until_ms INTEGER NOT NULL,"
+    "  max_signatures INTEGER NOT NULL CHECK (max_signatures >= 1),"
+    "  used INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= max_signatures),"
+    "  opened_ms INTEGER NOT NULL"
+    ") STRICT;",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

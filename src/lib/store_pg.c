@@ -233,6 +233,29 @@ static const char *const migrations[] = {
     "  used BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= max_dacs),"
     "  opened_ms BIGINT NOT NULL);"
     "ALTER TABLE certificates ADD COLUMN window_id TEXT;",
+    /* 11: issuance quotas and mDL signing windows shared by the nodes (store_quota.c,
+     * store_windows.c) */
+    "CREATE TABLE quota_buckets ("
+    "  ca TEXT NOT NULL,"
+    "  period TEXT NOT NULL CHECK (period IN ('m', 'd')),"
+    "  start_ms BIGINT NOT NULL,"
+    "  used BIGINT NOT NULL CHECK (used >= 0),"
+    "  PRIMARY KEY (ca, period, start_ms));"
+    "INSERT INTO quota_buckets(ca, period, start_ms, used) "
+    "  SELECT ca, 'd', issued_ms / 60000 * 60000, count(*) FROM certificates "
+    "  WHERE issued_ms > (extract(epoch FROM clock_timestamp()) * 1000)::bigint - 86400000 "
+    "  GROUP BY 1, 3;"
+    "INSERT INTO quota_buckets(ca, period, start_ms, used) "
+    "  SELECT ca, 'm', issued_ms / 1000 * 1000, count(*) FROM certificates "
+    "  WHERE issued_ms > (extract(epoch FROM clock_timestamp()) * 1000)::bigint - 60000 "
+    "  GROUP BY 1, 3;"
+    "CREATE TABLE mdl_windows ("
+    "  id TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 64),"
+    "  ca TEXT NOT NULL REFERENCES mdl_cas(id),"
+    "  until_ms BIGINT NOT NULL,"
+    "  max_signatures BIGINT NOT NULL CHECK (max_signatures >= 1),"
+    "  used BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= max_signatures),"
+    "  opened_ms BIGINT NOT NULL);",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

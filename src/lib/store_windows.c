@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0
  *
- * store_windows.c -- activation windows shared by the nodes of one store (store_windows.h). The
- * same SQL on both backends (the store's statement interface); every statement its own
+ * store_windows.c -- activation windows shared by the nodes of one store (store_windows.h): a
+ * PAI's DAC windows and a DS's mDL signing windows, each in its table. The same SQL on both
+ * backends (the store's statement interface); every statement its own
  * transaction, so a reservation is one atomic UPDATE that the table's CHECK backs up.
  */
 #include "hsmca/store_windows.h"
@@ -14,8 +15,36 @@
 /* reservation tries when other nodes change the count between our read and our UPDATE */
 #define RESERVE_TRIES 16
 
-enum hsmca_err
-hsmca_store_window_open(struct hsmca_store *st, const struct hsmca_window_rec *w)
+/* The two tables of windows: a PAI's DACs ("windows"), a DS's MSO signatures ("mdl_windows",
+ * whose CA is an mdl_cas row). The same statements on either. */
+struct wtab {
+    const char *open, *get, *take, *release, *issued;
+};
+
+static const struct wtab DAC_WINDOWS = {
+    "INSERT INTO windows(id, ca, until_ms, max_dacs, used, opened_ms) "
+    "VALUES(?1, ?2, ?3, ?4, 0, ?5) ON CONFLICT (id) DO NOTHING",
+    "SELECT id, ca, until_ms, max_dacs, used, opened_ms FROM windows WHERE id = ?1",
+    "UPDATE windows SET used = used + ?2 WHERE id = ?1 AND used + ?2 <= max_dacs AND until_ms > ?3",
+    "UPDATE windows SET used = used - ?2 WHERE id = ?1 AND used >= ?2",
+    "SELECT count(*) FROM certificates WHERE window_id = ?1",
+};
+
+static const struct wtab MDL_WINDOWS = {
+    "INSERT INTO mdl_windows(id, ca, until_ms, max_signatures, used, opened_ms) "
+    "VALUES(?1, ?2, ?3, ?4, 0, ?5) ON CONFLICT (id) DO NOTHING",
+    "SELECT id, ca, until_ms, max_signatures, used, opened_ms FROM mdl_windows WHERE id = ?1",
+    "UPDATE mdl_windows SET used = used + ?2 WHERE id = ?1 AND used + ?2 <= max_signatures AND "
+    "until_ms > ?3",
+    "UPDATE mdl_windows SET used = used - ?2 WHERE id = ?1 AND used >= ?2",
+    NULL,
+};
+
+static enum hsmca_err window_get(struct hsmca_store *st, const struct wtab *t, const char *id,
+                                 struct hsmca_window_rec *out);
+
+static enum hsmca_err
+window_open(struct hsmca_store *st, const struct wtab *t, const struct hsmca_window_rec *w)
 {
     struct hsmca_window_rec old;
     struct hsmca_q *s = NULL;
@@ -25,10 +54,7 @@ hsmca_store_window_open(struct hsmca_store *st, const struct hsmca_window_rec *w
     if (st == NULL || w == NULL || w->id[0] == '\0' || w->max_dacs == 0 || w->max_dacs > INT64_MAX)
         return HSMCA_E_INVALID_ARG;
     pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st,
-                              "INSERT INTO windows(id, ca, until_ms, max_dacs, used, opened_ms) "
-                              "VALUES(?1, ?2, ?3, ?4, 0, ?5) ON CONFLICT (id) DO NOTHING",
-                              &s);
+    src = hsmca_store_prepare(st, t->open, &s);
     if (src == SQLITE_OK) {
         hsmca_q_text(s, 1, w->id);
         hsmca_q_text(s, 2, w->ca);
@@ -43,7 +69,7 @@ hsmca_store_window_open(struct hsmca_store *st, const struct hsmca_window_rec *w
     if (rc != HSMCA_OK)
         return rc;
     memset(&old, 0, sizeof(old));
-    rc = hsmca_store_window_get(st, w->id, &old);
+    rc = window_get(st, t, w->id, &old);
     if (rc == HSMCA_OK && strcmp(old.ca, w->ca) != 0)
         rc = HSMCA_E_STORE_CONSTRAINT;
     return rc;
@@ -63,29 +89,26 @@ window_row(void *dst, struct hsmca_q *s)
     return HSMCA_OK;
 }
 
-enum hsmca_err
-hsmca_store_window_get(struct hsmca_store *st, const char *id, struct hsmca_window_rec *out)
+static enum hsmca_err
+window_get(struct hsmca_store *st, const struct wtab *t, const char *id,
+           struct hsmca_window_rec *out)
 {
     if (st == NULL || id == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     memset(out, 0, sizeof(*out));
-    return hsmca_store_get_by_text(
-        st, "SELECT id, ca, until_ms, max_dacs, used, opened_ms FROM windows WHERE id = ?1", id,
-        window_row, out);
+    return hsmca_store_get_by_text(st, t->get, id, window_row, out);
 }
 
 /* UPDATE windows SET used = used + n WHERE it fits: 1 when taken, 0 when not, -1 on error. */
 static int
-take(struct hsmca_store *st, const char *id, uint64_t n, int64_t now_ms, enum hsmca_err *rc)
+take(struct hsmca_store *st, const struct wtab *t, const char *id, uint64_t n, int64_t now_ms,
+     enum hsmca_err *rc)
 {
     struct hsmca_q *s = NULL;
     int src, changed = 0;
 
     pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(st,
-                              "UPDATE windows SET used = used + ?2 WHERE id = ?1 AND "
-                              "used + ?2 <= max_dacs AND until_ms > ?3",
-                              &s);
+    src = hsmca_store_prepare(st, t->take, &s);
     if (src == SQLITE_OK) {
         hsmca_q_text(s, 1, id);
         hsmca_q_int(s, 2, (int64_t)n);
@@ -100,9 +123,9 @@ take(struct hsmca_store *st, const char *id, uint64_t n, int64_t now_ms, enum hs
     return *rc != HSMCA_OK ? -1 : changed == 1;
 }
 
-enum hsmca_err
-hsmca_store_window_reserve(struct hsmca_store *st, const char *id, uint64_t want, int64_t now_ms,
-                           uint64_t *got, uint64_t *used_out)
+static enum hsmca_err
+window_reserve(struct hsmca_store *st, const struct wtab *t, const char *id, uint64_t want,
+               int64_t now_ms, uint64_t *got, uint64_t *used_out)
 {
     struct hsmca_window_rec w;
     enum hsmca_err rc = HSMCA_OK;
@@ -115,7 +138,7 @@ hsmca_store_window_reserve(struct hsmca_store *st, const char *id, uint64_t want
         uint64_t n;
         int r;
 
-        rc = hsmca_store_window_get(st, id, &w);
+        rc = window_get(st, t, id, &w);
         if (rc != HSMCA_OK)
             return rc;
         *used_out = w.used;
@@ -124,7 +147,7 @@ hsmca_store_window_reserve(struct hsmca_store *st, const char *id, uint64_t want
         if (w.used >= w.max_dacs)
             return HSMCA_E_ISSUE_WINDOW_EXHAUSTED;
         n = w.max_dacs - w.used < want ? w.max_dacs - w.used : want;
-        r = take(st, id, n, now_ms, &rc);
+        r = take(st, t, id, n, now_ms, &rc);
         if (r < 0)
             return rc;
         if (r == 1) {
@@ -137,8 +160,8 @@ hsmca_store_window_reserve(struct hsmca_store *st, const char *id, uint64_t want
     return HSMCA_E_STORE_BUSY;
 }
 
-enum hsmca_err
-hsmca_store_window_release(struct hsmca_store *st, const char *id, uint64_t n)
+static enum hsmca_err
+window_release(struct hsmca_store *st, const struct wtab *t, const char *id, uint64_t n)
 {
     struct hsmca_q *s = NULL;
     int src;
@@ -148,8 +171,7 @@ hsmca_store_window_release(struct hsmca_store *st, const char *id, uint64_t n)
     if (n == 0)
         return HSMCA_OK;
     pthread_mutex_lock(&st->lock);
-    src = hsmca_store_prepare(
-        st, "UPDATE windows SET used = used - ?2 WHERE id = ?1 AND used >= ?2", &s);
+    src = hsmca_store_prepare(st, t->release, &s);
     if (src == SQLITE_OK) {
         hsmca_q_text(s, 1, id);
         hsmca_q_int(s, 2, (int64_t)n);
@@ -171,6 +193,75 @@ hsmca_store_window_issued(struct hsmca_store *st, const char *id, uint64_t *out)
     if (st == NULL || id == NULL || out == NULL)
         return HSMCA_E_INVALID_ARG;
     *out = 0;
-    return hsmca_store_get_by_text(st, "SELECT count(*) FROM certificates WHERE window_id = ?1", id,
-                                   count_row, out);
+    return hsmca_store_get_by_text(st, DAC_WINDOWS.issued, id, count_row, out);
+}
+
+/* ---- the two tables ---- */
+
+enum hsmca_err
+hsmca_store_window_open(struct hsmca_store *st, const struct hsmca_window_rec *w)
+{
+    return window_open(st, &DAC_WINDOWS, w);
+}
+
+enum hsmca_err
+hsmca_store_window_get(struct hsmca_store *st, const char *id, struct hsmca_window_rec *out)
+{
+    return window_get(st, &DAC_WINDOWS, id, out);
+}
+
+enum hsmca_err
+hsmca_store_window_reserve(struct hsmca_store *st, const char *id, uint64_t want, int64_t now_ms,
+                           uint64_t *got, uint64_t *used_out)
+{
+    return window_reserve(st, &DAC_WINDOWS, id, want, now_ms, got, used_out);
+}
+
+enum hsmca_err
+hsmca_store_window_release(struct hsmca_store *st, const char *id, uint64_t n)
+{
+    return window_release(st, &DAC_WINDOWS, id, n);
+}
+
+enum hsmca_err
+hsmca_store_mdl_window_open(struct hsmca_store *st, const struct hsmca_window_rec *w)
+{
+    return window_open(st, &MDL_WINDOWS, w);
+}
+
+enum hsmca_err
+hsmca_store_mdl_window_get(struct hsmca_store *st, const char *id, struct hsmca_window_rec *out)
+{
+    return window_get(st, &MDL_WINDOWS, id, out);
+}
+
+enum hsmca_err
+hsmca_store_mdl_window_reserve(struct hsmca_store *st, const char *id, uint64_t want,
+                               int64_t now_ms, uint64_t *got, uint64_t *used_out)
+{
+    return window_reserve(st, &MDL_WINDOWS, id, want, now_ms, got, used_out);
+}
+
+enum hsmca_err
+hsmca_store_mdl_window_release(struct hsmca_store *st, const char *id, uint64_t n)
+{
+    return window_release(st, &MDL_WINDOWS, id, n);
+}
+
+enum hsmca_err
+hsmca_store_mdl_windows_end(struct hsmca_store *st, const char *ca, int64_t now_ms)
+{
+    struct hsmca_q *s = NULL;
+    int src;
+
+    if (st == NULL || ca == NULL)
+        return HSMCA_E_INVALID_ARG;
+    pthread_mutex_lock(&st->lock);
+    src = hsmca_store_prepare(
+        st, "UPDATE mdl_windows SET until_ms = ?2 WHERE ca = ?1 AND until_ms > ?2", &s);
+    if (src == SQLITE_OK) {
+        hsmca_q_text(s, 1, ca);
+        hsmca_q_int(s, 2, now_ms);
+    }
+    return hsmca_store_step_done(st, s, src);
 }

@@ -34,14 +34,22 @@ nodes_cleanup() {
 }
 trap nodes_cleanup EXIT
 
-nodes_setup() {
+nodes_setup() { # [MORE TOKENS]: free tokens also made, taken under the quorum and exported
     setup_tokens paa
+    for t in ${1:-}; do
+        softhsm2-util --init-token --free --label "$t" --so-pin so-pin-1234 --pin user-pin-1234 \
+            > /dev/null
+    done
+    HSMCA_PKI_EXTRA_TOKENS=${1:-}
+    export HSMCA_PKI_EXTRA_TOKENS
     setup_tls
     "$HSMCA_PKI_BIN" setup "$W" "$MODULE" "$SRC/policies/profiles" "$SRC/policies/quorum.json"
     write_config "" "
   \"profiles_dir\": \"$SRC/policies/profiles\","
+    # shellcheck disable=SC2046
     p11-kit server -f -n "$W/p11.sock" --provider "$MODULE" "pkcs11:token=hsmca-audit" \
-        "pkcs11:token=hsmca-paa" "pkcs11:token=hsmca-pai-8000" > "$W/p11-server.out" 2>&1 &
+        "pkcs11:token=hsmca-paa" "pkcs11:token=hsmca-pai-8000" \
+        $(for t in ${1:-}; do echo "pkcs11:token=$t"; done) > "$W/p11-server.out" 2>&1 &
     SPID=$!
     i=0
     while [ ! -S "$W/p11.sock" ] && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done

@@ -149,12 +149,33 @@ setup(const char *dir, const char *module, const char *profiles, const char *pol
         return 1;
     policy = slurp(policy_path, &plen);
     if (ceremony) {
-        struct hsmca_quorum_token_in t[2] = {
+        /* HSMCA_PKI_EXTRA_TOKENS: up to two more free tokens (labels, space-separated) taken
+         * under the quorum's custody at the same ceremony (nodes_quota.sh: the mDL tokens) */
+        struct hsmca_quorum_token_in t[4] = {
             {"hsmca-pai-8000", "pkcs11:token=hsmca-pai-8000", tpai, &so},
             {"hsmca-paa", "pkcs11:token=hsmca-paa", tpaa, &so}};
+        const char *extra = getenv("HSMCA_PKI_EXTRA_TOKENS");
+        char labels[2][64], uris[2][96];
+        struct hsmca_token *xt[2] = {NULL, NULL};
+        size_t n = ceremony == 2 ? 2 : 1, k, nx = 0;
 
-        if (pki_ceremony(q, dir, t, ceremony == 2 ? 2 : 1, policy, plen, "integration-test") != 0)
+        while (extra != NULL && *extra != '\0' && nx < 2) {
+            size_t l = strcspn(extra, " ");
+
+            if (l > 0 && l < sizeof(labels[0])) {
+                memcpy(labels[nx], extra, l);
+                labels[nx][l] = '\0';
+                snprintf(uris[nx], sizeof(uris[nx]), "pkcs11:token=%s", labels[nx]);
+                CHECK(hsmca_token_open(p11, uris[nx], &xt[nx]));
+                t[n++] = (struct hsmca_quorum_token_in){labels[nx], uris[nx], xt[nx], &so};
+                nx++;
+            }
+            extra += l + (extra[l] == ' ');
+        }
+        if (pki_ceremony(q, dir, t, n, policy, plen, "integration-test") != 0)
             return 1;
+        for (k = 0; k < nx; k++)
+            CHECK(hsmca_token_free(xt[k]));
     }
     free(policy);
     hsmca_quorum_free(q);

@@ -594,6 +594,34 @@ node_login_checked(struct hsmca_quorum *q, const struct hsmca_quorum_exec *ex, s
     return rc;
 }
 
+/* After a login: the request's entry in the pending list keeps no key (no second login with
+ * it), only the mark that this process logged in for it (node_join logs out only its own). */
+static void
+in_here(struct hsmca_quorum *q, const char *id)
+{
+    struct pending *p;
+
+    for (p = q->pending; p != NULL; p = p->next) {
+        if (strcmp(p->id, id) == 0) {
+            EVP_PKEY_free(p->key);
+            p->key = NULL;
+            return;
+        }
+    }
+}
+
+static int
+is_in_here(struct hsmca_quorum *q, const char *id)
+{
+    struct pending *p;
+
+    for (p = q->pending; p != NULL; p = p->next) {
+        if (strcmp(p->id, id) == 0 && p->key == NULL)
+            return 1;
+    }
+    return 0;
+}
+
 /* "go": log in with this node's own shares, and say so (or why not) */
 static enum hsmca_err
 node_login(struct hsmca_quorum *q, const struct hsmca_quorum_exec *ex, const struct hsmca_qnode *r)
@@ -629,7 +657,10 @@ node_login(struct hsmca_quorum *q, const struct hsmca_quorum_exec *ex, const str
     }
     hsmca_log(code == HSMCA_OK ? HSMCA_LOG_INFO : HSMCA_LOG_WARN, "quorum", "node-login",
               "request=%s node=%s code=%s", r->request_id, q->node, hsmca_err_code(code));
-    hsmca_q_pending_drop(q, r->request_id); /* the key's one use is over */
+    if (code == HSMCA_OK && rc == HSMCA_OK)
+        in_here(q, r->request_id); /* the key's one use is over; the login is this process's */
+    else
+        hsmca_q_pending_drop(q, r->request_id);
     hsmca_q_exec_state_clear(x);
     free(x);
     return rc;
@@ -645,6 +676,7 @@ node_join(struct hsmca_quorum *q, const struct hsmca_quorum_exec *ex, const stru
     struct hsmca_token *tok = NULL;
     const char *ca = NULL;
     enum hsmca_err rc, code = HSMCA_OK;
+    int mine;
 
     memset(&req, 0, sizeof(req));
     memset(&v, 0, sizeof(v));
@@ -653,19 +685,25 @@ node_join(struct hsmca_quorum *q, const struct hsmca_quorum_exec *ex, const stru
         rc = hsmca_q_req_parse(req.bytes, req.len, &v);
     if (rc != HSMCA_OK)
         goto out;
-    if (strcmp(req.status, "pending") == 0 && hsmca_q_now_ms(q) - r->updated_ms < IN_WAIT_MS) {
+    mine = is_in_here(q, r->request_id);
+    if (mine && strcmp(req.status, "pending") == 0 &&
+        hsmca_q_now_ms(q) - r->updated_ms < IN_WAIT_MS) {
         rc = HSMCA_OK; /* the executor is still at it */
         goto out;
     }
     ca = json_string_value(json_object_get(v.params, "ca"));
     tok = ex->token(ex->arg, hsmca_q_req_token(&v, 0));
-    if (strcmp(req.status, "executed") == 0 && ca != NULL && ex->activate_shared != NULL)
+    if (!mine) /* logged in by this node before it restarted: that login is gone */
+        code = HSMCA_E_QUORUM_REQUEST_VOID;
+    else if (strcmp(req.status, "executed") == 0 && ca != NULL && ex->activate_shared != NULL)
         code = ex->activate_shared(ex->arg, ca, r->request_id, 1, 0, 0);
     else
         code = strcmp(req.status, "pending") == 0 ? HSMCA_E_QUORUM_NODE_TIMEOUT
                                                   : HSMCA_E_QUORUM_REQUEST_EXECUTED;
-    if (code != HSMCA_OK && tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
+    /* a login of this process's that no window took: out again */
+    if (mine && code != HSMCA_OK && tok != NULL && hsmca_token_logout(tok) != HSMCA_OK)
         hsmca_log(HSMCA_LOG_ERROR, "quorum", "logout-failed", "request=%s", r->request_id);
+    hsmca_q_pending_drop(q, r->request_id);
     memset(&m, 0, sizeof(m));
     m.id = r->request_id;
     m.node = q->node;

@@ -177,6 +177,69 @@ check "node 2 joined the fourth window" wait_state node-2 joined
 st2=$(dac_post 2 q-6 "$W/d.json" "$W/q-6.pem")
 check "node 2 issues under it ($st2)" [ "$st2" = 201 ]
 
+# ---- the executor dies after the other node's login: before, during or after the one rotation;
+# the quorum never loses the key ----
+# node 2 is stopped (SIGSTOP) before the execution, so node 1 waits for its login; node 1 is
+# stopped in that wait and node 2 let go on: it logs in while node 1 cannot rotate. Then node 1
+# is killed (SIGKILL) still stopped (the worst case: another node logged in, the rotation not
+# begun), or let go on and killed 0 or 0.15 s later (around the rotation: it sees the login
+# within 0.2 s). Each time node 1 restarts (reconciling the rotation's write-ahead intents,
+# docs/custody.md) and the quorum activates it again: whatever instant the kill hit, the
+# approvers' shares still open the PAI's token.
+for when in stopped 0 0.15; do
+    check "node 2 restarts (a fresh SoftHSM view of the PIN) [$when]" node_stop 2
+    node_start 2
+    check "node 1 closes its window [$when]" deactivate 1
+    e=$(token_epoch)
+    request 1 '["node-1","node-2"]'
+    KR=$rid
+    call approver GET "/v1/requests/$rid"
+    cp "$W/body" "$W/envelope.json"
+    "$HSMCA_PKI_BIN" approve "$W" bob-approver "$W/envelope.json" > "$W/appr-bob.json"
+    "$HSMCA_PKI_BIN" approve "$W" dave-approver "$W/envelope.json" > "$W/appr-dave.json"
+    call approver POST "/v1/requests/$rid/approvals" -H 'Content-Type: application/json' \
+        --data-binary @"$W/appr-bob.json"
+    kill -STOP "$D2PID"
+    # the second approval runs the execution; its answer never comes (node 1 dies)
+    curl -sS --cacert "$W/tls/ca.pem" --cert "$W/tls/approver2.pem" --key "$W/tls/approver2.key" \
+        -H 'Content-Type: application/json' --data-binary @"$W/appr-dave.json" -o /dev/null \
+        -m 60 "https://127.0.0.1:$PORT1/v1/requests/$rid/approvals" 2>/dev/null &
+    BG=$!
+    check "node 1 says go and waits for node 2 [$when]" wait_state node-2 go
+    kill -STOP "$DPID"
+    kill -CONT "$D2PID"
+    check "node 2 logs in while node 1 is stopped [$when]" wait_state node-2 in
+    if [ "$when" != stopped ]; then
+        kill -CONT "$DPID"
+        sleep "$when"
+    fi
+    node_kill9 1
+    wait "$BG" 2>/dev/null || true
+    rs=$(store_sql "SELECT status FROM quorum_requests WHERE id = '$KR'")
+    e2=$(token_epoch)
+    echo "# [$when] killed: request $rs, token epoch $e -> $e2"
+    [ "$when" != stopped ] ||
+        check "killed stopped: the request never executed, the PIN never rotated ($rs, $e -> $e2)" \
+            sh -c "[ '$rs' = pending ] && [ '$e2' = '$e' ]"
+    check "node 1 starts again after the kill [$when]" node_start 1
+    check "the quorum activates node 1 again [$when]" activate 1
+    st1=$(dac_post 1 "k-$when" "$W/d.json" "$W/k.pem")
+    check "node 1 issues ($st1) [$when]" [ "$st1" = 201 ]
+    if [ "$rs" = pending ]; then
+        # node 2 is logged in for a request that will never execute: restarted, it drops the row
+        check "node 2 restarts [$when]" node_stop 2
+        node_start 2
+        rid=$KR
+        check "the restarted node 2 closes its row of the dead executor's request [$when]" \
+            wait_state node-2 failed
+        check "... quorum-request-void (its login went with its restart)" \
+            [ "$(store_sql "SELECT code FROM quorum_nodes WHERE request_id = '$KR' AND
+                node = 'node-2'")" = quorum-request-void ]
+        st2=$(dac_post 2 "k2-$when" "$W/d.json" "$W/k2.pem")
+        check "node 2 signs nothing ($st2)" [ "$st2" = 409 ]
+    fi
+done
+
 # ---- one chain ----
 check "node 2 stops with status 0" node_stop 2
 on 1

@@ -167,7 +167,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_ceremony_init(struct hsmca_quorum *q
  * Appends quorum.request. On HSMCA_OK writes the id (HSMCA_QUORUM_ID_LEN + NUL) into id_out and,
  * if receipt is not NULL, the entry's receipt.
  * Returns HSMCA_E_QUORUM_OP_UNKNOWN, HSMCA_E_QUORUM_PARAMS, HSMCA_E_QUORUM_NOT_INITIALISED,
- * audit codes. Refusals are audited (outcome "refused").
+ * audit codes. Refusals are audited (outcome "refused"). A ca.activate naming "nodes" waits up to
+ * 10 s (q's lock released meanwhile) for each named node's one-time key, posted through the store
+ * by that node's hsmca_quorum_node_poll: HSMCA_E_QUORUM_NODE_UNAVAILABLE when one posts none;
+ * HSMCA_E_QUORUM_NODE_UNKNOWN, _NODE_DUPLICATE, _NODES_INVALID, _NODES_UNSUPPORTED for a bad list.
  */
 HSMCA_MUSTCHECK enum hsmca_err
 hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,

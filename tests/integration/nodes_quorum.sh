@@ -8,9 +8,12 @@
 # approvers' shares are re-sealed to both nodes' keys, and one execution logs both nodes in
 # before the one PIN rotation; both then issue under the one window. Bad nodes lists are refused
 # with their codes and audited, changing nothing. A second activation of both without any
-# restart (the SoftHSM caveat). A named node down at the execution: the other is activated, the
-# down one fails with quorum-node-timeout, the PIN still rotates, and the quorum activates both
-# again afterwards (nothing was lost). One extract verifies the whole chain.
+# restart (the SoftHSM caveat: node 2 refused alone with pin-incorrect). A named node down at the
+# execution: the other is activated, the down one fails with quorum-node-timeout, the PIN still
+# rotates; down at the request: refused with quorum-node-unavailable, nothing pending; and the
+# quorum activates both again afterwards (nothing was lost). The executor stopped after node 2's
+# login and killed before, around and after the one rotation: each time the quorum activates the
+# restarted node again. One extract verifies the whole chain.
 HSMCA_TEST_STORE=pg
 export HSMCA_TEST_STORE
 . "$(dirname "$0")/lib.sh"
@@ -162,6 +165,20 @@ check "... the timeout is audited" [ "$(count_action quorum.node.timeout)" = 1 ]
 st1=$(dac_post 1 q-5 "$W/d.json" "$W/q-5.pem")
 check "node 1 issues under the third window ($st1)" sh -c "[ '$st1' = 201 ] &&
     [ $(store_sql "SELECT window_id FROM certificates WHERE request_id = 'q-5'") = '$W3' ]"
+
+# ---- a named node down at the request: refused, nothing pending ----
+reqs0=$(store_sql "SELECT count(*) FROM quorum_requests")
+request 1 '["node-1","node-2"]'
+c=$(jq -r .code "$W/body")
+check "a request naming the down node 2 is refused after its 10 s ($STATUS $c)" \
+    sh -c "[ $STATUS = 503 ] && [ '$c' = quorum-node-unavailable ]"
+check "... audited, naming the missing node" \
+    [ "$(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
+        '%\"action\":\"quorum.request\"%' AND CAST(line AS TEXT) LIKE
+        '%quorum-node-unavailable%' AND CAST(line AS TEXT) LIKE '%\"missing\":[\"node-2\"]%'")" = 1 ]
+check "... no request made, its node rows void" \
+    sh -c "[ $(store_sql "SELECT count(*) FROM quorum_requests") = $reqs0 ] &&
+        [ $(store_sql "SELECT count(*) FROM quorum_nodes WHERE state = 'void'") = 2 ]"
 
 # ---- nothing was lost: the quorum activates both again ----
 check "node 2 starts again" node_start 2

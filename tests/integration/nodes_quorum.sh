@@ -87,8 +87,11 @@ check "the refusals made no request and no node row" \
         [ $(store_sql "SELECT count(*) FROM quorum_nodes") = 0 ]"
 
 # ---- one quorum activates both nodes ----
+ms() { echo $(($(date +%s%N) / 1000000)); }
 e0=$(token_epoch)
+t0=$(ms)
 request 1 '["node-1","node-2"]'
+t1=$(ms)
 check "a ca.activate naming both nodes is requested through node 1 ($STATUS)" [ "$STATUS" = 201 ]
 W1=$rid
 check "node 2 posted its own request key through the store" \
@@ -100,11 +103,16 @@ jq -r .request "$W/body" | base64 -d > "$W/req.bytes"
 check "the bytes the approvers sign carry both nodes' keys" \
     jq -e '(.node_keys | keys) == ["node-1","node-2"] and .node_keys["node-1"] == .request_key' \
     "$W/req.bytes"
+t2=$(ms)
 check "bob and dave approve it once, through node 1: executed" approve 1
+t3=$(ms)
 check "... both nodes logged in ($(jq -c .result.nodes "$W/body"))" \
     jq -e '.result.nodes.activated == ["node-1","node-2"] and .result.nodes.failed == []' "$W/body"
 check "... one PIN rotation for both ($e0 -> $(token_epoch))" [ "$(token_epoch)" = $((e0 + 1)) ]
 check "node 2 joined the window once the request was executed" wait_state node-2 joined
+t4=$(ms)
+echo "# timing: request with node 2's key $((t1 - t0)) ms; two approvals and the execution" \
+    "(both logins, one rotation) $((t3 - t2)) ms; node 2 in the window $((t4 - t3)) ms later"
 check "node 1's row says joined" [ "$(node_state node-1)" = joined ]
 check "one quorum.execute entry names both nodes" \
     [ "$(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
@@ -239,7 +247,9 @@ for when in stopped 0 0.15; do
         check "killed stopped: the request never executed, the PIN never rotated ($rs, $e -> $e2)" \
             sh -c "[ '$rs' = pending ] && [ '$e2' = '$e' ]"
     check "node 1 starts again after the kill [$when]" node_start 1
+    t0=$(ms)
     check "the quorum activates node 1 again [$when]" activate 1
+    echo "# timing: a request and two approvals for node 1 alone $(($(ms) - t0)) ms"
     st1=$(dac_post 1 "k-$when" "$W/d.json" "$W/k.pem")
     check "node 1 issues ($st1) [$when]" [ "$st1" = 201 ]
     if [ "$rs" = pending ]; then

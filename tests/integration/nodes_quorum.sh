@@ -22,6 +22,9 @@ export HSMCA_TEST_STORE
 nodes_setup
 node_start 1
 node_start 2
+# (p11-kit server serves each client connection from a process of its own, each with its own
+# SoftHSM: the reason a rotation made on one node is not seen by another's SoftHSM)
+echo "# p11-kit server $SPID: $(ps -o pid= --ppid "$SPID" | wc -l) child processes for 2 nodes"
 count_action() { store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
     '%\"action\":\"$1\"%'"; }
 refused_with() { store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE

@@ -46,6 +46,7 @@ struct hsmca_quorum {
     pthread_mutex_t lock;
     struct pending *pending;
     char node[HSMCA_QNODE_NAME_MAX + 1]; /* cfg.node copied ("" the only node) */
+    unsigned polls;                      /* hsmca_quorum_node_poll's passes (its sweeps) */
 };
 
 struct approver_list {

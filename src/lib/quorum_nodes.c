@@ -722,6 +722,49 @@ out:
     return rc;
 }
 
+/* The one-time keys of requests that can no longer execute (closed, expired, or never made:
+ * their node row "void"), dropped from memory; the marks of logins are node_join's. */
+#define SWEEP_EVERY 40 /* passes: 10 s at the daemon's 250 ms */
+static void
+sweep(struct hsmca_quorum *q)
+{
+    struct pending **pp = &q->pending;
+    size_t n = 0;
+
+    while (*pp != NULL && n++ < 1024) {
+        struct pending *p = *pp;
+        struct hsmca_qrequest r;
+        struct rows *l;
+        enum hsmca_err rc;
+        int drop = 0;
+
+        memset(&r, 0, sizeof(r));
+        if (p->key != NULL) {
+            rc = hsmca_store_qrequest_get(hsmca_q_rd(q), p->id, &r);
+            if (rc == HSMCA_OK) {
+                drop = strcmp(r.status, "pending") != 0 || r.expires_ms <= hsmca_q_now_ms(q);
+            } else if (rc == HSMCA_E_NOT_FOUND && (l = calloc(1, sizeof(*l))) != NULL) {
+                /* still being gathered ("asked", "key"), or refused ("void") */
+                if (hsmca_store_qnode_list(hsmca_q_rd(q), p->id, q->node, 0, row_copy, l) ==
+                        HSMCA_OK &&
+                    l->n == 1 && strcmp(l->r[0].state, "void") == 0)
+                    drop = 1;
+                free(l);
+            }
+            hsmca_qrequest_clear(&r);
+        }
+        if (drop) {
+            hsmca_log(HSMCA_LOG_INFO, "quorum", "request-key-dropped",
+                      "request=%s reason=\"the request can no longer execute\"", p->id);
+            *pp = p->next;
+            EVP_PKEY_free(p->key);
+            free(p);
+        } else {
+            pp = &p->next;
+        }
+    }
+}
+
 enum hsmca_err
 hsmca_quorum_node_poll(struct hsmca_quorum *q, const struct hsmca_quorum_exec *ex)
 {
@@ -751,6 +794,8 @@ hsmca_quorum_node_poll(struct hsmca_quorum *q, const struct hsmca_quorum_exec *e
         if (e != HSMCA_OK && rc == HSMCA_OK)
             rc = e;
     }
+    if (++q->polls % SWEEP_EVERY == 0)
+        sweep(q);
     pthread_mutex_unlock(&q->lock);
     free(l);
     return r1 != HSMCA_OK ? r1 : rc;

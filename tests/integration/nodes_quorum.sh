@@ -270,6 +270,20 @@ for when in stopped 0 0.15; do
     fi
 done
 
+# ---- a cancelled request: each node drops its one-time key (it can never be used) ----
+request 1 '["node-1","node-2"]'
+CR=$rid
+call admin POST "/v1/requests/$CR/cancellation" -H 'Content-Type: application/json' \
+    --data-binary '{"reason":"test"}'
+check "a request naming both is cancelled ($STATUS)" [ "$STATUS" = 200 ]
+i=0
+while ! grep -q "request-key-dropped request=$CR" "$W/hsmcad2.log" && [ $i -lt 200 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+check "node 2 drops its key of the cancelled request (its 10 s sweep)" \
+    grep -q "request-key-dropped request=$CR" "$W/hsmcad2.log"
+
 # ---- one chain ----
 check "node 2 stops with status 0" node_stop 2
 on 1

@@ -139,8 +139,14 @@ enum hsmca_err {
     HSMCA_E_QUORUM_APPROVER_DUPLICATE = 643, /* duplicate approver name, key or serial */
     HSMCA_E_QUORUM_TOO_FEW_APPROVERS = 644,  /* approver set below threshold */
     HSMCA_E_QUORUM_APPROVAL_RELAYED = 645,   /* approval submitted by another principal */
-    HSMCA_E_QUORUM_TBS_MISMATCH = 646,  /* execution would sign other TBS fields than approved */
-    HSMCA_E_QUORUM_CA_SUPERSEDED = 647, /* the CA was renewed or re-keyed: its successor acts */
+    HSMCA_E_QUORUM_TBS_MISMATCH = 646,   /* execution would sign other TBS fields than approved */
+    HSMCA_E_QUORUM_CA_SUPERSEDED = 647,  /* the CA was renewed or re-keyed: its successor acts */
+    HSMCA_E_QUORUM_NODE_UNKNOWN = 648,   /* ca.activate names a node the store never saw */
+    HSMCA_E_QUORUM_NODE_DUPLICATE = 649, /* ca.activate names a node twice */
+    HSMCA_E_QUORUM_NODES_INVALID = 650,  /* nodes: too few, too many, or not this node's */
+    HSMCA_E_QUORUM_NODES_UNSUPPORTED = 651, /* nodes on a store with one node (SQLite, no node) */
+    HSMCA_E_QUORUM_NODE_UNAVAILABLE = 652,  /* a named node posted no request key in time */
+    HSMCA_E_QUORUM_NODE_TIMEOUT = 653,      /* a named node did not log in by the deadline */
     /* 700..799: daemon, HTTP, config (src/hsmcad); 750..779 belong to issuance (issue.c) */
     HSMCA_E_HTTP_UNAUTHENTICATED = 700,   /* no client certificate, or one no role binds */
     HSMCA_E_HTTP_FORBIDDEN = 701,         /* the principal's role may not use this endpoint */

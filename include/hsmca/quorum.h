@@ -28,6 +28,10 @@
  *   ca.create_pai   {"ca", "parent", "token", "key_label", "cn"?, "vid", "pid"?}
  *   ca.activate     {"ca", "until": ms, "max_dacs": n}: opens a window (its id: the request's),
  *                   or {"ca", "window": id}: this node joins that open window (its own approval)
+ *                   or {"ca", "until", "max_dacs", "nodes": [names]}: one approval logs in every
+ *                   named node (this one included, 2..8, PostgreSQL) and they share the window;
+ *                   the request then carries "node_keys" {node: b64 SPKI} and each approval
+ *                   "node_shares" {node: {label: sealed}} for every node but the requesting one
  *   approver.enroll {"name", "spki": b64, "token_serial", "pop": b64 DER ECDSA by the new key over
  *                    SHA-256("hsmca-enroll-pop-v1\0" || name || "\0" || spki DER || serial)}
  *   approver.remove {"name"}
@@ -96,6 +100,9 @@ struct hsmca_quorum_config {
      * refused (HSMCA_E_QUORUM_OP_UNKNOWN). */
     enum hsmca_err (*profiles)(void *arg, struct hsmca_profile *paa, struct hsmca_profile *pai);
     void *profiles_arg;
+    /* This node's name among the nodes of one PostgreSQL store (the config's node); NULL or "":
+     * the only node, and ca.activate's "nodes" is refused */
+    const char *node;
 };
 
 /* Who is calling: the authenticated principal and the SHA-256 of its public key (may be NULL). */
@@ -161,7 +168,10 @@ HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_ceremony_init(struct hsmca_quorum *q
  * Appends quorum.request. On HSMCA_OK writes the id (HSMCA_QUORUM_ID_LEN + NUL) into id_out and,
  * if receipt is not NULL, the entry's receipt.
  * Returns HSMCA_E_QUORUM_OP_UNKNOWN, HSMCA_E_QUORUM_PARAMS, HSMCA_E_QUORUM_NOT_INITIALISED,
- * audit codes. Refusals are audited (outcome "refused").
+ * audit codes. Refusals are audited (outcome "refused"). A ca.activate naming "nodes" waits up to
+ * 10 s (q's lock released meanwhile) for each named node's one-time key, posted through the store
+ * by that node's hsmca_quorum_node_poll: HSMCA_E_QUORUM_NODE_UNAVAILABLE when one posts none;
+ * HSMCA_E_QUORUM_NODE_UNKNOWN, _NODE_DUPLICATE, _NODES_INVALID, _NODES_UNSUPPORTED for a bad list.
  */
 HSMCA_MUSTCHECK enum hsmca_err
 hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,
@@ -282,6 +292,19 @@ struct hsmca_quorum_exec {
 HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_execute(struct hsmca_quorum *q, const char *id,
                                                     const struct hsmca_quorum_exec *ex,
                                                     char **result);
+
+/*
+ * One pass of this node's side of a ca.activate naming several nodes (docs/postgresql.md), for a
+ * thread of the daemon to call a few times a second: for each of this node's rows in the store,
+ * post a one-time request key the requesting node asked for (quorum.node.key), log in to the
+ * PAI's token with the PIN rebuilt from this node's own re-sealed shares when the executing node
+ * says go (quorum.node.login), and join the window once the request is executed
+ * (quorum.node.join), or log out when it failed or the executing node went silent. Every step is
+ * audited; nothing to do without a node name or on SQLite. Returns the first error of a step (the
+ * others still run), HSMCA_OK when there was nothing to do.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_quorum_node_poll(struct hsmca_quorum *q,
+                                                      const struct hsmca_quorum_exec *ex);
 
 /*
  * End the activation window of PAI ca_id early (no quorum): appends ca.deactivate and calls

@@ -80,6 +80,21 @@ struct hsmca_qapproval {
     int64_t received_ms;
 };
 
+/* A node named in a ca.activate of several nodes (quorum_nodes.c, docs/postgresql.md): state is
+ * "asked" (the requesting node wants its key), "key" (posted), "void" (the request was never
+ * made), "go" (the execution wants it to log in), "in" (logged in, waiting for the rotation),
+ * "joined" (in the window), "failed" (code says why). */
+#define HSMCA_QNODE_NAME_MAX 32
+#define HSMCA_QNODE_KEY_MAX 200 /* base64 DER SPKI of a P-256 key (124 characters) */
+struct hsmca_qnode {
+    char request_id[33];
+    char node[HSMCA_QNODE_NAME_MAX + 1];
+    char state[8];
+    char request_key[HSMCA_QNODE_KEY_MAX + 1];
+    char code[64];
+    int64_t updated_ms;
+};
+
 void hsmca_qapprover_clear(struct hsmca_qapprover *r);
 void hsmca_qepoch_clear(struct hsmca_qepoch *r);
 void hsmca_qshare_clear(struct hsmca_qshare *r);
@@ -151,5 +166,22 @@ HSMCA_MUSTCHECK enum hsmca_err
 hsmca_store_qapproval_list(struct hsmca_store *st, const char *request_id,
                            enum hsmca_err (*fn)(void *arg, const struct hsmca_qapproval *r),
                            void *arg);
+
+/* Named nodes. put inserts a row (HSMCA_E_STORE_CONSTRAINT when it exists). move changes the
+ * rows of request_id in state from to state to (node NULL: every such row of the request;
+ * request_key NULL: kept; code NULL: kept) and says how many in *changed (may be NULL). list
+ * calls fn for the rows of request_id (NULL: any) and node (NULL: any), at most 64, oldest
+ * request first; live_only: only "asked", "go" and "in". */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qnode_put(struct hsmca_store *st,
+                                                     const struct hsmca_qnode *r);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qnode_move(struct hsmca_store *st,
+                                                      const char *request_id, const char *node,
+                                                      const char *from, const char *to,
+                                                      const char *request_key, const char *code,
+                                                      int64_t now_ms, int *changed);
+HSMCA_MUSTCHECK enum hsmca_err
+hsmca_store_qnode_list(struct hsmca_store *st, const char *request_id, const char *node,
+                       int live_only, enum hsmca_err (*fn)(void *arg, const struct hsmca_qnode *r),
+                       void *arg);
 
 #endif

@@ -88,7 +88,7 @@ struct cli_opt {
     void *dst;
     const char *why;
 };
-#define CLI_OPTS_MAX 24
+#define CLI_OPTS_MAX 32
 /* clang-format off */
 #define CLI_STR(n, c, p) {.name = (n), .short_name = (c), .str = (p)}
 #define CLI_FLAG(n, c, p) {.name = (n), .short_name = (c), .flag = (p)}

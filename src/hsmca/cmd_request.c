@@ -54,6 +54,8 @@ usage_request(FILE *f)
         "                  [--pid PID] [--cn CN]\n"
         "  ca.activate     --ca PAI --until TIME --max-dacs N   (opens a window)\n"
         "                  --ca PAI --window ID    (this node joins open window ID)\n"
+        "                  --ca PAI --until TIME --max-dacs N --nodes N1,N2  (one approval\n"
+        "                  logs in every named node, this one included; PostgreSQL)\n"
         "  ca.renew        --ca ID --new-ca ID  (a new certificate for the same key)\n"
         "  ca.rekey        --ca ID --new-ca ID --token LABEL --key-label L\n"
         "                  (a new key in a token under quorum that holds no CA)\n"
@@ -144,7 +146,7 @@ parse_time(const char *s)
 /* Every flag of every operation; each operation says which it takes. */
 struct req_flags {
     const char *ca, *parent, *token, *key_label, *cn, *vid, *pid, *until, *max_dacs, *reason,
-        *invalidity, *name, *enroll_file, *policy_file, *window, *new_ca;
+        *invalidity, *name, *enroll_file, *policy_file, *window, *new_ca, *nodes;
 };
 
 static int
@@ -241,6 +243,7 @@ build_params(const char *op, const struct req_flags *f, int *rc)
         NEED(f->ca, "--ca");
         NONE(f->until, "--until (a joined window keeps its end)");
         NONE(f->max_dacs, "--max-dacs (a joined window keeps its count)");
+        NONE(f->nodes, "--nodes (a node joins a window by a request of its own)");
         json_object_set_new(p, "ca", json_string(f->ca));
         json_object_set_new(p, "window", json_string(f->window));
     } else if (strcmp(op, "ca.activate") == 0) {
@@ -261,6 +264,20 @@ build_params(const char *op, const struct req_flags *f, int *rc)
         json_object_set_new(p, "ca", json_string(f->ca));
         json_object_set_new(p, "until", json_integer(t));
         json_object_set_new(p, "max_dacs", json_integer((json_int_t)n));
+        if (f->nodes != NULL) { /* N1,N2,...: one approval logs in every named node */
+            json_t *a = json_array();
+            const char *s0 = f->nodes, *c;
+
+            while (a != NULL) {
+                c = strchr(s0, ',');
+                json_array_append_new(a, c != NULL ? json_stringn(s0, (size_t)(c - s0))
+                                                   : json_string(s0));
+                if (c == NULL || json_array_size(a) > 64)
+                    break;
+                s0 = c + 1;
+            }
+            json_object_set_new(p, "nodes", a);
+        }
     } else if (strcmp(op, "ca.revoke") == 0 || strcmp(op, "crl.sign") == 0) {
         NEED(f->ca, "--ca");
         json_object_set_new(p, "ca", json_string(f->ca));
@@ -407,6 +424,7 @@ cmd_request(int argc, char **argv)
                                    REQ_ONCE("policy-file", &f.policy_file),
                                    REQ_ONCE("window", &f.window),
                                    REQ_ONCE("new-ca", &f.new_ca),
+                                   REQ_ONCE("nodes", &f.nodes),
                                    CLI_END};
 
     rc = cli_subcommand(argc, argv, usage_request);
@@ -443,10 +461,10 @@ cmd_request(int argc, char **argv)
         }
         snprintf(path, sizeof(path), "/v1/requests");
     } else {
-        const char **all[] = {&f.ca,          &f.parent,      &f.token,      &f.key_label,
-                              &f.cn,          &f.vid,         &f.pid,        &f.until,
-                              &f.max_dacs,    &f.reason,      &f.invalidity, &f.name,
-                              &f.enroll_file, &f.policy_file, &f.window,     &f.new_ca};
+        const char **all[] = {&f.ca,         &f.parent, &f.token,       &f.key_label,   &f.cn,
+                              &f.vid,        &f.pid,    &f.until,       &f.max_dacs,    &f.reason,
+                              &f.invalidity, &f.name,   &f.enroll_file, &f.policy_file, &f.window,
+                              &f.new_ca,     &f.nodes};
         size_t i;
 
         for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {

@@ -93,6 +93,10 @@ void hsmcad_cas_configure(struct hsmcad *d);
 /* The quorum execution hooks of this daemon: the registry's, with the daemon's profiles and CRL
  * policies. */
 void hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex);
+/* This node's side of a ca.activate naming several nodes: a thread polling the store (nodes.c;
+ * only with the config's node on PostgreSQL). */
+void hsmcad_nodes_start(struct hsmcad *d);
+void hsmcad_nodes_stop(void);
 
 /*
  * Token faults (tokens.c): probe every token, heal what came back, close a window whose token

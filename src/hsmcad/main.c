@@ -446,6 +446,7 @@ main(int argc, char **argv)
         qc.audit = d->audit;
         qc.profiles = hsmcad_ca_profiles; /* the TBS preview of CA requests (precheck.c) */
         qc.profiles_arg = d;
+        qc.node = d->cfg.node; /* ca.activate naming several nodes (docs/postgresql.md) */
         rc = hsmca_quorum_open(&qc, &d->quorum);
     }
     if (rc != HSMCA_OK) {
@@ -530,6 +531,7 @@ main(int argc, char **argv)
     keeper.d = d;
     if (pthread_create(&keeper.th, NULL, keeper_run, &keeper) == 0)
         keeper.running = 1;
+    hsmcad_nodes_start(d); /* several nodes on PostgreSQL: this node's side of their quorum */
     (void)hsmcad_readiness(d, NULL);
     hsmca_log(HSMCA_LOG_INFO, "hsmcad", "ready", "port=%u cas=%u", port, hsmca_ca_count(d->cas));
 #ifdef HSMCA_HAVE_SYSTEMD
@@ -562,6 +564,7 @@ out:
         hsmcad_publish_stop(d->publish);
         d->publish = NULL;
     }
+    hsmcad_nodes_stop();
     if (keeper.running) {
         pthread_mutex_lock(&keeper.mu);
         keeper.stop = 1;

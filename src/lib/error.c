@@ -226,6 +226,21 @@ static const struct row rows[] = {
     {HSMCA_E_QUORUM_CA_SUPERSEDED, "quorum-ca-superseded", 409,
      "The CA was renewed or re-keyed: new windows and renewals go to its successor (GET "
      "/v1/cas/{id} names it as superseded_by)"},
+    {HSMCA_E_QUORUM_NODE_UNKNOWN, "quorum-node-unknown", 400,
+     "ca.activate names a node that never started on this store (the config's node)"},
+    {HSMCA_E_QUORUM_NODE_DUPLICATE, "quorum-node-duplicate", 400,
+     "ca.activate names the same node more than once"},
+    {HSMCA_E_QUORUM_NODES_INVALID, "quorum-nodes-invalid", 400,
+     "nodes must be a list of 2 to 8 node names that includes the node taking the request, with "
+     "until and max_dacs (not with window)"},
+    {HSMCA_E_QUORUM_NODES_UNSUPPORTED, "quorum-nodes-unsupported", 400,
+     "nodes needs several nodes on one PostgreSQL store, each with its config's node set"},
+    {HSMCA_E_QUORUM_NODE_UNAVAILABLE, "quorum-node-unavailable", 503,
+     "A named node did not post its one-time request key in time (is it running?); nothing was "
+     "requested"},
+    {HSMCA_E_QUORUM_NODE_TIMEOUT, "quorum-node-timeout", 504,
+     "A named node did not log in before the execution's deadline; it joins later by a request "
+     "of its own"},
     {HSMCA_E_HTTP_UNAUTHENTICATED, "http-unauthenticated", 401,
      "A client certificate bound to a principal in roles.json is required"},
     {HSMCA_E_HTTP_FORBIDDEN, "http-forbidden", 403, "Your role may not use this endpoint"},

@@ -312,6 +312,9 @@ hsmca_quorum_open(const struct hsmca_quorum_config *cfg, struct hsmca_quorum **o
     if (q == NULL)
         return HSMCA_E_NOMEM;
     q->cfg = *cfg;
+    if (cfg->node != NULL)
+        snprintf(q->node, sizeof(q->node), "%s", cfg->node);
+    q->cfg.node = q->node;
     pthread_mutex_init(&q->lock, NULL);
     *out = q;
     return HSMCA_OK;

@@ -53,9 +53,9 @@ hsmca_q_appr_parse(const char *json, size_t len, struct appr_view *a)
         return HSMCA_E_QUORUM_APPROVAL_MALFORMED;
     a->root = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL);
     if (a->root == NULL ||
-        json_unpack_ex(a->root, NULL, JSON_STRICT, "{s?o, s:s, s:s, s:o, s:s}", "alt_shares",
-                       &a->alt_shares, "approver", &a->approver, "request_id", &a->request_id,
-                       "shares", &a->shares, "sig", &a->sig_b64) != 0)
+        json_unpack_ex(a->root, NULL, JSON_STRICT, "{s?o, s:s, s?o, s:s, s:o, s:s}", "alt_shares",
+                       &a->alt_shares, "approver", &a->approver, "node_shares", &a->node_shares,
+                       "request_id", &a->request_id, "shares", &a->shares, "sig", &a->sig_b64) != 0)
         goto bad;
     if (!hsmca_q_name_ok(a->approver) || strlen(a->request_id) != HSMCA_QUORUM_ID_LEN ||
         !json_is_object(a->shares) || json_object_size(a->shares) > HSMCA_QUORUM_TOKENS_MAX ||
@@ -71,6 +71,25 @@ hsmca_q_appr_parse(const char *json, size_t len, struct appr_view *a)
     {
         if (!json_is_string(val))
             goto bad;
+    }
+    if (a->node_shares != NULL) {
+        json_t *sh;
+        const char *l;
+
+        if (!json_is_object(a->node_shares) ||
+            json_object_size(a->node_shares) > HSMCA_QUORUM_NODES_MAX)
+            goto bad;
+        json_object_foreach(a->node_shares, k, val)
+        {
+            if (!json_is_object(val) || json_object_size(val) > HSMCA_QUORUM_TOKENS_MAX ||
+                strlen(k) == 0 || strlen(k) > HSMCA_QNODE_NAME_MAX)
+                goto bad;
+            json_object_foreach(val, l, sh)
+            {
+                if (!json_is_string(sh))
+                    goto bad;
+            }
+        }
     }
     if (hsmca_approval_sig_decode(a->sig_b64, &a->sig, &a->sig_len) != HSMCA_OK)
         goto bad;
@@ -326,6 +345,13 @@ check_approval(struct hsmca_quorum *q, const char *request_id, const struct appr
         }
         if (rc != HSMCA_OK)
             goto out;
+    }
+    /* several nodes: one share per token for every other named node (each opens its own at the
+     * execution; here only their shape can be checked) */
+    if (hsmca_q_node_shares_check(v, a->node_shares) != HSMCA_OK) {
+        *code = HSMCA_E_QUORUM_SHARE_INVALID;
+        snprintf(bad_token, HSMCA_TOKEN_LABEL_MAX + 1, "%s", "node_shares");
+        goto out;
     }
 out:
     EVP_PKEY_free(pub);

@@ -211,7 +211,7 @@ hsmca_quorum_approval_make(const char *envelope, size_t len, const struct hsmca_
                            char **approval)
 {
     struct env_view e;
-    json_t *mine, *shares = NULL, *alt_shares = NULL, *a = NULL;
+    json_t *mine, *shares = NULL, *alt_shares = NULL, *a = NULL, *node_shares = NULL;
     EVP_PKEY *rkey = NULL;
     unsigned char *spki = NULL, sig[HSMCA_ECDSA_P256_DER_MAX];
     size_t spki_len = 0, sig_len = 0, i;
@@ -260,6 +260,48 @@ hsmca_quorum_approval_make(const char *envelope, size_t len, const struct hsmca_
         if (rc != HSMCA_OK)
             goto out;
     }
+    /* several nodes: the same shares re-sealed to every other named node's request key */
+    if (e.v.node_keys != NULL) {
+        const char *node, *k64;
+        json_t *kv;
+
+        node_shares = json_object();
+        if (node_shares == NULL) {
+            rc = HSMCA_E_NOMEM;
+            goto out;
+        }
+        json_object_foreach(e.v.node_keys, node, kv)
+        {
+            unsigned char *nspki = NULL;
+            size_t nspki_len = 0;
+            EVP_PKEY *nkey = NULL;
+            json_t *ns;
+
+            k64 = json_string_value(kv);
+            if (strcmp(k64, e.v.request_key) == 0)
+                continue; /* the requesting node: "shares" */
+            ns = json_object();
+            if (ns == NULL || json_object_set_new(node_shares, node, ns) != 0) {
+                rc = HSMCA_E_NOMEM;
+                goto out;
+            }
+            if (hsmca_b64_decode(k64, 512, &nspki, &nspki_len) != HSMCA_OK ||
+                (nkey = hsmca_q_spki_parse(nspki, nspki_len)) == NULL) {
+                free(nspki);
+                rc = HSMCA_E_QUORUM_ENVELOPE;
+                goto out;
+            }
+            free(nspki);
+            for (i = 0; rc == HSMCA_OK && i < json_array_size(e.v.tokens); i++) {
+                const char *label = hsmca_q_req_token(&e.v, i);
+
+                rc = reseal(&e, s, nkey, label, json_object_get(mine, label), ns);
+            }
+            EVP_PKEY_free(nkey);
+            if (rc != HSMCA_OK)
+                goto out;
+        }
+    }
     rc = signer_sign(s, e.v.digest, sig, sizeof(sig), &sig_len);
     if (rc != HSMCA_OK)
         goto out;
@@ -269,6 +311,8 @@ hsmca_quorum_approval_make(const char *envelope, size_t len, const struct hsmca_
                         : NULL;
     if (a != NULL && alt_shares != NULL)
         json_object_set(a, "alt_shares", alt_shares);
+    if (a != NULL && node_shares != NULL)
+        json_object_set(a, "node_shares", node_shares);
     *approval = a != NULL ? json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     rc = *approval != NULL ? HSMCA_OK : HSMCA_E_NOMEM;
 out:
@@ -277,6 +321,7 @@ out:
     EVP_PKEY_free(rkey);
     json_decref(shares);
     json_decref(alt_shares);
+    json_decref(node_shares);
     json_decref(a);
     hsmca_q_env_view_clear(&e);
     return rc;

@@ -35,8 +35,8 @@
 
 /* ---- execution ---- */
 
-static void
-exec_state_clear(struct exec_state *x)
+void
+hsmca_q_exec_state_clear(struct exec_state *x)
 {
     size_t i;
 
@@ -50,6 +50,7 @@ exec_state_clear(struct exec_state *x)
     hsmca_qepoch_clear(&x->e);
     hsmca_q_req_view_clear(&x->v);
     json_decref(x->result);
+    json_decref(x->nodes);
 }
 
 struct collect_ctx {
@@ -77,10 +78,21 @@ collect_raw(void *arg, const struct hsmca_qapproval *r)
     return HSMCA_OK;
 }
 
+/* Copy the stored approvals of x->r.id into x->c. */
+enum hsmca_err
+hsmca_q_collect_approvals(struct hsmca_quorum *q, struct exec_state *x)
+{
+    struct collect_ctx cc;
+
+    cc.q = q;
+    cc.x = x;
+    return hsmca_store_qapproval_list(hsmca_q_rd(q), x->r.id, collect_raw, &cc);
+}
+
 /* Re-check each stored approval (signature, approver active, not the requester, one per
  * approver) and keep only the valid ones. */
-static void
-keep_valid(struct hsmca_quorum *q, struct exec_state *x)
+void
+hsmca_q_keep_valid(struct hsmca_quorum *q, struct exec_state *x)
 {
     size_t i, j, k = 0;
 
@@ -126,8 +138,8 @@ keep_valid(struct hsmca_quorum *q, struct exec_state *x)
  * its alternate PIN from the first m counted approvals that carry a share of it
  * (HSMCA_E_NOT_FOUND when fewer than m do).
  */
-static enum hsmca_err
-rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i, int alt)
+enum hsmca_err
+hsmca_q_rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i, int alt)
 {
     struct hsmca_secret buf = {NULL, 0}, pin = {NULL, 0};
     unsigned char c[HSMCA_SHA256_LEN];
@@ -146,7 +158,11 @@ rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i, int alt)
         rc = hsmca_q_appr_parse(x->c[k].body, x->c[k].len, &a);
         if (rc != HSMCA_OK)
             goto out;
-        sealed = json_string_value(json_object_get(alt ? a.alt_shares : a.shares, x->label[i]));
+        /* a named node of a ca.activate of several nodes opens the shares sealed to its key */
+        sealed = json_string_value(json_object_get(
+            alt ? a.alt_shares
+                : (x->node != NULL ? json_object_get(a.node_shares, x->node) : a.shares),
+            x->label[i]));
         if (sealed == NULL && alt) {
             hsmca_q_appr_view_clear(&a);
             continue;
@@ -191,14 +207,20 @@ out:
 struct status_apply {
     const char *id;
     const char *status;
+    const char *node; /* several nodes: the executor's own row, "in" to "joined", or NULL */
 };
 
 static enum hsmca_err
 apply_status(struct hsmca_store *st, void *arg)
 {
     struct status_apply *a = arg;
+    enum hsmca_err rc = hsmca_store_qrequest_set_status(st, a->id, a->status);
 
-    return hsmca_store_qrequest_set_status(st, a->id, a->status);
+    if (rc == HSMCA_OK && a->node != NULL)
+        rc = hsmca_store_qnode_move(st, a->id, a->node, "in",
+                                    strcmp(a->status, "executed") == 0 ? "joined" : "failed", NULL,
+                                    NULL, 0, NULL);
+    return rc;
 }
 
 static json_t *
@@ -220,6 +242,9 @@ execute_detail(struct exec_state *x, unsigned threshold)
             ? json_pack("{s:s, s:I, s:I, s:s, s:O}", "op", x->v.op, "epoch", (json_int_t)x->v.epoch,
                         "threshold", (json_int_t)threshold, "request", b, "approvals", ap)
             : NULL;
+    if (d != NULL && x->nodes != NULL)
+        json_object_set(d, "nodes",
+                        x->nodes); /* ca.activate of several nodes: each one's outcome */
     free(b);
     json_decref(ap);
     return d;
@@ -286,7 +311,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     rc = hsmca_store_qapproval_list(hsmca_q_rd(q), id, collect_raw, &cc);
     if (rc != HSMCA_OK)
         goto out;
-    keep_valid(q, x);
+    hsmca_q_keep_valid(q, x);
     threshold = hsmca_q_policy_threshold(x->e.policy, x->v.op);
     if (threshold < x->e.m || x->nc < threshold) {
         rc = hsmca_q_refuse(q, NULL, "quorum.execute", target, HSMCA_E_QUORUM_THRESHOLD_NOT_MET,
@@ -309,9 +334,9 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
         snprintf(x->label[i], sizeof(x->label[0]), "%s", hsmca_q_req_token(&x->v, i));
         rc = hsmca_store_qtoken_get(hsmca_q_rd(q), x->label[i], &x->qt[i]);
         if (rc == HSMCA_OK)
-            rc = rebuild_pin(q, x, i, 0);
+            rc = hsmca_q_rebuild_pin(q, x, i, 0);
         if (rc == HSMCA_OK && x->qt[i].alt_epoch != 0) {
-            rc = rebuild_pin(q, x, i, 1);
+            rc = hsmca_q_rebuild_pin(q, x, i, 1);
             if (rc == HSMCA_E_NOT_FOUND) {
                 hsmca_log(HSMCA_LOG_WARN, "quorum", "alt-pin-short",
                           "request=%s token=%s reason=\"fewer than m approvals carry a share of "
@@ -364,6 +389,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
     d = execute_detail(x, threshold);
     sa.id = id;
     sa.status = "executed";
+    sa.node = x->nodes != NULL ? q->node : NULL; /* its window is open: it joined */
     rc = d != NULL ? hsmca_q_audit_ex(q, NULL, "quorum.execute", target, "ok", d, apply_status, &sa,
                                       0, &xr)
                    : HSMCA_E_NOMEM;
@@ -390,6 +416,7 @@ fail : {
 
     sa.id = id;
     sa.status = "failed";
+    sa.node = x->nodes != NULL ? q->node : NULL;
     arc = fd != NULL
               ? hsmca_q_audit(q, NULL, "quorum.execute", target, "failed", fd, apply_status, &sa)
               : HSMCA_E_NOMEM;
@@ -414,7 +441,7 @@ out:
         hsmca_store_intents_unlock(q->cfg.store);
     pthread_mutex_unlock(&q->lock);
     json_decref(d);
-    exec_state_clear(x);
+    hsmca_q_exec_state_clear(x);
     free(x);
     return rc;
 }
@@ -482,6 +509,7 @@ hsmca_quorum_cancel(struct hsmca_quorum *q, const struct hsmca_quorum_principal 
     d = json_pack("{s:s, s:s}", "op", r.op, "reason", reason != NULL ? reason : "");
     sa.id = id;
     sa.status = "cancelled";
+    sa.node = NULL;
     rc = d != NULL ? hsmca_q_audit(q, who, "quorum.cancel", target, "ok", d, apply_status, &sa)
                    : HSMCA_E_NOMEM;
     json_decref(d);

@@ -45,6 +45,8 @@ struct hsmca_quorum {
     struct hsmca_quorum_config cfg;
     pthread_mutex_t lock;
     struct pending *pending;
+    char node[HSMCA_QNODE_NAME_MAX + 1]; /* cfg.node copied ("" the only node) */
+    unsigned polls;                      /* hsmca_quorum_node_poll's passes (its sweeps) */
 };
 
 struct approver_list {
@@ -76,6 +78,7 @@ struct req_view {
     json_t *root;
     const char *id, *op, *policy_hash, *request_key, *principal, *req_key;
     json_t *params, *tokens, *checkpoint;
+    json_t *node_keys; /* ca.activate of several nodes: {node: b64 SPKI}, or NULL */
     json_int_t epoch, created, expires;
     unsigned char digest[HSMCA_SHA256_LEN];
 };
@@ -84,7 +87,8 @@ struct appr_view {
     json_t *root;
     const char *request_id, *approver, *sig_b64;
     json_t *shares;
-    json_t *alt_shares; /* re-sealed shares of alternate PINs, or NULL (docs/custody.md) */
+    json_t *alt_shares;  /* re-sealed shares of alternate PINs, or NULL (docs/custody.md) */
+    json_t *node_shares; /* {node: {label: sealed}} for the request's other nodes, or NULL */
     unsigned char *sig;
     size_t sig_len;
 };
@@ -119,6 +123,10 @@ struct exec_state {
     json_t *result;
     const struct hsmca_quorum_exec *ex;    /* the executor's hooks */
     char fresh[HSMCA_TOKEN_LABEL_MAX + 1]; /* token.enroll: the label of the token to join */
+    /* a named node logging in (quorum_nodes.c): its shares are the approvals' node_shares[node];
+     * NULL: the request's own "shares" */
+    const char *node;
+    json_t *nodes; /* ca.activate of several nodes: each named node's outcome, or NULL */
 };
 
 struct env_view {
@@ -245,6 +253,23 @@ enum hsmca_err hsmca_qca_after_renew(struct hsmca_quorum *q, struct exec_state *
                                      const struct hsmca_quorum_exec *ex);
 /* HSMCA_E_QUORUM_CA_SUPERSEDED when ca_id has a successor, HSMCA_OK when not */
 enum hsmca_err hsmca_qca_superseded(struct hsmca_store *st, const char *ca_id);
+
+/* quorum_exec.c: the approvals of x->r.id copied, the valid ones kept, a PIN rebuilt */
+enum hsmca_err hsmca_q_collect_approvals(struct hsmca_quorum *q, struct exec_state *x);
+void hsmca_q_keep_valid(struct hsmca_quorum *q, struct exec_state *x);
+enum hsmca_err hsmca_q_rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i, int alt);
+void hsmca_q_exec_state_clear(struct exec_state *x);
+
+/* quorum_nodes.c: ca.activate naming several nodes (docs/postgresql.md) */
+#define HSMCA_QUORUM_NODES_MAX 8
+enum hsmca_err hsmca_q_nodes_check(struct hsmca_quorum *q, json_t *nodes);
+enum hsmca_err hsmca_q_nodes_gather(struct hsmca_quorum *q,
+                                    const struct hsmca_quorum_principal *who, const char *id,
+                                    const char *op, json_t *params, const char *my_key_b64,
+                                    json_t **node_keys);
+enum hsmca_err hsmca_q_nodes_login(struct hsmca_quorum *q, struct exec_state *x);
+enum hsmca_err hsmca_q_node_keys_check(json_t *node_keys, const char *request_key, json_t *params);
+enum hsmca_err hsmca_q_node_shares_check(const struct req_view *v, json_t *node_shares);
 
 /* quorum_ops.c: the operation named name, or NULL; the i-th of the table, NULL past its end */
 const struct hsmca_qop *hsmca_qop_find(const char *name);

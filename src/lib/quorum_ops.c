@@ -151,9 +151,12 @@ check_activate(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *par
 {
     const char *ca = NULL, *win = NULL;
     json_int_t until = 0, max = 0;
+    json_t *nodes = NULL;
     struct hsmca_ca_rec rec;
     enum hsmca_err rc;
 
+    if (json_object_get(params, "nodes") != NULL && json_object_get(params, "window") != NULL)
+        return HSMCA_E_QUORUM_NODES_INVALID; /* a node joins a window by a request of its own */
     /* {"ca", "window"}: this node joins an open window shared through the store */
     if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:s}", "ca", &ca, "window", &win) == 0) {
         struct hsmca_window_rec w;
@@ -163,9 +166,14 @@ check_activate(struct hsmca_quorum *q, const struct hsmca_qepoch *e, json_t *par
             return HSMCA_E_QUORUM_PARAMS; /* no such window open for this CA */
         until = w.until_ms;
         max = (json_int_t)w.max_dacs;
-    } else if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:I, s:I}", "ca", &ca, "until",
-                              &until, "max_dacs", &max) != 0) {
+    } else if (json_unpack_ex(params, NULL, JSON_STRICT, "{s:s, s:I, s:I, s?o}", "ca", &ca, "until",
+                              &until, "max_dacs", &max, "nodes", &nodes) != 0) {
         return HSMCA_E_QUORUM_PARAMS;
+    }
+    if (nodes != NULL) {
+        rc = hsmca_q_nodes_check(q, nodes); /* several nodes, one approval (quorum_nodes.c) */
+        if (rc != HSMCA_OK)
+            return rc;
     }
     if (until <= hsmca_q_now_ms(q) || max < 1 || max > 100000000)
         return HSMCA_E_QUORUM_PARAMS;
@@ -370,6 +378,17 @@ can_activate(const struct hsmca_quorum_exec *ex)
     return ex->activate != NULL;
 }
 
+/* ca.activate naming several nodes: before the rotation, every other named node logs in with
+ * the PIN it rebuilds from its own shares (quorum_nodes.c); the one rotation comes after */
+static enum hsmca_err
+act_activate(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
+{
+    (void)ex;
+    if (json_object_get(x->v.params, "nodes") == NULL)
+        return HSMCA_OK;
+    return hsmca_q_nodes_login(q, x);
+}
+
 /* ca.activate: the PAI's signing window opens (its token stays logged in) */
 static enum hsmca_err
 after_activate(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_quorum_exec *ex)
@@ -405,6 +424,8 @@ after_activate(struct hsmca_quorum *q, struct exec_state *x, const struct hsmca_
     } else if (x->activated) {
         x->result = json_pack("{s:s, s:I, s:I}", "activated", ca, "until", until, "max_dacs", max);
     }
+    if (x->result != NULL && x->nodes != NULL)
+        json_object_set(x->result, "nodes", x->nodes);
     return rc;
 }
 
@@ -540,6 +561,7 @@ static const struct hsmca_qop ops[] = {
     {.name = "ca.activate",
      .check = check_activate,
      .can_run = can_activate,
+     .act = act_activate,
      .after = after_activate},
     {.name = "approver.enroll", .all_tokens = 1, .check = check_enroll, .epoch = epoch_enroll},
     {.name = "approver.remove", .all_tokens = 1, .check = check_remove, .epoch = epoch_remove},

@@ -156,7 +156,7 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
     struct hsmca_qepoch e;
     struct request_apply a;
     struct pending *p = NULL;
-    json_t *params = NULL, *req = NULL, *cp = NULL, *detail = NULL;
+    json_t *params = NULL, *req = NULL, *cp = NULL, *detail = NULL, *node_keys = NULL;
     EVP_PKEY *key = NULL;
     unsigned char rnd[16], *spki = NULL, d[HSMCA_SHA256_LEN];
     size_t spki_len = 0;
@@ -198,7 +198,9 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
             rc == HSMCA_E_QUORUM_APPROVER_DUPLICATE || rc == HSMCA_E_QUORUM_TOO_FEW_APPROVERS ||
             rc == HSMCA_E_QUORUM_APPROVER_INACTIVE || rc == HSMCA_E_QUORUM_POLICY ||
             rc == HSMCA_E_QUORUM_CA_SUPERSEDED || rc == HSMCA_E_MATTER_SCOPE ||
-            rc == HSMCA_E_QUORUM_OP_UNKNOWN || rc == HSMCA_E_REVOKE_CA_REVOKED)
+            rc == HSMCA_E_QUORUM_OP_UNKNOWN || rc == HSMCA_E_REVOKE_CA_REVOKED ||
+            rc == HSMCA_E_QUORUM_NODE_UNKNOWN || rc == HSMCA_E_QUORUM_NODE_DUPLICATE ||
+            rc == HSMCA_E_QUORUM_NODES_INVALID || rc == HSMCA_E_QUORUM_NODES_UNSUPPORTED)
             rc = hsmca_q_refuse(q, who, "quorum.request", "request", rc,
                                 json_pack("{s:s}", "op", op));
         goto out;
@@ -227,11 +229,21 @@ hsmca_quorum_request_create(struct hsmca_quorum *q, const struct hsmca_quorum_pr
         rc = HSMCA_E_NOMEM;
         goto out;
     }
+    /* ca.activate naming several nodes: each named node's one-time key, made in its own memory
+     * and posted through the store (quorum_nodes.c), goes into the bytes the approvers sign */
+    if (json_object_get(params, "nodes") != NULL) {
+        rc = hsmca_q_nodes_gather(q, who, id, op, params, spki_b64, &node_keys);
+        if (rc != HSMCA_OK)
+            goto out;
+        now = hsmca_q_now_ms(q);
+    }
     req = json_pack("{s:I, s:O, s:I, s:I, s:s, s:s, s:O, s:s, s:s, s:{s:s, s:s}}", "approver_epoch",
                     (json_int_t)e.epoch, "checkpoint", cp, "created", (json_int_t)now, "expires",
                     (json_int_t)(now + ttl_ms), "id", id, "op", op, "params", params, "policy_hash",
                     e.policy_hash, "request_key", spki_b64, "requester", "key", fpr, "principal",
                     who->name);
+    if (req != NULL && node_keys != NULL)
+        json_object_set(req, "node_keys", node_keys);
     bytes = req != NULL ? json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (bytes == NULL) {
         rc = HSMCA_E_NOMEM;
@@ -286,6 +298,7 @@ out:
     json_decref(req);
     json_decref(cp);
     json_decref(detail);
+    json_decref(node_keys);
     hsmca_qepoch_clear(&e);
     return rc;
 }
@@ -312,16 +325,20 @@ hsmca_q_req_parse(const unsigned char *bytes, size_t len, struct req_view *v)
     v->root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &jerr);
     if (v->root == NULL ||
         json_unpack_ex(v->root, &jerr, JSON_STRICT,
-                       "{s:I, s:o, s:I, s:I, s:s, s:s, s:o, s:s, s:s, s:{s:s, s:s}}",
+                       "{s:I, s:o, s:I, s:I, s:s, s?o, s:s, s:o, s:s, s:s, s:{s:s, s:s}}",
                        "approver_epoch", &v->epoch, "checkpoint", &v->checkpoint, "created",
-                       &v->created, "expires", &v->expires, "id", &v->id, "op", &v->op, "params",
-                       &v->params, "policy_hash", &v->policy_hash, "request_key", &v->request_key,
-                       "requester", "key", &v->req_key, "principal", &v->principal) != 0)
+                       &v->created, "expires", &v->expires, "id", &v->id, "node_keys",
+                       &v->node_keys, "op", &v->op, "params", &v->params, "policy_hash",
+                       &v->policy_hash, "request_key", &v->request_key, "requester", "key",
+                       &v->req_key, "principal", &v->principal) != 0)
         goto bad;
     v->tokens = json_object_get(v->params, "tokens");
     if (strlen(v->id) != HSMCA_QUORUM_ID_LEN || !json_is_array(v->tokens) ||
         json_array_size(v->tokens) == 0 || json_array_size(v->tokens) > HSMCA_QUORUM_TOKENS_MAX ||
         v->epoch < 1)
+        goto bad;
+    if (v->node_keys != NULL &&
+        hsmca_q_node_keys_check(v->node_keys, v->request_key, v->params) != HSMCA_OK)
         goto bad;
     for (i = 0; i < json_array_size(v->tokens); i++) {
         const char *l = json_string_value(json_array_get(v->tokens, i));

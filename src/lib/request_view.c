@@ -103,10 +103,22 @@ hsmca_request_view(const char *op, json_t *params)
         json_object_set_new(v, "window",
                             json_pack("{s:O?, s:O?}", "until", json_object_get(v, "until"),
                                       "max_dacs", json_object_get(params, "max_dacs")));
+        char names[300] = "";
+        size_t i, n = 0;
+
+        /* several nodes: the approver sees which nodes this one approval logs in */
+        for (i = 0; i < json_array_size(json_object_get(params, "nodes")) && n < 200; i++) {
+            const char *nm = json_string_value(json_array_get(json_object_get(params, "nodes"), i));
+
+            n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%.32s", i > 0 ? ", " : "",
+                                  nm != NULL ? nm : "?");
+        }
         snprintf(sum, sizeof(sum),
-                 "open the issuance window of PAI %s until %s for at most %lld DACs",
+                 "open the issuance window of PAI %s until %s for at most %lld DACs%s%s%s",
                  str(params, "ca"), vstr(v, "until", "?"),
-                 (long long)json_integer_value(json_object_get(params, "max_dacs")));
+                 (long long)json_integer_value(json_object_get(params, "max_dacs")),
+                 names[0] != '\0' ? ", shared by the nodes " : "", names,
+                 names[0] != '\0' ? " (each logged in by this one approval)" : "");
     } else if (strcmp(op, "ca.create_paa") == 0) {
         snprintf(sum, sizeof(sum),
                  "generate a PAA key \"%s\" in token %s and self-sign the PAA %s (VID %s)",

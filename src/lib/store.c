@@ -271,6 +271,21 @@ static const char *const migrations[] = {
     "  used INTEGER NOT NULL DEFAULT 0 CHECK (used >= 0 AND used <= max_signatures),"
     "  opened_ms INTEGER NOT NULL"
     ") STRICT;",
+
+    /* 12: one ca.activate naming several nodes (quorum_nodes.c): a row per request and named
+     * node, its one-time request key (base64 SPKI; the private half is in that node's memory
+     * only) and where the node stands in the protocol */
+    "CREATE TABLE quorum_nodes ("
+    "  request_id TEXT NOT NULL CHECK (length(request_id) = 32),"
+    "  node TEXT NOT NULL CHECK (length(node) BETWEEN 1 AND 32),"
+    "  state TEXT NOT NULL CHECK (state IN ('asked', 'key', 'void', 'go', 'in', 'joined',"
+    "    'failed')),"
+    "  request_key TEXT NOT NULL DEFAULT '',"
+    "  code TEXT NOT NULL DEFAULT '',"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (request_id, node)"
+    ") STRICT;"
+    "CREATE INDEX quorum_nodes_node ON quorum_nodes(node, state);",
 };
 
 #define MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))

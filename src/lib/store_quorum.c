@@ -619,3 +619,78 @@ hsmca_store_qtoken_delete(struct hsmca_store *st, const char *label)
         rc = run(st, "DELETE FROM quorum_tokens WHERE label = ?1", NULL, NULL, NULL, "t", label);
     return rc;
 }
+
+/* ---- nodes named in one ca.activate (quorum_nodes.c) ---- */
+
+enum hsmca_err
+hsmca_store_qnode_put(struct hsmca_store *st, const struct hsmca_qnode *r)
+{
+    if (st == NULL || r == NULL || r->request_id[0] == '\0' || r->node[0] == '\0')
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "INSERT INTO quorum_nodes(request_id, node, state, request_key, code, updated_ms) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+               NULL, NULL, NULL, "ttttti", r->request_id, r->node, r->state, r->request_key,
+               r->code, r->updated_ms);
+}
+
+enum hsmca_err
+hsmca_store_qnode_move(struct hsmca_store *st, const char *request_id, const char *node,
+                       const char *from, const char *to, const char *request_key, const char *code,
+                       int64_t now_ms, int *changed)
+{
+    int n = 0;
+    enum hsmca_err rc;
+
+    if (st == NULL || request_id == NULL || from == NULL || to == NULL)
+        return HSMCA_E_INVALID_ARG;
+    rc = run(st,
+             "UPDATE quorum_nodes SET state = ?4, "
+             "request_key = CASE WHEN ?5 = '' THEN request_key ELSE ?5 END, "
+             "code = CASE WHEN ?6 = '' THEN code ELSE ?6 END, updated_ms = ?7 "
+             "WHERE request_id = ?1 AND (?2 = '' OR node = ?2) AND state = ?3",
+             NULL, NULL, &n, "tttttti", request_id, node != NULL ? node : "", from, to,
+             request_key != NULL ? request_key : "", code != NULL ? code : "", now_ms);
+    if (rc == HSMCA_OK && changed != NULL)
+        *changed = n;
+    return rc;
+}
+
+struct qnode_ctx {
+    enum hsmca_err (*fn)(void *, const struct hsmca_qnode *);
+    void *arg;
+};
+
+static enum hsmca_err
+qnode_each(struct hsmca_q *s, void *arg)
+{
+    struct qnode_ctx *c = arg;
+    struct hsmca_qnode r;
+
+    memset(&r, 0, sizeof(r));
+    hsmca_store_copy_text(r.request_id, sizeof(r.request_id), s, 0);
+    hsmca_store_copy_text(r.node, sizeof(r.node), s, 1);
+    hsmca_store_copy_text(r.state, sizeof(r.state), s, 2);
+    hsmca_store_copy_text(r.request_key, sizeof(r.request_key), s, 3);
+    hsmca_store_copy_text(r.code, sizeof(r.code), s, 4);
+    r.updated_ms = hsmca_q_int64(s, 5);
+    return c->fn(c->arg, &r);
+}
+
+enum hsmca_err
+hsmca_store_qnode_list(struct hsmca_store *st, const char *request_id, const char *node,
+                       int live_only, enum hsmca_err (*fn)(void *arg, const struct hsmca_qnode *r),
+                       void *arg)
+{
+    struct qnode_ctx c = {fn, arg};
+
+    if (st == NULL || fn == NULL)
+        return HSMCA_E_INVALID_ARG;
+    return run(st,
+               "SELECT request_id, node, state, request_key, code, updated_ms FROM quorum_nodes "
+               "WHERE (?1 = '' OR request_id = ?1) AND (?2 = '' OR node = ?2) AND "
+               "(?3 = 0 OR state IN ('asked', 'go', 'in')) "
+               "ORDER BY updated_ms, request_id, node LIMIT 64",
+               qnode_each, &c, NULL, "tti", request_id != NULL ? request_id : "",
+               node != NULL ? node : "", (int64_t)(live_only != 0));
+}

@@ -48,6 +48,19 @@ check "GET /v1/requests/{id} carries the view: window end in ISO 8601 UTC, its c
            .view.window.max_dacs == 250 and .view.approvals == "0 of 2" and
            (.view.summary | startswith("open the issuance window of PAI pai-8000"))' "$W/body"
 
+# ---- ca.activate naming nodes: only for several nodes on PostgreSQL (nodes_quorum.sh) ----
+n0=$(store_sql "SELECT count(*) FROM quorum_requests")
+req admin create ca.activate --ca pai-8000 --until +2h --max-dacs 5 --nodes node-1,node-2
+check "--nodes on a store of one node is refused (exit $RC)" [ "$RC" = 1 ]
+check "... naming quorum-nodes-unsupported" grep -q quorum-nodes-unsupported "$W/err"
+check "... audited, and no request made" sh -c "[ $(store_sql "SELECT count(*) FROM audit_entries
+    WHERE CAST(line AS TEXT) LIKE '%\"action\":\"quorum.request\"%' AND CAST(line AS TEXT) LIKE
+    '%quorum-nodes-unsupported%'") = 1 ] &&
+    [ $(store_sql "SELECT count(*) FROM quorum_requests") = $n0 ]"
+req admin create ca.activate --ca pai-8000 --window 0123456789abcdef0123456789abcdef \
+    --nodes node-1,node-2
+check "--nodes with --window is a usage error (exit $RC)" [ "$RC" = 2 ]
+
 # ---- create: ca.create_pai with VID/PID in hex ----
 req admin create ca.create_pai --ca pai-8001 --parent paa-1 --token hsmca-pai-8000 --key-label k2 \
     --vid fff1 --pid 8001

@@ -52,6 +52,21 @@ activate_in_person_terms(void **state)
 }
 
 static void
+activate_names_its_nodes(void **state)
+{
+    json_t *v = view("ca.activate", "{\"ca\": \"pai-8000\", \"until\": 1796619000000, "
+                                    "\"max_dacs\": 250, \"nodes\": [\"node-1\", \"node-2\"]}");
+
+    (void)state;
+    assert_string_equal(json_string_value(json_object_get(v, "summary")),
+                        "open the issuance window of PAI pai-8000 until 2026-12-07T04:50:00Z for "
+                        "at most 250 DACs, shared by the nodes node-1, node-2 (each logged in by "
+                        "this one approval)");
+    assert_int_equal(json_array_size(json_object_get(v, "nodes")), 2);
+    json_decref(v);
+}
+
+static void
 renewal_shows_the_certificate(void **state)
 {
     json_t *v =
@@ -145,6 +160,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(activate_in_person_terms),
+        cmocka_unit_test(activate_names_its_nodes),
         cmocka_unit_test(vid_pid_hex),
         cmocka_unit_test(renewal_shows_the_certificate),
         cmocka_unit_test(hostile_params_shown_as_given),

@@ -186,7 +186,14 @@ cli_getopt(const char *cmd, int argc, char **argv, int first, const struct cli_o
     size_t n = 0, k = 0;
     int c;
 
-    for (; opts[n].name != NULL && n < CLI_OPTS_MAX; n++) {
+    while (opts[n].name != NULL)
+        n++;
+    if (n > CLI_OPTS_MAX) { /* never drop an option silently: the table is the program's own */
+        fprintf(stderr, "hsmca %s: internal error: %zu options, more than CLI_OPTS_MAX (%d)\n", cmd,
+                n, CLI_OPTS_MAX);
+        return CLI_EXIT_FAIL;
+    }
+    for (n = 0; opts[n].name != NULL; n++) {
         int arg = opts[n].flag == NULL;
 
         lo[n] = (struct option){opts[n].name, arg ? required_argument : no_argument, NULL,

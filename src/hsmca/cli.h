@@ -127,7 +127,8 @@ int cli_u64(const char *arg, void *dst);
  * Parse argv from index first (getopt_long) by the table: --help (and -h) prints usage to
  * standard output (CLI_EXIT_OK), an unknown option prints it to standard error (CLI_EXIT_USAGE),
  * as does a refused checked argument. -1 when every option was taken: the operands start at
- * optind.
+ * optind. A table of more than CLI_OPTS_MAX options is the program's error (CLI_EXIT_FAIL, said on
+ * standard error), never options dropped.
  */
 int cli_getopt(const char *cmd, int argc, char **argv, int first, const struct cli_opt *opts,
                void (*usage)(FILE *f));

@@ -3,7 +3,8 @@
  * test_cli_getopt.c -- the command's option table (src/hsmca/cli.c): string, flag and checked
  * options by long and short name, --help and -h to standard output with exit 0, an unknown
  * option and a refused checked argument as usage errors (exit 2), the operands after the options,
- * the connection options into a struct http_client_config, and the subcommand prelude.
+ * the connection options into a struct http_client_config, the subcommand prelude, and a table
+ * longer than CLI_OPTS_MAX refused rather than cut.
  */
 #include <getopt.h>
 #include <setjmp.h>
@@ -57,6 +58,31 @@ run(const char *const *words, const struct cli_opt *opts, int *operand)
     if (operand != NULL)
         *operand = argc - optind;
     return rc;
+}
+
+/* a table longer than CLI_OPTS_MAX is refused whole: its last option was once dropped silently */
+static void
+table_too_long(void **state)
+{
+    struct cli_opt opts[CLI_OPTS_MAX + 2];
+    const char *str[CLI_OPTS_MAX + 1];
+    char names[CLI_OPTS_MAX + 1][8], last[16];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < CLI_OPTS_MAX + 1; i++) {
+        snprintf(names[i], sizeof(names[i]), "o%zu", i);
+        str[i] = NULL;
+        opts[i] = (struct cli_opt)CLI_STR(names[i], 0, &str[i]);
+    }
+    opts[CLI_OPTS_MAX + 1] = (struct cli_opt)CLI_END;
+    assert_int_equal(run((const char *[]){"--o0", "a", NULL}, opts, NULL), 1);
+    assert_null(str[0]);
+    /* CLI_OPTS_MAX exactly is taken, its last option included */
+    opts[CLI_OPTS_MAX] = (struct cli_opt)CLI_END;
+    snprintf(last, sizeof(last), "--o%d", CLI_OPTS_MAX - 1);
+    assert_int_equal(run((const char *[]){last, "z", NULL}, opts, NULL), -1);
+    assert_string_equal(str[CLI_OPTS_MAX - 1], "z");
 }
 
 static void
@@ -156,9 +182,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(options_taken),
-        cmocka_unit_test(help_and_refusals),
-        cmocka_unit_test(connection_options),
+        cmocka_unit_test(options_taken),      cmocka_unit_test(table_too_long),
+        cmocka_unit_test(help_and_refusals),  cmocka_unit_test(connection_options),
         cmocka_unit_test(subcommand_prelude),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -63,7 +63,7 @@ request_node_keys_are_checked(void **state)
 {
     struct req_view v;
     json_t *two = json_pack("[s, s]", "node-1", "node-2");
-    json_t *keys = json_pack("{s:s, s:s}", "node-1", KEY1, "node-2", KEY2), *bad;
+    json_t *keys = json_pack("{s:s, s:s}", "node-1", KEY1, "node-2", KEY2), *bad, *nodes;
 
     (void)state;
     /* no node_keys: as before */
@@ -89,11 +89,14 @@ request_node_keys_are_checked(void **state)
     json_decref(bad);
     /* one node, a bad name, a key that is no string */
     bad = json_pack("{s:s}", "node-1", KEY1);
-    assert_int_equal(parse(bad, json_pack("[s]", "node-1"), &v), HSMCA_E_QUORUM_ENVELOPE);
+    nodes = json_pack("[s]", "node-1");
+    assert_int_equal(parse(bad, nodes, &v), HSMCA_E_QUORUM_ENVELOPE);
+    json_decref(nodes);
     json_decref(bad);
     bad = json_pack("{s:s, s:s}", "node-1", KEY1, "Node 2", KEY2);
-    assert_int_equal(parse(bad, json_pack("[s, s]", "node-1", "Node 2"), &v),
-                     HSMCA_E_QUORUM_ENVELOPE);
+    nodes = json_pack("[s, s]", "node-1", "Node 2");
+    assert_int_equal(parse(bad, nodes, &v), HSMCA_E_QUORUM_ENVELOPE);
+    json_decref(nodes);
     json_decref(bad);
     bad = json_pack("{s:s, s:i}", "node-1", KEY1, "node-2", 7);
     assert_int_equal(parse(bad, two, &v), HSMCA_E_QUORUM_ENVELOPE);

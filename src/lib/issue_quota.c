@@ -258,7 +258,8 @@ issue_quota_seed(struct hsmca_issue_ca *ca, int minute, int day, int recount)
     struct hsmca_store *st;
     enum hsmca_err rc;
 
-    if (!minute && !day && !recount)
+    /* the recount is SQLite's alone: without quotas, a PostgreSQL node opens no handle for it */
+    if (!minute && !day && (!recount || hsmca_store_spec_is_pg(ca->iss->store_path)))
         return HSMCA_OK;
     st = quota_store(ca->iss, &rc);
     if (rc != HSMCA_OK)

@@ -78,6 +78,19 @@ collect_raw(void *arg, const struct hsmca_qapproval *r)
     return HSMCA_OK;
 }
 
+/* The request's stored row, its parsed bytes and the current epoch, into x. */
+enum hsmca_err
+hsmca_q_exec_load(struct hsmca_quorum *q, const char *id, struct exec_state *x)
+{
+    enum hsmca_err rc = hsmca_store_qrequest_get(hsmca_q_rd(q), id, &x->r);
+
+    if (rc == HSMCA_OK)
+        rc = hsmca_q_req_parse(x->r.bytes, x->r.len, &x->v);
+    if (rc == HSMCA_OK)
+        rc = hsmca_store_qepoch_current(hsmca_q_rd(q), &x->e);
+    return rc;
+}
+
 /* Copy the stored approvals of x->r.id into x->c. */
 enum hsmca_err
 hsmca_q_collect_approvals(struct hsmca_quorum *q, struct exec_state *x)
@@ -274,11 +287,7 @@ hsmca_quorum_execute(struct hsmca_quorum *q, const char *id, const struct hsmca_
         return HSMCA_E_NOMEM;
     pthread_mutex_lock(&q->lock);
     snprintf(target, sizeof(target), "request/%s", id);
-    rc = hsmca_store_qrequest_get(hsmca_q_rd(q), id, &x->r);
-    if (rc == HSMCA_OK)
-        rc = hsmca_q_req_parse(x->r.bytes, x->r.len, &x->v);
-    if (rc == HSMCA_OK)
-        rc = hsmca_store_qepoch_current(hsmca_q_rd(q), &x->e);
+    rc = hsmca_q_exec_load(q, id, x);
     if (rc != HSMCA_OK)
         goto out;
     if (strcmp(x->r.status, "pending") != 0) {

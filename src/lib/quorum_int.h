@@ -254,7 +254,9 @@ enum hsmca_err hsmca_qca_after_renew(struct hsmca_quorum *q, struct exec_state *
 /* HSMCA_E_QUORUM_CA_SUPERSEDED when ca_id has a successor, HSMCA_OK when not */
 enum hsmca_err hsmca_qca_superseded(struct hsmca_store *st, const char *ca_id);
 
-/* quorum_exec.c: the approvals of x->r.id copied, the valid ones kept, a PIN rebuilt */
+/* quorum_exec.c: request id loaded into x (its row, its parsed bytes, the current epoch); the
+ * approvals of x->r.id copied, the valid ones kept, a PIN rebuilt */
+enum hsmca_err hsmca_q_exec_load(struct hsmca_quorum *q, const char *id, struct exec_state *x);
 enum hsmca_err hsmca_q_collect_approvals(struct hsmca_quorum *q, struct exec_state *x);
 void hsmca_q_keep_valid(struct hsmca_quorum *q, struct exec_state *x);
 enum hsmca_err hsmca_q_rebuild_pin(struct hsmca_quorum *q, struct exec_state *x, size_t i, int alt);

@@ -539,11 +539,7 @@ node_login_checked(struct hsmca_quorum *q, const struct hsmca_quorum_exec *ex, s
     x->rkey = hsmca_q_pending_key(q, id);
     if (x->rkey == NULL)
         return HSMCA_E_QUORUM_REQUEST_VOID; /* this node restarted since it posted its key */
-    rc = hsmca_store_qrequest_get(hsmca_q_rd(q), id, &x->r);
-    if (rc == HSMCA_OK)
-        rc = hsmca_q_req_parse(x->r.bytes, x->r.len, &x->v);
-    if (rc == HSMCA_OK)
-        rc = hsmca_store_qepoch_current(hsmca_q_rd(q), &x->e);
+    rc = hsmca_q_exec_load(q, id, x);
     if (rc != HSMCA_OK)
         return rc;
     /* the bytes the approvers signed name this node with this key */

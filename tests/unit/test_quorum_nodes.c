@@ -245,18 +245,14 @@ put(struct hsmca_store *st, const char *id, const char *node, const char *state,
 static void
 store_rows_put_move_list(void **state)
 {
-    const char *spec = getenv("HSMCA_TEST_STORE_SPEC");
-    char dir[512], path[600];
+    char dir[512];
     struct hsmca_store *st = NULL;
     struct hsmca_qnode dup;
     struct seen s;
     int n = -1;
 
     (void)state;
-    assert_int_equal(fx_tmpdir("qnodes", dir, sizeof(dir)), 0);
-    snprintf(path, sizeof(path), "%s/hsmca.db", dir);
-    assert_int_equal(hsmca_store_open(spec != NULL && spec[0] != '\0' ? spec : path, &st),
-                     HSMCA_OK);
+    assert_int_equal(fx_store_open("qnodes", 1, dir, sizeof(dir), NULL, 0, &st), 0);
     put(st, ID, "node-1", "key", 1);
     put(st, ID, "node-2", "asked", 2);
     put(st, "fedcba9876543210fedcba9876543210", "node-2", "void", 3);
@@ -302,8 +298,7 @@ store_rows_put_move_list(void **state)
     assert_string_equal(s.r[1].request_key, KEY2); /* kept when not given */
     assert_string_equal(s.r[1].code, "quorum-node-timeout");
     assert_int_equal(s.r[1].updated_ms, 8);
-    hsmca_store_close(st);
-    fx_rmtree(dir);
+    fx_store_close(st, dir);
 }
 
 int

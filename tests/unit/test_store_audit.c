@@ -28,12 +28,8 @@ static int
 setup(void **state)
 {
     struct ctx *c = calloc(1, sizeof(*c));
-    char db[600];
 
-    if (c == NULL || fx_tmpdir("store-audit", c->dir, sizeof(c->dir)) != 0)
-        return -1;
-    snprintf(db, sizeof(db), "%s/hsmca.db", c->dir);
-    if (hsmca_store_open(db, &c->st) != HSMCA_OK)
+    if (c == NULL || fx_store_open("store-audit", 0, c->dir, sizeof(c->dir), NULL, 0, &c->st) != 0)
         return -1;
     *state = c;
     return 0;
@@ -44,8 +40,7 @@ teardown(void **state)
 {
     struct ctx *c = *state;
 
-    hsmca_store_close(c->st);
-    fx_rmtree(c->dir);
+    fx_store_close(c->st, c->dir);
     free(c);
     return 0;
 }

@@ -27,13 +27,9 @@ static int
 setup(void **state)
 {
     struct ctx *c = calloc(1, sizeof(*c));
-    char db[600];
     struct hsmca_ca_rec paa = {0}, pai = {0};
 
-    if (c == NULL || fx_tmpdir("certs", c->dir, sizeof(c->dir)) != 0)
-        return -1;
-    snprintf(db, sizeof(db), "%s/hsmca.db", c->dir);
-    if (hsmca_store_open(db, &c->st) != HSMCA_OK)
+    if (c == NULL || fx_store_open("certs", 0, c->dir, sizeof(c->dir), NULL, 0, &c->st) != 0)
         return -1;
     snprintf(paa.id, sizeof(paa.id), "paa");
     snprintf(paa.kind, sizeof(paa.kind), "paa");
@@ -57,8 +53,7 @@ teardown(void **state)
 {
     struct ctx *c = *state;
 
-    hsmca_store_close(c->st);
-    fx_rmtree(c->dir);
+    fx_store_close(c->st, c->dir);
     free(c);
     return 0;
 }

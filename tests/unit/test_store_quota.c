@@ -41,20 +41,14 @@ static int
 setup(void **state)
 {
     struct ctx *c = calloc(1, sizeof(*c));
-    const char *spec = getenv("HSMCA_TEST_STORE_SPEC");
     struct timespec ts;
 
-    if (c == NULL || fx_tmpdir("quota", c->dir, sizeof(c->dir)) != 0)
+    if (c == NULL ||
+        fx_store_open("quota", 1, c->dir, sizeof(c->dir), c->spec, sizeof(c->spec), &c->st) != 0)
         return -1;
-    if (spec != NULL && spec[0] != '\0')
-        snprintf(c->spec, sizeof(c->spec), "%s", spec);
-    else
-        snprintf(c->spec, sizeof(c->spec), "%s/hsmca.db", c->dir);
     /* a CA id of this run's own: a shared PostgreSQL store keeps earlier runs' rows */
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(c->ca, sizeof(c->ca), "pai-q%u-%u", (unsigned)ts.tv_sec, (unsigned)ts.tv_nsec);
-    if (hsmca_store_open(c->spec, &c->st) != HSMCA_OK)
-        return -1;
     *state = c;
     return 0;
 }
@@ -64,8 +58,7 @@ teardown(void **state)
 {
     struct ctx *c = *state;
 
-    hsmca_store_close(c->st);
-    fx_rmtree(c->dir);
+    fx_store_close(c->st, c->dir);
     free(c);
     return 0;
 }

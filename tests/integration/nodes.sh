@@ -86,13 +86,7 @@ check "both nodes' DACs count against the one window ($n_win under it, $used of 
 
 # ---- one chain: both nodes' entries, verified offline from one extract ----
 check "node 2 stops with status 0" node_stop 2
-on 1
-call auditor GET /v1/audit/extract
-check "extract from node 1 (200)" [ "$STATUS" = 200 ]
-mkdir -p "$W/x"
-tar -xf "$W/body" -C "$W/x"
-check "one extract verifies the chain with the entries of both nodes" \
-    "$HSMCA_BIN" audit verify "$W/x/hsmca-audit-extract"
+one_extract_verifies "the entries of both nodes"
 count_action() { store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
     '%\"action\":\"$1\"%'"; }
 issued=$(count_action dac.issue)

@@ -140,3 +140,14 @@ dac_post() {
         "https://127.0.0.1:$(port_of "$1")/v1/cas/pai-8000/dacs" 2>>"$W/curl-errors" || true
 }
 serial_of() { openssl x509 -in "$1" -noout -serial 2>/dev/null | cut -d= -f2 | tr 'A-F' 'a-f'; }
+
+# one_extract_verifies WHAT: one extract of the whole log, asked of node 1, verifies offline
+one_extract_verifies() {
+    on 1
+    call auditor GET /v1/audit/extract
+    check "extract from node 1 ($STATUS)" [ "$STATUS" = 200 ]
+    mkdir -p "$W/x"
+    tar -xf "$W/body" -C "$W/x" 2>/dev/null || true
+    check "one extract verifies the chain with $1" \
+        "$HSMCA_BIN" audit verify "$W/x/hsmca-audit-extract"
+}

@@ -92,19 +92,38 @@ check_cp(struct hsmca_audit *a, const struct hsmca_audit_checkpoint *cp, char *w
     return HSMCA_OK;
 }
 
+/*
+ * The store's last seq, read after what must not be ahead of it. Several nodes on one PostgreSQL
+ * store append, sign checkpoints and move the anchor while this one starts; each of them comes
+ * after the entries it covers (an entry's commit, then the checkpoint over it, then the anchor at
+ * that checkpoint), so a head read after the anchor and the checkpoint is never behind them.
+ */
+static enum hsmca_err
+store_last(struct hsmca_audit *a, uint64_t *size, char *why, size_t why_len)
+{
+    unsigned char h[HSMCA_SHA256_LEN];
+    enum hsmca_err rc = hsmca_store_audit_head(a->st, size, h);
+
+    if (rc != HSMCA_OK)
+        snprintf(why, why_len, "cannot read the audit log: %s", hsmca_err_code(rc));
+    return rc;
+}
+
 /* The anchor: "<size> <head hex> <cp hash hex>". */
 static enum hsmca_err
-check_anchor(struct hsmca_audit *a, uint64_t store_size, char *why, size_t why_len)
+check_anchor(struct hsmca_audit *a, char *why, size_t why_len)
 {
     unsigned char buf[HSMCA_DATA_OBJECT_MAX + 1], head[HSMCA_SHA256_LEN], cph[HSMCA_SHA256_LEN];
     struct hsmca_audit_checkpoint cp;
     size_t len = 0, n = 0;
-    uint64_t size = 0;
+    uint64_t size = 0, store_size = 0;
     const char *sp1, *sp2;
     enum hsmca_err rc;
 
     rc = hsmca_token_data_read(a->token, AUDIT_ANCHOR_LABEL, buf, sizeof(buf) - 1, &len);
     if (rc == HSMCA_E_NOT_FOUND) {
+        if (store_last(a, &store_size, why, why_len) != HSMCA_OK)
+            return HSMCA_E_STORE_READ;
         if (store_size == 0)
             return HSMCA_E_NOT_FOUND; /* a new log */
         snprintf(why, why_len,
@@ -130,6 +149,8 @@ check_anchor(struct hsmca_audit *a, uint64_t store_size, char *why, size_t why_l
         snprintf(why, why_len, "the anchor object in the audit token is malformed");
         return HSMCA_E_AUDIT_ANCHOR;
     }
+    if (store_last(a, &store_size, why, why_len) != HSMCA_OK)
+        return HSMCA_E_STORE_READ;
     if (store_size < size) {
         snprintf(why, why_len,
                  "anchor checkpoint %llu missing: the store ends at seq %llu (restored older "
@@ -319,7 +340,6 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
     struct chain_ck ck;
     char dummy[8], *origin = NULL;
     uint64_t store_size = 0;
-    unsigned char store_head[HSMCA_SHA256_LEN];
     enum hsmca_err rc;
 
     if (why == NULL || why_len == 0) {
@@ -370,12 +390,7 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
         snprintf(a->origin, sizeof(a->origin), "%s", cfg->origin);
     a->last_cp_us = hsmca_mono_us();
 
-    rc = hsmca_store_audit_head(a->st, &store_size, store_head);
-    if (rc != HSMCA_OK) {
-        snprintf(why, why_len, "cannot read the audit log: %s", hsmca_err_code(rc));
-        goto fail;
-    }
-    rc = check_anchor(a, store_size, why, why_len);
+    rc = check_anchor(a, why, why_len);
     if (rc == HSMCA_E_NOT_FOUND) {
         rc = audit_genesis(a, cfg->genesis_detail_json, why, why_len);
         if (rc != HSMCA_OK)
@@ -391,6 +406,10 @@ hsmca_audit_open(const struct hsmca_audit_config *cfg, struct hsmca_audit **out,
             goto fail;
         }
         rc = check_cp(a, &a->last_cp, why, why_len);
+        if (rc != HSMCA_OK)
+            goto fail;
+        /* read after the checkpoint, which another node may have signed since the anchor */
+        rc = store_last(a, &store_size, why, why_len);
         if (rc != HSMCA_OK)
             goto fail;
         if (hsmca_store_meta_get(a->st, "audit.origin", &origin) == HSMCA_OK) {

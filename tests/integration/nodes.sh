@@ -10,13 +10,18 @@
 # with its own request ids; every id retried on the other node returns the same DAC (a replay,
 # never a second DAC); the audit log is one chain with the entries of both nodes (each entry's
 # prev the hash of the one before it, whichever node wrote it), its seqs without a gap, and one
-# extract of the whole log verifies offline.
+# extract of the whole log verifies offline. Last, node 2 starts three times while node 1 appends
+# and signs checkpoints (node 1 signs one every 4 entries), its token slow to give the audit
+# anchor: its self-check reads the store's head after the anchor and the checkpoint it checks,
+# so another node's writes meanwhile never make it refuse to start.
 HSMCA_TEST_STORE=pg
 export HSMCA_TEST_STORE
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/nodes_lib.sh"
 
 nodes_setup
+jq '.audit.checkpoint_entries = 4' "$W/hsmcad.json" > "$W/hsmcad.json.new" &&
+    mv "$W/hsmcad.json.new" "$W/hsmcad.json"
 node_start 1
 check "node 1: a quorum request through it activates its PAI" activate 1
 # (a node's token connection opened before another node's activation rotated the PAI token's PIN
@@ -133,6 +138,42 @@ orphans=$(count_action test.held.orphan)
 left=$(store_sql "SELECT count(*) FROM audit_intents WHERE seq = $iseq")
 check "... and closes the gone session's intent as orphaned ($orphans entry, $left left open)" \
     sh -c "[ '$orphans' = 1 ] && [ '$left' = 0 ]"
+
+# ---- node 2 starts while node 1 appends and signs checkpoints ----
+# (the shim holds node 2's search for the audit anchor 1.5 s: node 1's DACs, checkpoints and anchor
+# moves land between the anchor node 2 reads and the rest of its self-check)
+check "node 2 stops with status 0 (before the busy starts)" node_stop 2
+jq --arg m "${HSMCA_P11SHIM:?}" '.pkcs11_module = $m' "$W/hsmcad2.json" > "$W/hsmcad2.slow.json"
+mv "$W/hsmcad2.json" "$W/hsmcad2.fast.json"
+cp "$W/hsmcad2.slow.json" "$W/hsmcad2.json"
+rm -f "$W/busy.stop"
+busy() { # DACs from node 1 until busy.stop (at most 400, and 180 s)
+    k=0 t0=$(date +%s)
+    while [ ! -e "$W/busy.stop" ] && [ $k -lt 400 ] && [ $(($(date +%s) - t0)) -lt 180 ]; do
+        k=$((k + 1))
+        echo "$(dac_post 1 "busy-$k" "$W/a.json" "$W/busy.pem")" >> "$W/busy.codes"
+    done
+}
+busy &
+BUSY=$!
+HSMCA_SHIM_TARGET=$CLIENT HSMCA_SHIM_SLOW_FIND=hsmca-audit-anchor:1500
+export HSMCA_SHIM_TARGET HSMCA_SHIM_SLOW_FIND
+for r in 1 2 3; do
+    cps0=$(store_sql "SELECT count(*) FROM audit_checkpoints")
+    started=0
+    node_start 2 && started=1
+    cps=$(($(store_sql "SELECT count(*) FROM audit_checkpoints") - cps0))
+    check "node 2 starts while node 1 signs checkpoints [$r] ($cps signed by then)" \
+        sh -c "[ $started = 1 ] && [ $cps -ge 1 ]"
+    [ $started = 0 ] || check "... and stops with status 0 [$r]" node_stop 2
+done
+unset HSMCA_SHIM_SLOW_FIND
+touch "$W/busy.stop"
+wait "$BUSY" || true
+check "node 1 issued DACs all the while ($(grep -c '^201$' "$W/busy.codes") of $(wc -l < "$W/busy.codes"))" \
+    sh -c "[ $(grep -c '^201$' "$W/busy.codes") -ge 1 ] && [ $(grep -vc '^201$' "$W/busy.codes") = 0 ]"
+mv "$W/hsmcad2.fast.json" "$W/hsmcad2.json"
+check "node 2 starts again" node_start 2
 check "node 2 stops with status 0 (last)" node_stop 2
 check "SIGTERM stops node 1 with status 0" node_stop 1
 finish

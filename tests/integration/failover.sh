@@ -170,13 +170,7 @@ check "refusals past the count carry window-exhausted (409; $exhausted), no othe
     sh -c "[ $exhausted -ge 1 ] && [ -z '$other' ]"
 
 # ---- one extract, both nodes' entries ----
-on 1
-call auditor GET /v1/audit/extract
-check "extract (200)" [ "$STATUS" = 200 ]
-mkdir -p "$W/x"
-tar -xf "$W/body" -C "$W/x" 2>/dev/null || true
-check "one extract with the entries of both nodes verifies offline" \
-    "$HSMCA_BIN" audit verify "$W/x/hsmca-audit-extract"
+one_extract_verifies "the entries of both nodes"
 # shellcheck disable=SC2046
 set -- $(store_sql "SELECT count(*), min(seq), max(seq) FROM audit_entries" | tr '|' ' ')
 check "the seqs run 1..$3 without a gap ($1 entries)" sh -c "[ '$1' = '$3' ] && [ '$2' = 1 ]"

@@ -151,7 +151,7 @@ busy() { # DACs from node 1 until busy.stop (at most 400, and 180 s)
     k=0 t0=$(date +%s)
     while [ ! -e "$W/busy.stop" ] && [ $k -lt 400 ] && [ $(($(date +%s) - t0)) -lt 180 ]; do
         k=$((k + 1))
-        echo "$(dac_post 1 "busy-$k" "$W/a.json" "$W/busy.pem")" >> "$W/busy.codes"
+        printf '%s\n' "$(dac_post 1 "busy-$k" "$W/a.json" "$W/busy.pem")" >> "$W/busy.codes"
     done
 }
 busy &

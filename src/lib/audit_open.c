@@ -122,8 +122,9 @@ check_anchor(struct hsmca_audit *a, char *why, size_t why_len)
 
     rc = hsmca_token_data_read(a->token, AUDIT_ANCHOR_LABEL, buf, sizeof(buf) - 1, &len);
     if (rc == HSMCA_E_NOT_FOUND) {
-        if (store_last(a, &store_size, why, why_len) != HSMCA_OK)
-            return HSMCA_E_STORE_READ;
+        rc = store_last(a, &store_size, why, why_len);
+        if (rc != HSMCA_OK)
+            return rc;
         if (store_size == 0)
             return HSMCA_E_NOT_FOUND; /* a new log */
         snprintf(why, why_len,
@@ -149,8 +150,9 @@ check_anchor(struct hsmca_audit *a, char *why, size_t why_len)
         snprintf(why, why_len, "the anchor object in the audit token is malformed");
         return HSMCA_E_AUDIT_ANCHOR;
     }
-    if (store_last(a, &store_size, why, why_len) != HSMCA_OK)
-        return HSMCA_E_STORE_READ;
+    rc = store_last(a, &store_size, why, why_len);
+    if (rc != HSMCA_OK)
+        return rc;
     if (store_size < size) {
         snprintf(why, why_len,
                  "anchor checkpoint %llu missing: the store ends at seq %llu (restored older "

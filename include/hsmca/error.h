@@ -147,6 +147,7 @@ enum hsmca_err {
     HSMCA_E_QUORUM_NODES_UNSUPPORTED = 651, /* nodes on a store with one node (SQLite, no node) */
     HSMCA_E_QUORUM_NODE_UNAVAILABLE = 652,  /* a named node posted no request key in time */
     HSMCA_E_QUORUM_NODE_TIMEOUT = 653,      /* a named node did not log in by the deadline */
+    HSMCA_E_QUORUM_NODE_DOWN = 654,         /* a named node was not running when awaited */
     /* 700..799: daemon, HTTP, config (src/hsmcad); 750..779 belong to issuance (issue.c) */
     HSMCA_E_HTTP_UNAUTHENTICATED = 700,   /* no client certificate, or one no role binds */
     HSMCA_E_HTTP_FORBIDDEN = 701,         /* the principal's role may not use this endpoint */

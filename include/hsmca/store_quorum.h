@@ -172,6 +172,18 @@ hsmca_store_qapproval_list(struct hsmca_store *st, const char *request_id,
  * request_key NULL: kept; code NULL: kept) and says how many in *changed (may be NULL). list
  * calls fn for the rows of request_id (NULL: any) and node (NULL: any), at most 64, oldest
  * request first; live_only: only "asked", "go" and "in". */
+/*
+ * A node's liveness (PostgreSQL; on SQLite keep sets *held to 0 and alive says every node lives).
+ * hsmca_store_node_keep: make this store's connection hold node's liveness lock, taking it again
+ * after a reconnection; call it about once a second from one thread, on a store handle of its own
+ * that nothing else uses (*held 0: another live session holds the name, or the store failed).
+ * hsmca_store_node_alive: whether a session holds node's lock (a node that runs); never ask it on
+ * the handle that keeps the same name.
+ */
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_node_keep(struct hsmca_store *st, const char *node,
+                                                     int *held);
+HSMCA_MUSTCHECK enum hsmca_err hsmca_store_node_alive(struct hsmca_store *st, const char *node,
+                                                      int *alive);
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qnode_put(struct hsmca_store *st,
                                                      const struct hsmca_qnode *r);
 HSMCA_MUSTCHECK enum hsmca_err hsmca_store_qnode_move(struct hsmca_store *st,

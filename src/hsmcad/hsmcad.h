@@ -97,6 +97,12 @@ void hsmcad_quorum_exec(struct hsmcad *d, struct hsmca_quorum_exec *ex);
  * only with the config's node on PostgreSQL). */
 void hsmcad_nodes_start(struct hsmcad *d);
 void hsmcad_nodes_stop(void);
+/* This node's liveness lock on a store connection of its own (nodes.c; only with the config's
+ * node on PostgreSQL): taken before the daemon listens, kept by the keeper every second, let go
+ * after the keeper stops. */
+enum hsmca_err hsmcad_nodes_hold(struct hsmcad *d);
+void hsmcad_nodes_keep(void);
+void hsmcad_nodes_release(void);
 
 /*
  * Token faults (tokens.c): probe every token, heal what came back, close a window whose token

@@ -176,6 +176,7 @@ keeper_run(void *arg)
         hsmcad_flush_refusals(k->d, 0);
         hsmca_ca_close_ended(k->d->cas, hsmcad_now_ms());
         hsmcad_tokens_check(k->d, 0);
+        hsmcad_nodes_keep();
         pthread_mutex_lock(&k->mu);
     }
     pthread_mutex_unlock(&k->mu);
@@ -491,6 +492,12 @@ main(int argc, char **argv)
     rc = hsmcad_metrics_new(route_names, hsmcad_nroutes, &d->metrics);
     if (rc != HSMCA_OK)
         goto out;
+    /* several nodes on PostgreSQL: the others see this one running from before it listens */
+    rc = hsmcad_nodes_hold(d);
+    if (rc != HSMCA_OK) {
+        start_fail("node liveness", rc, NULL);
+        goto out;
+    }
 
     rc = hsmcad_server_start(d, cert_pem, key_pem, ca_pem, &srv, &port);
     if (rc != HSMCA_OK) {
@@ -572,6 +579,7 @@ out:
         pthread_mutex_unlock(&keeper.mu);
         pthread_join(keeper.th, NULL);
     }
+    hsmcad_nodes_release(); /* from now on the other nodes see this one down */
     if (d != NULL) {
         hsmcad_flush_refusals(d, 1); /* counted refusals are summarised before the log closes */
         hsmca_ca_registry_stop(d->cas, "stop");

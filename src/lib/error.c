@@ -241,6 +241,9 @@ static const struct row rows[] = {
     {HSMCA_E_QUORUM_NODE_TIMEOUT, "quorum-node-timeout", 504,
      "A named node did not log in before the execution's deadline; it joins later by a request "
      "of its own"},
+    {HSMCA_E_QUORUM_NODE_DOWN, "quorum-node-down", 503,
+     "A named node was not running (its store session was gone) when the execution awaited its "
+     "login; it joins later by a request of its own"},
     {HSMCA_E_HTTP_UNAUTHENTICATED, "http-unauthenticated", 401,
      "A client certificate bound to a principal in roles.json is required"},
     {HSMCA_E_HTTP_FORBIDDEN, "http-forbidden", 403, "Your role may not use this endpoint"},

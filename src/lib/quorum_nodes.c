@@ -212,6 +212,30 @@ rows_of(struct hsmca_quorum *q, const char *id, struct rows *l)
     return hsmca_store_qnode_list(hsmca_q_rd(q), id, NULL, 0, row_copy, l);
 }
 
+/*
+ * The other nodes of l in state whose process is gone (no session holds their liveness lock:
+ * hsmca_store_node_alive), appended to down (cleared first). They will never answer; a node
+ * alive but slow is still waited for.
+ */
+static enum hsmca_err
+nodes_down(struct hsmca_quorum *q, const struct rows *l, const char *state, json_t *down)
+{
+    enum hsmca_err rc = HSMCA_OK;
+    size_t i;
+
+    json_array_clear(down);
+    for (i = 0; rc == HSMCA_OK && i < l->n; i++) {
+        int alive = 1;
+
+        if (strcmp(l->r[i].state, state) != 0 || strcmp(l->r[i].node, q->node) == 0)
+            continue;
+        rc = hsmca_store_node_alive(hsmca_q_rd(q), l->r[i].node, &alive);
+        if (rc == HSMCA_OK && !alive && json_array_append_new(down, json_string(l->r[i].node)) != 0)
+            rc = HSMCA_E_NOMEM;
+    }
+    return rc;
+}
+
 /* the rows of one request, as the apply callbacks write them */
 struct ask_apply {
     struct hsmca_quorum *q;
@@ -273,9 +297,10 @@ apply_move(struct hsmca_store *st, void *arg)
 
 /*
  * Called by hsmca_quorum_request_create with q->lock held, which this releases while it waits:
- * ask the named nodes of params.nodes for their keys, wait up to KEY_WAIT_MS, and on HSMCA_OK
- * set *node_keys to {node: key}. A node that posts none: the request is refused and audited
- * (quorum.request, quorum-node-unavailable, the nodes missing), its rows "void".
+ * ask the named nodes of params.nodes for their keys, wait up to KEY_WAIT_MS (less once every
+ * node still silent is found not running), and on HSMCA_OK set *node_keys to {node: key}. A node
+ * that posts none: the request is refused and audited (quorum.request, quorum-node-unavailable,
+ * the nodes missing, and those found down), its rows "void".
  */
 enum hsmca_err
 hsmca_q_nodes_gather(struct hsmca_quorum *q, const struct hsmca_quorum_principal *who,
@@ -286,6 +311,7 @@ hsmca_q_nodes_gather(struct hsmca_quorum *q, const struct hsmca_quorum_principal
     struct move_apply m;
     struct rows *l = NULL;
     json_t *nodes = json_object_get(params, "nodes"), *d = NULL, *keys = NULL, *missing = NULL;
+    json_t *down = json_array();
     char target[48];
     int64_t until;
     enum hsmca_err rc;
@@ -296,7 +322,7 @@ hsmca_q_nodes_gather(struct hsmca_quorum *q, const struct hsmca_quorum_principal
     keys = json_object();
     missing = json_array();
     d = json_pack("{s:s, s:O}", "op", op, "nodes", nodes);
-    if (l == NULL || keys == NULL || missing == NULL || d == NULL) {
+    if (l == NULL || keys == NULL || missing == NULL || down == NULL || d == NULL) {
         rc = HSMCA_E_NOMEM;
         goto out;
     }
@@ -320,6 +346,10 @@ hsmca_q_nodes_gather(struct hsmca_quorum *q, const struct hsmca_quorum_principal
             have += strcmp(l->r[i].state, "key") == 0;
         if (rc != HSMCA_OK || have == json_array_size(nodes) || mono_ms() >= until)
             break;
+        /* a node that is not running never answers: stop once no silent node runs */
+        rc = nodes_down(q, l, "asked", down);
+        if (rc != HSMCA_OK || have + json_array_size(down) == json_array_size(nodes))
+            break;
         sleep_ms(POLL_MS);
     }
     pthread_mutex_lock(&q->lock);
@@ -338,8 +368,8 @@ hsmca_q_nodes_gather(struct hsmca_quorum *q, const struct hsmca_quorum_principal
     }
     /* refused: the rows void (a late key is never used), the missing nodes named */
     json_decref(d);
-    d = json_pack("{s:s, s:s, s:O}", "code", hsmca_err_code(HSMCA_E_QUORUM_NODE_UNAVAILABLE), "op",
-                  op, "missing", missing);
+    d = json_pack("{s:s, s:s, s:O, s:O}", "code", hsmca_err_code(HSMCA_E_QUORUM_NODE_UNAVAILABLE),
+                  "op", op, "missing", missing, "down", down);
     memset(&m, 0, sizeof(m));
     m.id = id;
     m.from = "asked";
@@ -349,23 +379,54 @@ hsmca_q_nodes_gather(struct hsmca_quorum *q, const struct hsmca_quorum_principal
     m.now = hsmca_q_now_ms(q);
     rc = d != NULL ? hsmca_q_audit(q, who, "quorum.request", target, "refused", d, apply_move, &m)
                    : HSMCA_E_NOMEM;
-    hsmca_log(HSMCA_LOG_WARN, "quorum", "nodes-unavailable", "request=%s missing=%zu", id,
-              json_array_size(missing));
+    hsmca_log(HSMCA_LOG_WARN, "quorum", "nodes-unavailable", "request=%s missing=%zu down=%zu", id,
+              json_array_size(missing), json_array_size(down));
     if (rc == HSMCA_OK)
         rc = HSMCA_E_QUORUM_NODE_UNAVAILABLE;
 out:
     json_decref(d);
     json_decref(keys);
     json_decref(missing);
+    json_decref(down);
     free(l);
     return rc;
 }
 
 /* ---- the executing node: every named node logs in before the one rotation ---- */
 
+/* A node found not running while the execution awaits its login: its row go -> failed
+ * (quorum-node-down), one quorum.node.down entry. A node that logged in or failed meanwhile
+ * keeps its own outcome (no row moved, no entry). */
+static enum hsmca_err
+node_down(struct hsmca_quorum *q, const char *target, const char *id, const char *node)
+{
+    struct move_apply m;
+    json_t *d;
+    enum hsmca_err rc;
+
+    memset(&m, 0, sizeof(m));
+    m.id = id;
+    m.node = node;
+    m.from = "go";
+    m.to = "failed";
+    m.code = hsmca_err_code(HSMCA_E_QUORUM_NODE_DOWN);
+    m.now = hsmca_q_now_ms(q);
+    m.need_one = 1;
+    d = json_pack("{s:s, s:s}", "code", m.code, "node", node);
+    rc = d != NULL ? hsmca_q_audit(q, NULL, "quorum.node.down", target, "failed", d, apply_move, &m)
+                   : HSMCA_E_NOMEM;
+    json_decref(d);
+    if (rc == HSMCA_E_NOT_FOUND)
+        return HSMCA_OK;
+    if (rc == HSMCA_OK)
+        hsmca_log(HSMCA_LOG_WARN, "quorum", "node-down", "request=%s node=%s", id, node);
+    return rc;
+}
+
 /*
  * ca.activate's act (quorum_ops.c), the executor's own login done: say go to the other named
- * nodes, wait up to LOGIN_WAIT_MS for each to log in or fail, mark the silent ones failed
+ * nodes, wait up to LOGIN_WAIT_MS for each to log in or fail, mark a node found not running
+ * failed at once (quorum.node.down, quorum-node-down) and the silent ones failed at the deadline
  * (quorum-node-timeout), and put each node's outcome in x->nodes ({"activated": [names],
  * "failed": [{"node", "code"}]}). Always HSMCA_OK but for the store and audit: a node that fails
  * never stops the others, and the rotation comes next whatever they did.
@@ -375,14 +436,17 @@ hsmca_q_nodes_login(struct hsmca_quorum *q, struct exec_state *x)
 {
     struct move_apply m;
     struct rows *l = calloc(1, sizeof(*l));
-    json_t *d = NULL, *act = NULL, *failed = NULL;
+    json_t *d = NULL, *act = NULL, *failed = NULL, *down = json_array();
     char target[48];
     int64_t until;
     enum hsmca_err rc;
     size_t i, go = 0;
 
-    if (l == NULL)
+    if (l == NULL || down == NULL) {
+        free(l);
+        json_decref(down);
         return HSMCA_E_NOMEM;
+    }
     snprintf(target, sizeof(target), "request/%s", x->r.id);
     memset(&m, 0, sizeof(m));
     m.id = x->r.id;
@@ -407,7 +471,14 @@ hsmca_q_nodes_login(struct hsmca_quorum *q, struct exec_state *x)
             go += strcmp(l->r[i].state, "go") == 0;
         if (rc != HSMCA_OK || go == 0 || mono_ms() >= until)
             break;
-        sleep_ms(POLL_MS);
+        /* a node that is not running will never log in: failed now, not at the deadline */
+        rc = nodes_down(q, l, "go", down);
+        for (i = 0; rc == HSMCA_OK && i < json_array_size(down); i++)
+            rc = node_down(q, target, x->r.id, json_string_value(json_array_get(down, i)));
+        if (rc != HSMCA_OK)
+            break;
+        if (json_array_size(down) == 0)
+            sleep_ms(POLL_MS);
     }
     if (rc != HSMCA_OK)
         goto out;
@@ -453,6 +524,7 @@ hsmca_q_nodes_login(struct hsmca_quorum *q, struct exec_state *x)
 out:
     json_decref(act);
     json_decref(failed);
+    json_decref(down);
     free(l);
     return rc;
 }

@@ -49,6 +49,7 @@ struct hsmca_store {
     int savepoints; /* open savepoints (PostgreSQL: a failed statement rolls the innermost back) */
     int readonly;
     unsigned long commits;
+    unsigned node_gen; /* PostgreSQL: the connection that took a node's liveness lock, or 0 */
 };
 
 /* Map a result code (SQLite's, or PostgreSQL's mapped onto them) to an hsmca code (write_ctx:
@@ -160,6 +161,8 @@ void hsmca_pg_close(struct hsmca_pg *pg);
 /* Run one statement without parameters or rows (BEGIN, COMMIT, SAVEPOINT...). SQLite codes. */
 int hsmca_pg_exec(struct hsmca_store *st, const char *sql);
 const char *hsmca_pg_errmsg(struct hsmca_store *st);
+/* the connection's generation: bumped at each (re)connection, never 0 once connected */
+unsigned hsmca_pg_gen(const struct hsmca_store *st);
 enum hsmca_err hsmca_pg_schema_version(struct hsmca_store *st, int *out);
 enum hsmca_err hsmca_pg_check_durable(struct hsmca_store *st);
 /* Statements: new (sql in SQLite's ?N dialect or PostgreSQL's $N), free, and the hsmca_q_*

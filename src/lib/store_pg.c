@@ -401,6 +401,12 @@ hsmca_pg_exec(struct hsmca_store *st, const char *sql)
     return rc;
 }
 
+unsigned
+hsmca_pg_gen(const struct hsmca_store *st)
+{
+    return st->pg != NULL ? st->pg->gen : 0;
+}
+
 const char *
 hsmca_pg_errmsg(struct hsmca_store *st)
 {

@@ -622,6 +622,76 @@ hsmca_store_qtoken_delete(struct hsmca_store *st, const char *label)
 
 /* ---- nodes named in one ca.activate (quorum_nodes.c) ---- */
 
+/* A node's liveness on PostgreSQL: a session advisory lock on (NODE_LOCK_CLASS, hashtext of
+ * "hsmca-node:" and its name), held by a connection of the node's own for as long as it runs; the
+ * server drops it with the session when the node's process dies. The class stands apart from the
+ * quota's per-CA transaction locks (1752395125) and the single-key locks of the audit log. */
+#define NODE_LOCK_CLASS "1752395126"
+#define NODE_LOCK_KEY "hashtext('hsmca-node:' || CAST(?1 AS TEXT))"
+
+static enum hsmca_err
+first_int(struct hsmca_q *s, void *arg)
+{
+    *(int64_t *)arg = hsmca_q_int64(s, 0);
+    return HSMCA_OK;
+}
+
+enum hsmca_err
+hsmca_store_node_keep(struct hsmca_store *st, const char *node, int *held)
+{
+    int64_t v = 0;
+    enum hsmca_err rc;
+
+    if (st == NULL || node == NULL || node[0] == '\0' || held == NULL)
+        return HSMCA_E_INVALID_ARG;
+    *held = 0;
+    if (!hsmca_store_is_pg(st))
+        return HSMCA_OK;
+    if (st->node_gen != 0 && st->node_gen == hsmca_pg_gen(st)) {
+        /* held on this connection: a statement finds out whether the connection still lives
+         * (a lost one is made again, a new generation, by the next statement) */
+        rc = run(st, "SELECT 1", first_int, &v, NULL, "");
+        if (rc != HSMCA_OK)
+            return rc;
+        if (st->node_gen == hsmca_pg_gen(st)) {
+            *held = 1;
+            return HSMCA_OK;
+        }
+    }
+    st->node_gen = 0;
+    rc = run(st,
+             "SELECT CASE WHEN pg_try_advisory_lock(" NODE_LOCK_CLASS ", " NODE_LOCK_KEY
+             ") THEN 1 ELSE 0 END",
+             first_int, &v, NULL, "t", node);
+    if (rc == HSMCA_OK && v == 1) {
+        st->node_gen = hsmca_pg_gen(st);
+        *held = 1;
+    }
+    return rc;
+}
+
+enum hsmca_err
+hsmca_store_node_alive(struct hsmca_store *st, const char *node, int *alive)
+{
+    int64_t v = 1;
+    enum hsmca_err rc;
+
+    if (st == NULL || node == NULL || node[0] == '\0' || alive == NULL)
+        return HSMCA_E_INVALID_ARG;
+    *alive = 1;
+    if (!hsmca_store_is_pg(st))
+        return HSMCA_OK;
+    /* the lock taken means no session held it: let it go at once, in the same statement */
+    rc = run(st,
+             "SELECT CASE WHEN pg_try_advisory_lock(" NODE_LOCK_CLASS ", " NODE_LOCK_KEY
+             ") THEN CASE WHEN pg_advisory_unlock(" NODE_LOCK_CLASS ", " NODE_LOCK_KEY
+             ") THEN 0 ELSE 0 END ELSE 1 END",
+             first_int, &v, NULL, "t", node);
+    if (rc == HSMCA_OK)
+        *alive = v != 0;
+    return rc;
+}
+
 enum hsmca_err
 hsmca_store_qnode_put(struct hsmca_store *st, const struct hsmca_qnode *r)
 {

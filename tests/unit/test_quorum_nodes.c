@@ -2,7 +2,8 @@
  *
  * test_quorum_nodes.c -- the shapes of a ca.activate naming several nodes (quorum_nodes.c): the
  * request's "node_keys" in the strict request parse, an approval's "node_shares" in the strict
- * approval parse and against the request, and the store's quorum_nodes rows (put, move, list).
+ * approval parse and against the request, the store's quorum_nodes rows (put, move, list), and
+ * the nodes' liveness locks (on PostgreSQL, through tests/integration/store_backend.sh).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -18,6 +21,7 @@
 #include "hsmca/store_quorum.h"
 
 #include "../../src/lib/quorum_int.h"
+#include "../../src/lib/store_internal.h"
 #include "fixture.h"
 
 #define KEY1 "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAAA"
@@ -301,6 +305,100 @@ store_rows_put_move_list(void **state)
     fx_store_close(st, dir);
 }
 
+/* alive(st, node) == want within 5 s (the server lets a closed session's locks go a moment after
+ * the client leaves); returns the last answer */
+static int
+alive_within(struct hsmca_store *st, const char *node, int want)
+{
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    int alive = -1, i;
+
+    for (i = 0; i < 100; i++) {
+        assert_int_equal(hsmca_store_node_alive(st, node, &alive), HSMCA_OK);
+        if (alive == want)
+            break;
+        nanosleep(&ts, NULL);
+    }
+    return alive;
+}
+
+static void
+store_node_liveness(void **state)
+{
+    char dir[512], spec[1024], n1[64], n2[64], sql[256];
+    struct hsmca_store *a = NULL, *b = NULL, *c = NULL, *ro = NULL;
+    enum hsmca_err rc = HSMCA_E_INTERNAL;
+    int held = -1, alive = -1, i;
+
+    (void)state;
+    assert_int_equal(fx_store_open("qlive", 1, dir, sizeof(dir), spec, sizeof(spec), &a), 0);
+    assert_int_equal(hsmca_store_node_keep(a, "", &held), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_node_keep(a, "n", NULL), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_node_alive(NULL, "n", &alive), HSMCA_E_INVALID_ARG);
+    assert_int_equal(hsmca_store_node_alive(a, NULL, &alive), HSMCA_E_INVALID_ARG);
+    if (!hsmca_store_is_pg(a)) { /* SQLite: one node; nothing held, every node counts as up */
+        assert_int_equal(hsmca_store_node_keep(a, "node-1", &held), HSMCA_OK);
+        assert_int_equal(held, 0);
+        assert_int_equal(hsmca_store_node_alive(a, "node-2", &alive), HSMCA_OK);
+        assert_int_equal(alive, 1);
+        fx_store_close(a, dir);
+        return;
+    }
+    /* names of this run only: the cluster may be shared */
+    snprintf(n1, sizeof(n1), "live-%ld-1", (long)getpid());
+    snprintf(n2, sizeof(n2), "live-%ld-2", (long)getpid());
+    assert_int_equal(hsmca_store_open(spec, &b), HSMCA_OK);
+    assert_int_equal(hsmca_store_open(spec, &c), HSMCA_OK);
+    assert_int_equal(hsmca_store_open_readonly(spec, &ro), HSMCA_OK);
+    /* no session holds n1: down, and asking leaves it free */
+    assert_int_equal(hsmca_store_node_alive(ro, n1, &alive), HSMCA_OK);
+    assert_int_equal(alive, 0);
+    assert_int_equal(hsmca_store_node_alive(ro, n1, &alive), HSMCA_OK);
+    assert_int_equal(alive, 0);
+    /* a keeps n1: up, seen from a read-only handle and a write one; n2 still down */
+    assert_int_equal(hsmca_store_node_keep(a, n1, &held), HSMCA_OK);
+    assert_int_equal(held, 1);
+    assert_int_equal(hsmca_store_node_alive(ro, n1, &alive), HSMCA_OK);
+    assert_int_equal(alive, 1);
+    assert_int_equal(hsmca_store_node_alive(b, n1, &alive), HSMCA_OK);
+    assert_int_equal(alive, 1);
+    assert_int_equal(hsmca_store_node_alive(ro, n2, &alive), HSMCA_OK);
+    assert_int_equal(alive, 0);
+    /* kept again (the connection checked): still held, still one holder */
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(hsmca_store_node_keep(a, n1, &held), HSMCA_OK);
+        assert_int_equal(held, 1);
+    }
+    /* a second session cannot take a name a running one holds */
+    assert_int_equal(hsmca_store_node_keep(c, n1, &held), HSMCA_OK);
+    assert_int_equal(held, 0);
+    /* the server ends a's session (a failover, a restart): n1 is down until a keeps it again on
+     * its new connection (the first keep finds the connection lost, the next makes it again) */
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND "
+             "classid = 1752395126 AND objid::text::bigint = "
+             "(hashtext('hsmca-node:%s')::bigint & 4294967295)",
+             n1);
+    assert_int_equal(hsmca_pg_exec(b, sql), 0);
+    assert_int_equal(alive_within(ro, n1, 0), 0);
+    for (i = 0, held = 0; i < 3 && !held; i++)
+        rc = hsmca_store_node_keep(a, n1, &held); /* the first fails: the connection was lost */
+    assert_int_equal(rc, HSMCA_OK);
+    assert_int_equal(held, 1);
+    assert_int_equal(hsmca_store_node_alive(ro, n1, &alive), HSMCA_OK);
+    assert_int_equal(alive, 1);
+    /* a closes (the node stops or dies): n1 is down, and c may take it */
+    hsmca_store_close(a);
+    assert_int_equal(alive_within(ro, n1, 0), 0);
+    assert_int_equal(hsmca_store_node_keep(c, n1, &held), HSMCA_OK);
+    assert_int_equal(held, 1);
+    assert_int_equal(hsmca_store_node_alive(b, n1, &alive), HSMCA_OK);
+    assert_int_equal(alive, 1);
+    hsmca_store_close(c);
+    hsmca_store_close(ro);
+    fx_store_close(b, dir);
+}
+
 int
 main(void)
 {
@@ -309,6 +407,7 @@ main(void)
         cmocka_unit_test(request_of_nine_nodes_is_refused),
         cmocka_unit_test(approval_node_shares_are_checked),
         cmocka_unit_test(store_rows_put_move_list),
+        cmocka_unit_test(store_node_liveness),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -161,6 +161,24 @@ check "node 1 issues under the second window ($st1), node 2 is not active ($st2)
     sh -c "[ '$st1' = 201 ] && [ '$st2' = 409 ] && [ $(store_sql "SELECT count(*) FROM certificates
         WHERE window_id = '$W2' AND request_id = 'q-3'") = 1 ]"
 
+# approve_without HOW: node 2 HOW (stopped, killed) before the approvals; node 1 executes alone
+approve_without() {
+    t0=$(date +%s%N)
+    check "node 2 is $1 before the approvals; node 1 executes without it" approve 1
+    echo "# the approvals with node 2 $1 took $((($(date +%s%N) - t0) / 1000000)) ms"
+}
+# failed_alone CODE REQUEST EPOCH: node 1 activated, node 2 failed with CODE, its row too, and the
+# PIN rotated once from EPOCH all the same
+failed_alone() {
+    check "... node 1 activated, node 2 failed with $1 ($(jq -c .result.nodes "$W/body"))" \
+        jq -e --arg c "$1" '.result.nodes.activated == ["node-1"] and
+            .result.nodes.failed == [{"node": "node-2", "code": $c}]' "$W/body"
+    check "... the PIN still rotated ($3 -> $(token_epoch))" [ "$(token_epoch)" = $(($3 + 1)) ]
+    check "... node 2's row failed with its code" \
+        [ "$(store_sql "SELECT state || ' ' || code FROM quorum_nodes WHERE request_id = '$2' AND
+            node = 'node-2'")" = "failed $1" ]
+}
+
 # ---- a named node hung at the execution: the executor waits its 30 s, then goes on ----
 check "node 1 closes its window (2)" deactivate 1
 e2=$(token_epoch)
@@ -169,17 +187,9 @@ check "a third ca.activate naming both ($STATUS)" [ "$STATUS" = 201 ]
 W3=$rid
 # stopped (SIGSTOP), node 2's process and its store session live on: it is not down, only silent
 kill -STOP "$D2PID"
-t0=$(date +%s%N)
-check "node 2 is stopped before the approvals; node 1 executes without it" approve 1
-echo "# the approvals with node 2 stopped took $((($(date +%s%N) - t0) / 1000000)) ms"
+approve_without stopped
 kill -CONT "$D2PID"
-check "... node 1 activated, node 2 failed with quorum-node-timeout ($(jq -c .result.nodes "$W/body"))" \
-    jq -e '.result.nodes.activated == ["node-1"] and
-        .result.nodes.failed == [{"node":"node-2","code":"quorum-node-timeout"}]' "$W/body"
-check "... the PIN still rotated ($e2 -> $(token_epoch))" [ "$(token_epoch)" = $((e2 + 1)) ]
-check "... node 2's row failed with its code" \
-    [ "$(store_sql "SELECT state || ' ' || code FROM quorum_nodes WHERE request_id = '$W3' AND
-        node = 'node-2'")" = "failed quorum-node-timeout" ]
+failed_alone quorum-node-timeout "$W3" "$e2"
 check "... the timeout is audited" [ "$(count_action quorum.node.timeout)" = 1 ]
 st1=$(dac_post 1 q-5 "$W/d.json" "$W/q-5.pem")
 check "node 1 issues under the third window ($st1)" sh -c "[ '$st1' = 201 ] &&
@@ -193,16 +203,8 @@ check "a ca.activate naming both, node 2 running ($STATUS)" [ "$STATUS" = 201 ]
 W3b=$rid
 # killed, its store session ends with it and its liveness lock goes (docs/postgresql.md)
 node_kill9 2
-t0=$(date +%s%N)
-check "node 2 is killed before the approvals; node 1 executes without it" approve 1
-echo "# the approvals with node 2 killed took $((($(date +%s%N) - t0) / 1000000)) ms"
-check "... node 1 activated, node 2 failed with quorum-node-down ($(jq -c .result.nodes "$W/body"))" \
-    jq -e '.result.nodes.activated == ["node-1"] and
-        .result.nodes.failed == [{"node":"node-2","code":"quorum-node-down"}]' "$W/body"
-check "... the PIN still rotated ($e2 -> $(token_epoch))" [ "$(token_epoch)" = $((e2 + 1)) ]
-check "... node 2's row failed with its code" \
-    [ "$(store_sql "SELECT state || ' ' || code FROM quorum_nodes WHERE request_id = '$W3b' AND
-        node = 'node-2'")" = "failed quorum-node-down" ]
+approve_without killed
+failed_alone quorum-node-down "$W3b" "$e2"
 check "... one quorum.node.down entry naming node 2, and no new timeout" sh -c "
     [ $(store_sql "SELECT count(*) FROM audit_entries WHERE CAST(line AS TEXT) LIKE
         '%\"action\":\"quorum.node.down\"%' AND CAST(line AS TEXT) LIKE '%\"node\":\"node-2\"%'

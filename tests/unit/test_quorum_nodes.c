@@ -305,6 +305,26 @@ store_rows_put_move_list(void **state)
     fx_store_close(st, dir);
 }
 
+/* hsmca_store_node_alive's answer (it must succeed) */
+static int
+is_alive(struct hsmca_store *st, const char *node)
+{
+    int alive = -1;
+
+    assert_int_equal(hsmca_store_node_alive(st, node, &alive), HSMCA_OK);
+    return alive;
+}
+
+/* hsmca_store_node_keep's *held (it must succeed) */
+static int
+keeps(struct hsmca_store *st, const char *node)
+{
+    int held = -1;
+
+    assert_int_equal(hsmca_store_node_keep(st, node, &held), HSMCA_OK);
+    return held;
+}
+
 /* alive(st, node) == want within 5 s (the server lets a closed session's locks go a moment after
  * the client leaves); returns the last answer */
 static int
@@ -337,10 +357,8 @@ store_node_liveness(void **state)
     assert_int_equal(hsmca_store_node_alive(NULL, "n", &alive), HSMCA_E_INVALID_ARG);
     assert_int_equal(hsmca_store_node_alive(a, NULL, &alive), HSMCA_E_INVALID_ARG);
     if (!hsmca_store_is_pg(a)) { /* SQLite: one node; nothing held, every node counts as up */
-        assert_int_equal(hsmca_store_node_keep(a, "node-1", &held), HSMCA_OK);
-        assert_int_equal(held, 0);
-        assert_int_equal(hsmca_store_node_alive(a, "node-2", &alive), HSMCA_OK);
-        assert_int_equal(alive, 1);
+        assert_int_equal(keeps(a, "node-1"), 0);
+        assert_int_equal(is_alive(a, "node-2"), 1);
         fx_store_close(a, dir);
         return;
     }
@@ -350,28 +368,20 @@ store_node_liveness(void **state)
     assert_int_equal(hsmca_store_open(spec, &b), HSMCA_OK);
     assert_int_equal(hsmca_store_open(spec, &c), HSMCA_OK);
     assert_int_equal(hsmca_store_open_readonly(spec, &ro), HSMCA_OK);
-    /* no session holds n1: down, and asking leaves it free */
-    assert_int_equal(hsmca_store_node_alive(ro, n1, &alive), HSMCA_OK);
-    assert_int_equal(alive, 0);
-    assert_int_equal(hsmca_store_node_alive(ro, n1, &alive), HSMCA_OK);
-    assert_int_equal(alive, 0);
+    /* no session holds n1: down, twice (asking let go of what it took) */
+    assert_int_equal(is_alive(ro, n1), 0);
+    assert_int_equal(is_alive(ro, n1), 0);
     /* a keeps n1: up, seen from a read-only handle and a write one; n2 still down */
-    assert_int_equal(hsmca_store_node_keep(a, n1, &held), HSMCA_OK);
-    assert_int_equal(held, 1);
-    assert_int_equal(hsmca_store_node_alive(ro, n1, &alive), HSMCA_OK);
-    assert_int_equal(alive, 1);
-    assert_int_equal(hsmca_store_node_alive(b, n1, &alive), HSMCA_OK);
-    assert_int_equal(alive, 1);
-    assert_int_equal(hsmca_store_node_alive(ro, n2, &alive), HSMCA_OK);
-    assert_int_equal(alive, 0);
+    assert_int_equal(keeps(a, n1), 1);
+    assert_int_equal(is_alive(ro, n1), 1);
+    assert_int_equal(is_alive(b, n1), 1);
+    assert_int_equal(is_alive(ro, n2), 0);
     /* kept again (the connection checked): still held, still one holder */
     for (i = 0; i < 3; i++) {
-        assert_int_equal(hsmca_store_node_keep(a, n1, &held), HSMCA_OK);
-        assert_int_equal(held, 1);
+        assert_int_equal(keeps(a, n1), 1);
     }
     /* a second session cannot take a name a running one holds */
-    assert_int_equal(hsmca_store_node_keep(c, n1, &held), HSMCA_OK);
-    assert_int_equal(held, 0);
+    assert_int_equal(keeps(c, n1), 0);
     /* the server ends a's session (a failover, a restart): n1 is down until a keeps it again on
      * its new connection (the first keep finds the connection lost, the next makes it again) */
     snprintf(sql, sizeof(sql),
@@ -385,15 +395,12 @@ store_node_liveness(void **state)
         rc = hsmca_store_node_keep(a, n1, &held); /* the first fails: the connection was lost */
     assert_int_equal(rc, HSMCA_OK);
     assert_int_equal(held, 1);
-    assert_int_equal(hsmca_store_node_alive(ro, n1, &alive), HSMCA_OK);
-    assert_int_equal(alive, 1);
+    assert_int_equal(is_alive(ro, n1), 1);
     /* a closes (the node stops or dies): n1 is down, and c may take it */
     hsmca_store_close(a);
     assert_int_equal(alive_within(ro, n1, 0), 0);
-    assert_int_equal(hsmca_store_node_keep(c, n1, &held), HSMCA_OK);
-    assert_int_equal(held, 1);
-    assert_int_equal(hsmca_store_node_alive(b, n1, &alive), HSMCA_OK);
-    assert_int_equal(alive, 1);
+    assert_int_equal(keeps(c, n1), 1);
+    assert_int_equal(is_alive(b, n1), 1);
     hsmca_store_close(c);
     hsmca_store_close(ro);
     fx_store_close(b, dir);

@@ -15,6 +15,8 @@
  * stamp. Two writers at once (hsmcad nodes sharing the audit token through a network module)
  * each destroy only what is older than their own object, so the newest object always survives,
  * and a crash between create and destroy leaves two objects, of which the reader takes the newer.
+ * A reader whose search found only copies that another writer destroyed before it read them
+ * looks again (that writer's newer copy is in by then): it never answers "none" for a replace.
  * Objects from older versions (no stamp; or the "<label>.new" of their create-destroy-rename
  * replace) count as the oldest.
  */
@@ -56,10 +58,11 @@ data_find_all(struct hsmca_token *tok, const char *label, struct data_copy *c, s
 /*
  * Every copy of label's object (label and the legacy "<label>.new") with its stamp, and the
  * index of the newest in *best (-1 when there is none). A copy that vanished under us (another
- * writer destroyed it) is dropped.
+ * writer destroyed it) is dropped and counted in *gone (may be NULL).
  */
 static enum hsmca_err
-data_copies(struct hsmca_token *tok, const char *label, struct data_copy *c, size_t *n, long *best)
+data_copies(struct hsmca_token *tok, const char *label, struct data_copy *c, size_t *n, long *best,
+            size_t *gone)
 {
     char legacy[HSMCA_KEY_LABEL_MAX + 5];
     enum hsmca_err rc;
@@ -77,8 +80,11 @@ data_copies(struct hsmca_token *tok, const char *label, struct data_copy *c, siz
         CK_ATTRIBUTE a = {CKA_APPLICATION, c[i].stamp, STAMP_LEN};
         CK_RV rv = tok->p11->f->C_GetAttributeValue(tok->session, c[i].h, &a, 1);
 
-        if (rv == CKR_OBJECT_HANDLE_INVALID)
-            continue; /* destroyed by another writer since the find */
+        if (rv == CKR_OBJECT_HANDLE_INVALID) { /* destroyed by another writer since the find */
+            if (gone != NULL)
+                (*gone)++;
+            continue;
+        }
         len = (rv == CKR_OK && a.ulValueLen == STAMP_LEN) ? STAMP_LEN : 0;
         if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL && rv != CKR_ATTRIBUTE_TYPE_INVALID)
             return tok_ckr("C_GetAttributeValue", rv, HSMCA_E_TOKEN_FAILED);
@@ -146,7 +152,7 @@ hsmca_token_data_write(struct hsmca_token *tok, const char *label, const unsigne
     rc = tok_lock_write(tok);
     if (rc != HSMCA_OK)
         return rc;
-    rc = data_copies(tok, label, c, &n, &best);
+    rc = data_copies(tok, label, c, &n, &best, NULL);
     if (rc == HSMCA_OK)
         rc = new_stamp(c, n, stamp);
     if (rc != HSMCA_OK)
@@ -199,14 +205,19 @@ hsmca_token_data_read(struct hsmca_token *tok, const char *label, unsigned char 
         rc = HSMCA_E_NOT_LOGGED_IN;
         goto out;
     }
-    /* the newest copy can be destroyed between the find and the read only by a writer whose
-     * newer copy is already in: look again (bounded) */
+    /* the copies found can be destroyed before they are read only by a writer whose newer copy
+     * is already in: look again (bounded), whether the newest vanished before its stamp was read
+     * (none left: not "no object") or before its value was */
     for (tries = 0; tries < 8; tries++) {
-        rc = data_copies(tok, label, c, &n, &best);
+        size_t gone = 0;
+
+        rc = data_copies(tok, label, c, &n, &best, &gone);
         if (rc != HSMCA_OK)
             goto out;
         if (best < 0) {
             rc = HSMCA_E_NOT_FOUND;
+            if (gone > 0)
+                continue;
             goto out;
         }
         rc = tok_get_bytes(tok, c[best].h, CKA_VALUE, buf, buf_max, len);

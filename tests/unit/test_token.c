@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <openssl/ec.h>
@@ -23,6 +24,7 @@
 
 #include "hsmca/token.h"
 
+#include "../../src/lib/token_internal.h"
 #include "fixture.h"
 
 #define SO_PIN "so-secret-1"
@@ -786,6 +788,97 @@ data_object_replace_survives_two_writers_and_cut_writes(void **state)
     dlclose(dl);
 }
 
+/* Another writer, in raw PKCS#11 on a session of its own: a newer copy of label in (stamped a
+ * second ahead of this clock, as a node whose clock runs ahead would), then every older one out,
+ * as token_data.c's write does. */
+struct other_writer {
+    struct hsmca_token *tok;
+    const char *label, *value;
+    int done;
+};
+
+static void
+other_writer_replace(void *arg)
+{
+    struct other_writer *w = arg;
+    CK_FUNCTION_LIST_PTR f = w->tok->p11->f;
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    CK_BBOOL yes = CK_TRUE;
+    char stamp[33];
+    struct timespec ts;
+    CK_ATTRIBUTE find[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                           {CKA_LABEL, (void *)w->label, strlen(w->label)}};
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},
+        {CKA_TOKEN, &yes, sizeof(yes)},
+        {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_LABEL, (void *)w->label, strlen(w->label)},
+        {CKA_APPLICATION, stamp, sizeof(stamp) - 1},
+        {CKA_VALUE, (void *)w->value, strlen(w->value)},
+    };
+    CK_OBJECT_HANDLE old[8], h;
+    CK_SESSION_HANDLE s;
+    CK_ULONG n = 0, i;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(stamp, sizeof(stamp), "%016llx0000000000000000",
+             (unsigned long long)(ts.tv_sec + 1) * 1000000000ULL + (unsigned long long)ts.tv_nsec);
+    /* the application is logged in to the slot already: the new session is too */
+    if (f->C_OpenSession(w->tok->slot_id, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s) !=
+        CKR_OK)
+        return;
+    if (f->C_FindObjectsInit(s, find, 2) == CKR_OK) {
+        (void)f->C_FindObjects(s, old, 8, &n);
+        (void)f->C_FindObjectsFinal(s);
+    }
+    if (n > 0 && f->C_CreateObject(s, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &h) == CKR_OK) {
+        for (i = 0; i < n && f->C_DestroyObject(s, old[i]) == CKR_OK; i++)
+            ;
+        w->done = i == n;
+    }
+    (void)f->C_CloseSession(s);
+}
+
+/*
+ * A reader's search finds the object, then another writer (another node on a shared network
+ * token) puts its newer copy in and destroys the one found, before the reader reads it: the reader
+ * looks again and reads the newer copy; it never answers that there is none (a node's start once
+ * failed so: "the audit token holds no anchor object", tests/integration/nodes.sh in CI).
+ */
+static void
+data_object_replaced_between_search_and_read(void **state)
+{
+    struct ctx *c = *state;
+    void (*after_find)(const char *, void (*)(void *), void *);
+    struct other_writer w = {NULL, "anchor", "size 99", 0};
+    unsigned char buf[64];
+    size_t len = 0;
+    shim_count_fn count;
+    shim_fail_fn inject;
+    void *dl;
+
+    dl = use_shim(c, &count, &inject);
+    *(void **)&after_find = dlsym(dl, "hsmca_shim_after_find");
+    assert_non_null(after_find);
+    assert_int_equal(hsmca_token_login(c->tok, &c->pin), HSMCA_OK);
+    assert_int_equal(hsmca_token_data_write(c->tok, "anchor", (const unsigned char *)"size 1", 6),
+                     HSMCA_OK);
+    w.tok = c->tok;
+    after_find("anchor", other_writer_replace, &w);
+    assert_int_equal(hsmca_token_data_read(c->tok, "anchor", buf, sizeof(buf), &len), HSMCA_OK);
+    after_find(NULL, NULL, NULL);
+    assert_true(w.done); /* the other writer did replace the copy the search had found */
+    assert_int_equal(len, 7);
+    assert_memory_equal(buf, "size 99", 7);
+    /* and the next write of ours goes above the other writer's stamp */
+    assert_int_equal(hsmca_token_data_write(c->tok, "anchor", (const unsigned char *)"size 100", 8),
+                     HSMCA_OK);
+    assert_int_equal(hsmca_token_data_read(c->tok, "anchor", buf, sizeof(buf), &len), HSMCA_OK);
+    assert_int_equal(len, 8);
+    assert_memory_equal(buf, "size 100", 8);
+    dlclose(dl);
+}
+
 int
 main(void)
 {
@@ -805,6 +898,8 @@ main(void)
         cmocka_unit_test_setup_teardown(token_failures_become_errors_not_crashes, setup, teardown),
         cmocka_unit_test_setup_teardown(data_object_replace_survives_two_writers_and_cut_writes,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(data_object_replaced_between_search_and_read, setup,
+                                        teardown),
     };
     int rc;
 

@@ -102,7 +102,8 @@ hsmcad_nodes_hold(struct hsmcad *d)
         return HSMCA_OK;
     snprintf(hold.node, sizeof(hold.node), "%s", d->cfg.node);
     hold.held = -1; /* the first keep logs its outcome */
-    rc = hsmca_store_open(d->cfg.store, &hold.st);
+    /* read-only: it writes nothing, and a session lock needs no write (nor the migrations' lock) */
+    rc = hsmca_store_open_readonly(d->cfg.store, &hold.st);
     if (rc != HSMCA_OK)
         return rc;
     for (i = 0; i < HOLD_TRIES; i++) {

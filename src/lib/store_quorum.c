@@ -622,12 +622,11 @@ hsmca_store_qtoken_delete(struct hsmca_store *st, const char *label)
 
 /* ---- nodes named in one ca.activate (quorum_nodes.c) ---- */
 
-/* A node's liveness on PostgreSQL: a session advisory lock on (NODE_LOCK_CLASS, hashtext of
+/* A node's liveness on PostgreSQL: a session advisory lock on (1752395126, hashtext of
  * "hsmca-node:" and its name), held by a connection of the node's own for as long as it runs; the
  * server drops it with the session when the node's process dies. The class stands apart from the
  * quota's per-CA transaction locks (1752395125) and the single-key locks of the audit log. */
-#define NODE_LOCK_CLASS "1752395126"
-#define NODE_LOCK_KEY "hashtext('hsmca-node:' || CAST(?1 AS TEXT))"
+#define NODE_LOCK "(1752395126, hashtext('hsmca-node:' || CAST(?1 AS TEXT)))"
 
 static enum hsmca_err
 first_int(struct hsmca_q *s, void *arg)
@@ -636,15 +635,24 @@ first_int(struct hsmca_q *s, void *arg)
     return HSMCA_OK;
 }
 
+/* keep's and alive's arguments; *out set to what SQLite answers (a lone node) */
+static int
+node_args_ok(const struct hsmca_store *st, const char *node, int *out, int sqlite_answer)
+{
+    if (st == NULL || node == NULL || node[0] == '\0' || out == NULL)
+        return 0;
+    *out = sqlite_answer;
+    return 1;
+}
+
 enum hsmca_err
 hsmca_store_node_keep(struct hsmca_store *st, const char *node, int *held)
 {
     int64_t v = 0;
     enum hsmca_err rc;
 
-    if (st == NULL || node == NULL || node[0] == '\0' || held == NULL)
+    if (!node_args_ok(st, node, held, 0))
         return HSMCA_E_INVALID_ARG;
-    *held = 0;
     if (!hsmca_store_is_pg(st))
         return HSMCA_OK;
     if (st->node_gen != 0 && st->node_gen == hsmca_pg_gen(st)) {
@@ -659,10 +667,8 @@ hsmca_store_node_keep(struct hsmca_store *st, const char *node, int *held)
         }
     }
     st->node_gen = 0;
-    rc = run(st,
-             "SELECT CASE WHEN pg_try_advisory_lock(" NODE_LOCK_CLASS ", " NODE_LOCK_KEY
-             ") THEN 1 ELSE 0 END",
-             first_int, &v, NULL, "t", node);
+    rc = run(st, "SELECT CASE WHEN pg_try_advisory_lock" NODE_LOCK " THEN 1 ELSE 0 END", first_int,
+             &v, NULL, "t", node);
     if (rc == HSMCA_OK && v == 1) {
         st->node_gen = hsmca_pg_gen(st);
         *held = 1;
@@ -676,16 +682,14 @@ hsmca_store_node_alive(struct hsmca_store *st, const char *node, int *alive)
     int64_t v = 1;
     enum hsmca_err rc;
 
-    if (st == NULL || node == NULL || node[0] == '\0' || alive == NULL)
+    if (!node_args_ok(st, node, alive, 1))
         return HSMCA_E_INVALID_ARG;
-    *alive = 1;
     if (!hsmca_store_is_pg(st))
         return HSMCA_OK;
     /* the lock taken means no session held it: let it go at once, in the same statement */
     rc = run(st,
-             "SELECT CASE WHEN pg_try_advisory_lock(" NODE_LOCK_CLASS ", " NODE_LOCK_KEY
-             ") THEN CASE WHEN pg_advisory_unlock(" NODE_LOCK_CLASS ", " NODE_LOCK_KEY
-             ") THEN 0 ELSE 0 END ELSE 1 END",
+             "SELECT CASE WHEN pg_try_advisory_lock" NODE_LOCK
+             " THEN CASE WHEN pg_advisory_unlock" NODE_LOCK " THEN 0 ELSE 0 END ELSE 1 END",
              first_int, &v, NULL, "t", node);
     if (rc == HSMCA_OK)
         *alive = v != 0;
